@@ -1,0 +1,56 @@
+"""A real Mosquitto broker on a free loopback port, started and stopped by the test."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from .net import free_port, wait_for_port
+from .procs import stop_process
+
+
+@dataclass(frozen=True)
+class BrokerEndpoint:
+    host: str
+    port: int
+    kind: str  # "mosquitto" or "embedded"
+    pid: int | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://{self.host}:{self.port}"
+
+
+def mosquitto_binary() -> str | None:
+    return shutil.which("mosquitto") or (
+        "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
+    )
+
+
+@contextmanager
+def mosquitto_broker(workdir: Path, *, port: int | None = None, extra_conf: str = "") -> Iterator[BrokerEndpoint]:
+    binary = mosquitto_binary()
+    if binary is None:
+        raise RuntimeError("mosquitto is not installed: run scripts/test, which installs it")
+    port = port or free_port()
+    conf = workdir / f"mosquitto-{port}.conf"
+    conf.write_text(
+        f"listener {port} 127.0.0.1\n"
+        "allow_anonymous true\n"
+        "persistence false\n"
+        "max_queued_messages 0\n"
+        "max_inflight_messages 0\n"
+        f"{extra_conf}\n"
+    )
+    log = open(workdir / f"mosquitto-{port}.log", "wb")
+    proc = subprocess.Popen([binary, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(port)
+        yield BrokerEndpoint("127.0.0.1", port, "mosquitto", proc.pid)
+    finally:
+        stop_process(proc)
+        log.close()

@@ -1,0 +1,1 @@
+"""The ``uns`` command line: the one place that composes the packages into running services."""

@@ -1,0 +1,68 @@
+"""Entry point of the ``uns`` command.
+
+Each subcommand lives in its own module under ``uns/cli`` and is registered here; the
+modules import the service packages (``broker``, ``edge_node``, ``mes_adapter``,
+``simulator``) lazily inside their commands so ``uns decode`` starts fast and the ``uns``
+core never imports them at module level.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+
+import typer
+
+app = typer.Typer(
+    name="uns",
+    help="uns-hub: OPC UA to Sparkplug B 3.0 Unified Namespace hub for factories.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# (module under uns.cli, name of the attribute to mount, name of the subcommand or None for
+# a plain command that registers itself on ``app``)
+_SUBCOMMANDS: list[str] = [
+    "decode",
+    "broker",
+    "sim",
+    "edge",
+    "host",
+    "adapter",
+    "cmd",
+    "audit",
+    "up",
+]
+
+
+def _register() -> None:
+    for name in _SUBCOMMANDS:
+        try:
+            module = importlib.import_module(f"uns.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"uns.cli.{name}":
+                continue  # subcommand not built yet
+            raise
+        module.register(app)
+
+
+@app.callback()
+def _root(
+    log_level: str = typer.Option("INFO", "--log-level", envvar="UNS_LOG_LEVEL", help="DEBUG, INFO, WARNING or ERROR"),
+    log_json: bool = typer.Option(False, "--log-json", envvar="UNS_LOG_JSON", help="one JSON object per log line"),
+) -> None:
+    from uns.logging_setup import configure_logging
+
+    configure_logging(log_level, json_lines=log_json)
+
+
+_register()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
