@@ -1,0 +1,55 @@
+"""The plain-JSON payloads of the UNS mirror: the contract every plant app and MQTT explorer reads.
+
+``<metric topic>`` (retained, QoS 1)::
+
+    {"value": 72.4, "timestamp_ms": 1733904005123, "quality": "GOOD", "status_code": 0,
+     "datatype": "Double", "unit": "degC"}
+
+a superset of UMH Core's ``{"value", "timestamp_ms"}`` so such consumers can ignore the extras
+(reference/domain.md §1.5). Bad data has ``"value": null``. ``<metric topic>/_meta`` (retained)
+describes the tag once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from uns.conventions import Quality
+
+
+class UnsValue(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    value: Any = None
+    timestamp_ms: int
+    quality: Quality = Quality.GOOD
+    status_code: int | None = None
+    datatype: str | None = None
+    unit: str | None = None
+    #: the value came from store-and-forward replay or back-fill, not live
+    is_historical: bool = False
+    #: the source timestamp lies in the future of the edge node's clock
+    future_timestamp: bool = False
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json(exclude_none=True, exclude_defaults=False).encode()
+
+
+class UnsMeta(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    datatype: str
+    unit: str | None = None
+    eng_low: float | None = None
+    eng_high: float | None = None
+    description: str | None = None
+    group_id: str
+    edge_node_id: str
+    device_id: str | None = None
+    metric_name: str
+    alias: int | None = None
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json(exclude_none=True).encode()
