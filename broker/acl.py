@@ -1,0 +1,150 @@
+"""Who may publish, subscribe to and receive what: the broker's authorization, with no I/O.
+
+A :class:`Principal` is what authentication proved about a connection (user name, role, and for
+an edge node the Sparkplug group/edge it speaks for). A :class:`RoleRules` holds allow and deny
+filter templates per action; templates may name ``{username}``, ``{client_id}``, ``{group}`` and
+``{edge}``, filled in per principal. The rules, stated once:
+
+* **publish** a topic: it matches an allowed publish filter and no denied one.
+* **subscribe** a filter: an allowed subscribe filter *covers* it (every topic the filter could
+  match is allowed) and no denied filter covers it. A subscription to ``#`` by a role allowed only
+  ``spBv1.0/#`` is refused, not silently narrowed.
+* **receive** a topic (live *and* retained delivery): it matches an allowed subscribe filter and
+  no denied one. This second check is what keeps a wildcard subscription, the ``$sparkplug``
+  certificate copies and retained messages inside the policy.
+
+Deny wins over allow. Nothing is allowed that no rule allows. Decisions are memoised per
+(principal, action, topic) because the broker asks for every message and every subscriber.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from .topics import filter_covers, topic_matches, validate_filter
+
+
+class Action(StrEnum):
+    PUBLISH = "publish"
+    SUBSCRIBE = "subscribe"
+    RECEIVE = "receive"
+
+
+class PolicyError(ValueError):
+    """The ACL configuration is wrong (unknown role, bad filter template, missing scope)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """What a connection proved: the user (None when anonymous), its role and Sparkplug scope."""
+
+    username: str | None
+    role: str
+    client_id: str = ""
+    group: str | None = None
+    edge: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RoleRules:
+    """Filter templates for one role. ``subscribe`` also governs what the role may receive."""
+
+    publish: tuple[str, ...] = ()
+    subscribe: tuple[str, ...] = ()
+    deny_publish: tuple[str, ...] = ()
+    deny_subscribe: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, publish: Iterable[str] = (), subscribe: Iterable[str] = (),
+           deny_publish: Iterable[str] = (), deny_subscribe: Iterable[str] = ()) -> RoleRules:
+        return cls(tuple(publish), tuple(subscribe), tuple(deny_publish), tuple(deny_subscribe))
+
+    @property
+    def needs_edge_scope(self) -> bool:
+        return any("{group}" in t or "{edge}" in t for t in self._templates())
+
+    def _templates(self) -> Iterable[str]:
+        return (*self.publish, *self.subscribe, *self.deny_publish, *self.deny_subscribe)
+
+
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    publish: tuple[str, ...]
+    subscribe: tuple[str, ...]
+    deny_publish: tuple[str, ...]
+    deny_subscribe: tuple[str, ...]
+
+
+def _fill(template: str, principal: Principal) -> str:
+    values = {
+        "username": principal.username or "",
+        "client_id": principal.client_id,
+        "group": principal.group or "",
+        "edge": principal.edge or "",
+    }
+    try:
+        return validate_filter(template.format(**values))
+    except KeyError as exc:
+        raise PolicyError(f"filter template {template!r} names unknown placeholder {exc}; "
+                          "use {username}, {client_id}, {group} or {edge}") from None
+
+
+@dataclass
+class Authorizer:
+    """Answers allow/deny for a principal. Roles are fixed at construction; see :mod:`broker.policy`."""
+
+    roles: Mapping[str, RoleRules]
+    cache_limit: int = 200_000
+    _compiled: dict[Principal, _Compiled] = field(default_factory=dict, init=False, repr=False)
+    _cache: dict[tuple[Principal, Action, str], bool] = field(default_factory=dict, init=False, repr=False)
+
+    def check_principal(self, principal: Principal) -> None:
+        """Raise :class:`PolicyError` if this principal can never be authorized (bad role or scope)."""
+        self._compile(principal)
+
+    def allowed(self, principal: Principal, action: Action, topic: str) -> bool:
+        key = (principal, action, topic)
+        hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        decision = self._decide(principal, action, topic)
+        if len(self._cache) >= self.cache_limit:
+            self._cache.clear()
+        self._cache[key] = decision
+        return decision
+
+    def _decide(self, principal: Principal, action: Action, topic: str) -> bool:
+        try:
+            rules = self._compile(principal)
+        except PolicyError:
+            return False
+        if action is Action.PUBLISH:
+            return (any(topic_matches(f, topic) for f in rules.publish)
+                    and not any(topic_matches(f, topic) for f in rules.deny_publish))
+        if action is Action.RECEIVE:
+            return (any(topic_matches(f, topic) for f in rules.subscribe)
+                    and not any(topic_matches(f, topic) for f in rules.deny_subscribe))
+        return (any(filter_covers(f, topic) for f in rules.subscribe)
+                and not any(filter_covers(f, topic) for f in rules.deny_subscribe))
+
+    def _compile(self, principal: Principal) -> _Compiled:
+        compiled = self._compiled.get(principal)
+        if compiled is not None:
+            return compiled
+        rules = self.roles.get(principal.role)
+        if rules is None:
+            raise PolicyError(f"user {principal.username!r} has role {principal.role!r}, "
+                              f"which is not defined (known roles: {', '.join(sorted(self.roles))})")
+        if rules.needs_edge_scope and (not principal.group or not principal.edge):
+            raise PolicyError(f"user {principal.username!r} has role {principal.role!r}, whose rules name "
+                              "{group}/{edge}, but no Sparkplug group/edge is set for the user")
+        compiled = _Compiled(
+            tuple(_fill(t, principal) for t in rules.publish),
+            tuple(_fill(t, principal) for t in rules.subscribe),
+            tuple(_fill(t, principal) for t in rules.deny_publish),
+            tuple(_fill(t, principal) for t in rules.deny_subscribe),
+        )
+        self._compiled[principal] = compiled
+        return compiled

@@ -1,0 +1,300 @@
+"""The thin amqtt shell: a ``Broker`` subclass that routes through our ACL and Sparkplug logic.
+
+amqtt 0.12.1 (pinned exactly in pyproject) has three faults that break Sparkplug
+(libraries.md §3.1). Each is fixed here by overriding one amqtt method, never by copying its files:
+
+1. **No Will on keep-alive expiry.** ``BrokerProtocolHandler.handle_read_timeout`` is ``pass``,
+   so a frozen edge node never gets its NDEATH. :class:`KeepAliveBrokerHandler` closes the
+   connection instead (the reader loop then reports an abnormal close and amqtt publishes the
+   Will), and :meth:`UnsBroker._initialize_client_session` sets the read timeout to
+   1.5 × keep-alive, as MQTT 3.1.1 §3.1.2.10 prescribes.
+2. **Retained messages leak to clients that never subscribed** (and bypass the ACL): on every
+   CONNECT amqtt replays retained messages for *every* subscription filter in the broker.
+   :meth:`UnsBroker._publish_retained_messages_for_subscription` is disabled, and retained
+   messages are sent only from :meth:`UnsBroker._handle_subscription`, for that client's own
+   granted filter, each topic checked against the client's ``receive`` rights.
+3. **Delivery QoS upgraded to the subscription's.** :meth:`UnsBroker._handle_message_delivery`
+   carries the publish QoS with each message and :meth:`UnsBroker._run_broadcast` delivers
+   ``min(publish QoS, subscription QoS)`` (MQTT 3.1.1 §3.8.4); retained delivery likewise.
+
+Also here: authorization on publish/subscribe/receive and on the Will topic (amqtt publishes a
+Will without any ACL check), the Sparkplug-aware certificate topics and duplicate edge-node alarm
+(:mod:`broker.sparkplug_aware`), and cheap ``$SYS`` counters (:mod:`broker.sys_topics`).
+The per-message paths avoid amqtt's per-message f-string debug logs and plugin round-trips, so
+routing costs less than in plain amqtt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.metadata
+import logging
+import time
+from collections import deque
+from typing import Any
+
+from amqtt.broker import Broker
+from amqtt.contexts import Action as AmqttAction
+from amqtt.contexts import BrokerConfig, ListenerConfig
+from amqtt.events import BrokerEvents
+from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
+from amqtt.session import Session
+
+from .acl import Action, Authorizer, PolicyError, Principal
+from .auth_plugin import PRINCIPAL_KEY
+from .sparkplug_aware import (
+    DUPLICATE_ALARM_TOPIC,
+    BirthCertificateStore,
+    EdgeNodeRegistry,
+    sparkplug_topic_or_none,
+)
+from .sys_topics import BrokerStats
+from .topics import topic_matches
+
+log = logging.getLogger("broker")
+
+KEEPALIVE_FACTOR = 1.5  # MQTT 3.1.1 §3.1.2.10
+_BROADCAST_BATCH = 256  # messages routed per broadcast-loop turn before yielding
+_SUBACK_FAILURE = 0x80
+_ACTIONS = {AmqttAction.PUBLISH: Action.PUBLISH, AmqttAction.SUBSCRIBE: Action.SUBSCRIBE,
+            AmqttAction.RECEIVE: Action.RECEIVE}
+
+
+class KeepAliveBrokerHandler(BrokerProtocolHandler):
+    """A broker handler that drops the connection when the keep-alive read timeout fires."""
+
+    on_keepalive_expired: Any = None  # set per instance by UnsBroker: Callable[[Session], None]
+
+    def handle_read_timeout(self) -> None:
+        session = self.session
+        log.info("client %r sent nothing for %.1f s (1.5 x keep-alive): closing it, its Will is due",
+                 session.client_id if session else None, session.keep_alive if session else 0)
+        if self.on_keepalive_expired is not None and session is not None:
+            self.on_keepalive_expired(session)
+        # We run inside the reader task: cancelling it ends the reader loop at its next await,
+        # which then calls handle_connection_closed() -> abnormal disconnect -> Will published.
+        if self._reader_task is not None:
+            self._reader_task.cancel()
+
+
+class UnsBroker(Broker):
+    """amqtt's broker with our authorization, the three fixes, and Sparkplug awareness."""
+
+    def __init__(self, config: BrokerConfig, *, authorizer: Authorizer, sys_interval: float) -> None:
+        super().__init__(config)
+        self.authorizer = authorizer
+        self.stats = BrokerStats()
+        self.certificates = BirthCertificateStore()
+        self.edge_nodes = EdgeNodeRegistry()
+        self._sys_interval = sys_interval
+        self._sys_task: asyncio.Task[None] | None = None
+        self._version = (f"uns-hub {_version('uns-hub')} (amqtt {_version('amqtt')})")
+
+    # ---- lifecycle ------------------------------------------------------------------------
+    async def start(self) -> None:
+        await super().start()
+        if self._sys_interval > 0:
+            self._sys_task = asyncio.create_task(self._sys_loop(), name="uns-broker-sys")
+
+    async def shutdown(self) -> None:
+        if self._sys_task is not None:
+            self._sys_task.cancel()
+            await asyncio.gather(self._sys_task, return_exceptions=True)
+        await super().shutdown()
+
+    def bound_ports(self) -> dict[str, int]:
+        """Listener name -> the port it really listens on (useful with port 0)."""
+        ports: dict[str, int] = {}
+        for name, server in self._servers.items():
+            sockets = getattr(server.instance, "sockets", None) or ()
+            for sock in sockets:
+                ports[name] = sock.getsockname()[1]
+                break
+        return ports
+
+    # ---- connect: keep-alive and authentication -------------------------------------------
+    async def _initialize_client_session(self, *args: Any, **kwargs: Any) -> tuple[BrokerProtocolHandler, Session]:
+        handler, session = await super()._initialize_client_session(*args, **kwargs)
+        handler.__class__ = KeepAliveBrokerHandler  # same layout, one method differs (fix 1)
+        handler.on_keepalive_expired = self._count_keepalive_expired
+        if session.keep_alive > 0:
+            session.keep_alive = session.keep_alive * KEEPALIVE_FACTOR
+        return handler, session
+
+    def _count_keepalive_expired(self, _session: Session) -> None:
+        self.stats.keepalive_expired += 1
+
+    async def _authenticate(self, session: Session, listener: ListenerConfig) -> bool:
+        if not await super()._authenticate(session, listener):
+            self.stats.connects_refused += 1
+            return False
+        principal: Principal | None = session.attributes.get(PRINCIPAL_KEY)
+        if principal is None:
+            self.stats.connects_refused += 1
+            return False
+        try:
+            self.authorizer.check_principal(principal)
+        except PolicyError as exc:
+            log.error("refused client %r: %s", session.client_id, exc)
+            self.stats.connects_refused += 1
+            return False
+        if session.will_flag and session.will_topic and not self.authorizer.allowed(
+                principal, Action.PUBLISH, session.will_topic):
+            log.warning("refused client %r (user %r): its Will topic %r is not one it may publish",
+                        session.client_id, principal.username, session.will_topic)
+            self.stats.connects_refused += 1
+            return False
+        return True
+
+    async def _topic_filtering(self, session: Session, topic: str, action: AmqttAction) -> bool:
+        principal = session.attributes.get(PRINCIPAL_KEY)
+        return principal is not None and self.authorizer.allowed(principal, _ACTIONS[action], topic)
+
+    async def _handle_disconnect(self, client_session: Session, *args: Any, **kwargs: Any) -> None:
+        await super()._handle_disconnect(client_session, *args, **kwargs)
+        if client_session.client_id:
+            self.edge_nodes.on_disconnect(client_session.client_id)
+
+    # ---- subscribe and retained delivery (fix 2) ------------------------------------------
+    async def _publish_retained_messages_for_subscription(self, subscription: tuple[str, int],
+                                                          session: Session) -> None:
+        """Disabled: amqtt calls it on CONNECT for every filter of every client (the leak)."""
+
+    async def _handle_subscription(self, client_session: Session, handler: BrokerProtocolHandler,
+                                   subscribe_waiter: asyncio.Future[Any]) -> None:
+        subscriptions = subscribe_waiter.result()
+        granted = [await self.add_subscription(sub, client_session) for sub in subscriptions.topics]
+        await handler.mqtt_acknowledge_subscription(subscriptions.packet_id, granted)
+        for (topic_filter, requested), qos in zip(subscriptions.topics, granted, strict=True):
+            if qos == _SUBACK_FAILURE:
+                log.info("client %r denied subscription to %r", client_session.client_id, topic_filter)
+                continue
+            await self.plugins_manager.fire_event(BrokerEvents.CLIENT_SUBSCRIBED, client_id=client_session.client_id,
+                                                  topic=topic_filter, qos=requested)
+            await self._deliver_retained(client_session, handler, topic_filter, qos)
+
+    async def _deliver_retained(self, session: Session, handler: BrokerProtocolHandler,
+                                topic_filter: str, granted_qos: int) -> None:
+        principal = session.attributes.get(PRINCIPAL_KEY)
+        if principal is None:
+            return
+        sends = []
+        for topic, retained in list(self._retained_messages.items()):
+            if not topic_matches(topic_filter, topic):
+                continue
+            if not self.authorizer.allowed(principal, Action.RECEIVE, topic):
+                continue
+            qos = granted_qos if retained.qos is None else min(granted_qos, retained.qos)
+            sends.append(handler.mqtt_publish(topic, retained.data, qos, retain=True))
+            self.stats.messages_sent += 1
+        if sends:
+            await asyncio.gather(*sends, return_exceptions=True)
+
+    # ---- publish and routing (fix 3) --------------------------------------------------------
+    async def _handle_message_delivery(self, client_session: Session, handler: BrokerProtocolHandler,
+                                       wait_deliver: asyncio.Future[Any]) -> bool:
+        app_message = wait_deliver.result()
+        await self.plugins_manager.fire_event(BrokerEvents.MESSAGE_RECEIVED,
+                                              client_id=client_session.client_id, message=app_message)
+        if app_message is None:
+            return True
+        topic = app_message.topic
+        if not topic or "#" in topic or "+" in topic:
+            log.warning("client %r published to invalid topic %r (MQTT-3.3.2-2): closing it",
+                        client_session.client_id, topic)
+            return False
+        self.stats.messages_received += 1
+        principal = client_session.attributes.get(PRINCIPAL_KEY)
+        if principal is None or topic.startswith("$") or not self.authorizer.allowed(
+                principal, Action.PUBLISH, topic):
+            self.stats.publish_denied += 1
+            if log.isEnabledFor(logging.INFO):
+                log.info("client %r (user %r) may not publish to %r: dropped", client_session.client_id,
+                         principal.username if principal else None, topic)
+            return True
+        await self.plugins_manager.fire_event(BrokerEvents.MESSAGE_BROADCAST,
+                                              client_id=client_session.client_id, message=app_message)
+        qos = app_message.qos or 0
+        data = app_message.data
+        await self._broadcast_message(client_session, topic, data, qos)
+        packet = app_message.publish_packet
+        if packet is not None and packet.retain_flag:
+            await self.retain_message(client_session, topic, data, qos)
+        if topic.startswith("spBv1.0/"):
+            await self._sparkplug_aware(client_session, topic, bytes(data), qos)
+        return True
+
+    async def _run_broadcast(self, running_tasks: deque[asyncio.Task[Any]]) -> None:
+        broadcast = await self._broadcast_queue.get()
+        for _ in range(_BROADCAST_BATCH):
+            await self._route(broadcast, running_tasks)
+            if self._broadcast_queue.empty():
+                break
+            broadcast = self._broadcast_queue.get_nowait()
+        else:
+            await self._route(broadcast, running_tasks)
+
+    async def _route(self, broadcast: dict[str, Any], running_tasks: deque[asyncio.Task[Any]]) -> None:
+        topic: str = broadcast["topic"]
+        data = broadcast["data"]
+        publish_qos: int | None = broadcast.get("qos")
+        allowed = self.authorizer.allowed
+        for topic_filter, subscriptions in self._subscriptions.items():
+            if not topic_matches(topic_filter, topic):
+                continue
+            for target, sub_qos in subscriptions:
+                principal = target.attributes.get(PRINCIPAL_KEY)
+                if principal is None or not allowed(principal, Action.RECEIVE, topic):
+                    continue
+                qos = sub_qos if publish_qos is None else min(publish_qos, sub_qos)
+                if target.transitions.state != "connected":
+                    # MQTT 3.1.2.4: queue QoS 1/2 for a disconnected persistent session
+                    if not target.clean_session and qos and not target.is_anonymous:
+                        await self._retain_broadcast_message(broadcast, qos, target)
+                    continue
+                handler = self._get_handler(target)
+                if handler is not None:
+                    running_tasks.append(asyncio.ensure_future(handler.mqtt_publish(topic, data, qos, retain=False)))
+                    self.stats.messages_sent += 1
+
+    # ---- Sparkplug awareness ------------------------------------------------------------------
+    async def _sparkplug_aware(self, session: Session, topic: str, data: bytes, qos: int) -> None:
+        parsed = sparkplug_topic_or_none(topic)
+        if parsed is None:
+            return
+        certificate = self.certificates.record(parsed, data)
+        if certificate is not None:
+            await self.retain_message(None, certificate, data, qos)
+            await self._broadcast_message(None, certificate, data, qos)
+        alarm = self.edge_nodes.on_publish(session.client_id or "", parsed, int(time.time() * 1000))
+        if alarm is not None:
+            self.stats.duplicate_edge_nodes += 1
+            log.warning("duplicate edge node %s/%s: client %r births it while client %r is still connected "
+                        "with it; alarm on %s", alarm.group_id, alarm.edge_node_id, alarm.new_client_id,
+                        alarm.existing_client_id, DUPLICATE_ALARM_TOPIC)
+            await self._broadcast_message(None, DUPLICATE_ALARM_TOPIC, alarm.to_json(), 1)
+
+    # ---- $SYS ---------------------------------------------------------------------------------
+    async def _sys_loop(self) -> None:
+        last: dict[str, bytes] = {}
+        while True:
+            snapshot = self.stats.snapshot(
+                version=self._version,
+                clients_connected=sum(1 for s, _ in self._sessions.values() if s.transitions.state == "connected"),
+                retained=len(self._retained_messages),
+                subscriptions=sum(len(subs) for subs in self._subscriptions.values()),
+                certificates=len(self.certificates),
+            )
+            for sys_topic, payload in snapshot.items():
+                if last.get(sys_topic) != payload:
+                    await self.retain_message(None, sys_topic, payload, 0)
+                    await self._broadcast_message(None, sys_topic, payload, 0)
+            last = snapshot
+            await asyncio.sleep(self._sys_interval)
+
+
+def _version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"

@@ -1,0 +1,146 @@
+"""The broker's configuration: one YAML file, validated by pydantic, with defaults that run as is.
+
+Example (every key optional; shown with its default unless marked)::
+
+    tcp: {host: 0.0.0.0, port: 1883}        # null disables
+    websocket: {host: 0.0.0.0, port: 9001}  # MQTT over WebSocket for browser tools; null disables
+    tls:                                     # default null (off)
+      host: 0.0.0.0
+      port: 8883
+      certfile: /etc/uns/broker.crt          # PEM certificate chain
+      keyfile: /etc/uns/broker.key           # PEM private key
+      cafile: null                           # CA that signs client certificates (optional)
+    wss: null                                # same shape as tls, MQTT over WebSocket + TLS
+    password_file: /etc/uns/broker-users.yaml   # see broker.passwords; default null
+    demo_anonymous: off                      # off | read-only | read-write
+    sys_interval: 10                         # seconds between $SYS updates; 0 disables
+    roles:                                   # extra roles, or replacements for edge/host/explorer/admin
+      historian:
+        subscribe: ["spBv1.0/#", "$sparkplug/#"]
+        publish: []
+
+``demo_anonymous`` decides what a client that sends no user name gets: ``off`` refuses it (the
+default: a plant broker must not be open), ``read-only`` grants the ``explorer`` role (``uns up``
+uses this so anyone on the machine can watch, while the edge node and host log in), and
+``read-write`` grants ``admin`` (a throwaway loopback demo or test broker only).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .acl import RoleRules
+from .topics import InvalidFilterError, validate_filter
+
+
+class ConfigError(ValueError):
+    """The broker configuration is unusable; the message says which key and why."""
+
+
+class DemoAnonymous(StrEnum):
+    OFF = "off"
+    READ_ONLY = "read-only"
+    READ_WRITE = "read-write"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Listener(_Model):
+    host: str = "0.0.0.0"
+    port: int = Field(1883, ge=0, le=65535, description="0 picks a free port (in-process use)")
+
+
+class TlsListener(Listener):
+    port: int = Field(8883, ge=0, le=65535)
+    certfile: Path
+    keyfile: Path
+    cafile: Path | None = None
+
+    @model_validator(mode="after")
+    def _files_exist(self) -> TlsListener:
+        for name in ("certfile", "keyfile", "cafile"):
+            value = getattr(self, name)
+            if value is not None and not value.is_file():
+                raise ValueError(f"{name} {value} does not exist or is not a file")
+        return self
+
+
+class RoleConfig(_Model):
+    publish: list[str] = Field(default_factory=list)
+    subscribe: list[str] = Field(default_factory=list)
+    deny_publish: list[str] = Field(default_factory=list)
+    deny_subscribe: list[str] = Field(default_factory=list)
+
+    @field_validator("publish", "subscribe", "deny_publish", "deny_subscribe")
+    @classmethod
+    def _filters(cls, value: list[str]) -> list[str]:
+        for template in value:
+            probe = template.replace("{", "").replace("}", "")
+            try:
+                validate_filter(probe)
+            except InvalidFilterError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    def rules(self) -> RoleRules:
+        return RoleRules.of(self.publish, self.subscribe, self.deny_publish, self.deny_subscribe)
+
+
+class BrokerSettings(_Model):
+    tcp: Listener | None = Field(default_factory=Listener)
+    websocket: Listener | None = Field(default_factory=lambda: Listener(port=9001))
+    tls: TlsListener | None = None
+    wss: TlsListener | None = None
+    password_file: Path | None = None
+    demo_anonymous: DemoAnonymous = DemoAnonymous.OFF
+    sys_interval: float = Field(10.0, ge=0)
+    roles: dict[str, RoleConfig] = Field(default_factory=dict)
+
+    @field_validator("demo_anonymous", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: Any) -> Any:
+        return "off" if value is False else value  # YAML 1.1 reads a bare `off` as False
+
+    @model_validator(mode="after")
+    def _usable(self) -> BrokerSettings:
+        if not any((self.tcp, self.websocket, self.tls, self.wss)):
+            raise ValueError("no listener: enable at least one of tcp, websocket, tls, wss")
+        if self.password_file is None and self.demo_anonymous is DemoAnonymous.OFF:
+            raise ValueError("nobody could connect: set password_file (users from `uns broker passwd`) "
+                             "or demo_anonymous: read-only | read-write")
+        return self
+
+    def custom_roles(self) -> dict[str, RoleRules]:
+        return {name: role.rules() for name, role in self.roles.items()}
+
+
+def load_settings(path: Path | None = None, **overrides: Any) -> BrokerSettings:
+    """Read the YAML file (if any), apply ``overrides`` (non-None CLI options), validate."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"broker config {path} does not exist") from None
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"broker config {path} cannot be read: {exc}") from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"broker config {path} must be a YAML mapping, got {type(loaded).__name__}")
+        data = loaded or {}
+        base = path.parent
+        for key in ("password_file",):
+            if isinstance(data.get(key), str):
+                data[key] = str(base / data[key])
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return BrokerSettings.model_validate(data)
+    except ValidationError as exc:
+        where = f"broker config {path}" if path else "broker settings"
+        raise ConfigError(f"{where} is invalid: {exc}") from exc

@@ -1,0 +1,151 @@
+"""The broker's user database: a YAML password file of argon2id hashes, roles and Sparkplug scopes.
+
+Why YAML and not mosquitto's ``user:hash`` lines: our edge node ids are ``<area>:<line>`` and
+group ids ``<enterprise>:<site>`` (see design.md), so a colon-separated line cannot carry an edge
+user's scope. The file looks like this and is written by ``uns broker passwd``::
+
+    # uns-hub broker users
+    users:
+      line1-edge:
+        hash: $argon2id$v=19$m=65536,t=3,p=4$...
+        role: edge               # edge | host | explorer | admin | a role from the broker config
+        group: acme:plant1       # Sparkplug group_id this edge user may speak for (role edge)
+        edge: packaging:line1    # Sparkplug edge_node_id
+      mes:
+        hash: $argon2id$...
+        role: host
+
+Hashing and verifying are CPU-bound (tens of milliseconds by design); the broker calls
+:func:`verify_password` through ``asyncio.to_thread`` so a connect storm never stalls the loop.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import secrets
+import tempfile
+from pathlib import Path
+
+import yaml
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from uns.sparkplug.topic import validate_id
+
+_HASHER = PasswordHasher()
+
+
+class PasswordFileError(ValueError):
+    """The password file cannot be read, parsed or written; the message names the file and the fault."""
+
+
+class UserRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    hash: str = Field(description="argon2id hash from `uns broker passwd`")
+    role: str = "explorer"
+    group: str | None = Field(None, description="Sparkplug group_id (edge role)")
+    edge: str | None = Field(None, description="Sparkplug edge_node_id (edge role)")
+
+    @field_validator("hash")
+    @classmethod
+    def _argon2(cls, value: str) -> str:
+        if not value.startswith("$argon2"):
+            raise ValueError("hash must be an argon2 hash (starts with '$argon2'); create it with `uns broker passwd`")
+        return value
+
+    @field_validator("group", "edge")
+    @classmethod
+    def _sparkplug_id(cls, value: str | None) -> str | None:
+        return None if value is None else validate_id(value, "Sparkplug id")
+
+
+class PasswordFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    users: dict[str, UserRecord] = Field(default_factory=dict)
+
+    @field_validator("users")
+    @classmethod
+    def _names(cls, value: dict[str, UserRecord]) -> dict[str, UserRecord]:
+        for name in value:
+            validate_username(name)
+        return value
+
+
+def validate_username(name: str) -> str:
+    if not name or any(c.isspace() for c in name) or len(name.encode()) > 256:
+        raise ValueError(f"user name {name!r} must be 1-256 bytes with no whitespace")
+    return name
+
+
+def hash_password(password: str) -> str:
+    if not password:
+        raise ValueError("password must not be empty")
+    return _HASHER.hash(password)
+
+
+def verify_password(password_hash: str, password: str) -> bool:
+    """Constant-time argon2 check. Blocking: call it off the event loop."""
+    try:
+        return _HASHER.verify(password_hash, password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
+@functools.cache
+def dummy_hash() -> str:
+    """A real hash of a random password, verified against for unknown users (equal timing)."""
+    return _HASHER.hash(secrets.token_urlsafe(16))
+
+
+def load_password_file(path: Path) -> PasswordFile:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PasswordFileError(f"password file {path} does not exist; create users with "
+                                f"`uns broker passwd {path} USER`") from None
+    except OSError as exc:
+        raise PasswordFileError(f"password file {path} cannot be read: {exc}") from exc
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise PasswordFileError(f"password file {path} is not valid YAML: {exc}") from exc
+    try:
+        return PasswordFile.model_validate(data)
+    except ValidationError as exc:
+        raise PasswordFileError(f"password file {path} is malformed: {exc}") from exc
+
+
+def save_password_file(path: Path, content: PasswordFile) -> None:
+    """Write atomically with mode 0600, so a running broker never reads half a file."""
+    data = {"users": {name: rec.model_dump(exclude_none=True) for name, rec in sorted(content.users.items())}}
+    text = "# uns-hub broker users; manage with `uns broker passwd`\n" + yaml.safe_dump(data, sort_keys=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def with_user(content: PasswordFile, username: str, password: str, role: str,
+              group: str | None = None, edge: str | None = None) -> PasswordFile:
+    """A copy of ``content`` with ``username`` added or replaced."""
+    validate_username(username)
+    if role == "edge" and (group is None or edge is None):
+        raise ValueError("role 'edge' needs the Sparkplug group and edge node id it may speak for (--group, --edge)")
+    record = UserRecord(hash=hash_password(password), role=role, group=group, edge=edge)
+    return PasswordFile(users={**content.users, username: record})
+
+
+def without_user(content: PasswordFile, username: str) -> PasswordFile:
+    if username not in content.users:
+        raise KeyError(f"user {username!r} is not in the password file")
+    return PasswordFile(users={k: v for k, v in content.users.items() if k != username})

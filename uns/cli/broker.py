@@ -1,0 +1,109 @@
+"""``uns broker``: run the embedded MQTT broker, and manage its password file.
+
+``uns broker`` (or ``uns broker run``) runs it; ``uns broker passwd FILE USER`` adds or changes a
+user. The ``broker`` package is imported inside the commands so other ``uns`` commands start fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from pathlib import Path
+
+import typer
+
+broker_app = typer.Typer(help="The embedded MQTT broker (amqtt, fixed and Sparkplug-aware).",
+                         invoke_without_command=True, no_args_is_help=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(broker_app, name="broker")
+
+
+@broker_app.callback()
+def _default(ctx: typer.Context) -> None:
+    """Without a subcommand, run the broker with the default settings (see `uns broker run --help`)."""
+    if ctx.invoked_subcommand is None:
+        run(config=None, host=None, port=None, ws_port=None, no_websocket=False, password_file=None,
+            demo_anonymous=None, sys_interval=None)
+
+
+@broker_app.command()
+def run(
+    config: Path | None = typer.Option(None, "--config", "-c", help="YAML config file (see broker.config)"),
+    host: str | None = typer.Option(None, "--host", help="address for the TCP and WebSocket listeners"),
+    port: int | None = typer.Option(None, "--port", "-p", help="TCP listener port (default 1883)"),
+    ws_port: int | None = typer.Option(None, "--ws-port", help="WebSocket listener port (default 9001)"),
+    no_websocket: bool = typer.Option(False, "--no-websocket", help="no WebSocket listener"),
+    password_file: Path | None = typer.Option(None, "--password-file", help="users from `uns broker passwd`"),
+    demo_anonymous: str | None = typer.Option(None, "--demo-anonymous",
+                                              help="anonymous clients: off | read-only | read-write"),
+    sys_interval: float | None = typer.Option(None, "--sys-interval", help="seconds between $SYS updates, 0 = off"),
+) -> None:
+    """Run the broker until SIGINT/SIGTERM. Options override the config file."""
+    from broker.config import ConfigError, load_settings
+    from broker.server import run_broker
+
+    try:
+        settings = load_settings(config, password_file=password_file, demo_anonymous=demo_anonymous,
+                                 sys_interval=sys_interval)
+        updates: dict[str, object] = {}
+        if no_websocket:
+            updates["websocket"] = None
+        for name, value in (("tcp", port), ("websocket", ws_port)):
+            current = updates.get(name, getattr(settings, name))
+            changes = {k: v for k, v in (("port", value), ("host", host)) if v is not None}
+            if current is not None and changes:
+                updates[name] = current.model_copy(update=changes)  # type: ignore[union-attr]
+        if updates:
+            settings = type(settings).model_validate({**settings.model_dump(), **{
+                k: (v.model_dump() if v is not None else None) for k, v in updates.items()}})  # type: ignore[union-attr]
+    except (ConfigError, ValueError) as exc:
+        typer.echo(f"uns broker: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run_broker(settings, stop)
+
+    try:
+        asyncio.run(main())
+    except OSError as exc:  # port in use, permission denied
+        typer.echo(f"uns broker: cannot listen: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+@broker_app.command()
+def passwd(
+    file: Path = typer.Argument(..., help="password file (YAML, created if missing)"),
+    user: str = typer.Argument(..., help="user name"),
+    role: str = typer.Option("explorer", "--role", help="edge | host | explorer | admin | a configured role"),
+    group: str | None = typer.Option(None, "--group", help="Sparkplug group_id (role edge)"),
+    edge: str | None = typer.Option(None, "--edge", help="Sparkplug edge_node_id (role edge)"),
+    password_stdin: bool = typer.Option(False, "--password-stdin", help="read the password from stdin"),
+    delete: bool = typer.Option(False, "--delete", help="remove the user instead"),
+) -> None:
+    """Add or change a user (argon2id hash) in a broker password file, or --delete one."""
+    from broker.passwords import (PasswordFile, PasswordFileError, load_password_file, save_password_file,
+                                  with_user, without_user)
+
+    try:
+        content = load_password_file(file) if file.exists() else PasswordFile()
+        if delete:
+            content = without_user(content, user)
+        else:
+            if password_stdin:
+                password = sys.stdin.readline().rstrip("\r\n")
+            else:
+                password = typer.prompt(f"password for {user}", hide_input=True, confirmation_prompt=True)
+            content = with_user(content, user, password, role, group, edge)
+        save_password_file(file, content)
+    except (PasswordFileError, ValueError, KeyError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) else exc
+        typer.echo(f"uns broker passwd: {message}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"{'removed' if delete else 'saved'} user {user!r} in {file}")
