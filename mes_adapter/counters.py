@@ -1,0 +1,211 @@
+"""Cumulative PLC counters → production increments, robust to what real counters do.
+
+Pure logic, no I/O. A :class:`CounterTracker` follows one counter (good, reject, total or a consumed
+material) and turns samples into :class:`CounterDelta` s stamped with a *source* time, so the caller
+can attribute each one to the batch window containing that time.
+
+Rules, stated once (reference/domain.md §3.4):
+
+* The tracker keeps the counter's accepted samples ordered by source time. The increment credited at
+  a sample is ``step(previous sample, sample)``; the total is the sum over consecutive pairs.
+* ``step`` for a normal sample: a rise counts as the difference; a fall is a rollover when the
+  counter has a ``modulus`` and the wrapped difference ``(value - prev) mod modulus`` is at most
+  ``max_wrap_step`` (default a quarter of the modulus), otherwise a reset (PLC restart, shift reset):
+  the new value counts from 0.
+* A BIRTH sample re-states the current value: equal to the previous one it adds nothing; a rise
+  counts (production that happened while the host saw no data, e.g. before a rebirth; historical
+  replay later moves it to the right time, see below); a fall starts a new baseline without counting,
+  because a birth cannot tell a reset from a different counter.
+* The very first sample is a baseline: nothing before it is known, so it counts nothing.
+* BAD and STALE samples, and samples without a numeric value, are ignored (they do not move the
+  baseline). UNCERTAIN values are counted: the PLC still counted them.
+* A sample with the same source time as an accepted one is a duplicate (ignored, counted) if the
+  value is equal, and a conflict (first one kept, counted) otherwise.
+* Out-of-order samples (store-and-forward replay, late deliveries) are inserted at their source
+  time; the tracker emits the difference between the old and new attribution: the late sample gets
+  ``step(prev, late)`` and the following sample a correction ``step(late, next) - step(prev, next)``.
+  So the credited increments depend only on the *set* of samples, never on arrival order, and a
+  replay after a batch ended lands in that batch.
+* Samples are kept for ``horizon_ms`` of source time behind the newest one (and at most
+  ``max_samples``); a sample older than that, or older than the oldest kept sample after pruning
+  or a :meth:`CounterTracker.restore`, cannot be placed and is dropped, counted as ``too_late``.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from uns.conventions import Quality
+
+Number = int | float
+
+
+class CounterRole(StrEnum):
+    """What a configured counter counts (ISO 22400: GQ good, SQ scrap, PQ produced; consumption)."""
+
+    GOOD = "good"
+    REJECT = "reject"
+    TOTAL = "total"
+    CONSUMED = "consumed"
+
+
+class DeltaReason(StrEnum):
+    INCREMENT = "increment"
+    RESET = "reset"
+    ROLLOVER = "rollover"
+    BIRTH_RISE = "birth_rise"
+    CORRECTION = "correction"
+
+
+@dataclass(frozen=True, slots=True)
+class CounterSample:
+    """One observation of a cumulative counter."""
+
+    value: Number | None
+    source_ts_ms: int
+    is_birth: bool = False
+    quality: Quality = Quality.GOOD
+
+
+@dataclass(frozen=True, slots=True)
+class CounterDelta:
+    """An increment (or a correction, possibly negative) credited at a source time."""
+
+    source_ts_ms: int
+    delta: Number
+    reason: DeltaReason
+
+
+@dataclass(slots=True)
+class CounterStats:
+    """What the tracker ignored, for metrics and diagnostics."""
+
+    accepted: int = 0
+    ignored_quality: int = 0
+    duplicates: int = 0
+    conflicts: int = 0
+    too_late: int = 0
+    out_of_order: int = 0
+    resets: int = 0
+    rollovers: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Point:
+    ts: int
+    value: Number
+    is_birth: bool
+
+
+@dataclass
+class CounterTracker:
+    """Delta computation for one cumulative counter (see module rules)."""
+
+    modulus: int | None = 2**32
+    max_wrap_step: int | None = None
+    horizon_ms: int = 7 * 24 * 3600 * 1000
+    max_samples: int = 100_000
+    stats: CounterStats = field(default_factory=CounterStats)
+    _ts: list[int] = field(default_factory=list, repr=False)
+    _points: list[_Point] = field(default_factory=list, repr=False)
+    #: samples at or before this source time can no longer be placed (pruned or restored history)
+    _floor_ts: int | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.modulus is not None and self.modulus < 2:
+            raise ValueError("modulus must be at least 2")
+        if self.max_wrap_step is None and self.modulus is not None:
+            self.max_wrap_step = self.modulus // 4
+
+    # -- the step function ---------------------------------------------------------------
+
+    def _step(self, prev: _Point, cur: _Point) -> tuple[Number, DeltaReason]:
+        diff = cur.value - prev.value
+        if diff >= 0:
+            return diff, (DeltaReason.BIRTH_RISE if cur.is_birth and diff else DeltaReason.INCREMENT)
+        if cur.is_birth:
+            return 0, DeltaReason.RESET
+        if self.modulus is not None and self.max_wrap_step is not None:
+            wrapped = diff % self.modulus
+            if wrapped <= self.max_wrap_step:
+                return wrapped, DeltaReason.ROLLOVER
+        return cur.value, DeltaReason.RESET
+
+    def _credit(self, index: int) -> tuple[Number, DeltaReason]:
+        if index == 0:
+            return 0, DeltaReason.INCREMENT
+        return self._step(self._points[index - 1], self._points[index])
+
+    # -- feeding ---------------------------------------------------------------------------
+
+    def observe(self, sample: CounterSample) -> list[CounterDelta]:
+        """Take one sample; return the non-zero deltas it causes (usually zero or one)."""
+        value = sample.value
+        if (sample.quality in (Quality.BAD, Quality.STALE) or value is None
+                or isinstance(value, bool) or not isinstance(value, int | float)):
+            self.stats.ignored_quality += 1
+            return []
+        if self._ts and (sample.source_ts_ms < self._ts[-1] - self.horizon_ms
+                         or (self._floor_ts is not None and sample.source_ts_ms < self._floor_ts)):
+            self.stats.too_late += 1
+            return []
+        index = bisect.bisect_left(self._ts, sample.source_ts_ms)
+        if index < len(self._ts) and self._ts[index] == sample.source_ts_ms:
+            if self._points[index].value == value:
+                self.stats.duplicates += 1
+            else:
+                self.stats.conflicts += 1
+            return []
+        point = _Point(sample.source_ts_ms, value, sample.is_birth)
+        is_late = index < len(self._ts)
+        old_next = self._credit(index)[0] if is_late else 0
+        self._ts.insert(index, point.ts)
+        self._points.insert(index, point)
+        self.stats.accepted += 1
+        deltas: list[CounterDelta] = []
+        amount, reason = self._credit(index)
+        if reason is DeltaReason.RESET:
+            self.stats.resets += 1
+        elif reason is DeltaReason.ROLLOVER:
+            self.stats.rollovers += 1
+        if amount:
+            deltas.append(CounterDelta(point.ts, amount, reason))
+        if is_late:
+            self.stats.out_of_order += 1
+            following = self._points[index + 1]
+            correction = self._credit(index + 1)[0] - old_next
+            if correction:
+                deltas.append(CounterDelta(following.ts, correction, DeltaReason.CORRECTION))
+        self._prune()
+        return deltas
+
+    def _prune(self) -> None:
+        newest = self._ts[-1]
+        cut = bisect.bisect_left(self._ts, newest - self.horizon_ms)
+        cut = max(cut, len(self._ts) - self.max_samples)
+        # keep one sample before the horizon as the baseline of the oldest kept pair
+        cut = max(0, cut - 1)
+        if cut:
+            del self._ts[:cut]
+            del self._points[:cut]
+            self._floor_ts = self._ts[0]
+
+    # -- persistence (state only; the caller stores it) -------------------------------------
+
+    def snapshot(self) -> list[CounterSample]:
+        """The kept samples, oldest first, to persist and :meth:`restore` after a restart."""
+        return [CounterSample(p.value, p.ts, p.is_birth) for p in self._points]
+
+    def restore(self, samples: list[CounterSample]) -> None:
+        """Reload kept samples without emitting deltas (they were credited before the restart)."""
+        ordered = sorted(samples, key=lambda s: s.source_ts_ms)
+        kept = [s for s in ordered if s.value is not None]
+        self._ts = [s.source_ts_ms for s in kept]
+        self._points = [_Point(s.source_ts_ms, s.value, s.is_birth) for s in kept]  # type: ignore[arg-type]
+        self._floor_ts = self._ts[0] if self._ts else None
+
+    @property
+    def last_value(self) -> Number | None:
+        return self._points[-1].value if self._points else None

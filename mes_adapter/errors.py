@@ -1,0 +1,58 @@
+"""Errors of the MES adapter core, split by whose fault they are.
+
+A peer (the MES, an operator, another plant app) sending something we must refuse raises a
+:class:`MesInputError` subclass: the boundary (REST, MQTT) answers it with the message and goes on.
+A :class:`MesStateError` means stored data contradicts itself (a bug or a hand-edited file), never a
+peer's doing.
+"""
+
+from __future__ import annotations
+
+
+class MesError(Exception):
+    """Base of every error raised by :mod:`mes_adapter` (outside ``host``)."""
+
+
+class MesInputError(MesError, ValueError):
+    """A peer asked for something the adapter refuses; the message says why."""
+
+
+class InvalidLineError(MesInputError):
+    """A line key is not ``<enterprise>/<site>/<area>/<line>`` with valid ISA-95 names."""
+
+
+class ContextRejectedError(MesInputError):
+    """A context assertion was refused (stale or conflicting sequence, inconsistent end)."""
+
+    def __init__(self, line: str, seq: int, reason: str) -> None:
+        super().__init__(f"context assertion seq {seq} for line {line!r} refused: {reason}")
+        self.line = line
+        self.seq = seq
+        self.reason = reason
+
+
+class InvalidContextPayloadError(MesInputError):
+    """A retained ``_context`` payload is not a valid context assertion."""
+
+
+class OutboxConflictError(MesInputError):
+    """The same confirmation id was enqueued again with different content.
+
+    Raised instead of overwriting: a confirmation id is an idempotency key, and the MES must never
+    see two different bodies under one key.
+    """
+
+    def __init__(self, confirmation_id: str) -> None:
+        super().__init__(
+            f"confirmation {confirmation_id} is already in the outbox with different content; "
+            "a correction must be a new confirmation, never an edit"
+        )
+        self.confirmation_id = confirmation_id
+
+
+class UnknownConfirmationError(MesInputError):
+    """No confirmation with this id is in the outbox."""
+
+
+class MesStateError(MesError):
+    """Stored data contradicts itself: a bug or a hand-edited database, never a peer's doing."""
