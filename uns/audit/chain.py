@@ -1,0 +1,344 @@
+"""The append-only, hash-chained, checkpoint-signed audit log (SQLite, one writer).
+
+Why each piece:
+
+* **Hash chain** — each record's ``entry_hash`` covers the previous one's (:mod:`.record`), so an
+  edit, a deletion or a reorder breaks every later link.
+* **Signed checkpoints** — every ``checkpoint_every`` records and on :meth:`AuditLog.close`, the
+  pair ``(seq, head hash)`` is signed with the data directory's Ed25519 key (:mod:`.keys`). They
+  catch what a chain cannot: a cut-off tail, or a chain recomputed from the point of an edit.
+  Checkpoints are chained too (``prev_checkpoint_hash``), so removing one in the middle shows.
+  Records after the last checkpoint are *unsealed*; verify reports how many. Pass
+  ``witness_path`` to also append every checkpoint to a JSON-lines file on other storage: a
+  verifier given that file catches a truncation that took the last checkpoint with it.
+* **One writer** — appends race on ``prev_hash``, so a process holds an exclusive ``flock`` on
+  ``<db>.lock`` for the log's lifetime (a second writer fails at once with
+  :class:`AuditLogBusyError`), appends are serialized by a lock and run in ``BEGIN IMMEDIATE``.
+* **Append-only in SQLite** — triggers abort UPDATE and DELETE on every table. That stops
+  mistakes and casual edits; someone who edits the file directly (or drops the triggers) is
+  caught by :func:`uns.audit.verify.verify`, which does not trust the triggers.
+* **Durability** — WAL with ``synchronous=FULL``: a record acknowledged is on disk; an audit
+  trail that loses its last entries on power loss would be a truncation we caused ourselves.
+
+Tables: ``audit_record(seq, ts_ms, event, command_id, body, prev_hash, entry_hash)`` where ``body``
+is the canonical JSON that was hashed (the other columns are index copies that verify compares
+with it), ``audit_checkpoint(number, seq, head_hash, ts_ms, prev_checkpoint_hash, key_id,
+public_key, signature)``, ``audit_meta(key, value)`` (``log_id``, ``created_ms``, ``schema``).
+POSIX only (``fcntl``).
+"""
+
+from __future__ import annotations
+
+import base64
+import fcntl
+import json
+import os
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pydantic import BaseModel, ConfigDict
+
+from .canonical import CanonicalizationError, canonical_json, sha256_hex
+from .ed25519 import key_id, public_key_text
+from .keys import default_key_path, load_or_create_key
+from .record import GENESIS_HASH, RECORD_SCHEMA, AuditEntry, AuditRecord, seal
+
+CHECKPOINT_SCHEMA = "uns-hub.audit.checkpoint.v1"
+
+SCHEMA_SQL: tuple[str, ...] = (
+    "CREATE TABLE IF NOT EXISTS audit_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS audit_record (
+        seq INTEGER PRIMARY KEY,
+        ts_ms INTEGER NOT NULL,
+        event TEXT NOT NULL,
+        command_id TEXT,
+        body TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        entry_hash TEXT NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS audit_record_command ON audit_record(command_id)",
+    """CREATE TABLE IF NOT EXISTS audit_checkpoint (
+        number INTEGER PRIMARY KEY,
+        seq INTEGER NOT NULL,
+        head_hash TEXT NOT NULL,
+        ts_ms INTEGER NOT NULL,
+        prev_checkpoint_hash TEXT NOT NULL,
+        key_id TEXT NOT NULL,
+        public_key TEXT NOT NULL,
+        signature TEXT NOT NULL)""",
+)
+
+
+def trigger_sql(table: str) -> tuple[str, str]:
+    """The two triggers that make ``table`` append-only."""
+    return tuple(  # type: ignore[return-value]
+        f"CREATE TRIGGER IF NOT EXISTS {table}_no_{op} BEFORE {op.upper()} ON {table} "
+        f"BEGIN SELECT RAISE(ABORT, 'audit log is append-only: {op.upper()} on {table} refused'); END"
+        for op in ("update", "delete")
+    )
+
+
+APPEND_ONLY_TABLES = ("audit_record", "audit_checkpoint", "audit_meta")
+
+
+class AuditError(Exception):
+    """Base of the audit log's errors."""
+
+
+class AuditLogBusyError(AuditError):
+    """Another process already writes this audit log."""
+
+
+class AuditIntegrityError(AuditError):
+    """The log failed verification when the writer opened it; appending would extend a broken chain."""
+
+
+class Checkpoint(BaseModel):
+    """A signed statement: the chain up to ``seq`` ends in ``head_hash``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    number: int
+    seq: int
+    head_hash: str
+    ts_ms: int
+    prev_checkpoint_hash: str
+    key_id: str
+    public_key: str
+    signature: str
+
+    def signed_bytes(self, log_id: str) -> bytes:
+        return checkpoint_bytes(log_id, self.number, self.seq, self.head_hash, self.ts_ms, self.prev_checkpoint_hash)
+
+    def checkpoint_hash(self, log_id: str) -> str:
+        """What the next checkpoint's ``prev_checkpoint_hash`` holds."""
+        return sha256_hex(self.signed_bytes(log_id))
+
+
+def checkpoint_bytes(log_id: str, number: int, seq: int, head_hash: str, ts_ms: int, prev_checkpoint_hash: str) -> bytes:
+    return canonical_json({"schema": CHECKPOINT_SCHEMA, "log_id": log_id, "number": number, "seq": seq,
+                           "head_hash": head_hash, "ts_ms": ts_ms, "prev_checkpoint_hash": prev_checkpoint_hash})
+
+
+def system_now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """A connection in autocommit mode (we issue BEGIN ourselves), WAL, FULL sync."""
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    return db
+
+
+class AuditLog:
+    """The single writer of one audit database. Use as a context manager, or call :meth:`close`."""
+
+    def __init__(self, path: Path, *, key_path: Path | None = None, checkpoint_every: int = 100,
+                 clock: Callable[[], int] = system_now_ms, witness_path: Path | None = None,
+                 verify_on_open: bool = True) -> None:
+        if checkpoint_every < 1:
+            raise ValueError("checkpoint_every must be at least 1")
+        self.path = Path(path)
+        self.checkpoint_every = checkpoint_every
+        self.witness_path = witness_path
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._key: Ed25519PrivateKey = load_or_create_key(key_path or default_key_path(self.path))
+        self._public_text = public_key_text(self._key.public_key())
+        self._key_id = key_id(self._key.public_key())
+        self._lock_file = self._take_writer_lock()
+        try:
+            self._db = connect(self.path)
+            self._init_schema()
+            self.log_id = self._meta("log_id")
+            if verify_on_open:
+                self._verify_on_open()
+            self._head_seq, self._head_hash = self._read_head()
+            self._last_cp = self._read_last_checkpoint()
+        except BaseException:
+            self._release_writer_lock()
+            raise
+        self._closed = False
+
+    # -- lifetime ---------------------------------------------------------------------------
+
+    def _take_writer_lock(self) -> int:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise AuditLogBusyError(f"audit log {self.path} already has a writer (lock {self.path}.lock)") from None
+        return fd
+
+    def _release_writer_lock(self) -> None:
+        fd, self._lock_file = getattr(self, "_lock_file", -1), -1
+        if fd >= 0:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def _init_schema(self) -> None:
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in SCHEMA_SQL:
+                db.execute(statement)
+            for table in APPEND_ONLY_TABLES:
+                for statement in trigger_sql(table):
+                    db.execute(statement)
+            if db.execute("SELECT value FROM audit_meta WHERE key='log_id'").fetchone() is None:
+                db.executemany("INSERT INTO audit_meta(key, value) VALUES (?, ?)", [
+                    ("log_id", str(uuid.uuid4())), ("created_ms", str(self._clock())), ("schema", RECORD_SCHEMA),
+                    ("checkpoint_public_key", self._public_text),
+                ])
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def _verify_on_open(self) -> None:
+        from .verify import verify_connection  # verify imports this module's schema
+
+        report = verify_connection(self._db, self.path, public_key=self._key.public_key(),
+                                   key_source="writer key")
+        if not report.ok:
+            raise AuditIntegrityError(f"audit log {self.path} is broken, refusing to append: {report.summary()}")
+
+    def _meta(self, key: str) -> str:
+        row = self._db.execute("SELECT value FROM audit_meta WHERE key=?", (key,)).fetchone()
+        if row is None:
+            raise AuditIntegrityError(f"audit log {self.path} has no {key!r} in audit_meta")
+        return str(row[0])
+
+    def _read_head(self) -> tuple[int, str]:
+        row = self._db.execute("SELECT seq, entry_hash FROM audit_record ORDER BY seq DESC LIMIT 1").fetchone()
+        return (0, GENESIS_HASH) if row is None else (int(row[0]), str(row[1]))
+
+    def _read_last_checkpoint(self) -> Checkpoint | None:
+        row = self._db.execute(
+            "SELECT number, seq, head_hash, ts_ms, prev_checkpoint_hash, key_id, public_key, signature "
+            "FROM audit_checkpoint ORDER BY number DESC LIMIT 1").fetchone()
+        return None if row is None else checkpoint_from_row(row)
+
+    def close(self) -> None:
+        """Seal the tail with a checkpoint, then release the database and the writer lock."""
+        if getattr(self, "_closed", True):
+            return
+        try:
+            self.checkpoint()
+        finally:
+            self._closed = True
+            self._db.close()
+            self._release_writer_lock()
+
+    def __enter__(self) -> AuditLog:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    # -- writing ----------------------------------------------------------------------------
+
+    @property
+    def head(self) -> tuple[int, str]:
+        """``(seq, entry_hash)`` of the newest record; ``(0, GENESIS_HASH)`` when empty."""
+        return self._head_seq, self._head_hash
+
+    def append(self, entry: AuditEntry) -> AuditRecord:
+        """Chain, store and return one record; checkpoints when ``checkpoint_every`` is reached.
+
+        Raises :class:`~uns.audit.canonical.CanonicalizationError` if a value is not JSON
+        (nothing is written then).
+        """
+        with self._lock:
+            self._check_open()
+            seq = self._head_seq + 1
+            record, body = seal(entry, seq=seq, event_id=str(uuid.uuid4()), ts_ms=self._clock(),
+                                prev_hash=self._head_hash)
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.execute(
+                    "INSERT INTO audit_record(seq, ts_ms, event, command_id, body, prev_hash, entry_hash) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (seq, record.ts_ms, record.event.value, record.command_id, body.decode("utf-8"),
+                     record.prev_hash, record.entry_hash))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            self._head_seq, self._head_hash = seq, record.entry_hash
+            last_sealed = self._last_cp.seq if self._last_cp else 0
+            if seq - last_sealed >= self.checkpoint_every:
+                self._checkpoint_locked()
+            return record
+
+    def checkpoint(self) -> Checkpoint | None:
+        """Sign the current head now; None if nothing was appended since the last checkpoint."""
+        with self._lock:
+            self._check_open()
+            return self._checkpoint_locked()
+
+    def _checkpoint_locked(self) -> Checkpoint | None:
+        last = self._last_cp
+        if self._head_seq == 0 or (last is not None and last.seq == self._head_seq):
+            return None
+        number = (last.number if last else 0) + 1
+        prev = last.checkpoint_hash(self.log_id) if last else GENESIS_HASH
+        ts_ms = self._clock()
+        message = checkpoint_bytes(self.log_id, number, self._head_seq, self._head_hash, ts_ms, prev)
+        checkpoint = Checkpoint(number=number, seq=self._head_seq, head_hash=self._head_hash, ts_ms=ts_ms,
+                                prev_checkpoint_hash=prev, key_id=self._key_id, public_key=self._public_text,
+                                signature=base64.b64encode(self._key.sign(message)).decode("ascii"))
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute("INSERT INTO audit_checkpoint(number, seq, head_hash, ts_ms, prev_checkpoint_hash, key_id, "
+                       "public_key, signature) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", checkpoint_row(checkpoint))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        self._last_cp = checkpoint
+        if self.witness_path is not None:
+            self._witness(checkpoint)
+        return checkpoint
+
+    def _witness(self, checkpoint: Checkpoint) -> None:
+        line = json.dumps({"log_id": self.log_id, **checkpoint.model_dump()}, sort_keys=True) + "\n"
+        fd = os.open(self.witness_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)  # type: ignore[arg-type]
+        try:
+            os.write(fd, line.encode("utf-8"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise AuditError(f"audit log {self.path} is closed")
+
+
+def checkpoint_row(cp: Checkpoint) -> tuple[Any, ...]:
+    return (cp.number, cp.seq, cp.head_hash, cp.ts_ms, cp.prev_checkpoint_hash, cp.key_id, cp.public_key, cp.signature)
+
+
+def checkpoint_from_row(row: tuple[Any, ...]) -> Checkpoint:
+    number, seq, head_hash, ts_ms, prev, kid, public_key, signature = row
+    return Checkpoint(number=number, seq=seq, head_hash=head_hash, ts_ms=ts_ms, prev_checkpoint_hash=prev,
+                      key_id=kid, public_key=public_key, signature=signature)
+
+
+__all__ = [
+    "APPEND_ONLY_TABLES", "CHECKPOINT_SCHEMA", "AuditError", "AuditIntegrityError", "AuditLog", "AuditLogBusyError",
+    "CanonicalizationError", "Checkpoint", "checkpoint_bytes", "checkpoint_from_row", "connect",
+]

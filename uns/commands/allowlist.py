@@ -1,0 +1,337 @@
+"""The command allowlist: which metrics may be written, how, and when — config, versioned.
+
+Nothing reaches a PLC unless a rule here names it. The host checks before it sends and the edge
+checks again when the DCMD/NCMD arrives (the edge is the last line of defence, whatever the host
+sent), both with :class:`~uns.commands.checker.AllowlistChecker` over the same file.
+
+YAML shape (one file, ``version`` goes into every audit record)::
+
+    version: "2025-01-15.1"
+    lines:
+      - group_id: "acme:dublin"          # Sparkplug ids, as on the wire
+        edge_node_id: "packaging:line1"
+        state:                           # where the line's machine state is read (default for rules)
+          device_id: filler
+          metric: Status/StateCurrent
+          names: packml                  # PackML numbers → names; or a {number: name} map; or omit for strings
+        metrics:
+          - device_id: filler            # omit for a node-level metric (NCMD)
+            metric: Filler/SpeedSetpoint
+            datatype: Double
+            min: 0
+            max: 600
+            step: 0.5
+            rate_limit: {max_writes: 10, per_s: 60}
+            allowed_states: [Idle, Execute, Held]
+            tolerance: 0.01
+            write: {node_id: "ns=2;s=Filler.SpeedSP"}
+          - device_id: filler
+            metric: Recipe/Select
+            datatype: String
+            enum: [SKU-12, SKU-14]
+            allowed_states: [Idle, Stopped]   # no recipe change while the line runs
+            critical: true                    # two-person rule
+            write: {node_id: "ns=2;s=Filler.Recipe", readback_node_id: "ns=2;s=Filler.RecipeActive"}
+          - metric: Batch/Start
+            critical: true
+            call:                              # an OPC UA method, called atomically
+              object_node_id: "ns=2;s=Line1"
+              method_node_id: "ns=2;s=Line1.StartBatch"
+              args:
+                - {name: order, datatype: String}
+                - {name: product, datatype: String, enum: [SKU-12, SKU-14]}
+                - {name: quantity, datatype: Int32, min: 1, max: 100000}
+
+A method rule's metric travels as a Sparkplug String whose value is the canonical JSON object of
+its arguments (``{"order":"WO-1","product":"SKU-12","quantity":500}``); the edge births it as a
+String metric. State names are compared case-insensitively, by name, never by number
+(reference/domain.md §2.3: companion specs renumber PackML states).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, model_validator
+
+from uns.sparkplug.datatypes import DataType
+
+from .model import ReasonCode
+from .values import NUMERIC_TYPES, normalize_value, parse_writable_datatype, type_problem
+from .yamlsource import ConfigError, YamlSource
+
+#: PackML ``Status.StateCurrent`` numbering (ISA-TR88.00.02, reference/domain.md §2.3)
+PACKML_STATES: dict[int, str] = {
+    0: "Undefined", 1: "Clearing", 2: "Stopped", 3: "Starting", 4: "Idle", 5: "Suspended", 6: "Execute",
+    7: "Stopping", 8: "Aborting", 9: "Aborted", 10: "Holding", 11: "Held", 12: "Unholding", 13: "Suspending",
+    14: "Unsuspending", 15: "Resetting", 16: "Completing", 17: "Complete",
+}
+_STEP_EPSILON = 1e-9
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class RateLimit(_Strict):
+    """At most ``max_writes`` accepted commands per ``per_s`` seconds (sliding window), per rule."""
+
+    max_writes: PositiveInt
+    per_s: PositiveFloat
+
+
+class StateSource(_Strict):
+    """The metric holding a line's (or cell's) machine state, and how its numbers map to names."""
+
+    device_id: str | None = None
+    metric: str = Field(min_length=1)
+    names: Literal["packml"] | dict[int, str] | None = None
+
+    def name_of(self, raw: str | int | None) -> str | None:
+        """The state name of a raw state-metric value; None if unknown."""
+        if raw is None or isinstance(raw, bool):
+            return None
+        if isinstance(raw, str):
+            return raw
+        table = PACKML_STATES if self.names == "packml" else (self.names or {})
+        return table.get(raw)
+
+
+class ValueRule(_Strict):
+    """Type and range of one value: a written metric or one method argument."""
+
+    datatype: str | None = None
+    min: float | None = None
+    max: float | None = None
+    #: allowed values are ``min + k*step`` (or ``k*step`` without min)
+    step: PositiveFloat | None = None
+    enum: list[Any] | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ValueRule:
+        if self.datatype is None:
+            return self
+        datatype = parse_writable_datatype(self.datatype)
+        numeric = datatype in NUMERIC_TYPES
+        if not numeric and (self.min is not None or self.max is not None or self.step is not None):
+            raise ValueError(f"min/max/step apply to numbers, not to {datatype.name}")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} is greater than max {self.max}")
+        for bound in (self.min, self.max):
+            if bound is not None and not math.isfinite(bound):
+                raise ValueError("min and max must be finite")
+        if self.enum is not None:
+            if not self.enum:
+                raise ValueError("enum must list at least one value")
+            for item in self.enum:
+                problem = type_problem(datatype, item)
+                if problem:
+                    raise ValueError(f"enum value {item!r}: {problem}")
+        return self
+
+    @property
+    def sparkplug_type(self) -> DataType:
+        if self.datatype is None:
+            raise ValueError("rule has no datatype")
+        return DataType[self.datatype]
+
+    def problem(self, value: Any) -> tuple[ReasonCode, str] | None:
+        """The first reason ``value`` breaks this rule, or None."""
+        datatype = self.sparkplug_type
+        wrong = type_problem(datatype, value)
+        if wrong:
+            return ReasonCode.WRONG_TYPE, wrong
+        if self.min is not None and value < self.min:
+            return ReasonCode.OUT_OF_RANGE, f"{value} is below the minimum {self.min:g}"
+        if self.max is not None and value > self.max:
+            return ReasonCode.OUT_OF_RANGE, f"{value} is above the maximum {self.max:g}"
+        if self.step is not None:
+            base = self.min if self.min is not None else 0.0
+            steps = (value - base) / self.step
+            if abs(steps - round(steps)) > _STEP_EPSILON * max(1.0, abs(steps)):
+                return ReasonCode.OFF_STEP, f"{value} is not on the {self.step:g} grid from {base:g}"
+        if self.enum is not None and not _in_enum(value, self.enum):
+            return ReasonCode.NOT_IN_ENUM, f"{value!r} is not one of {self.enum}"
+        return None
+
+
+def _in_enum(value: Any, allowed: list[Any]) -> bool:
+    # True == 1 in Python; a Boolean enum must not accept 1 and an Int enum must not accept true
+    return any(value == item and isinstance(value, bool) == isinstance(item, bool) for item in allowed)
+
+
+class MethodArg(ValueRule):
+    name: str = Field(min_length=1)
+    datatype: str  # required for arguments
+
+
+class NodeWrite(_Strict):
+    """Write the value to one OPC UA node; read back from ``readback_node_id`` (default: the same)."""
+
+    node_id: str = Field(min_length=1)
+    namespace_uri: str | None = None
+    readback_node_id: str | None = None
+
+
+class MethodCall(_Strict):
+    """Call an OPC UA method with the arguments in declared order, in one atomic Call service."""
+
+    object_node_id: str = Field(min_length=1)
+    method_node_id: str = Field(min_length=1)
+    namespace_uri: str | None = None
+    args: list[MethodArg] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_args(self) -> MethodCall:
+        names = [arg.name for arg in self.args]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"argument names repeat: {duplicates}")
+        return self
+
+
+class WritableMetric(ValueRule):
+    """One allowlist rule: a metric that commands may write (``write``) or a method they may call."""
+
+    #: stable rule id for the audit trail; default ``<edge_node_id>/<device_id or ->/<metric>``
+    id: str | None = None
+    device_id: str | None = None
+    metric: str = Field(min_length=1)
+    description: str | None = None
+    rate_limit: RateLimit | None = None
+    #: state names in which a command is allowed; None = any state
+    allowed_states: list[str] | None = None
+    #: overrides the line's state source
+    state: StateSource | None = None
+    critical: bool = False
+    second_signature_window_s: PositiveFloat = 900.0
+    #: absolute tolerance of the read-back comparison
+    tolerance: float = Field(default=0.0, ge=0.0)
+    readback_timeout_s: PositiveFloat = 5.0
+    #: longest a command may wait (in the host queue or the edge's offline queue) before it expires
+    validity_s: PositiveFloat = 300.0
+    write: NodeWrite | None = None
+    call: MethodCall | None = None
+
+    @model_validator(mode="after")
+    def _one_target(self) -> WritableMetric:
+        if (self.write is None) == (self.call is None):
+            raise ValueError("a rule needs exactly one of 'write' (an OPC UA node) or 'call' (an OPC UA method)")
+        if self.call is not None:
+            if any(v is not None for v in (self.datatype, self.min, self.max, self.step, self.enum)):
+                raise ValueError("a 'call' rule types its arguments under call.args, not datatype/min/max/step/enum")
+        elif self.datatype is None:
+            raise ValueError("a 'write' rule needs a datatype")
+        if self.allowed_states is not None and not self.allowed_states:
+            raise ValueError("allowed_states is empty, so no command could ever pass; omit it to allow any state")
+        return self
+
+    @property
+    def wire_type(self) -> DataType:
+        """The Sparkplug datatype of the command metric (String for method calls)."""
+        return DataType.String if self.call is not None else self.sparkplug_type
+
+    def value_problem(self, value: Any) -> tuple[ReasonCode, str] | None:
+        if self.call is None:
+            return self.problem(value)
+        if not isinstance(value, dict):
+            return ReasonCode.WRONG_TYPE, f"a method call takes an object of arguments, got {type(value).__name__}"
+        declared = {arg.name: arg for arg in self.call.args}
+        unknown = sorted(set(value) - set(declared))
+        if unknown:
+            return ReasonCode.WRONG_TYPE, f"unknown argument(s) {unknown}; the method takes {list(declared)}"
+        for name, arg in declared.items():
+            if name not in value:
+                return ReasonCode.WRONG_TYPE, f"argument {name!r} is missing"
+            problem = arg.problem(value[name])
+            if problem:
+                return problem[0], f"argument {name!r}: {problem[1]}"
+        return None
+
+    def normalize(self, value: Any) -> Any:
+        """The value as it will reach the PLC (see :func:`uns.commands.values.normalize_value`)."""
+        if self.call is None:
+            return normalize_value(self.sparkplug_type, value) if type_problem(self.sparkplug_type, value) is None \
+                else value
+        if not isinstance(value, dict):
+            return value
+        declared = {arg.name: arg.sparkplug_type for arg in self.call.args}
+        return {k: normalize_value(declared[k], v) if k in declared and type_problem(declared[k], v) is None else v
+                for k, v in value.items()}
+
+
+class LineRules(_Strict):
+    group_id: str = Field(min_length=1)
+    edge_node_id: str = Field(min_length=1)
+    state: StateSource | None = None
+    metrics: list[WritableMetric] = Field(default_factory=list)
+
+    def rule_id(self, rule: WritableMetric) -> str:
+        return rule.id or f"{self.edge_node_id}/{rule.device_id or '-'}/{rule.metric}"
+
+    def state_source(self, rule: WritableMetric) -> StateSource | None:
+        return rule.state or self.state
+
+
+class Allowlist(_Strict):
+    version: str = Field(min_length=1)
+    lines: list[LineRules] = Field(default_factory=list)
+
+    def find(self, group_id: str, edge_node_id: str, device_id: str | None,
+             metric: str) -> tuple[LineRules, WritableMetric] | None:
+        for line in self.lines:
+            if line.group_id == group_id and line.edge_node_id == edge_node_id:
+                for rule in line.metrics:
+                    if rule.device_id == device_id and rule.metric == metric:
+                        return line, rule
+        return None
+
+    @classmethod
+    def load(cls, path: Path) -> Allowlist:
+        """Read and validate a YAML allowlist; :class:`ConfigError` names ``file:line`` and field."""
+        return cls.from_source(YamlSource.read(path))
+
+    @classmethod
+    def from_yaml(cls, text: str, name: str = "<allowlist>") -> Allowlist:
+        return cls.from_source(YamlSource(text, name))
+
+    @classmethod
+    def from_source(cls, source: YamlSource) -> Allowlist:
+        if not isinstance(source.data, dict):
+            raise ConfigError(f"{source.name}: an allowlist is a mapping with 'version' and 'lines'")
+        try:
+            allowlist = cls.model_validate(source.data)
+        except ValidationError as exc:
+            raise source.error(exc) from None
+        allowlist._cross_check(source)
+        return allowlist
+
+    def _cross_check(self, source: YamlSource) -> None:
+        """Rules that span entries: unique targets and ids, a state source where states are named."""
+        seen: dict[tuple[str, str, str | None, str], str] = {}
+        ids: dict[str, str] = {}
+        for i, line in enumerate(self.lines):
+            for j, rule in enumerate(line.metrics):
+                loc = ("lines", i, "metrics", j)
+                where = source.where(loc)
+                key = (line.group_id, line.edge_node_id, rule.device_id, rule.metric)
+                if key in seen:
+                    raise ConfigError(f"{where}: {'.'.join(map(str, loc))}: metric {rule.metric!r} of "
+                                      f"{line.edge_node_id}/{rule.device_id or '-'} is already allowlisted at {seen[key]}")
+                seen[key] = where
+                rule_id = line.rule_id(rule)
+                if rule_id in ids:
+                    raise ConfigError(f"{where}: {'.'.join(map(str, loc))}.id: rule id {rule_id!r} "
+                                      f"is already used at {ids[rule_id]}")
+                ids[rule_id] = where
+                if rule.allowed_states is not None and line.state_source(rule) is None:
+                    raise ConfigError(f"{source.where((*loc, 'allowed_states'))}: {'.'.join(map(str, loc))}"
+                                      ".allowed_states: no state source; set 'state' on the rule or its line")
+
+
+__all__ = [
+    "PACKML_STATES", "Allowlist", "ConfigError", "LineRules", "MethodArg", "MethodCall", "NodeWrite", "RateLimit",
+    "StateSource", "ValueRule", "WritableMetric",
+]
