@@ -1,0 +1,260 @@
+"""How fast the Sparkplug host decodes and mirrors, and how late the UNS mirror is, per broker.
+
+Repeat with::
+
+    .venv/bin/python bench/host_mirror_bench.py                 # Mosquitto and the embedded broker
+    .venv/bin/python bench/host_mirror_bench.py --brokers mosquitto --tags 2000 --messages 4000
+
+For each broker (started on a free loopback port, stopped by PID) the host runs in this process
+(``SparkplugHost``, default config: conflation 100 ms, QoS 1 retained mirror), and a child process
+(this file with ``--child``) plays the edge node and the UNS consumer, so publisher and host do
+not share a GIL:
+
+1. throughput: NBIRTH + DBIRTH of ``--tags`` Double metrics, then ``--messages`` DDATA of
+   ``--per-message`` aliased metrics as fast as paho sends them (QoS 0). Reported: metrics/s
+   decoded by the host (first to last data message handled), mirror publishes/s (PUBACKed), and
+   how many changes conflation merged.
+2. latency: ``--rate`` metrics/s for ``--seconds``, each tag changing at most every
+   ``tags / rate * per_message`` s (so conflation never holds a value back), the value being the
+   send time in ms; the child subscribes to the mirror topics and records receive - send
+   (publisher → broker → host decode → mirror publish → broker → subscriber), p50/p99/max.
+
+Numbers depend on the machine; the design target is p99 under 250 ms at 10,000 changes/s
+end-to-end on 2 cores (design.md "Speed and scale").
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+GROUP, EDGE, DEVICE = "acme:bench", "area:line", "cell"
+MIRROR_PREFIX = "acme/bench/area/line/cell/"
+
+
+# ------------------------------------------------------------------------------ the child: edge + consumer
+
+
+def _child(args: argparse.Namespace) -> None:
+    import paho.mqtt.client as mqtt
+
+    from uns.sparkplug.codec import encode_payload
+    from uns.sparkplug.datatypes import DataType
+    from uns.sparkplug.model import Metric, Payload, now_ms
+    from uns.sparkplug.topic import MessageType, node_topic
+
+    seq = 0
+
+    def next_seq() -> int:
+        nonlocal seq
+        seq = (seq + 1) % 256
+        return seq
+
+    names = [f"T{i:05d}" for i in range(args.tags)]
+    latencies: list[float] = []
+    start_ms = [float("inf")]
+    lock = threading.Lock()
+
+    def on_message(client, userdata, msg) -> None:  # noqa: ANN001
+        received = time.time() * 1000
+        try:
+            value = json.loads(msg.payload).get("value")
+        except ValueError:
+            return
+        if isinstance(value, float) and value >= start_ms[0]:
+            with lock:
+                latencies.append(received - value)
+
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-edge")
+    pub.max_inflight_messages_set(1000)
+    pub.connect(args.host, args.port)
+    pub.loop_start()
+    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-consumer")
+    sub.on_message = on_message
+    subscribed = threading.Event()
+    sub.on_subscribe = lambda *a, **k: subscribed.set()
+    sub.connect(args.host, args.port)
+    sub.loop_start()
+    sub.subscribe(MIRROR_PREFIX + "#", 0)
+    subscribed.wait(10)
+
+    ts = now_ms()
+    nbirth = Payload([Metric(name="bdSeq", value=0, datatype=DataType.Int64, timestamp=ts),
+                      Metric(name="Node Control/Rebirth", value=False, datatype=DataType.Boolean, timestamp=ts)],
+                     timestamp=ts, seq=0)
+    pub.publish(node_topic(GROUP, "NBIRTH", EDGE), encode_payload(nbirth, MessageType.NBIRTH))
+    dbirth = Payload([Metric(name=n, alias=i + 1, value=0.0, datatype=DataType.Double, timestamp=ts)
+                      for i, n in enumerate(names)], timestamp=ts, seq=next_seq())
+    pub.publish(node_topic(GROUP, "DBIRTH", EDGE, DEVICE), encode_payload(dbirth, MessageType.DBIRTH))
+    time.sleep(1.0)
+    ddata_topic = node_topic(GROUP, "DDATA", EDGE, DEVICE)
+    cursor = 0
+
+    def ddata(value_ms: float | None) -> bytes:
+        nonlocal cursor
+        t = now_ms()
+        metrics = []
+        for _ in range(args.per_message):
+            metrics.append(Metric(alias=cursor + 1, value=value_ms if value_ms is not None else float(t % 100000),
+                                  datatype=DataType.Double, timestamp=t))
+            cursor = (cursor + 1) % args.tags
+        return encode_payload(Payload(metrics, timestamp=t, seq=next_seq()), MessageType.DDATA)
+
+    result: dict[str, object] = {}
+    if args.child == "throughput":
+        began = time.perf_counter()
+        info = None
+        for _ in range(args.messages):
+            info = pub.publish(ddata_topic, ddata(None))
+        assert info is not None
+        info.wait_for_publish(60)
+        result = {"sent_messages": args.messages, "sent_metrics": args.messages * args.per_message,
+                  "publish_s": time.perf_counter() - began}
+    else:
+        start_ms[0] = time.time() * 1000
+        interval = args.per_message / args.rate
+        deadline = time.perf_counter() + args.seconds
+        next_at = time.perf_counter()
+        sent = 0
+        while time.perf_counter() < deadline:
+            pub.publish(ddata_topic, ddata(time.time() * 1000))
+            sent += args.per_message
+            next_at += interval
+            delay = next_at - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+        time.sleep(1.5)
+        with lock:
+            values = sorted(latencies)
+        result = {"sent_metrics": sent, "received": len(values)}
+        if values:
+            result.update(p50_ms=round(values[len(values) // 2], 1),
+                          p99_ms=round(values[min(len(values) - 1, int(len(values) * 0.99))], 1),
+                          max_ms=round(values[-1], 1), mean_ms=round(statistics.fmean(values), 1))
+    pub.loop_stop()
+    sub.loop_stop()
+    print(json.dumps(result), flush=True)
+
+
+# ------------------------------------------------------------------------------ the parent: host + brokers
+
+
+async def _run_child(args: argparse.Namespace, host: str, port: int, mode: str) -> dict:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--child", mode, "--host", host, "--port", str(port), "--tags", str(args.tags),
+        "--messages", str(args.messages), "--per-message", str(args.per_message), "--rate", str(args.rate),
+        "--seconds", str(args.seconds), stdout=asyncio.subprocess.PIPE)
+    out, _ = await proc.communicate()
+    return json.loads(out.decode().strip().splitlines()[-1])
+
+
+async def _bench_broker(args: argparse.Namespace, kind: str, host: str, port: int) -> dict:
+    from mes_adapter.host import HostConfig, SparkplugHost
+
+    config = HostConfig(broker_url=f"mqtt://{host}:{port}", host_id=f"bench-{kind}",
+                        conflation_interval_ms=args.conflation_ms, stale_on_shutdown=False)
+    results: dict[str, object] = {"broker": kind}
+    async with SparkplugHost(config) as sp_host:
+        await sp_host.wait_online(20)
+        # 1. throughput
+        samples: list[tuple[float, int, int]] = []
+        stop = asyncio.Event()
+
+        async def sample() -> None:
+            while not stop.is_set():
+                s = sp_host.stats
+                samples.append((time.perf_counter(), s.metrics_decoded, s.mirror_published))
+                await asyncio.sleep(0.01)
+
+        sampler = asyncio.create_task(sample())
+        child = await _run_child(args, host, port, "throughput")
+        expected = args.tags + child["sent_metrics"]  # the DBIRTH's metrics count too
+        deadline = time.perf_counter() + 60
+        while time.perf_counter() < deadline and (sp_host.stats.metrics_decoded < expected or sp_host.stats.mirror_pending):
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.2)
+        stop.set()
+        await sampler
+        first = next(s for s in samples if s[1] > args.tags)
+        last_decode = next(s for s in samples if s[1] >= samples[-1][1])
+        last_mirror = next(s for s in samples if s[2] >= samples[-1][2])
+        base_mirror = max(s[2] for s in samples if s[0] <= first[0])
+        stats = sp_host.stats
+        results["throughput"] = {
+            "metrics_sent": child["sent_metrics"], "metrics_decoded": stats.metrics_decoded - args.tags,
+            "decoded_per_s": round((last_decode[1] - first[1] + args.per_message) / max(1e-3, last_decode[0] - first[0])),
+            "mirror_published": last_mirror[2] - base_mirror,
+            "mirror_published_per_s": round((last_mirror[2] - base_mirror) / max(1e-3, last_mirror[0] - first[0])),
+            "conflated": stats.mirror_conflated, "publisher_s": round(child["publish_s"], 2),
+            "invalid": stats.invalid_payloads, "seq_gaps": stats.seq_gaps,
+        }
+        # 2. latency
+        child = await _run_child(args, host, port, "latency")
+        results["latency"] = {"rate_metrics_per_s": args.rate, **child,
+                              "host_mirror_lag_ms": sp_host.stats.mirror_lag_ms}
+    return results
+
+
+async def _main(args: argparse.Namespace) -> list[dict]:
+    from tests.support.mosquitto import mosquitto_broker
+
+    out = []
+    with tempfile.TemporaryDirectory(prefix="host-bench-") as tmp:
+        for kind in args.brokers.split(","):
+            with ExitStack() as stack:
+                workdir = Path(tmp) / kind
+                workdir.mkdir()
+                if kind == "mosquitto":
+                    broker = stack.enter_context(mosquitto_broker(workdir))
+                elif kind == "embedded":
+                    try:
+                        from tests.support.embedded_broker import embedded_broker
+                    except ImportError:
+                        print("embedded broker not available (tests/support/embedded_broker.py)", file=sys.stderr)
+                        continue
+                    broker = stack.enter_context(embedded_broker(workdir, websocket=False))
+                else:
+                    raise SystemExit(f"unknown broker {kind!r}")
+                result = await _bench_broker(args, kind, broker.host, broker.port)
+                print(json.dumps(result), flush=True)
+                out.append(result)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--brokers", default="mosquitto,embedded")
+    parser.add_argument("--tags", type=int, default=1000)
+    parser.add_argument("--messages", type=int, default=2000)
+    parser.add_argument("--per-message", type=int, default=50)
+    parser.add_argument("--rate", type=int, default=2000, help="metrics/s in the latency phase")
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--conflation-ms", type=int, default=100)
+    parser.add_argument("--child", choices=["throughput", "latency"])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int)
+    args = parser.parse_args()
+    if args.child:
+        _child(args)
+        return
+    results = asyncio.run(_main(args))
+    print("\nbroker     decoded/s  mirrored/s  conflated  latency p50/p99/max ms (at %d metrics/s)" % args.rate)
+    for r in results:
+        t, lat = r["throughput"], r["latency"]
+        print(f"{r['broker']:<10} {t['decoded_per_s']:>9}  {t['mirror_published_per_s']:>10}  {t['conflated']:>9}  "
+              f"{lat.get('p50_ms')}/{lat.get('p99_ms')}/{lat.get('max_ms')} ({lat['received']}/{lat['sent_metrics']})")
+
+
+if __name__ == "__main__":
+    main()

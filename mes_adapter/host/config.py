@@ -1,0 +1,67 @@
+"""Configuration of the Sparkplug primary host and its UNS mirror: the contract, as a pydantic model."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from uns.isa95 import NamespaceMapping
+from uns.mqtt_url import BrokerURL, parse_broker_url
+from uns.sparkplug.topic import validate_id
+
+from .tracker import ALL_CAUSES, RebirthCause
+
+
+class HostConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    #: ``mqtt://[user:pass@]host:port``, ``mqtts://...``, ``ws://...`` (see ``uns.mqtt_url``)
+    broker_url: str = "mqtt://127.0.0.1:1883"
+    #: the Sparkplug host id: STATE lives on ``spBv1.0/STATE/<host_id>``; unique in the plant
+    host_id: str = "mes"
+    #: MQTT client id; default ``uns-host-<host_id>``
+    client_id: str | None = None
+    protocol: Literal["3.1.1", "5"] = "3.1.1"
+    keepalive_s: int = Field(30, ge=5, le=3600)
+    #: ISA-95 ⇄ Sparkplug id convention used to place metrics in the UNS
+    mapping: NamespaceMapping = NamespaceMapping()
+    #: root of mirror topics for nodes whose ids do not follow ``mapping``
+    fallback_root: str = "sparkplug"
+    #: at most one mirror publish per topic per interval; 0 publishes every change (no conflation)
+    conflation_interval_ms: int = Field(100, ge=0, le=60_000)
+    #: larger Sparkplug payloads are dropped and counted
+    max_payload_bytes: int = Field(1 << 20, gt=0)
+    #: at most one ``Node Control/Rebirth`` per edge node per this many seconds
+    rebirth_throttle_s: float = Field(5.0, ge=0)
+    #: what earns a rebirth request (the spec: each trigger should be configurable)
+    rebirth_causes: frozenset[RebirthCause] = ALL_CAUSES
+    #: learn nodes from a Sparkplug-aware broker's ``$sparkplug/certificates/#`` births
+    use_certificates: bool = True
+    #: also mirror ``Node Control/*`` and ``Device Control/*`` metrics
+    include_control_metrics: bool = False
+    #: on a clean stop, republish every mirrored tag as STALE before going offline
+    stale_on_shutdown: bool = True
+    #: bound of each change-stream consumer's queue (oldest dropped beyond it)
+    change_stream_size: int = Field(10_000, gt=0)
+    reconnect_min_s: float = Field(0.5, gt=0)
+    reconnect_max_s: float = Field(15.0, gt=0)
+
+    @field_validator("host_id")
+    @classmethod
+    def _valid_host_id(cls, value: str) -> str:
+        return validate_id(value, "host_id")
+
+    @field_validator("broker_url")
+    @classmethod
+    def _valid_url(cls, value: str) -> str:
+        parse_broker_url(value)  # BrokerURLError is a ValueError: pydantic reports it
+        return value
+
+    @property
+    def broker(self) -> BrokerURL:
+        return parse_broker_url(self.broker_url)
+
+    @property
+    def mqtt_client_id(self) -> str:
+        return self.client_id or f"uns-host-{self.host_id}"

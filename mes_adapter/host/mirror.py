@@ -1,0 +1,198 @@
+"""The plain-JSON UNS mirror: where each metric goes, what its JSON says, and when it is sent.
+
+Pure: fed :class:`~mes_adapter.host.live_model.Change` records and a clock, it hands back the
+retained messages to publish (QoS 1, retained, by the MQTT shell).
+
+Topics. Ids that follow the ISA-95 convention (``uns.isa95.NamespaceMapping``) go to
+``[<mirror_root>/]<enterprise>/<site>/<area>/<line>[/<cell>]/<metric path>``. Ids that do not
+(a third-party edge node named ``Plant 1``/``gw-07``) fall back to
+``<fallback_root>/<group_id>/<edge_node_id>[/<device_id>]/<metric path>`` (``fallback_root``
+defaults to ``sparkplug``), so nothing a node publishes is lost from the UNS. ``bdSeq`` is
+session bookkeeping, not a tag; ``Node Control/*`` and ``Device Control/*`` are commands, so they
+are left out unless ``include_control_metrics``.
+
+Payloads. ``uns.uns_payload.UnsValue`` on the metric topic (value, source timestamp, quality,
+status code, datatype, unit) and ``UnsMeta`` on its ``_meta`` sibling (datatype, unit, range,
+description, Sparkplug ids and alias), the latter sent when a birth changes it. STALE values
+keep their last value and carry the death time. Historical values are never mirrored.
+
+Conflation. Per topic at most one message per ``interval_ms``: the first change of a quiet tag
+goes out at once, changes inside the interval are held and only the latest is sent when the
+interval ends. Held messages also absorb back-pressure: while the shell is busy publishing, newer
+values replace older unsent ones, so nothing older is ever published after something newer and
+the broker is not flooded by fast tags.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from uns.isa95 import NamespaceMapping, metric_path_levels
+from uns.uns_payload import UnsMeta, UnsValue
+
+from .jsonable import jsonable
+from .live_model import Change, MetricChange, MetricState
+
+_CONTROL_PREFIXES = ("Node Control/", "Device Control/")
+
+
+@dataclass(frozen=True, slots=True)
+class MirrorMessage:
+    topic: str
+    payload: bytes
+    #: host receive time of the newest change in this message (for mirror lag)
+    received_ms: int
+
+
+@dataclass(slots=True)
+class _Pending:
+    payload: bytes
+    received_ms: int
+
+
+@dataclass(slots=True)
+class MirrorCounters:
+    offered: int = 0
+    conflated: int = 0
+    taken: int = 0
+    unmapped_topics: int = 0
+    skipped_metrics: int = 0
+
+
+class UnsMirror:
+    def __init__(self, mapping: NamespaceMapping | None = None, *, interval_ms: int = 100,
+                 fallback_root: str = "sparkplug", include_control_metrics: bool = False) -> None:
+        self.mapping = mapping or NamespaceMapping()
+        self.interval_ms = interval_ms
+        self.fallback_root = fallback_root.strip("/")
+        self.include_control_metrics = include_control_metrics
+        self.counters = MirrorCounters()
+        self._topics: dict[tuple[str, str, str | None, str], tuple[str, str] | None] = {}
+        self._prefixes: dict[tuple[str, str, str | None], tuple[str, bool]] = {}
+        self._ready: dict[str, _Pending] = {}
+        self._held: dict[str, _Pending] = {}
+        self._due: list[tuple[int, str]] = []  # heap of (due_ms, topic) for _held
+        self._last_sent: dict[str, int] = {}
+        self._last_meta: dict[str, bytes] = {}
+
+    # -- topics ------------------------------------------------------------------------------
+
+    def topics_for(self, group_id: str, edge_node_id: str, device_id: str | None,
+                   name: str) -> tuple[str, str] | None:
+        """(value topic, meta topic) of a metric, or None if it is not mirrored."""
+        key = (group_id, edge_node_id, device_id, name)
+        try:
+            return self._topics[key]
+        except KeyError:
+            pass
+        topics: tuple[str, str] | None
+        if name == "bdSeq" or (not self.include_control_metrics and name.startswith(_CONTROL_PREFIXES)):
+            topics = None
+        else:
+            prefix = self._prefix(group_id, edge_node_id, device_id)
+            try:
+                path = metric_path_levels(name)
+            except ValueError:
+                topics = None
+            else:
+                value_topic = f"{prefix}/{path}"
+                topics = (value_topic, f"{value_topic}/_meta")
+        self._topics[key] = topics
+        return topics
+
+    def _prefix(self, group_id: str, edge_node_id: str, device_id: str | None) -> str:
+        key = (group_id, edge_node_id, device_id)
+        cached = self._prefixes.get(key)
+        if cached is not None:
+            return cached[0]
+        try:
+            equipment = self.mapping.from_sparkplug(group_id, edge_node_id, device_id)
+            prefix = self.mapping._root(equipment.topic)  # noqa: SLF001 - the mapping's own root rule
+            mapped = True
+        except ValueError:
+            levels = [self.fallback_root, group_id, edge_node_id] + ([device_id] if device_id else [])
+            prefix = "/".join(level for level in levels if level)
+            mapped = False
+            self.counters.unmapped_topics += 1
+        self._prefixes[key] = (prefix, mapped)
+        return prefix
+
+    # -- shaping -----------------------------------------------------------------------------
+
+    @staticmethod
+    def value_payload(state: MetricState) -> bytes:
+        return UnsValue(value=jsonable(state.value), timestamp_ms=state.timestamp_ms, quality=state.quality,
+                        status_code=state.status_code, datatype=state.datatype, unit=state.unit,
+                        future_timestamp=state.future_timestamp).to_bytes()
+
+    @staticmethod
+    def meta_payload(state: MetricState) -> bytes:
+        return UnsMeta(datatype=state.datatype, unit=state.unit, eng_low=state.eng_low, eng_high=state.eng_high,
+                       description=state.description, group_id=state.group_id,
+                       edge_node_id=state.edge_node_id, device_id=state.device_id, metric_name=state.name,
+                       alias=state.alias).to_bytes()
+
+    # -- flow --------------------------------------------------------------------------------
+
+    def offer(self, changes: Iterable[Change], now_ms: int) -> None:
+        for change in changes:
+            if not isinstance(change, MetricChange) or change.historical:
+                continue
+            state = change.metric
+            topics = self.topics_for(state.group_id, state.edge_node_id, state.device_id, state.name)
+            if topics is None:
+                self.counters.skipped_metrics += 1
+                continue
+            self.counters.offered += 1
+            if change.birth:
+                meta = self.meta_payload(state)
+                if self._last_meta.get(topics[1]) != meta:
+                    self._last_meta[topics[1]] = meta
+                    self._queue(topics[1], meta, state.received_ms, now_ms)
+            self._queue(topics[0], self.value_payload(state), state.received_ms, now_ms)
+
+    def _queue(self, topic: str, payload: bytes, received_ms: int, now_ms: int) -> None:
+        pending = self._ready.get(topic) or self._held.get(topic)
+        if pending is not None:
+            pending.payload = payload  # conflate: the newer value replaces the unsent older one
+            pending.received_ms = received_ms
+            self.counters.conflated += 1
+            return
+        last = self._last_sent.get(topic)
+        due = now_ms if last is None else last + self.interval_ms
+        if due <= now_ms:
+            self._ready[topic] = _Pending(payload, received_ms)
+        else:
+            self._held[topic] = _Pending(payload, received_ms)
+            heapq.heappush(self._due, (due, topic))
+
+    def take(self, now_ms: int, limit: int | None = None) -> list[MirrorMessage]:
+        """Messages that may be published now (oldest first); marks them sent at ``now_ms``."""
+        due = self._due
+        while due and due[0][0] <= now_ms:
+            _, topic = heapq.heappop(due)
+            pending = self._held.pop(topic, None)
+            if pending is not None:
+                self._ready[topic] = pending
+        out: list[MirrorMessage] = []
+        ready = self._ready
+        last_sent = self._last_sent
+        while ready and (limit is None or len(out) < limit):
+            topic = next(iter(ready))
+            pending = ready.pop(topic)
+            last_sent[topic] = now_ms
+            out.append(MirrorMessage(topic, pending.payload, pending.received_ms))
+        self.counters.taken += len(out)
+        return out
+
+    def next_due_ms(self) -> int | None:
+        """When the earliest held message becomes ready (None if nothing is held)."""
+        if self._ready:
+            return 0
+        return self._due[0][0] if self._due else None
+
+    @property
+    def pending(self) -> int:
+        return len(self._ready) + len(self._held)

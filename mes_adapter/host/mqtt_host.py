@@ -1,0 +1,411 @@
+"""The aiomqtt shell of the Sparkplug primary host: sockets around the pure parts.
+
+    async with SparkplugHost(HostConfig(broker_url="mqtt://127.0.0.1:1883", host_id="mes")) as host:
+        await host.wait_online()
+        host.model.metric("acme:plant1", "packaging:line1", "filler", "Speed")
+        async with host.model.subscribe() as changes:
+            async for change in changes: ...
+
+What it does with each piece:
+
+* :class:`~.session.HostSession` says what to send around CONNECT/SUBSCRIBE/STATE; this shell
+  registers the Will, subscribes (``$sparkplug/certificates/spBv1.0/#``, its own STATE,
+  ``spBv1.0/#``, in one SUBSCRIBE so an aware broker's retained births come before live data),
+  publishes the STATE birth first, re-asserts it, and publishes offline before DISCONNECT.
+* :class:`~.tracker.EdgeTracker` turns each message into events; rebirth requests become an NCMD
+  ``Node Control/Rebirth``=true by name, QoS 0, no seq (tck-id-operational-behavior-data-commands-
+  ncmd-rebirth-verb/-name/-value, tck-id-payloads-ncmd-seq/-qos/-retain; the metric is never
+  aliased, the one exception to tck-id-payloads-alias-data-cmd-requirement).
+* :class:`~.live_model.LiveModel` applies the events and streams changes;
+  :class:`~.mirror.UnsMirror` shapes and conflates them into retained QoS 1 JSON, published by a
+  separate task so a slow broker only makes the mirror conflate more, never blocks decoding.
+* If the connection drops, every node goes offline and every tag STALE (spec ch. 5), and the
+  shell reconnects with back-off and a new STATE timestamp.
+
+Nothing a peer sends stops the host: the pure parts count violations, and a bug of ours while
+handling one message is logged and counted (``handler_errors``), never fatal to the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import aiomqtt
+
+from uns.conventions import NODE_REBIRTH
+from uns.sparkplug.codec import build_payload, encode_payload
+from uns.sparkplug.datatypes import DataType
+from uns.sparkplug.errors import LocalProtocolError, MalformedPayloadError, UnknownAliasError
+from uns.sparkplug.model import Metric, Payload, now_ms
+from uns.sparkplug.topic import CERTIFICATES_PREFIX, MessageType, node_topic
+
+from .config import HostConfig
+from .live_model import LiveModel
+from .mirror import UnsMirror
+from .session import Disconnect, HostSession, Publish, SessionState, parse_state
+from .stats import HostStats, LagWindow
+from .tracker import EdgeTracker, Event, ProtocolViolation, RebirthNeeded
+
+log = logging.getLogger("uns.host")
+
+_STATE_PREFIX = "spBv1.0/STATE/"
+_MIRROR_BATCH = 256
+_SHUTDOWN_FLUSH_S = 5.0
+
+
+class HostNotOnlineError(RuntimeError):
+    """A command was asked for while the host has no MQTT session."""
+
+
+class _ViolationLog:
+    """Log the first few violations of each kind per minute with their topic, count the rest."""
+
+    def __init__(self, per_minute: int = 20) -> None:
+        self.per_minute = per_minute
+        self._window: dict[str, tuple[float, int]] = {}
+
+    def __call__(self, violation: ProtocolViolation) -> None:
+        now = time.monotonic()
+        start, count = self._window.get(violation.kind, (now, 0))
+        if now - start > 60:
+            start, count = now, 0
+        count += 1
+        self._window[violation.kind] = (start, count)
+        if count <= self.per_minute:
+            log.warning("sparkplug %s on %s: %s", violation.kind, violation.topic, violation.detail)
+        elif count == self.per_minute + 1:
+            log.warning("sparkplug %s: more than %d this minute, counting silently", violation.kind,
+                        self.per_minute)
+
+
+class SparkplugHost:
+    """Sparkplug 3.0 primary host + UNS JSON mirror over one MQTT server."""
+
+    def __init__(self, config: HostConfig, *, clock: Callable[[], int] = now_ms) -> None:
+        self.config = config
+        self._clock = clock
+        self.session = HostSession(config.host_id, use_certificates=config.use_certificates)
+        self.tracker = EdgeTracker(rebirth_throttle_ms=int(config.rebirth_throttle_s * 1000),
+                                   max_payload_bytes=config.max_payload_bytes,
+                                   rebirth_causes=config.rebirth_causes)
+        self.model = LiveModel(config.change_stream_size)
+        self.mirror = UnsMirror(config.mapping, interval_ms=config.conflation_interval_ms,
+                                fallback_root=config.fallback_root,
+                                include_control_metrics=config.include_control_metrics)
+        #: STATE of other hosts seen on the broker: host_id -> (online, timestamp)
+        self.other_hosts: dict[str, tuple[bool, int]] = {}
+        self._client: aiomqtt.Client | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._online = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._control: list[Publish] = []
+        self._lag = LagWindow()
+        self._log_violation = _ViolationLog()
+        self._messages_in = 0
+        self._bytes_in = 0
+        self._mirror_published = 0
+        self._reconnects = 0
+        self._handler_errors = 0
+        self._connections = 0
+
+    # -- lifetime ----------------------------------------------------------------------------
+
+    async def __aenter__(self) -> SparkplugHost:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        if self._task is not None:
+            raise RuntimeError("host already started")
+        self._task = asyncio.create_task(self._run(), name=f"sparkplug-host-{self.config.host_id}")
+
+    async def wait_online(self, timeout: float = 15.0) -> None:
+        await asyncio.wait_for(self._online.wait(), timeout)
+
+    @property
+    def online(self) -> bool:
+        return self.session.online
+
+    async def stop(self) -> None:
+        """Clean shutdown: STALE mirror (if configured), STATE offline, DISCONNECT."""
+        if self._task is None:
+            return
+        self._stop.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), _SHUTDOWN_FLUSH_S + 5)
+        except (TimeoutError, asyncio.CancelledError):
+            self._task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._task
+        self._task = None
+
+    # -- read access -------------------------------------------------------------------------
+
+    @property
+    def stats(self) -> HostStats:
+        t = self.tracker.counters
+        v = t.violations
+        m = self.mirror.counters
+        return HostStats(
+            messages_in=self._messages_in, bytes_in=self._bytes_in,
+            births=t.nbirths + t.dbirths, nbirths=t.nbirths, dbirths=t.dbirths,
+            deaths=t.ndeaths + t.ddeaths, ndeaths=t.ndeaths, ddeaths=t.ddeaths,
+            metrics_decoded=t.metrics_decoded, seq_gaps=t.seq_gaps,
+            rebirths_requested=dict(t.rebirths_requested), rebirths_suppressed=t.rebirths_suppressed,
+            invalid_payloads=v["malformed"] + v["unknown_alias"] + v["datatype_mismatch"],
+            invalid_topics=v["invalid_topic"], oversize=v["oversize"], violations=dict(v),
+            certificates_used=t.certificates_used, historical_values=self.model.historical_values,
+            out_of_order_values=self.model.out_of_order_values,
+            mirror_published=self._mirror_published, mirror_conflated=m.conflated,
+            mirror_pending=self.mirror.pending,
+            mirror_lag_ms={"last": self._lag.last, "max": self._lag.max,
+                           "p50": self._lag.percentile(0.5), "p99": self._lag.percentile(0.99)},
+            change_stream_dropped=self.model.dropped_changes, reconnects=self._reconnects,
+            state_reasserted=self.session.reasserted, handler_errors=self._handler_errors,
+        )
+
+    # -- commands ----------------------------------------------------------------------------
+
+    async def publish_command(self, group_id: str, edge_node_id: str, device_id: str | None,
+                              metrics: Iterable[Metric]) -> None:
+        """NCMD (device_id None) or DCMD: QoS 0, no seq, payload timestamp now
+        (tck-id-topics-ncmd-*, tck-id-payloads-ncmd-*, tck-id-topics-dcmd-*, tck-id-payloads-dcmd-*).
+
+        Metrics are named as in the birth; the alias and datatype come from the birth so an
+        aliased metric travels by alias alone (tck-id-payloads-alias-data-cmd-requirement).
+        ``Node Control/*`` and ``Device Control/*`` metrics may be absent from the birth and are
+        sent by name with the datatype given. Raises ``LocalProtocolError`` for a metric the
+        target never declared, :class:`HostNotOnlineError` without a session.
+        """
+        catalog = self.tracker.catalog(group_id, edge_node_id)
+        now = self._clock()
+        out: list[Metric] = []
+        for metric in metrics:
+            if metric.name is None:
+                raise LocalProtocolError("command metrics are addressed by name")
+            info = None
+            if catalog is not None:
+                with contextlib.suppress(UnknownAliasError):
+                    info = catalog.lookup(device_id, metric.name, None)
+            if info is None:
+                if not metric.name.startswith(("Node Control/", "Device Control/")) or metric.datatype is None:
+                    raise LocalProtocolError(f"{metric.name!r} was not declared in the birth of "
+                                             f"{group_id}/{edge_node_id}/{device_id or ''}")
+                out.append(Metric(name=metric.name, value=metric.value, datatype=metric.datatype,
+                                  timestamp=metric.timestamp or now))
+            else:
+                out.append(Metric(name=info.name, value=metric.value, datatype=info.datatype, alias=info.alias,
+                                  timestamp=metric.timestamp or now))
+        kind = MessageType.NCMD if device_id is None else MessageType.DCMD
+        topic = node_topic(group_id, kind, edge_node_id, device_id)
+        payload = encode_payload(Payload(out, timestamp=now), kind)
+        await self._publish_now(Publish(topic, payload, 0, False))
+
+    async def request_rebirth(self, group_id: str, edge_node_id: str) -> None:
+        await self._publish_now(self._rebirth_command(group_id, edge_node_id))
+
+    def _rebirth_command(self, group_id: str, edge_node_id: str) -> Publish:
+        """NCMD ``Node Control/Rebirth`` = true, by name, no seq, QoS 0.
+
+        Unlike other command metrics it also carries its datatype (Boolean): the spec only says
+        a command metric SHOULD NOT (tck-id-payloads-metric-datatype-not-req), and stateless
+        decoders such as Eclipse Tahu's npm ``sparkplug-client`` read a value through its
+        datatype alone, so without it they see ``null`` and never rebirth.
+        """
+        now = self._clock()
+        raw = build_payload(Payload([Metric(name=NODE_REBIRTH, value=True, datatype=DataType.Boolean, timestamp=now)],
+                                    timestamp=now), MessageType.NCMD)
+        raw.metrics[0].datatype = DataType.Boolean
+        topic = node_topic(group_id, MessageType.NCMD, edge_node_id)
+        return Publish(topic, raw.SerializeToString(), 0, False)
+
+    async def _publish_now(self, publish: Publish) -> None:
+        client = self._client
+        if client is None or not self.session.online:
+            raise HostNotOnlineError(f"host {self.config.host_id!r} has no MQTT session")
+        await client.publish(publish.topic, publish.payload, qos=publish.qos, retain=publish.retain)
+
+    # -- the connection loop -----------------------------------------------------------------
+
+    async def _run(self) -> None:
+        backoff = self.config.reconnect_min_s
+        while not self._stop.is_set():
+            try:
+                await self._connection()
+                backoff = self.config.reconnect_min_s
+            except aiomqtt.MqttError as exc:
+                log.warning("host %s: MQTT connection to %s lost or refused: %s", self.config.host_id,
+                            self.config.broker, exc)
+            finally:
+                self._client = None
+                self._online.clear()
+            if self._stop.is_set():
+                break
+            self._lost()
+            self._reconnects += 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), backoff)
+            backoff = min(backoff * 2, self.config.reconnect_max_s)
+        self.session.closed()
+
+    def _lost(self) -> None:
+        if self.session.state is not SessionState.DISCONNECTED:
+            self.session.connection_lost()
+        self._control.clear()  # rebirth requests of the old connection are moot
+        now = self._clock()
+        self._apply(self.tracker.host_disconnected(now), now)
+
+    async def _connection(self) -> None:
+        cfg = self.config
+        will = self.session.connect(self._clock())
+        protocol = aiomqtt.ProtocolVersion.V5 if cfg.protocol == "5" else aiomqtt.ProtocolVersion.V311
+        client_kwargs: dict[str, Any] = {
+            "identifier": cfg.mqtt_client_id, "protocol": protocol, "keepalive": cfg.keepalive_s,
+            "max_inflight_messages": _MIRROR_BATCH + 16,
+            "will": aiomqtt.Will(will.topic, will.payload, qos=will.qos, retain=will.retain),
+        }
+        if protocol is aiomqtt.ProtocolVersion.V311:
+            client_kwargs["clean_session"] = True  # tck-id-message-flow-phid-sparkplug-clean-session-311
+        else:
+            client_kwargs["clean_start"] = True  # -clean-session-50 (session expiry 0 is the default)
+        client = aiomqtt.Client(**cfg.broker.aiomqtt_kwargs(**client_kwargs))
+        async with client:
+            self._connections += 1
+            subscribe = self.session.connected()
+            await client.subscribe(list(subscribe.filters))
+            birth = self.session.subscribed()
+            await client.publish(birth.topic, birth.payload, qos=birth.qos, retain=birth.retain)
+            self._client = client
+            self._online.set()
+            log.info("host %s online on %s (STATE timestamp %s)", cfg.host_id, cfg.broker,
+                     self.session.connect_timestamp)
+            reader = asyncio.create_task(self._reader(client))
+            publisher = asyncio.create_task(self._publisher(client))
+            stopper = asyncio.create_task(self._stop.wait())
+            try:
+                done, _ = await asyncio.wait({reader, publisher, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in (reader, publisher, stopper):
+                    task.cancel()
+                for task in (reader, publisher, stopper):
+                    with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+                        await task
+            for task in done:
+                if task is not stopper and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+            if stopper in done:
+                await self._shutdown(client)
+
+    async def _shutdown(self, client: aiomqtt.Client) -> None:
+        now = self._clock()
+        if self.config.stale_on_shutdown:
+            self._apply(self.tracker.host_disconnected(now), now)
+        deadline = time.monotonic() + _SHUTDOWN_FLUSH_S
+        with contextlib.suppress(TimeoutError, aiomqtt.MqttError):
+            while time.monotonic() < deadline:
+                batch = self.mirror.take(self._clock() + self.config.conflation_interval_ms, _MIRROR_BATCH)
+                if not batch:
+                    break
+                for message in batch:
+                    await client.publish(message.topic, message.payload, qos=1, retain=True, timeout=2)
+                    self._mirror_published += 1
+        for action in self.session.shutdown(self._clock()):
+            if isinstance(action, Publish):
+                await client.publish(action.topic, action.payload, qos=action.qos, retain=action.retain, timeout=5)
+            elif isinstance(action, Disconnect):
+                pass  # leaving ``async with client`` sends DISCONNECT
+        log.info("host %s offline (clean shutdown)", self.config.host_id)
+
+    async def _reader(self, client: aiomqtt.Client) -> None:
+        handled = 0
+        async for message in client.messages:
+            handled += 1
+            if handled % 32 == 0:
+                await asyncio.sleep(0)  # a queue with messages never suspends: let the publisher run
+            payload = message.payload
+            if not isinstance(payload, (bytes, bytearray)):
+                payload = b"" if payload is None else str(payload).encode()
+            try:
+                self.handle_message(message.topic.value, bytes(payload))
+            except Exception:  # our bug; one message must not take the host down
+                self._handler_errors += 1
+                log.exception("host %s: error handling a message on %s", self.config.host_id, message.topic.value)
+
+    async def _publisher(self, client: aiomqtt.Client) -> None:
+        while True:
+            self._wake.clear()
+            while self._control:
+                action = self._control.pop(0)
+                await client.publish(action.topic, action.payload, qos=action.qos, retain=action.retain)
+            batch = self.mirror.take(self._clock(), _MIRROR_BATCH)
+            if batch:
+                # a window of QoS 1 publishes in flight: one PUBACK round trip per batch, not per message
+                await asyncio.gather(*(client.publish(m.topic, m.payload, qos=1, retain=True) for m in batch))
+                now = self._clock()
+                self._mirror_published += len(batch)
+                for message in batch:
+                    self._lag.add(now - message.received_ms)
+                continue
+            due = self.mirror.next_due_ms()
+            timeout = None if due is None else max(0.0, (due - self._clock()) / 1000)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+
+    # -- one message (sync, pure parts only) ---------------------------------------------------
+
+    def handle_message(self, topic: str, payload: bytes) -> None:
+        """Feed one received message through session/tracker/model/mirror (no awaits)."""
+        now = self._clock()
+        self._messages_in += 1
+        self._bytes_in += len(payload)
+        if topic == self.session.topic:
+            try:
+                actions = self.session.state_received(payload)
+            except MalformedPayloadError as exc:
+                self._log_violation(ProtocolViolation(topic, "bad_state", str(exc)))
+                return
+            for action in actions:
+                if isinstance(action, Publish):
+                    log.warning("host %s: saw itself declared offline; re-asserting online", self.config.host_id)
+                    self._control.append(action)
+            self._wake.set()
+            return
+        if topic.startswith(CERTIFICATES_PREFIX):
+            events = self.tracker.handle_certificate(topic, payload, now)
+        elif topic.startswith(_STATE_PREFIX):
+            self._other_host(topic, payload)
+            return
+        else:
+            events = self.tracker.handle(topic, payload, now)
+        self._apply(events, now)
+
+    def _apply(self, events: list[Event], now: int) -> None:
+        if not events:
+            return
+        for event in events:
+            if isinstance(event, RebirthNeeded):
+                log.info("host %s: requesting rebirth of %s/%s (%s: %s)", self.config.host_id, event.node[0],
+                         event.node[1], event.cause.value, event.detail)
+                self._control.append(self._rebirth_command(*event.node))
+            elif isinstance(event, ProtocolViolation):
+                self._log_violation(event)
+            else:
+                self.mirror.offer(self.model.apply(event), now)
+        self._wake.set()
+
+    def _other_host(self, topic: str, payload: bytes) -> None:
+        try:
+            state = parse_state(payload)
+        except MalformedPayloadError as exc:
+            self._log_violation(ProtocolViolation(topic, "bad_state", str(exc)))
+            return
+        self.other_hosts[topic[len(_STATE_PREFIX):]] = (state.online, state.timestamp)

@@ -1,0 +1,493 @@
+"""What a Sparkplug host knows about every edge node and device, with no I/O (h11 style).
+
+Fed ``(topic, payload, now_ms)`` by the MQTT shell, :class:`EdgeTracker` answers with events
+(:class:`NodeBorn`, :class:`MetricsChanged`, :class:`NodeDied`, :class:`RebirthNeeded`, ...). The
+rules it enforces, stated once:
+
+* An NBIRTH starts a session: aliases and datatypes are learned (one
+  :class:`~uns.sparkplug.catalog.EdgeNodeCatalog` per node), its ``bdSeq`` is remembered, its
+  ``seq`` is accepted whatever it is and the sequence resyncs from it (reference §6.5). Devices of
+  an earlier session need a new DBIRTH (the NBIRTH forgot their aliases). All DBIRTHs directly
+  follow the NBIRTH (tck-id-payloads-dbirth-order), so a device that was online and is not born
+  again by the first other message after the NBIRTH is declared dead then: a rebirth does not
+  make the mirror blink STALE.
+* Every later edge message (DBIRTH, NDATA, DDATA, DDEATH) must carry ``seq`` = previous + 1 mod
+  256 (tck-id-payloads-sequence-num-incrementing). A gap is answered with a rebirth request
+  (tck-id-operational-behavior-host-reordering-rebirth; no reorder timeout, see README); the data
+  is still applied (it is newer than what we had) and the sequence resyncs.
+* DATA, DBIRTH or DDEATH of a node we hold no birth for (a host that joined mid-session, a node
+  that restarted and whose NBIRTH was lost), DDATA of a device without DBIRTH, an alias or name
+  no birth declared, a value whose type differs from its birth, or bytes that are not a Sparkplug
+  payload: the message is dropped and a rebirth is requested. Each cause can be switched off
+  (the spec says triggers should be configurable, rebirth storms cost bandwidth).
+* Rebirth requests are throttled per node: at most one per ``rebirth_throttle_ms``; the rest are
+  counted as suppressed.
+* NDEATH is matched to the current NBIRTH by ``bdSeq`` alone; a death whose bdSeq does not match
+  (a late Will of an older session, a duplicate) is ignored. A matching one takes the node and
+  all its devices offline at the host's receive time
+  (tck-id-operational-behavior-edge-node-termination-host-action-ndeath-*); a DDEATH takes one
+  device offline at the DDEATH payload timestamp (-ddeath-devices-offline, -ddeath-devices-tags-stale).
+* Births served retained by a Sparkplug-aware broker under ``$sparkplug/certificates/`` let a
+  late host learn nodes without a rebirth. They may be old, so the next message's ``seq`` is
+  accepted as a resync, and a node that has sent a live NBIRTH on this connection ignores them.
+* When the host loses its own connection every node goes offline (spec ch. 5: all metrics STALE).
+
+Every peer mistake is a :class:`ProtocolViolation` event (counted by kind, logged with its topic
+by the shell), never an exception: nothing a peer sends can stop the tracker.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+from uns.conventions import BDSEQ
+from uns.sparkplug import sparkplug_b_pb2 as pb
+from uns.sparkplug.catalog import EdgeNodeCatalog
+from uns.sparkplug.codec import decode_payload
+from uns.sparkplug.datatypes import DataType
+from uns.sparkplug.errors import (
+    DataTypeMismatchError,
+    InvalidTopicError,
+    MalformedPayloadError,
+    RemoteProtocolError,
+    UnknownAliasError,
+)
+from uns.sparkplug.model import Metric, Payload
+from uns.sparkplug.topic import MessageType, SparkplugTopic, StateTopic, parse_certificate_topic, parse_topic
+
+NodeKey = tuple[str, str]  # (group_id, edge_node_id), the edge node descriptor
+
+
+class RebirthCause(StrEnum):
+    SEQ_GAP = "seq_gap"
+    UNKNOWN_ALIAS = "unknown_alias"
+    DATA_BEFORE_BIRTH = "data_before_birth"
+    DATATYPE_MISMATCH = "datatype_mismatch"
+    MALFORMED = "malformed"
+
+
+ALL_CAUSES = frozenset(RebirthCause)
+
+
+# ------------------------------------------------------------------------------------------ events
+
+
+@dataclass(frozen=True, slots=True)
+class NodeBorn:
+    node: NodeKey
+    bd_seq: int | None
+    at_ms: int
+    from_certificate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceBorn:
+    node: NodeKey
+    device_id: str
+    at_ms: int
+    from_certificate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsChanged:
+    """Decoded metrics of one message; ``birth`` means a full restatement (NBIRTH/DBIRTH)."""
+
+    node: NodeKey
+    device_id: str | None
+    metrics: list[Metric]
+    received_ms: int
+    birth: bool = False
+    from_certificate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class NodeDied:
+    node: NodeKey
+    bd_seq: int | None
+    at_ms: int
+    reason: str  # "ndeath" | "host_disconnected"
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceDied:
+    node: NodeKey
+    device_id: str
+    at_ms: int
+    reason: str  # "ddeath" | "not_reborn"
+
+
+@dataclass(frozen=True, slots=True)
+class RebirthNeeded:
+    node: NodeKey
+    cause: RebirthCause
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class ProtocolViolation:
+    """A peer broke Sparkplug; the message (or part of it) was not applied."""
+
+    topic: str
+    kind: str
+    detail: str
+
+
+Event = NodeBorn | DeviceBorn | MetricsChanged | NodeDied | DeviceDied | RebirthNeeded | ProtocolViolation
+
+
+# ------------------------------------------------------------------------------------------- state
+
+
+@dataclass(slots=True)
+class _Node:
+    catalog: EdgeNodeCatalog = field(default_factory=EdgeNodeCatalog)
+    born: bool = False          # we hold a usable birth of the current session
+    online: bool = False
+    bd_seq: int | None = None
+    next_seq: int | None = None  # None: unknown, the next message resyncs
+    live_born: bool = False     # a live NBIRTH arrived on this host connection
+    from_certificate: bool = False
+    devices: dict[str, bool] = field(default_factory=dict)  # device_id -> online
+    awaiting: set[str] = field(default_factory=set)  # online before the NBIRTH, no DBIRTH yet
+    last_seen_ms: int | None = None
+
+
+@dataclass(slots=True)
+class TrackerCounters:
+    messages: int = 0
+    nbirths: int = 0
+    dbirths: int = 0
+    ndeaths: int = 0
+    ddeaths: int = 0
+    data_messages: int = 0
+    metrics_decoded: int = 0
+    certificates_used: int = 0
+    certificates_ignored: int = 0
+    commands_seen: int = 0
+    seq_gaps: int = 0
+    rebirths_suppressed: int = 0
+    rebirths_requested: Counter[str] = field(default_factory=Counter)
+    violations: Counter[str] = field(default_factory=Counter)
+
+
+class EdgeTracker:
+    """Per edge node: births, sequence, bdSeq, devices, online state and rebirth decisions."""
+
+    def __init__(self, *, rebirth_throttle_ms: int = 5000, max_payload_bytes: int = 1 << 20,
+                 rebirth_causes: frozenset[RebirthCause] = ALL_CAUSES) -> None:
+        self.rebirth_throttle_ms = rebirth_throttle_ms
+        self.max_payload_bytes = max_payload_bytes
+        self.rebirth_causes = rebirth_causes
+        self.counters = TrackerCounters()
+        self._nodes: dict[NodeKey, _Node] = {}
+        self._last_rebirth: dict[NodeKey, int] = {}
+
+    # -- read access -------------------------------------------------------------------------
+
+    def catalog(self, group_id: str, edge_node_id: str) -> EdgeNodeCatalog | None:
+        node = self._nodes.get((group_id, edge_node_id))
+        return node.catalog if node is not None and node.born else None
+
+    def is_online(self, group_id: str, edge_node_id: str, device_id: str | None = None) -> bool:
+        node = self._nodes.get((group_id, edge_node_id))
+        if node is None or not node.online:
+            return False
+        return True if device_id is None else node.devices.get(device_id, False)
+
+    # -- the common path ---------------------------------------------------------------------
+
+    def handle(self, topic: str, payload: bytes, now_ms: int) -> list[Event]:
+        """One message from ``spBv1.0/#``. Never raises for anything a peer can send."""
+        self.counters.messages += 1
+        events: list[Event] = []
+        if len(payload) > self.max_payload_bytes:
+            self._violation(events, topic, "oversize",
+                            f"{len(payload)} bytes exceed max_payload_bytes={self.max_payload_bytes}")
+            return events
+        try:
+            parsed = parse_topic(topic)
+        except InvalidTopicError as exc:
+            self._violation(events, topic, "invalid_topic", str(exc))
+            return events
+        if isinstance(parsed, StateTopic):
+            return events  # host STATE is the session's business
+        kind = parsed.message_type
+        if kind.is_command:
+            self.counters.commands_seen += 1
+            return events
+        key = parsed.node
+        node = self._nodes.get(key)
+        if node is None:
+            node = self._nodes[key] = _Node()
+        node.last_seen_ms = now_ms
+        if kind is MessageType.NBIRTH:
+            self._nbirth(events, topic, key, node, payload, now_ms, certificate=False)
+        elif kind is MessageType.NDEATH:
+            self._ndeath(events, topic, key, node, payload, now_ms)
+        else:
+            self._session_message(events, topic, parsed, key, node, payload, now_ms)
+        return events
+
+    def handle_certificate(self, topic: str, payload: bytes, now_ms: int) -> list[Event]:
+        """A birth served by a Sparkplug-aware broker on ``$sparkplug/certificates/...``."""
+        events: list[Event] = []
+        if len(payload) > self.max_payload_bytes:
+            self._violation(events, topic, "oversize",
+                            f"{len(payload)} bytes exceed max_payload_bytes={self.max_payload_bytes}")
+            return events
+        try:
+            parsed = parse_certificate_topic(topic)
+        except InvalidTopicError as exc:
+            self._violation(events, topic, "invalid_topic", str(exc))
+            return events
+        key = parsed.node
+        node = self._nodes.get(key)
+        if parsed.message_type is MessageType.NBIRTH:
+            if node is not None and node.live_born:
+                self.counters.certificates_ignored += 1
+                return events
+            if node is None:
+                node = self._nodes[key] = _Node()
+            self._nbirth(events, topic, key, node, payload, now_ms, certificate=True)
+            return events
+        # DBIRTH certificate: only for a node we know from certificates, never over a live session
+        if node is None or node.live_born or not node.born or parsed.device_id is None:
+            self.counters.certificates_ignored += 1
+            return events
+        self._dbirth(events, topic, key, node, parsed.device_id, payload, now_ms, certificate=True)
+        return events
+
+    def host_disconnected(self, now_ms: int) -> list[Event]:
+        """Our own connection is gone: every node is offline and every metric STALE (spec ch. 5)."""
+        events: list[Event] = []
+        for key, node in self._nodes.items():
+            if node.online:
+                events.append(NodeDied(key, node.bd_seq, now_ms, "host_disconnected"))
+            node.online = False
+            node.born = False
+            node.live_born = False
+            node.next_seq = None
+            node.awaiting.clear()
+            for device_id in node.devices:
+                node.devices[device_id] = False
+        return events
+
+    # -- message kinds -----------------------------------------------------------------------
+
+    def _nbirth(self, events: list[Event], topic: str, key: NodeKey, node: _Node, data: bytes,
+                now_ms: int, *, certificate: bool) -> None:
+        self._settle(events, key, node, now_ms)
+        if node.online:
+            node.awaiting = {device_id for device_id, online in node.devices.items() if online}
+        for device_id in node.devices:
+            node.devices[device_id] = False
+        try:
+            payload = node.catalog.decode(MessageType.NBIRTH, data)
+            _check_text(payload)
+        except RemoteProtocolError as exc:
+            self._settle(events, key, node, now_ms)
+            node.born = node.online = False
+            node.next_seq = None
+            self._violation(events, topic, "malformed", str(exc))
+            self._rebirth(events, key, RebirthCause.MALFORMED, f"{topic}: {exc}", now_ms)
+            return
+        self.counters.nbirths += 1
+        if certificate:
+            self.counters.certificates_used += 1
+        bd_seq = None
+        metrics: list[Metric] = []
+        for metric in payload.metrics:
+            if metric.name == BDSEQ:
+                bd_seq = metric.value if isinstance(metric.value, int) else None
+            else:
+                metrics.append(metric)
+        if bd_seq is None:
+            self._violation(events, topic, "missing_bdseq", "NBIRTH has no integer bdSeq metric "
+                            "(tck-id-payloads-nbirth-bdseq); any NDEATH will be accepted")
+        if payload.seq is None and not certificate:
+            self._violation(events, topic, "missing_seq", "NBIRTH has no seq (tck-id-topics-nbirth-seq-num)")
+        node.born = node.online = True
+        node.bd_seq = bd_seq
+        node.from_certificate = certificate
+        node.live_born = node.live_born or not certificate
+        node.next_seq = None if certificate or payload.seq is None else (payload.seq + 1) % 256
+        self.counters.metrics_decoded += len(metrics)
+        events.append(NodeBorn(key, bd_seq, now_ms, certificate))
+        events.append(MetricsChanged(key, None, metrics, now_ms, birth=True, from_certificate=certificate))
+
+    def _ndeath(self, events: list[Event], topic: str, key: NodeKey, node: _Node, data: bytes,
+                now_ms: int) -> None:
+        try:
+            payload = decode_payload(data, MessageType.NDEATH)
+        except RemoteProtocolError as exc:
+            self._violation(events, topic, "malformed", str(exc))
+            return
+        bd_seq = _bd_seq(payload)
+        if not node.online:
+            self._violation(events, topic, "stale_ndeath", f"NDEATH bdSeq={bd_seq} for a node that is not online")
+            return
+        if node.bd_seq is not None and bd_seq != node.bd_seq:
+            self._violation(events, topic, "stale_ndeath",
+                            f"NDEATH bdSeq={bd_seq} does not match the NBIRTH's bdSeq={node.bd_seq}; ignored")
+            return
+        self.counters.ndeaths += 1
+        node.awaiting.clear()  # NodeDied takes every device offline
+        node.online = False
+        node.born = False
+        node.live_born = False
+        node.next_seq = None
+        for device_id in node.devices:
+            node.devices[device_id] = False
+        events.append(NodeDied(key, bd_seq, now_ms, "ndeath"))
+
+    def _session_message(self, events: list[Event], topic: str, parsed: SparkplugTopic, key: NodeKey,
+                         node: _Node, data: bytes, now_ms: int) -> None:
+        kind = parsed.message_type
+        if not node.born:
+            self._violation(events, topic, "data_before_birth", f"{kind} before any NBIRTH of this session")
+            self._rebirth(events, key, RebirthCause.DATA_BEFORE_BIRTH, f"{kind} on {topic} before NBIRTH", now_ms)
+            return
+        if kind is MessageType.DBIRTH:
+            assert parsed.device_id is not None
+            self._dbirth(events, topic, key, node, parsed.device_id, data, now_ms, certificate=False)
+            return
+        self._settle(events, key, node, now_ms)
+        device_id = parsed.device_id
+        try:
+            payload = node.catalog.decode(kind, data, device_id)
+            _check_text(payload)
+        except RemoteProtocolError as exc:
+            self._check_seq(events, topic, key, node, _peek_seq(data), now_ms)
+            if device_id is not None and not node.devices.get(device_id, False):
+                self._device_not_born(events, topic, key, kind, now_ms)
+                return
+            cause, what = _cause_of(exc)
+            self._violation(events, topic, what, str(exc))
+            self._rebirth(events, key, cause, f"{topic}: {exc}", now_ms)
+            return
+        self._check_seq(events, topic, key, node, payload.seq, now_ms)
+        if device_id is not None and not node.devices.get(device_id, False):
+            if kind is MessageType.DDEATH:
+                self._violation(events, topic, "stale_ddeath", f"DDEATH of device {device_id!r} that is not online")
+            else:
+                self._device_not_born(events, topic, key, kind, now_ms)
+            return
+        if kind is MessageType.DDEATH:
+            assert device_id is not None
+            self.counters.ddeaths += 1
+            node.devices[device_id] = False
+            events.append(DeviceDied(key, device_id, payload.timestamp or now_ms, "ddeath"))
+            return
+        self.counters.data_messages += 1
+        self.counters.metrics_decoded += len(payload.metrics)
+        events.append(MetricsChanged(key, device_id, payload.metrics, now_ms))
+
+    def _dbirth(self, events: list[Event], topic: str, key: NodeKey, node: _Node, device_id: str,
+                data: bytes, now_ms: int, *, certificate: bool) -> None:
+        try:
+            payload = node.catalog.decode(MessageType.DBIRTH, data, device_id)
+            _check_text(payload)
+        except RemoteProtocolError as exc:
+            if not certificate:
+                self._check_seq(events, topic, key, node, _peek_seq(data), now_ms)
+            node.devices[device_id] = False
+            self._violation(events, topic, "malformed", str(exc))
+            self._rebirth(events, key, RebirthCause.MALFORMED, f"{topic}: {exc}", now_ms)
+            return
+        if certificate:
+            self.counters.certificates_used += 1
+        else:
+            self._check_seq(events, topic, key, node, payload.seq, now_ms)
+        self.counters.dbirths += 1
+        self.counters.metrics_decoded += len(payload.metrics)
+        node.awaiting.discard(device_id)
+        node.devices[device_id] = True
+        events.append(DeviceBorn(key, device_id, now_ms, certificate))
+        events.append(MetricsChanged(key, device_id, payload.metrics, now_ms, birth=True,
+                                     from_certificate=certificate))
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _settle(self, events: list[Event], key: NodeKey, node: _Node, now_ms: int) -> None:
+        """The birth sequence is over: devices of the old session not born again are gone."""
+        if node.awaiting:
+            for device_id in sorted(node.awaiting):
+                events.append(DeviceDied(key, device_id, now_ms, "not_reborn"))
+            node.awaiting.clear()
+
+    def _device_not_born(self, events: list[Event], topic: str, key: NodeKey, kind: MessageType,
+                         now_ms: int) -> None:
+        self._violation(events, topic, "data_before_birth", f"{kind} before the device's DBIRTH")
+        self._rebirth(events, key, RebirthCause.DATA_BEFORE_BIRTH, f"{kind} on {topic} before DBIRTH", now_ms)
+
+    def _check_seq(self, events: list[Event], topic: str, key: NodeKey, node: _Node, seq: int | None,
+                   now_ms: int) -> None:
+        if seq is None or not 0 <= seq <= 255:
+            self._violation(events, topic, "missing_seq", f"seq {seq!r} is not in 0..255 "
+                            "(tck-id-payloads-sequence-num-always-included)")
+            node.next_seq = None
+            return
+        expected = node.next_seq
+        node.next_seq = (seq + 1) % 256
+        if expected is not None and seq != expected:
+            self.counters.seq_gaps += 1
+            self._violation(events, topic, "seq_gap", f"seq {seq}, expected {expected}")
+            self._rebirth(events, key, RebirthCause.SEQ_GAP, f"{topic}: seq {seq}, expected {expected}", now_ms)
+
+    def _rebirth(self, events: list[Event], key: NodeKey, cause: RebirthCause, detail: str, now_ms: int) -> None:
+        if cause not in self.rebirth_causes:
+            return
+        last = self._last_rebirth.get(key)
+        if last is not None and now_ms - last < self.rebirth_throttle_ms:
+            self.counters.rebirths_suppressed += 1
+            return
+        self._last_rebirth[key] = now_ms
+        self.counters.rebirths_requested[cause.value] += 1
+        events.append(RebirthNeeded(key, cause, detail))
+
+    def _violation(self, events: list[Event], topic: str, kind: str, detail: str) -> None:
+        self.counters.violations[kind] += 1
+        events.append(ProtocolViolation(topic, kind, detail))
+
+
+_TEXT_TYPES = frozenset({DataType.String, DataType.Text, DataType.UUID})
+
+
+def _check_text(payload: Payload) -> None:
+    """Names and string values must be text.
+
+    With the upb protobuf backend a proto2 ``string`` field holding invalid UTF-8 reads back as
+    ``bytes`` instead of failing, so the decoder can hand us a ``bytes`` name or String value.
+    """
+    for metric in payload.metrics:
+        if metric.name is not None and not isinstance(metric.name, str):
+            raise MalformedPayloadError(f"metric name {metric.name!r} is not valid UTF-8")
+        if metric.datatype in _TEXT_TYPES and metric.value is not None and not isinstance(metric.value, str):
+            raise MalformedPayloadError(f"metric {metric.name or metric.alias!r}: string value is not valid UTF-8")
+
+
+def _bd_seq(payload: Payload) -> int | None:
+    for metric in payload.metrics:
+        if metric.name == BDSEQ and isinstance(metric.value, int) and not isinstance(metric.value, bool):
+            return metric.value
+    return None
+
+
+def _peek_seq(data: bytes) -> int | None:
+    """The seq of a payload whose metrics did not decode (only on the error path)."""
+    try:
+        raw = pb.Payload.FromString(data)
+    except Exception:  # DecodeError, and upb raises plain errors for some inputs
+        return None
+    return raw.seq if raw.HasField("seq") else None
+
+
+def _cause_of(exc: RemoteProtocolError) -> tuple[RebirthCause, str]:
+    if isinstance(exc, UnknownAliasError):
+        return RebirthCause.UNKNOWN_ALIAS, "unknown_alias"
+    if isinstance(exc, DataTypeMismatchError):
+        return RebirthCause.DATATYPE_MISMATCH, "datatype_mismatch"
+    return RebirthCause.MALFORMED, "malformed"
