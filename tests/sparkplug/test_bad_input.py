@@ -177,3 +177,21 @@ def test_invalid_utf8_string_is_malformed() -> None:
         decode_payload(data, MessageType.NBIRTH)
     except SparkplugError:
         pass
+
+
+def test_invalid_utf8_string_is_malformed_not_bytes() -> None:
+    """upb returns bytes for a proto2 string with invalid UTF-8; the codec must refuse it."""
+    from uns.sparkplug import sparkplug_b_pb2 as pb
+    from uns.sparkplug.codec import decode_payload
+    from uns.sparkplug.errors import MalformedPayloadError
+    from uns.sparkplug.topic import MessageType
+
+    payload = pb.Payload(timestamp=1, seq=0)
+    metric = payload.metrics.add(name="a", datatype=12, timestamp=1, string_value="x")
+    assert metric.string_value == "x"
+    data = payload.SerializeToString().replace(b"z\x01x", b"z\x01\xff")
+    with pytest.raises(MalformedPayloadError, match="UTF-8"):
+        decode_payload(data, MessageType.NBIRTH)
+    bad_name = payload.SerializeToString().replace(b"\n\x01a", b"\n\x01\xfe")
+    with pytest.raises(MalformedPayloadError, match="UTF-8"):
+        decode_payload(bad_name, MessageType.NBIRTH)

@@ -40,9 +40,18 @@ Resolver = Callable[[str | None, int | None], tuple[str, DataType]]
 
 _META_FIELDS = ("is_multi_part", "content_type", "size", "seq", "file_name", "file_type", "md5", "description")
 
+def _utf8(value: Any) -> str:
+    """upb hands a proto2 string holding invalid UTF-8 back as ``bytes``: refuse it."""
+    if value.__class__ is bytes:
+        raise ValueError(f"string value is not valid UTF-8: {value[:32]!r}")
+    return value
+
+
+_STRING_TYPES = (DataType.String, DataType.Text, DataType.UUID)
+
 #: datatype -> (value field, converter or None) for every scalar datatype
 _SCALAR: dict[DataType, tuple[str, Callable[[Any], Any] | None]] = {
-    dt: (field, INT_DECODERS.get(dt)) for dt, field in SCALAR_FIELD.items()
+    dt: (field, _utf8 if dt in _STRING_TYPES else INT_DECODERS.get(dt)) for dt, field in SCALAR_FIELD.items()
 }
 _BYTES_TYPES = frozenset(dt for dt in DataType if dt.is_array) | {DataType.Bytes, DataType.File}
 _METRIC_BY_CODE = {int(dt): dt for dt in METRIC_TYPES}
@@ -171,6 +180,8 @@ def _generic_metric(raw: pb.Payload.Metric) -> Metric:
 
 
 def _finish_metric(raw: pb.Payload.Metric, name: str | None, alias: int | None, datatype: DataType) -> Metric:
+    if name.__class__ is bytes:
+        raise MalformedPayloadError(f"metric name is not valid UTF-8: {name[:32]!r}")  # type: ignore[index]
     has = raw.HasField
     metric = Metric(name, None, datatype, alias, raw.timestamp if has("timestamp") else None,
                     raw.is_historical, raw.is_transient)
@@ -191,6 +202,8 @@ def _finish_metric(raw: pb.Payload.Metric, name: str | None, alias: int | None, 
             try:
                 value = convert(value)
             except ValueError as exc:
+                if convert is _utf8:
+                    raise MalformedPayloadError(f"metric {name or alias!r}: {exc}") from None
                 raise DataTypeMismatchError(f"metric {name or alias!r}: {exc}") from None
         metric.value = value
         return metric
