@@ -1,0 +1,914 @@
+"""The Sparkplug B 3.0 edge node session: a state machine with no I/O (in the style of h11).
+
+Events (:mod:`edge_node.session_events`) go in through :meth:`EdgeSession.send` (and value changes through the hot-path
+:meth:`EdgeSession.submit`); :class:`Action` objects come out, for the MQTT shell
+(:mod:`edge_node.mqtt_client`) to execute *in the order given*. The session never touches a socket,
+a file or the event loop, and takes its clock as an argument, so every rule below is tested
+without a network (tests/edge_node/test_session_*.py).
+
+Rules (reference/sparkplug-3.0.md §3.1, §3.3, §3.4, §3.5, §6):
+
+1. Every CONNECT carries the Will ``NDEATH`` (QoS 1, retain 0) with exactly one metric, ``bdSeq``
+   (Int64), and no ``seq`` (tck-id-payloads-ndeath-will-message-qos, -retain, tck-id-topics-ndeath-payload,
+   tck-id-topics-ndeath-seq). The bdSeq is persisted *before* the CONNECT is sent
+   (:class:`PersistBdSeq`), goes up by one (mod 256) after every CONNECT that reached CONNACK, and
+   once more after a process restart, because we cannot know whether the last one reached the
+   broker (tck-id-topics-nbirth-bdseq-increment). A failed connect attempt reuses it.
+2. After CONNACK: subscribe NCMD, DCMD of every device, and the primary host's STATE, all QoS 1,
+   *before* any birth (tck-id-message-flow-edge-node-ncmd-subscribe, -device-dcmd-subscribe,
+   -primary-application-state-with-multiple-servers-state-subs).
+3. With a primary host configured, no birth until its STATE says ``online: true``; a STATE counts
+   only if its timestamp is >= the last one accepted (the first always counts); others are stale
+   and ignored (tck-id-message-flow-edge-node-birth-publish-phid-wait, -wait-id, -wait-online,
+   -wait-timestamp). An accepted ``online: false`` while born: publish NDEATH, disconnect, and go
+   to the next server (…-phid-offline, tck-id-operational-behavior-edge-node-termination-host-offline*).
+   Not yet born: wait on this server if it is the only one, else walk to the next one.
+4. Birth sequence: NBIRTH with ``seq`` 0, ``bdSeq`` equal to the Will's, ``Node Control/Rebirth``
+   = false (Boolean, never aliased) and every node metric (name, alias, datatype, current value or
+   ``is_null``, timestamp), metrics in timestamp order; then one DBIRTH per online device with
+   seq +1 (tck-id-topics-nbirth-*, tck-id-payloads-dbirth-*, tck-id-operational-behavior-data-publish-nbirth-order).
+5. ``seq`` is one counter for the node and its devices: every DBIRTH, NDATA, DDATA and DDEATH
+   takes the next value, 255 wraps to 0 (tck-id-payloads-sequence-num-incrementing).
+6. Aliases are given once, from the metric definitions, unique across node and devices, and the
+   same in every birth of this process (tck-id-payloads-alias-uniqueness). NDATA/DDATA carry the
+   alias only and no datatype (tck-id-payloads-alias-data-cmd-requirement, -datatype-not-req).
+7. Report by exception, batched: value changes wait for the next :class:`Tick` (one publish
+   interval) and go out as one NDATA/DDATA per target, metrics in timestamp order; several values
+   of one metric share a message when their timestamps differ, else a new message starts.
+8. ``Node Control/Rebirth`` = true in an NCMD: a new birth sequence on the same connection, seq
+   back to 0, same bdSeq, no NDEATH (tck-id-operational-behavior-data-commands-rebirth-action-1..3),
+   at most one per ``rebirth_throttle_s`` (a request inside the window is deferred, not dropped).
+9. Store-and-forward: a change that cannot be published at its Tick (not born, host offline,
+   device not born) is handed to the store (:class:`StoreForward`). Once born, the backlog is
+   read back (:class:`FetchHistory`) in source-time order and published as ``is_historical``
+   metrics after the live data of each Tick, a bounded amount per Tick and in flight.
+10. Delivery: a published DATA stays *in flight* until confirmed (:class:`DataConfirmed`: the
+    broker echoed it back, or a later QoS 1 publish was acknowledged). In-flight live values are
+    handed to the store if the connection drops first; in-flight stored rows are deleted only when
+    confirmed. So a change is published once, and again (as historical) only if the broker died
+    before routing it.
+11. Clean shutdown: last DATA, then NDEATH (QoS 1), then DISCONNECT
+    (tck-id-operational-behavior-edge-node-intentional-disconnect-ndeath).
+
+Whose fault: :class:`LocalProtocolError` (from :mod:`uns.sparkplug.errors`) for our callers'
+misuse (an event not allowed in this state, an undefined metric); a peer breaking Sparkplug (bad
+NCMD, bad STATE) is counted in :attr:`EdgeSession.counters` and logged, never raised.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from enum import Enum
+from typing import TYPE_CHECKING
+
+from uns.conventions import BDSEQ, NODE_REBIRTH, PROP_ENG_HIGH, PROP_ENG_LOW, PROP_ENG_UNIT
+from uns.sparkplug.codec import build_payload, decode_payload, encode_payload
+from uns.sparkplug.datatypes import DataType
+from uns.sparkplug.errors import EncodeError, LocalProtocolError, RemoteProtocolError, UnknownAliasError
+from uns.sparkplug.model import MetaData, Metric, Payload, PropertySet, PropertyValue, now_ms
+from uns.sparkplug.state import StatePayload
+from uns.sparkplug.topic import MessageType, StateTopic, node_topic, validate_id
+
+from .model import DeviceOffline, DeviceOnline, MetricDefinition, MetricUpdate
+from .session_events import (
+    Action,
+    CommandReceived,
+    Connect,
+    ConnectFailed,
+    ConnectStarted,
+    DataConfirmed,
+    DeliverCommand,
+    Disconnect,
+    Event,
+    FetchHistory,
+    HistoryFetched,
+    MqttConnected,
+    MqttDisconnected,
+    PersistBdSeq,
+    Publish,
+    Shutdown,
+    StateReceived,
+    StoreDelete,
+    StoreForward,
+    Subscribe,
+    Tick,
+)
+
+if TYPE_CHECKING:
+    from .sparkplug_config import EdgeSparkplugConfig
+
+__all__ = [
+    "Action", "CommandReceived", "Connect", "ConnectFailed", "ConnectStarted", "DataConfirmed",
+    "DeliverCommand", "Disconnect", "EdgeSession", "Event", "FetchHistory", "HistoryFetched",
+    "MqttConnected", "MqttDisconnected", "PersistBdSeq", "Publish", "SessionCounters", "SessionSettings",
+    "Shutdown", "State", "StateReceived", "StoreDelete", "StoreForward", "Subscribe", "Tick",
+]
+
+log = logging.getLogger(__name__)
+
+
+class State(Enum):
+    DISCONNECTED = "DISCONNECTED"  # no MQTT session; changes go to the store
+    CONNECTING = "CONNECTING"  # CONNECT (with the Will) under way
+    WAITING_HOST = "WAITING_HOST"  # connected and subscribed; primary host not online yet
+    ONLINE = "ONLINE"  # born: DATA flows
+    DISCONNECTING = "DISCONNECTING"  # we asked the shell to disconnect (host offline)
+    CLOSED = "CLOSED"  # shut down; only the tail of the connection is accepted
+
+
+# ------------------------------------------------------------------------- transition table
+
+_S = State
+_ANY_TIME = {Tick: None, DeviceOnline: None, DeviceOffline: None, HistoryFetched: None}
+
+#: state -> event type -> the states the event may lead to (None = stays). Anything else is our misuse.
+_TRANSITIONS: dict[State, dict[type, frozenset[State] | None]] = {
+    _S.DISCONNECTED: {**_ANY_TIME, DataConfirmed: None, ConnectStarted: frozenset({_S.CONNECTING}), Shutdown: frozenset({_S.CLOSED})},
+    _S.CONNECTING: {**_ANY_TIME, DataConfirmed: None, ConnectFailed: frozenset({_S.DISCONNECTED}),
+                    MqttConnected: frozenset({_S.WAITING_HOST, _S.ONLINE}),
+                    MqttDisconnected: frozenset({_S.DISCONNECTED}), Shutdown: frozenset({_S.CLOSED})},
+    _S.WAITING_HOST: {**_ANY_TIME, StateReceived: frozenset({_S.WAITING_HOST, _S.ONLINE, _S.DISCONNECTING}),
+                      CommandReceived: None, DataConfirmed: None,
+                      MqttDisconnected: frozenset({_S.DISCONNECTED}), Shutdown: frozenset({_S.CLOSED})},
+    _S.ONLINE: {**_ANY_TIME, StateReceived: frozenset({_S.ONLINE, _S.DISCONNECTING}), CommandReceived: None,
+                DataConfirmed: None, MqttDisconnected: frozenset({_S.DISCONNECTED}),
+                Shutdown: frozenset({_S.CLOSED})},
+    _S.DISCONNECTING: {**_ANY_TIME, StateReceived: None, CommandReceived: None, DataConfirmed: None,
+                       MqttDisconnected: frozenset({_S.DISCONNECTED}), Shutdown: frozenset({_S.CLOSED})},
+    _S.CLOSED: {DataConfirmed: None, MqttDisconnected: None, ConnectFailed: None, Tick: None,
+                HistoryFetched: None, Shutdown: None, StateReceived: None, CommandReceived: None},
+}
+
+
+# -------------------------------------------------------------------------------- the session
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSettings:
+    """What the session needs from :class:`edge_node.sparkplug_config.EdgeSparkplugConfig`."""
+
+    group_id: str
+    edge_node_id: str
+    primary_host_id: str | None = None
+    several_servers: bool = False
+    max_metrics_per_message: int = 1000
+    rebirth_throttle_ms: int = 5000
+    confirm_delivery: bool = True
+    replay_values_per_tick: int = 10_000
+    replay_max_in_flight: int = 50_000
+
+    @classmethod
+    def from_config(cls, config: EdgeSparkplugConfig) -> SessionSettings:
+        return cls(
+            group_id=config.group_id, edge_node_id=config.edge_node_id, primary_host_id=config.primary_host_id,
+            several_servers=len(config.brokers) > 1, max_metrics_per_message=config.max_metrics_per_message,
+            rebirth_throttle_ms=int(config.rebirth_throttle_s * 1000), confirm_delivery=config.confirm_delivery,
+            replay_values_per_tick=config.store.replay_values_per_tick,
+            replay_max_in_flight=config.store.replay_max_in_flight,
+        )
+
+
+@dataclass(slots=True)
+class SessionCounters:
+    """Monotonic counters (for Prometheus) plus a few gauges; see :attr:`EdgeSession.counters`."""
+
+    connects: int = 0
+    nbirths: int = 0
+    dbirths: int = 0
+    ddeaths: int = 0
+    rebirths: int = 0
+    rebirths_throttled: int = 0
+    data_messages: int = 0
+    values_submitted: int = 0
+    values_published: int = 0
+    values_replayed: int = 0
+    values_stored: int = 0
+    values_confirmed: int = 0
+    values_unencodable: int = 0
+    replay_unknown_metric: int = 0
+    bad_commands: int = 0
+    bad_state: int = 0
+    stale_state: int = 0
+    other_host_state: int = 0
+    commands_delivered: int = 0
+    host_offline_disconnects: int = 0
+
+
+@dataclass(slots=True)
+class _Info:
+    device_id: str | None
+    name: str
+    datatype: DataType
+    alias: int
+    definition: MetricDefinition
+    birth_properties: PropertySet | None
+
+
+@dataclass(slots=True)
+class _InFlight:
+    seq: int
+    updates: list[MetricUpdate]  # live values: back to the store if never confirmed
+    row_ids: list[int]  # stored rows: deleted once confirmed
+
+
+@dataclass(slots=True)
+class _Device:
+    online: bool = False
+    born: bool = False
+    order: int = 0
+
+
+class EdgeSession:
+    """One edge node's Sparkplug session; see the module docstring for the rules."""
+
+    def __init__(self, settings: SessionSettings, definitions: Iterable[MetricDefinition], *,
+                 last_bd_seq: int | None = None, has_backlog: bool = False,
+                 clock: Callable[[], int] = now_ms) -> None:
+        self.settings = settings
+        validate_id(settings.group_id, "group_id")
+        validate_id(settings.edge_node_id, "edge_node_id")
+        if settings.primary_host_id is not None:
+            validate_id(settings.primary_host_id, "primary_host_id")
+        self._clock = clock
+        self.counters = SessionCounters()
+        self._state = State.DISCONNECTED
+        self._metrics: dict[tuple[str | None, str], _Info] = {}
+        self._by_alias: dict[int, _Info] = {}
+        self._devices: dict[str, _Device] = {}
+        self._define(definitions)
+        g, e = settings.group_id, settings.edge_node_id
+        self._topics = {
+            MessageType.NBIRTH: node_topic(g, MessageType.NBIRTH, e),
+            MessageType.NDATA: node_topic(g, MessageType.NDATA, e),
+            MessageType.NDEATH: node_topic(g, MessageType.NDEATH, e),
+            MessageType.NCMD: node_topic(g, MessageType.NCMD, e),
+        }
+        self._device_topics = {
+            d: {t: node_topic(g, t, e, d) for t in (MessageType.DBIRTH, MessageType.DDATA, MessageType.DDEATH,
+                                                  MessageType.DCMD)}
+            for d in self._devices
+        }
+        # bdSeq (rule 1)
+        self._bd_seq = 0 if last_bd_seq is None else (last_bd_seq + 1) % 256
+        self._bd_seq_used = False
+        self._connection = 0
+        # sequence and birth state
+        self._seq = 0
+        self._last_birth_ms: int | None = None
+        self._rebirth_due: int | None = None
+        # primary host (rule 3)
+        self._last_state_ts: int | None = None
+        self._host_online = settings.primary_host_id is None
+        # values
+        self._cvt: dict[tuple[str | None, str], MetricUpdate] = {}
+        self._pending: list[MetricUpdate] = []
+        self._in_flight: deque[_InFlight] = deque()
+        self._in_flight_rows: set[int] = set()
+        self._in_flight_count = 0  # values in _in_flight
+        # backlog (rule 9)
+        self._history_pending = has_backlog
+        self._history_cursor: tuple[int, int] | None = None
+        self._fetch_outstanding = False
+        self._device_order = 0
+
+    # -- introspection ----------------------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        return self._state
+
+    @property
+    def born(self) -> bool:
+        return self._state is State.ONLINE
+
+    @property
+    def connected(self) -> bool:
+        return self._state in (State.WAITING_HOST, State.ONLINE, State.DISCONNECTING)
+
+    @property
+    def bd_seq(self) -> int:
+        """The bdSeq of the current (or next) CONNECT."""
+        return self._bd_seq
+
+    @property
+    def seq(self) -> int:
+        """The ``seq`` the last edge message carried (0 after an NBIRTH)."""
+        return (self._seq - 1) % 256
+
+    @property
+    def connection(self) -> int:
+        return self._connection
+
+    @property
+    def pending_count(self) -> int:
+        return len(self._pending)
+
+    @property
+    def in_flight_values(self) -> int:
+        """Values published but not yet confirmed by the broker."""
+        return self._in_flight_count
+
+    @property
+    def host_online(self) -> bool:
+        return self._host_online
+
+    def alias_of(self, device_id: str | None, name: str) -> int:
+        return self._metrics[(device_id, name)].alias
+
+    def datatype_of(self, device_id: str | None, name: str) -> DataType:
+        info = self._metrics.get((device_id, name))
+        if info is None:
+            raise LocalProtocolError(f"metric {name!r} of {_where(device_id)} is not defined")
+        return info.datatype
+
+    def device_online(self, device_id: str) -> bool:
+        dev = self._devices.get(device_id)
+        return dev is not None and dev.online
+
+    # -- the hot path -----------------------------------------------------------------------
+
+    def submit(self, update: MetricUpdate) -> None:
+        """Take one change; it is published or handed to the store at the next :class:`Tick`."""
+        if self._state is State.CLOSED:
+            raise LocalProtocolError("the edge session is closed; no more values are accepted")
+        key = (update.device_id, update.name)
+        if key not in self._metrics:
+            raise LocalProtocolError(
+                f"metric {update.name!r} of {_where(update.device_id)} is not in the metric definitions; "
+                "every metric must be declared before the birth (tck-id-topics-nbirth-metric-reqs)")
+        if not update.is_historical:
+            current = self._cvt.get(key)
+            if current is None or update.timestamp >= current.timestamp:
+                self._cvt[key] = update
+        self._pending.append(update)
+        self.counters.values_submitted += 1
+
+    # -- events -----------------------------------------------------------------------------
+
+    def send(self, event: Event) -> list[Action]:
+        """Feed one event; returns the actions to execute, in order."""
+        allowed = _TRANSITIONS[self._state]
+        kind = type(event)
+        if kind not in allowed:
+            raise LocalProtocolError(f"{kind.__name__} is not allowed in state {self._state.value}")
+        before = self._state
+        actions = _HANDLERS[kind](self, event)
+        targets = allowed[kind]
+        if targets is None:
+            if self._state is not before:  # pragma: no cover - a bug in this file
+                raise AssertionError(f"{kind.__name__} moved {before} to {self._state} against the table")
+        elif self._state not in targets and self._state is not before:  # pragma: no cover
+            raise AssertionError(f"{kind.__name__} moved {before} to {self._state} against the table")
+        return actions
+
+    # connection lifecycle -------------------------------------------------------------------
+
+    def _on_connect_started(self, _: ConnectStarted) -> list[Action]:
+        if self._bd_seq_used:
+            self._bd_seq = (self._bd_seq + 1) % 256
+            self._bd_seq_used = False
+        self._connection += 1
+        self._state = State.CONNECTING
+        will = self._ndeath_payload()
+        return [PersistBdSeq(self._bd_seq), Connect(self._topics[MessageType.NDEATH], will, self._bd_seq)]
+
+    def _on_connect_failed(self, event: ConnectFailed) -> list[Action]:
+        if self._state is State.CONNECTING:
+            self._state = State.DISCONNECTED
+        return []
+
+    def _on_connected(self, _: MqttConnected) -> list[Action]:
+        self._bd_seq_used = True
+        self.counters.connects += 1
+        filters = [self._topics[MessageType.NCMD]]
+        filters += [self._device_topics[d][MessageType.DCMD] for d in self._devices]
+        if self.settings.primary_host_id is not None:
+            filters.append(str(StateTopic(self.settings.primary_host_id)))
+        actions: list[Action] = [Subscribe(tuple(filters))]
+        if self.settings.confirm_delivery:
+            echo = [self._topics[MessageType.NDATA]]
+            if self._devices:
+                echo.append(f"spBv1.0/{self.settings.group_id}/DDATA/{self.settings.edge_node_id}/+")
+            actions.append(Subscribe(tuple(echo), qos=0, required=False))
+        # Each server has its own retained STATE, always the newest there: judge timestamps per connection
+        self._last_state_ts = None
+        if self.settings.primary_host_id is None:
+            self._state = State.ONLINE
+            actions += self._birth_sequence()
+        else:
+            self._host_online = False
+            self._state = State.WAITING_HOST
+        return actions
+
+    def _on_disconnected(self, event: MqttDisconnected) -> list[Action]:
+        stored = [u for flight in self._in_flight for u in flight.updates]
+        self._in_flight.clear()
+        self._in_flight_count = 0
+        if self._in_flight_rows:
+            self._history_pending = True
+        self._in_flight_rows.clear()
+        stored += self._pending
+        self._pending = []
+        self._history_cursor = None
+        self._fetch_outstanding = False
+        self._rebirth_due = None
+        for dev in self._devices.values():
+            dev.born = False
+        if self._state is not State.CLOSED:
+            self._state = State.DISCONNECTED
+        return self._store(stored)
+
+    def _on_shutdown(self, _: Shutdown) -> list[Action]:
+        actions: list[Action] = []
+        if self._state is State.ONLINE:
+            actions += self._flush_live()
+        connected = self.connected
+        self._state = State.CLOSED
+        if connected:
+            # NDEATH first (rule 11); its PUBACK confirms every DATA before it (fence)
+            actions.append(self._publish(MessageType.NDEATH, None, self._ndeath_payload(), qos=1, fence=True))
+            actions.append(Disconnect("shutdown", next_server=False, publish_will=True))
+        stored = self._pending
+        self._pending = []
+        actions += self._store(stored)
+        return actions
+
+    # primary host ---------------------------------------------------------------------------
+
+    def _on_state(self, event: StateReceived) -> list[Action]:
+        if self._state is State.CLOSED:
+            return []
+        primary = self.settings.primary_host_id
+        if primary is None or event.host_id != primary:
+            self.counters.other_host_state += 1
+            return []
+        try:
+            state = StatePayload.from_bytes(event.payload)
+        except RemoteProtocolError as exc:
+            self.counters.bad_state += 1
+            log.warning("ignoring bad STATE of primary host %r: %s", primary, exc)
+            return []
+        if self._last_state_ts is not None and state.timestamp < self._last_state_ts:
+            self.counters.stale_state += 1
+            log.info("ignoring stale STATE of %r (timestamp %d < last %d)", primary, state.timestamp,
+                     self._last_state_ts)
+            return []
+        self._last_state_ts = state.timestamp
+        self._host_online = state.online
+        if self._state is State.DISCONNECTING:
+            return []
+        if state.online:
+            if self._state is State.WAITING_HOST:
+                self._state = State.ONLINE
+                return self._birth_sequence()
+            return []
+        if self._state is State.ONLINE:
+            self.counters.host_offline_disconnects += 1
+            log.warning("primary host %r went offline: NDEATH, disconnect, next server", primary)
+            self._state = State.DISCONNECTING
+            return [self._publish(MessageType.NDEATH, None, self._ndeath_payload(), qos=1, fence=True),
+                    Disconnect(f"primary host {primary} offline", next_server=True, publish_will=True)]
+        if self.settings.several_servers:  # WAITING_HOST: try the next server, where the host may be online
+            self._state = State.DISCONNECTING
+            return [Disconnect(f"primary host {primary} offline on this server", next_server=True,
+                               publish_will=False)]
+        return []
+
+    # commands ---------------------------------------------------------------------------------
+
+    def _on_command(self, event: CommandReceived) -> list[Action]:
+        if self._state is State.CLOSED:
+            return []
+        device_id = event.device_id
+        if device_id is not None and device_id not in self._devices:
+            self.counters.bad_commands += 1
+            log.warning("DCMD for unknown device %r ignored", device_id)
+            return []
+        message_type = MessageType.NCMD if device_id is None else MessageType.DCMD
+
+        def resolve(name: str | None, alias: int | None) -> tuple[str, DataType]:
+            if alias is not None:
+                info = self._by_alias.get(alias)
+                if info is None or info.device_id != device_id:
+                    raise UnknownAliasError(f"{message_type} alias {alias} is not a metric of {_where(device_id)}")
+                return info.name, info.datatype
+            if device_id is None and name == NODE_REBIRTH:
+                return name, DataType.Boolean
+            info = self._metrics.get((device_id, name))  # type: ignore[arg-type]
+            if info is None:
+                raise UnknownAliasError(f"{message_type} metric {name!r} is not a metric of {_where(device_id)}")
+            return info.name, info.datatype
+
+        try:
+            payload = decode_payload(event.payload, message_type, resolve)
+        except RemoteProtocolError as exc:
+            self.counters.bad_commands += 1
+            log.warning("ignoring bad %s for %s: %s", message_type, _where(device_id), exc)
+            return []
+        actions: list[Action] = []
+        rebirth = False
+        others: list[Metric] = []
+        for metric in payload.metrics:
+            if device_id is None and metric.name == NODE_REBIRTH:
+                rebirth = rebirth or metric.value is True
+            else:
+                others.append(metric)
+        if rebirth:
+            actions += self._request_rebirth()
+        if others:
+            self.counters.commands_delivered += 1
+            actions.append(DeliverCommand(device_id, others))
+        return actions
+
+    def _request_rebirth(self) -> list[Action]:
+        if self._state is not State.ONLINE:
+            return []  # a birth sequence is coming anyway once we are online
+        now = self._clock()
+        due = (self._last_birth_ms or 0) + self.settings.rebirth_throttle_ms
+        if now >= due and self._rebirth_due is None:
+            self.counters.rebirths += 1
+            return self._birth_sequence()
+        self.counters.rebirths_throttled += 1
+        if self._rebirth_due is None:
+            self._rebirth_due = due
+            log.info("rebirth request throttled; rebirth at +%d ms", due - now)
+        return []
+
+    # devices ----------------------------------------------------------------------------------
+
+    def _on_device_online(self, event: DeviceOnline) -> list[Action]:
+        dev = self._device(event.device_id)
+        for update in event.current:
+            if update.device_id != event.device_id:
+                raise LocalProtocolError(
+                    f"DeviceOnline({event.device_id!r}) carries a value of {_where(update.device_id)}")
+            key = (update.device_id, update.name)
+            if key not in self._metrics:
+                raise LocalProtocolError(f"metric {update.name!r} of {_where(update.device_id)} is not defined")
+            self._cvt[key] = update
+        if not dev.online:
+            self._device_order += 1
+            dev.order = self._device_order
+        dev.online = True
+        if self._state is not State.ONLINE:
+            return []
+        # already born: a new DBIRTH replaces the old one (new current values); no DDEATH needed
+        actions: list[Action] = [self._dbirth(event.device_id)]
+        self._restart_history()
+        return actions
+
+    def _on_device_offline(self, event: DeviceOffline) -> list[Action]:
+        dev = self._device(event.device_id)
+        actions: list[Action] = []
+        if self._state is State.ONLINE and dev.born:
+            mine = [u for u in self._pending if u.device_id == event.device_id]
+            if mine:
+                self._pending = [u for u in self._pending if u.device_id != event.device_id]
+                actions += self._publish_values(event.device_id, mine, from_store=False)
+            payload = Payload(metrics=[], timestamp=self._clock(), seq=self._next_seq())
+            actions.append(self._publish(MessageType.DDEATH, event.device_id, encode_payload(payload, MessageType.DDEATH),
+                                         seq=payload.seq))
+            self.counters.ddeaths += 1
+        dev.online = False
+        dev.born = False
+        return actions
+
+    def _device(self, device_id: str) -> _Device:
+        dev = self._devices.get(device_id)
+        if dev is None:
+            raise LocalProtocolError(f"device {device_id!r} has no metric definitions; known devices: "
+                                     f"{', '.join(sorted(self._devices)) or 'none'}")
+        return dev
+
+    # ticks, delivery, backlog -----------------------------------------------------------------
+
+    def _on_tick(self, _: Tick) -> list[Action]:
+        actions: list[Action] = []
+        if self._state is State.ONLINE and self._rebirth_due is not None and self._clock() >= self._rebirth_due:
+            self._rebirth_due = None
+            self.counters.rebirths += 1
+            actions += self._birth_sequence()
+        actions += self._flush_live()
+        if (self._state is State.ONLINE and self._history_pending and not self._fetch_outstanding):
+            in_flight = len(self._in_flight_rows)
+            room = min(self.settings.replay_values_per_tick, self.settings.replay_max_in_flight - in_flight)
+            if room > 0:
+                self._fetch_outstanding = True
+                targets = frozenset([None, *(d for d, dev in self._devices.items() if dev.born)])
+                actions.append(FetchHistory(room, self._history_cursor, targets))
+        return actions
+
+    def _on_history(self, event: HistoryFetched) -> list[Action]:
+        self._fetch_outstanding = False
+        if self._state is not State.ONLINE:
+            return []  # the rows stay in the store
+        if event.exhausted:
+            self._history_pending = False
+        if not event.updates:
+            return []
+        last = event.updates[-1]
+        self._history_cursor = (last.timestamp, last.seq_id or 0)
+        by_target: dict[str | None, list[MetricUpdate]] = {}
+        unknown: list[int] = []
+        for update in event.updates:
+            row_id = update.seq_id
+            if row_id is None or row_id in self._in_flight_rows:
+                continue
+            if (update.device_id, update.name) not in self._metrics:
+                unknown.append(row_id)
+                continue
+            if update.device_id is not None and not self._devices[update.device_id].born:
+                continue
+            by_target.setdefault(update.device_id, []).append(update)
+        actions: list[Action] = []
+        if unknown:
+            self.counters.replay_unknown_metric += len(unknown)
+            log.warning("dropping %d buffered values of metrics no longer defined", len(unknown))
+            actions.append(StoreDelete(unknown))
+        for device_id, updates in by_target.items():
+            actions += self._publish_values(device_id, updates, from_store=True)
+        return actions
+
+    def _on_confirmed(self, event: DataConfirmed) -> list[Action]:
+        flights = self._in_flight
+        if not flights or (event.connection is not None and event.connection != self._connection):
+            return []
+        if event.seq is None:
+            count = len(flights)
+        else:
+            count = 0
+            for index, flight in enumerate(flights):
+                if flight.seq == event.seq:
+                    count = index + 1
+                    break
+            if count == 0:
+                return []
+        rows: list[int] = []
+        confirmed = 0
+        for _ in range(count):
+            flight = flights.popleft()
+            confirmed += len(flight.updates) + len(flight.row_ids)
+            if flight.row_ids:
+                rows += flight.row_ids
+                self._in_flight_rows.difference_update(flight.row_ids)
+        self.counters.values_confirmed += confirmed
+        self._in_flight_count -= confirmed
+        return [StoreDelete(rows)] if rows else []
+
+    def _restart_history(self) -> None:
+        self._history_cursor = None
+        self._history_pending = True
+
+    def _flush_live(self) -> list[Action]:
+        pending = self._pending
+        if not pending:
+            return []
+        self._pending = []
+        if self._state is not State.ONLINE:
+            return self._store(pending)
+        if self._in_flight_count >= self.settings.replay_max_in_flight + self.settings.max_metrics_per_message * 100:
+            # the broker is not confirming (stuck, or routing slower than we produce): keep memory
+            # bounded, buffer on disk and replay once confirmations catch up
+            return self._store(pending)
+        by_target: dict[tuple[str | None, bool], list[MetricUpdate]] = {}
+        keep: list[MetricUpdate] = []
+        devices = self._devices
+        for update in pending:
+            device_id = update.device_id
+            if device_id is not None and not devices[device_id].born:
+                keep.append(update)
+                continue
+            key = (device_id, update.is_historical)
+            group = by_target.get(key)
+            if group is None:
+                by_target[key] = [update]
+            else:
+                group.append(update)
+        actions: list[Action] = []
+        for (device_id, _historical), updates in by_target.items():
+            actions += self._publish_values(device_id, updates, from_store=False)
+        actions += self._store(keep)
+        return actions
+
+    def _store(self, updates: list[MetricUpdate]) -> list[Action]:
+        if not updates:
+            return []
+        self._history_pending = True
+        self.counters.values_stored += len(updates)
+        return [StoreForward(updates)]
+
+    # -- building messages --------------------------------------------------------------------
+
+    def _publish_values(self, device_id: str | None, updates: list[MetricUpdate], *, from_store: bool) -> list[Action]:
+        """NDATA/DDATA messages for one target: timestamp order, bounded size, no (metric, ts) twice."""
+        updates = sorted(updates, key=_by_timestamp)
+        limit = self.settings.max_metrics_per_message
+        message_type = MessageType.NDATA if device_id is None else MessageType.DDATA
+        actions: list[Action] = []
+        chunk: list[MetricUpdate] = []
+        seen: set[tuple[str, int]] = set()
+        for update in updates:
+            key = (update.name, update.timestamp)
+            if len(chunk) >= limit or key in seen:
+                actions += self._data_message(message_type, device_id, chunk, from_store)
+                chunk = []
+                seen = set()
+            chunk.append(update)
+            seen.add(key)
+        if chunk:
+            actions += self._data_message(message_type, device_id, chunk, from_store)
+        return actions
+
+    def _data_message(self, message_type: MessageType, device_id: str | None, updates: list[MetricUpdate],
+                      from_store: bool) -> list[Action]:
+        metrics = self._data_metrics(device_id, updates, from_store)
+        if not metrics:
+            return []
+        payload = Payload(metrics=metrics, timestamp=self._clock(), seq=self._seq)
+        try:
+            data = encode_payload(payload, message_type)
+        except EncodeError:
+            updates, metrics = self._drop_unencodable(message_type, device_id, updates, metrics)
+            if not metrics:
+                return []
+            payload.metrics = metrics
+            data = encode_payload(payload, message_type)
+        seq = self._next_seq()  # taken only once the payload encoded: a bad value never burns a seq
+        self._in_flight_count += len(updates)
+        if from_store:
+            row_ids = [u.seq_id for u in updates if u.seq_id is not None]
+            self._in_flight.append(_InFlight(seq, [], row_ids))
+            self._in_flight_rows.update(row_ids)
+            self.counters.values_replayed += len(updates)
+        else:
+            self._in_flight.append(_InFlight(seq, updates, []))
+            self.counters.values_published += len(updates)
+        self.counters.data_messages += 1
+        return [self._publish(message_type, device_id, data, seq=seq, values=len(updates))]
+
+    def _data_metrics(self, device_id: str | None, updates: list[MetricUpdate], from_store: bool) -> list[Metric]:
+        out = []
+        metrics = self._metrics
+        for update in updates:
+            info = metrics[(device_id, update.name)]
+            out.append(Metric(alias=info.alias, datatype=info.datatype, value=update.value,
+                              timestamp=update.timestamp, is_null=update.is_null or update.value is None,
+                              is_historical=from_store or update.is_historical, properties=update.properties))
+        return out
+
+    def _drop_unencodable(self, message_type: MessageType, device_id: str | None, updates: list[MetricUpdate],
+                          metrics: list[Metric]) -> tuple[list[MetricUpdate], list[Metric]]:
+        good_updates, good_metrics = [], []
+        for update, metric in zip(updates, metrics):
+            try:
+                encode_payload(Payload(metrics=[metric], timestamp=0, seq=0), message_type)
+            except EncodeError as exc:
+                self.counters.values_unencodable += 1
+                log.error("dropping value of %r (%s): %s", update.name, _where(device_id), exc)
+                continue
+            good_updates.append(update)
+            good_metrics.append(metric)
+        return good_updates, good_metrics
+
+    def _birth_sequence(self) -> list[Action]:
+        """NBIRTH (seq 0) then a DBIRTH per online device (rule 4)."""
+        now = self._clock()
+        self._seq = 0
+        self._last_birth_ms = now
+        self._rebirth_due = None
+        metrics = [
+            Metric(name=BDSEQ, value=self._bd_seq, datatype=DataType.Int64, timestamp=now),
+            Metric(name=NODE_REBIRTH, value=False, datatype=DataType.Boolean, timestamp=now),
+        ]
+        metrics += self._birth_metrics(None, now)
+        metrics.sort(key=_metric_ts)
+        payload = Payload(metrics=metrics, timestamp=now, seq=self._next_seq())
+        actions: list[Action] = [self._publish(MessageType.NBIRTH, None, encode_payload(payload, MessageType.NBIRTH),
+                                               seq=payload.seq, values=len(metrics))]
+        self.counters.nbirths += 1
+        for dev in self._devices.values():
+            dev.born = False
+        for device_id, dev in sorted(self._devices.items(), key=lambda kv: kv[1].order):
+            if dev.online:
+                actions.append(self._dbirth(device_id))
+        self._restart_history()
+        return actions
+
+    def _dbirth(self, device_id: str) -> Publish:
+        now = self._clock()
+        metrics = self._birth_metrics(device_id, now)
+        metrics.sort(key=_metric_ts)
+        payload = Payload(metrics=metrics, timestamp=now, seq=self._next_seq())
+        self._devices[device_id].born = True
+        self.counters.dbirths += 1
+        return self._publish(MessageType.DBIRTH, device_id, encode_payload(payload, MessageType.DBIRTH),
+                             seq=payload.seq, values=len(metrics))
+
+    def _birth_metrics(self, device_id: str | None, now: int) -> list[Metric]:
+        out = []
+        for key, info in self._metrics.items():
+            if key[0] != device_id:
+                continue
+            current = self._cvt.get(key)
+            props = info.birth_properties
+            if current is not None and current.properties:
+                props = {**(props or {}), **current.properties}
+            description = info.definition.description
+            metric = Metric(name=info.name, alias=info.alias, datatype=info.datatype,
+                            timestamp=now if current is None else current.timestamp,
+                            properties=props, metadata=MetaData(description=description) if description else None)
+            if current is None or current.is_null or current.value is None:
+                metric.is_null = True
+            else:
+                metric.value = current.value
+            out.append(metric)
+        return out
+
+    def _ndeath_payload(self) -> bytes:
+        now = self._clock()
+        metric = Metric(name=BDSEQ, value=self._bd_seq, datatype=DataType.Int64, timestamp=now)
+        message = build_payload(Payload(metrics=[metric], timestamp=now), MessageType.NDEATH)
+        # The codec writes datatypes only in births; the Will's bdSeq must say Int64 as well
+        # (tck-id-message-flow-edge-node-birth-publish-will-message-payload-bdSeq)
+        message.metrics[0].datatype = DataType.Int64
+        return message.SerializeToString()
+
+    def _publish(self, message_type: MessageType, device_id: str | None, payload: bytes, *, seq: int | None = None,
+                 qos: int = 0, fence: bool = False, values: int = 0) -> Publish:
+        topic = (self._topics[message_type] if device_id is None
+                 else self._device_topics[device_id][message_type])
+        return Publish(topic, payload, qos, False, message_type, seq, self._connection, values, fence)
+
+    def _next_seq(self) -> int:
+        seq = self._seq
+        self._seq = (seq + 1) % 256
+        return seq
+
+    # -- definitions ----------------------------------------------------------------------------
+
+    def _define(self, definitions: Iterable[MetricDefinition]) -> None:
+        lowered: dict[tuple[str | None, str], str] = {}
+        alias = 0
+        for definition in definitions:
+            key = (definition.device_id, definition.name)
+            if key in self._metrics:
+                raise LocalProtocolError(f"metric {definition.name!r} of {_where(definition.device_id)} is defined twice")
+            if not definition.name:
+                raise LocalProtocolError("a metric definition has an empty name")
+            if definition.device_id is None and definition.name in (BDSEQ, NODE_REBIRTH):
+                raise LocalProtocolError(f"{definition.name!r} is reserved by Sparkplug; the session sends it")
+            if definition.device_id is not None and definition.device_id not in self._devices:
+                validate_id(definition.device_id, "device_id")
+                self._devices[definition.device_id] = _Device()
+            folded = (definition.device_id, definition.name.casefold())
+            if folded in lowered:
+                log.warning("metrics %r and %r of %s differ only by case (tck-id-case-sensitivity-metric-names)",
+                            lowered[folded], definition.name, _where(definition.device_id))
+            lowered[folded] = definition.name
+            alias += 1
+            info = _Info(definition.device_id, definition.name, DataType(definition.datatype), alias, definition,
+                         _definition_properties(definition))
+            self._metrics[key] = info
+            self._by_alias[alias] = info
+
+
+_HANDLERS: dict[type, Callable[[EdgeSession, object], list[Action]]] = {
+    ConnectStarted: EdgeSession._on_connect_started,  # type: ignore[dict-item]
+    ConnectFailed: EdgeSession._on_connect_failed,  # type: ignore[dict-item]
+    MqttConnected: EdgeSession._on_connected,  # type: ignore[dict-item]
+    MqttDisconnected: EdgeSession._on_disconnected,  # type: ignore[dict-item]
+    StateReceived: EdgeSession._on_state,  # type: ignore[dict-item]
+    CommandReceived: EdgeSession._on_command,  # type: ignore[dict-item]
+    DataConfirmed: EdgeSession._on_confirmed,  # type: ignore[dict-item]
+    Tick: EdgeSession._on_tick,  # type: ignore[dict-item]
+    HistoryFetched: EdgeSession._on_history,  # type: ignore[dict-item]
+    Shutdown: EdgeSession._on_shutdown,  # type: ignore[dict-item]
+    DeviceOnline: EdgeSession._on_device_online,  # type: ignore[dict-item]
+    DeviceOffline: EdgeSession._on_device_offline,  # type: ignore[dict-item]
+}
+
+
+def _definition_properties(definition: MetricDefinition) -> PropertySet | None:
+    props: PropertySet = {}
+    if definition.unit:
+        props[PROP_ENG_UNIT] = PropertyValue(DataType.String, definition.unit)
+    if definition.eng_low is not None:
+        props[PROP_ENG_LOW] = PropertyValue(DataType.Double, float(definition.eng_low))
+    if definition.eng_high is not None:
+        props[PROP_ENG_HIGH] = PropertyValue(DataType.Double, float(definition.eng_high))
+    return props or None
+
+
+def _by_timestamp(update: MetricUpdate) -> int:
+    return update.timestamp
+
+
+def _metric_ts(metric: Metric) -> int:
+    return metric.timestamp or 0
+
+
+def _where(device_id: str | None) -> str:
+    return "the node" if device_id is None else f"device {device_id!r}"
