@@ -65,7 +65,7 @@ from enum import Enum
 from typing import TYPE_CHECKING
 
 from uns.conventions import BDSEQ, NODE_REBIRTH, PROP_ENG_HIGH, PROP_ENG_LOW, PROP_ENG_UNIT
-from uns.sparkplug.codec import build_payload, decode_payload, encode_payload
+from uns.sparkplug.codec import decode_payload, encode_payload
 from uns.sparkplug.datatypes import DataType
 from uns.sparkplug.errors import EncodeError, LocalProtocolError, RemoteProtocolError, UnknownAliasError
 from uns.sparkplug.model import MetaData, Metric, Payload, PropertySet, PropertyValue, now_ms
@@ -830,11 +830,7 @@ class EdgeSession:
     def _ndeath_payload(self) -> bytes:
         now = self._clock()
         metric = Metric(name=BDSEQ, value=self._bd_seq, datatype=DataType.Int64, timestamp=now)
-        message = build_payload(Payload(metrics=[metric], timestamp=now), MessageType.NDEATH)
-        # The codec writes datatypes only in births; the Will's bdSeq must say Int64 as well
-        # (tck-id-message-flow-edge-node-birth-publish-will-message-payload-bdSeq)
-        message.metrics[0].datatype = DataType.Int64
-        return message.SerializeToString()
+        return encode_payload(Payload(metrics=[metric], timestamp=now), MessageType.NDEATH)
 
     def _publish(self, message_type: MessageType, device_id: str | None, payload: bytes, *, seq: int | None = None,
                  qos: int = 0, fence: bool = False, values: int = 0) -> Publish:

@@ -89,9 +89,11 @@ def build_payload(payload: Payload, message_type: MessageType) -> pb.Payload:
         out.uuid = payload.uuid
     if payload.body is not None:
         out.body = payload.body
-    birth = message_type.is_birth
+    # births and the NDEATH (the bdSeq metric, Int64) state name and datatype in full
+    # (tck-id-message-flow-edge-node-birth-publish-will-message-payload-bdSeq)
+    birth = message_type.is_birth or message_type is MessageType.NDEATH
     # tck-id-payloads-name-birth-data-requirement: births and DATA stamp every metric
-    stamped = birth or message_type.is_data
+    stamped = message_type.is_birth or message_type.is_data
     definitions_allowed = message_type is MessageType.NBIRTH
     add = out.metrics.add
     for metric in payload.metrics:
