@@ -21,8 +21,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-# (module under uns.cli, name of the attribute to mount, name of the subcommand or None for
-# a plain command that registers itself on ``app``)
+# modules under uns.cli; each has ``register(app)``
 _SUBCOMMANDS: list[str] = [
     "decode",
     "broker",
@@ -32,6 +31,7 @@ _SUBCOMMANDS: list[str] = [
     "adapter",
     "cmd",
     "audit",
+    "init",
     "up",
 ]
 

@@ -1,0 +1,34 @@
+"""``uns init``: write the configuration of a whole stack (see :mod:`uns.cli.stack`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("init")
+    def init(
+        out: Path = typer.Option(Path("uns-data/config"), "--out", "-o", help="folder for the config files"),
+        profile: str = typer.Option("local", "--profile", help="local (uns up) or compose (docker-compose)"),
+        keep_existing: bool = typer.Option(False, "--keep-existing",
+                                           help="do nothing if the folder already has a stack.yaml"),
+        mqtt_port: int = typer.Option(1883, "--mqtt-port"),
+        ws_port: int = typer.Option(9001, "--ws-port"),
+        opcua_port: int = typer.Option(4840, "--opcua-port"),
+        http_port: int = typer.Option(8080, "--http-port"),
+    ) -> None:
+        """Write broker, edge node, allowlist and adapter configs with fresh secrets."""
+        from uns.cli.stack import Profile, StackPorts, write_stack_config
+
+        if keep_existing and (out / "stack.yaml").exists():
+            typer.echo(f"{out} already holds a stack config; kept as it is")
+            return
+        try:
+            chosen = Profile(profile)
+        except ValueError:
+            typer.echo(f"uns init: --profile must be local or compose, not {profile!r}", err=True)
+            raise typer.Exit(2) from None
+        write_stack_config(out, chosen, StackPorts(mqtt_port, ws_port, opcua_port, http_port))
+        typer.echo(f"wrote the {chosen.value} stack config to {out}")

@@ -1,0 +1,160 @@
+"""``uns up``: the whole stack on one machine, with zero configuration.
+
+Starts the embedded broker, the simulated line, the MES adapter (primary host, UNS mirror, REST
+API and dashboard) and the edge node, each as its own ``uns <service>`` process (the very
+commands docker-compose runs), waits until data flows, prints where everything is, and on Ctrl-C
+stops them in reverse order so the wire sees the edge node's NDEATH and the host's STATE offline.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    app.command("up")(up)
+
+
+def up(
+    data_dir: Path = typer.Option(Path("uns-data"), "--data-dir", help="configs, logs and state of the stack"),
+    config: Path | None = typer.Option(None, "--config", "-c",
+                                       help="an edge node config (plant.yaml) for real OPC UA servers: "
+                                            "no simulator is started"),
+    adapter_config: Path | None = typer.Option(None, "--adapter-config", help="your own adapter.yaml"),
+    broker: str | None = typer.Option(None, "--broker",
+                                      help="an external broker URL for the adapter (mqtt://user:pw@host:1883): "
+                                           "no embedded broker is started"),
+    fresh: bool = typer.Option(False, "--fresh", help="regenerate the stack config (new passwords and tokens)"),
+    mqtt_port: int = typer.Option(1883, "--mqtt-port"),
+    ws_port: int = typer.Option(9001, "--ws-port"),
+    opcua_port: int = typer.Option(4840, "--opcua-port"),
+    http_port: int = typer.Option(8080, "--http-port"),
+    run_for: float | None = typer.Option(None, "--run-for", help="stop by itself after this many seconds"),
+) -> None:
+    """Run broker, simulated line, edge node and MES adapter with its dashboard."""
+    import yaml
+    from rich.console import Console
+
+    from uns.cli.stack import Profile, StackPorts, write_stack_config
+    from uns.supervisor import PortInUseError, ServiceFailedError, ServiceSpec, Supervisor, check_ports_free
+
+    console = Console(stderr=False, highlight=False)
+    uns = [sys.executable, "-m", "uns.cli.main"]
+    folder = data_dir / "config"
+    ports = StackPorts(mqtt_port, ws_port, opcua_port, http_port)
+    stack_file = folder / "stack.yaml"
+    summary = yaml.safe_load(stack_file.read_text()) if stack_file.exists() else None
+    if summary is None or fresh or summary.get("ports") != {"mqtt": mqtt_port, "ws": ws_port,
+                                                             "opcua": opcua_port, "http": http_port}:
+        summary = write_stack_config(folder, Profile.LOCAL, ports)
+        console.print(f"[dim]wrote the stack config to {folder}[/dim]")
+
+    embedded_broker = broker is None
+    simulator = config is None
+    wanted = {http_port: "MES adapter HTTP"}
+    if embedded_broker:
+        wanted |= {mqtt_port: "MQTT broker", ws_port: "MQTT over WebSocket"}
+    if simulator:
+        wanted[opcua_port] = "simulated line (OPC UA)"
+    try:
+        check_ports_free(wanted)
+    except PortInUseError as exc:
+        console.print(f"[red]uns up: {exc}[/red]")
+        raise typer.Exit(1) from None
+
+    def on_event(name: str, text: str) -> None:
+        style = {"ready": "green", "starting": "cyan", "stopping": "yellow"}.get(text, "dim")
+        console.print(f"  [{style}]{name:<10} {text}[/{style}]")
+
+    adapter_cmd = [*uns, "adapter", "run", "--config", str(adapter_config or folder / "adapter.yaml")]
+    if broker:
+        adapter_cmd += ["--broker", broker]
+    specs: list[ServiceSpec] = []
+    if embedded_broker:
+        specs.append(ServiceSpec("broker", [*uns, "broker", "run", "--config", str(folder / "broker.yaml")],
+                                 ready_ports=[mqtt_port, ws_port]))
+    if simulator:
+        specs.append(ServiceSpec("simulator", [*uns, "sim", "run", "--host", "127.0.0.1",
+                                               "--port", str(opcua_port), "--seed", "1"],
+                                 ready_ports=[opcua_port]))
+    specs.append(ServiceSpec("adapter", adapter_cmd, ready_ports=[http_port],
+                             ready_check=lambda: _http_ok(f"http://127.0.0.1:{http_port}/readyz")))
+    specs.append(ServiceSpec("edge", [*uns, "edge", "run", "--config", str(config or folder / "plant.yaml")],
+                             ready_check=lambda: _line_born(http_port), ready_timeout=90))
+
+    supervisor = Supervisor(data_dir / "logs", on_event)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    console.print("[bold]uns-hub[/bold] starting the stack (logs in " f"{data_dir / 'logs'})")
+    try:
+        for spec in specs:
+            if stop.is_set():
+                break
+            supervisor.start(spec)
+        if not stop.is_set():
+            _print_urls(console, summary, ports, embedded_broker)
+        deadline = None if run_for is None else time.monotonic() + run_for
+        while not stop.is_set():
+            failed = supervisor.failed()
+            if failed:
+                name, code = failed[0]
+                console.print(f"[red]uns up: {name} exited with code {code}; see {data_dir / 'logs' / (name + '.log')}[/red]")
+                break
+            if deadline is not None and time.monotonic() > deadline:
+                break
+            stop.wait(0.5)
+    except ServiceFailedError as exc:
+        console.print(f"[red]uns up: {exc}[/red]")
+        supervisor.stop_all()
+        raise typer.Exit(1) from None
+    finally:
+        console.print("[bold]uns-hub[/bold] stopping (edge node NDEATH, host STATE offline, then the rest)")
+        supervisor.stop_all()
+    console.print("[bold]uns-hub[/bold] stopped")
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - loopback URL we built
+            return 200 <= response.status < 300
+    except OSError:
+        return False
+
+
+def _line_born(http_port: int) -> bool:
+    """The adapter's /readyz-independent view: has any edge node birthed and is it online?"""
+    import json
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/healthz", timeout=1) as response:  # noqa: S310
+            body = json.loads(response.read() or b"{}")
+    except (OSError, ValueError):
+        return False
+    return bool(body.get("nodes_online", 0))
+
+
+def _print_urls(console, summary: dict, ports, embedded_broker: bool) -> None:  # type: ignore[no-untyped-def]
+    http = f"http://127.0.0.1:{ports.http}"
+    tokens = summary.get("tokens", {})
+    console.print()
+    console.print("[bold green]uns-hub is running[/bold green]")
+    console.print(f"  Dashboard        {http}/   (token: operator {tokens.get('operator', '?')})")
+    console.print(f"  REST API docs    {http}/docs")
+    console.print(f"  Prometheus       {http}/metrics")
+    if embedded_broker:
+        console.print(f"  MQTT             mqtt://127.0.0.1:{ports.mqtt}   (WebSocket ws://127.0.0.1:{ports.ws}/mqtt)")
+        console.print(f"  OPC UA (sim)     opc.tcp://127.0.0.1:{ports.opcua}")
+        console.print("  MQTT Explorer:   new connection, host 127.0.0.1, port "
+                      f"{ports.mqtt}, no user name (read-only); topics: '#' and '$sparkplug/#'")
+    console.print(f"  UNS mirror       {summary.get('line', '')}/#   Sparkplug spBv1.0/#")
+    console.print("  API tokens       " + ", ".join(f"{role}={tok}" for role, tok in tokens.items()))
+    console.print("Press Ctrl-C to stop.")
+    console.print()
