@@ -276,6 +276,30 @@ class SparkplugEdgeClient:
         """Wait until the NBIRTH (and DBIRTHs queued with it) went out; TimeoutError otherwise."""
         await asyncio.wait_for(self._birthed.wait(), timeout)
 
+    async def publish_json(self, topic: str, payload: bytes, qos: int = 1, *, wait_s: float = 10.0) -> bool:
+        """Publish a non-Sparkplug message (a command result on the UNS ``_cmd`` topic) now.
+
+        It bypasses the session's outbox on purpose: it carries no ``seq`` and is not stored and
+        forwarded (the edge's audit chain is the durable record of a command). Waits up to
+        ``wait_s`` for the node to be online; returns False if it was not sent.
+        """
+        if not self._birthed.is_set():
+            try:
+                await asyncio.wait_for(self._birthed.wait(), wait_s)
+            except TimeoutError:
+                return False
+        client = self._client
+        if client is None or self._lost.is_set():
+            return False
+        try:
+            await self._guard(client.publish(topic, payload, qos=qos, retain=False))
+        except (aiomqtt.MqttError, _ConnectionLost) as exc:
+            log.warning("publish to %s failed: %s", topic, exc)
+            return False
+        self._messages_out += 1
+        self._bytes_out += len(payload)
+        return True
+
     @property
     def birthed_event(self) -> asyncio.Event:
         return self._birthed

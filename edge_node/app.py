@@ -1,0 +1,136 @@
+"""The edge node process: OPC UA sources → validation → Sparkplug edge client, from one config.
+
+Composition only: :class:`edge_node.opcua_source.OpcUaSource` (one per endpoint) feeds the
+Sparkplug client (:class:`edge_node.mqtt_client.SparkplugEdgeClient`), which owns births,
+deaths, sequence numbers and store-and-forward. The client is entered first so the NBIRTH (with
+every metric definition) precedes the first DBIRTH a source announces, and left last so a
+shutdown ends with NDEATH.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .command_wiring import CommandRuntime, command_definitions, start_commands
+from .config import EdgeConfig, build_sparkplug_config
+from .model import MetricDefinition
+from .opcua_source import OpcUaSource
+from .validation import ValidationStats
+
+log = logging.getLogger(__name__)
+
+#: ``(sparkplug_config, definitions, data_dir) -> async context manager with submit/device_online/...``
+ClientFactory = Callable[[Any, list[MetricDefinition], Path], Any]
+
+
+def metric_definitions(config: EdgeConfig) -> list[MetricDefinition]:
+    """Every metric of the node and its devices, as declared in NBIRTH/DBIRTH."""
+    return [
+        MetricDefinition(device_id=config.device_id(tag), name=tag.metric, datatype=tag.datatype,
+                         unit=tag.unit, eng_low=tag.eng_low, eng_high=tag.eng_high,
+                         description=tag.description, writable=tag.writable)
+        for tag in config.tags
+    ]
+
+
+def _default_client_factory(sparkplug: Any, definitions: list[MetricDefinition], data_dir: Path) -> Any:
+    from edge_node.mqtt_client import SparkplugEdgeClient
+
+    return SparkplugEdgeClient(sparkplug, definitions, data_dir)
+
+
+class EdgeNodeApp:
+    """``await app.start()`` / ``await app.stop()``, or ``await app.run()`` until SIGINT/SIGTERM."""
+
+    def __init__(self, config: EdgeConfig, *, client_factory: ClientFactory | None = None) -> None:
+        self.config = config
+        self.data_dir = config.data_dir
+        self.sparkplug = build_sparkplug_config(config)
+        self.definitions = metric_definitions(config)
+        self.definitions += command_definitions(config, self.definitions)  # method-call rules as String metrics
+        self.validation_stats = ValidationStats()
+        self._client_factory = client_factory or _default_client_factory
+        self.client: Any = None
+        self.sources: list[OpcUaSource] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stop_event = asyncio.Event()
+        self.commands: CommandRuntime | None = None
+
+    async def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        client = self._client_factory(self.sparkplug, self.definitions, self.data_dir)
+        await client.__aenter__()
+        self.client = client
+        if hasattr(client, "set_command_handler") and hasattr(client, "publish_json"):
+            self.commands = await start_commands(self.config, client)
+        for endpoint in self.config.opcua:
+            tags = [(tag, self.config.device_id(tag)) for tag in self.config.tags_of(endpoint.name)]
+            if not tags:
+                log.warning("endpoint %s has no tags; not connecting to it", endpoint.name)
+                continue
+            source = OpcUaSource(endpoint, tags, client, data_dir=self.data_dir, stats=self.validation_stats,
+                                 future_tolerance_ms=self.config.future_tolerance_ms)
+            self.sources.append(source)
+            self._tasks.append(asyncio.create_task(source.run(), name=f"opcua-source-{endpoint.name}"))
+        group_id, edge_node_id = self.config.sparkplug_ids()
+        log.info("edge node %s/%s started: %d tag(s) on %d endpoint(s)", group_id, edge_node_id,
+                 len(self.config.tags), len(self.sources))
+
+    async def stop(self) -> None:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        commands, self.commands = self.commands, None
+        if commands is not None:
+            await commands.stop()
+        client, self.client = self.client, None
+        if client is not None:
+            await client.__aexit__(None, None, None)
+        self._stop_event.set()
+        log.info("edge node stopped")
+
+    def request_stop(self) -> None:
+        self._stop_event.set()
+
+    async def run(self) -> None:
+        """Run until :meth:`request_stop` or SIGINT/SIGTERM, then stop cleanly."""
+        loop = asyncio.get_running_loop()
+        installed: list[int] = []
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, self.request_stop)
+                installed.append(sig)
+        try:
+            await self.start()
+            await self._stop_event.wait()
+        finally:
+            await self.stop()
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+
+    async def wait_connected(self, timeout: float = 30.0) -> None:
+        """Until every source has a live session (tests and ``uns up`` readiness)."""
+        await asyncio.wait_for(asyncio.gather(*(s.connected.wait() for s in self.sources)), timeout)
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        client_stats: Any = None
+        if self.client is not None:
+            try:
+                raw = self.client.stats
+                client_stats = raw.as_dict() if hasattr(raw, "as_dict") else raw
+            except Exception as exc:  # stats must never take the process down
+                client_stats = {"error": str(exc)}
+        return {
+            "sparkplug": client_stats,
+            "validation": self.validation_stats.as_dict(),
+            "opcua": {s.endpoint.name: s.stats.as_dict() for s in self.sources},
+            "commands": self.commands.executor.stats.as_dict() if self.commands is not None else None,
+        }

@@ -1,0 +1,516 @@
+"""The edge node's tag map: which OPC UA servers to read, which nodes, and where they land in the UNS.
+
+One YAML file (``plant.yaml``) describes one edge node: its ISA-95 line, the Sparkplug session
+(:class:`edge_node.sparkplug_config.EdgeSparkplugConfig`), the OPC UA endpoints with their security,
+and every tag. The models are the contract (``extra="forbid"`` everywhere, so a typo is an error,
+not a silently ignored key) and :func:`load_edge_config` turns pydantic's errors into
+``plant.yaml:23: tags[4].deadband: ...`` so an integrator can fix the file without reading code.
+
+Rules a single field cannot check (a tag names an unknown endpoint, two tags publish the same
+metric, a device is fed by two servers) are checked in :meth:`EdgeConfig._references` and
+reported at the offending field's line as well.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from uns.isa95 import LinePath, MappingMode, NamespaceMapping, validate_isa95_name
+from uns.sparkplug.datatypes import DataType
+from uns.sparkplug.errors import InvalidIdError
+
+from .yaml_marks import ConfigError, Loc, MarkedDocument, format_loc, load_marked_file, load_marked_yaml
+
+__all__ = [
+    "CommandsConfig", "ConfigError", "Deadband", "DeadbandKind", "EdgeConfig", "OpcUaEndpointConfig", "SecurityMode",
+    "SecurityPolicy", "TagConfig", "UNIT_CONVERSIONS", "build_sparkplug_config", "load_edge_config",
+    "parse_edge_config",
+]
+
+#: Sparkplug datatypes a tag may publish (scalars the validation stage knows how to coerce)
+SCALAR_TAG_TYPES: frozenset[DataType] = frozenset({
+    DataType.Boolean, DataType.Int8, DataType.Int16, DataType.Int32, DataType.Int64,
+    DataType.UInt8, DataType.UInt16, DataType.UInt32, DataType.UInt64, DataType.Float,
+    DataType.Double, DataType.String, DataType.Text, DataType.DateTime, DataType.UUID,
+})
+NUMERIC_TAG_TYPES: frozenset[DataType] = frozenset(
+    dt for dt in SCALAR_TAG_TYPES if dt.is_integer or dt in (DataType.Float, DataType.Double)
+)
+
+#: Named linear unit conversions: ``"from->to": (scale, offset)`` with ``y = x * scale + offset``
+UNIT_CONVERSIONS: dict[str, tuple[float, float]] = {
+    "degF->degC": (5 / 9, -32 * 5 / 9),
+    "degC->degF": (9 / 5, 32.0),
+    "K->degC": (1.0, -273.15),
+    "degC->K": (1.0, 273.15),
+    "bar->kPa": (100.0, 0.0),
+    "kPa->bar": (0.01, 0.0),
+    "psi->kPa": (6.894757293168361, 0.0),
+    "psi->bar": (0.06894757293168361, 0.0),
+    "mbar->bar": (0.001, 0.0),
+    "mm->m": (0.001, 0.0),
+    "m->mm": (1000.0, 0.0),
+    "in->mm": (25.4, 0.0),
+    "ms->s": (0.001, 0.0),
+    "s->ms": (1000.0, 0.0),
+    "min->s": (60.0, 0.0),
+    "h->s": (3600.0, 0.0),
+    "g->kg": (0.001, 0.0),
+    "lb->kg": (0.45359237, 0.0),
+    "L/min->m3/h": (0.06, 0.0),
+    "gal/min->L/min": (3.785411784, 0.0),
+    "rpm->rad/s": (2 * math.pi / 60, 0.0),
+    "percent->fraction": (0.01, 0.0),
+    "fraction->percent": (100.0, 0.0),
+}
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SecurityPolicy(StrEnum):
+    NONE = "None"
+    BASIC256SHA256 = "Basic256Sha256"
+
+
+class SecurityMode(StrEnum):
+    NONE = "None"
+    SIGN = "Sign"
+    SIGN_AND_ENCRYPT = "SignAndEncrypt"
+
+
+class OpcUaEndpointConfig(_Strict):
+    """One OPC UA server session. Several devices (cells) may share it; a device uses only one."""
+
+    name: str = Field("default", description="id tags use in their `endpoint` field")
+    url: str = Field(..., description="opc.tcp://host:port[/path]")
+    security_policy: SecurityPolicy = SecurityPolicy.NONE
+    security_mode: SecurityMode = SecurityMode.NONE
+    certificate: Path | None = Field(
+        None, description="client certificate (DER); generated with its key on first run if absent")
+    private_key: Path | None = Field(None, description="client private key (PEM)")
+    trust_dir: Path | None = Field(
+        None, description="directory of trusted server certificates (DER/PEM); unset = trust any server")
+    application_uri: str = "urn:uns-hub:edge-node"
+    username: str | None = None
+    password: str | None = None
+    password_env: str | None = Field(None, description="read the password from this environment variable")
+    timeout_s: float = Field(4.0, gt=0, le=120, description="per-request timeout")
+    session_timeout_s: float = Field(60.0, gt=0, le=3600)
+    publishing_interval_ms: float = Field(100.0, gt=0, le=60_000)
+    sampling_interval_ms: float = Field(
+        100.0, ge=-1, le=3_600_000, description="default for tags; 0 = fastest, -1 = publishing interval")
+    keepalive_interval_s: float = Field(
+        1.0, gt=0, le=60, description="how often the watchdog reads ServerStatus/State")
+    reconnect_min_s: float = Field(0.5, gt=0, le=60)
+    reconnect_max_s: float = Field(30.0, gt=0, le=3600)
+    queue_maxsize: int = Field(
+        0, ge=0, description="notification queue; 0 = 20 x tag count (min 10000), never silently dropped")
+    server_deadband: bool = Field(
+        True, description="ask the server to apply deadbands (DataChangeFilter); client-side always applies too")
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        if not _NAME_RE.match(value):
+            raise ValueError(f"endpoint name {value!r}: letters, digits, '_', '-', '.' only (max 64)")
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _valid_url(cls, value: str) -> str:
+        if not re.match(r"^opc\.tcp://[^/\s:]+(:\d{1,5})?(/\S*)?$", value):
+            raise ValueError(f"{value!r} is not an opc.tcp://host[:port][/path] URL")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent_security(self) -> OpcUaEndpointConfig:
+        none_policy = self.security_policy is SecurityPolicy.NONE
+        none_mode = self.security_mode is SecurityMode.NONE
+        if none_policy != none_mode:
+            raise ValueError(
+                "security_policy and security_mode go together: both None, or Basic256Sha256 with "
+                "Sign or SignAndEncrypt")
+        if (self.certificate is None) != (self.private_key is None):
+            raise ValueError("certificate and private_key are given together (or both left out to generate)")
+        if self.password is not None and self.password_env is not None:
+            raise ValueError("give password or password_env, not both")
+        if (self.password is not None or self.password_env is not None) and self.username is None:
+            raise ValueError("a password needs a username")
+        if self.reconnect_min_s > self.reconnect_max_s:
+            raise ValueError("reconnect_min_s must not exceed reconnect_max_s")
+        return self
+
+    @property
+    def secure(self) -> bool:
+        return self.security_policy is not SecurityPolicy.NONE
+
+    def resolved_password(self) -> str | None:
+        """The password, reading ``password_env`` at connect time (so secrets stay out of the file)."""
+        if self.password_env is not None:
+            value = os.environ.get(self.password_env)
+            if value is None:
+                raise ConfigError(f"endpoint {self.name!r}: environment variable {self.password_env} is not set")
+            return value
+        return self.password
+
+
+class DeadbandKind(StrEnum):
+    ABSOLUTE = "absolute"
+    PERCENT = "percent"
+
+
+class Deadband(_Strict):
+    """Report-by-exception threshold, in engineering (scaled) units or percent of the engineering range."""
+
+    kind: DeadbandKind = DeadbandKind.ABSOLUTE
+    value: float = Field(..., ge=0)
+
+    @model_validator(mode="after")
+    def _percent_range(self) -> Deadband:
+        if self.kind is DeadbandKind.PERCENT and self.value > 100:
+            raise ValueError("a percent deadband is 0..100")
+        return self
+
+
+def _parse_deadband(value: Any) -> Any:
+    """Accept ``0.5`` (absolute), ``"2%"`` (percent of range) or ``{kind, value}``."""
+    if value is None or isinstance(value, Deadband | dict):
+        return value
+    if isinstance(value, bool):
+        raise ValueError("deadband is a number, 'N%' or {kind, value}, not a boolean")
+    if isinstance(value, int | float):
+        return {"kind": "absolute", "value": value}
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            if text.endswith("%"):
+                return {"kind": "percent", "value": float(text[:-1])}
+            return {"kind": "absolute", "value": float(text)}
+        except ValueError:
+            raise ValueError(f"deadband {value!r} is not a number or 'N%'") from None
+    raise ValueError(f"deadband {value!r} is not a number, 'N%' or {{kind, value}}")
+
+
+class TagConfig(_Strict):
+    """One OPC UA variable and the Sparkplug metric it becomes."""
+
+    node_id: str = Field(..., description="ns=2;s=Line1/Filler/Speed, i=2258 or nsu=<uri>;s=...")
+    metric: str = Field(..., description="metric name, '/' folders allowed (Speed, Drive/Current)")
+    cell: str | None = Field(None, description="ISA-95 cell = Sparkplug device; None = node-level (line) metric")
+    endpoint: str | None = Field(None, description="endpoint name; may be left out when there is one endpoint")
+    datatype: DataType = DataType.Double
+    unit: str | None = None
+    description: str | None = None
+    writable: bool = False
+    scale: float = 1.0
+    offset: float = 0.0
+    convert: str | None = Field(None, description=f"named unit conversion, one of {sorted(UNIT_CONVERSIONS)}")
+    eng_low: float | None = Field(None, description="engineering range low (after scaling); below = dropped")
+    eng_high: float | None = Field(None, description="engineering range high (after scaling); above = dropped")
+    deadband: Deadband | None = None
+    sampling_interval_ms: float | None = Field(None, ge=-1, le=3_600_000)
+
+    @field_validator("node_id")
+    @classmethod
+    def _valid_node_id(cls, value: str) -> str:
+        from asyncua import ua  # local: keeps `uns edge --help` fast
+
+        try:
+            ua.NodeId.from_string(value)
+        except Exception:  # asyncua raises several types for a malformed string
+            raise ValueError(f"{value!r} is not an OPC UA NodeId string (ns=2;s=..., i=..., nsu=...;s=...)") from None
+        return value
+
+    @field_validator("metric")
+    @classmethod
+    def _valid_metric(cls, value: str) -> str:
+        if not value or value.startswith("/") or value.endswith("/") or "//" in value:
+            raise ValueError(f"metric {value!r}: use '/' only between folder names")
+        if any(ch in value for ch in "+#\x00") or value != value.strip():
+            raise ValueError(f"metric {value!r} contains '+', '#', NUL or outer whitespace")
+        if value.split("/")[0].startswith(("_", "$")):
+            raise ValueError(f"metric {value!r} starts with '_' or '$', reserved in the UNS")
+        return value
+
+    @field_validator("cell")
+    @classmethod
+    def _valid_cell(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return validate_isa95_name(value, "cell")
+        except InvalidIdError as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("datatype", mode="before")
+    @classmethod
+    def _datatype_by_name(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                value = DataType[value]
+            except KeyError:
+                names = ", ".join(sorted(dt.name for dt in SCALAR_TAG_TYPES))
+                raise ValueError(f"unknown datatype {value!r}; one of {names}") from None
+        return value
+
+    @field_validator("datatype")
+    @classmethod
+    def _scalar(cls, value: DataType) -> DataType:
+        if value not in SCALAR_TAG_TYPES:
+            raise ValueError(f"datatype {value.name} is not supported for tags (scalars only)")
+        return value
+
+    @field_validator("deadband", mode="before")
+    @classmethod
+    def _deadband_shorthand(cls, value: Any) -> Any:
+        return _parse_deadband(value)
+
+    @field_validator("convert")
+    @classmethod
+    def _known_conversion(cls, value: str | None) -> str | None:
+        if value is not None and value not in UNIT_CONVERSIONS:
+            raise ValueError(f"unknown conversion {value!r}; one of {', '.join(sorted(UNIT_CONVERSIONS))}")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TagConfig:
+        numeric = self.datatype in NUMERIC_TAG_TYPES
+        if self.convert is not None and (self.scale != 1.0 or self.offset != 0.0):
+            raise ValueError("give either convert or scale/offset, not both")
+        if not numeric:
+            if self.has_scaling:
+                raise ValueError(f"scaling needs a numeric datatype, not {self.datatype.name}")
+            if self.deadband is not None:
+                raise ValueError(f"a deadband needs a numeric datatype, not {self.datatype.name}")
+            if self.eng_low is not None or self.eng_high is not None:
+                raise ValueError(f"an engineering range needs a numeric datatype, not {self.datatype.name}")
+        if self.scale == 0:
+            raise ValueError("scale 0 would make every value the offset")
+        if self.eng_low is not None and self.eng_high is not None and self.eng_low > self.eng_high:
+            raise ValueError(f"eng_low {self.eng_low} is above eng_high {self.eng_high}")
+        if self.deadband is not None and self.deadband.kind is DeadbandKind.PERCENT and (
+                self.eng_low is None or self.eng_high is None):
+            raise ValueError("a percent deadband needs eng_low and eng_high (percent of the engineering range)")
+        return self
+
+    @property
+    def has_scaling(self) -> bool:
+        return self.convert is not None or self.scale != 1.0 or self.offset != 0.0
+
+    @property
+    def linear(self) -> tuple[float, float]:
+        """``(scale, offset)`` with ``value = raw * scale + offset``."""
+        if self.convert is not None:
+            return UNIT_CONVERSIONS[self.convert]
+        return self.scale, self.offset
+
+    @property
+    def deadband_abs(self) -> float | None:
+        """The deadband in engineering units (percent resolved against the engineering range)."""
+        if self.deadband is None:
+            return None
+        if self.deadband.kind is DeadbandKind.ABSOLUTE:
+            return self.deadband.value
+        assert self.eng_low is not None and self.eng_high is not None
+        return self.deadband.value / 100.0 * (self.eng_high - self.eng_low)
+
+
+class CommandsConfig(_Strict):
+    """Commands to the plant floor (the edge-side executor, :mod:`edge_node.executor`).
+
+    Without this section every NCMD/DCMD is refused (``not_allowlisted``) and audited: nothing
+    writes to a PLC unless an allowlist says so.
+    """
+
+    allowlist: Path | None = Field(None, description="allowlist YAML (uns.commands.allowlist); none = refuse all")
+    users: Path | None = Field(None, description="user registry YAML (public keys of the signers)")
+    audit_db: Path | None = Field(None, description="the edge's audit chain; default <data_dir>/audit/commands.db")
+    audit_witness: Path | None = Field(None, description="JSON-lines file that receives every signed checkpoint")
+
+    @model_validator(mode="after")
+    def _users_with_allowlist(self) -> CommandsConfig:
+        if self.allowlist is not None and self.users is None:
+            raise ValueError("an allowlist needs a user registry ('users') to check signatures against")
+        return self
+
+
+class EdgeConfig(_Strict):
+    """Everything one edge node needs: placement, Sparkplug session, OPC UA servers and tags."""
+
+    line: LinePath
+    mapping: NamespaceMapping = Field(default_factory=NamespaceMapping)
+    data_dir: Path = Field(Path("data/edge"), description="state (certificates, store-and-forward); relative to the file")
+    sparkplug: dict[str, Any] = Field(
+        default_factory=dict,
+        description="EdgeSparkplugConfig fields; group_id/edge_node_id default from line + mapping")
+    opcua: list[OpcUaEndpointConfig] = Field(..., min_length=1)
+    tags: list[TagConfig] = Field(..., min_length=1)
+    future_tolerance_ms: int = Field(
+        1000, ge=0, description="a SourceTimestamp more than this ahead of our clock is flagged FutureTimestamp")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] | None = None
+    commands: CommandsConfig | None = Field(None, description="command executor; absent = refuse every command")
+
+    @model_validator(mode="after")
+    def _check_references(self) -> EdgeConfig:
+        issues = self._references()
+        if issues:
+            raise ReferenceIssues(issues)
+        return self
+
+    def _references(self) -> list[tuple[Loc, str]]:
+        issues: list[tuple[Loc, str]] = []
+        names = [ep.name for ep in self.opcua]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                issues.append((("opcua", i, "name"), f"duplicate endpoint name {name!r}"))
+        if self.mapping.mode is MappingMode.GATEWAY and not self.mapping.gateway_id:
+            issues.append((("mapping", "gateway_id"), "gateway mode needs gateway_id"))
+        seen_metric: dict[tuple[str | None, str], int] = {}
+        device_endpoint: dict[str, tuple[str, int]] = {}
+        for i, tag in enumerate(self.tags):
+            endpoint = tag.endpoint
+            if endpoint is None:
+                if len(names) > 1:
+                    issues.append(((("tags", i, "endpoint")),
+                                   f"several endpoints are configured ({', '.join(names)}): name one"))
+                    continue
+                endpoint = names[0]
+            elif endpoint not in names:
+                issues.append((("tags", i, "endpoint"), f"unknown endpoint {endpoint!r}; known: {', '.join(names)}"))
+                continue
+            key = (tag.cell, tag.metric)
+            if key in seen_metric:
+                issues.append((("tags", i, "metric"),
+                               f"metric {tag.metric!r} of cell {tag.cell!r} is already tags[{seen_metric[key]}]"))
+            else:
+                seen_metric[key] = i
+            if tag.cell is not None:
+                first = device_endpoint.setdefault(tag.cell, (endpoint, i))
+                if first[0] != endpoint:
+                    issues.append((("tags", i, "endpoint"),
+                                   f"cell {tag.cell!r} already reads endpoint {first[0]!r} (tags[{first[1]}]); "
+                                   "a device is born and dies with one server"))
+        return issues
+
+    # -- derived ------------------------------------------------------------------------------
+
+    def endpoint_of(self, tag: TagConfig) -> str:
+        return tag.endpoint or self.opcua[0].name
+
+    def tags_of(self, endpoint: str) -> list[TagConfig]:
+        return [tag for tag in self.tags if self.endpoint_of(tag) == endpoint]
+
+    def device_id(self, tag: TagConfig) -> str | None:
+        """Sparkplug device id of a tag (None = node-level metric), per the namespace mapping."""
+        from uns.isa95 import EquipmentPath
+
+        return self.mapping.to_sparkplug(EquipmentPath(line=self.line, cell=tag.cell)).device_id
+
+    def sparkplug_ids(self) -> tuple[str, str]:
+        from uns.isa95 import EquipmentPath
+
+        ids = self.mapping.to_sparkplug(EquipmentPath(line=self.line))
+        return ids.group_id, ids.edge_node_id
+
+    def resolve_paths(self, base: Path) -> EdgeConfig:
+        """A copy with relative paths (data dir, certificates, trust lists) anchored at ``base``."""
+        def anchor(path: Path | None) -> Path | None:
+            return None if path is None or path.is_absolute() else base / path
+
+        endpoints = [
+            ep.model_copy(update={k: anchor(getattr(ep, k)) for k in ("certificate", "private_key", "trust_dir")
+                                  if getattr(ep, k) is not None and not getattr(ep, k).is_absolute()})
+            for ep in self.opcua
+        ]
+        data_dir = self.data_dir if self.data_dir.is_absolute() else base / self.data_dir
+        commands = self.commands
+        if commands is not None:
+            commands = commands.model_copy(update={k: anchor(getattr(commands, k)) for k in
+                                                   ("allowlist", "users", "audit_db", "audit_witness")
+                                                   if getattr(commands, k) is not None
+                                                   and not getattr(commands, k).is_absolute()})
+        return self.model_copy(update={"opcua": endpoints, "data_dir": data_dir, "commands": commands})
+
+
+class ReferenceIssues(ValueError):
+    """Cross-field problems with the locations they belong to (unpacked by the loader)."""
+
+    def __init__(self, issues: list[tuple[Loc, str]]) -> None:
+        super().__init__("; ".join(f"{format_loc(loc)}: {msg}" for loc, msg in issues))
+        self.issues = issues
+
+
+def _format_errors(doc: MarkedDocument, exc: ValidationError, prefix: Loc = ()) -> list[str]:
+    out: list[str] = []
+    for err in exc.errors():
+        loc = (*prefix, *err["loc"])
+        error = (err.get("ctx") or {}).get("error")
+        if isinstance(error, ReferenceIssues):
+            for sub_loc, msg in error.issues:
+                full = (*loc, *sub_loc)
+                out.append(f"{doc.where(full)}: {format_loc(full)}: {msg}")
+            continue
+        msg = err["msg"]
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, "):]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field (typo?)"
+        out.append(f"{doc.where(loc)}: {format_loc(loc)}: {msg}")
+    return out
+
+
+def parse_edge_config(doc: MarkedDocument, base_dir: Path | None = None) -> EdgeConfig:
+    """Validate a marked YAML document; raises :class:`ConfigError` naming file, line and field."""
+    if not isinstance(doc.data, dict):
+        raise ConfigError(f"{doc.where(())}: the config must be a YAML mapping (line:, opcua:, tags:, ...)")
+    try:
+        config = EdgeConfig.model_validate(doc.data)
+    except ValidationError as exc:
+        issues = _format_errors(doc, exc)
+        raise ConfigError(f"{doc.source}: {len(issues)} problem(s):\n  " + "\n  ".join(issues), issues) from None
+    try:
+        build_sparkplug_config(config)
+    except ValidationError as exc:
+        issues = _format_errors(doc, exc, prefix=("sparkplug",))
+        raise ConfigError(f"{doc.source}: {len(issues)} problem(s):\n  " + "\n  ".join(issues), issues) from None
+    except ImportError:
+        pass  # the Sparkplug side is not installed in this build: checked when the app starts
+    return config.resolve_paths(base_dir) if base_dir is not None else config
+
+
+def load_edge_config(path: Path | str) -> EdgeConfig:
+    """Read ``plant.yaml``; relative paths in it are relative to the file's directory."""
+    path = Path(path)
+    doc = load_marked_file(path)
+    return parse_edge_config(doc, base_dir=path.resolve().parent)
+
+
+def loads_edge_config(text: str, source: str = "<string>", base_dir: Path | None = None) -> EdgeConfig:
+    return parse_edge_config(load_marked_yaml(text, source), base_dir=base_dir)
+
+
+def build_sparkplug_config(config: EdgeConfig) -> Any:
+    """The :class:`EdgeSparkplugConfig` of this edge node, ids defaulted from the ISA-95 line."""
+    from edge_node.sparkplug_config import EdgeSparkplugConfig
+
+    group_id, edge_node_id = config.sparkplug_ids()
+    raw = {"group_id": group_id, "edge_node_id": edge_node_id, **config.sparkplug}
+    return EdgeSparkplugConfig.model_validate(raw)

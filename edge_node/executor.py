@@ -1,0 +1,475 @@
+"""The edge-side command executor: the last line of defence before a PLC write.
+
+Whatever the host sent, a DCMD/NCMD metric reaches OPC UA only through here (design.md, flow 3):
+
+1. **intake** (one task, arrival order): rebuild the :class:`CommandRequest` from the topic the
+   edge received on and the metric's envelope (:func:`uns.commands.wire.command_from_metric`);
+   a malformed metric is refused (``malformed_command``) and audited, never raised. Then the
+   allowlist check with ``consume=False`` and the machine state read fresh from OPC UA. A refusal
+   is audited and answered on ``<line>/_cmd/result/<id>`` at once, also while OPC UA is down.
+2. **queue** (one ordered queue per OPC UA endpoint): while the endpoint's command session is
+   down the command waits (audited ``queued``); it expires with outcome ``expired`` when its
+   deadline passes, or runs in arrival order after the reconnect.
+3. **execute** (one task per endpoint, so commands to one server never overlap): check again with
+   ``consume=True`` (state re-read; rate-limit slot taken; ``expired`` if too late), read the old
+   value, write it with the rule's datatype (or call the method, atomically), and poll the
+   read-back until it matches within tolerance or the rule's timeout passes
+   (:mod:`edge_node.command_logic` decides what the reads mean).
+4. **report**: the :class:`CommandResult` JSON goes to the ``_cmd`` result topic (QoS 1) and
+   every step into the edge's own hash-chained audit log (the edge is the one writer of its
+   chain). The new value reaches the UNS as DDATA through the normal subscription path.
+
+The write session is dedicated (:class:`edge_node.opcua_writer.OpcUaWriter`, one per endpoint),
+so telemetry load does not delay a command. Audit appends (SQLite, fsync) run in a worker thread
+so the event loop keeps pumping telemetry while the disk syncs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import math
+import uuid
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from uns.audit.chain import AuditLog
+from uns.audit.record import AuditEntry, AuditEvent, AuditTarget
+from uns.commands import audit_events
+from uns.commands.allowlist import WritableMetric
+from uns.commands.audit_events import AuditContext
+from uns.commands.checker import AllowlistChecker, Decision
+from uns.commands.model import CommandRequest, CommandResult, Outcome, ReasonCode
+from uns.commands.wire import P_ID, CommandWireError, command_from_metric, result_topic
+from uns.isa95 import NamespaceMapping
+from uns.sparkplug.model import Metric, now_ms
+from uns.sparkplug.topic import MessageType, SparkplugTopic
+
+from .command_logic import (
+    Observed,
+    Pending,
+    deadline_ms,
+    is_good,
+    malformed_result,
+    method_arguments,
+    readback_matches,
+    readback_node,
+    readback_verdict,
+    refusal_outcome,
+    result_of,
+)
+from .config import OpcUaEndpointConfig
+from .opcua_writer import OpcUaWriter, ReadResult, WriterDisconnected, to_variant
+
+log = logging.getLogger(__name__)
+
+#: read-back polling: first read at once, then these gaps (s), the last one repeated
+READBACK_GAPS_S: tuple[float, ...] = (0.0, 0.005, 0.01, 0.02, 0.05)
+
+
+class ResultPublisher(Protocol):
+    """Where results go: :meth:`edge_node.mqtt_client.SparkplugEdgeClient.publish_json`."""
+
+    async def publish_json(self, topic: str, payload: bytes, qos: int = 1) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StateNode:
+    """Where a Sparkplug state metric is read in OPC UA: endpoint name and node id string."""
+
+    endpoint: str
+    node_id: str
+
+
+@dataclass
+class ExecutorStats:
+    received: int = 0
+    malformed: int = 0
+    refused: int = 0
+    queued: int = 0
+    expired: int = 0
+    confirmed: int = 0
+    mismatch: int = 0
+    timeout: int = 0
+    failed: int = 0
+    results_unpublished: int = 0
+    audit_errors: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+class CommandExecutor:
+    """``await start()``; give :meth:`handle` to the Sparkplug client; ``await stop()``."""
+
+    def __init__(self, *, group_id: str, edge_node_id: str, mapping: NamespaceMapping, checker: AllowlistChecker,
+                 audit: AuditLog, publisher: ResultPublisher, endpoints: Sequence[OpcUaEndpointConfig],
+                 data_dir: Path, endpoint_of_device: Callable[[str | None], str],
+                 state_nodes: dict[tuple[str | None, str], StateNode], clock: Callable[[], int] = now_ms,
+                 writers: dict[str, OpcUaWriter] | None = None) -> None:
+        if not endpoints:
+            raise ValueError("the command executor needs at least one OPC UA endpoint")
+        self.group_id = group_id
+        self.edge_node_id = edge_node_id
+        self.mapping = mapping
+        self.checker = checker
+        self.audit = audit
+        self.publisher = publisher
+        self.endpoints = {ep.name: ep for ep in endpoints}
+        self.endpoint_of_device = endpoint_of_device
+        self.state_nodes = state_nodes
+        self.clock = clock
+        self.stats = ExecutorStats()
+        self.writers = writers or {ep.name: OpcUaWriter(ep, data_dir) for ep in endpoints}
+        self._intake: asyncio.Queue[tuple[str | None, list[Metric], int]] = asyncio.Queue()
+        self._queues: dict[str, deque[Pending]] = {name: deque() for name in self.endpoints}
+        self._wake: dict[str, asyncio.Event] = {name: asyncio.Event() for name in self.endpoints}
+        self._tasks: list[asyncio.Task[None]] = []
+        self.source = f"edge:{group_id}/{edge_node_id}"
+
+    # -- lifetime -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        for name, writer in self.writers.items():
+            self._tasks.append(loop.create_task(writer.run(), name=f"cmd-session-{name}"))
+            self._tasks.append(loop.create_task(self._endpoint_loop(name), name=f"cmd-exec-{name}"))
+        self._tasks.append(loop.create_task(self._intake_loop(), name="cmd-intake"))
+
+    async def stop(self) -> None:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def wait_ready(self, timeout: float = 30.0) -> None:
+        """Until every command session is up (tests, readiness)."""
+        await asyncio.wait_for(asyncio.gather(*(w.connected.wait() for w in self.writers.values())), timeout)
+
+    def pending(self) -> int:
+        return self._intake.qsize() + sum(len(q) for q in self._queues.values())
+
+    # -- entry point ----------------------------------------------------------------------------
+
+    async def handle(self, device_id: str | None, metrics: list[Metric]) -> None:
+        """The Sparkplug client's command handler. Enqueues before any await: arrival order is kept."""
+        self._intake.put_nowait((device_id, list(metrics), self.clock()))
+
+    # -- intake ---------------------------------------------------------------------------------
+
+    async def _intake_loop(self) -> None:
+        while True:
+            device_id, metrics, received = await self._intake.get()
+            kind = MessageType.NCMD if device_id is None else MessageType.DCMD
+            topic = SparkplugTopic(self.group_id, kind, self.edge_node_id, device_id)
+            for metric in metrics:
+                try:
+                    await self._admit(topic, metric, received)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # noqa: BLE001 - a bug here must not stop later commands
+                    log.exception("command intake failed for %s", metric.name or metric.alias)
+
+    async def _admit(self, topic: SparkplugTopic, metric: Metric, received: int) -> None:
+        self.stats.received += 1
+        try:
+            request = command_from_metric(topic, metric)
+        except CommandWireError as exc:
+            await self._refuse_malformed(topic, metric, str(exc), received)
+            return
+        found = self.checker.rule_for(request)
+        state, state_note, unavailable = await self._machine_state(request)
+        decision = self.checker.check(request, state, self.clock(), consume=False)
+        if found is None or not decision.allowed:
+            rule = found[1] if found else None
+            # the state cannot be read because OPC UA is down: judge it again when it is back
+            deferrable = found is not None and decision.reason is ReasonCode.WRONG_MACHINE_STATE and unavailable
+            if not deferrable:
+                await self._finish_refused(request, decision, rule, received, state_note)
+                return
+        assert found is not None
+        line, rule = found
+        endpoint = self.endpoint_of_device(request.device_id)
+        pending = Pending(request=request, rule=rule, line=line, endpoint=endpoint, received_at_ms=received,
+                          deadline_ms=deadline_ms(request, rule), decision=decision)
+        if not self.writers[endpoint].connected.is_set():
+            pending.queued = True
+            self.stats.queued += 1
+            await self._append(audit_events.command_entry(
+                AuditEvent.QUEUED, request, self._context(endpoint, request), rule=rule,
+                allowlist_rule_id=line.rule_id(rule), allowlist_version=decision.allowlist_version,
+                actor_user_id=request.requested_by,
+                message=f"OPC UA endpoint {endpoint!r} is down; queued until {pending.deadline_ms}"))
+        self._queues[endpoint].append(pending)
+        self._wake[endpoint].set()
+
+    async def _machine_state(self, request: CommandRequest) -> tuple[str | int | None, str | None, bool]:
+        """``(raw state, note, unavailable)``: the state for the checker (None if not needed, unknown
+        or unreadable), why it is missing, and whether that is because its OPC UA session is down."""
+        source = self.checker.state_source(request)
+        if source is None:
+            return None, None, False
+        where = self.state_nodes.get((source.device_id, source.metric))
+        if where is None:
+            return None, f"state metric {source.metric!r} of {source.device_id or 'the node'} is not an edge tag", False
+        writer = self.writers.get(where.endpoint)
+        if writer is None:
+            return None, f"no OPC UA endpoint {where.endpoint!r}", False
+        if not writer.connected.is_set():
+            return None, f"OPC UA endpoint {where.endpoint!r} is down", True
+        try:
+            read = await writer.read(where.node_id)
+        except WriterDisconnected as exc:
+            return None, str(exc), True
+        if not is_good(read.status_code) or isinstance(read.value, bool) or not isinstance(read.value, (int, str)):
+            return None, f"state read of {where.node_id} gave status 0x{read.status_code:08X}", False
+        return read.value, None, False
+
+    # -- per-endpoint execution -----------------------------------------------------------------
+
+    async def _endpoint_loop(self, name: str) -> None:
+        queue, wake, writer = self._queues[name], self._wake[name], self.writers[name]
+        while True:
+            if not queue:
+                wake.clear()
+                await wake.wait()
+                continue
+            if not writer.connected.is_set():
+                await self._wait_or_expire(name)
+                continue
+            pending = queue[0]
+            try:
+                await self._execute(pending, writer)
+            except WriterDisconnected as exc:
+                log.warning("command %s waits: %s", pending.request.command_id, exc)
+                if writer.connected.is_set():  # another endpoint (the state's) is down: do not spin
+                    await asyncio.sleep(0.05)
+                continue  # nothing was written: it stays at the head and runs after the reconnect
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - report the failure, keep the queue going
+                log.exception("command %s failed unexpectedly", pending.request.command_id)
+                await self._finish(pending, Outcome.FAILED, ReasonCode.WRITE_FAILED, f"edge error: {exc}")
+            queue.popleft()
+
+    async def _wait_or_expire(self, name: str) -> None:
+        """While the endpoint is down: wake at the next deadline, expire what is overdue, in order."""
+        queue, writer = self._queues[name], self.writers[name]
+        now = self.clock()
+        next_deadline = min(p.deadline_ms for p in queue)
+        timeout = min(1.0, max(0.01, (next_deadline - now + 1) / 1000))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(writer.connected.wait(), timeout)
+        now = self.clock()
+        for pending in [p for p in queue if now > p.deadline_ms]:
+            queue.remove(pending)
+            self.stats.expired += 1
+            await self._finish(pending, Outcome.EXPIRED, ReasonCode.EXPIRED,
+                               f"expired while OPC UA endpoint {name!r} was down (deadline {pending.deadline_ms}, "
+                               f"{now - pending.deadline_ms} ms ago)")
+
+    async def _execute(self, pending: Pending, writer: OpcUaWriter) -> None:
+        request, rule = pending.request, pending.rule
+        state, state_note, unavailable = await self._machine_state(request)
+        decision = self.checker.check(request, state, self.clock(), consume=True)
+        if not decision.allowed:
+            if decision.reason is ReasonCode.WRONG_MACHINE_STATE and unavailable:
+                raise WriterDisconnected(state_note or "machine state unavailable")
+            await self._finish_refused(request, decision, rule, pending.received_at_ms, state_note, pending)
+            return
+        pending.decision = decision
+        if rule.call is not None:
+            await self._call(pending, writer)
+            return
+        assert rule.write is not None
+        variant = to_variant(rule.sparkplug_type, request.value)
+        pending.old = _observed(await writer.read(rule.write.node_id))
+        try:
+            status = await writer.write(rule.write.node_id, variant)
+        except WriterDisconnected as exc:  # the write may or may not have reached the server
+            await self._finish(pending, Outcome.FAILED, ReasonCode.WRITE_FAILED,
+                               f"session lost during the write; the value may or may not be written: {exc}")
+            return
+        pending.write_status_code = status
+        pending.written_at_ms = self.clock()
+        await self._append(self._step_entry(AuditEvent.WRITTEN, pending))
+        if not is_good(status):
+            await self._finish(pending, Outcome.FAILED, ReasonCode.WRITE_FAILED,
+                               f"OPC UA write of {rule.write.node_id} answered 0x{status:08X}")
+            return
+        await self._read_back(pending, writer)
+
+    async def _call(self, pending: Pending, writer: OpcUaWriter) -> None:
+        request, rule = pending.request, pending.rule
+        assert rule.call is not None and isinstance(request.value, dict)
+        args = [to_variant(datatype, value) for value, datatype in method_arguments(rule, request.value)]
+        try:
+            status = await writer.call(rule.call.object_node_id, rule.call.method_node_id, args)
+        except WriterDisconnected as exc:
+            await self._finish(pending, Outcome.FAILED, ReasonCode.WRITE_FAILED,
+                               f"session lost during the method call; it may or may not have run: {exc}")
+            return
+        pending.write_status_code = status
+        pending.written_at_ms = self.clock()
+        await self._append(self._step_entry(AuditEvent.WRITTEN, pending))
+        if is_good(status):
+            await self._finish(pending, Outcome.CONFIRMED, None, "method call returned Good")
+        else:
+            await self._finish(pending, Outcome.FAILED, ReasonCode.WRITE_FAILED,
+                               f"OPC UA call of {rule.call.method_node_id} answered 0x{status:08X}")
+
+    async def _read_back(self, pending: Pending, writer: OpcUaWriter) -> None:
+        request, rule = pending.request, pending.rule
+        node = readback_node(rule)
+        assert node is not None
+        loop = asyncio.get_running_loop()
+        until = loop.time() + rule.readback_timeout_s
+        for attempt in itertools.count():
+            gap = READBACK_GAPS_S[min(attempt, len(READBACK_GAPS_S) - 1)]
+            if gap:
+                await asyncio.sleep(min(gap, max(0.0, until - loop.time())))
+            try:
+                observed = _observed(await writer.read(node))
+            except WriterDisconnected as exc:
+                pending.readbacks.append(Observed(None, 0x80050000, None))  # BadCommunicationError
+                log.warning("read-back of %s lost: %s", request.command_id, exc)
+                break
+            pending.readbacks.append(observed)
+            if readback_matches(rule, request.value, observed) or loop.time() >= until:
+                break
+        outcome, reason, message = readback_verdict(rule, request.value, pending.readbacks)
+        await self._finish(pending, outcome, reason, message)
+
+    # -- reporting -------------------------------------------------------------------------------
+
+    def _context(self, endpoint: str | None = None, request: CommandRequest | None = None) -> AuditContext:
+        isa95 = None
+        if request is not None:
+            with contextlib.suppress(ValueError):
+                isa95 = self.mapping.from_sparkplug(request.group_id, request.edge_node_id, request.device_id).topic
+        url = self.endpoints[endpoint].url if endpoint in self.endpoints else None
+        return AuditContext(source=self.source, isa95_path=isa95, opcua_endpoint=url)
+
+    def _step_entry(self, event: AuditEvent, pending: Pending) -> AuditEntry:
+        request = pending.request
+        first = next((s for s in request.signatures if s.user_id == request.requested_by), None)
+        second = next((s for s in request.signatures if s.user_id != request.requested_by), None)
+        old = pending.old
+        return audit_events.command_entry(
+            event, request, self._context(pending.endpoint, request), rule=pending.rule, decision=pending.decision,
+            actor_user_id=request.requested_by, actor_printed_name=first.full_name if first else None,
+            signature_meaning=first.meaning.value if first else None, auth_method=audit_events.SIGNATURE_AUTH,
+            second_signer_user_id=second.user_id if second else None,
+            second_signer_printed_name=second.full_name if second else None,
+            second_signer_meaning=second.meaning.value if second else None,
+            signatures=[audit_events.signature_record(s) for s in request.signatures],
+            old_value=old.value if old else None, old_status_code=old.status_code if old else None,
+            old_source_ts_ms=old.source_ts_ms if old else None, write_status_code=pending.write_status_code,
+        )
+
+    async def _finish_refused(self, request: CommandRequest, decision: Decision, rule: WritableMetric | None,
+                              received: int, state_note: str | None, pending: Pending | None = None) -> None:
+        message = decision.message
+        if state_note and decision.reason is ReasonCode.WRONG_MACHINE_STATE:
+            message = f"{message} ({state_note})"
+            decision = decision.model_copy(update={"message": message})
+        endpoint = pending.endpoint if pending else self.endpoint_of_device(request.device_id)
+        outcome = refusal_outcome(decision)
+        if outcome is Outcome.EXPIRED:
+            self.stats.expired += 1
+        if outcome is Outcome.REFUSED:
+            self.stats.refused += 1
+            await self._append(audit_events.refused(request, decision, self._context(endpoint, request), rule))
+        result = result_of(request, outcome, decision.reason, message, received_at_ms=received,
+                           completed_at_ms=self.clock(), pending=pending)
+        if outcome is not Outcome.REFUSED:
+            await self._append(audit_events.result_entry(request, result, self._context(endpoint, request), rule))
+        await self._publish(request, result)
+
+    async def _finish(self, pending: Pending, outcome: Outcome, reason: ReasonCode | None, message: str) -> None:
+        request = pending.request
+        counter = {Outcome.CONFIRMED: "confirmed", Outcome.MISMATCH: "mismatch", Outcome.TIMEOUT: "timeout",
+                   Outcome.FAILED: "failed"}.get(outcome)
+        if counter:
+            setattr(self.stats, counter, getattr(self.stats, counter) + 1)
+        result = result_of(request, outcome, reason, message, received_at_ms=pending.received_at_ms,
+                           completed_at_ms=self.clock(), pending=pending)
+        entry = audit_events.result_entry(request, result, self._context(pending.endpoint, request), pending.rule)
+        entry = entry.model_copy(update={"allowlist_rule_id": pending.decision.rule_id,
+                                         "allowlist_version": pending.decision.allowlist_version})
+        await self._append(entry)
+        await self._publish(request, result)
+
+    async def _refuse_malformed(self, topic: SparkplugTopic, metric: Metric, message: str, received: int) -> None:
+        self.stats.malformed += 1
+        label = metric.name or f"alias {metric.alias}"
+        command_id = _command_id_of(metric)
+        target = AuditTarget(group_id=self.group_id, edge_node_id=self.edge_node_id, device_id=topic.device_id,
+                             metric=label)
+        await self._append(AuditEntry(
+            event=AuditEvent.REFUSED, command_id=str(command_id) if command_id else None, source=self.source,
+            target=target, reason_code=ReasonCode.MALFORMED_COMMAND.value, message=message,
+            outcome=Outcome.REFUSED.value, details={"value": _jsonable(metric.value)}))
+        log.warning("refused malformed command metric %s: %s", label, message)
+        if command_id is None:
+            return
+        result = malformed_result(command_id, group_id=self.group_id, edge_node_id=self.edge_node_id,
+                                  device_id=topic.device_id, metric=label, message=message, received_at_ms=received,
+                                  completed_at_ms=self.clock())
+        with contextlib.suppress(ValueError):
+            topic_text = result_topic(self.mapping, topic, command_id)
+            await self._publish_raw(topic_text, result)
+
+    async def _publish(self, request: CommandRequest, result: CommandResult) -> None:
+        try:
+            topic = result_topic(self.mapping, request)
+        except ValueError as exc:
+            self.stats.results_unpublished += 1
+            log.error("no result topic for %s: %s", request.target_label, exc)
+            return
+        await self._publish_raw(topic, result)
+
+    async def _publish_raw(self, topic: str, result: CommandResult) -> None:
+        try:
+            sent = await self.publisher.publish_json(topic, result.to_bytes(), qos=1)
+        except Exception as exc:  # noqa: BLE001 - the audit chain holds the result anyway
+            log.warning("result of %s not published: %s", result.command_id, exc)
+            sent = False
+        if not sent:
+            self.stats.results_unpublished += 1
+
+    async def _append(self, entry: AuditEntry) -> None:
+        try:
+            await asyncio.to_thread(self.audit.append, entry)
+        except Exception:  # noqa: BLE001 - counted and logged loudly; the command result still goes out
+            self.stats.audit_errors += 1
+            log.exception("audit append failed for command %s (%s)", entry.command_id, entry.event)
+
+
+def _observed(read: ReadResult) -> Observed:
+    return Observed(read.value, read.status_code, read.source_ts_ms)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    return value if isinstance(value, (bool, int, float, str)) or value is None else repr(value)
+
+
+def _command_id_of(metric: Metric) -> uuid.UUID | None:
+    """The command id a malformed metric's envelope names, if it names a valid one (to answer it)."""
+    prop = (metric.properties or {}).get(P_ID)
+    if prop is None or not isinstance(prop.value, str):
+        return None
+    try:
+        return uuid.UUID(prop.value)
+    except ValueError:
+        return None
+
+
+__all__ = ["READBACK_GAPS_S", "CommandExecutor", "ExecutorStats", "ResultPublisher", "StateNode"]

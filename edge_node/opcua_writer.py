@@ -1,0 +1,250 @@
+"""A dedicated OPC UA session per endpoint for command writes, reads and method calls.
+
+Why a session of its own, apart from the subscription session of :mod:`edge_node.opcua_source`:
+a command must not queue behind thousands of notifications or a slow re-subscribe, and a
+subscription storm must not add latency to a setpoint write. The session is supervised the
+same way as the source's (a new asyncua Client per attempt, never a reconnect of the old one,
+reference/libraries.md §3.4; a watchdog read of ``ServerStatus/State``), and :attr:`connected`
+tells the command executor when it may execute queued commands.
+
+Every call returns the OPC UA StatusCode (uint32) instead of raising for a Bad status, because
+the status is part of the command result and the audit record (reference/domain.md §4.2, §5.1).
+Only a lost session raises (:class:`WriterDisconnected`): the executor decides whether the
+command may be retried (nothing was sent yet) or has failed (the write may have happened).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from asyncua import Client, ua
+
+from uns.sparkplug.datatypes import DataType
+
+from .backoff import Backoff
+from .config import OpcUaEndpointConfig
+from .opcua_security import build_client
+
+log = logging.getLogger(__name__)
+
+#: Sparkplug datatype of a command value → the OPC UA Variant type it is written as
+VARIANT_OF: dict[DataType, ua.VariantType] = {
+    DataType.Int8: ua.VariantType.SByte, DataType.Int16: ua.VariantType.Int16,
+    DataType.Int32: ua.VariantType.Int32, DataType.Int64: ua.VariantType.Int64,
+    DataType.UInt8: ua.VariantType.Byte, DataType.UInt16: ua.VariantType.UInt16,
+    DataType.UInt32: ua.VariantType.UInt32, DataType.UInt64: ua.VariantType.UInt64,
+    DataType.Float: ua.VariantType.Float, DataType.Double: ua.VariantType.Double,
+    DataType.Boolean: ua.VariantType.Boolean, DataType.String: ua.VariantType.String,
+    DataType.Text: ua.VariantType.String, DataType.DateTime: ua.VariantType.DateTime,
+}
+BAD_NODE_ID_UNKNOWN = 0x80340000
+BAD_NOT_CONNECTED = 0x808A0000
+BAD_COMMUNICATION_ERROR = 0x80050000
+
+
+class WriterDisconnected(ConnectionError):
+    """The write session is not up, or died during the call."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReadResult:
+    """One Value attribute read: JSON-able value, StatusCode and SourceTimestamp (ms)."""
+
+    value: Any
+    status_code: int
+    source_ts_ms: int | None
+
+    @property
+    def good(self) -> bool:
+        return self.status_code >> 30 == 0
+
+
+def to_variant(datatype: DataType, value: Any) -> ua.Variant:
+    """A command value as the Variant the server expects (DateTime commands carry ms UTC)."""
+    vtype = VARIANT_OF.get(datatype)
+    if vtype is None:
+        raise ValueError(f"{datatype.name} cannot be written by a command")
+    if vtype is ua.VariantType.DateTime:
+        value = datetime.fromtimestamp(value / 1000.0, tz=UTC)
+    elif vtype in (ua.VariantType.Float, ua.VariantType.Double):
+        value = float(value)
+    return ua.Variant(value, vtype)
+
+
+def to_json_value(value: Any) -> Any:
+    """A read value in the shape results and audit records carry (JSON; DateTime as ms UTC)."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return int(value.timestamp() * 1000)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return value
+    return str(value)
+
+
+def _ms(ts: datetime | None) -> int | None:
+    if ts is None:
+        return None
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=UTC)
+    return int(ts.timestamp() * 1000)
+
+
+class OpcUaWriter:
+    """``await run()`` until cancelled; :meth:`read` / :meth:`write` / :meth:`call` while connected."""
+
+    def __init__(self, endpoint: OpcUaEndpointConfig, data_dir: Path) -> None:
+        self.endpoint = endpoint
+        self.data_dir = data_dir
+        self.connected = asyncio.Event()
+        self.disconnected = asyncio.Event()
+        self.disconnected.set()
+        self.backoff = Backoff(endpoint.reconnect_min_s, endpoint.reconnect_max_s)
+        self.connects = 0
+        self.last_error = ""
+        self._client: Client | None = None
+        self._namespaces: list[str] = []
+        self._node_cache: dict[str, ua.NodeId] = {}
+
+    # -- supervisor ---------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self._session()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a peer or the network: log, back off, try again
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning("command session to %s lost or refused: %s", self.endpoint.url, self.last_error)
+            finally:
+                self._set_down()
+                await self._drop_client()
+            await asyncio.sleep(self.backoff.next_delay())
+
+    async def _session(self) -> None:
+        client = await build_client(self.endpoint, self.data_dir)
+        self._client = client
+        await asyncio.wait_for(client.connect(), timeout=self.endpoint.timeout_s * 2)
+        self._namespaces = list(await client.get_namespace_array())
+        self._node_cache = {}
+        self.connects += 1
+        self.backoff.reset()
+        self.disconnected.clear()
+        self.connected.set()
+        log.info("command session to %s up", self.endpoint.url)
+        await self._watchdog(client)
+
+    async def _watchdog(self, client: Client) -> None:
+        state_node = ua.NodeId(ua.ObjectIds.Server_ServerStatus_State)
+        while True:
+            await asyncio.sleep(self.endpoint.keepalive_interval_s)
+            results = await asyncio.wait_for(client.uaclient.read_attributes([state_node], ua.AttributeIds.Value),
+                                             timeout=self.endpoint.timeout_s)
+            dv = results[0]
+            if dv.StatusCode is not None and not dv.StatusCode.is_good():
+                raise WriterDisconnected(f"ServerStatus/State read failed: {dv.StatusCode.name}")
+            state = dv.Value.Value if dv.Value is not None else None
+            if state is not None and int(state) != ua.ServerState.Running:
+                raise WriterDisconnected(f"server state is {ua.ServerState(int(state)).name}")
+
+    def _set_down(self) -> None:
+        self.connected.clear()
+        self.disconnected.set()
+
+    async def _drop_client(self) -> None:
+        client, self._client = self._client, None
+        if client is None:
+            return
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await asyncio.wait_for(client.disconnect(), timeout=2.0)
+        with contextlib.suppress(Exception):
+            client.disconnect_socket()
+
+    # -- node ids -----------------------------------------------------------------------------
+
+    def node_id(self, text: str) -> ua.NodeId | None:
+        """Parse ``ns=..;s=..`` / ``nsu=<uri>;s=..``; None if the namespace URI is not on this server."""
+        cached = self._node_cache.get(text)
+        if cached is not None:
+            return cached
+        parsed = ua.NodeId.from_string(text)
+        uri = getattr(parsed, "NamespaceUri", None)
+        if uri:
+            if uri not in self._namespaces:
+                return None
+            parsed = ua.NodeId(parsed.Identifier, self._namespaces.index(uri), parsed.NodeIdType)
+        elif isinstance(parsed, ua.ExpandedNodeId):
+            parsed = ua.NodeId(parsed.Identifier, parsed.NamespaceIndex, parsed.NodeIdType)
+        self._node_cache[text] = parsed
+        return parsed
+
+    # -- services -----------------------------------------------------------------------------
+
+    def _require(self) -> Client:
+        client = self._client
+        if client is None or not self.connected.is_set():
+            raise WriterDisconnected(f"no command session to {self.endpoint.url}")
+        return client
+
+    async def _guarded(self, call: Any) -> Any:
+        """Await a service call; a timeout or a transport error means the session is gone."""
+        try:
+            return await asyncio.wait_for(call, timeout=self.endpoint.timeout_s)
+        except (TimeoutError, ConnectionError, OSError, ua.UaError) as exc:
+            if isinstance(exc, ua.UaStatusCodeError):
+                raise
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            self._set_down()
+            raise WriterDisconnected(f"command session to {self.endpoint.url} failed: {self.last_error}") from None
+
+    async def read(self, node_text: str) -> ReadResult:
+        client = self._require()
+        node = self.node_id(node_text)
+        if node is None:
+            return ReadResult(None, BAD_NODE_ID_UNKNOWN, None)
+        params = ua.ReadParameters()
+        params.TimestampsToReturn = ua.TimestampsToReturn.Both
+        rv = ua.ReadValueId()
+        rv.NodeId = node
+        rv.AttributeId = ua.AttributeIds.Value
+        params.NodesToRead.append(rv)
+        dv = (await self._guarded(client.uaclient.read(params)))[0]
+        status = dv.StatusCode.value if dv.StatusCode is not None else 0
+        value = dv.Value.Value if dv.Value is not None else None
+        return ReadResult(to_json_value(value), status, _ms(dv.SourceTimestamp))
+
+    async def write(self, node_text: str, variant: ua.Variant) -> int:
+        """Write the Value attribute (no timestamps: many servers refuse client-set ones)."""
+        client = self._require()
+        node = self.node_id(node_text)
+        if node is None:
+            return BAD_NODE_ID_UNKNOWN
+        dv = ua.DataValue(Value=variant)
+        codes = await self._guarded(client.uaclient.write_attributes([node], [dv], ua.AttributeIds.Value))
+        return int(codes[0].value)
+
+    async def call(self, object_text: str, method_text: str, args: list[ua.Variant]) -> int:
+        """Call a method in one Call service request (atomic on the server)."""
+        client = self._require()
+        obj, method = self.node_id(object_text), self.node_id(method_text)
+        if obj is None or method is None:
+            return BAD_NODE_ID_UNKNOWN
+        request = ua.CallMethodRequest()
+        request.ObjectId = obj
+        request.MethodId = method
+        request.InputArguments = args
+        results = await self._guarded(client.uaclient.call([request]))
+        return int(results[0].StatusCode.value)
+
+
+__all__ = ["VARIANT_OF", "OpcUaWriter", "ReadResult", "WriterDisconnected", "to_json_value", "to_variant"]

@@ -1,0 +1,364 @@
+"""From a raw OPC UA sample to a Sparkplug metric update, or a reason not to send one. No I/O.
+
+Rules, in the order they apply (reference/domain.md §5, uns/conventions.py):
+
+1. Severity of the StatusCode (two top bits). **Bad** → ``is_null`` update with ``Quality`` 0 and the
+   raw ``StatusCode`` (UInt32); the first Bad sample opens a *Bad episode* (a ``BAD_START`` event),
+   the first non-Bad sample closes it (``BAD_END`` with its duration). A repeat of the same Bad
+   code is a duplicate. Bad values never go through range, deadband or scaling: there is no value.
+2. The raw value is coerced to the tag's Sparkplug datatype (numbers, bool, str, datetime → ms);
+   what cannot be coerced is dropped as ``TYPE_MISMATCH``. Good with a null variant is an
+   explicit ``is_null`` with no Quality property (e.g. an end time not reached yet).
+3. Numeric values are scaled ``y = x * scale + offset`` (or a named unit conversion); integer
+   datatypes round the result; a result outside the datatype's range is ``TYPE_RANGE``.
+4. Outside the engineering range ``[eng_low, eng_high]`` (after scaling) → ``OUT_OF_RANGE``: dropped,
+   counted, logged (the caller logs when :attr:`Drop.log` is set, so a stuck sensor logs once per
+   run of drops, then at 10, 100, 1000 ...).
+5. Timestamp = SourceTimestamp, else ServerTimestamp, else now. A SourceTimestamp more than
+   ``future_tolerance_ms`` ahead of our clock keeps its value and gets ``FutureTimestamp`` = true.
+6. Duplicate = same value, same status and same source timestamp as the last update sent.
+7. Deadband (numeric, engineering units): with the status unchanged, ``|v − last| <= deadband`` is
+   dropped; a status change always passes (as OPC UA's DataChangeFilter does).
+8. Uncertain and non-zero Good codes carry a ``StatusCode`` property; the first good value after a
+   Bad episode carries ``Quality`` 192 explicitly so hosts that cache properties recover.
+
+``force=True`` (a birth needs every current value) skips 6 and 7 only.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import uuid
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from uns.conventions import PROP_FUTURE_TIMESTAMP, PROP_QUALITY, PROP_STATUS_CODE, Quality, status_code_severity
+from uns.sparkplug.datatypes import INT_RANGES, DataType
+from uns.sparkplug.model import QUALITY_BAD, QUALITY_GOOD, PropertySet, PropertyValue
+
+from .config import NUMERIC_TAG_TYPES, TagConfig
+from .model import MetricUpdate
+
+#: StatusCodes the edge node itself puts on values (OPC UA Part 4 §7.39)
+BAD_NO_COMMUNICATION = 0x80310000
+BAD_NODE_ID_UNKNOWN = 0x80340000
+BAD_WAITING_FOR_INITIAL_DATA = 0x80320000
+
+
+@dataclass(frozen=True, slots=True)
+class RawSample:
+    """One OPC UA DataValue, library-neutral: timestamps in ms since the epoch (UTC)."""
+
+    value: Any
+    status_code: int = 0
+    source_ts_ms: int | None = None
+    server_ts_ms: int | None = None
+
+
+class DropReason(StrEnum):
+    OUT_OF_RANGE = "out_of_range"
+    DUPLICATE = "duplicate"
+    DEADBAND = "deadband"
+    TYPE_MISMATCH = "type_mismatch"
+    TYPE_RANGE = "type_range"
+
+
+@dataclass(frozen=True, slots=True)
+class Drop:
+    reason: DropReason
+    detail: str
+    #: the caller should log this one (first of a run, then every power of ten)
+    log: bool = False
+
+
+class QualityEventKind(StrEnum):
+    BAD_START = "bad_start"
+    BAD_END = "bad_end"
+
+
+@dataclass(frozen=True, slots=True)
+class QualityEvent:
+    """Start or end of a Bad-quality episode of one tag (what an operator wants in the log)."""
+
+    kind: QualityEventKind
+    device_id: str | None
+    metric: str
+    status_code: int
+    at_ms: int
+    started_ms: int
+    #: set on BAD_END
+    duration_ms: int | None = None
+
+    def describe(self) -> str:
+        where = f"{self.device_id}/{self.metric}" if self.device_id else self.metric
+        if self.kind is QualityEventKind.BAD_START:
+            return f"{where}: Bad quality started (StatusCode 0x{self.status_code:08X})"
+        return (f"{where}: Bad quality ended after {self.duration_ms} ms "
+                f"(last StatusCode 0x{self.status_code:08X})")
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What one sample became: an update to send, a drop, and possibly a quality event (or both)."""
+
+    update: MetricUpdate | None = None
+    drop: Drop | None = None
+    event: QualityEvent | None = None
+
+
+@dataclass(slots=True)
+class ValidationStats:
+    """Counters shared by all tags of an edge node (exported via the app's stats)."""
+
+    accepted: int = 0
+    bad: int = 0
+    uncertain: int = 0
+    future_timestamps: int = 0
+    bad_episodes: int = 0
+    dropped: dict[str, int] = field(default_factory=lambda: {reason.value: 0 for reason in DropReason})
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"accepted": self.accepted, "bad": self.bad, "uncertain": self.uncertain,
+                "future_timestamps": self.future_timestamps, "bad_episodes": self.bad_episodes,
+                "dropped": dict(self.dropped)}
+
+
+class CoercionError(ValueError):
+    """A raw value does not fit the tag's datatype."""
+
+
+def _to_ms(value: _dt.datetime) -> int:
+    if value.tzinfo is None:  # OPC UA DateTime is UTC; asyncua hands out naive UTC datetimes
+        value = value.replace(tzinfo=_dt.UTC)
+    return int(value.timestamp() * 1000)
+
+
+def datetime_to_ms(value: _dt.datetime | None) -> int | None:
+    """An OPC UA timestamp as ms since the epoch; None and the OPC UA 'null' date (1601) → None."""
+    if value is None:
+        return None
+    ms = _to_ms(value)
+    return ms if ms > 0 else None
+
+
+def _number(value: Any) -> int | float:
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int | float):
+        return value
+    raise CoercionError(f"{type(value).__name__} {value!r} is not a number")
+
+
+def coerce(value: Any, datatype: DataType) -> Any:
+    """A raw OPC UA value as the Python value of a Sparkplug scalar ``datatype`` (before scaling)."""
+    if datatype is DataType.Boolean:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int | float) and value in (0, 1):
+            return bool(value)
+        raise CoercionError(f"{type(value).__name__} {value!r} is not a Boolean")
+    if datatype in NUMERIC_TAG_TYPES:
+        return _number(value)
+    if datatype in (DataType.String, DataType.Text):
+        if isinstance(value, str):
+            return value
+        text = getattr(value, "Text", None)  # LocalizedText
+        if isinstance(text, str) or (text is None and hasattr(value, "Locale")):
+            return text or ""
+        if isinstance(value, bool | int | float):
+            return str(value)
+        raise CoercionError(f"{type(value).__name__} is not a String")
+    if datatype is DataType.DateTime:
+        if isinstance(value, _dt.datetime):
+            return _to_ms(value)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise CoercionError(f"{type(value).__name__} {value!r} is not a DateTime")
+    if datatype is DataType.UUID:
+        if isinstance(value, uuid.UUID):
+            return str(value)
+        if isinstance(value, str):
+            try:
+                return str(uuid.UUID(value))
+            except ValueError:
+                raise CoercionError(f"{value!r} is not a UUID") from None
+        raise CoercionError(f"{type(value).__name__} is not a UUID")
+    raise CoercionError(f"datatype {datatype.name} is not supported")
+
+
+def _is_power_of_ten(n: int) -> bool:
+    while n >= 10 and n % 10 == 0:
+        n //= 10
+    return n == 1
+
+
+class TagValidator:
+    """The validation state machine of one tag (last value sent, Bad episode, drop runs)."""
+
+    __slots__ = ("tag", "device_id", "name", "stats", "future_tolerance_ms", "_scale", "_offset",
+                 "_deadband", "_integer", "_numeric", "_has_last", "_last_value", "_last_status",
+                 "_last_source_ts", "_bad_since", "_bad_code", "_recovered", "_range_run")
+
+    def __init__(self, tag: TagConfig, device_id: str | None, *, stats: ValidationStats | None = None,
+                 future_tolerance_ms: int = 1000) -> None:
+        self.tag = tag
+        self.device_id = device_id
+        self.name = tag.metric
+        self.stats = stats if stats is not None else ValidationStats()
+        self.future_tolerance_ms = future_tolerance_ms
+        self._scale, self._offset = tag.linear
+        self._deadband = tag.deadband_abs
+        self._integer = tag.datatype.is_integer
+        self._numeric = tag.datatype in NUMERIC_TAG_TYPES
+        self._bad_since: int | None = None
+        self._bad_code = 0
+        self._recovered = False
+        self._range_run = 0
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the last value sent (after a reconnect the next value must go out)."""
+        self._has_last = False
+        self._last_value: Any = None
+        self._last_status = -1
+        self._last_source_ts: int | None = None
+
+    @property
+    def in_bad_episode(self) -> bool:
+        return self._bad_since is not None
+
+    # -- main entry ---------------------------------------------------------------------------
+
+    def process(self, sample: RawSample, now_ms: int, *, force: bool = False) -> Outcome:
+        status = sample.status_code & 0xFFFFFFFF
+        timestamp = sample.source_ts_ms or sample.server_ts_ms or now_ms
+        severity = status_code_severity(status)
+        if severity is Quality.BAD:
+            return self._bad(sample, status, timestamp, now_ms, force)
+        outcome = Outcome()
+        if self._bad_since is not None:
+            outcome.event = QualityEvent(QualityEventKind.BAD_END, self.device_id, self.name, self._bad_code,
+                                         now_ms, self._bad_since, now_ms - self._bad_since)
+            self._bad_since = None
+            self._recovered = True
+            self.reset()
+        try:
+            value = self._convert(sample.value)
+        except CoercionError as exc:
+            outcome.drop = self._count_drop(DropReason.TYPE_MISMATCH, f"{self._label()}: {exc}", log=True)
+            return outcome
+        except OverflowError as exc:
+            outcome.drop = self._count_drop(DropReason.TYPE_RANGE, f"{self._label()}: {exc}", log=True)
+            return outcome
+        if value is not None and self._numeric:
+            drop = self._check_range(value)
+            if drop is not None:
+                outcome.drop = drop
+                return outcome
+            self._range_run = 0
+        if not force and self._has_last and status == self._last_status:
+            if value == self._last_value and sample.source_ts_ms is not None \
+                    and sample.source_ts_ms == self._last_source_ts:
+                outcome.drop = self._count_drop(DropReason.DUPLICATE, f"{self._label()}: same value and timestamp")
+                return outcome
+            if (self._deadband is not None and value is not None and self._last_value is not None
+                    and abs(value - self._last_value) <= self._deadband):
+                outcome.drop = self._count_drop(
+                    DropReason.DEADBAND, f"{self._label()}: |{value} - {self._last_value}| <= {self._deadband}")
+                return outcome
+        props: PropertySet = {}
+        if status != 0:
+            props[PROP_STATUS_CODE] = PropertyValue(DataType.UInt32, status)
+        if severity is Quality.UNCERTAIN:
+            self.stats.uncertain += 1
+        if self._recovered:
+            props[PROP_QUALITY] = PropertyValue(DataType.Int32, QUALITY_GOOD)
+            self._recovered = False
+        self._flag_future(sample, now_ms, props)
+        outcome.update = MetricUpdate(device_id=self.device_id, name=self.name, value=value, timestamp=timestamp,
+                                      is_null=value is None, properties=props or None)
+        self._remember(value, status, sample.source_ts_ms)
+        self.stats.accepted += 1
+        return outcome
+
+    # -- pieces -------------------------------------------------------------------------------
+
+    def _bad(self, sample: RawSample, status: int, timestamp: int, now_ms: int, force: bool) -> Outcome:
+        outcome = Outcome()
+        if self._bad_since is None:
+            self._bad_since = now_ms
+            self.stats.bad_episodes += 1
+            outcome.event = QualityEvent(QualityEventKind.BAD_START, self.device_id, self.name, status,
+                                         now_ms, now_ms)
+        elif not force and self._has_last and status == self._last_status:
+            outcome.drop = self._count_drop(DropReason.DUPLICATE, f"{self._label()}: still Bad 0x{status:08X}")
+            return outcome
+        self._bad_code = status
+        props: PropertySet = {
+            PROP_QUALITY: PropertyValue(DataType.Int32, QUALITY_BAD),
+            PROP_STATUS_CODE: PropertyValue(DataType.UInt32, status),
+        }
+        self._flag_future(sample, now_ms, props)
+        outcome.update = MetricUpdate(device_id=self.device_id, name=self.name, value=None, timestamp=timestamp,
+                                      is_null=True, properties=props)
+        self._remember(None, status, sample.source_ts_ms)
+        self._recovered = False
+        self.stats.bad += 1
+        self.stats.accepted += 1
+        return outcome
+
+    def _convert(self, raw: Any) -> Any:
+        if raw is None:
+            return None
+        value = coerce(raw, self.tag.datatype)
+        if not self._numeric:
+            return value
+        if self._scale != 1.0 or self._offset != 0.0:
+            value = value * self._scale + self._offset
+        if self._integer:
+            if isinstance(value, float):
+                if not math.isfinite(value):
+                    raise OverflowError(f"{value} does not fit {self.tag.datatype.name}")
+                value = round(value)
+            low, high, _bits = INT_RANGES[self.tag.datatype]
+            if not low <= value <= high:
+                raise OverflowError(f"{value} does not fit {self.tag.datatype.name} [{low}, {high}]")
+        elif self.tag.datatype in (DataType.Float, DataType.Double):
+            value = float(value)
+        return value
+
+    def _check_range(self, value: float) -> Drop | None:
+        low, high = self.tag.eng_low, self.tag.eng_high
+        if low is None and high is None:
+            return None
+        outside = (isinstance(value, float) and math.isnan(value)) or (low is not None and value < low) or (
+            high is not None and value > high)
+        if not outside:
+            return None
+        self._range_run += 1
+        return self._count_drop(
+            DropReason.OUT_OF_RANGE,
+            f"{self._label()}: {value} outside engineering range [{low}, {high}]"
+            + (f" ({self._range_run} in a row)" if self._range_run > 1 else ""),
+            log=_is_power_of_ten(self._range_run))
+
+    def _flag_future(self, sample: RawSample, now_ms: int, props: PropertySet) -> None:
+        if sample.source_ts_ms is not None and sample.source_ts_ms > now_ms + self.future_tolerance_ms:
+            props[PROP_FUTURE_TIMESTAMP] = PropertyValue(DataType.Boolean, True)
+            self.stats.future_timestamps += 1
+
+    def _remember(self, value: Any, status: int, source_ts: int | None) -> None:
+        self._has_last = True
+        self._last_value = value
+        self._last_status = status
+        self._last_source_ts = source_ts
+
+    def _count_drop(self, reason: DropReason, detail: str, *, log: bool = False) -> Drop:
+        self.stats.dropped[reason.value] = self.stats.dropped.get(reason.value, 0) + 1
+        return Drop(reason, detail, log)
+
+    def _label(self) -> str:
+        return f"{self.device_id}/{self.name}" if self.device_id else self.name
+

@@ -1,0 +1,145 @@
+"""`uns edge browse` writes a starter tag map that loads; the simulator's default config works."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from edge_node.browse import browse_to_file, clean_name
+from edge_node.config import OpcUaEndpointConfig, load_edge_config
+from edge_node.defaults import simulator_config, simulator_config_yaml
+from edge_node.opcua_source import OpcUaSource
+from tests.edge_node.opcua_test_server import TestOpcUaServer
+from tests.edge_node.recording_sink import RecordingSink
+from tests.support.net import free_port
+
+pytestmark = pytest.mark.timeout(60)
+
+
+async def test_browse_writes_a_tag_map_that_loads(tmp_path: Path) -> None:
+    async with TestOpcUaServer() as server:
+        out = tmp_path / "tagmap.yaml"
+        result = await browse_to_file(OpcUaEndpointConfig(url=server.url), out, data_dir=tmp_path)
+        assert len(result.variables) == 6
+        config = load_edge_config(out)
+        by_key = {(t.cell, t.metric): t for t in config.tags}
+        assert set(by_key) == {(None, "State"), ("Filler", "Speed"), ("Filler", "GoodCount"),
+                               ("Filler", "Temperature"), ("Capper", "Speed"), ("Capper", "Running")}
+        assert by_key[("Filler", "GoodCount")].datatype.name == "UInt32"
+        assert by_key[("Capper", "Running")].datatype.name == "Boolean"
+        assert by_key[("Filler", "Speed")].node_id == "ns=2;s=Line1/Filler/Speed"
+        assert config.line.line == "Line1" and config.opcua[0].url == server.url
+        assert out.read_text().startswith("# Starter tag map browsed from")
+
+
+def test_clean_name() -> None:
+    assert clean_name("Motor 1: Speed") == "Motor_1_Speed"
+    assert clean_name("_hidden") == "hidden"
+    assert clean_name("$sys") == "sys"
+
+
+@pytest.fixture
+def server_in_thread() -> Iterator[TestOpcUaServer]:
+    """A server on its own event loop thread, so the CLI can run asyncio.run() in the test's thread."""
+    loop = asyncio.new_event_loop()
+    server = TestOpcUaServer()
+    ready = threading.Event()
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(server.start())
+        ready.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert ready.wait(15)
+    try:
+        yield server
+    finally:
+        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(15)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+def test_cli_browse_then_check(server_in_thread: TestOpcUaServer, tmp_path: Path) -> None:
+    from uns.cli.main import app
+
+    runner = CliRunner()
+    out = tmp_path / "tagmap.yaml"
+    result = runner.invoke(app, ["edge", "browse", server_in_thread.url, "--out", str(out),
+                                 "--data-dir", str(tmp_path / "data")])
+    assert result.exit_code == 0, result.output
+    assert "6 tag(s)" in result.output
+    again = runner.invoke(app, ["edge", "browse", server_in_thread.url, "--out", str(out)])
+    assert again.exit_code == 2  # never overwrites an edited map by accident
+    check = runner.invoke(app, ["edge", "check", "--config", str(out)])
+    assert check.exit_code == 0, check.output
+    assert "devices: Capper, Filler" in check.output
+
+
+def test_cli_reports_config_errors_with_line(tmp_path: Path) -> None:
+    from uns.cli.main import app
+
+    path = tmp_path / "plant.yaml"
+    path.write_text("line: {enterprise: a, site: b, area: c, line: d}\nopcua: [{url: 'http://x'}]\ntags: []\n")
+    result = CliRunner().invoke(app, ["edge", "--config", str(path)])
+    assert result.exit_code == 2
+    assert "plant.yaml:2: opcua[0].url" in result.output and "plant.yaml:3: tags" in result.output
+
+
+def test_cli_unreachable_server_is_a_clean_error(tmp_path: Path) -> None:
+    from uns.cli.main import app
+
+    result = CliRunner().invoke(app, ["edge", "browse", f"opc.tcp://127.0.0.1:{free_port()}",
+                                      "--out", str(tmp_path / "t.yaml"), "--data-dir", str(tmp_path)])
+    assert result.exit_code == 1 and "cannot browse" in result.output
+
+
+async def test_simulator_default_config_and_browse(tmp_path: Path) -> None:
+    simulator_server = pytest.importorskip("simulator.server")
+    from simulator.catalog import tag_catalog
+    from simulator.config import SimulatorConfig
+
+    sim_config = SimulatorConfig(port=free_port())
+    catalog = [t.model_dump() for t in tag_catalog(sim_config)]
+    async with simulator_server.SimulatedLineServer(sim_config) as sim:
+        # the default config, built from the catalog as plain dicts (edge_node never imports simulator)
+        text = simulator_config_yaml(sim.endpoint, "mqtt://127.0.0.1:1883", tmp_path / "edge", catalog)
+        (tmp_path / "plant.yaml").write_text(text)
+        config = load_edge_config(tmp_path / "plant.yaml")
+        assert config == simulator_config(sim.endpoint, "mqtt://127.0.0.1:1883", tmp_path / "edge", catalog)
+        devices = {config.device_id(t) for t in config.tags}
+        assert devices == {None, "Filler", "Capper", "Labeler"}
+        sink = RecordingSink()
+        source = OpcUaSource(config.opcua[0], [(t, config.device_id(t)) for t in config.tags], sink,
+                             data_dir=tmp_path)
+        task = asyncio.create_task(source.run())
+        try:
+            await asyncio.wait_for(source.connected.wait(), 15)
+            online = {e.device_id: e for k, e in sink.events if k == "online"}
+            assert set(online) == {"Filler", "Capper", "Labeler"}
+            filler = {u.name: u for u in online["Filler"].current}
+            assert {"GoodCount", "Speed", "Temperature", "State"} <= set(filler)
+            assert not any(u.is_null for u in filler.values())
+            assert source.stats.unknown_nodes == 0
+            assert [u.value for u in sink.data("State")]  # a line-level metric
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+        # browsing the simulator gives a map that loads (cells from the folder layout)
+        out = tmp_path / "browsed.yaml"
+        result = await browse_to_file(OpcUaEndpointConfig(url=sim.endpoint), out, data_dir=tmp_path)
+        browsed = load_edge_config(out)
+        assert {t.cell for t in browsed.tags} >= {"Filler", "Capper", "Labeler"}
+        raw = yaml.safe_load(out.read_text())
+        assert raw["line"]["line"] == sim_config.line
+        assert result.variables

@@ -1,0 +1,118 @@
+"""``uns edge``: run the edge node from a tag map, check a tag map, or browse a server for a starter.
+
+``uns edge --config plant.yaml`` and ``uns edge run --config plant.yaml`` are the same. The
+service packages are imported inside the commands so ``uns --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import typer
+
+log = logging.getLogger("uns.cli.edge")
+
+_CONFIG_HELP = "tag map / edge config YAML (see `uns edge browse` for a starter)"
+
+
+def _load(config: Path):  # type: ignore[no-untyped-def]
+    from edge_node.config import ConfigError, load_edge_config
+
+    try:
+        return load_edge_config(config)
+    except ConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+
+
+def _run(config: Path) -> None:
+    from edge_node.app import EdgeNodeApp
+
+    edge_config = _load(config)
+    if edge_config.log_level:
+        logging.getLogger().setLevel(edge_config.log_level)
+    app = EdgeNodeApp(edge_config)
+    try:
+        asyncio.run(app.run())
+    except KeyboardInterrupt:
+        pass
+
+
+def register(app: typer.Typer) -> None:
+    edge = typer.Typer(help="The OPC UA → Sparkplug B edge node.", invoke_without_command=True,
+                       no_args_is_help=False)
+
+    @edge.callback(invoke_without_command=True)
+    def _default(ctx: typer.Context,
+                 config: Path | None = typer.Option(None, "--config", "-c", help=_CONFIG_HELP)) -> None:
+        """Run the edge node (same as `uns edge run`) when no subcommand is given."""
+        if ctx.invoked_subcommand is not None:
+            return
+        if config is None:
+            typer.echo(ctx.get_help())
+            raise typer.Exit(2)
+        _run(config)
+
+    @edge.command("run")
+    def run(config: Path = typer.Option(..., "--config", "-c", help=_CONFIG_HELP)) -> None:
+        """Connect to the OPC UA servers and publish Sparkplug B until SIGINT/SIGTERM."""
+        _run(config)
+
+    @edge.command("check")
+    def check(config: Path = typer.Option(..., "--config", "-c", help=_CONFIG_HELP)) -> None:
+        """Validate a tag map and print what it would publish (no connection is made)."""
+        edge_config = _load(config)
+        group_id, edge_node_id = edge_config.sparkplug_ids()
+        devices = sorted({d for t in edge_config.tags if (d := edge_config.device_id(t)) is not None})
+        typer.echo(f"{config}: OK — {group_id}/{edge_node_id}, {len(edge_config.tags)} tag(s), "
+                   f"{len(edge_config.opcua)} endpoint(s), devices: {', '.join(devices) or '(none)'}")
+
+    @edge.command("browse")
+    def browse(
+        endpoint: str = typer.Argument(..., help="server URL, opc.tcp://host:port/path"),
+        out: Path = typer.Option(Path("tagmap.yaml"), "--out", "-o", help="where to write the starter tag map"),
+        security_policy: str = typer.Option("None", "--security-policy", help="None or Basic256Sha256"),
+        security_mode: str = typer.Option("None", "--security-mode", help="None, Sign or SignAndEncrypt"),
+        username: str | None = typer.Option(None, "--username", "-u"),
+        password_env: str | None = typer.Option(
+            None, "--password-env", help="environment variable holding the password"),
+        trust_dir: Path | None = typer.Option(None, "--trust-dir", help="trusted server certificates"),
+        data_dir: Path = typer.Option(Path("data/edge"), "--data-dir", help="client certificate lives here"),
+        max_depth: int = typer.Option(8, "--max-depth", min=1),
+        max_tags: int = typer.Option(5000, "--max-tags", min=1),
+        overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --out file"),
+    ) -> None:
+        """Walk a server's address space and write a starter tag map to edit."""
+        from pydantic import ValidationError
+
+        from edge_node.browse import browse_to_file
+        from edge_node.config import ConfigError, OpcUaEndpointConfig
+
+        if out.exists() and not overwrite:
+            typer.echo(f"{out} exists; pass --overwrite to replace it", err=True)
+            raise typer.Exit(2)
+        try:
+            ep = OpcUaEndpointConfig(url=endpoint, security_policy=security_policy, security_mode=security_mode,
+                                     username=username, password_env=password_env, trust_dir=trust_dir)
+        except ValidationError as exc:
+            for err in exc.errors():
+                typer.echo(f"{'.'.join(map(str, err['loc'])) or 'endpoint'}: {err['msg']}", err=True)
+            raise typer.Exit(2) from None
+        try:
+            result = asyncio.run(browse_to_file(ep, out, data_dir=data_dir, max_depth=max_depth,
+                                                max_variables=max_tags))
+        except ConfigError as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(2) from None
+        except (OSError, TimeoutError, asyncio.TimeoutError) as exc:
+            typer.echo(f"cannot browse {endpoint}: {exc}", err=True)
+            raise typer.Exit(1) from None
+        except Exception as exc:  # asyncua's UaError family and friends: say what, not a traceback
+            typer.echo(f"cannot browse {endpoint}: {type(exc).__name__}: {exc}", err=True)
+            raise typer.Exit(1) from None
+        typer.echo(f"wrote {out}: {len(result.variables)} tag(s), {len(result.skipped)} skipped"
+                   + (" (truncated)" if result.truncated else ""))
+
+    app.add_typer(edge, name="edge")
