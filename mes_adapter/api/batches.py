@@ -1,0 +1,121 @@
+"""Batch context through the API (start, phase, end) and the contextualized batch records.
+
+An API assertion takes the line's next ``seq`` (last accepted + 1) and the caller as ``asserted_by``;
+it is stored first and then published retained on ``<line>/_context/batch`` by the service, so plant
+apps listening to the UNS see the same context. Starting while another batch runs is refused (409):
+end it first, so no batch is ever silently cut short.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Query
+
+from mes_adapter.auth import Principal, Role
+from mes_adapter.context import ContextAssertion
+from mes_adapter.lines import line_key
+from mes_adapter.service import AdapterService
+from mes_adapter.timefmt import now_ms
+
+from .deps import require, service
+from .errors import AUTH_RESPONSES, ApiError, ErrorBody
+from .models import BatchEnd, BatchInfo, BatchPhase, BatchRecords, BatchStart, BoundRecordView, ContextResult
+from .views import batch_info, current_batch
+
+router = APIRouter(prefix="/api", tags=["batches"], responses=AUTH_RESPONSES)
+viewer = require(Role.VIEWER, "reading batches")
+operator = require(Role.OPERATOR, "changing batch context")
+
+_CONFLICT = {409: {"model": ErrorBody}, 422: {"model": ErrorBody}}
+
+
+def _next_seq(svc: AdapterService, line: str) -> int:
+    last = svc.context.last_seq(line)
+    return 0 if last is None else last + 1
+
+
+def _assert(svc: AdapterService, assertion: ContextAssertion) -> ContextResult:
+    outcome = svc.assert_context(assertion)
+    return ContextResult(outcome=outcome.value, assertion=assertion.model_dump(mode="json"),
+                         batch=current_batch(svc, assertion.line))
+
+
+@router.post("/lines/{line:path}/batch/start", response_model=ContextResult, status_code=201, responses=_CONFLICT,
+             summary="Start a batch on a line (operator)")
+def start_batch(line: str, body: BatchStart, svc: AdapterService = Depends(service),
+                who: Principal = Depends(operator)) -> ContextResult:
+    key = line_key(line)
+    running = svc.context.active_at(key, now_ms())
+    if running is not None:
+        raise ApiError(409, "batch_running",
+                       f"batch {running.batch_id!r} is running on {key}; end it before starting {body.batch_id!r}")
+    if svc.context.batch_window(key, body.batch_id) is not None:
+        raise ApiError(409, "batch_id_used", f"batch {body.batch_id!r} already ran on {key}; batch ids are unique")
+    assertion = ContextAssertion(
+        line=key, seq=_next_seq(svc, key), since_ms=body.since_ms if body.since_ms is not None else now_ms(),
+        batch_id=body.batch_id, work_order_id=body.work_order_id, operation_id=body.operation_id,
+        product_id=body.product_id, phase=body.phase, target_quantity=body.target_quantity, uom=body.uom,
+        asserted_by=who.user_id)
+    return _assert(svc, assertion)
+
+
+@router.post("/lines/{line:path}/batch/phase", response_model=ContextResult, responses=_CONFLICT,
+             summary="Change the phase of the running batch (operator)")
+def batch_phase(line: str, body: BatchPhase, svc: AdapterService = Depends(service),
+                who: Principal = Depends(operator)) -> ContextResult:
+    key = line_key(line)
+    since = body.since_ms if body.since_ms is not None else now_ms()
+    running = svc.context.active_at(key, since)
+    if running is None:
+        raise ApiError(409, "no_batch_running", f"no batch is running on {key} at {since}; start one first")
+    assertion = running.model_copy(update={"seq": _next_seq(svc, key), "since_ms": since, "phase": body.phase,
+                                           "asserted_by": who.user_id})
+    return _assert(svc, ContextAssertion.model_validate(assertion.model_dump()))
+
+
+@router.post("/lines/{line:path}/batch/end", response_model=ContextResult, responses=_CONFLICT,
+             summary="End the running batch (operator)")
+def end_batch(line: str, body: BatchEnd, svc: AdapterService = Depends(service),
+              who: Principal = Depends(operator)) -> ContextResult:
+    key = line_key(line)
+    since = body.since_ms if body.since_ms is not None else now_ms()
+    running = svc.context.active_at(key, since)
+    if running is None:
+        raise ApiError(409, "no_batch_running", f"no batch is running on {key} at {since}")
+    if body.batch_id is not None and body.batch_id != running.batch_id:
+        raise ApiError(409, "other_batch_running",
+                       f"batch {running.batch_id!r} is running on {key}, not {body.batch_id!r}")
+    assertion = ContextAssertion(line=key, seq=_next_seq(svc, key), since_ms=since, batch_id=running.batch_id,
+                                 work_order_id=running.work_order_id, asserted_by=who.user_id, ended=True)
+    result = _assert(svc, assertion)
+    svc.run_confirmations()
+    window = svc.context.batch_window(key, running.batch_id)
+    return result.model_copy(update={"batch": batch_info(svc, window) if window else None})
+
+
+@router.get("/batches", response_model=list[BatchInfo], summary="Batches per line, newest first, with counts")
+def batches(line: str | None = Query(None, description="only this line"),
+            from_ms: int | None = Query(None, ge=0, le=2**62), to_ms: int | None = Query(None, ge=0, le=2**62),
+            limit: int = Query(100, ge=1, le=1000),
+            svc: AdapterService = Depends(service), _: Principal = Depends(viewer)) -> list[BatchInfo]:
+    lines = [line_key(line)] if line is not None else svc.context.lines()
+    out = [batch_info(svc, w) for key in lines for w in svc.context.batch_windows(key, from_ms, to_ms)]
+    return sorted(out, key=lambda b: b.start_ms, reverse=True)[:limit]
+
+
+@router.get("/batches/{batch_id}/records", response_model=BatchRecords,
+            responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}, 422: {"model": ErrorBody}},
+            summary="Readings, alarms and states recorded while a batch ran, with their context")
+def batch_records(batch_id: str, line: str | None = Query(None, description="needed if the id ran on several lines"),
+                  metric: str | None = Query(None, min_length=1), limit: int = Query(5000, ge=1, le=50_000),
+                  svc: AdapterService = Depends(service), _: Principal = Depends(viewer)) -> BatchRecords:
+    lines = [line_key(line)] if line is not None else svc.context.lines()
+    found = [key for key in lines if svc.context.batch_window(key, batch_id) is not None]
+    if not found:
+        raise ApiError(404, "unknown_batch", f"batch {batch_id!r} never ran"
+                       + (f" on {lines[0]}" if line is not None else ""))
+    if len(found) > 1:
+        raise ApiError(409, "ambiguous_batch", f"batch {batch_id!r} ran on {found}; add ?line=")
+    svc.ingest.flush()
+    rows = svc.records.query_batch(found[0], batch_id, metric=metric, limit=limit + 1)
+    views = [BoundRecordView(**r.as_dict()) for r in rows[:limit]]
+    return BatchRecords(line=found[0], batch_id=batch_id, records=views, truncated=len(rows) > limit)

@@ -1,0 +1,40 @@
+"""Dependencies shared by the routers: the running service and the authenticated caller with a role."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from mes_adapter.auth import Principal, Role, TokenStore
+from mes_adapter.service import AdapterService
+
+#: declares the scheme in OpenAPI (the /docs "Authorize" button); the header itself is read below so a
+#: malformed header gets its own message instead of "not authenticated"
+_bearer = HTTPBearer(auto_error=False, description="API token: `uns adapter token --role <role>`")
+
+
+def service(request: Request) -> AdapterService:
+    return request.app.state.service  # type: ignore[no-any-return]
+
+
+def require(role: Role, action: str) -> Callable[..., Principal]:
+    """Dependency: the caller, authenticated by bearer token and holding at least ``role``."""
+
+    def dependency(request: Request,
+                   _credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Principal:
+        tokens: TokenStore = request.app.state.service.tokens
+        principal = tokens.authenticate(request.headers.get("authorization"))
+        TokenStore.require(principal, role, action)
+        request.state.principal = principal
+        return principal
+
+    return dependency
+
+
+def client_id(request: Request) -> str:
+    """Where a request came from, for the audit trail (21 CFR 11.10(h) device checks)."""
+    peer = request.client.host if request.client else "unknown"
+    agent = request.headers.get("user-agent", "")[:80]
+    return f"http:{peer}" + (f" ({agent})" if agent else "")

@@ -1,0 +1,24 @@
+"""Who the token belongs to: the dashboard shows it and signs commands under this user id."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel
+
+from mes_adapter.auth import Principal, Role
+
+from .deps import require
+from .errors import AUTH_RESPONSES
+
+router = APIRouter(prefix="/api", tags=["session"], responses=AUTH_RESPONSES)
+
+
+class Me(BaseModel):
+    user_id: str
+    full_name: str
+    role: str
+
+
+@router.get("/me", response_model=Me, summary="The user and role of the presented token")
+def me(who: Principal = Depends(require(Role.VIEWER, "reading your own identity"))) -> Me:
+    return Me(user_id=who.user_id, full_name=who.full_name, role=who.role.label)

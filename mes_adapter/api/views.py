@@ -1,0 +1,81 @@
+"""Shaping the service's live objects into API models (shared by several routers)."""
+
+from __future__ import annotations
+
+from mes_adapter.confirming import batch_intervals
+from mes_adapter.context import BatchWindow
+from mes_adapter.host import MetricState, NodeView
+from mes_adapter.service import AdapterService
+from uns.conventions import Quality
+
+from .models import BatchInfo, DeviceInfo, NodeInfo, TagView
+
+
+def tag_view(svc: AdapterService, state: MetricState) -> TagView:
+    equipment = svc.equipment_of(state.group_id, state.edge_node_id, state.device_id)
+    return TagView(
+        topic=svc.topic_of(state), line=equipment.line.topic if equipment else None,
+        cell=equipment.cell if equipment else None, group_id=state.group_id, edge_node_id=state.edge_node_id,
+        device_id=state.device_id, name=state.name, value=state.to_dict()["value"], datatype=state.datatype,
+        quality=state.quality.value, unit=state.unit, timestamp_ms=state.timestamp_ms,
+        source_timestamp_ms=state.source_timestamp_ms, received_ms=state.received_ms,
+        status_code=state.status_code, eng_low=state.eng_low, eng_high=state.eng_high,
+        description=state.description)
+
+
+def visible_tags(svc: AdapterService) -> list[MetricState]:
+    """Tags as the UNS shows them: mirrored metrics only (no bdSeq, no Node/Device Control)."""
+    return [m for m in svc.host.model.metrics() if svc.topic_of(m) is not None]
+
+
+def node_info(svc: AdapterService, node: NodeView) -> NodeInfo:
+    tally = svc.node_stats.get((node.group_id, node.edge_node_id))
+    stats = tally.as_dict() if tally is not None else {"nbirths": 0, "dbirths": {}, "seq_gaps": 0,
+                                                       "rebirths_requested": {}, "rebirths_total": 0,
+                                                       "violations": {}}
+    line = svc.equipment_of(node.group_id, node.edge_node_id, None)
+    devices = []
+    for device in node.devices.values():
+        equipment = svc.equipment_of(node.group_id, node.edge_node_id, device.device_id)
+        devices.append(DeviceInfo(
+            device_id=device.device_id, cell=equipment.cell if equipment else None,
+            state="online" if device.online else "stale", online=device.online, born_ms=device.born_ms,
+            died_ms=device.died_ms, last_seen_ms=device.last_seen_ms,
+            dbirths=stats["dbirths"].get(device.device_id, 0), tags=len(device.metrics),
+            stale_tags=sum(1 for m in device.metrics.values() if m.quality is Quality.STALE)))
+    return NodeInfo(
+        group_id=node.group_id, edge_node_id=node.edge_node_id, line=line.line.topic if line else None,
+        state="online" if node.online else "stale", online=node.online, bd_seq=node.bd_seq, born_ms=node.born_ms,
+        died_ms=node.died_ms, last_seen_ms=node.last_seen_ms, from_certificate=node.from_certificate,
+        nbirths=stats["nbirths"], rebirths_requested=stats["rebirths_requested"],
+        rebirths_total=stats["rebirths_total"], seq_gaps=stats["seq_gaps"], violations=stats["violations"],
+        tags=len(node.metrics), devices=devices)
+
+
+def nodes_of_line(svc: AdapterService, line: str) -> list[NodeView]:
+    out = []
+    for node in svc.host.model.nodes():
+        ids = [None, *node.devices]
+        if any((eq := svc.equipment_of(node.group_id, node.edge_node_id, d)) is not None and eq.line.topic == line
+               for d in ids):
+            out.append(node)
+    return out
+
+
+def batch_info(svc: AdapterService, window: BatchWindow) -> BatchInfo:
+    quantities = svc.production.quantities(window.line, batch_intervals(window))
+    last = window.last
+    return BatchInfo(
+        line=window.line, batch_id=window.batch_id, work_order_id=last.work_order_id,
+        operation_id=last.operation_id, product_id=last.product_id, phase=last.phase,
+        target_quantity=last.target_quantity, uom=last.uom, start_ms=window.start_ms, end_ms=window.end_ms,
+        running=window.end_ms is None, good=quantities.good, scrap=quantities.scrap,
+        produced=quantities.produced, consumed=dict(quantities.consumed))
+
+
+def current_batch(svc: AdapterService, line: str) -> BatchInfo | None:
+    current = svc.context.current(line)
+    if current is None or current.ended or current.batch_id is None:
+        return None
+    window = svc.context.batch_window(line, current.batch_id)
+    return None if window is None else batch_info(svc, window)

@@ -1,0 +1,191 @@
+"""Who is calling the REST API, and what they may do: bearer tokens mapped to users with one role.
+
+Roles are ordered, each includes the ones below it: ``viewer`` (read) < ``operator`` (batch
+context, submit and sign own commands) < ``supervisor`` (approve others' commands, requeue dead
+letters) < ``engineer`` (audit export). A token identifies a user for the session; it is *not* an
+electronic signature — a command's Ed25519 signature (``uns.commands.signing``) is the second,
+re-authenticating component, so a stolen token alone cannot sign a write.
+
+Tokens are kept as SHA-256 hashes where possible (``uns adapter token`` prints the secret once and
+stores only its hash); plain tokens are accepted in config for demo stacks. Comparison is by
+hash lookup, so the time taken does not depend on how much of a guess matched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from enum import IntEnum
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+
+from uns.commands.yamlsource import ConfigError, YamlSource
+
+__all__ = ["AuthError", "Principal", "Role", "TokenEntry", "TokenFile", "TokenStore", "hash_token", "mint_token"]
+
+#: shortest plain token accepted in config (demo tokens included)
+MIN_TOKEN_LENGTH = 8
+
+
+class Role(IntEnum):
+    VIEWER = 1
+    OPERATOR = 2
+    SUPERVISOR = 3
+    ENGINEER = 4
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+    @classmethod
+    def parse(cls, text: str) -> Role:
+        try:
+            return cls[text.strip().upper()]
+        except KeyError:
+            raise ValueError(f"unknown role {text!r}; use one of {[r.label for r in cls]}") from None
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def mint_token() -> str:
+    """A fresh random token (256 bits, URL-safe)."""
+    return "uns_" + secrets.token_urlsafe(32)
+
+
+class TokenEntry(BaseModel):
+    """One API user: exactly one of ``token`` (plain, demo) or ``token_sha256`` (hash, production)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    user_id: str = Field(min_length=1, max_length=128)
+    full_name: str = Field(min_length=1, max_length=256)
+    role: Role
+    token: SecretStr | None = None
+    token_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+
+    @field_validator("role", mode="before")
+    @classmethod
+    def _role(cls, value: object) -> object:
+        return Role.parse(value) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> TokenEntry:
+        if (self.token is None) == (self.token_sha256 is None):
+            raise ValueError("give exactly one of 'token' and 'token_sha256'")
+        if self.token is not None and len(self.token.get_secret_value()) < MIN_TOKEN_LENGTH:
+            raise ValueError(f"token is shorter than {MIN_TOKEN_LENGTH} characters")
+        return self
+
+    @property
+    def digest(self) -> str:
+        if self.token_sha256 is not None:
+            return self.token_sha256
+        assert self.token is not None
+        return hash_token(self.token.get_secret_value())
+
+
+class TokenFile(BaseModel):
+    """``tokens.yaml``: ``tokens: [{user_id, full_name, role, token_sha256}]``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    tokens: list[TokenEntry] = Field(default_factory=list)
+
+    @classmethod
+    def load(cls, path: Path) -> TokenFile:
+        if not path.exists():
+            return cls()
+        source = YamlSource.read(path)
+        try:
+            return cls.model_validate(source.data or {})
+        except ValidationError as exc:
+            raise source.error(exc) from None
+
+    @staticmethod
+    def append(path: Path, entry: TokenEntry) -> None:
+        """Add one entry (hash only) to the file, creating it with mode 0600."""
+        current = TokenFile.load(path)
+        rows = [_row(e) for e in current.tokens] + [_row(entry)]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = yaml.safe_dump({"tokens": rows}, sort_keys=False)
+        path.touch(mode=0o600, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+
+
+def _row(entry: TokenEntry) -> dict[str, str]:
+    return {"user_id": entry.user_id, "full_name": entry.full_name, "role": entry.role.label,
+            "token_sha256": entry.digest}
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The authenticated caller of one request."""
+
+    user_id: str
+    full_name: str
+    role: Role
+
+    def has(self, role: Role) -> bool:
+        return self.role >= role
+
+
+class AuthError(Exception):
+    """Authentication failed; ``status`` is 401 (who are you?) or 403 (not allowed)."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+
+class TokenStore:
+    """Token hash → principal; built once at start from config and the tokens file."""
+
+    def __init__(self, entries: list[TokenEntry]) -> None:
+        self._by_digest: dict[str, Principal] = {}
+        for entry in entries:
+            digest = entry.digest
+            if digest in self._by_digest:
+                raise ConfigError(f"two API users share one token (user {entry.user_id!r}); tokens must be unique")
+            self._by_digest[digest] = Principal(entry.user_id, entry.full_name, entry.role)
+
+    @classmethod
+    def from_settings(cls, inline: list[TokenEntry], tokens_file: Path | None) -> TokenStore:
+        entries = list(inline)
+        if tokens_file is not None:
+            entries += TokenFile.load(tokens_file).tokens
+        return cls(entries)
+
+    def __len__(self) -> int:
+        return len(self._by_digest)
+
+    def authenticate(self, authorization: str | None, query_token: str | None = None) -> Principal:
+        """The principal of an ``Authorization: Bearer`` header (or a query token); :class:`AuthError` if none."""
+        token = None
+        if authorization:
+            scheme, _, value = authorization.strip().partition(" ")
+            if scheme.lower() != "bearer" or not value.strip():
+                raise AuthError(401, "bad_authorization_header",
+                                "Authorization header must be 'Bearer <token>'")
+            token = value.strip()
+        elif query_token:
+            token = query_token
+        if token is None:
+            raise AuthError(401, "missing_token", "no token: send 'Authorization: Bearer <token>'")
+        principal = self._by_digest.get(hash_token(token))
+        if principal is None:
+            raise AuthError(401, "invalid_token", "the token is not known to this adapter")
+        return principal
+
+    @staticmethod
+    def require(principal: Principal, role: Role, action: str) -> None:
+        if not principal.has(role):
+            raise AuthError(403, "role_required",
+                            f"{action} needs role {role.label}; user {principal.user_id!r} has role "
+                            f"{principal.role.label}")

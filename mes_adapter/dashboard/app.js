@@ -1,0 +1,445 @@
+// uns-hub MES adapter dashboard: vanilla JS, no build step, no CDN (plants are often offline).
+// Data: REST (/api/...) with the token from localStorage, live changes over Server-Sent Events.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const state = {
+  token: localStorage.getItem("uns.token") || "",
+  me: null,
+  tags: new Map(),          // topic -> tag
+  selected: null,           // topic of the trend
+  trend: [],                // [{ts_ms, value, quality}]
+  rules: [],
+  command: null,            // last command view
+  events: null,
+};
+
+// ---------------------------------------------------------------- helpers
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") node.className = v;
+    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else node.setAttribute(k, v);
+  }
+  for (const child of children) node.append(child instanceof Node ? child : document.createTextNode(child ?? ""));
+  return node;
+}
+
+function fmtTime(ms) { return ms ? new Date(ms).toLocaleTimeString() : "–"; }
+function fmtValue(v) {
+  if (v === null || v === undefined) return "null";
+  if (typeof v === "number") return Number.isInteger(v) ? String(v) : v.toFixed(3).replace(/\.?0+$/, "");
+  if (typeof v === "object") return JSON.stringify(v);
+  return String(v);
+}
+function pct(x) { return x === null || x === undefined ? "–" : (x * 100).toFixed(1) + "%"; }
+
+function notice(text) {
+  const box = $("notice");
+  box.hidden = !text;
+  box.textContent = text || "";
+}
+
+async function api(path, options = {}) {
+  const headers = Object.assign({"Accept": "application/json"}, options.headers || {});
+  if (state.token) headers["Authorization"] = "Bearer " + state.token;
+  if (options.body !== undefined) headers["Content-Type"] = "application/json";
+  const response = await fetch(path, {method: options.method || "GET", headers,
+    body: options.body === undefined ? undefined : JSON.stringify(options.body)});
+  let body = null;
+  try { body = await response.json(); } catch (e) { body = null; }
+  if (!response.ok) {
+    const err = new Error((body && body.detail) || response.statusText);
+    err.status = response.status; err.body = body;
+    throw err;
+  }
+  return body;
+}
+
+// ---------------------------------------------------------------- session
+
+async function useToken(token) {
+  state.token = token;
+  if (token) localStorage.setItem("uns.token", token); else localStorage.removeItem("uns.token");
+  if (!token) { $("who").textContent = ""; notice("Enter an API token (viewer or higher) to see the plant."); return; }
+  try {
+    state.me = await api("/api/me");
+    $("who").textContent = `${state.me.full_name} (${state.me.role})`;
+    notice("");
+    connectEvents();
+    refreshAll();
+  } catch (e) {
+    $("who").textContent = "";
+    notice(`Token refused: ${e.message}`);
+  }
+}
+
+// ---------------------------------------------------------------- live events (SSE)
+
+function connectEvents() {
+  if (state.events) state.events.close();
+  const source = new EventSource("/api/events?token=" + encodeURIComponent(state.token));
+  state.events = source;
+  const live = $("live");
+  source.onopen = () => { live.textContent = "live"; live.className = "pill on"; };
+  source.onerror = () => { live.textContent = "reconnecting"; live.className = "pill off"; };
+  source.addEventListener("snapshot", (ev) => {
+    const data = JSON.parse(ev.data);
+    state.tags.clear();
+    for (const tag of data.tags) if (tag.topic) state.tags.set(tag.topic, tag);
+    renderTree();
+  });
+  source.addEventListener("tags", (ev) => {
+    for (const tag of JSON.parse(ev.data).tags) {
+      if (!tag.topic) continue;
+      const known = state.tags.has(tag.topic);
+      state.tags.set(tag.topic, tag);
+      if (!known) renderTree(); else updateLeaf(tag);
+      if (tag.topic === state.selected) {
+        state.trend.push({ts_ms: tag.timestamp_ms, value: tag.value, quality: tag.quality});
+        drawTrend();
+      }
+    }
+  });
+  for (const kind of ["node", "device"]) source.addEventListener(kind, () => scheduleRefresh(["nodes", "lines"]));
+  source.addEventListener("context", () => scheduleRefresh(["lines"]));
+  source.addEventListener("confirmation", () => scheduleRefresh(["confirmations", "lines"]));
+  source.addEventListener("outbox", () => scheduleRefresh(["confirmations"]));
+  source.addEventListener("command", (ev) => {
+    const data = JSON.parse(ev.data);
+    if (state.command && state.command.command_id === data.command_id) loadCommand(data.command_id);
+    scheduleRefresh(["commands"]);
+  });
+}
+
+const pending = new Set();
+let refreshTimer = null;
+function scheduleRefresh(parts) {
+  parts.forEach((p) => pending.add(p));
+  if (refreshTimer) return;
+  refreshTimer = setTimeout(() => {
+    refreshTimer = null;
+    const parts = [...pending]; pending.clear();
+    for (const p of parts) loaders[p]().catch(() => {});
+  }, 300);
+}
+
+// ---------------------------------------------------------------- UNS tree
+
+function renderTree() {
+  const filter = $("filter").value.trim().toLowerCase();
+  const root = {};
+  for (const topic of [...state.tags.keys()].sort()) {
+    if (filter && !topic.toLowerCase().includes(filter)) continue;
+    let node = root;
+    const parts = topic.split("/");
+    parts.forEach((part, i) => {
+      if (i === parts.length - 1) { (node.__leaves ||= []).push(topic); return; }
+      node = node[part] ||= {};
+    });
+  }
+  const open = new Set([...document.querySelectorAll("#tree details[open]")].map((d) => d.dataset.path));
+  const first = open.size === 0;
+  const build = (node, path, depth) => {
+    const out = [];
+    for (const key of Object.keys(node).filter((k) => k !== "__leaves").sort()) {
+      const p = path ? path + "/" + key : key;
+      const details = el("details", {"data-path": p}, el("summary", {}, key));
+      if (open.has(p) || (first && depth < 5) || filter) details.open = true;
+      details.append(...build(node[key], p, depth + 1));
+      out.push(details);
+    }
+    for (const topic of node.__leaves || []) out.push(leaf(topic));
+    return out;
+  };
+  $("tree").replaceChildren(...build(root, "", 0));
+  if (state.tags.size === 0) $("tree").append(el("p", {class: "muted"}, "no tags yet"));
+}
+
+function leaf(topic) {
+  const tag = state.tags.get(topic);
+  const row = el("div", {class: "leaf" + (topic === state.selected ? " selected" : ""), "data-topic": topic,
+    title: `${tag.group_id}/${tag.edge_node_id}${tag.device_id ? "/" + tag.device_id : ""} · ${tag.datatype}`,
+    onclick: () => selectTrend(topic)},
+    el("span", {class: "name"}, topic.split("/").pop()),
+    el("span", {class: "val q-" + tag.quality}, fmtValue(tag.value)),
+    el("span", {class: "muted"}, tag.unit || ""),
+    el("span", {class: "q-" + tag.quality}, tag.quality),
+    el("span", {class: "muted"}, fmtTime(tag.timestamp_ms)));
+  return row;
+}
+
+function updateLeaf(tag) {
+  const row = document.querySelector(`#tree .leaf[data-topic="${CSS.escape(tag.topic)}"]`);
+  if (!row) return;
+  const fresh = leaf(tag.topic);
+  fresh.classList.add("flash");
+  row.replaceWith(fresh);
+}
+
+// ---------------------------------------------------------------- trend (inline SVG)
+
+async function selectTrend(topic) {
+  state.selected = topic;
+  document.querySelectorAll("#tree .leaf.selected").forEach((n) => n.classList.remove("selected"));
+  const row = document.querySelector(`#tree .leaf[data-topic="${CSS.escape(topic)}"]`);
+  if (row) row.classList.add("selected");
+  $("trend-topic").textContent = topic;
+  try {
+    const history = await api("/api/tags/history?topic=" + encodeURIComponent(topic) + "&limit=5000");
+    state.trend = history.points;
+    $("trend-info").textContent = `${history.points.length} points, last hour` + (history.truncated ? " (truncated)" : "");
+  } catch (e) {
+    state.trend = [];
+    $("trend-info").textContent = e.message;
+  }
+  drawTrend();
+}
+
+function drawTrend() {
+  const svg = $("trend");
+  const W = 600, H = 240, L = 46, R = 8, T = 10, B = 22;
+  const points = state.trend.filter((p) => typeof p.value === "number" || typeof p.value === "boolean")
+    .map((p) => ({t: p.ts_ms, v: Number(p.value), q: p.quality}));
+  const ns = "http://www.w3.org/2000/svg";
+  const mk = (tag, attrs, text) => {
+    const n = document.createElementNS(ns, tag);
+    for (const [k, v] of Object.entries(attrs)) n.setAttribute(k, v);
+    if (text !== undefined) n.textContent = text;
+    return n;
+  };
+  const nodes = [mk("line", {class: "axis", x1: L, y1: H - B, x2: W - R, y2: H - B}),
+                 mk("line", {class: "axis", x1: L, y1: T, x2: L, y2: H - B})];
+  if (points.length === 0) {
+    nodes.push(mk("text", {class: "lbl", x: W / 2 - 60, y: H / 2}, state.selected ? "no numeric history" : "select a tag"));
+    svg.replaceChildren(...nodes);
+    return;
+  }
+  let t0 = Math.min(...points.map((p) => p.t)), t1 = Math.max(...points.map((p) => p.t));
+  let v0 = Math.min(...points.map((p) => p.v)), v1 = Math.max(...points.map((p) => p.v));
+  if (t1 === t0) { t0 -= 1000; t1 += 1000; }
+  if (v1 === v0) { v0 -= 1; v1 += 1; }
+  const x = (t) => L + (t - t0) / (t1 - t0) * (W - L - R);
+  const y = (v) => H - B - (v - v0) / (v1 - v0) * (H - T - B);
+  // step line: a value holds until the next change (report by exception)
+  let d = "";
+  points.forEach((p, i) => {
+    d += i === 0 ? `M${x(p.t)},${y(p.v)}` : `H${x(p.t)}V${y(p.v)}`;
+  });
+  d += `H${x(t1)}`;
+  nodes.push(mk("path", {class: "series", d}));
+  for (const p of points) if (p.q !== "GOOD") nodes.push(mk("circle", {class: "bad", cx: x(p.t), cy: y(p.v), r: 2.5}));
+  for (const v of [v0, (v0 + v1) / 2, v1]) nodes.push(mk("text", {class: "lbl", x: 2, y: y(v) + 3}, fmtValue(v)));
+  nodes.push(mk("text", {class: "lbl", x: L, y: H - 6}, fmtTime(t0)));
+  nodes.push(mk("text", {class: "lbl", x: W - R - 50, y: H - 6}, fmtTime(t1)));
+  svg.replaceChildren(...nodes);
+}
+
+// ---------------------------------------------------------------- lines, nodes, confirmations
+
+async function loadLines() {
+  const lines = await api("/api/lines");
+  const cards = await Promise.all(lines.map(async (line) => {
+    let st = null;
+    try { st = await api("/api/lines/" + line.line + "/state"); } catch (e) { /* unknown line vanished */ }
+    const batch = st && st.current_batch;
+    const kv = el("dl", {class: "kv"},
+      el("dt", {}, "nodes"), el("dd", {}, `${line.nodes_online}/${line.nodes} online`),
+      el("dt", {}, "batch"), el("dd", {}, batch ? `${batch.batch_id}${batch.phase ? " · " + batch.phase : ""}` : "none running"));
+    if (batch) {
+      kv.append(el("dt", {}, "work order"), el("dd", {}, batch.work_order_id || "–"),
+        el("dt", {}, "product"), el("dd", {}, batch.product_id || "–"),
+        el("dt", {}, "good / scrap"), el("dd", {}, `${fmtValue(batch.good)} / ${fmtValue(batch.scrap)}` +
+          (batch.target_quantity ? ` of ${fmtValue(batch.target_quantity)} ${batch.uom || ""}` : "")),
+        el("dt", {}, "since"), el("dd", {}, new Date(batch.start_ms).toLocaleString()));
+    }
+    if (st) {
+      const q = st.tags_by_quality;
+      kv.append(el("dt", {}, "tags"), el("dd", {}, `${q.GOOD} good · ${q.UNCERTAIN} uncertain · ${q.BAD} bad · ${q.STALE} stale`));
+    }
+    const card = el("div", {class: "card"}, el("h3", {}, line.line), kv);
+    if (st && st.oee) {
+      const o = st.oee;
+      card.append(el("div", {class: "oee"},
+        el("div", {}, el("b", {}, pct(o.availability)), "availability"),
+        el("div", {}, el("b", {}, pct(o.performance)), "performance"),
+        el("div", {}, el("b", {}, pct(o.quality)), "quality"),
+        el("div", {}, el("b", {}, pct(o.oee)), "OEE")));
+      if (o.warnings && o.warnings.length) card.append(el("p", {class: "muted"}, o.warnings.join("; ")));
+    }
+    return card;
+  }));
+  $("lines").replaceChildren(...(cards.length ? cards : [el("p", {class: "muted"}, "no lines yet")]));
+}
+
+async function loadNodes() {
+  const nodes = await api("/api/nodes");
+  const rows = [];
+  for (const n of nodes) {
+    const rebirths = Object.entries(n.rebirths_requested).map(([k, v]) => `${k}: ${v}`).join(", ") || "0";
+    rows.push(el("tr", {},
+      el("td", {}, el("b", {}, `${n.group_id}/${n.edge_node_id}`)),
+      el("td", {class: "state-" + n.state}, n.state),
+      el("td", {}, `NBIRTH ${n.nbirths}`), el("td", {}, rebirths), el("td", {}, String(n.seq_gaps)),
+      el("td", {}, String(n.tags)), el("td", {}, fmtTime(n.last_seen_ms))));
+    for (const d of n.devices) {
+      rows.push(el("tr", {},
+        el("td", {}, "\u2003" + d.device_id), el("td", {class: "state-" + d.state}, d.state),
+        el("td", {}, `DBIRTH ${d.dbirths}`), el("td", {}, ""), el("td", {}, ""),
+        el("td", {}, `${d.tags}${d.stale_tags ? ` (${d.stale_tags} stale)` : ""}`), el("td", {}, fmtTime(d.last_seen_ms))));
+    }
+  }
+  $("nodes").replaceChildren(...(rows.length ? rows : [el("tr", {}, el("td", {colspan: 7, class: "muted"}, "no edge nodes yet"))]));
+}
+
+async function loadConfirmations() {
+  const [rows, outbox] = await Promise.all([api("/api/confirmations?limit=50"), api("/api/outbox?limit=1")]);
+  $("outbox-depth").textContent = `outbox: ${outbox.depth} pending · ${outbox.counts.delivered || 0} delivered · ${outbox.counts.dead_lettered || 0} dead-lettered`;
+  $("confirmations").replaceChildren(...(rows.length ? rows.map((r) => {
+    const produced = (r.confirmation.produced || [])[0] || {};
+    return el("tr", {}, el("td", {}, fmtTime(r.created_ms)), el("td", {}, r.line), el("td", {}, r.batch_id),
+      el("td", {}, r.kind), el("td", {}, fmtValue(produced.good ?? 0)), el("td", {}, fmtValue(produced.scrap ?? 0)),
+      el("td", {class: r.status === "dead_lettered" ? "q-BAD" : (r.status === "delivered" ? "q-GOOD" : "")}, r.status),
+      el("td", {}, String(r.attempts)), el("td", {}, r.last_error || ""));
+  }) : [el("tr", {}, el("td", {colspan: 9, class: "muted"}, "no confirmations yet"))]));
+}
+
+async function loadCommands() {
+  const rows = await api("/api/commands?limit=20");
+  $("commands").replaceChildren(...rows.map((c) => el("tr", {},
+    el("td", {}, fmtTime(c.created_ms)),
+    el("td", {}, `${c.request.edge_node_id}/${c.request.device_id || "-"}:${c.request.metric}`),
+    el("td", {}, fmtValue(c.request.value)), el("td", {}, c.request.requested_by),
+    el("td", {class: c.status === "refused" || c.status === "not_dispatched" ? "q-BAD" : ""}, c.status),
+    el("td", {}, c.message))));
+}
+
+async function loadAllowlist() {
+  const allow = await api("/api/allowlist");
+  state.rules = allow.rules;
+  $("allowlist-version").textContent = `allowlist ${allow.version}`;
+  $("cmd-rule").replaceChildren(...allow.rules.map((r, i) =>
+    el("option", {value: String(i)}, `${r.edge_node_id}/${r.device_id || "-"}: ${r.metric}${r.critical ? " (critical)" : ""}`)));
+  describeRule();
+}
+
+function describeRule() {
+  const rule = state.rules[Number($("cmd-rule").value)];
+  if (!rule) { $("cmd-rule-info").textContent = "no writable metrics in the allowlist"; return; }
+  const parts = [rule.datatype || "method call"];
+  if (rule.min !== undefined || rule.max !== undefined) parts.push(`range ${rule.min ?? "−∞"} … ${rule.max ?? "∞"}`);
+  if (rule.enum) parts.push("one of " + rule.enum.join(", "));
+  if (rule.allowed_states) parts.push("only in " + rule.allowed_states.join(", "));
+  if (rule.critical) parts.push("two-person rule");
+  $("cmd-rule-info").textContent = parts.join(" · ");
+}
+
+const loaders = {lines: loadLines, nodes: loadNodes, confirmations: loadConfirmations, commands: loadCommands,
+  allowlist: loadAllowlist};
+
+function refreshAll() {
+  for (const load of Object.values(loaders)) load().catch((e) => { if (e.status === 401) notice(e.message); });
+}
+
+// ---------------------------------------------------------------- commands
+
+function parseValue(text, rule) {
+  const t = text.trim();
+  if (rule && rule.datatype === "String") return t;
+  try { return JSON.parse(t); } catch (e) { return t; }
+}
+
+function showCommand(view, error) {
+  const box = $("cmd-result");
+  box.hidden = false;
+  if (error) {
+    box.className = "result refused";
+    box.textContent = `Refused (${error.status} ${error.body ? error.body.reason : ""}): ${error.message}`;
+    $("cmd-sign").hidden = true;
+    return;
+  }
+  state.command = view;
+  const waiting = view.status.startsWith("awaiting");
+  box.className = "result " + (waiting ? "waiting" : (view.status === "refused" ? "refused" : "ok"));
+  box.textContent = `${view.status}: ${view.message}\ncommand ${view.command_id}\nhash ${view.command_hash}` +
+    (view.result ? `\nresult: ${view.result.outcome} (read back ${fmtValue(view.result.readback_value)})` : "");
+  $("cmd-sign").hidden = !waiting;
+  if (view.status === "awaiting_second_signature") $("sign-meaning").value = "approved";
+}
+
+async function loadCommand(id) {
+  try { showCommand(await api("/api/commands/" + id)); } catch (e) { showCommand(null, e); }
+}
+
+async function submitCommand(ev) {
+  ev.preventDefault();
+  const rule = state.rules[Number($("cmd-rule").value)];
+  if (!rule) return;
+  const body = {group_id: rule.group_id, edge_node_id: rule.edge_node_id, device_id: rule.device_id ?? null,
+    metric: rule.metric, value: parseValue($("cmd-value").value, rule), reason: $("cmd-reason").value};
+  try {
+    showCommand(await api("/api/commands", {method: "POST", body}));
+  } catch (e) { showCommand(null, e); }
+  loadCommands().catch(() => {});
+}
+
+async function postSignature(signature) {
+  try {
+    showCommand(await api(`/api/commands/${state.command.command_id}/sign`, {method: "POST", body: signature}));
+  } catch (e) { showCommand(null, e); }
+}
+
+function pemToDer(pem) {
+  const b64 = pem.replace(/-----[^-]+-----/g, "").replace(/\s+/g, "");
+  return Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+}
+function b64url(text) {
+  const s = text.replace(/-/g, "+").replace(/_/g, "/");
+  return Uint8Array.from(atob(s + "===".slice((s.length + 3) % 4)), (c) => c.charCodeAt(0));
+}
+const hex = (buf) => [...new Uint8Array(buf)].map((b) => b.toString(16).padStart(2, "0")).join("");
+
+// The signed bytes are RFC 8785 canonical JSON; for this object (ASCII keys, strings and an integer)
+// that is JSON.stringify with the keys in sorted order, exactly what the server verifies.
+async function signInBrowser() {
+  const file = $("sign-key").files[0];
+  if (!file || !state.command || !state.me) { showCommand(state.command); return; }
+  try {
+    const der = pemToDer(await file.text());
+    const key = await crypto.subtle.importKey("pkcs8", der, {name: "Ed25519"}, true, ["sign"]);
+    const jwk = await crypto.subtle.exportKey("jwk", key);
+    const keyId = hex(await crypto.subtle.digest("SHA-256", b64url(jwk.x))).slice(0, 16);
+    const meaning = $("sign-meaning").value;
+    const signedAt = Date.now();
+    const message = JSON.stringify({command_hash: state.command.command_hash, full_name: state.me.full_name,
+      key_id: keyId, meaning, schema: "uns-hub.signature.v1", signed_at_ms: signedAt, user_id: state.me.user_id});
+    const sig = await crypto.subtle.sign({name: "Ed25519"}, key, new TextEncoder().encode(message));
+    const value = btoa(String.fromCharCode(...new Uint8Array(sig)));
+    await postSignature({user_id: state.me.user_id, full_name: state.me.full_name, meaning, signed_at_ms: signedAt,
+      command_hash: state.command.command_hash, algorithm: "Ed25519", key_id: keyId, value});
+  } catch (e) {
+    const box = $("cmd-result");
+    box.hidden = false; box.className = "result refused";
+    box.textContent = "Could not sign in this browser (needs Ed25519 WebCrypto and an unencrypted PKCS#8 key): " + e.message;
+  }
+}
+
+// ---------------------------------------------------------------- wiring
+
+$("save-token").addEventListener("click", () => useToken($("token").value.trim()));
+$("token").addEventListener("keydown", (ev) => { if (ev.key === "Enter") useToken($("token").value.trim()); });
+$("forget-token").addEventListener("click", () => { $("token").value = ""; if (state.events) state.events.close(); useToken(""); });
+$("filter").addEventListener("input", renderTree);
+$("cmd-rule").addEventListener("change", describeRule);
+$("command-form").addEventListener("submit", submitCommand);
+$("sign-browser").addEventListener("click", signInBrowser);
+$("sign-paste").addEventListener("click", () => {
+  try { postSignature(JSON.parse($("sign-json").value)); } catch (e) { showCommand(null, {status: "", message: "not JSON: " + e.message}); }
+});
+setInterval(() => { if (state.token) scheduleRefresh(["lines", "nodes"]); }, 5000);
+setInterval(() => { if (state.token && state.selected) selectTrend(state.selected); }, 60000);
+$("token").value = state.token;
+drawTrend();
+useToken(state.token);

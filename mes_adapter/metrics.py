@@ -1,0 +1,150 @@
+"""Prometheus metrics of one adapter instance, on a registry of its own (tests stay isolated).
+
+Two kinds: counters the adapter increments as things happen (HTTP requests, command outcomes,
+context assertions), and values read at scrape time from the parts that already count them (the
+host's :class:`~mes_adapter.host.HostStats`, outbox depth, link and feed stats). Reading at scrape
+time means ``/metrics`` works before the host is online and never drifts from the source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from uns.conventions import Quality
+
+if TYPE_CHECKING:
+    from mes_adapter.service import AdapterService
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class AdapterMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.http_requests = Counter("uns_adapter_http_requests", "HTTP requests by route template and status",
+                                     ["method", "route", "status"], registry=self.registry)
+        self.http_duration = Histogram("uns_adapter_http_request_duration_seconds", "HTTP request duration",
+                                       ["method", "route"], registry=self.registry,
+                                       buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+        self.command_outcomes = Counter("uns_adapter_command_outcomes", "command status changes by outcome",
+                                        ["outcome", "reason"], registry=self.registry)
+        self.context_assertions = Counter("uns_adapter_context_assertions", "batch context assertions",
+                                          ["source", "outcome"], registry=self.registry)
+        self.context_ignored = Counter("uns_adapter_context_ignored", "messages on _context topics not applied",
+                                       ["why"], registry=self.registry)
+
+    def count(self, name: str, labels: dict[str, str]) -> None:
+        """The service's counting hook (``AdapterService(count=metrics.count)``)."""
+        metric = {"command_outcomes": self.command_outcomes, "context_assertions": self.context_assertions,
+                  "context_ignored": self.context_ignored}.get(name)
+        if metric is not None:
+            metric.labels(**labels).inc()
+
+    def bind(self, service: AdapterService) -> None:
+        self.registry.register(_ServiceCollector(service))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def _counter(name: str, doc: str, value: float, labels: dict[str, str] | None = None) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, doc, labels=list(labels) if labels else None)
+    family.add_metric(list(labels.values()) if labels else [], value)
+    return family
+
+
+class _ServiceCollector(Collector):
+    def __init__(self, service: AdapterService) -> None:
+        self._service = service
+
+    def describe(self) -> list[Metric]:
+        return []  # values come from the service at scrape time; nothing to pre-declare
+
+    def collect(self) -> Iterator[Metric]:
+        service = self._service
+        stats = service.host.stats
+        yield _counter("uns_host_messages_in", "MQTT messages received by the Sparkplug host", stats.messages_in)
+        yield _counter("uns_host_bytes_in", "payload bytes received by the Sparkplug host", stats.bytes_in)
+        births = CounterMetricFamily("uns_host_births", "births applied, by kind", labels=["kind"])
+        births.add_metric(["nbirth"], stats.nbirths)
+        births.add_metric(["dbirth"], stats.dbirths)
+        yield births
+        deaths = CounterMetricFamily("uns_host_deaths", "deaths applied, by kind", labels=["kind"])
+        deaths.add_metric(["ndeath"], stats.ndeaths)
+        deaths.add_metric(["ddeath"], stats.ddeaths)
+        yield deaths
+        rebirths = CounterMetricFamily("uns_host_rebirths_requested", "rebirth requests sent, by cause",
+                                       labels=["cause"])
+        for cause, value in sorted(stats.rebirths_requested.items()):
+            rebirths.add_metric([cause], value)
+        yield rebirths
+        yield _counter("uns_host_rebirths_suppressed", "rebirth requests held back by the throttle",
+                       stats.rebirths_suppressed)
+        yield _counter("uns_host_seq_gaps", "Sparkplug sequence gaps seen", stats.seq_gaps)
+        yield _counter("uns_host_invalid_payloads", "payloads not applied (malformed, unknown alias, wrong type)",
+                       stats.invalid_payloads)
+        yield _counter("uns_host_invalid_topics", "messages on topics that are not Sparkplug", stats.invalid_topics)
+        yield _counter("uns_host_oversize_payloads", "payloads over max_payload_bytes", stats.oversize)
+        violations = CounterMetricFamily("uns_host_violations", "Sparkplug violations by kind", labels=["kind"])
+        for kind, value in sorted(stats.violations.items()):
+            violations.add_metric([kind], value)
+        yield violations
+        yield _counter("uns_host_metrics_decoded", "metric values decoded", stats.metrics_decoded)
+        yield _counter("uns_host_mirror_published", "UNS mirror messages published (messages out)",
+                       stats.mirror_published)
+        yield _counter("uns_host_mirror_conflated", "mirror updates replaced by newer ones before sending",
+                       stats.mirror_conflated)
+        yield GaugeMetricFamily("uns_host_mirror_pending", "mirror messages waiting to be sent",
+                                value=stats.mirror_pending)
+        lag = GaugeMetricFamily("uns_host_mirror_lag_ms", "receive → mirror PUBACK lag", labels=["stat"])
+        for stat, value in sorted(stats.mirror_lag_ms.items()):
+            lag.add_metric([stat], value)
+        yield lag
+        yield _counter("uns_host_reconnects", "host MQTT reconnects", stats.reconnects)
+        yield _counter("uns_host_handler_errors", "host bugs caught while handling a message",
+                       stats.handler_errors)
+        yield _counter("uns_host_change_stream_dropped", "change-stream entries dropped by slow consumers",
+                       stats.change_stream_dropped)
+        yield GaugeMetricFamily("uns_host_online", "1 while the host holds an MQTT session and STATE online",
+                                value=1 if service.host.online else 0)
+        nodes = service.host.model.nodes()
+        yield GaugeMetricFamily("uns_host_edge_nodes_online", "edge nodes online",
+                                value=sum(1 for n in nodes if n.online))
+        yield GaugeMetricFamily("uns_host_devices_online", "devices online",
+                                value=sum(1 for n in nodes for d in n.devices.values() if d.online))
+        tags = GaugeMetricFamily("uns_host_tags", "tags in the live model by quality", labels=["quality"])
+        by_quality = {q.value: 0 for q in Quality}
+        for state in service.host.model.metrics():
+            by_quality[state.quality.value] += 1
+        for quality, value in by_quality.items():
+            tags.add_metric([quality], value)
+        yield tags
+        outbox = GaugeMetricFamily("uns_outbox_entries", "confirmations in the outbox by status (pending = depth)",
+                                   labels=["status"])
+        try:
+            counts = service.outbox.counts()
+        except Exception:  # noqa: BLE001 - a closed store at shutdown must not break a scrape
+            counts = {}
+        for status, value in counts.items():
+            outbox.add_metric([status.value], value)
+        yield outbox
+        link = service.link
+        yield GaugeMetricFamily("uns_adapter_link_connected", "1 while the UNS JSON session is connected",
+                                value=1 if link.connected else 0)
+        yield _counter("uns_adapter_link_messages_in", "UNS JSON messages received (context, results)",
+                       link.messages_in)
+        yield _counter("uns_adapter_link_messages_out", "UNS JSON messages published (context, confirmations, "
+                       "commands)", link.messages_out)
+        yield _counter("uns_adapter_link_dropped", "queued publishes dropped while disconnected", link.dropped)
+        yield GaugeMetricFamily("uns_adapter_sse_clients", "dashboard clients on /api/events",
+                                value=service.feed.clients)
+        yield _counter("uns_adapter_ingest_errors", "changes the MES core could not ingest", service.ingest_errors)
+        yield _counter("uns_adapter_command_results_unmatched", "command results for unknown commands",
+                       service.commands.results_unmatched)
+        yield _counter("uns_adapter_command_results_invalid", "invalid command results",
+                       service.commands.results_invalid)

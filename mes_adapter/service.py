@@ -1,0 +1,293 @@
+"""The running MES adapter: the Sparkplug host, the MES core and the command path, wired together.
+
+:class:`AdapterService` owns every long-lived part and its lifetime; the REST API
+(:mod:`mes_adapter.app`) only reads from it and calls its few write methods. What flows where:
+
+* host change stream → :class:`~mes_adapter.ingest.Ingest` (records + production counters), one
+  stream of its own, subscribed *before* the host connects so no birth is missed;
+* host change stream → :class:`~mes_adapter.live_feed.TagPump` → dashboard clients (SSE);
+* ``<line>/_context/batch`` (retained, from any plant app) → :class:`ContextService`; assertions
+  made through the API are stored first, then published retained so other apps see them;
+* every few seconds → :class:`ConfirmationService` builds due confirmations into the outbox, they are
+  published on ``<line>/_mes/confirmation`` and the webhook sender is woken;
+* commands: :class:`~mes_adapter.command_service.CommandService`, results from ``<line>/_cmd/result/+``.
+
+Nothing a peer sends stops a loop: each loop logs and counts its own failures and goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from mes_adapter.app_config import AdapterConfig
+from mes_adapter.auth import TokenStore
+from mes_adapter.command_service import CommandRecord, CommandService
+from mes_adapter.confirming import ConfirmationService, confirmation_message
+from mes_adapter.context import AssertionOutcome, ContextAssertion, ContextService, ContextStore, context_topic
+from mes_adapter.errors import MesInputError
+from mes_adapter.host import Change, ChangeStream, MetricChange, MetricState, SparkplugHost
+from mes_adapter.ingest import Ingest, observation_from_change
+from mes_adapter.live_feed import LiveFeed, TagPump
+from mes_adapter.node_stats import NodeStats, observe_tracker
+from mes_adapter.oee_service import OeeService
+from mes_adapter.outbox import Outbox, OutboxEntry, WebhookSender, dead_letter_alarm
+from mes_adapter.production import ProductionCounters, ProductionStore
+from mes_adapter.records import ContextualRecords, RecordStore
+from mes_adapter.uns_link import UnsLink
+from uns.audit.chain import AuditLog
+from uns.commands.allowlist import Allowlist
+from uns.commands.signing import UserRegistry
+from uns.isa95 import CMD, CONTEXT, EquipmentPath
+
+log = logging.getLogger("uns.adapter")
+
+#: called with (event name, labels) for things the metrics module counts
+Counter = Callable[[str, dict[str, str]], None]
+
+
+def _ignore(_name: str, _labels: dict[str, str]) -> None:
+    return None
+
+
+class AdapterService:
+    """Composition root of the adapter; construct, ``await start()``, ``await stop()``."""
+
+    def __init__(self, config: AdapterConfig, *, count: Counter = _ignore) -> None:
+        self.config = config
+        self.count = count
+        mes = config.mes
+        self.mapping = config.host.mapping
+        self.tokens = TokenStore.from_settings(config.auth.tokens, config.auth.tokens_file)
+        allowlist = Allowlist.load(config.commands.allowlist) if config.commands.allowlist else None
+        registry = UserRegistry.load(config.commands.signers) if config.commands.signers else UserRegistry()
+
+        self.host = SparkplugHost(config.host)
+        self.node_stats = NodeStats()
+        observe_tracker(self.host.tracker, self.node_stats)
+
+        self.context_store = ContextStore(mes.context_db)
+        self.context = ContextService(self.context_store)
+        self.record_store = RecordStore(mes.records_db)
+        self.records = ContextualRecords(self.record_store, self.context)
+        self.production_store = ProductionStore(mes.production_db)
+        self.production = ProductionCounters(mes, self.production_store)
+        self.outbox = Outbox(mes.outbox_db)
+        self.confirmations = ConfirmationService(mes, self.context, self.production, self.outbox)
+        self.oee = OeeService(mes, self.context, self.production, self.record_store)
+        self.ingest = Ingest(mes, self.production, self.record_store)
+        self.feed = LiveFeed()
+        root = f"{self.mapping.mirror_root}/" if self.mapping.mirror_root else ""
+        self.link = UnsLink(config.host.broker, f"uns-adapter-{config.host.host_id}",
+                            keepalive_s=config.host.keepalive_s, reconnect_min_s=config.host.reconnect_min_s,
+                            reconnect_max_s=config.host.reconnect_max_s)
+        self.audit = AuditLog(config.audit_path, witness_path=config.audit.witness_path,
+                              checkpoint_every=config.audit.checkpoint_every)
+        self.commands = CommandService(allowlist=allowlist, registry=registry, audit=self.audit, link=self.link,
+                                       model=self.host.model, mapping=self.mapping, context=self.context,
+                                       on_change=self._command_changed, keep_finished=config.commands.keep_finished)
+        self.sender: WebhookSender | None = None
+        if mes.webhook.url is not None:
+            self.sender = WebhookSender(self.outbox, mes.webhook, mes.retry, on_dead_letter=self._dead_letter)
+        self.link.on(f"{root}+/+/+/+/{CONTEXT}/#", self._on_context)
+        self.link.on(f"{root}+/+/+/+/{CMD}/result/+", self.commands.handle_result)
+        self.stopping = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._started = False
+        self.ingest_errors = 0
+
+    # -- lifetime ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._started:
+            raise RuntimeError("adapter already started")
+        self._started = True
+        ingest_stream = self.host.model.subscribe()
+        pump = TagPump(self.host.model, self.feed, self.topic_of)
+        self._spawn("ingest", self._ingest_loop(ingest_stream))
+        self._spawn("tag-pump", pump.run(self.stopping))
+        self._spawn("confirmations", self._confirmation_loop())
+        if self.sender is not None:
+            self._spawn("webhook", self.sender.run(self.stopping))
+        await self.link.start()
+        await self.host.start()
+        log.info("adapter started: host %s on %s", self.config.host.host_id, self.config.host.broker)
+
+    async def stop(self) -> None:
+        """Stop the loops, the host (STALE mirror, STATE offline) and the link; close every store."""
+        self.stopping.set()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        if self._started:
+            await self.host.stop()
+            await self.link.stop()
+        if self.sender is not None:
+            with contextlib.suppress(Exception):
+                await self.sender.aclose()
+        with contextlib.suppress(Exception):
+            self.ingest.flush()
+        self.audit.close()
+        for store in (self.record_store, self.outbox, self.context_store, self.production_store):
+            with contextlib.suppress(Exception):
+                store.close()
+        log.info("adapter stopped")
+
+    @property
+    def ready(self) -> tuple[bool, str]:
+        if not self.host.online:
+            return False, f"Sparkplug host is not online on {self.config.host.broker}"
+        if not self.link.connected:
+            return False, "the adapter's UNS session is not connected"
+        return True, "ready"
+
+    def _spawn(self, name: str, coro: Awaitable[None]) -> None:
+        self._tasks.append(asyncio.create_task(self._guard(name, coro), name=f"adapter-{name}"))
+
+    async def _guard(self, name: str, coro: Awaitable[None]) -> None:
+        try:
+            await coro
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("adapter loop %s died", name)
+
+    # -- host → MES core ---------------------------------------------------------------------
+
+    async def _ingest_loop(self, stream: ChangeStream) -> None:
+        try:
+            while not self.stopping.is_set():
+                first = await stream.get()
+                self._ingest_one(first)
+                while (change := stream.get_nowait()) is not None:
+                    self._ingest_one(change)
+                try:
+                    self.ingest.flush()
+                except Exception:  # noqa: BLE001 - a storage hiccup: count, keep ingesting
+                    self.ingest_errors += 1
+                    log.exception("records flush failed")
+                await asyncio.sleep(0)
+        finally:
+            stream.close()
+
+    def _ingest_one(self, change: Change) -> None:
+        if not isinstance(change, MetricChange):
+            return
+        try:
+            obs = observation_from_change(change, self.mapping)
+            if obs is not None:
+                self.ingest.observe(obs)
+        except Exception:  # noqa: BLE001 - one bad value must not stop the stream
+            self.ingest_errors += 1
+            log.exception("ingest failed for %s", change.metric.name)
+
+    # -- batch context -----------------------------------------------------------------------
+
+    async def _on_context(self, topic: str, payload: bytes) -> None:
+        try:
+            line, _segment, rest = self.mapping.parse_line_topic(topic)
+        except ValueError:
+            self.count("context_ignored", {"why": "topic"})
+            return
+        if rest != ["batch"]:
+            self.count("context_ignored", {"why": "not_batch"})
+            return
+        try:
+            outcome = self.context.handle_retained(line.topic, payload)
+        except MesInputError as exc:
+            self.count("context_assertions", {"source": "uns", "outcome": "refused"})
+            log.warning("context on %s refused: %s", topic, exc)
+            return
+        if outcome is AssertionOutcome.ACCEPTED:
+            self.count("context_assertions", {"source": "uns", "outcome": "accepted"})
+            self._context_event(line.topic)
+
+    def assert_context(self, assertion: ContextAssertion) -> AssertionOutcome:
+        """Accept an assertion from the API (stored first), then publish it retained for other apps."""
+        outcome = self.context.assert_context(assertion)
+        self.count("context_assertions", {"source": "api", "outcome": outcome.value})
+        if outcome is AssertionOutcome.ACCEPTED:
+            self.link.publish(context_topic(self.mapping, assertion.line), assertion.to_payload(), qos=1, retain=True)
+            self._context_event(assertion.line)
+        return outcome
+
+    def _context_event(self, line: str) -> None:
+        current = self.context.current(line)
+        self.feed.publish({"type": "context", "line": line,
+                           "context": current.model_dump(mode="json") if current is not None else None})
+
+    # -- confirmations -----------------------------------------------------------------------
+
+    async def _confirmation_loop(self) -> None:
+        while not self.stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), self.config.confirmations_every_s)
+            if self.stopping.is_set():
+                break
+            self.run_confirmations()
+
+    def run_confirmations(self) -> int:
+        """Build and queue every due confirmation now; returns how many were new."""
+        try:
+            self.ingest.flush()
+            new = self.confirmations.run_due()
+        except Exception:  # noqa: BLE001
+            log.exception("building confirmations failed")
+            return 0
+        for confirmation in new:
+            topic, payload = confirmation_message(self.mapping, confirmation)
+            self.link.publish(topic, payload, qos=1)
+            self.feed.publish({"type": "confirmation", "confirmation": confirmation.model_dump(mode="json")})
+        if new and self.sender is not None:
+            self.sender.wake()
+        return len(new)
+
+    def _dead_letter(self, entry: OutboxEntry) -> None:
+        topic, payload = dead_letter_alarm(self.mapping, entry)
+        self.link.publish(topic, payload, qos=1, retain=True)
+        self.feed.publish({"type": "outbox", "confirmation_id": entry.confirmation_id, "status": entry.status.value})
+
+    # -- commands ----------------------------------------------------------------------------
+
+    def _command_changed(self, record: CommandRecord) -> None:
+        self.count("command_outcomes", {"outcome": record.status.value,
+                                        "reason": record.decision.reason.value
+                                        if record.decision is not None and record.decision.reason else ""})
+        self.feed.publish({"type": "command", "command_id": str(record.request.command_id),
+                           "status": record.status.value, "message": record.message})
+
+    # -- placement helpers (API and feed) ----------------------------------------------------
+
+    def topic_of(self, state: MetricState) -> str | None:
+        topics = self.host.mirror.topics_for(state.group_id, state.edge_node_id, state.device_id, state.name)
+        return None if topics is None else topics[0]
+
+    def equipment_of(self, group_id: str, edge_node_id: str, device_id: str | None) -> EquipmentPath | None:
+        try:
+            return self.mapping.from_sparkplug(group_id, edge_node_id, device_id)
+        except ValueError:
+            return None
+
+    def lines(self) -> list[str]:
+        """Configured lines, lines with context, and lines whose nodes the host has seen."""
+        found: set[str] = {line.line for line in self.config.mes.lines}
+        found.update(self.context.lines())
+        for node in self.host.model.nodes():
+            for device_id in [None, *node.devices]:
+                equipment = self.equipment_of(node.group_id, node.edge_node_id, device_id)
+                if equipment is not None:
+                    found.add(equipment.line.topic)
+        return sorted(found)
+
+    def stats_snapshot(self) -> dict[str, Any]:
+        return {"link": {"connected": self.link.connected, "messages_in": self.link.messages_in,
+                         "messages_out": self.link.messages_out, "dropped": self.link.dropped},
+                "feed": {"clients": self.feed.clients, "published": self.feed.published,
+                         "dropped": self.feed.dropped},
+                "ingest_errors": self.ingest_errors}

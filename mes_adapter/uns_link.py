@@ -1,0 +1,189 @@
+"""The adapter's own MQTT session for UNS JSON topics (not Sparkplug): context in, results in, MES data out.
+
+Why a second session beside the Sparkplug host's: the host subscribes only to Sparkplug and STATE
+topics and its ``publish_command`` rebuilds each metric from the birth without its properties, so
+the signed command envelope (``uns.commands.wire``) would be lost. This link subscribes to
+``<line>/_context/#`` (batch context asserted by other plant apps, retained) and
+``<line>/_cmd/result/+`` (what edge nodes did with commands), and publishes retained context,
+confirmations, dead-letter alarms and the DCMD/NCMD bytes of signed commands.
+
+Handlers run on the event loop; one that raises is logged and counted, never fatal. Publishes made
+while disconnected wait in a bounded queue (oldest dropped and counted) except :meth:`publish_now`,
+which raises :class:`LinkDownError` so a command is never reported dispatched when it was not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import aiomqtt
+
+from uns.mqtt_url import BrokerURL
+
+log = logging.getLogger("uns.adapter.link")
+
+Handler = Callable[[str, bytes], Awaitable[None] | None]
+
+
+class LinkDownError(RuntimeError):
+    """The UNS session is not connected; nothing was published."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Outgoing:
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+
+
+class UnsLink:
+    """Reconnecting aiomqtt session with topic-filter handlers and a publish queue."""
+
+    def __init__(self, broker: BrokerURL, client_id: str, *, keepalive_s: int = 30, queue_size: int = 10_000,
+                 reconnect_min_s: float = 0.5, reconnect_max_s: float = 15.0) -> None:
+        self._broker = broker
+        self._client_id = client_id
+        self._keepalive_s = keepalive_s
+        self._handlers: list[tuple[str, Handler]] = []
+        self._queue: deque[_Outgoing] = deque()
+        self._queue_size = queue_size
+        self._wake = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._connected = asyncio.Event()
+        self._client: aiomqtt.Client | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._reconnect = (reconnect_min_s, reconnect_max_s)
+        self.messages_in = 0
+        self.messages_out = 0
+        self.dropped = 0
+        self.handler_errors = 0
+        self.connections = 0
+
+    def on(self, topic_filter: str, handler: Handler) -> None:
+        """Call ``handler(topic, payload)`` for messages matching ``topic_filter`` (register before start)."""
+        self._handlers.append((topic_filter, handler))
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    async def wait_connected(self, timeout: float) -> None:
+        await asyncio.wait_for(self._connected.wait(), timeout)
+
+    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> None:
+        """Queue a publish; sent as soon as the session is up."""
+        if len(self._queue) >= self._queue_size:
+            self._queue.popleft()
+            self.dropped += 1
+        self._queue.append(_Outgoing(topic, payload, qos, retain))
+        self._wake.set()
+
+    async def publish_now(self, topic: str, payload: bytes, *, qos: int = 0, retain: bool = False) -> None:
+        """Publish at once or raise :class:`LinkDownError`."""
+        client = self._client
+        if client is None or not self.connected:
+            raise LinkDownError("the adapter's MQTT session is down")
+        try:
+            await client.publish(topic, payload, qos=qos, retain=retain, timeout=5)
+        except aiomqtt.MqttError as exc:
+            raise LinkDownError(f"publish to {topic} failed: {exc}") from exc
+        self.messages_out += 1
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"uns-link-{self._client_id}")
+
+    async def stop(self) -> None:
+        if self._task is None:
+            return
+        self._stop.set()
+        self._wake.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), 5)
+        except (TimeoutError, asyncio.CancelledError):
+            self._task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._task
+        self._task = None
+
+    async def _run(self) -> None:
+        backoff = self._reconnect[0]
+        while not self._stop.is_set():
+            try:
+                await self._session()
+                backoff = self._reconnect[0]
+            except aiomqtt.MqttError as exc:
+                log.warning("UNS link %s to %s lost or refused: %s", self._client_id, self._broker, exc)
+            finally:
+                self._client = None
+                self._connected.clear()
+            if self._stop.is_set():
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), backoff)
+            backoff = min(backoff * 2, self._reconnect[1])
+
+    async def _session(self) -> None:
+        kwargs = self._broker.aiomqtt_kwargs(identifier=self._client_id, keepalive=self._keepalive_s,
+                                             clean_session=True)
+        async with aiomqtt.Client(**kwargs) as client:
+            if self._handlers:
+                await client.subscribe([(f, 1) for f in dict.fromkeys(f for f, _ in self._handlers)])
+            self._client = client
+            self._connected.set()
+            self.connections += 1
+            log.info("UNS link %s connected to %s", self._client_id, self._broker)
+            reader = asyncio.create_task(self._reader(client))
+            writer = asyncio.create_task(self._writer(client))
+            stopper = asyncio.create_task(self._stop.wait())
+            try:
+                done, _ = await asyncio.wait({reader, writer, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in (reader, writer, stopper):
+                    task.cancel()
+                for task in (reader, writer, stopper):
+                    with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+                        await task
+            if stopper in done:
+                await self._flush(client)
+            for task in done:
+                if task is not stopper and not task.cancelled() and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+
+    async def _flush(self, client: aiomqtt.Client) -> None:
+        with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+            while self._queue:
+                item = self._queue.popleft()
+                await client.publish(item.topic, item.payload, qos=item.qos, retain=item.retain, timeout=2)
+                self.messages_out += 1
+
+    async def _writer(self, client: aiomqtt.Client) -> None:
+        while True:
+            self._wake.clear()
+            while self._queue:
+                item = self._queue[0]
+                await client.publish(item.topic, item.payload, qos=item.qos, retain=item.retain)
+                self._queue.popleft()
+                self.messages_out += 1
+            await self._wake.wait()
+
+    async def _reader(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            self.messages_in += 1
+            payload = message.payload
+            data = bytes(payload) if isinstance(payload, (bytes, bytearray)) else str(payload or "").encode()
+            for topic_filter, handler in self._handlers:
+                if not message.topic.matches(topic_filter):
+                    continue
+                try:
+                    result = handler(message.topic.value, data)
+                    if result is not None:
+                        await result
+                except Exception:  # noqa: BLE001 - a peer's message must never stop the link
+                    self.handler_errors += 1
+                    log.exception("UNS link: handler for %s failed on %s", topic_filter, message.topic.value)

@@ -1,0 +1,67 @@
+"""An adapter served by uvicorn on a free loopback port, in the test's event loop, against Mosquitto."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from mes_adapter.app import build
+from mes_adapter.app_config import load_adapter_config
+from mes_adapter.service import AdapterService
+from tests.support.mosquitto import BrokerEndpoint
+from tests.support.net import free_port
+
+from .setup import AdapterFiles, write_files
+
+
+@dataclass
+class RunningAdapter:
+    base_url: str
+    service: AdapterService
+    files: AdapterFiles
+    broker: BrokerEndpoint
+    client: httpx.AsyncClient
+
+
+@pytest.fixture
+async def adapter(tmp_path: Path, mosquitto: BrokerEndpoint) -> AsyncIterator[RunningAdapter]:
+    port = free_port()
+    files = write_files(tmp_path, mosquitto.url, port)
+    app, service = build(load_adapter_config(files.directory / "adapter.yaml"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False,
+                                           lifespan="on", timeout_graceful_shutdown=1))
+    task = asyncio.create_task(server.serve())
+    try:
+        for _ in range(200):
+            if server.started:
+                break
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.05)
+        await service.host.wait_online(15)
+        await service.link.wait_connected(15)
+        base = f"http://127.0.0.1:{port}"
+        async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+            yield RunningAdapter(base, service, files, mosquitto, client)
+    finally:
+        service.feed.close()
+        server.should_exit = True
+        await asyncio.wait_for(task, 20)
+
+
+async def eventually(check, timeout: float = 10.0, interval: float = 0.1):  # type: ignore[no-untyped-def]
+    """Retry an async check until it returns a truthy value; return it."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    last = None
+    while asyncio.get_running_loop().time() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s (last: {last!r})")

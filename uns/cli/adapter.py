@@ -1,0 +1,132 @@
+"""``uns adapter``: the MES adapter application (Sparkplug primary host, MES core, REST API, dashboard).
+
+    uns adapter run --config adapter.yaml [--broker URL] [--http-port N] [--data-dir D]
+    uns adapter token --role operator --user alice --full-name "Alice Example" [--tokens-file tokens.yaml]
+
+``run`` serves uvicorn in the same asyncio loop as the host; SIGINT/SIGTERM stop uvicorn, whose
+lifespan then stops the adapter cleanly (mirror STALE, STATE offline, stores and audit log closed).
+HTTP binds 127.0.0.1 unless the config or ``--http-host`` says otherwise. ``mes_adapter`` is imported
+inside the commands so other ``uns`` commands start fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+
+import typer
+
+adapter_app = typer.Typer(name="adapter", help="The MES adapter: primary host, REST API, dashboard.",
+                          no_args_is_help=True)
+
+log = logging.getLogger("uns.adapter")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(adapter_app, name="adapter")
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"uns adapter: {message}", err=True)
+    return typer.Exit(code)
+
+
+@adapter_app.command("run")
+def run(
+    config: Path = typer.Option(..., "--config", "-c", help="adapter YAML (host, http, auth, mes, commands)"),
+    broker: str | None = typer.Option(None, "--broker", "-b", envvar="UNS_BROKER", help="overrides host.broker_url"),
+    http_port: int | None = typer.Option(None, "--http-port", help="overrides http.port (0: any free port)"),
+    http_host: str | None = typer.Option(None, "--http-host", help="overrides http.host (default 127.0.0.1)"),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help="overrides data_dir"),
+) -> None:
+    """Run the adapter until SIGINT/SIGTERM."""
+    from pydantic import ValidationError
+
+    from mes_adapter.app_config import ConfigError, load_adapter_config
+
+    try:
+        settings = load_adapter_config(config).with_overrides(broker_url=broker, http_port=http_port,
+                                                              http_host=http_host, data_dir=data_dir)
+    except (ConfigError, ValidationError) as exc:
+        raise _fail(str(exc)) from None
+    try:
+        asyncio.run(_serve(settings))
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+
+
+async def _serve(settings: object) -> None:
+    import uvicorn
+
+    from mes_adapter.app import build
+    from mes_adapter.app_config import AdapterConfig
+    from uns.audit.chain import AuditError
+
+    assert isinstance(settings, AdapterConfig)
+    try:
+        app, service = build(settings)
+    except (AuditError, ValueError, OSError) as exc:
+        raise _fail(str(exc)) from None
+    if len(service.tokens) == 0:
+        log.warning("no API tokens configured: every /api request will be refused (uns adapter token)")
+    config = uvicorn.Config(app, host=settings.http.host, port=settings.http.port, log_config=None,
+                            access_log=True, lifespan="on",
+                            timeout_graceful_shutdown=settings.http.graceful_shutdown_s)
+    server = _make_server(config, on_exit=service.feed.close)
+    await server.serve()  # type: ignore[attr-defined]
+    log.info("adapter HTTP closed")
+
+
+def _make_server(config: object, on_exit: Callable[[], None]) -> object:
+    """A uvicorn.Server that ends the dashboard's event streams as soon as shutdown begins (so open
+    SSE connections do not hold the graceful shutdown for its whole timeout), and that exits 0 after
+    a clean shutdown instead of re-raising the signal (uvicorn's default), so supervisors such as
+    ``uns up`` see a normal stop. A second SIGINT still forces the exit."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            on_exit()
+            if self.should_exit and sig == signal.SIGINT:
+                self.force_exit = True
+            else:
+                self.should_exit = True
+
+    return Server(config)  # type: ignore[arg-type]
+
+
+@adapter_app.command("token")
+def token(
+    role: str = typer.Option(..., "--role", help="viewer, operator, supervisor or engineer"),
+    user: str = typer.Option(..., "--user", help="user id (as in the signer registry for command signatures)"),
+    full_name: str = typer.Option(..., "--full-name", help="printed name"),
+    tokens_file: Path | None = typer.Option(None, "--tokens-file",
+                                            help="append the entry (hash only) to this file (auth.tokens_file)"),
+) -> None:
+    """Mint an API token: prints the secret once; stores or prints only its SHA-256."""
+    import yaml
+
+    from mes_adapter.auth import Role, TokenEntry, TokenFile, hash_token, mint_token
+    from uns.commands.yamlsource import ConfigError
+
+    try:
+        parsed = Role.parse(role)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    secret = mint_token()
+    entry = TokenEntry(user_id=user, full_name=full_name, role=parsed, token_sha256=hash_token(secret))
+    if tokens_file is not None:
+        try:
+            TokenFile.append(tokens_file, entry)
+        except (ConfigError, OSError) as exc:
+            raise _fail(str(exc)) from None
+        typer.echo(f"added {user} ({parsed.label}) to {tokens_file}", err=True)
+    else:
+        typer.echo("# add under auth.tokens in adapter.yaml (or a tokens file):", err=True)
+        typer.echo(yaml.safe_dump([{"user_id": user, "full_name": full_name, "role": parsed.label,
+                                    "token_sha256": entry.digest}], sort_keys=False).rstrip(), err=True)
+    typer.echo(secret)
