@@ -5,8 +5,9 @@ Roles (used by the password file and ``demo_anonymous``):
 ``edge``
     An edge node speaking for one Sparkplug ``{group}``/``{edge}`` (set per user). Publishes only
     its own NBIRTH/NDEATH/NDATA and DBIRTH/DDEATH/DDATA (the NDEATH is also its Will; a Will on
-    any other topic is refused at CONNECT). Subscribes only to its own NCMD, its devices' DCMD and
-    host STATE (tck-id-topics-state: an edge node must watch its primary host).
+    any other topic is refused at CONNECT). Subscribes only to its own NCMD, its devices' DCMD,
+    host STATE (tck-id-topics-state: an edge node must watch its primary host) and its own
+    NDATA/DDATA (the echo by which it confirms delivery).
 ``host``
     A (primary) host application / MES adapter. Publishes STATE, NCMD/DCMD to any node and any
     non-Sparkplug topic (the UNS JSON mirror); never edge-node message types, so a host can't
@@ -29,7 +30,9 @@ _READ_ALL = ("#", "$SYS/#", "$sparkplug/#")
 EDGE = RoleRules.of(
     publish=[f"spBv1.0/{{group}}/{t}/{{edge}}" for t in _EDGE_TYPES[:3]]
     + [f"spBv1.0/{{group}}/{t}/{{edge}}/+" for t in _EDGE_TYPES[3:]],
-    subscribe=["spBv1.0/{group}/NCMD/{edge}", "spBv1.0/{group}/DCMD/{edge}/+", "spBv1.0/STATE/+"],
+    # its own NDATA/DDATA too: the edge confirms delivery by the broker's echo (edge_node.mqtt_client)
+    subscribe=["spBv1.0/{group}/NCMD/{edge}", "spBv1.0/{group}/DCMD/{edge}/+", "spBv1.0/STATE/+",
+               "spBv1.0/{group}/NDATA/{edge}", "spBv1.0/{group}/DDATA/{edge}/+"],
 )
 HOST = RoleRules.of(
     publish=["#"],

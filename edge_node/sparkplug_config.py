@@ -58,7 +58,9 @@ class EdgeSparkplugConfig(BaseModel):
     edge_node_id: str
     primary_host_id: str | None = Field(
         None, description="wait for this host's STATE online before birthing; buffer while it is offline")
-    mqtt_version: Literal["5", "3.1.1"] = Field("5", description="5 needs Mosquitto/EMQX/HiveMQ; amqtt is 3.1.1")
+    mqtt_version: Literal["5", "3.1.1"] = Field(
+        "3.1.1", description="3.1.1 works with every broker (the embedded amqtt speaks only 3.1.1); 5 needs "
+                             "Mosquitto/EMQX/HiveMQ")
     client_id: str | None = Field(None, description="MQTT client id; default uns-edge-<group>-<edge>")
     publish_interval_ms: int = Field(100, ge=1, le=60_000, description="changes are batched per interval")
     max_metrics_per_message: int = Field(1000, ge=1, le=100_000)

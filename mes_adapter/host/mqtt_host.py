@@ -278,6 +278,8 @@ class SparkplugHost:
         else:
             client_kwargs["clean_start"] = True  # -clean-session-50 (session expiry 0 is the default)
         client = aiomqtt.Client(**cfg.broker.aiomqtt_kwargs(**client_kwargs))
+        # the mirror keeps up to _MIRROR_BATCH QoS 1 publishes in flight on purpose
+        client.pending_calls_threshold = _MIRROR_BATCH + 16
         async with client:
             self._connections += 1
             subscribe = self.session.connected()

@@ -45,7 +45,7 @@ def up(
     from uns.cli.stack import Profile, StackPorts, write_stack_config
     from uns.supervisor import PortInUseError, ServiceFailedError, ServiceSpec, Supervisor, check_ports_free
 
-    console = Console(stderr=False, highlight=False)
+    console = Console(stderr=False, highlight=False, soft_wrap=True)
     uns = [sys.executable, "-m", "uns.cli.main"]
     folder = data_dir / "config"
     ports = StackPorts(mqtt_port, ws_port, opcua_port, http_port)
@@ -87,7 +87,8 @@ def up(
     specs.append(ServiceSpec("adapter", adapter_cmd, ready_ports=[http_port],
                              ready_check=lambda: _http_ok(f"http://127.0.0.1:{http_port}/readyz")))
     specs.append(ServiceSpec("edge", [*uns, "edge", "run", "--config", str(config or folder / "plant.yaml")],
-                             ready_check=lambda: _line_born(http_port), ready_timeout=90))
+                             ready_check=lambda: _line_born(http_port, summary["tokens"]["viewer"]),
+                             ready_timeout=90))
 
     supervisor = Supervisor(data_dir / "logs", on_event)
     stop = threading.Event()
@@ -129,16 +130,18 @@ def _http_ok(url: str) -> bool:
         return False
 
 
-def _line_born(http_port: int) -> bool:
-    """The adapter's /readyz-independent view: has any edge node birthed and is it online?"""
+def _line_born(http_port: int, token: str) -> bool:
+    """Data flows once the adapter (the primary host) sees an edge node online."""
     import json
 
+    request = urllib.request.Request(f"http://127.0.0.1:{http_port}/api/lines",
+                                     headers={"Authorization": f"Bearer {token}"})
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/healthz", timeout=1) as response:  # noqa: S310
-            body = json.loads(response.read() or b"{}")
+        with urllib.request.urlopen(request, timeout=1) as response:  # noqa: S310 - loopback URL we built
+            lines = json.loads(response.read() or b"[]")
     except (OSError, ValueError):
         return False
-    return bool(body.get("nodes_online", 0))
+    return any(line.get("nodes_online", 0) for line in lines)
 
 
 def _print_urls(console, summary: dict, ports, embedded_broker: bool) -> None:  # type: ignore[no-untyped-def]

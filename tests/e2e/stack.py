@@ -1,0 +1,108 @@
+"""The whole stack as real processes for end-to-end tests: broker, simulator, adapter, edge.
+
+Configs come from `uns init` (the generator `uns up` and docker-compose use) on free loopback
+ports; services are the very `uns <service> run` commands, started and stopped by
+:class:`uns.supervisor.Supervisor` (reverse order, SIGINT, by PID).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.support.net import free_port
+from tests.support.procs import uns_command
+from uns.supervisor import ServiceSpec, Supervisor
+
+
+@dataclass
+class Stack:
+    folder: Path
+    mqtt_port: int
+    opcua_port: int
+    http_port: int
+    tokens: dict[str, str]
+    supervisor: Supervisor
+    line: str
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def opcua(self) -> str:
+        return f"opc.tcp://127.0.0.1:{self.opcua_port}"
+
+    def api(self, method: str, path: str, body: Any = None, role: str = "operator") -> tuple[int, Any]:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(f"{self.http}{path}", data=data, method=method,
+                                         headers={"Authorization": f"Bearer {self.tokens[role]}",
+                                                  "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback
+                return response.status, json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"null")
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - loopback
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(interval)
+    raise TimeoutError(f"{what} not reached after {timeout}s")
+
+
+@contextmanager
+def running_stack(workdir: Path, *, adapter_overrides: Callable[[dict], None] | None = None) -> Iterator[Stack]:
+    folder = workdir / "config"
+    ports = {name: free_port() for name in ("mqtt", "ws", "opcua", "http")}
+    result = subprocess.run(uns_command("init", "--out", str(folder), "--mqtt-port", str(ports["mqtt"]),
+                                        "--ws-port", str(ports["ws"]), "--opcua-port", str(ports["opcua"]),
+                                        "--http-port", str(ports["http"])),
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    if adapter_overrides is not None:
+        adapter_file = folder / "adapter.yaml"
+        adapter = yaml.safe_load(adapter_file.read_text())
+        adapter_overrides(adapter)
+        adapter_file.write_text(yaml.safe_dump(adapter, sort_keys=False))
+    summary = yaml.safe_load((folder / "stack.yaml").read_text())
+    supervisor = Supervisor(workdir / "logs")
+    stack = Stack(folder, ports["mqtt"], ports["opcua"], ports["http"], summary["tokens"], supervisor,
+                  summary["line"])
+    try:
+        supervisor.start(ServiceSpec("broker", uns_command("broker", "run", "--config", str(folder / "broker.yaml")),
+                                     ready_ports=[ports["mqtt"]]))
+        supervisor.start(ServiceSpec("simulator", uns_command("sim", "run", "--host", "127.0.0.1", "--port",
+                                                              str(ports["opcua"]), "--seed", "7"),
+                                     ready_ports=[ports["opcua"]]))
+        supervisor.start(ServiceSpec("adapter", uns_command("adapter", "run", "--config", str(folder / "adapter.yaml")),
+                                     ready_ports=[ports["http"]],
+                                     ready_check=lambda: _http_ok(f"{stack.http}/readyz")))
+        supervisor.start(ServiceSpec("edge", uns_command("edge", "run", "--config", str(folder / "plant.yaml")),
+                                     ready_check=lambda: any(line.get("nodes_online") for line in
+                                                             (stack.api("GET", "/api/lines", role="viewer")[1] or [])),
+                                     ready_timeout=60))
+        yield stack
+    finally:
+        supervisor.stop_all()
