@@ -183,18 +183,21 @@ class CommandExecutor:
             await self._refuse_malformed(topic, metric, str(exc), received)
             return
         found = self.checker.rule_for(request)
-        state, state_note, unavailable = await self._machine_state(request)
+        endpoint = self.endpoint_of_device(request.device_id)
+        if self._queues[endpoint] or not self.writers[endpoint].connected.is_set():
+            state, state_note, unavailable = await self._machine_state(request)
+        else:  # idle endpoint: execution follows at once and reads the state with the old value
+            state, state_note, unavailable = None, "read at execution", True
         decision = self.checker.check(request, state, self.clock(), consume=False)
         if found is None or not decision.allowed:
             rule = found[1] if found else None
-            # the state cannot be read because OPC UA is down: judge it again when it is back
+            # the state is read (again) at execution, e.g. once OPC UA is back: judge it then
             deferrable = found is not None and decision.reason is ReasonCode.WRONG_MACHINE_STATE and unavailable
             if not deferrable:
                 await self._finish_refused(request, decision, rule, received, state_note)
                 return
         assert found is not None
         line, rule = found
-        endpoint = self.endpoint_of_device(request.device_id)
         pending = Pending(request=request, rule=rule, line=line, endpoint=endpoint, received_at_ms=received,
                           deadline_ms=deadline_ms(request, rule), decision=decision)
         if not self.writers[endpoint].connected.is_set():
@@ -208,27 +211,37 @@ class CommandExecutor:
         self._queues[endpoint].append(pending)
         self._wake[endpoint].set()
 
-    async def _machine_state(self, request: CommandRequest) -> tuple[str | int | None, str | None, bool]:
-        """``(raw state, note, unavailable)``: the state for the checker (None if not needed, unknown
-        or unreadable), why it is missing, and whether that is because its OPC UA session is down."""
+    def _state_where(self, request: CommandRequest) -> tuple[StateNode | None, str | None]:
+        """Where the rule's state metric is read (None: not needed, or not an edge tag, then the note)."""
         source = self.checker.state_source(request)
         if source is None:
-            return None, None, False
+            return None, None
         where = self.state_nodes.get((source.device_id, source.metric))
+        if where is None or where.endpoint not in self.writers:
+            return None, f"state metric {source.metric!r} of {source.device_id or 'the node'} is not an edge tag"
+        return where, None
+
+    @staticmethod
+    def _state_of(where: StateNode, read: ReadResult) -> tuple[str | int | None, str | None]:
+        if not is_good(read.status_code) or isinstance(read.value, bool) or not isinstance(read.value, (int, str)):
+            return None, f"state read of {where.node_id} gave status 0x{read.status_code:08X}"
+        return read.value, None
+
+    async def _machine_state(self, request: CommandRequest,
+                             ) -> tuple[str | int | None, str | None, bool]:
+        """``(raw state, note, unavailable)``: the state for the checker (None if not needed, unknown
+        or unreadable), why it is missing, and whether that is because its OPC UA session is down."""
+        where, note = self._state_where(request)
         if where is None:
-            return None, f"state metric {source.metric!r} of {source.device_id or 'the node'} is not an edge tag", False
-        writer = self.writers.get(where.endpoint)
-        if writer is None:
-            return None, f"no OPC UA endpoint {where.endpoint!r}", False
+            return None, note, False
+        writer = self.writers[where.endpoint]
         if not writer.connected.is_set():
             return None, f"OPC UA endpoint {where.endpoint!r} is down", True
         try:
             read = await writer.read(where.node_id)
         except WriterDisconnected as exc:
             return None, str(exc), True
-        if not is_good(read.status_code) or isinstance(read.value, bool) or not isinstance(read.value, (int, str)):
-            return None, f"state read of {where.node_id} gave status 0x{read.status_code:08X}", False
-        return read.value, None, False
+        return (*self._state_of(where, read), False)
 
     # -- per-endpoint execution -----------------------------------------------------------------
 
@@ -275,7 +288,18 @@ class CommandExecutor:
 
     async def _execute(self, pending: Pending, writer: OpcUaWriter) -> None:
         request, rule = pending.request, pending.rule
-        state, state_note, unavailable = await self._machine_state(request)
+        where, state_note = self._state_where(request)
+        state: str | int | None = None
+        unavailable = False
+        if rule.write is not None and (where is None or where.endpoint == pending.endpoint):
+            # one Read for the state and the old value: a busy server answers each round trip slowly
+            nodes = [rule.write.node_id] + ([where.node_id] if where is not None else [])
+            reads = await writer.read_many(nodes)
+            pending.old = _observed(reads[0])
+            if where is not None:
+                state, state_note = self._state_of(where, reads[1])
+        elif where is not None:
+            state, state_note, unavailable = await self._machine_state(request)
         decision = self.checker.check(request, state, self.clock(), consume=True)
         if not decision.allowed:
             if decision.reason is ReasonCode.WRONG_MACHINE_STATE and unavailable:
@@ -288,7 +312,6 @@ class CommandExecutor:
             return
         assert rule.write is not None
         variant = to_variant(rule.sparkplug_type, request.value)
-        pending.old = _observed(await writer.read(rule.write.node_id))
         try:
             status = await writer.write(rule.write.node_id, variant)
         except WriterDisconnected as exc:  # the write may or may not have reached the server

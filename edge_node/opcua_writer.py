@@ -208,20 +208,31 @@ class OpcUaWriter:
             raise WriterDisconnected(f"command session to {self.endpoint.url} failed: {self.last_error}") from None
 
     async def read(self, node_text: str) -> ReadResult:
+        return (await self.read_many([node_text]))[0]
+
+    async def read_many(self, node_texts: list[str]) -> list[ReadResult]:
+        """Several Value attributes in one Read service call (one round trip to a busy server)."""
         client = self._require()
-        node = self.node_id(node_text)
-        if node is None:
-            return ReadResult(None, BAD_NODE_ID_UNKNOWN, None)
+        nodes = [self.node_id(text) for text in node_texts]
         params = ua.ReadParameters()
         params.TimestampsToReturn = ua.TimestampsToReturn.Both
-        rv = ua.ReadValueId()
-        rv.NodeId = node
-        rv.AttributeId = ua.AttributeIds.Value
-        params.NodesToRead.append(rv)
-        dv = (await self._guarded(client.uaclient.read(params)))[0]
-        status = dv.StatusCode.value if dv.StatusCode is not None else 0
-        value = dv.Value.Value if dv.Value is not None else None
-        return ReadResult(to_json_value(value), status, _ms(dv.SourceTimestamp))
+        for node in nodes:
+            if node is not None:
+                rv = ua.ReadValueId()
+                rv.NodeId = node
+                rv.AttributeId = ua.AttributeIds.Value
+                params.NodesToRead.append(rv)
+        answers = iter(await self._guarded(client.uaclient.read(params)) if params.NodesToRead else [])
+        out: list[ReadResult] = []
+        for node in nodes:
+            if node is None:
+                out.append(ReadResult(None, BAD_NODE_ID_UNKNOWN, None))
+                continue
+            dv = next(answers)
+            status = dv.StatusCode.value if dv.StatusCode is not None else 0
+            value = dv.Value.Value if dv.Value is not None else None
+            out.append(ReadResult(to_json_value(value), status, _ms(dv.SourceTimestamp)))
+        return out
 
     async def write(self, node_text: str, variant: ua.Variant) -> int:
         """Write the Value attribute (no timestamps: many servers refuse client-set ones)."""

@@ -42,6 +42,7 @@ def mosquitto_broker(workdir: Path, *, port: int | None = None, extra_conf: str 
         f"listener {port} 127.0.0.1\n"
         "allow_anonymous true\n"
         "persistence false\n"
+        "set_tcp_nodelay true\n"
         "max_queued_messages 0\n"
         "max_inflight_messages 0\n"
         f"{extra_conf}\n"

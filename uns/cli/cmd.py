@@ -5,7 +5,8 @@ The flow without a network: ``keygen`` once per user (the private key stays with
 command from the allowlist; ``sign`` shows the signer what they sign and adds their signature;
 a second user ``sign``\\ s with meaning ``approved`` for critical commands; ``check`` runs the
 allowlist and signature rules offline. Commands are JSON files in the
-:class:`uns.commands.model.CommandRequest` shape.
+:class:`uns.commands.model.CommandRequest` shape. ``send`` does it all online: build, sign (one or
+two users), publish the DCMD/NCMD and print the edge's result (exit 0 only when confirmed).
 
 Passphrases: read from the environment variable named by ``--passphrase-env``, else prompted
 (hidden); ``--no-passphrase`` makes an unencrypted key (tests, demos only).
@@ -23,7 +24,7 @@ import typer
 if TYPE_CHECKING:
     from uns.commands.model import CommandRequest
 
-cmd_app = typer.Typer(name="cmd", help="Command keys, hashing and offline signing.", no_args_is_help=True)
+cmd_app = typer.Typer(name="cmd", help="Command keys, hashing, offline signing, and sending.", no_args_is_help=True)
 
 _PASS_ENV = typer.Option(None, "--passphrase-env", help="environment variable holding the key passphrase")
 
@@ -216,6 +217,104 @@ def check(
     decision = checker.check(request, machine_state, _now_ms(), consume=False)
     typer.echo(decision.model_dump_json(indent=2))
     raise typer.Exit(0 if decision.allowed else 1)
+
+
+def _load_key_for(key: Path, passphrase_env: str | None) -> Any:
+    """A signing key: passphrase from the env var if named; else unencrypted, else prompted."""
+    from uns.commands.signing import KeyFileError, load_private_key
+
+    try:
+        if passphrase_env is not None:
+            return load_private_key(key, _passphrase(passphrase_env, new=False))
+        try:
+            return load_private_key(key, None)
+        except KeyFileError:
+            if not os.isatty(0):
+                raise
+            return load_private_key(key, _passphrase(None, new=False))
+    except KeyFileError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _parse_value(text: str) -> Any:
+    """JSON if it parses (120, 72.5, true, {"order": ...}); otherwise the text itself (SKU-12)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+@cmd_app.command("send")
+def send(
+    broker: str = typer.Option(..., "--broker", help="mqtt://host:port of the plant broker"),
+    line: str = typer.Option(..., "--line", help="ISA-95 line: enterprise/site/area/line"),
+    cell: str | None = typer.Option(None, "--cell", help="cell (Sparkplug device); omit for a line-level metric"),
+    metric: str = typer.Option(..., "--metric", help="metric name as born by the edge, e.g. SpeedSetpoint"),
+    value: str = typer.Option(..., "--value", help='JSON (120, true, {"Order": "WO-1"}) or plain text (SKU-12)'),
+    user: str = typer.Option(..., "--user", help="requester; signs with meaning 'authored'"),
+    key: Path = typer.Option(..., "--key", help="the requester's private key file"),
+    full_name: str | None = typer.Option(None, "--full-name", help="default: <user>.user.yaml beside the key"),
+    cosigner: str | None = typer.Option(None, "--cosigner", help="second user for critical commands ('approved')"),
+    cosigner_key: Path | None = typer.Option(None, "--cosigner-key"),
+    cosigner_name: str | None = typer.Option(None, "--cosigner-name"),
+    reason: str | None = typer.Option(None, "--reason", help="why (recorded in the audit trail)"),
+    allowlist: Path | None = typer.Option(None, "--allowlist", help="optional: types the metric if no birth is seen"),
+    validity_s: float | None = typer.Option(None, "--validity", help="seconds the command stays valid"),
+    timeout: float = typer.Option(10.0, "--timeout", help="seconds to wait for the result"),
+    passphrase_env: str | None = _PASS_ENV,
+    cosigner_passphrase_env: str | None = typer.Option(None, "--cosigner-passphrase-env"),
+) -> None:
+    """Sign a command, send it as DCMD/NCMD, wait for the edge's result; exit 0 only if confirmed."""
+    import asyncio
+
+    from pydantic import ValidationError
+
+    from uns.commands.allowlist import Allowlist, ConfigError
+    from uns.commands.client import CommandClient, CommandClientError, Signer
+    from uns.commands.model import Outcome, SignatureMeaning
+    from uns.isa95 import EquipmentPath, LinePath, NamespaceMapping
+    from uns.mqtt_url import BrokerURLError
+
+    levels = line.split("/")
+    if len(levels) != 4:
+        raise _fail(f"--line {line!r}: expected enterprise/site/area/line")
+    try:
+        equipment = EquipmentPath(line=LinePath(enterprise=levels[0], site=levels[1], area=levels[2],
+                                                line=levels[3]), cell=cell)
+    except ValidationError as exc:
+        raise _fail(f"--line/--cell: {exc.errors()[0]['msg']}") from None
+    mapping = NamespaceMapping()
+    ids = mapping.to_sparkplug(equipment)
+    if (cosigner is None) != (cosigner_key is None):
+        raise _fail("--cosigner and --cosigner-key go together")
+    rules = None
+    if allowlist is not None:
+        try:
+            rules = Allowlist.load(allowlist)
+        except ConfigError as exc:
+            raise _fail(str(exc)) from None
+    signers = [Signer(user, full_name or _full_name_beside(key, user), _load_key_for(key, passphrase_env))]
+    if cosigner is not None and cosigner_key is not None:
+        signers.append(Signer(cosigner, cosigner_name or _full_name_beside(cosigner_key, cosigner),
+                              _load_key_for(cosigner_key, cosigner_passphrase_env), SignatureMeaning.APPROVED))
+
+    async def run() -> Any:
+        async with CommandClient(broker, mapping, allowlist=rules) as client:
+            return await client.submit(group_id=ids.group_id, edge_node_id=ids.edge_node_id, device_id=ids.device_id,
+                                       metric=metric, value=_parse_value(value), requested_by=user,
+                                       reason=reason or f"uns cmd send by {user}", signers=signers,
+                                       validity_s=validity_s, timeout=timeout)
+
+    try:
+        result = asyncio.run(run())
+    except (CommandClientError, BrokerURLError, ValidationError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    except Exception as exc:  # aiomqtt.MqttError and OSError: the broker is unreachable
+        typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(result.model_dump_json(indent=2))
+    raise typer.Exit(0 if result.outcome is Outcome.CONFIRMED else 1)
 
 
 def register(app: typer.Typer) -> None:

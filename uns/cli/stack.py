@@ -174,6 +174,8 @@ def write_stack_config(out: Path, profile: Profile = Profile.LOCAL, ports: Stack
         f"acl_file {out if profile is Profile.LOCAL else '/config'}/mosquitto.acl\n"
         "allow_anonymous true\n"
         "persistence false\n"
+        "# commands are small request/response messages: do not let Nagle hold them ~40 ms\n"
+        "set_tcp_nodelay true\n"
         "# the hub's subscribers must not lose messages under bursts (reference/libraries.md §3.1)\n"
         "max_queued_messages 0\n"
     ))

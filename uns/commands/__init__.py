@@ -1,4 +1,4 @@
-"""Commands to the plant floor: allowlist, signatures, wire format; pure, no I/O.
+"""Commands to the plant floor: allowlist, signatures, wire format, and the request client.
 
 The guarded path every PLC write takes (issue "Commands to the plant floor"): a request
 (:mod:`.model`) signed by its users (:mod:`.signing`), judged by the allowlist
