@@ -37,6 +37,9 @@ def up(
     opcua_port: int = typer.Option(4840, "--opcua-port"),
     http_port: int = typer.Option(8080, "--http-port"),
     run_for: float | None = typer.Option(None, "--run-for", help="stop by itself after this many seconds"),
+    demo_batch: bool = typer.Option(True, "--demo-batch/--no-demo-batch",
+                                    help="with the simulator: start a batch (MES context and PLC) so counts, "
+                                         "confirmations and OEE move"),
 ) -> None:
     """Run broker, simulated line, edge node and MES adapter with its dashboard."""
     import yaml
@@ -100,6 +103,8 @@ def up(
             if stop.is_set():
                 break
             supervisor.start(spec)
+        if not stop.is_set() and simulator and demo_batch:
+            _start_demo_batch(console, summary, ports)
         if not stop.is_set():
             _print_urls(console, summary, ports, embedded_broker)
         deadline = None if run_for is None else time.monotonic() + run_for
@@ -120,6 +125,35 @@ def up(
         console.print("[bold]uns-hub[/bold] stopping (edge node NDEATH, host STATE offline, then the rest)")
         supervisor.stop_all()
     console.print("[bold]uns-hub[/bold] stopped")
+
+
+def _start_demo_batch(console, summary: dict, ports) -> None:  # type: ignore[no-untyped-def]
+    """The MES asserts a batch on the UNS (REST), then the PLC is told to run it (OPC UA method).
+
+    In a plant the second step is a command through the allowlist; the demo calls the simulator
+    directly so the first minutes show production without any setup.
+    """
+    import asyncio
+    import json
+
+    from simulator.client import call_method, string, uint32
+
+    batch_id = time.strftime("DEMO-%Y%m%d-%H%M%S", time.gmtime())
+    body = json.dumps({"batch_id": batch_id, "work_order_id": "WO-DEMO", "product_id": "SKU-12",
+                       "target_quantity": 1000}).encode()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{ports.http}/api/lines/{summary['line']}/batch/start", data=body, method="POST",
+        headers={"Authorization": f"Bearer {summary['tokens']['operator']}", "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10):  # noqa: S310 - loopback URL we built
+            pass
+        asyncio.run(call_method(f"opc.tcp://127.0.0.1:{ports.opcua}", "Line1", "StartBatch",
+                                string(batch_id), string("SKU-12"), uint32(0)))
+    except Exception as exc:  # a demo nicety: never fail the stack for it
+        console.print(f"[yellow]  demo batch not started: {exc}[/yellow]")
+        return
+    console.print(f"  [green]demo batch {batch_id} running[/green] (end it from the API: "
+                  f"POST /api/lines/{summary['line']}/batch/end)")
 
 
 def _http_ok(url: str) -> bool:
