@@ -3,7 +3,9 @@
 A :class:`Principal` is what authentication proved about a connection (user name, role, and for
 an edge node the Sparkplug group/edge it speaks for). A :class:`RoleRules` holds allow and deny
 filter templates per action; templates may name ``{username}``, ``{client_id}``, ``{group}`` and
-``{edge}``, filled in per principal. The rules, stated once:
+``{edge}``, filled in per principal, and ``{group_path}`` / ``{edge_path}``: the same ids with
+``:`` turned into ``/``, which under uns-hub's ISA-95 mapping (``<enterprise>:<site>`` /
+``<area>:<line>``) is the line's UNS topic. The rules, stated once:
 
 * **publish** a topic: it matches an allowed publish filter and no denied one.
 * **subscribe** a filter: an allowed subscribe filter *covers* it (every topic the filter could
@@ -63,7 +65,7 @@ class RoleRules:
 
     @property
     def needs_edge_scope(self) -> bool:
-        return any("{group}" in t or "{edge}" in t for t in self._templates())
+        return any(p in t for t in self._templates() for p in _SCOPED)
 
     def _templates(self) -> Iterable[str]:
         return (*self.publish, *self.subscribe, *self.deny_publish, *self.deny_subscribe)
@@ -77,18 +79,23 @@ class _Compiled:
     deny_subscribe: tuple[str, ...]
 
 
+_SCOPED = ("{group}", "{edge}", "{group_path}", "{edge_path}")
+
+
 def _fill(template: str, principal: Principal) -> str:
     values = {
         "username": principal.username or "",
         "client_id": principal.client_id,
         "group": principal.group or "",
         "edge": principal.edge or "",
+        "group_path": (principal.group or "").replace(":", "/"),
+        "edge_path": (principal.edge or "").replace(":", "/"),
     }
     try:
         return validate_filter(template.format(**values))
     except KeyError as exc:
         raise PolicyError(f"filter template {template!r} names unknown placeholder {exc}; "
-                          "use {username}, {client_id}, {group} or {edge}") from None
+                          "use {username}, {client_id}, {group}, {edge}, {group_path} or {edge_path}") from None
 
 
 @dataclass

@@ -18,6 +18,7 @@ Example (every key optional; shown with its default unless marked)::
       historian:
         subscribe: ["spBv1.0/#", "$sparkplug/#"]
         publish: []
+    http: {host: null, port: 9101}           # /metrics, /healthz, /readyz; host null = the TCP host; null disables
 
 ``demo_anonymous`` decides what a client that sends no user name gets: ``off`` refuses it (the
 default: a plant broker must not be open), ``read-only`` grants the ``explorer`` role (``uns up``
@@ -53,15 +54,19 @@ class _Model(BaseModel):
 
 
 class Listener(_Model):
-    host: str = "0.0.0.0"
+    """A plain TCP or WebSocket listener."""
+
+    host: str = Field("0.0.0.0", description="address to bind")
     port: int = Field(1883, ge=0, le=65535, description="0 picks a free port (in-process use)")
 
 
 class TlsListener(Listener):
+    """A TLS listener (MQTT over TLS, or WebSocket over TLS); the files must exist."""
+
     port: int = Field(8883, ge=0, le=65535)
-    certfile: Path
-    keyfile: Path
-    cafile: Path | None = None
+    certfile: Path = Field(..., description="PEM certificate chain of the broker")
+    keyfile: Path = Field(..., description="PEM private key")
+    cafile: Path | None = Field(None, description="CA that signs client certificates (optional)")
 
     @model_validator(mode="after")
     def _files_exist(self) -> TlsListener:
@@ -72,11 +77,24 @@ class TlsListener(Listener):
         return self
 
 
+class HttpEndpoint(_Model):
+    """Where the broker serves ``/metrics``, ``/healthz`` and ``/readyz`` (broker.observability).
+
+    ``host`` defaults to the TCP listener's host (else the first listener's): the scrape endpoint
+    is reachable exactly where MQTT is, and a loopback-only broker stays loopback-only.
+    """
+
+    host: str | None = Field(None, description="address to bind; default the TCP listener's host")
+    port: int = Field(9101, ge=0, le=65535, description="0 picks a free port (in-process use)")
+
+
 class RoleConfig(_Model):
-    publish: list[str] = Field(default_factory=list)
-    subscribe: list[str] = Field(default_factory=list)
-    deny_publish: list[str] = Field(default_factory=list)
-    deny_subscribe: list[str] = Field(default_factory=list)
+    """A role: topic filters it may publish / subscribe to; `{group}` and `{edge}` are the user's ids."""
+
+    publish: list[str] = Field(default_factory=list, description="topic filters the role may publish to")
+    subscribe: list[str] = Field(default_factory=list, description="topic filters the role may subscribe to")
+    deny_publish: list[str] = Field(default_factory=list, description="exceptions to publish")
+    deny_subscribe: list[str] = Field(default_factory=list, description="exceptions to subscribe")
 
     @field_validator("publish", "subscribe", "deny_publish", "deny_subscribe")
     @classmethod
@@ -94,14 +112,24 @@ class RoleConfig(_Model):
 
 
 class BrokerSettings(_Model):
-    tcp: Listener | None = Field(default_factory=Listener)
-    websocket: Listener | None = Field(default_factory=lambda: Listener(port=9001))
-    tls: TlsListener | None = None
-    wss: TlsListener | None = None
-    password_file: Path | None = None
-    demo_anonymous: DemoAnonymous = DemoAnonymous.OFF
-    sys_interval: float = Field(10.0, ge=0)
-    roles: dict[str, RoleConfig] = Field(default_factory=dict)
+    """The embedded broker (`broker.yaml`); at least one listener, and users or anonymous access."""
+
+    tcp: Listener | None = Field(default_factory=Listener, description="MQTT over TCP; null disables")
+    websocket: Listener | None = Field(default_factory=lambda: Listener(port=9001),
+                                       description="MQTT over WebSocket; null disables")
+    tls: TlsListener | None = Field(None, description="MQTT over TLS; off unless set")
+    wss: TlsListener | None = Field(None, description="MQTT over WebSocket + TLS; off unless set")
+    password_file: Path | None = Field(
+        None, description="users from `uns broker passwd`; relative to broker.yaml")
+    demo_anonymous: DemoAnonymous = Field(
+        DemoAnonymous.OFF, description="clients without a user name: off refuses, read-only gets role explorer, "
+                                       "read-write gets role admin")
+    sys_interval: float = Field(10.0, ge=0, description="seconds between $SYS updates; 0 disables")
+    roles: dict[str, RoleConfig] = Field(
+        default_factory=dict, description="extra roles, or replacements for edge/host/explorer/admin")
+    http: HttpEndpoint | None = Field(
+        default_factory=HttpEndpoint,
+        description="Prometheus /metrics and health probes of `uns broker run`; null disables")
 
     @field_validator("demo_anonymous", mode="before")
     @classmethod
@@ -119,6 +147,19 @@ class BrokerSettings(_Model):
 
     def custom_roles(self) -> dict[str, RoleRules]:
         return {name: role.rules() for name, role in self.roles.items()}
+
+    def http_address(self) -> tuple[str, int] | None:
+        """``(host, port)`` of the probe endpoint, or None when it is off.
+
+        Resolved here rather than at validation so ``uns broker run --host`` (which changes the
+        TCP listener after loading the file) moves the default endpoint with it.
+        """
+        if self.http is None:
+            return None
+        if self.http.host is not None:
+            return self.http.host, self.http.port
+        first = next(listener for listener in (self.tcp, self.websocket, self.tls, self.wss) if listener is not None)
+        return first.host, self.http.port
 
 
 def load_settings(path: Path | None = None, **overrides: Any) -> BrokerSettings:

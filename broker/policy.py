@@ -5,7 +5,8 @@ Roles (used by the password file and ``demo_anonymous``):
 ``edge``
     An edge node speaking for one Sparkplug ``{group}``/``{edge}`` (set per user). Publishes only
     its own NBIRTH/NDEATH/NDATA and DBIRTH/DDEATH/DDATA (the NDEATH is also its Will; a Will on
-    any other topic is refused at CONNECT). Subscribes only to its own NCMD, its devices' DCMD,
+    any other topic is refused at CONNECT) and the command results of its own line
+    (``<enterprise>/<site>/<area>/<line>/_cmd/...``). Subscribes only to its own NCMD, its devices' DCMD,
     host STATE (tck-id-topics-state: an edge node must watch its primary host) and its own
     NDATA/DDATA (the echo by which it confirms delivery).
 ``host``
@@ -29,7 +30,9 @@ _READ_ALL = ("#", "$SYS/#", "$sparkplug/#")
 
 EDGE = RoleRules.of(
     publish=[f"spBv1.0/{{group}}/{t}/{{edge}}" for t in _EDGE_TYPES[:3]]
-    + [f"spBv1.0/{{group}}/{t}/{{edge}}/+" for t in _EDGE_TYPES[3:]],
+    + [f"spBv1.0/{{group}}/{t}/{{edge}}/+" for t in _EDGE_TYPES[3:]]
+    # command results of its own line on the UNS (uns.commands.wire.result_topic)
+    + ["{group_path}/{edge_path}/_cmd/#"],
     # its own NDATA/DDATA too: the edge confirms delivery by the broker's echo (edge_node.mqtt_client)
     subscribe=["spBv1.0/{group}/NCMD/{edge}", "spBv1.0/{group}/DCMD/{edge}/+", "spBv1.0/STATE/+",
                "spBv1.0/{group}/NDATA/{edge}", "spBv1.0/{group}/DDATA/{edge}/+"],

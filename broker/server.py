@@ -9,7 +9,9 @@
         ...
 
 ``run_broker(settings)`` runs until cancelled or until ``stop`` (an ``asyncio.Event``) is set,
-which is what a CLI or a supervisor task wants.
+which is what a CLI or a supervisor task wants. It also serves ``/metrics``, ``/healthz`` and
+``/readyz`` (``settings.http``, :mod:`broker.observability`); ``EmbeddedBroker`` alone does not,
+so in-process brokers in tests and benchmarks never compete for the default port.
 """
 
 from __future__ import annotations
@@ -121,7 +123,16 @@ async def run_broker(settings: BrokerSettings, stop: asyncio.Event | None = None
     """Run the broker until ``stop`` is set or the task is cancelled; always shuts down cleanly."""
     broker = EmbeddedBroker(settings)
     await broker.start()
+    observability = None
     try:
+        address = settings.http_address()
+        if address is not None:
+            from .observability import BrokerObservability  # prometheus/uvicorn only when asked for
+
+            observability = BrokerObservability(broker, *address)
+            await observability.start()
         await (stop.wait() if stop is not None else asyncio.Event().wait())
     finally:
         await asyncio.shield(broker.stop())
+        if observability is not None:  # last, so a probe sees "stopping" rather than a refused connection
+            await asyncio.shield(observability.stop())

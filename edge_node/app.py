@@ -4,7 +4,9 @@ Composition only: :class:`edge_node.opcua_source.OpcUaSource` (one per endpoint)
 Sparkplug client (:class:`edge_node.mqtt_client.SparkplugEdgeClient`), which owns births,
 deaths, sequence numbers and store-and-forward. The client is entered first so the NBIRTH (with
 every metric definition) precedes the first DBIRTH a source announces, and left last so a
-shutdown ends with NDEATH.
+shutdown ends with NDEATH. With an ``http:`` section, :class:`edge_node.observability.EdgeObservability`
+serves ``/metrics`` and the probes from before the client starts until after it stopped, so a
+probe sees "starting" and "stopping" rather than a refused connection.
 """
 
 from __future__ import annotations
@@ -15,13 +17,16 @@ import logging
 import signal
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .command_wiring import CommandRuntime, command_definitions, start_commands
 from .config import EdgeConfig, build_sparkplug_config
 from .model import MetricDefinition
 from .opcua_source import OpcUaSource
 from .validation import ValidationStats
+
+if TYPE_CHECKING:
+    from .observability import EdgeObservability
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +66,17 @@ class EdgeNodeApp:
         self._tasks: list[asyncio.Task[None]] = []
         self._stop_event = asyncio.Event()
         self.commands: CommandRuntime | None = None
+        self.observability: EdgeObservability | None = None
 
     async def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        http = self.config.http
+        if http is not None and http.port is not None and self.observability is None:
+            from .observability import EdgeObservability  # prometheus/uvicorn only when asked for
+
+            observability = EdgeObservability(self, http)
+            if await observability.start():
+                self.observability = observability
         client = self._client_factory(self.sparkplug, self.definitions, self.data_dir)
         await client.__aenter__()
         self.client = client
@@ -93,6 +106,9 @@ class EdgeNodeApp:
         client, self.client = self.client, None
         if client is not None:
             await client.__aexit__(None, None, None)
+        observability, self.observability = self.observability, None
+        if observability is not None:
+            await observability.stop()
         self._stop_event.set()
         log.info("edge node stopped")
 

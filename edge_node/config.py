@@ -36,7 +36,8 @@ from uns.sparkplug.errors import InvalidIdError
 from .yaml_marks import ConfigError, Loc, MarkedDocument, format_loc, load_marked_file, load_marked_yaml
 
 __all__ = [
-    "CommandsConfig", "ConfigError", "Deadband", "DeadbandKind", "EdgeConfig", "OpcUaEndpointConfig", "SecurityMode",
+    "CommandsConfig", "ConfigError", "Deadband", "DeadbandKind", "EdgeConfig", "HttpEndpointConfig",
+    "OpcUaEndpointConfig", "SecurityMode",
     "SecurityPolicy", "TagConfig", "UNIT_CONVERSIONS", "build_sparkplug_config", "load_edge_config",
     "parse_edge_config",
 ]
@@ -101,26 +102,31 @@ class OpcUaEndpointConfig(_Strict):
 
     name: str = Field("default", description="id tags use in their `endpoint` field")
     url: str = Field(..., description="opc.tcp://host:port[/path]")
+    #: None, or Basic256Sha256 (then security_mode is Sign or SignAndEncrypt)
     security_policy: SecurityPolicy = SecurityPolicy.NONE
+    #: None with policy None; Sign or SignAndEncrypt with Basic256Sha256
     security_mode: SecurityMode = SecurityMode.NONE
     certificate: Path | None = Field(
         None, description="client certificate (DER); generated with its key on first run if absent")
     private_key: Path | None = Field(None, description="client private key (PEM)")
     trust_dir: Path | None = Field(
         None, description="directory of trusted server certificates (DER/PEM); unset = trust any server")
+    #: application URI of the client; written into a generated client certificate
     application_uri: str = "urn:uns-hub:edge-node"
+    #: user name for the session; unset = anonymous
     username: str | None = None
+    #: password in the file (prefer password_env)
     password: str | None = None
     password_env: str | None = Field(None, description="read the password from this environment variable")
     timeout_s: float = Field(4.0, gt=0, le=120, description="per-request timeout")
-    session_timeout_s: float = Field(60.0, gt=0, le=3600)
-    publishing_interval_ms: float = Field(100.0, gt=0, le=60_000)
+    session_timeout_s: float = Field(60.0, gt=0, le=3600, description="OPC UA session timeout asked of the server")
+    publishing_interval_ms: float = Field(100.0, gt=0, le=60_000, description="publishing interval of the subscription")
     sampling_interval_ms: float = Field(
         100.0, ge=-1, le=3_600_000, description="default for tags; 0 = fastest, -1 = publishing interval")
     keepalive_interval_s: float = Field(
         1.0, gt=0, le=60, description="how often the watchdog reads ServerStatus/State")
-    reconnect_min_s: float = Field(0.5, gt=0, le=60)
-    reconnect_max_s: float = Field(30.0, gt=0, le=3600)
+    reconnect_min_s: float = Field(0.5, gt=0, le=60, description="first reconnect delay; doubles up to reconnect_max_s")
+    reconnect_max_s: float = Field(30.0, gt=0, le=3600, description="longest reconnect delay")
     queue_maxsize: int = Field(
         0, ge=0, description="notification queue; 0 = 20 x tag count (min 10000), never silently dropped")
     server_deadband: bool = Field(
@@ -180,8 +186,9 @@ class DeadbandKind(StrEnum):
 class Deadband(_Strict):
     """Report-by-exception threshold, in engineering (scaled) units or percent of the engineering range."""
 
+    #: absolute (engineering units) or percent (of eng_high - eng_low)
     kind: DeadbandKind = DeadbandKind.ABSOLUTE
-    value: float = Field(..., ge=0)
+    value: float = Field(..., ge=0, description="changes smaller than this are not reported")
 
     @model_validator(mode="after")
     def _percent_range(self) -> Deadband:
@@ -216,17 +223,25 @@ class TagConfig(_Strict):
     metric: str = Field(..., description="metric name, '/' folders allowed (Speed, Drive/Current)")
     cell: str | None = Field(None, description="ISA-95 cell = Sparkplug device; None = node-level (line) metric")
     endpoint: str | None = Field(None, description="endpoint name; may be left out when there is one endpoint")
+    #: Sparkplug datatype by name: Boolean, Int8..Int64, UInt8..UInt64, Float, Double, String, Text, DateTime, UUID
     datatype: DataType = DataType.Double
+    #: engineering unit, sent in the birth as the engUnit property
     unit: str | None = None
+    #: sent in the birth as metadata.description
     description: str | None = None
+    #: informational (`uns edge browse` sets it from the access level); only the allowlist permits writes
     writable: bool = False
+    #: value = raw * scale + offset
     scale: float = 1.0
+    #: value = raw * scale + offset
     offset: float = 0.0
     convert: str | None = Field(None, description=f"named unit conversion, one of {sorted(UNIT_CONVERSIONS)}")
     eng_low: float | None = Field(None, description="engineering range low (after scaling); below = dropped")
     eng_high: float | None = Field(None, description="engineering range high (after scaling); above = dropped")
+    #: 0.5 (absolute), "2%" (percent of the engineering range) or {kind, value}; numeric tags only
     deadband: Deadband | None = None
-    sampling_interval_ms: float | None = Field(None, ge=-1, le=3_600_000)
+    sampling_interval_ms: float | None = Field(
+        None, ge=-1, le=3_600_000, description="overrides the endpoint's sampling_interval_ms for this tag")
 
     @field_validator("node_id")
     @classmethod
@@ -352,21 +367,38 @@ class CommandsConfig(_Strict):
         return self
 
 
+class HttpEndpointConfig(_Strict):
+    """Where the edge node serves ``/metrics``, ``/healthz`` and ``/readyz`` (edge_node.observability).
+
+    Loopback by default: the endpoint has no authentication, so exposing it beyond the machine
+    (``host: 0.0.0.0`` in a container) is a deliberate choice of the deployment.
+    """
+
+    host: str = Field("127.0.0.1", description="address to bind; 0.0.0.0 for a container")
+    port: int | None = Field(9102, ge=0, le=65535,
+                             description="null disables the endpoint; 0 picks a free port (tests, in-process use)")
+
+
 class EdgeConfig(_Strict):
     """Everything one edge node needs: placement, Sparkplug session, OPC UA servers and tags."""
 
+    #: the ISA-95 line this edge node serves: {enterprise, site, area, line}
     line: LinePath
+    #: ISA-95 to Sparkplug id convention (line-per-edge-node, or gateway)
     mapping: NamespaceMapping = Field(default_factory=NamespaceMapping)
     data_dir: Path = Field(Path("data/edge"), description="state (certificates, store-and-forward); relative to the file")
     sparkplug: dict[str, Any] = Field(
         default_factory=dict,
         description="EdgeSparkplugConfig fields; group_id/edge_node_id default from line + mapping")
-    opcua: list[OpcUaEndpointConfig] = Field(..., min_length=1)
-    tags: list[TagConfig] = Field(..., min_length=1)
+    opcua: list[OpcUaEndpointConfig] = Field(..., min_length=1, description="the OPC UA servers to read")
+    tags: list[TagConfig] = Field(..., min_length=1, description="the tag map: one entry per published metric")
     future_tolerance_ms: int = Field(
         1000, ge=0, description="a SourceTimestamp more than this ahead of our clock is flagged FutureTimestamp")
+    #: root log level set by `uns edge run` after loading the file; unset = the CLI's --log-level
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] | None = None
     commands: CommandsConfig | None = Field(None, description="command executor; absent = refuse every command")
+    http: HttpEndpointConfig | None = Field(
+        None, description="Prometheus /metrics and health probes; absent or null = not served")
 
     @model_validator(mode="after")
     def _check_references(self) -> EdgeConfig:

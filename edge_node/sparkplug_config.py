@@ -54,7 +54,9 @@ class EdgeSparkplugConfig(BaseModel):
     brokers: list[str] = Field(
         default_factory=lambda: ["mqtt://127.0.0.1:1883"], min_length=1,
         description="broker URLs in failover order (mqtt://, mqtts://, ws://, wss://)")
+    #: Sparkplug group id; in plant.yaml defaults to <enterprise>:<site>
     group_id: str
+    #: Sparkplug edge node id; in plant.yaml defaults to <area>:<line> (or mapping.gateway_id)
     edge_node_id: str
     primary_host_id: str | None = Field(
         None, description="wait for this host's STATE online before birthing; buffer while it is offline")
@@ -63,11 +65,11 @@ class EdgeSparkplugConfig(BaseModel):
                              "Mosquitto/EMQX/HiveMQ")
     client_id: str | None = Field(None, description="MQTT client id; default uns-edge-<group>-<edge>")
     publish_interval_ms: int = Field(100, ge=1, le=60_000, description="changes are batched per interval")
-    max_metrics_per_message: int = Field(1000, ge=1, le=100_000)
+    max_metrics_per_message: int = Field(1000, ge=1, le=100_000, description="larger batches are split")
     rebirth_throttle_s: float = Field(5.0, ge=0, description="at most one rebirth per this many seconds")
-    keepalive_s: int = Field(15, ge=1, le=65_535)
+    keepalive_s: int = Field(15, ge=1, le=65_535, description="MQTT keep-alive")
     connect_timeout_s: float = Field(10.0, gt=0)
-    reconnect_min_s: float = Field(0.5, gt=0)
+    reconnect_min_s: float = Field(0.5, gt=0, description="first reconnect delay (back-off up to reconnect_max_s)")
     reconnect_max_s: float = Field(30.0, gt=0)
     reconnect_jitter: float = Field(
         0.5, ge=0, le=1, description="each delay is scaled by a random factor in [1-jitter, 1]")
@@ -75,7 +77,7 @@ class EdgeSparkplugConfig(BaseModel):
         True,
         description="subscribe to our own NDATA/DDATA so a value counts as delivered only once the "
                     "broker routed it; values unconfirmed at a connection loss are re-sent as historical")
-    shutdown_timeout_s: float = Field(5.0, gt=0)
+    shutdown_timeout_s: float = Field(5.0, gt=0, description="time allowed for the NDEATH and disconnect at stop")
     store: StoreConfig = Field(default_factory=StoreConfig)
 
     @field_validator("mqtt_version", mode="before")

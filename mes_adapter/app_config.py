@@ -33,7 +33,9 @@ class HttpSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    #: address to bind
     host: str = "127.0.0.1"
+    #: TCP port; 0 picks a free one
     port: int = Field(8080, ge=0, le=65535)
     #: seconds uvicorn waits for open requests (SSE streams) before closing them at shutdown
     graceful_shutdown_s: float = Field(3.0, ge=0)
@@ -44,7 +46,9 @@ class AuthSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    #: inline API users with their tokens
     tokens: list[TokenEntry] = Field(default_factory=list)
+    #: YAML file of hashed tokens (`uns adapter token --tokens-file`)
     tokens_file: Path | None = None
 
 
@@ -64,12 +68,15 @@ class CommandSettings(BaseModel):
 
 
 class AuditSettings(BaseModel):
+    """The adapter's hash-chained command audit log."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     #: default ``<data_dir>/audit/audit.sqlite``
     path: Path | None = None
     #: JSON-lines file on other storage that receives every signed checkpoint
     witness_path: Path | None = None
+    #: a signed checkpoint after every this many records (and at close)
     checkpoint_every: int = Field(100, ge=1)
 
 
@@ -78,12 +85,19 @@ class AdapterConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    #: the Sparkplug primary host and UNS mirror
     host: HostConfig = Field(default_factory=HostConfig)
+    #: REST API, dashboard and /metrics
     http: HttpSettings = Field(default_factory=HttpSettings)
+    #: state of the adapter (MES databases, audit log); relative to the file
     data_dir: Path = Path("data/adapter")
+    #: API tokens
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    #: the MES core: lines, counters, webhook, shifts, OEE; `mes.data_dir` defaults to `<data_dir>/mes`
     mes: MesConfig = Field(default_factory=MesConfig)
+    #: command allowlist and signer registry
     commands: CommandSettings = Field(default_factory=CommandSettings)
+    #: command audit log
     audit: AuditSettings = Field(default_factory=AuditSettings)
     #: how often due production confirmations are built and queued
     confirmations_every_s: float = Field(5.0, gt=0)

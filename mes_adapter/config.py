@@ -32,11 +32,11 @@ class RetryPolicy(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     max_attempts: int = Field(12, ge=1, description="attempts before a confirmation is dead-lettered")
-    initial_delay_s: float = Field(1.0, gt=0)
-    multiplier: float = Field(2.0, ge=1)
-    max_delay_s: float = Field(600.0, gt=0)
+    initial_delay_s: float = Field(1.0, gt=0, description="wait after the first failure")
+    multiplier: float = Field(2.0, ge=1, description="each further wait is this many times longer")
+    max_delay_s: float = Field(600.0, gt=0, description="longest wait between attempts")
     jitter: float = Field(0.2, ge=0, le=1, description="± fraction of the delay, spreads retries")
-    request_timeout_s: float = Field(10.0, gt=0)
+    request_timeout_s: float = Field(10.0, gt=0, description="timeout of one POST")
 
     def delay_s(self, failed_attempts: int, rng: random.Random | None = None) -> float:
         """Wait before the next attempt after ``failed_attempts`` (≥ 1) failures."""
@@ -51,10 +51,13 @@ class WebhookConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
+    #: http(s) URL that receives each confirmation as a POST with an Idempotency-Key header
     url: str | None = None
     #: e.g. ``Authorization``; the value is a secret and never logged
     auth_header: str | None = None
+    #: value of auth_header (a secret)
     auth_value: SecretStr | None = None
+    #: extra request headers
     headers: dict[str, str] = Field(default_factory=dict)
     #: a 409 from an idempotent receiver means "this key was already processed"
     conflict_means_delivered: bool = True
@@ -73,13 +76,17 @@ class CounterSignal(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
+    #: Sparkplug metric name of the counter
     metric: str = Field(min_length=1)
+    #: the cell (Sparkplug device); None for a line-level metric
     cell: str | None = None
+    #: good, reject, total or consumed
     role: CounterRole
     #: the counter wraps to 0 at this value (2**32 for UInt32, 2**16 for UInt16); None: never wraps
     modulus: int | None = Field(2**32, ge=2)
     #: for ``consumed`` counters: which material and in which unit
     material_id: str | None = None
+    #: unit of measure of a consumed material
     uom: str = "EA"
 
     @model_validator(mode="after")
@@ -94,8 +101,11 @@ class StateSignal(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
+    #: Sparkplug metric name of the state tag
     metric: str = Field(min_length=1)
+    #: the cell (Sparkplug device); None for a line-level metric
     cell: str | None = None
+    #: state value (PackML name, or true/false) -> OEE category
     state_map: dict[str, MachineState] = Field(default_factory=lambda: dict(DEFAULT_STATE_MAP))
     #: category of values not in ``state_map`` (conservative: an unplanned stop)
     default: MachineState = MachineState.STOPPED
@@ -110,13 +120,17 @@ class LineConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
+    #: the line as `<enterprise>/<site>/<area>/<line>`
     line: str
+    #: counter tags of the line
     counters: list[CounterSignal] = Field(default_factory=list)
+    #: the machine-state tag (for OEE availability)
     state: StateSignal | None = None
     #: planned run time per item (PRI, seconds) per product id, from MES master data
     ideal_cycle_s: dict[str, float] = Field(default_factory=dict)
     #: PRI when the product has no entry (None: performance/OEE unknown and flagged)
     default_ideal_cycle_s: float | None = Field(None, gt=0)
+    #: unit of measure of the line's product quantities
     uom: str = "EA"
     #: metrics under these folders are stored as alarms (the rest as readings or the state)
     alarm_prefixes: list[str] = Field(default_factory=lambda: ["Alarms/"])
@@ -140,6 +154,8 @@ class LineConfig(BaseModel):
 
 
 class OeeConfig(BaseModel):
+    """How stops count in OEE."""
+
     model_config = ConfigDict(frozen=True)
 
     #: stops up to this long are speed loss (inside APT); None: ISO strict, every stop is ADET
@@ -151,15 +167,20 @@ class MesConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
+    #: SQLite files of context, records, production and the outbox
     data_dir: Path = Path("data/mes")
+    #: where confirmations are POSTed
     webhook: WebhookConfig = Field(default_factory=WebhookConfig)
+    #: webhook retries
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     #: partial confirmations every this many seconds of a running batch; None: final only
     partial_interval_s: float | None = Field(3600.0, gt=0)
     #: wait this long after a window ends before confirming it, so in-flight and replayed data land
     confirmation_grace_s: float = Field(60.0, ge=0)
+    #: shifts and planned downtime
     calendar: ShiftCalendar = Field(default_factory=ShiftCalendar)
     oee: OeeConfig = Field(default_factory=OeeConfig)
+    #: the lines the MES core counts and confirms
     lines: list[LineConfig] = Field(default_factory=list)
     #: how far back (source time) a late counter sample can still be placed
     counter_reorder_horizon_s: float = Field(7 * 24 * 3600.0, gt=0)

@@ -39,6 +39,7 @@ class CellConfig(BaseModel):
     temperature_c: float = Field(20.0, description="initial temperature setpoint, degC")
     temperature_noise_c: float = Field(0.2, ge=0, description="std dev of the gaussian sensor noise")
     temperature_tau_s: float = Field(5.0, gt=0, description="first-order lag towards the setpoint")
+    #: engineering range of the temperature tags, degC
     temperature_range_c: tuple[float, float] = (0.0, 200.0)
     temperature_setpoint_tag: str = Field(
         "TemperatureSetpoint", description="name of the writable temperature setpoint tag"
@@ -68,7 +69,9 @@ class UserConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    #: OPC UA user name
     username: str
+    #: its password
     password: str
 
 
@@ -77,11 +80,14 @@ class SecurityConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    #: endpoints offered: None, Basic256Sha256_Sign, Basic256Sha256_SignAndEncrypt
     modes: list[SecurityMode] = Field(default_factory=lambda: ["None"])
     data_dir: Path | None = Field(
         None, description="where the self-signed server certificate and key are generated"
     )
+    #: users who may log in with user name and password
     users: list[UserConfig] = Field(default_factory=list)
+    #: accept anonymous sessions
     allow_anonymous: bool = True
 
     @model_validator(mode="after")
@@ -100,12 +106,17 @@ class SimulatorConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    #: address to bind
     host: str = "127.0.0.1"
+    #: OPC UA TCP port
     port: int = Field(4840, ge=1, le=65535)
+    #: line name: first level of every node id
     line: str = "Line1"
+    #: work cells in flow order (default: Filler, Capper, Labeler)
     cells: list[CellConfig] = Field(default_factory=default_cells)
     rate: float = Field(5.0, ge=0, description="nominal production rate, parts per second")
     tick_s: float = Field(0.1, gt=0, le=10, description="model step and OPC UA mirror interval")
+    #: seed of the reject and noise random streams
     seed: int = 1
     acting_state_s: float = Field(
         0.5, ge=0, description="how long PackML acting states (Starting, Holding...) last"
@@ -114,13 +125,16 @@ class SimulatorConfig(BaseModel):
         2**32, ge=2, le=2**32, description="cumulative counters wrap to 0 at this value (UInt32)"
     )
     counter_start: int = Field(0, ge=0, description="initial value of every cumulative counter")
+    #: ambient temperature, degC (not read by the line model at present)
     ambient_c: float = 20.0
+    #: value of the Recipe tag at start
     initial_recipe: str = "Default"
     extra_tags: int = Field(0, ge=0, le=100_000, description="synthetic Double tags for benchmarks")
-    extra_rate_hz: float = Field(10.0, gt=0, le=1000)
+    extra_rate_hz: float = Field(10.0, gt=0, le=1000, description="update rate of each synthetic tag")
     production_log_max: int = Field(
         200_000, ge=0, description="production events kept for production_between() queries"
     )
+    #: OPC UA endpoints and users
     security: SecurityConfig = Field(default_factory=SecurityConfig)
 
     @field_validator("line")

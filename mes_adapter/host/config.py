@@ -22,7 +22,9 @@ class HostConfig(BaseModel):
     host_id: str = "mes"
     #: MQTT client id; default ``uns-host-<host_id>``
     client_id: str | None = None
+    #: MQTT protocol version; the embedded amqtt broker speaks 3.1.1 only
     protocol: Literal["3.1.1", "5"] = "3.1.1"
+    #: MQTT keep-alive, seconds
     keepalive_s: int = Field(30, ge=5, le=3600)
     #: ISA-95 ⇄ Sparkplug id convention used to place metrics in the UNS
     mapping: NamespaceMapping = NamespaceMapping()
@@ -44,6 +46,7 @@ class HostConfig(BaseModel):
     stale_on_shutdown: bool = True
     #: bound of each change-stream consumer's queue (oldest dropped beyond it)
     change_stream_size: int = Field(10_000, gt=0)
+    #: first reconnect delay; back-off up to reconnect_max_s
     reconnect_min_s: float = Field(0.5, gt=0)
     reconnect_max_s: float = Field(15.0, gt=0)
 

@@ -8,7 +8,8 @@
 
 The yielded :class:`EmbeddedBrokerEndpoint` looks like ``tests.support.mosquitto.BrokerEndpoint``
 (``.host .port .url .pid .kind``) so a test can run against either broker. The process is stopped
-by its PID when the block ends.
+by its PID when the block ends. The broker's ``/metrics`` endpoint is off unless ``metrics_port``
+is given (its default, 9101, would make parallel brokers collide).
 """
 
 from __future__ import annotations
@@ -49,6 +50,14 @@ class EmbeddedBrokerEndpoint(BrokerEndpoint):
     tls_port: int | None = None
     cafile: Path | None = None
     log_path: Path | None = None
+    metrics_port: int | None = None
+
+    @property
+    def metrics_url(self) -> str:
+        """``http://127.0.0.1:PORT`` of /metrics, /healthz and /readyz (``metrics_port=`` given)."""
+        if self.metrics_port is None:
+            raise ValueError("this broker was started without metrics_port")
+        return f"http://{self.host}:{self.metrics_port}"
 
     def url_for(self, username: str | None = None, password: str | None = None, scheme: str = "mqtt") -> str:
         """A broker URL for ``uns.mqtt_url`` with optional credentials: mqtt, mqtts or ws."""
@@ -111,7 +120,7 @@ def write_password_file(path: Path, users: Mapping[str, User]) -> Path:
 def embedded_broker(workdir: Path, *, users: Mapping[str, User] | None = None,
                     demo_anonymous: str = "read-write", websocket: bool = True, tls: bool = False,
                     sys_interval: float = 0, extra_config: Mapping[str, Any] | None = None,
-                    ) -> Iterator[EmbeddedBrokerEndpoint]:
+                    metrics_port: int | None = None) -> Iterator[EmbeddedBrokerEndpoint]:
     """Run ``uns broker run`` on free 127.0.0.1 ports; by default anonymous clients may do anything."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -120,6 +129,7 @@ def embedded_broker(workdir: Path, *, users: Mapping[str, User] | None = None,
         "websocket": None,
         "demo_anonymous": demo_anonymous,
         "sys_interval": sys_interval,
+        "http": None if metrics_port is None else {"host": "127.0.0.1", "port": metrics_port},
     }
     ws_port = tls_port = None
     cafile = None
@@ -140,11 +150,12 @@ def embedded_broker(workdir: Path, *, users: Mapping[str, User] | None = None,
     log_path = workdir / f"broker-{port}.log"
     with running(uns_command("broker", "run", "--config", str(config_path)), log_path=log_path,
                  env={"PYTHONUNBUFFERED": "1"}) as proc:
-        for p in (port, ws_port, tls_port):
+        for p in (port, ws_port, tls_port, metrics_port):
             if p is not None:
                 try:
                     wait_for_port(p, timeout=20)
                 except TimeoutError:
                     raise RuntimeError(f"embedded broker did not start; log {log_path}:\n"
                                        f"{log_path.read_text(errors='replace')[-3000:]}") from None
-        yield EmbeddedBrokerEndpoint("127.0.0.1", port, "embedded", proc.pid, ws_port, tls_port, cafile, log_path)
+        yield EmbeddedBrokerEndpoint("127.0.0.1", port, "embedded", proc.pid, ws_port, tls_port, cafile, log_path,
+                                     metrics_port)

@@ -18,6 +18,10 @@ def register(app: typer.Typer) -> None:
         ws_port: int = typer.Option(9001, "--ws-port"),
         opcua_port: int = typer.Option(4840, "--opcua-port"),
         http_port: int = typer.Option(8080, "--http-port"),
+        edge_metrics_port: int = typer.Option(9102, "--edge-metrics-port",
+                                              help="edge node /metrics, /healthz, /readyz"),
+        broker_metrics_port: int = typer.Option(9101, "--broker-metrics-port",
+                                                help="broker /metrics, /healthz, /readyz"),
     ) -> None:
         """Write broker, edge node, allowlist and adapter configs with fresh secrets."""
         from uns.cli.stack import Profile, StackPorts, write_stack_config
@@ -30,5 +34,6 @@ def register(app: typer.Typer) -> None:
         except ValueError:
             typer.echo(f"uns init: --profile must be local or compose, not {profile!r}", err=True)
             raise typer.Exit(2) from None
-        write_stack_config(out, chosen, StackPorts(mqtt_port, ws_port, opcua_port, http_port))
+        write_stack_config(out, chosen, StackPorts(mqtt_port, ws_port, opcua_port, http_port,
+                                                   edge_http=edge_metrics_port, broker_http=broker_metrics_port))
         typer.echo(f"wrote the {chosen.value} stack config to {out}")

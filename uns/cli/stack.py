@@ -26,7 +26,7 @@ import base64
 import hashlib
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,13 @@ class StackPorts:
     ws: int = 9001
     opcua: int = 4840
     http: int = 8080
+    #: the edge node's and the broker's /metrics, /healthz, /readyz (the adapter's are on ``http``)
+    edge_http: int = 9102
+    broker_http: int = 9101
+
+    def as_dict(self) -> dict[str, int]:
+        """The ``ports`` of ``stack.yaml``; `uns up` regenerates the config when they differ."""
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -102,7 +109,7 @@ def write_stack_config(out: Path, profile: Profile = Profile.LOCAL, ports: Stack
 
     passwords = {"edge": secrets.token_urlsafe(18), "mes": secrets.token_urlsafe(18)}
     users = PasswordFile()
-    users = with_user(users, "edge", passwords["edge"], "edge-line", ids.group_id, ids.edge_node_id)
+    users = with_user(users, "edge", passwords["edge"], "edge", ids.group_id, ids.edge_node_id)
     users = with_user(users, "mes", passwords["mes"], "host", None, None)
     save_password_file(out / "users.yaml", users)
     os.chmod(out / "users.yaml", 0o600)
@@ -110,21 +117,13 @@ def write_stack_config(out: Path, profile: Profile = Profile.LOCAL, ports: Stack
     broker_url = f"mqtt://{hosts['broker']}:{ports.mqtt}"
     edge_url = f"mqtt://edge:{passwords['edge']}@{hosts['broker']}:{ports.mqtt}"
     mes_url = f"mqtt://mes:{passwords['mes']}@{hosts['broker']}:{ports.mqtt}"
-    # an edge node also publishes its command results on its line's `_cmd` topics
-    edge_role = {
-        "publish": [f"spBv1.0/{{group}}/{t}/{{edge}}" for t in ("NBIRTH", "NDEATH", "NDATA")]
-        + [f"spBv1.0/{{group}}/{t}/{{edge}}/+" for t in ("DBIRTH", "DDEATH", "DDATA")]
-        + [f"{LINE.topic}/_cmd/#"],
-        "subscribe": ["spBv1.0/{group}/NCMD/{edge}", "spBv1.0/{group}/DCMD/{edge}/+", "spBv1.0/STATE/+",
-                      "spBv1.0/{group}/NDATA/{edge}", "spBv1.0/{group}/DDATA/{edge}/+"],
-    }
     _write(out / "broker.yaml", _yaml("uns-hub embedded broker", {
         "tcp": {"host": hosts["bind"], "port": ports.mqtt},
         "websocket": {"host": hosts["bind"], "port": ports.ws},
         "password_file": "users.yaml",
         "demo_anonymous": "read-only",
         "sys_interval": 10,
-        "roles": {"edge-line": edge_role},
+        "http": {"host": hosts["bind"], "port": ports.broker_http},
     }))
 
     sim_config = SimulatorConfig()
@@ -137,6 +136,7 @@ def write_stack_config(out: Path, profile: Profile = Profile.LOCAL, ports: Stack
     signers = _write_demo_signers(out)
     if "commands" in EdgeConfig.model_fields:  # the edge re-checks every command (last line of defence)
         plant["commands"] = {"allowlist": "allowlist.yaml", "users": "signers.yaml"}
+    plant["http"] = {"host": hosts["bind"], "port": ports.edge_http}  # /metrics, /healthz, /readyz
     _write(out / "plant.yaml", _yaml("uns-hub edge node for the simulated line", plant), secret=True)
 
     _write(out / "allowlist.yaml", _yaml("writable setpoints of the simulated line", _allowlist(ids, catalog)))
@@ -182,7 +182,7 @@ def write_stack_config(out: Path, profile: Profile = Profile.LOCAL, ports: Stack
 
     summary = {
         "profile": profile.value,
-        "ports": {"mqtt": ports.mqtt, "ws": ports.ws, "opcua": ports.opcua, "http": ports.http},
+        "ports": ports.as_dict(),
         "broker_url": broker_url,
         "opcua_endpoint": endpoint,
         "host_id": HOST_ID,
@@ -270,8 +270,14 @@ def _mosquitto_acl(group_id: str, edge_node_id: str) -> str:
         *edge,
         "",
         "user mes",
-        "topic readwrite #",
+        "# the host reads everything and writes STATE, commands and the UNS, never edge messages",
+        "topic read #",
         "topic read $SYS/#",
         "topic read $sparkplug/#",
+        "topic write spBv1.0/STATE/#",
+        "topic write spBv1.0/+/NCMD/#",
+        "topic write spBv1.0/+/DCMD/#",
+        f"topic write {LINE.enterprise}/#",
+        "topic write sparkplug/#",
         "",
     ])

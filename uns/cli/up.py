@@ -36,6 +36,10 @@ def up(
     ws_port: int = typer.Option(9001, "--ws-port"),
     opcua_port: int = typer.Option(4840, "--opcua-port"),
     http_port: int = typer.Option(8080, "--http-port"),
+    edge_metrics_port: int = typer.Option(9102, "--edge-metrics-port",
+                                          help="edge node /metrics, /healthz, /readyz (generated config)"),
+    broker_metrics_port: int = typer.Option(9101, "--broker-metrics-port",
+                                            help="embedded broker /metrics, /healthz, /readyz"),
     run_for: float | None = typer.Option(None, "--run-for", help="stop by itself after this many seconds"),
     demo_batch: bool = typer.Option(True, "--demo-batch/--no-demo-batch",
                                     help="with the simulator: start a batch (MES context and PLC) so counts, "
@@ -51,11 +55,11 @@ def up(
     console = Console(stderr=False, highlight=False, soft_wrap=True)
     uns = [sys.executable, "-m", "uns.cli.main"]
     folder = data_dir / "config"
-    ports = StackPorts(mqtt_port, ws_port, opcua_port, http_port)
+    ports = StackPorts(mqtt_port, ws_port, opcua_port, http_port, edge_http=edge_metrics_port,
+                       broker_http=broker_metrics_port)
     stack_file = folder / "stack.yaml"
     summary = yaml.safe_load(stack_file.read_text()) if stack_file.exists() else None
-    if summary is None or fresh or summary.get("ports") != {"mqtt": mqtt_port, "ws": ws_port,
-                                                             "opcua": opcua_port, "http": http_port}:
+    if summary is None or fresh or summary.get("ports") != ports.as_dict():
         summary = write_stack_config(folder, Profile.LOCAL, ports)
         console.print(f"[dim]wrote the stack config to {folder}[/dim]")
 
@@ -63,9 +67,10 @@ def up(
     simulator = config is None
     wanted = {http_port: "MES adapter HTTP"}
     if embedded_broker:
-        wanted |= {mqtt_port: "MQTT broker", ws_port: "MQTT over WebSocket"}
-    if simulator:
-        wanted[opcua_port] = "simulated line (OPC UA)"
+        wanted |= {mqtt_port: "MQTT broker", ws_port: "MQTT over WebSocket",
+                   broker_metrics_port: "broker metrics HTTP"}
+    if simulator:  # the generated plant.yaml serves the edge's metrics; a --config file decides for itself
+        wanted |= {opcua_port: "simulated line (OPC UA)", edge_metrics_port: "edge node metrics HTTP"}
     try:
         check_ports_free(wanted)
     except PortInUseError as exc:
@@ -106,7 +111,7 @@ def up(
         if not stop.is_set() and simulator and demo_batch:
             _start_demo_batch(console, summary, ports)
         if not stop.is_set():
-            _print_urls(console, summary, ports, embedded_broker)
+            _print_urls(console, summary, ports, embedded_broker, edge_metrics=simulator)
         deadline = None if run_for is None else time.monotonic() + run_for
         while not stop.is_set():
             failed = supervisor.failed()
@@ -178,14 +183,19 @@ def _line_born(http_port: int, token: str) -> bool:
     return any(line.get("nodes_online", 0) for line in lines)
 
 
-def _print_urls(console, summary: dict, ports, embedded_broker: bool) -> None:  # type: ignore[no-untyped-def]
+def _print_urls(console, summary: dict, ports, embedded_broker: bool,  # type: ignore[no-untyped-def]
+                edge_metrics: bool = True) -> None:
     http = f"http://127.0.0.1:{ports.http}"
     tokens = summary.get("tokens", {})
     console.print()
     console.print("[bold green]uns-hub is running[/bold green]")
     console.print(f"  Dashboard        {http}/   (token: operator {tokens.get('operator', '?')})")
     console.print(f"  REST API docs    {http}/docs")
-    console.print(f"  Prometheus       {http}/metrics")
+    console.print(f"  Prometheus       {http}/metrics   (MES adapter)")
+    if embedded_broker:
+        console.print(f"                   http://127.0.0.1:{ports.broker_http}/metrics   (broker; /healthz, /readyz)")
+    if edge_metrics:
+        console.print(f"                   http://127.0.0.1:{ports.edge_http}/metrics   (edge node; /healthz, /readyz)")
     if embedded_broker:
         console.print(f"  MQTT             mqtt://127.0.0.1:{ports.mqtt}   (WebSocket ws://127.0.0.1:{ports.ws}/mqtt)")
         console.print(f"  OPC UA (sim)     opc.tcp://127.0.0.1:{ports.opcua}")

@@ -78,15 +78,20 @@ class _Strict(BaseModel):
 class RateLimit(_Strict):
     """At most ``max_writes`` accepted commands per ``per_s`` seconds (sliding window), per rule."""
 
+    #: accepted commands allowed in the window
     max_writes: PositiveInt
+    #: length of the sliding window, seconds
     per_s: PositiveFloat
 
 
 class StateSource(_Strict):
     """The metric holding a line's (or cell's) machine state, and how its numbers map to names."""
 
+    #: Sparkplug device id of the state metric; None for a node-level metric
     device_id: str | None = None
+    #: metric name of the state tag
     metric: str = Field(min_length=1)
+    #: numbers to names: "packml", a {number: name} map, or None when the metric is a string
     names: Literal["packml"] | dict[int, str] | None = None
 
     def name_of(self, raw: str | int | None) -> str | None:
@@ -102,11 +107,15 @@ class StateSource(_Strict):
 class ValueRule(_Strict):
     """Type and range of one value: a written metric or one method argument."""
 
+    #: Sparkplug datatype name of the value (Double, Int32, Boolean, String, ...)
     datatype: str | None = None
+    #: smallest allowed value (numbers)
     min: float | None = None
+    #: largest allowed value (numbers)
     max: float | None = None
     #: allowed values are ``min + k*step`` (or ``k*step`` without min)
     step: PositiveFloat | None = None
+    #: the only values allowed
     enum: list[Any] | None = None
 
     @model_validator(mode="after")
@@ -163,24 +172,35 @@ def _in_enum(value: Any, allowed: list[Any]) -> bool:
 
 
 class MethodArg(ValueRule):
+    """One argument of an OPC UA method call, typed and ranged like a written value."""
+
+    #: argument name, a key of the command value's JSON object
     name: str = Field(min_length=1)
+    #: Sparkplug datatype name of the argument (required)
     datatype: str  # required for arguments
 
 
 class NodeWrite(_Strict):
     """Write the value to one OPC UA node; read back from ``readback_node_id`` (default: the same)."""
 
+    #: OPC UA NodeId string of the variable to write
     node_id: str = Field(min_length=1)
+    #: recorded in the audit trail only; the node id is used as written (pin a namespace with nsu=<uri>;s=...)
     namespace_uri: str | None = None
+    #: variable read back to confirm the write; default node_id
     readback_node_id: str | None = None
 
 
 class MethodCall(_Strict):
     """Call an OPC UA method with the arguments in declared order, in one atomic Call service."""
 
+    #: the object the method is called on
     object_node_id: str = Field(min_length=1)
+    #: the method
     method_node_id: str = Field(min_length=1)
+    #: recorded in the audit trail only; the node id is used as written (pin a namespace with nsu=<uri>;s=...)
     namespace_uri: str | None = None
+    #: arguments in the order the method declares them
     args: list[MethodArg] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -197,22 +217,31 @@ class WritableMetric(ValueRule):
 
     #: stable rule id for the audit trail; default ``<edge_node_id>/<device_id or ->/<metric>``
     id: str | None = None
+    #: Sparkplug device id; None for a node-level metric (NCMD)
     device_id: str | None = None
+    #: metric name as born by the edge node
     metric: str = Field(min_length=1)
+    #: free text for people reading the allowlist
     description: str | None = None
+    #: accepted commands per sliding window
     rate_limit: RateLimit | None = None
     #: state names in which a command is allowed; None = any state
     allowed_states: list[str] | None = None
     #: overrides the line's state source
     state: StateSource | None = None
+    #: two-person rule: a second, different user must sign (approved, verified or reviewed)
     critical: bool = False
+    #: the second signature must come within this many seconds of the first
     second_signature_window_s: PositiveFloat = 900.0
     #: absolute tolerance of the read-back comparison
     tolerance: float = Field(default=0.0, ge=0.0)
+    #: how long the edge waits for a Good read-back that matches
     readback_timeout_s: PositiveFloat = 5.0
     #: longest a command may wait (in the host queue or the edge's offline queue) before it expires
     validity_s: PositiveFloat = 300.0
+    #: write a variable (exactly one of write and call)
     write: NodeWrite | None = None
+    #: call a method (exactly one of write and call)
     call: MethodCall | None = None
 
     @model_validator(mode="after")
@@ -263,9 +292,15 @@ class WritableMetric(ValueRule):
 
 
 class LineRules(_Strict):
+    """The rules of one edge node (one line), by its Sparkplug ids."""
+
+    #: Sparkplug group id, as on the wire
     group_id: str = Field(min_length=1)
+    #: Sparkplug edge node id, as on the wire
     edge_node_id: str = Field(min_length=1)
+    #: where the line's machine state is read (default for its rules)
     state: StateSource | None = None
+    #: the writable metrics and callable methods
     metrics: list[WritableMetric] = Field(default_factory=list)
 
     def rule_id(self, rule: WritableMetric) -> str:
@@ -276,7 +311,11 @@ class LineRules(_Strict):
 
 
 class Allowlist(_Strict):
+    """The command allowlist file: nothing is written to a PLC unless a rule here names it."""
+
+    #: version of the file, recorded in every audit record
     version: str = Field(min_length=1)
+    #: rules per edge node
     lines: list[LineRules] = Field(default_factory=list)
 
     def find(self, group_id: str, edge_node_id: str, device_id: str | None,
