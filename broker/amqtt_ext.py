@@ -27,6 +27,7 @@ routing costs less than in plain amqtt.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import importlib.metadata
 import logging
 import time
@@ -51,6 +52,9 @@ from .sparkplug_aware import (
 from .sys_topics import BrokerStats
 from .topics import topic_matches
 
+_AUTHENTICATED = "uns.authenticated"
+#: client ids whose sessions amqtt wanted to delete during a CONNECT not yet authenticated (per task)
+_DEFERRED_DELETES: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("uns_deferred_deletes", default=None)
 log = logging.getLogger("broker")
 
 KEEPALIVE_FACTOR = 1.5  # MQTT 3.1.1 §3.1.2.10
@@ -114,6 +118,9 @@ class UnsBroker(Broker):
 
     # ---- connect: keep-alive and authentication -------------------------------------------
     async def _initialize_client_session(self, *args: Any, **kwargs: Any) -> tuple[BrokerProtocolHandler, Session]:
+        # amqtt deletes the old session of a clean-session client id here, before authenticating:
+        # hold that back until the new client has proved who it is (_handle_client_session)
+        _DEFERRED_DELETES.set([])
         handler, session = await super()._initialize_client_session(*args, **kwargs)
         handler.__class__ = KeepAliveBrokerHandler  # same layout, one method differs (fix 1)
         handler.on_keepalive_expired = self._count_keepalive_expired
@@ -124,7 +131,37 @@ class UnsBroker(Broker):
     def _count_keepalive_expired(self, _session: Session) -> None:
         self.stats.keepalive_expired += 1
 
+    async def _handle_client_session(self, reader: Any, writer: Any, client_session: Session,
+                                     handler: BrokerProtocolHandler, server: Any, listener_name: str) -> None:
+        """Refuse before amqtt touches its session table.
+
+        amqtt 0.12.1 authenticates, then takes over any live client with the same client id and
+        files the new session as connected *whatever the verdict*: a refused CONNECT kicked a
+        legitimate client off and left a session behind forever (memory any anonymous peer could
+        grow), and a clean-session CONNECT deleted the live client's session before its password
+        was checked. A refused client here gets its CONNACK and is closed without any of that.
+        """
+        if not await self._authenticate(client_session, self.listeners_config[listener_name]):
+            handler.attach(client_session, reader, writer)
+            await handler.mqtt_connack_authorize(False)
+            await writer.close()
+            return
+        client_session.attributes[_AUTHENTICATED] = True  # amqtt asks again: answer from the verdict
+        deferred, _ = _DEFERRED_DELETES.get(), _DEFERRED_DELETES.set(None)
+        for client_id in deferred or ():
+            await super()._delete_session(client_id)
+        await super()._handle_client_session(reader, writer, client_session, handler, server, listener_name)
+
+    async def _delete_session(self, client_id: str) -> None:
+        deferred = _DEFERRED_DELETES.get()
+        if deferred is not None:  # a CONNECT not yet authenticated (see _initialize_client_session)
+            deferred.append(client_id)
+            return
+        await super()._delete_session(client_id)
+
     async def _authenticate(self, session: Session, listener: ListenerConfig) -> bool:
+        if session.attributes.pop(_AUTHENTICATED, False):
+            return True
         if not await super()._authenticate(session, listener):
             self.stats.connects_refused += 1
             return False
