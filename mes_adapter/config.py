@@ -29,7 +29,7 @@ DEFAULT_STATE_MAP: dict[str, MachineState] = {
 class RetryPolicy(BaseModel):
     """Exponential backoff with jitter for webhook deliveries, and when to give up."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     max_attempts: int = Field(12, ge=1, description="attempts before a confirmation is dead-lettered")
     initial_delay_s: float = Field(1.0, gt=0, description="wait after the first failure")
@@ -49,7 +49,7 @@ class RetryPolicy(BaseModel):
 class WebhookConfig(BaseModel):
     """Where production confirmations are POSTed; ``url=None`` keeps them on the UNS only."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     #: http(s) URL that receives each confirmation as a POST with an Idempotency-Key header
     url: str | None = None
@@ -74,7 +74,7 @@ class WebhookConfig(BaseModel):
 class CounterSignal(BaseModel):
     """A cumulative counter tag and what it counts."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     #: Sparkplug metric name of the counter
     metric: str = Field(min_length=1)
@@ -99,7 +99,7 @@ class CounterSignal(BaseModel):
 class StateSignal(BaseModel):
     """The machine-state tag of a line and how its values map to OEE categories."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     #: Sparkplug metric name of the state tag
     metric: str = Field(min_length=1)
@@ -118,7 +118,7 @@ class StateSignal(BaseModel):
 class LineConfig(BaseModel):
     """The MES view of one line: its counters, its state tag, and its ideal cycle times."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     #: the line as `<enterprise>/<site>/<area>/<line>`
     line: str
@@ -156,7 +156,7 @@ class LineConfig(BaseModel):
 class OeeConfig(BaseModel):
     """How stops count in OEE."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     #: stops up to this long are speed loss (inside APT); None: ISO strict, every stop is ADET
     micro_stop_threshold_s: float | None = Field(120.0, ge=0)
@@ -165,7 +165,7 @@ class OeeConfig(BaseModel):
 class MesConfig(BaseModel):
     """Everything the MES core needs; the host and REST API compose it into the running adapter."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     #: SQLite files of context, records, production and the outbox
     data_dir: Path = Path("data/mes")

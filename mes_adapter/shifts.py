@@ -23,7 +23,7 @@ _ALL_DAYS = frozenset(range(7))
 class ShiftDefinition(BaseModel):
     """A recurring shift, e.g. ``early`` 06:00–14:00 Monday to Friday (days: 0 = Monday)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str = Field(min_length=1)
     start: time
@@ -41,7 +41,7 @@ class ShiftDefinition(BaseModel):
 class PlannedBreak(BaseModel):
     """A recurring planned stop in local time (break, daily sanitation), on the given weekdays."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str = Field(min_length=1)
     start: time
@@ -52,7 +52,7 @@ class PlannedBreak(BaseModel):
 class PlannedDowntime(BaseModel):
     """A one-off planned stop in UTC ms (planned maintenance, planned changeover); all lines if None."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str = Field(min_length=1)
     start_ms: int
@@ -77,7 +77,7 @@ class ShiftWindow:
 class ShiftCalendar(BaseModel):
     """The plant's shift plan and planned downtime."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     timezone: str = "UTC"
     shifts: list[ShiftDefinition] = Field(default_factory=list)

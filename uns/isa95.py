@@ -44,7 +44,7 @@ def validate_isa95_name(value: str, level: str) -> str:
 class LinePath(BaseModel):
     """Where a production line sits in the ISA-95 hierarchy."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     enterprise: str
     site: str
@@ -64,7 +64,7 @@ class LinePath(BaseModel):
 class EquipmentPath(BaseModel):
     """A line plus, optionally, a cell (work unit). ``cell=None`` is the line itself."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     line: LinePath
     cell: str | None = None
@@ -85,7 +85,7 @@ class MappingMode(StrEnum):
 
 
 class SparkplugIds(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     group_id: str
     edge_node_id: str
@@ -95,7 +95,7 @@ class SparkplugIds(BaseModel):
 class NamespaceMapping(BaseModel):
     """How ISA-95 placement maps onto Sparkplug ids (configurable per edge node / host)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     mode: MappingMode = MappingMode.LINE_PER_EDGE_NODE
     gateway_id: str | None = None
