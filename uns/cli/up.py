@@ -94,7 +94,15 @@ def up(
                                  ready_ports=[opcua_port]))
     specs.append(ServiceSpec("adapter", adapter_cmd, ready_ports=[http_port],
                              ready_check=lambda: _http_ok(f"http://127.0.0.1:{http_port}/readyz")))
-    specs.append(ServiceSpec("edge", [*uns, "edge", "run", "--config", str(config or folder / "plant.yaml")],
+    edge_config = config or folder / "plant.yaml"
+    if broker and config is None:
+        # the simulated line's edge node follows the adapter to the external broker
+        plant = yaml.safe_load(edge_config.read_text())
+        plant["sparkplug"]["brokers"] = [broker]
+        edge_config = folder / "plant-external-broker.yaml"
+        edge_config.write_text(yaml.safe_dump(plant, sort_keys=False))
+        edge_config.chmod(0o600)
+    specs.append(ServiceSpec("edge", [*uns, "edge", "run", "--config", str(edge_config)],
                              ready_check=lambda: _line_born(http_port, summary["tokens"]["viewer"]),
                              ready_timeout=90))
 
