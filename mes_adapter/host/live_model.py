@@ -357,12 +357,20 @@ class LiveModel:
                 self.historical_values += 1
                 changes.append(MetricChange(state, historical=True))
                 continue
-            if old.quality is not Quality.STALE and state.source_timestamp_ms < old.source_timestamp_ms:
+            if (old.quality is not Quality.STALE and not _no_value_yet(old)
+                    and state.source_timestamp_ms < old.source_timestamp_ms):
                 self.out_of_order_values += 1
                 continue
             table[name] = state  # type: ignore[index]
             changes.append(MetricChange(state))
         return changes
+
+
+def _no_value_yet(state: MetricState) -> bool:
+    """A null born without a Bad quality: the edge had no value yet (e.g. its OPC UA session was
+    not up at the birth). The placeholder carries the birth time, so the first real value, whose
+    source timestamp is older, must still replace it; otherwise a counter's baseline is lost."""
+    return state.value is None and state.quality is Quality.GOOD
 
 
 def _stale_all(table: dict[str, MetricState], at_ms: int, changes: list[Change]) -> None:

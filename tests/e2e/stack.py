@@ -8,7 +8,9 @@ ports; services are the very `uns <service> run` commands, started and stopped b
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
+import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -19,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from tests.support.mosquitto import mosquitto_binary
 from tests.support.net import free_port
 from tests.support.procs import uns_command
 from uns.supervisor import ServiceSpec, Supervisor
@@ -73,7 +76,15 @@ def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: fl
 
 
 @contextmanager
-def running_stack(workdir: Path, *, adapter_overrides: Callable[[dict], None] | None = None) -> Iterator[Stack]:
+def running_stack(workdir: Path, *, adapter_overrides: Callable[[dict], None] | None = None,
+                  broker: str = "embedded") -> Iterator[Stack]:
+    """``broker="mosquitto"`` runs Debian's Mosquitto with the config `uns init` generated for it
+    (same users and ACL) instead of ``uns broker run``: nothing else changes, which is the point."""
+    if broker == "mosquitto":
+        # Mosquitto started as root drops to the `mosquitto` user, which cannot enter pytest's
+        # 0700 tmp folders: keep the config in a folder it can traverse
+        workdir = Path(tempfile.mkdtemp(prefix="uns-stack-"))
+        workdir.chmod(0o755)
     folder = workdir / "config"
     ports = {name: free_port() for name in ("mqtt", "ws", "opcua", "http")}
     result = subprocess.run(uns_command("init", "--out", str(folder), "--mqtt-port", str(ports["mqtt"]),
@@ -91,8 +102,15 @@ def running_stack(workdir: Path, *, adapter_overrides: Callable[[dict], None] | 
     stack = Stack(folder, ports["mqtt"], ports["opcua"], ports["http"], summary["tokens"], supervisor,
                   summary["line"])
     try:
-        supervisor.start(ServiceSpec("broker", uns_command("broker", "run", "--config", str(folder / "broker.yaml")),
-                                     ready_ports=[ports["mqtt"]]))
+        if broker == "mosquitto":
+            binary = mosquitto_binary()
+            assert binary, "mosquitto is missing: scripts/test installs it"
+            supervisor.start(ServiceSpec("broker", [binary, "-c", str(folder / "mosquitto.conf")],
+                                         ready_ports=[ports["mqtt"]]))
+        else:
+            supervisor.start(ServiceSpec("broker", uns_command("broker", "run", "--config",
+                                                               str(folder / "broker.yaml")),
+                                         ready_ports=[ports["mqtt"]]))
         supervisor.start(ServiceSpec("simulator", uns_command("sim", "run", "--host", "127.0.0.1", "--port",
                                                               str(ports["opcua"]), "--seed", "7"),
                                      ready_ports=[ports["opcua"]]))
@@ -106,3 +124,5 @@ def running_stack(workdir: Path, *, adapter_overrides: Callable[[dict], None] | 
         yield stack
     finally:
         supervisor.stop_all()
+        if broker == "mosquitto":
+            shutil.rmtree(workdir, ignore_errors=True)

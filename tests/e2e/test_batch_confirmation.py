@@ -14,6 +14,7 @@ import time
 from collections import deque
 from pathlib import Path
 
+import pytest
 from asyncua import Client, ua
 
 from simulator.client import call_method, call_simulation, double, uint32
@@ -30,7 +31,9 @@ async def _truth(endpoint: str) -> tuple[int, int]:
         return int(good), int(reject)
 
 
-def test_confirmation_counts_equal_the_simulator_and_survive_a_webhook_outage(tmp_path: Path) -> None:
+@pytest.mark.parametrize("broker", ["embedded", "mosquitto"])
+def test_confirmation_counts_equal_the_simulator_and_survive_a_webhook_outage(tmp_path: Path, broker: str) -> None:
+    """The same stack on the embedded broker and on Mosquitto: only the broker URL differs."""
     with Receiver(script=deque([503])) as receiver:
         def configure(adapter: dict) -> None:
             adapter["mes"]["webhook"] = {"url": receiver.url}
@@ -39,7 +42,7 @@ def test_confirmation_counts_equal_the_simulator_and_survive_a_webhook_outage(tm
             adapter["mes"]["retry"] = {"initial_delay_s": 0.2, "max_delay_s": 1.0, "max_attempts": 5}
             adapter["confirmations_every_s"] = 0.5
 
-        with running_stack(tmp_path, adapter_overrides=configure) as stack:
+        with running_stack(tmp_path, adapter_overrides=configure, broker=broker) as stack:
             line_path = stack.line
             good0, reject0 = asyncio.run(_truth(stack.opcua))
             status, body = stack.api("POST", f"/api/lines/{line_path}/batch/start",

@@ -87,10 +87,13 @@ class EdgeScript:
         return self.topic(MessageType.DDATA, self.device), encode_payload(payload, MessageType.DDATA)
 
     def ndata(self, values: dict[str, Any]) -> tuple[str, bytes]:
-        ts = now_ms()
+        return self.ndata_at(values, ts=now_ms())
+
+    def ndata_at(self, values: dict[str, Any], *, ts: int) -> tuple[str, bytes]:
+        """NDATA whose metrics carry ``ts`` (a source timestamp that may be older than the birth)."""
         table = {n: (a, d) for n, a, d, _ in self.node_metrics}
         metrics = [Metric(alias=table[n][0], datatype=table[n][1], value=v, timestamp=ts) for n, v in values.items()]
-        return self.topic(MessageType.NDATA), encode_payload(Payload(metrics, timestamp=ts, seq=self._next_seq()),
+        return self.topic(MessageType.NDATA), encode_payload(Payload(metrics, timestamp=now_ms(), seq=self._next_seq()),
                                                              MessageType.NDATA)
 
     def ddeath(self) -> tuple[str, bytes]:

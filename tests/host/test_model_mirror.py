@@ -11,6 +11,7 @@ from mes_adapter.host.tracker import EdgeTracker
 from tests.host.edge import CELL, EDGE, GROUP, EdgeScript
 from uns.conventions import Quality
 from uns.isa95 import NamespaceMapping
+from uns.sparkplug.datatypes import DataType
 
 LINE = "acme/plant1/packaging/line1"
 
@@ -217,3 +218,21 @@ def test_node_changes_are_streamed() -> None:
         if isinstance(c, NodeChange):
             nodes.append((c.online, c.reason))
     assert nodes == [(True, "nbirth"), (False, "ndeath")]
+
+
+def test_first_value_replaces_a_null_birth_placeholder_even_if_older() -> None:
+    """An edge that births before its source answered sends null stamped with the birth time; the
+    first real value carries its (older) source timestamp and must still land, or a counter's
+    baseline is lost. A Bad null (Quality 0) is a value and keeps the ordering rule."""
+    p = Pipeline()
+    edge = EdgeScript(node_metrics=[("Line/State", 1, DataType.String, "RUNNING"),
+                                    ("Line/GoodCount", 2, DataType.UInt64, None)])
+    p.feed(edge.nbirth())
+    p.feed(edge.dbirth())
+    born = p.model.metric(GROUP, EDGE, None, "Line/GoodCount")
+    assert born is not None and born.value is None
+    p.feed(edge.ndata_at({"Line/GoodCount": 0}, ts=born.source_timestamp_ms - 5_000))
+    p.flush()
+    assert p.model.metric(GROUP, EDGE, None, "Line/GoodCount").value == 0  # type: ignore[union-attr]
+    assert p.published[f"{LINE}/Line/GoodCount"]["value"] == 0
+    assert p.model.out_of_order_values == 0
