@@ -341,6 +341,10 @@ class SimulatedLineServer:
                     await server.write_attribute_value(node_id, ua.DataValue(
                         Value=ua.Variant(synthetic_value(index, step), ua.VariantType.Double),
                         SourceTimestamp=now, ServerTimestamp=now))
+                    if index % 250 == 249:
+                        # write_attribute_value never yields: without this a step of thousands of
+                        # writes blocks the server's loop for up to a second and clients time out
+                        await asyncio.sleep(0)
             delay = next_at - loop.time()
             if delay < -interval:
                 next_at = loop.time()
