@@ -2,8 +2,8 @@
 
 Repeat with::
 
-    .venv/bin/python bench/host_mirror_bench.py                 # Mosquitto and the embedded broker
-    .venv/bin/python bench/host_mirror_bench.py --brokers mosquitto --tags 2000 --messages 4000
+    .venv/bin/python bench/host_mirror_bench.py                 # Mosquitto and embedded, 2,000 and 10,000/s
+    .venv/bin/python bench/host_mirror_bench.py --brokers mosquitto --rates 10000 --mirror-qos 0
 
 For each broker (started on a free loopback port, stopped by PID) the host runs in this process
 (``SparkplugHost``, default config: conflation 100 ms, QoS 1 retained mirror), and a child process
@@ -14,10 +14,12 @@ not share a GIL:
    ``--per-message`` aliased metrics as fast as paho sends them (QoS 0). Reported: metrics/s
    decoded by the host (first to last data message handled), mirror publishes/s (PUBACKed), and
    how many changes conflation merged.
-2. latency: ``--rate`` metrics/s for ``--seconds``, each tag changing at most every
-   ``tags / rate * per_message`` s (so conflation never holds a value back), the value being the
-   send time in ms; the child subscribes to the mirror topics and records receive - send
-   (publisher → broker → host decode → mirror publish → broker → subscriber), p50/p99/max.
+2. latency, once per rate of ``--rates`` (default 2,000 and 10,000 metrics/s): that many
+   metrics/s for ``--seconds`` over ``max(tags, rate × 0.25 s)`` tags, so each tag changes at most
+   every 250 ms and the 100 ms conflation never holds a value back; the value is the send time in
+   ms. The child first re-births and waits until the mirror is quiet (the birth burst must not
+   count as latency), then records receive - send (publisher → broker → host decode
+   → mirror publish → broker → subscriber), p50/p99/max, and received/expected.
 
 Numbers depend on the machine; the design target is p99 under 250 ms at 10,000 changes/s
 end-to-end on 2 cores (design.md "Speed and scale").
@@ -64,10 +66,12 @@ def _child(args: argparse.Namespace) -> None:
     names = [f"T{i:05d}" for i in range(args.tags)]
     latencies: list[float] = []
     start_ms = [float("inf")]
+    last_rx = [time.monotonic()]
     lock = threading.Lock()
 
     def on_message(client, userdata, msg) -> None:  # noqa: ANN001
         received = time.time() * 1000
+        last_rx[0] = time.monotonic()
         try:
             value = json.loads(msg.payload).get("value")
         except ValueError:
@@ -98,6 +102,9 @@ def _child(args: argparse.Namespace) -> None:
                       for i, n in enumerate(names)], timestamp=ts, seq=next_seq())
     pub.publish(node_topic(GROUP, "DBIRTH", EDGE, DEVICE), encode_payload(dbirth, MessageType.DBIRTH))
     time.sleep(1.0)
+    quiet_by = time.monotonic() + 30  # the birth's value and _meta burst must be mirrored first
+    while time.monotonic() < quiet_by and time.monotonic() - last_rx[0] < 0.5:
+        time.sleep(0.05)
     ddata_topic = node_topic(GROUP, "DDATA", EDGE, DEVICE)
     cursor = 0
 
@@ -153,7 +160,7 @@ def _child(args: argparse.Namespace) -> None:
 async def _run_child(args: argparse.Namespace, host: str, port: int, mode: str) -> dict:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, __file__, "--child", mode, "--host", host, "--port", str(port), "--tags", str(args.tags),
-        "--messages", str(args.messages), "--per-message", str(args.per_message), "--rate", str(args.rate),
+        "--messages", str(args.messages), "--per-message", str(args.per_message), "--rate", str(args.rate or 1),
         "--seconds", str(args.seconds), stdout=asyncio.subprocess.PIPE)
     out, _ = await proc.communicate()
     return json.loads(out.decode().strip().splitlines()[-1])
@@ -162,8 +169,11 @@ async def _run_child(args: argparse.Namespace, host: str, port: int, mode: str) 
 async def _bench_broker(args: argparse.Namespace, kind: str, host: str, port: int) -> dict:
     from mes_adapter.host import HostConfig, SparkplugHost
 
-    config = HostConfig(broker_url=f"mqtt://{host}:{port}", host_id=f"bench-{kind}",
-                        conflation_interval_ms=args.conflation_ms, stale_on_shutdown=False)
+    settings: dict[str, object] = {"broker_url": f"mqtt://{host}:{port}", "host_id": f"bench-{kind}",
+                                   "conflation_interval_ms": args.conflation_ms, "stale_on_shutdown": False}
+    if args.mirror_qos is not None:
+        settings["mirror_qos"] = args.mirror_qos  # absent from HostConfig before the mirror publisher
+    config = HostConfig(**settings)  # type: ignore[arg-type]
     results: dict[str, object] = {"broker": kind}
     async with SparkplugHost(config) as sp_host:
         await sp_host.wait_online(20)
@@ -199,10 +209,14 @@ async def _bench_broker(args: argparse.Namespace, kind: str, host: str, port: in
             "conflated": stats.mirror_conflated, "publisher_s": round(child["publish_s"], 2),
             "invalid": stats.invalid_payloads, "seq_gaps": stats.seq_gaps,
         }
-        # 2. latency
-        child = await _run_child(args, host, port, "latency")
-        results["latency"] = {"rate_metrics_per_s": args.rate, **child,
-                              "host_mirror_lag_ms": sp_host.stats.mirror_lag_ms}
+        # 2. latency, per rate, each tag changing at most every 250 ms (no conflation)
+        results["latency"] = []
+        for rate in args.rates:
+            tags = max(args.tags, int(rate * 0.25))
+            child = await _run_child(argparse.Namespace(**{**vars(args), "rate": rate, "tags": tags}),
+                                     host, port, "latency")
+            results["latency"].append({"rate_metrics_per_s": rate, "tags": tags, **child,
+                                       "host_mirror_lag_ms": sp_host.stats.mirror_lag_ms})
     return results
 
 
@@ -238,7 +252,9 @@ def main() -> None:
     parser.add_argument("--tags", type=int, default=1000)
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--per-message", type=int, default=50)
-    parser.add_argument("--rate", type=int, default=2000, help="metrics/s in the latency phase")
+    parser.add_argument("--rates", default="2000,10000", help="metrics/s of each latency phase, comma-separated")
+    parser.add_argument("--rate", type=int, help="one latency phase at this rate (instead of --rates)")
+    parser.add_argument("--mirror-qos", type=int, choices=[0, 1], help="HostConfig.mirror_qos (default: the host's)")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--conflation-ms", type=int, default=100)
     parser.add_argument("--child", choices=["throughput", "latency"])
@@ -248,12 +264,16 @@ def main() -> None:
     if args.child:
         _child(args)
         return
+    args.rates = [args.rate] if args.rate else [int(r) for r in args.rates.split(",")]
     results = asyncio.run(_main(args))
-    print("\nbroker     decoded/s  mirrored/s  conflated  latency p50/p99/max ms (at %d metrics/s)" % args.rate)
+    print("\nbroker     decoded/s  mirrored/s  conflated | rate/s  latency p50/p99/max ms  received/expected")
     for r in results:
-        t, lat = r["throughput"], r["latency"]
-        print(f"{r['broker']:<10} {t['decoded_per_s']:>9}  {t['mirror_published_per_s']:>10}  {t['conflated']:>9}  "
-              f"{lat.get('p50_ms')}/{lat.get('p99_ms')}/{lat.get('max_ms')} ({lat['received']}/{lat['sent_metrics']})")
+        t = r["throughput"]
+        for i, lat in enumerate(r["latency"]):
+            head = (f"{r['broker']:<10} {t['decoded_per_s']:>9}  {t['mirror_published_per_s']:>10}  {t['conflated']:>9}"
+                    if i == 0 else " " * 43)
+            print(f"{head} | {lat['rate_metrics_per_s']:>6}  {lat.get('p50_ms')}/{lat.get('p99_ms')}/{lat.get('max_ms'):<12}"
+                  f"  {lat['received']}/{lat['sent_metrics']}")
 
 
 if __name__ == "__main__":

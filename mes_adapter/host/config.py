@@ -42,6 +42,12 @@ class HostConfig(BaseModel):
     use_certificates: bool = True
     #: also mirror ``Node Control/*`` and ``Device Control/*`` metrics
     include_control_metrics: bool = False
+    #: QoS of the retained mirror messages. 0 is legitimate for a conflated last-value mirror on a
+    #: local broker and costs about half of 1; either way each batch ends with a QoS 1 fence whose
+    #: PUBACK confirms it, so a lost connection re-sends what may not have arrived
+    mirror_qos: Literal[0, 1] = 1
+    #: mirror messages handed to the MQTT client and not yet confirmed; beyond it they conflate
+    mirror_window: int = Field(1024, ge=1, le=60_000)
     #: on a clean stop, republish every mirrored tag as STALE before going offline
     stale_on_shutdown: bool = True
     #: bound of each change-stream consumer's queue (oldest dropped beyond it)
@@ -68,3 +74,8 @@ class HostConfig(BaseModel):
     @property
     def mqtt_client_id(self) -> str:
         return self.client_id or f"uns-host-{self.host_id}"
+
+    @property
+    def mirror_client_id(self) -> str:
+        """The UNS mirror's own connection (no Will: STATE stays on the Sparkplug session)."""
+        return f"{self.mqtt_client_id}-mirror"

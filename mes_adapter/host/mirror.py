@@ -1,7 +1,7 @@
 """The plain-JSON UNS mirror: where each metric goes, what its JSON says, and when it is sent.
 
 Pure: fed :class:`~mes_adapter.host.live_model.Change` records and a clock, it hands back the
-retained messages to publish (QoS 1, retained, by the MQTT shell).
+retained messages to publish (QoS 1 by default, retained, by :mod:`.mirror_publisher`).
 
 Topics. Ids that follow the ISA-95 convention (``uns.isa95.NamespaceMapping``) go to
 ``[<mirror_root>/]<enterprise>/<site>/<area>/<line>[/<cell>]/<metric path>``. Ids that do not
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable
+from itertools import islice
 from dataclasses import dataclass
 
 from uns.isa95 import NamespaceMapping, metric_path_levels
@@ -179,13 +180,33 @@ class UnsMirror:
         out: list[MirrorMessage] = []
         ready = self._ready
         last_sent = self._last_sent
-        while ready and (limit is None or len(out) < limit):
-            topic = next(iter(ready))
+        # one walk over the dict per call: next(iter(ready)) per message re-walks the slots of
+        # every entry popped before (quadratic on a large backlog)
+        topics = list(ready) if limit is None else list(islice(ready, limit))
+        for topic in topics:
             pending = ready.pop(topic)
             last_sent[topic] = now_ms
             out.append(MirrorMessage(topic, pending.payload, pending.received_ms))
         self.counters.taken += len(out)
         return out
+
+    def restore(self, messages: Iterable[MirrorMessage]) -> int:
+        """Put back messages a lost connection may not have delivered; returns how many topics.
+
+        The latest of them per topic is queued to go out at once, unless the topic already holds a
+        newer unsent value: those came later from the model, so restoring can never put an older
+        value after a newer one.
+        """
+        latest: dict[str, MirrorMessage] = {}
+        for message in messages:
+            latest[message.topic] = message
+        restored = 0
+        for topic, message in latest.items():
+            if topic in self._ready or topic in self._held:
+                continue
+            self._ready[topic] = _Pending(message.payload, message.received_ms)
+            restored += 1
+        return restored
 
     def next_due_ms(self) -> int | None:
         """When the earliest held message becomes ready (None if nothing is held)."""

@@ -17,8 +17,11 @@ What it does with each piece:
   ncmd-rebirth-verb/-name/-value, tck-id-payloads-ncmd-seq/-qos/-retain; the metric is never
   aliased, the one exception to tck-id-payloads-alias-data-cmd-requirement).
 * :class:`~.live_model.LiveModel` applies the events and streams changes;
-  :class:`~.mirror.UnsMirror` shapes and conflates them into retained QoS 1 JSON, published by a
-  separate task so a slow broker only makes the mirror conflate more, never blocks decoding.
+  :class:`~.mirror.UnsMirror` shapes and conflates them into retained JSON, and
+  :class:`~.mirror_publisher.MirrorPublisher` publishes it on its own paho connection
+  (``<client id>-mirror``, no Will), so mirror bulk neither costs aiomqtt's per-publish overhead
+  nor queues in front of STATE and NCMD; a slow broker only makes the mirror conflate more,
+  never blocks decoding.
 * If the connection drops, every node goes offline and every tag STALE (spec ch. 5), and the
   shell reconnects with back-off and a new STATE timestamp.
 
@@ -47,14 +50,14 @@ from uns.sparkplug.topic import CERTIFICATES_PREFIX, MessageType, node_topic
 from .config import HostConfig
 from .live_model import LiveModel
 from .mirror import UnsMirror
+from .mirror_publisher import MirrorPublisher
 from .session import Disconnect, HostSession, Publish, SessionState, parse_state
-from .stats import HostStats, LagWindow
+from .stats import HostStats
 from .tracker import EdgeTracker, Event, ProtocolViolation, RebirthNeeded
 
 log = logging.getLogger("uns.host")
 
 _STATE_PREFIX = "spBv1.0/STATE/"
-_MIRROR_BATCH = 256
 _SHUTDOWN_FLUSH_S = 5.0
 
 
@@ -105,11 +108,14 @@ class SparkplugHost:
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
         self._control: list[Publish] = []
-        self._lag = LagWindow()
+        self.mirror_publisher = MirrorPublisher(
+            self.mirror, config.broker, config.mirror_client_id, qos=config.mirror_qos, protocol=config.protocol,
+            keepalive_s=config.keepalive_s, window=config.mirror_window, reconnect_min_s=config.reconnect_min_s,
+            reconnect_max_s=config.reconnect_max_s, clock=clock)
+        self._mirror_task: asyncio.Task[None] | None = None
         self._log_violation = _ViolationLog()
         self._messages_in = 0
         self._bytes_in = 0
-        self._mirror_published = 0
         self._reconnects = 0
         self._handler_errors = 0
         self._connections = 0
@@ -126,6 +132,8 @@ class SparkplugHost:
     async def start(self) -> None:
         if self._task is not None:
             raise RuntimeError("host already started")
+        self._mirror_task = asyncio.create_task(self.mirror_publisher.run(),
+                                                name=f"uns-mirror-{self.config.host_id}")
         self._task = asyncio.create_task(self._run(), name=f"sparkplug-host-{self.config.host_id}")
 
     async def wait_online(self, timeout: float = 15.0) -> None:
@@ -136,7 +144,9 @@ class SparkplugHost:
         return self.session.online
 
     async def stop(self) -> None:
-        """Clean shutdown: STALE mirror (if configured), STATE offline, DISCONNECT."""
+        """Clean shutdown: STALE mirror (if configured), STATE offline, DISCONNECT; then the mirror
+        connection (after a short flush of whatever is still pending, e.g. STALE values offered
+        while the Sparkplug session was already down)."""
         if self._task is None:
             return
         self._stop.set()
@@ -147,6 +157,9 @@ class SparkplugHost:
             with contextlib.suppress(BaseException):
                 await self._task
         self._task = None
+        if self._mirror_task is not None:
+            await self.mirror_publisher.close(self._mirror_task)
+            self._mirror_task = None
 
     # -- read access -------------------------------------------------------------------------
 
@@ -155,6 +168,8 @@ class SparkplugHost:
         t = self.tracker.counters
         v = t.violations
         m = self.mirror.counters
+        out = self.mirror_publisher
+        lag = out.lag
         return HostStats(
             messages_in=self._messages_in, bytes_in=self._bytes_in,
             births=t.nbirths + t.dbirths, nbirths=t.nbirths, dbirths=t.dbirths,
@@ -165,12 +180,13 @@ class SparkplugHost:
             invalid_topics=v["invalid_topic"], oversize=v["oversize"], violations=dict(v),
             certificates_used=t.certificates_used, historical_values=self.model.historical_values,
             out_of_order_values=self.model.out_of_order_values,
-            mirror_published=self._mirror_published, mirror_conflated=m.conflated,
-            mirror_pending=self.mirror.pending,
-            mirror_lag_ms={"last": self._lag.last, "max": self._lag.max,
-                           "p50": self._lag.percentile(0.5), "p99": self._lag.percentile(0.99)},
+            mirror_published=out.published, mirror_conflated=m.conflated,
+            mirror_pending=self.mirror.pending + out.unconfirmed,
+            mirror_lag_ms={"last": lag.last, "max": lag.max, "p50": lag.percentile(0.5), "p99": lag.percentile(0.99)},
             change_stream_dropped=self.model.dropped_changes, reconnects=self._reconnects,
             state_reasserted=self.session.reasserted, handler_errors=self._handler_errors,
+            extra={"mirror_connected": out.connected, "mirror_reconnects": out.reconnects,
+                   "mirror_restored": out.restored, "mirror_qos": out.qos},
         )
 
     # -- commands ----------------------------------------------------------------------------
@@ -270,7 +286,6 @@ class SparkplugHost:
         protocol = aiomqtt.ProtocolVersion.V5 if cfg.protocol == "5" else aiomqtt.ProtocolVersion.V311
         client_kwargs: dict[str, Any] = {
             "identifier": cfg.mqtt_client_id, "protocol": protocol, "keepalive": cfg.keepalive_s,
-            "max_inflight_messages": _MIRROR_BATCH + 16,
             "will": aiomqtt.Will(will.topic, will.payload, qos=will.qos, retain=will.retain),
         }
         if protocol is aiomqtt.ProtocolVersion.V311:
@@ -278,8 +293,6 @@ class SparkplugHost:
         else:
             client_kwargs["clean_start"] = True  # -clean-session-50 (session expiry 0 is the default)
         client = aiomqtt.Client(**cfg.broker.aiomqtt_kwargs(**client_kwargs))
-        # the mirror keeps up to _MIRROR_BATCH QoS 1 publishes in flight on purpose
-        client.pending_calls_threshold = _MIRROR_BATCH + 16
         async with client:
             self._connections += 1
             subscribe = self.session.connected()
@@ -311,15 +324,10 @@ class SparkplugHost:
         now = self._clock()
         if self.config.stale_on_shutdown:
             self._apply(self.tracker.host_disconnected(now), now)
-        deadline = time.monotonic() + _SHUTDOWN_FLUSH_S
-        with contextlib.suppress(TimeoutError, aiomqtt.MqttError):
-            while time.monotonic() < deadline:
-                batch = self.mirror.take(self._clock() + self.config.conflation_interval_ms, _MIRROR_BATCH)
-                if not batch:
-                    break
-                for message in batch:
-                    await client.publish(message.topic, message.payload, qos=1, retain=True, timeout=2)
-                    self._mirror_published += 1
+        # the STALE values are confirmed by the broker before STATE offline goes out
+        if not await self.mirror_publisher.flush(_SHUTDOWN_FLUSH_S):
+            log.warning("host %s: %d mirror values not confirmed at shutdown", self.config.host_id,
+                        self.mirror.pending + self.mirror_publisher.unconfirmed)
         for action in self.session.shutdown(self._clock()):
             if isinstance(action, Publish):
                 await client.publish(action.topic, action.payload, qos=action.qos, retain=action.retain, timeout=5)
@@ -343,24 +351,13 @@ class SparkplugHost:
                 log.exception("host %s: error handling a message on %s", self.config.host_id, message.topic.value)
 
     async def _publisher(self, client: aiomqtt.Client) -> None:
+        """The session's own publishes (STATE re-assertions, rebirth NCMDs); the mirror has its own."""
         while True:
             self._wake.clear()
             while self._control:
                 action = self._control.pop(0)
                 await client.publish(action.topic, action.payload, qos=action.qos, retain=action.retain)
-            batch = self.mirror.take(self._clock(), _MIRROR_BATCH)
-            if batch:
-                # a window of QoS 1 publishes in flight: one PUBACK round trip per batch, not per message
-                await asyncio.gather(*(client.publish(m.topic, m.payload, qos=1, retain=True) for m in batch))
-                now = self._clock()
-                self._mirror_published += len(batch)
-                for message in batch:
-                    self._lag.add(now - message.received_ms)
-                continue
-            due = self.mirror.next_due_ms()
-            timeout = None if due is None else max(0.0, (due - self._clock()) / 1000)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+            await self._wake.wait()
 
     # -- one message (sync, pure parts only) ---------------------------------------------------
 
@@ -403,6 +400,7 @@ class SparkplugHost:
             else:
                 self.mirror.offer(self.model.apply(event), now)
         self._wake.set()
+        self.mirror_publisher.wake()
 
     def _other_host(self, topic: str, payload: bytes) -> None:
         try:

@@ -1,0 +1,94 @@
+"""The mirror's own connection: it survives being cut, loses no latest value and never reorders."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+
+import paho.mqtt.client as paho
+import pytest
+
+from mes_adapter.host.mirror import MirrorMessage, UnsMirror
+from tests.host.conftest import LINE, latest_json, running_host, wait_for
+from tests.host.edge import CELL, EDGE, GROUP, PahoEdge
+from tests.support.mosquitto import BrokerEndpoint, mosquitto_broker
+from tests.support.net import free_port
+from tests.support.sniffer import Sniffer
+
+SPEED = f"{LINE}/filler/Speed"
+
+
+def test_restore_never_puts_an_older_value_over_a_newer_pending_one() -> None:
+    mirror = UnsMirror(interval_ms=0)
+    mirror._queue("a", b"new-a", 5, 5)  # a newer value already waiting
+    restored = mirror.restore([MirrorMessage("a", b"old-a", 1), MirrorMessage("b", b"b1", 1),
+                               MirrorMessage("b", b"b2", 2)])
+    assert restored == 1
+    assert {m.topic: m.payload for m in mirror.take(10)} == {"a": b"new-a", "b": b"b2"}
+
+
+def _speeds(sniffer: Sniffer) -> list[float]:
+    return [json.loads(m.payload)["value"] for m in sniffer.snapshot(lambda m: m.topic == SPEED)]
+
+
+async def _stream(edge: PahoEdge, values: range, pause: float = 0.002) -> None:
+    for i in values:
+        edge.send(edge.script.ddata({"Speed": float(i)}))
+        await asyncio.sleep(pause)
+
+
+@pytest.mark.mosquitto
+@pytest.mark.parametrize("qos", [1, 0])
+async def test_mirror_connection_cut_loses_no_latest_value_and_never_reorders(
+        mosquitto: BrokerEndpoint, sniffer: Sniffer, edge: PahoEdge, qos: int) -> None:
+    """Another client takes over the mirror's client id (the broker drops the mirror connection)
+    while values stream; the Sparkplug session is untouched. The last value arrives, in order."""
+    async with running_host(mosquitto, mirror_qos=qos, conflation_interval_ms=20) as host:
+        edge.send(edge.script.nbirth())
+        edge.send(edge.script.dbirth())
+        await wait_for(sniffer, lambda m: m.topic == SPEED)
+        streaming = asyncio.create_task(_stream(edge, range(1, 400)))
+        await asyncio.sleep(0.2)
+        intruder = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=host.config.mirror_client_id)
+        intruder.connect(mosquitto.host, mosquitto.port)
+        intruder.loop_start()
+        await asyncio.sleep(0.3)  # values change while the mirror is cut
+        intruder.disconnect()
+        intruder.loop_stop()
+        await streaming
+        await wait_for(sniffer, lambda m: m.topic == SPEED and json.loads(m.payload)["value"] == 399.0, timeout=15)
+        assert host.stats.extra["mirror_reconnects"] >= 1
+        assert host.online and host.stats.reconnects == 0  # the Sparkplug session never noticed
+    speeds = [v for v in _speeds(sniffer) if v != 120.5]  # the birth value first
+    assert speeds == sorted(speeds), "a mirror value went backwards"
+    assert speeds[-1] == 399.0  # the clean stop's STALE keeps the last value
+
+
+@pytest.mark.mosquitto
+async def test_mirror_comes_back_after_a_broker_restart(tmp_path) -> None:
+    """Mosquitto restarts (no persistence): the STALE values of the lost session reach the new
+    broker over the mirror's new connection, then the re-born values replace them."""
+    port = free_port()
+    with mosquitto_broker(tmp_path, port=port) as broker, Sniffer(broker.host, broker.port) as sniffer:
+        async with running_host(broker, reconnect_min_s=0.2, reconnect_max_s=0.5, stale_on_shutdown=False) as host:
+            with PahoEdge(broker.host, broker.port) as e:
+                e.send(e.script.nbirth())
+                e.send(e.script.dbirth())
+                await wait_for(sniffer, lambda m: m.topic == SPEED)
+            os.kill(broker.pid, signal.SIGKILL)  # the broker we started, by PID
+            again = tmp_path / "again"
+            again.mkdir()
+            with mosquitto_broker(again, port=port) as restarted, Sniffer(restarted.host, restarted.port) as late:
+                await wait_for(late, lambda m: m.topic == SPEED and json.loads(m.payload)["quality"] == "STALE",
+                               timeout=20)
+                await host.wait_online(15)
+                with PahoEdge(restarted.host, restarted.port) as e2:
+                    e2.send(e2.script.nbirth())
+                    e2.send(e2.script.dbirth())
+                    e2.send(e2.script.ddata({"Speed": 55.5}))
+                    await wait_for(late, lambda m: m.topic == SPEED and json.loads(m.payload)["value"] == 55.5)
+                assert latest_json(late, SPEED)["quality"] == "GOOD"
+                assert host.stats.extra["mirror_reconnects"] >= 1
+                assert host.model.metric(GROUP, EDGE, CELL, "Speed").value == 55.5  # type: ignore[union-attr]
