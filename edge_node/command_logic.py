@@ -63,6 +63,8 @@ class Pending:
     write_status_code: int | None = None
     written_at_ms: int | None = None
     readbacks: list[Observed] = field(default_factory=list)
+    #: its row in the command journal while it waits (:mod:`edge_node.command_journal`), else None
+    journal_id: int | None = None
 
 
 def readback_node(rule: WritableMetric) -> str | None:
@@ -127,9 +129,11 @@ def refusal_outcome(decision: Decision) -> Outcome:
 
 
 def malformed_result(command_id: uuid.UUID, *, group_id: str, edge_node_id: str, device_id: str | None,
-                     metric: str, message: str, received_at_ms: int, completed_at_ms: int) -> CommandResult:
-    """The answer to a CMD metric that could not be read as a command but named its command id."""
-    return CommandResult(command_id=command_id, outcome=Outcome.REFUSED, reason=ReasonCode.MALFORMED_COMMAND,
+                     metric: str, message: str, received_at_ms: int, completed_at_ms: int,
+                     reason: ReasonCode = ReasonCode.MALFORMED_COMMAND) -> CommandResult:
+    """The answer to a CMD metric that could not be read as a command but named its command id
+    (``not_allowlisted`` when it addressed a device or metric this edge never declared)."""
+    return CommandResult(command_id=command_id, outcome=Outcome.REFUSED, reason=reason,
                          message=message, group_id=group_id, edge_node_id=edge_node_id, device_id=device_id,
                          metric=metric, received_at_ms=received_at_ms, completed_at_ms=completed_at_ms)
 

@@ -79,7 +79,9 @@ class CommandRuntime:
 
 
 async def start_commands(config: EdgeConfig, client: Any) -> CommandRuntime:
-    """Build and start the executor, and make it the client's NCMD/DCMD handler."""
+    """Build and start the executor (it resumes or closes what the last run left open, see
+    :mod:`edge_node.command_recovery`), and make it the client's NCMD/DCMD handler, also for
+    commands the client's session could not decode."""
     allowlist, users = load_rules(config)
     commands = config.commands
     audit_path = (commands.audit_db if commands and commands.audit_db else config.data_dir / "audit" / "commands.db")
@@ -105,6 +107,9 @@ async def start_commands(config: EdgeConfig, client: Any) -> CommandRuntime:
         data_dir=config.data_dir, endpoint_of_device=endpoint_of_device, state_nodes=state_nodes)
     await executor.start()
     client.set_command_handler(executor.handle)
+    set_rejected = getattr(client, "set_rejected_command_handler", None)
+    if set_rejected is not None:  # a client without it only counts undecodable commands
+        set_rejected(executor.handle_rejected)
     if commands is None or commands.allowlist is None:
         log.warning("no commands allowlist configured: every NCMD/DCMD will be refused and audited")
     return CommandRuntime(executor, audit)

@@ -19,6 +19,22 @@ Whatever the host sent, a DCMD/NCMD metric reaches OPC UA only through here (des
    every step into the edge's own hash-chained audit log (the edge is the one writer of its
    chain). The new value reaches the UNS as DDATA through the normal subscription path.
 
+**Restart safety.** A command that has to wait (its endpoint is down, or others are ahead of it)
+is written to the command journal (:mod:`edge_node.command_journal`, SQLite in the data dir)
+before its ``queued`` audit record, and removed once its final record and result are out. At
+start-up (:meth:`CommandExecutor.start`) the journal and the audit chain are compared
+(:mod:`edge_node.command_recovery`): journaled commands resume in arrival order through the
+normal checks (``expired`` if overdue), and every other open command gets a final ``failed``
+record and a result, saying whether the write may have happened. Persisting the queue, rather
+than only closing what was open, keeps the promise a ``queued`` record makes: the command still
+runs when OPC UA comes back, restart or not.
+
+**Undecodable commands.** An NCMD/DCMD the Sparkplug session could not decode reaches
+:meth:`CommandExecutor.handle_rejected` (wired with
+:meth:`edge_node.mqtt_client.SparkplugEdgeClient.set_rejected_command_handler`) and is refused
+like any other command: audited, and answered on the result topic when its envelope names a
+command id (:mod:`edge_node.command_rejects` decides what is said).
+
 The write session is dedicated (:class:`edge_node.opcua_writer.OpcUaWriter`, one per endpoint),
 so telemetry load does not delay a command. Audit appends (SQLite, fsync) run in a worker thread
 so the event loop keeps pumping telemetry while the disk syncs.
@@ -50,6 +66,7 @@ from uns.isa95 import NamespaceMapping
 from uns.sparkplug.model import Metric, now_ms
 from uns.sparkplug.topic import MessageType, SparkplugTopic
 
+from .command_journal import CommandJournal, CommandJournalError, JournalEntry
 from .command_logic import (
     Observed,
     Pending,
@@ -63,8 +80,22 @@ from .command_logic import (
     refusal_outcome,
     result_of,
 )
+from .command_recovery import (
+    Close,
+    Discard,
+    Republish,
+    Resume,
+    Step,
+    Trail,
+    closing_entry,
+    plan_recovery,
+    read_trails,
+    result_from,
+)
+from .command_rejects import details_of, reason_for, rejected_metrics
 from .config import OpcUaEndpointConfig
 from .opcua_writer import OpcUaWriter, ReadResult, WriterDisconnected, to_variant
+from .session_events import RejectedCommand
 
 log = logging.getLogger(__name__)
 
@@ -86,10 +117,37 @@ class StateNode:
     node_id: str
 
 
+@dataclass(frozen=True, slots=True)
+class _Arrived:
+    """Metrics of one decoded NCMD/DCMD, as the session delivered them."""
+
+    device_id: str | None
+    metrics: list[Metric]
+    received_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Undecodable:
+    rejected: RejectedCommand
+    received_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Recovered:
+    """A start-up step for a command the previous run left open."""
+
+    step: Step
+
+
+_IntakeItem = _Arrived | _Undecodable | _Recovered
+
+
 @dataclass
 class ExecutorStats:
     received: int = 0
     malformed: int = 0
+    #: NCMD/DCMD messages the session could not decode (each audited and, if possible, answered)
+    undecodable: int = 0
     refused: int = 0
     queued: int = 0
     expired: int = 0
@@ -99,6 +157,12 @@ class ExecutorStats:
     failed: int = 0
     results_unpublished: int = 0
     audit_errors: int = 0
+    #: commands the previous run left waiting, queued again at start-up
+    resumed: int = 0
+    #: commands the previous run left open, closed at start-up with a final record
+    closed_at_startup: int = 0
+    #: journal writes that failed (the command still runs; a restart would close it as failed)
+    journal_errors: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -111,7 +175,7 @@ class CommandExecutor:
                  audit: AuditLog, publisher: ResultPublisher, endpoints: Sequence[OpcUaEndpointConfig],
                  data_dir: Path, endpoint_of_device: Callable[[str | None], str],
                  state_nodes: dict[tuple[str | None, str], StateNode], clock: Callable[[], int] = now_ms,
-                 writers: dict[str, OpcUaWriter] | None = None) -> None:
+                 writers: dict[str, OpcUaWriter] | None = None, journal_path: Path | None = None) -> None:
         if not endpoints:
             raise ValueError("the command executor needs at least one OPC UA endpoint")
         self.group_id = group_id
@@ -126,7 +190,9 @@ class CommandExecutor:
         self.clock = clock
         self.stats = ExecutorStats()
         self.writers = writers or {ep.name: OpcUaWriter(ep, data_dir) for ep in endpoints}
-        self._intake: asyncio.Queue[tuple[str | None, list[Metric], int]] = asyncio.Queue()
+        self.journal_path = journal_path or data_dir / "commands" / "journal.db"
+        self.journal: CommandJournal | None = None
+        self._intake: asyncio.Queue[_IntakeItem] = asyncio.Queue()
         self._queues: dict[str, deque[Pending]] = {name: deque() for name in self.endpoints}
         self._wake: dict[str, asyncio.Event] = {name: asyncio.Event() for name in self.endpoints}
         self._tasks: list[asyncio.Task[None]] = []
@@ -135,6 +201,10 @@ class CommandExecutor:
     # -- lifetime -----------------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Open the journal, plan what the last run left open (queued first), then run."""
+        self.journal = await asyncio.to_thread(CommandJournal, self.journal_path)
+        for step in await asyncio.to_thread(self._recovery_plan, self.journal):
+            self._intake.put_nowait(_Recovered(step))
         loop = asyncio.get_running_loop()
         for name, writer in self.writers.items():
             self._tasks.append(loop.create_task(writer.run(), name=f"cmd-session-{name}"))
@@ -146,6 +216,18 @@ class CommandExecutor:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        journal, self.journal = self.journal, None
+        if journal is not None:  # what still waits stays in it, for the next start
+            await asyncio.to_thread(journal.close)
+
+    def _recovery_plan(self, journal: CommandJournal) -> list[Step]:
+        entries, bad_rows = journal.load()
+        trails = read_trails(self.audit.path, {str(e.request.command_id) for e in entries})
+        steps = plan_recovery(entries, bad_rows, trails)
+        if steps:
+            log.warning("the last run left %d command(s) open: %s", len(steps),
+                        ", ".join(type(s).__name__.lower() for s in steps))
+        return steps
 
     async def wait_ready(self, timeout: float = 30.0) -> None:
         """Until every command session is up (tests, readiness)."""
@@ -158,22 +240,39 @@ class CommandExecutor:
 
     async def handle(self, device_id: str | None, metrics: list[Metric]) -> None:
         """The Sparkplug client's command handler. Enqueues before any await: arrival order is kept."""
-        self._intake.put_nowait((device_id, list(metrics), self.clock()))
+        self._intake.put_nowait(_Arrived(device_id, list(metrics), self.clock()))
+
+    async def handle_rejected(self, rejected: RejectedCommand) -> None:
+        """The client's rejected-command handler: an NCMD/DCMD its session could not decode."""
+        self._intake.put_nowait(_Undecodable(rejected, self.clock()))
 
     # -- intake ---------------------------------------------------------------------------------
 
     async def _intake_loop(self) -> None:
         while True:
-            device_id, metrics, received = await self._intake.get()
-            kind = MessageType.NCMD if device_id is None else MessageType.DCMD
-            topic = SparkplugTopic(self.group_id, kind, self.edge_node_id, device_id)
-            for metric in metrics:
-                try:
-                    await self._admit(topic, metric, received)
-                except asyncio.CancelledError:
-                    raise
-                except Exception:  # noqa: BLE001 - a bug here must not stop later commands
-                    log.exception("command intake failed for %s", metric.name or metric.alias)
+            item = await self._intake.get()
+            try:
+                if isinstance(item, _Arrived):
+                    await self._arrived(item)
+                elif isinstance(item, _Undecodable):
+                    await self._refuse_undecodable(item.rejected, item.received_at_ms)
+                else:
+                    await self._recover(item.step)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - a bug here must not stop later commands
+                log.exception("command intake failed for %s", type(item).__name__)
+
+    async def _arrived(self, item: _Arrived) -> None:
+        kind = MessageType.NCMD if item.device_id is None else MessageType.DCMD
+        topic = SparkplugTopic(self.group_id, kind, self.edge_node_id, item.device_id)
+        for metric in item.metrics:
+            try:
+                await self._admit(topic, metric, item.received_at_ms)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - one bad metric must not stop the others
+                log.exception("command intake failed for %s", metric.name or metric.alias)
 
     async def _admit(self, topic: SparkplugTopic, metric: Metric, received: int) -> None:
         self.stats.received += 1
@@ -182,6 +281,11 @@ class CommandExecutor:
         except CommandWireError as exc:
             await self._refuse_malformed(topic, metric, str(exc), received)
             return
+        await self._accept(request, received)
+
+    async def _accept(self, request: CommandRequest, received: int, resumed: JournalEntry | None = None) -> None:
+        """Check, then queue (journaled if it has to wait) or refuse. ``resumed``: from the journal."""
+        journal_id = resumed.id if resumed is not None else None
         found = self.checker.rule_for(request)
         endpoint = self.endpoint_of_device(request.device_id)
         if self._queues[endpoint] or not self.writers[endpoint].connected.is_set():
@@ -194,22 +298,34 @@ class CommandExecutor:
             # the state is read (again) at execution, e.g. once OPC UA is back: judge it then
             deferrable = found is not None and decision.reason is ReasonCode.WRONG_MACHINE_STATE and unavailable
             if not deferrable:
-                await self._finish_refused(request, decision, rule, received, state_note)
+                await self._finish_refused(request, decision, rule, received, state_note, journal_id=journal_id)
                 return
         assert found is not None
         line, rule = found
         pending = Pending(request=request, rule=rule, line=line, endpoint=endpoint, received_at_ms=received,
-                          deadline_ms=deadline_ms(request, rule), decision=decision)
-        if not self.writers[endpoint].connected.is_set():
-            pending.queued = True
-            self.stats.queued += 1
-            await self._append(audit_events.command_entry(
-                AuditEvent.QUEUED, request, self._context(endpoint, request), rule=rule,
-                allowlist_rule_id=line.rule_id(rule), allowlist_version=decision.allowlist_version,
-                actor_user_id=request.requested_by,
-                message=f"OPC UA endpoint {endpoint!r} is down; queued until {pending.deadline_ms}"))
+                          deadline_ms=deadline_ms(request, rule), decision=decision, journal_id=journal_id)
+        if resumed is not None:
+            await self._hold(pending, f"edge restarted; resumed from the command journal (received {received})")
+        elif not self.writers[endpoint].connected.is_set():
+            await self._hold(pending, f"OPC UA endpoint {endpoint!r} is down")
+        elif self._queues[endpoint]:  # waits behind others: durable, but not audited as queued
+            pending.journal_id = await self._journal_add(request, received)
         self._queues[endpoint].append(pending)
         self._wake[endpoint].set()
+
+    async def _hold(self, pending: Pending, why: str) -> None:
+        """The command has to wait for OPC UA: journaled, then audited ``queued`` (each once)."""
+        if pending.journal_id is None:
+            pending.journal_id = await self._journal_add(pending.request, pending.received_at_ms)
+        if pending.queued:
+            return
+        pending.queued = True
+        self.stats.queued += 1
+        request, rule = pending.request, pending.rule
+        await self._append(audit_events.command_entry(
+            AuditEvent.QUEUED, request, self._context(pending.endpoint, request), rule=rule,
+            allowlist_rule_id=pending.line.rule_id(rule), allowlist_version=pending.decision.allowlist_version,
+            actor_user_id=request.requested_by, message=f"{why}; queued until {pending.deadline_ms}"))
 
     def _state_where(self, request: CommandRequest) -> tuple[StateNode | None, str | None]:
         """Where the rule's state metric is read (None: not needed, or not an edge tag, then the note)."""
@@ -260,6 +376,8 @@ class CommandExecutor:
                 await self._execute(pending, writer)
             except WriterDisconnected as exc:
                 log.warning("command %s waits: %s", pending.request.command_id, exc)
+                # it was taken for an idle, connected endpoint: now it waits like a queued one
+                await self._hold(pending, f"OPC UA session lost before the write ({exc})")
                 if writer.connected.is_set():  # another endpoint (the state's) is down: do not spin
                     await asyncio.sleep(0.05)
                 continue  # nothing was written: it stays at the head and runs after the reconnect
@@ -396,7 +514,8 @@ class CommandExecutor:
         )
 
     async def _finish_refused(self, request: CommandRequest, decision: Decision, rule: WritableMetric | None,
-                              received: int, state_note: str | None, pending: Pending | None = None) -> None:
+                              received: int, state_note: str | None, pending: Pending | None = None, *,
+                              journal_id: int | None = None) -> None:
         message = decision.message
         if state_note and decision.reason is ReasonCode.WRONG_MACHINE_STATE:
             message = f"{message} ({state_note})"
@@ -413,6 +532,7 @@ class CommandExecutor:
         if outcome is not Outcome.REFUSED:
             await self._append(audit_events.result_entry(request, result, self._context(endpoint, request), rule))
         await self._publish(request, result)
+        await self._journal_remove(pending.journal_id if pending is not None else journal_id)
 
     async def _finish(self, pending: Pending, outcome: Outcome, reason: ReasonCode | None, message: str) -> None:
         request = pending.request
@@ -427,26 +547,118 @@ class CommandExecutor:
                                          "allowlist_version": pending.decision.allowlist_version})
         await self._append(entry)
         await self._publish(request, result)
+        await self._journal_remove(pending.journal_id)
 
     async def _refuse_malformed(self, topic: SparkplugTopic, metric: Metric, message: str, received: int) -> None:
         self.stats.malformed += 1
-        label = metric.name or f"alias {metric.alias}"
-        command_id = _command_id_of(metric)
-        target = AuditTarget(group_id=self.group_id, edge_node_id=self.edge_node_id, device_id=topic.device_id,
+        await self._refuse_unreadable(topic.device_id, metric.name or f"alias {metric.alias}", _command_id_of(metric),
+                                      ReasonCode.MALFORMED_COMMAND, message, received,
+                                      {"value": _jsonable(metric.value)})
+
+    async def _refuse_undecodable(self, rejected: RejectedCommand, received: int) -> None:
+        """One audited refusal per command in a message the session could not decode."""
+        self.stats.undecodable += 1
+        reason = reason_for(rejected.fault)
+        details = details_of(rejected)
+        for found in rejected_metrics(rejected.payload):
+            self.stats.received += 1
+            if reason is ReasonCode.MALFORMED_COMMAND:
+                self.stats.malformed += 1
+            else:
+                self.stats.refused += 1
+            await self._refuse_unreadable(rejected.device_id, found.label, found.command_id, reason,
+                                          rejected.error, received, details)
+
+    async def _refuse_unreadable(self, device_id: str | None, label: str, command_id: uuid.UUID | None,
+                                 reason: ReasonCode, message: str, received: int, details: dict[str, Any]) -> None:
+        """Audit (and answer, if it names its id) a command that could not be read as a request."""
+        target = AuditTarget(group_id=self.group_id, edge_node_id=self.edge_node_id, device_id=device_id,
                              metric=label)
         await self._append(AuditEntry(
             event=AuditEvent.REFUSED, command_id=str(command_id) if command_id else None, source=self.source,
-            target=target, reason_code=ReasonCode.MALFORMED_COMMAND.value, message=message,
-            outcome=Outcome.REFUSED.value, details={"value": _jsonable(metric.value)}))
-        log.warning("refused malformed command metric %s: %s", label, message)
+            target=target, reason_code=reason.value, message=message, outcome=Outcome.REFUSED.value,
+            details=details))
+        log.warning("refused unreadable command %s (%s): %s", label, reason.value, message)
         if command_id is None:
             return
         result = malformed_result(command_id, group_id=self.group_id, edge_node_id=self.edge_node_id,
-                                  device_id=topic.device_id, metric=label, message=message, received_at_ms=received,
-                                  completed_at_ms=self.clock())
-        with contextlib.suppress(ValueError):
-            topic_text = result_topic(self.mapping, topic, command_id)
-            await self._publish_raw(topic_text, result)
+                                  device_id=device_id, metric=label, message=message, received_at_ms=received,
+                                  completed_at_ms=self.clock(), reason=reason)
+        await self._publish_result(result)
+
+    # -- start-up recovery -----------------------------------------------------------------------
+
+    async def _recover(self, step: Step) -> None:
+        if isinstance(step, Resume):
+            self.stats.resumed += 1
+            await self._accept(step.entry.request, step.entry.received_at_ms, resumed=step.entry)
+        elif isinstance(step, Close):
+            await self._close_open(step)
+        elif isinstance(step, Republish):
+            log.warning("command %s finished before the restart; publishing its result again", step.trail.command_id)
+            result = result_from(step.trail, step.trail.last, completed_at_ms=int(step.trail.last.get("ts_ms") or 0),
+                                 received_at_ms=step.entry.received_at_ms)
+            if result is not None:
+                await self._publish_result(result)
+            await self._journal_remove(step.entry.id)
+        elif isinstance(step, Discard):
+            log.error("command journal row %d (command %s) is unreadable (%s); dropped, its open audit record "
+                      "is closed instead", step.row.id, step.row.command_id, step.row.error)
+            await self._journal_remove(step.row.id)
+
+    async def _close_open(self, step: Close) -> None:
+        """A final ``failed`` record and result for a command the last run left open."""
+        self.stats.closed_at_startup += 1
+        self.stats.failed += 1
+        trail: Trail = step.trail
+        entry = closing_entry(trail, step.message, self.source)
+        log.warning("closing command %s left %s by the last run: %s", trail.command_id, trail.last_event,
+                    step.message)
+        await self._append(entry)
+        result = result_from(trail, entry.model_dump(mode="json"), completed_at_ms=self.clock(),
+                             received_at_ms=step.entry.received_at_ms if step.entry else None)
+        if result is not None:
+            await self._publish_result(result)
+        else:
+            self.stats.results_unpublished += 1
+            log.error("no result can be built for command %s from its audit record", trail.command_id)
+        if step.entry is not None:
+            await self._journal_remove(step.entry.id)
+
+    async def _journal_add(self, request: CommandRequest, received: int) -> int | None:
+        """Durable before the command waits; on a disk error it waits anyway (counted, logged: a
+        restart would then close it as failed from its ``queued`` record instead of resuming it)."""
+        journal = self.journal
+        if journal is None:
+            return None
+        try:
+            return await asyncio.to_thread(journal.add, request, received)
+        except CommandJournalError as exc:
+            self.stats.journal_errors += 1
+            log.error("%s; it is kept in memory only", exc)
+            return None
+
+    async def _journal_remove(self, journal_id: int | None) -> None:
+        journal = self.journal
+        if journal is None or journal_id is None:
+            return
+        try:
+            await asyncio.to_thread(journal.remove, journal_id)
+        except CommandJournalError as exc:  # a restart publishes its result again: harmless
+            self.stats.journal_errors += 1
+            log.error("%s", exc)
+
+    async def _publish_result(self, result: CommandResult) -> None:
+        """Publish a result that has no :class:`CommandRequest` (unreadable or recovered commands)."""
+        kind = MessageType.NCMD if result.device_id is None else MessageType.DCMD
+        try:
+            topic = result_topic(self.mapping, SparkplugTopic(result.group_id, kind, result.edge_node_id,
+                                                              result.device_id), result.command_id)
+        except ValueError as exc:
+            self.stats.results_unpublished += 1
+            log.error("no result topic for command %s: %s", result.command_id, exc)
+            return
+        await self._publish_raw(topic, result)
 
     async def _publish(self, request: CommandRequest, result: CommandResult) -> None:
         try:

@@ -9,6 +9,7 @@ Usage (the public API the OPC UA side calls)::
 
     async with SparkplugEdgeClient(config, definitions, data_dir) as client:
         client.set_command_handler(on_command)           # NCMD/DCMD writes, other than rebirth
+        client.set_rejected_command_handler(on_rejected) # NCMD/DCMD the session could not decode
         await client.device_online(DeviceOnline("Filler", current=[...]))
         client.submit(MetricUpdate("Filler", "Count", 42, ts))   # non-blocking
         await client.wait_birthed()
@@ -44,7 +45,7 @@ import random
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,7 @@ from .session import (
     MqttConnected,
     MqttDisconnected,
     Publish,
+    RejectedCommand,
     SessionSettings,
     Shutdown,
     StateReceived,
@@ -86,12 +88,14 @@ from .session import (
 from .sparkplug_config import EdgeSparkplugConfig
 from .store import SparkplugStore, StoreError
 
-__all__ = ["CommandHandler", "EdgeStats", "SparkplugEdgeClient"]
+__all__ = ["CommandHandler", "EdgeStats", "RejectedCommandHandler", "SparkplugEdgeClient"]
 
 log = logging.getLogger(__name__)
 
 #: ``async handler(device_id, metrics)`` for NCMD (device_id None) and DCMD writes
 CommandHandler = Callable[[str | None, list[Metric]], Awaitable[None]]
+#: ``async handler(rejected)`` for NCMD/DCMD the session could not decode (to audit and answer them)
+RejectedCommandHandler = Callable[[RejectedCommand], Awaitable[None]]
 
 _DATA_TYPES = (MessageType.NDATA, MessageType.DDATA)
 
@@ -152,7 +156,8 @@ class SparkplugEdgeClient:
         self._clock = clock
         self._rng = rng or random.Random()
         self._urls: list[BrokerURL] = config.broker_urls
-        self._settings = SessionSettings.from_config(config)
+        # this shell executes RejectedCommand (by handing it on, or logging that nobody listens)
+        self._settings = replace(SessionSettings.from_config(config), report_rejected_commands=True)
         # Built at start(): the session needs the persisted bdSeq
         self._session: EdgeSession | None = None
         self._store: SparkplugStore | None = None
@@ -171,6 +176,7 @@ class SparkplugEdgeClient:
         self._tasks: list[asyncio.Task[None]] = []
         self._handler_tasks: set[asyncio.Task[None]] = set()
         self._command_handler: CommandHandler | None = None
+        self._rejected_handler: RejectedCommandHandler | None = None
         self._state_topic = (str(StateTopic(config.primary_host_id)) if config.primary_host_id else None)
         g, e = config.group_id, config.edge_node_id
         self._ncmd_topic = node_topic(g, MessageType.NCMD, e)
@@ -262,6 +268,12 @@ class SparkplugEdgeClient:
     def set_command_handler(self, handler: CommandHandler | None) -> None:
         """Called for NCMD/DCMD metrics other than ``Node Control/Rebirth`` (the session handles that)."""
         self._command_handler = handler
+
+    def set_rejected_command_handler(self, handler: RejectedCommandHandler | None) -> None:
+        """Called for every NCMD/DCMD the session could not decode (not Sparkplug, unknown device,
+        alias or metric); it is counted in ``bad_commands`` either way. Optional: without a handler
+        such a command is only counted and logged, as before."""
+        self._rejected_handler = handler
 
     @property
     def connected(self) -> bool:
@@ -417,6 +429,8 @@ class SparkplugEdgeClient:
             self._lost.set()
         elif isinstance(action, DeliverCommand):
             self._deliver(action)
+        elif isinstance(action, RejectedCommand):
+            self._deliver_rejected(action)
         else:  # pragma: no cover - PersistBdSeq/Connect are handled by the connection loop
             raise LocalProtocolError(f"unexpected action {action!r} in the outbox")
 
@@ -497,13 +511,23 @@ class SparkplugEdgeClient:
             log.warning("no command handler: %d metric(s) of a command for %s ignored", len(action.metrics),
                         action.device_id or "the node")
             return
+        self._spawn_handler(lambda: handler(action.device_id, action.metrics), action.device_id)
+
+    def _deliver_rejected(self, action: RejectedCommand) -> None:
+        handler = self._rejected_handler
+        if handler is not None:  # else the session's count and log line are all there is
+            self._spawn_handler(lambda: handler(action), action.device_id)
+
+    def _spawn_handler(self, call: Callable[[], Awaitable[None]], device_id: str | None) -> None:
+        """Run a handler call in its own task: tasks start in creation order, so a handler that
+        enqueues before its first await sees commands in arrival order."""
 
         async def run() -> None:
             try:
-                await handler(action.device_id, action.metrics)
+                await call()
             except Exception:  # noqa: BLE001 - the handler's bug must not stop the edge node
                 self._handler_errors += 1
-                log.exception("command handler failed for %s", action.device_id or "the node")
+                log.exception("command handler failed for %s", device_id or "the node")
 
         task = asyncio.get_running_loop().create_task(run())
         self._handler_tasks.add(task)

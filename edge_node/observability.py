@@ -207,6 +207,13 @@ class EdgeCollector(Collector):
         yield counter("uns_edge_command_results_unpublished", "command results that could not be published",
                        c.results_unpublished)
         yield counter("uns_edge_command_audit_errors", "audit chain appends that failed", c.audit_errors)
+        yield counter("uns_edge_commands_undecodable", "NCMD/DCMD messages refused because the session could not "
+                      "decode them", c.undecodable)
+        yield counter("uns_edge_commands_resumed", "waiting commands resumed from the journal after a restart",
+                      c.resumed)
+        yield counter("uns_edge_commands_closed_at_startup", "open commands closed as failed after a restart",
+                      c.closed_at_startup)
+        yield counter("uns_edge_command_journal_errors", "command journal writes that failed", c.journal_errors)
 
 
 class EdgeObservability(ProbeServer):

@@ -49,6 +49,11 @@ Rules (reference/sparkplug-3.0.md §3.1, §3.3, §3.4, §3.5, §6):
     before routing it.
 11. Clean shutdown: last DATA, then NDEATH (QoS 1), then DISCONNECT
     (tck-id-operational-behavior-edge-node-intentional-disconnect-ndeath).
+12. An NCMD/DCMD that cannot be decoded (not Sparkplug, unknown device, an alias or name no
+    birth of ours declared: tck-id-payloads-alias-data-cmd-requirement, a datatype other than the
+    birth's) is a peer's fault: counted in ``bad_commands``, logged, and with
+    ``report_rejected_commands`` handed to the shell as :class:`RejectedCommand` so the command
+    side can audit and answer it. None of its metrics is delivered, not even a rebirth request.
 
 Whose fault: :class:`LocalProtocolError` (from :mod:`uns.sparkplug.errors`) for our callers'
 misuse (an event not allowed in this state, an undefined metric); a peer breaking Sparkplug (bad
@@ -75,6 +80,7 @@ from uns.sparkplug.topic import MessageType, StateTopic, node_topic, validate_id
 from .model import DeviceOffline, DeviceOnline, MetricDefinition, MetricUpdate
 from .session_events import (
     Action,
+    CommandFault,
     CommandReceived,
     Connect,
     ConnectFailed,
@@ -89,6 +95,7 @@ from .session_events import (
     MqttDisconnected,
     PersistBdSeq,
     Publish,
+    RejectedCommand,
     Shutdown,
     StateReceived,
     StoreDelete,
@@ -101,9 +108,9 @@ if TYPE_CHECKING:
     from .sparkplug_config import EdgeSparkplugConfig
 
 __all__ = [
-    "Action", "CommandReceived", "Connect", "ConnectFailed", "ConnectStarted", "DataConfirmed",
+    "Action", "CommandFault", "CommandReceived", "Connect", "ConnectFailed", "ConnectStarted", "DataConfirmed",
     "DeliverCommand", "Disconnect", "EdgeSession", "Event", "FetchHistory", "HistoryFetched",
-    "MqttConnected", "MqttDisconnected", "PersistBdSeq", "Publish", "SessionCounters", "SessionSettings",
+    "MqttConnected", "MqttDisconnected", "PersistBdSeq", "Publish", "RejectedCommand", "SessionCounters", "SessionSettings",
     "Shutdown", "State", "StateReceived", "StoreDelete", "StoreForward", "Subscribe", "Tick",
 ]
 
@@ -159,6 +166,9 @@ class SessionSettings:
     confirm_delivery: bool = True
     replay_values_per_tick: int = 10_000
     replay_max_in_flight: int = 50_000
+    #: also hand every NCMD/DCMD that cannot be decoded to the shell as :class:`RejectedCommand`
+    #: (rule 12); off by default so callers that predate that action see the same actions as before
+    report_rejected_commands: bool = False
 
     @classmethod
     def from_config(cls, config: EdgeSparkplugConfig) -> SessionSettings:
@@ -484,30 +494,30 @@ class EdgeSession:
             return []
         device_id = event.device_id
         if device_id is not None and device_id not in self._devices:
-            self.counters.bad_commands += 1
-            log.warning("DCMD for unknown device %r ignored", device_id)
-            return []
+            return self._reject(event, CommandFault.UNKNOWN_DEVICE, f"DCMD for unknown device {device_id!r}")
         message_type = MessageType.NCMD if device_id is None else MessageType.DCMD
+        unknown: list[CommandFault] = []  # which lookup failed: the error types do not say
 
         def resolve(name: str | None, alias: int | None) -> tuple[str, DataType]:
             if alias is not None:
                 info = self._by_alias.get(alias)
                 if info is None or info.device_id != device_id:
+                    unknown.append(CommandFault.UNKNOWN_ALIAS)
                     raise UnknownAliasError(f"{message_type} alias {alias} is not a metric of {_where(device_id)}")
                 return info.name, info.datatype
             if device_id is None and name == NODE_REBIRTH:
                 return name, DataType.Boolean
             info = self._metrics.get((device_id, name))  # type: ignore[arg-type]
             if info is None:
+                unknown.append(CommandFault.UNKNOWN_METRIC)
                 raise UnknownAliasError(f"{message_type} metric {name!r} is not a metric of {_where(device_id)}")
             return info.name, info.datatype
 
         try:
             payload = decode_payload(event.payload, message_type, resolve)
         except RemoteProtocolError as exc:
-            self.counters.bad_commands += 1
-            log.warning("ignoring bad %s for %s: %s", message_type, _where(device_id), exc)
-            return []
+            fault = unknown[-1] if isinstance(exc, UnknownAliasError) and unknown else CommandFault.MALFORMED
+            return self._reject(event, fault, f"bad {message_type} for {_where(device_id)}: {exc}")
         actions: list[Action] = []
         rebirth = False
         others: list[Metric] = []
@@ -522,6 +532,17 @@ class EdgeSession:
             self.counters.commands_delivered += 1
             actions.append(DeliverCommand(device_id, others))
         return actions
+
+    def _reject(self, event: CommandReceived, fault: CommandFault, error: str) -> list[Action]:
+        """A peer's command we cannot decode: count and log it, and hand it on (rule 12)."""
+        self.counters.bad_commands += 1
+        log.warning("ignoring %s (%s)", error, fault.value)
+        if not self.settings.report_rejected_commands:
+            return []
+        g, e = self.settings.group_id, self.settings.edge_node_id
+        topic = (self._topics[MessageType.NCMD] if event.device_id is None
+                 else f"spBv1.0/{g}/DCMD/{e}/{event.device_id}")
+        return [RejectedCommand(topic, event.device_id, event.payload, fault, error)]
 
     def _request_rebirth(self) -> list[Action]:
         if self._state is not State.ONLINE:

@@ -9,6 +9,7 @@ The device events are the OPC UA side's own :class:`edge_node.model.DeviceOnline
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 from uns.sparkplug.model import Metric
 from uns.sparkplug.topic import MessageType
@@ -16,9 +17,9 @@ from uns.sparkplug.topic import MessageType
 from .model import DeviceOffline, DeviceOnline, MetricUpdate
 
 __all__ = [
-    "Action", "CommandReceived", "Connect", "ConnectFailed", "ConnectStarted", "DataConfirmed",
+    "Action", "CommandFault", "CommandReceived", "Connect", "ConnectFailed", "ConnectStarted", "DataConfirmed",
     "DeliverCommand", "Disconnect", "Event", "FetchHistory", "HistoryFetched", "MqttConnected",
-    "MqttDisconnected", "PersistBdSeq", "Publish", "Shutdown", "StateReceived", "StoreDelete", "StoreForward",
+    "MqttDisconnected", "PersistBdSeq", "Publish", "RejectedCommand", "Shutdown", "StateReceived", "StoreDelete", "StoreForward",
     "Subscribe", "Tick",
 ]
 
@@ -191,5 +192,37 @@ class DeliverCommand:
     metrics: list[Metric]
 
 
+class CommandFault(StrEnum):
+    """Why the session could not turn an NCMD/DCMD into metrics for the command handler."""
+
+    #: not a Sparkplug B payload, or a metric in it breaks the payload rules (no name nor alias,
+    #: a datatype other than the birth's, bad UTF-8)
+    MALFORMED = "malformed"
+    #: a DCMD for a device this node never declared
+    UNKNOWN_DEVICE = "unknown_device"
+    #: an alias this node's births never gave (tck-id-payloads-alias-data-cmd-requirement)
+    UNKNOWN_ALIAS = "unknown_alias"
+    #: a metric name this node's births never declared
+    UNKNOWN_METRIC = "unknown_metric"
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedCommand:
+    """An NCMD/DCMD the session could not decode: counted in ``bad_commands`` and handed on as is.
+
+    The session cannot answer a command, but whoever executes commands must audit the refusal
+    and answer the requester (design.md, "Bad input": a denied command is never silent). The
+    raw bytes go along so that side can still read a command id from the envelope. Emitted only
+    with :attr:`edge_node.session.SessionSettings.report_rejected_commands`, so a shell written
+    before this action existed never sees it.
+    """
+
+    topic: str
+    device_id: str | None
+    payload: bytes
+    fault: CommandFault
+    error: str
+
+
 Action = (PersistBdSeq | Connect | Subscribe | Publish | Disconnect | StoreForward | StoreDelete | FetchHistory
-          | DeliverCommand)
+          | DeliverCommand | RejectedCommand)

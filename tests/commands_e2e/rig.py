@@ -125,9 +125,9 @@ class Rig:
                                    validity_s=validity_s, timeout=timeout)
 
 
-def write_rules(tmp: Path, keys: dict[str, Any]) -> tuple[Path, Path]:
+def write_rules(tmp: Path, keys: dict[str, Any], rules: str = ALLOWLIST) -> tuple[Path, Path]:
     allowlist = tmp / "allowlist.yaml"
-    allowlist.write_text(ALLOWLIST)
+    allowlist.write_text(rules)
     users = tmp / "users.yaml"
     users.write_text(yaml.safe_dump({"users": {
         u: {"full_name": NAMES[u], "public_key": public_key_text(k.public_key())} for u, k in keys.items()}}))
@@ -149,14 +149,16 @@ def edge_config(sim: SimulatedLineServer, broker_url: str, data_dir: Path, allow
 
 @contextlib.asynccontextmanager
 async def running_rig(tmp: Path, broker_url: str, *, commands: bool = True,
-                      sim_config: dict[str, Any] | None = None) -> AsyncIterator[Rig]:
+                      sim_config: dict[str, Any] | None = None, rules: str = ALLOWLIST) -> AsyncIterator[Rig]:
+    """``rig.app`` may be replaced inside (an edge restart); whatever app is there at the end is stopped."""
     keys = {u: generate_private_key() for u in NAMES}
-    allowlist, users = write_rules(tmp, keys)
+    allowlist, users = write_rules(tmp, keys, rules)
     sim = SimulatedLineServer(SimulatorConfig(port=free_port(), tick_s=0.1, **(sim_config or {})))
     await sim.start()
     data_dir = tmp / "edge"
     app = EdgeNodeApp(edge_config(sim, broker_url, data_dir, allowlist, users, commands=commands))
     opcua = Client(sim.endpoint)
+    rig: Rig | None = None
     try:
         await app.start()
         await app.wait_connected(20)
@@ -164,9 +166,10 @@ async def running_rig(tmp: Path, broker_url: str, *, commands: bool = True,
         await app.commands.executor.wait_ready(20)
         await app.client.wait_birthed(20)
         await opcua.connect()
-        yield Rig(sim, app, broker_url, data_dir, data_dir / "audit" / "commands.db", keys, opcua)
+        rig = Rig(sim, app, broker_url, data_dir, data_dir / "audit" / "commands.db", keys, opcua)
+        yield rig
     finally:
         with contextlib.suppress(Exception):
             await opcua.disconnect()
-        await app.stop()
+        await (rig.app if rig is not None else app).stop()
         await sim.stop()
