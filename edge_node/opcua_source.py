@@ -33,7 +33,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from asyncua import Client, ua
-from asyncua.common.subscription import DataChangeEvent, OverflowPolicy, StatusChangeEvent, Subscription
+from asyncua.common.subscription import (
+    DataChangeEvent,
+    OverflowPolicy,
+    StatusChangeEvent,
+    Subscription,
+)
+
+from uns.aio import raise_if_cancelling
 
 from .backoff import Backoff
 from .config import DeadbandKind, OpcUaEndpointConfig, TagConfig
@@ -146,6 +153,7 @@ class OpcUaSource:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # every failure of a peer or the network ends up here
+                raise_if_cancelling()
                 self.stats.last_error = f"{type(exc).__name__}: {exc}"
                 if self._announced:
                     log.warning("endpoint %s: session lost: %s", self.endpoint.name, self.stats.last_error)

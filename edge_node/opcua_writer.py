@@ -26,6 +26,7 @@ from typing import Any
 
 from asyncua import Client, ua
 
+from uns.aio import raise_if_cancelling
 from uns.sparkplug.datatypes import DataType
 
 from .backoff import Backoff
@@ -124,6 +125,7 @@ class OpcUaWriter:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a peer or the network: log, back off, try again
+                raise_if_cancelling()
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.warning("command session to %s lost or refused: %s", self.endpoint.url, self.last_error)
             finally:
