@@ -162,7 +162,8 @@ async def test_commands_queue_while_opcua_is_down_then_run_in_order_or_expire(mo
         await client.resolve(GROUP, EDGE, "Capper", "SpeedSetpoint")
         capper_before = await rig.read("Line1/Capper/SpeedSetpoint")
         writer = rig.app.commands.executor.writers["simulator"]
-        restart = asyncio.create_task(rig.sim.restart(3.0))
+        # long enough that the 1 s command expires while the server is still down, even under load
+        restart = asyncio.create_task(rig.sim.restart(6.0))
         for _ in range(100):
             if not writer.connected.is_set():
                 break
