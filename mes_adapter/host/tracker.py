@@ -39,9 +39,10 @@ by the shell), never an exception: nothing a peer sends can stop the tracker.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-
+from typing import TypeVar
 
 from uns.conventions import BDSEQ
 from uns.sparkplug import sparkplug_b_pb2 as pb
@@ -56,7 +57,15 @@ from uns.sparkplug.errors import (
     UnknownAliasError,
 )
 from uns.sparkplug.model import Metric, Payload
-from uns.sparkplug.topic import MessageType, SparkplugTopic, StateTopic, parse_certificate_topic, parse_topic
+from uns.sparkplug.topic import (
+    MessageType,
+    SparkplugTopic,
+    StateTopic,
+    parse_certificate_topic,
+    parse_topic,
+)
+
+_T = TypeVar("_T")
 
 NodeKey = tuple[str, str]  # (group_id, edge_node_id), the edge node descriptor
 
@@ -199,18 +208,24 @@ class EdgeTracker:
 
     # -- the common path ---------------------------------------------------------------------
 
+    def _screen(self, events: list[Event], topic: str, payload: bytes, parse: Callable[[str], _T]) -> _T | None:
+        """Size and topic checks every message passes first; a violation is recorded, not raised."""
+        if len(payload) > self.max_payload_bytes:
+            self._violation(events, topic, "oversize",
+                            f"{len(payload)} bytes exceed max_payload_bytes={self.max_payload_bytes}")
+            return None
+        try:
+            return parse(topic)
+        except InvalidTopicError as exc:
+            self._violation(events, topic, "invalid_topic", str(exc))
+            return None
+
     def handle(self, topic: str, payload: bytes, now_ms: int) -> list[Event]:
         """One message from ``spBv1.0/#``. Never raises for anything a peer can send."""
         self.counters.messages += 1
         events: list[Event] = []
-        if len(payload) > self.max_payload_bytes:
-            self._violation(events, topic, "oversize",
-                            f"{len(payload)} bytes exceed max_payload_bytes={self.max_payload_bytes}")
-            return events
-        try:
-            parsed = parse_topic(topic)
-        except InvalidTopicError as exc:
-            self._violation(events, topic, "invalid_topic", str(exc))
+        parsed = self._screen(events, topic, payload, parse_topic)
+        if parsed is None:
             return events
         if isinstance(parsed, StateTopic):
             return events  # host STATE is the session's business
@@ -234,14 +249,8 @@ class EdgeTracker:
     def handle_certificate(self, topic: str, payload: bytes, now_ms: int) -> list[Event]:
         """A birth served by a Sparkplug-aware broker on ``$sparkplug/certificates/...``."""
         events: list[Event] = []
-        if len(payload) > self.max_payload_bytes:
-            self._violation(events, topic, "oversize",
-                            f"{len(payload)} bytes exceed max_payload_bytes={self.max_payload_bytes}")
-            return events
-        try:
-            parsed = parse_certificate_topic(topic)
-        except InvalidTopicError as exc:
-            self._violation(events, topic, "invalid_topic", str(exc))
+        parsed = self._screen(events, topic, payload, parse_certificate_topic)
+        if parsed is None:
             return events
         key = parsed.node
         node = self._nodes.get(key)
