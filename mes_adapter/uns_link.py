@@ -1,8 +1,8 @@
 """The adapter's own MQTT session for UNS JSON topics (not Sparkplug): context in, results in, MES data out.
 
 Why a second session beside the Sparkplug host's: the host subscribes only to Sparkplug and STATE
-topics and its ``publish_command`` rebuilds each metric from the birth without its properties, so
-the signed command envelope (``uns.commands.wire``) would be lost. This link subscribes to
+topics, and the command request side needs a publish that raises when the broker is not there
+(a command must never be reported dispatched when it was not). This link subscribes to
 ``<line>/_context/#`` (batch context asserted by other plant apps, retained) and
 ``<line>/_cmd/result/+`` (what edge nodes did with commands), and publishes retained context,
 confirmations, dead-letter alarms and the DCMD/NCMD bytes of signed commands.

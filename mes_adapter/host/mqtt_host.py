@@ -217,10 +217,13 @@ class SparkplugHost:
                     raise LocalProtocolError(f"{metric.name!r} was not declared in the birth of "
                                              f"{group_id}/{edge_node_id}/{device_id or ''}")
                 out.append(Metric(name=metric.name, value=metric.value, datatype=metric.datatype,
-                                  timestamp=metric.timestamp or now))
+                                  timestamp=metric.timestamp or now, properties=metric.properties,
+                                  metadata=metric.metadata))
             else:
+                # properties travel on: a signed command's envelope lives there (uns.commands.wire)
                 out.append(Metric(name=info.name, value=metric.value, datatype=info.datatype, alias=info.alias,
-                                  timestamp=metric.timestamp or now))
+                                  timestamp=metric.timestamp or now, properties=metric.properties,
+                                  metadata=metric.metadata))
         kind = MessageType.NCMD if device_id is None else MessageType.DCMD
         topic = node_topic(group_id, kind, edge_node_id, device_id)
         payload = encode_payload(Payload(out, timestamp=now), kind)
