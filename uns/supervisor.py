@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +58,15 @@ def check_ports_free(ports: dict[int, str], host: str = "127.0.0.1") -> None:
             "port(s) already in use on " + host + ": " + ", ".join(taken)
             + ". Stop whatever holds them, or choose other ports (see `uns up --help`)."
         )
+
+
+def http_ok(url: str) -> bool:
+    """A readiness probe: the URL answers 2xx within a second."""
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - a loopback URL of ours
+            return 200 <= response.status < 300
+    except OSError:
+        return False
 
 
 def _port_answers(port: int, host: str = "127.0.0.1") -> bool:

@@ -24,7 +24,7 @@ import yaml
 from tests.support.mosquitto import mosquitto_binary
 from tests.support.net import free_port
 from tests.support.procs import uns_command
-from uns.supervisor import ServiceSpec, Supervisor
+from uns.supervisor import ServiceSpec, Supervisor, http_ok
 
 
 @dataclass
@@ -55,14 +55,6 @@ class Stack:
                 return response.status, json.loads(response.read() or b"null")
         except urllib.error.HTTPError as exc:
             return exc.code, json.loads(exc.read() or b"null")
-
-
-def _http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - loopback
-            return response.status == 200
-    except OSError:
-        return False
 
 
 def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
@@ -116,7 +108,7 @@ def running_stack(workdir: Path, *, adapter_overrides: Callable[[dict], None] | 
                                      ready_ports=[ports["opcua"]]))
         supervisor.start(ServiceSpec("adapter", uns_command("adapter", "run", "--config", str(folder / "adapter.yaml")),
                                      ready_ports=[ports["http"]],
-                                     ready_check=lambda: _http_ok(f"{stack.http}/readyz")))
+                                     ready_check=lambda: http_ok(f"{stack.http}/readyz")))
         supervisor.start(ServiceSpec("edge", uns_command("edge", "run", "--config", str(folder / "plant.yaml")),
                                      ready_check=lambda: any(line.get("nodes_online") for line in
                                                              (stack.api("GET", "/api/lines", role="viewer")[1] or [])),

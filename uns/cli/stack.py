@@ -61,14 +61,6 @@ class StackPorts:
         return asdict(self)
 
 
-@dataclass(frozen=True)
-class StackFiles:
-    folder: Path
-
-    def __getattr__(self, name: str) -> Path:  # users, broker, plant, allowlist, adapter, stack
-        return self.folder / f"{name}.yaml"
-
-
 def _hosts(profile: Profile) -> dict[str, str]:
     if profile is Profile.COMPOSE:
         return {"bind": "0.0.0.0", "broker": "broker", "simulator": "simulator"}

@@ -50,7 +50,14 @@ def up(
     from rich.console import Console
 
     from uns.cli.stack import Profile, StackPorts, write_stack_config
-    from uns.supervisor import PortInUseError, ServiceFailedError, ServiceSpec, Supervisor, check_ports_free
+    from uns.supervisor import (
+        PortInUseError,
+        ServiceFailedError,
+        ServiceSpec,
+        Supervisor,
+        check_ports_free,
+        http_ok,
+    )
 
     console = Console(stderr=False, highlight=False, soft_wrap=True)
     uns = [sys.executable, "-m", "uns.cli.main"]
@@ -93,7 +100,7 @@ def up(
                                                "--port", str(opcua_port), "--seed", "1"],
                                  ready_ports=[opcua_port]))
     specs.append(ServiceSpec("adapter", adapter_cmd, ready_ports=[http_port],
-                             ready_check=lambda: _http_ok(f"http://127.0.0.1:{http_port}/readyz")))
+                             ready_check=lambda: http_ok(f"http://127.0.0.1:{http_port}/readyz")))
     edge_config = config or folder / "plant.yaml"
     if broker and config is None:
         # the simulated line's edge node follows the adapter to the external broker
@@ -167,14 +174,6 @@ def _start_demo_batch(console, summary: dict, ports) -> None:  # type: ignore[no
         return
     console.print(f"  [green]demo batch {batch_id} running[/green] (end it from the API: "
                   f"POST /api/lines/{summary['line']}/batch/end)")
-
-
-def _http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - loopback URL we built
-            return 200 <= response.status < 300
-    except OSError:
-        return False
 
 
 def _line_born(http_port: int, token: str) -> bool:
