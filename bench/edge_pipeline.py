@@ -89,8 +89,11 @@ UNS = str(Path(sys.executable).parent / "uns")
 logging.getLogger("asyncua").setLevel(logging.ERROR)  # the probe client's chatter
 LINE = "Line1"
 SYNTH = "Synthetic/Tag"  # metric name prefix of the simulators' synthetic tags
-#: simulator processes and rate per tag when not given: each simulator well under asyncua's ~16k/s
-DEFAULTS = {1_000: (1, 4.0), 10_000: (4, 2.0)}
+#: load servers and rate per tag when not given, per ``--source``: each asyncua simulator well under
+#: asyncua's ~16k changes/s; one node-opcua load server carries 20,000 changes/s at ~0.3 core
+DEFAULTS = {"asyncua": {1_000: (1, 4.0), 10_000: (4, 2.0)},
+            "node-opcua": {1_000: (1, 4.0), 10_000: (1, 2.0)}}
+LOADGEN = ROOT / "bench" / "loadgen"
 TARGET_CPU_US = 50.0
 TARGET_RSS_MB = 150.0
 
@@ -303,8 +306,12 @@ class SimulatorProbe:
 
 
 def plant_yaml(broker_port: int, sim_ports: list[int], tags_per_sim: list[int], data_dir: Path,
-               log_level: str = "WARNING") -> str:
-    """One endpoint and one device (cell ``Sim<k>``) per simulator, every synthetic tag of each."""
+               log_level: str = "WARNING", sampling_interval_ms: float | None = None) -> str:
+    """One endpoint and one device (cell ``Sim<k>``) per simulator, every synthetic tag of each.
+
+    ``sampling_interval_ms`` 0 (node-opcua source) asks the server to report each change as it is
+    written instead of sampling every tag every 100 ms: node-opcua samples with a timer per
+    monitored item, which at 10,000 tags costs the load server a whole core."""
     merged: dict | None = None
     for k, (port, count) in enumerate(zip(sim_ports, tags_per_sim, strict=True)):
         catalog = [t.model_dump() for t in tag_catalog(SimulatorConfig(line=LINE, extra_tags=count),
@@ -313,6 +320,8 @@ def plant_yaml(broker_port: int, sim_ports: list[int], tags_per_sim: list[int], 
                                     catalog, groups=("synthetic",), sim_line=LINE,
                                     sparkplug={"publish_interval_ms": 100})
         raw["opcua"][0]["name"] = f"sim{k}"
+        if sampling_interval_ms is not None:
+            raw["opcua"][0]["sampling_interval_ms"] = sampling_interval_ms
         for tag in raw["tags"]:
             tag["endpoint"] = f"sim{k}"
             tag["cell"] = f"Sim{k}"
@@ -352,6 +361,7 @@ class Result:
     rate_hz: float
     seconds: float
     offered: float = 0.0
+    source: str = "node-opcua"
     produced: float = 0.0
     arrived_in: float = 0.0
     out: float = 0.0
@@ -438,11 +448,42 @@ def analyse(capture: Capture, result: Result, w0: float, w1: float, tags_per_sim
 # --------------------------------------------------------------------------- one scenario
 
 
+def start_load_servers(procs: Processes, source: str, per_sim: list[int], rate_hz: float,
+                       workdir: Path) -> tuple[list[int], list[subprocess.Popen]]:
+    """The OPC UA servers the edge subscribes to: ``uns sim run`` (asyncua) or the node-opcua load
+    server of ``bench/loadgen`` (same namespace, node ids and values; far less CPU per change)."""
+    ports = [free_port() for _ in per_sim]
+    servers = []
+    for k, (port, n) in enumerate(zip(ports, per_sim, strict=True)):
+        if source == "asyncua":
+            cmd = [UNS, "--log-level", "WARNING", "sim", "run", "--host", "127.0.0.1", "--port", str(port),
+                   "--line", LINE, "--seed", str(k + 1), "--extra-tags", str(n), "--extra-rate-hz", str(rate_hz)]
+        else:
+            cmd = [shutil.which("node") or "node", str(LOADGEN / "opcua_load_server.js"), str(port), str(n),
+                   str(rate_hz), str(workdir / f"pki-{k}"), LINE]
+        servers.append(procs.start(f"sim{k}", cmd))
+    for port, server in zip(ports, servers, strict=True):
+        wait_for_port(port, server, 180)
+    return ports, servers
+
+
+def ensure_loadgen() -> None:
+    """``npm ci`` the load server's pinned node-opcua once (the npm registry is reachable from CI)."""
+    if (LOADGEN / "node_modules" / "node-opcua-server").is_dir():
+        return
+    npm = shutil.which("npm")
+    if npm is None:
+        sys.exit("--source node-opcua needs Node.js and npm (apt-get install nodejs npm), or use --source asyncua")
+    print("installing bench/loadgen (npm ci) ...", flush=True)
+    subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--prefix", str(LOADGEN)], check=True)
+
+
 def run_scenario(tags: int, simulators: int, rate_hz: float, seconds: float, warmup: float, drain: float,
-                 workdir: Path, edge_log_level: str, asyncua_watchdog_s: float | None = None) -> Result:
+                 workdir: Path, edge_log_level: str, asyncua_watchdog_s: float | None = None,
+                 source: str = "node-opcua") -> Result:
     import psutil
 
-    result = Result(tags, simulators, rate_hz, seconds, offered=tags * rate_hz)
+    result = Result(tags, simulators, rate_hz, seconds, offered=tags * rate_hz, source=source)
     per_sim = [tags // simulators + (1 if k < tags % simulators else 0) for k in range(simulators)]
     procs = Processes(workdir)
     client = None
@@ -455,19 +496,14 @@ def run_scenario(tags: int, simulators: int, rate_hz: float, seconds: float, war
         mosquitto = procs.start("mosquitto", [shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", str(conf)])
         wait_for_port(mqtt_port, mosquitto, 15)
 
-        sim_ports = [free_port() for _ in per_sim]
-        sims = [procs.start(f"sim{k}", [UNS, "--log-level", "WARNING", "sim", "run", "--host", "127.0.0.1",
-                                        "--port", str(port), "--line", LINE, "--seed", str(k + 1),
-                                        "--extra-tags", str(n), "--extra-rate-hz", str(rate_hz)])
-                for k, (port, n) in enumerate(zip(sim_ports, per_sim, strict=True))]
-        for port, sim in zip(sim_ports, sims, strict=True):
-            wait_for_port(port, sim, 180)
+        sim_ports, sims = start_load_servers(procs, source, per_sim, rate_hz, workdir)
         probe = SimulatorProbe(sim_ports)
 
         capture = Capture()
         client = start_subscriber(mqtt_port, capture)
         plant = workdir / "plant.yaml"
-        plant.write_text(plant_yaml(mqtt_port, sim_ports, per_sim, workdir / "edge-data", edge_log_level))
+        plant.write_text(plant_yaml(mqtt_port, sim_ports, per_sim, workdir / "edge-data", edge_log_level,
+                                    0.0 if source == "node-opcua" else None))
         t_edge = time.monotonic()
         edge_cmd = [UNS] if asyncua_watchdog_s is None else [sys.executable, "-c",
                                                               EDGE_WITH_WATCHDOG % asyncua_watchdog_s]
@@ -572,7 +608,8 @@ def report(results: list[Result]) -> None:
 
     print()
     row("", cols, "target")
-    row("simulators x tags @ rate", [f"{r.simulators} x {r.tags // r.simulators:,} @ {r.rate_hz:g} Hz" for r in results])
+    row("OPC UA load servers", [r.source for r in results])
+    row("servers x tags @ rate", [f"{r.simulators} x {r.tags // r.simulators:,} @ {r.rate_hz:g} Hz" for r in results])
     row("window (s)", [f"{r.seconds:.1f}" for r in results])
     row("births seen after edge start (s)", [f"{r.birth_s:.1f}" for r in results])
     row("offered changes/s (tags x rate)", [f"{r.offered:,.0f}" for r in results], "20,000 through one edge node")
@@ -602,9 +639,12 @@ def report(results: list[Result]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tags", type=int, nargs="+", default=[1_000, 10_000], help="one scenario per value")
+    parser.add_argument("--source", choices=["node-opcua", "asyncua"], default="node-opcua",
+                        help="the OPC UA load servers: node-opcua (bench/loadgen, light) or asyncua "
+                             "(`uns sim run`, saturates near 16,000 changes/s per process)")
     parser.add_argument("--simulators", type=int, nargs="+",
-                        help="simulator processes per scenario (default 1 for 1,000 tags, 4 for 10,000, "
-                             "else one per 2,500 tags)")
+                        help="load server processes per scenario (default 1, or 4 for 10,000 tags with "
+                             "--source asyncua; else one per 2,500 tags)")
     parser.add_argument("--rate-hz", type=float, nargs="+",
                         help="changes per second of each tag, per scenario (default 4 Hz at 1,000 tags, 2 Hz at 10,000)")
     parser.add_argument("--seconds", type=float, default=20.0, help="steady measuring window")
@@ -625,19 +665,21 @@ def main() -> None:
 
     if shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists():
         sys.exit("needs mosquitto (apt-get install mosquitto)")
+    if args.source == "node-opcua":
+        ensure_loadgen()
     results: list[Result] = []
     root = Path(tempfile.mkdtemp(prefix="edge-pipeline-"))
     try:
         for i, tags in enumerate(args.tags):
-            sims_default, rate_default = DEFAULTS.get(tags, (max(1, math.ceil(tags / 2500)), 2.0))
+            sims_default, rate_default = DEFAULTS[args.source].get(tags, (max(1, math.ceil(tags / 2500)), 2.0))
             sims = pick(args.simulators, i, sims_default)
             rate = pick(args.rate_hz, i, rate_default)
             workdir = root / f"{i}-tags-{tags}"
             workdir.mkdir()
-            print(f"{tags:,} tags: {sims} simulator(s) @ {rate:g} Hz, warm-up {args.warmup:g} s, "
+            print(f"{tags:,} tags: {sims} {args.source} server(s) @ {rate:g} Hz, warm-up {args.warmup:g} s, "
                   f"window {args.seconds:g} s ...", flush=True)
             results.append(run_scenario(tags, sims, rate, args.seconds, args.warmup, args.drain, workdir,
-                                        args.edge_log_level, args.asyncua_watchdog_s))
+                                        args.edge_log_level, args.asyncua_watchdog_s, args.source))
         report(results)
     finally:
         if args.keep:

@@ -1,13 +1,24 @@
-"""YAML loading that remembers where every value came from, so config errors can name a line.
+"""YAML loading that can say where every value came from, so config errors can name a line.
 
-PyYAML's composer keeps a start mark on every node; we walk the composed tree once and record
+PyYAML's composer keeps a start mark on every node; walking the composed tree records
 ``path -> line`` where ``path`` is the same tuple pydantic puts in ``ValidationError.loc``
 (mapping keys as strings, sequence indexes as ints). A pydantic error is then located at the
 longest prefix of its ``loc`` we know, which for a missing field is the mapping that lacks it.
+
+The line table is built only when an error asks for it. A 10,000-tag map is a 2.4 MB file whose
+node tree (a Mark object per node) cost 8.5 s and left ~110 MB of fragmented heap behind in a
+process that must stay under 150 MB. The data alone, parsed by libyaml when PyYAML has it, takes
+~1.5 s, but PyYAML composes that node tree anyway and the edge node kept ~75 MB of it as heap
+it could not give back. So a large document (over ``CHILD_PARSE_BYTES``) is parsed in a short-lived
+child process that hands back only the data (pickled): the garbage dies with the child.
 """
 
 from __future__ import annotations
 
+import json
+import pickle
+import subprocess
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,13 +37,25 @@ class ConfigError(ValueError):
         self.issues: list[str] = list(issues) or [message]
 
 
+#: libyaml's loader when PyYAML was built with it (the wheels are): same results, ~5x faster
+_SafeLoader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 @dataclass
 class MarkedDocument:
-    """The plain Python data of a YAML document plus the line (1-based) of every path in it."""
+    """The plain Python data of a YAML document, and the line (1-based) of every path in it on demand."""
 
     data: Any
-    lines: dict[Loc, int] = field(default_factory=dict)
+    text: str | None = None
     source: str = "<string>"
+    _lines: dict[Loc, int] | None = field(default=None, repr=False)
+
+    @property
+    def lines(self) -> dict[Loc, int]:
+        """``path -> line``, composed from ``text`` the first time it is needed."""
+        if self._lines is None:
+            self._lines = _line_table(self.text) if self.text is not None else {}
+        return self._lines
 
     def line_of(self, loc: Sequence[Any]) -> int | None:
         """Line of the deepest known prefix of ``loc``; pydantic's union/type tags are skipped."""
@@ -80,26 +103,83 @@ def _walk(node: yaml.Node, path: Loc, lines: dict[Loc, int]) -> None:
             _walk(item, (*path, index), lines)
 
 
-def load_marked_yaml(text: str, source: str = "<string>") -> MarkedDocument:
-    """Parse one YAML document (safe loader) and keep line numbers; syntax errors name the line."""
-    loader = yaml.SafeLoader(text)
+def _line_table(text: str) -> dict[Loc, int]:
+    loader = _SafeLoader(text)
     try:
         node = loader.get_single_node()
-        if node is None:
-            return MarkedDocument(data=None, source=source)
-        data = loader.construct_document(node)
+    except yaml.YAMLError:
+        return {}  # the text parsed once already; a table is a courtesy, never a second error
+    finally:
+        loader.dispose()
+    lines: dict[Loc, int] = {}
+    if node is not None:
+        _walk(node, (), lines)
+    return lines
+
+
+#: documents larger than this are parsed in a child process (see the module docstring)
+CHILD_PARSE_BYTES = 256 * 1024
+
+#: the child: YAML text on stdin; pickled data on stdout (exit 0), or a JSON error on stdout (exit 3)
+_CHILD = """
+import json, pickle, sys, yaml
+loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(sys.stdin.buffer.read().decode("utf-8"))
+try:
+    data = loader.get_single_data()
+except yaml.MarkedYAMLError as exc:
+    mark = exc.problem_mark or exc.context_mark
+    json.dump({"line": mark.line + 1 if mark is not None else None,
+               "problem": exc.problem or exc.context or "invalid YAML"}, sys.stdout)
+    sys.exit(3)
+except yaml.YAMLError as exc:
+    json.dump({"line": None, "problem": None, "error": str(exc)}, sys.stdout)
+    sys.exit(3)
+sys.stdout.buffer.write(pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL))
+"""
+
+
+def _syntax_error(source: str, line: int | None, problem: str) -> ConfigError:
+    where = f":{line}" if line is not None else ""
+    return ConfigError(f"{source}{where}: YAML syntax: {problem}")
+
+
+def _parse_here(text: str, source: str) -> Any:
+    loader = _SafeLoader(text)
+    try:
+        return loader.get_single_data()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        line = f":{mark.line + 1}" if mark is not None else ""
-        problem = exc.problem or exc.context or "invalid YAML"
-        raise ConfigError(f"{source}{line}: YAML syntax: {problem}") from None
+        raise _syntax_error(source, mark.line + 1 if mark is not None else None,
+                            exc.problem or exc.context or "invalid YAML") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: YAML: {exc}") from None
     finally:
         loader.dispose()
-    lines: dict[Loc, int] = {}
-    _walk(node, (), lines)
-    return MarkedDocument(data=data, lines=lines, source=source)
+
+
+def _parse_in_child(text: str, source: str) -> Any:
+    """Same result as :func:`_parse_here`. The pickle comes from our own interpreter running the
+    safe loader on the user's text, so it holds only plain YAML types."""
+    try:
+        done = subprocess.run([sys.executable, "-I", "-c", _CHILD], input=text.encode("utf-8"),
+                              capture_output=True, timeout=300, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return _parse_here(text, source)  # no child possible here: slower and bigger, still correct
+    if done.returncode == 0:
+        return pickle.loads(done.stdout)  # noqa: S301 - produced by our own child, see above
+    if done.returncode == 3:
+        error = json.loads(done.stdout)
+        if error.get("problem") is not None:
+            raise _syntax_error(source, error.get("line"), error["problem"])
+        raise ConfigError(f"{source}: YAML: {error.get('error')}")
+    return _parse_here(text, source)  # the child failed for its own reasons (e.g. out of memory)
+
+
+def load_marked_yaml(text: str, source: str = "<string>") -> MarkedDocument:
+    """Parse one YAML document (safe loader); syntax errors name the line, other errors can ask
+    :attr:`MarkedDocument.lines` for it."""
+    parse = _parse_in_child if len(text) > CHILD_PARSE_BYTES else _parse_here
+    return MarkedDocument(data=parse(text, source), text=text, source=source)
 
 
 def load_marked_file(path: Path) -> MarkedDocument:

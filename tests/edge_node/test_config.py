@@ -192,3 +192,36 @@ tags:
     with pytest.raises(ConfigError, match=message) as info:
         loads_edge_config(text, source="t.yaml")
     assert str(info.value).count("t.yaml:4: tags[0]") >= 1, str(info.value)
+
+
+def _big_plant(tags: int, bad_index: int | None = None, bad: str = "eng_high: -5") -> str:
+    """A tag map above CHILD_PARSE_BYTES (parsed in a child process), optionally one bad tag."""
+    lines = [PLANT.split("tags:\n")[0] + "tags:"]
+    for i in range(tags):
+        lines.append(f"  - node_id: ns=2;s=Line1/Synthetic/Tag{i:05d}\n    metric: Synthetic/Tag{i:05d}\n"
+                     f"    cell: Filler\n    endpoint: plc1\n    eng_low: 0\n"
+                     f"    {bad if i == bad_index else 'eng_high: 600'}\n    deadband: 0.5")
+    return "\n".join(lines) + "\n"
+
+
+def test_large_tag_map_is_parsed_in_a_child_with_the_same_result(tmp_path: Path) -> None:
+    from edge_node import yaml_marks
+
+    text = _big_plant(3000)
+    assert len(text) > yaml_marks.CHILD_PARSE_BYTES
+    assert yaml_marks._parse_in_child(text, "x") == yaml_marks._parse_here(text, "x")
+    config = load_edge_config(write(tmp_path, text))
+    assert len(config.tags) == 3000
+    assert config.tags[2999].metric == "Synthetic/Tag02999"
+
+
+def test_large_tag_map_errors_still_name_the_line(tmp_path: Path) -> None:
+    text = _big_plant(3000, bad_index=2998)
+    with pytest.raises(ConfigError) as info:
+        load_edge_config(write(tmp_path, text))
+    line = next(n for n, row in enumerate(text.splitlines(), 1) if "Tag02998" in row and "node_id" in row)
+    assert f"plant.yaml:{line}: tags[2998]: eng_low 0.0 is above eng_high -5.0" in str(info.value)
+    # a syntax error found by the child is reported like one found here
+    broken = _big_plant(3000) + "  - node_id: [unclosed\n"
+    with pytest.raises(ConfigError, match=rf"plant.yaml:{len(broken.splitlines()) + 1}: YAML syntax"):
+        load_edge_config(write(tmp_path, broken))
