@@ -3,13 +3,22 @@
 What it measures, per scenario (``--tags``, default 1,000 and 10,000):
 
 * one Mosquitto (free loopback port, ``max_queued_messages 0``, no persistence);
-* ``--simulators`` ``uns sim run --extra-tags N --extra-rate-hz R`` processes, the tags split evenly
-  between them, each its own OPC UA endpoint on a free port. Every synthetic Double changes every
-  ``1/R`` s; all tags of one simulator share the step's SourceTimestamp;
+* ``--simulators`` OPC UA load servers, the tags split evenly between them, each its own endpoint on
+  a free port. Every synthetic Double changes every ``1/R`` s; all tags of one server share the
+  step's SourceTimestamp. ``--source`` picks the server per scenario:
+
+  - ``node-opcua`` (default): ``bench/loadgen/opcua_load_server.js`` (installed with ``npm ci`` on
+    first use). It serves the same namespace, node ids and values as ``uns sim``; 10,000 tags at
+    2 Hz cost it ~0.25 core, so on a 2-core machine the edge node gets the other core;
+  - ``asyncua``: ``uns sim run --extra-tags N --extra-rate-hz R``, our own simulator. An asyncua
+    server saturates near 16,000 changes/s per process; four of them for 10,000 tags at 2 Hz took
+    1.6 of the 2 cores, which starved the edge node (kept as a reference);
 * one ``uns edge run --config plant.yaml``: the generated tag map covers every synthetic tag, one
-  endpoint per simulator, one Sparkplug device per simulator (``Sim0``, ``Sim1``...),
+  endpoint per server, one Sparkplug device per server (``Sim0``, ``Sim1``...),
   ``publish_interval_ms`` 100, no primary host, every other setting at its default
-  (``confirm_delivery`` on, store-and-forward SQLite ``synchronous FULL``);
+  (``confirm_delivery`` on, store-and-forward SQLite ``synchronous FULL``), except
+  ``sampling_interval_ms: 0`` against node-opcua (report every change as written: node-opcua
+  samples with a timer per item, which at 10,000 items costs the load server a core);
 * a paho subscriber (a thread of this process) on ``spBv1.0/#`` that stores each message with its
   receive time (``time.time()``, the same clock the simulators stamp with). Decoding happens after the
   run with :class:`uns.sparkplug.EdgeNodeCatalog`, so the subscriber costs next to nothing while the
@@ -48,7 +57,8 @@ are a floor, not the edge node's ceiling.
 Repeat with::
 
     .venv/bin/python bench/edge_pipeline.py                                  # 1,000 and 10,000 tags
-    .venv/bin/python bench/edge_pipeline.py --tags 10000 --simulators 4 --rate-hz 2 --seconds 20
+    .venv/bin/python bench/edge_pipeline.py --tags 1000 1000 10000 --source asyncua node-opcua node-opcua
+    .venv/bin/python bench/edge_pipeline.py --tags 10000 --source asyncua --simulators 4 --rate-hz 2
     .venv/bin/python bench/edge_pipeline.py --tags 1000 --rate-hz 10 --keep   # keep logs and config
     .venv/bin/python bench/edge_pipeline.py --tags 10000 --asyncua-watchdog-s 30   # diagnosis, see below
 
@@ -601,7 +611,7 @@ def log_count(path: Path, needle: str) -> int:
 
 def report(results: list[Result]) -> None:
     cols = [f"{r.tags:,} tags" for r in results]
-    width = max(22, *(len(c) + 2 for c in cols))
+    width = max(27, *(len(c) + 2 for c in cols))
 
     def row(label: str, values: list[str], target: str = "") -> None:
         print(f"{label:<34}" + "".join(f"{v:>{width}}" for v in values) + f"   {target}")
@@ -639,9 +649,9 @@ def report(results: list[Result]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tags", type=int, nargs="+", default=[1_000, 10_000], help="one scenario per value")
-    parser.add_argument("--source", choices=["node-opcua", "asyncua"], default="node-opcua",
-                        help="the OPC UA load servers: node-opcua (bench/loadgen, light) or asyncua "
-                             "(`uns sim run`, saturates near 16,000 changes/s per process)")
+    parser.add_argument("--source", choices=["node-opcua", "asyncua"], nargs="+",
+                        help="the OPC UA load servers per scenario: node-opcua (bench/loadgen, light; the "
+                             "default) or asyncua (`uns sim run`, saturates near 16,000 changes/s per process)")
     parser.add_argument("--simulators", type=int, nargs="+",
                         help="load server processes per scenario (default 1, or 4 for 10,000 tags with "
                              "--source asyncua; else one per 2,500 tags)")
@@ -665,21 +675,22 @@ def main() -> None:
 
     if shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists():
         sys.exit("needs mosquitto (apt-get install mosquitto)")
-    if args.source == "node-opcua":
+    if "node-opcua" in (args.source or ["node-opcua"]):
         ensure_loadgen()
     results: list[Result] = []
     root = Path(tempfile.mkdtemp(prefix="edge-pipeline-"))
     try:
         for i, tags in enumerate(args.tags):
-            sims_default, rate_default = DEFAULTS[args.source].get(tags, (max(1, math.ceil(tags / 2500)), 2.0))
+            source = pick(args.source, i, "node-opcua")
+            sims_default, rate_default = DEFAULTS[source].get(tags, (max(1, math.ceil(tags / 2500)), 2.0))
             sims = pick(args.simulators, i, sims_default)
             rate = pick(args.rate_hz, i, rate_default)
             workdir = root / f"{i}-tags-{tags}"
             workdir.mkdir()
-            print(f"{tags:,} tags: {sims} {args.source} server(s) @ {rate:g} Hz, warm-up {args.warmup:g} s, "
+            print(f"{tags:,} tags: {sims} {source} server(s) @ {rate:g} Hz, warm-up {args.warmup:g} s, "
                   f"window {args.seconds:g} s ...", flush=True)
             results.append(run_scenario(tags, sims, rate, args.seconds, args.warmup, args.drain, workdir,
-                                        args.edge_log_level, args.asyncua_watchdog_s, args.source))
+                                        args.edge_log_level, args.asyncua_watchdog_s, source))
         report(results)
     finally:
         if args.keep:
