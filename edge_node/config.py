@@ -123,6 +123,10 @@ class OpcUaEndpointConfig(_Strict):
     publishing_interval_ms: float = Field(100.0, gt=0, le=60_000, description="publishing interval of the subscription")
     sampling_interval_ms: float = Field(
         100.0, ge=-1, le=3_600_000, description="default for tags; 0 = fastest, -1 = publishing interval")
+    queue_size: int = Field(
+        1, ge=1, le=10_000,
+        description="server-side queue per monitored item: 1 = the newest value per publishing interval "
+                    "(the server conflates faster changes); raise it when every change of a fast tag matters")
     keepalive_interval_s: float = Field(
         1.0, gt=0, le=60, description="how often the watchdog reads ServerStatus/State")
     reconnect_min_s: float = Field(0.5, gt=0, le=60, description="first reconnect delay; doubles up to reconnect_max_s")

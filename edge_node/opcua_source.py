@@ -323,7 +323,7 @@ class OpcUaSource:
         params.ClientHandle = bound.handle
         sampling = tag.sampling_interval_ms
         params.SamplingInterval = self.endpoint.sampling_interval_ms if sampling is None else sampling
-        params.QueueSize = 1
+        params.QueueSize = self.endpoint.queue_size
         params.DiscardOldest = True
         if with_filter and tag.deadband is not None:
             flt = ua.DataChangeFilter()

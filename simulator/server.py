@@ -92,6 +92,8 @@ class SimulatedLineServer:
         self._mirrored: dict[str, Sample] = {}
         self._synthetic_ids: list[ua.NodeId] = []
         self._synthetic_step = 0
+        #: cleared, the synthetic tags hold their values (a test counts exactly the steps made)
+        self.synthetic_running = True
         self._lock = asyncio.Lock()
         self._tick_task: asyncio.Task[None] | None = None
         self._extra_task: asyncio.Task[None] | None = None
@@ -118,6 +120,11 @@ class SimulatedLineServer:
     def node_id(self, path: str) -> ua.NodeId:
         """The NodeId of a tag path, e.g. ``Line1/Filler/GoodCount``."""
         return ua.NodeId(path, self.namespace_index)
+
+    @property
+    def synthetic_step(self) -> int:
+        """Updates made to the synthetic tags so far; tag ``i`` holds ``synthetic_value(i, step)``."""
+        return self._synthetic_step
 
     async def __aenter__(self) -> SimulatedLineServer:
         await self.start()
@@ -333,7 +340,7 @@ class SimulatedLineServer:
         while self._running:
             next_at += interval
             server = self._server
-            if server is not None:
+            if server is not None and self.synthetic_running:
                 self._synthetic_step += 1
                 step = self._synthetic_step
                 now = datetime.now(timezone.utc)

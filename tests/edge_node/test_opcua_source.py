@@ -226,3 +226,28 @@ def test_backoff_is_jittered_exponential_and_capped() -> None:
     assert high.next_delay() == 0.5
     with pytest.raises(ValueError):
         Backoff(0, 1)
+
+
+@pytest.mark.parametrize("queue_size", [1, 5])
+async def test_queue_size_keeps_changes_within_one_publishing_interval(tmp_path: Path, queue_size: int) -> None:
+    """Three writes within 40 ms, publishing every 400 ms: a server queue of 1 keeps only the newest
+    value per interval (the server conflates, by design; a publish may fall between two writes),
+    a queue of 5 reports all three, in order."""
+    async with TestOpcUaServer() as server:
+        config = make_config(server, endpoint_extra=f"    queue_size: {queue_size}")
+        slow = config.opcua[0].model_copy(update={"publishing_interval_ms": 400})
+        config = config.model_copy(update={"opcua": [slow]})
+        sink = RecordingSink()
+        async with running_source(config, sink, tmp_path) as source:
+            await asyncio.wait_for(source.connected.wait(), 10)
+            await asyncio.sleep(0.5)
+            for value in (1.0, 2.0, 3.0):
+                await server.write("Line1/Capper/Speed", value)
+                await asyncio.sleep(0.02)
+            await sink.wait_for(lambda: [u for u in sink.data("Speed", "Capper") if u.value == 3.0])
+            await asyncio.sleep(0.5)
+            values = [u.value for u in sink.data("Speed", "Capper") if u.value in (1.0, 2.0, 3.0)]
+            if queue_size == 1:
+                assert len(values) < 3 and values[-1] == 3.0, values
+            else:
+                assert values == [1.0, 2.0, 3.0]
