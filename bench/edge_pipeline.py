@@ -653,8 +653,8 @@ def main() -> None:
                         help="the OPC UA load servers per scenario: node-opcua (bench/loadgen, light; the "
                              "default) or asyncua (`uns sim run`, saturates near 16,000 changes/s per process)")
     parser.add_argument("--simulators", type=int, nargs="+",
-                        help="load server processes per scenario (default 1, or 4 for 10,000 tags with "
-                             "--source asyncua; else one per 2,500 tags)")
+                        help="load server processes per scenario (default: one per 10,000 tags with "
+                             "node-opcua, one per 2,500 tags with asyncua)")
     parser.add_argument("--rate-hz", type=float, nargs="+",
                         help="changes per second of each tag, per scenario (default 4 Hz at 1,000 tags, 2 Hz at 10,000)")
     parser.add_argument("--seconds", type=float, default=20.0, help="steady measuring window")
@@ -682,7 +682,8 @@ def main() -> None:
     try:
         for i, tags in enumerate(args.tags):
             source = pick(args.source, i, "node-opcua")
-            sims_default, rate_default = DEFAULTS[source].get(tags, (max(1, math.ceil(tags / 2500)), 2.0))
+            per_server = 2_500 if source == "asyncua" else 10_000
+            sims_default, rate_default = DEFAULTS[source].get(tags, (max(1, math.ceil(tags / per_server)), 2.0))
             sims = pick(args.simulators, i, sims_default)
             rate = pick(args.rate_hz, i, rate_default)
             workdir = root / f"{i}-tags-{tags}"
