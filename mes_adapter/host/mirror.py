@@ -77,6 +77,8 @@ class UnsMirror:
         self._due: list[tuple[int, str]] = []  # heap of (due_ms, topic) for _held
         self._last_sent: dict[str, int] = {}
         self._last_meta: dict[str, bytes] = {}
+        #: the last message taken per topic: what the broker should be retaining
+        self._retained: dict[str, _Pending] = {}
 
     # -- topics ------------------------------------------------------------------------------
 
@@ -180,12 +182,14 @@ class UnsMirror:
         out: list[MirrorMessage] = []
         ready = self._ready
         last_sent = self._last_sent
+        retained = self._retained
         # one walk over the dict per call: next(iter(ready)) per message re-walks the slots of
         # every entry popped before (quadratic on a large backlog)
         topics = list(ready) if limit is None else list(islice(ready, limit))
         for topic in topics:
             pending = ready.pop(topic)
             last_sent[topic] = now_ms
+            retained[topic] = pending
             out.append(MirrorMessage(topic, pending.payload, pending.received_ms))
         self.counters.taken += len(out)
         return out
@@ -207,6 +211,22 @@ class UnsMirror:
             self._ready[topic] = _Pending(message.payload, message.received_ms)
             restored += 1
         return restored
+
+    def resend_retained(self) -> int:
+        """Queue the last message of every topic again, to go out at once; returns how many.
+
+        For a new connection to a broker that may have lost its retained store (a restart
+        without persistence, a failover to another broker): the UNS must show every tag and its
+        ``_meta`` again without waiting for edges to re-birth, and ``_meta`` would otherwise
+        only be resent when a birth changes it. A topic with a newer unsent value keeps that one.
+        """
+        resent = 0
+        for topic, last in self._retained.items():
+            if topic in self._ready or topic in self._held:
+                continue
+            self._ready[topic] = _Pending(last.payload, last.received_ms)
+            resent += 1
+        return resent
 
     def next_due_ms(self) -> int | None:
         """When the earliest held message becomes ready (None if nothing is held)."""

@@ -22,6 +22,10 @@ How it keeps the mirror's promises:
   holds a newer value for that topic (:meth:`UnsMirror.restore`); values that changed while it was
   down simply wait in the mirror. Confirmation is in order, so anything newer than a lost message
   is itself lost or still unsent: putting back the latest per topic cannot reorder.
+* **Retained again on every new connection.** A broker restarted without persistence (or the
+  next broker after a failover) retains nothing: on each connection after the first, the last
+  message of every topic is queued again (:meth:`UnsMirror.resend_retained`), ``_meta`` included,
+  so explorers see the whole UNS without waiting for edges to re-birth.
 
 Threading: paho callbacks run in the network thread and only append to a deque or schedule a
 call on the loop (``call_soon_threadsafe``); all bookkeeping runs on the asyncio loop. paho's
@@ -203,6 +207,8 @@ class MirrorPublisher:
         self.published = 0
         #: messages of lost connections put back into the mirror
         self.restored = 0
+        #: retained topics published again on a new connection (the broker may have lost them)
+        self.resent = 0
         self.reconnects = 0
         self.connections = 0
         self._link: _Link | None = None
@@ -238,6 +244,10 @@ class MirrorPublisher:
                     self.connections += 1
                     backoff = self.reconnect_min_s
                     log.info("UNS mirror connected as %s to %s (QoS %d)", self.client_id, self.url, self.qos)
+                    if self.connections > 1:
+                        resent = self.mirror.resend_retained()
+                        self.resent += resent
+                        log.info("UNS mirror: publishing %d retained topics again on the new connection", resent)
                     await self._pump(link)
             finally:
                 self._settle(link)

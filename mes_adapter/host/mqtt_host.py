@@ -186,7 +186,7 @@ class SparkplugHost:
             change_stream_dropped=self.model.dropped_changes, reconnects=self._reconnects,
             state_reasserted=self.session.reasserted, handler_errors=self._handler_errors,
             extra={"mirror_connected": out.connected, "mirror_reconnects": out.reconnects,
-                   "mirror_restored": out.restored, "mirror_qos": out.qos},
+                   "mirror_restored": out.restored, "mirror_resent": out.resent, "mirror_qos": out.qos},
         )
 
     # -- commands ----------------------------------------------------------------------------

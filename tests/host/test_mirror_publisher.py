@@ -69,7 +69,8 @@ async def test_mirror_connection_cut_loses_no_latest_value_and_never_reorders(
 @pytest.mark.mosquitto
 async def test_mirror_comes_back_after_a_broker_restart(tmp_path) -> None:
     """Mosquitto restarts (no persistence): the STALE values of the lost session reach the new
-    broker over the mirror's new connection, then the re-born values replace them."""
+    broker over the mirror's new connection, with every ``_meta`` again (the new broker retains
+    nothing and the edge has not re-born yet), then the re-born values replace them."""
     port = free_port()
     with mosquitto_broker(tmp_path, port=port) as broker, Sniffer(broker.host, broker.port) as sniffer:
         async with running_host(broker, reconnect_min_s=0.2, reconnect_max_s=0.5, stale_on_shutdown=False) as host:
@@ -83,6 +84,8 @@ async def test_mirror_comes_back_after_a_broker_restart(tmp_path) -> None:
             with mosquitto_broker(again, port=port) as restarted, Sniffer(restarted.host, restarted.port) as late:
                 await wait_for(late, lambda m: m.topic == SPEED and json.loads(m.payload)["quality"] == "STALE",
                                timeout=20)
+                await wait_for(late, lambda m: m.topic == f"{SPEED}/_meta")
+                assert host.stats.extra["mirror_resent"] >= 2  # at least Speed and its _meta
                 await host.wait_online(15)
                 with PahoEdge(restarted.host, restarted.port) as e2:
                     e2.send(e2.script.nbirth())
@@ -92,3 +95,15 @@ async def test_mirror_comes_back_after_a_broker_restart(tmp_path) -> None:
                 assert latest_json(late, SPEED)["quality"] == "GOOD"
                 assert host.stats.extra["mirror_reconnects"] >= 1
                 assert host.model.metric(GROUP, EDGE, CELL, "Speed").value == 55.5  # type: ignore[union-attr]
+
+
+def test_resend_retained_queues_the_last_message_of_every_topic_unless_a_newer_one_waits() -> None:
+    mirror = UnsMirror(interval_ms=0)
+    mirror._queue("a", b"a1", 1, 1)
+    mirror._queue("b", b"b1", 1, 1)
+    assert [m.topic for m in mirror.take(2)] == ["a", "b"]
+    mirror._queue("b", b"b2", 3, 3)  # newer, not sent yet
+    assert mirror.resend_retained() == 1
+    assert {m.topic: m.payload for m in mirror.take(10)} == {"a": b"a1", "b": b"b2"}
+    assert mirror.resend_retained() == 2  # the last taken per topic: a1, b2
+    assert {m.topic: m.payload for m in mirror.take(20)} == {"a": b"a1", "b": b"b2"}
