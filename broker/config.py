@@ -32,8 +32,10 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from uns.commands.yamlsource import ConfigError as YamlConfigError
+from uns.commands.yamlsource import YamlSource
 
 from .acl import RoleRules
 from .topics import InvalidFilterError, validate_filter
@@ -163,25 +165,40 @@ class BrokerSettings(_Model):
 
 
 def load_settings(path: Path | None = None, **overrides: Any) -> BrokerSettings:
-    """Read the YAML file (if any), apply ``overrides`` (non-None CLI options), validate."""
+    """Read the YAML file (if any), apply ``overrides`` (non-None CLI options), validate.
+
+    Errors name ``file:line: field`` for what came from the file and ``command line: field`` for
+    an override, one line per problem."""
     data: dict[str, Any] = {}
+    source: YamlSource | None = None
     if path is not None:
+        if not path.exists():
+            raise ConfigError(f"broker config {path} does not exist")
         try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"broker config {path} does not exist") from None
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"broker config {path} cannot be read: {exc}") from exc
+            source = YamlSource.read(path)
+        except YamlConfigError as exc:
+            raise ConfigError(f"broker config {exc}") from None
+        loaded = source.data
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"broker config {path} must be a YAML mapping, got {type(loaded).__name__}")
-        data = loaded or {}
+        data = dict(loaded or {})
         base = path.parent
         for key in ("password_file",):
             if isinstance(data.get(key), str):
                 data[key] = str(base / data[key])
-    data.update({k: v for k, v in overrides.items() if v is not None})
+    given = {k: v for k, v in overrides.items() if v is not None}
+    data.update(given)
     try:
         return BrokerSettings.model_validate(data)
     except ValidationError as exc:
-        where = f"broker config {path}" if path else "broker settings"
-        raise ConfigError(f"{where} is invalid: {exc}") from exc
+        problems = []
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            field = ".".join(str(part) for part in loc) or "(top level)"
+            if source is None or (loc and loc[0] in given):
+                where = "command line"
+            else:
+                where = source.where(loc)
+            problems.append(f"{where}: {field}: {err['msg'].removeprefix('Value error, ')}")
+        what = f"broker config {path}" if path else "broker settings"
+        raise ConfigError(f"{what} is invalid:\n  " + "\n  ".join(problems)) from None

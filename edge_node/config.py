@@ -33,7 +33,7 @@ from uns.isa95 import LinePath, MappingMode, NamespaceMapping, validate_isa95_na
 from uns.sparkplug.datatypes import DataType
 from uns.sparkplug.errors import InvalidIdError
 
-from .yaml_marks import ConfigError, Loc, MarkedDocument, format_loc, load_marked_file, load_marked_yaml
+from uns.yaml_marks import ConfigError, Loc, MarkedDocument, format_loc, load_marked_file, load_marked_yaml
 
 __all__ = [
     "CommandsConfig", "ConfigError", "Deadband", "DeadbandKind", "EdgeConfig", "HttpEndpointConfig",

@@ -151,6 +151,21 @@ def test_config_defaults_and_errors(tmp_path: Path) -> None:
         load_settings(cfg)
 
 
+def test_config_errors_name_file_line_and_field_or_the_command_line(tmp_path: Path) -> None:
+    cfg = tmp_path / "b.yaml"
+    cfg.write_text("demo_anonymous: read-only\ntcp:\n  port: notaport\nbogus: 1\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(cfg)
+    assert f"{cfg}:3: tcp.port: Input should be a valid integer" in str(info.value)
+    assert f"{cfg}:4: bogus: Extra inputs are not permitted" in str(info.value)
+    cfg.write_text("demo_anonymous: read-only\n")
+    with pytest.raises(ConfigError, match="command line: demo_anonymous"):
+        load_settings(cfg, demo_anonymous="sometimes")
+    cfg.write_text("tcp: [\n")
+    with pytest.raises(ConfigError, match=rf"broker config {cfg}:2: YAML syntax"):
+        load_settings(cfg)
+
+
 def test_cli_passwd_creates_updates_and_deletes(tmp_path: Path) -> None:
     from uns.cli.main import app
 

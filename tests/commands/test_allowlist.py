@@ -83,7 +83,7 @@ def test_states_need_a_state_source() -> None:
 
 
 def test_yaml_syntax_error_has_line() -> None:
-    assert _error('version: "1"\nlines: [\n  - x: 1\n').startswith("al.yaml:3: not valid YAML")
+    assert _error('version: "1"\nlines: [\n  - x: 1\n').startswith("al.yaml:3: YAML syntax")
 
 
 def test_missing_file(tmp_path: Path) -> None:

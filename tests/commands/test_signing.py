@@ -124,5 +124,8 @@ def test_key_file_mode_passphrase_and_registry(tmp_path: Path) -> None:
     registry_path.write_text(yaml.safe_dump(registry_entry("alice", "Alice Archer", key.public_key())))
     assert UserRegistry.load(registry_path).users["alice"].full_name == "Alice Archer"
     registry_path.write_text("users:\n  alice: {full_name: A, public_key: 'ed25519:AAAA'}\n")
-    with pytest.raises(ValueError, match="users.alice.public_key: an Ed25519 public key has 32 bytes"):
+    with pytest.raises(ValueError, match=r"users.yaml:2: users.alice.public_key: an Ed25519 public key has 32 bytes"):
+        UserRegistry.load(registry_path)
+    registry_path.write_text("users:\n  alice:\n    full_name: A\n    public_key: 'ed25519:AAAA'\n    activ: true\n")
+    with pytest.raises(ValueError, match=r"users.yaml:5: users.alice.activ: Extra inputs are not permitted"):
         UserRegistry.load(registry_path)

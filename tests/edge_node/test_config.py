@@ -205,7 +205,7 @@ def _big_plant(tags: int, bad_index: int | None = None, bad: str = "eng_high: -5
 
 
 def test_large_tag_map_is_parsed_in_a_child_with_the_same_result(tmp_path: Path) -> None:
-    from edge_node import yaml_marks
+    from uns import yaml_marks
 
     text = _big_plant(3000)
     assert len(text) > yaml_marks.CHILD_PARSE_BYTES

@@ -334,7 +334,7 @@ class Allowlist(_Strict):
 
     @classmethod
     def from_yaml(cls, text: str, name: str = "<allowlist>") -> Allowlist:
-        return cls.from_source(YamlSource(text, name))
+        return cls.from_source(YamlSource.parse(text, name))
 
     @classmethod
     def from_source(cls, source: YamlSource) -> Allowlist:

@@ -33,7 +33,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import yaml
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -43,6 +42,7 @@ from uns.audit.canonical import canonical_json
 from uns.audit.ed25519 import key_id, parse_public_key, public_key_text
 
 from .model import CommandRequest, ReasonCode, Signature, SignatureMeaning
+from .yamlsource import ConfigError, YamlSource
 
 SIGNATURE_SCHEMA = "uns-hub.signature.v1"
 #: a signature dated further than this into the future (clock skew allowance) is refused
@@ -122,21 +122,24 @@ class UserRegistry(BaseModel):
 
     @classmethod
     def load(cls, path: Path) -> UserRegistry:
-        """Load YAML ``users: {alice: {full_name, public_key, active}}``; ValueError names the field."""
+        """Load YAML ``users: {alice: {full_name, public_key, active}}``.
+
+        Raises :class:`~uns.commands.yamlsource.ConfigError` (a ValueError) naming
+        ``file:line: field`` for every problem."""
+        source = YamlSource.read(path)
         try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ValueError(f"{path}: {exc}") from None
-        try:
-            registry = cls.model_validate(raw)
+            registry = cls.model_validate(source.data or {})
         except ValidationError as exc:
-            first = exc.errors()[0]
-            raise ValueError(f"{path}: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+            raise source.error(exc) from None
+        problems = []
         for user_id, user in registry.users.items():
             try:
                 parse_public_key(user.public_key)
             except ValueError as exc:
-                raise ValueError(f"{path}: users.{user_id}.public_key: {exc}") from None
+                loc = ("users", user_id, "public_key")
+                problems.append(f"{source.where(loc)}: users.{user_id}.public_key: {exc}")
+        if problems:
+            raise ConfigError("\n".join(problems), problems)
         return registry
 
     def public_key(self, user_id: str) -> Ed25519PublicKey:
