@@ -96,7 +96,7 @@ async def born(sniffer: Sniffer) -> None:
                      what="the edge node's DBIRTH")
 
 
-async def stop_and_count(sim: SimulatedLineServer, app: EdgeNodeApp, sniffer: Sniffer, first_step: int) -> None:
+async def stop_and_count(sim: SimulatedLineServer, sniffer: Sniffer, first_step: int) -> None:
     """Stop the changes, wait until the last one is on the broker, compare with what was made."""
     sim.synthetic_running = False
     await asyncio.sleep(2 / RATE_HZ)  # a step in progress finishes its writes
@@ -137,7 +137,7 @@ async def test_broker_outage_every_simulator_change_arrives_exactly_once(tmp_pat
                 await asyncio.sleep(3.0)
                 brokers.enter_context(mosquitto_broker(tmp_path / "second", port=port))
                 await asyncio.sleep(1.5)
-                await stop_and_count(sim, app, sniffer, first_step)
+                await stop_and_count(sim, sniffer, first_step)
             finally:
                 await app.stop()
     finally:
@@ -164,7 +164,7 @@ async def test_primary_host_offline_every_simulator_change_arrives_exactly_once(
                     await asyncio.sleep(2.5)
                     host.state("MES", True, 3000)
                     await asyncio.sleep(1.5)
-                    await stop_and_count(sim, app, sniffer, first_step)
+                    await stop_and_count(sim, sniffer, first_step)
                 finally:
                     await app.stop()
         finally:
