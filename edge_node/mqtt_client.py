@@ -116,6 +116,7 @@ class EdgeStats:
     ddeaths: int
     rebirths: int
     rebirths_throttled: int
+    next_server_requests: int
     connects: int
     connect_failures: int
     reconnects: int
@@ -332,7 +333,7 @@ class SparkplugEdgeClient:
             broker=str(self._url) if self._url is not None and session.connected else None,
             bd_seq=session.bd_seq, seq=session.seq, messages_out=self._messages_out, bytes_out=self._bytes_out,
             nbirths=c.nbirths, dbirths=c.dbirths, ddeaths=c.ddeaths, rebirths=c.rebirths,
-            rebirths_throttled=c.rebirths_throttled, connects=c.connects, connect_failures=self._connect_failures,
+            rebirths_throttled=c.rebirths_throttled, next_server_requests=c.next_server_requests, connects=c.connects, connect_failures=self._connect_failures,
             reconnects=self._reconnects, publish_errors=self._publish_errors,
             values_submitted=c.values_submitted, values_published=c.values_published,
             values_replayed=c.values_replayed, values_stored=c.values_stored, values_confirmed=c.values_confirmed,

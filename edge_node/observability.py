@@ -111,6 +111,8 @@ class EdgeCollector(Collector):
                        s.rebirths)
         yield counter("uns_edge_rebirths_throttled", "rebirth requests held back by the rebirth throttle",
                        s.rebirths_throttled)
+        yield counter("uns_edge_next_server_requests", "Node Control/Next Server commands obeyed",
+                      s.next_server_requests)
         yield counter("uns_edge_mqtt_connects", "MQTT sessions established", s.connects)
         yield counter("uns_edge_mqtt_connect_failures", "MQTT connection attempts that failed", s.connect_failures)
         yield counter("uns_edge_mqtt_reconnects", "MQTT reconnection attempts after a lost or failed session",

@@ -38,6 +38,10 @@ Rules (reference/sparkplug-3.0.md §3.1, §3.3, §3.4, §3.5, §6):
 8. ``Node Control/Rebirth`` = true in an NCMD: a new birth sequence on the same connection, seq
    back to 0, same bdSeq, no NDEATH (tck-id-operational-behavior-data-commands-rebirth-action-1..3),
    at most one per ``rebirth_throttle_s`` (a request inside the window is deferred, not dropped).
+   ``Node Control/Next Server`` = true (optional in the spec, born false like Rebirth): NDEATH,
+   then disconnect and connect to the next broker of the list (the same one if there is only one),
+   as when the primary host goes offline. An operator uses it to move edges off a broker before
+   maintenance without touching them.
 9. Store-and-forward: a change that cannot be published at its Tick (not born, host offline,
    device not born) is handed to the store (:class:`StoreForward`). Once born, the backlog is
    read back (:class:`FetchHistory`) in source-time order and published as ``is_historical``
@@ -69,7 +73,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING
 
-from uns.conventions import BDSEQ, NODE_REBIRTH, PROP_ENG_HIGH, PROP_ENG_LOW, PROP_ENG_UNIT
+from uns.conventions import BDSEQ, NODE_NEXT_SERVER, NODE_REBIRTH, PROP_ENG_HIGH, PROP_ENG_LOW, PROP_ENG_UNIT
 from uns.sparkplug.codec import decode_payload, encode_payload
 from uns.sparkplug.datatypes import DataType
 from uns.sparkplug.errors import EncodeError, LocalProtocolError, RemoteProtocolError, UnknownAliasError
@@ -116,6 +120,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+#: NCMD metrics the session acts on itself (born false, never aliased, not definable by tags)
+_NODE_CONTROLS = (NODE_REBIRTH, NODE_NEXT_SERVER)
+
 
 class State(Enum):
     DISCONNECTED = "DISCONNECTED"  # no MQTT session; changes go to the store
@@ -140,7 +147,8 @@ _TRANSITIONS: dict[State, dict[type, frozenset[State] | None]] = {
     _S.WAITING_HOST: {**_ANY_TIME, StateReceived: frozenset({_S.WAITING_HOST, _S.ONLINE, _S.DISCONNECTING}),
                       CommandReceived: None, DataConfirmed: None,
                       MqttDisconnected: frozenset({_S.DISCONNECTED}), Shutdown: frozenset({_S.CLOSED})},
-    _S.ONLINE: {**_ANY_TIME, StateReceived: frozenset({_S.ONLINE, _S.DISCONNECTING}), CommandReceived: None,
+    _S.ONLINE: {**_ANY_TIME, StateReceived: frozenset({_S.ONLINE, _S.DISCONNECTING}),
+                CommandReceived: frozenset({_S.ONLINE, _S.DISCONNECTING}),
                 DataConfirmed: None, MqttDisconnected: frozenset({_S.DISCONNECTED}),
                 Shutdown: frozenset({_S.CLOSED})},
     _S.DISCONNECTING: {**_ANY_TIME, StateReceived: None, CommandReceived: None, DataConfirmed: None,
@@ -191,6 +199,7 @@ class SessionCounters:
     ddeaths: int = 0
     rebirths: int = 0
     rebirths_throttled: int = 0
+    next_server_requests: int = 0
     data_messages: int = 0
     values_submitted: int = 0
     values_published: int = 0
@@ -505,7 +514,7 @@ class EdgeSession:
                     unknown.append(CommandFault.UNKNOWN_ALIAS)
                     raise UnknownAliasError(f"{message_type} alias {alias} is not a metric of {_where(device_id)}")
                 return info.name, info.datatype
-            if device_id is None and name == NODE_REBIRTH:
+            if device_id is None and name in _NODE_CONTROLS:
                 return name, DataType.Boolean
             info = self._metrics.get((device_id, name))  # type: ignore[arg-type]
             if info is None:
@@ -519,13 +528,21 @@ class EdgeSession:
             fault = unknown[-1] if isinstance(exc, UnknownAliasError) and unknown else CommandFault.MALFORMED
             return self._reject(event, fault, f"bad {message_type} for {_where(device_id)}: {exc}")
         actions: list[Action] = []
-        rebirth = False
+        rebirth = next_server = False
         others: list[Metric] = []
         for metric in payload.metrics:
             if device_id is None and metric.name == NODE_REBIRTH:
                 rebirth = rebirth or metric.value is True
+            elif device_id is None and metric.name == NODE_NEXT_SERVER:
+                next_server = next_server or metric.value is True
             else:
                 others.append(metric)
+        if next_server and self._state is State.ONLINE:
+            self.counters.next_server_requests += 1
+            log.warning("NCMD %s: NDEATH, disconnect, next server", NODE_NEXT_SERVER)
+            self._state = State.DISCONNECTING
+            return [self._publish(MessageType.NDEATH, None, self._ndeath_payload(), qos=1, fence=True),
+                    Disconnect(NODE_NEXT_SERVER, next_server=True, publish_will=True)]
         if rebirth:
             actions += self._request_rebirth()
         if others:
@@ -803,6 +820,7 @@ class EdgeSession:
         metrics = [
             Metric(name=BDSEQ, value=self._bd_seq, datatype=DataType.Int64, timestamp=now),
             Metric(name=NODE_REBIRTH, value=False, datatype=DataType.Boolean, timestamp=now),
+            Metric(name=NODE_NEXT_SERVER, value=False, datatype=DataType.Boolean, timestamp=now),
         ]
         metrics += self._birth_metrics(None, now)
         metrics.sort(key=_metric_ts)
@@ -875,7 +893,7 @@ class EdgeSession:
                 raise LocalProtocolError(f"metric {definition.name!r} of {_where(definition.device_id)} is defined twice")
             if not definition.name:
                 raise LocalProtocolError("a metric definition has an empty name")
-            if definition.device_id is None and definition.name in (BDSEQ, NODE_REBIRTH):
+            if definition.device_id is None and definition.name in (BDSEQ, *_NODE_CONTROLS):
                 raise LocalProtocolError(f"{definition.name!r} is reserved by Sparkplug; the session sends it")
             if definition.device_id is not None and definition.device_id not in self._devices:
                 validate_id(definition.device_id, "device_id")

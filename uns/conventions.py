@@ -26,6 +26,8 @@ PROP_FUTURE_TIMESTAMP = "FutureTimestamp"
 
 BDSEQ = "bdSeq"
 NODE_REBIRTH = "Node Control/Rebirth"
+#: optional in Sparkplug 3.0 (spec §6.4.x examples): true in an NCMD sends the edge to its next broker
+NODE_NEXT_SERVER = "Node Control/Next Server"
 
 
 class Quality(StrEnum):
@@ -68,7 +70,7 @@ def metric_quality(metric: Metric) -> Quality:
 
 
 __all__ = [
-    "BDSEQ", "NODE_REBIRTH", "PROP_ENG_HIGH", "PROP_ENG_LOW", "PROP_ENG_UNIT", "PROP_FUTURE_TIMESTAMP",
+    "BDSEQ", "NODE_NEXT_SERVER", "NODE_REBIRTH", "PROP_ENG_HIGH", "PROP_ENG_LOW", "PROP_ENG_UNIT", "PROP_FUTURE_TIMESTAMP",
     "PROP_QUALITY", "PROP_STATUS_CODE", "QUALITY_BAD", "QUALITY_GOOD", "QUALITY_STALE", "Quality",
     "metric_quality", "status_code_severity",
 ]

@@ -16,7 +16,7 @@ from edge_node.session import (
     Subscribe,
     Tick,
 )
-from uns.conventions import BDSEQ, NODE_REBIRTH
+from uns.conventions import BDSEQ, NODE_NEXT_SERVER, NODE_REBIRTH
 from uns.sparkplug import sparkplug_b_pb2 as pb
 from uns.sparkplug.datatypes import DataType
 from uns.sparkplug.errors import LocalProtocolError
@@ -71,6 +71,9 @@ def test_nbirth_content() -> None:
     rebirth = by_name[NODE_REBIRTH]
     assert rebirth.datatype == DataType.Boolean and rebirth.boolean_value is False
     assert not rebirth.HasField("alias")  # tck-id-operational-behavior-data-commands-rebirth-name-aliases
+    next_server = by_name[NODE_NEXT_SERVER]  # optional in 3.0; born false like Rebirth
+    assert next_server.datatype == DataType.Boolean and next_server.boolean_value is False
+    assert not next_server.HasField("alias")
     speed = by_name["Line/Speed"]
     assert speed.double_value == 12.5 and speed.timestamp == clock.now - 10_000
     assert dict(zip(speed.properties.keys, [v.string_value for v in speed.properties.values]))["engUnit"] == "m/min"
@@ -80,7 +83,7 @@ def test_nbirth_content() -> None:
     for metric in payload.metrics:
         assert metric.HasField("name") and metric.HasField("datatype") and metric.HasField("timestamp")
     # only node metrics in NBIRTH; aliases unique
-    assert set(by_name) == {BDSEQ, NODE_REBIRTH, "Line/Speed", "Line/State"}
+    assert set(by_name) == {BDSEQ, NODE_REBIRTH, NODE_NEXT_SERVER, "Line/Speed", "Line/State"}
     stamps = [m.timestamp for m in payload.metrics]
     assert stamps == sorted(stamps)  # tck-id-operational-behavior-data-publish-nbirth-order
 

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from edge_node.model import DeviceOnline, MetricUpdate
+import pytest
+
+from edge_node.model import DeviceOnline, MetricDefinition, MetricUpdate
 from edge_node.session import (
     CommandReceived,
+    EdgeSession,
+    LocalProtocolError,
+    SessionSettings,
     ConnectStarted,
     DataConfirmed,
     DeliverCommand,
@@ -19,7 +24,7 @@ from edge_node.session import (
     StoreForward,
     Tick,
 )
-from uns.conventions import BDSEQ, NODE_REBIRTH
+from uns.conventions import BDSEQ, NODE_NEXT_SERVER, NODE_REBIRTH
 from uns.sparkplug.codec import encode_payload
 from uns.sparkplug.datatypes import DataType
 from uns.sparkplug.model import Metric, Payload
@@ -86,6 +91,26 @@ def test_other_command_metrics_go_to_the_handler_and_bad_commands_are_counted() 
     # Rebirth=false does nothing
     assert session.send(CommandReceived(None, ncmd(Metric(name=NODE_REBIRTH, value=False,
                                                            datatype=DataType.Boolean)))) == []
+
+
+def test_next_server_ncmd_ndeath_then_disconnect_to_the_next_broker() -> None:
+    """``Node Control/Next Server`` (optional in 3.0): NDEATH with this session's bdSeq
+    (tck-id-payloads-ndeath-bdseq), then a disconnect that moves to the next server; false does nothing."""
+    session = make_session()
+    connect(session)
+    off = Metric(name=NODE_NEXT_SERVER, value=False, datatype=DataType.Boolean)
+    assert session.send(CommandReceived(None, ncmd(off))) == [] and session.state is State.ONLINE
+    actions = session.send(CommandReceived(None, ncmd(Metric(name=NODE_NEXT_SERVER, value=True,
+                                                              datatype=DataType.Boolean))))
+    ndeath = publishes(actions, MessageType.NDEATH)
+    assert len(ndeath) == 1 and {m.name: m.long_value for m in raw(ndeath[0]).metrics}[BDSEQ] == session.bd_seq
+    disconnect = of_type(actions, Disconnect)
+    assert len(disconnect) == 1 and disconnect[0].next_server and disconnect[0].publish_will  # type: ignore[attr-defined]
+    assert session.state is State.DISCONNECTING and session.counters.next_server_requests == 1
+    # a tag map cannot take the name
+    with pytest.raises(LocalProtocolError, match="reserved"):
+        EdgeSession(SessionSettings(group_id="G", edge_node_id="E"),
+                    [MetricDefinition(device_id=None, name=NODE_NEXT_SERVER, datatype=DataType.Boolean)])
 
 
 # -- primary host ----------------------------------------------------------------------------------

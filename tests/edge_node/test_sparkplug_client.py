@@ -11,7 +11,7 @@ from edge_node.model import DeviceOnline, MetricDefinition, MetricUpdate
 from edge_node.mqtt_client import SparkplugEdgeClient
 from tests.support.mosquitto import BrokerEndpoint, mosquitto_broker
 from tests.support.sniffer import Sniffer
-from uns.conventions import BDSEQ, NODE_REBIRTH
+from uns.conventions import BDSEQ, NODE_NEXT_SERVER, NODE_REBIRTH
 from uns.sparkplug.codec import encode_payload
 from uns.sparkplug.datatypes import DataType
 from uns.sparkplug.model import Metric, Payload, now_ms
@@ -65,7 +65,7 @@ async def test_births_data_and_clean_death_on_the_wire(mosquitto: BrokerEndpoint
     for message in (nbirth, dbirth):
         for metric in payload(message).metrics:
             assert metric.HasField("name") and metric.HasField("datatype") and metric.HasField("timestamp")
-            if metric.name not in (BDSEQ, NODE_REBIRTH):
+            if metric.name not in (BDSEQ, NODE_REBIRTH, NODE_NEXT_SERVER):  # control metrics by name only
                 assert metric.HasField("alias")
     data = [m for m in messages if kind(m) in ("NDATA", "DDATA")]
     assert data and all((m.qos, m.retain) == (0, False) for m in data)
@@ -205,3 +205,31 @@ async def test_mqtt_311_clean_session_and_ndeath_before_disconnect(mosquitto: Br
         await asyncio.sleep(0.3)
         deaths = of_kind(sniffer, "NDEATH")
     assert len(deaths) == 1 and (deaths[0].qos, deaths[0].retain) == (1, False) and bd_seq(deaths[0]) == 0
+
+
+async def test_next_server_ncmd_moves_the_edge_to_the_next_broker(tmp_path: Path) -> None:
+    """``Node Control/Next Server`` = true on the first broker: NDEATH there (same bdSeq as the
+    NBIRTH, tck-id-payloads-ndeath-bdseq), then births on the second broker with a new bdSeq; the
+    command is born false in each NBIRTH."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    command = encode_payload(Payload(metrics=[Metric(name=NODE_NEXT_SERVER, value=True, datatype=DataType.Boolean)],
+                                     timestamp=now_ms()), MessageType.NCMD)
+    with mosquitto_broker(tmp_path / "a") as first, mosquitto_broker(tmp_path / "b") as second, \
+            Sniffer(first.host, first.port) as sniffer_a, Sniffer(second.host, second.port) as sniffer_b:
+        host = Host(first.host, first.port)
+        try:
+            async with SparkplugEdgeClient(fast_config([first.url, second.url]), DEFS, tmp_path / "edge") as client:
+                await client.wait_birthed(10)
+                host.publish("spBv1.0/G/NCMD/E", command)
+                await sniffed(sniffer_a, lambda m: kind(m) == "NDEATH", timeout=5)
+                await sniffed(sniffer_b, lambda m: kind(m) == "NBIRTH", timeout=10)
+                await eventually(lambda: client.stats.broker == second.url, what="on the second broker")
+                assert client.stats.as_dict()["next_server_requests"] == 1
+        finally:
+            host.close()
+        births_a, births_b = of_kind(sniffer_a, "NBIRTH"), of_kind(sniffer_b, "NBIRTH")
+        assert bd_seq(of_kind(sniffer_a, "NDEATH")[0]) == bd_seq(births_a[0]) == 0
+        assert len(births_a) == 1 and bd_seq(births_b[0]) == 1
+        born = {m.name: m.boolean_value for m in payload(births_b[0]).metrics if m.name == NODE_NEXT_SERVER}
+        assert born == {NODE_NEXT_SERVER: False}
