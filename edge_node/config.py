@@ -32,7 +32,6 @@ from pydantic import (
 from uns.isa95 import LinePath, MappingMode, NamespaceMapping, validate_isa95_name
 from uns.sparkplug.datatypes import DataType
 from uns.sparkplug.errors import InvalidIdError
-
 from uns.yaml_marks import ConfigError, Loc, MarkedDocument, format_loc, load_marked_file, load_marked_yaml
 
 __all__ = [

@@ -46,12 +46,11 @@ class YamlSource:
         line = self.line_of(loc)
         return self.name if line is None else f"{self.name}:{line}"
 
-    def error(self, exc: ValidationError, prefix: Loc = ()) -> ConfigError:
-        """One ConfigError listing every pydantic error with its ``file:line`` and field path;
-        ``prefix`` is where the validated mapping sits in the file."""
+    def error(self, exc: ValidationError) -> ConfigError:
+        """One ConfigError listing every pydantic error with its ``file:line`` and field path."""
         messages = []
         for err in exc.errors():
-            loc = (*prefix, *err["loc"])
+            loc = tuple(err["loc"])
             field = ".".join(str(part) for part in loc) or "(top level)"
             msg = err["msg"].removeprefix("Value error, ")
             messages.append(f"{self.where(loc)}: {field}: {msg}")
