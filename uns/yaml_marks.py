@@ -166,7 +166,7 @@ def _parse_in_child(text: str, source: str) -> Any:
     except (OSError, subprocess.TimeoutExpired):
         return _parse_here(text, source)  # no child possible here: slower and bigger, still correct
     if done.returncode == 0:
-        return pickle.loads(done.stdout)  # noqa: S301 - produced by our own child, see above
+        return pickle.loads(done.stdout)  # produced by our own child, see the docstring
     if done.returncode == 3:
         error = json.loads(done.stdout)
         if error.get("problem") is not None:
