@@ -38,6 +38,10 @@ class HostConfig(BaseModel):
     rebirth_throttle_s: float = Field(5.0, ge=0)
     #: what earns a rebirth request (the spec: each trigger should be configurable)
     rebirth_causes: frozenset[RebirthCause] = ALL_CAUSES
+    #: Sparkplug "Reorder Timeout": a message ahead of the expected seq waits this long for the
+    #: missing ones before the gap earns a rebirth; 0 answers every gap at once (one broker keeps
+    #: a node's messages in order; bridged or clustered brokers may not)
+    reorder_timeout_ms: int = Field(0, ge=0, le=60_000)
     #: learn nodes from a Sparkplug-aware broker's ``$sparkplug/certificates/#`` births
     use_certificates: bool = True
     #: also mirror ``Node Control/*`` and ``Device Control/*`` metrics

@@ -95,7 +95,8 @@ class SparkplugHost:
         self.session = HostSession(config.host_id, use_certificates=config.use_certificates)
         self.tracker = EdgeTracker(rebirth_throttle_ms=int(config.rebirth_throttle_s * 1000),
                                    max_payload_bytes=config.max_payload_bytes,
-                                   rebirth_causes=config.rebirth_causes)
+                                   rebirth_causes=config.rebirth_causes,
+                                   reorder_timeout_ms=config.reorder_timeout_ms)
         self.model = LiveModel(config.change_stream_size)
         self.mirror = UnsMirror(config.mapping, interval_ms=config.conflation_interval_ms,
                                 fallback_root=config.fallback_root,
@@ -186,7 +187,8 @@ class SparkplugHost:
             change_stream_dropped=self.model.dropped_changes, reconnects=self._reconnects,
             state_reasserted=self.session.reasserted, handler_errors=self._handler_errors,
             extra={"mirror_connected": out.connected, "mirror_reconnects": out.reconnects,
-                   "mirror_restored": out.restored, "mirror_resent": out.resent, "mirror_qos": out.qos},
+                   "mirror_restored": out.restored, "mirror_resent": out.resent, "mirror_qos": out.qos,
+                   "reorder_held": t.reorder_held, "reorder_recovered": t.reorder_recovered},
         )
 
     # -- commands ----------------------------------------------------------------------------
@@ -309,12 +311,15 @@ class SparkplugHost:
             reader = asyncio.create_task(self._reader(client))
             publisher = asyncio.create_task(self._publisher(client))
             stopper = asyncio.create_task(self._stop.wait())
+            tasks = {reader, publisher, stopper}
+            if cfg.reorder_timeout_ms > 0:
+                tasks.add(asyncio.create_task(self._reorder_timer()))
             try:
-                done, _ = await asyncio.wait({reader, publisher, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             finally:
-                for task in (reader, publisher, stopper):
+                for task in tasks:
                     task.cancel()
-                for task in (reader, publisher, stopper):
+                for task in tasks:
                     with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
                         await task
             for task in done:
@@ -352,6 +357,15 @@ class SparkplugHost:
             except Exception:  # our bug; one message must not take the host down
                 self._handler_errors += 1
                 log.exception("host %s: error handling a message on %s", self.config.host_id, message.topic.value)
+
+    async def _reorder_timer(self) -> None:
+        """Expire the tracker's reorder timers (a held message's gap becomes a rebirth request)."""
+        step = max(0.01, self.config.reorder_timeout_ms / 4000)
+        while True:
+            await asyncio.sleep(step)
+            if self.tracker.next_reorder_deadline_ms() is not None:
+                now = self._clock()
+                self._apply(self.tracker.tick(now), now)
 
     async def _publisher(self, client: aiomqtt.Client) -> None:
         """The session's own publishes (STATE re-assertions, rebirth NCMDs); the mirror has its own."""

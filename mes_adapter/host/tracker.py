@@ -12,9 +12,15 @@ rules it enforces, stated once:
   again by the first other message after the NBIRTH is declared dead then: a rebirth does not
   make the mirror blink STALE.
 * Every later edge message (DBIRTH, NDATA, DDATA, DDEATH) must carry ``seq`` = previous + 1 mod
-  256 (tck-id-payloads-sequence-num-incrementing). A gap is answered with a rebirth request
-  (tck-id-operational-behavior-host-reordering-rebirth; no reorder timeout, see README); the data
-  is still applied (it is newer than what we had) and the sequence resyncs.
+  256 (tck-id-payloads-sequence-num-incrementing). A gap is answered with a rebirth request; the
+  data is still applied (it is newer than what we had) and the sequence resyncs.
+* Reorder timeout (``reorder_timeout_ms`` > 0, tck-id-operational-behavior-host-reordering-param):
+  a message whose ``seq`` is ahead of the expected one is held and starts the node's timer
+  (-reordering-start). When the missing messages arrive, everything is applied in ``seq`` order
+  and the timer stops, with no rebirth (-reordering-success). When :meth:`EdgeTracker.tick`
+  finds the timer expired, the gap is a gap: rebirth request (-reordering-rebirth), and the held
+  messages are applied in ``seq`` order. A ``seq`` behind the expected one is a gap at once. With
+  0 (the default) every gap is answered at once.
 * DATA, DBIRTH or DDEATH of a node we hold no birth for (a host that joined mid-session, a node
   that restarted and whose NBIRTH was lost), DDATA of a device without DBIRTH, an alias or name
   no birth declared, a value whose type differs from its birth, or bytes that are not a Sparkplug
@@ -162,6 +168,9 @@ class _Node:
     devices: dict[str, bool] = field(default_factory=dict)  # device_id -> online
     awaiting: set[str] = field(default_factory=set)  # online before the NBIRTH, no DBIRTH yet
     last_seen_ms: int | None = None
+    #: seq -> (topic, parsed topic, payload, receive time) of messages that came too early
+    held: dict[int, tuple[str, SparkplugTopic, bytes, int]] = field(default_factory=dict)
+    reorder_deadline_ms: int | None = None
 
 
 @dataclass(slots=True)
@@ -177,6 +186,9 @@ class TrackerCounters:
     certificates_ignored: int = 0
     commands_seen: int = 0
     seq_gaps: int = 0
+    #: messages held for the reorder timeout, and gaps it closed without a rebirth
+    reorder_held: int = 0
+    reorder_recovered: int = 0
     rebirths_suppressed: int = 0
     rebirths_requested: Counter[str] = field(default_factory=Counter)
     violations: Counter[str] = field(default_factory=Counter)
@@ -186,8 +198,9 @@ class EdgeTracker:
     """Per edge node: births, sequence, bdSeq, devices, online state and rebirth decisions."""
 
     def __init__(self, *, rebirth_throttle_ms: int = 5000, max_payload_bytes: int = 1 << 20,
-                 rebirth_causes: frozenset[RebirthCause] = ALL_CAUSES) -> None:
+                 rebirth_causes: frozenset[RebirthCause] = ALL_CAUSES, reorder_timeout_ms: int = 0) -> None:
         self.rebirth_throttle_ms = rebirth_throttle_ms
+        self.reorder_timeout_ms = reorder_timeout_ms
         self.max_payload_bytes = max_payload_bytes
         self.rebirth_causes = rebirth_causes
         self.counters = TrackerCounters()
@@ -269,10 +282,34 @@ class EdgeTracker:
         self._dbirth(events, topic, key, node, parsed.device_id, payload, now_ms, certificate=True)
         return events
 
+    def tick(self, now_ms: int) -> list[Event]:
+        """Expire reorder timers: a gap still open is a gap (see the module docstring)."""
+        events: list[Event] = []
+        for key, node in self._nodes.items():
+            if node.reorder_deadline_ms is not None and now_ms >= node.reorder_deadline_ms:
+                expected = node.next_seq
+                first = min(node.held, key=lambda seq: (seq - (expected or 0)) % 256)
+                topic = node.held[first][0]
+                self.counters.seq_gaps += 1
+                self._violation(events, topic, "seq_gap", f"seq {expected} did not arrive within "
+                                f"reorder_timeout_ms={self.reorder_timeout_ms}; next held seq {first}")
+                self._rebirth(events, key, RebirthCause.SEQ_GAP,
+                              f"{topic}: seq {expected} missing after {self.reorder_timeout_ms} ms", now_ms)
+                node.next_seq = first  # resync: the held messages are newer than what we had
+                node.reorder_deadline_ms = None
+                self._release_held(events, key, node, now_ms, recovering=False)
+        return events
+
+    def next_reorder_deadline_ms(self) -> int | None:
+        """When :meth:`tick` has something to do (None: nothing is held)."""
+        deadlines = [n.reorder_deadline_ms for n in self._nodes.values() if n.reorder_deadline_ms is not None]
+        return min(deadlines) if deadlines else None
+
     def host_disconnected(self, now_ms: int) -> list[Event]:
         """Our own connection is gone: every node is offline and every metric STALE (spec ch. 5)."""
         events: list[Event] = []
         for key, node in self._nodes.items():
+            _drop_held(node)
             if node.online:
                 events.append(NodeDied(key, node.bd_seq, now_ms, "host_disconnected"))
             node.online = False
@@ -288,6 +325,8 @@ class EdgeTracker:
 
     def _nbirth(self, events: list[Event], topic: str, key: NodeKey, node: _Node, data: bytes,
                 now_ms: int, *, certificate: bool) -> None:
+        if not certificate:
+            _drop_held(node)  # messages of the previous session: the new birth restates everything
         self._settle(events, key, node, now_ms)
         if node.online:
             node.awaiting = {device_id for device_id, online in node.devices.items() if online}
@@ -335,6 +374,12 @@ class EdgeTracker:
             self._violation(events, topic, "malformed", str(exc))
             return
         bd_seq = _bd_seq(payload)
+        if node.held and (node.bd_seq is None or bd_seq == node.bd_seq):
+            # the session ends: what it sent before its death still counts, in seq order
+            node.next_seq = min(node.held, key=lambda seq: (seq - (node.next_seq or 0)) % 256)
+            node.reorder_deadline_ms = None
+            self._release_held(events, key, node, now_ms, recovering=False)
+            _drop_held(node)
         if not node.online:
             self._violation(events, topic, "stale_ndeath", f"NDEATH bdSeq={bd_seq} for a node that is not online")
             return
@@ -354,6 +399,39 @@ class EdgeTracker:
 
     def _session_message(self, events: list[Event], topic: str, parsed: SparkplugTopic, key: NodeKey,
                          node: _Node, data: bytes, now_ms: int) -> None:
+        if self.reorder_timeout_ms > 0 and node.born and node.next_seq is not None:
+            seq = _peek_seq(data)
+            if seq is not None and 0 < (seq - node.next_seq) % 256 < 128:
+                if seq not in node.held:
+                    self.counters.reorder_held += 1
+                node.held[seq] = (topic, parsed, data, now_ms)
+                if node.reorder_deadline_ms is None:
+                    node.reorder_deadline_ms = now_ms + self.reorder_timeout_ms
+                return
+            self._apply_message(events, topic, parsed, key, node, data, now_ms)
+            if node.held:
+                self._release_held(events, key, node, now_ms, recovering=True)
+            return
+        self._apply_message(events, topic, parsed, key, node, data, now_ms)
+
+    def _release_held(self, events: list[Event], key: NodeKey, node: _Node, now_ms: int, *,
+                      recovering: bool) -> None:
+        """Apply held messages while the next one expected is among them. None left: the timer
+        stops (``recovering``: a gap closed in time). Some left: a gap remains, and keeps (or
+        starts) the timer."""
+        while node.next_seq is not None and node.next_seq in node.held:
+            topic, parsed, data, received_ms = node.held.pop(node.next_seq)
+            self._apply_message(events, topic, parsed, key, node, data, received_ms)
+        if node.held:
+            if node.reorder_deadline_ms is None:
+                node.reorder_deadline_ms = now_ms + self.reorder_timeout_ms
+            return
+        if recovering and node.reorder_deadline_ms is not None:
+            self.counters.reorder_recovered += 1
+        node.reorder_deadline_ms = None
+
+    def _apply_message(self, events: list[Event], topic: str, parsed: SparkplugTopic, key: NodeKey,
+                       node: _Node, data: bytes, now_ms: int) -> None:
         kind = parsed.message_type
         if not node.born:
             self._violation(events, topic, "data_before_birth", f"{kind} before any NBIRTH of this session")
@@ -463,6 +541,11 @@ class EdgeTracker:
 
 
 _TEXT_TYPES = frozenset({DataType.String, DataType.Text, DataType.UUID})
+
+
+def _drop_held(node: _Node) -> None:
+    node.held.clear()
+    node.reorder_deadline_ms = None
 
 
 def _check_text(payload: Payload) -> None:

@@ -97,6 +97,29 @@ async def test_seq_gap_gets_exactly_one_rebirth(mosquitto: BrokerEndpoint, sniff
         assert host.stats.rebirths_requested == {"seq_gap": 1} and host.stats.seq_gaps == 4
 
 
+async def test_reorder_timeout_on_the_wire(mosquitto: BrokerEndpoint, sniffer: Sniffer, edge: PahoEdge) -> None:
+    """tck-id-operational-behavior-host-reordering-param / -start / -success / -rebirth: with
+    ``reorder_timeout_ms`` an out-of-order pair is applied in seq order with no NCMD; a gap never
+    filled earns one rebirth after the timeout, not before."""
+    async with running_host(mosquitto, reorder_timeout_ms=800) as host:
+        await _born(edge, sniffer)
+        early, late = edge.script.ddata({"Speed": 1.0}), edge.script.ddata({"Speed": 2.0})
+        edge.send(late)
+        edge.send(early)
+        await wait_for(sniffer, lambda m: m.topic == f"{LINE}/filler/Speed" and json.loads(m.payload)["value"] == 2.0)
+        await asyncio.sleep(1.2)  # past the timeout: nothing was left open
+        assert rebirth_requests(sniffer, GROUP, EDGE) == []
+        assert host.model.metric(GROUP, EDGE, CELL, "Speed").value == 2.0  # type: ignore[union-attr]
+        assert host.stats.extra["reorder_recovered"] == 1 and host.stats.seq_gaps == 0
+        edge.script.skip_seq(1)  # never sent
+        edge.send(edge.script.ddata({"Speed": 3.0}))
+        await asyncio.sleep(0.4)
+        assert rebirth_requests(sniffer, GROUP, EDGE) == []  # still waiting
+        await _exactly_one_rebirth(sniffer)
+        assert host.model.metric(GROUP, EDGE, CELL, "Speed").value == 3.0  # type: ignore[union-attr]
+        assert host.stats.seq_gaps == 1
+
+
 async def test_unknown_alias_gets_exactly_one_rebirth(mosquitto: BrokerEndpoint, sniffer: Sniffer,
                                                       edge: PahoEdge) -> None:
     async with running_host(mosquitto) as host:

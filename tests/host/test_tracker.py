@@ -257,3 +257,75 @@ def test_invalid_utf8_names_are_malformed_not_bytes(tracker: EdgeTracker, clock:
     events = tracker.handle(topic, data.replace(b"Line/State", b"Line/St\xffte"), clock())
     assert kinds(events, ProtocolViolation)[0].kind == "malformed"
     assert not kinds(events, MetricsChanged) and not tracker.is_online(GROUP, EDGE)
+
+
+# -- reorder timeout -----------------------------------------------------------------------------
+
+
+def _speeds(events: list) -> list[float]:
+    return [m.value for e in kinds(events, MetricsChanged) for m in e.metrics if m.name == "Speed"]
+
+
+def test_reorder_in_time_applies_in_seq_order_without_rebirth(clock: Clock) -> None:
+    """tck-id-operational-behavior-host-reordering-param (reorder_timeout_ms), -reordering-start
+    (a seq ahead starts the timer) and -reordering-success (the gap fills in time: no rebirth)."""
+    tracker = EdgeTracker(reorder_timeout_ms=2000)
+    edge = born(tracker, clock)
+    first = edge.ddata({"Speed": 1.0})
+    second = edge.ddata({"Speed": 2.0})
+    third = edge.ddata({"Speed": 3.0})
+    assert tracker.handle(*third, clock()) == []  # ahead: held, the timer runs
+    assert tracker.handle(*second, clock()) == []
+    assert tracker.next_reorder_deadline_ms() == clock() + 2000
+    clock.t += 500
+    events = tracker.handle(*first, clock())  # the missing one: everything, in seq order
+    assert _speeds(events) == [1.0, 2.0, 3.0]
+    assert not kinds(events, RebirthNeeded) and not kinds(events, ProtocolViolation)
+    assert tracker.next_reorder_deadline_ms() is None
+    clock.t += 5000
+    assert tracker.tick(clock()) == []
+    assert tracker.counters.seq_gaps == 0
+    assert (tracker.counters.reorder_held, tracker.counters.reorder_recovered) == (2, 1)
+    assert _speeds(tracker.handle(*edge.ddata({"Speed": 4.0}), clock())) == [4.0]  # in step again
+
+
+def test_reorder_timeout_expired_requests_rebirth_and_applies_what_it_held(clock: Clock) -> None:
+    """tck-id-operational-behavior-host-reordering-rebirth: the gap is not filled in time."""
+    tracker = EdgeTracker(reorder_timeout_ms=2000)
+    edge = born(tracker, clock)
+    edge.skip_seq(1)  # this one never arrives
+    assert tracker.handle(*edge.ddata({"Speed": 5.0}), clock()) == []
+    assert tracker.handle(*edge.ddata({"Speed": 6.0}), clock()) == []
+    clock.t += 1999
+    assert tracker.tick(clock()) == []  # not yet
+    clock.t += 1
+    events = tracker.tick(clock())
+    assert [e.cause for e in kinds(events, RebirthNeeded)] == [RebirthCause.SEQ_GAP]
+    assert _speeds(events) == [5.0, 6.0]  # newer than what we had: applied, in order
+    assert tracker.counters.seq_gaps == 1 and tracker.next_reorder_deadline_ms() is None
+    assert not kinds(tracker.handle(*edge.ddata({"Speed": 7.0}), clock()), ProtocolViolation)  # resynced
+
+
+def test_reorder_behind_is_a_gap_at_once_and_a_new_birth_drops_what_was_held(clock: Clock) -> None:
+    tracker = EdgeTracker(reorder_timeout_ms=2000)
+    edge = born(tracker, clock)
+    old = edge.ddata({"Speed": 1.0})
+    tracker.handle(*old, clock())
+    events = tracker.handle(*old, clock())  # a seq already seen: not worth waiting for
+    assert kinds(events, RebirthNeeded)
+    edge.skip_seq(3)
+    assert tracker.handle(*edge.ddata({"Speed": 9.0}), clock()) == []
+    tracker.handle(*edge.nbirth(), clock())  # a new session restates everything
+    assert tracker.next_reorder_deadline_ms() is None
+    clock.t += 10_000
+    assert not kinds(tracker.tick(clock()), MetricsChanged)
+
+
+def test_reorder_held_messages_count_before_a_matching_ndeath(clock: Clock) -> None:
+    tracker = EdgeTracker(reorder_timeout_ms=2000)
+    edge = born(tracker, clock)
+    edge.skip_seq(1)
+    tracker.handle(*edge.ddata({"Speed": 8.0}), clock())
+    events = tracker.handle(*edge.ndeath(), clock())
+    assert _speeds(events) == [8.0] and isinstance(events[-1], NodeDied)
+    assert tracker.next_reorder_deadline_ms() is None
