@@ -6,7 +6,9 @@ deaths, sequence numbers and store-and-forward. The client is entered first so t
 every metric definition) precedes the first DBIRTH a source announces, and left last so a
 shutdown ends with NDEATH. With an ``http:`` section, :class:`edge_node.observability.EdgeObservability`
 serves ``/metrics`` and the probes from before the client starts until after it stopped, so a
-probe sees "starting" and "stopping" rather than a refused connection.
+probe sees "starting" and "stopping" rather than a refused connection. The first NBIRTH waits
+(``sparkplug.first_birth_wait_s``) until the endpoints with node-level tags were read once, so it
+carries their values.
 """
 
 from __future__ import annotations
@@ -50,6 +52,13 @@ def _default_client_factory(sparkplug: Any, definitions: list[MetricDefinition],
     return SparkplugEdgeClient(sparkplug, definitions, data_dir)
 
 
+async def _all_set(events: list[asyncio.Event], done: asyncio.Event) -> None:
+    """Set ``done`` once every one of ``events`` is set (the first birth's gate)."""
+    for event in events:
+        await event.wait()
+    done.set()
+
+
 class EdgeNodeApp:
     """``await app.start()`` / ``await app.stop()``, or ``await app.run()`` until SIGINT/SIGTERM."""
 
@@ -78,6 +87,11 @@ class EdgeNodeApp:
             if await observability.start():
                 self.observability = observability
         client = self._client_factory(self.sparkplug, self.definitions, self.data_dir)
+        node_values_read = asyncio.Event()
+        wait_s = self.sparkplug.first_birth_wait_s
+        has_node_tags = any(self.config.device_id(tag) is None for tag in self.config.tags)
+        if has_node_tags and wait_s > 0 and hasattr(client, "hold_first_birth"):
+            client.hold_first_birth(node_values_read, wait_s)
         await client.__aenter__()
         self.client = client
         if hasattr(client, "set_command_handler") and hasattr(client, "publish_json"):
@@ -91,6 +105,8 @@ class EdgeNodeApp:
                                  future_tolerance_ms=self.config.future_tolerance_ms)
             self.sources.append(source)
             self._tasks.append(asyncio.create_task(source.run(), name=f"opcua-source-{endpoint.name}"))
+        read = [s.announced for s in self.sources if s.has_node_tags]
+        self._tasks.append(asyncio.create_task(_all_set(read, node_values_read), name="first-birth-gate"))
         group_id, edge_node_id = self.config.sparkplug_ids()
         log.info("edge node %s/%s started: %d tag(s) on %d endpoint(s)", group_id, edge_node_id,
                  len(self.config.tags), len(self.sources))

@@ -173,6 +173,7 @@ class SparkplugEdgeClient:
         self._disconnect_request: Disconnect | None = None
         self._echo = False
         self._birthed = asyncio.Event()
+        self._first_birth_gate: tuple[asyncio.Event, float] | None = None
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
         self._handler_tasks: set[asyncio.Task[None]] = set()
@@ -257,6 +258,16 @@ class SparkplugEdgeClient:
         if session is None:
             raise LocalProtocolError("call start() (or enter the context) before submit()")
         session.submit(update)
+
+    def set_current(self, update: MetricUpdate) -> None:
+        """A node metric's value read at (re)connect: carried by the NBIRTH if it is still to come,
+        else published like a change (:meth:`EdgeSession.set_current`)."""
+        self._require().set_current(update)
+
+    def hold_first_birth(self, ready: asyncio.Event, timeout_s: float) -> None:
+        """Before :meth:`start`: the first connection (hence the first NBIRTH) waits until ``ready``
+        is set or ``timeout_s`` passed, so the node's OPC UA values can be read first."""
+        self._first_birth_gate = (ready, timeout_s)
 
     async def device_online(self, event: DeviceOnline) -> None:
         """The device's source is up: DBIRTH with ``event.current`` (now if born, else at the birth)."""
@@ -544,6 +555,13 @@ class SparkplugEdgeClient:
         index = 0
         failures = 0
         first = True
+        if self._first_birth_gate is not None:
+            ready, timeout_s = self._first_birth_gate
+            try:
+                await asyncio.wait_for(ready.wait(), timeout_s)
+            except TimeoutError:
+                log.info("first birth: not every OPC UA source was read within %.1f s; birthing without them "
+                         "(their node metrics are null until read)", timeout_s)
         while not self._stopping:
             if not first:
                 delay = self._backoff(failures)

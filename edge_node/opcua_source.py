@@ -71,6 +71,8 @@ class SourceSink(Protocol):
 
     def submit(self, update: MetricUpdate) -> None: ...
 
+    def set_current(self, update: MetricUpdate) -> None: ...
+
     async def device_online(self, event: DeviceOnline) -> None: ...
 
     async def device_offline(self, event: DeviceOffline) -> None: ...
@@ -140,6 +142,9 @@ class OpcUaSource:
         self.devices: list[str] = sorted({b.device_id for b in self.bound if b.device_id is not None})
         self.backoff = Backoff(endpoint.reconnect_min_s, endpoint.reconnect_max_s)
         self.connected = asyncio.Event()
+        #: set once the current values were read and handed over (the first birth may wait for it)
+        self.announced = asyncio.Event()
+        self.has_node_tags = any(b.device_id is None for b in self.bound)
         self._announced = False
         self._client: Client | None = None
 
@@ -265,7 +270,8 @@ class OpcUaSource:
         for device in self.devices:
             await self._sink_call(self.sink.device_online(DeviceOnline(device, announce.devices.get(device, []))))
         for update in announce.node_updates:
-            self._submit(update)
+            self._submit(update, current=True)
+        self.announced.set()
 
     async def _announce_offline(self, reason: str) -> None:
         self._announced = False
@@ -406,9 +412,12 @@ class OpcUaSource:
 
     # -- helpers ------------------------------------------------------------------------------
 
-    def _submit(self, update: MetricUpdate) -> None:
+    def _submit(self, update: MetricUpdate, *, current: bool = False) -> None:
         try:
-            self.sink.submit(update)
+            if current:
+                self.sink.set_current(update)
+            else:
+                self.sink.submit(update)
         except Exception:
             self.stats.sink_errors += 1
             log.exception("endpoint %s: the sink refused an update of %s", self.endpoint.name, update.name)

@@ -365,6 +365,25 @@ class EdgeSession:
         self._pending.append(update)
         self.counters.values_submitted += 1
 
+    def set_current(self, update: MetricUpdate) -> None:
+        """A node metric's value as read when its source (re)connects: a state, not a change.
+
+        Before the NBIRTH it only becomes the current value, which the NBIRTH carries (so a birth
+        does not say null for a tag that was read a moment before, and the read is not replayed
+        as history). Once born it is published like any change: the NBIRTH is already out."""
+        if self._state is State.ONLINE:
+            self.submit(update)
+            return
+        if self._state is State.CLOSED:
+            raise LocalProtocolError("the edge session is closed; no more values are accepted")
+        key = (update.device_id, update.name)
+        if update.device_id is not None or key not in self._metrics:
+            raise LocalProtocolError(f"set_current() takes node metrics that are defined; got {update.name!r} "
+                                     f"of {_where(update.device_id)}")
+        current = self._cvt.get(key)
+        if current is None or update.timestamp >= current.timestamp:
+            self._cvt[key] = update
+
     # -- events -----------------------------------------------------------------------------
 
     def send(self, event: Event) -> list[Action]:

@@ -78,6 +78,10 @@ class EdgeSparkplugConfig(BaseModel):
         description="subscribe to our own NDATA/DDATA so a value counts as delivered only once the "
                     "broker routed it; values unconfirmed at a connection loss are re-sent as historical")
     shutdown_timeout_s: float = Field(5.0, gt=0, description="time allowed for the NDEATH and disconnect at stop")
+    first_birth_wait_s: float = Field(
+        3.0, ge=0, le=60,
+        description="at start, the first NBIRTH waits up to this long for the OPC UA endpoints with node-level "
+                    "tags to be read, so it carries their values instead of nulls (0: birth at once)")
     store: StoreConfig = Field(default_factory=StoreConfig)
 
     @field_validator("mqtt_version", mode="before")

@@ -17,6 +17,9 @@ class RecordingSink:
     def submit(self, update: MetricUpdate) -> None:
         self.events.append(("data", update))
 
+    def set_current(self, update: MetricUpdate) -> None:
+        self.events.append(("current", update))
+
     async def device_online(self, event: DeviceOnline) -> None:
         self.events.append(("online", event))
 
@@ -25,6 +28,10 @@ class RecordingSink:
 
     def data(self, name: str, device: str | None = None) -> list[MetricUpdate]:
         return [e for k, e in self.events if k == "data" and e.name == name and e.device_id == device]
+
+    def current(self, name: str) -> list[MetricUpdate]:
+        """Node metric values read at (re)connect."""
+        return [e for k, e in self.events if k == "current" and e.name == name]
 
     def kinds(self, device: str) -> list[str]:
         return [k for k, e in self.events if k in ("online", "offline") and e.device_id == device]

@@ -130,7 +130,7 @@ async def test_simulator_default_config_and_browse(tmp_path: Path) -> None:
             assert {"GoodCount", "Speed", "Temperature", "State"} <= set(filler)
             assert not any(u.is_null for u in filler.values())
             assert source.stats.unknown_nodes == 0
-            assert [u.value for u in sink.data("State")]  # a line-level metric
+            assert [u.value for u in sink.current("State")]  # a line-level metric, read at connect
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)

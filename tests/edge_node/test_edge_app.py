@@ -122,7 +122,10 @@ async def test_opcua_to_sparkplug_end_to_end(mosquitto: BrokerEndpoint, tmp_path
             kinds = [t.message_type for t, _ in msgs]
             assert kinds[0] is MessageType.NBIRTH
             nbirth = of(msgs, MessageType.NBIRTH)[0]
-            assert "State" in metric_values(nbirth)
+            # the first NBIRTH waited for the OPC UA read (sparkplug.first_birth_wait_s): the
+            # line-level tag is born with its value, not null, and is not re-sent as NDATA
+            assert metric_values(nbirth)["State"] == "Idle"
+            assert not [m for p in of(msgs, MessageType.NDATA) for m in p.metrics if m.value == "Idle"]
             filler = of(msgs, MessageType.DBIRTH, "Filler")[0]
             assert metric_values(filler)["Speed"] == 10.0 and metric_values(filler)["GoodCount"] == 0
             assert {t.device_id for t, _ in msgs if t.message_type is MessageType.DBIRTH} == {"Filler", "Capper"}

@@ -76,8 +76,9 @@ async def test_births_live_values_bad_quality_and_unknown_nodes(tmp_path: Path) 
             assert missing.properties[PROP_QUALITY].value == 0
             assert missing.properties[PROP_STATUS_CODE].value == 0x80340000
             assert source.stats.unknown_nodes == 1 and source.stats.monitored_items == 5
-            # a line-level tag is a node metric (device None), submitted as data
-            assert [u.value for u in sink.data("State")] == ["Idle"]
+            # a line-level tag is a node metric (device None): its value read at connect is the
+            # current value (the NBIRTH carries it), not a change
+            assert [u.value for u in sink.current("State")] == ["Idle"] and sink.data("State") == []
 
             source_ts = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=3)
             await server.write("Line1/Filler/Speed", 42.5, source_ts=source_ts)
@@ -144,7 +145,7 @@ async def test_server_restart_device_death_then_rebirth_with_fresh_subscriptions
             # the new subscription delivers changes
             await server.write("Line1/Capper/Speed", 7.5)
             await sink.wait_for(lambda: [u for u in sink.data("Speed", "Capper") if u.value == 7.5])
-            assert [u.value for u in sink.data("State")][-1] == "Idle"  # node metric recovered
+            assert [u.value for u in sink.current("State")][-1] == "Idle"  # node metric recovered
     finally:
         await server.stop()
 

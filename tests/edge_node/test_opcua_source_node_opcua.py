@@ -78,7 +78,7 @@ tags:
         assert [e.device_id for e in online] == ["Filler"]
         born = {u.name: u for u in online[0].current}
         assert isinstance(born["Count"].value, int) and not born["Count"].is_null
-        assert [u.value for u in sink.data("State")] == ["Execute"]
+        assert [u.value for u in sink.current("State")] == ["Execute"]
         # node-opcua accepts the Percent deadband on its AnalogItem (asyncua's server would not)
         assert source.stats.server_deadband_refused == 0 and source.stats.monitored_items == 3
         counts = await sink.wait_for(lambda: (c := sink.data("Count", "Filler")) and len(c) >= 3 and c)

@@ -212,3 +212,21 @@ def test_a_value_that_does_not_encode_is_dropped_counted_and_burns_no_seq() -> N
     assert [m.long_value for m in raw(ddata[0]).metrics] == [9]
     assert raw(ddata[0]).seq == 2
     assert session.counters.values_unencodable == 1
+
+
+def test_a_node_value_read_before_the_nbirth_is_born_not_replayed() -> None:
+    """set_current: before the NBIRTH a read value only becomes current (the NBIRTH carries it,
+    tck-id-topics-nbirth-metrics), nothing is stored for replay; once born it is a change (NDATA)."""
+    clock = FakeClock()
+    session = make_session(clock)
+    session.set_current(MetricUpdate(None, "Line/Speed", 7.5, clock.now - 100))
+    assert session.send(Tick()) == []  # not a change: nothing pending, nothing for the store
+    nbirth = publishes(connect(session, devices=()), MessageType.NBIRTH)[0]
+    speed = {m.name: m for m in raw(nbirth).metrics}["Line/Speed"]
+    assert speed.double_value == 7.5 and speed.timestamp == clock.now - 100
+    assert publishes(session.send(Tick()), MessageType.NDATA) == []
+    session.set_current(MetricUpdate(None, "Line/Speed", 8.0, clock.now))  # a source reconnected while born
+    ndata = publishes(session.send(Tick()), MessageType.NDATA)
+    assert [m.double_value for m in raw(ndata[0]).metrics] == [8.0]
+    with pytest.raises(LocalProtocolError):
+        make_session().set_current(MetricUpdate("Filler", "Count", 1, clock.now))  # devices: DeviceOnline
