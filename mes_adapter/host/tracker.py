@@ -295,9 +295,7 @@ class EdgeTracker:
                                 f"reorder_timeout_ms={self.reorder_timeout_ms}; next held seq {first}")
                 self._rebirth(events, key, RebirthCause.SEQ_GAP,
                               f"{topic}: seq {expected} missing after {self.reorder_timeout_ms} ms", now_ms)
-                node.next_seq = first  # resync: the held messages are newer than what we had
-                node.reorder_deadline_ms = None
-                self._release_held(events, key, node, now_ms, recovering=False)
+                self._apply_all_held(events, key, node)
         return events
 
     def next_reorder_deadline_ms(self) -> int | None:
@@ -375,11 +373,7 @@ class EdgeTracker:
             return
         bd_seq = _bd_seq(payload)
         if node.held and (node.bd_seq is None or bd_seq == node.bd_seq):
-            # the session ends: what it sent before its death still counts, in seq order
-            node.next_seq = min(node.held, key=lambda seq: (seq - (node.next_seq or 0)) % 256)
-            node.reorder_deadline_ms = None
-            self._release_held(events, key, node, now_ms, recovering=False)
-            _drop_held(node)
+            self._apply_all_held(events, key, node)  # the session ends: what it sent still counts
         if not node.online:
             self._violation(events, topic, "stale_ndeath", f"NDEATH bdSeq={bd_seq} for a node that is not online")
             return
@@ -410,15 +404,13 @@ class EdgeTracker:
                 return
             self._apply_message(events, topic, parsed, key, node, data, now_ms)
             if node.held:
-                self._release_held(events, key, node, now_ms, recovering=True)
+                self._release_held(events, key, node, now_ms)
             return
         self._apply_message(events, topic, parsed, key, node, data, now_ms)
 
-    def _release_held(self, events: list[Event], key: NodeKey, node: _Node, now_ms: int, *,
-                      recovering: bool) -> None:
+    def _release_held(self, events: list[Event], key: NodeKey, node: _Node, now_ms: int) -> None:
         """Apply held messages while the next one expected is among them. None left: the timer
-        stops (``recovering``: a gap closed in time). Some left: a gap remains, and keeps (or
-        starts) the timer."""
+        stops (a gap closed in time). Some left: a gap remains, and keeps (or starts) the timer."""
         while node.next_seq is not None and node.next_seq in node.held:
             topic, parsed, data, received_ms = node.held.pop(node.next_seq)
             self._apply_message(events, topic, parsed, key, node, data, received_ms)
@@ -426,9 +418,19 @@ class EdgeTracker:
             if node.reorder_deadline_ms is None:
                 node.reorder_deadline_ms = now_ms + self.reorder_timeout_ms
             return
-        if recovering and node.reorder_deadline_ms is not None:
+        if node.reorder_deadline_ms is not None:
             self.counters.reorder_recovered += 1
         node.reorder_deadline_ms = None
+
+    def _apply_all_held(self, events: list[Event], key: NodeKey, node: _Node) -> None:
+        """Every held message is newer than what we had: apply them all in seq order, each one
+        resyncing the sequence (a gap between them was already answered, or no longer matters)."""
+        expected = node.next_seq or 0
+        for seq in sorted(node.held, key=lambda held: (held - expected) % 256):
+            topic, parsed, data, received_ms = node.held[seq]
+            node.next_seq = seq
+            self._apply_message(events, topic, parsed, key, node, data, received_ms)
+        _drop_held(node)
 
     def _apply_message(self, events: list[Event], topic: str, parsed: SparkplugTopic, key: NodeKey,
                        node: _Node, data: bytes, now_ms: int) -> None:

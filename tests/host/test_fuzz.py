@@ -54,13 +54,14 @@ def mutated(draw: st.DrawFn) -> tuple[str, bytes]:
     return topic, bytes(buf)
 
 
-def run_pipeline(messages: list[tuple[str, bytes]]) -> EdgeTracker:
-    tracker = EdgeTracker(max_payload_bytes=4096)
+def run_pipeline(messages: list[tuple[str, bytes]], reorder_timeout_ms: int = 0) -> EdgeTracker:
+    tracker = EdgeTracker(max_payload_bytes=4096, reorder_timeout_ms=reorder_timeout_ms)
     model, mirror = LiveModel(), UnsMirror(interval_ms=0)
     t = 1_700_000_000_000
     for topic, data in messages:
         t += 7
-        for event in tracker.handle(topic, data, t):
+        events = tracker.handle(topic, data, t) + tracker.tick(t)  # the shell ticks the reorder timer
+        for event in events:
             if not isinstance(event, ProtocolViolation):
                 mirror.offer(model.apply(event), t)
         if topic.startswith("spBv1.0/acme:plant1/NBIRTH"):
@@ -81,6 +82,15 @@ def test_random_bytes_never_stop_the_tracker(messages: list[tuple[str, bytes]]) 
 def test_mutated_payloads_never_stop_the_tracker(messages: list[tuple[str, bytes]]) -> None:
     tracker = run_pipeline(messages)
     assert tracker.counters.messages == len(messages)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(mutated(), st.sampled_from(VALID)), min_size=1, max_size=25))
+def test_out_of_order_and_mutated_messages_never_stop_the_reorder_buffer(messages: list[tuple[str, bytes]]) -> None:
+    """With a reorder timeout (21 ms: three messages) held messages are released or expire; none stays."""
+    tracker = run_pipeline(messages, reorder_timeout_ms=21)
+    tracker.tick(1_800_000_000_000)
+    assert tracker.next_reorder_deadline_ms() is None
 
 
 @pytest.mark.mosquitto
