@@ -33,8 +33,6 @@ import argparse
 import asyncio
 import os
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -45,6 +43,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import yaml  # noqa: E402
+from processes import free_port, stop, wait_for_port  # noqa: E402 - bench/processes.py
 
 from edge_node.defaults import simulator_config_dict  # noqa: E402
 from simulator.catalog import tag_catalog  # noqa: E402
@@ -54,23 +53,6 @@ from uns.commands.model import Outcome  # noqa: E402
 from uns.commands.signing import generate_private_key, public_key_text  # noqa: E402
 
 GROUP, EDGE = "acme:plant1", "packaging:Line1"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_port(port: int, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -101,16 +83,6 @@ lines:
 
 def start(cmd: list[str], log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 async def measure(broker_url: str, key: object, commands: int, warmup: int,
@@ -173,10 +145,10 @@ def main() -> None:
     procs: list[subprocess.Popen[bytes]] = []
     try:
         procs.append(start([mosquitto, "-c", str(work / "mosquitto.conf")], work / "mosquitto.log"))
-        wait_port(broker_port)
+        wait_for_port(broker_port)
         procs.append(start([py, "-m", "uns.cli.main", "sim", "run", "--port", str(opcua_port), "--extra-tags",
                             str(args.extra_tags), "--extra-rate-hz", str(args.extra_rate_hz)], work / "sim.log"))
-        wait_port(opcua_port)
+        wait_for_port(opcua_port)
         procs.append(start([py, "-m", "uns.cli.main", "edge", "run", "-c", str(work / "plant.yaml")],
                            work / "edge.log"))
         times, split = asyncio.run(measure(broker_url, key, args.commands, args.warmup))

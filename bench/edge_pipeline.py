@@ -74,7 +74,6 @@ import math
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -90,6 +89,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from edge_node.defaults import simulator_config_dict
+from processes import free_port, stop, wait_for_port  # bench/processes.py
 from simulator.catalog import tag_catalog
 from simulator.config import SimulatorConfig
 from uns.sparkplug.catalog import EdgeNodeCatalog
@@ -111,37 +111,6 @@ TARGET_RSS_MB = 150.0
 # --------------------------------------------------------------------------- processes
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(port: int, proc: subprocess.Popen, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"process {proc.args[:3]} exited with {proc.returncode} before listening on {port}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
-
-
-def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 15.0) -> None:
-    if proc.poll() is None:
-        try:
-            os.kill(proc.pid, sig)
-            proc.wait(timeout)
-        except ProcessLookupError:
-            pass
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(5)
-
-
 class Processes:
     """The processes of one scenario, stopped in reverse order (edge first: it sends NDEATH)."""
 
@@ -159,7 +128,7 @@ class Processes:
 
     def stop_all(self) -> None:
         for _, proc in reversed(self.procs):
-            stop(proc, signal.SIGINT if proc.args[0] in (UNS, sys.executable) else signal.SIGTERM)
+            stop(proc, signal.SIGINT if proc.args[0] in (UNS, sys.executable) else signal.SIGTERM, timeout=15.0)
         for log in self._logs:
             log.close()
 
