@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
 from edge_node.app import EdgeNodeApp
-from edge_node.config import loads_edge_config
+from edge_node.config import EdgeConfig, loads_edge_config
 from simulator.catalog import synthetic_path
 from simulator.config import NAMESPACE_URI, SimulatorConfig
 from simulator.model import synthetic_value
@@ -115,6 +116,24 @@ async def stop_and_count(sim: SimulatedLineServer, sniffer: Sniffer, first_step:
     assert_exactly_once(seen, expected)
 
 
+async def count_through(sim: SimulatedLineServer, config: EdgeConfig, sniffer: Sniffer,
+                        fault: Callable[[], Awaitable[None]]) -> None:
+    """Edge node born, then the simulator changes its tags, ``fault`` happens, and every change
+    is counted on the broker."""
+    app = EdgeNodeApp(config)
+    await app.start()
+    try:
+        await born(sniffer)
+        first_step = sim.synthetic_step + 1
+        sim.synthetic_running = True
+        await asyncio.sleep(1.5)
+        await fault()
+        await asyncio.sleep(1.5)
+        await stop_and_count(sim, sniffer, first_step)
+    finally:
+        await app.stop()
+
+
 async def test_broker_outage_every_simulator_change_arrives_exactly_once(tmp_path: Path) -> None:
     port = free_port()
     (tmp_path / "first").mkdir()
@@ -124,22 +143,15 @@ async def test_broker_outage_every_simulator_change_arrives_exactly_once(tmp_pat
     sniffer = Sniffer("127.0.0.1", port)
     sniffer.client.reconnect_delay_set(min_delay=1, max_delay=1)  # back before the edge's rebirth
     sniffer.start()
+
+    async def outage() -> None:
+        brokers.close()  # SIGTERM by PID; waits for the exit
+        await asyncio.sleep(3.0)
+        brokers.enter_context(mosquitto_broker(tmp_path / "second", port=port))
+
     try:
         async with simulator() as sim:
-            app = EdgeNodeApp(loads_edge_config(plant(port, sim, tmp_path / "edge")))
-            await app.start()
-            try:
-                await born(sniffer)
-                first_step = sim.synthetic_step + 1
-                sim.synthetic_running = True
-                await asyncio.sleep(1.5)
-                brokers.close()  # SIGTERM by PID; waits for the exit
-                await asyncio.sleep(3.0)
-                brokers.enter_context(mosquitto_broker(tmp_path / "second", port=port))
-                await asyncio.sleep(1.5)
-                await stop_and_count(sim, sniffer, first_step)
-            finally:
-                await app.stop()
+            await count_through(sim, loads_edge_config(plant(port, sim, tmp_path / "edge")), sniffer, outage)
     finally:
         sniffer.stop()
         brokers.close()
@@ -148,24 +160,18 @@ async def test_broker_outage_every_simulator_change_arrives_exactly_once(tmp_pat
 async def test_primary_host_offline_every_simulator_change_arrives_exactly_once(tmp_path: Path) -> None:
     with mosquitto_broker(tmp_path) as broker, Sniffer(broker.host, broker.port) as sniffer:
         host = Host(broker.host, broker.port)
+
+        async def host_away() -> None:
+            host.state("MES", False, 2000)
+            await eventually(lambda: any(kind(m) == "NDEATH" for m in edge_messages(sniffer)),
+                             what="the edge's NDEATH when its primary host went offline")
+            await asyncio.sleep(2.5)
+            host.state("MES", True, 3000)
+
         try:
             host.state("MES", True, 1000)
             async with simulator() as sim:
-                app = EdgeNodeApp(loads_edge_config(plant(broker.port, sim, tmp_path / "edge", "MES")))
-                await app.start()
-                try:
-                    await born(sniffer)
-                    first_step = sim.synthetic_step + 1
-                    sim.synthetic_running = True
-                    await asyncio.sleep(1.5)
-                    host.state("MES", False, 2000)
-                    await eventually(lambda: any(kind(m) == "NDEATH" for m in edge_messages(sniffer)),
-                                     what="the edge's NDEATH when its primary host went offline")
-                    await asyncio.sleep(2.5)
-                    host.state("MES", True, 3000)
-                    await asyncio.sleep(1.5)
-                    await stop_and_count(sim, sniffer, first_step)
-                finally:
-                    await app.stop()
+                config = loads_edge_config(plant(broker.port, sim, tmp_path / "edge", "MES"))
+                await count_through(sim, config, sniffer, host_away)
         finally:
             host.close()
