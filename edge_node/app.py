@@ -88,10 +88,8 @@ class EdgeNodeApp:
                 self.observability = observability
         client = self._client_factory(self.sparkplug, self.definitions, self.data_dir)
         node_values_read = asyncio.Event()
-        wait_s = self.sparkplug.first_birth_wait_s
-        has_node_tags = any(self.config.device_id(tag) is None for tag in self.config.tags)
-        if has_node_tags and wait_s > 0 and hasattr(client, "hold_first_birth"):
-            client.hold_first_birth(node_values_read, wait_s)
+        if self.sparkplug.first_birth_wait_s > 0 and hasattr(client, "hold_first_birth"):
+            client.hold_first_birth(node_values_read, self.sparkplug.first_birth_wait_s)
         await client.__aenter__()
         self.client = client
         if hasattr(client, "set_command_handler") and hasattr(client, "publish_json"):
@@ -105,8 +103,9 @@ class EdgeNodeApp:
                                  future_tolerance_ms=self.config.future_tolerance_ms)
             self.sources.append(source)
             self._tasks.append(asyncio.create_task(source.run(), name=f"opcua-source-{endpoint.name}"))
-        read = [s.announced for s in self.sources if s.has_node_tags]
-        self._tasks.append(asyncio.create_task(_all_set(read, node_values_read), name="first-birth-gate"))
+        # no endpoint with node-level tags: nothing to wait for, the gate opens at once
+        first_reads = [s.first_read for s in self.sources if s.has_node_tags]
+        self._tasks.append(asyncio.create_task(_all_set(first_reads, node_values_read), name="first-birth-gate"))
         group_id, edge_node_id = self.config.sparkplug_ids()
         log.info("edge node %s/%s started: %d tag(s) on %d endpoint(s)", group_id, edge_node_id,
                  len(self.config.tags), len(self.sources))

@@ -142,8 +142,8 @@ class OpcUaSource:
         self.devices: list[str] = sorted({b.device_id for b in self.bound if b.device_id is not None})
         self.backoff = Backoff(endpoint.reconnect_min_s, endpoint.reconnect_max_s)
         self.connected = asyncio.Event()
-        #: set once the current values were read and handed over (the first birth may wait for it)
-        self.announced = asyncio.Event()
+        #: set the first time the current values were read and handed over (the first NBIRTH waits for it)
+        self.first_read = asyncio.Event()
         self.has_node_tags = any(b.device_id is None for b in self.bound)
         self._announced = False
         self._client: Client | None = None
@@ -271,7 +271,7 @@ class OpcUaSource:
             await self._sink_call(self.sink.device_online(DeviceOnline(device, announce.devices.get(device, []))))
         for update in announce.node_updates:
             self._submit(update, current=True)
-        self.announced.set()
+        self.first_read.set()
 
     async def _announce_offline(self, reason: str) -> None:
         self._announced = False
