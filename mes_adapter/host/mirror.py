@@ -51,6 +51,8 @@ class MirrorMessage:
 class _Pending:
     payload: bytes
     received_ms: int
+    #: when :meth:`UnsMirror.take` handed it out (0: not yet)
+    sent_ms: int = 0
 
 
 @dataclass(slots=True)
@@ -75,9 +77,8 @@ class UnsMirror:
         self._ready: dict[str, _Pending] = {}
         self._held: dict[str, _Pending] = {}
         self._due: list[tuple[int, str]] = []  # heap of (due_ms, topic) for _held
-        self._last_sent: dict[str, int] = {}
         self._last_meta: dict[str, bytes] = {}
-        #: the last message taken per topic: what the broker should be retaining
+        #: the last message taken per topic (what the broker should be retaining) and when
         self._retained: dict[str, _Pending] = {}
 
     # -- topics ------------------------------------------------------------------------------
@@ -163,8 +164,8 @@ class UnsMirror:
             pending.received_ms = received_ms
             self.counters.conflated += 1
             return
-        last = self._last_sent.get(topic)
-        due = now_ms if last is None else last + self.interval_ms
+        last = self._retained.get(topic)
+        due = now_ms if last is None else last.sent_ms + self.interval_ms
         if due <= now_ms:
             self._ready[topic] = _Pending(payload, received_ms)
         else:
@@ -181,14 +182,13 @@ class UnsMirror:
                 self._ready[topic] = pending
         out: list[MirrorMessage] = []
         ready = self._ready
-        last_sent = self._last_sent
         retained = self._retained
         # one walk over the dict per call: next(iter(ready)) per message re-walks the slots of
         # every entry popped before (quadratic on a large backlog)
         topics = list(ready) if limit is None else list(islice(ready, limit))
         for topic in topics:
             pending = ready.pop(topic)
-            last_sent[topic] = now_ms
+            pending.sent_ms = now_ms
             retained[topic] = pending
             out.append(MirrorMessage(topic, pending.payload, pending.received_ms))
         self.counters.taken += len(out)
