@@ -35,7 +35,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from uns.commands.yamlsource import ConfigError as YamlConfigError
-from uns.commands.yamlsource import YamlSource
+from uns.commands.yamlsource import YamlSource, problems
 
 from .acl import RoleRules
 from .topics import InvalidFilterError, validate_filter
@@ -191,14 +191,8 @@ def load_settings(path: Path | None = None, **overrides: Any) -> BrokerSettings:
     try:
         return BrokerSettings.model_validate(data)
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            loc = tuple(err["loc"])
-            field = ".".join(str(part) for part in loc) or "(top level)"
-            if source is None or (loc and loc[0] in given):
-                where = "command line"
-            else:
-                where = source.where(loc)
-            problems.append(f"{where}: {field}: {err['msg'].removeprefix('Value error, ')}")
+        def where(loc: tuple[str | int, ...]) -> str:
+            return "command line" if source is None or (loc and loc[0] in given) else source.where(loc)
+
         what = f"broker config {path}" if path else "broker settings"
-        raise ConfigError(f"{what} is invalid:\n  " + "\n  ".join(problems)) from None
+        raise ConfigError(f"{what} is invalid:\n  " + "\n  ".join(problems(exc, where))) from None

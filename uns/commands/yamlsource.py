@@ -9,7 +9,7 @@ for 10,000-tag files); this class adds the one-line-per-problem error these file
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,13 +48,18 @@ class YamlSource:
 
     def error(self, exc: ValidationError) -> ConfigError:
         """One ConfigError listing every pydantic error with its ``file:line`` and field path."""
-        messages = []
-        for err in exc.errors():
-            loc = tuple(err["loc"])
-            field = ".".join(str(part) for part in loc) or "(top level)"
-            msg = err["msg"].removeprefix("Value error, ")
-            messages.append(f"{self.where(loc)}: {field}: {msg}")
+        messages = problems(exc, self.where)
         return ConfigError("\n".join(messages), messages)
 
 
-__all__ = ["ConfigError", "YamlSource"]
+def problems(exc: ValidationError, where: Callable[[Loc], str]) -> list[str]:
+    """``<where>: <field.path>: <message>`` per pydantic error; ``where`` locates a field."""
+    out = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        field = ".".join(str(part) for part in loc) or "(top level)"
+        out.append(f"{where(loc)}: {field}: {err['msg'].removeprefix('Value error, ')}")
+    return out
+
+
+__all__ = ["ConfigError", "YamlSource", "problems"]
