@@ -78,6 +78,8 @@ class AuditSettings(BaseModel):
     witness_path: Path | None = None
     #: a signed checkpoint after every this many records (and at close)
     checkpoint_every: int = Field(100, ge=1)
+    #: and once records have waited this long unsealed (null: by count and at close only)
+    checkpoint_interval_s: float | None = Field(60.0, gt=0)
 
 
 class AdapterConfig(BaseModel):

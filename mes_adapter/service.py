@@ -85,7 +85,8 @@ class AdapterService:
                             keepalive_s=config.host.keepalive_s, reconnect_min_s=config.host.reconnect_min_s,
                             reconnect_max_s=config.host.reconnect_max_s)
         self.audit = AuditLog(config.audit_path, witness_path=config.audit.witness_path,
-                              checkpoint_every=config.audit.checkpoint_every)
+                              checkpoint_every=config.audit.checkpoint_every,
+                              checkpoint_interval_s=config.audit.checkpoint_interval_s)
         self.commands = CommandService(allowlist=allowlist, registry=registry, audit=self.audit, link=self.link,
                                        model=self.host.model, mapping=self.mapping, context=self.context,
                                        on_change=self._command_changed, keep_finished=config.commands.keep_finished)

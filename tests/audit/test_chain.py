@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,25 @@ def test_checkpoint_every_n_and_on_close(fill: Fill) -> None:
     rows = sqlite3.connect(path).execute("SELECT number, seq FROM audit_checkpoint ORDER BY number").fetchall()
     assert rows == [(1, 5), (2, 10), (3, 12)]
     assert verify(path).sealed_through_seq == 12
+
+
+def test_a_quiet_tail_is_sealed_by_time(tmp_path: Path) -> None:
+    """Three commands a day must not wait for the hundredth to be sealed (and witnessed)."""
+    path, witness = tmp_path / "audit.db", tmp_path / "other-disk" / "witness.jsonl"
+    log = AuditLog(path, checkpoint_every=100, checkpoint_interval_s=0.2, witness_path=witness)
+    try:
+        log.append(entry(0))
+        log.append(entry(1))
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not witness.is_file():
+            time.sleep(0.05)
+        sealed = json.loads(witness.read_text().splitlines()[-1])
+        assert (sealed["number"], sealed["seq"]) == (1, 2)  # both records, one timed checkpoint
+        assert sqlite3.connect(path).execute("SELECT count(*) FROM audit_checkpoint").fetchone()[0] == 1
+    finally:
+        log.close()
+    report = verify(path)  # finds the witness through the log's own record of it
+    assert report.ok and report.witness_checkpoints == 1 and report.unsealed_tail == 0
 
 
 def test_reopen_continues_the_chain(fill: Fill) -> None:

@@ -63,3 +63,13 @@ def test_export_json_and_csv(fill: Fill, tmp_path: Path) -> None:
 def test_export_bad_format(fill: Fill, tmp_path: Path) -> None:
     done = _uns("audit", "export", str(fill(1)), "--out", str(tmp_path / "x"), "--format", "xml")
     assert done.returncode == 2 and "use json or csv" in done.stderr
+
+
+def test_verify_fails_when_the_witness_the_log_names_is_gone(fill: Fill) -> None:
+    path = fill(12, witness=True)
+    ok = _uns("audit", "verify", str(path))
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    (path.parent / "witness.jsonl").unlink()
+    gone = _uns("audit", "verify", str(path))
+    assert gone.returncode == 1
+    assert gone.stdout.startswith("BROKEN at log: witness_missing: witness file ")

@@ -135,9 +135,22 @@ def test_truncated_with_its_checkpoints_needs_the_witness(fill: Fill) -> None:
     with attacker(path) as db:
         db.execute("DELETE FROM audit_record WHERE seq>10")
         db.execute("DELETE FROM audit_checkpoint WHERE number=3")
-    assert verify(path).ok  # indistinguishable from a log that ended at seq 10 ...
-    report = _broken(path, witness_path=path.parent / "witness.jsonl")  # ... unless a witness kept a copy
+    # the log names its witness, so verify consults it without being told (issue 13: fail, not warn)
+    report = _broken(path)
     assert report.first_broken_seq == 11 and report.first_broken.checkpoint == 3  # type: ignore[union-attr]
+    with attacker(path) as db:  # a careful attacker also removes the witness's name ...
+        db.execute("DELETE FROM audit_meta WHERE key LIKE 'witness:%'")
+    assert verify(path).ok  # ... and one file alone is indistinguishable from a log that ended at seq 10 ...
+    report = _broken(path, witness_path=path.parent / "witness.jsonl")  # ... unless the verifier brings the witness
+    assert report.first_broken_seq == 11 and report.first_broken.checkpoint == 3  # type: ignore[union-attr]
+
+
+def test_missing_witness_named_by_the_log_fails(fill: Fill) -> None:
+    path = fill(12, checkpoint_every=5, witness=True)
+    (path.parent / "witness.jsonl").unlink()
+    report = _broken(path)
+    assert report.first_broken.problem is Problem.WITNESS_MISSING  # type: ignore[union-attr]
+    assert str(path.parent / "witness.jsonl") in report.first_broken.message  # type: ignore[union-attr]
 
 
 def test_unsealed_tail_is_a_warning(fill: Fill) -> None:

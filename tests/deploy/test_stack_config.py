@@ -80,6 +80,11 @@ def test_init_writes_configs_every_service_validates(tmp_path: Path) -> None:
         return
     adapter = load_adapter_config(out / "adapter.yaml")
     assert adapter.host.host_id == "uns-mes"
+    # both audit logs are witnessed outside the data folder (issue 13: a cut tail must not pass verify)
+    witness = tmp_path / "witness"
+    assert edge.commands is not None and edge.commands.audit_witness == witness / "edge-commands.jsonl"
+    assert adapter.audit.witness_path == witness / "adapter-audit.jsonl"
+    assert not str(witness).startswith(str(tmp_path / "data"))
 
     again = subprocess.run(uns_command("init", "--out", str(out), "--keep-existing"), capture_output=True,
                            text=True, timeout=60)

@@ -8,9 +8,12 @@ Why each piece:
   pair ``(seq, head hash)`` is signed with the data directory's Ed25519 key (:mod:`.keys`). They
   catch what a chain cannot: a cut-off tail, or a chain recomputed from the point of an edit.
   Checkpoints are chained too (``prev_checkpoint_hash``), so removing one in the middle shows.
-  Records after the last checkpoint are *unsealed*; verify reports how many. Pass
-  ``witness_path`` to also append every checkpoint to a JSON-lines file on other storage: a
-  verifier given that file catches a truncation that took the last checkpoint with it.
+  Records after the last checkpoint are *unsealed*; verify reports how many. A tail is also
+  sealed once it has waited ``checkpoint_interval_s`` (a timer), so a quiet log does not keep
+  its last records unsealed for hours. Pass ``witness_path`` to also append every checkpoint to a
+  JSON-lines file on other storage: a verifier given that file catches a truncation that took the
+  last checkpoint with it. The log records each witness it writes to (``witness:<path>`` in
+  ``audit_meta``), so ``uns audit verify`` uses it without being told, and fails when it is gone.
 * **One writer** — appends race on ``prev_hash``, so a process holds an exclusive ``flock`` on
   ``<db>.lock`` for the log's lifetime (a second writer fails at once with
   :class:`AuditLogBusyError`), appends are serialized by a lock and run in ``BEGIN IMMEDIATE``.
@@ -32,6 +35,7 @@ from __future__ import annotations
 import base64
 import fcntl
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -51,6 +55,10 @@ from .keys import default_key_path, load_or_create_key
 from .record import GENESIS_HASH, RECORD_SCHEMA, AuditEntry, AuditRecord, seal
 
 CHECKPOINT_SCHEMA = "uns-hub.audit.checkpoint.v1"
+#: ``audit_meta`` keys ``witness:<absolute path>``: every witness file this log has written to
+WITNESS_META_PREFIX = "witness:"
+
+log = logging.getLogger("uns.audit")
 
 SCHEMA_SQL: tuple[str, ...] = (
     "CREATE TABLE IF NOT EXISTS audit_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -143,12 +151,18 @@ class AuditLog:
 
     def __init__(self, path: Path, *, key_path: Path | None = None, checkpoint_every: int = 100,
                  clock: Callable[[], int] = system_now_ms, witness_path: Path | None = None,
-                 verify_on_open: bool = True) -> None:
+                 verify_on_open: bool = True, checkpoint_interval_s: float | None = 60.0) -> None:
         if checkpoint_every < 1:
             raise ValueError("checkpoint_every must be at least 1")
+        if checkpoint_interval_s is not None and checkpoint_interval_s <= 0:
+            raise ValueError("checkpoint_interval_s must be positive (or None: by count and at close only)")
         self.path = Path(path)
         self.checkpoint_every = checkpoint_every
-        self.witness_path = witness_path
+        self.checkpoint_interval_s = checkpoint_interval_s
+        self.witness_path = Path(witness_path).resolve() if witness_path is not None else None
+        self._timer: threading.Timer | None = None
+        if self.witness_path is not None:
+            self.witness_path.parent.mkdir(parents=True, exist_ok=True)
         self._clock = clock
         self._lock = threading.Lock()
         self._key: Ed25519PrivateKey = load_or_create_key(key_path or default_key_path(self.path))
@@ -200,6 +214,9 @@ class AuditLog:
                     ("log_id", str(uuid.uuid4())), ("created_ms", str(self._clock())), ("schema", RECORD_SCHEMA),
                     ("checkpoint_public_key", self._public_text),
                 ])
+            if self.witness_path is not None:  # verify finds it without being told (and misses it if gone)
+                db.execute("INSERT OR IGNORE INTO audit_meta(key, value) VALUES (?, ?)",
+                           (f"{WITNESS_META_PREFIX}{self.witness_path}", str(self._clock())))
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -233,6 +250,9 @@ class AuditLog:
         """Seal the tail with a checkpoint, then release the database and the writer lock."""
         if getattr(self, "_closed", True):
             return
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
         try:
             self.checkpoint()
         finally:
@@ -281,7 +301,32 @@ class AuditLog:
             last_sealed = self._last_cp.seq if self._last_cp else 0
             if seq - last_sealed >= self.checkpoint_every:
                 self._checkpoint_locked()
+            else:
+                self._arm_timer()
             return record
+
+    def _arm_timer(self) -> None:
+        """Seal this tail after ``checkpoint_interval_s`` unless a checkpoint comes first.
+
+        Why a timer and not only a count: a line that issues three commands a day would otherwise
+        leave them unsealed until the hundredth or the next clean stop, and an unsealed tail is the
+        one part of the log a cut cannot be proven on."""
+        if self.checkpoint_interval_s is None or self._timer is not None:
+            return
+        timer = threading.Timer(self.checkpoint_interval_s, self._timed_checkpoint)
+        timer.daemon = True
+        self._timer = timer
+        timer.start()
+
+    def _timed_checkpoint(self) -> None:
+        with self._lock:
+            self._timer = None
+            if self._closed:
+                return
+            try:
+                self._checkpoint_locked()
+            except (sqlite3.Error, OSError) as exc:  # the next append or close tries again
+                log.error("audit log %s: timed checkpoint failed: %s", self.path, exc)
 
     def checkpoint(self) -> Checkpoint | None:
         """Sign the current head now; None if nothing was appended since the last checkpoint."""
@@ -339,6 +384,6 @@ def checkpoint_from_row(row: tuple[Any, ...]) -> Checkpoint:
 
 
 __all__ = [
-    "APPEND_ONLY_TABLES", "CHECKPOINT_SCHEMA", "AuditError", "AuditIntegrityError", "AuditLog", "AuditLogBusyError",
+    "APPEND_ONLY_TABLES", "CHECKPOINT_SCHEMA", "WITNESS_META_PREFIX", "AuditError", "AuditIntegrityError", "AuditLog", "AuditLogBusyError",
     "CanonicalizationError", "Checkpoint", "checkpoint_bytes", "checkpoint_from_row", "connect",
 ]

@@ -18,6 +18,12 @@ still has the signed head hash (else **rewritten**: the chain was recomputed aft
 Records after the last good checkpoint are reported as ``unsealed_tail`` — a warning, not a
 failure: nothing inside one file can prove that an unsealed tail was not cut (a witness file
 can, see :class:`uns.audit.chain.AuditLog`).
+
+Witnesses: :func:`verify` checks the witness it is given, else every witness the log says it has
+written to (``witness:<path>`` rows of ``audit_meta``). A named witness that is missing or
+unreadable is a finding, not a warning: a tail cut together with its last checkpoint is exactly
+what it would have shown. A log whose witness rows were removed as well falls back to one file's
+evidence, which is why an independent verification passes ``--witness`` explicitly.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .canonical import CanonicalizationError, canonical_json
-from .chain import AuditError, Checkpoint, checkpoint_bytes, checkpoint_from_row
+from .chain import WITNESS_META_PREFIX, AuditError, Checkpoint, checkpoint_bytes, checkpoint_from_row
 from .ed25519 import key_id, parse_public_key, public_key_text
 from .keys import KEY_FILE, PUBLIC_FILE, AuditKeyError, load_key, load_public_key
 from .record import GENESIS_HASH, record_hash
@@ -54,6 +60,8 @@ class Problem(StrEnum):
     BAD_CHECKPOINT = "bad_checkpoint"
     #: not an audit log, a table missing, a body that is not JSON
     MALFORMED = "malformed"
+    #: the log names a witness file that is not there (a cut tail could hide behind it)
+    WITNESS_MISSING = "witness_missing"
 
 
 class Finding(BaseModel):
@@ -122,11 +130,31 @@ def verify(path: Path, *, public_key: Ed25519PublicKey | None = None, witness_pa
         raise AuditError(f"{path}: cannot open: {exc}") from None
     try:
         key, source, warnings = resolve_trust(path, public_key)
-        report = verify_connection(db, path, public_key=key, key_source=source, witness_path=witness_path)
+        witnesses = [Path(witness_path)] if witness_path is not None else recorded_witnesses(db)
+        missing = [w for w in witnesses if not w.is_file()]
+        present = [w for w in witnesses if w.is_file()]
+        report = verify_connection(db, path, public_key=key, key_source=source,
+                                   witness_path=present[-1] if present else None)
     finally:
         db.close()
+    for gone in missing:
+        report.findings.append(Finding(
+            problem=Problem.WITNESS_MISSING,
+            message=f"witness file {gone} (named by the log) is missing: a cut tail and its checkpoint "
+                    "cannot be ruled out; restore the witness or pass the right one with --witness"))
+        report.ok = False
     report.warnings[:0] = warnings
     return report
+
+
+def recorded_witnesses(db: sqlite3.Connection) -> list[Path]:
+    """The witness files the writer recorded in ``audit_meta``, oldest first."""
+    try:
+        rows = db.execute("SELECT key FROM audit_meta WHERE key LIKE ? ORDER BY rowid",
+                          (f"{WITNESS_META_PREFIX}%",)).fetchall()
+    except sqlite3.Error:
+        return []
+    return [Path(str(row[0])[len(WITNESS_META_PREFIX):]) for row in rows]
 
 
 def resolve_trust(path: Path, given: Ed25519PublicKey | None) -> tuple[Ed25519PublicKey | None, str, list[str]]:
@@ -346,4 +374,5 @@ def _read_witness(path: Path, log_id: str, findings: list[Finding]) -> list[Chec
     return out
 
 
-__all__ = ["MAX_FINDINGS", "Finding", "Problem", "VerifyReport", "resolve_trust", "verify", "verify_connection"]
+__all__ = ["MAX_FINDINGS", "Finding", "Problem", "VerifyReport", "recorded_witnesses", "resolve_trust", "verify",
+           "verify_connection"]

@@ -96,6 +96,9 @@ def write_stack_config(out: Path, profile: Profile = Profile.LOCAL, ports: Stack
     out.mkdir(parents=True, exist_ok=True)
     hosts = _hosts(profile)
     data_root = data_root or (Path("/data") if profile is Profile.COMPOSE else out.resolve().parent / "data")
+    # audit witnesses: every signed checkpoint also lands here, so a tail cut together with its last
+    # checkpoint shows (docs/security.md); a plant mounts this folder on other storage
+    witness_root = Path("/witness") if profile is Profile.COMPOSE else data_root.parent / "witness"
     mapping = NamespaceMapping()
     ids = mapping.to_sparkplug(EquipmentPath(line=LINE))
 
@@ -127,7 +130,8 @@ def write_stack_config(out: Path, profile: Profile = Profile.LOCAL, ports: Stack
 
     signers = _write_demo_signers(out)
     if "commands" in EdgeConfig.model_fields:  # the edge re-checks every command (last line of defence)
-        plant["commands"] = {"allowlist": "allowlist.yaml", "users": "signers.yaml"}
+        plant["commands"] = {"allowlist": "allowlist.yaml", "users": "signers.yaml",
+                             "audit_witness": str(witness_root / "edge-commands.jsonl")}
     plant["http"] = {"host": hosts["bind"], "port": ports.edge_http}  # /metrics, /healthz, /readyz
     _write(out / "plant.yaml", _yaml("uns-hub edge node for the simulated line", plant), secret=True)
 
@@ -152,6 +156,7 @@ def write_stack_config(out: Path, profile: Profile = Profile.LOCAL, ports: Stack
             }],
         },
         "commands": {"allowlist": "allowlist.yaml", "signers": "signers.yaml"},
+        "audit": {"witness_path": str(witness_root / "adapter-audit.jsonl")},
     }
     _write(out / "adapter.yaml", _yaml("uns-hub MES adapter", adapter), secret=True)
 
