@@ -71,6 +71,7 @@ class UnsLink:
 
     @property
     def connected(self) -> bool:
+        """The session is up (CONNACK and SUBACK in): what readiness reports."""
         return self._connected.is_set()
 
     async def wait_connected(self, timeout: float) -> None:
@@ -118,7 +119,10 @@ class UnsLink:
                 await self._session()
                 backoff = self._reconnect[0]
             except aiomqtt.MqttError as exc:
-                log.warning("UNS link %s to %s lost or refused: %s", self._client_id, self._broker, exc)
+                log.warning("UNS link %s to %s lost or refused: %s; reconnecting in %.1f s", self._client_id,
+                            self._broker, exc, backoff)
+            except Exception:  # noqa: BLE001 - our bug: logged, and the link connects again
+                log.exception("UNS link %s failed; reconnecting in %.1f s", self._client_id, backoff)
             finally:
                 self._client = None
                 self._connected.clear()
