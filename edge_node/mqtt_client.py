@@ -87,6 +87,7 @@ from .session import (
 )
 from .sparkplug_config import EdgeSparkplugConfig
 from .store import SparkplugStore, StoreError
+from .store_health import StoreHealth
 
 __all__ = ["CommandHandler", "EdgeStats", "RejectedCommandHandler", "SparkplugEdgeClient"]
 
@@ -98,6 +99,8 @@ CommandHandler = Callable[[str | None, list[Metric]], Awaitable[None]]
 RejectedCommandHandler = Callable[[RejectedCommand], Awaitable[None]]
 
 _DATA_TYPES = (MessageType.NDATA, MessageType.DDATA)
+#: while the store fails, how often a small write checks whether it works again (seconds)
+_STORE_PROBE_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +136,7 @@ class EdgeStats:
     store_rejected: int
     store_errors: int
     store_lost: int  # values that could not be written to the store (disk full, I/O error)
+    store_failing: bool  # gauge: a store failure episode is running (see edge_node.store_health)
     bad_commands: int
     bad_state: int
     stale_state: int
@@ -191,8 +195,9 @@ class SparkplugEdgeClient:
         self._reconnects = 0
         self._publish_errors = 0
         self._handler_errors = 0
-        self._store_errors = 0
-        self._store_lost = 0
+        self._store_health = StoreHealth()
+        self._last_store_probe = 0.0
+        self._bd_seq_unsaved: int | None = None
 
     # -- lifetime -----------------------------------------------------------------------------
 
@@ -215,7 +220,7 @@ class SparkplugEdgeClient:
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._writer(), name="sparkplug-writer"),
                        loop.create_task(self._ticker(), name="sparkplug-ticker"),
-                       loop.create_task(self._connections(), name="sparkplug-connections")]
+                       loop.create_task(self._connections_forever(), name="sparkplug-connections")]
 
     async def stop(self) -> None:
         """Flush, publish NDEATH, disconnect, close the store. Values not delivered stay in the store."""
@@ -292,6 +297,12 @@ class SparkplugEdgeClient:
         return self._session is not None and self._session.connected
 
     @property
+    def store_failing(self) -> str | None:
+        """Why the store-and-forward file cannot be written right now, or None when it works."""
+        health = self._store_health
+        return health.cause if health.failing else None
+
+    @property
     def birthed(self) -> bool:
         """True once the NBIRTH of the current connection is on the wire, until the connection ends."""
         return self._birthed.is_set()
@@ -350,8 +361,8 @@ class SparkplugEdgeClient:
             values_replayed=c.values_replayed, values_stored=c.values_stored, values_confirmed=c.values_confirmed,
             values_unencodable=c.values_unencodable, store_depth=store.depth,
             store_oldest_age_s=None if oldest is None else max(0.0, (self._clock() - oldest) / 1000.0),
-            store_dropped=store.dropped, store_rejected=store.rejected, store_errors=self._store_errors,
-            store_lost=self._store_lost, bad_commands=c.bad_commands,
+            store_dropped=store.dropped, store_rejected=store.rejected, store_errors=self._store_health.errors,
+            store_lost=self._store_health.lost, store_failing=self._store_health.failing, bad_commands=c.bad_commands,
             bad_state=c.bad_state, stale_state=c.stale_state, command_handler_errors=self._handler_errors,
         )
 
@@ -389,6 +400,49 @@ class SparkplugEdgeClient:
             next_at = max(next_at + interval, loop.time())
             if not self._stopping:
                 self._feed(Tick())
+                self._probe_store()
+
+    def _probe_store(self) -> None:
+        """While the store fails (or a bdSeq is not yet durable), try one small write per second:
+        with no values to store (connected, nothing buffered) no write would otherwise tell us
+        that space came back, and the episode would never end."""
+        if not self._store_health.failing and self._bd_seq_unsaved is None:
+            return
+        now = time.monotonic()
+        if now - self._last_store_probe < _STORE_PROBE_S:
+            return
+        self._last_store_probe = now
+        store = self._store
+        assert store is not None
+        try:
+            if self._bd_seq_unsaved is not None:
+                store.save_bd_seq(self._bd_seq_unsaved)
+                self._bd_seq_unsaved = None
+            else:
+                store.probe()
+        except StoreError as exc:
+            self._store_health.failed("probe", exc)
+        else:
+            self._store_health.worked()
+
+    def _save_bd_seq(self, bd_seq: int) -> None:
+        """Durable before CONNECT when the store works; when it does not, connect anyway.
+
+        Why not refuse to connect: an edge that cannot write its disk still has live values to
+        deliver, and staying offline loses all of them. The cost of a bdSeq that is not durable
+        is small: only a crash before it is saved makes the next start reuse it. It is saved as
+        soon as the store works again (:meth:`_probe_store`).
+        """
+        store = self._store
+        assert store is not None
+        try:
+            store.save_bd_seq(bd_seq)
+        except StoreError as exc:
+            self._bd_seq_unsaved = bd_seq
+            self._store_health.failed("save bdSeq", exc)
+        else:
+            self._bd_seq_unsaved = None
+            self._store_health.worked()
 
     async def _writer(self) -> None:
         """Execute actions one at a time, in order: the only place that publishes or writes the store."""
@@ -414,25 +468,28 @@ class SparkplugEdgeClient:
         if isinstance(action, Publish):
             await self._publish(action)
         elif isinstance(action, StoreForward):
+            # a failing store loses these values (counted, logged once per episode) and nothing else:
+            # the MQTT session goes on, and the next write that works ends the episode
             try:
                 store.append(action.updates, session.datatype_of)
-            except StoreError:
-                self._store_errors += 1
-                self._store_lost += len(action.updates)
-                raise
+            except StoreError as exc:
+                self._store_health.failed("store values", exc, lost=len(action.updates))
+            else:
+                self._store_health.worked()
         elif isinstance(action, StoreDelete):
             try:
                 store.delete(action.ids)
-            except StoreError:
-                self._store_errors += 1  # the rows stay and may be replayed again
-                raise
+            except StoreError as exc:  # the rows stay and may be replayed again
+                self._store_health.failed("delete delivered values", exc)
+            else:
+                self._store_health.worked()
         elif isinstance(action, FetchHistory):
             try:
                 rows = store.fetch(action.limit, after=action.after, devices=action.devices)
-            except Exception:
-                self._store_errors += 1
+            except Exception as exc:  # noqa: BLE001 - a read error is a store failure like any other
+                self._store_health.failed("read the backlog", exc)
                 self._feed(HistoryFetched([], exhausted=False))  # retried at the next tick
-                raise
+                return
             self._feed(HistoryFetched(rows, exhausted=len(rows) < action.limit))
         elif isinstance(action, Subscribe):
             await self._subscribe(action)
@@ -459,8 +516,9 @@ class SparkplugEdgeClient:
                     store.append(action.updates, session.datatype_of)
                 elif isinstance(action, StoreDelete):
                     store.delete(action.ids)
-            except Exception:  # noqa: BLE001
-                log.exception("store action failed at shutdown")
+            except StoreError as exc:
+                lost = len(action.updates) if isinstance(action, StoreForward) else 0
+                self._store_health.failed("store action at shutdown", exc, lost=lost)
 
     async def _publish(self, action: Publish) -> None:
         client = self._client
@@ -547,11 +605,25 @@ class SparkplugEdgeClient:
 
     # -- internals: connections --------------------------------------------------------------------
 
+    async def _connections_forever(self) -> None:
+        """:meth:`_connections`, restarted after a bug of ours: nothing may end the reconnect loop
+        while the node runs (an edge that silently stops reconnecting loses every value after)."""
+        failures = 0
+        while not self._stopping:
+            try:
+                await self._connections()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - logged with its traceback, then connect again
+                failures += 1
+                self._connect_failures += 1
+                log.exception("the MQTT connection loop failed; starting it again")
+                await asyncio.sleep(self._backoff(failures))
+
     async def _connections(self) -> None:
         """Connect, run, and reconnect with jittered backoff, walking the broker list on failure."""
         session = self._require()
-        store = self._store
-        assert store is not None
         index = 0
         failures = 0
         first = True
@@ -574,7 +646,7 @@ class SparkplugEdgeClient:
             url = self._urls[index]
             actions = session.send(ConnectStarted())
             persist, connect = actions[0], actions[1]
-            store.save_bd_seq(persist.bd_seq)  # type: ignore[union-attr]
+            self._save_bd_seq(persist.bd_seq)  # type: ignore[union-attr]
             self._lost = asyncio.Event()
             self._disconnect_request = None
             self._echo = False

@@ -11,8 +11,8 @@ Why this shape:
   mutated by the loop; reading them from the loop's thread (an ``async`` route) needs no locks.
   The HTTP shell is :class:`uns.probes.ProbeServer`, shared with the broker.
 
-``/readyz`` is 200 when the MQTT session is connected, the NBIRTH of that connection is out and
-every OPC UA endpoint has a live session; otherwise 503 with ``{"status", "detail", "checks"}``
+``/readyz`` is 200 when the MQTT session is connected, the NBIRTH of that connection is out,
+every OPC UA endpoint has a live session and the store-and-forward file can be written; otherwise 503 with ``{"status", "detail", "checks"}``
 naming what is missing.
 """
 
@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 
 def edge_readiness(app: EdgeNodeApp) -> Readiness:
-    """Ready = MQTT connected, NBIRTH out on this connection, every OPC UA endpoint connected."""
+    """Ready = MQTT connected, NBIRTH out on this connection, every OPC UA endpoint connected, store writable."""
     client = app.client
     if client is None:
         return Readiness(False, "edge node not started (or stopping)", {"started": False})
@@ -57,6 +57,10 @@ def edge_readiness(app: EdgeNodeApp) -> Readiness:
     down = [name.split(":", 1)[1] for name, ok in checks.items() if name.startswith("opcua:") and not ok]
     if down:
         missing.append(f"OPC UA endpoint(s) not connected: {', '.join(down)}")
+    store_failing = getattr(client, "store_failing", None)
+    checks["store"] = store_failing is None
+    if store_failing is not None:
+        missing.append(f"store failing ({store_failing}): values that cannot be delivered now are lost")
     if missing:
         return Readiness(False, "; ".join(missing), checks)
     return Readiness(True, "MQTT connected and born; every OPC UA endpoint connected", checks)
@@ -135,6 +139,8 @@ class EdgeCollector(Collector):
                        s.store_rejected)
         yield counter("uns_edge_store_errors", "store-and-forward I/O errors", s.store_errors)
         yield counter("uns_edge_store_lost", "values that could not be written to the store", s.store_lost)
+        yield gauge("uns_edge_store_failing", "1 while store-and-forward writes fail (disk full, I/O error)",
+                    1 if s.store_failing else 0)
         yield counter("uns_edge_invalid_commands", "NCMD/DCMD payloads the session could not use", s.bad_commands)
         yield counter("uns_edge_invalid_state", "primary host STATE messages that could not be parsed", s.bad_state)
         yield counter("uns_edge_stale_state", "primary host STATE messages older than the last one", s.stale_state)

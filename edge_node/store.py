@@ -26,6 +26,7 @@ payload encoded by :mod:`uns.sparkplug.codec`, so the store needs no format of i
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import time
@@ -111,6 +112,11 @@ class SparkplugStore:
         self._write("INSERT INTO meta(key, value) VALUES('bd_seq', ?) "
                     "ON CONFLICT(key) DO UPDATE SET value=excluded.value", (bd_seq,))
 
+    def probe(self) -> None:
+        """One small committed write: does the store work (again)? Raises :class:`StoreError`."""
+        self._write("INSERT INTO meta(key, value) VALUES('probe', ?) "
+                    "ON CONFLICT(key) DO UPDATE SET value=excluded.value", (int(self._clock()),))
+
     # -- buffer -----------------------------------------------------------------------------
 
     def append(self, updates: Sequence[MetricUpdate], datatype_of: DatatypeOf) -> int:
@@ -120,33 +126,35 @@ class SparkplugStore:
         rows = [self._row(u, datatype_of(u.device_id, u.name)) for u in updates]
         room = self.max_values - self.depth
         excess = len(rows) - room
+        rejected = dropped = deleted = 0  # applied to the counters only once the commit succeeded
+        if excess > 0:
+            if self.full_policy == "reject_new":
+                rejected = excess
+                rows = rows[:max(room, 0)]
+            else:
+                deleted = min(excess, self.depth)
+                dropped = excess
+                if excess > deleted:  # a single batch larger than the whole store
+                    rows = rows[excess - deleted:]
         try:
             with self._tx():
-                if excess > 0:
-                    if self.full_policy == "reject_new":
-                        self.rejected += excess
-                        self._log_full(f"store full ({self.max_values} values): rejected {excess} new values "
-                                       f"({self.rejected} so far)")
-                        rows = rows[:max(room, 0)]
-                    else:
-                        oldest = min(excess, self.depth)
-                        if oldest:
-                            self._db.execute(
-                                "DELETE FROM buffer WHERE id IN (SELECT id FROM buffer ORDER BY id LIMIT ?)",
-                                (oldest,))
-                        self.depth -= oldest
-                        self.dropped += oldest
-                        if excess > oldest:  # a single batch larger than the whole store
-                            self.dropped += excess - oldest
-                            rows = rows[excess - oldest:]
-                        self._log_full(f"store full ({self.max_values} values): dropped the {excess} oldest "
-                                       f"({self.dropped} so far)")
+                if deleted:
+                    self._db.execute("DELETE FROM buffer WHERE id IN (SELECT id FROM buffer ORDER BY id LIMIT ?)",
+                                     (deleted,))
                 if rows:
                     self._db.executemany(
                         "INSERT INTO buffer(ts, device, name, dt, kind, value) VALUES (?,?,?,?,?,?)", rows)
         except sqlite3.Error as exc:
-            raise StoreError(f"cannot write {len(rows)} values to {self.path}: {exc}") from exc
-        self.depth += len(rows)
+            raise StoreError(f"cannot write {len(updates)} values to {self.path}: {exc}") from exc
+        if rejected:
+            self.rejected += rejected
+            self._log_full(f"store full ({self.max_values} values): rejected {rejected} new values "
+                           f"({self.rejected} so far)")
+        if dropped:
+            self.dropped += dropped
+            self._log_full(f"store full ({self.max_values} values): dropped the {dropped} oldest "
+                           f"({self.dropped} so far)")
+        self.depth += len(rows) - deleted
         self.written += len(rows)
         return len(rows)
 
@@ -268,18 +276,35 @@ class SparkplugStore:
 
 
 class _Transaction:
-    """BEGIN IMMEDIATE ... COMMIT (or ROLLBACK on error) on an autocommit connection."""
+    """BEGIN IMMEDIATE ... COMMIT (or ROLLBACK on error) on an autocommit connection.
+
+    Why the care around failures: a COMMIT that fails with SQLITE_FULL (disk full) may leave the
+    transaction open, and then every later BEGIN fails with "cannot start a transaction within a
+    transaction", so the store would never work again after the disk is freed. A failed COMMIT is
+    rolled back, a leftover transaction is rolled back before the next BEGIN, and a ROLLBACK that
+    fails itself (SQLite already rolled back) never hides the error that caused it.
+    """
 
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
 
     def __enter__(self) -> None:
+        if self._db.in_transaction:
+            self._rollback()
         self._db.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is None:
+        if exc_type is not None:
+            self._rollback()
+            return
+        try:
             self._db.execute("COMMIT")
-        else:
+        except sqlite3.Error:
+            self._rollback()
+            raise
+
+    def _rollback(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
             self._db.execute("ROLLBACK")
 
 

@@ -7,6 +7,13 @@ topics, and the command request side needs a publish that raises when the broker
 ``<line>/_cmd/result/+`` (what edge nodes did with commands), and publishes retained context,
 confirmations, dead-letter alarms and the DCMD/NCMD bytes of signed commands.
 
+Retained messages are published again on every new connection: a broker restarted without
+persistence (or the next one after a failover) has forgotten the batch context this adapter
+asserted, and plant apps subscribing afterwards would see no batch running. The link keeps the last
+retained payload it published per topic (a handful: one context topic per line, dead-letter
+alarms) and forgets a topic once another client publishes something else there (their assertion is
+newer than ours, and re-publishing ours would undo it).
+
 Handlers run on the event loop; one that raises is logged and counted, never fatal. Publishes made
 while disconnected wait in a bounded queue (oldest dropped and counted) except :meth:`publish_now`,
 which raises :class:`LinkDownError` so a command is never reported dispatched when it was not.
@@ -28,6 +35,9 @@ from uns.mqtt_url import BrokerURL
 log = logging.getLogger("uns.adapter.link")
 
 Handler = Callable[[str, bytes], Awaitable[None] | None]
+
+#: our recent retained payloads remembered per topic, to tell our own echo from another client's
+_RECENT = 8
 
 
 class LinkDownError(RuntimeError):
@@ -64,6 +74,10 @@ class UnsLink:
         self.dropped = 0
         self.handler_errors = 0
         self.connections = 0
+        #: topic -> our recent retained payloads there, newest last (the newest is re-published)
+        self._retained: dict[str, deque[bytes]] = {}
+        #: retained messages published again on a new connection
+        self.resent = 0
 
     def on(self, topic_filter: str, handler: Handler) -> None:
         """Call ``handler(topic, payload)`` for messages matching ``topic_filter`` (register before start)."""
@@ -71,6 +85,7 @@ class UnsLink:
 
     @property
     def connected(self) -> bool:
+        """The session is up (CONNACK and SUBACK in): what readiness reports."""
         return self._connected.is_set()
 
     async def wait_connected(self, timeout: float) -> None:
@@ -78,11 +93,30 @@ class UnsLink:
 
     def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> None:
         """Queue a publish; sent as soon as the session is up."""
+        if retain:
+            self._retained.setdefault(topic, deque(maxlen=_RECENT)).append(payload)
+        self._enqueue(_Outgoing(topic, payload, qos, retain))
+
+    def _enqueue(self, item: _Outgoing) -> None:
         if len(self._queue) >= self._queue_size:
             self._queue.popleft()
             self.dropped += 1
-        self._queue.append(_Outgoing(topic, payload, qos, retain))
+        self._queue.append(item)
         self._wake.set()
+
+    def _resend_retained(self) -> None:
+        """A new connection after the first: the broker may have lost what we retained."""
+        queued = {item.topic for item in self._queue if item.retain}
+        for topic, payloads in self._retained.items():
+            if topic not in queued:  # a newer one already waits to go out
+                self._enqueue(_Outgoing(topic, payloads[-1], 1, True))
+                self.resent += 1
+
+    def _seen(self, topic: str, payload: bytes) -> None:
+        """A message on a topic we retained: someone else's newer payload supersedes ours."""
+        ours = self._retained.get(topic)
+        if ours is not None and payload not in ours:
+            del self._retained[topic]
 
     async def publish_now(self, topic: str, payload: bytes, *, qos: int = 0, retain: bool = False) -> None:
         """Publish at once or raise :class:`LinkDownError`."""
@@ -118,7 +152,10 @@ class UnsLink:
                 await self._session()
                 backoff = self._reconnect[0]
             except aiomqtt.MqttError as exc:
-                log.warning("UNS link %s to %s lost or refused: %s", self._client_id, self._broker, exc)
+                log.warning("UNS link %s to %s lost or refused: %s; reconnecting in %.1f s", self._client_id,
+                            self._broker, exc, backoff)
+            except Exception:  # noqa: BLE001 - our bug: logged, and the link connects again
+                log.exception("UNS link %s failed; reconnecting in %.1f s", self._client_id, backoff)
             finally:
                 self._client = None
                 self._connected.clear()
@@ -137,6 +174,8 @@ class UnsLink:
             self._client = client
             self._connected.set()
             self.connections += 1
+            if self.connections > 1:
+                self._resend_retained()
             log.info("UNS link %s connected to %s", self._client_id, self._broker)
             reader = asyncio.create_task(self._reader(client))
             writer = asyncio.create_task(self._writer(client))
@@ -177,6 +216,8 @@ class UnsLink:
             self.messages_in += 1
             payload = message.payload
             data = bytes(payload) if isinstance(payload, (bytes, bytearray)) else str(payload or "").encode()
+            if message.topic.value in self._retained:
+                self._seen(message.topic.value, data)
             for topic_filter, handler in self._handlers:
                 if not message.topic.matches(topic_filter):
                     continue

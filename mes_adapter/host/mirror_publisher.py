@@ -22,6 +22,13 @@ How it keeps the mirror's promises:
   holds a newer value for that topic (:meth:`UnsMirror.restore`); values that changed while it was
   down simply wait in the mirror. Confirmation is in order, so anything newer than a lost message
   is itself lost or still unsent: putting back the latest per topic cannot reorder.
+* **Reconnects forever, whatever failed.** A connection attempt ends in exactly one of: CONNACK
+  (up), a refused CONNACK, a failed TCP connect (paho's ``on_connect_fail``: with
+  ``reconnect_on_failure=False`` paho's thread then simply ends, calling neither ``on_connect``
+  nor ``on_disconnect``), a broker that accepts TCP but never answers (bounded by
+  ``connect_timeout_s``), or a connection lost later (``on_disconnect``; and, as a safety net,
+  paho reporting itself not connected while the pump waits). Each ends the link, and
+  :meth:`MirrorPublisher.run` tries again with back-off, forever, until the host stops.
 * **Retained again on every new connection.** A broker restarted without persistence (or the
   next broker after a failover) retains nothing: on each connection after the first, the last
   message of every topic is queued again (:meth:`UnsMirror.resend_retained`), ``_meta`` included,
@@ -55,6 +62,8 @@ log = logging.getLogger("uns.host.mirror")
 
 #: messages taken from the mirror and handed to paho per step (then the loop lets the reader run)
 BATCH = 256
+#: the pump checks paho's own view of the connection at least this often (seconds)
+_LIVENESS_S = 1.0
 
 
 @dataclass(slots=True)
@@ -80,6 +89,7 @@ class _Link:
         self.client.reconnect_delay_set(owner.reconnect_min_s, owner.reconnect_max_s)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
+        self.client.on_connect_fail = self._on_connect_fail
         self.client.on_publish = self._on_publish
         self.up = False
         self.ended = False
@@ -123,6 +133,10 @@ class _Link:
     def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         self._call(self._set_ended, str(reason))
 
+    def _on_connect_fail(self, client: paho.Client, userdata: Any) -> None:
+        # the TCP connect failed (refused, reset, unreachable): paho's thread ends after this
+        self._call(self._set_ended, "connect failed (broker not reachable)")
+
     def _on_publish(self, client: paho.Client, userdata: Any, mid: int, reason: Any, props: Any) -> None:
         self.acks.append((mid, now_ms()))
         self.acked += 1
@@ -137,6 +151,10 @@ class _Link:
             self.up = True
             self.changed.set()
             self._owner.wake()
+
+    def alive(self) -> bool:
+        """False once paho itself says the connection is gone, even if no callback told us."""
+        return self.client.is_connected()
 
     def _set_ended(self, why: str) -> None:
         if not self.ended:
@@ -189,7 +207,7 @@ class MirrorPublisher:
     def __init__(self, mirror: UnsMirror, url: BrokerURL, client_id: str, *, qos: int = 1,
                  protocol: str = "3.1.1", keepalive_s: int = 30, window: int = 1024,
                  reconnect_min_s: float = 0.5, reconnect_max_s: float = 15.0,
-                 clock: Callable[[], int] = now_ms) -> None:
+                 connect_timeout_s: float = 10.0, clock: Callable[[], int] = now_ms) -> None:
         if qos not in (0, 1):
             raise ValueError("mirror qos must be 0 or 1")
         self.mirror = mirror
@@ -201,6 +219,7 @@ class MirrorPublisher:
         self.window = window
         self.reconnect_min_s = reconnect_min_s
         self.reconnect_max_s = reconnect_max_s
+        self.connect_timeout_s = connect_timeout_s
         self._clock = clock
         self.lag = LagWindow()
         #: mirror messages confirmed by the broker
@@ -211,6 +230,8 @@ class MirrorPublisher:
         self.resent = 0
         self.reconnects = 0
         self.connections = 0
+        #: connection attempts that ended before a CONNACK (refused, unreachable, timed out)
+        self.connect_failures = 0
         self._link: _Link | None = None
         self._wake = asyncio.Event()
         self._closing = False
@@ -218,6 +239,7 @@ class MirrorPublisher:
 
     @property
     def connected(self) -> bool:
+        """True while a connection is up (CONNACK in, not lost): what readiness reports."""
         return self._link is not None and self._link.up
 
     @property
@@ -237,10 +259,17 @@ class MirrorPublisher:
         while not self._closing:
             link = _Link(self, loop)
             self._link = link
+            was_up = False
             try:
                 link.start()
-                await link.changed.wait()
+                try:
+                    await asyncio.wait_for(link.changed.wait(), self.connect_timeout_s)
+                except TimeoutError:
+                    link._set_ended(f"no CONNACK within {self.connect_timeout_s:g} s")
+                if not link.up and not self._closing:
+                    self.connect_failures += 1
                 if link.up:
+                    was_up = True
                     self.connections += 1
                     backoff = self.reconnect_min_s
                     log.info("UNS mirror connected as %s to %s (QoS %d)", self.client_id, self.url, self.qos)
@@ -254,8 +283,12 @@ class MirrorPublisher:
                 await asyncio.to_thread(link.stop)
             if self._closing:
                 break
-            log.warning("UNS mirror connection %s lost (%s); %d values wait in the mirror", self.client_id,
-                        getattr(link, "why", "?"), self.mirror.pending)
+            if was_up:
+                log.warning("UNS mirror connection %s lost (%s); %d values wait in the mirror; reconnecting",
+                            self.client_id, link.why, self.mirror.pending)
+            else:
+                log.warning("UNS mirror %s cannot connect to %s (%s); retrying in %.1f s", self.client_id,
+                            self.url, link.why, backoff)
             self.reconnects += 1
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
@@ -320,8 +353,12 @@ class MirrorPublisher:
                     continue
             due = mirror.next_due_ms() if room > 0 else None
             timeout = None if due is None else max(0.0, (due - self._clock()) / 1000)
+            # paho may end a connection without a callback reaching us: look again at least every second
+            timeout = _LIVENESS_S if timeout is None else min(timeout, _LIVENESS_S)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
+            if link.up and not link.alive():
+                link._set_ended("paho reports the connection lost")
 
     def _confirm(self, link: _Link) -> None:
         lag = self.lag

@@ -23,7 +23,9 @@ What it does with each piece:
   nor queues in front of STATE and NCMD; a slow broker only makes the mirror conflate more,
   never blocks decoding.
 * If the connection drops, every node goes offline and every tag STALE (spec ch. 5), and the
-  shell reconnects with back-off and a new STATE timestamp.
+  shell reconnects with back-off and a new STATE timestamp, forever: a refused or timed-out
+  CONNECT, a reset, a keep-alive timeout and even a bug of ours in one session all end in the
+  next attempt (aiomqtt bounds CONNECT and SUBSCRIBE with its timeout).
 
 Nothing a peer sends stops the host: the pure parts count violations, and a bug of ours while
 handling one message is logged and counted (``handler_errors``), never fatal to the loop.
@@ -143,6 +145,16 @@ class SparkplugHost:
     @property
     def online(self) -> bool:
         return self.session.online
+
+    @property
+    def connected(self) -> bool:
+        """The Sparkplug session is up (CONNACK, SUBACK, STATE birth out): what readiness reports."""
+        return self.session.online
+
+    @property
+    def mirror_connected(self) -> bool:
+        """The UNS mirror's own connection is up."""
+        return self.mirror_publisher.connected
 
     async def stop(self) -> None:
         """Clean shutdown: STALE mirror (if configured), STATE offline, DISCONNECT; then the mirror
@@ -264,8 +276,11 @@ class SparkplugHost:
                 await self._connection()
                 backoff = self.config.reconnect_min_s
             except aiomqtt.MqttError as exc:
-                log.warning("host %s: MQTT connection to %s lost or refused: %s", self.config.host_id,
-                            self.config.broker, exc)
+                log.warning("host %s: MQTT connection to %s lost or refused: %s; reconnecting in %.1f s",
+                            self.config.host_id, self.config.broker, exc, backoff)
+            except Exception:  # noqa: BLE001 - our bug: logged, and the host connects again
+                log.exception("host %s: the MQTT session failed; reconnecting in %.1f s", self.config.host_id,
+                              backoff)
             finally:
                 self._client = None
                 self._online.clear()

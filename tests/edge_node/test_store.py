@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from edge_node.model import MetricUpdate
-from edge_node.store import SparkplugStore
+from edge_node.store import SparkplugStore, StoreError
 from uns.sparkplug.datatypes import DataType
 from uns.sparkplug.model import PropertyValue
 
@@ -85,3 +85,28 @@ def test_bdseq_and_buffer_survive_reopening(tmp_path: Path) -> None:
         assert store.load_bd_seq() == 41
         assert store.depth == 1 and store.fetch(1)[0].value == "kept"
         assert store.oldest_ts() == 1
+
+
+def _limit_pages(store: SparkplugStore, pages: int) -> None:
+    """SQLite's own size cap: writes beyond it fail with SQLITE_FULL, exactly as on a full disk."""
+    store._db.execute(f"PRAGMA max_page_count={pages}")  # noqa: SLF001 - a real SQLite limit, not a fake
+
+
+def test_a_full_database_fails_cleanly_and_works_again_once_there_is_room(tmp_path: Path) -> None:
+    """Issue 12: a write that fails for lack of space (also a failed COMMIT) leaves no transaction
+    open and changes no counter; once space returns, the very same store writes again."""
+    store = SparkplugStore(tmp_path / "s.sqlite", max_values=10, full_policy="drop_oldest")
+    store.append([MetricUpdate(None, "i", i, i) for i in range(10)], datatype_of)
+    used = store._db.execute("PRAGMA page_count").fetchone()[0]  # noqa: SLF001
+    _limit_pages(store, used)
+    big = [MetricUpdate(None, "s", "x" * 5000, 100 + i) for i in range(5)]
+    with pytest.raises(StoreError, match="cannot write 5 values"):
+        store.append(big, datatype_of)
+    assert not store._db.in_transaction  # noqa: SLF001
+    assert (store.depth, store.dropped, store.written, store.count()) == (10, 0, 10, 10)
+    _limit_pages(store, 1_000_000)
+    store.probe()
+    assert store.append(big, datatype_of) == 5
+    store.save_bd_seq(3)
+    assert (store.depth, store.dropped, store.count(), store.load_bd_seq()) == (10, 5, 10, 3)
+    assert [u.timestamp for u in store.fetch(100)] == [5, 6, 7, 8, 9, 100, 101, 102, 103, 104]

@@ -88,7 +88,8 @@ async def test_edge_metrics_and_probes_follow_the_node(tmp_path: Path) -> None:
             await eventually(lambda: _ready(http), "/readyz 200")
             ready = (await http.get("/readyz")).json()
             assert ready["status"] == "ready"
-            assert ready["checks"] == {"started": True, "mqtt_connected": True, "born": True, "opcua:default": True}
+            assert ready["checks"] == {"started": True, "mqtt_connected": True, "born": True, "opcua:default": True,
+                                       "store": True}
 
             await server.write("Line1/Filler/Speed", 42.0)
 
