@@ -45,6 +45,9 @@ from uns.isa95 import CMD, CONTEXT, EquipmentPath
 
 log = logging.getLogger("uns.adapter")
 
+#: while ingest writes fail, retry them this often (seconds)
+_RETRY_S = 1.0
+
 #: called with (event name, labels) for things the metrics module counts
 Counter = Callable[[str, dict[str, str]], None]
 
@@ -105,7 +108,7 @@ class AdapterService:
         if self._started:
             raise RuntimeError("adapter already started")
         self._started = True
-        ingest_stream = self.host.model.subscribe()
+        ingest_stream = self.host.model.subscribe(lossless=True)
         pump = TagPump(self.host.model, self.feed, self.topic_of)
         self._spawn("ingest", self._ingest_loop(ingest_stream))
         self._spawn("tag-pump", pump.run(self.stopping))
@@ -161,20 +164,35 @@ class AdapterService:
     # -- host → MES core ---------------------------------------------------------------------
 
     async def _ingest_loop(self, stream: ChangeStream) -> None:
+        """Feed every change to the MES core; while writes fail, retry every ``_RETRY_S`` and stop
+        taking changes once :attr:`Ingest.full` (the lossless stream then holds the host back)."""
         try:
             while not self.stopping.is_set():
+                if self.ingest.failing is not None:
+                    if not self.ingest.full:
+                        self._ingest_available(stream)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.stopping.wait(), _RETRY_S)
+                    self._flush()
+                    continue
                 first = await stream.get()
                 self._ingest_one(first)
-                while (change := stream.get_nowait()) is not None:
-                    self._ingest_one(change)
-                try:
-                    self.ingest.flush()
-                except Exception:  # noqa: BLE001 - a storage hiccup: count, keep ingesting
-                    self.ingest_errors += 1
-                    log.exception("records flush failed")
+                self._ingest_available(stream)
+                self._flush()
                 await asyncio.sleep(0)
         finally:
             stream.close()
+
+    def _ingest_available(self, stream: ChangeStream) -> None:
+        while not self.ingest.full and (change := stream.get_nowait()) is not None:
+            self._ingest_one(change)
+
+    def _flush(self) -> None:
+        try:
+            self.ingest.flush()
+        except Exception:  # noqa: BLE001 - our bug, not the disk: count, keep ingesting
+            self.ingest_errors += 1
+            log.exception("records flush failed")
 
     def _ingest_one(self, change: Change) -> None:
         if not isinstance(change, MetricChange):
@@ -186,6 +204,13 @@ class AdapterService:
         except Exception:  # noqa: BLE001 - one bad value must not stop the stream
             self.ingest_errors += 1
             log.exception("ingest failed for %s", change.metric.name)
+
+    def readiness_problems(self) -> list[str]:
+        """What of the MES core's job is broken right now (for ``/readyz``); empty when fine."""
+        problems = []
+        if self.ingest.failing is not None:
+            problems.append(f"ingest failing: {self.ingest.failing} ({self.ingest.pending} values waiting)")
+        return problems
 
     # -- batch context -----------------------------------------------------------------------
 
@@ -233,9 +258,14 @@ class AdapterService:
             self.run_confirmations()
 
     def run_confirmations(self) -> int:
-        """Build and queue every due confirmation now; returns how many were new."""
+        """Build and queue every due confirmation now; returns how many were new.
+
+        Nothing is built while ingest writes fail: counts are still waiting for their store, and
+        a confirmation built now would be short (it is built, complete, once they are written)."""
         try:
             self.ingest.flush()
+            if self.ingest.failing is not None:
+                return 0
             new = self.confirmations.run_due()
         except Exception:  # noqa: BLE001
             log.exception("building confirmations failed")
@@ -290,4 +320,7 @@ class AdapterService:
                          "messages_out": self.link.messages_out, "dropped": self.link.dropped},
                 "feed": {"clients": self.feed.clients, "published": self.feed.published,
                          "dropped": self.feed.dropped},
-                "ingest_errors": self.ingest_errors}
+                "ingest_errors": self.ingest_errors,
+                "ingest": {"failing": self.ingest.failing, "write_failures": self.ingest.write_failures,
+                           "pending": self.ingest.pending, "records_quarantined": self.record_store.quarantined,
+                           "counter_samples_quarantined": self.production.quarantined}}

@@ -27,6 +27,8 @@ def healthz() -> Health:
             summary="Readiness: the Sparkplug host is online and the UNS session connected")
 def readyz(response: Response, svc: AdapterService = Depends(service)) -> Health:
     ready, detail = svc.ready
+    if ready and (problems := svc.readiness_problems()):
+        ready, detail = False, "; ".join(problems)
     if not ready:
         response.status_code = 503
     return Health(status="ready" if ready else "not_ready", detail=detail)
