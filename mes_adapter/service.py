@@ -28,19 +28,23 @@ from mes_adapter.auth import TokenStore
 from mes_adapter.command_service import CommandRecord, CommandService
 from mes_adapter.confirming import ConfirmationService, confirmation_message
 from mes_adapter.context import AssertionOutcome, ContextAssertion, ContextService, ContextStore, context_topic
+from mes_adapter.context.reconcile import LineReport, ReconcileAction, Reconciliation, reconcile
 from mes_adapter.errors import MesInputError
 from mes_adapter.host import Change, ChangeStream, MetricChange, MetricState, SparkplugHost
-from mes_adapter.ingest import Ingest, observation_from_change
+from mes_adapter.ingest import Ingest, Observation, observation_from_change
 from mes_adapter.live_feed import LiveFeed, TagPump
 from mes_adapter.node_stats import NodeStats, observe_tracker
+from mes_adapter.oee import MachineState
 from mes_adapter.oee_service import OeeService
 from mes_adapter.outbox import Outbox, OutboxEntry, WebhookSender, dead_letter_alarm
 from mes_adapter.production import ProductionCounters, ProductionStore
 from mes_adapter.records import ContextualRecords, RecordStore
+from mes_adapter.timefmt import now_ms
 from mes_adapter.uns_link import UnsLink
 from uns.audit.chain import AuditLog
 from uns.commands.allowlist import Allowlist
 from uns.commands.signing import UserRegistry
+from uns.conventions import Quality
 from uns.isa95 import CMD, CONTEXT, EquipmentPath
 
 log = logging.getLogger("uns.adapter")
@@ -101,6 +105,11 @@ class AdapterService:
         self._tasks: list[asyncio.Task[None]] = []
         self._started = False
         self.ingest_errors = 0
+        #: the start-up reconciliation of each line's context (see :mod:`mes_adapter.context.reconcile`)
+        self.reconciliations: dict[str, Reconciliation] = {}
+        #: last value and source time of each line's batch and state tags, as ingested
+        self._line_signals: dict[tuple[str, str, str], tuple[object, int]] = {}
+        self._reconcile_due: set[str] = set()
 
     # -- lifetime ----------------------------------------------------------------------------
 
@@ -186,6 +195,7 @@ class AdapterService:
     def _ingest_available(self, stream: ChangeStream) -> None:
         while not self.ingest.full and (change := stream.get_nowait()) is not None:
             self._ingest_one(change)
+        self._reconcile_due_lines()
 
     def _flush(self) -> None:
         try:
@@ -201,6 +211,7 @@ class AdapterService:
             obs = observation_from_change(change, self.mapping)
             if obs is not None:
                 self.ingest.observe(obs)
+                self._line_signal(obs, change.birth)
         except Exception:  # noqa: BLE001 - one bad value must not stop the stream
             self.ingest_errors += 1
             log.exception("ingest failed for %s", change.metric.name)
@@ -246,6 +257,77 @@ class AdapterService:
         current = self.context.current(line)
         self.feed.publish({"type": "context", "line": line,
                            "context": current.model_dump(mode="json") if current is not None else None})
+
+    # -- start-up reconciliation of the context with the line --------------------------------
+
+    def _line_signal(self, obs: Observation, birth: bool) -> None:
+        """Remember the batch/state tag values; reconcile a line at its first birth after start."""
+        cfg = self.config.mes.line(obs.line)
+        if cfg is None:
+            return
+        key = (obs.line, obs.cell or "", obs.metric)
+        watched = [s for s in (cfg.batch, cfg.state) if s is not None]
+        if not any(key == (obs.line, s.cell or "", s.metric) for s in watched):
+            return
+        if obs.quality in (Quality.GOOD, Quality.UNCERTAIN):
+            self._line_signals[key] = (obs.value, obs.source_ts_ms)
+        if birth and obs.line not in self.reconciliations:
+            self._reconcile_due.add(obs.line)  # after the whole birth is ingested
+
+    def _reconcile_due_lines(self) -> None:
+        while self._reconcile_due:
+            line = self._reconcile_due.pop()
+            try:
+                self.reconcile_line(line)
+            except Exception:  # noqa: BLE001 - a failed check must not stop ingest; it is retried at the next birth
+                log.exception("reconciling the context of %s failed", line)
+
+    def line_report(self, line: str) -> LineReport:
+        """What the line's batch and state tags said last (None where unknown or not mapped)."""
+        cfg = self.config.mes.line(line)
+        tag = tag_ts = state = executing = None
+        if cfg is not None and cfg.batch is not None:
+            seen = self._line_signals.get((line, cfg.batch.cell or "", cfg.batch.metric))
+            if seen is not None:
+                tag, tag_ts = ("" if seen[0] is None else str(seen[0])), seen[1]
+        if cfg is not None and cfg.state is not None:
+            seen = self._line_signals.get((line, cfg.state.cell or "", cfg.state.metric))
+            if seen is not None:
+                state = str(seen[0])
+                executing = cfg.state.categorize(seen[0]) is MachineState.RUNNING
+        return LineReport(tag, tag_ts, state, executing)
+
+    def reconcile_line(self, line: str) -> Reconciliation:
+        """Check the line's context against what it reports, act, and say what was done.
+
+        Done once per line per start (at the line's first birth, or when a batch start needs it
+        before the birth came); returns the stored outcome on later calls."""
+        done = self.reconciliations.get(line)
+        if done is not None:
+            return done
+        report = self.line_report(line)
+        now = now_ms()
+        result = reconcile(line, self.context.current(line), report, now)
+        if result.action is ReconcileAction.ENDED and result.end_ms is not None:
+            last = self.context.last_seq(line)
+            running = self.context.current(line)
+            self.context.assert_context(ContextAssertion(
+                line=line, seq=0 if last is None else last + 1, since_ms=result.end_ms, batch_id=result.batch_id,
+                work_order_id=running.work_order_id if running is not None else None,
+                asserted_by="adapter:reconcile", ended=True))
+            assertion = self.context.current(line)
+            if assertion is not None:
+                self.link.publish(context_topic(self.mapping, line), assertion.to_payload(), qos=1, retain=True)
+            self._context_event(line)
+        if report.batch_tag is None and report.state is None and result.action is ReconcileAction.KEPT:
+            return result  # nothing known yet: decide again when the line's tags arrive
+        self.reconciliations[line] = result
+        log.log(logging.WARNING if result.action is ReconcileAction.ENDED else logging.INFO,
+                "context of %s reconciled with the line at start: %s", line, result.detail)
+        self.count("context_reconciled", {"action": result.action.value})
+        self.feed.publish({"type": "context_reconciled", "line": line, "action": result.action.value,
+                           "batch_id": result.batch_id, "detail": result.detail, "at_ms": now})
+        return result
 
     # -- confirmations -----------------------------------------------------------------------
 

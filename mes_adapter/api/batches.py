@@ -12,6 +12,7 @@ otherwise open a batch that began in 1970.
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel
 
 from mes_adapter.auth import Principal, Role
 from mes_adapter.context import ContextAssertion
@@ -62,6 +63,7 @@ def start_batch(line: str, body: BatchStart, svc: AdapterService = Depends(servi
                 who: Principal = Depends(operator)) -> ContextResult:
     key = line_key(line)
     since = _since(svc, body.since_ms)
+    svc.reconcile_line(key)  # a batch left from before a restart on an idle line is ended first
     running = svc.context.active_at(key, now_ms())
     if running is not None:
         raise ApiError(409, "batch_running",
@@ -108,6 +110,30 @@ def end_batch(line: str, body: BatchEnd, svc: AdapterService = Depends(service),
     svc.run_confirmations()
     window = svc.context.batch_window(key, running.batch_id)
     return result.model_copy(update={"batch": batch_info(svc, window) if window else None})
+
+
+class ReconciliationView(BaseModel):
+    """What the adapter did with a line's context when it started (see docs/architecture.md)."""
+
+    line: str
+    action: str
+    batch_id: str | None
+    end_ms: int | None
+    detail: str
+
+
+@router.get("/lines/{line:path}/batch/reconciliation", response_model=ReconciliationView,
+            responses={404: {"model": ErrorBody}},
+            summary="How the line's batch context was reconciled with the line at the adapter's start")
+def reconciliation(line: str, svc: AdapterService = Depends(service),
+                   _: Principal = Depends(viewer)) -> ReconciliationView:
+    key = line_key(line)
+    done = svc.reconciliations.get(key)
+    if done is None:
+        raise ApiError(404, "not_reconciled", f"{key} has not been reconciled since the adapter started: "
+                       "it happens when the line's first birth arrives")
+    return ReconciliationView(line=done.line, action=done.action.value, batch_id=done.batch_id,
+                              end_ms=done.end_ms, detail=done.detail)
 
 
 @router.get("/batches", response_model=list[BatchInfo], summary="Batches per line, newest first, with counts")
