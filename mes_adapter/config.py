@@ -115,6 +115,17 @@ class StateSignal(BaseModel):
         return self.state_map.get(key, self.default)
 
 
+class BatchSignal(BaseModel):
+    """The line's current-batch tag: the order the PLC runs, empty when none."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    #: Sparkplug metric name of the current-batch tag
+    metric: str = Field(min_length=1)
+    #: the cell (Sparkplug device); None for a line-level metric
+    cell: str | None = None
+
+
 class LineConfig(BaseModel):
     """The MES view of one line: its counters, its state tag, and its ideal cycle times."""
 
@@ -126,6 +137,8 @@ class LineConfig(BaseModel):
     counters: list[CounterSignal] = Field(default_factory=list)
     #: the machine-state tag (for OEE availability)
     state: StateSignal | None = None
+    #: the current-batch tag; on start the MES context is reconciled with it (see docs)
+    batch: BatchSignal | None = None
     #: planned run time per item (PRI, seconds) per product id, from MES master data
     ideal_cycle_s: dict[str, float] = Field(default_factory=dict)
     #: PRI when the product has no entry (None: performance/OEE unknown and flagged)

@@ -17,6 +17,10 @@ Pure, no I/O. Rules, stated once:
   supplement: a new confirmation (``kind="late"``, ``supplement`` n) for the batch window with the
   difference, never an edit of the final.
 * ``lot_id`` of the produced material is the batch id (the batch is the produced lot).
+* Planning is bounded whatever the batch's age: it resumes after the last confirmed partial, and
+  when more than ``max_windows`` partials are due at once (a batch that, by a stored mistake, began
+  in 1970) they are covered by one *catch-up* partial up to the last due window boundary. So one
+  planning step costs at most ``max_windows`` windows, never one per hour since 1970.
 """
 
 from __future__ import annotations
@@ -161,8 +165,13 @@ class ConfirmedWindow:
     quantities: Quantities
 
 
+#: at most this many partial windows are planned at once (see the module rules)
+MAX_WINDOWS = 1000
+
+
 def plan(batch: BatchWindow, now_ms: int, interval_ms: int | None, grace_ms: int,
-         confirmed: list[ConfirmedWindow], unconfirmed: Quantities | None = None) -> list[PlannedConfirmation]:
+         confirmed: list[ConfirmedWindow], unconfirmed: Quantities | None = None,
+         max_windows: int = MAX_WINDOWS) -> list[PlannedConfirmation]:
     """Confirmations of ``batch`` due at ``now_ms`` that are not yet in ``confirmed``, in order.
 
     ``unconfirmed`` (batch total minus everything confirmed) decides a late supplement after the
@@ -170,8 +179,15 @@ def plan(batch: BatchWindow, now_ms: int, interval_ms: int | None, grace_ms: int
     """
     done = {(c.kind, c.start_ms, c.end_ms, c.supplement) for c in confirmed}
     out: list[PlannedConfirmation] = []
-    cursor = batch.start_ms
+    partial_ends = [c.end_ms for c in confirmed if c.kind is ConfirmationKind.PARTIAL]
+    cursor = max(partial_ends, default=batch.start_ms)
     if interval_ms is not None:
+        limit = now_ms - grace_ms if batch.end_ms is None else min(now_ms - grace_ms, batch.end_ms - 1)
+        due = max(0, (limit - cursor) // interval_ms)
+        if due > max_windows:
+            end = cursor + due * interval_ms
+            out.append(PlannedConfirmation(batch, ConfirmationKind.PARTIAL, cursor, end))
+            cursor = end
         while True:
             end = cursor + interval_ms
             if batch.end_ms is not None and end >= batch.end_ms:

@@ -144,6 +144,15 @@ class _ServiceCollector(Collector):
         yield GaugeMetricFamily("uns_adapter_sse_clients", "dashboard clients on /api/events",
                                 value=service.feed.clients)
         yield _counter("uns_adapter_ingest_errors", "changes the MES core could not ingest", service.ingest_errors)
+        ingest = service.ingest
+        yield _counter("uns_adapter_ingest_write_failures", "failed record/counter writes (disk full, locked); "
+                       "the data is kept and retried", ingest.write_failures)
+        yield GaugeMetricFamily("uns_adapter_ingest_failing", "1 while ingest writes fail", value=int(
+            ingest.failing is not None))
+        yield GaugeMetricFamily("uns_adapter_ingest_pending", "records and counter samples waiting for their store",
+                                value=ingest.pending)
+        yield _counter("uns_adapter_ingest_quarantined", "values that can never be stored (logged)",
+                       service.record_store.quarantined + service.production.quarantined)
         yield _counter("uns_adapter_command_results_unmatched", "command results for unknown commands",
                        service.commands.results_unmatched)
         yield _counter("uns_adapter_command_results_invalid", "invalid command results",

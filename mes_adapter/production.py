@@ -8,12 +8,24 @@ increment is counted twice or lost.
 Deltas are stored with their source time and *not* with a batch: the batch (or shift) a delta belongs
 to is decided when quantities are asked for, by summing the deltas inside the window's intervals. A
 late context assertion or a late counter replay therefore needs no re-binding.
+
+When a write fails for a reason that passes (disk full, database locked or gone:
+:data:`TRANSIENT_ERRORS`), the tracker forgets the sample (:meth:`CounterTracker.retract`) and the
+sample waits in a backlog, in arrival order, retried before any newer one (:meth:`retry`), so the
+deltas land at their own times once the store takes them again. The backlog is bounded
+(``max_backlog``); when it overflows the *oldest* waiting samples are thinned out, which loses no
+count: steps are taken between cumulative values, so the next stored sample's step spans the ones
+that were dropped (only their attribution in time becomes coarser). A sample that can never be
+stored (a value SQLite cannot hold) is quarantined: logged, counted, and spanned the same way.
 """
 
 from __future__ import annotations
 
+import logging
+import sqlite3
+from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from mes_adapter.config import CounterSignal, MesConfig
@@ -48,6 +60,16 @@ CREATE TABLE IF NOT EXISTS counter_sample (
 """
 
 _PRUNE_EVERY = 500
+
+log = logging.getLogger(__name__)
+
+#: write failures that pass (disk full, database locked or gone): keep the data and retry
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (sqlite3.OperationalError, OSError)
+#: write failures of one value (too big for SQLite, wrong type): quarantine it, never retry
+DATA_ERRORS: tuple[type[BaseException], ...] = (OverflowError, ValueError, TypeError,
+                                                sqlite3.InterfaceError, sqlite3.DataError)
+
+_Waiting = tuple[str, "str | None", str, CounterSample]
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,8 +180,14 @@ def _num(value: float) -> int | float:
 class ProductionCounters:
     """Configured counters of every line: feed samples in, ask quantities per window out."""
 
-    def __init__(self, config: MesConfig, store: ProductionStore) -> None:
+    def __init__(self, config: MesConfig, store: ProductionStore, max_backlog: int = 100_000) -> None:
         self._store = store
+        self._backlog: deque[_Waiting] = deque()
+        self._max_backlog = max_backlog
+        #: samples thinned out of an overflowing backlog (their counts ride on later samples)
+        self.backlog_thinned = 0
+        #: samples that could never be stored (logged; their counts ride on later samples)
+        self.quarantined = 0
         self._horizon_ms = int(config.counter_reorder_horizon_s * 1000)
         self._signals: dict[tuple[str, str, str], CounterSignal] = {}
         self._roles: dict[str, set[CounterRole]] = {}
@@ -188,17 +216,66 @@ class ProductionCounters:
                 sample: CounterSample) -> list[CounterDelta]:
         """Feed one sample of a configured counter; persist it with its deltas; return the deltas.
 
-        Samples of metrics that are not configured counters are ignored (empty list).
+        Samples of metrics that are not configured counters are ignored (empty list). If the store
+        fails for a passing reason the sample joins the backlog and the error is raised (the
+        caller reports it); it is written by a later :meth:`retry` or :meth:`observe`.
         """
-        signal = self.signal(line, cell, metric)
-        if signal is None:
+        if self.signal(line, cell, metric) is None:
             return []
+        if self._backlog:
+            self._wait(line, cell, metric, sample)
+            self.retry()
+            return []
+        try:
+            return self._apply(line, cell, metric, sample)
+        except TRANSIENT_ERRORS:
+            self._wait(line, cell, metric, sample)
+            raise
+
+    def retry(self) -> int:
+        """Write the waiting samples, oldest first; returns how many were written.
+
+        Raises the store's error if it still fails (the rest keep waiting)."""
+        written = 0
+        while self._backlog:
+            line, cell, metric, sample = self._backlog[0]
+            self._apply(line, cell, metric, sample)
+            self._backlog.popleft()
+            written += 1
+        return written
+
+    @property
+    def backlog(self) -> int:
+        """Counter samples waiting for the store."""
+        return len(self._backlog)
+
+    def _wait(self, line: str, cell: str | None, metric: str, sample: CounterSample) -> None:
+        self._backlog.append((line, cell, metric, sample))
+        while len(self._backlog) > self._max_backlog:
+            self._backlog.popleft()
+            self.backlog_thinned += 1
+
+    def _apply(self, line: str, cell: str | None, metric: str, sample: CounterSample) -> list[CounterDelta]:
+        signal = self._signals[(line, cell or "", metric)]
         tracker = self.tracker(line, cell, metric)
         before = tracker.stats.accepted
-        deltas = tracker.observe(sample)
+        deltas = tracker.observe(sample, prune=False)
         if tracker.stats.accepted == before:
             return []  # ignored: bad quality, duplicate, conflict, too late
-        self._store.record(line, signal, sample, deltas, now_ms())
+        placed = tracker.last_placed
+        try:
+            self._store.record(line, signal, replace(sample, source_ts_ms=placed), deltas, now_ms())
+        except TRANSIENT_ERRORS:
+            tracker.retract(placed)
+            raise
+        except DATA_ERRORS as exc:
+            tracker.retract(placed)
+            self.quarantined += 1
+            log.error("counter sample quarantined: %s %s value %r at %s cannot be stored (%s: %s);"
+                      " the next sample's step counts it", line, metric, sample.value, placed,
+                      type(exc).__name__, exc)
+            return []
+        tracker.prune()
         key = (line, cell or "", metric)
         count = self._since_prune.get(key, 0) + 1
         if count >= _PRUNE_EVERY:

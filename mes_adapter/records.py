@@ -12,11 +12,16 @@ row is read, from the context timeline at the row's source time. Why:
 
 Inserts are batched (``executemany`` in one transaction) and idempotent: the same metric at the same
 source time is stored once, so store-and-forward replays and birth re-statements add nothing.
+
+One bad value never costs the others of its batch: a record SQLite cannot hold (a source time
+outside ``[0, 2^62]`` such as 2^63, a value that does not encode) is quarantined before the insert,
+logged with what it was and counted in :attr:`RecordStore.quarantined`; the rest are stored.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -47,6 +52,13 @@ CREATE INDEX IF NOT EXISTS record_by_time ON record (line, source_ts_ms);
 """
 
 DEFAULT_LIMIT = 10_000
+
+#: the latest source time a record may carry (SQLite integers end at 2^63 - 1)
+MAX_TS_MS = 2**62
+
+log = logging.getLogger(__name__)
+
+_Row = tuple[str, str, str, str, "str | None", str, int, "int | None", int]
 
 
 class RecordKind(StrEnum):
@@ -96,11 +108,16 @@ class RecordStore:
     def __init__(self, path: str | Path) -> None:
         self._conn = open_db(path, durable=False)
         self._conn.executescript(_SCHEMA)
+        #: records that could not be stored (see the module notes)
+        self.quarantined = 0
 
     def add_many(self, records: Iterable[Record]) -> int:
-        """Insert a batch in one transaction; returns how many were new (duplicates ignored)."""
-        rows = [(r.line, r.cell or "", r.metric, r.kind.value, _encode(r.value), r.quality.value,
-                 r.source_ts_ms, r.received_ms, int(r.is_historical)) for r in records]
+        """Insert a batch in one transaction; returns how many were new (duplicates ignored).
+
+        Records that cannot be stored are quarantined (logged, counted); a store error (disk
+        full, locked) is raised and nothing of the batch is written.
+        """
+        rows = [row for row in map(self._row_or_quarantine, records) if row is not None]
         if not rows:
             return 0
         with transaction(self._conn) as conn:
@@ -109,6 +126,27 @@ class RecordStore:
                 "INSERT OR IGNORE INTO record (line, cell, metric, kind, value, quality,"
                 " source_ts_ms, received_ms, is_historical) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
             return conn.total_changes - before
+
+    def _row_or_quarantine(self, r: Record) -> _Row | None:
+        problem = None
+        value: str | None = None
+        if (isinstance(r.source_ts_ms, bool) or not isinstance(r.source_ts_ms, int)
+                or not 0 <= r.source_ts_ms <= MAX_TS_MS):
+            problem = f"source time {r.source_ts_ms!r} is outside 0..2^62 ms"
+        elif r.received_ms is not None and not 0 <= r.received_ms <= MAX_TS_MS:
+            problem = f"receive time {r.received_ms!r} is outside 0..2^62 ms"
+        else:
+            try:
+                value = _encode(r.value)
+            except (TypeError, ValueError) as exc:
+                problem = f"value does not encode ({exc})"
+        if problem is not None:
+            self.quarantined += 1
+            log.error("record quarantined: %s %s/%s value %r: %s", r.line, r.cell or "-", r.metric,
+                      r.value, problem)
+            return None
+        return (r.line, r.cell or "", r.metric, r.kind.value, value, r.quality.value,
+                r.source_ts_ms, r.received_ms, int(r.is_historical))
 
     def query(self, line: str, from_ms: int, to_ms: int, *, metric: str | None = None,
               cell: str | None = None, kind: RecordKind | None = None,

@@ -28,22 +28,29 @@ from mes_adapter.auth import TokenStore
 from mes_adapter.command_service import CommandRecord, CommandService
 from mes_adapter.confirming import ConfirmationService, confirmation_message
 from mes_adapter.context import AssertionOutcome, ContextAssertion, ContextService, ContextStore, context_topic
+from mes_adapter.context.reconcile import LineReport, ReconcileAction, Reconciliation, reconcile
 from mes_adapter.errors import MesInputError
 from mes_adapter.host import Change, ChangeStream, MetricChange, MetricState, SparkplugHost
-from mes_adapter.ingest import Ingest, observation_from_change
+from mes_adapter.ingest import Ingest, Observation, observation_from_change
 from mes_adapter.live_feed import LiveFeed, TagPump
 from mes_adapter.node_stats import NodeStats, observe_tracker
+from mes_adapter.oee import MachineState
 from mes_adapter.oee_service import OeeService
 from mes_adapter.outbox import Outbox, OutboxEntry, WebhookSender, dead_letter_alarm
 from mes_adapter.production import ProductionCounters, ProductionStore
 from mes_adapter.records import ContextualRecords, RecordStore
+from mes_adapter.timefmt import now_ms
 from mes_adapter.uns_link import UnsLink
 from uns.audit.chain import AuditLog
 from uns.commands.allowlist import Allowlist
 from uns.commands.signing import UserRegistry
+from uns.conventions import Quality
 from uns.isa95 import CMD, CONTEXT, EquipmentPath
 
 log = logging.getLogger("uns.adapter")
+
+#: while ingest writes fail, retry them this often (seconds)
+_RETRY_S = 1.0
 
 #: called with (event name, labels) for things the metrics module counts
 Counter = Callable[[str, dict[str, str]], None]
@@ -99,6 +106,11 @@ class AdapterService:
         self._tasks: list[asyncio.Task[None]] = []
         self._started = False
         self.ingest_errors = 0
+        #: the start-up reconciliation of each line's context (see :mod:`mes_adapter.context.reconcile`)
+        self.reconciliations: dict[str, Reconciliation] = {}
+        #: last value and source time of each line's batch and state tags, as ingested
+        self._line_signals: dict[tuple[str, str, str], tuple[object, int]] = {}
+        self._reconcile_due: set[str] = set()
 
     # -- lifetime ----------------------------------------------------------------------------
 
@@ -106,7 +118,7 @@ class AdapterService:
         if self._started:
             raise RuntimeError("adapter already started")
         self._started = True
-        ingest_stream = self.host.model.subscribe()
+        ingest_stream = self.host.model.subscribe(lossless=True)
         pump = TagPump(self.host.model, self.feed, self.topic_of)
         self._spawn("ingest", self._ingest_loop(ingest_stream))
         self._spawn("tag-pump", pump.run(self.stopping))
@@ -162,20 +174,36 @@ class AdapterService:
     # -- host → MES core ---------------------------------------------------------------------
 
     async def _ingest_loop(self, stream: ChangeStream) -> None:
+        """Feed every change to the MES core; while writes fail, retry every ``_RETRY_S`` and stop
+        taking changes once :attr:`Ingest.full` (the lossless stream then holds the host back)."""
         try:
             while not self.stopping.is_set():
+                if self.ingest.failing is not None:
+                    if not self.ingest.full:
+                        self._ingest_available(stream)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.stopping.wait(), _RETRY_S)
+                    self._flush()
+                    continue
                 first = await stream.get()
                 self._ingest_one(first)
-                while (change := stream.get_nowait()) is not None:
-                    self._ingest_one(change)
-                try:
-                    self.ingest.flush()
-                except Exception:  # noqa: BLE001 - a storage hiccup: count, keep ingesting
-                    self.ingest_errors += 1
-                    log.exception("records flush failed")
+                self._ingest_available(stream)
+                self._flush()
                 await asyncio.sleep(0)
         finally:
             stream.close()
+
+    def _ingest_available(self, stream: ChangeStream) -> None:
+        while not self.ingest.full and (change := stream.get_nowait()) is not None:
+            self._ingest_one(change)
+        self._reconcile_due_lines()
+
+    def _flush(self) -> None:
+        try:
+            self.ingest.flush()
+        except Exception:  # noqa: BLE001 - our bug, not the disk: count, keep ingesting
+            self.ingest_errors += 1
+            log.exception("records flush failed")
 
     def _ingest_one(self, change: Change) -> None:
         if not isinstance(change, MetricChange):
@@ -184,9 +212,17 @@ class AdapterService:
             obs = observation_from_change(change, self.mapping)
             if obs is not None:
                 self.ingest.observe(obs)
+                self._line_signal(obs, change.birth)
         except Exception:  # noqa: BLE001 - one bad value must not stop the stream
             self.ingest_errors += 1
             log.exception("ingest failed for %s", change.metric.name)
+
+    def readiness_problems(self) -> list[str]:
+        """What of the MES core's job is broken right now (for ``/readyz``); empty when fine."""
+        problems = []
+        if self.ingest.failing is not None:
+            problems.append(f"ingest failing: {self.ingest.failing} ({self.ingest.pending} values waiting)")
+        return problems
 
     # -- batch context -----------------------------------------------------------------------
 
@@ -223,6 +259,77 @@ class AdapterService:
         self.feed.publish({"type": "context", "line": line,
                            "context": current.model_dump(mode="json") if current is not None else None})
 
+    # -- start-up reconciliation of the context with the line --------------------------------
+
+    def _line_signal(self, obs: Observation, birth: bool) -> None:
+        """Remember the batch/state tag values; reconcile a line at its first birth after start."""
+        cfg = self.config.mes.line(obs.line)
+        if cfg is None:
+            return
+        key = (obs.line, obs.cell or "", obs.metric)
+        watched = [s for s in (cfg.batch, cfg.state) if s is not None]
+        if not any(key == (obs.line, s.cell or "", s.metric) for s in watched):
+            return
+        if obs.quality in (Quality.GOOD, Quality.UNCERTAIN):
+            self._line_signals[key] = (obs.value, obs.source_ts_ms)
+        if birth and obs.line not in self.reconciliations:
+            self._reconcile_due.add(obs.line)  # after the whole birth is ingested
+
+    def _reconcile_due_lines(self) -> None:
+        while self._reconcile_due:
+            line = self._reconcile_due.pop()
+            try:
+                self.reconcile_line(line)
+            except Exception:  # noqa: BLE001 - a failed check must not stop ingest; it is retried at the next birth
+                log.exception("reconciling the context of %s failed", line)
+
+    def line_report(self, line: str) -> LineReport:
+        """What the line's batch and state tags said last (None where unknown or not mapped)."""
+        cfg = self.config.mes.line(line)
+        tag = tag_ts = state = executing = None
+        if cfg is not None and cfg.batch is not None:
+            seen = self._line_signals.get((line, cfg.batch.cell or "", cfg.batch.metric))
+            if seen is not None:
+                tag, tag_ts = ("" if seen[0] is None else str(seen[0])), seen[1]
+        if cfg is not None and cfg.state is not None:
+            seen = self._line_signals.get((line, cfg.state.cell or "", cfg.state.metric))
+            if seen is not None:
+                state = str(seen[0])
+                executing = cfg.state.categorize(seen[0]) is MachineState.RUNNING
+        return LineReport(tag, tag_ts, state, executing)
+
+    def reconcile_line(self, line: str) -> Reconciliation:
+        """Check the line's context against what it reports, act, and say what was done.
+
+        Done once per line per start (at the line's first birth, or when a batch start needs it
+        before the birth came); returns the stored outcome on later calls."""
+        done = self.reconciliations.get(line)
+        if done is not None:
+            return done
+        report = self.line_report(line)
+        now = now_ms()
+        result = reconcile(line, self.context.current(line), report, now)
+        if result.action is ReconcileAction.ENDED and result.end_ms is not None:
+            last = self.context.last_seq(line)
+            running = self.context.current(line)
+            self.context.assert_context(ContextAssertion(
+                line=line, seq=0 if last is None else last + 1, since_ms=result.end_ms, batch_id=result.batch_id,
+                work_order_id=running.work_order_id if running is not None else None,
+                asserted_by="adapter:reconcile", ended=True))
+            assertion = self.context.current(line)
+            if assertion is not None:
+                self.link.publish(context_topic(self.mapping, line), assertion.to_payload(), qos=1, retain=True)
+            self._context_event(line)
+        if report.batch_tag is None and report.state is None and result.action is ReconcileAction.KEPT:
+            return result  # nothing known yet: decide again when the line's tags arrive
+        self.reconciliations[line] = result
+        log.log(logging.WARNING if result.action is ReconcileAction.ENDED else logging.INFO,
+                "context of %s reconciled with the line at start: %s", line, result.detail)
+        self.count("context_reconciled", {"action": result.action.value})
+        self.feed.publish({"type": "context_reconciled", "line": line, "action": result.action.value,
+                           "batch_id": result.batch_id, "detail": result.detail, "at_ms": now})
+        return result
+
     # -- confirmations -----------------------------------------------------------------------
 
     async def _confirmation_loop(self) -> None:
@@ -234,9 +341,14 @@ class AdapterService:
             self.run_confirmations()
 
     def run_confirmations(self) -> int:
-        """Build and queue every due confirmation now; returns how many were new."""
+        """Build and queue every due confirmation now; returns how many were new.
+
+        Nothing is built while ingest writes fail: counts are still waiting for their store, and
+        a confirmation built now would be short (it is built, complete, once they are written)."""
         try:
             self.ingest.flush()
+            if self.ingest.failing is not None:
+                return 0
             new = self.confirmations.run_due()
         except Exception:  # noqa: BLE001
             log.exception("building confirmations failed")
@@ -291,4 +403,7 @@ class AdapterService:
                          "messages_out": self.link.messages_out, "dropped": self.link.dropped},
                 "feed": {"clients": self.feed.clients, "published": self.feed.published,
                          "dropped": self.feed.dropped},
-                "ingest_errors": self.ingest_errors}
+                "ingest_errors": self.ingest_errors,
+                "ingest": {"failing": self.ingest.failing, "write_failures": self.ingest.write_failures,
+                           "pending": self.ingest.pending, "records_quarantined": self.record_store.quarantined,
+                           "counter_samples_quarantined": self.production.quarantined}}

@@ -33,4 +33,7 @@ class transaction:  # noqa: N801 - used like a function: ``with transaction(conn
         return self._conn
 
     def __exit__(self, exc_type, exc, tb) -> None:  # type: ignore[no-untyped-def]
-        self._conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        if exc_type is None:
+            self._conn.execute("COMMIT")
+        elif self._conn.in_transaction:  # SQLite already rolled back after SQLITE_FULL and the like;
+            self._conn.execute("ROLLBACK")  # a second ROLLBACK would mask the real error

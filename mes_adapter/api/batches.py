@@ -3,15 +3,20 @@
 An API assertion takes the line's next ``seq`` (last accepted + 1) and the caller as ``asserted_by``;
 it is stored first and then published retained on ``<line>/_context/batch`` by the service, so plant
 apps listening to the UNS see the same context. Starting while another batch runs is refused (409):
-end it first, so no batch is ever silently cut short.
+end it first, so no batch is ever silently cut short. A ``since_ms`` outside the recent past (the
+counter reorder horizon) or more than a minute ahead is refused (422, naming the field and the
+accepted range; see :mod:`mes_adapter.context.plausible`): seconds sent as milliseconds would
+otherwise open a batch that began in 1970.
 """
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel
 
 from mes_adapter.auth import Principal, Role
 from mes_adapter.context import ContextAssertion
+from mes_adapter.context.plausible import ImplausibleTimeError, TimeWindow
 from mes_adapter.lines import line_key
 from mes_adapter.service import AdapterService
 from mes_adapter.timefmt import now_ms
@@ -33,6 +38,19 @@ def _next_seq(svc: AdapterService, line: str) -> int:
     return 0 if last is None else last + 1
 
 
+def _since(svc: AdapterService, since_ms: int | None) -> int:
+    """The asserted change-point time: now, or ``since_ms`` when it is plausible (else 422)."""
+    now = now_ms()
+    if since_ms is None:
+        return now
+    window = TimeWindow(max_back_ms=int(svc.config.mes.counter_reorder_horizon_s * 1000))
+    try:
+        return window.check("since_ms", since_ms, now)
+    except ImplausibleTimeError as exc:
+        raise ApiError(422, "implausible_time", str(exc), field=exc.field,
+                       earliest_ms=exc.earliest_ms, latest_ms=exc.latest_ms) from None
+
+
 def _assert(svc: AdapterService, assertion: ContextAssertion) -> ContextResult:
     outcome = svc.assert_context(assertion)
     return ContextResult(outcome=outcome.value, assertion=assertion.model_dump(mode="json"),
@@ -44,6 +62,8 @@ def _assert(svc: AdapterService, assertion: ContextAssertion) -> ContextResult:
 def start_batch(line: str, body: BatchStart, svc: AdapterService = Depends(service),
                 who: Principal = Depends(operator)) -> ContextResult:
     key = line_key(line)
+    since = _since(svc, body.since_ms)
+    svc.reconcile_line(key)  # a batch left from before a restart on an idle line is ended first
     running = svc.context.active_at(key, now_ms())
     if running is not None:
         raise ApiError(409, "batch_running",
@@ -51,7 +71,7 @@ def start_batch(line: str, body: BatchStart, svc: AdapterService = Depends(servi
     if svc.context.batch_window(key, body.batch_id) is not None:
         raise ApiError(409, "batch_id_used", f"batch {body.batch_id!r} already ran on {key}; batch ids are unique")
     assertion = ContextAssertion(
-        line=key, seq=_next_seq(svc, key), since_ms=body.since_ms if body.since_ms is not None else now_ms(),
+        line=key, seq=_next_seq(svc, key), since_ms=since,
         batch_id=body.batch_id, work_order_id=body.work_order_id, operation_id=body.operation_id,
         product_id=body.product_id, phase=body.phase, target_quantity=body.target_quantity, uom=body.uom,
         asserted_by=who.user_id)
@@ -63,7 +83,7 @@ def start_batch(line: str, body: BatchStart, svc: AdapterService = Depends(servi
 def batch_phase(line: str, body: BatchPhase, svc: AdapterService = Depends(service),
                 who: Principal = Depends(operator)) -> ContextResult:
     key = line_key(line)
-    since = body.since_ms if body.since_ms is not None else now_ms()
+    since = _since(svc, body.since_ms)
     running = svc.context.active_at(key, since)
     if running is None:
         raise ApiError(409, "no_batch_running", f"no batch is running on {key} at {since}; start one first")
@@ -77,7 +97,7 @@ def batch_phase(line: str, body: BatchPhase, svc: AdapterService = Depends(servi
 def end_batch(line: str, body: BatchEnd, svc: AdapterService = Depends(service),
               who: Principal = Depends(operator)) -> ContextResult:
     key = line_key(line)
-    since = body.since_ms if body.since_ms is not None else now_ms()
+    since = _since(svc, body.since_ms)
     running = svc.context.active_at(key, since)
     if running is None:
         raise ApiError(409, "no_batch_running", f"no batch is running on {key} at {since}")
@@ -90,6 +110,30 @@ def end_batch(line: str, body: BatchEnd, svc: AdapterService = Depends(service),
     svc.run_confirmations()
     window = svc.context.batch_window(key, running.batch_id)
     return result.model_copy(update={"batch": batch_info(svc, window) if window else None})
+
+
+class ReconciliationView(BaseModel):
+    """What the adapter did with a line's context when it started (see docs/architecture.md)."""
+
+    line: str
+    action: str
+    batch_id: str | None
+    end_ms: int | None
+    detail: str
+
+
+@router.get("/lines/{line:path}/batch/reconciliation", response_model=ReconciliationView,
+            responses={404: {"model": ErrorBody}},
+            summary="How the line's batch context was reconciled with the line at the adapter's start")
+def reconciliation(line: str, svc: AdapterService = Depends(service),
+                   _: Principal = Depends(viewer)) -> ReconciliationView:
+    key = line_key(line)
+    done = svc.reconciliations.get(key)
+    if done is None:
+        raise ApiError(404, "not_reconciled", f"{key} has not been reconciled since the adapter started: "
+                       "it happens when the line's first birth arrives")
+    return ReconciliationView(line=done.line, action=done.action.value, batch_id=done.batch_id,
+                              end_ms=done.end_ms, detail=done.detail)
 
 
 @router.get("/batches", response_model=list[BatchInfo], summary="Batches per line, newest first, with counts")

@@ -19,7 +19,8 @@ class Health(BaseModel):
 
 
 class Readiness(Health):
-    #: the named checks that fail (empty when ready): ``sparkplug_host``, ``uns_mirror``, ``uns_link``
+    #: the named checks that fail (empty when ready): ``sparkplug_host``, ``uns_mirror``, ``uns_link``,
+    #: ``mes_ingest``
     failing: list[str] = []
 
 
@@ -49,6 +50,8 @@ def healthz() -> Health:
 def readyz(response: Response, svc: AdapterService = Depends(service)) -> Readiness:
     ready, detail = svc.ready
     failing = failing_connections(svc)
+    for problem in svc.readiness_problems():  # the MES core's own checks (ingest writes)
+        failing.setdefault("mes_ingest", problem)
     if failing:
         reasons = list(failing.values())
         if not ready and detail not in reasons:

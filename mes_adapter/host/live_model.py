@@ -128,29 +128,64 @@ class NodeView:
 
 
 class ChangeStream:
-    """One consumer's bounded view of the changes: the oldest are dropped (and counted) when full.
+    """One consumer's view of the changes, lossless or conflating, chosen by the consumer.
+
+    * ``lossless=True`` (records, counters, history: consumers that must see every value): nothing
+      is ever dropped. ``maxsize`` is a high-water mark: while the stream holds that many changes
+      it is :attr:`full`, and the host's MQTT reader waits (:meth:`LiveModel.wait_for_room`)
+      before it decodes the next message, so a slow consumer slows reading instead of losing data.
+      What the broker delivers meanwhile waits in the MQTT client's queue. A closed stream never
+      holds the host back.
+    * ``lossless=False`` (dashboards, live views that only want the latest state): bounded; when
+      full the oldest change is dropped and counted (``dropped``, ``LiveModel.dropped_changes``).
+      Such a consumer conflates by design and must not be used for anything that counts.
 
     Use as ``async with model.subscribe() as stream: async for change in stream: ...``.
     """
 
-    def __init__(self, model: LiveModel, maxsize: int) -> None:
+    def __init__(self, model: LiveModel, maxsize: int, lossless: bool = False) -> None:
         self._model = model
         self._buffer: deque[Change] = deque()
         self._maxsize = maxsize
+        self.lossless = lossless
         self._wakeup = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
         self.dropped = 0
         self.closed = False
 
     def _push(self, change: Change) -> None:
         if len(self._buffer) >= self._maxsize:
-            self._buffer.popleft()
-            self.dropped += 1
-            self._model.dropped_changes += 1
+            if self.lossless:
+                self._room.clear()
+            else:
+                self._buffer.popleft()
+                self.dropped += 1
+                self._model.dropped_changes += 1
         self._buffer.append(change)
         self._wakeup.set()
 
+    @property
+    def full(self) -> bool:
+        """True while a lossless stream is at its high-water mark (the host should wait)."""
+        return self.lossless and not self.closed and len(self._buffer) >= self._maxsize
+
+    def _taken(self) -> None:
+        if len(self._buffer) < self._maxsize:
+            self._room.set()
+
+    async def wait_for_room(self) -> None:
+        """Return once this stream is below its high-water mark (or closed)."""
+        while self.full:
+            self._room.clear()
+            await self._room.wait()
+
     def get_nowait(self) -> Change | None:
-        return self._buffer.popleft() if self._buffer else None
+        if not self._buffer:
+            return None
+        change = self._buffer.popleft()
+        self._taken()
+        return change
 
     async def get(self) -> Change:
         while not self._buffer:
@@ -158,7 +193,9 @@ class ChangeStream:
                 raise StopAsyncIteration
             self._wakeup.clear()
             await self._wakeup.wait()
-        return self._buffer.popleft()
+        change = self._buffer.popleft()
+        self._taken()
+        return change
 
     def __len__(self) -> int:
         return len(self._buffer)
@@ -172,6 +209,7 @@ class ChangeStream:
     def close(self) -> None:
         self.closed = True
         self._wakeup.set()
+        self._room.set()
         self._model._streams.discard(self)
 
     async def __aenter__(self) -> ChangeStream:
@@ -229,11 +267,24 @@ class LiveModel:
                          "metrics": [m.to_dict() for m in d.metrics.values()]} for d in n.devices.values()],
         } for n in self._nodes.values()]
 
-    def subscribe(self, maxsize: int | None = None) -> ChangeStream:
-        """A new bounded change stream (``stream_size`` unless ``maxsize``); close it when done."""
-        stream = ChangeStream(self, maxsize or self.stream_size)
+    def subscribe(self, maxsize: int | None = None, *, lossless: bool = False) -> ChangeStream:
+        """A new change stream (``stream_size`` unless ``maxsize``); close it when done.
+
+        ``lossless=True`` for consumers that must see every change (see :class:`ChangeStream`)."""
+        stream = ChangeStream(self, maxsize or self.stream_size, lossless)
         self._streams.add(stream)
         return stream
+
+    @property
+    def has_room(self) -> bool:
+        """False while a lossless stream is full: the reader should :meth:`wait_for_room`."""
+        return not any(stream.full for stream in self._streams)
+
+    async def wait_for_room(self) -> None:
+        """Wait until no lossless stream is full (back-pressure for the host's MQTT reader)."""
+        while not self.has_room:
+            for stream in list(self._streams):
+                await stream.wait_for_room()
 
     # -- updates -----------------------------------------------------------------------------
 

@@ -364,6 +364,8 @@ class SparkplugHost:
             handled += 1
             if handled % 32 == 0:
                 await asyncio.sleep(0)  # a queue with messages never suspends: let the publisher run
+            if not self.model.has_room:
+                await self.model.wait_for_room()  # a lossless consumer is behind: back-pressure
             payload = message.payload
             if not isinstance(payload, (bytes, bytearray)):
                 payload = b"" if payload is None else str(payload).encode()

@@ -152,6 +152,7 @@ def write_stack_config(out: Path, profile: Profile = Profile.LOCAL, ports: Stack
                 "counters": [{"metric": "GoodCount", "role": "good"},
                              {"metric": "RejectCount", "role": "reject"}],
                 "state": {"metric": "State"},
+                "batch": {"metric": "CurrentBatch"},
                 "default_ideal_cycle_s": 0.2,
             }],
         },
