@@ -11,6 +11,12 @@ from types import TracebackType
 from tests.support.net import free_port
 
 
+def _opened() -> threading.Event:
+    event = threading.Event()
+    event.set()
+    return event
+
+
 @dataclass
 class Received:
     path: str
@@ -20,12 +26,16 @@ class Received:
 
 @dataclass
 class Receiver:
-    """Answers POSTs with the scripted statuses (then ``default_status``) and records them."""
+    """Answers POSTs with the scripted statuses (then ``default_status``) and records them.
+
+    Clear ``gate`` to hold every answer (the request is recorded first): the sender then has a
+    POST in flight for as long as a test needs, e.g. to kill it right there; set it to answer."""
 
     port: int = field(default_factory=free_port)
     script: deque[int] = field(default_factory=deque)
     default_status: int = 200
     requests: list[Received] = field(default_factory=list)
+    gate: threading.Event = field(default_factory=lambda: _opened())
     _server: ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
 
@@ -41,6 +51,7 @@ class Receiver:
                 length = int(self.headers.get("Content-Length", "0"))
                 body = self.rfile.read(length)
                 receiver.requests.append(Received(self.path, dict(self.headers.items()), body))
+                receiver.gate.wait(60)
                 status = receiver.script.popleft() if receiver.script else receiver.default_status
                 payload = b'{"ok": true}' if status < 300 else b'{"error": "scripted"}'
                 self.send_response(status)
@@ -48,8 +59,11 @@ class Receiver:
                     self.send_header("Retry-After", "7")
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+                try:
+                    self.end_headers()
+                    self.wfile.write(payload)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the sender died while we held the answer (a test kills it there)
 
             def log_message(self, format: str, *args: object) -> None:  # noqa: A002
                 pass
@@ -61,6 +75,7 @@ class Receiver:
         return self
 
     def stop(self) -> None:
+        self.gate.set()  # never leave a handler thread holding an answer
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
