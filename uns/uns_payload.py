@@ -44,7 +44,10 @@ class UnsValue(BaseModel):
     raw_value: str | None = None
 
     def to_bytes(self) -> bytes:
-        return self.model_dump_json(exclude_none=True, exclude_defaults=False).encode()
+        """The JSON payload without the optional fields left unset; ``value`` is always present
+        (``null`` for Bad data: a reader must see that the value is unknown, not missing)."""
+        body = self.model_dump_json(exclude_none=True, exclude_defaults=False).encode()
+        return body if self.value is not None else b'{"value":null,' + body[1:]
 
 
 class UnsMeta(BaseModel):
