@@ -28,7 +28,7 @@ import pytest
 
 from simulator.client import call_method
 from tests.e2e.stack import Stack, running_stack, wait_until
-from tests.faults.truth import Tag, UnsView, mismatches, plant_tags, sigkill_and_restart, sim_fault, truth
+from tests.faults.truth import Tag, UnsView, plant_tags, sigkill_and_restart, sim_fault, truth, wait_truth
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -46,19 +46,6 @@ def confirmations_fast(adapter: dict) -> None:
 def hold_noise(stack: Stack) -> None:
     for cell in CELLS:
         sim_fault(stack, "freeze", "--tag", f"Line1/{cell}/Temperature", "--duration", "300")
-
-
-def the_truth(stack: Stack, view: UnsView, tags: list[Tag], timeout: float) -> None:
-    """Every tag GOOD with the server's value within ``timeout`` (the last mismatch list on failure)."""
-    last: list[list[str]] = [[]]
-
-    def matches() -> bool:
-        last[0] = mismatches(stack, view, tags)
-        return not last[0]
-    try:
-        wait_until(matches, timeout, "every UNS tag GOOD with the server's value", interval=0.5)
-    except TimeoutError:
-        pytest.fail(f"after {timeout} s: {last[0]}")
 
 
 def outage_shown(stack: Stack, view: UnsView, tags: list[Tag]) -> None:
@@ -107,7 +94,7 @@ def test_server_restart_during_a_batch_every_tag_good_again_and_counts_equal(tmp
         tags = plant_tags(stack)
         assert sum(1 for t in tags if t.cell is None) == 10  # the ten line-level tags of the issue
         hold_noise(stack)
-        the_truth(stack, view, tags, 30)
+        wait_truth(stack, view, tags, 30)
         good0, reject0 = truth(stack)
         start_batch(stack, "B-RESTART")
         asyncio.run(call_method(stack.opcua, "Line1", "Start"))
@@ -122,7 +109,7 @@ def test_server_restart_during_a_batch_every_tag_good_again_and_counts_equal(tmp
         time.sleep(1.0)
         asyncio.run(call_method(stack.opcua, "Line1", "Stop"))
         time.sleep(0.5)
-        the_truth(stack, view, tags, 15)
+        wait_truth(stack, view, tags, 15)
         good1, reject1 = truth(stack)
         assert good1 - good0 > 0
         assert final_counts(stack, "B-RESTART") == (good1 - good0, reject1 - reject0)
@@ -133,16 +120,16 @@ def test_idle_line_server_restart_then_simulator_sigkill_every_tag_good_with_the
     with running_stack(tmp_path) as stack, UnsView(stack) as view:
         tags = plant_tags(stack)
         hold_noise(stack)
-        the_truth(stack, view, tags, 30)
+        wait_truth(stack, view, tags, 30)
 
         sim_fault(stack, "restart", "--down", "5")
         outage_shown(stack, view, tags)
         time.sleep(5)
-        the_truth(stack, view, tags, RECOVERY_S)
+        wait_truth(stack, view, tags, RECOVERY_S)
 
         # a power cycle: SIGKILL, a new process on the same port with fresh counters and state
         run_line(stack, 2.0)  # counters away from the new process's 0
-        the_truth(stack, view, tags, 15)
+        wait_truth(stack, view, tags, 15)
         sigkill_and_restart(stack, "simulator")
         hold_noise(stack)
-        the_truth(stack, view, tags, RECOVERY_S)
+        wait_truth(stack, view, tags, RECOVERY_S)

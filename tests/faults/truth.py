@@ -21,7 +21,7 @@ import yaml
 from asyncua import Client, ua
 
 from simulator.config import NAMESPACE_URI
-from tests.e2e.stack import Stack
+from tests.e2e.stack import Stack, wait_until
 from tests.support.procs import uns_command
 from tests.support.sniffer import Sniffer
 
@@ -90,6 +90,33 @@ def mismatches(stack: Stack, view: UnsView, tags: list[Tag]) -> list[str]:
             wrong.append(f"{tag.path}: UNS {payload.get('value')!r} {payload.get('quality')} "
                          f"{payload.get('reason', '')}, server {expected!r}")
     return wrong
+
+
+def wait_truth(stack: Stack, view: UnsView, tags: list[Tag], timeout: float) -> None:
+    """Every tag GOOD with the server's value within ``timeout`` (the last mismatch list on failure)."""
+    last: list[list[str]] = [[]]
+
+    def matches() -> bool:
+        last[0] = mismatches(stack, view, tags)
+        return not last[0]
+    try:
+        wait_until(matches, timeout, "every UNS tag GOOD with the server's value", interval=0.5)
+    except TimeoutError:
+        raise AssertionError(f"after {timeout} s: {last[0]}") from None
+
+
+def wait_payload(view: UnsView, topic: str, check: Callable[[dict[str, Any]], bool], timeout: float,
+                 what: str) -> dict[str, Any]:
+    """The first latest payload of ``topic`` that passes ``check`` (the last one seen on failure)."""
+    seen: list[Any] = [None]
+
+    def passes() -> dict[str, Any] | None:
+        seen[0] = view.latest().get(topic)
+        return seen[0] if seen[0] is not None and check(seen[0]) else None
+    try:
+        return wait_until(passes, timeout, what, interval=0.1)
+    except TimeoutError:
+        raise AssertionError(f"{what}: not within {timeout} s; last payload {seen[0]}") from None
 
 
 def sim_fault(stack: Stack, *args: str) -> str:
