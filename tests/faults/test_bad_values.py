@@ -63,6 +63,14 @@ def keeps_moving(view: UnsView, stack: Stack, tag: Tag, count: int = 3) -> None:
     wait_until(moved, 15, f"{tag.path} updating GOOD after the fault", interval=0.05)
 
 
+def during(stack: Stack, view: UnsView, tag: Tag, *fault: str) -> dict[str, Any]:
+    """Inject ``fault`` on a GOOD tag; the first non-GOOD payload its topic then shows."""
+    topic = tag.topic(stack.line)
+    wait_payload(view, topic, good, 20, f"{tag.path} GOOD")
+    sim_fault(stack, *fault, "--tag", tag.path, "--duration", "2")
+    return wait_payload(view, topic, lambda p: p["quality"] != "GOOD", 10, f"{fault[0]} on {tag.path}")
+
+
 def held_equals_server(stack: Stack, view: UnsView, tag: Tag) -> None:
     sim_fault(stack, "freeze", "--tag", tag.path, "--duration", "3")
     wait_truth(stack, view, [tag], 10)
@@ -71,10 +79,7 @@ def held_equals_server(stack: Stack, view: UnsView, tag: Tag) -> None:
 
 def test_out_of_range_spike_is_bad_with_the_raw_value_then_good(plant: tuple[Stack, UnsView]) -> None:
     stack, view = plant
-    topic = FILLER_TEMP.topic(stack.line)
-    wait_payload(view, topic, good, 20, "Filler/Temperature GOOD")
-    sim_fault(stack, "spike", "--tag", FILLER_TEMP.path, "--duration", "2")
-    spike = wait_payload(view, topic, lambda p: p["quality"] != "GOOD", 10, "the spike on the UNS")
+    spike = during(stack, view, FILLER_TEMP, "spike")
     assert (spike["value"], spike["quality"], spike["reason"], spike["raw_value"], spike["status_code"]) == (
         None, "BAD", "out_of_range", "-9999.0", 0x803C0000)
     keeps_moving(view, stack, FILLER_TEMP)
@@ -100,10 +105,7 @@ def test_frozen_sensor_is_uncertain_and_silent_tag_stale_then_good(plant: tuple[
 
 def test_bad_burst_is_bad_while_it_lasts_then_the_server_value(plant: tuple[Stack, UnsView]) -> None:
     stack, view = plant
-    topic = FILLER_SPEED.topic(stack.line)
-    wait_payload(view, topic, good, 20, "Filler/Speed GOOD")
-    sim_fault(stack, "bad-status", "--tag", FILLER_SPEED.path, "--duration", "2")
-    bad = wait_payload(view, topic, lambda p: p["quality"] != "GOOD", 10, "the Bad burst on the UNS")
+    bad = during(stack, view, FILLER_SPEED, "bad-status")
     assert (bad["value"], bad["quality"], bad["reason"], bad["status_code"]) == (None, "BAD", "bad_status", 0x808C0000)
     wait_truth(stack, view, [FILLER_SPEED], 15)  # idle line: 0.0, unchanged since before the burst
 
@@ -115,11 +117,8 @@ def test_bad_burst_is_bad_while_it_lasts_then_the_server_value(plant: tuple[Stac
 def test_wrong_source_clock_is_flagged_and_the_tag_keeps_updating(plant: tuple[Stack, UnsView], fault: str,
                                                                   option: str, reason: str, flag: str | None) -> None:
     stack, view = plant
-    topic = FILLER_TEMP.topic(stack.line)
-    wait_payload(view, topic, good, 20, "Filler/Temperature GOOD")
-    sim_fault(stack, fault, "--tag", FILLER_TEMP.path, "--duration", "2", option,
-              "3600" if fault == "future-timestamp" else "172800")
-    flagged = wait_payload(view, topic, lambda p: p.get("reason") == reason, 10, f"the {fault} sample")
+    flagged = during(stack, view, FILLER_TEMP, fault, option, "3600" if fault == "future-timestamp" else "172800")
+    assert flagged["reason"] == reason
     assert flagged["quality"] == "UNCERTAIN" and flagged["value"] is not None
     skew = flagged["timestamp_ms"] - time.time() * 1000
     assert (skew > 3_000_000) if fault == "future-timestamp" else (skew < -172_000_000)
