@@ -115,9 +115,11 @@ def test_server_restart_during_a_batch_every_tag_good_again_and_counts_equal(tmp
         assert final_counts(stack, "B-RESTART") == (good1 - good0, reject1 - reject0)
 
 
-def test_idle_line_server_restart_then_simulator_sigkill_every_tag_good_with_the_server_value(tmp_path: Path) -> None:
+@pytest.mark.parametrize("broker", ["embedded", pytest.param("mosquitto", marks=pytest.mark.mosquitto)])
+def test_idle_line_server_restart_then_simulator_sigkill_every_tag_good_with_the_server_value(
+        tmp_path: Path, broker: str) -> None:
     """The issue's worst case: an idle line, where no tag changes after the server is back."""
-    with running_stack(tmp_path) as stack, UnsView(stack) as view:
+    with running_stack(tmp_path, broker=broker) as stack, UnsView(stack) as view:
         tags = plant_tags(stack)
         hold_noise(stack)
         wait_truth(stack, view, tags, 30)
