@@ -166,12 +166,20 @@ def _to_ms(value: _dt.datetime) -> int:
     return int(value.timestamp() * 1000)
 
 
+#: OPC UA's 'null' DateTime (1601-01-01, the start of its epoch) in ms since the Unix epoch
+_OPCUA_NULL_MS = -11_644_473_600_000
+
+
 def datetime_to_ms(value: _dt.datetime | None) -> int | None:
-    """An OPC UA timestamp as ms since the epoch; None and the OPC UA 'null' date (1601) → None."""
+    """An OPC UA timestamp as ms since the epoch; None and the OPC UA 'null' date (1601) → None.
+
+    A real date before 1970 stays negative: it is a wrong clock to flag (``OldTimestamp``), not a
+    missing timestamp; :meth:`TagValidator.process` then stamps the metric with the ServerTimestamp
+    (Sparkplug timestamps are unsigned)."""
     if value is None:
         return None
     ms = _to_ms(value)
-    return ms if ms > 0 else None
+    return ms if ms > _OPCUA_NULL_MS else None
 
 
 def _number(value: Any) -> int | float:
@@ -217,6 +225,10 @@ def coerce(value: Any, datatype: DataType) -> Any:
                 raise CoercionError(f"{value!r} is not a UUID") from None
         raise CoercionError(f"{type(value).__name__} is not a UUID")
     raise CoercionError(f"datatype {datatype.name} is not supported")
+
+
+def _positive(ms: int | None) -> int | None:
+    return ms if ms is not None and ms > 0 else None
 
 
 def _is_power_of_ten(n: int) -> bool:
@@ -286,7 +298,7 @@ class TagValidator:
 
     def process(self, sample: RawSample, now_ms: int, *, force: bool = False) -> Outcome:
         status = sample.status_code & 0xFFFFFFFF
-        timestamp = sample.source_ts_ms or sample.server_ts_ms or now_ms
+        timestamp = _positive(sample.source_ts_ms) or _positive(sample.server_ts_ms) or now_ms
         severity = status_code_severity(status)
         self._heard_ms = now_ms
         if severity is Quality.BAD:

@@ -9,6 +9,7 @@ value kept + an Uncertain ``StatusCode``; every degraded metric names its ``Qual
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from edge_node.config import TagConfig
@@ -25,6 +26,7 @@ from edge_node.validation import (
     RawSample,
     TagValidator,
     ValidationStats,
+    datetime_to_ms,
 )
 from uns.conventions import (
     PROP_FUTURE_TIMESTAMP,
@@ -136,6 +138,17 @@ def test_future_and_old_source_timestamps_are_flagged_and_later_samples_flow() -
                                  PROP_QUALITY_REASON: "old_timestamp"}
     recovered(v.process(RawSample(4.0, GOOD, NOW + 40), NOW + 40).update, 4.0)
     assert (v.stats.future_timestamps, v.stats.old_timestamps) == (1, 1)
+
+
+def test_a_source_timestamp_before_1970_is_flagged_old_and_stamped_with_the_server_time() -> None:
+    v = validator()
+    v.process(RawSample(1.0, GOOD, NOW), NOW)
+    source = datetime_to_ms(dt.datetime(1900, 1, 1, tzinfo=dt.UTC))
+    assert source is not None and source < 0  # a wrong clock, not OPC UA's null date
+    out = v.process(RawSample(2.0, GOOD, source, NOW - 5), NOW)
+    assert out.update is not None and out.update.timestamp == NOW - 5  # Sparkplug timestamps are unsigned
+    assert props(out.update)[PROP_QUALITY_REASON] == "old_timestamp"
+    assert datetime_to_ms(dt.datetime(1601, 1, 1)) is None
 
 
 def test_a_value_read_at_connect_may_be_old() -> None:
