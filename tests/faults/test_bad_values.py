@@ -11,7 +11,8 @@ asserts the retained UNS topic while the fault lasts (quality, ``reason``, value
 - a silent tag (``max_age_s: 3``): STALE, ``max_age``, the value kept;
 - a Bad burst from the server: BAD, ``bad_status``, null;
 - source timestamps an hour ahead and two days behind: UNCERTAIN ``future_timestamp`` /
-  ``old_timestamp``, and the tag keeps updating afterwards.
+  ``old_timestamp``, and the tag keeps updating afterwards; the same on the running line's
+  GoodCount (the issue's case), which ends equal to the server's counter.
 
 Temperatures carry sensor noise on every simulator tick, so "moving" is observable and "the
 server's value" is compared after holding the tag (`uns sim fault freeze`) where no staleness rule
@@ -20,6 +21,7 @@ is configured on it.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +29,7 @@ from typing import Any
 
 import pytest
 
+from simulator.client import call_method
 from tests.e2e.stack import Stack, running_stack, wait_until
 from tests.faults.truth import Tag, UnsView, server_values, sim_fault, tag_settings, wait_payload, wait_truth
 
@@ -126,3 +129,20 @@ def test_wrong_source_clock_is_flagged_and_the_tag_keeps_updating(plant: tuple[S
         assert flagged[flag] is True
     keeps_moving(view, stack, FILLER_TEMP)
     held_equals_server(stack, view, FILLER_TEMP)
+
+
+def test_future_timestamp_on_a_running_counter_does_not_freeze_it(plant: tuple[Stack, UnsView]) -> None:
+    """The issue's case: GoodCount an hour ahead for a few seconds while the line runs; afterwards
+    the UNS follows the counter again and ends equal to the server's (the live model applies the
+    samples after the flagged one although their source time is older)."""
+    stack, view = plant
+    good_count = Tag("Line1/GoodCount", None, "GoodCount")
+    asyncio.run(call_method(stack.opcua, "Line1", "Start"))
+    try:
+        flagged = during(stack, view, good_count, "future-timestamp", "--ahead", "3600")
+        assert (flagged["quality"], flagged["reason"], flagged["future_timestamp"]) == (
+            "UNCERTAIN", "future_timestamp", True)
+        keeps_moving(view, stack, good_count)
+    finally:
+        asyncio.run(call_method(stack.opcua, "Line1", "Stop"))
+    wait_truth(stack, view, [good_count], 15)
