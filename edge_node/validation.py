@@ -298,7 +298,8 @@ class TagValidator:
 
     def process(self, sample: RawSample, now_ms: int, *, force: bool = False) -> Outcome:
         status = sample.status_code & 0xFFFFFFFF
-        timestamp = _positive(sample.source_ts_ms) or _positive(sample.server_ts_ms) or now_ms
+        source = sample.source_ts_ms
+        timestamp = source if source is not None and source > 0 else (_positive(sample.server_ts_ms) or now_ms)
         severity = status_code_severity(status)
         self._heard_ms = now_ms
         if severity is Quality.BAD:
@@ -321,12 +322,18 @@ class TagValidator:
             value = checked
         if self._bad_since is not None:
             outcome.event = self._end_bad(now_ms)
-        if self._value_changed(value, now_ms) and self._degraded is QualityReason.FROZEN:
+        # frozen detection: when did the value last change (inline: this is the hot path)
+        changed = not self._value_seen or value != self._seen_value
+        if changed or self._changed_ms is None:
+            self._changed_ms = now_ms
+        self._value_seen = True
+        self._seen_value = value
+        if self._degraded is QualityReason.FROZEN:
+            if not changed:
+                outcome.drop = self._count_drop(DropReason.DUPLICATE, f"{self._label()}: still frozen at {value!r}")
+                return outcome
             self._degraded = None  # moving again
             self._recovered = True
-        elif self._degraded is QualityReason.FROZEN:
-            outcome.drop = self._count_drop(DropReason.DUPLICATE, f"{self._label()}: still frozen at {value!r}")
-            return outcome
         recovering = self._degraded is not None or self._recovered
         if (not force and not recovering and not props and self._has_last and status == self._last_status):
             if value == self._last_value and sample.source_ts_ms is not None \
@@ -340,18 +347,26 @@ class TagValidator:
                 return outcome
         if status != 0:
             props.setdefault(PROP_STATUS_CODE, PropertyValue(DataType.UInt32, status))
-        reason = self._flag_timestamp(sample, now_ms, props, force)
-        if reason is not None and PROP_QUALITY_REASON not in props:
-            props[PROP_QUALITY_REASON] = PropertyValue(DataType.String, reason.value)
-            if severity is Quality.GOOD:
-                props[PROP_STATUS_CODE] = PropertyValue(DataType.UInt32, UNCERTAIN)
-        if PROP_STATUS_CODE in props and status_code_severity(props[PROP_STATUS_CODE].value) is Quality.UNCERTAIN:
-            self.stats.uncertain += 1
-        degraded = props.get(PROP_QUALITY_REASON)
-        if degraded is None and recovering:
-            props[PROP_QUALITY] = PropertyValue(DataType.Int32, QUALITY_GOOD)
+        if source is not None and (source > now_ms + self.future_tolerance_ms
+                                   or (not force and source < now_ms - self.max_source_age_ms)):
+            reason = self._flag_timestamp(sample, now_ms, props, force)
+            if reason is not None and PROP_QUALITY_REASON not in props:
+                props[PROP_QUALITY_REASON] = PropertyValue(DataType.String, reason.value)
+                if severity is Quality.GOOD:
+                    props[PROP_STATUS_CODE] = PropertyValue(DataType.UInt32, UNCERTAIN)
+        degraded = None
+        if props:
+            code = props.get(PROP_STATUS_CODE)
+            if code is not None and status_code_severity(code.value) is Quality.UNCERTAIN:
+                self.stats.uncertain += 1
+            degraded = props.get(PROP_QUALITY_REASON)
+        if degraded is None:
+            if recovering:
+                props[PROP_QUALITY] = PropertyValue(DataType.Int32, QUALITY_GOOD)
+            self._degraded = None
+        else:
+            self._degraded = QualityReason(degraded.value)
         self._recovered = False
-        self._degraded = QualityReason(degraded.value) if degraded is not None else None
         outcome.update = MetricUpdate(device_id=self.device_id, name=self.name, value=value, timestamp=timestamp,
                                       is_null=value is None, properties=props or None)
         self._remember(value, status, sample.source_ts_ms)
@@ -399,15 +414,6 @@ class TagValidator:
         return outcome
 
     # -- pieces -------------------------------------------------------------------------------
-
-    def _value_changed(self, value: Any, now_ms: int) -> bool:
-        """Track the last time the value changed (frozen detection); True when it just did."""
-        changed = not self._value_seen or value != self._seen_value
-        if changed or self._changed_ms is None:
-            self._changed_ms = now_ms
-        self._value_seen = True
-        self._seen_value = value
-        return changed
 
     def _end_bad(self, now_ms: int) -> QualityEvent:
         assert self._bad_since is not None
