@@ -100,7 +100,8 @@ class EdgeNodeApp:
                 log.warning("endpoint %s has no tags; not connecting to it", endpoint.name)
                 continue
             source = OpcUaSource(endpoint, tags, client, data_dir=self.data_dir, stats=self.validation_stats,
-                                 future_tolerance_ms=self.config.future_tolerance_ms)
+                                 future_tolerance_ms=self.config.future_tolerance_ms,
+                                 max_source_age_ms=int(self.config.max_source_age_s * 1000))
             self.sources.append(source)
             self._tasks.append(asyncio.create_task(source.run(), name=f"opcua-source-{endpoint.name}"))
         # no endpoint with node-level tags: nothing to wait for, the gate opens at once

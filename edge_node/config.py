@@ -219,6 +219,14 @@ def _parse_deadband(value: Any) -> Any:
     raise ValueError(f"deadband {value!r} is not a number, 'N%' or {{kind, value}}")
 
 
+class OutOfRangeAction(StrEnum):
+    """What the edge does with a value outside the tag's engineering range."""
+
+    BAD = "bad"
+    CLAMP = "clamp"
+    DROP = "drop"
+
+
 class TagConfig(_Strict):
     """One OPC UA variable and the Sparkplug metric it becomes."""
 
@@ -239,8 +247,22 @@ class TagConfig(_Strict):
     #: value = raw * scale + offset
     offset: float = 0.0
     convert: str | None = Field(None, description=f"named unit conversion, one of {sorted(UNIT_CONVERSIONS)}")
-    eng_low: float | None = Field(None, description="engineering range low (after scaling); below = dropped")
-    eng_high: float | None = Field(None, description="engineering range high (after scaling); above = dropped")
+    eng_low: float | None = Field(
+        None, description="engineering range low (after scaling); below = out of range (see on_out_of_range)")
+    eng_high: float | None = Field(
+        None, description="engineering range high (after scaling); above = out of range (see on_out_of_range)")
+    on_out_of_range: OutOfRangeAction = Field(
+        OutOfRangeAction.BAD,
+        description="a value outside [eng_low, eng_high]: bad = published as BAD (null value, QualityReason "
+                    "out_of_range, RawValue); clamp = the range limit as UNCERTAIN; drop = not published (counted)")
+    max_age_s: float | None = Field(
+        None, gt=0, description="no sample (change or heartbeat) for this long: the tag turns STALE "
+                                "(value kept, QualityReason max_age) until the next sample; unset = never")
+    frozen_after_s: float | None = Field(
+        None, gt=0, description="the value has not changed for this long: the tag turns UNCERTAIN (value kept, "
+                                "QualityReason frozen) until it changes; unset = never (only for values that move)")
+    max_source_age_s: float | None = Field(
+        None, gt=0, description="overrides the edge's max_source_age_s for this tag")
     #: 0.5 (absolute), "2%" (percent of the engineering range) or {kind, value}; numeric tags only
     deadband: Deadband | None = None
     sampling_interval_ms: float | None = Field(
@@ -397,6 +419,10 @@ class EdgeConfig(_Strict):
     tags: list[TagConfig] = Field(..., min_length=1, description="the tag map: one entry per published metric")
     future_tolerance_ms: int = Field(
         1000, ge=0, description="a SourceTimestamp more than this ahead of our clock is flagged FutureTimestamp")
+    max_source_age_s: float = Field(
+        86_400.0, gt=0,
+        description="a live change whose SourceTimestamp is older than this is flagged OldTimestamp "
+                    "(UNCERTAIN, QualityReason old_timestamp); values read at (re)connect are exempt")
     #: root log level set by `uns edge run` after loading the file; unset = the CLI's --log-level
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] | None = None
     commands: CommandsConfig | None = Field(None, description="command executor; absent = refuse every command")

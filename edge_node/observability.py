@@ -197,6 +197,12 @@ class EdgeCollector(Collector):
                        v.bad_episodes)
         yield counter("uns_edge_future_timestamps", "samples whose SourceTimestamp was ahead of our clock",
                        v.future_timestamps)
+        yield counter("uns_edge_old_timestamps", "live samples whose SourceTimestamp was older than max_source_age_s",
+                      v.old_timestamps)
+        yield counter("uns_edge_out_of_range", "samples outside the engineering range (any on_out_of_range)",
+                      v.out_of_range)
+        yield counter("uns_edge_stale_tags", "tags turned STALE by max_age_s", v.stale)
+        yield counter("uns_edge_frozen_tags", "tags turned UNCERTAIN by frozen_after_s", v.frozen)
 
     def _commands(self) -> Iterator[Metric]:
         runtime = self._app.commands

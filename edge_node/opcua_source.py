@@ -13,9 +13,13 @@ Life of an :class:`OpcUaSource` (one per endpoint), forever until cancelled:
    ``Server/ServerStatus/State`` every ``keepalive_interval_s`` and checks the subscription still
    publishes (keep-alives included);
 5. on any failure: :class:`DeviceOffline` for every device of the endpoint (→ DDEATH), node-level
-   tags become Bad (``BadNoCommunication``), the Client is dropped, and we wait a jittered
-   exponential backoff before going back to 1. The initial notifications after a reconnect that
-   repeat the values just read are suppressed as duplicates by the validators.
+   tags become Bad (``BadNoCommunication``, ``QualityReason`` comm_lost), the Client is dropped, and
+   we wait a jittered exponential backoff before going back to 1. Step 2 then publishes the
+   current value and quality of *every* tag again (validators reset, ``force``: no duplicate or
+   deadband suppression on the first value of a session); the initial notifications that repeat
+   the values just read are suppressed as duplicates by the validators.
+
+While connected, tags with ``max_age_s`` / ``frozen_after_s`` are checked every second.
 
 The sink is anything with the :class:`SourceSink` shape; the app passes
 ``edge_node.mqtt_client.SparkplugEdgeClient``. A sink that raises is logged, never fatal.
@@ -47,8 +51,8 @@ from .config import DeadbandKind, OpcUaEndpointConfig, TagConfig
 from .model import DeviceOffline, DeviceOnline, MetricUpdate
 from .opcua_security import build_client
 from .validation import (
-    BAD_NO_COMMUNICATION,
     BAD_NODE_ID_UNKNOWN,
+    DEFAULT_MAX_SOURCE_AGE_MS,
     Outcome,
     RawSample,
     TagValidator,
@@ -64,6 +68,7 @@ _FILTER_REFUSED = frozenset({
     ua.StatusCodes.BadMonitoredItemFilterUnsupported, ua.StatusCodes.BadMonitoredItemFilterInvalid,
 })
 _CHUNK = 1000  # nodes per Read / CreateMonitoredItems request (servers cap these)
+_AGE_CHECK_S = 1.0  # how often max_age_s / frozen_after_s are checked (their resolution)
 
 
 class SourceSink(Protocol):
@@ -126,7 +131,8 @@ class OpcUaSource:
 
     def __init__(self, endpoint: OpcUaEndpointConfig, tags: Sequence[tuple[TagConfig, str | None]],
                  sink: SourceSink, *, data_dir: Path, stats: ValidationStats | None = None,
-                 future_tolerance_ms: int = 1000, clock: Callable[[], int] = now_ms) -> None:
+                 future_tolerance_ms: int = 1000, max_source_age_ms: int = DEFAULT_MAX_SOURCE_AGE_MS,
+                 clock: Callable[[], int] = now_ms) -> None:
         self.endpoint = endpoint
         self.sink = sink
         self.data_dir = data_dir
@@ -135,10 +141,13 @@ class OpcUaSource:
         self.stats = SourceStats()
         self.bound = [
             BoundTag(tag, device, TagValidator(tag, device, stats=self.validation_stats,
-                                               future_tolerance_ms=future_tolerance_ms), handle=i + 1)
+                                               future_tolerance_ms=future_tolerance_ms,
+                                               max_source_age_ms=max_source_age_ms), handle=i + 1)
             for i, (tag, device) in enumerate(tags)
         ]
         self._by_handle = {b.handle: b for b in self.bound}
+        #: tags with max_age_s or frozen_after_s: checked every second while connected
+        self._aging = [b for b in self.bound if b.tag.max_age_s is not None or b.tag.frozen_after_s is not None]
         self.devices: list[str] = sorted({b.device_id for b in self.bound if b.device_id is not None})
         self.backoff = Backoff(endpoint.reconnect_min_s, endpoint.reconnect_max_s)
         self.connected = asyncio.Event()
@@ -280,7 +289,7 @@ class OpcUaSource:
         now = self.clock()
         for bound in self.bound:
             if bound.device_id is None:
-                outcome = bound.validator.process(RawSample(None, BAD_NO_COMMUNICATION, None, None), now)
+                outcome = bound.validator.comm_lost(now)
                 self._log_outcome(outcome)
                 if outcome.update is not None:
                     self._submit(outcome.update)
@@ -353,15 +362,31 @@ class OpcUaSource:
     async def _pump(self, client: Client, sub: Subscription) -> None:
         consumer = asyncio.create_task(self._consume(sub), name=f"opcua-consume-{self.endpoint.name}")
         watchdog = asyncio.create_task(self._watchdog(client, sub), name=f"opcua-watchdog-{self.endpoint.name}")
+        tasks = {consumer, watchdog}
+        if self._aging:
+            tasks.add(asyncio.create_task(self._check_ages(), name=f"opcua-ages-{self.endpoint.name}"))
         try:
-            done, _pending = await asyncio.wait({consumer, watchdog}, return_when=asyncio.FIRST_COMPLETED)
+            done, _pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 task.result()  # raises the failure that ended the session
             raise SessionDead("notification stream ended")
         finally:
-            for task in (consumer, watchdog):
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(consumer, watchdog, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _check_ages(self) -> None:
+        """While connected: tags silent for ``max_age_s`` turn STALE, unchanged for ``frozen_after_s``
+        UNCERTAIN (:meth:`TagValidator.check_age`); the next sample or change brings them back."""
+        while True:
+            await asyncio.sleep(_AGE_CHECK_S)
+            now = self.clock()
+            for bound in self._aging:
+                outcome = bound.validator.check_age(now)
+                if outcome.update is not None:
+                    log.warning("endpoint %s: %s is %s", self.endpoint.name, bound.tag.metric,
+                                bound.validator.degraded)
+                    self._submit(outcome.update)
 
     async def _consume(self, sub: Subscription) -> None:
         async for event in sub:

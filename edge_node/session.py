@@ -73,7 +73,15 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING
 
-from uns.conventions import BDSEQ, NODE_NEXT_SERVER, NODE_REBIRTH, PROP_ENG_HIGH, PROP_ENG_LOW, PROP_ENG_UNIT
+from uns.conventions import (
+    BDSEQ,
+    NODE_NEXT_SERVER,
+    NODE_REBIRTH,
+    PROP_ENG_HIGH,
+    PROP_ENG_LOW,
+    PROP_ENG_UNIT,
+    is_quality_marker,
+)
 from uns.sparkplug.codec import decode_payload, encode_payload
 from uns.sparkplug.datatypes import DataType
 from uns.sparkplug.errors import EncodeError, LocalProtocolError, RemoteProtocolError, UnknownAliasError
@@ -358,10 +366,8 @@ class EdgeSession:
             raise LocalProtocolError(
                 f"metric {update.name!r} of {_where(update.device_id)} is not in the metric definitions; "
                 "every metric must be declared before the birth (tck-id-topics-nbirth-metric-reqs)")
-        if not update.is_historical:
-            current = self._cvt.get(key)
-            if current is None or update.timestamp >= current.timestamp:
-                self._cvt[key] = update
+        if not update.is_historical and _supersedes(update, self._cvt.get(key)):
+            self._cvt[key] = update
         self._pending.append(update)
         self.counters.values_submitted += 1
 
@@ -380,8 +386,7 @@ class EdgeSession:
         if update.device_id is not None or key not in self._metrics:
             raise LocalProtocolError(f"set_current() takes node metrics that are defined; got {update.name!r} "
                                      f"of {_where(update.device_id)}")
-        current = self._cvt.get(key)
-        if current is None or update.timestamp >= current.timestamp:
+        if _supersedes(update, self._cvt.get(key)):
             self._cvt[key] = update
 
     # -- events -----------------------------------------------------------------------------
@@ -962,6 +967,13 @@ def _by_timestamp(update: MetricUpdate) -> int:
 
 def _metric_ts(metric: Metric) -> int:
     return metric.timestamp or 0
+
+
+def _supersedes(update: MetricUpdate, current: MetricUpdate | None) -> bool:
+    """Whether ``update`` becomes the current value a birth carries: a newer sample does, and so does
+    anything after the edge's own marker (Bad, stale, a flagged timestamp), even when its source
+    timestamp is older: after a reconnect the recovery value keeps the time it last changed."""
+    return current is None or update.timestamp >= current.timestamp or is_quality_marker(current.properties)
 
 
 def _where(device_id: str | None) -> str:

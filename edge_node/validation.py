@@ -28,23 +28,47 @@ Rules, in the order they apply (reference/domain.md §5, uns/conventions.py):
 from __future__ import annotations
 
 import datetime as _dt
+import logging
 import math
 import uuid
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from uns.conventions import PROP_FUTURE_TIMESTAMP, PROP_QUALITY, PROP_STATUS_CODE, Quality, status_code_severity
+from uns.conventions import (
+    PROP_FUTURE_TIMESTAMP,
+    PROP_OLD_TIMESTAMP,
+    PROP_QUALITY,
+    PROP_QUALITY_REASON,
+    PROP_RAW_VALUE,
+    PROP_STATUS_CODE,
+    Quality,
+    QualityReason,
+    status_code_severity,
+)
 from uns.sparkplug.datatypes import INT_RANGES, DataType
-from uns.sparkplug.model import QUALITY_BAD, QUALITY_GOOD, PropertySet, PropertyValue
+from uns.sparkplug.model import QUALITY_BAD, QUALITY_GOOD, QUALITY_STALE, PropertySet, PropertyValue
 
-from .config import NUMERIC_TAG_TYPES, TagConfig
+from .config import NUMERIC_TAG_TYPES, OutOfRangeAction, TagConfig
 from .model import MetricUpdate
+
+log = logging.getLogger(__name__)
 
 #: StatusCodes the edge node itself puts on values (OPC UA Part 4 §7.39)
 BAD_NO_COMMUNICATION = 0x80310000
 BAD_NODE_ID_UNKNOWN = 0x80340000
 BAD_WAITING_FOR_INITIAL_DATA = 0x80320000
+BAD_OUT_OF_RANGE = 0x803C0000
+UNCERTAIN = 0x40000000
+UNCERTAIN_LAST_USABLE_VALUE = 0x40900000
+UNCERTAIN_SENSOR_NOT_ACCURATE = 0x40930000
+UNCERTAIN_ENGINEERING_UNITS_EXCEEDED = 0x40940000
+
+#: a SourceTimestamp older than this (one day) on a live change is flagged, unless configured
+DEFAULT_MAX_SOURCE_AGE_MS = 86_400_000
+
+#: what :meth:`TagValidator._check_range` returns when the sample became a Bad update or a drop
+_WITHHELD = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,13 +140,20 @@ class ValidationStats:
     bad: int = 0
     uncertain: int = 0
     future_timestamps: int = 0
+    old_timestamps: int = 0
     bad_episodes: int = 0
+    #: samples outside the engineering range, whatever ``on_out_of_range`` made of them
+    out_of_range: int = 0
+    #: tags turned STALE by ``max_age_s`` / UNCERTAIN by ``frozen_after_s``
+    stale: int = 0
+    frozen: int = 0
     dropped: dict[str, int] = field(default_factory=lambda: {reason.value: 0 for reason in DropReason})
 
     def as_dict(self) -> dict[str, Any]:
         return {"accepted": self.accepted, "bad": self.bad, "uncertain": self.uncertain,
-                "future_timestamps": self.future_timestamps, "bad_episodes": self.bad_episodes,
-                "dropped": dict(self.dropped)}
+                "future_timestamps": self.future_timestamps, "old_timestamps": self.old_timestamps,
+                "bad_episodes": self.bad_episodes, "out_of_range": self.out_of_range, "stale": self.stale,
+                "frozen": self.frozen, "dropped": dict(self.dropped)}
 
 
 class CoercionError(ValueError):
@@ -135,12 +166,20 @@ def _to_ms(value: _dt.datetime) -> int:
     return int(value.timestamp() * 1000)
 
 
+#: OPC UA's 'null' DateTime (1601-01-01, the start of its epoch) in ms since the Unix epoch
+_OPCUA_NULL_MS = -11_644_473_600_000
+
+
 def datetime_to_ms(value: _dt.datetime | None) -> int | None:
-    """An OPC UA timestamp as ms since the epoch; None and the OPC UA 'null' date (1601) → None."""
+    """An OPC UA timestamp as ms since the epoch; None and the OPC UA 'null' date (1601) → None.
+
+    A real date before 1970 stays negative: it is a wrong clock to flag (``OldTimestamp``), not a
+    missing timestamp; :meth:`TagValidator.process` then stamps the metric with the ServerTimestamp
+    (Sparkplug timestamps are unsigned)."""
     if value is None:
         return None
     ms = _to_ms(value)
-    return ms if ms > 0 else None
+    return ms if ms > _OPCUA_NULL_MS else None
 
 
 def _number(value: Any) -> int | float:
@@ -188,6 +227,10 @@ def coerce(value: Any, datatype: DataType) -> Any:
     raise CoercionError(f"datatype {datatype.name} is not supported")
 
 
+def _positive(ms: int | None) -> int | None:
+    return ms if ms is not None and ms > 0 else None
+
+
 def _is_power_of_ten(n: int) -> bool:
     while n >= 10 and n % 10 == 0:
         n //= 10
@@ -195,19 +238,24 @@ def _is_power_of_ten(n: int) -> bool:
 
 
 class TagValidator:
-    """The validation state machine of one tag (last value sent, Bad episode, drop runs)."""
+    """The validation state machine of one tag (last value sent, Bad episode, degraded state, drop runs)."""
 
-    __slots__ = ("tag", "device_id", "name", "stats", "future_tolerance_ms", "_scale", "_offset",
-                 "_deadband", "_integer", "_numeric", "_has_last", "_last_value", "_last_status",
-                 "_last_source_ts", "_bad_since", "_bad_code", "_recovered", "_range_run")
+    __slots__ = ("tag", "device_id", "name", "stats", "future_tolerance_ms", "max_source_age_ms", "_scale",
+                 "_offset", "_deadband", "_integer", "_numeric", "_has_last", "_last_value", "_last_status",
+                 "_last_source_ts", "_bad_since", "_bad_code", "_recovered", "_range_run", "_degraded",
+                 "_max_age_ms", "_frozen_ms", "_heard_ms", "_changed_ms", "_value_seen", "_seen_value")
 
     def __init__(self, tag: TagConfig, device_id: str | None, *, stats: ValidationStats | None = None,
-                 future_tolerance_ms: int = 1000) -> None:
+                 future_tolerance_ms: int = 1000, max_source_age_ms: int = DEFAULT_MAX_SOURCE_AGE_MS) -> None:
         self.tag = tag
         self.device_id = device_id
         self.name = tag.metric
         self.stats = stats if stats is not None else ValidationStats()
         self.future_tolerance_ms = future_tolerance_ms
+        self.max_source_age_ms = (int(tag.max_source_age_s * 1000) if tag.max_source_age_s is not None
+                                  else max_source_age_ms)
+        self._max_age_ms = int(tag.max_age_s * 1000) if tag.max_age_s is not None else None
+        self._frozen_ms = int(tag.frozen_after_s * 1000) if tag.frozen_after_s is not None else None
         self._scale, self._offset = tag.linear
         self._deadband = tag.deadband_abs
         self._integer = tag.datatype.is_integer
@@ -216,6 +264,13 @@ class TagValidator:
         self._bad_code = 0
         self._recovered = False
         self._range_run = 0
+        #: the reason of the degraded state last published (None = the last update was a plain value)
+        self._degraded: QualityReason | None = None
+        #: when a sample of any kind was last heard (max_age) and when the value last changed (frozen)
+        self._heard_ms: int | None = None
+        self._changed_ms: int | None = None
+        self._value_seen = False
+        self._seen_value: Any = None
         self.reset()
 
     def reset(self) -> None:
@@ -224,26 +279,33 @@ class TagValidator:
         self._last_value: Any = None
         self._last_status = -1
         self._last_source_ts: int | None = None
+        self._heard_ms = None
+        self._changed_ms = None
+        if self._degraded is not None and self._bad_since is None:
+            self._degraded = None
+            self._recovered = True
 
     @property
     def in_bad_episode(self) -> bool:
         return self._bad_since is not None
 
+    @property
+    def degraded(self) -> QualityReason | None:
+        """Why the last update published for this tag was not a plain value (None when it was)."""
+        return self._degraded
+
     # -- main entry ---------------------------------------------------------------------------
 
     def process(self, sample: RawSample, now_ms: int, *, force: bool = False) -> Outcome:
         status = sample.status_code & 0xFFFFFFFF
-        timestamp = sample.source_ts_ms or sample.server_ts_ms or now_ms
+        source = sample.source_ts_ms
+        timestamp = source if source is not None and source > 0 else (_positive(sample.server_ts_ms) or now_ms)
         severity = status_code_severity(status)
+        self._heard_ms = now_ms
         if severity is Quality.BAD:
-            return self._bad(sample, status, timestamp, now_ms, force)
+            reason = QualityReason.BAD_STATUS
+            return self._bad(sample, status, timestamp, now_ms, force, reason, None)
         outcome = Outcome()
-        if self._bad_since is not None:
-            outcome.event = QualityEvent(QualityEventKind.BAD_END, self.device_id, self.name, self._bad_code,
-                                         now_ms, self._bad_since, now_ms - self._bad_since)
-            self._bad_since = None
-            self._recovered = True
-            self.reset()
         try:
             value = self._convert(sample.value)
         except CoercionError as exc:
@@ -252,13 +314,28 @@ class TagValidator:
         except OverflowError as exc:
             outcome.drop = self._count_drop(DropReason.TYPE_RANGE, f"{self._label()}: {exc}", log=True)
             return outcome
+        props: PropertySet = {}
         if value is not None and self._numeric:
-            drop = self._check_range(value)
-            if drop is not None:
-                outcome.drop = drop
+            checked = self._check_range(value, sample, timestamp, now_ms, force, outcome, props)
+            if checked is _WITHHELD:
                 return outcome
-            self._range_run = 0
-        if not force and self._has_last and status == self._last_status:
+            value = checked
+        if self._bad_since is not None:
+            outcome.event = self._end_bad(now_ms)
+        # frozen detection: when did the value last change (inline: this is the hot path)
+        changed = not self._value_seen or value != self._seen_value
+        if changed or self._changed_ms is None:
+            self._changed_ms = now_ms
+        self._value_seen = True
+        self._seen_value = value
+        if self._degraded is QualityReason.FROZEN:
+            if not changed:
+                outcome.drop = self._count_drop(DropReason.DUPLICATE, f"{self._label()}: still frozen at {value!r}")
+                return outcome
+            self._degraded = None  # moving again
+            self._recovered = True
+        recovering = self._degraded is not None or self._recovered
+        if (not force and not recovering and not props and self._has_last and status == self._last_status):
             if value == self._last_value and sample.source_ts_ms is not None \
                     and sample.source_ts_ms == self._last_source_ts:
                 outcome.drop = self._count_drop(DropReason.DUPLICATE, f"{self._label()}: same value and timestamp")
@@ -268,43 +345,111 @@ class TagValidator:
                 outcome.drop = self._count_drop(
                     DropReason.DEADBAND, f"{self._label()}: |{value} - {self._last_value}| <= {self._deadband}")
                 return outcome
-        props: PropertySet = {}
         if status != 0:
-            props[PROP_STATUS_CODE] = PropertyValue(DataType.UInt32, status)
-        if severity is Quality.UNCERTAIN:
-            self.stats.uncertain += 1
-        if self._recovered:
-            props[PROP_QUALITY] = PropertyValue(DataType.Int32, QUALITY_GOOD)
-            self._recovered = False
-        self._flag_future(sample, now_ms, props)
+            props.setdefault(PROP_STATUS_CODE, PropertyValue(DataType.UInt32, status))
+        if source is not None and (source > now_ms + self.future_tolerance_ms
+                                   or (not force and source < now_ms - self.max_source_age_ms)):
+            reason = self._flag_timestamp(sample, now_ms, props, force)
+            if reason is not None and PROP_QUALITY_REASON not in props:
+                props[PROP_QUALITY_REASON] = PropertyValue(DataType.String, reason.value)
+                if severity is Quality.GOOD:
+                    props[PROP_STATUS_CODE] = PropertyValue(DataType.UInt32, UNCERTAIN)
+        degraded = None
+        if props:
+            code = props.get(PROP_STATUS_CODE)
+            if code is not None and status_code_severity(code.value) is Quality.UNCERTAIN:
+                self.stats.uncertain += 1
+            degraded = props.get(PROP_QUALITY_REASON)
+        if degraded is None:
+            if recovering:
+                props[PROP_QUALITY] = PropertyValue(DataType.Int32, QUALITY_GOOD)
+            self._degraded = None
+        else:
+            self._degraded = QualityReason(degraded.value)
+        self._recovered = False
         outcome.update = MetricUpdate(device_id=self.device_id, name=self.name, value=value, timestamp=timestamp,
                                       is_null=value is None, properties=props or None)
         self._remember(value, status, sample.source_ts_ms)
         self.stats.accepted += 1
         return outcome
 
+    def comm_lost(self, now_ms: int) -> Outcome:
+        """The edge lost the source of this tag: Bad ``BadNoCommunication`` with reason ``comm_lost``."""
+        self._heard_ms = None
+        return self._bad(RawSample(None, BAD_NO_COMMUNICATION), BAD_NO_COMMUNICATION, now_ms, now_ms, False,
+                         QualityReason.COMM_LOST, None)
+
+    def check_age(self, now_ms: int) -> Outcome:
+        """Called periodically while the source is connected: STALE after ``max_age_s`` without a
+        sample, UNCERTAIN after ``frozen_after_s`` without a change. The value is kept; the marker
+        is stamped ``now_ms`` (it is the edge's statement, not a sample)."""
+        outcome = Outcome()
+        if not self._has_last or self._bad_since is not None or self._last_value is None:
+            return outcome
+        if self._heard_ms is None:
+            self._heard_ms = now_ms
+        if self._changed_ms is None:
+            self._changed_ms = now_ms
+        reason: QualityReason | None = None
+        props: PropertySet = {}
+        if (self._max_age_ms is not None and self._degraded is not QualityReason.MAX_AGE
+                and now_ms - self._heard_ms >= self._max_age_ms):
+            reason = QualityReason.MAX_AGE
+            props[PROP_QUALITY] = PropertyValue(DataType.Int32, QUALITY_STALE)
+            props[PROP_STATUS_CODE] = PropertyValue(DataType.UInt32, UNCERTAIN_LAST_USABLE_VALUE)
+            self.stats.stale += 1
+        elif (self._frozen_ms is not None and self._degraded is None
+                and now_ms - self._changed_ms >= self._frozen_ms):
+            reason = QualityReason.FROZEN
+            props[PROP_STATUS_CODE] = PropertyValue(DataType.UInt32, UNCERTAIN_SENSOR_NOT_ACCURATE)
+            self.stats.frozen += 1
+        if reason is None:
+            return outcome
+        props[PROP_QUALITY_REASON] = PropertyValue(DataType.String, reason.value)
+        self._degraded = reason
+        self.stats.uncertain += 1
+        outcome.update = MetricUpdate(device_id=self.device_id, name=self.name, value=self._last_value,
+                                      timestamp=now_ms, properties=props)
+        self.stats.accepted += 1
+        return outcome
+
     # -- pieces -------------------------------------------------------------------------------
 
-    def _bad(self, sample: RawSample, status: int, timestamp: int, now_ms: int, force: bool) -> Outcome:
+    def _end_bad(self, now_ms: int) -> QualityEvent:
+        assert self._bad_since is not None
+        event = QualityEvent(QualityEventKind.BAD_END, self.device_id, self.name, self._bad_code,
+                             now_ms, self._bad_since, now_ms - self._bad_since)
+        self._bad_since = None
+        self._recovered = True
+        self._degraded = None
+        self.reset()
+        return event
+
+    def _bad(self, sample: RawSample, status: int, timestamp: int, now_ms: int, force: bool,
+             reason: QualityReason, raw: str | None) -> Outcome:
         outcome = Outcome()
         if self._bad_since is None:
             self._bad_since = now_ms
             self.stats.bad_episodes += 1
             outcome.event = QualityEvent(QualityEventKind.BAD_START, self.device_id, self.name, status,
                                          now_ms, now_ms)
-        elif not force and self._has_last and status == self._last_status:
+        elif not force and self._has_last and status == self._last_status and self._degraded is reason:
             outcome.drop = self._count_drop(DropReason.DUPLICATE, f"{self._label()}: still Bad 0x{status:08X}")
             return outcome
         self._bad_code = status
         props: PropertySet = {
             PROP_QUALITY: PropertyValue(DataType.Int32, QUALITY_BAD),
             PROP_STATUS_CODE: PropertyValue(DataType.UInt32, status),
+            PROP_QUALITY_REASON: PropertyValue(DataType.String, reason.value),
         }
-        self._flag_future(sample, now_ms, props)
+        if raw is not None:
+            props[PROP_RAW_VALUE] = PropertyValue(DataType.String, raw)
+        self._flag_timestamp(sample, now_ms, props, force)
         outcome.update = MetricUpdate(device_id=self.device_id, name=self.name, value=None, timestamp=timestamp,
                                       is_null=True, properties=props)
         self._remember(None, status, sample.source_ts_ms)
         self._recovered = False
+        self._degraded = reason
         self.stats.bad += 1
         self.stats.accepted += 1
         return outcome
@@ -329,25 +474,55 @@ class TagValidator:
             value = float(value)
         return value
 
-    def _check_range(self, value: float) -> Drop | None:
+    def _check_range(self, value: float, sample: RawSample, timestamp: int, now_ms: int, force: bool,
+                     outcome: Outcome, props: PropertySet) -> Any:
+        """``value`` when in range; else what ``on_out_of_range`` makes of it: the clamped value (with
+        its Uncertain properties put in ``props``), or :data:`_WITHHELD` after setting ``outcome``."""
         low, high = self.tag.eng_low, self.tag.eng_high
         if low is None and high is None:
-            return None
-        outside = (isinstance(value, float) and math.isnan(value)) or (low is not None and value < low) or (
-            high is not None and value > high)
-        if not outside:
-            return None
+            return value
+        nan = isinstance(value, float) and math.isnan(value)
+        if not (nan or (low is not None and value < low) or (high is not None and value > high)):
+            self._range_run = 0
+            return value
         self._range_run += 1
-        return self._count_drop(
-            DropReason.OUT_OF_RANGE,
-            f"{self._label()}: {value} outside engineering range [{low}, {high}]"
-            + (f" ({self._range_run} in a row)" if self._range_run > 1 else ""),
-            log=_is_power_of_ten(self._range_run))
+        self.stats.out_of_range += 1
+        detail = (f"{self._label()}: {value} outside engineering range [{low}, {high}]"
+                  + (f" ({self._range_run} in a row)" if self._range_run > 1 else ""))
+        log_it = _is_power_of_ten(self._range_run)
+        action = self.tag.on_out_of_range
+        if action is OutOfRangeAction.DROP:
+            outcome.drop = self._count_drop(DropReason.OUT_OF_RANGE, detail, log=log_it)
+            return _WITHHELD
+        raw = repr(sample.value)
+        if action is OutOfRangeAction.CLAMP and not nan:
+            props[PROP_STATUS_CODE] = PropertyValue(DataType.UInt32, UNCERTAIN_ENGINEERING_UNITS_EXCEEDED)
+            props[PROP_QUALITY_REASON] = PropertyValue(DataType.String, QualityReason.OUT_OF_RANGE.value)
+            props[PROP_RAW_VALUE] = PropertyValue(DataType.String, raw)
+            clamped = min(max(value, low if low is not None else value), high if high is not None else value)
+            return round(clamped) if self._integer else clamped
+        bad = self._bad(sample, BAD_OUT_OF_RANGE, timestamp, now_ms, force, QualityReason.OUT_OF_RANGE, raw)
+        outcome.update, outcome.drop, outcome.event = bad.update, bad.drop, bad.event
+        if log_it and outcome.drop is None:
+            log.warning("out of range, published as Bad: %s", detail)
+        return _WITHHELD
 
-    def _flag_future(self, sample: RawSample, now_ms: int, props: PropertySet) -> None:
-        if sample.source_ts_ms is not None and sample.source_ts_ms > now_ms + self.future_tolerance_ms:
+    def _flag_timestamp(self, sample: RawSample, now_ms: int, props: PropertySet,
+                        force: bool) -> QualityReason | None:
+        """Flag a SourceTimestamp ahead of our clock, or (live changes only: a value read at connect
+        may legitimately be as old as its last change) older than ``max_source_age_ms``."""
+        source = sample.source_ts_ms
+        if source is None:
+            return None
+        if source > now_ms + self.future_tolerance_ms:
             props[PROP_FUTURE_TIMESTAMP] = PropertyValue(DataType.Boolean, True)
             self.stats.future_timestamps += 1
+            return QualityReason.FUTURE_TIMESTAMP
+        if not force and source < now_ms - self.max_source_age_ms:
+            props[PROP_OLD_TIMESTAMP] = PropertyValue(DataType.Boolean, True)
+            self.stats.old_timestamps += 1
+            return QualityReason.OLD_TIMESTAMP
+        return None
 
     def _remember(self, value: Any, status: int, source_ts: int | None) -> None:
         self._has_last = True

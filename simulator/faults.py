@@ -9,6 +9,7 @@ uncertain          the last usable value, StatusCode UncertainLastUsableValue (o
 spike              the spike value (default -9999), Good, fresh source timestamp
 freeze             nothing changes any more (value, status and source timestamp stay put)
 future_timestamp   the real value with a SourceTimestamp ``value`` seconds ahead (default 3600)
+past_timestamp     the real value with a SourceTimestamp ``value`` seconds behind (default 2 days)
 =================  ==========================================================================
 
 A fault lasts ``duration_s`` from injection, and at least one published tick (so a spike with
@@ -38,13 +39,15 @@ class FaultKind(str, Enum):
     SPIKE = "spike"
     FREEZE = "freeze"
     FUTURE_TIMESTAMP = "future_timestamp"
+    PAST_TIMESTAMP = "past_timestamp"
 
     @classmethod
     def parse(cls, text: str) -> FaultKind:
         """Accept ``bad-status``, ``BadStatus``-ish spellings from CLIs and OPC UA callers."""
         key = text.strip().lower().replace("-", "_")
         aliases = {"badstatus": "bad_status", "bad": "bad_status", "commerror": "comm_error",
-                   "futuretimestamp": "future_timestamp", "future": "future_timestamp"}
+                   "futuretimestamp": "future_timestamp", "future": "future_timestamp",
+                   "pasttimestamp": "past_timestamp", "past": "past_timestamp"}
         key = aliases.get(key, key)
         try:
             return cls(key)
@@ -60,6 +63,7 @@ DEFAULT_STATUS: dict[FaultKind, int] = {
 }
 DEFAULT_SPIKE = -9999.0
 DEFAULT_FUTURE_S = 3600.0
+DEFAULT_PAST_S = 172_800.0
 
 
 @dataclass(frozen=True)
@@ -115,6 +119,11 @@ def apply_fault(fault: Fault, raw: Sample, previous: Sample | None, now: float) 
         if previous is not None and previous.value == raw.value and previous.source_ts > now:
             return previous
         return Sample(raw.value, raw.status, now + ahead)
+    if kind is FaultKind.PAST_TIMESTAMP:
+        behind = DEFAULT_PAST_S if fault.value is None else fault.value
+        if previous is not None and previous.value == raw.value and previous.source_ts < now - behind / 2:
+            return previous
+        return Sample(raw.value, raw.status, now - behind)
     status = fault.status if fault.status is not None else DEFAULT_STATUS[kind]
     if previous is not None and previous.status == status:
         return previous  # the source noticed once; no new notification per tick

@@ -148,11 +148,11 @@ async def add_simulation_methods(obj: Node, ns: int, sim: SimulatedLineServer) -
 
     await _add(obj, ns, owner, sim, "InjectFault", inject_fault, [
         _arg("Kind", ua.VariantType.String,
-             "bad_status, comm_error, uncertain, spike, freeze or future_timestamp"),
+             "bad_status, comm_error, uncertain, spike, freeze, future_timestamp or past_timestamp"),
         _arg("TargetTag", ua.VariantType.String, "tag path, e.g. Line1/Filler/Temperature"),
         _arg("DurationS", ua.VariantType.Double, "seconds the fault lasts"),
         _arg("Value", ua.VariantType.Double,
-             "spike value / seconds ahead / raw StatusCode; NaN or 0 = default"),
+             "spike value / seconds ahead or behind / raw StatusCode; NaN or 0 = default"),
     ], [("FaultId", ua.VariantType.UInt32)])
     await _add(obj, ns, owner, sim, "ClearFaults", clear_faults,
                [_arg("TargetTag", ua.VariantType.String, "empty = every tag")],

@@ -8,14 +8,18 @@ Decided once (see README "Wire conventions"):
   (``engUnit``, ``engLow``, ``engHigh``) so Ignition and other hosts show them; the description
   travels in ``metadata.description``.
 * A source timestamp in the future is kept as the metric timestamp and flagged with the
-  ``FutureTimestamp`` Boolean property.
+  ``FutureTimestamp`` Boolean property; one older than the configured bound with ``OldTimestamp``.
+* Whenever the edge degrades a metric's quality itself it says why in the ``QualityReason`` string
+  property (one of :class:`QualityReason`) and, when it withheld the value, the raw OPC UA value as
+  a string in ``RawValue``. STALE on the wire is ``Quality`` 500 (a value kept, known to be old);
+  UNCERTAIN is an Uncertain ``StatusCode`` with the value kept; BAD is ``is_null`` + ``Quality`` 0.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
 
-from uns.sparkplug.model import QUALITY_BAD, QUALITY_GOOD, QUALITY_STALE, Metric
+from uns.sparkplug.model import QUALITY_BAD, QUALITY_GOOD, QUALITY_STALE, Metric, PropertySet
 
 PROP_QUALITY = "Quality"
 PROP_STATUS_CODE = "StatusCode"
@@ -23,6 +27,9 @@ PROP_ENG_UNIT = "engUnit"
 PROP_ENG_LOW = "engLow"
 PROP_ENG_HIGH = "engHigh"
 PROP_FUTURE_TIMESTAMP = "FutureTimestamp"
+PROP_OLD_TIMESTAMP = "OldTimestamp"
+PROP_QUALITY_REASON = "QualityReason"
+PROP_RAW_VALUE = "RawValue"
 
 BDSEQ = "bdSeq"
 NODE_REBIRTH = "Node Control/Rebirth"
@@ -37,6 +44,47 @@ class Quality(StrEnum):
     UNCERTAIN = "UNCERTAIN"
     BAD = "BAD"
     STALE = "STALE"
+
+
+class QualityReason(StrEnum):
+    """Why the edge degraded a metric's quality (the ``QualityReason`` property, the UNS ``reason``)."""
+
+    OUT_OF_RANGE = "out_of_range"
+    MAX_AGE = "max_age"
+    FROZEN = "frozen"
+    FUTURE_TIMESTAMP = "future_timestamp"
+    OLD_TIMESTAMP = "old_timestamp"
+    BAD_STATUS = "bad_status"
+    COMM_LOST = "comm_lost"
+
+
+def quality_reason(metric: Metric) -> str | None:
+    """The ``QualityReason`` property of a decoded metric, if it carries one (any string is kept:
+    a newer edge may send a reason this host does not know yet)."""
+    prop = metric.properties.get(PROP_QUALITY_REASON) if metric.properties else None
+    return prop.value if prop is not None and isinstance(prop.value, str) and prop.value else None
+
+
+def raw_value(metric: Metric) -> str | None:
+    """The ``RawValue`` property of a decoded metric (the value the edge withheld), if any."""
+    prop = metric.properties.get(PROP_RAW_VALUE) if metric.properties else None
+    return prop.value if prop is not None and isinstance(prop.value, str) else None
+
+
+def is_quality_marker(properties: PropertySet | None) -> bool:
+    """True for a value that is the edge's own statement about a tag (Bad, stale, a degraded quality,
+    a flagged timestamp) rather than a trustworthy newer sample: whatever follows it replaces it,
+    even with an older source timestamp (a recovery value keeps its real source time)."""
+    if not properties:
+        return False
+    if PROP_QUALITY_REASON in properties:
+        return True
+    for flag in (PROP_FUTURE_TIMESTAMP, PROP_OLD_TIMESTAMP):
+        prop = properties.get(flag)
+        if prop is not None and prop.value is True:
+            return True
+    quality = properties.get(PROP_QUALITY)
+    return quality is not None and quality.value in (QUALITY_BAD, QUALITY_STALE)
 
 
 def status_code_severity(status_code: int) -> Quality:
@@ -71,6 +119,7 @@ def metric_quality(metric: Metric) -> Quality:
 
 __all__ = [
     "BDSEQ", "NODE_NEXT_SERVER", "NODE_REBIRTH", "PROP_ENG_HIGH", "PROP_ENG_LOW", "PROP_ENG_UNIT", "PROP_FUTURE_TIMESTAMP",
-    "PROP_QUALITY", "PROP_STATUS_CODE", "QUALITY_BAD", "QUALITY_GOOD", "QUALITY_STALE", "Quality",
-    "metric_quality", "status_code_severity",
+    "PROP_OLD_TIMESTAMP", "PROP_QUALITY", "PROP_QUALITY_REASON", "PROP_RAW_VALUE", "PROP_STATUS_CODE", "QUALITY_BAD",
+    "QUALITY_GOOD", "QUALITY_STALE", "Quality", "QualityReason", "is_quality_marker", "metric_quality", "quality_reason",
+    "raw_value", "status_code_severity",
 ]

@@ -6,7 +6,12 @@
      "datatype": "Double", "unit": "degC"}
 
 a superset of UMH Core's ``{"value", "timestamp_ms"}`` so such consumers can ignore the extras
-(reference/domain.md §1.5). Bad data has ``"value": null``. ``<metric topic>/_meta`` (retained)
+(reference/domain.md §1.5). Bad data has ``"value": null``. A value whose quality the edge (or host) degraded says why in
+``reason`` (and ``raw_value`` when the edge withheld the raw reading)::
+
+    {"value": null, "timestamp_ms": 1733904005123, "quality": "BAD", "status_code": 2151415808,
+     "reason": "out_of_range", "raw_value": "-9999.0", "datatype": "Double", "unit": "degC"}
+ ``<metric topic>/_meta`` (retained)
 describes the tag once.
 """
 
@@ -32,9 +37,17 @@ class UnsValue(BaseModel):
     is_historical: bool = False
     #: the source timestamp lies in the future of the edge node's clock
     future_timestamp: bool = False
+    #: why ``quality`` is not GOOD, when known: out_of_range, max_age, frozen, future_timestamp,
+    #: old_timestamp, bad_status, comm_lost (``uns.conventions.QualityReason``); absent when GOOD
+    reason: str | None = None
+    #: the raw source value the edge withheld (e.g. an out-of-range reading), as text
+    raw_value: str | None = None
 
     def to_bytes(self) -> bytes:
-        return self.model_dump_json(exclude_none=True, exclude_defaults=False).encode()
+        """The JSON payload without the optional fields left unset; ``value`` is always present
+        (``null`` for Bad data: a reader must see that the value is unknown, not missing)."""
+        body = self.model_dump_json(exclude_none=True, exclude_defaults=False).encode()
+        return body if self.value is not None else b'{"value":null,' + body[1:]
 
 
 class UnsMeta(BaseModel):

@@ -9,7 +9,12 @@ those to the UNS mirror and to every :meth:`LiveModel.subscribe` stream. Its rul
 * Historical metrics (``is_historical``: store-and-forward replay, back-fill) never overwrite the
   live value; they go to the change stream marked ``historical`` for consumers that want history.
 * Within a session an older value never overwrites a newer one (metric timestamps); a birth and a
-  death always apply (clocks of host and edge may differ across sessions).
+  death always apply (clocks of host and edge may differ across sessions). Exceptions, because
+  the older time is then the truth: whatever follows a *marker* (BAD, STALE, a quality the edge
+  degraded, a flagged clock) replaces it: after an OPC UA restart the recovery value keeps the
+  source time of its last change, older than the edge's Bad marker; and a sample with a wrong
+  clock (``FutureTimestamp`` / ``OldTimestamp`` from the edge) is applied and counted in
+  ``flagged_timestamps`` but never holds back the samples after it.
 * NDEATH, DDEATH and the host's own disconnect make every affected metric STALE, keeping its last
   value, stamped with the death time (tck-id-operational-behavior-edge-node-termination-host-action-*).
 
@@ -31,11 +36,15 @@ from uns.conventions import (
     PROP_ENG_LOW,
     PROP_ENG_UNIT,
     PROP_FUTURE_TIMESTAMP,
+    PROP_OLD_TIMESTAMP,
     PROP_STATUS_CODE,
     Quality,
+    QualityReason,
     metric_quality,
+    quality_reason,
+    raw_value,
 )
-from uns.sparkplug.model import Metric
+from uns.sparkplug.model import Metric, PropertyValue
 
 from .jsonable import jsonable
 from .tracker import DeviceBorn, DeviceDied, Event, MetricsChanged, NodeBorn, NodeDied, NodeKey
@@ -63,13 +72,28 @@ class MetricState:
     description: str | None = None
     future_timestamp: bool = False
     is_null: bool = False
+    #: why the quality is not GOOD, when the edge (or this host, for a death) said so: a
+    #: :class:`uns.conventions.QualityReason` value such as ``out_of_range`` or ``comm_lost``
+    quality_reason: str | None = None
+    #: the raw source value the edge withheld (``RawValue`` property), as text
+    raw_value: str | None = None
+    #: the edge flagged the source timestamp as older than its bound (``OldTimestamp``)
+    old_timestamp: bool = False
+
+    @property
+    def is_marker(self) -> bool:
+        """A statement about the tag rather than a trustworthy sample (Bad, STALE, degraded by the
+        edge, or a flagged timestamp): the next value replaces it whatever its source timestamp."""
+        return (self.quality is Quality.BAD or self.quality is Quality.STALE or self.quality_reason is not None
+                or self.future_timestamp or self.old_timestamp)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "value": jsonable(self.value), "datatype": self.datatype,
                 "quality": self.quality.value, "timestamp_ms": self.timestamp_ms,
                 "source_timestamp_ms": self.source_timestamp_ms, "received_ms": self.received_ms,
                 "alias": self.alias, "status_code": self.status_code, "unit": self.unit,
-                "eng_low": self.eng_low, "eng_high": self.eng_high, "description": self.description}
+                "eng_low": self.eng_low, "eng_high": self.eng_high, "description": self.description,
+                "quality_reason": self.quality_reason, "raw_value": self.raw_value}
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +253,8 @@ class LiveModel:
         self.dropped_changes = 0
         self.historical_values = 0
         self.out_of_order_values = 0
+        #: live values whose source timestamp was flagged (by the edge, or found implausible here)
+        self.flagged_timestamps = 0
 
     # -- read access (REST, dashboard) ---------------------------------------------------------
 
@@ -408,13 +434,23 @@ class LiveModel:
                 self.historical_values += 1
                 changes.append(MetricChange(state, historical=True))
                 continue
-            if (old.quality is not Quality.STALE and not _no_value_yet(old)
-                    and state.source_timestamp_ms < old.source_timestamp_ms):
+            if state.future_timestamp or state.old_timestamp:
+                self.flagged_timestamps += 1
+            if not _accepts(old, state):
                 self.out_of_order_values += 1
                 continue
             table[name] = state  # type: ignore[index]
             changes.append(MetricChange(state))
         return changes
+
+
+def _accepts(old: MetricState, new: MetricState) -> bool:
+    """The live-value rule: a newer sample replaces an older one; anything replaces a marker (Bad,
+    STALE, degraded, flagged clock) or a placeholder, because a marker is the edge's statement and
+    a recovery value keeps its real, older source time; and a flagged sample applies (it is the
+    latest the edge received) without its wrong clock holding back the samples after it."""
+    return (new.source_timestamp_ms >= old.source_timestamp_ms or old.is_marker or _no_value_yet(old)
+            or new.future_timestamp or new.old_timestamp)
 
 
 def _no_value_yet(state: MetricState) -> bool:
@@ -428,19 +464,34 @@ def _stale_all(table: dict[str, MetricState], at_ms: int, changes: list[Change])
     for name, state in table.items():
         if state.quality is Quality.STALE:
             continue
-        stale = replace(state, quality=Quality.STALE, timestamp_ms=at_ms)
+        stale = replace(state, quality=Quality.STALE, timestamp_ms=at_ms, quality_reason=QualityReason.COMM_LOST.value)
         table[name] = stale
         changes.append(MetricChange(stale))
 
 
-def _props(metric: Metric) -> tuple[int | None, bool]:
+@dataclass(frozen=True, slots=True)
+class _Flags:
+    """What a metric's properties say beyond its value: status, clock flags, the edge's reason."""
+
+    status_code: int | None = None
+    future: bool = False
+    old: bool = False
+    reason: str | None = None
+    raw: str | None = None
+
+
+def _flags(metric: Metric) -> _Flags:
     props = metric.properties
     if not props:
-        return None, False
+        return _Flags()
     status = props.get(PROP_STATUS_CODE)
-    future = props.get(PROP_FUTURE_TIMESTAMP)
     status_code = status.value if status is not None and isinstance(status.value, int) else None
-    return status_code, bool(future is not None and future.value is True)
+    return _Flags(status_code, _flag(props.get(PROP_FUTURE_TIMESTAMP)), _flag(props.get(PROP_OLD_TIMESTAMP)),
+                  quality_reason(metric), raw_value(metric))
+
+
+def _flag(prop: PropertyValue | None) -> bool:
+    return prop is not None and prop.value is True
 
 
 def _number(metric: Metric, key: str) -> float | None:
@@ -454,18 +505,19 @@ def _from_birth(group_id: str, edge_node_id: str, device_id: str | None, metric:
                 received_ms: int) -> MetricState | None:
     if metric.name is None or metric.datatype is None:
         return None
-    status_code, future = _props(metric)
     unit_prop = metric.properties.get(PROP_ENG_UNIT) if metric.properties else None
     timestamp = metric.timestamp if metric.timestamp is not None else received_ms
+    flags = _flags(metric)
     return MetricState(
         group_id, edge_node_id, device_id, metric.name, None if metric.is_null else metric.value,
         metric.datatype.name, metric_quality(metric), timestamp, timestamp, received_ms, metric.alias,
-        status_code,
+        flags.status_code,
         unit_prop.value if unit_prop is not None and isinstance(unit_prop.value, str) else None,
         _number(metric, PROP_ENG_LOW), _number(metric, PROP_ENG_HIGH),
         _text(metric.metadata.description) if metric.metadata is not None else None,
-        future, metric.is_null,
+        flags.future, metric.is_null, flags.reason, flags.raw, flags.old,
     )
+
 
 
 def _text(value: object) -> str | None:
@@ -473,10 +525,11 @@ def _text(value: object) -> str | None:
 
 
 def _from_data(old: MetricState, metric: Metric, received_ms: int) -> MetricState:
-    status_code, future = _props(metric)
     timestamp = metric.timestamp if metric.timestamp is not None else received_ms
+    flags = _flags(metric)
     return MetricState(
         old.group_id, old.edge_node_id, old.device_id, old.name, None if metric.is_null else metric.value,
-        old.datatype, metric_quality(metric), timestamp, timestamp, received_ms, old.alias, status_code,
-        old.unit, old.eng_low, old.eng_high, old.description, future, metric.is_null,
+        old.datatype, metric_quality(metric), timestamp, timestamp, received_ms, old.alias, flags.status_code,
+        old.unit, old.eng_low, old.eng_high, old.description, flags.future, metric.is_null, flags.reason,
+        flags.raw, flags.old,
     )

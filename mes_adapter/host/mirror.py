@@ -129,7 +129,8 @@ class UnsMirror:
     def value_payload(state: MetricState) -> bytes:
         return UnsValue(value=jsonable(state.value), timestamp_ms=state.timestamp_ms, quality=state.quality,
                         status_code=state.status_code, datatype=state.datatype, unit=state.unit,
-                        future_timestamp=state.future_timestamp).to_bytes()
+                        future_timestamp=state.future_timestamp, reason=state.quality_reason,
+                        raw_value=state.raw_value).to_bytes()
 
     @staticmethod
     def meta_payload(state: MetricState) -> bytes:

@@ -21,7 +21,7 @@ from edge_node.config import EdgeConfig, loads_edge_config
 from edge_node.opcua_source import OpcUaSource
 from tests.edge_node.opcua_test_server import TestOpcUaServer
 from tests.edge_node.recording_sink import RecordingSink
-from uns.conventions import PROP_QUALITY, PROP_STATUS_CODE
+from uns.conventions import PROP_QUALITY, PROP_QUALITY_REASON, PROP_RAW_VALUE, PROP_STATUS_CODE
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -85,8 +85,12 @@ async def test_births_live_values_bad_quality_and_unknown_nodes(tmp_path: Path) 
             speed = await sink.wait_for(lambda: [u for u in sink.data("Speed", "Filler") if u.value == 42.5])
             assert speed[0].timestamp == int(source_ts.timestamp() * 1000)  # SourceTimestamp
 
-            await server.write("Line1/Filler/Speed", 500.0)  # outside 0..100: dropped and counted
-            await sink.wait_for(lambda: source.validation_stats.dropped["out_of_range"] == 1)
+            await server.write("Line1/Filler/Speed", 500.0)  # outside 0..100: published Bad (issue 12)
+            spike = await sink.wait_for(lambda: [u for u in sink.data("Speed", "Filler") if u.is_null])
+            assert spike[0].properties is not None and spike[0].properties[PROP_QUALITY].value == 0
+            assert spike[0].properties[PROP_QUALITY_REASON].value == "out_of_range"
+            assert spike[0].properties[PROP_RAW_VALUE].value == "500.0"
+            assert source.validation_stats.out_of_range == 1
 
             await server.write("Line1/Filler/GoodCount", None, status=0x808C0000)  # BadSensorFailure
             bad = await sink.wait_for(lambda: [u for u in sink.data("GoodCount", "Filler") if u.is_null])

@@ -22,7 +22,7 @@ from edge_node.validation import (
     coerce,
     datetime_to_ms,
 )
-from uns.conventions import PROP_FUTURE_TIMESTAMP, PROP_QUALITY, PROP_STATUS_CODE
+from uns.conventions import PROP_FUTURE_TIMESTAMP, PROP_QUALITY, PROP_QUALITY_REASON, PROP_RAW_VALUE, PROP_STATUS_CODE
 from uns.sparkplug.datatypes import DataType
 
 NOW = 1_700_000_000_000
@@ -99,8 +99,8 @@ def test_good_with_nonzero_code_carries_it() -> None:
     assert out.update.properties[PROP_STATUS_CODE].value == 0x00300000
 
 
-def test_out_of_engineering_range_is_dropped_counted_and_logged_sparsely() -> None:
-    v = validator(eng_low=0, eng_high=100)
+def test_out_of_engineering_range_with_drop_is_dropped_counted_and_logged_sparsely() -> None:
+    v = validator(eng_low=0, eng_high=100, on_out_of_range="drop")
     drops = [v.process(RawSample(150.0 + i, GOOD, NOW + i), NOW + i).drop for i in range(12)]
     assert all(d is not None and d.reason is DropReason.OUT_OF_RANGE for d in drops)
     assert [i + 1 for i, d in enumerate(drops) if d and d.log] == [1, 10]  # first, then powers of ten
@@ -115,8 +115,13 @@ def test_future_source_timestamp_is_kept_and_flagged() -> None:
     out = v.process(RawSample(1.0, GOOD, NOW + 60_000), NOW)
     assert out.update is not None and out.update.timestamp == NOW + 60_000
     assert out.update.properties is not None and out.update.properties[PROP_FUTURE_TIMESTAMP].value is True
+    # a wrong clock degrades the sample to Uncertain and says why (issue 12, defect 3)
+    assert out.update.properties[PROP_QUALITY_REASON].value == "future_timestamp"
+    assert out.update.properties[PROP_STATUS_CODE].value == 0x40000000
     within = v.process(RawSample(2.0, GOOD, NOW + 900), NOW)  # inside the clock-skew tolerance
-    assert within.update is not None and within.update.properties is None
+    # back to Good, said explicitly (Quality 192) so hosts that cache properties recover
+    assert within.update is not None and within.update.properties is not None
+    assert set(within.update.properties) == {PROP_QUALITY} and within.update.properties[PROP_QUALITY].value == 192
     assert v.stats.future_timestamps == 1
 
 
@@ -158,7 +163,9 @@ def test_scaling_and_unit_conversion() -> None:
     assert fahrenheit.process(RawSample(212.0, GOOD, NOW), NOW).update.value == pytest.approx(100.0)  # type: ignore[union-attr]
     # the range is checked after scaling (engineering units)
     ranged = validator(scale=10, eng_low=0, eng_high=100)
-    assert ranged.process(RawSample(11, GOOD, NOW), NOW).drop is not None
+    out_of_range = ranged.process(RawSample(11, GOOD, NOW), NOW).update
+    assert out_of_range is not None and out_of_range.is_null and out_of_range.properties is not None
+    assert out_of_range.properties[PROP_RAW_VALUE].value == "11"  # the raw OPC UA value, before scaling
     # integer metrics round the scaled value and refuse what does not fit the type
     counts = validator(datatype="UInt16", scale=0.5)
     assert counts.process(RawSample(5, GOOD, NOW), NOW).update.value == 2  # round-half-even of 2.5  # type: ignore[union-attr]

@@ -223,7 +223,7 @@ def test_node_changes_are_streamed() -> None:
 def test_first_value_replaces_a_null_birth_placeholder_even_if_older() -> None:
     """An edge that births before its source answered sends null stamped with the birth time; the
     first real value carries its (older) source timestamp and must still land, or a counter's
-    baseline is lost. A Bad null (Quality 0) is a value and keeps the ordering rule."""
+    baseline is lost. (A Bad marker is replaced the same way: tests/host/test_live_model_markers.py.)"""
     p = Pipeline()
     edge = EdgeScript(node_metrics=[("Line/State", 1, DataType.String, "RUNNING"),
                                     ("Line/GoodCount", 2, DataType.UInt64, None)])

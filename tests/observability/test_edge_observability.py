@@ -97,12 +97,13 @@ async def test_edge_metrics_and_probes_follow_the_node(tmp_path: Path) -> None:
                 return bool((value(await metrics(), "uns_edge_data_messages_total") or 0) > 0)
 
             await eventually(data_counted, "DDATA counted")
-            await server.write("Line1/Filler/Speed", 500.0)  # above eng_high: dropped by validation
+            await server.write("Line1/Filler/Speed", 500.0)  # above eng_high: published BAD (issue 12)
 
-            async def drop_counted() -> bool:
-                return value(await metrics(), "uns_edge_validation_dropped_total", reason="out_of_range") == 1
+            async def out_of_range_counted() -> bool:
+                return value(await metrics(), "uns_edge_out_of_range_total") == 1
 
-            await eventually(drop_counted, "the out-of-range drop counted")
+            await eventually(out_of_range_counted, "the out-of-range sample counted")
+            assert value(await metrics(), "uns_edge_validation_dropped_total", reason="out_of_range") == 0
             text = await metrics()
             assert value(text, "uns_edge_info", group_id="acme:plant1", edge_node_id="packaging:line1") == 1
             assert value(text, "uns_edge_births_total", type="NBIRTH") == 1

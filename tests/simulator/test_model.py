@@ -256,6 +256,13 @@ def test_custom_status_spike_freeze_and_future_timestamp(model: LineModel, clock
     model.inject_fault("future_timestamp", tag, 1.0, value=600.0)
     run(model, clock, 0.1)
     assert model.sample(tag).source_ts == pytest.approx(clock.now + 600.0)
+    model.clear_faults()
+
+    model.inject_fault("past_timestamp", tag, 1.0, value=7200.0)
+    run(model, clock, 0.1)
+    assert model.sample(tag).source_ts == pytest.approx(clock.now - 7200.0)
+    run(model, clock, 1.0)
+    assert model.sample(tag).source_ts == clock.now  # the clock is right again after the fault
 
 
 def test_fault_validation(model: LineModel) -> None:

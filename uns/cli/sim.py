@@ -228,6 +228,13 @@ def fault_future(ctx: typer.Context, tag: str = _TAG, duration: float = _DURATIO
     _inject(ctx, "future_timestamp", tag, duration, ahead)
 
 
+@fault_app.command("past-timestamp")
+def fault_past(ctx: typer.Context, tag: str = _TAG, duration: float = _DURATION,
+               behind: float = typer.Option(172_800.0, help="seconds the SourceTimestamp is behind")) -> None:
+    """SourceTimestamps in the past (a PLC whose clock was reset)."""
+    _inject(ctx, "past_timestamp", tag, duration, behind)
+
+
 @fault_app.command("clear")
 def fault_clear(ctx: typer.Context, tag: str = typer.Option("", "--tag", help="empty = all")) -> None:
     """Remove injected faults."""
