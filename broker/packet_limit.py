@@ -84,16 +84,19 @@ class StreamGuard:
         self._state = _BODY if self._remaining else _TYPE
 
     def _watch_topic(self, data: bytes) -> None:
-        """Collect a PUBLISH's topic length and name (at most 2 + 65,535 bytes), then check it."""
+        """Collect a PUBLISH's topic length and name (nothing of its payload), then check the name."""
         head = self._publish_head
         assert head is not None
-        head.extend(data[:2 + 65_535 - len(head)])
-        if len(head) < 2:
+        while data:
+            need = 2 if len(head) < 2 else 2 + int.from_bytes(head[:2], "big")
+            if len(head) >= need:
+                break
+            take = data[:need - len(head)]
+            head.extend(take)
+            data = data[len(take):]
+        if len(head) < 2 or len(head) < 2 + int.from_bytes(head[:2], "big"):
             return
-        topic_len = int.from_bytes(head[:2], "big")
-        if len(head) < 2 + topic_len:
-            return
-        topic = bytes(head[2:2 + topic_len])
+        topic = bytes(head[2:])
         self._publish_head = None
         if b"+" in topic or b"#" in topic:
             self.violation = (f"a PUBLISH to topic name {topic.decode('utf-8', 'replace')!r}, "
