@@ -14,7 +14,8 @@ Modules, one reason to change each:
   duplicate edge-node alarm on ``$SYS/uns/alarms/duplicate-edge-node`` (JSON naming both client
   ids). No I/O.
 * :mod:`broker.client_ids` — who may connect with which client id (ownership from the role table,
-  ``reserved_client_ids``). :mod:`broker.packet_limit` — the ``max_packet_size_bytes`` watcher. No I/O.
+  ``reserved_client_ids``). :mod:`broker.packet_limit` — protocol limits on the byte stream
+  (``max_packet_size_bytes``, wildcard topic names). No I/O.
 * :mod:`broker.passwords` — the YAML password file (argon2id), :mod:`broker.config` — settings.
 * :mod:`broker.auth_plugin`, :mod:`broker.amqtt_ext` — the thin amqtt shell: our auth plugin
   (argon2 off the event loop) and a ``Broker`` subclass that fixes amqtt's Will-on-keep-alive,

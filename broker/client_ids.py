@@ -8,8 +8,9 @@ off its session (issue 13). So a client id has an owner, derived from the role t
 * each role lists the client ids its users own (``client_ids``; templates with ``{username}``,
   ``{group}``, ``{edge}``; a trailing ``*`` matches any rest). By default the ``edge`` role owns
   ``uns-edge-{group}-{edge}`` (the id an edge node derives for itself, same sanitising), the
-  ``host`` role owns ``uns-host-*`` and ``admin`` owns every id;
-* ``reserved_client_ids`` (broker.yaml, default ``uns-edge-*`` and ``uns-host-*``): an id matching
+  ``host`` role owns ``uns-host-*`` and ``uns-adapter-*`` (the MES adapter's UNS link) and
+  ``admin`` owns every id;
+* ``reserved_client_ids`` (broker.yaml, default ``uns-edge-*``, ``uns-host-*``, ``uns-adapter-*``): an id matching
   one of these may be used *only* by a user whose role owns it;
 * any other id is free to use, but a session that an authenticated user holds (connected, or
   persistent with ``clean_session`` off) can be taken over only by the same user, or by a role
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 from .acl import Principal, RoleRules
 
 #: what broker.yaml reserves unless told otherwise: the ids uns-hub's own components use
-DEFAULT_RESERVED = ("uns-edge-*", "uns-host-*")
+DEFAULT_RESERVED = ("uns-edge-*", "uns-host-*", "uns-adapter-*")
 _MAX_CLIENT_ID = 64  # edge_node.sparkplug_config.mqtt_client_id truncates to this
 
 

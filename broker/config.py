@@ -19,7 +19,7 @@ Example (every key optional; shown with its default unless marked)::
         subscribe: ["spBv1.0/#", "$sparkplug/#"]
         publish: []
     http: {host: null, port: 9101}           # /metrics, /healthz, /readyz; host null = the TCP host; null disables
-    reserved_client_ids: [uns-edge-*, uns-host-*]   # only a role that owns such an id may connect with it
+    reserved_client_ids: [uns-edge-*, uns-host-*, uns-adapter-*]   # only a role owning such an id may use it
     max_packet_size_bytes: 4194304           # a client sending a bigger packet is disconnected
 
 ``demo_anonymous`` decides what a client that sends no user name gets: ``off`` refuses it (the

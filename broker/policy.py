@@ -19,8 +19,8 @@ Roles (used by the password file and ``demo_anonymous``):
     Everything a client may do (the broker itself still refuses client publishes to ``$`` topics).
 
 Client ids (:mod:`broker.client_ids`): ``edge`` owns ``uns-edge-{group}-{edge}``, ``host`` owns
-``uns-host-*``, ``admin`` owns every id, ``explorer`` none; an id under ``reserved_client_ids``
-(default ``uns-edge-*``, ``uns-host-*``) may be used only by a user whose role owns it.
+``uns-host-*`` and ``uns-adapter-*``, ``admin`` owns every id, ``explorer`` none; an id under
+``reserved_client_ids`` (default those three prefixes) may be used only by a user whose role owns it.
 """
 
 from __future__ import annotations
@@ -47,7 +47,8 @@ HOST = RoleRules.of(
     publish=["#"],
     deny_publish=[f"spBv1.0/+/{t}/#" for t in _EDGE_TYPES],
     subscribe=_READ_ALL,
-    client_ids=["uns-host-*"],  # uns-host-<host_id> and its -mirror publisher
+    # uns-host-<host_id>, its -mirror publisher, and the MES adapter's UNS link uns-adapter-<host_id>
+    client_ids=["uns-host-*", "uns-adapter-*"],
 )
 EXPLORER = RoleRules.of(subscribe=_READ_ALL)
 ADMIN = RoleRules.of(publish=["#"], subscribe=_READ_ALL, client_ids=["*"])

@@ -127,6 +127,8 @@ def test_the_default_policy_gives_each_reserved_id_to_its_owner_only() -> None:
     anonymous_reader = Principal(None, "explorer", HOST_ID)
     assert policy.refusal(HOST_ID, host, None) is None
     assert policy.refusal(HOST_ID + "-mirror", host, None) is None
+    assert policy.refusal("uns-adapter-uns-mes", host, None) is None  # the MES adapter's UNS link
+    assert policy.refusal("uns-adapter-uns-mes", anonymous_reader, None) is not None
     assert policy.refusal(EDGE_ID, e1, None) is None
     assert policy.refusal(EDGE_ID, e2, None) == (
         "client id 'uns-edge-G1-E1' is reserved (reserved_client_ids) and user 'e2' (role edge) does not own it")
