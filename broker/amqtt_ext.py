@@ -107,9 +107,6 @@ class _Identity:
         if self.principal is not None:
             session.attributes[PRINCIPAL_KEY] = self.principal
         session.username, session.password, session.keep_alive = self.username, self.password, self.keep_alive
-        self.apply_will(session)
-
-    def apply_will(self, session: Session) -> None:
         (session.will_flag, session.will_topic, session.will_message, session.will_qos,
          session.will_retain) = self.will
 
