@@ -57,18 +57,21 @@ class RoleRules:
     subscribe: tuple[str, ...] = ()
     deny_publish: tuple[str, ...] = ()
     deny_subscribe: tuple[str, ...] = ()
+    #: client ids the role's users own (:mod:`broker.client_ids`); a trailing ``*`` matches any rest
+    client_ids: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, publish: Iterable[str] = (), subscribe: Iterable[str] = (),
-           deny_publish: Iterable[str] = (), deny_subscribe: Iterable[str] = ()) -> RoleRules:
-        return cls(tuple(publish), tuple(subscribe), tuple(deny_publish), tuple(deny_subscribe))
+           deny_publish: Iterable[str] = (), deny_subscribe: Iterable[str] = (),
+           client_ids: Iterable[str] = ()) -> RoleRules:
+        return cls(tuple(publish), tuple(subscribe), tuple(deny_publish), tuple(deny_subscribe), tuple(client_ids))
 
     @property
     def needs_edge_scope(self) -> bool:
         return any(p in t for t in self._templates() for p in _SCOPED)
 
     def _templates(self) -> Iterable[str]:
-        return (*self.publish, *self.subscribe, *self.deny_publish, *self.deny_subscribe)
+        return (*self.publish, *self.subscribe, *self.deny_publish, *self.deny_subscribe, *self.client_ids)
 
 
 @dataclass(frozen=True, slots=True)

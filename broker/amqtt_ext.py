@@ -17,6 +17,19 @@ amqtt 0.12.1 (pinned exactly in pyproject) has three faults that break Sparkplug
    carries the publish QoS with each message and :meth:`UnsBroker._run_broadcast` delivers
    ``min(publish QoS, subscription QoS)`` (MQTT 3.1.1 §3.8.4); retained delivery likewise.
 
+Hardening (issue 13), also here:
+
+4. **Client-id ownership and clean takeovers** (MQTT-3.1.4-2). amqtt 0.12.1 let a clean-session
+   CONNECT with a live client's id delete that client's session while leaving its connection
+   open: the old client stayed connected with no subscriptions, receiving nothing. Now a CONNECT
+   is checked against :class:`broker.client_ids.ClientIdPolicy` (only the user whose role owns an
+   id may take it; refused with CONNACK 0x05) and an allowed takeover first closes the old
+   connection (its Will is published, as for any close without DISCONNECT) and waits for it to end.
+5. **Protocol limits.** A PUBLISH to a topic name with ``+`` or ``#`` closes the connection
+   (MQTT-3.3.2-2; amqtt's decoder raised mid-packet and its reader went on parsing the payload as
+   packets), and so does a packet larger than ``max_packet_size_bytes`` (amqtt buffered any size).
+   Both are seen on the byte stream, ahead of amqtt's decoder (:mod:`broker.packet_limit`).
+
 Also here: authorization on publish/subscribe/receive and on the Will topic (amqtt publishes a
 Will without any ACL check), the Sparkplug-aware certificate topics and duplicate edge-node alarm
 (:mod:`broker.sparkplug_aware`), and cheap ``$SYS`` counters (:mod:`broker.sys_topics`).
@@ -32,17 +45,23 @@ import importlib.metadata
 import logging
 import time
 from collections import deque
+from contextlib import suppress
+from dataclasses import dataclass
 from typing import Any
 
+from amqtt.adapters import ReaderAdapter, WriterAdapter
 from amqtt.broker import Broker
 from amqtt.contexts import Action as AmqttAction
 from amqtt.contexts import BrokerConfig, ListenerConfig
 from amqtt.events import BrokerEvents
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
+from amqtt.errors import NoDataError
 from amqtt.session import Session
 
 from .acl import Action, Authorizer, PolicyError, Principal
 from .auth_plugin import PRINCIPAL_KEY
+from .client_ids import ClientIdPolicy
+from .packet_limit import StreamGuard
 from .sparkplug_aware import (
     DUPLICATE_ALARM_TOPIC,
     BirthCertificateStore,
@@ -53,6 +72,9 @@ from .sys_topics import BrokerStats
 from .topics import topic_matches
 
 _AUTHENTICATED = "uns.authenticated"
+_CONNECTED_AS = "uns.connected_as"  # the _Identity a session last connected with (restored on a refusal)
+_LOOP_ENDED = "uns.loop_ended"  # asyncio.Event set when the session's message loop has ended
+TAKEOVER_WAIT_S = 5.0  # how long a takeover waits for the old connection's clean close
 #: client ids whose sessions amqtt wanted to delete during a CONNECT not yet authenticated (per task)
 _DEFERRED_DELETES: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("uns_deferred_deletes", default=None)
 log = logging.getLogger("broker")
@@ -62,6 +84,61 @@ _BROADCAST_BATCH = 256  # messages routed per broadcast-loop turn before yieldin
 _SUBACK_FAILURE = 0x80
 _ACTIONS = {AmqttAction.PUBLISH: Action.PUBLISH, AmqttAction.SUBSCRIBE: Action.SUBSCRIBE,
             AmqttAction.RECEIVE: Action.RECEIVE}
+
+
+@dataclass(frozen=True, slots=True)
+class _Identity:
+    """What a CONNECT sets on a session; amqtt overwrites it on the *existing* session object of a
+    persistent client id before authentication, so it is kept to be put back on a refusal."""
+
+    principal: Principal | None
+    username: str | None
+    password: str | None
+    keep_alive: float
+    will: tuple[Any, ...]
+
+    @classmethod
+    def of(cls, session: Session) -> _Identity:
+        return cls(session.attributes.get(PRINCIPAL_KEY), session.username, session.password, session.keep_alive,
+                   (session.will_flag, session.will_topic, session.will_message, session.will_qos,
+                    session.will_retain))
+
+    def apply(self, session: Session) -> None:
+        if self.principal is not None:
+            session.attributes[PRINCIPAL_KEY] = self.principal
+        session.username, session.password, session.keep_alive = self.username, self.password, self.keep_alive
+        (session.will_flag, session.will_topic, session.will_message, session.will_qos,
+         session.will_retain) = self.will
+
+
+def _close_connection(handler: BrokerProtocolHandler) -> None:
+    """End a live connection from the broker side: the reader loop stops, reports an abnormal close
+    (so the message loop publishes the Will and stops the handler, which closes the socket)."""
+    task = handler._reader_task  # noqa: SLF001 - amqtt has no public way to end one connection
+    if task is not None and not task.done():
+        task.cancel()
+
+
+class _GuardedReader(ReaderAdapter):
+    """A reader that ends the stream (NoDataError, which amqtt takes for the peer's EOF) at the
+    first protocol-limit violation :class:`broker.packet_limit.StreamGuard` sees."""
+
+    def __init__(self, inner: ReaderAdapter, guard: StreamGuard, on_violation: Any) -> None:
+        self._inner = inner
+        self._guard = guard
+        self._on_violation = on_violation
+
+    async def read(self, n: int = -1) -> bytes:
+        if self._guard.violation is not None:
+            raise NoDataError("connection closed: protocol limit")
+        data = await self._inner.read(n)
+        if self._guard.feed(data) is not None:
+            self._on_violation(self._guard.violation)
+            raise NoDataError("connection closed: protocol limit")
+        return data
+
+    def feed_eof(self) -> None:
+        self._inner.feed_eof()
 
 
 class KeepAliveBrokerHandler(BrokerProtocolHandler):
@@ -84,9 +161,12 @@ class KeepAliveBrokerHandler(BrokerProtocolHandler):
 class UnsBroker(Broker):
     """amqtt's broker with our authorization, the three fixes, and Sparkplug awareness."""
 
-    def __init__(self, config: BrokerConfig, *, authorizer: Authorizer, sys_interval: float) -> None:
+    def __init__(self, config: BrokerConfig, *, authorizer: Authorizer, sys_interval: float,
+                 client_ids: ClientIdPolicy | None = None, max_packet_size: int | None = None) -> None:
         super().__init__(config)
         self.authorizer = authorizer
+        self.client_ids = client_ids or ClientIdPolicy.of(authorizer.roles)
+        self.max_packet_size = max_packet_size
         self.stats = BrokerStats()
         self.certificates = BirthCertificateStore()
         self.edge_nodes = EdgeNodeRegistry()
@@ -141,16 +221,106 @@ class UnsBroker(Broker):
         grow), and a clean-session CONNECT deleted the live client's session before its password
         was checked. A refused client here gets its CONNACK and is closed without any of that.
         """
+        held = self._sessions.get(client_session.client_id or "")
+        holder_session, holder_handler = held if held is not None else (None, None)
+        reused = holder_session is client_session  # a persistent session amqtt already overwrote
+        holder = self._holder(holder_session)
         if not await self._authenticate(client_session, self.listeners_config[listener_name]):
-            handler.attach(client_session, reader, writer)
-            await handler.mqtt_connack_authorize(False)
-            await writer.close()
+            await self._refuse(client_session, handler, reader, writer, reused)
             return
+        principal: Principal = client_session.attributes[PRINCIPAL_KEY]
+        why = self.client_ids.refusal(client_session.client_id or "", principal, holder)
+        if why is not None:
+            log.warning("refused client %r: %s", client_session.client_id, why)
+            self.stats.connects_refused += 1
+            self.stats.client_id_refused += 1
+            await self._refuse(client_session, handler, reader, writer, reused)
+            return
+        if holder_session is not None and holder_handler is not None and holder_session.transitions.is_connected():
+            await self._take_over(holder_session, holder_handler, client_session if reused else None)
         client_session.attributes[_AUTHENTICATED] = True  # amqtt asks again: answer from the verdict
+        client_session.attributes[_CONNECTED_AS] = _Identity.of(client_session)
         deferred, _ = _DEFERRED_DELETES.get(), _DEFERRED_DELETES.set(None)
         for client_id in deferred or ():
             await super()._delete_session(client_id)
         await super()._handle_client_session(reader, writer, client_session, handler, server, listener_name)
+
+    @staticmethod
+    def _holder(session: Session | None) -> Principal | None:
+        """Who holds a client id: the user of its live or persistent session (None: nobody)."""
+        if session is None or (session.clean_session and not session.transitions.is_connected()):
+            return None
+        identity: _Identity | None = session.attributes.get(_CONNECTED_AS)
+        return identity.principal if identity is not None else None
+
+    async def _refuse(self, session: Session, handler: BrokerProtocolHandler, reader: Any, writer: Any,
+                      reused: bool) -> None:
+        """CONNACK "not authorized" and close; the holder of a persistent session keeps it as it was."""
+        if reused:
+            identity: _Identity | None = session.attributes.get(_CONNECTED_AS)
+            if identity is not None:
+                identity.apply(session)
+        handler.attach(session, reader, writer)
+        parent, session.parent = session.parent, 0  # MQTT-3.2.2-4: no session present with a refusal
+        try:
+            await handler.mqtt_connack_authorize(False)
+        finally:
+            session.parent = parent
+            with suppress(Exception):
+                await writer.close()
+
+    async def _take_over(self, old: Session, old_handler: BrokerProtocolHandler, reused: Session | None) -> None:
+        """MQTT-3.1.4-2: close the existing connection of this client id before the new one goes on.
+
+        The old connection ends like any close without DISCONNECT (its Will is published). For a
+        persistent session (``reused``) the session object is shared, and amqtt has already put the
+        new CONNECT's Will on it: the old connection's own Will is put back for its close.
+        """
+        log.warning("client %r connected again (user %r): closing its previous connection (MQTT-3.1.4-2)",
+                    old.client_id, getattr(old.attributes.get(PRINCIPAL_KEY), "username", None))
+        self.stats.takeovers += 1
+        ended: asyncio.Event | None = old.attributes.get(_LOOP_ENDED)
+        new_identity = _Identity.of(reused) if reused is not None else None
+        previous: _Identity | None = old.attributes.get(_CONNECTED_AS)
+        if reused is not None and previous is not None:
+            previous.apply(reused)
+        try:
+            _close_connection(old_handler)
+            if ended is not None:
+                try:
+                    await asyncio.wait_for(ended.wait(), TAKEOVER_WAIT_S)
+                except TimeoutError:
+                    log.error("the previous connection of client %r did not close in %.0f s; stopping it",
+                              old.client_id, TAKEOVER_WAIT_S)
+            if old.transitions.is_connected():
+                await self._stop_handler(old_handler)
+                old.transitions.disconnect()
+        finally:
+            if reused is not None and new_identity is not None:
+                new_identity.apply(reused)
+
+    async def _client_message_loop(self, client_session: Session, handler: BrokerProtocolHandler) -> None:
+        ended = asyncio.Event()
+        client_session.attributes[_LOOP_ENDED] = ended
+        try:
+            await super()._client_message_loop(client_session, handler)
+        finally:
+            ended.set()
+
+    async def _client_connected(self, listener_name: str, reader: ReaderAdapter, writer: WriterAdapter) -> None:
+        """Every connection reads through the protocol limits; its socket is closed when it ends."""
+        peer = writer.get_peer_info()
+
+        def violated(what: str) -> None:
+            self.stats.protocol_violations += 1
+            log.warning("client at %s sent %s: closing it", f"{peer[0]}:{peer[1]}" if peer else "?", what)
+
+        guarded = _GuardedReader(reader, StreamGuard(self.max_packet_size), violated)
+        try:
+            await super()._client_connected(listener_name, guarded, writer)
+        finally:
+            with suppress(Exception):  # amqtt leaves the socket open when the CONNECT can't be read
+                await writer.close()
 
     async def _delete_session(self, client_id: str) -> None:
         deferred = _DEFERRED_DELETES.get()
@@ -237,9 +407,13 @@ class UnsBroker(Broker):
             return True
         topic = app_message.topic
         if not topic or "#" in topic or "+" in topic:
-            log.warning("client %r published to invalid topic %r (MQTT-3.3.2-2): closing it",
+            log.warning("client %r published to invalid topic name %r (MQTT-3.3.2-2, MQTT-4.7.3-1): closing it",
                         client_session.client_id, topic)
-            return False
+            self.stats.protocol_violations += 1
+            # amqtt's answer (return False) only stopped the message loop and left the socket open;
+            # closing the connection lets the loop see the disconnect: Will published, session ended
+            _close_connection(handler)
+            return True
         self.stats.messages_received += 1
         principal = client_session.attributes.get(PRINCIPAL_KEY)
         if principal is None or topic.startswith("$") or not self.authorizer.allowed(

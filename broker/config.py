@@ -19,6 +19,8 @@ Example (every key optional; shown with its default unless marked)::
         subscribe: ["spBv1.0/#", "$sparkplug/#"]
         publish: []
     http: {host: null, port: 9101}           # /metrics, /healthz, /readyz; host null = the TCP host; null disables
+    reserved_client_ids: [uns-edge-*, uns-host-*, uns-adapter-*]   # only a role owning such an id may use it
+    max_packet_size_bytes: 4194304           # a client sending a bigger packet is disconnected
 
 ``demo_anonymous`` decides what a client that sends no user name gets: ``off`` refuses it (the
 default: a plant broker must not be open), ``read-only`` grants the ``explorer`` role (``uns up``
@@ -30,15 +32,25 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from uns.commands.yamlsource import ConfigError as YamlConfigError
 from uns.commands.yamlsource import YamlSource, problems
 
 from .acl import RoleRules
+from .client_ids import DEFAULT_RESERVED, validate_pattern
 from .topics import InvalidFilterError, validate_filter
+
+
+#: the largest MQTT packet a client may send, unless broker.yaml says otherwise (`uns init` writes the
+#: same value into the generated mosquitto.conf as ``max_packet_size``, so both brokers behave alike)
+DEFAULT_MAX_PACKET_SIZE = 4 * 1024 * 1024
+
+
+#: a client id, or a client id template of a role; a trailing ``*`` matches any rest (broker.client_ids)
+ClientIdPattern = Annotated[str, AfterValidator(validate_pattern)]
 
 
 class ConfigError(ValueError):
@@ -97,6 +109,9 @@ class RoleConfig(_Model):
     subscribe: list[str] = Field(default_factory=list, description="topic filters the role may subscribe to")
     deny_publish: list[str] = Field(default_factory=list, description="exceptions to publish")
     deny_subscribe: list[str] = Field(default_factory=list, description="exceptions to subscribe")
+    client_ids: list[ClientIdPattern] = Field(
+        default_factory=list, description="client ids the role's users own (may take over, may use when reserved); "
+                                          "`{username}`, `{group}`, `{edge}`; a trailing `*` matches any rest")
 
     @field_validator("publish", "subscribe", "deny_publish", "deny_subscribe")
     @classmethod
@@ -110,7 +125,7 @@ class RoleConfig(_Model):
         return value
 
     def rules(self) -> RoleRules:
-        return RoleRules.of(self.publish, self.subscribe, self.deny_publish, self.deny_subscribe)
+        return RoleRules.of(self.publish, self.subscribe, self.deny_publish, self.deny_subscribe, self.client_ids)
 
 
 class BrokerSettings(_Model):
@@ -132,6 +147,13 @@ class BrokerSettings(_Model):
     http: HttpEndpoint | None = Field(
         default_factory=HttpEndpoint,
         description="Prometheus /metrics and health probes of `uns broker run`; null disables")
+    reserved_client_ids: list[ClientIdPattern] = Field(
+        default_factory=lambda: list(DEFAULT_RESERVED),
+        description="client ids only a user whose role owns them (`roles.<name>.client_ids`) may connect with; "
+                    "a trailing `*` matches any rest")
+    max_packet_size_bytes: int = Field(
+        DEFAULT_MAX_PACKET_SIZE, ge=64, le=268_435_455,
+        description="largest MQTT packet a client may send (whole packet); a bigger one closes its connection")
 
     @field_validator("demo_anonymous", mode="before")
     @classmethod

@@ -88,6 +88,13 @@ class BrokerCollector(Collector):
         yield counter("uns_broker_keepalive_expired",
                        "connections closed after 1.5 x keep-alive of silence (their Will is then published)",
                        stats.keepalive_expired)
+        yield counter("uns_broker_client_id_refused",
+                       "CONNECTs refused because the user may not use that client id", stats.client_id_refused)
+        yield counter("uns_broker_takeovers",
+                       "live connections closed because their client id connected again (MQTT-3.1.4-2)", stats.takeovers)
+        yield counter("uns_broker_protocol_violations",
+                       "connections closed for a wildcard topic name or a packet over max_packet_size_bytes",
+                       stats.protocol_violations)
         yield gauge("uns_broker_retained_messages", "retained messages held", len(broker.retained_messages))
         yield gauge("uns_broker_subscriptions", "granted subscriptions",
                      sum(len(subs) for subs in broker.subscriptions.values()))

@@ -17,6 +17,10 @@ Roles (used by the password file and ``demo_anonymous``):
     Read-only: MQTT Explorer, dashboards, the read-only demo mode.
 ``admin``
     Everything a client may do (the broker itself still refuses client publishes to ``$`` topics).
+
+Client ids (:mod:`broker.client_ids`): ``edge`` owns ``uns-edge-{group}-{edge}``, ``host`` owns
+``uns-host-*`` and ``uns-adapter-*``, ``admin`` owns every id, ``explorer`` none; an id under
+``reserved_client_ids`` (default those three prefixes) may be used only by a user whose role owns it.
 """
 
 from __future__ import annotations
@@ -36,14 +40,18 @@ EDGE = RoleRules.of(
     # its own NDATA/DDATA too: the edge confirms delivery by the broker's echo (edge_node.mqtt_client)
     subscribe=["spBv1.0/{group}/NCMD/{edge}", "spBv1.0/{group}/DCMD/{edge}/+", "spBv1.0/STATE/+",
                "spBv1.0/{group}/NDATA/{edge}", "spBv1.0/{group}/DDATA/{edge}/+"],
+    # the id edge_node.sparkplug_config derives for its own node (broker.client_ids)
+    client_ids=["uns-edge-{group}-{edge}"],
 )
 HOST = RoleRules.of(
     publish=["#"],
     deny_publish=[f"spBv1.0/+/{t}/#" for t in _EDGE_TYPES],
     subscribe=_READ_ALL,
+    # uns-host-<host_id>, its -mirror publisher, and the MES adapter's UNS link uns-adapter-<host_id>
+    client_ids=["uns-host-*", "uns-adapter-*"],
 )
 EXPLORER = RoleRules.of(subscribe=_READ_ALL)
-ADMIN = RoleRules.of(publish=["#"], subscribe=_READ_ALL)
+ADMIN = RoleRules.of(publish=["#"], subscribe=_READ_ALL, client_ids=["*"])
 
 DEFAULT_ROLES: Mapping[str, RoleRules] = {
     "edge": EDGE,

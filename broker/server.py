@@ -25,6 +25,7 @@ from amqtt.contexts import BrokerConfig, ListenerType
 
 from .acl import Authorizer
 from .amqtt_ext import UnsBroker
+from .client_ids import ClientIdPolicy
 from .config import BrokerSettings, DemoAnonymous, Listener, TlsListener
 from .policy import DEMO_ROLES, merged_roles
 
@@ -97,9 +98,11 @@ class EmbeddedBroker:
     async def start(self) -> None:
         if self._broker is not None:
             raise RuntimeError("the broker is already started")
-        authorizer = Authorizer(merged_roles(self.settings.custom_roles()))
-        broker = UnsBroker(amqtt_config(self.settings), authorizer=authorizer,
-                           sys_interval=self.settings.sys_interval)
+        roles = merged_roles(self.settings.custom_roles())
+        broker = UnsBroker(amqtt_config(self.settings), authorizer=Authorizer(roles),
+                           sys_interval=self.settings.sys_interval,
+                           client_ids=ClientIdPolicy.of(roles, self.settings.reserved_client_ids),
+                           max_packet_size=self.settings.max_packet_size_bytes)
         await broker.start()
         self._broker = broker
         log.info("broker listening: %s; anonymous access: %s; users: %s",

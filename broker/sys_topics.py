@@ -21,6 +21,12 @@ class BrokerStats:
     connects_refused: int = 0
     keepalive_expired: int = 0
     duplicate_edge_nodes: int = 0
+    #: CONNECTs refused because the user may not use the client id (also in connects_refused)
+    client_id_refused: int = 0
+    #: live connections closed because their client id connected again (MQTT-3.1.4-2)
+    takeovers: int = 0
+    #: connections closed for a protocol violation (wildcard topic name, packet over the size limit)
+    protocol_violations: int = 0
 
     def snapshot(self, *, version: str, clients_connected: int, retained: int,
                  subscriptions: int, certificates: int, now: float | None = None) -> dict[str, bytes]:
@@ -37,6 +43,9 @@ class BrokerStats:
             "$SYS/uns/publish/denied": self.publish_denied,
             "$SYS/uns/connects/refused": self.connects_refused,
             "$SYS/uns/keepalive/expired": self.keepalive_expired,
+            "$SYS/uns/connects/client-id-refused": self.client_id_refused,
+            "$SYS/uns/connects/takeovers": self.takeovers,
+            "$SYS/uns/protocol/violations": self.protocol_violations,
             "$SYS/uns/sparkplug/certificates": certificates,
             "$SYS/uns/sparkplug/duplicate-edge-nodes": self.duplicate_edge_nodes,
         }

@@ -17,8 +17,19 @@ record only needs its result published again. A command that runs at once on an 
 not journaled (that would cost two fsyncs on the fast path); if the edge dies during its write,
 the sweep closes its open ``written`` record.
 
+**Executed-once ledger** (``seen_command``, schema version 2): every command id the edge has
+taken in, with its hash and the time it stops being valid. :meth:`CommandJournal.claim` inserts
+the id *before* the command is checked or written, in the same durable file, so a captured
+DCMD/NCMD published again (by a host credential, or re-delivered by a broker) is refused
+``replayed`` instead of writing the PLC a second time, also after an edge restart. A row is kept
+until its command's validity has passed (plus :data:`SEEN_MARGIN_MS`): after that the command is
+refused ``expired`` by the checks anyway, so the ledger stays bounded by the command rate times
+the validity window.
+
 One SQLite file (WAL, ``synchronous=FULL``: a row must survive a power cut, not only a crash),
-one writer (the executor), calls made from a worker thread.
+one writer (the executor), calls made from a worker thread. ``PRAGMA user_version`` holds the
+schema version; :func:`migrate` upgrades an older file in place (version 1, the journal table
+alone, gains the ledger; its waiting commands are kept).
 """
 
 from __future__ import annotations
@@ -33,6 +44,11 @@ from pydantic import ValidationError
 
 from uns.commands.model import CommandRequest
 
+#: the schema this code writes; 1 = the journal table alone (files written before the ledger)
+SCHEMA_VERSION = 2
+#: how long a seen command id is kept after its validity ended (clock differences, checks in flight)
+SEEN_MARGIN_MS = 60_000
+
 SCHEMA = """CREATE TABLE IF NOT EXISTS command_journal (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     command_id TEXT NOT NULL,
@@ -40,10 +56,51 @@ SCHEMA = """CREATE TABLE IF NOT EXISTS command_journal (
     received_at_ms INTEGER NOT NULL,
     request TEXT NOT NULL
 )"""
+SEEN_SCHEMA = """CREATE TABLE IF NOT EXISTS seen_command (
+    command_id TEXT PRIMARY KEY,
+    command_hash TEXT NOT NULL,
+    first_seen_at_ms INTEGER NOT NULL,
+    keep_until_ms INTEGER NOT NULL
+)"""
+SEEN_INDEX = "CREATE INDEX IF NOT EXISTS seen_command_keep_until ON seen_command(keep_until_ms)"
 
 
 class CommandJournalError(Exception):
     """The journal file cannot be read or written (disk, permissions, corruption)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SeenCommand:
+    """A command id the edge took in before: when, and the hash of the request it came with."""
+
+    command_id: str
+    command_hash: str
+    first_seen_at_ms: int
+
+
+def migrate(db: sqlite3.Connection) -> int:
+    """Bring the file to :data:`SCHEMA_VERSION`; returns the version it had (0 = new file).
+
+    A file newer than this code is refused rather than written with an older idea of its tables.
+    """
+    version = int(db.execute("PRAGMA user_version").fetchone()[0])
+    if version > SCHEMA_VERSION:
+        raise CommandJournalError(f"schema version {version} is newer than this edge understands "
+                                  f"({SCHEMA_VERSION}); upgrade uns-hub or move the file away")
+    had_journal = db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='command_journal'").fetchone()
+    found = version if version else (1 if had_journal else 0)
+    if found < SCHEMA_VERSION:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute(SCHEMA)
+            db.execute(SEEN_SCHEMA)
+            db.execute(SEEN_INDEX)
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,9 +132,37 @@ class CommandJournal:
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute(SCHEMA)
-        except (OSError, sqlite3.Error) as exc:
+            self.migrated_from = migrate(self._db)
+        except (OSError, sqlite3.Error, CommandJournalError) as exc:
+            if hasattr(self, "_db"):
+                self._db.close()
             raise CommandJournalError(f"command journal {self.path}: {exc}") from None
+
+    def claim(self, request: CommandRequest, keep_until_ms: int, now_ms: int) -> SeenCommand | None:
+        """Record the command id as taken in; None if it is new, else the earlier sighting.
+
+        One statement (``INSERT ... ON CONFLICT DO NOTHING``), so a check-then-insert race can't
+        let two copies through. Rows whose validity has passed are pruned on the way.
+        """
+        command_id, command_hash = str(request.command_id), request.command_hash()
+        with self._lock:
+            try:
+                self._db.execute("DELETE FROM seen_command WHERE keep_until_ms < ?", (now_ms - SEEN_MARGIN_MS,))
+                cur = self._db.execute(
+                    "INSERT INTO seen_command(command_id, command_hash, first_seen_at_ms, keep_until_ms) "
+                    "VALUES (?, ?, ?, ?) ON CONFLICT(command_id) DO NOTHING",
+                    (command_id, command_hash, now_ms, keep_until_ms))
+                if cur.rowcount == 1:
+                    return None
+                row = self._db.execute("SELECT command_hash, first_seen_at_ms FROM seen_command WHERE command_id=?",
+                                       (command_id,)).fetchone()
+            except sqlite3.Error as exc:
+                raise CommandJournalError(f"cannot record command {command_id} as seen: {exc}") from None
+        return SeenCommand(command_id, row[0], int(row[1]))
+
+    def seen_count(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM seen_command").fetchone()[0])
 
     def add(self, request: CommandRequest, received_at_ms: int) -> int:
         """Make the command durable; returns its row id (the key to :meth:`remove`)."""
@@ -125,4 +210,5 @@ class CommandJournal:
             self._db.close()
 
 
-__all__ = ["BadJournalRow", "CommandJournal", "CommandJournalError", "JournalEntry"]
+__all__ = ["SCHEMA_VERSION", "BadJournalRow", "CommandJournal", "CommandJournalError", "JournalEntry", "SeenCommand",
+           "migrate"]

@@ -38,6 +38,28 @@ def deadline_ms(request: CommandRequest, rule: WritableMetric | None) -> int:
     return min(request.valid_until_ms, request.created_at_ms + int(limit_s * 1000))
 
 
+def seen_keep_until_ms(request: CommandRequest, rule: WritableMetric | None, now: int) -> int:
+    """How long the edge must remember a command id so a replay can't run it again.
+
+    Until its :func:`deadline_ms` (after that the checks refuse it ``expired``), but never longer
+    than one validity window from now: ``created_at_ms`` and ``valid_until_ms`` are the peer's
+    numbers, and the ledger of seen ids must stay bounded whatever a peer sends.
+    """
+    limit_s = rule.validity_s if rule is not None else DEFAULT_VALIDITY_S
+    return min(deadline_ms(request, rule), now + int(limit_s * 1000))
+
+
+def replay_decision(request: CommandRequest, first_hash: str, first_seen_ms: int, allowlist_version: str,
+                    rule_id: str | None) -> Decision:
+    """The refusal of a command id the edge took in before (reason ``replayed``)."""
+    same = first_hash == request.command_hash()
+    what = "the same command" if same else "a different command under the same id"
+    return Decision(allowed=False, reason=ReasonCode.REPLAYED, command_id=request.command_id,
+                    command_hash=request.command_hash(), rule_id=rule_id, allowlist_version=allowlist_version,
+                    message=f"command {request.command_id} was already received at {first_seen_ms} "
+                            f"({what}); a command runs at most once, this copy is not executed")
+
+
 @dataclass(frozen=True, slots=True)
 class Observed:
     """A value read from OPC UA (old value or read-back); mirrors :class:`edge_node.opcua_writer.ReadResult`."""

@@ -4,7 +4,10 @@ Whatever the host sent, a DCMD/NCMD metric reaches OPC UA only through here (des
 
 1. **intake** (one task, arrival order): rebuild the :class:`CommandRequest` from the topic the
    edge received on and the metric's envelope (:func:`uns.commands.wire.command_from_metric`);
-   a malformed metric is refused (``malformed_command``) and audited, never raised. Then the
+   a malformed metric is refused (``malformed_command``) and audited, never raised. Its command
+   id is then recorded as taken in (:meth:`edge_node.command_journal.CommandJournal.claim`,
+   durable): an id seen before is refused ``replayed``, so a captured DCMD/NCMD published again
+   never writes twice, also across a restart. Then the
    allowlist check with ``consume=False`` and the machine state read fresh from OPC UA. A refusal
    is audited and answered on ``<line>/_cmd/result/<id>`` at once, also while OPC UA is down.
 2. **queue** (one ordered queue per OPC UA endpoint): while the endpoint's command session is
@@ -57,7 +60,7 @@ from typing import Any, Protocol
 from uns.audit.chain import AuditLog
 from uns.audit.record import AuditEntry, AuditEvent, AuditTarget
 from uns.commands import audit_events
-from uns.commands.allowlist import WritableMetric
+from uns.commands.allowlist import LineRules, WritableMetric
 from uns.commands.audit_events import AuditContext
 from uns.commands.checker import AllowlistChecker, Decision
 from uns.commands.model import CommandRequest, CommandResult, Outcome, ReasonCode
@@ -78,7 +81,9 @@ from .command_logic import (
     readback_node,
     readback_verdict,
     refusal_outcome,
+    replay_decision,
     result_of,
+    seen_keep_until_ms,
 )
 from .command_recovery import (
     Close,
@@ -151,6 +156,8 @@ class ExecutorStats:
     refused: int = 0
     queued: int = 0
     expired: int = 0
+    #: commands refused because their id had been taken in before (a replayed DCMD/NCMD)
+    replayed: int = 0
     confirmed: int = 0
     mismatch: int = 0
     timeout: int = 0
@@ -287,6 +294,8 @@ class CommandExecutor:
         """Check, then queue (journaled if it has to wait) or refuse. ``resumed``: from the journal."""
         journal_id = resumed.id if resumed is not None else None
         found = self.checker.rule_for(request)
+        if not await self._first_sighting(request, found, received, resumed):
+            return
         endpoint = self.endpoint_of_device(request.device_id)
         if self._queues[endpoint] or not self.writers[endpoint].connected.is_set():
             state, state_note, unavailable = await self._machine_state(request)
@@ -312,6 +321,37 @@ class CommandExecutor:
             pending.journal_id = await self._journal_add(request, received)
         self._queues[endpoint].append(pending)
         self._wake[endpoint].set()
+
+    async def _first_sighting(self, request: CommandRequest, found: tuple[LineRules, WritableMetric] | None,
+                              received: int, resumed: JournalEntry | None) -> bool:
+        """Record the command id as taken in (durably, before any check or write); False, after an
+        audited ``replayed`` refusal, when the edge has seen the id before.
+
+        A command resumed from the journal was recorded when it first arrived; it is recorded
+        again (a no-op, or the first time for a journal written before the ledger existed) and
+        always goes on. On a disk error the command goes on too (counted and logged), like the
+        journal's own policy: refusing every command because a file can't be written would stop
+        the plant's commands for a fault the operator sees in the log and the counters.
+        """
+        journal = self.journal
+        if journal is None:
+            return True
+        rule = found[1] if found else None
+        now = self.clock()
+        try:
+            seen = await asyncio.to_thread(journal.claim, request, seen_keep_until_ms(request, rule, now), now)
+        except CommandJournalError as exc:
+            self.stats.journal_errors += 1
+            log.error("%s; replays of this command can't be refused", exc)
+            return True
+        if seen is None or resumed is not None:
+            return True
+        self.stats.replayed += 1
+        decision = replay_decision(request, seen.command_hash, seen.first_seen_at_ms, self.checker.allowlist.version,
+                                   found[0].rule_id(found[1]) if found else None)
+        log.warning("command %s refused: %s", request.command_id, decision.message)
+        await self._finish_refused(request, decision, rule, received, None)
+        return False
 
     async def _hold(self, pending: Pending, why: str) -> None:
         """The command has to wait for OPC UA: journaled, then audited ``queued`` (each once)."""

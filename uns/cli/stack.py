@@ -33,6 +33,7 @@ from typing import Any
 
 import yaml
 
+from broker.config import DEFAULT_MAX_PACKET_SIZE
 from uns.isa95 import EquipmentPath, LinePath, NamespaceMapping
 
 HOST_ID = "uns-mes"
@@ -119,6 +120,7 @@ def write_stack_config(out: Path, profile: Profile = Profile.LOCAL, ports: Stack
         "demo_anonymous": "read-only",
         "sys_interval": 10,
         "http": {"host": hosts["bind"], "port": ports.broker_http},
+        "max_packet_size_bytes": DEFAULT_MAX_PACKET_SIZE,
     }))
 
     sim_config = SimulatorConfig()
@@ -176,6 +178,10 @@ def write_stack_config(out: Path, profile: Profile = Profile.LOCAL, ports: Stack
         "set_tcp_nodelay true\n"
         "# the hub's subscribers must not lose messages under bursts (reference/libraries.md §3.1)\n"
         "max_queued_messages 0\n"
+        "# the embedded broker's max_packet_size_bytes: a client sending a bigger packet is disconnected\n"
+        f"max_packet_size {DEFAULT_MAX_PACKET_SIZE}\n"
+        "# Mosquitto cannot tie a client id to a user: any client, anonymous ones included, can take over\n"
+        "# the host's or the edge node's client id (docs/security.md). Set allow_anonymous false in production.\n"
     ))
 
     summary = {

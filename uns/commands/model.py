@@ -53,6 +53,8 @@ class ReasonCode(StrEnum):
     EXPIRED = "expired"
     #: the DCMD/NCMD envelope is missing, unreadable or does not match its own hash
     MALFORMED_COMMAND = "malformed_command"
+    #: the edge took in a command with this id before: a command runs at most once
+    REPLAYED = "replayed"
     # execution (edge executor)
     WRITE_FAILED = "write_failed"
     READBACK_MISMATCH = "readback_mismatch"
