@@ -134,6 +134,8 @@ class CommandService:
         self._clock = clock
         self._records: OrderedDict[uuid.UUID, CommandRecord] = OrderedDict()
         self.results_unmatched = 0
+        #: results for a command that already had its final result (e.g. the edge refusing a replay)
+        self.results_after_final = 0
         self.results_invalid = 0
 
     # -- reading ---------------------------------------------------------------------------------
@@ -244,6 +246,15 @@ class CommandService:
             return
         if record.result is not None and record.result == result:
             return  # retained redelivery
+        if record.result is not None:
+            # Every outcome is final: a second one cannot change what happened to the PLC. The case
+            # that happens is the edge refusing a replay of this command's DCMD ("replayed"): the
+            # write already ran and was confirmed, so the record must keep saying so.
+            self.results_after_final += 1
+            log.warning("command %s already ended %s; a later result %s (%s) is not applied",
+                        result.command_id, record.result.outcome.value, result.outcome.value,
+                        result.message or "no message")
+            return
         if result.command_hash is not None and result.command_hash != record.request.command_hash():
             self.results_invalid += 1
             log.warning("command result for %s names hash %s…, not the dispatched command's; ignored",

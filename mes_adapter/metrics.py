@@ -155,5 +155,8 @@ class _ServiceCollector(Collector):
                        service.record_store.quarantined + service.production.quarantined)
         yield _counter("uns_adapter_command_results_unmatched", "command results for unknown commands",
                        service.commands.results_unmatched)
+        yield _counter("uns_adapter_command_results_after_final",
+                       "results for a command that already had its final result (a replay refused)",
+                       service.commands.results_after_final)
         yield _counter("uns_adapter_command_results_invalid", "invalid command results",
                        service.commands.results_invalid)

@@ -7,7 +7,7 @@ import asyncio
 from tests.adapter.conftest import RunningAdapter, eventually
 from tests.adapter.edge import CELL, EDGE, GROUP, LINE, Edge
 from tests.adapter.setup import USERS, auth
-from uns.commands.model import CommandRequest, CommandResult, Outcome, SignatureMeaning
+from uns.commands.model import CommandRequest, CommandResult, Outcome, ReasonCode, SignatureMeaning
 from uns.commands.signing import sign_command
 from uns.commands.wire import decode_command
 from uns.sparkplug.datatypes import DataType
@@ -74,6 +74,20 @@ async def test_signed_command_is_dispatched_and_result_audited(adapter: RunningA
         assert [a["event"] for a in body["audit"]] == ["requested", "signed", "dispatched", "readback_ok"]
         metrics = (await client.get("/metrics")).text
         assert 'uns_adapter_command_outcomes_total{outcome="confirmed"' in metrics
+
+        # someone replays the captured DCMD; the edge refuses it ("replayed") on the same result topic:
+        # the command ran once and was confirmed, and the MES must keep saying so
+        replay = result.model_copy(update={"outcome": Outcome.REFUSED, "reason": ReasonCode.REPLAYED,
+                                           "message": "command id seen before", "readback_value": None})
+        edge.client.publish(f"{LINE}/_cmd/result/{request.command_id}", replay.to_bytes(), qos=1, retain=True)
+
+        async def noticed() -> bool:
+            return "uns_adapter_command_results_after_final_total 1.0" in (await client.get("/metrics")).text
+
+        await eventually(noticed)
+        body = (await client.get(f"/api/commands/{request.command_id}", headers=auth("viewer"))).json()
+        assert body["status"] == "confirmed"
+        assert [a["event"] for a in body["audit"]] == ["requested", "signed", "dispatched", "readback_ok"]
     finally:
         edge.__exit__()
 
