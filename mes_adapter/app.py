@@ -21,7 +21,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from mes_adapter.api import audit, batches, commands, errors, events, health, me, plant, production
+from mes_adapter.api import audit, batches, commands, errors, events, health, me, plant, production, quarantine
 from mes_adapter.metrics import AdapterMetrics
 from mes_adapter.service import AdapterService
 
@@ -98,7 +98,7 @@ def create_app(service: AdapterService, metrics: AdapterMetrics, *, manage_lifet
     app.state.service = service
     app.state.metrics = metrics
     errors.install(app)
-    for module in (health, me, plant, batches, production, commands, audit, events):
+    for module in (health, me, plant, quarantine, batches, production, commands, audit, events):
         app.include_router(module.router)
 
     @app.get("/", include_in_schema=False)
