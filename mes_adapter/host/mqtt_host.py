@@ -424,6 +424,7 @@ class SparkplugHost:
                 self._log_violation(event)
             elif isinstance(event, MetricsRetired):
                 self.mirror.retire(*event.node, event.device_id, event.names, now)
+                self.model.apply(event)
             elif isinstance(event, (NodeQuarantined, NodeReleased)):
                 log.warning("host %s: edge node %s/%s %s", self.config.host_id, event.node[0], event.node[1],
                             f"QUARANTINED: {event.detail}" if isinstance(event, NodeQuarantined)

@@ -76,6 +76,7 @@ def feed(tracker: EdgeTracker, model: LiveModel, mirror: UnsMirror, retained: di
     for event in events:
         if isinstance(event, MetricsRetired):
             mirror.retire(*event.node, event.device_id, event.names, now)
+            model.apply(event)
         elif not isinstance(event, (ProtocolViolation, RebirthNeeded)):
             mirror.offer(model.apply(event), now)
     for out in mirror.take(now):
@@ -210,6 +211,10 @@ def test_ghost_metrics_and_devices_are_stale_then_retired_after_the_grace() -> N
         f"{LINE}/{CELL}/{name}" for name in ("Speed", "Temperature", "Offset", "Running", "Recipe", "Counts")}
     assert set(retained) == real_topics | {f"{topic}/_meta" for topic in real_topics}
     assert tracker.counters.metrics_retired == 7
+    # the live model forgets them too: forged names cannot pile up in memory
+    assert model.device(GROUP, EDGE, "bogus") is None
+    assert model.metric(GROUP, EDGE, CELL, "GoodCoUnt") is None
+    assert model.metric(GROUP, EDGE, CELL, "Speed").quality == "GOOD"
 
 
 def test_a_ghost_declared_again_within_the_grace_is_kept() -> None:
