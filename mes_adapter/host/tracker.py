@@ -54,7 +54,8 @@ What a broken or compromised edge must not do to the UNS (the host's own defence
 * Birth churn: more than ``birth_limit`` live births of one node within ``birth_window_ms`` (an
   NBIRTH, or a DBIRTH of a device already born in the session) quarantines the node: it goes
   offline (its tags STALE, reason ``quarantined``), a :class:`NodeQuarantined` event alarms it,
-  nothing it sends is applied (counted in ``quarantined_messages``) and no rebirth is requested of
+  nothing it sends is applied, nor the broker's certificate copies of its births (counted in
+  ``quarantined_messages``), and no rebirth is requested of
   it. It leaves after ``quarantine_quiet_ms`` without a birth (or :meth:`EdgeTracker.release`);
   its next message then earns a rebirth request as usual, so the UNS is rebuilt from a fresh birth.
 * A metric the previous birth of its node or device declared and the new one does not (or every
@@ -374,6 +375,9 @@ class EdgeTracker:
             return events
         key = parsed.node
         node = self._nodes.get(key)
+        if node is not None and node.quarantined_since is not None:
+            self.counters.quarantined_messages += 1  # a copy of a churning birth is churn too
+            return events
         if parsed.message_type is MessageType.NBIRTH:
             if node is not None and node.live_born:
                 self.counters.certificates_ignored += 1

@@ -153,6 +153,11 @@ def test_birth_churn_quarantines_the_node_until_a_quiet_period() -> None:
         t += 1000
         assert feed(tracker, model, mirror, retained, message, t) == []
     assert tracker.counters.quarantined_messages == 4
+    # nor the broker's certificate copy of a birth (a Sparkplug-aware broker re-serves the last one)
+    topic, data = edge.nbirth()
+    assert tracker.handle_certificate("$sparkplug/certificates/" + topic, data, t) == []
+    assert tracker.quarantined() == [NODE] and not tracker.is_online(GROUP, EDGE)
+    assert tracker.counters.quarantined_messages == 5
     assert json.loads(retained[f"{LINE}/{CELL}/Speed"])["quality"] == "STALE"
     # 5 s after the last birth it is released; its next DATA earns a rebirth request
     t += 5000
