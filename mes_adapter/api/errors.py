@@ -128,6 +128,11 @@ def install(app: FastAPI) -> None:
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         return error_response(exc.status_code, reason, detail, getattr(exc, "headers", None))
 
+    @app.exception_handler(Exception)
+    async def _bug(_: Request, exc: Exception) -> JSONResponse:
+        # our bug, never a client's doing: logged with its traceback by Starlette, answered in the same shape
+        return error_response(500, "internal_error", f"internal error ({type(exc).__name__}); see the adapter log")
+
     app.add_middleware(JsonDepthLimit)
     build = app.openapi
 
