@@ -1,6 +1,6 @@
 """Issue 13, item 3, end to end: a fuzzing edge with the real edge's credentials cannot pollute the UNS.
 
-The whole stack runs (embedded broker, simulator, adapter, edge node). While a batch runs, a second
+The whole stack runs (simulator, adapter, edge node; the embedded broker, then Mosquitto). While a batch runs, a second
 client logs in with the edge's own user and publishes thousands of hostile Sparkplug messages on the
 edge's topics: random bytes, truncated payloads, the real births with their metric names mutated
 (``GoodC\\x7funt``, ``+``, ``#``, empty folders), forged births with ghost metrics and ghost devices,
@@ -29,6 +29,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import paho.mqtt.client as mqtt
+import pytest
 import yaml
 from simulator.client import call_method
 from tests.e2e.stack import Stack, running_stack, wait_until
@@ -36,7 +37,7 @@ from tests.e2e.test_batch_confirmation import _truth  # the simulator's own good
 from uns.sparkplug.codec import decode_payload, encode_payload
 from uns.sparkplug.datatypes import DataType
 from uns.sparkplug.model import Metric, Payload
-from uns.sparkplug.topic import MessageType, parse_certificate_topic
+from uns.sparkplug.topic import MessageType, SparkplugTopic, parse_topic
 
 #: bounded for the suite; ``UNS_EDGE_FUZZ_MESSAGES=50000`` repeats the issue's campaign
 FUZZ_MESSAGES = int(os.environ.get("UNS_EDGE_FUZZ_MESSAGES", "3000"))
@@ -88,32 +89,49 @@ def _watcher(port: int, log: Path) -> Iterator[subprocess.Popen]:
             proc.wait(10)
 
 
-def _births(port: int) -> dict[str, bytes]:
-    """The real edge's current births, as the broker serves them (Sparkplug-aware certificates)."""
+def _edge_client(stack: Stack, client_id: str) -> mqtt.Client:
+    user, password = _edge_credentials(stack)
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
+    client.username_pw_set(user, password)
+    client.connect("127.0.0.1", stack.mqtt_port)
+    client.loop_start()
+    return client
+
+
+def _births(stack: Stack) -> dict[str, bytes]:
+    """The real edge's births: one malformed NDATA makes the host ask for a rebirth, which we watch
+    (works on any broker; a Sparkplug-aware one would also serve them as certificates)."""
     births: dict[str, bytes] = {}
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="fuzz-births")
+    watcher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="fuzz-births")
 
     def on_message(_c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
-        births[message.topic.removeprefix("$sparkplug/certificates/")] = bytes(message.payload)
+        births[message.topic] = bytes(message.payload)
 
-    client.on_message = on_message
-    client.connect("127.0.0.1", port)
-    client.subscribe("$sparkplug/certificates/spBv1.0/#", qos=1)
-    client.loop_start()
+    watcher.on_message = on_message
+    watcher.connect("127.0.0.1", stack.mqtt_port)
+    watcher.subscribe([("spBv1.0/+/NBIRTH/+", 0), ("spBv1.0/+/DBIRTH/+/+", 0)])
+    watcher.loop_start()
+    ids = yaml.safe_load((stack.folder / "stack.yaml").read_text())["sparkplug"]
+    group, edge = ids["group_id"], ids["edge_node_id"]
+    poker = _edge_client(stack, "fuzz-poke")
     try:
-        wait_until(lambda: any("/NBIRTH/" in t for t in births) and any("/DBIRTH/" in t for t in births), 10,
-                   "birth certificates")
-        time.sleep(0.5)
+        time.sleep(0.5)  # the subscription is in place
+        poker.publish(f"spBv1.0/{group}/NDATA/{edge}", b"\x00", qos=1).wait_for_publish(10)
+        wait_until(lambda: any("/NBIRTH/" in t for t in births) and any("/DBIRTH/" in t for t in births), 20,
+                   "the real edge's rebirth")
+        time.sleep(1.0)  # every DBIRTH of that rebirth
     finally:
-        client.disconnect()
-        client.loop_stop()
+        for client in (poker, watcher):
+            client.disconnect()
+            client.loop_stop()
     return births
 
 
 def _expected_tag_topics(stack: Stack, births: dict[str, bytes]) -> set[str]:
     topics = set()
     for topic, data in births.items():
-        parsed = parse_certificate_topic("$sparkplug/certificates/" + topic)
+        parsed = parse_topic(topic)
+        assert isinstance(parsed, SparkplugTopic)
         payload = decode_payload(data, parsed.message_type)
         prefix = stack.line if parsed.device_id is None else f"{stack.line}/{parsed.device_id}"
         for metric in payload.metrics:
@@ -147,11 +165,7 @@ def _renamed(data: bytes, kind: MessageType, rng: random.Random, ghosts: bool) -
 
 
 def _fuzz(stack: Stack, births: dict[str, bytes], rng: random.Random) -> int:
-    user, password = _edge_credentials(stack)
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="fuzzing-edge")
-    client.username_pw_set(user, password)
-    client.connect("127.0.0.1", stack.mqtt_port)
-    client.loop_start()
+    client = _edge_client(stack, "fuzzing-edge")
     nbirth_topic = next(t for t in births if "/NBIRTH/" in t)
     dbirth_topic = next(t for t in births if "/DBIRTH/" in t)
     group, _kind, edge = nbirth_topic.split("/")[1:4]
@@ -182,7 +196,8 @@ def _fuzz(stack: Stack, births: dict[str, bytes], rng: random.Random) -> int:
     return sent
 
 
-def test_a_fuzzing_edge_leaves_the_uns_equal_to_the_real_edge(tmp_path: Path) -> None:
+@pytest.mark.parametrize("broker", ["embedded", "mosquitto"])
+def test_a_fuzzing_edge_leaves_the_uns_equal_to_the_real_edge(tmp_path: Path, broker: str) -> None:
     def configure(adapter: dict) -> None:
         adapter["host"].update({"quarantine_quiet_s": QUIET_S, "retire_grace_s": 0, "rebirth_throttle_s": 1.0})
         adapter["mes"]["confirmation_grace_s"] = 1
@@ -190,9 +205,9 @@ def test_a_fuzzing_edge_leaves_the_uns_equal_to_the_real_edge(tmp_path: Path) ->
         adapter["confirmations_every_s"] = 0.5
 
     rng = random.Random(20261202)
-    with running_stack(tmp_path, adapter_overrides=configure) as stack, \
+    with running_stack(tmp_path, adapter_overrides=configure, broker=broker) as stack, \
             _watcher(stack.mqtt_port, tmp_path / "watcher.log") as watcher:
-        births = _births(stack.mqtt_port)
+        births = _births(stack)
         expected = _expected_tag_topics(stack, births)
         wait_until(lambda: _tag_topics(_retained(stack.mqtt_port)) == expected, 20, "the UNS mirrors every real tag")
 
