@@ -65,7 +65,7 @@ def test_ids_with_control_characters_are_refused(value: str) -> None:
         validate_id(value, "device_id")
 
 
-def pipeline(tracker: EdgeTracker) -> tuple[LiveModel, UnsMirror, dict[str, bytes]]:
+def pipeline() -> tuple[LiveModel, UnsMirror, dict[str, bytes]]:
     return LiveModel(), UnsMirror(interval_ms=0), {}
 
 
@@ -89,7 +89,7 @@ def feed(tracker: EdgeTracker, model: LiveModel, mirror: UnsMirror, retained: di
 
 def test_an_invalid_name_is_dropped_alone_and_its_values_too() -> None:
     tracker = EdgeTracker()
-    model, mirror, retained = pipeline(tracker)
+    model, mirror, retained = pipeline()
     edge = EdgeScript()
     edge.device_metrics = [*edge.device_metrics, ("GoodC\x7funt", 20, DataType.Int64, 7),
                            ("Line/+/X", 21, DataType.Int64, 8)]
@@ -133,7 +133,7 @@ def test_metrics_beyond_the_node_limit_are_refused_and_counted() -> None:
 
 def test_birth_churn_quarantines_the_node_until_a_quiet_period() -> None:
     tracker = EdgeTracker(birth_limit=3, birth_window_ms=10_000, quarantine_quiet_ms=5_000, rebirth_throttle_ms=0)
-    model, mirror, retained = pipeline(tracker)
+    model, mirror, retained = pipeline()
     edge = EdgeScript()
     t = T0
     for _ in range(3):
@@ -192,7 +192,7 @@ def test_a_device_dbirth_again_and_again_is_churn() -> None:
 
 def test_ghost_metrics_and_devices_are_stale_then_retired_after_the_grace() -> None:
     tracker = EdgeTracker(retire_grace_ms=1000)
-    model, mirror, retained = pipeline(tracker)
+    model, mirror, retained = pipeline()
     forged = EdgeScript()
     forged.device_metrics = [*forged.device_metrics, ("GoodCoUnt", 30, DataType.Int64, 1)]
     feed(tracker, model, mirror, retained, forged.nbirth(), T0)
