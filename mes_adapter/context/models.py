@@ -23,6 +23,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from uns import json_guard
 from uns.isa95 import CONTEXT, NamespaceMapping
 
 from mes_adapter.errors import InvalidContextPayloadError
@@ -91,7 +92,9 @@ class ContextAssertion(BaseModel):
         if not text.strip():
             return None
         try:
-            data: Any = json.loads(text)
+            data: Any = json_guard.loads(text)
+        except json_guard.JsonTooDeepError as exc:
+            raise InvalidContextPayloadError(f"context payload on {line!r}: {exc}") from None
         except json.JSONDecodeError as exc:
             raise InvalidContextPayloadError(f"context payload on {line!r} is not JSON: {exc}") from exc
         if not isinstance(data, dict):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -42,6 +42,21 @@ class HostConfig(BaseModel):
     #: missing ones before the gap earns a rebirth; 0 answers every gap at once (one broker keeps
     #: a node's messages in order; bridged or clustered brokers may not)
     reorder_timeout_ms: int = Field(0, ge=0, le=60_000)
+    #: metric names longer than this (UTF-8 bytes) are not mirrored (refused from the birth, counted)
+    max_metric_name_bytes: int = Field(1024, ge=16, le=65_000)
+    #: metrics one edge node and its devices may declare; further new ones are refused and counted
+    max_metrics_per_node: int = Field(10_000, gt=0)
+    #: birth churn: more than ``birth_limit`` births of one node within ``birth_window_s`` (NBIRTHs,
+    #: and DBIRTHs of a device already born) quarantine it: not mirrored, its tags STALE, alarmed
+    birth_limit: int = Field(20, ge=1)
+    #: the sliding window ``birth_limit`` counts births in, seconds
+    birth_window_s: float = Field(60.0, gt=0)
+    #: a quarantined node is let back in after this long without a birth; its next message earns
+    #: a rebirth request
+    quarantine_quiet_s: float = Field(60.0, gt=0)
+    #: metrics a node no longer births are STALE at once; their retained UNS topics are deleted
+    #: this long later (unless a birth declares them again). ``null`` keeps them STALE for ever
+    retire_grace_s: float | None = Field(300.0, ge=0)
     #: learn nodes from a Sparkplug-aware broker's ``$sparkplug/certificates/#`` births
     use_certificates: bool = True
     #: also mirror ``Node Control/*`` and ``Device Control/*`` metrics
@@ -70,6 +85,16 @@ class HostConfig(BaseModel):
     def _valid_url(cls, value: str) -> str:
         parse_broker_url(value)  # BrokerURLError is a ValueError: pydantic reports it
         return value
+
+    def tracker_options(self) -> dict[str, Any]:
+        """The :class:`~.tracker.EdgeTracker` keyword arguments this config sets."""
+        return {"rebirth_throttle_ms": int(self.rebirth_throttle_s * 1000),
+                "max_payload_bytes": self.max_payload_bytes, "rebirth_causes": self.rebirth_causes,
+                "reorder_timeout_ms": self.reorder_timeout_ms, "max_metric_name_bytes": self.max_metric_name_bytes,
+                "max_metrics_per_node": self.max_metrics_per_node, "birth_limit": self.birth_limit,
+                "birth_window_ms": int(self.birth_window_s * 1000),
+                "quarantine_quiet_ms": int(self.quarantine_quiet_s * 1000),
+                "retire_grace_ms": None if self.retire_grace_s is None else int(self.retire_grace_s * 1000)}
 
     @property
     def broker(self) -> BrokerURL:

@@ -5,7 +5,9 @@ devices and metrics, and returns the resulting :class:`Change` records; the MQTT
 those to the UNS mirror and to every :meth:`LiveModel.subscribe` stream. Its rules:
 
 * A birth restates every metric of a node or device; metrics the previous birth had and this one
-  lacks turn STALE (they are gone from the session, not deleted).
+  lacks turn STALE (they are gone from the session, not deleted). When the tracker retires them
+  (``MetricsRetired``, after the host's ``retire_grace_s``) they leave the model, and a device
+  left with no metric goes too.
 * Historical metrics (``is_historical``: store-and-forward replay, back-fill) never overwrite the
   live value; they go to the change stream marked ``historical`` for consumers that want history.
 * Within a session an older value never overwrites a newer one (metric timestamps); a birth and a
@@ -47,7 +49,7 @@ from uns.conventions import (
 from uns.sparkplug.model import Metric, PropertyValue
 
 from .jsonable import jsonable
-from .tracker import DeviceBorn, DeviceDied, Event, MetricsChanged, NodeBorn, NodeDied, NodeKey
+from .tracker import DeviceBorn, DeviceDied, Event, MetricsChanged, MetricsRetired, NodeBorn, NodeDied, NodeKey
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,6 +328,9 @@ class LiveModel:
             changes = self._node_died(event)
         elif isinstance(event, DeviceDied):
             changes = self._device_died(event)
+        elif isinstance(event, MetricsRetired):
+            self._forget(event)
+            return []
         else:
             return []
         if self._streams and changes:
@@ -442,6 +447,21 @@ class LiveModel:
             table[name] = state  # type: ignore[index]
             changes.append(MetricChange(state))
         return changes
+
+    def _forget(self, event: MetricsRetired) -> None:
+        """Metrics no birth declares any more, past their grace (the tracker's decision): they
+        already went STALE; now they leave the model, so forged names cannot pile up in memory."""
+        table = self._table(event.node[0], event.node[1], event.device_id)
+        if table is None:
+            return
+        for name in event.names:
+            state = table.get(name)
+            if state is not None and state.quality is Quality.STALE:
+                del table[name]
+        node = self._nodes[event.node]
+        device = node.devices.get(event.device_id) if event.device_id is not None else None
+        if device is not None and not device.online and not device.metrics:
+            del node.devices[device.device_id]  # a device no birth declares any more
 
 
 def _accepts(old: MetricState, new: MetricState) -> bool:

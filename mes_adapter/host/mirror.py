@@ -21,6 +21,10 @@ goes out at once, changes inside the interval are held and only the latest is se
 interval ends. Held messages also absorb back-pressure: while the shell is busy publishing, newer
 values replace older unsent ones, so nothing older is ever published after something newer and
 the broker is not flooded by fast tags.
+
+Retirement. A metric no birth declares any more (the tracker's ``MetricsRetired``, after its
+grace) has its value and ``_meta`` topics deleted: an empty retained message replaces whatever is
+pending for them, so the UNS ends up holding exactly the tags the edges declare.
 """
 
 from __future__ import annotations
@@ -62,6 +66,7 @@ class MirrorCounters:
     taken: int = 0
     unmapped_topics: int = 0
     skipped_metrics: int = 0
+    retired_topics: int = 0
 
 
 class UnsMirror:
@@ -158,6 +163,25 @@ class UnsMirror:
                     self._queue(topics[1], meta, state.received_ms, now_ms)
             self._queue(topics[0], self.value_payload(state), state.received_ms, now_ms)
 
+    def retire(self, group_id: str, edge_node_id: str, device_id: str | None, names: Iterable[str],
+               now_ms: int) -> int:
+        """Delete the retained topics of metrics no birth declares any more; returns how many."""
+        retired = 0
+        for name in names:
+            topics = self._topics.pop((group_id, edge_node_id, device_id, name), None)
+            if topics is None:
+                topics = self.topics_for(group_id, edge_node_id, device_id, name)
+                self._topics.pop((group_id, edge_node_id, device_id, name), None)
+            if topics is None:
+                continue
+            for topic in topics:
+                if topic in self._retained or topic in self._ready or topic in self._held:
+                    self._last_meta.pop(topic, None)
+                    self._queue(topic, b"", now_ms, now_ms)
+                    retired += 1
+        self.counters.retired_topics += retired
+        return retired
+
     def _queue(self, topic: str, payload: bytes, received_ms: int, now_ms: int) -> None:
         pending = self._ready.get(topic) or self._held.get(topic)
         if pending is not None:
@@ -190,7 +214,10 @@ class UnsMirror:
         for topic in topics:
             pending = ready.pop(topic)
             pending.sent_ms = now_ms
-            retained[topic] = pending
+            if pending.payload:
+                retained[topic] = pending
+            else:
+                retained.pop(topic, None)  # a deletion: nothing to resend on a new connection
             out.append(MirrorMessage(topic, pending.payload, pending.received_ms))
         self.counters.taken += len(out)
         return out

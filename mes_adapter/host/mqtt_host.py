@@ -55,7 +55,15 @@ from .mirror import UnsMirror
 from .mirror_publisher import MirrorPublisher
 from .session import Disconnect, HostSession, Publish, SessionState, parse_state
 from .stats import HostStats
-from .tracker import EdgeTracker, Event, ProtocolViolation, RebirthNeeded
+from .tracker import (
+    EdgeTracker,
+    Event,
+    MetricsRetired,
+    NodeQuarantined,
+    NodeReleased,
+    ProtocolViolation,
+    RebirthNeeded,
+)
 
 log = logging.getLogger("uns.host")
 
@@ -95,10 +103,7 @@ class SparkplugHost:
         self.config = config
         self._clock = clock
         self.session = HostSession(config.host_id, use_certificates=config.use_certificates)
-        self.tracker = EdgeTracker(rebirth_throttle_ms=int(config.rebirth_throttle_s * 1000),
-                                   max_payload_bytes=config.max_payload_bytes,
-                                   rebirth_causes=config.rebirth_causes,
-                                   reorder_timeout_ms=config.reorder_timeout_ms)
+        self.tracker = EdgeTracker(**config.tracker_options())
         self.model = LiveModel(config.change_stream_size)
         self.mirror = UnsMirror(config.mapping, interval_ms=config.conflation_interval_ms,
                                 fallback_root=config.fallback_root,
@@ -200,7 +205,10 @@ class SparkplugHost:
             state_reasserted=self.session.reasserted, handler_errors=self._handler_errors,
             extra={"mirror_connected": out.connected, "mirror_reconnects": out.reconnects,
                    "mirror_restored": out.restored, "mirror_resent": out.resent, "mirror_qos": out.qos,
-                   "reorder_held": t.reorder_held, "reorder_recovered": t.reorder_recovered},
+                   "reorder_held": t.reorder_held, "reorder_recovered": t.reorder_recovered,
+                   "metrics_refused": dict(t.metrics_refused), "refused_values": t.refused_values,
+                   "quarantines": t.quarantines, "quarantined_nodes": ["/".join(k) for k in self.tracker.quarantined()],
+                   "quarantined_messages": t.quarantined_messages, "metrics_retired": t.metrics_retired},
         )
 
     # -- commands ----------------------------------------------------------------------------
@@ -431,6 +439,13 @@ class SparkplugHost:
                 self._control.append(self._rebirth_command(*event.node))
             elif isinstance(event, ProtocolViolation):
                 self._log_violation(event)
+            elif isinstance(event, MetricsRetired):
+                self.mirror.retire(*event.node, event.device_id, event.names, now)
+                self.model.apply(event)
+            elif isinstance(event, (NodeQuarantined, NodeReleased)):
+                log.warning("host %s: edge node %s/%s %s", self.config.host_id, event.node[0], event.node[1],
+                            f"QUARANTINED: {event.detail}" if isinstance(event, NodeQuarantined)
+                            else f"released from quarantine ({event.reason})")
             else:
                 self.mirror.offer(self.model.apply(event), now)
         self._wake.set()

@@ -38,13 +38,38 @@ rules it enforces, stated once:
   accepted as a resync, and a node that has sent a live NBIRTH on this connection ignores them.
 * When the host loses its own connection every node goes offline (spec ch. 5: all metrics STALE).
 
+What a broken or compromised edge must not do to the UNS (the host's own defence, beyond the spec):
+
+* Metric names become topic levels. A birth metric whose name no topic may hold (control
+  characters incl. U+007F, ``+``/``#``, empty folders, longer than ``max_metric_name_bytes``; see
+  :mod:`uns.sparkplug.names`) is dropped *alone*, counted by reason in ``metrics_refused`` and
+  reported as an ``invalid_metric_name`` violation; the rest of the birth is applied. Sparkplug lets
+  a name be any UTF-8 (tck-id-payloads-name-requirement only asks for a name), so the birth is a
+  valid one the UNS cannot fully show; refusing it whole would take every good tag of the node
+  down and loop on rebirths for a name that will not change. Its later values are dropped too
+  (counted as ``refused_values``). A birth whose bytes are not a Sparkplug payload (a name that is
+  not UTF-8 breaks tck-id-message-flow-edge-node-birth-publish-nbirth-payload) is refused whole.
+* One node (with its devices) may declare at most ``max_metrics_per_node`` metrics; further new
+  ones are refused the same way (reason ``node_limit``).
+* Birth churn: more than ``birth_limit`` live births of one node within ``birth_window_ms`` (an
+  NBIRTH, or a DBIRTH of a device already born in the session) quarantines the node: it goes
+  offline (its tags STALE, reason ``quarantined``), a :class:`NodeQuarantined` event alarms it,
+  nothing it sends is applied, nor the broker's certificate copies of its births (counted in
+  ``quarantined_messages``), and no rebirth is requested of
+  it. It leaves after ``quarantine_quiet_ms`` without a birth (or :meth:`EdgeTracker.release`);
+  its next message then earns a rebirth request as usual, so the UNS is rebuilt from a fresh birth.
+* A metric the previous birth of its node or device declared and the new one does not (or every
+  metric of a device not born again after its node's NBIRTH) is a ghost: it is STALE at once, and
+  ``retire_grace_ms`` later (unless declared again) a :class:`MetricsRetired` event tells the
+  mirror to delete its retained topics. ``None`` keeps ghosts STALE for ever.
+
 Every peer mistake is a :class:`ProtocolViolation` event (counted by kind, logged with its topic
 by the shell), never an exception: nothing a peer sends can stop the tracker.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -63,6 +88,7 @@ from uns.sparkplug.errors import (
     UnknownAliasError,
 )
 from uns.sparkplug.model import Metric, Payload
+from uns.sparkplug.names import DEFAULT_MAX_NAME_BYTES, metric_name_problem
 from uns.sparkplug.topic import (
     MessageType,
     SparkplugTopic,
@@ -142,6 +168,32 @@ class RebirthNeeded:
 
 
 @dataclass(frozen=True, slots=True)
+class NodeQuarantined:
+    """A node re-births faster than the host allows: nothing of it is applied until released."""
+
+    node: NodeKey
+    at_ms: int
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class NodeReleased:
+    node: NodeKey
+    at_ms: int
+    reason: str  # "quiet" | "operator"
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsRetired:
+    """Metrics no birth declares any more, past their grace: their retained topics go."""
+
+    node: NodeKey
+    device_id: str | None
+    names: tuple[str, ...]
+    at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class ProtocolViolation:
     """A peer broke Sparkplug; the message (or part of it) was not applied."""
 
@@ -150,7 +202,8 @@ class ProtocolViolation:
     detail: str
 
 
-Event = NodeBorn | DeviceBorn | MetricsChanged | NodeDied | DeviceDied | RebirthNeeded | ProtocolViolation
+Event = (NodeBorn | DeviceBorn | MetricsChanged | NodeDied | DeviceDied | RebirthNeeded | ProtocolViolation
+         | NodeQuarantined | NodeReleased | MetricsRetired)
 
 
 # ------------------------------------------------------------------------------------------- state
@@ -171,6 +224,18 @@ class _Node:
     #: seq -> (topic, parsed topic, payload, receive time) of messages that came too early
     held: dict[int, tuple[str, SparkplugTopic, bytes, int]] = field(default_factory=dict)
     reorder_deadline_ms: int | None = None
+    #: names declared by the latest accepted birth, per device (None: the node itself)
+    declared: dict[str | None, frozenset[str]] = field(default_factory=dict)
+    #: names a birth declared that the host refused, per device: their values are dropped
+    refused: dict[str | None, frozenset[str]] = field(default_factory=dict)
+    #: (device, name) -> when its retained topics go, unless a birth declares it again
+    retiring: dict[tuple[str | None, str], int] = field(default_factory=dict)
+    #: receive times of recent live births (churn window)
+    births: deque[int] = field(default_factory=deque)
+    quarantined_since: int | None = None
+    last_birth_ms: int | None = None
+    #: devices online when the node was quarantined: a later NBIRTH must restate them
+    quarantined_devices: set[str] = field(default_factory=set)
 
 
 @dataclass(slots=True)
@@ -192,14 +257,34 @@ class TrackerCounters:
     rebirths_suppressed: int = 0
     rebirths_requested: Counter[str] = field(default_factory=Counter)
     violations: Counter[str] = field(default_factory=Counter)
+    #: birth metrics the host refused to mirror, by reason (see uns.sparkplug.names, "node_limit")
+    metrics_refused: Counter[str] = field(default_factory=Counter)
+    #: values of refused metrics dropped from DATA messages
+    refused_values: int = 0
+    quarantines: int = 0
+    quarantine_releases: int = 0
+    #: messages of quarantined nodes, not applied
+    quarantined_messages: int = 0
+    #: metrics whose retained topics were retired (no birth declares them any more)
+    metrics_retired: int = 0
 
 
 class EdgeTracker:
     """Per edge node: births, sequence, bdSeq, devices, online state and rebirth decisions."""
 
     def __init__(self, *, rebirth_throttle_ms: int = 5000, max_payload_bytes: int = 1 << 20,
-                 rebirth_causes: frozenset[RebirthCause] = ALL_CAUSES, reorder_timeout_ms: int = 0) -> None:
+                 rebirth_causes: frozenset[RebirthCause] = ALL_CAUSES, reorder_timeout_ms: int = 0,
+                 max_metric_name_bytes: int = DEFAULT_MAX_NAME_BYTES, max_metrics_per_node: int = 10_000,
+                 birth_limit: int = 20, birth_window_ms: int = 60_000, quarantine_quiet_ms: int = 60_000,
+                 retire_grace_ms: int | None = 300_000) -> None:
         self.rebirth_throttle_ms = rebirth_throttle_ms
+        self.max_metric_name_bytes = max_metric_name_bytes
+        self.max_metrics_per_node = max_metrics_per_node
+        self.birth_limit = birth_limit
+        self.birth_window_ms = birth_window_ms
+        self.quarantine_quiet_ms = quarantine_quiet_ms
+        self.retire_grace_ms = retire_grace_ms
+        self._next_retire_ms: int | None = None
         self.reorder_timeout_ms = reorder_timeout_ms
         self.max_payload_bytes = max_payload_bytes
         self.rebirth_causes = rebirth_causes
@@ -218,6 +303,17 @@ class EdgeTracker:
         if node is None or not node.online:
             return False
         return True if device_id is None else node.devices.get(device_id, False)
+
+    def quarantined(self) -> list[NodeKey]:
+        """Nodes whose messages are not applied now (birth churn)."""
+        return [key for key, node in self._nodes.items() if node.quarantined_since is not None]
+
+    def release(self, group_id: str, edge_node_id: str, now_ms: int) -> list[Event]:
+        """An operator lets a quarantined node back in; its next message earns a rebirth request."""
+        node = self._nodes.get((group_id, edge_node_id))
+        if node is None or node.quarantined_since is None:
+            return []
+        return self._release(node, (group_id, edge_node_id), now_ms, "operator")
 
     # -- the common path ---------------------------------------------------------------------
 
@@ -251,6 +347,18 @@ class EdgeTracker:
         if node is None:
             node = self._nodes[key] = _Node()
         node.last_seen_ms = now_ms
+        if self._next_retire_ms is not None and now_ms >= self._next_retire_ms:
+            self._retire_due(events, now_ms)
+        if node.quarantined_since is not None:
+            assert node.last_birth_ms is not None
+            if now_ms - node.last_birth_ms < self.quarantine_quiet_ms:
+                self.counters.quarantined_messages += 1
+                if kind.is_birth:
+                    node.last_birth_ms = now_ms  # the quiet period starts again
+                return events
+            events.extend(self._release(node, key, now_ms, "quiet"))
+        if kind.is_birth and self._churn(events, topic, key, node, parsed, now_ms):
+            return events
         if kind is MessageType.NBIRTH:
             self._nbirth(events, topic, key, node, payload, now_ms, certificate=False)
         elif kind is MessageType.NDEATH:
@@ -267,6 +375,9 @@ class EdgeTracker:
             return events
         key = parsed.node
         node = self._nodes.get(key)
+        if node is not None and node.quarantined_since is not None:
+            self.counters.quarantined_messages += 1  # a copy of a churning birth is churn too
+            return events
         if parsed.message_type is MessageType.NBIRTH:
             if node is not None and node.live_born:
                 self.counters.certificates_ignored += 1
@@ -283,7 +394,7 @@ class EdgeTracker:
         return events
 
     def tick(self, now_ms: int) -> list[Event]:
-        """Expire reorder timers: a gap still open is a gap (see the module docstring)."""
+        """Expire reorder timers (a gap still open is a gap) and ghost metrics' grace."""
         events: list[Event] = []
         for key, node in self._nodes.items():
             if node.reorder_deadline_ms is not None and now_ms >= node.reorder_deadline_ms:
@@ -296,11 +407,15 @@ class EdgeTracker:
                 self._rebirth(events, key, RebirthCause.SEQ_GAP,
                               f"{topic}: seq {expected} missing after {self.reorder_timeout_ms} ms", now_ms)
                 self._apply_all_held(events, key, node)
+        if self._next_retire_ms is not None and now_ms >= self._next_retire_ms:
+            self._retire_due(events, now_ms)  # last: held messages just applied may have made ghosts
         return events
 
     def next_reorder_deadline_ms(self) -> int | None:
-        """When :meth:`tick` has something to do (None: nothing is held)."""
+        """When :meth:`tick` has something to do (None: nothing is held, no ghost is due)."""
         deadlines = [n.reorder_deadline_ms for n in self._nodes.values() if n.reorder_deadline_ms is not None]
+        if self._next_retire_ms is not None:
+            deadlines.append(self._next_retire_ms)
         return min(deadlines) if deadlines else None
 
     def host_disconnected(self, now_ms: int) -> list[Event]:
@@ -328,6 +443,9 @@ class EdgeTracker:
         self._settle(events, key, node, now_ms)
         if node.online:
             node.awaiting = {device_id for device_id, online in node.devices.items() if online}
+        if not certificate:
+            node.awaiting |= node.quarantined_devices
+            node.quarantined_devices.clear()
         for device_id in node.devices:
             node.devices[device_id] = False
         try:
@@ -355,6 +473,7 @@ class EdgeTracker:
                             "(tck-id-payloads-nbirth-bdseq); any NDEATH will be accepted")
         if payload.seq is None and not certificate:
             self._violation(events, topic, "missing_seq", "NBIRTH has no seq (tck-id-topics-nbirth-seq-num)")
+        metrics = self._admit(events, topic, key, node, None, metrics, now_ms)
         node.born = node.online = True
         node.bd_seq = bd_seq
         node.from_certificate = certificate
@@ -472,7 +591,12 @@ class EdgeTracker:
             return
         self.counters.data_messages += 1
         self.counters.metrics_decoded += len(payload.metrics)
-        events.append(MetricsChanged(key, device_id, payload.metrics, now_ms))
+        metrics = payload.metrics
+        refused = node.refused.get(device_id)
+        if refused:
+            metrics = [metric for metric in metrics if metric.name not in refused]
+            self.counters.refused_values += len(payload.metrics) - len(metrics)
+        events.append(MetricsChanged(key, device_id, metrics, now_ms))
 
     def _dbirth(self, events: list[Event], topic: str, key: NodeKey, node: _Node, device_id: str,
                 data: bytes, now_ms: int, *, certificate: bool) -> None:
@@ -492,10 +616,11 @@ class EdgeTracker:
             self._check_seq(events, topic, key, node, payload.seq, now_ms)
         self.counters.dbirths += 1
         self.counters.metrics_decoded += len(payload.metrics)
+        metrics = self._admit(events, topic, key, node, device_id, payload.metrics, now_ms)
         node.awaiting.discard(device_id)
         node.devices[device_id] = True
         events.append(DeviceBorn(key, device_id, now_ms, certificate))
-        events.append(MetricsChanged(key, device_id, payload.metrics, now_ms, birth=True,
+        events.append(MetricsChanged(key, device_id, metrics, now_ms, birth=True,
                                      from_certificate=certificate))
 
     # -- helpers -----------------------------------------------------------------------------
@@ -505,7 +630,115 @@ class EdgeTracker:
         if node.awaiting:
             for device_id in sorted(node.awaiting):
                 events.append(DeviceDied(key, device_id, now_ms, "not_reborn"))
+                self._schedule_retire(node, device_id, node.declared.pop(device_id, frozenset()), now_ms)
+                node.refused.pop(device_id, None)
             node.awaiting.clear()
+
+    # -- the host's defence of the UNS ---------------------------------------------------------
+
+    def _admit(self, events: list[Event], topic: str, key: NodeKey, node: _Node, device_id: str | None,
+               metrics: list[Metric], now_ms: int) -> list[Metric]:
+        """The birth metrics the UNS may show: valid names, within the node's limit (see the
+        module docstring). Records what this birth declares and schedules the ghosts' retirement."""
+        others = sum(len(names) for device, names in node.declared.items() if device != device_id)
+        room = self.max_metrics_per_node - others
+        accepted: list[Metric] = []
+        names: set[str] = set()
+        refused: set[str] = set()
+        first: dict[str, str] = {}
+        refused_by: Counter[str] = Counter()
+        for metric in metrics:
+            problem = metric_name_problem(metric.name, self.max_metric_name_bytes)
+            if problem is None and metric.name not in names and len(names) >= room:
+                problem = ("node_limit", f"metric {metric.name!r} is beyond max_metrics_per_node="
+                           f"{self.max_metrics_per_node} of this node")
+            if problem is not None:
+                reason, detail = problem
+                refused_by[reason] += 1
+                first.setdefault(reason, detail)
+                if isinstance(metric.name, str):
+                    refused.add(metric.name)
+                continue
+            assert metric.name is not None
+            names.add(metric.name)
+            accepted.append(metric)
+        for reason, count in refused_by.items():
+            self.counters.metrics_refused[reason] += count
+            kind = "metric_limit" if reason == "node_limit" else "invalid_metric_name"
+            self._violation(events, topic, kind, f"{count} birth metric(s) not mirrored ({reason}), "
+                            f"first: {first[reason]}")
+        declared = frozenset(names)
+        gone = node.declared.get(device_id, frozenset()) - declared
+        node.declared[device_id] = declared
+        node.refused[device_id] = frozenset(refused)
+        for name in declared:
+            node.retiring.pop((device_id, name), None)
+        self._schedule_retire(node, device_id, gone, now_ms)
+        return accepted
+
+    def _schedule_retire(self, node: _Node, device_id: str | None, names: frozenset[str], now_ms: int) -> None:
+        if self.retire_grace_ms is None or not names:
+            return
+        due = now_ms + self.retire_grace_ms
+        for name in names:
+            node.retiring[(device_id, name)] = due
+        if self._next_retire_ms is None or due < self._next_retire_ms:
+            self._next_retire_ms = due
+
+    def _retire_due(self, events: list[Event], now_ms: int) -> None:
+        upcoming: int | None = None
+        for key, node in self._nodes.items():
+            if not node.retiring:
+                continue
+            due: dict[str | None, list[str]] = {}
+            for (device_id, name), at in list(node.retiring.items()):
+                if at <= now_ms:
+                    del node.retiring[(device_id, name)]
+                    due.setdefault(device_id, []).append(name)
+                elif upcoming is None or at < upcoming:
+                    upcoming = at
+            for device_id, names in due.items():
+                self.counters.metrics_retired += len(names)
+                events.append(MetricsRetired(key, device_id, tuple(sorted(names)), now_ms))
+        self._next_retire_ms = upcoming
+
+    def _churn(self, events: list[Event], topic: str, key: NodeKey, node: _Node, parsed: SparkplugTopic,
+               now_ms: int) -> bool:
+        """Count a live birth; True when it puts the node in quarantine (the birth is not applied).
+
+        A DBIRTH counts only for a device already born in this session: the DBIRTHs that follow
+        an NBIRTH are one birth of the node, not churn."""
+        if parsed.message_type is MessageType.DBIRTH and not node.devices.get(parsed.device_id or "", False):
+            return False
+        window = node.births
+        window.append(now_ms)
+        while window and window[0] <= now_ms - self.birth_window_ms:
+            window.popleft()
+        if len(window) <= self.birth_limit:
+            return False
+        detail = (f"{len(window)} births within {self.birth_window_ms} ms (birth_limit={self.birth_limit}); "
+                  f"not mirrored until {self.quarantine_quiet_ms} ms without a birth")
+        self.counters.quarantines += 1
+        self.counters.quarantined_messages += 1
+        node.quarantined_since = node.last_birth_ms = now_ms
+        self._violation(events, topic, "birth_churn", detail)
+        events.append(NodeQuarantined(key, now_ms, detail))
+        _drop_held(node)
+        node.awaiting.clear()
+        if node.online:
+            node.quarantined_devices = {device_id for device_id, online in node.devices.items() if online}
+            events.append(NodeDied(key, node.bd_seq, now_ms, "quarantined"))
+        node.online = node.born = node.live_born = False
+        node.next_seq = None
+        for device_id in node.devices:
+            node.devices[device_id] = False
+        return True
+
+    def _release(self, node: _Node, key: NodeKey, now_ms: int, reason: str) -> list[Event]:
+        node.quarantined_since = node.last_birth_ms = None
+        node.births.clear()
+        self.counters.quarantine_releases += 1
+        return [NodeReleased(key, now_ms, reason)]
 
     def _device_not_born(self, events: list[Event], topic: str, key: NodeKey, kind: MessageType,
                          now_ms: int) -> None:
@@ -528,6 +761,10 @@ class EdgeTracker:
 
     def _rebirth(self, events: list[Event], key: NodeKey, cause: RebirthCause, detail: str, now_ms: int) -> None:
         if cause not in self.rebirth_causes:
+            return
+        node = self._nodes.get(key)
+        if node is not None and node.quarantined_since is not None:
+            self.counters.rebirths_suppressed += 1  # a churning node is not asked for more births
             return
         last = self._last_rebirth.get(key)
         if last is not None and now_ms - last < self.rebirth_throttle_ms:

@@ -29,6 +29,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from uns import json_guard
 from uns.audit.canonical import canonical_json, canonical_sha256
 
 COMMAND_SCHEMA = "uns-hub.command.v1"
@@ -224,7 +225,9 @@ class CommandResult(BaseModel):
     def from_bytes(cls, data: bytes) -> CommandResult:
         """Parse a ``_cmd`` result; raises :class:`ValueError` naming the bad field."""
         try:
-            obj = json.loads(data)
+            obj = json_guard.loads(data)
+        except json_guard.JsonTooDeepError as exc:
+            raise ValueError(f"command result: {exc}") from None
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ValueError(f"command result is not JSON: {exc}") from None
         try:

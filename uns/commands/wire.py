@@ -49,6 +49,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from uns import json_guard
 from uns.audit.canonical import canonical_json
 from uns.isa95 import CMD, NamespaceMapping
 from uns.sparkplug.codec import Resolver, decode_payload, encode_payload
@@ -218,7 +219,9 @@ def command_from_metric(topic: SparkplugTopic, metric: Metric) -> CommandRequest
         if encoding != JSON_ENCODING or not isinstance(value, str):
             raise CommandWireError(f"metric {label!r}: valueEncoding {encoding!r} needs a String value of JSON")
         try:
-            value = json.loads(value)
+            value = json_guard.loads(value)
+        except json_guard.JsonTooDeepError as exc:
+            raise CommandWireError(f"metric {label!r}: method arguments: {exc}") from None
         except json.JSONDecodeError as exc:
             raise CommandWireError(f"metric {label!r}: method arguments are not JSON: {exc}") from None
     try:

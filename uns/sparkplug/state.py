@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 
+from uns import json_guard
+
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictInt, ValidationError
 
 from .errors import MalformedPayloadError
@@ -26,7 +28,9 @@ class StatePayload(BaseModel):
     @classmethod
     def from_bytes(cls, data: bytes) -> StatePayload:
         try:
-            obj = json.loads(data)
+            obj = json_guard.loads(data)
+        except json_guard.JsonTooDeepError as exc:
+            raise MalformedPayloadError(f"STATE payload: {exc}") from None
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise MalformedPayloadError(f"STATE payload is not JSON: {exc}") from exc
         if not isinstance(obj, dict):

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from .errors import InvalidIdError, InvalidTopicError
+from .names import control_character
 
 NAMESPACE = "spBv1.0"
 CERTIFICATES_PREFIX = "$sparkplug/certificates/"
@@ -64,7 +65,8 @@ def validate_id(value: str, what: str = "id") -> str:
 
     Sparkplug forbids ``/ + #`` (tck-id-topic-structure-namespace-valid-group-id and the edge/device
     twins) and MQTT forbids NUL. We also refuse empty ids and whitespace, which the spec permits
-    but which break every tool downstream.
+    but which break every tool downstream, and control characters (C0, DEL, C1) and Unicode
+    non-characters, which make subscribers such as ``mosquitto_sub`` drop the connection.
     """
     if not isinstance(value, str):
         raise InvalidIdError(f"{what} must be a string, got {type(value).__name__}")
@@ -75,6 +77,10 @@ def validate_id(value: str, what: str = "id") -> str:
             raise InvalidIdError(f"{what} {value!r} contains {_FORBIDDEN[char]} at position {index}")
         if char.isspace():
             raise InvalidIdError(f"{what} {value!r} contains whitespace {char!r} at position {index}")
+    bad = control_character(value)
+    if bad is not None:
+        raise InvalidIdError(f"{what} {value!r} contains the control character U+{ord(bad[1]):04X} "
+                             f"at position {bad[0]} (no UNS topic level may hold it)")
     if len(value.encode("utf-8")) > 1024:
         raise InvalidIdError(f"{what} {value[:32]!r}... is longer than 1024 bytes")
     return value
