@@ -95,6 +95,22 @@ class _ServiceCollector(Collector):
             violations.add_metric([kind], value)
         yield violations
         yield _counter("uns_host_metrics_decoded", "metric values decoded", stats.metrics_decoded)
+        # the host's defence of the UNS against a broken or hostile edge (docs/security.md)
+        refused = CounterMetricFamily("uns_host_metrics_refused", "birth metrics not mirrored, by reason",
+                                      labels=["reason"])
+        for reason, value in sorted(stats.extra.get("metrics_refused", {}).items()):
+            refused.add_metric([reason], value)
+        yield refused
+        yield _counter("uns_host_refused_values", "values of refused metrics dropped",
+                       stats.extra.get("refused_values", 0))
+        yield _counter("uns_host_quarantines", "edge nodes quarantined for birth churn",
+                       stats.extra.get("quarantines", 0))
+        yield GaugeMetricFamily("uns_host_quarantined_nodes", "edge nodes in quarantine now",
+                                value=len(stats.extra.get("quarantined_nodes", [])))
+        yield _counter("uns_host_quarantined_messages", "messages of quarantined nodes not applied",
+                       stats.extra.get("quarantined_messages", 0))
+        yield _counter("uns_host_metrics_retired", "ghost metrics removed from the UNS after their grace",
+                       stats.extra.get("metrics_retired", 0))
         yield _counter("uns_host_mirror_published", "UNS mirror messages published (messages out)",
                        stats.mirror_published)
         yield _counter("uns_host_mirror_conflated", "mirror updates replaced by newer ones before sending",

@@ -37,6 +37,8 @@ async def test_a_churning_node_is_quarantined_and_released_by_a_supervisor(adapt
             return host.tracker.counters.quarantined_messages >= 1
 
         await eventually(dropped)
+        metrics = (await client.get("/metrics")).text
+        assert "uns_host_quarantines_total 1.0" in metrics and "uns_host_quarantined_nodes 1.0" in metrics
 
         response = await client.post(RELEASE, headers=auth("operator"))
         assert response.status_code == 403 and response.json()["reason"]
