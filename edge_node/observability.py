@@ -217,6 +217,8 @@ class EdgeCollector(Collector):
             outcomes.add_metric([outcome], value)
         yield outcomes
         yield counter("uns_edge_commands_malformed", "commands refused as malformed_command", c.malformed)
+        yield counter("uns_edge_commands_replayed", "commands refused because their id was taken in before "
+                      "(a replayed DCMD/NCMD)", c.replayed)
         yield counter("uns_edge_commands_queued", "commands queued while their OPC UA endpoint was down", c.queued)
         yield counter("uns_edge_command_results_unpublished", "command results that could not be published",
                        c.results_unpublished)

@@ -118,6 +118,7 @@ async def test_edge_metrics_and_probes_follow_the_node(tmp_path: Path) -> None:
             assert (value(text, "uns_edge_opcua_notifications_total", endpoint="default") or 0) >= 3
             assert (value(text, "uns_edge_messages_out_total") or 0) >= 4  # NBIRTH, 2 DBIRTH, NDATA/DDATA
             assert value(text, "uns_edge_command_outcomes_total", outcome="confirmed") == 0
+            assert value(text, "uns_edge_commands_replayed_total") == 0
             assert value(text, "process_resident_memory_bytes")
 
             # the broker's own endpoint saw the births
