@@ -168,8 +168,10 @@ class EpisodeService:
         reasons = []
         for e in found[:limit]:
             tag = e.metric if e.cell is None else f"{e.cell}/{e.metric}"
-            until = "still" if e.end_ms is None else f"until {iso(e.end_ms)}"
-            reasons.append(f"{tag} {e.quality} ({e.reason}) from {iso(e.start_ms)} {until}")
+            why = e.reason if e.status is None else f"{e.reason} {e.status}"
+            when = (f"since {iso(e.start_ms)}, still active" if e.end_ms is None
+                    else f"from {iso(e.start_ms)} to {iso(e.end_ms)}")
+            reasons.append(f"{tag} {e.quality} ({why}) {when}")
         if len(found) > limit:
             reasons.append(f"and {len(found) - limit} more quality episode(s) in the window")
         return reasons
