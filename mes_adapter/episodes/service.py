@@ -39,6 +39,8 @@ from .store import EpisodeStore, QualityEpisode
 
 log = logging.getLogger("uns.adapter.episodes")
 
+_BATCH = 5000  # changes per store transaction
+
 #: ``(topic, payload, retain)`` → the UNS link
 Publish = Callable[[str, bytes, bool], None]
 #: a state → its UNS topic (None when it is not mirrored)
@@ -102,32 +104,57 @@ class EpisodeService:
     async def run(self, stream: ChangeStream, stopping: asyncio.Event) -> None:
         try:
             while not stopping.is_set():
-                self.handle(await stream.get())
-                while (change := stream.get_nowait()) is not None:
-                    self.handle(change)
+                changes = [await stream.get()]
+                while len(changes) < _BATCH and (change := stream.get_nowait()) is not None:
+                    changes.append(change)
+                self.handle_many(changes)
                 await asyncio.sleep(0)
         finally:
             stream.close()
 
     def handle(self, change: Change) -> None:
-        if not isinstance(change, MetricChange):
+        self.handle_many([change])
+
+    def handle_many(self, changes: list[Change]) -> None:
+        """Run the detector over ``changes`` (pure, cheap); only when something opened or closed,
+        write those in one store transaction, then publish them (after the commit, so the UNS never
+        announces an episode the store does not hold). Plain GOOD data costs no write at all."""
+        actions: list[tuple[EpisodeOpened | EpisodeClosed, MetricState]] = []
+        for change in changes:
+            if isinstance(change, MetricChange):
+                state = change.metric
+                actions.extend((a, state) for a in self.detector.observe(sample_of(state), historical=change.historical))
+        if not actions:
             return
-        state = change.metric
+        announce: list[tuple[int, EquipmentPath]] = []
+        try:
+            with self.store.batch():
+                for action, state in actions:
+                    self._store(action, state, announce)
+        except Exception:  # noqa: BLE001 - the commit failed (disk full?): count, say it, go on
+            self.errors += 1
+            log.exception("quality episodes of %d change(s) not stored", len(actions))
+            return
+        for episode_id, equipment in announce:
+            self._announce(episode_id, equipment)
+
+    def _store(self, action: EpisodeOpened | EpisodeClosed, state: MetricState,
+               announce: list[tuple[int, EquipmentPath]]) -> None:
         try:
             equipment = self._mapping.from_sparkplug(state.group_id, state.edge_node_id, state.device_id)
         except ValueError:
-            return
+            return  # not on an ISA-95 line: nothing to bind it to
         try:
-            for action in self.detector.observe(sample_of(state), historical=change.historical):
-                if isinstance(action, EpisodeOpened):
-                    self._opened(action, state, equipment)
-                elif isinstance(action, EpisodeClosed):
-                    self._closed(action, equipment)
-        except Exception:  # noqa: BLE001 - a storage hiccup must not stop the stream
+            if isinstance(action, EpisodeOpened):
+                announce.append((self._opened(action, state, equipment), equipment))
+            elif action.episode.episode_id is not None:
+                self._closed(action)
+                announce.append((action.episode.episode_id, equipment))
+        except Exception:  # noqa: BLE001 - one failed row must not lose the others
             self.errors += 1
             log.exception("quality episode of %s not recorded", state.name)
 
-    def _opened(self, action: EpisodeOpened, state: MetricState, equipment: EquipmentPath) -> None:
+    def _opened(self, action: EpisodeOpened, state: MetricState, equipment: EquipmentPath) -> int:
         sample = action.sample
         line = equipment.line.topic
         context = self._context.active_at(line, sample.timestamp_ms)
@@ -139,15 +166,13 @@ class EpisodeService:
             phase=context.phase if context else None, received_ms=sample.received_ms)
         self.detector.bind(sample.key, episode_id)
         self.opened += 1
-        self._announce(episode_id, equipment)
+        return episode_id
 
-    def _closed(self, action: EpisodeClosed, equipment: EquipmentPath) -> None:
-        episode_id = action.episode.episode_id
-        if episode_id is None:  # opened but its insert failed: nothing stored to close
-            return
-        self.store.close_episode(episode_id, action.end_ms, action.sample.received_ms)
+    def _closed(self, action: EpisodeClosed) -> None:
+        """Close the stored row (an episode whose insert failed has no id and is skipped by the caller)."""
+        assert action.episode.episode_id is not None
+        self.store.close_episode(action.episode.episode_id, action.end_ms, action.sample.received_ms)
         self.closed += 1
-        self._announce(episode_id, equipment)
 
     def _announce(self, episode_id: int, equipment: EquipmentPath) -> None:
         episode = self.store.get(episode_id)

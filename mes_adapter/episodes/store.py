@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -113,12 +115,27 @@ class EpisodeStore:
     def __init__(self, path: str | Path) -> None:
         self._conn = open_db(path, durable=True)
         self.migrated_from = migrate(self._conn)
+        self._batched = False
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """One transaction (one fsync) for every open/close inside: an outage turns thousands of
+        tags STALE at once, and a durable commit per tag would stall the event loop for seconds."""
+        with transaction(self._conn):
+            self._batched = True
+            try:
+                yield
+            finally:
+                self._batched = False
+
+    def _write(self) -> AbstractContextManager[sqlite3.Connection]:
+        return nullcontext(self._conn) if self._batched else transaction(self._conn)
 
     def open(self, *, line: str, cell: str | None, key: TagKey, topic: str | None, quality: str, reason: str,
              status_code: int | None, status: str | None, raw_value: Any, start_ms: int,
              batch_id: str | None, work_order_id: str | None, phase: str | None, received_ms: int,
              kind: str = "quality") -> int:
-        with transaction(self._conn) as conn:
+        with self._write() as conn:
             cursor = conn.execute(
                 "INSERT INTO quality_episode (kind, line, cell, group_id, edge_node_id, device_id, metric, topic,"
                 " quality, reason, status_code, status, raw_value, start_ms, batch_id, work_order_id, phase,"
@@ -129,7 +146,7 @@ class EpisodeStore:
             return int(cursor.lastrowid or 0)
 
     def close_episode(self, episode_id: int, end_ms: int, received_ms: int) -> None:
-        with transaction(self._conn) as conn:
+        with self._write() as conn:
             conn.execute("UPDATE quality_episode SET end_ms = ?, closed_received_ms = ? WHERE id = ? AND end_ms IS NULL",
                          (end_ms, received_ms, episode_id))
 

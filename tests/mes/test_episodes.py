@@ -24,6 +24,11 @@ from mes_adapter.episodes import (
 )
 from mes_adapter.host.live_model import LiveModel
 from mes_adapter.host.tracker import DeviceBorn, DeviceDied, MetricsChanged, NodeBorn
+from mes_adapter.line_status import iso
+from mes_adapter.oee import Interval
+from mes_adapter.oee_service import OeeService
+from tests.mes.helpers import LINE as LINE2
+from tests.mes.helpers import MIN, build
 from uns.conventions import PROP_QUALITY, PROP_STATUS_CODE, Quality
 from uns.isa95 import NamespaceMapping
 from uns.sparkplug.datatypes import DataType
@@ -220,3 +225,31 @@ def test_shell_restart_closes_the_stored_open_episode_once(tmp_path: Path) -> No
     assert [(e.metric, e.start_ms, e.end_ms, e.reason) for e in episodes] == [
         ("Temperature", T0 + 1000, T0 + 8000, "stale"), ("Speed", T0 + 1000, T0 + 5000, "stale")]
     assert again.store.open_episodes() == []
+
+
+# -- OEE over a window with an episode on one of its inputs ----------------------------------------
+
+def test_oee_over_a_window_with_an_input_episode_says_so(tmp_path: Path) -> None:
+    p = build(tmp_path)
+    store = EpisodeStore(tmp_path / "episodes.sqlite")
+    episodes = EpisodeService(store, p.context, NamespaceMapping(), lambda s: None, lambda t, b, r: None)
+    oee = OeeService(p.config, p.context, p.production, p.records, clock=lambda: T0 + 60 * MIN,
+                     gaps=episodes.window_gaps)
+    p.context.assert_context(ContextAssertion(line=LINE2, seq=1, since_ms=T0, batch_id="B-1"))
+    line_key = TagKey("acme:plant1", "packaging:line2", None, "State")
+    store.open(line=LINE2, cell=None, key=line_key, topic=None, quality="STALE", reason="stale", status_code=None,
+               status=None, raw_value=None, start_ms=T0 + 10 * MIN, batch_id="B-1", work_order_id=None, phase=None,
+               received_ms=T0 + 10 * MIN)
+    # an episode on a tag that is no OEE input does not make the OEE incomplete
+    store.open(line=LINE2, cell="Filler", key=KEY, topic=None, quality="BAD", reason="bad_status", status_code=None,
+               status=None, raw_value=None, start_ms=T0 + 5 * MIN, batch_id="B-1", work_order_id=None, phase=None,
+               received_ms=T0 + 5 * MIN)
+    result = oee.batch_oee(LINE2, "B-1")
+    assert not result.data_complete
+    assert result.as_dict()["incomplete_reasons"] == [f"State STALE (stale) since {iso(T0 + 10 * MIN)}, still active"]
+    assert result.as_dict()["data_complete"] is False
+    store.close_episode(1, T0 + 12 * MIN, T0 + 12 * MIN)
+    assert oee.batch_oee(LINE2, "B-1").incomplete_reasons == (
+        f"State STALE (stale) from {iso(T0 + 10 * MIN)} to {iso(T0 + 12 * MIN)}",)
+    # a window after the episode is complete again
+    assert oee.window_oee(LINE2, Interval(T0 + 20 * MIN, T0 + 30 * MIN)).data_complete
