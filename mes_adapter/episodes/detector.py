@@ -27,7 +27,7 @@ from typing import Any
 
 from uns.conventions import Quality
 
-#: reasons the edge names in the ``QualityReason`` property (see docs/quality-episodes.md)
+#: reasons the edge names in the ``QualityReason`` property (see docs/data-quality.md)
 EDGE_REASONS = frozenset({"out_of_range", "max_age", "frozen", "future_timestamp", "old_timestamp",
                           "bad_status", "comm_lost"})
 
