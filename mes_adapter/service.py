@@ -172,6 +172,8 @@ class AdapterService:
             return False, f"Sparkplug host is not online on {self.config.host.broker}"
         if not self.link.connected:
             return False, "the adapter's UNS session is not connected"
+        if self.episodes.failing is not None:
+            return False, self.episodes.failing
         return True, "ready"
 
     def _spawn(self, name: str, coro: Awaitable[None]) -> None:

@@ -100,6 +100,8 @@ class EpisodeService:
         self.opened = 0
         self.closed = 0
         self.errors = 0
+        #: why the last write failed, until one succeeds again (for readiness)
+        self.failing: str | None = None
 
     async def run(self, stream: ChangeStream, stopping: asyncio.Event) -> None:
         try:
@@ -131,10 +133,13 @@ class EpisodeService:
             with self.store.batch():
                 for action, state in actions:
                     self._store(action, state, announce)
-        except Exception:  # noqa: BLE001 - the commit failed (disk full?): count, say it, go on
+        except Exception as exc:  # noqa: BLE001 - the commit failed (disk full?): count, say it, go on
             self.errors += 1
-            log.exception("quality episodes of %d change(s) not stored", len(actions))
+            if self.failing is None:  # once per failure episode, not once per drain
+                log.exception("quality episodes of %d change(s) not stored", len(actions))
+            self.failing = f"quality episode store failing: {exc}"
             return
+        self.failing = None
         for episode_id, equipment in announce:
             self._announce(episode_id, equipment)
 

@@ -253,3 +253,51 @@ def test_oee_over_a_window_with_an_input_episode_says_so(tmp_path: Path) -> None
         f"State STALE (stale) from {iso(T0 + 10 * MIN)} to {iso(T0 + 12 * MIN)}",)
     # a window after the episode is complete again
     assert oee.window_oee(LINE2, Interval(T0 + 20 * MIN, T0 + 30 * MIN)).data_complete
+
+
+def test_the_edge_reason_and_raw_value_win_over_the_derived_reason() -> None:
+    """The edge's verdict (``quality_reason`` / ``raw_value`` on the host's state, or the wire
+    properties ``QualityReason`` / ``RawValue``) names an out-of-range or frozen value; without it the
+    host derives ``bad_status`` from the status code, ``stale`` from a death."""
+    from dataclasses import dataclass, field
+    from typing import Any
+
+    from mes_adapter.episodes.service import sample_of
+
+    @dataclass
+    class State:  # the fields of MetricState that sample_of reads, plus what the edge may add
+        quality: Quality
+        status_code: int | None = None
+        quality_reason: str | None = None
+        raw_value: Any = None
+        properties: dict[str, Any] = field(default_factory=dict)
+        group_id: str = KEY.group_id
+        edge_node_id: str = KEY.edge_node_id
+        device_id: str | None = KEY.device_id
+        name: str = KEY.name
+        timestamp_ms: int = T0
+        received_ms: int = T0
+
+    on_host = sample_of(State(Quality.BAD, quality_reason="out_of_range", raw_value=-9999.0))  # type: ignore[arg-type]
+    assert (on_host.reason, on_host.raw_value) == ("out_of_range", -9999.0)
+    on_wire = sample_of(State(Quality.UNCERTAIN, properties={"QualityReason": PropertyValue(DataType.String, "frozen"),
+                                                             "RawValue": PropertyValue(DataType.Double, 20.5)}))  # type: ignore[arg-type]
+    assert (on_wire.reason, on_wire.raw_value) == ("frozen", 20.5)
+    assert sample_of(State(Quality.BAD, status_code=0x808C0000)).reason == "bad_status"  # type: ignore[arg-type]
+    assert sample_of(State(Quality.STALE)).reason == "stale"  # type: ignore[arg-type]
+    assert sample_of(State(Quality.GOOD)).reason is None  # type: ignore[arg-type]
+
+
+def test_a_failing_store_is_reported_once_and_recovers(tmp_path: Path) -> None:
+    shell = Shell(tmp_path)
+    node = ("acme:plant1", "packaging:line1")
+    shell.apply(NodeBorn(node, 0, T0))
+    shell.apply(DeviceBorn(node, "Filler", T0))
+    shell.apply(MetricsChanged(node, "Filler", [_good("Temperature", 20.5, T0)], T0, birth=True))
+    shell.store._conn.execute("PRAGMA query_only = ON")  # writes now fail, like a read-only disk
+    shell.apply(MetricsChanged(node, "Filler", [_bad("Temperature", T0 + 100)], T0 + 100))
+    assert shell.service.failing is not None and "quality episode store failing" in shell.service.failing
+    assert shell.published == [] and shell.service.errors == 1
+    shell.store._conn.execute("PRAGMA query_only = OFF")
+    shell.apply(MetricsChanged(node, "Filler", [_good("Temperature", 21.0, T0 + 200)], T0 + 200))
+    assert shell.service.failing is None
