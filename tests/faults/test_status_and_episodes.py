@@ -71,8 +71,9 @@ def payload(message: Captured) -> dict[str, Any]:
     return json.loads(message.payload)
 
 
-def test_bad_status_episode_and_opcua_outage_status(tmp_path: Path) -> None:
-    with running_stack(tmp_path) as stack:
+@pytest.mark.parametrize("broker", ["embedded", "mosquitto"])
+def test_bad_status_episode_and_opcua_outage_status(tmp_path: Path, broker: str) -> None:
+    with running_stack(tmp_path, broker=broker) as stack:
         alarm_topic = f"{stack.line}/_alarms/Filler/Temperature"
         status_topic = f"{stack.line}/_mes/status"
         with uns_sniffer(stack, f"{stack.line}/_alarms/#", status_topic) as sniffer:
@@ -109,7 +110,7 @@ def test_bad_status_episode_and_opcua_outage_status(tmp_path: Path) -> None:
                 assert retained.retain and payload(retained) == done
 
             # -- 2. the OPC UA server goes away -----------------------------------------------------------
-            sim_fault(stack, "restart", "--down", "20")
+            sim_fault(stack, "restart", "--down", "15")
 
             def incomplete() -> dict[str, Any] | None:
                 line = line_summary(stack)
@@ -156,7 +157,7 @@ def test_bad_status_episode_and_opcua_outage_status(tmp_path: Path) -> None:
             assert [e for e in stale if e["active"]] == []
             assert all(e["end_ms"] >= e["start_ms"] for e in stale)
             try:
-                wait_until(lambda: (seen.append(line_summary(stack)) or seen[-1])["data_complete"], 20,
+                wait_until(lambda: (seen.append(line_summary(stack)) or seen[-1])["data_complete"], 15,
                            "a complete line after the server returned")
             except TimeoutError:
                 # issue 12 defect 2 (line-level tags stay BAD after an OPC UA restart) is fixed by another
