@@ -4,6 +4,7 @@ A line whose nodes are "online" can still be blind: a device dead (every tag STA
 a sensor broke. Counting nodes alone once made an OPC UA outage look like "1/1 online, availability
 100 %". :func:`line_data_status` looks at every input of the line (edge nodes, devices, tag qualities)
 and names each reason the data is incomplete. Pure: it reads the host's views, never does I/O.
+OEE windows get their own completeness from the stored quality episodes (:mod:`mes_adapter.episodes`).
 """
 
 from __future__ import annotations
@@ -18,10 +19,7 @@ from uns.conventions import Quality
 from uns.isa95 import EquipmentPath
 
 #: (group_id, edge_node_id, device_id) -> the cell name, or None for the line itself / unmapped
-_NAMED = 3  # tags named in a reason; the rest are counted
-
 CellOf = Callable[[str, str, str | None], str | None]
-
 
 _NAMED = 3  # tags named in a reason; the rest are counted
 
@@ -46,10 +44,12 @@ def iso(ms: int | None) -> str:
 
 
 def line_data_status(nodes: Iterable[NodeView], tags: Iterable[MetricState], cell_of: CellOf,
-                     *, expected: bool = False) -> DataStatus:
+                     *, expected: bool = False,
+                     device_on_line: Callable[[str, str, str], bool] | None = None) -> DataStatus:
     """The status of one line from its nodes (as the host tracks them) and its visible tags.
 
-    ``expected``: the line is configured, so no node at all is itself a reason.
+    ``expected``: the line is configured, so no node at all is itself a reason. ``device_on_line``:
+    which devices of those nodes belong to the line (a gateway node serves several lines).
     """
     nodes = list(nodes)
     reasons: list[str] = []
@@ -60,6 +60,8 @@ def line_data_status(nodes: Iterable[NodeView], tags: Iterable[MetricState], cel
         if not node.online:
             reasons.append(f"edge node {node.group_id}/{node.edge_node_id} offline since {iso(node.died_ms)}")
         for device in node.devices.values():
+            if device_on_line is not None and not device_on_line(node.group_id, node.edge_node_id, device.device_id):
+                continue
             devices += 1
             if device.online:
                 devices_online += 1
@@ -114,4 +116,9 @@ def status_of_line(model: LiveModel, equipment_of: EquipmentOf, topic_of: Callab
         equipment = equipment_of(state.group_id, state.edge_node_id, state.device_id)
         if equipment is not None and equipment.line.topic == line and topic_of(state) is not None:
             tags.append(state)
-    return line_data_status(nodes_of_line(model, equipment_of, line), tags, cell_of, expected=expected)
+    def on_line(group_id: str, edge_node_id: str, device_id: str) -> bool:
+        equipment = equipment_of(group_id, edge_node_id, device_id)
+        return equipment is not None and equipment.line.topic == line
+
+    return line_data_status(nodes_of_line(model, equipment_of, line), tags, cell_of, expected=expected,
+                            device_on_line=on_line)

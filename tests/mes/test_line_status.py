@@ -6,7 +6,7 @@ from mes_adapter.host.live_model import LiveModel
 from mes_adapter.host.tracker import DeviceBorn, DeviceDied, MetricsChanged, NodeBorn, NodeDied
 from mes_adapter.line_status import DataStatus, iso, status_of_line
 from uns.conventions import PROP_QUALITY, PROP_STATUS_CODE
-from uns.isa95 import NamespaceMapping
+from uns.isa95 import MappingMode, NamespaceMapping
 from uns.sparkplug.datatypes import DataType
 from uns.sparkplug.model import QUALITY_BAD, Metric, PropertyValue
 
@@ -80,3 +80,28 @@ def test_a_dead_node_and_a_missing_node() -> None:
     other = "acme/plant1/packaging/line9"
     assert status(model, other).incomplete_reasons == ["no edge node of this line has been seen by the host"]
     assert status(model, other, expected=False).data_complete
+
+
+def test_a_gateway_node_counts_only_the_devices_of_the_line() -> None:
+    """One gateway edge node serving two lines: a dead device of line B is not line A's problem."""
+    gateway = NamespaceMapping(mode=MappingMode.GATEWAY, gateway_id="gw1")
+
+    def equipment(group_id: str, edge_node_id: str, device_id: str | None):  # type: ignore[no-untyped-def]
+        try:
+            return gateway.from_sparkplug(group_id, edge_node_id, device_id)
+        except ValueError:
+            return None
+
+    node = ("acme:plant1", "gw1")
+    model = LiveModel()
+    model.apply(NodeBorn(node, 0, T0))
+    model.apply(MetricsChanged(node, None, [], T0, birth=True))
+    for device in ("packaging:line1:Filler", "packaging:line2:Filler"):
+        model.apply(DeviceBorn(node, device, T0))
+        model.apply(MetricsChanged(node, device, [_good("Speed")], T0, birth=True))
+    model.apply(DeviceDied(node, "packaging:line2:Filler", T0 + 1000, "ddeath"))
+    line1 = status_of_line(model, equipment, lambda s: "topic", LINE, expected=True)
+    assert line1 == DataStatus(data_complete=True, nodes=1, nodes_online=1, devices=1, devices_online=1)
+    line2 = status_of_line(model, equipment, lambda s: "topic", "acme/plant1/packaging/line2", expected=True)
+    assert line2.incomplete_reasons == [f"device Filler STALE since {iso(T0 + 1000)}"]
+    assert (line2.devices, line2.devices_online) == (1, 0)
