@@ -14,6 +14,7 @@ what to do: :class:`EpisodeOpened` or :class:`EpisodeClosed`. The rules, all of 
   while the link was down), the end is when the host learned it (received time), never before the
   start.
 * Historical values (store-and-forward replay) never open or close: the live state decides.
+  Neither does a GOOD null (the edge's "no value yet" placeholder in a birth before its first read).
 * Episodes still open when the adapter stops are stored open; the shell seeds a new detector with
   them (:meth:`QualityEpisodeDetector.restore`) so the next GOOD closes the very same episode and
   a birth that restates the still-bad tag does not open a second one.
@@ -55,6 +56,9 @@ class QualitySample:
     reason: str | None = None
     status_code: int | None = None
     raw_value: Any = None
+    #: a GOOD null: the edge has no value yet (a birth before its first read), which says nothing
+    #: about the tag's quality and so neither opens nor closes an episode
+    no_value: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +122,7 @@ class QualityEpisodeDetector:
         return list(self._open.values())
 
     def observe(self, sample: QualitySample, *, historical: bool = False) -> list[Action]:
-        if historical:
+        if historical or sample.no_value:
             return []
         current = self._open.get(sample.key)
         if sample.quality is Quality.GOOD:

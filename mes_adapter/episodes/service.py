@@ -11,7 +11,9 @@ Fed by its own host change stream (like ingest). For each action of the pure det
 
 Episodes left open by a previous run are loaded at construction, so the next GOOD closes the
 stored row rather than being lost, and a birth restating the still-bad tag opens nothing new.
-A tag that does not follow the ISA-95 mapping has no line to bind to and is ignored.
+A tag that does not follow the ISA-95 mapping has no line to bind to and is ignored. A birth
+replayed from a broker's birth certificate (``$sparkplug/certificates``, read by a host that starts
+after the edge) restates values as of the edge's original birth, so it neither opens nor closes.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 
 from mes_adapter.context import ContextService
 from mes_adapter.host import Change, ChangeStream, MetricChange, MetricState
+from uns.conventions import Quality
 from uns.isa95 import ALARMS, EquipmentPath, NamespaceMapping
 
 from .detector import (
@@ -65,7 +68,8 @@ def sample_of(state: MetricState) -> QualitySample:
     reason = sample_reason(state.quality, state.status_code, edge_property(state, "quality_reason", "QualityReason"))
     return QualitySample(TagKey(state.group_id, state.edge_node_id, state.device_id, state.name), state.quality,
                          state.timestamp_ms, state.received_ms, reason, state.status_code,
-                         edge_property(state, "raw_value", "RawValue"))
+                         edge_property(state, "raw_value", "RawValue"),
+                         no_value=state.quality is Quality.GOOD and state.value is None)
 
 
 def alarm_topic(mapping: NamespaceMapping, equipment: EquipmentPath, metric: str) -> str:
@@ -123,7 +127,7 @@ class EpisodeService:
         announces an episode the store does not hold). Plain GOOD data costs no write at all."""
         actions: list[tuple[EpisodeOpened | EpisodeClosed, MetricState]] = []
         for change in changes:
-            if isinstance(change, MetricChange):
+            if isinstance(change, MetricChange) and not getattr(change, "from_certificate", False):
                 state = change.metric
                 actions.extend((a, state) for a in self.detector.observe(sample_of(state), historical=change.historical))
         if not actions:

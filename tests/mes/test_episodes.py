@@ -220,6 +220,10 @@ def test_shell_restart_closes_the_stored_open_episode_once(tmp_path: Path) -> No
     again.apply(DeviceBorn(node, "Filler", T0 + 5000))
     again.apply(MetricsChanged(node, "Filler", [_bad("Temperature", T0 + 5000), _good("Speed", 2.0, T0 + 5000)],
                                T0 + 5000, birth=True))
+    # a broker's birth certificate replays the original DBIRTH (GOOD, old values): not a current statement
+    again.apply(MetricsChanged(node, "Filler", [_good("Temperature", 20.5, T0), _good("Speed", 1.0, T0)], T0 + 5001,
+                               birth=True, from_certificate=True))
+    assert [e.end_ms for e in again.store.query(LINE) if e.metric == "Temperature"] == [None]
     again.apply(MetricsChanged(node, "Filler", [_good("Temperature", 22.0, T0 + 8000)], T0 + 8000))
     episodes = again.store.query(LINE)
     assert [(e.metric, e.start_ms, e.end_ms, e.reason) for e in episodes] == [
@@ -267,6 +271,7 @@ def test_the_edge_reason_and_raw_value_win_over_the_derived_reason() -> None:
     @dataclass
     class State:  # the fields of MetricState that sample_of reads, plus what the edge may add
         quality: Quality
+        value: Any = 1.0
         status_code: int | None = None
         quality_reason: str | None = None
         raw_value: Any = None
