@@ -145,7 +145,11 @@ class EpisodeService:
             return
         self.failing = None
         for episode_id, equipment in announce:
-            self._announce(episode_id, equipment)
+            try:
+                self._announce(episode_id, equipment)
+            except Exception:  # noqa: BLE001 - stored already; the UNS copy is a courtesy that must not stop us
+                self.errors += 1
+                log.exception("quality episode %d not published", episode_id)
 
     def _store(self, action: EpisodeOpened | EpisodeClosed, state: MetricState,
                announce: list[tuple[int, EquipmentPath]]) -> None:
