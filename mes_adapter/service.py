@@ -6,6 +6,9 @@
 * host change stream → :class:`~mes_adapter.ingest.Ingest` (records + production counters), one
   stream of its own, subscribed *before* the host connects so no birth is missed;
 * host change stream → :class:`~mes_adapter.live_feed.TagPump` → dashboard clients (SSE);
+* host change stream → :class:`~mes_adapter.episodes.EpisodeService` (quality episodes: stored with
+  their batch, retained on ``<line>/_alarms/...``); every second the line status (``data_complete``)
+  goes retained to ``<line>/_mes/status`` when it changed;
 * ``<line>/_context/batch`` (retained, from any plant app) → :class:`ContextService`; assertions
   made through the API are stored first, then published retained so other apps see them;
 * every few seconds → :class:`ConfirmationService` builds due confirmations into the outbox, they are

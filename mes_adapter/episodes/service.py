@@ -26,6 +26,7 @@ from typing import Any
 
 from mes_adapter.context import ContextService
 from mes_adapter.host import Change, ChangeStream, MetricChange, MetricState
+from mes_adapter.line_status import iso
 from uns.conventions import Quality
 from uns.isa95 import ALARMS, EquipmentPath, NamespaceMapping
 
@@ -199,8 +200,6 @@ class EpisodeService:
                     limit: int = 5) -> list[str]:
         """Reasons a window of ``line`` is incomplete: episodes on its inputs ``{(cell, metric)}``
         (every tag when None) overlapping ``[start_ms, end_ms)``; for OEE."""
-        from mes_adapter.line_status import iso
-
         found = [e for e in self.store.query(line, start_ms, end_ms, limit=10_000)
                  if inputs is None or (e.cell, e.metric) in inputs]
         reasons = []
