@@ -118,6 +118,10 @@ class QualityEpisodeDetector:
     def is_open(self, key: TagKey) -> bool:
         return key in self._open
 
+    @property
+    def open_count(self) -> int:
+        return len(self._open)
+
     def open_episodes(self) -> list[OpenEpisode]:
         return list(self._open.values())
 

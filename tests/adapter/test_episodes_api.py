@@ -60,8 +60,15 @@ async def test_dead_device_makes_the_line_incomplete_and_its_tags_episodes(adapt
         start = rows[0]["start_ms"]
         assert {r["start_ms"] for r in rows} == {start} and reason == f"device {CELL} STALE since {iso(start)}"
 
+        exposition = (await client.get("/metrics")).text
+        assert f"uns_adapter_quality_episodes_active {float(len(DEVICE_METRICS))}" in exposition
+        assert f"uns_adapter_quality_episodes_opened_total {float(len(DEVICE_METRICS))}" in exposition
+
         await asyncio.to_thread(edge.birth)
         rows = await eventually(lambda: episodes(False))
+        exposition = (await client.get("/metrics")).text
+        assert "uns_adapter_quality_episodes_active 0.0" in exposition
+        assert f"uns_adapter_quality_episodes_closed_total {float(len(DEVICE_METRICS))}" in exposition
         assert all(r["end_ms"] >= start for r in rows)
         assert (await eventually(complete))["devices_online"] == 1
         window = (await client.get(f"/api/lines/{LINE}/events", params={"from_ms": 0, "to_ms": start},
