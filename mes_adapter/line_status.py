@@ -106,7 +106,19 @@ def nodes_of_line(model: LiveModel, equipment_of: EquipmentOf, line: str) -> lis
 
 def status_of_line(model: LiveModel, equipment_of: EquipmentOf, topic_of: Callable[[MetricState], str | None],
                    line: str, *, expected: bool) -> DataStatus:
-    """:func:`line_data_status` of ``line`` from the host's live model (mirrored tags only)."""
+    """:func:`line_data_status` of ``line`` from the host's live model (mirrored tags only).
+
+    Runs every second for ``_mes/status``: the mapping is resolved once per node/device, not per tag.
+    """
+    memo: dict[tuple[str, str, str | None], EquipmentPath | None] = {}
+    resolve = equipment_of
+
+    def equipment_of(group_id: str, edge_node_id: str, device_id: str | None) -> EquipmentPath | None:
+        key = (group_id, edge_node_id, device_id)
+        if key not in memo:
+            memo[key] = resolve(group_id, edge_node_id, device_id)
+        return memo[key]
+
     def cell_of(group_id: str, edge_node_id: str, device_id: str | None) -> str | None:
         equipment = equipment_of(group_id, edge_node_id, device_id)
         return None if equipment is None else equipment.cell
