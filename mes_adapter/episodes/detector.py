@@ -144,10 +144,9 @@ class QualityEpisodeDetector:
 
 
 def sample_reason(quality: Quality, status_code: int | None, edge_reason: object) -> str | None:
-    """The reason of a not-GOOD sample: the edge's ``QualityReason`` when it sent one, else derived.
-
-    STALE is the host's own statement (node/device death or lost session) and is called ``stale``;
-    a Bad/Uncertain OPC UA status without an edge reason is ``bad_status``.
+    """The reason of a not-GOOD sample: the tag's own (the edge's ``QualityReason``, or ``comm_lost``
+    the host sets on a death) when it has one, else derived: ``stale`` for STALE, ``bad_status`` for a
+    Bad/Uncertain OPC UA status (another vendor's edge node sends no reason).
     """
     if quality is Quality.GOOD:
         return None

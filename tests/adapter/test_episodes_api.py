@@ -1,7 +1,7 @@
 """Line status and quality episodes over real HTTP and a real broker, fed by a hand-made edge node.
 
 A DDEATH turns the cell's four tags STALE: ``/api/lines`` names the dead device and counts it in
-``devices_online``; ``/api/lines/{line}/events`` lists one active ``stale`` episode per tag, started at
+``devices_online``; ``/api/lines/{line}/events`` lists one active ``comm_lost`` episode per tag, started at
 the death; the next DBIRTH closes all four and the line is complete again. Bad requests get a
 specific 404 / 422.
 """
@@ -56,7 +56,7 @@ async def test_dead_device_makes_the_line_incomplete_and_its_tags_episodes(adapt
 
         rows = await eventually(lambda: episodes(True))
         assert sorted(r["metric"] for r in rows) == sorted(DEVICE_METRICS)
-        assert {(r["reason"], r["quality"], r["cell"], r["end_ms"]) for r in rows} == {("stale", "STALE", CELL, None)}
+        assert {(r["reason"], r["quality"], r["cell"], r["end_ms"]) for r in rows} == {("comm_lost", "STALE", CELL, None)}
         start = rows[0]["start_ms"]
         assert {r["start_ms"] for r in rows} == {start} and reason == f"device {CELL} STALE since {iso(start)}"
 

@@ -152,7 +152,7 @@ def test_bad_status_episode_and_opcua_outage_status(tmp_path: Path, broker: str)
             # every device-level STALE episode of the outage was closed by the device's new birth
             status, episodes = stack.api("GET", f"/api/lines/{stack.line}/events", role="viewer")
             assert status == 200
-            stale = [e for e in episodes if e["reason"] == "stale" and e["cell"] is not None]
+            stale = [e for e in episodes if e["quality"] == "STALE" and e["cell"] is not None]
             assert {e["cell"] for e in stale} == set(CELLS)
             assert [e for e in stale if e["active"]] == []
             assert all(e["end_ms"] >= e["start_ms"] for e in stale)

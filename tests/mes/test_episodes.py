@@ -212,7 +212,7 @@ def test_shell_restart_closes_the_stored_open_episode_once(tmp_path: Path) -> No
     shell.apply(MetricsChanged(node, "Filler", [_good("Temperature", 20.5, T0), _good("Speed", 1.0, T0)], T0,
                                birth=True))
     shell.apply(DeviceDied(node, "Filler", T0 + 1000, "ddeath"))
-    assert [e.reason for e in shell.store.query(LINE)] == ["stale", "stale"]
+    assert [e.reason for e in shell.store.query(LINE)] == ["comm_lost", "comm_lost"]  # the host's reason for a death
     shell.store.close()
     # a new adapter: new model, the device is born again with Temperature still bad, Speed good
     again = Shell(tmp_path)
@@ -227,7 +227,7 @@ def test_shell_restart_closes_the_stored_open_episode_once(tmp_path: Path) -> No
     again.apply(MetricsChanged(node, "Filler", [_good("Temperature", 22.0, T0 + 8000)], T0 + 8000))
     episodes = again.store.query(LINE)
     assert [(e.metric, e.start_ms, e.end_ms, e.reason) for e in episodes] == [
-        ("Temperature", T0 + 1000, T0 + 8000, "stale"), ("Speed", T0 + 1000, T0 + 5000, "stale")]
+        ("Temperature", T0 + 1000, T0 + 8000, "comm_lost"), ("Speed", T0 + 1000, T0 + 5000, "comm_lost")]
     assert again.store.open_episodes() == []
 
 
@@ -289,7 +289,7 @@ def test_the_edge_reason_and_raw_value_win_over_the_derived_reason() -> None:
                                                              "RawValue": PropertyValue(DataType.Double, 20.5)}))  # type: ignore[arg-type]
     assert (on_wire.reason, on_wire.raw_value) == ("frozen", 20.5)
     assert sample_of(State(Quality.BAD, status_code=0x808C0000)).reason == "bad_status"  # type: ignore[arg-type]
-    assert sample_of(State(Quality.STALE)).reason == "stale"  # type: ignore[arg-type]
+    assert sample_of(State(Quality.STALE)).reason == "stale"  # type: ignore[arg-type]  # no reason given at all
     assert sample_of(State(Quality.GOOD)).reason is None  # type: ignore[arg-type]
 
 
