@@ -156,14 +156,11 @@ def test_bad_status_episode_and_opcua_outage_status(tmp_path: Path, broker: str)
             assert {e["cell"] for e in stale} == set(CELLS)
             assert [e for e in stale if e["active"]] == []
             assert all(e["end_ms"] >= e["start_ms"] for e in stale)
-            try:
+            try:  # every tag, node-level ones included, GOOD again (issue 12 defect 2)
                 wait_until(lambda: (seen.append(line_summary(stack)) or seen[-1])["data_complete"], 15,
                            "a complete line after the server returned")
             except TimeoutError:
-                # issue 12 defect 2 (line-level tags stay BAD after an OPC UA restart) is fixed by another
-                # change; until it is merged the status rightly says so, and this last step cannot pass
-                pytest.xfail(f"line-level tags still not GOOD after the restart (defect 2): "
-                             f"{seen[-1]['incomplete_reasons']}")
+                pytest.fail(f"the line stayed incomplete after the server returned: {seen[-1]['incomplete_reasons']}")
             sniffer.wait_for(lambda m: m.topic == status_topic and payload(m)["data_complete"]
                              and m.at > mes_status.at, timeout=10)
             assert [e for e in stack.api("GET", f"/api/lines/{stack.line}/events", role="viewer")[1]
