@@ -169,6 +169,14 @@ class _ServiceCollector(Collector):
                                 value=ingest.pending)
         yield _counter("uns_adapter_ingest_quarantined", "values that can never be stored (logged)",
                        service.record_store.quarantined + service.production.quarantined)
+        episodes = service.episodes
+        yield _counter("uns_adapter_quality_episodes_opened", "quality episodes (BAD/UNCERTAIN/STALE runs) opened",
+                       episodes.opened)
+        yield _counter("uns_adapter_quality_episodes_closed", "quality episodes closed by a GOOD value", episodes.closed)
+        yield GaugeMetricFamily("uns_adapter_quality_episodes_active", "tags in a quality episode now",
+                                value=episodes.detector.open_count)
+        yield _counter("uns_adapter_quality_episode_errors", "quality episodes not stored or not published",
+                       episodes.errors)
         yield _counter("uns_adapter_command_results_unmatched", "command results for unknown commands",
                        service.commands.results_unmatched)
         yield _counter("uns_adapter_command_results_after_final",

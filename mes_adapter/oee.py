@@ -98,6 +98,13 @@ class OeeResult:
     quality: float | None
     oee: float | None
     warnings: tuple[str, ...] = field(default=())
+    #: why the inputs of this window are incomplete (a quality episode or dead source on a state or
+    #: counter tag); empty when complete. Filled by the service, which knows the episodes.
+    incomplete_reasons: tuple[str, ...] = field(default=())
+
+    @property
+    def data_complete(self) -> bool:
+        return not self.incomplete_reasons
 
     @property
     def pot_ms(self) -> int:
@@ -115,6 +122,7 @@ class OeeResult:
             "produced": self.produced, "good": self.good, "scrap": self.scrap,
             "availability": self.availability, "performance": self.performance,
             "quality": self.quality, "oee": self.oee, "warnings": list(self.warnings),
+            "data_complete": self.data_complete, "incomplete_reasons": list(self.incomplete_reasons),
         }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 
 from uns.conventions import Quality
 from uns.isa95 import MES, NamespaceMapping
@@ -26,13 +27,18 @@ from mes_adapter.timefmt import now_ms
 
 _MAX_STATE_ROWS = 1_000_000
 
+#: ``(line, start_ms, end_ms, {(cell, metric)}) -> reasons`` the inputs of a window are incomplete
+GapFinder = Callable[[str, int, int, set[tuple[str | None, str]]], list[str]]
+
 
 class OeeService:
     """OEE of configured lines over batches, shifts and arbitrary windows."""
 
     def __init__(self, config: MesConfig, context: ContextService, production: ProductionCounters,
-                 records: RecordStore, clock: Callable[[], int] = now_ms) -> None:
+                 records: RecordStore, clock: Callable[[], int] = now_ms, gaps: GapFinder | None = None) -> None:
         self._config = config
+        #: where quality episodes come from (the episode service); None: no completeness check
+        self.gaps = gaps
         self._context = context
         self._production = production
         self._records = records
@@ -87,10 +93,17 @@ class OeeService:
     def window_oee(self, line: str, window: Interval) -> OeeResult:
         cfg = self._line(line)
         threshold = self._config.oee.micro_stop_threshold_s
-        return compute_oee(
+        result = compute_oee(
             window, self.state_changes(cfg, window), self.counts(cfg, window),
             self._config.calendar.planned_downtime_between(window.start_ms, window.end_ms, line),
             None if threshold is None else int(threshold * 1000))
+        if self.gaps is None:
+            return result
+        inputs = {(c.cell, c.metric) for c in cfg.counters}
+        if cfg.state is not None:
+            inputs.add((cfg.state.cell, cfg.state.metric))
+        reasons = self.gaps(line, window.start_ms, window.end_ms, inputs)
+        return replace(result, incomplete_reasons=tuple(reasons)) if reasons else result
 
     def batch_oee(self, line: str, batch_id: str) -> OeeResult:
         """OEE from the batch start to its end (or now while it runs)."""

@@ -6,6 +6,9 @@
 * host change stream → :class:`~mes_adapter.ingest.Ingest` (records + production counters), one
   stream of its own, subscribed *before* the host connects so no birth is missed;
 * host change stream → :class:`~mes_adapter.live_feed.TagPump` → dashboard clients (SSE);
+* host change stream → :class:`~mes_adapter.episodes.EpisodeService` (quality episodes: stored with
+  their batch, retained on ``<line>/_alarms/...``); every second the line status (``data_complete``)
+  goes retained to ``<line>/_mes/status`` when it changed;
 * ``<line>/_context/batch`` (retained, from any plant app) → :class:`ContextService`; assertions
   made through the API are stored first, then published retained so other apps see them;
 * every few seconds → :class:`ConfirmationService` builds due confirmations into the outbox, they are
@@ -29,9 +32,11 @@ from mes_adapter.command_service import CommandRecord, CommandService
 from mes_adapter.confirming import ConfirmationService, confirmation_message
 from mes_adapter.context import AssertionOutcome, ContextAssertion, ContextService, ContextStore, context_topic
 from mes_adapter.context.reconcile import LineReport, ReconcileAction, Reconciliation, reconcile
+from mes_adapter.episodes import EpisodeService, EpisodeStore
 from mes_adapter.errors import MesInputError
 from mes_adapter.host import Change, ChangeStream, MetricChange, MetricState, SparkplugHost
 from mes_adapter.ingest import Ingest, Observation, observation_from_change
+from mes_adapter.line_status import DataStatus, status_of_line
 from mes_adapter.live_feed import LiveFeed, TagPump
 from mes_adapter.node_stats import NodeStats, observe_tracker
 from mes_adapter.oee import MachineState
@@ -39,6 +44,7 @@ from mes_adapter.oee_service import OeeService
 from mes_adapter.outbox import Outbox, OutboxEntry, WebhookSender, dead_letter_alarm
 from mes_adapter.production import ProductionCounters, ProductionStore
 from mes_adapter.records import ContextualRecords, RecordStore
+from mes_adapter.status_feed import LineStatusPublisher
 from mes_adapter.timefmt import now_ms
 from mes_adapter.uns_link import UnsLink
 from uns.audit.chain import AuditLog
@@ -100,6 +106,15 @@ class AdapterService:
         self.sender: WebhookSender | None = None
         if mes.webhook.url is not None:
             self.sender = WebhookSender(self.outbox, mes.webhook, mes.retry, on_dead_letter=self._dead_letter)
+        self.episodes = EpisodeService(
+            EpisodeStore(mes.data_dir / "episodes.sqlite"), self.context, self.mapping, self.topic_of,
+            lambda topic, payload, retain: self.link.publish(topic, payload, qos=1, retain=retain),
+            notify=lambda e: self.feed.publish({"type": "episode", "episode": e.model_dump(mode="json")}))
+        self.oee.gaps = self.episodes.window_gaps
+        self.line_status = LineStatusPublisher(
+            self.mapping, self.lines, self.data_status,
+            lambda topic, payload: self.link.publish(topic, payload, qos=1, retain=True),
+            notify=lambda line, st: self.feed.publish({"type": "line_status", "line": line, **st.model_dump()}))
         self.link.on(f"{root}+/+/+/+/{CONTEXT}/#", self._on_context)
         self.link.on(f"{root}+/+/+/+/{CMD}/result/+", self.commands.handle_result)
         self.stopping = asyncio.Event()
@@ -122,6 +137,8 @@ class AdapterService:
         pump = TagPump(self.host.model, self.feed, self.topic_of)
         self._spawn("ingest", self._ingest_loop(ingest_stream))
         self._spawn("tag-pump", pump.run(self.stopping))
+        self._spawn("episodes", self.episodes.run(self.host.model.subscribe(lossless=True), self.stopping))
+        self._spawn("line-status", self.line_status.run(self.stopping))
         self._spawn("confirmations", self._confirmation_loop())
         if self.sender is not None:
             self._spawn("webhook", self.sender.run(self.stopping))
@@ -147,7 +164,7 @@ class AdapterService:
         with contextlib.suppress(Exception):
             self.ingest.flush()
         self.audit.close()
-        for store in (self.record_store, self.outbox, self.context_store, self.production_store):
+        for store in (self.record_store, self.outbox, self.context_store, self.production_store, self.episodes.store):
             with contextlib.suppress(Exception):
                 store.close()
         log.info("adapter stopped")
@@ -158,6 +175,8 @@ class AdapterService:
             return False, f"Sparkplug host is not online on {self.config.host.broker}"
         if not self.link.connected:
             return False, "the adapter's UNS session is not connected"
+        if self.episodes.failing is not None:
+            return False, self.episodes.failing
         return True, "ready"
 
     def _spawn(self, name: str, coro: Awaitable[None]) -> None:
@@ -386,6 +405,11 @@ class AdapterService:
             return self.mapping.from_sparkplug(group_id, edge_node_id, device_id)
         except ValueError:
             return None
+
+    def data_status(self, line: str) -> DataStatus:
+        """Whether the line's live inputs are complete, and if not why (API, ``_mes/status``, dashboard)."""
+        return status_of_line(self.host.model, self.equipment_of, self.topic_of, line,
+                              expected=self.config.mes.line(line) is not None)
 
     def lines(self) -> list[str]:
         """Configured lines, lines with context, and lines whose nodes the host has seen."""

@@ -1,10 +1,14 @@
-"""Live changes for the dashboard as Server-Sent Events.
+"""Events: live changes for the dashboard as Server-Sent Events, and a line's stored quality episodes.
 
 ``EventSource`` cannot send an Authorization header, so this one route also accepts the token as
 ``?token=`` (viewer is enough; the stream carries nothing a viewer may not read). The stream starts
 with a ``snapshot`` event (every tag, every node), then ``tags`` (conflated, ≤ 4/s), ``node``,
 ``device``, ``context``, ``confirmation``, ``outbox`` and ``command`` events; a comment line every
-15 s keeps proxies from closing it.
+15 s keeps proxies from closing it. ``episode`` and ``line_status`` events tell the dashboard
+when a tag's quality episode opens or closes and when a line's data turns (in)complete.
+
+``GET /api/lines/{line}/events`` lists the line's stored quality episodes (BAD / UNCERTAIN / STALE
+runs with start, end, reason and the batch and phase at their start).
 """
 
 from __future__ import annotations
@@ -12,12 +16,14 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
-from mes_adapter.auth import Role, TokenStore
+from mes_adapter.auth import Principal, Role, TokenStore
+from mes_adapter.episodes import QualityEpisode
 from mes_adapter.live_feed import sse_stream
 from mes_adapter.service import AdapterService
 
-from .deps import service
-from .errors import AUTH_RESPONSES
+from .deps import require, service
+from .errors import AUTH_RESPONSES, ApiError, ErrorBody
+from .plant import known_line
 from .views import node_info, tag_view, visible_tags
 
 router = APIRouter(prefix="/api", tags=["events"], responses=AUTH_RESPONSES)
@@ -36,3 +42,19 @@ async def events(request: Request, token: str | None = Query(None, description="
                 "nodes": [node_info(svc, n).model_dump(mode="json") for n in svc.host.model.nodes()]}
     return StreamingResponse(sse_stream(client, svc.feed.closing, [snapshot]), media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
+@router.get("/lines/{line:path}/events", response_model=list[QualityEpisode],
+            responses={404: {"model": ErrorBody}, 422: {"model": ErrorBody}},
+            summary="Quality episodes of a line (BAD / UNCERTAIN / STALE runs with start, end, batch)")
+def line_events(line: str,
+                from_ms: int | None = Query(None, ge=0, le=2**62, description="episodes still active at or after"),
+                to_ms: int | None = Query(None, ge=0, le=2**62, description="episodes started before"),
+                batch_id: str | None = Query(None, min_length=1, description="only those bound to this batch"),
+                limit: int = Query(1000, ge=1, le=10_000),
+                svc: AdapterService = Depends(service),
+                _: Principal = Depends(require(Role.VIEWER, "reading events"))) -> list[QualityEpisode]:
+    key = known_line(svc, line)
+    if from_ms is not None and to_ms is not None and from_ms > to_ms:
+        raise ApiError(422, "bad_range", f"from_ms {from_ms} is after to_ms {to_ms}")
+    return svc.episodes.store.query(key, from_ms, to_ms, batch_id=batch_id, limit=limit)

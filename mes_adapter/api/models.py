@@ -87,7 +87,12 @@ class LineSummary(BaseModel):
     configured: bool
     nodes_online: int
     nodes: int
+    devices_online: int = Field(0, description="devices (cells) of the line's nodes that are born and alive")
+    devices: int = 0
     current_batch: str | None
+    data_complete: bool = Field(True, description="false while any input of the line is STALE, BAD, UNCERTAIN "
+                                                  "or its edge node / device is dead")
+    incomplete_reasons: list[str] = Field(default_factory=list, description="why the data is incomplete")
 
 
 class LineState(BaseModel):
@@ -97,7 +102,12 @@ class LineState(BaseModel):
     tags_by_quality: dict[str, int]
     current_batch: BatchInfo | None
     context_seq: int | None = Field(description="last accepted context seq; the next assertion needs a higher one")
-    oee: dict[str, Any] | None = Field(description="OEE of the current batch (configured lines only)")
+    oee: dict[str, Any] | None = Field(description="OEE of the current batch (configured lines only); its "
+                                                   "data_complete / incomplete_reasons cover the batch window")
+    devices_online: int = 0
+    devices: int = 0
+    data_complete: bool = Field(True, description="false while any live input of the line is incomplete")
+    incomplete_reasons: list[str] = Field(default_factory=list)
 
 
 class TrendPoint(BaseModel):

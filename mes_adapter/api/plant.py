@@ -37,11 +37,12 @@ def lines(svc: AdapterService = Depends(service), _: Principal = Depends(viewer)
     configured = {line.line for line in svc.config.mes.lines}
     out = []
     for line in svc.lines():
-        nodes = nodes_of_line(svc, line)
+        status = svc.data_status(line)
         batch = current_batch(svc, line)
-        out.append(LineSummary(line=line, configured=line in configured, nodes=len(nodes),
-                               nodes_online=sum(1 for n in nodes if n.online),
-                               current_batch=batch.batch_id if batch else None))
+        out.append(LineSummary(line=line, configured=line in configured, nodes=status.nodes,
+                               nodes_online=status.nodes_online, devices=status.devices,
+                               devices_online=status.devices_online, current_batch=batch.batch_id if batch else None,
+                               data_complete=status.data_complete, incomplete_reasons=status.incomplete_reasons))
     return out
 
 
@@ -63,9 +64,12 @@ def line_state(line: str, svc: AdapterService = Depends(service), _: Principal =
             oee = svc.oee.batch_oee(key, batch.batch_id).as_dict()
         except MesInputError:
             oee = None
+    status = svc.data_status(key)
     return LineState(line=key, configured=svc.config.mes.line(key) is not None,
                      nodes=[node_info(svc, n) for n in nodes], tags_by_quality=by_quality, current_batch=batch,
-                     context_seq=svc.context.last_seq(key), oee=oee)
+                     context_seq=svc.context.last_seq(key), oee=oee, devices=status.devices,
+                     devices_online=status.devices_online, data_complete=status.data_complete,
+                     incomplete_reasons=status.incomplete_reasons)
 
 
 @router.get("/nodes", response_model=list[NodeInfo],

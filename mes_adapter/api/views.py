@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from mes_adapter import line_status
 from mes_adapter.confirming import batch_intervals
 from mes_adapter.context import BatchWindow
 from mes_adapter.host import MetricState, NodeView
@@ -53,13 +54,7 @@ def node_info(svc: AdapterService, node: NodeView) -> NodeInfo:
 
 
 def nodes_of_line(svc: AdapterService, line: str) -> list[NodeView]:
-    out = []
-    for node in svc.host.model.nodes():
-        ids = [None, *node.devices]
-        if any((eq := svc.equipment_of(node.group_id, node.edge_node_id, d)) is not None and eq.line.topic == line
-               for d in ids):
-            out.append(node)
-    return out
+    return line_status.nodes_of_line(svc.host.model, svc.equipment_of, line)
 
 
 def batch_info(svc: AdapterService, window: BatchWindow) -> BatchInfo:

@@ -105,6 +105,8 @@ function connectEvents() {
   });
   for (const kind of ["node", "device"]) source.addEventListener(kind, () => scheduleRefresh(["nodes", "lines"]));
   source.addEventListener("context", () => scheduleRefresh(["lines"]));
+  source.addEventListener("line_status", () => scheduleRefresh(["lines"]));
+  source.addEventListener("episode", () => scheduleRefresh(["lines"]));
   source.addEventListener("confirmation", () => scheduleRefresh(["confirmations", "lines"]));
   source.addEventListener("outbox", () => scheduleRefresh(["confirmations"]));
   source.addEventListener("command", (ev) => {
@@ -239,6 +241,13 @@ function drawTrend() {
 
 // ---------------------------------------------------------------- lines, nodes, confirmations
 
+/** The "incomplete data" marker: never show figures from dead or bad inputs as if they were whole. */
+function incompleteMarker(title, reasons, id) {
+  return el("div", {class: "incomplete-marker", "data-marker": id, title: (reasons || []).join("\n")},
+    el("b", {}, "\u26a0 " + title),
+    el("ul", {}, ...(reasons || []).map((r) => el("li", {}, r))));
+}
+
 async function loadLines() {
   const lines = await api("/api/lines");
   const cards = await Promise.all(lines.map(async (line) => {
@@ -247,6 +256,7 @@ async function loadLines() {
     const batch = st && st.current_batch;
     const kv = el("dl", {class: "kv"},
       el("dt", {}, "nodes"), el("dd", {}, `${line.nodes_online}/${line.nodes} online`),
+      el("dt", {}, "devices"), el("dd", {}, `${line.devices_online}/${line.devices} online`),
       el("dt", {}, "batch"), el("dd", {}, batch ? `${batch.batch_id}${batch.phase ? " · " + batch.phase : ""}` : "none running"));
     if (batch) {
       kv.append(el("dt", {}, "work order"), el("dd", {}, batch.work_order_id || "–"),
@@ -259,10 +269,12 @@ async function loadLines() {
       const q = st.tags_by_quality;
       kv.append(el("dt", {}, "tags"), el("dd", {}, `${q.GOOD} good · ${q.UNCERTAIN} uncertain · ${q.BAD} bad · ${q.STALE} stale`));
     }
-    const card = el("div", {class: "card"}, el("h3", {}, line.line), kv);
+    const card = el("div", {class: "card" + (line.data_complete ? "" : " incomplete")}, el("h3", {}, line.line), kv);
+    if (!line.data_complete) card.append(incompleteMarker("incomplete data", line.incomplete_reasons, "line-incomplete"));
     if (st && st.oee) {
       const o = st.oee;
-      card.append(el("div", {class: "oee"},
+      if (o.data_complete === false) card.append(incompleteMarker("OEE from incomplete data", o.incomplete_reasons, "oee-incomplete"));
+      card.append(el("div", {class: "oee" + (o.data_complete === false ? " incomplete" : "")},
         el("div", {}, el("b", {}, pct(o.availability)), "availability"),
         el("div", {}, el("b", {}, pct(o.performance)), "performance"),
         el("div", {}, el("b", {}, pct(o.quality)), "quality"),

@@ -105,6 +105,9 @@ class MetricChange:
     historical: bool = False
     #: True when the state came from a birth (full restatement)
     birth: bool = False
+    #: True when that birth is a broker's stored birth certificate: the edge's statement as of its
+    #: original birth, not a current one (quality episodes ignore it)
+    from_certificate: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -425,7 +428,7 @@ class LiveModel:
                     continue
                 previous.pop(state.name, None)
                 table[state.name] = state
-                changes.append(MetricChange(state, birth=True))
+                changes.append(MetricChange(state, birth=True, from_certificate=event.from_certificate))
             _stale_all(previous, event.received_ms, changes)  # declared before, gone from this birth
             table.update(previous)
             return changes

@@ -36,6 +36,8 @@ class Stack:
     tokens: dict[str, str]
     supervisor: Supervisor
     line: str
+    #: the edge node's /metrics, /healthz, /readyz
+    edge_http_port: int = 0
 
     @property
     def http(self) -> str:
@@ -78,10 +80,12 @@ def running_stack(workdir: Path, *, adapter_overrides: Callable[[dict], None] | 
         workdir = Path(tempfile.mkdtemp(prefix="uns-stack-"))
         workdir.chmod(0o755)
     folder = workdir / "config"
-    ports = {name: free_port() for name in ("mqtt", "ws", "opcua", "http")}
+    ports = {name: free_port() for name in ("mqtt", "ws", "opcua", "http", "edge_http", "broker_http")}
     result = subprocess.run(uns_command("init", "--out", str(folder), "--mqtt-port", str(ports["mqtt"]),
                                         "--ws-port", str(ports["ws"]), "--opcua-port", str(ports["opcua"]),
-                                        "--http-port", str(ports["http"])),
+                                        "--http-port", str(ports["http"]),
+                                        "--edge-metrics-port", str(ports["edge_http"]),
+                                        "--broker-metrics-port", str(ports["broker_http"])),
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     if adapter_overrides is not None:
@@ -97,7 +101,7 @@ def running_stack(workdir: Path, *, adapter_overrides: Callable[[dict], None] | 
     summary = yaml.safe_load((folder / "stack.yaml").read_text())
     supervisor = Supervisor(workdir / "logs")
     stack = Stack(folder, ports["mqtt"], ports["opcua"], ports["http"], summary["tokens"], supervisor,
-                  summary["line"])
+                  summary["line"], ports["edge_http"])
     try:
         if broker == "mosquitto":
             binary = mosquitto_binary()
