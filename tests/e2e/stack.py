@@ -69,6 +69,7 @@ def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: fl
 
 @contextmanager
 def running_stack(workdir: Path, *, adapter_overrides: Callable[[dict], None] | None = None,
+                  edge_overrides: Callable[[dict], None] | None = None,
                   broker: str = "embedded") -> Iterator[Stack]:
     """``broker="mosquitto"`` runs Debian's Mosquitto with the config `uns init` generated for it
     (same users and ACL) instead of ``uns broker run``: nothing else changes, which is the point."""
@@ -89,6 +90,11 @@ def running_stack(workdir: Path, *, adapter_overrides: Callable[[dict], None] | 
         adapter = yaml.safe_load(adapter_file.read_text())
         adapter_overrides(adapter)
         adapter_file.write_text(yaml.safe_dump(adapter, sort_keys=False))
+    if edge_overrides is not None:  # plant.yaml: the edge node's config
+        edge_file = folder / "plant.yaml"
+        edge = yaml.safe_load(edge_file.read_text())
+        edge_overrides(edge)
+        edge_file.write_text(yaml.safe_dump(edge, sort_keys=False))
     summary = yaml.safe_load((folder / "stack.yaml").read_text())
     supervisor = Supervisor(workdir / "logs")
     stack = Stack(folder, ports["mqtt"], ports["opcua"], ports["http"], summary["tokens"], supervisor,
