@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import paho.mqtt.client as paho
@@ -65,45 +67,50 @@ async def test_refused_until_a_broker_listens_then_what_waited_is_sent(tmp_path:
         await link.stop()
 
 
-async def test_our_retained_context_is_published_again_on_a_restarted_broker(tmp_path: Path) -> None:
-    port = free_port()
-    link = _link(port)
+@asynccontextmanager
+async def _after_a_broker_crash(tmp_path: Path, port: int, link: UnsLink,
+                                before: Callable[[], Awaitable[None]]) -> AsyncIterator[None]:
+    """Connect the link, run ``before``, kill the broker (no persistence), start a new one there."""
     with mosquitto_broker(tmp_path, port=port) as broker:
         await link.start()
         await until(lambda: link.connected, 15, "connected")
-        link.publish(CONTEXT, b'{"batch_id": "B-2"}', retain=True)
-        await until(lambda: link.messages_out == 1, 5, "context sent")
-        os.kill(broker.pid, signal.SIGKILL)  # the broker we started, by PID (no persistence)
+        await before()
+        os.kill(broker.pid, signal.SIGKILL)  # the broker we started, by PID
         await until(lambda: not link.connected, 15, "link down")
+    again = tmp_path / "again"
+    again.mkdir()
     try:
-        again = tmp_path / "again"
-        again.mkdir()
         with mosquitto_broker(again, port=port):
-            await until(lambda: link.connected and link.resent == 1, 15, "reconnected, context re-published")
-            await until(lambda: link.messages_out == 2, 5, "re-published context sent")
-            assert _retained(port, CONTEXT) == b'{"batch_id": "B-2"}'
+            yield
     finally:
         await link.stop()
+
+
+async def test_our_retained_context_is_published_again_on_a_restarted_broker(tmp_path: Path) -> None:
+    port = free_port()
+    link = _link(port)
+
+    async def assert_context() -> None:
+        link.publish(CONTEXT, b'{"batch_id": "B-2"}', retain=True)
+        await until(lambda: link.messages_out == 1, 5, "context sent")
+
+    async with _after_a_broker_crash(tmp_path, port, link, assert_context):
+        await until(lambda: link.connected and link.resent == 1, 15, "reconnected, context re-published")
+        await until(lambda: link.messages_out == 2, 5, "re-published context sent")
+        assert _retained(port, CONTEXT) == b'{"batch_id": "B-2"}'
 
 
 async def test_a_context_another_app_asserted_after_ours_is_not_overwritten(tmp_path: Path) -> None:
     port = free_port()
     link = _link(port)
-    with mosquitto_broker(tmp_path, port=port) as broker:
-        await link.start()
-        await until(lambda: link.connected, 15, "connected")
+
+    async def two_assertions() -> None:
         link.publish(CONTEXT, b'{"batch_id": "B-3"}', retain=True)
         await until(lambda: link.messages_in >= 1, 5, "our own context echoed")
         _publish_retained(port, CONTEXT, b'{"batch_id": "B-4"}')  # another plant app, newer
         await until(lambda: link.messages_in >= 2, 5, "their context seen")
-        os.kill(broker.pid, signal.SIGKILL)  # the broker we started, by PID
-        await until(lambda: not link.connected, 15, "link down")
-    try:
-        again = tmp_path / "again"
-        again.mkdir()
-        with mosquitto_broker(again, port=port):
-            await until(lambda: link.connected, 15, "reconnected")
-            assert link.resent == 0
-            assert _retained(port, CONTEXT) is None  # ours would be older than theirs: not re-published
-    finally:
-        await link.stop()
+
+    async with _after_a_broker_crash(tmp_path, port, link, two_assertions):
+        await until(lambda: link.connected, 15, "reconnected")
+        assert link.resent == 0
+        assert _retained(port, CONTEXT) is None  # ours would be older than theirs: not re-published
