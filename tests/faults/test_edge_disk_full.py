@@ -9,7 +9,8 @@ starts and once when it ends (with the same count as the metric; no traceback pe
 the edge connects and births again anyway (its bdSeq cannot be saved; it is, once space returns).
 The space is freed: the episode ends by itself, and a second outage, with space, loses nothing:
 every GoodCount change of the line reaches the adapter exactly once, and its last value is the
-simulator's own total.
+simulator's own total. Over both outages the edge's own books balance exactly: every value it had
+to buffer was either replayed or counted lost.
 """
 
 from __future__ import annotations
@@ -154,6 +155,9 @@ def test_a_full_disk_never_stops_the_edge_and_loses_only_what_it_counts(tmp_path
         good1, _ = asyncio.run(_truth(stack.opcua))
         wait_until(lambda: _good_count(stack)[1] == good1, 20, "the adapter's GoodCount at the simulator's total")
         assert edge.metric("uns_edge_store_lost_total") == lost  # nothing lost this time
+        # every value that had to be buffered, in both outages, was either replayed once or counted lost
+        assert edge.metric("uns_edge_store_depth") == 0
+        assert edge.metric("uns_edge_values_stored_total") == edge.metric("uns_edge_values_replayed_total") + lost
         status, history = stack.api("GET", f"/api/tags/history?topic={topic}&from_ms={from_ms}", role="viewer")
         assert status == 200, history
         # the STALE marks of the outage are not changes; every GOOD value is one change, once
