@@ -653,7 +653,7 @@ class SparkplugEdgeClient:
             try:
                 client = aiomqtt.Client(**url.aiomqtt_kwargs(**self._client_kwargs(connect)))  # type: ignore[arg-type]
                 await client.__aenter__()
-            except (aiomqtt.MqttError, OSError, ValueError) as exc:
+            except Exception as exc:  # noqa: BLE001 - whatever failed, the next attempt follows
                 self._connect_failures += 1
                 failures += 1
                 log.warning("cannot connect to %s: %s", url, exc)

@@ -126,7 +126,8 @@ class EdgeCollector(Collector):
         yield counter("uns_edge_values_submitted", "value changes handed to the Sparkplug session", s.values_submitted)
         yield counter("uns_edge_values_published", "live values sent in NDATA/DDATA", s.values_published)
         yield counter("uns_edge_values_replayed", "stored values re-sent as historical", s.values_replayed)
-        yield counter("uns_edge_values_stored", "values written to store-and-forward", s.values_stored)
+        yield counter("uns_edge_values_stored", "values handed to store-and-forward (written, or counted in "
+                      "uns_edge_store_lost when the store fails)", s.values_stored)
         yield counter("uns_edge_values_confirmed", "values the broker confirmed (echo or fence)", s.values_confirmed)
         yield counter("uns_edge_values_unencodable", "values dropped because they could not be encoded",
                        s.values_unencodable)

@@ -128,6 +128,11 @@ class _ServiceCollector(Collector):
                        stats.change_stream_dropped)
         yield GaugeMetricFamily("uns_host_online", "1 while the host holds an MQTT session and STATE online",
                                 value=1 if service.host.online else 0)
+        mirror = service.host.mirror_publisher
+        yield GaugeMetricFamily("uns_host_mirror_connected", "1 while the UNS mirror's own MQTT connection is up",
+                                value=1 if mirror.connected else 0)
+        yield _counter("uns_host_mirror_connect_failures", "UNS mirror connection attempts that failed "
+                       "(refused, unreachable, no CONNACK)", mirror.connect_failures)
         nodes = service.host.model.nodes()
         yield GaugeMetricFamily("uns_host_edge_nodes_online", "edge nodes online",
                                 value=sum(1 for n in nodes if n.online))

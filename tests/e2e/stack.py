@@ -88,16 +88,12 @@ def running_stack(workdir: Path, *, adapter_overrides: Callable[[dict], None] | 
                                         "--broker-metrics-port", str(ports["broker_http"])),
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    if adapter_overrides is not None:
-        adapter_file = folder / "adapter.yaml"
-        adapter = yaml.safe_load(adapter_file.read_text())
-        adapter_overrides(adapter)
-        adapter_file.write_text(yaml.safe_dump(adapter, sort_keys=False))
-    if edge_overrides is not None:
-        plant_file = folder / "plant.yaml"
-        plant = yaml.safe_load(plant_file.read_text())
-        edge_overrides(plant)
-        plant_file.write_text(yaml.safe_dump(plant, sort_keys=False))
+    for name, override in (("adapter.yaml", adapter_overrides), ("plant.yaml", edge_overrides)):
+        if override is not None:  # a test's change to the generated config of one service
+            config_file = folder / name
+            config = yaml.safe_load(config_file.read_text())
+            override(config)
+            config_file.write_text(yaml.safe_dump(config, sort_keys=False))
     summary = yaml.safe_load((folder / "stack.yaml").read_text())
     supervisor = Supervisor(workdir / "logs")
     stack = Stack(folder, ports["mqtt"], ports["opcua"], ports["http"], summary["tokens"], supervisor,

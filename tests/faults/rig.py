@@ -75,6 +75,11 @@ def adapter_ready(stack: Stack) -> Ready:
     return Ready(status, frozenset(body.get("failing", [])), body.get("detail", ""))
 
 
+def adapter_metrics(stack: Stack) -> str:
+    with urllib.request.urlopen(f"{stack.http}/metrics", timeout=5) as response:  # noqa: S310 - loopback
+        return response.read().decode()
+
+
 def retained_tree(port: int, root: str, settle_s: float = 1.0, timeout: float = 10.0) -> dict[str, dict]:
     """Every retained message under ``root/#`` as an anonymous MQTT 3.1.1 client sees it on subscribe
     (the broker sets the retain flag only on those), topic -> decoded JSON payload.

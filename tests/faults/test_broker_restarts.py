@@ -17,6 +17,7 @@ and quality. At the end the batch's final confirmation equals the simulator's ow
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 import time
 from pathlib import Path
@@ -26,7 +27,7 @@ import pytest
 from simulator.client import call_method
 from tests.e2e.stack import Stack, running_stack, wait_until
 from tests.e2e.test_batch_confirmation import _truth
-from tests.faults.rig import adapter_ready, restart, retained_tree, start_service, stop_service
+from tests.faults.rig import adapter_metrics, adapter_ready, restart, retained_tree, start_service, stop_service
 
 ENTERPRISE = "acme"
 MQTT_CONNECTIONS = {"sparkplug_host", "uns_mirror", "uns_link"}
@@ -116,8 +117,13 @@ def test_every_connection_and_the_retained_uns_come_back_after_broker_restarts(t
         assert "UNS mirror not connected" in down.detail
         time.sleep(12)
         assert adapter_ready(stack).failing >= MQTT_CONNECTIONS
+        metrics = adapter_metrics(stack)
+        assert "uns_host_mirror_connected 0.0" in metrics and "uns_host_online 0.0" in metrics
+        failed_attempts = re.search(r"^uns_host_mirror_connect_failures_total (\S+)$", metrics, re.MULTILINE)
+        assert failed_attempts and float(failed_attempts.group(1)) >= 3  # it kept trying while down
         start_service(stack, "broker")
         wait_until(lambda: adapter_ready(stack).status == 200, 40, "adapter ready after a slow restart")
+        assert "uns_host_mirror_connected 1.0" in adapter_metrics(stack)
         _wait_tree(stack, topics, "retained UNS after a slow restart")
 
         # 3. the line stopped, one more quick restart: every retained tag is the current value

@@ -15,6 +15,7 @@ from mes_adapter.host.mirror_publisher import MirrorPublisher
 from tests.host.conftest import LINE, latest_json, running_host, wait_for
 from tests.host.edge import CELL, EDGE, GROUP, PahoEdge
 from tests.support.mosquitto import BrokerEndpoint, mosquitto_broker
+from tests.support.mqtt_faults import MuteListener, until
 from tests.support.net import free_port
 from tests.support.sniffer import Sniffer
 from uns.mqtt_url import parse_broker_url
@@ -114,14 +115,6 @@ def test_resend_retained_queues_the_last_message_of_every_topic_unless_a_newer_o
 # -- connection attempts that fail: the publisher keeps trying until a broker answers (issue 12) --
 
 
-async def _until(check, timeout: float, what: str) -> None:  # noqa: ANN001
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError(f"{what} not reached after {timeout}s")
-        await asyncio.sleep(0.05)
-
-
 def _publisher(port: int, **kwargs: object) -> MirrorPublisher:
     mirror = UnsMirror(interval_ms=0)
     settings: dict[str, object] = {"reconnect_min_s": 0.1, "reconnect_max_s": 0.4}
@@ -144,46 +137,16 @@ async def test_refused_connects_are_retried_until_a_broker_listens_there(tmp_pat
     publisher.mirror._queue(SPEED, b'{"value": 1}', 1, 1)
     task = asyncio.create_task(publisher.run())
     try:
-        await _until(lambda: publisher.connect_failures >= 3, 10, "three refused connects")
+        await until(lambda: publisher.connect_failures >= 3, 10, "three refused connects")
         assert not publisher.connected and publisher.published == 0
         with mosquitto_broker(tmp_path, port=port) as broker:
-            await _until(lambda: publisher.connected and publisher.published == 1, 15, "connected and published")
+            await until(lambda: publisher.connected and publisher.published == 1, 15, "connected and published")
             with Sniffer(broker.host, broker.port, (f"{LINE}/#",)) as sniffer:
                 retained = await wait_for(sniffer, lambda m: m.topic == SPEED)
             assert retained[0].payload == b'{"value": 1}' and retained[0].retain
             assert publisher.connections == 1
     finally:
         await _stop(publisher, task)
-
-
-class _MuteListener:
-    """A TCP peer that accepts connections and never answers CONNECT (``close_after_read``:
-    reads the CONNECT, then resets the connection: a broker killed during the handshake)."""
-
-    def __init__(self, port: int, *, close_after_read: bool) -> None:
-        self.port = port
-        self.close_after_read = close_after_read
-        self.accepted = 0
-        self._server: asyncio.Server | None = None
-        self._writers: list[asyncio.StreamWriter] = []
-
-    async def __aenter__(self) -> _MuteListener:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        for writer in self._writers:
-            writer.close()
-        await self._server.wait_closed()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.accepted += 1
-        self._writers.append(writer)
-        if self.close_after_read:
-            await reader.read(1)
-            writer.transport.abort()
 
 
 @pytest.mark.mosquitto
@@ -197,11 +160,11 @@ async def test_a_broker_that_never_sends_connack_is_given_up_and_retried(tmp_pat
     publisher.mirror._queue(SPEED, b'{"value": 2}', 1, 1)
     task = asyncio.create_task(publisher.run())
     try:
-        async with _MuteListener(port, close_after_read=close_after_read) as mute:
-            await _until(lambda: publisher.connect_failures >= 2 and mute.accepted >= 2, 15, "two failed handshakes")
+        async with MuteListener(port, close_after_read=close_after_read) as mute:
+            await until(lambda: publisher.connect_failures >= 2 and mute.accepted >= 2, 15, "two failed handshakes")
             assert not publisher.connected
         with mosquitto_broker(tmp_path, port=port) as broker:
-            await _until(lambda: publisher.connected and publisher.published == 1, 15, "connected and published")
+            await until(lambda: publisher.connected and publisher.published == 1, 15, "connected and published")
             with Sniffer(broker.host, broker.port, (f"{LINE}/#",)) as sniffer:
                 retained = await wait_for(sniffer, lambda m: m.topic == SPEED)
             assert retained[0].payload == b'{"value": 2}'
@@ -220,13 +183,13 @@ async def test_a_broker_down_longer_than_the_backoff_is_reconnected_with_every_r
     task = asyncio.create_task(publisher.run())
     try:
         with mosquitto_broker(tmp_path, port=port) as broker:
-            await _until(lambda: publisher.published == 3, 15, "three topics published")
+            await until(lambda: publisher.published == 3, 15, "three topics published")
             os.kill(broker.pid, signal.SIGKILL)  # the broker we started, by PID
-            await _until(lambda: publisher.connect_failures >= 3, 15, "three failed reconnects")
+            await until(lambda: publisher.connect_failures >= 3, 15, "three failed reconnects")
         again = tmp_path / "again"
         again.mkdir()
         with mosquitto_broker(again, port=port) as restarted:
-            await _until(lambda: publisher.connected and publisher.published == 6, 15, "retained topics sent again")
+            await until(lambda: publisher.connected and publisher.published == 6, 15, "retained topics sent again")
             with Sniffer(restarted.host, restarted.port, (f"{LINE}/#",)) as sniffer:
                 await wait_for(sniffer, lambda m: m.retain, count=3)
                 got = {m.topic: m.payload for m in sniffer.snapshot(lambda m: m.retain)}
