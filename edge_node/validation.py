@@ -1,28 +1,42 @@
 """From a raw OPC UA sample to a Sparkplug metric update, or a reason not to send one. No I/O.
 
-Rules, in the order they apply (reference/domain.md §5, uns/conventions.py):
+Rules, in the order they apply (reference/domain.md §5, uns/conventions.py). Whenever the edge
+decides a quality itself the update names it in ``QualityReason`` (and ``RawValue`` when the value
+is withheld), so a broken sensor never looks like a healthy Good value (docs/data-quality.md):
 
-1. Severity of the StatusCode (two top bits). **Bad** → ``is_null`` update with ``Quality`` 0 and the
-   raw ``StatusCode`` (UInt32); the first Bad sample opens a *Bad episode* (a ``BAD_START`` event),
-   the first non-Bad sample closes it (``BAD_END`` with its duration). A repeat of the same Bad
-   code is a duplicate. Bad values never go through range, deadband or scaling: there is no value.
+1. Severity of the StatusCode (two top bits). **Bad** → ``is_null`` update with ``Quality`` 0, the
+   raw ``StatusCode`` (UInt32) and reason ``bad_status``; the first Bad sample opens a *Bad
+   episode* (a ``BAD_START`` event), the first non-Bad sample closes it (``BAD_END`` with its
+   duration). A repeat of the same Bad code is a duplicate. Bad values never go through range,
+   deadband or scaling: there is no value. :meth:`TagValidator.comm_lost` is the edge's own Bad
+   (``BadNoCommunication``, reason ``comm_lost``) when the OPC UA session is gone.
 2. The raw value is coerced to the tag's Sparkplug datatype (numbers, bool, str, datetime → ms);
    what cannot be coerced is dropped as ``TYPE_MISMATCH``. Good with a null variant is an
    explicit ``is_null`` with no Quality property (e.g. an end time not reached yet).
 3. Numeric values are scaled ``y = x * scale + offset`` (or a named unit conversion); integer
    datatypes round the result; a result outside the datatype's range is ``TYPE_RANGE``.
-4. Outside the engineering range ``[eng_low, eng_high]`` (after scaling) → ``OUT_OF_RANGE``: dropped,
-   counted, logged (the caller logs when :attr:`Drop.log` is set, so a stuck sensor logs once per
-   run of drops, then at 10, 100, 1000 ...).
+4. Outside the engineering range ``[eng_low, eng_high]`` (after scaling), per ``on_out_of_range``:
+   ``bad`` (default) → Bad ``BadOutOfRange`` with reason ``out_of_range`` and ``RawValue`` (a Bad
+   episode like 1); ``clamp`` → the limit, Uncertain ``UncertainEngineeringUnitsExceeded`` (NaN
+   is Bad); ``drop`` → ``OUT_OF_RANGE`` drop. Counted either way; logged once per run, then at
+   10, 100, 1000 ... in a row.
 5. Timestamp = SourceTimestamp, else ServerTimestamp, else now. A SourceTimestamp more than
-   ``future_tolerance_ms`` ahead of our clock keeps its value and gets ``FutureTimestamp`` = true.
+   ``future_tolerance_ms`` ahead of our clock keeps its value and gets ``FutureTimestamp`` = true;
+   one older than ``max_source_age_ms`` on a live change (not on a read at connect: an unchanged
+   value is legitimately old) gets ``OldTimestamp``; both make the sample Uncertain with reason
+   ``future_timestamp`` / ``old_timestamp``. The next sample with a sane clock is plain again.
 6. Duplicate = same value, same status and same source timestamp as the last update sent.
 7. Deadband (numeric, engineering units): with the status unchanged, ``|v − last| <= deadband`` is
    dropped; a status change always passes (as OPC UA's DataChangeFilter does).
-8. Uncertain and non-zero Good codes carry a ``StatusCode`` property; the first good value after a
-   Bad episode carries ``Quality`` 192 explicitly so hosts that cache properties recover.
+8. Uncertain and non-zero Good codes carry a ``StatusCode`` property; the first plain value after a
+   Bad episode or any degraded update carries ``Quality`` 192 explicitly so hosts that cache
+   properties recover, and is never suppressed by 6 or 7.
 
-``force=True`` (a birth needs every current value) skips 6 and 7 only.
+:meth:`TagValidator.check_age`, called every second while connected: no sample for ``max_age_s``
+→ STALE (value kept, ``Quality`` 500, reason ``max_age``) until the next sample; the value unchanged
+for ``frozen_after_s`` → Uncertain (value kept, reason ``frozen``) until it changes.
+
+``force=True`` (a birth needs every current value) skips 6 and 7 and the old-timestamp check.
 """
 
 from __future__ import annotations

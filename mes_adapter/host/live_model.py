@@ -258,7 +258,7 @@ class LiveModel:
         self.dropped_changes = 0
         self.historical_values = 0
         self.out_of_order_values = 0
-        #: live values whose source timestamp was flagged (by the edge, or found implausible here)
+        #: live values whose source timestamp the edge flagged (FutureTimestamp / OldTimestamp)
         self.flagged_timestamps = 0
 
     # -- read access (REST, dashboard) ---------------------------------------------------------
@@ -503,10 +503,13 @@ class _Flags:
     raw: str | None = None
 
 
+_NO_FLAGS = _Flags()
+
+
 def _flags(metric: Metric) -> _Flags:
     props = metric.properties
     if not props:
-        return _Flags()
+        return _NO_FLAGS
     status = props.get(PROP_STATUS_CODE)
     status_code = status.value if status is not None and isinstance(status.value, int) else None
     return _Flags(status_code, _flag(props.get(PROP_FUTURE_TIMESTAMP)), _flag(props.get(PROP_OLD_TIMESTAMP)),

@@ -16,9 +16,10 @@ from edge_node.session import (
     Subscribe,
     Tick,
 )
-from uns.conventions import BDSEQ, NODE_NEXT_SERVER, NODE_REBIRTH
+from uns.conventions import BDSEQ, NODE_NEXT_SERVER, NODE_REBIRTH, PROP_QUALITY, PROP_QUALITY_REASON, PROP_STATUS_CODE
 from uns.sparkplug import sparkplug_b_pb2 as pb
 from uns.sparkplug.datatypes import DataType
+from uns.sparkplug.model import PropertyValue
 from uns.sparkplug.errors import LocalProtocolError
 from uns.sparkplug.topic import MessageType
 
@@ -230,3 +231,20 @@ def test_a_node_value_read_before_the_nbirth_is_born_not_replayed() -> None:
     assert [m.double_value for m in raw(ndata[0]).metrics] == [8.0]
     with pytest.raises(LocalProtocolError):
         make_session().set_current(MetricUpdate("Filler", "Count", 1, clock.now))  # devices: DeviceOnline
+
+
+def test_the_value_read_after_an_outage_replaces_the_bad_marker_for_the_next_birth() -> None:
+    """Issue 12, defect 2: the edge's BadNoCommunication marker is stamped when the OPC UA session
+    died; the value read after the reconnect keeps the (older) time it last changed. The NBIRTH
+    must carry that value, not the marker (tck-id-topics-nbirth-metrics: the current values)."""
+    clock = FakeClock()
+    session = make_session(clock)
+    session.set_current(MetricUpdate(None, "Line/Speed", 7.5, clock.now - 60_000))
+    lost = {PROP_QUALITY: PropertyValue(DataType.Int32, 0),
+            PROP_STATUS_CODE: PropertyValue(DataType.UInt32, 0x80310000),
+            PROP_QUALITY_REASON: PropertyValue(DataType.String, "comm_lost")}
+    session.set_current(MetricUpdate(None, "Line/Speed", None, clock.now, is_null=True, properties=lost))
+    session.set_current(MetricUpdate(None, "Line/Speed", 7.5, clock.now - 60_000))  # read after the restart
+    nbirth = publishes(connect(session, devices=()), MessageType.NBIRTH)[0]
+    speed = {m.name: m for m in raw(nbirth).metrics}["Line/Speed"]
+    assert (speed.double_value, speed.is_null, speed.timestamp) == (7.5, False, clock.now - 60_000)

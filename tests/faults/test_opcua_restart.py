@@ -28,7 +28,16 @@ import pytest
 
 from simulator.client import call_method
 from tests.e2e.stack import Stack, running_stack, wait_until
-from tests.faults.truth import Tag, UnsView, plant_tags, sigkill_and_restart, sim_fault, truth, wait_truth
+from tests.faults.truth import (
+    Tag,
+    UnsView,
+    plant_tags,
+    sigkill_and_restart,
+    sim_fault,
+    truth,
+    wait_published,
+    wait_truth,
+)
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -48,19 +57,21 @@ def hold_noise(stack: Stack) -> None:
         sim_fault(stack, "freeze", "--tag", f"Line1/{cell}/Temperature", "--duration", "300")
 
 
-def outage_shown(stack: Stack, view: UnsView, tags: list[Tag]) -> None:
-    """While the server is down: line tags BAD (comm_lost, null), device tags STALE (value kept)."""
-    def shown() -> bool:
-        latest = view.latest()
-        for tag in tags:
-            payload = latest.get(tag.topic(stack.line), {})
-            if tag.cell is None and (payload.get("quality"), payload.get("reason"), payload.get("value", 0)) != (
-                    "BAD", "comm_lost", None):
-                return False
-            if tag.cell is not None and (payload.get("quality"), payload.get("reason")) != ("STALE", "comm_lost"):
-                return False
-        return True
-    wait_until(shown, 10, "line tags BAD and device tags STALE during the outage", interval=0.1)
+def published_counts(stack: Stack, view: UnsView, tags: list[Tag]) -> dict[Tag, int]:
+    return {tag: len(view.history(tag.topic(stack.line))) for tag in tags}
+
+
+def outage_shown(stack: Stack, view: UnsView, tags: list[Tag], after: dict[Tag, int]) -> None:
+    """During the outage (found in each topic's history, however short it was): line tags BAD with
+    reason comm_lost and a null value, device tags STALE with comm_lost and their value kept."""
+    def line_bad(p: dict) -> bool:
+        return (p["quality"], p.get("reason"), p["value"]) == ("BAD", "comm_lost", None)
+
+    def device_stale(p: dict) -> bool:
+        return (p["quality"], p.get("reason")) == ("STALE", "comm_lost") and p["value"] is not None
+    for tag in tags:
+        wait_published(view, tag.topic(stack.line), after[tag], line_bad if tag.cell is None else device_stale, 15,
+                       f"{tag.path} during the outage")
 
 
 def run_line(stack: Stack, seconds: float) -> None:
@@ -99,10 +110,10 @@ def test_server_restart_during_a_batch_every_tag_good_again_and_counts_equal(tmp
         start_batch(stack, "B-RESTART")
         asyncio.run(call_method(stack.opcua, "Line1", "Start"))
         time.sleep(2.0)
+        after = published_counts(stack, view, tags)
         sim_fault(stack, "restart", "--down", "5")  # the line keeps producing while the server is down
-        outage_shown(stack, view, tags)
+        outage_shown(stack, view, tags, after)
         back_by = time.monotonic() + 5 + RECOVERY_S
-        time.sleep(5)
         # running: line and cell counters move; a recovery within the bound, then stop and compare
         wait_until(lambda: all(view.latest().get(t.topic(stack.line), {}).get("quality") == "GOOD" for t in tags),
                    max(1.0, back_by - time.monotonic()), "every tag GOOD after the restart", interval=0.2)
@@ -124,10 +135,10 @@ def test_idle_line_server_restart_then_simulator_sigkill_every_tag_good_with_the
         hold_noise(stack)
         wait_truth(stack, view, tags, 30)
 
+        after = published_counts(stack, view, tags)
         sim_fault(stack, "restart", "--down", "5")
-        outage_shown(stack, view, tags)
-        time.sleep(5)
-        wait_truth(stack, view, tags, RECOVERY_S)
+        outage_shown(stack, view, tags, after)
+        wait_truth(stack, view, tags, 5 + RECOVERY_S)  # down 5 s, then the bound
 
         # a power cycle: SIGKILL, a new process on the same port with fresh counters and state
         run_line(stack, 2.0)  # counters away from the new process's 0

@@ -56,6 +56,10 @@ class UnsView(Sniffer):
             out[message.topic] = json.loads(message.payload)
         return out
 
+    def history(self, topic: str) -> list[dict[str, Any]]:
+        """Every payload published on ``topic`` so far, oldest first."""
+        return [json.loads(m.payload) for m in self.snapshot() if m.topic == topic]
+
 
 async def _read(endpoint: str, paths: list[str]) -> dict[str, Any]:
     async with Client(endpoint, timeout=10) as client:
@@ -78,7 +82,10 @@ def truth(stack: Stack) -> tuple[int, int]:
 
 def mismatches(stack: Stack, view: UnsView, tags: list[Tag]) -> list[str]:
     """Every tag whose UNS value is not GOOD with the server's current value (empty = the truth)."""
-    server = server_values(stack, [t.path for t in tags])
+    try:
+        server = server_values(stack, [t.path for t in tags])
+    except (OSError, TimeoutError, ua.UaError) as exc:  # the server is still down
+        return [f"the simulator does not answer: {exc!r}"]
     shown = view.latest()
     wrong: list[str] = []
     for tag in tags:
@@ -117,6 +124,22 @@ def wait_payload(view: UnsView, topic: str, check: Callable[[dict[str, Any]], bo
         return wait_until(passes, timeout, what, interval=0.1)
     except TimeoutError:
         raise AssertionError(f"{what}: not within {timeout} s; last payload {seen[0]}") from None
+
+
+def wait_published(view: UnsView, topic: str, after: int, check: Callable[[dict[str, Any]], bool], timeout: float,
+                   what: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The first payload published on ``topic`` after its first ``after`` ones that passes ``check``,
+    and the one before it: a short episode is found even when it is already over."""
+    def found() -> tuple[dict[str, Any], dict[str, Any] | None] | None:
+        history = view.history(topic)
+        for i in range(after, len(history)):
+            if check(history[i]):
+                return history[i], (history[i - 1] if i else None)
+        return None
+    try:
+        return wait_until(found, timeout, what, interval=0.1)
+    except TimeoutError:
+        raise AssertionError(f"{what}: not within {timeout} s; published {view.history(topic)[after:]}") from None
 
 
 def sim_fault(stack: Stack, *args: str) -> str:
