@@ -30,7 +30,15 @@ from mes_adapter.confirming import ConfirmationService, confirmation_message
 from mes_adapter.context import AssertionOutcome, ContextAssertion, ContextService, ContextStore, context_topic
 from mes_adapter.context.reconcile import LineReport, ReconcileAction, Reconciliation, reconcile
 from mes_adapter.errors import MesInputError
-from mes_adapter.host import Change, ChangeStream, MetricChange, MetricState, SparkplugHost
+from mes_adapter.host import (
+    Change,
+    ChangeStream,
+    DeviceChange,
+    MetricChange,
+    MetricState,
+    NodeChange,
+    SparkplugHost,
+)
 from mes_adapter.ingest import Ingest, Observation, observation_from_change
 from mes_adapter.live_feed import LiveFeed, TagPump
 from mes_adapter.node_stats import NodeStats, observe_tracker
@@ -110,6 +118,7 @@ class AdapterService:
         #: last value and source time of each line's batch and state tags, as ingested
         self._line_signals: dict[tuple[str, str, str], tuple[object, int]] = {}
         self._reconcile_due: set[str] = set()
+        self._from_certificate: dict[tuple[str, str, str | None], bool] = {}
 
     # -- lifetime ----------------------------------------------------------------------------
 
@@ -206,12 +215,15 @@ class AdapterService:
 
     def _ingest_one(self, change: Change) -> None:
         if not isinstance(change, MetricChange):
+            self._note_birth_source(change)
             return
         try:
             obs = observation_from_change(change, self.mapping)
             if obs is not None:
                 self.ingest.observe(obs)
-                self._line_signal(obs, change.birth)
+                if not self._from_certificate.get(
+                        (change.metric.group_id, change.metric.edge_node_id, change.metric.device_id), False):
+                    self._line_signal(obs, change.birth)
         except Exception:  # noqa: BLE001 - one bad value must not stop the stream
             self.ingest_errors += 1
             log.exception("ingest failed for %s", change.metric.name)
@@ -259,6 +271,15 @@ class AdapterService:
                            "context": current.model_dump(mode="json") if current is not None else None})
 
     # -- start-up reconciliation of the context with the line --------------------------------
+
+    def _note_birth_source(self, change: Change) -> None:
+        """Births restated from a broker's stored birth certificate are old news: the line's
+        batch and state tags are only believed from a live birth or data (see reconcile)."""
+        if isinstance(change, NodeChange) and change.online:
+            self._from_certificate[(change.group_id, change.edge_node_id, None)] = change.reason == "certificate"
+        elif isinstance(change, DeviceChange) and change.online:
+            self._from_certificate[(change.group_id, change.edge_node_id, change.device_id)] = (
+                change.reason == "certificate")
 
     def _line_signal(self, obs: Observation, birth: bool) -> None:
         """Remember the batch/state tag values; reconcile a line at its first birth after start."""
