@@ -187,11 +187,7 @@ class AdapterService:
         try:
             while not self.stopping.is_set():
                 if self.ingest.failing is not None:
-                    if not self.ingest.full:
-                        self._ingest_available(stream)
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self.stopping.wait(), _RETRY_S)
-                    self._flush()
+                    await self._ingest_while_failing(stream)
                     continue
                 first = await stream.get()
                 self._ingest_one(first)
@@ -200,6 +196,22 @@ class AdapterService:
                 await asyncio.sleep(0)
         finally:
             stream.close()
+
+    async def _ingest_while_failing(self, stream: ChangeStream) -> None:
+        """Keep taking changes (until :attr:`Ingest.full`) and retry the writes every ``_RETRY_S``."""
+        loop = asyncio.get_running_loop()
+        next_retry = loop.time() + _RETRY_S
+        while self.ingest.failing is not None and not self.stopping.is_set():
+            wait = max(0.0, next_retry - loop.time())
+            if self.ingest.full:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), wait)
+            else:
+                await stream.wait_ready(wait)
+                self._ingest_available(stream)
+            if loop.time() >= next_retry:
+                self._flush()
+                next_retry = loop.time() + _RETRY_S
 
     def _ingest_available(self, stream: ChangeStream) -> None:
         while not self.ingest.full and (change := stream.get_nowait()) is not None:
