@@ -39,7 +39,7 @@ from mes_adapter.host import (
     NodeChange,
     SparkplugHost,
 )
-from mes_adapter.ingest import Ingest, Observation, observation_from_change
+from mes_adapter.ingest import Ingest, Observation, Placement, observation_from_change
 from mes_adapter.live_feed import LiveFeed, TagPump
 from mes_adapter.node_stats import NodeStats, observe_tracker
 from mes_adapter.oee import MachineState
@@ -119,6 +119,10 @@ class AdapterService:
         self._line_signals: dict[tuple[str, str, str], tuple[object, int]] = {}
         self._reconcile_due: set[str] = set()
         self._from_certificate: dict[tuple[str, str, str | None], bool] = {}
+        self._placement = Placement(self.mapping)
+        #: (line, cell, metric) of every configured batch and state tag
+        self._watched = {(c.line, s.cell or "", s.metric) for c in mes.lines for s in (c.batch, c.state)
+                         if s is not None}
 
     # -- lifetime ----------------------------------------------------------------------------
 
@@ -230,7 +234,7 @@ class AdapterService:
             self._note_birth_source(change)
             return
         try:
-            obs = observation_from_change(change, self.mapping)
+            obs = observation_from_change(change, self._placement)
             if obs is not None:
                 self.ingest.observe(obs)
                 if not self._from_certificate.get(
@@ -295,12 +299,8 @@ class AdapterService:
 
     def _line_signal(self, obs: Observation, birth: bool) -> None:
         """Remember the batch/state tag values; reconcile a line at its first birth after start."""
-        cfg = self.config.mes.line(obs.line)
-        if cfg is None:
-            return
         key = (obs.line, obs.cell or "", obs.metric)
-        watched = [s for s in (cfg.batch, cfg.state) if s is not None]
-        if not any(key == (obs.line, s.cell or "", s.metric) for s in watched):
+        if key not in self._watched:
             return
         if obs.quality in (Quality.GOOD, Quality.UNCERTAIN):
             self._line_signals[key] = (obs.value, obs.source_ts_ms)
