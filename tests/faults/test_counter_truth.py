@@ -100,6 +100,8 @@ def test_future_and_past_source_timestamps_on_good_count_lose_no_count(tmp_path:
             time.sleep(4)
 
         _run_batch_and_compare(stack, "B-CLOCK", wrong_clocks)
+        # the wrong clock was flagged and counted as what it is (at its receive time)
+        assert _metric(stack, "uns_adapter_counter_clock_corrected") >= 1
         # the adapter's live GoodCount is the simulator's again (not stuck at the future sample)
         good, _ = asyncio.run(_truth(stack.opcua))
         _, tags = stack.api("GET", f"/api/tags?line={stack.line}", role="viewer")
