@@ -56,8 +56,8 @@ class Observation:
     received_ms: int | None = None
     is_birth: bool = False
     is_historical: bool = False
-    #: the edge flagged the source time as in the future (``FutureTimestamp``)
-    future_flagged: bool = False
+    #: the edge flagged the source time as wrong (``FutureTimestamp``, or too old: ``OldTimestamp``)
+    clock_flagged: bool = False
 
 
 class Placement:
@@ -100,7 +100,8 @@ def observation_from_change(change: Any, mapping: NamespaceMapping | Placement) 
                        value=metric.value, quality=metric.quality, source_ts_ms=metric.timestamp_ms,
                        received_ms=metric.received_ms, is_birth=bool(change.birth),
                        is_historical=bool(change.historical),
-                       future_flagged=bool(getattr(metric, "future_timestamp", False)))
+                       clock_flagged=bool(getattr(metric, "future_timestamp", False)
+                                          or getattr(metric, "old_timestamp", False)))
 
 
 class Ingest:
@@ -138,7 +139,7 @@ class Ingest:
             received_ms=obs.received_ms, is_historical=obs.is_historical))
         sample = CounterSample(obs.value, obs.source_ts_ms, obs.is_birth, obs.quality,
                                received_ms=obs.received_ms, historical=obs.is_historical,
-                               future_flagged=obs.future_flagged)
+                               clock_flagged=obs.clock_flagged)
         try:
             deltas = self._production.observe(obs.line, obs.cell, obs.metric, sample)
         except TRANSIENT_ERRORS as exc:  # the sample waits in the counters' backlog
