@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -118,6 +119,7 @@ class AdapterService:
         #: last value and source time of each line's batch and state tags, as ingested
         self._line_signals: dict[tuple[str, str, str], tuple[object, int]] = {}
         self._reconcile_due: set[str] = set()
+        self._reconcile_lock = threading.Lock()
         self._from_certificate: dict[tuple[str, str, str | None], bool] = {}
         self._placement = Placement(self.mapping)
         #: (line, cell, metric) of every configured batch and state tag
@@ -335,6 +337,10 @@ class AdapterService:
 
         Done once per line per start (at the line's first birth, or when a batch start needs it
         before the birth came); returns the stored outcome on later calls."""
+        with self._reconcile_lock:  # the API calls this from its worker threads, ingest from the loop
+            return self._reconcile_line(line)
+
+    def _reconcile_line(self, line: str) -> Reconciliation:
         done = self.reconciliations.get(line)
         if done is not None:
             return done
