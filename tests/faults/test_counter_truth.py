@@ -252,3 +252,46 @@ def test_implausible_since_ms_is_refused_and_the_adapter_stays_healthy(tmp_path:
         status, body = stack.api("POST", f"/api/lines/{stack.line}/batch/start",
                                  {"batch_id": "B-OK", "since_ms": now_ms - 60_000})
         assert status == 201, body
+
+
+
+def test_a_batch_stored_with_a_1970_start_before_the_fix_does_not_hang_the_next_start(tmp_path: Path) -> None:
+    """What the old API accepted (``since_ms`` in seconds) is in the store: the adapter restarts,
+    answers at once, and covers the decades with one catch-up confirmation, not one per window."""
+    def often(adapter: dict) -> None:
+        adapter["confirmations_every_s"] = 0.5
+
+    with running_stack(tmp_path, adapter_overrides=often) as stack:
+        entry = next(item for item in stack.supervisor.running if item[0].name == "adapter")
+        os.kill(entry[1].pid, signal.SIGINT)
+        entry[1].wait(timeout=entry[0].stop_timeout)
+        stack.supervisor.running.remove(entry)
+        import yaml
+
+        from mes_adapter.app_config import AdapterConfig
+        from mes_adapter.context import ContextAssertion, ContextStore
+
+        config = AdapterConfig.model_validate(yaml.safe_load((stack.folder / "adapter.yaml").read_text()))
+        assert config.mes.partial_interval_s == 300  # uns init's demo: 5.9 million windows since 1970
+        since_1970 = int(time.time())  # seconds sent as milliseconds: 21 January 1970
+        store = ContextStore(config.mes.context_db)
+        store.append(ContextAssertion(line=stack.line, seq=0, since_ms=since_1970, batch_id="B-1970",
+                                      asserted_by="old-api"), int(time.time() * 1000))
+        store.close()
+        stack.supervisor.start(entry[0])
+        with urllib.request.urlopen(f"{stack.http}/healthz", timeout=5) as response:  # noqa: S310
+            assert response.status == 200
+
+        def confirmations(kind: str) -> list[dict]:
+            _, rows = stack.api("GET", "/api/confirmations", role="viewer")
+            return [r["confirmation"] for r in rows or [] if r["batch_id"] == "B-1970" and r["kind"] == kind]
+
+        wait_until(lambda: confirmations("partial"), 30, "the catch-up confirmation of B-1970")
+        # the idle line's reconciliation ends B-1970; its final follows the catch-up
+        wait_until(lambda: confirmations("final"), 30, "the final confirmation of B-1970")
+        time.sleep(2)
+        [catch_up], [final] = confirmations("partial"), confirmations("final")  # nothing planned twice
+        assert catch_up["start_time"].startswith("1970-01-")
+        assert final["start_time"] <= final["end_time"]
+        with urllib.request.urlopen(f"{stack.http}/healthz", timeout=5) as response:  # noqa: S310
+            assert response.status == 200
