@@ -10,12 +10,14 @@ simulator → edge → broker → adapter. Counts are compared with the simulato
 * an adapter restart while the MES shows a batch the line does not run: the batch is ended by the
   start-up reconciliation, which says what it did; a batch the line runs is kept;
 * ``since_ms`` in seconds or in the future: 422 naming the field and the range; the adapter stays
-  healthy.
+  healthy; a batch stored with a 1970 start (what the old API accepted) does not hang the next
+  start: one catch-up confirmation covers the decades.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -25,10 +27,14 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
 
+from mes_adapter.app_config import AdapterConfig
+from mes_adapter.context import ContextAssertion, ContextStore
 from simulator.client import call_method, call_simulation, double, string, uint32
 from tests.e2e.stack import Stack, running_stack, wait_until
 from tests.e2e.test_batch_confirmation import _truth
+from uns.supervisor import ServiceSpec
 
 
 def _fast_confirmations(adapter: dict) -> None:
@@ -121,10 +127,8 @@ def _metric(stack: Stack, name: str) -> float:
 def _readyz(stack: Stack) -> tuple[int, dict]:
     try:
         with urllib.request.urlopen(f"{stack.http}/readyz", timeout=10) as response:  # noqa: S310
-            import json
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as exc:
-        import json
         return exc.code, json.loads(exc.read())
 
 
@@ -178,14 +182,18 @@ def test_adapter_disk_full_during_a_batch_is_reported_and_loses_no_count(tmp_pat
 # -- restart and operator input ----------------------------------------------------------------
 
 
-def _restart_adapter(stack: Stack) -> None:
-    """SIGINT the adapter (by its PID), wait, start the same service again."""
+def _stop_adapter(stack: Stack) -> ServiceSpec:
+    """SIGINT the adapter (by its PID) and wait for it; returns its spec to start it again."""
     entry = next(item for item in stack.supervisor.running if item[0].name == "adapter")
     spec, proc = entry
     os.kill(proc.pid, signal.SIGINT)
     proc.wait(timeout=spec.stop_timeout)
     stack.supervisor.running.remove(entry)
-    stack.supervisor.start(spec)
+    return spec
+
+
+def _restart_adapter(stack: Stack) -> None:
+    stack.supervisor.start(_stop_adapter(stack))
 
 
 def _reconciliation(stack: Stack) -> dict | None:
@@ -215,11 +223,7 @@ def test_restart_reconciles_the_batch_context_with_the_line(tmp_path: Path) -> N
         # the line finishes its batch while the adapter is down; the MES still shows B-RUN
         asyncio.run(call_method(stack.opcua, "Line1", "StopBatch"))
         time.sleep(1.0)
-        entry = next(item for item in stack.supervisor.running if item[0].name == "adapter")
-        os.kill(entry[1].pid, signal.SIGINT)
-        entry[1].wait(timeout=entry[0].stop_timeout)
-        stack.supervisor.running.remove(entry)
-        stack.supervisor.start(entry[0])
+        _restart_adapter(stack)
         ended = wait_until(lambda: _reconciliation(stack), 30, "the reconciliation after the second restart")
         assert (ended["action"], ended["batch_id"]) == ("ended", "B-RUN")
         assert "the line runs no batch" in ended["detail"] and "batch tag ''" in ended["detail"]
@@ -262,15 +266,7 @@ def test_a_batch_stored_with_a_1970_start_before_the_fix_does_not_hang_the_next_
         adapter["confirmations_every_s"] = 0.5
 
     with running_stack(tmp_path, adapter_overrides=often) as stack:
-        entry = next(item for item in stack.supervisor.running if item[0].name == "adapter")
-        os.kill(entry[1].pid, signal.SIGINT)
-        entry[1].wait(timeout=entry[0].stop_timeout)
-        stack.supervisor.running.remove(entry)
-        import yaml
-
-        from mes_adapter.app_config import AdapterConfig
-        from mes_adapter.context import ContextAssertion, ContextStore
-
+        spec = _stop_adapter(stack)
         config = AdapterConfig.model_validate(yaml.safe_load((stack.folder / "adapter.yaml").read_text()))
         assert config.mes.partial_interval_s == 300  # uns init's demo: 5.9 million windows since 1970
         since_1970 = int(time.time())  # seconds sent as milliseconds: 21 January 1970
@@ -278,7 +274,7 @@ def test_a_batch_stored_with_a_1970_start_before_the_fix_does_not_hang_the_next_
         store.append(ContextAssertion(line=stack.line, seq=0, since_ms=since_1970, batch_id="B-1970",
                                       asserted_by="old-api"), int(time.time() * 1000))
         store.close()
-        stack.supervisor.start(entry[0])
+        stack.supervisor.start(spec)
         with urllib.request.urlopen(f"{stack.http}/healthz", timeout=5) as response:  # noqa: S310
             assert response.status == 200
 
