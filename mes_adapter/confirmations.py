@@ -197,7 +197,9 @@ def plan(batch: BatchWindow, now_ms: int, interval_ms: int | None, grace_ms: int
             out.append(PlannedConfirmation(batch, ConfirmationKind.PARTIAL, cursor, end))
             cursor = end
     if batch.end_ms is not None and batch.end_ms + grace_ms <= now_ms:
-        out.append(PlannedConfirmation(batch, ConfirmationKind.FINAL, cursor, batch.end_ms))
+        # an end asserted back in time may fall inside an already confirmed window: the final then
+        # is the empty window at the end, carrying the (negative) correction
+        out.append(PlannedConfirmation(batch, ConfirmationKind.FINAL, min(cursor, batch.end_ms), batch.end_ms))
         final_done = any(c.kind is ConfirmationKind.FINAL for c in confirmed)
         if final_done and unconfirmed is not None and not unconfirmed.is_zero:
             supplements = sum(1 for c in confirmed if c.kind is ConfirmationKind.LATE)

@@ -27,7 +27,7 @@ Rules, stated once (reference/domain.md §3.4):
   So the credited increments depend only on the *set* of samples, never on arrival order, and a
   replay after a batch ended lands in that batch.
 * A sample with a wrong clock is counted at the time it was *received*, not at its source time
-  (``stats.restamped``): one the edge flagged ``FutureTimestamp``, one more than ``max_ahead_ms``
+  (``stats.restamped``): one the edge flagged (``FutureTimestamp``, ``OldTimestamp``), one more than ``max_ahead_ms``
   ahead of its receive time, one outside ``[0, 2^62]`` (2^63 and negative times), and a live
   (non-historical) one more than ``max_live_behind_ms`` behind it. Why: the counter's *value* is
   still the PLC's true cumulative count, so the increment is real; only its time is not. Placed at
@@ -90,8 +90,8 @@ class CounterSample:
     received_ms: int | None = None
     #: a store-and-forward replay (late by design, keeps its source time)
     historical: bool = False
-    #: the edge flagged the source time as in the future (``FutureTimestamp`` property)
-    future_flagged: bool = False
+    #: the edge flagged the source time as wrong (``FutureTimestamp``, ``OldTimestamp`` property)
+    clock_flagged: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +181,7 @@ class CounterTracker:
     def clock_is_wrong(self, sample: CounterSample) -> bool:
         """True when the sample's source time cannot be its real time (see module rules)."""
         ts = sample.source_ts_ms
-        if not 0 <= ts <= MAX_TS_MS or sample.future_flagged:
+        if not 0 <= ts <= MAX_TS_MS or sample.clock_flagged:
             return True
         received = sample.received_ms
         if received is None:

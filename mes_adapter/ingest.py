@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from uns.conventions import Quality
-from uns.isa95 import NamespaceMapping
+from uns.isa95 import EquipmentPath, NamespaceMapping
 
 from mes_adapter.config import MesConfig
 from mes_adapter.counters import CounterDelta, CounterSample
@@ -56,26 +56,52 @@ class Observation:
     received_ms: int | None = None
     is_birth: bool = False
     is_historical: bool = False
-    #: the edge flagged the source time as in the future (``FutureTimestamp``)
-    future_flagged: bool = False
+    #: the edge flagged the source time as wrong (``FutureTimestamp``, or too old: ``OldTimestamp``)
+    clock_flagged: bool = False
 
 
-def observation_from_change(change: Any, mapping: NamespaceMapping) -> Observation | None:
+class Placement:
+    """ISA-95 placement of Sparkplug ids, remembered per (group, edge node, device).
+
+    Why: the same few ids come with every value, and validating them anew each time cost ~40 % of
+    the ingest's CPU in a replay (bench/replay_to_mes.py)."""
+
+    def __init__(self, mapping: NamespaceMapping) -> None:
+        self._mapping = mapping
+        self._known: dict[tuple[str, str, str | None], EquipmentPath | None] = {}
+
+    def __call__(self, group_id: str, edge_node_id: str, device_id: str | None) -> EquipmentPath | None:
+        key = (group_id, edge_node_id, device_id)
+        try:
+            return self._known[key]
+        except KeyError:
+            pass
+        try:
+            found: EquipmentPath | None = self._mapping.from_sparkplug(group_id, edge_node_id, device_id)
+        except ValueError:
+            found = None
+        if len(self._known) < 100_000:  # ids come from peers: bound what is remembered
+            self._known[key] = found
+        return found
+
+
+def observation_from_change(change: Any, mapping: NamespaceMapping | Placement) -> Observation | None:
     """A host ``MetricChange`` as an :class:`Observation`; None if its ids are not ISA-95 placed.
 
     The time is the metric's ``timestamp_ms`` (the source time, or the death time once STALE), so a
     STALE restatement after a death is a new row, not a duplicate of the last good value.
     """
     metric = change.metric
-    try:
-        equipment = mapping.from_sparkplug(metric.group_id, metric.edge_node_id, metric.device_id)
-    except ValueError:
+    place = mapping if isinstance(mapping, Placement) else Placement(mapping)
+    equipment = place(metric.group_id, metric.edge_node_id, metric.device_id)
+    if equipment is None:
         return None
     return Observation(line=equipment.line.topic, cell=equipment.cell, metric=metric.name,
                        value=metric.value, quality=metric.quality, source_ts_ms=metric.timestamp_ms,
                        received_ms=metric.received_ms, is_birth=bool(change.birth),
                        is_historical=bool(change.historical),
-                       future_flagged=bool(getattr(metric, "future_timestamp", False)))
+                       clock_flagged=bool(getattr(metric, "future_timestamp", False)
+                                          or getattr(metric, "old_timestamp", False)))
 
 
 class Ingest:
@@ -113,7 +139,7 @@ class Ingest:
             received_ms=obs.received_ms, is_historical=obs.is_historical))
         sample = CounterSample(obs.value, obs.source_ts_ms, obs.is_birth, obs.quality,
                                received_ms=obs.received_ms, historical=obs.is_historical,
-                               future_flagged=obs.future_flagged)
+                               clock_flagged=obs.clock_flagged)
         try:
             deltas = self._production.observe(obs.line, obs.cell, obs.metric, sample)
         except TRANSIENT_ERRORS as exc:  # the sample waits in the counters' backlog

@@ -172,6 +172,9 @@ class _ServiceCollector(Collector):
             ingest.failing is not None))
         yield GaugeMetricFamily("uns_adapter_ingest_pending", "records and counter samples waiting for their store",
                                 value=ingest.pending)
+        yield _counter("uns_adapter_counter_clock_corrected", "counter samples counted at their receive time "
+                       "because their source time was wrong (future, far past, out of range)",
+                       service.production.clock_corrected)
         yield _counter("uns_adapter_ingest_quarantined", "values that can never be stored (logged)",
                        service.record_store.quarantined + service.production.quarantined)
         episodes = service.episodes

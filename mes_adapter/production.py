@@ -188,6 +188,8 @@ class ProductionCounters:
         self.backlog_thinned = 0
         #: samples that could never be stored (logged; their counts ride on later samples)
         self.quarantined = 0
+        #: samples counted at another time than their source time (a wrong clock, see counters.py)
+        self.clock_corrected = 0
         self._horizon_ms = int(config.counter_reorder_horizon_s * 1000)
         self._signals: dict[tuple[str, str, str], CounterSignal] = {}
         self._roles: dict[str, set[CounterRole]] = {}
@@ -255,6 +257,13 @@ class ProductionCounters:
             self._backlog.popleft()
             self.backlog_thinned += 1
 
+    def _clock_corrected(self, line: str, metric: str, sample: CounterSample, placed: int) -> None:
+        self.clock_corrected += 1
+        if self.clock_corrected % 100 == 1:  # the first, then every 100th: an edge clock may stay wrong
+            log.warning("counter %s %s: sample %r has source time %s but was received at %s; counted at %s"
+                        " (%d such samples so far)", line, metric, sample.value, sample.source_ts_ms,
+                        sample.received_ms, placed, self.clock_corrected)
+
     def _apply(self, line: str, cell: str | None, metric: str, sample: CounterSample) -> list[CounterDelta]:
         signal = self._signals[(line, cell or "", metric)]
         tracker = self.tracker(line, cell, metric)
@@ -263,6 +272,8 @@ class ProductionCounters:
         if tracker.stats.accepted == before:
             return []  # ignored: bad quality, duplicate, conflict, too late
         placed = tracker.last_placed
+        if placed != sample.source_ts_ms:
+            self._clock_corrected(line, metric, sample, placed)
         try:
             self._store.record(line, signal, replace(sample, source_ts_ms=placed), deltas, now_ms())
         except TRANSIENT_ERRORS:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -34,8 +35,16 @@ from mes_adapter.context import AssertionOutcome, ContextAssertion, ContextServi
 from mes_adapter.context.reconcile import LineReport, ReconcileAction, Reconciliation, reconcile
 from mes_adapter.episodes import EpisodeService, EpisodeStore
 from mes_adapter.errors import MesInputError
-from mes_adapter.host import Change, ChangeStream, MetricChange, MetricState, SparkplugHost
-from mes_adapter.ingest import Ingest, Observation, observation_from_change
+from mes_adapter.host import (
+    Change,
+    ChangeStream,
+    DeviceChange,
+    MetricChange,
+    MetricState,
+    NodeChange,
+    SparkplugHost,
+)
+from mes_adapter.ingest import Ingest, Observation, Placement, observation_from_change
 from mes_adapter.line_status import DataStatus, status_of_line
 from mes_adapter.live_feed import LiveFeed, TagPump
 from mes_adapter.node_stats import NodeStats, observe_tracker
@@ -126,6 +135,12 @@ class AdapterService:
         #: last value and source time of each line's batch and state tags, as ingested
         self._line_signals: dict[tuple[str, str, str], tuple[object, int]] = {}
         self._reconcile_due: set[str] = set()
+        self._reconcile_lock = threading.Lock()
+        self._from_certificate: dict[tuple[str, str, str | None], bool] = {}
+        self._placement = Placement(self.mapping)
+        #: (line, cell, metric) of every configured batch and state tag
+        self._watched = {(c.line, s.cell or "", s.metric) for c in mes.lines for s in (c.batch, c.state)
+                         if s is not None}
 
     # -- lifetime ----------------------------------------------------------------------------
 
@@ -198,11 +213,7 @@ class AdapterService:
         try:
             while not self.stopping.is_set():
                 if self.ingest.failing is not None:
-                    if not self.ingest.full:
-                        self._ingest_available(stream)
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self.stopping.wait(), _RETRY_S)
-                    self._flush()
+                    await self._ingest_while_failing(stream)
                     continue
                 first = await stream.get()
                 self._ingest_one(first)
@@ -211,6 +222,22 @@ class AdapterService:
                 await asyncio.sleep(0)
         finally:
             stream.close()
+
+    async def _ingest_while_failing(self, stream: ChangeStream) -> None:
+        """Keep taking changes (until :attr:`Ingest.full`) and retry the writes every ``_RETRY_S``."""
+        loop = asyncio.get_running_loop()
+        next_retry = loop.time() + _RETRY_S
+        while self.ingest.failing is not None and not self.stopping.is_set():
+            wait = max(0.0, next_retry - loop.time())
+            if self.ingest.full:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), wait)
+            else:
+                await stream.wait_ready(wait)
+                self._ingest_available(stream)
+            if loop.time() >= next_retry:
+                self._flush()
+                next_retry = loop.time() + _RETRY_S
 
     def _ingest_available(self, stream: ChangeStream) -> None:
         while not self.ingest.full and (change := stream.get_nowait()) is not None:
@@ -226,12 +253,15 @@ class AdapterService:
 
     def _ingest_one(self, change: Change) -> None:
         if not isinstance(change, MetricChange):
+            self._note_birth_source(change)
             return
         try:
-            obs = observation_from_change(change, self.mapping)
+            obs = observation_from_change(change, self._placement)
             if obs is not None:
                 self.ingest.observe(obs)
-                self._line_signal(obs, change.birth)
+                if not self._from_certificate.get(
+                        (change.metric.group_id, change.metric.edge_node_id, change.metric.device_id), False):
+                    self._line_signal(obs, change.birth)
         except Exception:  # noqa: BLE001 - one bad value must not stop the stream
             self.ingest_errors += 1
             log.exception("ingest failed for %s", change.metric.name)
@@ -280,14 +310,19 @@ class AdapterService:
 
     # -- start-up reconciliation of the context with the line --------------------------------
 
+    def _note_birth_source(self, change: Change) -> None:
+        """Births restated from a broker's stored birth certificate are old news: the line's
+        batch and state tags are only believed from a live birth or data (see reconcile)."""
+        if isinstance(change, NodeChange) and change.online:
+            self._from_certificate[(change.group_id, change.edge_node_id, None)] = change.reason == "certificate"
+        elif isinstance(change, DeviceChange) and change.online:
+            self._from_certificate[(change.group_id, change.edge_node_id, change.device_id)] = (
+                change.reason == "certificate")
+
     def _line_signal(self, obs: Observation, birth: bool) -> None:
         """Remember the batch/state tag values; reconcile a line at its first birth after start."""
-        cfg = self.config.mes.line(obs.line)
-        if cfg is None:
-            return
         key = (obs.line, obs.cell or "", obs.metric)
-        watched = [s for s in (cfg.batch, cfg.state) if s is not None]
-        if not any(key == (obs.line, s.cell or "", s.metric) for s in watched):
+        if key not in self._watched:
             return
         if obs.quality in (Quality.GOOD, Quality.UNCERTAIN):
             self._line_signals[key] = (obs.value, obs.source_ts_ms)
@@ -322,6 +357,10 @@ class AdapterService:
 
         Done once per line per start (at the line's first birth, or when a batch start needs it
         before the birth came); returns the stored outcome on later calls."""
+        with self._reconcile_lock:  # the API calls this from its worker threads, ingest from the loop
+            return self._reconcile_line(line)
+
+    def _reconcile_line(self, line: str) -> Reconciliation:
         done = self.reconciliations.get(line)
         if done is not None:
             return done

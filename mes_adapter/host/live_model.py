@@ -28,6 +28,7 @@ thread-safe and nothing needs to be.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
@@ -208,6 +209,15 @@ class ChangeStream:
         while self.full:
             self._room.clear()
             await self._room.wait()
+
+    async def wait_ready(self, timeout: float) -> None:
+        """Return when a change is waiting, the stream closes, or ``timeout`` s passed (takes
+        nothing, so no change can be lost to a timeout)."""
+        if self._buffer or self.closed:
+            return
+        self._wakeup.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wakeup.wait(), timeout)
 
     def get_nowait(self) -> Change | None:
         if not self._buffer:

@@ -59,3 +59,15 @@ def test_implausible_asserted_times_are_refused_naming_the_field_and_the_range(v
     assert message.startswith(f"since_ms {value} ")
     assert f"accepted range {NOW - 7 * 24 * H} .. {NOW + 60_000}" in message and hint in message
     assert window.check("since_ms", NOW - H, NOW) == NOW - H
+
+
+def test_an_end_asserted_inside_a_confirmed_window_gets_an_empty_final_window() -> None:
+    from mes_adapter.confirmations import ConfirmedWindow
+    from mes_adapter.production import Quantities
+
+    a = ContextAssertion(line=LINE, seq=1, since_ms=T0, batch_id="B-1")
+    end = T0 + H // 2
+    batch = BatchWindow(LINE, "B-1", T0, end, (ContextSegment(T0, end, a),))
+    confirmed = [ConfirmedWindow(ConfirmationKind.PARTIAL, T0, T0 + H, 0, Quantities(10, 0))]
+    [final] = plan(batch, T0 + 2 * H, H, 60_000, confirmed)
+    assert (final.kind, final.start_ms, final.end_ms) == (ConfirmationKind.FINAL, end, end)

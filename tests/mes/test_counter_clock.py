@@ -12,7 +12,7 @@ HOUR = 3_600_000
 
 
 def live(value: int, ts: int, received: int | None = None, *, future: bool = False) -> CounterSample:
-    return CounterSample(value, ts, received_ms=ts if received is None else received, future_flagged=future)
+    return CounterSample(value, ts, received_ms=ts if received is None else received, clock_flagged=future)
 
 
 def run(tracker: CounterTracker, *samples: CounterSample) -> list[tuple[int, float, DeltaReason]]:
@@ -85,8 +85,51 @@ def test_wrong_clocks_never_lose_or_invent_counts(steps: list[tuple[int, str]], 
         received += 500
         source = {"ok": received - edge_lag, "future": received + 10 * HOUR, "flagged": received + 2 * HOUR,
                   "past": received - 20 * HOUR, "huge": 2**63}[clock]
-        for d in t.observe(CounterSample(value, source, received_ms=received, future_flagged=clock == "flagged")):
+        for d in t.observe(CounterSample(value, source, received_ms=received, clock_flagged=clock == "flagged")):
             total += d.delta
             assert d.delta >= 0 and d.source_ts_ms <= received + 5_000
     assert total == value - first
     assert t.stats.resets == 0
+
+
+def test_ingest_passes_the_edges_clock_flags_and_receive_time_to_the_counters(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from dataclasses import dataclass
+
+    from mes_adapter.ingest import Ingest, observation_from_change
+    from mes_adapter.oee import Interval
+    from tests.mes.helpers import LINE, build
+    from uns.conventions import Quality
+    from uns.isa95 import NamespaceMapping
+
+    @dataclass
+    class Metric:  # the attributes of the host's MetricState that ingest reads
+        value: int
+        timestamp_ms: int
+        received_ms: int
+        future_timestamp: bool = False
+        old_timestamp: bool = False
+        group_id: str = "acme:plant1"
+        edge_node_id: str = "packaging:line2"
+        device_id: str | None = None
+        name: str = "GoodCount"
+        quality: Quality = Quality.GOOD
+
+    @dataclass
+    class Change:
+        metric: Metric
+        birth: bool = False
+        historical: bool = False
+
+    p = build(tmp_path)
+    ingest = Ingest(p.config, p.production, p.records)
+    mapping = NamespaceMapping()
+    for metric in (Metric(100, 10 * HOUR, 10 * HOUR), Metric(150, 13 * HOUR, 10 * HOUR + 1_000, future_timestamp=True),
+                   Metric(170, 9 * HOUR, 10 * HOUR + 2_000, old_timestamp=True), Metric(200, 10 * HOUR + 3_000,
+                                                                                    10 * HOUR + 3_000)):
+        obs = observation_from_change(Change(metric), mapping)
+        assert obs is not None
+        ingest.observe(obs)
+    deltas = p.production._store.deltas(LINE, 0, 20 * HOUR)  # noqa: SLF001
+    assert [(ts, d) for _, ts, d, _ in deltas] == [(10 * HOUR + 1_000, 50), (10 * HOUR + 2_000, 20),
+                                                   (10 * HOUR + 3_000, 30)]
+    assert p.production.quantities(LINE, [Interval(0, 20 * HOUR)]).good == 100

@@ -103,6 +103,7 @@ def test_a_counter_sample_with_time_2_pow_63_is_counted_at_its_receive_time(tmp_
     p.production.observe(LINE, None, "GoodCount", CounterSample(130, 3_000, received_ms=3_000))
     assert p.production.quantities(LINE, [Interval(0, 2_001)]).good == 20
     assert p.production.quantities(LINE, [Interval(0, 10**9)]).good == 30
+    assert p.production.clock_corrected == 1
 
 
 def test_a_counter_value_sqlite_cannot_hold_is_quarantined_and_spanned(tmp_path: Path) -> None:
