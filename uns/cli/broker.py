@@ -29,21 +29,19 @@ def _default(ctx: typer.Context) -> None:
             demo_anonymous=None, sys_interval=None)
 
 
-@broker_app.command()
-def run(
-    config: Path | None = typer.Option(None, "--config", "-c", help="YAML config file (see broker.config)"),
-    host: str | None = typer.Option(None, "--host", help="address for the TCP and WebSocket listeners"),
-    port: int | None = typer.Option(None, "--port", "-p", help="TCP listener port (default 1883)"),
-    ws_port: int | None = typer.Option(None, "--ws-port", help="WebSocket listener port (default 9001)"),
-    no_websocket: bool = typer.Option(False, "--no-websocket", help="no WebSocket listener"),
-    password_file: Path | None = typer.Option(None, "--password-file", help="users from `uns broker passwd`"),
-    demo_anonymous: str | None = typer.Option(None, "--demo-anonymous",
-                                              help="anonymous clients: off | read-only | read-write"),
-    sys_interval: float | None = typer.Option(None, "--sys-interval", help="seconds between $SYS updates, 0 = off"),
-) -> None:
-    """Run the broker until SIGINT/SIGTERM. Options override the config file."""
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"uns broker: {message}", err=True)
+    return typer.Exit(2)
+
+
+def _settings(config: Path | None, *, host: str | None = None, port: int | None = None,
+              ws_port: int | None = None, no_websocket: bool = False, password_file: Path | None = None,
+              demo_anonymous: str | None = None, sys_interval: float | None = None) -> tuple[object, object]:
+    """The validated settings with the options applied, their files checked (shared by ``check``
+    and ``run``), and a locator naming ``broker.yaml:line`` or ``command line`` for a field."""
     from broker.config import ConfigError, load_settings
-    from broker.server import run_broker
+    from broker.passwords import load_password_file
+    from uns.config_checks import ConfigChecks, file_locator
 
     try:
         settings = load_settings(config, password_file=password_file, demo_anonymous=demo_anonymous,
@@ -60,21 +58,101 @@ def run(
             settings = type(settings).model_validate({**settings.model_dump(), **{
                 k: (v.model_dump() if v is not None else None) for k, v in updates.items()}})  # type: ignore[union-attr]
     except (ConfigError, ValueError) as exc:
-        typer.echo(f"uns broker: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise _fail(str(exc)) from None
+
+    from_options = {name for name, value in (("password_file", password_file), ("demo_anonymous", demo_anonymous),
+                                             ("sys_interval", sys_interval)) if value is not None}
+    if host is not None or port is not None:
+        from_options.add("tcp")
+    if host is not None or ws_port is not None or no_websocket:
+        from_options.add("websocket")
+    in_file = file_locator(config) if config is not None else None
+
+    def where(loc: tuple[str | int, ...]) -> str:
+        if in_file is None or (loc and loc[0] in from_options):
+            return "command line"
+        return in_file(loc)
+
+    checks = ConfigChecks(where)
+    if settings.password_file is not None:
+        checks.loads(("password_file",), settings.password_file, load_password_file,
+                     missing_hint=f"create users with `uns broker passwd {settings.password_file} USER`")
+    try:
+        checks.raise_if_any()
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    return settings, where
+
+
+def _check_ports(settings: object, where: object) -> None:
+    """A port another process holds is refused before anything starts, naming the port and listener."""
+    from broker.config import BrokerSettings
+    from uns.config_checks import ConfigChecks
+
+    assert isinstance(settings, BrokerSettings)
+    checks = ConfigChecks(where)  # type: ignore[arg-type]
+    for name, service in (("tcp", "the broker's MQTT listener"), ("websocket", "the broker's WebSocket listener"),
+                          ("tls", "the broker's MQTT/TLS listener"), ("wss", "the broker's WebSocket/TLS listener")):
+        listener = getattr(settings, name)
+        if listener is not None:
+            checks.free_port((name, "port"), listener.host, listener.port, service)
+    address = settings.http_address()
+    if address is not None:
+        checks.free_port(("http", "port"), address[0], address[1], "the broker's /metrics and probes")
+    try:
+        checks.raise_if_any()
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+
+
+_CONFIG_OPTION = typer.Option(None, "--config", "-c", help="YAML config file (see broker.config)")
+
+
+@broker_app.command()
+def run(
+    config: Path | None = _CONFIG_OPTION,
+    host: str | None = typer.Option(None, "--host", help="address for the TCP and WebSocket listeners"),
+    port: int | None = typer.Option(None, "--port", "-p", help="TCP listener port (default 1883)"),
+    ws_port: int | None = typer.Option(None, "--ws-port", help="WebSocket listener port (default 9001)"),
+    no_websocket: bool = typer.Option(False, "--no-websocket", help="no WebSocket listener"),
+    password_file: Path | None = typer.Option(None, "--password-file", help="users from `uns broker passwd`"),
+    demo_anonymous: str | None = typer.Option(None, "--demo-anonymous",
+                                              help="anonymous clients: off | read-only | read-write"),
+    sys_interval: float | None = typer.Option(None, "--sys-interval", help="seconds between $SYS updates, 0 = off"),
+) -> None:
+    """Run the broker until SIGINT/SIGTERM. Options override the config file."""
+    from amqtt.errors import BrokerError, PluginInitError
+
+    from broker.server import run_broker
+
+    settings, where = _settings(config, host=host, port=port, ws_port=ws_port, no_websocket=no_websocket,
+                                password_file=password_file, demo_anonymous=demo_anonymous,
+                                sys_interval=sys_interval)
+    _check_ports(settings, where)
 
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await run_broker(settings, stop)
+        await run_broker(settings, stop)  # type: ignore[arg-type]
 
     try:
         asyncio.run(main())
-    except OSError as exc:  # port in use, permission denied
-        typer.echo(f"uns broker: cannot listen: {exc}", err=True)
-        raise typer.Exit(1) from None
+    except (OSError, BrokerError, PluginInitError) as exc:  # a port taken since the check, a file changed
+        cause = exc.__cause__ or exc
+        raise _fail(f"cannot start: {cause}") from None
+
+
+@broker_app.command()
+def check(
+    config: Path | None = _CONFIG_OPTION,
+    password_file: Path | None = typer.Option(None, "--password-file", help="users from `uns broker passwd`"),
+) -> None:
+    """Validate the config and the files it names, as `run` does, without starting (ports are not probed)."""
+    settings, _ = _settings(config, password_file=password_file)
+    users = getattr(settings, "password_file", None)
+    typer.echo(f"{config or 'broker settings'}: OK" + (f" — users from {users}" if users else ""))
 
 
 @broker_app.command()

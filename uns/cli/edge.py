@@ -18,19 +18,34 @@ _CONFIG_HELP = "tag map / edge config YAML (see `uns edge browse` for a starter)
 
 
 def _load(config: Path):  # type: ignore[no-untyped-def]
+    """The validated config, its files checked (shared by ``check`` and ``run``); exit 2 otherwise."""
     from edge_node.config import ConfigError, load_edge_config
+    from edge_node.preflight import check_edge_files
 
     try:
-        return load_edge_config(config)
+        edge_config = load_edge_config(config)
+        check_edge_files(edge_config, config)
     except ConfigError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
+    return edge_config
 
 
 def _run(config: Path) -> None:
     from edge_node.app import EdgeNodeApp
+    from uns.config_checks import ConfigChecks
+    from uns.yaml_marks import ConfigError
 
     edge_config = _load(config)
+    if edge_config.http is not None:
+        checks = ConfigChecks.of_file(config)
+        checks.free_port(("http", "port"), edge_config.http.host, edge_config.http.port,
+                         "the edge node's /metrics and probes")
+        try:
+            checks.raise_if_any()
+        except ConfigError as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(2) from None
     if edge_config.log_level:
         logging.getLogger().setLevel(edge_config.log_level)
     app = EdgeNodeApp(edge_config)
