@@ -79,8 +79,13 @@ def run(
     except ValidationError as exc:
         typer.echo(f"uns sim: invalid configuration:\n{exc}", err=True)
         raise typer.Exit(2) from None
+    from uns.supervisor import PortInUseError
+
     try:
         asyncio.run(_serve(config))
+    except PortInUseError as exc:
+        typer.echo(f"uns sim: command line: --port: {exc}", err=True)
+        raise typer.Exit(2) from None
     except OSError as exc:
         typer.echo(f"uns sim: cannot serve {config.endpoint}: {exc}", err=True)
         raise typer.Exit(1) from None
