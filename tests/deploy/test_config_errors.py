@@ -251,3 +251,43 @@ def test_generated_config_passes_every_check(conf: Path) -> None:
                     ("adapter", "check", "--config", str(conf / "adapter.yaml"))):
         done = uns(*command)
         assert done.returncode == 0 and "OK" in done.stdout, (command, done.stdout, done.stderr)
+
+
+# ------------------------------------------------------------------------ uns up, uns host
+
+
+def _init_for_up(data_dir: Path) -> list[str]:
+    """`uns init` into ``data_dir/config`` on free ports; the `uns up` options that keep that config."""
+    names = ["--mqtt-port", "--ws-port", "--opcua-port", "--http-port", "--edge-metrics-port", "--broker-metrics-port"]
+    options = [item for name in names for item in (name, str(free_port()))]
+    subprocess.run(uns_command("init", "--out", str(data_dir / "config"), *options), check=True,
+                   capture_output=True, timeout=120)
+    return options
+
+
+def test_up_checks_every_config_before_starting_anything(tmp_path: Path) -> None:
+    data_dir = tmp_path / "uns-data"
+    options = _init_for_up(data_dir)
+    conf = data_dir / "config"
+    (conf / "allowlist.yaml").unlink()
+    (conf / "users.yaml").unlink()
+    done = uns("up", "--data-dir", str(data_dir), *options, "--run-for", "1")
+    adapter, plant, broker = conf / "adapter.yaml", conf / "plant.yaml", conf / "broker.yaml"
+    refused(done, f"{broker}:{line_of(broker, 'password_file:')}: password_file: ",
+            f"{plant}:{line_of(plant, 'allowlist:')}: commands.allowlist: ",
+            f"{adapter}:{line_of(adapter, 'allowlist:')}: commands.allowlist: ")
+    assert not (data_dir / "logs").exists()  # no service was started
+
+
+def test_up_port_in_use_exits_2(tmp_path: Path, busy_port: int) -> None:
+    data_dir = tmp_path / "uns-data"
+    options = _init_for_up(data_dir)
+    options[options.index("--http-port") + 1] = str(busy_port)
+    done = uns("up", "--data-dir", str(data_dir), *options, "--run-for", "1")
+    refused(done, f"{busy_port} (MES adapter HTTP)")
+    assert not (data_dir / "logs").exists()
+
+
+def test_host_invalid_option_names_the_field() -> None:
+    done = uns("host", "--broker", "ftp://127.0.0.1:1")
+    refused(done, "command line: broker_url: broker URL 'ftp://127.0.0.1:1': unknown scheme 'ftp'")

@@ -40,23 +40,26 @@ _BROKER_OPTION = typer.Option(None, "--broker", "-b", envvar="UNS_BROKER", help=
 _DATA_DIR_OPTION = typer.Option(None, "--data-dir", help="overrides data_dir")
 
 
-def _settings(config: Path, *, broker: str | None = None, http_port: int | None = None,
-              http_host: str | None = None, data_dir: Path | None = None) -> object:
+def load_checked(config: Path, *, broker: str | None = None, http_port: int | None = None,
+                 http_host: str | None = None, data_dir: Path | None = None) -> object:
     """The validated config with the options applied and everything ``run`` needs checked (shared
-    by ``check`` and ``run``): exit 2 with ``file:line: field: message`` lines otherwise."""
-    from pydantic import ValidationError
+    by ``check``, ``run`` and ``uns up``); ValueError with ``file:line: field: message`` lines otherwise."""
+    from mes_adapter.app_config import check_adapter_config, load_adapter_config
 
-    from mes_adapter.app_config import ConfigError, check_adapter_config, load_adapter_config
-
-    try:
-        loaded = load_adapter_config(config)
-        settings = loaded.with_overrides(broker_url=broker, http_port=http_port, http_host=http_host,
-                                         data_dir=data_dir)
-        check_adapter_config(settings, config,
-                             broker_declared=broker is not None or "broker_url" in loaded.host.model_fields_set)
-    except (ConfigError, ValidationError) as exc:
-        raise _fail(str(exc)) from None
+    loaded = load_adapter_config(config)
+    settings = loaded.with_overrides(broker_url=broker, http_port=http_port, http_host=http_host,
+                                     data_dir=data_dir)
+    check_adapter_config(settings, config,
+                         broker_declared=broker is not None or "broker_url" in loaded.host.model_fields_set)
     return settings
+
+
+def _settings(config: Path, **options: object) -> object:
+    """:func:`load_checked`, or exit 2 with its message."""
+    try:
+        return load_checked(config, **options)  # type: ignore[arg-type]
+    except ValueError as exc:  # ConfigError, or pydantic's ValidationError of an override
+        raise _fail(str(exc)) from None
 
 
 @adapter_app.command("run")

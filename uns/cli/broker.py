@@ -34,31 +34,29 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(2)
 
 
-def _settings(config: Path | None, *, host: str | None = None, port: int | None = None,
-              ws_port: int | None = None, no_websocket: bool = False, password_file: Path | None = None,
-              demo_anonymous: str | None = None, sys_interval: float | None = None) -> tuple[object, object]:
-    """The validated settings with the options applied, their files checked (shared by ``check``
-    and ``run``), and a locator naming ``broker.yaml:line`` or ``command line`` for a field."""
-    from broker.config import ConfigError, load_settings
+def load_checked(config: Path | None, *, host: str | None = None, port: int | None = None,
+                 ws_port: int | None = None, no_websocket: bool = False, password_file: Path | None = None,
+                 demo_anonymous: str | None = None, sys_interval: float | None = None) -> tuple[object, object]:
+    """The validated settings with the options applied, their files checked (shared by ``check``,
+    ``run`` and ``uns up``), and a locator naming ``broker.yaml:line`` or ``command line`` for a
+    field. Raises ValueError (``broker.config.ConfigError`` or :class:`uns.yaml_marks.ConfigError`)."""
+    from broker.config import load_settings
     from broker.passwords import load_password_file
     from uns.config_checks import ConfigChecks, file_locator
 
-    try:
-        settings = load_settings(config, password_file=password_file, demo_anonymous=demo_anonymous,
-                                 sys_interval=sys_interval)
-        updates: dict[str, object] = {}
-        if no_websocket:
-            updates["websocket"] = None
-        for name, value in (("tcp", port), ("websocket", ws_port)):
-            current = updates.get(name, getattr(settings, name))
-            changes = {k: v for k, v in (("port", value), ("host", host)) if v is not None}
-            if current is not None and changes:
-                updates[name] = current.model_copy(update=changes)  # type: ignore[union-attr]
-        if updates:
-            settings = type(settings).model_validate({**settings.model_dump(), **{
-                k: (v.model_dump() if v is not None else None) for k, v in updates.items()}})  # type: ignore[union-attr]
-    except (ConfigError, ValueError) as exc:
-        raise _fail(str(exc)) from None
+    settings = load_settings(config, password_file=password_file, demo_anonymous=demo_anonymous,
+                             sys_interval=sys_interval)
+    updates: dict[str, object] = {}
+    if no_websocket:
+        updates["websocket"] = None
+    for name, value in (("tcp", port), ("websocket", ws_port)):
+        current = updates.get(name, getattr(settings, name))
+        changes = {k: v for k, v in (("port", value), ("host", host)) if v is not None}
+        if current is not None and changes:
+            updates[name] = current.model_copy(update=changes)  # type: ignore[union-attr]
+    if updates:
+        settings = type(settings).model_validate({**settings.model_dump(), **{
+            k: (v.model_dump() if v is not None else None) for k, v in updates.items()}})  # type: ignore[union-attr]
 
     from_options = {name for name, value in (("password_file", password_file), ("demo_anonymous", demo_anonymous),
                                              ("sys_interval", sys_interval)) if value is not None}
@@ -77,11 +75,16 @@ def _settings(config: Path | None, *, host: str | None = None, port: int | None 
     if settings.password_file is not None:
         checks.loads(("password_file",), settings.password_file, load_password_file,
                      missing_hint=f"create users with `uns broker passwd {settings.password_file} USER`")
-    try:
-        checks.raise_if_any()
-    except ValueError as exc:
-        raise _fail(str(exc)) from None
+    checks.raise_if_any()
     return settings, where
+
+
+def _settings(config: Path | None, **options: object) -> tuple[object, object]:
+    """:func:`load_checked`, or exit 2 with its message."""
+    try:
+        return load_checked(config, **options)  # type: ignore[arg-type]
+    except ValueError as exc:  # pydantic's ValidationError of an option override is one too
+        raise _fail(str(exc)) from None
 
 
 def _check_ports(settings: object, where: object) -> None:

@@ -17,18 +17,26 @@ log = logging.getLogger("uns.cli.edge")
 _CONFIG_HELP = "tag map / edge config YAML (see `uns edge browse` for a starter)"
 
 
-def _load(config: Path):  # type: ignore[no-untyped-def]
-    """The validated config, its files checked (shared by ``check`` and ``run``); exit 2 otherwise."""
-    from edge_node.config import ConfigError, load_edge_config
+def load_checked(config: Path):  # type: ignore[no-untyped-def]
+    """The validated config with its files checked (shared by ``check``, ``run`` and ``uns up``);
+    :class:`~uns.yaml_marks.ConfigError` naming ``file:line`` and field otherwise."""
+    from edge_node.config import load_edge_config
     from edge_node.preflight import check_edge_files
 
+    edge_config = load_edge_config(config)
+    check_edge_files(edge_config, config)
+    return edge_config
+
+
+def _load(config: Path):  # type: ignore[no-untyped-def]
+    """:func:`load_checked`, or exit 2 with its message."""
+    from edge_node.config import ConfigError
+
     try:
-        edge_config = load_edge_config(config)
-        check_edge_files(edge_config, config)
+        return load_checked(config)
     except ConfigError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
-    return edge_config
 
 
 def _run(config: Path) -> None:

@@ -77,7 +77,9 @@ def run(
                                     allow_anonymous=not no_anonymous),
         )
     except ValidationError as exc:
-        typer.echo(f"uns sim: invalid configuration:\n{exc}", err=True)
+        from uns.commands.yamlsource import problems
+
+        typer.echo("uns sim: " + "\n".join(problems(exc, lambda loc: "command line")), err=True)
         raise typer.Exit(2) from None
     from uns.supervisor import PortInUseError
 
