@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from tests.support.net import free_port
-from tests.support.procs import uns_command
+from tests.support.procs import REPO, uns_command
 
 
 @pytest.fixture(scope="module")
@@ -291,3 +291,17 @@ def test_up_port_in_use_exits_2(tmp_path: Path, busy_port: int) -> None:
 def test_host_invalid_option_names_the_field() -> None:
     done = uns("host", "--broker", "ftp://127.0.0.1:1")
     refused(done, "command line: broker_url: broker URL 'ftp://127.0.0.1:1': unknown scheme 'ftp'")
+
+
+def test_documented_smallest_adapter_config_passes_check(tmp_path: Path) -> None:
+    """The minimal adapter.yaml of docs/troubleshooting.md is accepted as written."""
+    text = (REPO / "docs" / "troubleshooting.md").read_text()
+    section = text[text.index("### The smallest adapter.yaml"):]
+    example = section[section.index("```yaml\n") + len("```yaml\n"):section.index("```\n", section.index("```yaml"))]
+    adapter = tmp_path / "adapter.yaml"
+    adapter.write_text(example)
+    subprocess.run(uns_command("adapter", "token", "--role", "operator", "--user", "alice", "--full-name", "Alice",
+                               "--tokens-file", str(tmp_path / "tokens.yaml")), check=True, capture_output=True,
+                   timeout=60)
+    done = uns("adapter", "check", "--config", str(adapter))
+    assert done.returncode == 0 and f"{adapter}: OK" in done.stdout, done.stderr
