@@ -125,6 +125,14 @@ def test_simulator_port_in_use(busy_port: int) -> None:
                   "so the OPC UA simulator cannot listen on it")
 
 
+def test_simulator_data_dir_is_a_file(tmp_path: Path) -> None:
+    blocked = tmp_path / "state"
+    blocked.write_text("not a directory\n")
+    done = uns("sim", "run", "--port", str(free_port()), "--security", "Basic256Sha256_Sign",
+               "--data-dir", str(blocked))
+    refused(done, f"command line: --data-dir: {blocked} is not a directory")
+
+
 # ------------------------------------------------------------------------------------- edge
 
 

@@ -81,8 +81,14 @@ def run(
 
         typer.echo("uns sim: " + "\n".join(problems(exc, lambda loc: "command line")), err=True)
         raise typer.Exit(2) from None
+    from uns.config_checks import ConfigChecks
     from uns.supervisor import PortInUseError
 
+    if data_dir is not None:
+        checks = ConfigChecks(lambda loc: "command line")
+        if not checks.writable_dir(("--data-dir",), data_dir):
+            typer.echo("uns sim: " + "\n".join(checks.issues), err=True)
+            raise typer.Exit(2)
     try:
         asyncio.run(_serve(config))
     except PortInUseError as exc:
