@@ -17,8 +17,12 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from mes_adapter.app_config import AdapterConfig
 
 adapter_app = typer.Typer(name="adapter", help="The MES adapter: primary host, REST API, dashboard.",
                           no_args_is_help=True)
@@ -41,7 +45,7 @@ _DATA_DIR_OPTION = typer.Option(None, "--data-dir", help="overrides data_dir")
 
 
 def load_checked(config: Path, *, broker: str | None = None, http_port: int | None = None,
-                 http_host: str | None = None, data_dir: Path | None = None) -> object:
+                 http_host: str | None = None, data_dir: Path | None = None) -> AdapterConfig:
     """The validated config with the options applied and everything ``run`` needs checked (shared
     by ``check``, ``run`` and ``uns up``); ValueError with ``file:line: field: message`` lines otherwise."""
     from mes_adapter.app_config import check_adapter_config, load_adapter_config
@@ -54,7 +58,7 @@ def load_checked(config: Path, *, broker: str | None = None, http_port: int | No
     return settings
 
 
-def _settings(config: Path, **options: object) -> object:
+def _settings(config: Path, **options: object) -> AdapterConfig:
     """:func:`load_checked`, or exit 2 with its message."""
     try:
         return load_checked(config, **options)  # type: ignore[arg-type]
@@ -71,11 +75,10 @@ def run(
     data_dir: Path | None = _DATA_DIR_OPTION,
 ) -> None:
     """Run the adapter until SIGINT/SIGTERM."""
-    from mes_adapter.app_config import AdapterConfig, ConfigError
+    from mes_adapter.app_config import ConfigError
     from uns.config_checks import ConfigChecks, file_locator
 
     settings = _settings(config, broker=broker, http_port=http_port, http_host=http_host, data_dir=data_dir)
-    assert isinstance(settings, AdapterConfig)
     in_file = file_locator(config)
     ports = ConfigChecks(lambda loc: "command line" if http_port is not None or http_host is not None
                          else in_file(loc))
@@ -94,10 +97,7 @@ def check(
     data_dir: Path | None = _DATA_DIR_OPTION,
 ) -> None:
     """Validate the config and every file it names, as `run` does, without starting (ports are not probed)."""
-    from mes_adapter.app_config import AdapterConfig
-
     settings = _settings(config, broker=broker, data_dir=data_dir)
-    assert isinstance(settings, AdapterConfig)
     typer.echo(f"{config}: OK — broker {settings.host.broker}, {len(settings.mes.lines)} line(s), "
                f"allowlist {settings.commands.allowlist or '(none: every command refused)'}")
 

@@ -10,8 +10,13 @@ import asyncio
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from broker.config import BrokerSettings
+    from uns.config_checks import Where
 
 broker_app = typer.Typer(help="The embedded MQTT broker (amqtt, fixed and Sparkplug-aware).",
                          invoke_without_command=True, no_args_is_help=False)
@@ -36,7 +41,7 @@ def _fail(message: str) -> typer.Exit:
 
 def load_checked(config: Path | None, *, host: str | None = None, port: int | None = None,
                  ws_port: int | None = None, no_websocket: bool = False, password_file: Path | None = None,
-                 demo_anonymous: str | None = None, sys_interval: float | None = None) -> tuple[object, object]:
+                 demo_anonymous: str | None = None, sys_interval: float | None = None) -> tuple[BrokerSettings, Where]:
     """The validated settings with the options applied, their files checked (shared by ``check``,
     ``run`` and ``uns up``), and a locator naming ``broker.yaml:line`` or ``command line`` for a
     field. Raises ValueError (``broker.config.ConfigError`` or :class:`uns.yaml_marks.ConfigError`)."""
@@ -56,7 +61,7 @@ def load_checked(config: Path | None, *, host: str | None = None, port: int | No
             updates[name] = current.model_copy(update=changes)  # type: ignore[union-attr]
     if updates:
         settings = type(settings).model_validate({**settings.model_dump(), **{
-            k: (v.model_dump() if v is not None else None) for k, v in updates.items()}})  # type: ignore[union-attr]
+            k: (v.model_dump() if v is not None else None) for k, v in updates.items()}})  # type: ignore[attr-defined]
 
     from_options = {name for name, value in (("password_file", password_file), ("demo_anonymous", demo_anonymous),
                                              ("sys_interval", sys_interval)) if value is not None}
@@ -79,7 +84,7 @@ def load_checked(config: Path | None, *, host: str | None = None, port: int | No
     return settings, where
 
 
-def _settings(config: Path | None, **options: object) -> tuple[object, object]:
+def _settings(config: Path | None, **options: object) -> tuple[BrokerSettings, Where]:
     """:func:`load_checked`, or exit 2 with its message."""
     try:
         return load_checked(config, **options)  # type: ignore[arg-type]
@@ -87,13 +92,11 @@ def _settings(config: Path | None, **options: object) -> tuple[object, object]:
         raise _fail(str(exc)) from None
 
 
-def _check_ports(settings: object, where: object) -> None:
+def _check_ports(settings: BrokerSettings, where: Where) -> None:
     """A port another process holds is refused before anything starts, naming the port and listener."""
-    from broker.config import BrokerSettings
     from uns.config_checks import ConfigChecks
 
-    assert isinstance(settings, BrokerSettings)
-    checks = ConfigChecks(where)  # type: ignore[arg-type]
+    checks = ConfigChecks(where)
     for name, service in (("tcp", "the broker's MQTT listener"), ("websocket", "the broker's WebSocket listener"),
                           ("tls", "the broker's MQTT/TLS listener"), ("wss", "the broker's WebSocket/TLS listener")):
         listener = getattr(settings, name)
@@ -138,13 +141,15 @@ def run(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await run_broker(settings, stop)  # type: ignore[arg-type]
+        await run_broker(settings, stop)
 
     try:
         asyncio.run(main())
-    except (OSError, BrokerError, PluginInitError) as exc:  # a port taken since the check, a file changed
-        cause = exc.__cause__ or exc
-        raise _fail(f"cannot start: {cause}") from None
+    except (BrokerError, PluginInitError) as exc:  # a port taken since the check, a file changed since
+        raise _fail(f"cannot start: {exc.__cause__ or exc}") from None
+    except OSError as exc:  # e.g. permission denied on a port below 1024
+        typer.echo(f"uns broker: cannot listen: {exc}", err=True)
+        raise typer.Exit(1) from None
 
 
 @broker_app.command()
@@ -154,7 +159,7 @@ def check(
 ) -> None:
     """Validate the config and the files it names, as `run` does, without starting (ports are not probed)."""
     settings, _ = _settings(config, password_file=password_file)
-    users = getattr(settings, "password_file", None)
+    users = settings.password_file
     typer.echo(f"{config or 'broker settings'}: OK" + (f" — users from {users}" if users else ""))
 
 
