@@ -32,6 +32,8 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from uns.commands.yamlsource import ConfigError as YamlConfigError
+from uns.commands.yamlsource import YamlSource
 from uns.sparkplug.topic import validate_id
 
 _HASHER = PasswordHasher()
@@ -109,14 +111,14 @@ def load_password_file(path: Path) -> PasswordFile:
                                 f"`uns broker passwd {path} USER`") from None
     except OSError as exc:
         raise PasswordFileError(f"password file {path} cannot be read: {exc}") from exc
+    try:  # file:line errors, like every config file (uns.commands.yamlsource)
+        source = YamlSource.parse(text, str(path))
+    except YamlConfigError as exc:
+        raise PasswordFileError(str(exc)) from None
     try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        raise PasswordFileError(f"password file {path} is not valid YAML: {exc}") from exc
-    try:
-        return PasswordFile.model_validate(data)
+        return PasswordFile.model_validate(source.data or {})
     except ValidationError as exc:
-        raise PasswordFileError(f"password file {path} is malformed: {exc}") from exc
+        raise PasswordFileError(str(source.error(exc))) from None
 
 
 def save_password_file(path: Path, content: PasswordFile) -> None:

@@ -19,13 +19,16 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from mes_adapter.auth import TokenEntry
+from mes_adapter.auth import TokenEntry, TokenFile
 from mes_adapter.config import MesConfig
 from mes_adapter.host import HostConfig
+from uns.commands.allowlist import Allowlist
+from uns.commands.signing import UserRegistry
 from uns.commands.yamlsource import ConfigError, YamlSource
+from uns.config_checks import ConfigChecks
 
 __all__ = ["AdapterConfig", "AuditSettings", "AuthSettings", "CommandSettings", "ConfigError", "HttpSettings",
-           "load_adapter_config"]
+           "check_adapter_config", "load_adapter_config"]
 
 
 class HttpSettings(BaseModel):
@@ -171,3 +174,42 @@ def load_adapter_config(path: Path) -> AdapterConfig:
     except ValidationError as exc:
         raise source.error(exc) from None
     return _with_paths_resolved(config, path.resolve().parent)
+
+
+def check_adapter_config(config: AdapterConfig, source: Path, *, broker_declared: bool | None = None) -> None:
+    """What ``uns adapter run`` needs beyond a valid file, shared with ``uns adapter check``.
+
+    The model has a default for everything so tests and embeddings can build it in code, but a
+    deployed adapter that silently connects to ``mqtt://127.0.0.1:1883`` and serves an API nobody
+    can call is a misconfiguration, not a default: the file (or ``--broker``) must name the broker,
+    and there must be at least one API user (``auth.tokens`` or ``auth.tokens_file``). The files it
+    names must exist and load, and its directories must be writable. ``broker_declared``: the URL
+    came from the file or the command line (default: the file set ``host.broker_url``).
+
+    Raises :class:`ConfigError` with one ``file:line: field: message`` per problem.
+    """
+    checks = ConfigChecks.of_file(source)
+    if broker_declared is None:
+        broker_declared = "broker_url" in config.host.model_fields_set
+    if not broker_declared:
+        checks.fail(("host", "broker_url"), "missing: the MQTT broker the adapter connects to, e.g. "
+                                            "mqtt://user:password@127.0.0.1:1883 (or pass --broker)")
+    if not config.auth.tokens and config.auth.tokens_file is None:
+        checks.fail(("auth",), "missing: API users, auth.tokens or auth.tokens_file "
+                               "(`uns adapter token --tokens-file` mints one); without them every /api call is refused")
+    data_ok = checks.writable_dir(("data_dir",), config.data_dir)
+    for loc, path, is_dir in ((("mes", "data_dir"), config.mes.data_dir, True),
+                              (("audit", "path"), config.audit_path, False)):
+        if data_ok or not path.is_relative_to(config.data_dir):  # one report for a data_dir that is a file
+            (checks.writable_dir if is_dir else checks.file_in_writable_dir)(loc, path)
+    if config.audit.witness_path is not None:
+        checks.file_in_writable_dir(("audit", "witness_path"), config.audit.witness_path)
+    if config.auth.tokens_file is not None:
+        tokens_file = config.auth.tokens_file
+        checks.loads(("auth", "tokens_file"), tokens_file, TokenFile.load,
+                     missing_hint=f"create it with `uns adapter token --tokens-file {tokens_file} ...`")
+    if config.commands.allowlist is not None:
+        checks.loads(("commands", "allowlist"), config.commands.allowlist, Allowlist.load)
+    if config.commands.signers is not None:
+        checks.loads(("commands", "signers"), config.commands.signers, UserRegistry.load)
+    checks.raise_if_any()

@@ -97,9 +97,14 @@ class TokenFile(BaseModel):
     tokens: list[TokenEntry] = Field(default_factory=list)
 
     @classmethod
-    def load(cls, path: Path) -> TokenFile:
+    def load(cls, path: Path, *, missing_ok: bool = False) -> TokenFile:
+        """Read a tokens file; a missing one is a :class:`ConfigError` (the adapter would start with
+        no users nobody asked for) unless ``missing_ok`` (``uns adapter token`` creates it)."""
         if not path.exists():
-            return cls()
+            if missing_ok:
+                return cls()
+            raise ConfigError(f"{path}: tokens file does not exist; create it with "
+                              f"`uns adapter token --tokens-file {path} ...`")
         source = YamlSource.read(path)
         try:
             return cls.model_validate(source.data or {})
@@ -109,7 +114,7 @@ class TokenFile(BaseModel):
     @staticmethod
     def append(path: Path, entry: TokenEntry) -> None:
         """Add one entry (hash only) to the file, creating it with mode 0600."""
-        current = TokenFile.load(path)
+        current = TokenFile.load(path, missing_ok=True)
         rows = [_row(e) for e in current.tokens] + [_row(entry)]
         path.parent.mkdir(parents=True, exist_ok=True)
         text = yaml.safe_dump({"tokens": rows}, sort_keys=False)

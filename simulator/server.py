@@ -34,6 +34,7 @@ from simulator.security import (
     ensure_server_certificate,
     identity_tokens,
 )
+from uns.supervisor import PortInUseError, port_is_free
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +138,11 @@ class SimulatedLineServer:
         """Listen on the endpoint and start ticking the model."""
         if self._running:
             return
+        cfg = self.config
+        if cfg.port and not port_is_free(cfg.port, cfg.host):
+            # asyncua would log a traceback before raising; a taken port is a config problem, say so plainly
+            raise PortInUseError(f"port {cfg.port} on {cfg.host} is already in use, so the OPC UA simulator "
+                                 "cannot listen on it; stop whatever holds it or choose another port")
         await self._listen()
         self._running = True
         self._tick_task = asyncio.create_task(self._tick_loop(), name="sim-tick")

@@ -17,8 +17,12 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from mes_adapter.app_config import AdapterConfig
 
 adapter_app = typer.Typer(name="adapter", help="The MES adapter: primary host, REST API, dashboard.",
                           no_args_is_help=True)
@@ -35,28 +39,67 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+_CONFIG_OPTION = typer.Option(..., "--config", "-c", help="adapter YAML (host, http, auth, mes, commands)")
+_BROKER_OPTION = typer.Option(None, "--broker", "-b", envvar="UNS_BROKER", help="overrides host.broker_url")
+_DATA_DIR_OPTION = typer.Option(None, "--data-dir", help="overrides data_dir")
+
+
+def load_checked(config: Path, *, broker: str | None = None, http_port: int | None = None,
+                 http_host: str | None = None, data_dir: Path | None = None) -> AdapterConfig:
+    """The validated config with the options applied and everything ``run`` needs checked (shared
+    by ``check``, ``run`` and ``uns up``); ValueError with ``file:line: field: message`` lines otherwise."""
+    from mes_adapter.app_config import check_adapter_config, load_adapter_config
+
+    loaded = load_adapter_config(config)
+    settings = loaded.with_overrides(broker_url=broker, http_port=http_port, http_host=http_host,
+                                     data_dir=data_dir)
+    check_adapter_config(settings, config,
+                         broker_declared=broker is not None or "broker_url" in loaded.host.model_fields_set)
+    return settings
+
+
+def _settings(config: Path, **options: object) -> AdapterConfig:
+    """:func:`load_checked`, or exit 2 with its message."""
+    try:
+        return load_checked(config, **options)  # type: ignore[arg-type]
+    except ValueError as exc:  # ConfigError, or pydantic's ValidationError of an override
+        raise _fail(str(exc)) from None
+
+
 @adapter_app.command("run")
 def run(
-    config: Path = typer.Option(..., "--config", "-c", help="adapter YAML (host, http, auth, mes, commands)"),
-    broker: str | None = typer.Option(None, "--broker", "-b", envvar="UNS_BROKER", help="overrides host.broker_url"),
+    config: Path = _CONFIG_OPTION,
+    broker: str | None = _BROKER_OPTION,
     http_port: int | None = typer.Option(None, "--http-port", help="overrides http.port (0: any free port)"),
     http_host: str | None = typer.Option(None, "--http-host", help="overrides http.host (default 127.0.0.1)"),
-    data_dir: Path | None = typer.Option(None, "--data-dir", help="overrides data_dir"),
+    data_dir: Path | None = _DATA_DIR_OPTION,
 ) -> None:
     """Run the adapter until SIGINT/SIGTERM."""
-    from pydantic import ValidationError
+    from mes_adapter.app_config import ConfigError
+    from uns.config_checks import ConfigChecks, file_locator
 
-    from mes_adapter.app_config import ConfigError, load_adapter_config
-
+    settings = _settings(config, broker=broker, http_port=http_port, http_host=http_host, data_dir=data_dir)
+    in_file = file_locator(config)
+    ports = ConfigChecks(lambda loc: "command line" if http_port is not None or http_host is not None
+                         else in_file(loc))
+    ports.free_port(("http", "port"), settings.http.host, settings.http.port, "the adapter's REST API and dashboard")
     try:
-        settings = load_adapter_config(config).with_overrides(broker_url=broker, http_port=http_port,
-                                                              http_host=http_host, data_dir=data_dir)
-    except (ConfigError, ValidationError) as exc:
-        raise _fail(str(exc)) from None
-    try:
+        ports.raise_if_any()
         asyncio.run(_serve(settings))
     except ConfigError as exc:
         raise _fail(str(exc)) from None
+
+
+@adapter_app.command("check")
+def check(
+    config: Path = _CONFIG_OPTION,
+    broker: str | None = _BROKER_OPTION,
+    data_dir: Path | None = _DATA_DIR_OPTION,
+) -> None:
+    """Validate the config and every file it names, as `run` does, without starting (ports are not probed)."""
+    settings = _settings(config, broker=broker, data_dir=data_dir)
+    typer.echo(f"{config}: OK — broker {settings.host.broker}, {len(settings.mes.lines)} line(s), "
+               f"allowlist {settings.commands.allowlist or '(none: every command refused)'}")
 
 
 async def _serve(settings: object) -> None:

@@ -10,8 +10,13 @@ import asyncio
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from broker.config import BrokerSettings
+    from uns.config_checks import Where
 
 broker_app = typer.Typer(help="The embedded MQTT broker (amqtt, fixed and Sparkplug-aware).",
                          invoke_without_command=True, no_args_is_help=False)
@@ -29,9 +34,89 @@ def _default(ctx: typer.Context) -> None:
             demo_anonymous=None, sys_interval=None)
 
 
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"uns broker: {message}", err=True)
+    return typer.Exit(2)
+
+
+def load_checked(config: Path | None, *, host: str | None = None, port: int | None = None,
+                 ws_port: int | None = None, no_websocket: bool = False, password_file: Path | None = None,
+                 demo_anonymous: str | None = None, sys_interval: float | None = None) -> tuple[BrokerSettings, Where]:
+    """The validated settings with the options applied, their files checked (shared by ``check``,
+    ``run`` and ``uns up``), and a locator naming ``broker.yaml:line`` or ``command line`` for a
+    field. Raises ValueError (``broker.config.ConfigError`` or :class:`uns.yaml_marks.ConfigError`)."""
+    from broker.config import load_settings
+    from broker.passwords import load_password_file
+    from uns.config_checks import ConfigChecks, file_locator
+
+    settings = load_settings(config, password_file=password_file, demo_anonymous=demo_anonymous,
+                             sys_interval=sys_interval)
+    updates: dict[str, object] = {}
+    if no_websocket:
+        updates["websocket"] = None
+    for name, value in (("tcp", port), ("websocket", ws_port)):
+        current = updates.get(name, getattr(settings, name))
+        changes = {k: v for k, v in (("port", value), ("host", host)) if v is not None}
+        if current is not None and changes:
+            updates[name] = current.model_copy(update=changes)  # type: ignore[union-attr]
+    if updates:
+        settings = type(settings).model_validate({**settings.model_dump(), **{
+            k: (v.model_dump() if v is not None else None) for k, v in updates.items()}})  # type: ignore[attr-defined]
+
+    from_options = {name for name, value in (("password_file", password_file), ("demo_anonymous", demo_anonymous),
+                                             ("sys_interval", sys_interval)) if value is not None}
+    if host is not None or port is not None:
+        from_options.add("tcp")
+    if host is not None or ws_port is not None or no_websocket:
+        from_options.add("websocket")
+    in_file = file_locator(config) if config is not None else None
+
+    def where(loc: tuple[str | int, ...]) -> str:
+        if in_file is None or (loc and loc[0] in from_options):
+            return "command line"
+        return in_file(loc)
+
+    checks = ConfigChecks(where)
+    if settings.password_file is not None:
+        checks.loads(("password_file",), settings.password_file, load_password_file,
+                     missing_hint=f"create users with `uns broker passwd {settings.password_file} USER`")
+    checks.raise_if_any()
+    return settings, where
+
+
+def _settings(config: Path | None, **options: object) -> tuple[BrokerSettings, Where]:
+    """:func:`load_checked`, or exit 2 with its message."""
+    try:
+        return load_checked(config, **options)  # type: ignore[arg-type]
+    except ValueError as exc:  # pydantic's ValidationError of an option override is one too
+        raise _fail(str(exc)) from None
+
+
+def _check_ports(settings: BrokerSettings, where: Where) -> None:
+    """A port another process holds is refused before anything starts, naming the port and listener."""
+    from uns.config_checks import ConfigChecks
+
+    checks = ConfigChecks(where)
+    for name, service in (("tcp", "the broker's MQTT listener"), ("websocket", "the broker's WebSocket listener"),
+                          ("tls", "the broker's MQTT/TLS listener"), ("wss", "the broker's WebSocket/TLS listener")):
+        listener = getattr(settings, name)
+        if listener is not None:
+            checks.free_port((name, "port"), listener.host, listener.port, service)
+    address = settings.http_address()
+    if address is not None:
+        checks.free_port(("http", "port"), address[0], address[1], "the broker's /metrics and probes")
+    try:
+        checks.raise_if_any()
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+
+
+_CONFIG_OPTION = typer.Option(None, "--config", "-c", help="YAML config file (see broker.config)")
+
+
 @broker_app.command()
 def run(
-    config: Path | None = typer.Option(None, "--config", "-c", help="YAML config file (see broker.config)"),
+    config: Path | None = _CONFIG_OPTION,
     host: str | None = typer.Option(None, "--host", help="address for the TCP and WebSocket listeners"),
     port: int | None = typer.Option(None, "--port", "-p", help="TCP listener port (default 1883)"),
     ws_port: int | None = typer.Option(None, "--ws-port", help="WebSocket listener port (default 9001)"),
@@ -42,26 +127,14 @@ def run(
     sys_interval: float | None = typer.Option(None, "--sys-interval", help="seconds between $SYS updates, 0 = off"),
 ) -> None:
     """Run the broker until SIGINT/SIGTERM. Options override the config file."""
-    from broker.config import ConfigError, load_settings
+    from amqtt.errors import BrokerError, PluginInitError
+
     from broker.server import run_broker
 
-    try:
-        settings = load_settings(config, password_file=password_file, demo_anonymous=demo_anonymous,
-                                 sys_interval=sys_interval)
-        updates: dict[str, object] = {}
-        if no_websocket:
-            updates["websocket"] = None
-        for name, value in (("tcp", port), ("websocket", ws_port)):
-            current = updates.get(name, getattr(settings, name))
-            changes = {k: v for k, v in (("port", value), ("host", host)) if v is not None}
-            if current is not None and changes:
-                updates[name] = current.model_copy(update=changes)  # type: ignore[union-attr]
-        if updates:
-            settings = type(settings).model_validate({**settings.model_dump(), **{
-                k: (v.model_dump() if v is not None else None) for k, v in updates.items()}})  # type: ignore[union-attr]
-    except (ConfigError, ValueError) as exc:
-        typer.echo(f"uns broker: {exc}", err=True)
-        raise typer.Exit(2) from None
+    settings, where = _settings(config, host=host, port=port, ws_port=ws_port, no_websocket=no_websocket,
+                                password_file=password_file, demo_anonymous=demo_anonymous,
+                                sys_interval=sys_interval)
+    _check_ports(settings, where)
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -72,9 +145,22 @@ def run(
 
     try:
         asyncio.run(main())
-    except OSError as exc:  # port in use, permission denied
+    except (BrokerError, PluginInitError) as exc:  # a port taken since the check, a file changed since
+        raise _fail(f"cannot start: {exc.__cause__ or exc}") from None
+    except OSError as exc:  # e.g. permission denied on a port below 1024
         typer.echo(f"uns broker: cannot listen: {exc}", err=True)
         raise typer.Exit(1) from None
+
+
+@broker_app.command()
+def check(
+    config: Path | None = _CONFIG_OPTION,
+    password_file: Path | None = typer.Option(None, "--password-file", help="users from `uns broker passwd`"),
+) -> None:
+    """Validate the config and the files it names, as `run` does, without starting (ports are not probed)."""
+    settings, _ = _settings(config, password_file=password_file)
+    users = settings.password_file
+    typer.echo(f"{config or 'broker settings'}: OK" + (f" — users from {users}" if users else ""))
 
 
 @broker_app.command()

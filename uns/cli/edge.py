@@ -17,11 +17,23 @@ log = logging.getLogger("uns.cli.edge")
 _CONFIG_HELP = "tag map / edge config YAML (see `uns edge browse` for a starter)"
 
 
+def load_checked(config: Path):  # type: ignore[no-untyped-def]
+    """The validated config with its files checked (shared by ``check``, ``run`` and ``uns up``);
+    :class:`~uns.yaml_marks.ConfigError` naming ``file:line`` and field otherwise."""
+    from edge_node.config import load_edge_config
+    from edge_node.preflight import check_edge_files
+
+    edge_config = load_edge_config(config)
+    check_edge_files(edge_config, config)
+    return edge_config
+
+
 def _load(config: Path):  # type: ignore[no-untyped-def]
-    from edge_node.config import ConfigError, load_edge_config
+    """:func:`load_checked`, or exit 2 with its message."""
+    from edge_node.config import ConfigError
 
     try:
-        return load_edge_config(config)
+        return load_checked(config)
     except ConfigError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
@@ -29,8 +41,19 @@ def _load(config: Path):  # type: ignore[no-untyped-def]
 
 def _run(config: Path) -> None:
     from edge_node.app import EdgeNodeApp
+    from uns.config_checks import ConfigChecks
+    from uns.yaml_marks import ConfigError
 
     edge_config = _load(config)
+    if edge_config.http is not None:
+        checks = ConfigChecks.of_file(config)
+        checks.free_port(("http", "port"), edge_config.http.host, edge_config.http.port,
+                         "the edge node's /metrics and probes")
+        try:
+            checks.raise_if_any()
+        except ConfigError as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(2) from None
     if edge_config.log_level:
         logging.getLogger().setLevel(edge_config.log_level)
     app = EdgeNodeApp(edge_config)

@@ -55,7 +55,12 @@ def host(
                             conflation_interval_ms=conflation_ms, rebirth_throttle_s=rebirth_throttle_s,
                             max_payload_bytes=max_payload_bytes, use_certificates=not no_certificates,
                             stale_on_shutdown=not no_stale_on_shutdown, protocol="5" if mqtt5 else "3.1.1")
-    except (ValidationError, ValueError) as exc:
+    except ValidationError as exc:
+        from uns.commands.yamlsource import problems
+
+        typer.echo("uns host: " + "\n".join(problems(exc, lambda loc: "command line")), err=True)
+        raise typer.Exit(2) from None
+    except ValueError as exc:
         typer.echo(f"uns host: {exc}", err=True)
         raise typer.Exit(2) from None
     log = logging.getLogger("uns.host")

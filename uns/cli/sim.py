@@ -77,10 +77,23 @@ def run(
                                     allow_anonymous=not no_anonymous),
         )
     except ValidationError as exc:
-        typer.echo(f"uns sim: invalid configuration:\n{exc}", err=True)
+        from uns.commands.yamlsource import problems
+
+        typer.echo("uns sim: " + "\n".join(problems(exc, lambda loc: "command line")), err=True)
         raise typer.Exit(2) from None
+    from uns.config_checks import ConfigChecks
+    from uns.supervisor import PortInUseError
+
+    if data_dir is not None:
+        checks = ConfigChecks(lambda loc: "command line")
+        if not checks.writable_dir(("--data-dir",), data_dir):
+            typer.echo("uns sim: " + "\n".join(checks.issues), err=True)
+            raise typer.Exit(2)
     try:
         asyncio.run(_serve(config))
+    except PortInUseError as exc:
+        typer.echo(f"uns sim: command line: --port: {exc}", err=True)
+        raise typer.Exit(2) from None
     except OSError as exc:
         typer.echo(f"uns sim: cannot serve {config.endpoint}: {exc}", err=True)
         raise typer.Exit(1) from None

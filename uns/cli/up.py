@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
@@ -78,11 +79,14 @@ def up(
                    broker_metrics_port: "broker metrics HTTP"}
     if simulator:  # the generated plant.yaml serves the edge's metrics; a --config file decides for itself
         wanted |= {opcua_port: "simulated line (OPC UA)", edge_metrics_port: "edge node metrics HTTP"}
+    _check_configs(broker_yaml=folder / "broker.yaml" if embedded_broker else None,
+                   plant=config or folder / "plant.yaml", adapter=adapter_config or folder / "adapter.yaml",
+                   broker_url=broker)
     try:
         check_ports_free(wanted)
     except PortInUseError as exc:
-        console.print(f"[red]uns up: {exc}[/red]")
-        raise typer.Exit(1) from None
+        typer.echo(f"uns up: {exc}", err=True)
+        raise typer.Exit(2) from None
 
     def on_event(name: str, text: str) -> None:
         style = {"ready": "green", "starting": "cyan", "stopping": "yellow"}.get(text, "dim")
@@ -145,6 +149,30 @@ def up(
         console.print("[bold]uns-hub[/bold] stopping (edge node NDEATH, host STATE offline, then the rest)")
         supervisor.stop_all()
     console.print("[bold]uns-hub[/bold] stopped")
+
+
+def _check_configs(*, broker_yaml: Path | None, plant: Path, adapter: Path, broker_url: str | None) -> None:
+    """Every service's ``check`` step before anything starts: a bad file is reported here with its
+    ``file:line`` (exit 2), not as a child that exits while starting and a pointer to its log."""
+    from uns.cli.adapter import load_checked as adapter_checked
+    from uns.cli.broker import load_checked as broker_checked
+    from uns.cli.edge import load_checked as edge_checked
+
+    steps: list[tuple[str, Callable[[], object]]] = [
+        ("edge node", lambda: edge_checked(plant)),
+        ("MES adapter", lambda: adapter_checked(adapter, broker=broker_url)),
+    ]
+    if broker_yaml is not None:
+        steps.insert(0, ("broker", lambda: broker_checked(broker_yaml)))
+    problems = []
+    for name, step in steps:
+        try:
+            step()
+        except ValueError as exc:
+            problems.append(f"uns up: {name} config:\n{exc}")
+    if problems:
+        typer.echo("\n".join(problems), err=True)
+        raise typer.Exit(2)
 
 
 def _start_demo_batch(console, summary: dict, ports) -> None:  # type: ignore[no-untyped-def]

@@ -1,0 +1,41 @@
+"""What ``uns edge run`` needs from the file system, checked before anything starts.
+
+``uns edge check`` runs the very same checks (it is ``run`` minus connecting), so a config it
+calls OK is not refused by ``run`` later: the allowlist and the signers' registry exist and load
+(keys parse), the data directory is a writable directory, the audit files can be written. Each
+problem names ``plant.yaml:line`` and the field that points at the file (:mod:`uns.config_checks`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from uns.commands.allowlist import Allowlist
+from uns.commands.signing import UserRegistry
+from uns.config_checks import ConfigChecks
+
+from .config import EdgeConfig
+
+
+def check_edge_files(config: EdgeConfig, source: Path) -> None:
+    """Raise :class:`~uns.yaml_marks.ConfigError` listing every file-system problem of ``config``
+    (loaded from ``source``, paths already resolved against its directory)."""
+    checks = ConfigChecks.of_file(source)
+    checks.writable_dir(("data_dir",), config.data_dir)
+    for i, endpoint in enumerate(config.opcua):
+        if endpoint.trust_dir is not None and endpoint.trust_dir.exists() and not endpoint.trust_dir.is_dir():
+            checks.fail(("opcua", i, "trust_dir"), f"{endpoint.trust_dir} is not a directory")
+    commands = config.commands
+    if commands is not None:
+        if commands.allowlist is not None:
+            checks.loads(("commands", "allowlist"), commands.allowlist, Allowlist.load)
+        if commands.users is not None:
+            checks.loads(("commands", "users"), commands.users, UserRegistry.load)
+        if commands.audit_db is not None:
+            checks.file_in_writable_dir(("commands", "audit_db"), commands.audit_db)
+        if commands.audit_witness is not None:
+            checks.file_in_writable_dir(("commands", "audit_witness"), commands.audit_witness)
+    checks.raise_if_any()
+
+
+__all__ = ["check_edge_files"]

@@ -1,0 +1,128 @@
+"""File-system checks of a validated config, reported like every other config error.
+
+Pydantic validates what a file *says*; whether the files it names exist and load, and whether its
+data directory is a directory we can write, is only known on the machine that runs it. These
+checks are the step that ``check`` and ``run`` of each service share (``check`` = ``run`` minus
+starting), so a config that ``check`` passes is never refused by ``run`` for a file problem, and
+``run`` refuses it before anything starts instead of with a traceback halfway through.
+
+Each problem is one ``file:line: field: message`` line, the same shape :mod:`uns.yaml_marks`
+gives a syntax or validation error, located at the field that names the path. The line table is
+read from the config file only when there is a problem to locate (see
+:class:`~uns.yaml_marks.MarkedDocument`), so a clean 10,000-tag map costs nothing extra.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from uns.supervisor import port_is_free
+from uns.yaml_marks import ConfigError, Loc, MarkedDocument, format_loc, load_marked_file
+
+T = TypeVar("T")
+
+#: locates a field: ``loc -> "file:line"`` (or ``"command line"`` for an option)
+Where = Callable[[Loc], str]
+
+
+def file_locator(path: Path) -> Where:
+    """``loc -> "file:line"`` for ``path``, parsing it for lines only on the first call."""
+    document: MarkedDocument | None = None
+
+    def where(loc: Loc) -> str:
+        nonlocal document
+        if document is None:
+            try:
+                document = load_marked_file(path)
+            except ConfigError:
+                return str(path)  # it loaded a moment ago; without lines the file name still helps
+        return document.where(loc)
+
+    return where
+
+
+class ConfigChecks:
+    """Collects every problem before raising once, so one run lists all of them."""
+
+    def __init__(self, where: Where) -> None:
+        self.where = where
+        self.issues: list[str] = []
+
+    @classmethod
+    def of_file(cls, path: Path) -> ConfigChecks:
+        return cls(file_locator(path))
+
+    def fail(self, loc: Loc, message: str) -> None:
+        self.issues.append(f"{self.where(loc)}: {format_loc(loc)}: {message}")
+
+    def existing_file(self, loc: Loc, path: Path, missing_hint: str = "") -> bool:
+        """``path`` is a readable regular file; ``missing_hint`` says how to create a missing one."""
+        if not path.exists():
+            self.fail(loc, f"{path} does not exist" + (f"; {missing_hint}" if missing_hint else ""))
+        elif not path.is_file():
+            self.fail(loc, f"{path} is not a file")
+        elif not os.access(path, os.R_OK):
+            self.fail(loc, f"{path} is not readable by this user")
+        else:
+            return True
+        return False
+
+    def loads(self, loc: Loc, path: Path, loader: Callable[[Path], T], missing_hint: str = "") -> T | None:
+        """``loader(path)`` if the file exists and is valid; else the problem, with the loader's own
+        ``file:line`` errors indented under the field that names the file."""
+        if not self.existing_file(loc, path, missing_hint):
+            return None
+        try:
+            return loader(path)
+        except ConfigError as exc:
+            self.fail(loc, f"{path} is invalid:\n  " + "\n  ".join(exc.issues))
+        except (ValueError, OSError) as exc:
+            self.fail(loc, f"{path} is invalid:\n  " + "\n  ".join(str(exc).splitlines()))
+        return None
+
+    def writable_dir(self, loc: Loc, path: Path) -> bool:
+        """``path`` is a directory we can write, or can be created as one (the service creates it)."""
+        if path.exists():
+            if not path.is_dir():
+                self.fail(loc, f"{path} is not a directory")
+                return False
+            if not os.access(path, os.W_OK | os.X_OK):
+                self.fail(loc, f"directory {path} is not writable by this user")
+                return False
+            return True
+        parent = path.parent
+        while not parent.exists():
+            parent = parent.parent
+        if not parent.is_dir():
+            self.fail(loc, f"{path} cannot be created: {parent} is not a directory")
+            return False
+        if not os.access(parent, os.W_OK | os.X_OK):
+            self.fail(loc, f"{path} cannot be created: {parent} is not writable by this user")
+            return False
+        return True
+
+    def file_in_writable_dir(self, loc: Loc, path: Path) -> bool:
+        """``path`` (a database or log the service writes) is a file or can be created as one."""
+        if path.exists() and not path.is_file():
+            self.fail(loc, f"{path} is not a file")
+            return False
+        return self.writable_dir(loc, path.parent)
+
+    def free_port(self, loc: Loc, host: str, port: int | None, service: str) -> bool:
+        """Nothing listens on ``host:port`` yet (0 or None: nothing to bind). ``run`` only: a port
+        held by another process is no fault of the file, and may be free again when ``run`` starts."""
+        if not port or port_is_free(port, host):
+            return True
+        self.fail(loc, f"port {port} on {host} is already in use, so {service} cannot listen on it; "
+                       "stop whatever holds it or choose another port")
+        return False
+
+    def raise_if_any(self) -> None:
+        if self.issues:
+            raise ConfigError("\n".join(self.issues), self.issues)
+
+
+__all__ = ["ConfigChecks", "Where", "file_locator"]
