@@ -5,7 +5,9 @@ a command must not queue behind thousands of notifications or a slow re-subscrib
 subscription storm must not add latency to a setpoint write. The session is supervised the
 same way as the source's (a new asyncua Client per attempt, never a reconnect of the old one,
 reference/libraries.md §3.4; a watchdog read of ``ServerStatus/State``), and :attr:`connected`
-tells the command executor when it may execute queued commands.
+tells the command executor when it may execute queued commands. It logs in as the endpoint's
+``write_credentials`` user when one is configured, so the subscription session's account can be
+read-only on the server (docs/security.md "OPC UA security").
 
 Every call returns the OPC UA StatusCode (uint32) instead of raising for a Bad status, because
 the status is part of the command result and the audit record (reference/domain.md §4.2, §5.1).
@@ -134,7 +136,8 @@ class OpcUaWriter:
             await asyncio.sleep(self.backoff.next_delay())
 
     async def _session(self) -> None:
-        client = await build_client(self.endpoint, self.data_dir)
+        # its own OPC UA user when the endpoint has write_credentials (the read account otherwise)
+        client = await build_client(self.endpoint, self.data_dir, credentials=self.endpoint.writer_credentials())
         self._client = client
         await asyncio.wait_for(client.connect(), timeout=self.endpoint.timeout_s * 2)
         self._namespaces = list(await client.get_namespace_array())
