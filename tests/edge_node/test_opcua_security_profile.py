@@ -260,3 +260,58 @@ async def test_command_writes_use_the_write_account(tmp_path: Path, monkeypatch:
             assert await speed.read_value() == 55.0
     finally:
         await server.stop()
+
+
+async def test_simulator_read_only_user_and_separate_write_account(tmp_path: Path) -> None:
+    """`uns sim run --read-only-user` refuses the Write service to that user: the writer returns the code."""
+    from simulator.config import SecurityConfig, SimulatorConfig, UserConfig
+    from simulator.server import SimulatedLineServer
+    from tests.support.net import free_port
+
+    security = SecurityConfig(modes=["Basic256Sha256_Sign"], data_dir=tmp_path / "sim-pki", allow_anonymous=False,
+                              users=[UserConfig(username="reader", password="r-pw", read_only=True),
+                                     UserConfig(username="writer", password="w-pw")])
+    sim = SimulatedLineServer(SimulatorConfig(port=free_port(), tick_s=0.1, security=security))
+    await sim.start()
+    try:
+        trust_dir = tmp_path / "trusted"
+        trust_dir.mkdir()
+        (trust_dir / "sim.der").write_bytes((tmp_path / "sim-pki" / "server_cert.der").read_bytes())
+        endpoint = f"""{LINE}opcua:
+  - name: sim
+    url: {sim.endpoint}
+    security_policy: Basic256Sha256
+    security_mode: Sign
+    trust_dir: {trust_dir}
+    username: reader
+    password: r-pw
+"""
+        setpoint = "nsu=urn:uns-hub:simulator;s=Line1/Filler/SpeedSetpoint"
+        tags = f'tags:\n  - {{node_id: "{setpoint}", metric: SpeedSetpoint, cell: Filler}}\n'
+        shared = loads_edge_config(endpoint + tags, base_dir=tmp_path)
+        split = loads_edge_config(endpoint + "    write_credentials: {username: writer, password: w-pw}\n" + tags,
+                                  base_dir=tmp_path)
+
+        async def write_and_read(config: EdgeConfig, value: float) -> tuple[int, Any]:
+            writer = OpcUaWriter(config.opcua[0], tmp_path / "edge")
+            async with _running(writer):
+                await asyncio.wait_for(writer.connected.wait(), 20)
+                code = await writer.write(setpoint, ua.Variant(value, ua.VariantType.Double))
+                return code, (await writer.read(setpoint)).value
+
+        path = "Line1/Filler/SpeedSetpoint"
+        before = sim.model.sample(path).value
+        assert before != 1234.0
+        # the read account: the whole Write service is refused, nothing changes, and the writer
+        # reports the status instead of raising
+        assert await write_and_read(shared, 1234.0) == (BAD_USER_ACCESS_DENIED, before)
+        assert sim.model.sample(path).value == before
+        # the write account
+        assert await write_and_read(split, 1234.0) == (0, 1234.0)
+        for _ in range(100):  # the simulator takes written setpoints into its model on its next tick
+            if sim.model.sample(path).value == 1234.0:
+                break
+            await asyncio.sleep(0.05)
+        assert sim.model.sample(path).value == 1234.0
+    finally:
+        await sim.stop()
