@@ -8,7 +8,10 @@
   rejection, and the log and ``last_error`` name the endpoint, the subject and the OPC UA
   thumbprint; once the certificate is copied into the trust dir the next reconnect succeeds.
 * ``write_credentials``: the command writer logs in as its own OPC UA user. On a server where only
-  that user may write, the command write succeeds as the writer; the read account cannot write.
+  that user may write (the test server's per-user role, the simulator's ``read_only`` users), a
+  signed command through the whole path (Mosquitto, executor, audit) is confirmed with the write
+  account; with the read account alone it fails with the server's BadUserAccessDenied, recorded
+  as the write status, and nothing changes on the server.
 """
 
 from __future__ import annotations
@@ -232,8 +235,8 @@ async def test_command_writes_use_the_write_account(tmp_path: Path, monkeypatch:
         (trust_dir / "server.der").write_bytes(server.cert_path.read_bytes())
         monkeypatch.setenv("TEST_OPCUA_WRITE_PW", "w-pw")
         read_only = _config(server, trust_dir, "    username: reader\n    password: r-pw\n")
-        split = _config(server, trust_dir, "    username: reader\n    password: r-pw\n"
-                                           "    write_credentials: {username: writer, password_env: TEST_OPCUA_WRITE_PW}\n")
+        split = _config(server, trust_dir, "    username: reader\n    password: r-pw\n    write_credentials: "
+                                           "{username: writer, password_env: TEST_OPCUA_WRITE_PW}\n")
         speed = server.nodes["Line1/Filler/Speed"]
 
         # without write_credentials the writer uses the read account: the server refuses the write
@@ -315,3 +318,48 @@ async def test_simulator_read_only_user_and_separate_write_account(tmp_path: Pat
         assert sim.model.sample(path).value == 1234.0
     finally:
         await sim.stop()
+
+
+# -- the whole command path with a separate write account -------------------------------------------
+
+
+def _split_accounts_sim() -> dict[str, Any]:
+    from simulator.config import SecurityConfig, UserConfig
+
+    # the rig's own checking client stays anonymous; the edge logs in with the two accounts
+    return {"security": SecurityConfig(users=[UserConfig(username="edge-read", password="r-pw", read_only=True),
+                                              UserConfig(username="edge-write", password="w-pw")])}
+
+
+@pytest.mark.mosquitto
+@pytest.mark.parametrize("split", [True, False], ids=["write-account", "read-account-only"])
+async def test_signed_command_is_written_with_the_write_account(mosquitto: Any, tmp_path: Path,
+                                                                split: bool) -> None:
+    from tests.commands_e2e.rig import running_rig
+    from uns.commands.client import CommandClient
+    from uns.commands.model import Outcome, ReasonCode
+
+    edge_opcua: dict[str, Any] = {"username": "edge-read", "password": "r-pw"}
+    if split:
+        edge_opcua["write_credentials"] = {"username": "edge-write", "password": "w-pw"}
+    async with running_rig(tmp_path, mosquitto.url, sim_config=_split_accounts_sim(), edge_opcua=edge_opcua) as rig, \
+            CommandClient(rig.broker_url) as client:
+        before = await rig.read("Line1/Filler/SpeedSetpoint")
+        assert before != 150.0
+        result = await rig.submit(client, "Filler", "SpeedSetpoint", 150)
+        if split:
+            assert result.outcome is Outcome.CONFIRMED, result
+            assert result.write_status_code == 0 and result.readback_value == 150.0
+            assert result.old_value == before
+            assert await rig.read("Line1/Filler/SpeedSetpoint") == 150.0
+            assert [r["event"] for r in rig.audit_events(result.command_id)] == ["written", "readback_ok"]
+        else:  # the read account may not write: refused by the server, nothing changed, audited
+            assert result.outcome is Outcome.FAILED and result.reason is ReasonCode.WRITE_FAILED, result
+            # a service fault for the whole Write: its StatusCode is the result, not an "edge error"
+            assert result.write_status_code == BAD_USER_ACCESS_DENIED
+            assert result.message == ("OPC UA write of nsu=urn:uns-hub:simulator;s=Line1/Filler/SpeedSetpoint "
+                                      "answered 0x801F0000")
+            assert await rig.read("Line1/Filler/SpeedSetpoint") == before
+            assert [r["event"] for r in rig.audit_events(result.command_id)] == ["written", "failed"]
+        # subscriptions run on the read account either way
+        assert rig.app.sources[0].stats.connects == 1
