@@ -15,8 +15,9 @@ client" must be one call.
   fails with :class:`UntrustedServerCertificate` naming the endpoint, subject and thumbprint. The
   trust dir is re-read on every connect attempt, so a certificate moved into it is trusted on the
   next reconnect without a restart. ``trust_unknown_server_certificates`` accepts a certificate
-  that is not in the list (still checking its validity period and URI) and logs its thumbprint.
-  Without a ``trust_dir`` any server certificate is accepted and a warning says so; the
+  that is not in the list (still checking its validity period and URI) and logs its thumbprint,
+  with or without a ``trust_dir``. Without either, any server certificate is accepted unchecked
+  and a warning says so; the
   ``production`` security profile only allows that with ``trust_unknown_server_certificates``
   (checked when the config is loaded, :meth:`edge_node.config.EdgeConfig._security_profile_issues`),
   so the runtime follows the endpoint's fields alone.
@@ -85,7 +86,7 @@ def thumbprint(cert: x509.Certificate) -> str:
 class ServerCertificateValidator:
     """asyncua ``certificate_validator`` hook: trust list check with a rejected-certificates folder."""
 
-    def __init__(self, trust_dir: Path, rejected_dir: Path, *, endpoint: str = "default",
+    def __init__(self, trust_dir: Path | None, rejected_dir: Path, *, endpoint: str = "default",
                  accept_unknown: bool = False) -> None:
         self.trust_dir = trust_dir
         self.rejected_dir = rejected_dir
@@ -95,6 +96,8 @@ class ServerCertificateValidator:
         self._store: TrustStore | None = None
 
     async def load(self) -> None:
+        if self.trust_dir is None:  # trust_unknown_server_certificates without a list: nothing is pinned
+            return
         self.trust_dir.mkdir(parents=True, exist_ok=True)
         pinned: set[str] = set()
         for path in sorted(self.trust_dir.iterdir()):
@@ -118,15 +121,16 @@ class ServerCertificateValidator:
         problem: str | None = None
         code = ua.StatusCodes.BadCertificateUntrusted
         who = f"subject {cert.subject.rfc4514_string()!r}, thumbprint {thumbprint(cert)}"
+        trust_list = str(self.trust_dir) if self.trust_dir is not None else "(no trust_dir)"
         if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
             problem = f"expired or not yet valid ({cert.not_valid_before_utc} .. {cert.not_valid_after_utc})"
             code = ua.StatusCodes.BadCertificateTimeInvalid
         elif _fingerprint(cert) not in self._pinned and not self._ca_trusted(cert):
             if self.accept_unknown:
                 log.warning("endpoint %s: server certificate (%s) is not in the trust list %s; accepted because "
-                            "trust_unknown_server_certificates is true", self.endpoint, who, self.trust_dir)
+                            "trust_unknown_server_certificates is true", self.endpoint, who, trust_list)
             else:
-                problem = f"not in the trust list {self.trust_dir}"
+                problem = f"not in the trust list {trust_list}"
         if problem is None:
             try:
                 san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
@@ -138,8 +142,9 @@ class ServerCertificateValidator:
         if problem is None:
             return
         saved = self._save_rejected(cert)
+        where = self.trust_dir if self.trust_dir is not None else "a trust_dir"
         message = (f"endpoint {self.endpoint}: OPC UA server certificate refused ({who}): {problem}; saved to "
-                   f"{saved} (move it to {self.trust_dir} to trust it)")
+                   f"{saved} (move it to {where} to trust it)")
         log.error("%s", message)
         raise UntrustedServerCertificate(message, status=code)
 
@@ -190,7 +195,7 @@ async def build_client(endpoint: OpcUaEndpointConfig, data_dir: Path, *,
         if password is not None:
             client.set_password(password)
     if endpoint.secure:
-        if endpoint.trust_dir is not None:
+        if endpoint.trust_dir is not None or endpoint.trust_unknown_server_certificates:
             validator = ServerCertificateValidator(endpoint.trust_dir, data_dir / "pki" / "rejected",
                                                    endpoint=endpoint.name,
                                                    accept_unknown=endpoint.trust_unknown_server_certificates)

@@ -107,6 +107,34 @@ def test_production_secure_endpoint_needs_an_existing_trust_dir(tmp_path: Path) 
     assert result.exit_code == 0, result.output
 
 
+def test_uns_init_writes_the_demo_profile_explicitly(tmp_path: Path) -> None:
+    """The demo stack keeps working under the production default because it says `demo` itself."""
+    from edge_node.config import load_edge_config
+    from uns.cli.stack import write_stack_config
+
+    write_stack_config(tmp_path / "stack")
+    text = (tmp_path / "stack" / "plant.yaml").read_text()
+    assert "\nsecurity_profile: demo\n" in text
+    config = load_edge_config(tmp_path / "stack" / "plant.yaml")
+    assert config.security_profile is SecurityProfile.DEMO
+    assert [(ep.security_policy.value, ep.allow_insecure) for ep in config.opcua] == [("None", False)]
+
+
+def test_browse_starter_says_what_it_allows(tmp_path: Path) -> None:
+    """`uns edge browse` writes production with the exception the browse needed, visibly in the file."""
+    from edge_node.browse import BrowseResult, starter_tag_map
+    from edge_node.config import OpcUaEndpointConfig
+
+    plain = starter_tag_map(BrowseResult(), OpcUaEndpointConfig(url="opc.tcp://h:1"))
+    assert plain["security_profile"] == "production"
+    assert plain["opcua"][0]["allow_insecure"] is True and "trust_unknown_server_certificates" not in plain["opcua"][0]
+    secure = OpcUaEndpointConfig(url="opc.tcp://h:1", security_policy="Basic256Sha256", security_mode="Sign")
+    unpinned = starter_tag_map(BrowseResult(), secure)["opcua"][0]
+    assert unpinned["trust_unknown_server_certificates"] is True and "allow_insecure" not in unpinned
+    pinned = starter_tag_map(BrowseResult(), secure.model_copy(update={"trust_dir": tmp_path}))["opcua"][0]
+    assert pinned["trust_dir"] == str(tmp_path) and "trust_unknown_server_certificates" not in pinned
+
+
 def test_write_credentials_default_to_the_read_account() -> None:
     base = LINE + "security_profile: demo\nopcua:\n  - url: opc.tcp://h:1\n    username: reader\n" \
                   "    password: r-pw\n"
@@ -125,19 +153,19 @@ def test_write_credentials_default_to_the_read_account() -> None:
 # -- server certificates ---------------------------------------------------------------------------
 
 
-def _config(server: TestOpcUaServer, trust_dir: Path, extra: str = "") -> EdgeConfig:
+def _config(server: TestOpcUaServer, trust_dir: Path | None, extra: str = "", base: Path | None = None) -> EdgeConfig:
+    trust = f"    trust_dir: {trust_dir}\n" if trust_dir is not None else ""
     return loads_edge_config(f"""{LINE}opcua:
   - name: plc1
     url: {server.url}
     security_policy: Basic256Sha256
     security_mode: SignAndEncrypt
-    trust_dir: {trust_dir}
-    keepalive_interval_s: 0.2
+{trust}    keepalive_interval_s: 0.2
     reconnect_min_s: 0.1
     reconnect_max_s: 0.3
     publishing_interval_ms: 50
     sampling_interval_ms: 0
-{extra}{TAGS}""", base_dir=trust_dir.parent)
+{extra}{TAGS}""", base_dir=base or (trust_dir.parent if trust_dir is not None else None))
 
 
 @contextlib.asynccontextmanager
@@ -192,15 +220,18 @@ async def test_unknown_server_certificate_is_refused_until_trusted(
         await server.stop()
 
 
+@pytest.mark.parametrize("with_trust_dir", [True, False], ids=["empty-trust-dir", "no-trust-dir"])
 async def test_trust_unknown_server_certificates_connects_and_logs_the_thumbprint(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, with_trust_dir: bool) -> None:
     server = await TestOpcUaServer(secure_dir=tmp_path / "server-pki").start()
     try:
         assert server.cert_path is not None
         thumb = hashlib.sha1(server.cert_path.read_bytes()).hexdigest()  # noqa: S324
-        trust_dir = tmp_path / "trusted"
-        trust_dir.mkdir()
-        config = _config(server, trust_dir, "    trust_unknown_server_certificates: true\n")
+        trust_dir = tmp_path / "trusted" if with_trust_dir else None
+        if trust_dir is not None:
+            trust_dir.mkdir()
+        config = _config(server, trust_dir, "    trust_unknown_server_certificates: true\n", base=tmp_path)
+        assert config.security_profile is SecurityProfile.PRODUCTION
         sink = RecordingSink()
         source = OpcUaSource(config.opcua[0], [(t, config.device_id(t)) for t in config.tags], sink,
                              data_dir=tmp_path / "edge")
@@ -209,7 +240,9 @@ async def test_trust_unknown_server_certificates_connects_and_logs_the_thumbprin
             await asyncio.wait_for(source.connected.wait(), 20)
             assert source.stats.certificate_rejections == 0 and source.stats.connect_failures == 0
         warned = [r.getMessage() for r in caplog.records if "trust_unknown_server_certificates" in r.getMessage()]
-        assert warned and f"thumbprint {thumb}" in warned[0] and warned[0].startswith("endpoint plc1:")
+        trust_list = str(trust_dir) if trust_dir is not None else "(no trust_dir)"
+        assert warned and warned[0].startswith("endpoint plc1: server certificate (subject ")
+        assert f"thumbprint {thumb}) is not in the trust list {trust_list}; accepted" in warned[0], warned[0]
     finally:
         await server.stop()
 
