@@ -199,6 +199,13 @@ def starter_tag_map(result: BrowseResult, endpoint: OpcUaEndpointConfig) -> dict
     endpoint_dict = {"name": endpoint.name, "url": endpoint.url,
                      "security_policy": endpoint.security_policy.value,
                      "security_mode": endpoint.security_mode.value}
+    if endpoint.secure:
+        if endpoint.trust_dir is not None:
+            endpoint_dict["trust_dir"] = str(endpoint.trust_dir.resolve())  # the file may live elsewhere
+        else:  # browsed without a trust list: say so in the file, where `uns edge check` lets it pass
+            endpoint_dict["trust_unknown_server_certificates"] = True
+    else:  # browsed over policy None: production refuses it unless the file allows it, visibly
+        endpoint_dict["allow_insecure"] = True
     if endpoint.username:
         endpoint_dict["username"] = endpoint.username
         endpoint_dict["password_env"] = endpoint.password_env or "OPCUA_PASSWORD"
@@ -206,6 +213,7 @@ def starter_tag_map(result: BrowseResult, endpoint: OpcUaEndpointConfig) -> dict
         "line": {"enterprise": "enterprise", "site": "site", "area": "area", "line": line_name},
         "sparkplug": {"brokers": ["mqtt://127.0.0.1:1883"]},
         "data_dir": "data/edge",
+        "security_profile": "production",
         "opcua": [endpoint_dict],
         "tags": tags,
     }
@@ -216,6 +224,9 @@ def render_tag_map(tag_map: dict[str, Any], result: BrowseResult, url: str) -> s
         f"# Starter tag map browsed from {url}\n"
         "# Edit: the line placement (enterprise/site/area/line), the cells, which tags to keep,\n"
         "# deadbands (e.g. `deadband: 0.5` or `deadband: \"1%\"`), scaling (`scale`/`offset` or `convert`).\n"
+        "# Security: `allow_insecure: true` (policy None) or `trust_unknown_server_certificates: true`\n"
+        "# below were written because the server was browsed that way; for a plant, use Basic256Sha256\n"
+        "# with a trust_dir and remove them (docs/security.md \"OPC UA security\").\n"
         "# Check it with: uns edge check --config <this file>\n"
     )
     body = yaml.safe_dump(tag_map, sort_keys=False, allow_unicode=True, width=120)

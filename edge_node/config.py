@@ -36,7 +36,7 @@ from uns.yaml_marks import ConfigError, Loc, MarkedDocument, format_loc, load_ma
 
 __all__ = [
     "CommandsConfig", "ConfigError", "Deadband", "DeadbandKind", "EdgeConfig", "HttpEndpointConfig",
-    "OpcUaEndpointConfig", "SecurityMode",
+    "OpcUaCredentials", "OpcUaEndpointConfig", "SecurityMode", "SecurityProfile",
     "SecurityPolicy", "TagConfig", "UNIT_CONVERSIONS", "build_sparkplug_config", "load_edge_config",
     "parse_edge_config",
 ]
@@ -96,6 +96,43 @@ class SecurityMode(StrEnum):
     SIGN_AND_ENCRYPT = "SignAndEncrypt"
 
 
+class SecurityProfile(StrEnum):
+    """How strict the edge is about OPC UA security (docs/security.md "OPC UA security").
+
+    ``production`` (the default of a hand-written plant config) refuses what a plant must not run
+    by accident: an endpoint with security policy/mode None, a secure endpoint without a trust list,
+    a trust_dir that does not exist; each can only be allowed per endpoint, in the file, where a
+    reviewer sees it. ``demo`` (what `uns init` writes for the simulated line) accepts them.
+    """
+
+    DEMO = "demo"
+    PRODUCTION = "production"
+
+
+class OpcUaCredentials(_Strict):
+    """A user name and its password (in the file, or read from the environment at connect time)."""
+
+    username: str = Field(..., min_length=1, description="OPC UA user name")
+    #: password in the file (prefer password_env)
+    password: str | None = None
+    password_env: str | None = Field(None, description="read the password from this environment variable")
+
+    @model_validator(mode="after")
+    def _one_password(self) -> OpcUaCredentials:
+        if self.password is not None and self.password_env is not None:
+            raise ValueError("give password or password_env, not both")
+        return self
+
+    def resolved_password(self, endpoint: str) -> str | None:
+        """The password, reading ``password_env`` at connect time (so secrets stay out of the file)."""
+        if self.password_env is not None:
+            value = os.environ.get(self.password_env)
+            if value is None:
+                raise ConfigError(f"endpoint {endpoint!r}: environment variable {self.password_env} is not set")
+            return value
+        return self.password
+
+
 class OpcUaEndpointConfig(_Strict):
     """One OPC UA server session. Several devices (cells) may share it; a device uses only one."""
 
@@ -109,7 +146,12 @@ class OpcUaEndpointConfig(_Strict):
         None, description="client certificate (DER); generated with its key on first run if absent")
     private_key: Path | None = Field(None, description="client private key (PEM)")
     trust_dir: Path | None = Field(
-        None, description="directory of trusted server certificates (DER/PEM); unset = trust any server")
+        None, description="directory of trusted server certificates (DER/PEM); required by security_profile "
+                          "production for a secure endpoint; unset in demo = trust any server")
+    allow_insecure: bool = Field(
+        False, description="security_profile production: allow security policy/mode None on this endpoint")
+    trust_unknown_server_certificates: bool = Field(
+        False, description="accept a server certificate that is not in trust_dir (logged with its thumbprint)")
     #: application URI of the client; written into a generated client certificate
     application_uri: str = "urn:uns-hub:edge-node"
     #: user name for the session; unset = anonymous
@@ -117,6 +159,8 @@ class OpcUaEndpointConfig(_Strict):
     #: password in the file (prefer password_env)
     password: str | None = None
     password_env: str | None = Field(None, description="read the password from this environment variable")
+    write_credentials: OpcUaCredentials | None = Field(
+        None, description="OPC UA user of the command write session; unset = the read account (username)")
     timeout_s: float = Field(4.0, gt=0, le=120, description="per-request timeout")
     session_timeout_s: float = Field(60.0, gt=0, le=3600, description="OPC UA session timeout asked of the server")
     publishing_interval_ms: float = Field(100.0, gt=0, le=60_000, description="publishing interval of the subscription")
@@ -173,12 +217,20 @@ class OpcUaEndpointConfig(_Strict):
 
     def resolved_password(self) -> str | None:
         """The password, reading ``password_env`` at connect time (so secrets stay out of the file)."""
-        if self.password_env is not None:
-            value = os.environ.get(self.password_env)
-            if value is None:
-                raise ConfigError(f"endpoint {self.name!r}: environment variable {self.password_env} is not set")
-            return value
-        return self.password
+        credentials = self.read_credentials()
+        return credentials.resolved_password(self.name) if credentials is not None else None
+
+    def read_credentials(self) -> OpcUaCredentials | None:
+        """The subscription session's user (None = anonymous)."""
+        if self.username is None:
+            return None
+        # already validated as fields of this endpoint
+        return OpcUaCredentials.model_construct(username=self.username, password=self.password,
+                                                password_env=self.password_env)
+
+    def writer_credentials(self) -> OpcUaCredentials | None:
+        """The command write session's user: ``write_credentials``, else the read account."""
+        return self.write_credentials if self.write_credentials is not None else self.read_credentials()
 
 
 class DeadbandKind(StrEnum):
@@ -425,6 +477,10 @@ class EdgeConfig(_Strict):
                     "(UNCERTAIN, QualityReason old_timestamp); values read at (re)connect are exempt")
     #: root log level set by `uns edge run` after loading the file; unset = the CLI's --log-level
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] | None = None
+    security_profile: SecurityProfile = Field(
+        SecurityProfile.PRODUCTION,
+        description="production: refuse OPC UA policy None and unknown server certificates unless an endpoint "
+                    "allows them; demo: accept them (what `uns init` writes for the simulator)")
     commands: CommandsConfig | None = Field(None, description="command executor; absent = refuse every command")
     http: HttpEndpointConfig | None = Field(
         None, description="Prometheus /metrics and health probes; absent or null = not served")
@@ -469,6 +525,25 @@ class EdgeConfig(_Strict):
                     issues.append((("tags", i, "endpoint"),
                                    f"cell {tag.cell!r} already reads endpoint {first[0]!r} (tags[{first[1]}]); "
                                    "a device is born and dies with one server"))
+        issues.extend(self._security_profile_issues())
+        return issues
+
+    def _security_profile_issues(self) -> list[tuple[Loc, str]]:
+        """What ``security_profile: production`` refuses unless the endpoint allows it explicitly."""
+        if self.security_profile is not SecurityProfile.PRODUCTION:
+            return []
+        issues: list[tuple[Loc, str]] = []
+        for i, ep in enumerate(self.opcua):
+            if not ep.secure:
+                if not ep.allow_insecure:
+                    issues.append((("opcua", i, "security_policy"),
+                                   f"endpoint {ep.name!r}: security_profile production refuses security policy None "
+                                   "(no authentication of the server, no signing, no encryption); use Basic256Sha256 "
+                                   "with Sign or SignAndEncrypt, or set allow_insecure: true on this endpoint"))
+            elif ep.trust_dir is None and not ep.trust_unknown_server_certificates:
+                issues.append((("opcua", i, "trust_dir"),
+                               f"endpoint {ep.name!r}: security_profile production needs a trust_dir holding the "
+                               "server's certificate (or trust_unknown_server_certificates: true)"))
         return issues
 
     # -- derived ------------------------------------------------------------------------------
@@ -554,7 +629,29 @@ def parse_edge_config(doc: MarkedDocument, base_dir: Path | None = None) -> Edge
         raise ConfigError(f"{doc.source}: {len(issues)} problem(s):\n  " + "\n  ".join(issues), issues) from None
     except ImportError:
         pass  # the Sparkplug side is not installed in this build: checked when the app starts
-    return config.resolve_paths(base_dir) if base_dir is not None else config
+    if base_dir is None:
+        return config
+    config = config.resolve_paths(base_dir)
+    issues = [f"{doc.where(loc)}: {format_loc(loc)}: {msg}" for loc, msg in _trust_dir_issues(config)]
+    if issues:
+        raise ConfigError(f"{doc.source}: {len(issues)} problem(s):\n  " + "\n  ".join(issues), issues)
+    return config
+
+
+def _trust_dir_issues(config: EdgeConfig) -> list[tuple[Loc, str]]:
+    """Production: a trust_dir that is missing on disk is a typo or a missing mount, not an empty trust list.
+
+    (In demo the folder is created on first connect, as before.)
+    """
+    if config.security_profile is not SecurityProfile.PRODUCTION:
+        return []
+    issues: list[tuple[Loc, str]] = []
+    for i, ep in enumerate(config.opcua):
+        if ep.secure and ep.trust_dir is not None and not ep.trust_dir.is_dir():
+            issues.append((("opcua", i, "trust_dir"),
+                           f"endpoint {ep.name!r}: trust_dir {ep.trust_dir} is not a directory (security_profile "
+                           "production): create it and copy the server's certificate into it"))
+    return issues
 
 
 def load_edge_config(path: Path | str) -> EdgeConfig:

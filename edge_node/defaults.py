@@ -78,6 +78,9 @@ def simulator_config_dict(endpoint: str, broker_url: str, data_dir: Path | str,
         "line": line.model_dump(),
         "data_dir": str(data_dir),
         "sparkplug": spb,
+        # the simulator serves security policy None on loopback: the demo profile accepts that; a
+        # hand-written plant config without this line is `production` (docs/security.md)
+        "security_profile": "demo",
         "opcua": [{"name": "simulator", "url": endpoint, "server_deadband": False}],
         "tags": out_tags,
     }

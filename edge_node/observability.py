@@ -159,6 +159,9 @@ class EdgeCollector(Collector):
                                               "sessions opened after the first one (reconnects)", labels=["endpoint"]),
             "connect_failures": CounterMetricFamily("uns_edge_opcua_connect_failures", "connection attempts that failed",
                                                     labels=["endpoint"]),
+            "certificate_rejections": CounterMetricFamily(
+                "uns_edge_opcua_certificate_rejections", "connect attempts refused for the server's certificate",
+                labels=["endpoint"]),
             "disconnects": CounterMetricFamily("uns_edge_opcua_disconnects", "sessions lost", labels=["endpoint"]),
             "notifications": CounterMetricFamily("uns_edge_opcua_notifications", "data change notifications in",
                                                  labels=["endpoint"]),
@@ -174,6 +177,7 @@ class EdgeCollector(Collector):
             families["connected"].add_metric(name, 1 if source.connected.is_set() else 0)
             families["reconnects"].add_metric(name, max(0, st.connects - 1))
             families["connect_failures"].add_metric(name, st.connect_failures)
+            families["certificate_rejections"].add_metric(name, st.certificate_rejections)
             families["disconnects"].add_metric(name, st.disconnects)
             families["notifications"].add_metric(name, st.notifications)
             families["monitored_items"].add_metric(name, st.monitored_items)

@@ -11,8 +11,19 @@ client" must be one call.
 * Server certificates: with a ``trust_dir`` the server's certificate must be in it (exact
   certificate, or issued by a CA certificate in it), be within its validity period and carry the
   server's application URI; a rejected certificate is written to ``<data_dir>/pki/rejected/`` so the
-  operator can review and move it into the trust dir (the usual OPC UA workflow). Without a
-  ``trust_dir`` any server certificate is accepted and a warning says so.
+  operator can review and move it into the trust dir (the usual OPC UA workflow), and the connect
+  fails with :class:`UntrustedServerCertificate` naming the endpoint, subject and thumbprint. The
+  trust dir is re-read on every connect attempt, so a certificate moved into it is trusted on the
+  next reconnect without a restart. ``trust_unknown_server_certificates`` accepts a certificate
+  that is not in the list (still checking its validity period and URI) and logs its thumbprint,
+  with or without a ``trust_dir``. Without either, any server certificate is accepted unchecked
+  and a warning says so; the
+  ``production`` security profile only allows that with ``trust_unknown_server_certificates``
+  (checked when the config is loaded, :meth:`edge_node.config.EdgeConfig._security_profile_issues`),
+  so the runtime follows the endpoint's fields alone.
+* Users: the subscription session uses the endpoint's ``username``; the command writer passes
+  ``write_credentials`` (:meth:`OpcUaEndpointConfig.writer_credentials`) so a plant can give the
+  account that may write setpoints to the write session only.
 """
 
 from __future__ import annotations
@@ -29,7 +40,7 @@ from asyncua.crypto.uacrypto import load_certificate
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from .config import OpcUaEndpointConfig, SecurityMode, SecurityPolicy
+from .config import OpcUaCredentials, OpcUaEndpointConfig, SecurityMode, SecurityPolicy
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +54,16 @@ _MODES: dict[SecurityMode, ua.MessageSecurityMode] = {
 
 
 class UntrustedServerCertificate(ConnectionError):
-    """The server's certificate is not in the trust list (it was saved for review)."""
+    """The server's certificate was refused (not trusted, expired, wrong URI); it was saved for review.
+
+    A ConnectionError so the supervisors treat it like any failed connect (endpoint down, backoff,
+    retry: the operator may trust the certificate meanwhile), with a message that says which
+    certificate and why.
+    """
+
+    def __init__(self, message: str, *, status: int) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def client_certificate_paths(endpoint: OpcUaEndpointConfig, data_dir: Path) -> tuple[Path, Path]:
@@ -58,16 +78,26 @@ def _fingerprint(cert: x509.Certificate) -> str:
     return hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest()
 
 
+def thumbprint(cert: x509.Certificate) -> str:
+    """The OPC UA thumbprint (SHA-1 of the DER, Part 6 §6.2.3): what UaExpert and server GUIs show."""
+    return hashlib.sha1(cert.public_bytes(Encoding.DER)).hexdigest()  # noqa: S324 - an identifier, not a MAC
+
+
 class ServerCertificateValidator:
     """asyncua ``certificate_validator`` hook: trust list check with a rejected-certificates folder."""
 
-    def __init__(self, trust_dir: Path, rejected_dir: Path) -> None:
+    def __init__(self, trust_dir: Path | None, rejected_dir: Path, *, endpoint: str = "default",
+                 accept_unknown: bool = False) -> None:
         self.trust_dir = trust_dir
         self.rejected_dir = rejected_dir
+        self.endpoint = endpoint
+        self.accept_unknown = accept_unknown
         self._pinned: set[str] = set()
         self._store: TrustStore | None = None
 
     async def load(self) -> None:
+        if self.trust_dir is None:  # trust_unknown_server_certificates without a list: nothing is pinned
+            return
         self.trust_dir.mkdir(parents=True, exist_ok=True)
         pinned: set[str] = set()
         for path in sorted(self.trust_dir.iterdir()):
@@ -89,11 +119,19 @@ class ServerCertificateValidator:
     async def __call__(self, cert: x509.Certificate, app: ua.ApplicationDescription) -> None:
         now = datetime.now(UTC)
         problem: str | None = None
+        code = ua.StatusCodes.BadCertificateUntrusted
+        who = f"subject {cert.subject.rfc4514_string()!r}, thumbprint {thumbprint(cert)}"
+        trust_list = str(self.trust_dir) if self.trust_dir is not None else "(no trust_dir)"
         if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
             problem = f"expired or not yet valid ({cert.not_valid_before_utc} .. {cert.not_valid_after_utc})"
+            code = ua.StatusCodes.BadCertificateTimeInvalid
         elif _fingerprint(cert) not in self._pinned and not self._ca_trusted(cert):
-            problem = f"not in the trust list {self.trust_dir}"
-        else:
+            if self.accept_unknown:
+                log.warning("endpoint %s: server certificate (%s) is not in the trust list %s; accepted because "
+                            "trust_unknown_server_certificates is true", self.endpoint, who, trust_list)
+            else:
+                problem = f"not in the trust list {trust_list}"
+        if problem is None:
             try:
                 san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
                 uris = san.value.get_values_for_type(x509.UniformResourceIdentifier)
@@ -104,13 +142,11 @@ class ServerCertificateValidator:
         if problem is None:
             return
         saved = self._save_rejected(cert)
-        log.error("OPC UA server certificate %s rejected: %s; saved to %s (move it to %s to trust it)",
-                  cert.subject.rfc4514_string(), problem, saved, self.trust_dir)
-        from asyncua.common.utils import ServiceError
-
-        code = (ua.StatusCodes.BadCertificateTimeInvalid if problem.startswith("expired")
-                else ua.StatusCodes.BadCertificateUntrusted)
-        raise ServiceError(code)
+        where = self.trust_dir if self.trust_dir is not None else "a trust_dir"
+        message = (f"endpoint {self.endpoint}: OPC UA server certificate refused ({who}): {problem}; saved to "
+                   f"{saved} (move it to {where} to trust it)")
+        log.error("%s", message)
+        raise UntrustedServerCertificate(message, status=code)
 
     def _ca_trusted(self, cert: x509.Certificate) -> bool:
         if self._store is None:
@@ -130,8 +166,12 @@ class ServerCertificateValidator:
         return path
 
 
-async def build_client(endpoint: OpcUaEndpointConfig, data_dir: Path) -> Client:
+async def build_client(endpoint: OpcUaEndpointConfig, data_dir: Path, *,
+                       credentials: OpcUaCredentials | None | bool = True) -> Client:
     """A new, not yet connected asyncua Client configured for ``endpoint``.
+
+    ``credentials``: ``True`` (default) = the endpoint's read account (``username``); the command
+    writer passes :meth:`OpcUaEndpointConfig.writer_credentials`; ``None`` = anonymous.
 
     ``auto_reconnect`` stays off: the source's own supervisor decides when a session is dead and
     recreates the Client (asyncua's supervisor resumed in only 4 of 5 trials). asyncua's own health
@@ -148,18 +188,21 @@ async def build_client(endpoint: OpcUaEndpointConfig, data_dir: Path) -> Client:
     client.description = client.name
     client.product_uri = "urn:uns-hub"
     client.session_timeout = int(endpoint.session_timeout_s * 1000)
-    if endpoint.username is not None:
-        client.set_user(endpoint.username)
-        password = endpoint.resolved_password()
+    user = endpoint.read_credentials() if credentials is True else credentials or None
+    if user is not None:
+        client.set_user(user.username)
+        password = user.resolved_password(endpoint.name)
         if password is not None:
             client.set_password(password)
-    if endpoint.trust_dir is not None:
-        validator = ServerCertificateValidator(endpoint.trust_dir, data_dir / "pki" / "rejected")
-        await validator.load()
-        client.certificate_validator = validator
-    elif endpoint.secure:
-        log.warning("endpoint %s: no trust_dir, any server certificate is accepted", endpoint.name)
     if endpoint.secure:
+        if endpoint.trust_dir is not None or endpoint.trust_unknown_server_certificates:
+            validator = ServerCertificateValidator(endpoint.trust_dir, data_dir / "pki" / "rejected",
+                                                   endpoint=endpoint.name,
+                                                   accept_unknown=endpoint.trust_unknown_server_certificates)
+            await validator.load()
+            client.certificate_validator = validator
+        else:
+            log.warning("endpoint %s: no trust_dir, any server certificate is accepted", endpoint.name)
         cert_path, key_path = client_certificate_paths(endpoint, data_dir)
         if endpoint.certificate is None:
             await client.setup_self_signed_certificate(key_path, cert_path)

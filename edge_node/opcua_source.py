@@ -49,7 +49,7 @@ from uns.aio import raise_if_cancelling
 from .backoff import Backoff
 from .config import DeadbandKind, OpcUaEndpointConfig, TagConfig
 from .model import DeviceOffline, DeviceOnline, MetricUpdate
-from .opcua_security import build_client
+from .opcua_security import UntrustedServerCertificate, build_client
 from .validation import (
     BAD_NODE_ID_UNKNOWN,
     DEFAULT_MAX_SOURCE_AGE_MS,
@@ -95,6 +95,8 @@ def now_ms() -> int:
 class SourceStats:
     connects: int = 0
     connect_failures: int = 0
+    #: connect attempts refused because of the server's certificate (also in connect_failures)
+    certificate_rejections: int = 0
     disconnects: int = 0
     notifications: int = 0
     monitored_items: int = 0
@@ -175,6 +177,8 @@ class OpcUaSource:
                     self.stats.connect_failures += 1
                     log.warning("endpoint %s (%s): cannot connect: %s", self.endpoint.name, self.endpoint.url,
                                 self.stats.last_error)
+                if isinstance(exc, UntrustedServerCertificate):
+                    self.stats.certificate_rejections += 1
             finally:
                 self.connected.clear()
                 self.stats.connected = False

@@ -5,7 +5,9 @@ a command must not queue behind thousands of notifications or a slow re-subscrib
 subscription storm must not add latency to a setpoint write. The session is supervised the
 same way as the source's (a new asyncua Client per attempt, never a reconnect of the old one,
 reference/libraries.md §3.4; a watchdog read of ``ServerStatus/State``), and :attr:`connected`
-tells the command executor when it may execute queued commands.
+tells the command executor when it may execute queued commands. It logs in as the endpoint's
+``write_credentials`` user when one is configured, so the subscription session's account can be
+read-only on the server (docs/security.md "OPC UA security").
 
 Every call returns the OPC UA StatusCode (uint32) instead of raising for a Bad status, because
 the status is part of the command result and the audit record (reference/domain.md §4.2, §5.1).
@@ -100,6 +102,16 @@ def _ms(ts: datetime | None) -> int | None:
     return int(ts.timestamp() * 1000)
 
 
+def service_fault_code(exc: ua.UaStatusCodeError) -> int:
+    """The StatusCode of a service fault: the server answered and refused the whole request.
+
+    Servers that check user rights per service (the uns simulator's read-only users, many PLCs)
+    refuse a Write or Call from a user without the right this way instead of per node; nothing was
+    written, and the code belongs in the command result like a per-node Bad status.
+    """
+    return int(exc.code)
+
+
 class OpcUaWriter:
     """``await run()`` until cancelled; :meth:`read` / :meth:`write` / :meth:`call` while connected."""
 
@@ -134,7 +146,8 @@ class OpcUaWriter:
             await asyncio.sleep(self.backoff.next_delay())
 
     async def _session(self) -> None:
-        client = await build_client(self.endpoint, self.data_dir)
+        # its own OPC UA user when the endpoint has write_credentials (the read account otherwise)
+        client = await build_client(self.endpoint, self.data_dir, credentials=self.endpoint.writer_credentials())
         self._client = client
         await asyncio.wait_for(client.connect(), timeout=self.endpoint.timeout_s * 2)
         self._namespaces = list(await client.get_namespace_array())
@@ -224,7 +237,10 @@ class OpcUaWriter:
                 rv.NodeId = node
                 rv.AttributeId = ua.AttributeIds.Value
                 params.NodesToRead.append(rv)
-        answers = iter(await self._guarded(client.uaclient.read(params)) if params.NodesToRead else [])
+        try:
+            answers = iter(await self._guarded(client.uaclient.read(params)) if params.NodesToRead else [])
+        except ua.UaStatusCodeError as exc:  # the server refused the whole Read (a service fault)
+            return [ReadResult(None, service_fault_code(exc), None) for _ in nodes]
         out: list[ReadResult] = []
         for node in nodes:
             if node is None:
@@ -243,7 +259,10 @@ class OpcUaWriter:
         if node is None:
             return BAD_NODE_ID_UNKNOWN
         dv = ua.DataValue(Value=variant)
-        codes = await self._guarded(client.uaclient.write_attributes([node], [dv], ua.AttributeIds.Value))
+        try:
+            codes = await self._guarded(client.uaclient.write_attributes([node], [dv], ua.AttributeIds.Value))
+        except ua.UaStatusCodeError as exc:  # e.g. BadUserAccessDenied for the whole Write service
+            return service_fault_code(exc)
         return int(codes[0].value)
 
     async def call(self, object_text: str, method_text: str, args: list[ua.Variant]) -> int:
@@ -256,8 +275,12 @@ class OpcUaWriter:
         request.ObjectId = obj
         request.MethodId = method
         request.InputArguments = args
-        results = await self._guarded(client.uaclient.call([request]))
+        try:
+            results = await self._guarded(client.uaclient.call([request]))
+        except ua.UaStatusCodeError as exc:
+            return service_fault_code(exc)
         return int(results[0].StatusCode.value)
 
 
-__all__ = ["VARIANT_OF", "OpcUaWriter", "ReadResult", "WriterDisconnected", "to_json_value", "to_variant"]
+__all__ = ["VARIANT_OF", "OpcUaWriter", "ReadResult", "WriterDisconnected", "service_fault_code", "to_json_value",
+           "to_variant"]

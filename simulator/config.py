@@ -73,6 +73,9 @@ class UserConfig(BaseModel):
     username: str
     #: its password
     password: str
+    #: may read, browse and subscribe but not write or call methods (the Write and Call services
+    #: are refused with BadUserAccessDenied): a plant's read account next to a separate write account
+    read_only: bool = False
 
 
 class SecurityConfig(BaseModel):

@@ -3,6 +3,11 @@
 A plant server has a CA-issued certificate; a simulator only needs *a* certificate so the edge node's
 Basic256Sha256 code paths can be exercised. It is generated once into the data directory and reused,
 so a client that pinned it keeps trusting it across simulator restarts.
+
+Users may be ``read_only``: their Write and Call requests are refused as a whole with
+``BadUserAccessDenied`` (:class:`ReadOnlyUsersRuleset`), the way a plant gives the edge's
+subscription account no write right and its command writer a separate account
+(``write_credentials`` in plant.yaml).
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from typing import Any
 
 from asyncua import ua
 from asyncua.crypto.cert_gen import setup_self_signed_certificate
-from asyncua.crypto.permission_rules import User, UserRole
+from asyncua.crypto.permission_rules import SimpleRoleRuleset, User, UserRole
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from simulator.config import SecurityConfig, SecurityMode
@@ -42,6 +47,30 @@ async def ensure_server_certificate(data_dir: Path) -> tuple[Path, Path]:
         {"countryName": "US", "organizationName": "uns-hub", "commonName": "uns-hub simulator"},
     )
     return cert, key
+
+
+#: services a read-only user may not use: they change the plant
+_WRITE_SERVICES = frozenset({
+    ua.NodeId(ua.ObjectIds.WriteRequest_Encoding_DefaultBinary),
+    ua.NodeId(ua.ObjectIds.CallRequest_Encoding_DefaultBinary),
+})
+
+
+class ReadOnlyUsersRuleset(SimpleRoleRuleset):
+    """asyncua's role rules, plus: the configured read-only users may not Write or Call."""
+
+    def __init__(self, read_only: frozenset[str]) -> None:
+        super().__init__()
+        self._read_only = read_only
+
+    def check_validity(self, user: Any, action_type_id: Any, body: Any) -> bool:
+        if getattr(user, "name", None) in self._read_only and action_type_id in _WRITE_SERVICES:
+            return False
+        return bool(super().check_validity(user, action_type_id, body))
+
+
+def permission_ruleset(security: SecurityConfig) -> ReadOnlyUsersRuleset:
+    return ReadOnlyUsersRuleset(frozenset(user.username for user in security.users if user.read_only))
 
 
 class ConfiguredUserManager:

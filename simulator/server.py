@@ -33,6 +33,7 @@ from simulator.security import (
     ConfiguredUserManager,
     ensure_server_certificate,
     identity_tokens,
+    permission_ruleset,
 )
 from uns.supervisor import PortInUseError, port_is_free
 
@@ -206,7 +207,8 @@ class SimulatedLineServer:
         server.set_endpoint(cfg.endpoint)
         server.set_server_name(f"uns-hub simulator {cfg.line}")
         await server.set_application_uri(APPLICATION_URI)
-        server.set_security_policy([POLICY_TYPES[mode] for mode in security.modes])
+        server.set_security_policy([POLICY_TYPES[mode] for mode in security.modes],
+                                   permission_ruleset=permission_ruleset(security))
         server.set_identity_tokens(identity_tokens(security))
         if any(mode != "None" for mode in security.modes):
             assert security.data_dir is not None  # the config validator guarantees it

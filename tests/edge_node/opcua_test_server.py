@@ -37,11 +37,16 @@ class TestOpcUaServer:
 
     def __init__(self, *, port: int | None = None, secure_dir: Path | None = None,
                  variables: list[tuple[str, ua.VariantType, Any]] | None = None,
-                 users: dict[str, str] | None = None) -> None:
+                 users: dict[str, str] | None = None, admin_users: frozenset[str] = frozenset(),
+                 writable: bool = True) -> None:
         self.port = port or free_port()
         self.secure_dir = secure_dir
         self.variables = variables or DEFAULT_VARS
         self.users = users
+        #: users logged in with asyncua's Admin role: the only role that writes a variable whose access
+        #: level is read-only (``writable=False``), i.e. a per-user write right
+        self.admin_users = admin_users
+        self.writable = writable
         self.server: Server | None = None
         self.nodes: dict[str, Any] = {}
         self.ns = 2
@@ -72,7 +77,7 @@ class TestOpcUaServer:
                                         ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt])
             self.cert_path = cert
         if self.users is not None:
-            users = self.users
+            users, admins = self.users, self.admin_users
 
             class _UserManager:
                 def get_user(self, iserver: Any, username: str | None = None, password: str | None = None,
@@ -80,7 +85,7 @@ class TestOpcUaServer:
                     from asyncua.crypto.permission_rules import User, UserRole
 
                     if username in users and users[username] == password:
-                        return User(role=UserRole.User)
+                        return User(role=UserRole.Admin if username in admins else UserRole.User, name=username)
                     return None
 
             server.iserver.set_user_manager(_UserManager())  # type: ignore[arg-type]
@@ -96,7 +101,8 @@ class TestOpcUaServer:
                     folders[key] = await parent.add_object(ua.NodeId(key, self.ns), parts[depth - 1])
                 parent = folders[key]
             var = await parent.add_variable(ua.NodeId(path, self.ns), parts[-1], ua.Variant(initial, vtype))
-            await var.set_writable()
+            if self.writable:
+                await var.set_writable()
             self.nodes[path] = var
         await server.start()
         self.server = server

@@ -31,8 +31,8 @@ PLANT = textwrap.dedent("""\
         trust_dir: pki/trusted
         username: edge
         password_env: PLC1_PASSWORD
-      - name: plc2
-        url: opc.tcp://10.0.0.6:4840
+      - {name: plc2, allow_insecure: true,
+         url: "opc.tcp://10.0.0.6:4840"}
     tags:
       - node_id: ns=2;s=Line1/Filler/Speed
         metric: Speed
@@ -61,6 +61,7 @@ PLANT = textwrap.dedent("""\
 def write(tmp_path: Path, text: str, name: str = "plant.yaml") -> Path:
     path = tmp_path / name
     path.write_text(text)
+    (tmp_path / "pki" / "trusted").mkdir(parents=True, exist_ok=True)  # production: PLANT's trust_dir must exist
     return path
 
 

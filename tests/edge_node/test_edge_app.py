@@ -37,6 +37,7 @@ GROUP, EDGE = "acme:plant1", "packaging:line1"
 def make_config(server: TestOpcUaServer, broker_url: str, data_dir: Path) -> EdgeConfig:
     return loads_edge_config(f"""
 line: {{enterprise: acme, site: plant1, area: packaging, line: line1}}
+security_profile: demo  # loopback test server with security policy None
 data_dir: {data_dir}
 sparkplug:
   brokers: [{broker_url}]

@@ -37,6 +37,7 @@ def make_config(server: TestOpcUaServer, endpoint_extra: str = "", tags: str | N
 """
     return loads_edge_config(f"""
 line: {{enterprise: acme, site: plant1, area: packaging, line: line1}}
+security_profile: demo  # loopback test server with security policy None
 opcua:
   - url: {server.url}
     keepalive_interval_s: 0.2

@@ -59,6 +59,7 @@ async def test_edge_source_reads_node_opcua(node_opcua_server: tuple[str, int, s
     url, ns_index, ns_uri = node_opcua_server
     config = loads_edge_config(f"""
 line: {{enterprise: acme, site: plant1, area: packaging, line: line1}}
+security_profile: demo  # loopback test server with security policy None
 opcua:
   - url: {url}
     keepalive_interval_s: 0.5

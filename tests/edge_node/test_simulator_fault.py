@@ -53,6 +53,7 @@ def plant(broker_port: int, sim: SimulatedLineServer, data_dir: Path, primary_ho
     host = f"\n  primary_host_id: {primary_host_id}" if primary_host_id else ""
     return f"""
 line: {{enterprise: acme, site: plant1, area: packaging, line: line1}}
+security_profile: demo  # loopback test server with security policy None
 data_dir: {data_dir}
 sparkplug:
   group_id: G

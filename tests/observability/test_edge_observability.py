@@ -29,6 +29,7 @@ pytestmark = pytest.mark.timeout(60)
 def edge_config(server: TestOpcUaServer, broker_url: str, data_dir: Path) -> EdgeConfig:
     return loads_edge_config(f"""
 line: {{enterprise: acme, site: plant1, area: packaging, line: line1}}
+security_profile: demo  # loopback test server with security policy None
 data_dir: {data_dir}
 http: {{host: 127.0.0.1, port: 0}}
 sparkplug:

@@ -55,6 +55,8 @@ def run(
         help="endpoint mode, repeatable: None, Basic256Sha256_Sign, Basic256Sha256_SignAndEncrypt"),
     data_dir: Path | None = typer.Option(None, help="where the self-signed server certificate lives"),
     user: list[str] = typer.Option([], "--user", help="NAME:PASSWORD allowed to log in, repeatable"),
+    read_only_user: list[str] = typer.Option(
+        [], "--read-only-user", help="NAME:PASSWORD that may read and subscribe but not write, repeatable"),
     no_anonymous: bool = typer.Option(False, "--no-anonymous", help="refuse anonymous sessions"),
 ) -> None:
     """Serve the simulated line until SIGINT/SIGTERM."""
@@ -64,11 +66,11 @@ def run(
 
     try:
         users = []
-        for item in user:
+        for item, read_only in [(u, False) for u in user] + [(u, True) for u in read_only_user]:
             name, sep, password = item.partition(":")
             if not sep or not name:
                 raise typer.BadParameter(f"--user {item!r} must be NAME:PASSWORD")
-            users.append(UserConfig(username=name, password=password))
+            users.append(UserConfig(username=name, password=password, read_only=read_only))
         config = SimulatorConfig(
             host=host, port=port, line=line, seed=seed, rate=rate, tick_s=tick,
             acting_state_s=acting_s, counter_modulus=counter_modulus, counter_start=counter_start,
