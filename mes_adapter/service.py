@@ -148,9 +148,10 @@ class AdapterService:
         if self._started:
             raise RuntimeError("adapter already started")
         self._started = True
-        ingest_stream = self.host.model.subscribe(lossless=True)
+        #: records and counters: lossless (its depth holds the host back, see _ingest_loop)
+        self.ingest_stream = self.host.model.subscribe(lossless=True)
         pump = TagPump(self.host.model, self.feed, self.topic_of)
-        self._spawn("ingest", self._ingest_loop(ingest_stream))
+        self._spawn("ingest", self._ingest_loop(self.ingest_stream))
         self._spawn("tag-pump", pump.run(self.stopping))
         self._spawn("episodes", self.episodes.run(self.host.model.subscribe(lossless=True), self.stopping))
         self._spawn("line-status", self.line_status.run(self.stopping))

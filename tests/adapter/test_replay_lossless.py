@@ -73,7 +73,7 @@ def _replay(edge: Edge, device_t0: int, counter_t0: int) -> int:
 async def test_a_50000_value_replay_reaches_records_and_counters_complete(small_stream_adapter: AdapterService,
                                                                         mosquitto: BrokerEndpoint) -> None:
     service = small_stream_adapter
-    [ingest_stream] = [s for s in service.host.model._streams if s.lossless]  # noqa: SLF001
+    ingest_stream = service.ingest_stream
     edge = Edge(mosquitto.host, mosquitto.port).__enter__()
     try:
         await asyncio.to_thread(edge.birth)
