@@ -137,14 +137,16 @@ class Ingest:
             line=obs.line, cell=obs.cell, metric=obs.metric, value=obs.value,
             source_ts_ms=obs.source_ts_ms, quality=obs.quality, kind=self.kind(obs),
             received_ms=obs.received_ms, is_historical=obs.is_historical))
-        sample = CounterSample(obs.value, obs.source_ts_ms, obs.is_birth, obs.quality,
-                               received_ms=obs.received_ms, historical=obs.is_historical,
-                               clock_flagged=obs.clock_flagged)
-        try:
-            deltas = self._production.observe(obs.line, obs.cell, obs.metric, sample)
-        except TRANSIENT_ERRORS as exc:  # the sample waits in the counters' backlog
-            self._failed(exc)
-            return []
+        deltas: list[CounterDelta] = []
+        if self._production.signal(obs.line, obs.cell, obs.metric) is not None:
+            sample = CounterSample(obs.value, obs.source_ts_ms, obs.is_birth, obs.quality,
+                                   received_ms=obs.received_ms, historical=obs.is_historical,
+                                   clock_flagged=obs.clock_flagged)
+            try:
+                deltas = self._production.observe(obs.line, obs.cell, obs.metric, sample)
+            except TRANSIENT_ERRORS as exc:  # the sample waits in the counters' backlog
+                self._failed(exc)
+                return []
         if len(self._pending) >= self._max_batch and self.failing is None:
             self.flush()
         return deltas
