@@ -167,14 +167,6 @@ def test_edge_data_dir_is_a_file(conf: Path, command: str) -> None:
     refused(done, f"{plant}:{line_of(plant, 'data_dir:')}: data_dir: {conf / 'state'} is not a directory")
 
 
-def test_edge_http_port_in_use(conf: Path, busy_port: int) -> None:
-    plant = conf / "plant.yaml"
-    set_key(plant, "http.port", busy_port)
-    done = uns("edge", "run", "--config", str(plant))
-    refused(done, f"{plant}:{line_of(plant, f'port: {busy_port}')}: http.port: port {busy_port} on 127.0.0.1 "
-                  "is already in use")
-
-
 # ---------------------------------------------------------------------------------- adapter
 
 

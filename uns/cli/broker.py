@@ -93,7 +93,7 @@ def _settings(config: Path | None, **options: object) -> tuple[BrokerSettings, W
 
 
 def _check_ports(settings: BrokerSettings, where: Where) -> None:
-    """A port another process holds is refused before anything starts, naming the port and listener."""
+    """A listener port another process holds is refused before anything starts, naming it."""
     from uns.config_checks import ConfigChecks
 
     checks = ConfigChecks(where)
@@ -102,9 +102,7 @@ def _check_ports(settings: BrokerSettings, where: Where) -> None:
         listener = getattr(settings, name)
         if listener is not None:
             checks.free_port((name, "port"), listener.host, listener.port, service)
-    address = settings.http_address()
-    if address is not None:
-        checks.free_port(("http", "port"), address[0], address[1], "the broker's /metrics and probes")
+    # not the /metrics and probes port: the broker runs without them (logged) rather than not at all
     try:
         checks.raise_if_any()
     except ValueError as exc:
