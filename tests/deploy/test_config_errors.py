@@ -167,6 +167,17 @@ def test_edge_data_dir_is_a_file(conf: Path, command: str) -> None:
     refused(done, f"{plant}:{line_of(plant, 'data_dir:')}: data_dir: {conf / 'state'} is not a directory")
 
 
+@pytest.mark.parametrize("command", ["check", "run"])
+def test_edge_unset_opcua_password_variable(conf: Path, command: str) -> None:
+    plant = conf / "plant.yaml"
+    data = yaml.safe_load(plant.read_text())
+    data["opcua"][0].update(username="edge", password_env="UNS_TEST_UNSET_PLC_PASSWORD")
+    plant.write_text(yaml.safe_dump(data, sort_keys=False))
+    done = uns("edge", command, "--config", str(plant))
+    refused(done, f"{plant}:{line_of(plant, 'password_env:')}: opcua[0].password_env: "
+                  "environment variable UNS_TEST_UNSET_PLC_PASSWORD is not set")
+
+
 # ---------------------------------------------------------------------------------- adapter
 
 
