@@ -108,6 +108,18 @@ def test_broker_invalid_password_file_entry(conf: Path) -> None:
             f"{users}:{line_of(users, 'hash: plain')}: users.edge.hash: hash must be an argon2 hash")
 
 
+def test_broker_user_whose_role_is_not_defined(conf: Path) -> None:
+    """The ACL would refuse this user at every connect: said at start, at the user's line."""
+    users = conf / "users.yaml"
+    users.write_text(users.read_text().replace("role: host", "role: historian"))
+    broker = conf / "broker.yaml"
+    done = uns("broker", "check", "--config", str(broker))
+    refused(done, f"{broker}:{line_of(broker, 'password_file:')}: password_file: {users} has users the broker "
+                  "would refuse at every connect",
+            f"{users}:{line_of(users, 'role: historian')}: users.mes.role: user 'mes' has role 'historian', "
+            "which is not defined")
+
+
 def test_broker_port_in_use(conf: Path, busy_port: int) -> None:
     broker = conf / "broker.yaml"
     set_key(broker, "tcp.port", busy_port)
