@@ -1,7 +1,9 @@
 """``uns broker``: run the embedded MQTT broker, and manage its password file.
 
-``uns broker`` (or ``uns broker run``) runs it; ``uns broker passwd FILE USER`` adds or changes a
-user. The ``broker`` package is imported inside the commands so other ``uns`` commands start fast.
+``uns broker`` (or ``uns broker run``) runs it; ``uns broker check`` validates the config and the
+files it names exactly as ``run`` does before starting; ``uns broker passwd FILE USER`` adds or
+changes a user. The ``broker`` package is imported inside the commands so other ``uns`` commands
+start fast.
 """
 
 from __future__ import annotations
