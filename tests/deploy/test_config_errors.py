@@ -95,7 +95,8 @@ def test_broker_unparsable_password_file(conf: Path) -> None:
     users.write_text("users:\n  edge: role: edge\n  mes: {}\n")
     broker = conf / "broker.yaml"
     done = uns("broker", "run", "--config", str(broker))
-    refused(done, f"{broker}:{line_of(broker, 'password_file:')}: password_file: ", f"{users}:2: YAML syntax: mapping values are not allowed")
+    refused(done, f"{broker}:{line_of(broker, 'password_file:')}: password_file: ",
+            f"{users}:2: YAML syntax: mapping values are not allowed")
 
 
 def test_broker_invalid_password_file_entry(conf: Path) -> None:
