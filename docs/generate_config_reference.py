@@ -54,11 +54,13 @@ FILES: tuple[ConfigFile, ...] = (
     ConfigFile("plant.yaml `sparkplug:` section", "edge_node.sparkplug_config:EdgeSparkplugConfig",
                "embedded in the edge node config; `group_id`/`edge_node_id` default from `line` + `mapping`"),
     ConfigFile("broker.yaml (embedded broker)", "broker.config:BrokerSettings",
-               "`uns broker run -c broker.yaml`, `uns broker check -c broker.yaml`; command-line options override the file"),
+               "`uns broker run -c broker.yaml`, `uns broker check -c broker.yaml`; "
+               "command-line options override the file"),
     ConfigFile("users.yaml (broker users)", "broker.passwords:PasswordFile",
                "`password_file` of broker.yaml; written by `uns broker passwd`"),
     ConfigFile("adapter.yaml (MES adapter)", "mes_adapter.app_config:AdapterConfig",
-               "`uns adapter run -c adapter.yaml`, `uns adapter check -c adapter.yaml`, `uns up --adapter-config adapter.yaml`"),
+               "`uns adapter run -c adapter.yaml`, `uns adapter check -c adapter.yaml`, "
+               "`uns up --adapter-config adapter.yaml`"),
     ConfigFile("tokens file (API tokens)", "mes_adapter.auth:TokenFile",
                "`auth.tokens_file` of adapter.yaml; appended to by `uns adapter token --tokens-file`"),
     ConfigFile("allowlist.yaml (command allowlist)", "uns.commands.allowlist:Allowlist",

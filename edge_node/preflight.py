@@ -2,12 +2,14 @@
 
 ``uns edge check`` runs the very same checks (it is ``run`` minus connecting), so a config it
 calls OK is not refused by ``run`` later: the allowlist and the signers' registry exist and load
-(keys parse), the data directory is a writable directory, the audit files can be written. Each
-problem names ``plant.yaml:line`` and the field that points at the file (:mod:`uns.config_checks`).
+(keys parse), the data directory is a writable directory, the audit files can be written, and the
+environment variable that holds an OPC UA password is set. Each problem names ``plant.yaml:line``
+and the field that points at the file or variable (:mod:`uns.config_checks`).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from uns.commands.allowlist import Allowlist
@@ -25,6 +27,11 @@ def check_edge_files(config: EdgeConfig, source: Path) -> None:
     for i, endpoint in enumerate(config.opcua):
         if endpoint.trust_dir is not None and endpoint.trust_dir.exists() and not endpoint.trust_dir.is_dir():
             checks.fail(("opcua", i, "trust_dir"), f"{endpoint.trust_dir} is not a directory")
+        if endpoint.username is not None and endpoint.password_env is not None \
+                and endpoint.password_env not in os.environ:
+            # read again at every connect (a rotated password is picked up), but unset now it would
+            # fail every connect: a session that never opens, not an error at start
+            checks.fail(("opcua", i, "password_env"), f"environment variable {endpoint.password_env} is not set")
     commands = config.commands
     if commands is not None:
         if commands.allowlist is not None:

@@ -98,8 +98,9 @@ class TokenFile(BaseModel):
 
     @classmethod
     def load(cls, path: Path, *, missing_ok: bool = False) -> TokenFile:
-        """Read a tokens file; a missing one is a :class:`ConfigError` (the adapter would start with
-        no users nobody asked for) unless ``missing_ok`` (``uns adapter token`` creates it)."""
+        """Read a tokens file; a missing one is a :class:`ConfigError` (a mistyped path would
+        otherwise start the adapter without those users) unless ``missing_ok`` (``uns adapter
+        token`` creates the file)."""
         if not path.exists():
             if missing_ok:
                 return cls()

@@ -35,7 +35,8 @@ from simulator.security import (
     identity_tokens,
     permission_ruleset,
 )
-from uns.supervisor import PortInUseError, port_is_free
+from uns.config_checks import port_in_use
+from uns.supervisor import PortInUseError
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +141,7 @@ class SimulatedLineServer:
         if self._running:
             return
         cfg = self.config
-        if cfg.port and not port_is_free(cfg.port, cfg.host):
+        if cfg.port and port_in_use(cfg.host, cfg.port):
             # asyncua would log a traceback before raising; a taken port is a config problem, say so plainly
             raise PortInUseError(f"port {cfg.port} on {cfg.host} is already in use, so the OPC UA simulator "
                                  "cannot listen on it; stop whatever holds it or choose another port")

@@ -50,3 +50,18 @@ def test_every_problem_is_raised_at_once_with_the_loaders_own_lines(tmp_path: Pa
         f"{config}:4: store.users: {users} is invalid:\n  {users}:2: users: a mapping\n  {users}:2: users[0]: bad",
         f"{config}:2: store.other: {tmp_path / 'nope.yaml'} does not exist; create it with `x`",
     ]
+
+
+def test_port_in_use_only_for_a_listener_on_that_address() -> None:
+    import socket
+
+    from uns.config_checks import port_in_use
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        assert port_in_use("127.0.0.1", port)
+        assert port_in_use("0.0.0.0", port)  # the wildcard would collide with it too
+    assert not port_in_use("127.0.0.1", port)  # closed: free again
+    assert not port_in_use("no-such-host.invalid", port)  # another problem, reported by the bind itself

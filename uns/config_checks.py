@@ -14,12 +14,13 @@ read from the config file only when there is a problem to locate (see
 
 from __future__ import annotations
 
+import errno
 import os
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from uns.supervisor import port_is_free
 from uns.yaml_marks import ConfigError, Loc, MarkedDocument, format_loc, load_marked_file
 
 T = TypeVar("T")
@@ -42,6 +43,27 @@ def file_locator(path: Path) -> Where:
         return document.where(loc)
 
     return where
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """Another socket listens on ``host:port`` (IPv4 or IPv6, as ``host`` resolves).
+
+    Only ``EADDRINUSE`` counts: an address that is not on this machine or a privileged port is
+    another problem, which the service's own bind reports as it is, not as "in use". Binds with
+    ``SO_REUSEADDR`` like asyncio's servers do, so a port in TIME_WAIT after a restart is free."""
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror:
+        return False  # the service's bind names the unknown host itself
+    for family, kind, proto, _, address in infos:
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(address)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    return True
+    return False
 
 
 class ConfigChecks:
@@ -114,7 +136,7 @@ class ConfigChecks:
     def free_port(self, loc: Loc, host: str, port: int | None, service: str) -> bool:
         """Nothing listens on ``host:port`` yet (0 or None: nothing to bind). ``run`` only: a port
         held by another process is no fault of the file, and may be free again when ``run`` starts."""
-        if not port or port_is_free(port, host):
+        if not port or not port_in_use(host, port):
             return True
         self.fail(loc, f"port {port} on {host} is already in use, so {service} cannot listen on it; "
                        "stop whatever holds it or choose another port")
@@ -125,4 +147,4 @@ class ConfigChecks:
             raise ConfigError("\n".join(self.issues), self.issues)
 
 
-__all__ = ["ConfigChecks", "Where", "file_locator"]
+__all__ = ["ConfigChecks", "Where", "file_locator", "port_in_use"]

@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from uns.config_checks import port_in_use
+
 
 class PortInUseError(RuntimeError):
     """A port the stack needs is taken by another process."""
@@ -41,13 +43,8 @@ class ServiceSpec:
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-        return True
+    """Nothing listens on ``host:port`` (the same test every service's config check makes)."""
+    return not port_in_use(host, port)
 
 
 def check_ports_free(ports: dict[int, str], host: str = "127.0.0.1") -> None:

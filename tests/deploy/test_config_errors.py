@@ -95,7 +95,8 @@ def test_broker_unparsable_password_file(conf: Path) -> None:
     users.write_text("users:\n  edge: role: edge\n  mes: {}\n")
     broker = conf / "broker.yaml"
     done = uns("broker", "run", "--config", str(broker))
-    refused(done, f"{broker}:{line_of(broker, 'password_file:')}: password_file: ", f"{users}:2: YAML syntax: mapping values are not allowed")
+    refused(done, f"{broker}:{line_of(broker, 'password_file:')}: password_file: ",
+            f"{users}:2: YAML syntax: mapping values are not allowed")
 
 
 def test_broker_invalid_password_file_entry(conf: Path) -> None:
@@ -106,6 +107,18 @@ def test_broker_invalid_password_file_entry(conf: Path) -> None:
     done = uns("broker", "run", "--config", str(broker))
     refused(done, f"{broker}:{line_of(broker, 'password_file:')}: password_file: ",
             f"{users}:{line_of(users, 'hash: plain')}: users.edge.hash: hash must be an argon2 hash")
+
+
+def test_broker_user_whose_role_is_not_defined(conf: Path) -> None:
+    """The ACL would refuse this user at every connect: said at start, at the user's line."""
+    users = conf / "users.yaml"
+    users.write_text(users.read_text().replace("role: host", "role: historian"))
+    broker = conf / "broker.yaml"
+    done = uns("broker", "check", "--config", str(broker))
+    refused(done, f"{broker}:{line_of(broker, 'password_file:')}: password_file: {users} has users the broker "
+                  "would refuse at every connect",
+            f"{users}:{line_of(users, 'role: historian')}: users.mes.role: user 'mes' has role 'historian', "
+            "which is not defined")
 
 
 def test_broker_port_in_use(conf: Path, busy_port: int) -> None:
@@ -167,12 +180,15 @@ def test_edge_data_dir_is_a_file(conf: Path, command: str) -> None:
     refused(done, f"{plant}:{line_of(plant, 'data_dir:')}: data_dir: {conf / 'state'} is not a directory")
 
 
-def test_edge_http_port_in_use(conf: Path, busy_port: int) -> None:
+@pytest.mark.parametrize("command", ["check", "run"])
+def test_edge_unset_opcua_password_variable(conf: Path, command: str) -> None:
     plant = conf / "plant.yaml"
-    set_key(plant, "http.port", busy_port)
-    done = uns("edge", "run", "--config", str(plant))
-    refused(done, f"{plant}:{line_of(plant, f'port: {busy_port}')}: http.port: port {busy_port} on 127.0.0.1 "
-                  "is already in use")
+    data = yaml.safe_load(plant.read_text())
+    data["opcua"][0].update(username="edge", password_env="UNS_TEST_UNSET_PLC_PASSWORD")
+    plant.write_text(yaml.safe_dump(data, sort_keys=False))
+    done = uns("edge", command, "--config", str(plant))
+    refused(done, f"{plant}:{line_of(plant, 'password_env:')}: opcua[0].password_env: "
+                  "environment variable UNS_TEST_UNSET_PLC_PASSWORD is not set")
 
 
 # ---------------------------------------------------------------------------------- adapter

@@ -1,6 +1,7 @@
 """``uns adapter``: the MES adapter application (Sparkplug primary host, MES core, REST API, dashboard).
 
     uns adapter run --config adapter.yaml [--broker URL] [--http-port N] [--data-dir D]
+    uns adapter check --config adapter.yaml     (what run checks before it starts, then exits)
     uns adapter token --role operator --user alice --full-name "Alice Example" [--tokens-file tokens.yaml]
 
 ``run`` serves uvicorn in the same asyncio loop as the host; SIGINT/SIGTERM stop uvicorn, whose

@@ -1,7 +1,9 @@
 """``uns broker``: run the embedded MQTT broker, and manage its password file.
 
-``uns broker`` (or ``uns broker run``) runs it; ``uns broker passwd FILE USER`` adds or changes a
-user. The ``broker`` package is imported inside the commands so other ``uns`` commands start fast.
+``uns broker`` (or ``uns broker run``) runs it; ``uns broker check`` validates the config and the
+files it names exactly as ``run`` does before starting; ``uns broker passwd FILE USER`` adds or
+changes a user. The ``broker`` package is imported inside the commands so other ``uns`` commands
+start fast.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import typer
 
 if TYPE_CHECKING:
     from broker.config import BrokerSettings
+    from broker.passwords import PasswordFile
     from uns.config_checks import Where
 
 broker_app = typer.Typer(help="The embedded MQTT broker (amqtt, fixed and Sparkplug-aware).",
@@ -78,10 +81,33 @@ def load_checked(config: Path | None, *, host: str | None = None, port: int | No
 
     checks = ConfigChecks(where)
     if settings.password_file is not None:
-        checks.loads(("password_file",), settings.password_file, load_password_file,
-                     missing_hint=f"create users with `uns broker passwd {settings.password_file} USER`")
+        users = checks.loads(("password_file",), settings.password_file, load_password_file,
+                             missing_hint=f"create users with `uns broker passwd {settings.password_file} USER`")
+        if users is not None:
+            unusable = _users_without_rules(settings, settings.password_file, users)
+            if unusable:
+                checks.fail(("password_file",), f"{settings.password_file} has users the broker would refuse "
+                                                "at every connect:\n  " + "\n  ".join(unusable))
     checks.raise_if_any()
     return settings, where
+
+
+def _users_without_rules(settings: BrokerSettings, path: Path, users: PasswordFile) -> list[str]:
+    """``file:line: users.<name>.role: why`` for each user whose role is not defined, or whose role
+    needs a Sparkplug scope the user lacks: the ACL refuses them at connect, so say it at start."""
+    from broker.acl import Authorizer, PolicyError, Principal
+    from broker.policy import merged_roles
+    from uns.config_checks import file_locator
+
+    authorizer = Authorizer(merged_roles(settings.custom_roles()))
+    where = file_locator(path)
+    out = []
+    for name, record in users.users.items():
+        try:
+            authorizer.check_principal(Principal(name, record.role, "", record.group, record.edge))
+        except PolicyError as exc:
+            out.append(f"{where(('users', name, 'role'))}: users.{name}.role: {exc}")
+    return out
 
 
 def _settings(config: Path | None, **options: object) -> tuple[BrokerSettings, Where]:
@@ -93,7 +119,7 @@ def _settings(config: Path | None, **options: object) -> tuple[BrokerSettings, W
 
 
 def _check_ports(settings: BrokerSettings, where: Where) -> None:
-    """A port another process holds is refused before anything starts, naming the port and listener."""
+    """A listener port another process holds is refused before anything starts, naming it."""
     from uns.config_checks import ConfigChecks
 
     checks = ConfigChecks(where)
@@ -102,9 +128,7 @@ def _check_ports(settings: BrokerSettings, where: Where) -> None:
         listener = getattr(settings, name)
         if listener is not None:
             checks.free_port((name, "port"), listener.host, listener.port, service)
-    address = settings.http_address()
-    if address is not None:
-        checks.free_port(("http", "port"), address[0], address[1], "the broker's /metrics and probes")
+    # not the /metrics and probes port: the broker runs without them (logged) rather than not at all
     try:
         checks.raise_if_any()
     except ValueError as exc:

@@ -9,15 +9,19 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from edge_node.config import EdgeConfig
 
 log = logging.getLogger("uns.cli.edge")
 
 _CONFIG_HELP = "tag map / edge config YAML (see `uns edge browse` for a starter)"
 
 
-def load_checked(config: Path):  # type: ignore[no-untyped-def]
+def load_checked(config: Path) -> EdgeConfig:
     """The validated config with its files checked (shared by ``check``, ``run`` and ``uns up``);
     :class:`~uns.yaml_marks.ConfigError` naming ``file:line`` and field otherwise."""
     from edge_node.config import load_edge_config
@@ -28,7 +32,7 @@ def load_checked(config: Path):  # type: ignore[no-untyped-def]
     return edge_config
 
 
-def _load(config: Path):  # type: ignore[no-untyped-def]
+def _load(config: Path) -> EdgeConfig:
     """:func:`load_checked`, or exit 2 with its message."""
     from edge_node.config import ConfigError
 
@@ -41,19 +45,10 @@ def _load(config: Path):  # type: ignore[no-untyped-def]
 
 def _run(config: Path) -> None:
     from edge_node.app import EdgeNodeApp
-    from uns.config_checks import ConfigChecks
-    from uns.yaml_marks import ConfigError
 
+    # no port check: the edge node listens only for /metrics and probes, and runs without them
+    # (logged) when their port is taken rather than not at all (uns.probes)
     edge_config = _load(config)
-    if edge_config.http is not None:
-        checks = ConfigChecks.of_file(config)
-        checks.free_port(("http", "port"), edge_config.http.host, edge_config.http.port,
-                         "the edge node's /metrics and probes")
-        try:
-            checks.raise_if_any()
-        except ConfigError as exc:
-            typer.echo(str(exc), err=True)
-            raise typer.Exit(2) from None
     if edge_config.log_level:
         logging.getLogger().setLevel(edge_config.log_level)
     app = EdgeNodeApp(edge_config)
