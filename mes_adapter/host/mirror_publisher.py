@@ -257,44 +257,57 @@ class MirrorPublisher:
         loop = asyncio.get_running_loop()
         backoff = self.reconnect_min_s
         while not self._closing:
-            link = _Link(self, loop)
-            self._link = link
+            link: _Link | None = None
             was_up = False
+            why = "?"
             try:
-                link.start()
-                try:
-                    await asyncio.wait_for(link.changed.wait(), self.connect_timeout_s)
-                except TimeoutError:
-                    link._set_ended(f"no CONNACK within {self.connect_timeout_s:g} s")
-                if not link.up and not self._closing:
-                    self.connect_failures += 1
-                if link.up:
-                    was_up = True
-                    self.connections += 1
-                    backoff = self.reconnect_min_s
-                    log.info("UNS mirror connected as %s to %s (QoS %d)", self.client_id, self.url, self.qos)
-                    if self.connections > 1:
-                        resent = self.mirror.resend_retained()
-                        self.resent += resent
-                        log.info("UNS mirror: publishing %d retained topics again on the new connection", resent)
-                    await self._pump(link)
+                link = self._link = _Link(self, loop)
+                was_up = await self._connection(link)
+                why = link.why
+            except Exception as exc:  # noqa: BLE001 - our bug or a bad setting: logged, and tried again
+                why = f"{type(exc).__name__}: {exc}"
+                log.exception("UNS mirror connection %s failed", self.client_id)
             finally:
-                self._settle(link)
-                await asyncio.to_thread(link.stop)
+                if link is not None:
+                    link._set_ended(why)
+                    self._settle(link)
+                    await asyncio.to_thread(link.stop)
+            if was_up:
+                backoff = self.reconnect_min_s
             if self._closing:
                 break
             if was_up:
                 log.warning("UNS mirror connection %s lost (%s); %d values wait in the mirror; reconnecting",
-                            self.client_id, link.why, self.mirror.pending)
+                            self.client_id, why, self.mirror.pending)
             else:
                 log.warning("UNS mirror %s cannot connect to %s (%s); retrying in %.1f s", self.client_id,
-                            self.url, link.why, backoff)
+                            self.url, why, backoff)
             self.reconnects += 1
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake_on_close(), backoff)
             backoff = min(backoff * 2, self.reconnect_max_s)
         self._link = None
+
+    async def _connection(self, link: _Link) -> bool:
+        """One connection attempt and, if it is accepted, its life; True if it was up."""
+        link.start()
+        try:
+            await asyncio.wait_for(link.changed.wait(), self.connect_timeout_s)
+        except TimeoutError:
+            link._set_ended(f"no CONNACK within {self.connect_timeout_s:g} s")
+        if not link.up:
+            if not self._closing:
+                self.connect_failures += 1
+            return False
+        self.connections += 1
+        log.info("UNS mirror connected as %s to %s (QoS %d)", self.client_id, self.url, self.qos)
+        if self.connections > 1:
+            resent = self.mirror.resend_retained()
+            self.resent += resent
+            log.info("UNS mirror: publishing %d retained topics again on the new connection", resent)
+        await self._pump(link)
+        return True
 
     async def _wake_on_close(self) -> None:
         while not self._closing:

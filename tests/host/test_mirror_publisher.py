@@ -197,3 +197,33 @@ async def test_a_broker_down_longer_than_the_backoff_is_reconnected_with_every_r
         assert publisher.resent == 3 and publisher.connections == 2
     finally:
         await _stop(publisher, task)
+
+
+@pytest.mark.mosquitto
+async def test_a_hung_broker_ends_the_connection_by_keep_alive_and_is_reconnected_when_it_answers(tmp_path) -> None:
+    """The broker process is frozen (SIGSTOP): the TCP connection stays open and nothing answers.
+    The keep-alive ends the connection; new attempts get a TCP connection (the kernel still
+    accepts) but no CONNACK, so each ends by the connect timeout. Resumed (SIGCONT), the broker
+    answers the next attempt and the value that waited is published."""
+    port = free_port()
+    publisher = _publisher(port, keepalive_s=1, connect_timeout_s=1.0)
+    publisher.mirror._queue(SPEED, b'{"value": 3}', 1, 1)
+    task = asyncio.create_task(publisher.run())
+    try:
+        with mosquitto_broker(tmp_path, port=port) as broker:
+            assert broker.pid is not None
+            await until(lambda: publisher.published == 1, 15, "first value published")
+            os.kill(broker.pid, signal.SIGSTOP)  # the broker we started, by PID
+            try:
+                await until(lambda: not publisher.connected, 15, "keep-alive ends the connection")
+                await until(lambda: publisher.connect_failures >= 2, 15, "attempts without CONNACK")
+                publisher.mirror._queue(SPEED, b'{"value": 4}', 2, 2)
+                publisher.wake()
+            finally:
+                os.kill(broker.pid, signal.SIGCONT)
+            await until(lambda: publisher.connected and publisher.published >= 2, 20, "reconnected and published")
+            with Sniffer(broker.host, broker.port, (f"{LINE}/#",)) as sniffer:
+                retained = await wait_for(sniffer, lambda m: m.topic == SPEED)
+            assert retained[0].payload == b'{"value": 4}'
+    finally:
+        await _stop(publisher, task)
