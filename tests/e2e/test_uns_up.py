@@ -34,13 +34,14 @@ def _get(url: str) -> tuple[int, bytes]:
 
 def test_scripts_up_runs_the_plant_and_stops_cleanly(tmp_path: Path) -> None:
     assert "    ./scripts/up\n" in README, "the README's main command changed: update this test"
-    ports = {name: free_port() for name in ("mqtt", "ws", "opcua", "http")}
+    ports = {name: free_port() for name in ("mqtt", "ws", "opcua", "http", "edge_metrics", "broker_metrics")}
     log_path = tmp_path / "up.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             [str(REPO / "scripts" / "up"), "--data-dir", str(tmp_path / "uns-data"),
              "--mqtt-port", str(ports["mqtt"]), "--ws-port", str(ports["ws"]),
-             "--opcua-port", str(ports["opcua"]), "--http-port", str(ports["http"])],
+             "--opcua-port", str(ports["opcua"]), "--http-port", str(ports["http"]),
+             "--edge-metrics-port", str(ports["edge_metrics"]), "--broker-metrics-port", str(ports["broker_metrics"])],
             stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         deadline = time.monotonic() + 150

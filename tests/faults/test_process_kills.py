@@ -2,7 +2,7 @@
 no confirmation.
 
 One batch runs on the whole stack as real processes (embedded broker and Mosquitto) through, in
-order: a broker crash (SIGKILL, down ~14 s) during which the edge node is SIGKILLed while it
+order: the MES webhook answering 503 to its first POSTs, a broker crash (SIGKILL, down ~14 s) during which the edge node is SIGKILLed while it
 buffers and started again still without a broker; then the MES webhook holding a POST while the
 adapter is SIGKILLed with that POST in flight, and the adapter started again. Afterwards, exactly:
 
@@ -24,6 +24,7 @@ import json
 import os
 import signal
 import time
+from collections import deque
 from pathlib import Path
 
 import pytest
@@ -58,7 +59,7 @@ def _confirmations(stack: Stack) -> list[dict]:
 
 @pytest.mark.parametrize("broker", ["embedded", "mosquitto"])
 def test_crashes_and_outages_during_a_batch_lose_and_duplicate_nothing(tmp_path: Path, broker: str) -> None:
-    with Receiver() as receiver:
+    with Receiver(script=deque([503] * 8)) as receiver:  # the MES is down for its first 8 POSTs
         def configure(adapter: dict) -> None:
             adapter["mes"]["webhook"] = {"url": receiver.url}
             adapter["mes"]["confirmation_grace_s"] = 1
