@@ -39,21 +39,36 @@ def _tags(stack: Stack) -> dict[str, dict]:
     return {t["topic"]: t for t in tags if t.get("topic")}
 
 
+def _is_event(topic: str) -> bool:
+    return "/_alarms/" in topic
+
+
 def _wait_tree(stack: Stack, topics: set[str], what: str) -> dict[str, dict]:
-    """The retained tree once it has exactly ``topics`` (the mirror re-publishes in batches)."""
+    """The retained tree once its tags, ``_meta`` and other state topics are exactly ``topics``
+    (the mirror re-publishes in batches), and every quality event under ``_alarms`` is cleared.
+
+    Why events are apart: while the host had no broker every tag was STALE (not known), which is
+    a quality episode (reason ``comm_lost``) that the adapter records and publishes under
+    ``_alarms``; once the tags are GOOD again each such event must say ``cleared``."""
+    topics = {t for t in topics if not _is_event(t)}
     found: dict[str, dict] = {}
 
     def complete() -> bool:
         found.clear()
         found.update(retained_tree(stack.mqtt_port, ENTERPRISE, settle_s=0.5))
-        return set(found) == topics
+        events = [message for topic, message in found.items() if _is_event(topic)]
+        return {t for t in found if not _is_event(t)} == topics and all(
+            message.get("state") == "cleared" for message in events)
 
     try:
         wait_until(complete, 40, what, interval=0.5)
     except TimeoutError:
-        missing, extra = sorted(topics - set(found)), sorted(set(found) - topics)
+        state = {t for t in found if not _is_event(t)}
+        missing, extra = sorted(topics - state), sorted(state - topics)
+        active = sorted(t for t, m in found.items() if _is_event(t) and m.get("state") != "cleared")
         raise AssertionError(f"{what}: retained tree differs; missing {missing[:10]} ({len(missing)}), "
-                             f"extra {extra[:10]} ({len(extra)})") from None
+                             f"extra {extra[:10]} ({len(extra)}), events not cleared {active[:10]} "
+                             f"({len(active)})") from None
     return dict(found)
 
 
