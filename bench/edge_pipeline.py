@@ -88,8 +88,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edge_node.defaults import simulator_config_dict
 from processes import free_port, stop, wait_for_port  # bench/processes.py
+
+from edge_node.defaults import simulator_config_dict
 from simulator.catalog import tag_catalog
 from simulator.config import SimulatorConfig
 from uns.sparkplug.catalog import EdgeNodeCatalog

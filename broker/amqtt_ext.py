@@ -53,9 +53,9 @@ from amqtt.adapters import ReaderAdapter, WriterAdapter
 from amqtt.broker import Broker
 from amqtt.contexts import Action as AmqttAction
 from amqtt.contexts import BrokerConfig, ListenerConfig
+from amqtt.errors import NoDataError
 from amqtt.events import BrokerEvents
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
-from amqtt.errors import NoDataError
 from amqtt.session import Session
 
 from .acl import Action, Authorizer, PolicyError, Principal

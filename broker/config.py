@@ -43,7 +43,6 @@ from .acl import RoleRules
 from .client_ids import DEFAULT_RESERVED, validate_pattern
 from .topics import InvalidFilterError, validate_filter
 
-
 #: the largest MQTT packet a client may send, unless broker.yaml says otherwise (`uns init` writes the
 #: same value into the generated mosquitto.conf as ``max_packet_size``, so both brokers behave alike)
 DEFAULT_MAX_PACKET_SIZE = 4 * 1024 * 1024

@@ -8,8 +8,8 @@ Topics follow mosquitto's names where one exists, so existing dashboards work.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 import time
+from dataclasses import dataclass, field
 
 
 @dataclass

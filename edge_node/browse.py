@@ -11,6 +11,7 @@ the file, not guessed. The result loads with :func:`edge_node.config.load_edge_c
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from dataclasses import dataclass, field
@@ -251,6 +252,10 @@ async def browse_to_file(endpoint: OpcUaEndpointConfig, out: Path, *, data_dir: 
         except Exception as exc:
             log.debug("disconnect after browse: %s", exc)
     text = render_tag_map(starter_tag_map(result, endpoint), result, endpoint.url)
+    await asyncio.to_thread(_write_text, out, text)
+    return result
+
+
+def _write_text(out: Path, text: str) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text, encoding="utf-8")
-    return result

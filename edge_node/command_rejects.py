@@ -88,7 +88,7 @@ def _command_id(metric: Any) -> uuid.UUID | None:
     if not metric.HasField("properties"):
         return None
     props = metric.properties
-    for key, value in zip(props.keys, props.values):
+    for key, value in zip(props.keys, props.values, strict=False):  # lenient: a broken payload may differ
         if _text(key) == P_ID and value.WhichOneof("value") == "string_value":
             try:
                 return uuid.UUID(_text(value.string_value))

@@ -103,7 +103,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                 try:
                     await asyncio.wait_for(stop.wait(), delay)
                     break
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
             key = keys[index % len(keys)]
             index += 1

@@ -550,7 +550,7 @@ class SparkplugEdgeClient:
             log.warning("subscribe failed (%s); reconnecting", exc)
             self._lost.set()
             return
-        failed = [f for f, code in zip(action.filters, codes) if _suback_failed(code)]
+        failed = [f for f, code in zip(action.filters, codes, strict=False) if _suback_failed(code)]
         if action.required:
             if failed:
                 log.error("broker refused subscriptions %s; reconnecting", failed)

@@ -824,7 +824,7 @@ class EdgeSession:
     def _drop_unencodable(self, message_type: MessageType, device_id: str | None, updates: list[MetricUpdate],
                           metrics: list[Metric]) -> tuple[list[MetricUpdate], list[Metric]]:
         good_updates, good_metrics = [], []
-        for update, metric in zip(updates, metrics):
+        for update, metric in zip(updates, metrics, strict=True):
             try:
                 encode_payload(Payload(metrics=[metric], timestamp=0, seq=0), message_type)
             except EncodeError as exc:

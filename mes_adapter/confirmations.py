@@ -34,12 +34,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
-from uns.isa95 import MES, NamespaceMapping
-
 from mes_adapter.context.models import BatchWindow, ContextAssertion
 from mes_adapter.lines import parse_line_key
 from mes_adapter.production import Quantities
 from mes_adapter.timefmt import iso_utc
+from uns.isa95 import MES, NamespaceMapping
 
 #: namespace of confirmation ids (a fixed random UUID: ids are stable across versions and hosts)
 CONFIRMATION_NAMESPACE = uuid.UUID("3a0f7c52-9d1e-4b8a-8f43-6c2d15e0b7a9")

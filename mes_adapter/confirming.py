@@ -15,8 +15,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from uns.isa95 import NamespaceMapping
-
 from mes_adapter.config import MesConfig
 from mes_adapter.confirmations import (
     ConfirmationKind,
@@ -34,6 +32,7 @@ from mes_adapter.oee import Interval
 from mes_adapter.outbox import EnqueueResult, Outbox
 from mes_adapter.production import ProductionCounters, Quantities
 from mes_adapter.timefmt import now_ms
+from uns.isa95 import NamespaceMapping
 
 log = logging.getLogger(__name__)
 

@@ -28,14 +28,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from uns.conventions import Quality
-from uns.isa95 import EquipmentPath, NamespaceMapping
-
 from mes_adapter.config import MesConfig
 from mes_adapter.counters import CounterDelta, CounterSample
 from mes_adapter.production import TRANSIENT_ERRORS, ProductionCounters
 from mes_adapter.records import Record, RecordKind, RecordStore
-
+from uns.conventions import Quality
+from uns.isa95 import EquipmentPath, NamespaceMapping
 
 log = logging.getLogger(__name__)
 

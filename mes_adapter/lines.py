@@ -6,9 +6,8 @@ simple and REST paths, MQTT topics and rows agree on one spelling.
 
 from __future__ import annotations
 
-from uns.isa95 import LinePath
-
 from mes_adapter.errors import InvalidLineError
+from uns.isa95 import LinePath
 
 
 def parse_line_key(key: str) -> LinePath:

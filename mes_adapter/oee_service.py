@@ -12,9 +12,6 @@ import json
 from collections.abc import Callable
 from dataclasses import replace
 
-from uns.conventions import Quality
-from uns.isa95 import MES, NamespaceMapping
-
 from mes_adapter.config import LineConfig, MesConfig
 from mes_adapter.context.service import ContextService
 from mes_adapter.errors import MesInputError
@@ -24,6 +21,8 @@ from mes_adapter.production import ProductionCounters
 from mes_adapter.records import RecordStore
 from mes_adapter.shifts import ShiftWindow
 from mes_adapter.timefmt import now_ms
+from uns.conventions import Quality
+from uns.isa95 import MES, NamespaceMapping
 
 _MAX_STATE_ROWS = 1_000_000
 

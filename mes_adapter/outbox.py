@@ -32,8 +32,6 @@ from typing import Any
 
 import httpx
 
-from uns.isa95 import ALARMS, NamespaceMapping
-
 from mes_adapter.config import RetryPolicy, WebhookConfig
 from mes_adapter.confirmations import (
     ConfirmationKind,
@@ -46,6 +44,7 @@ from mes_adapter.errors import OutboxConflictError, UnknownConfirmationError
 from mes_adapter.lines import parse_line_key
 from mes_adapter.sqlite import open_db, transaction
 from mes_adapter.timefmt import now_ms, parse_iso_ms
+from uns.isa95 import ALARMS, NamespaceMapping
 
 log = logging.getLogger(__name__)
 

@@ -28,11 +28,10 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from uns.conventions import Quality
-
 from mes_adapter.context.service import ContextService
 from mes_adapter.errors import MesInputError
 from mes_adapter.sqlite import open_db, transaction
+from uns.conventions import Quality
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS record (

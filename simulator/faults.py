@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from simulator.errors import SimulatorError
@@ -32,7 +32,7 @@ BAD_COMMUNICATION_ERROR = 0x80050000
 BAD_SENSOR_FAILURE = 0x808C0000
 
 
-class FaultKind(str, Enum):
+class FaultKind(StrEnum):
     BAD_STATUS = "bad_status"
     COMM_ERROR = "comm_error"
     UNCERTAIN = "uncertain"

@@ -35,7 +35,7 @@ POLICY_TYPES: dict[SecurityMode, ua.SecurityPolicyType] = {
 
 async def ensure_server_certificate(data_dir: Path) -> tuple[Path, Path]:
     """Create (or reuse) ``server_cert.der`` and ``server_key.pem`` in ``data_dir``."""
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once at start, before serving
     cert = data_dir / "server_cert.der"
     key = data_dir / "server_key.pem"
     await setup_self_signed_certificate(

@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from asyncua import Server, ua
@@ -52,11 +52,11 @@ VARIANT_TYPES: dict[str, ua.VariantType] = {
 
 
 def _dt(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts, tz=timezone.utc)
+    return datetime.fromtimestamp(ts, tz=UTC)
 
 
 # OPC UA encodes DateTime 1601-01-01 as 0, the "null" DateTime; typed nodes refuse a Null variant.
-DATETIME_NULL = datetime(1601, 1, 1, tzinfo=timezone.utc)
+DATETIME_NULL = datetime(1601, 1, 1, tzinfo=UTC)
 
 
 def to_variant(value: Any, vtype: ua.VariantType) -> ua.Variant:
@@ -333,7 +333,7 @@ class SimulatedLineServer:
         server = self._server
         if server is None:
             return
-        server_ts = datetime.now(timezone.utc)
+        server_ts = datetime.now(UTC)
         for path, sample in changed.items():
             node_id = self._node_ids.get(path)
             if node_id is None or self._mirrored.get(path) == sample:
@@ -352,7 +352,7 @@ class SimulatedLineServer:
             if server is not None and self.synthetic_running:
                 self._synthetic_step += 1
                 step = self._synthetic_step
-                now = datetime.now(timezone.utc)
+                now = datetime.now(UTC)
                 for index, node_id in enumerate(self._synthetic_ids):
                     await server.write_attribute_value(node_id, ua.DataValue(
                         Value=ua.Variant(synthetic_value(index, step), ua.VariantType.Double),

@@ -27,11 +27,10 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from uns import json_guard
-
 from mes_adapter.auth import AuthError
 from mes_adapter.command_service import CommandError
 from mes_adapter.errors import MesInputError
+from uns import json_guard
 
 log = logging.getLogger("uns.adapter.api")
 

@@ -23,11 +23,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from uns import json_guard
-from uns.isa95 import CONTEXT, NamespaceMapping
-
 from mes_adapter.errors import InvalidContextPayloadError
 from mes_adapter.lines import line_key, parse_line_key
+from uns import json_guard
+from uns.isa95 import CONTEXT, NamespaceMapping
 
 
 def context_topic(mapping: NamespaceMapping, line: str) -> str:

@@ -31,8 +31,8 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable
-from itertools import islice
 from dataclasses import dataclass
+from itertools import islice
 
 from uns.isa95 import NamespaceMapping, metric_path_levels
 from uns.uns_payload import UnsMeta, UnsValue

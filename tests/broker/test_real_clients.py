@@ -90,7 +90,7 @@ def test_mosquitto_pub_forbidden_topic_is_dropped(secured: EmbeddedBrokerEndpoin
 
 @pytest.mark.parametrize("scheme", TRANSPORTS)
 def test_paho_retained_acl_and_denied_publish(secured: EmbeddedBrokerEndpoint, scheme: str) -> None:
-    topic = f"spBv1.0/G1/NBIRTH/E1"
+    topic = "spBv1.0/G1/NBIRTH/E1"
     with collector(secured.url_for("e1", "e1-pw", scheme)) as edge:
         edge.publish(topic, f"birth-{scheme}".encode(), qos=0, retain=True)
         edge.publish("spBv1.0/G1/NCMD/E1", b"edge may not command", qos=1)  # dropped

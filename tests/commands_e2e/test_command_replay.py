@@ -20,7 +20,6 @@ import pytest
 from aiomqtt import Client as Mqtt
 
 from edge_node.app import EdgeNodeApp
-
 from tests.commands_e2e.rig import EDGE, GROUP, Rig, running_rig
 from tests.support.mosquitto import BrokerEndpoint
 from uns.audit.verify import verify

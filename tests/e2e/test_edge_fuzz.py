@@ -31,6 +31,7 @@ from urllib.parse import urlparse
 import paho.mqtt.client as mqtt
 import pytest
 import yaml
+
 from simulator.client import call_method
 from tests.e2e.stack import Stack, running_stack, wait_until
 from tests.e2e.test_batch_confirmation import _truth  # the simulator's own good/reject totals

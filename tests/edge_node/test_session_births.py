@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from edge_node.model import DeviceOffline, DeviceOnline, MetricUpdate
@@ -19,8 +21,8 @@ from edge_node.session import (
 from uns.conventions import BDSEQ, NODE_NEXT_SERVER, NODE_REBIRTH, PROP_QUALITY, PROP_QUALITY_REASON, PROP_STATUS_CODE
 from uns.sparkplug import sparkplug_b_pb2 as pb
 from uns.sparkplug.datatypes import DataType
-from uns.sparkplug.model import PropertyValue
 from uns.sparkplug.errors import LocalProtocolError
+from uns.sparkplug.model import PropertyValue
 from uns.sparkplug.topic import MessageType
 
 from .session_helpers import FakeClock, connect, make_session, publishes, raw
@@ -77,7 +79,7 @@ def test_nbirth_content() -> None:
     assert not next_server.HasField("alias")
     speed = by_name["Line/Speed"]
     assert speed.double_value == 12.5 and speed.timestamp == clock.now - 10_000
-    assert dict(zip(speed.properties.keys, [v.string_value for v in speed.properties.values]))["engUnit"] == "m/min"
+    assert dict(zip(speed.properties.keys, [v.string_value for v in speed.properties.values], strict=True))["engUnit"] == "m/min"
     assert speed.metadata.description == "line speed"
     state = by_name["Line/State"]
     assert state.is_null and state.WhichOneof("value") is None  # never set: is_null, no value
@@ -154,7 +156,7 @@ def test_seq_wraps_255_to_0_and_is_shared_by_node_and_devices() -> None:
         session.submit(MetricUpdate(device, name, float(i) if device is None else i, clock.now + i))
         seqs += [raw(p).seq for p in publishes(session.send(Tick()))]
     assert seqs[:2] == [0, 1]
-    for previous, current in zip(seqs, seqs[1:]):
+    for previous, current in itertools.pairwise(seqs):
         assert current == (previous + 1) % 256
     assert 255 in seqs and seqs[seqs.index(255) + 1] == 0
 

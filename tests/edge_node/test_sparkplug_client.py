@@ -17,7 +17,7 @@ from uns.sparkplug.datatypes import DataType
 from uns.sparkplug.model import Metric, Payload, now_ms
 from uns.sparkplug.topic import MessageType
 
-from .sparkplug_wire import Host, bd_seq, sniffed, changes, edge_messages, eventually, fast_config, kind, payload
+from .sparkplug_wire import Host, bd_seq, changes, edge_messages, eventually, fast_config, kind, payload, sniffed
 
 pytestmark = pytest.mark.mosquitto
 

@@ -53,8 +53,8 @@ async def _late_start(broker: BrokerEndpoint, sniffer: Sniffer, *, publish_certi
                 names = [f"filler/{n}" for n, *_ in DEVICE_METRICS] + [n for n, *_ in NODE_METRICS]
                 for name in names:
                     for suffix in ("", "/_meta"):
-                        a = sniffer.snapshot(lambda m: m.topic == f"a/{LINE}/{name}{suffix}")[-1]
-                        b = sniffer.snapshot(lambda m: m.topic == f"b/{LINE}/{name}{suffix}")[-1]
+                        a = sniffer.snapshot(lambda m, t=f"a/{LINE}/{name}{suffix}": m.topic == t)[-1]
+                        b = sniffer.snapshot(lambda m, t=f"b/{LINE}/{name}{suffix}": m.topic == t)[-1]
                         assert json.loads(a.payload) == json.loads(b.payload), name + suffix
                 assert late.stats.certificates_used == 2
                 assert late.stats.rebirths_requested == {} and late.stats.violations == {}

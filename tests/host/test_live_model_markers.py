@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.host.edge import CELL, EDGE, GROUP, EdgeScript
+from tests.host.edge import EDGE, GROUP, EdgeScript
 from tests.host.test_model_mirror import LINE, Pipeline
 from uns.conventions import (
     PROP_FUTURE_TIMESTAMP,

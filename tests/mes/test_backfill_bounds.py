@@ -11,7 +11,6 @@ from mes_adapter.confirmations import ConfirmationKind, plan
 from mes_adapter.context import ContextAssertion
 from mes_adapter.context.models import BatchWindow, ContextSegment
 from mes_adapter.context.plausible import ImplausibleTimeError, TimeWindow
-
 from tests.mes.helpers import LINE, H, build
 from tests.mes.test_confirmations import T0, count, start_batch
 

@@ -17,9 +17,8 @@ from mes_adapter.context import ContextAssertion
 from mes_adapter.counters import CounterSample
 from mes_adapter.oee import Interval
 from mes_adapter.production import ProductionCounters, ProductionStore, Quantities
-from uns.isa95 import NamespaceMapping
-
 from tests.mes.helpers import LINE, MIN, H, Parts, build
+from uns.isa95 import NamespaceMapping
 
 T0 = 1_705_471_200_000  # 2024-01-17T06:00:00Z
 

@@ -127,9 +127,8 @@ def test_line_validation() -> None:
 
 
 def test_context_topic() -> None:
-    from uns.isa95 import NamespaceMapping
-
     from mes_adapter.context import context_topic
+    from uns.isa95 import NamespaceMapping
 
     assert context_topic(NamespaceMapping(), LINE) == "acme/plant1/packaging/line2/_context/batch"
     mapping = NamespaceMapping(mirror_root="uns")

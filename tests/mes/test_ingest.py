@@ -8,10 +8,9 @@ from typing import Any
 
 from mes_adapter.ingest import Ingest, Observation, observation_from_change
 from mes_adapter.records import RecordKind
+from tests.mes.helpers import LINE, build
 from uns.conventions import Quality
 from uns.isa95 import NamespaceMapping
-
-from tests.mes.helpers import LINE, build
 
 
 @dataclass

@@ -13,9 +13,8 @@ from pathlib import Path
 from mes_adapter.counters import CounterSample
 from mes_adapter.ingest import Ingest, Observation
 from mes_adapter.oee import Interval
-from uns.conventions import Quality
-
 from tests.mes.helpers import LINE, build
+from uns.conventions import Quality
 
 
 def obs(metric: str, value: object, ts: int, **kw: object) -> Observation:

@@ -14,10 +14,9 @@ from mes_adapter.errors import MesInputError
 from mes_adapter.oee_service import OeeService, oee_message
 from mes_adapter.records import Record, RecordKind
 from mes_adapter.shifts import PlannedBreak, ShiftCalendar, ShiftDefinition
+from tests.mes.helpers import LINE, MIN, build
 from uns.conventions import Quality
 from uns.isa95 import NamespaceMapping
-
-from tests.mes.helpers import LINE, MIN, build
 
 T0 = 1_705_471_200_000  # 2024-01-17T06:00:00Z
 

@@ -29,9 +29,8 @@ from mes_adapter.outbox import (
     WebhookSender,
     dead_letter_alarm,
 )
-from uns.isa95 import NamespaceMapping
-
 from tests.mes.receiver import Receiver
+from uns.isa95 import NamespaceMapping
 
 LINE = "acme/plant1/packaging/line2"
 RETRY = RetryPolicy(max_attempts=4, initial_delay_s=1, multiplier=2, max_delay_s=60, jitter=0.2,

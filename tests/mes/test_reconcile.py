@@ -6,7 +6,6 @@ import pytest
 
 from mes_adapter.context import ContextAssertion
 from mes_adapter.context.reconcile import LineReport, ReconcileAction, reconcile
-
 from tests.mes.helpers import LINE
 
 NOW = 1_764_680_000_000

@@ -123,7 +123,7 @@ async def test_edge_metrics_and_probes_follow_the_node(tmp_path: Path) -> None:
             assert value(text, "process_resident_memory_bytes")
 
             # the broker's own endpoint saw the births
-            broker_text = httpx.get(f"{broker.metrics_url}/metrics", timeout=5).text
+            broker_text = (await asyncio.to_thread(httpx.get, f"{broker.metrics_url}/metrics", timeout=5)).text
             assert value(broker_text, "uns_broker_birth_certificates") == 3
             assert (value(broker_text, "uns_broker_clients_connected") or 0) >= 1
             assert (value(broker_text, "uns_broker_messages_received_total") or 0) >= 4

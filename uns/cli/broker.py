@@ -198,8 +198,14 @@ def passwd(
     delete: bool = typer.Option(False, "--delete", help="remove the user instead"),
 ) -> None:
     """Add or change a user (argon2id hash) in a broker password file, or --delete one."""
-    from broker.passwords import (PasswordFile, PasswordFileError, load_password_file, save_password_file,
-                                  with_user, without_user)
+    from broker.passwords import (
+        PasswordFile,
+        PasswordFileError,
+        load_password_file,
+        save_password_file,
+        with_user,
+        without_user,
+    )
 
     try:
         content = load_password_file(file) if file.exists() else PasswordFile()

@@ -124,7 +124,7 @@ def register(app: typer.Typer) -> None:
         except ConfigError as exc:
             typer.echo(str(exc), err=True)
             raise typer.Exit(2) from None
-        except (OSError, TimeoutError, asyncio.TimeoutError) as exc:
+        except (OSError, TimeoutError) as exc:
             typer.echo(f"cannot browse {endpoint}: {exc}", err=True)
             raise typer.Exit(1) from None
         except Exception as exc:  # asyncua's UaError family and friends: say what, not a traceback

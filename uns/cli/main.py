@@ -9,7 +9,6 @@ core never imports them at module level.
 from __future__ import annotations
 
 import importlib
-import logging
 
 import typer
 

@@ -162,7 +162,7 @@ def _call(ctx: typer.Context, owner: str | None, method: str, *args: Any) -> lis
     except UaStatusCodeError as exc:
         typer.echo(f"uns sim: {method} refused by {endpoint}: {exc}", err=True)
         raise typer.Exit(1) from None
-    except (OSError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError) as exc:
         typer.echo(f"uns sim: cannot reach {endpoint}: {exc!r}", err=True)
         raise typer.Exit(1) from None
 

@@ -268,7 +268,7 @@ def _fill_dataset(out: pb.Payload.DataSet, dataset: Any) -> None:
         if len(row) != len(types):
             raise EncodeError(f"DataSet row {row_index} has {len(row)} values for {len(types)} columns")
         pb_row = out.rows.add()
-        for datatype, value in zip(types, row):
+        for datatype, value in zip(types, row, strict=True):
             element = pb_row.elements.add()
             if value is not None:  # a null cell is an element with no value set
                 setattr(element, SCALAR_FIELD[datatype], _scalar_to_wire(datatype, value))

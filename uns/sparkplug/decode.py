@@ -265,7 +265,7 @@ def _property_set_from_pb(raw: pb.Payload.PropertySet, owner: Any) -> PropertySe
             f"metric {owner!r}: PropertySet has {len(keys)} keys but {len(values)} values "
             "(tck-id-payloads-propertyset-keys-array-size, tck-id-payloads-propertyset-values-array-size)"
         )
-    return {key: _property_value_from_pb(key, value, owner) for key, value in zip(keys, values)}
+    return {key: _property_value_from_pb(key, value, owner) for key, value in zip(keys, values, strict=True)}
 
 
 def _property_value_from_pb(key: str, raw: pb.Payload.PropertyValue, owner: Any) -> PropertyValue:
@@ -309,7 +309,7 @@ def _dataset_from_pb(raw: pb.Payload.DataSet, label: Any) -> DataSet:
             )
         where = f"metric {label!r} DataSet row {index}"
         rows.append([_scalar(element, element.WhichOneof("value"), datatype, where)
-                     for element, datatype in zip(row.elements, types)])
+                     for element, datatype in zip(row.elements, types, strict=True)])
     return DataSet(columns=columns, types=types, rows=rows)
 
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 
-from uns import json_guard
-
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictInt, ValidationError
+
+from uns import json_guard
 
 from .errors import MalformedPayloadError
 
