@@ -56,7 +56,8 @@ def broker(kind: str, workdir: Path) -> Iterator[tuple[int, subprocess.Popen]]:
         conf = workdir / f"embedded-{port}.yaml"
         conf.write_text(f"tcp: {{host: 127.0.0.1, port: {port}}}\nwebsocket: null\n"
                         "demo_anonymous: read-write\nsys_interval: 0\n")
-        cmd = [str(Path(sys.executable).parent / "uns"), "--log-level", "WARNING", "broker", "run", "--config", str(conf)]
+        cmd = [str(Path(sys.executable).parent / "uns"), "--log-level", "WARNING",
+               "broker", "run", "--config", str(conf)]
     elif kind == "mosquitto":
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         conf = workdir / f"mosquitto-{port}.conf"
@@ -159,7 +160,8 @@ def main() -> None:
     if args.role == "pub":
         return run_publisher(args.port, args.qos[0], args.count, args.size)
 
-    brokers = [b for b in args.brokers if b != "mosquitto" or shutil.which("mosquitto") or Path("/usr/sbin/mosquitto").exists()]
+    brokers = [b for b in args.brokers
+               if b != "mosquitto" or shutil.which("mosquitto") or Path("/usr/sbin/mosquitto").exists()]
     print(f"{args.count} messages of {args.size} B, one paho publisher and one paho subscriber process, "
           f"{args.runs} run(s), median shown")
     print(f"{'broker':<10} {'QoS':>3} {'msg/s':>9} {'loss':>6} {'broker CPU/msg':>15}  runs (msg/s)")
@@ -175,7 +177,8 @@ def main() -> None:
                       f"{statistics.median(r['cpu_us'] for r in results):>12,.0f} µs  "
                       f"{runs}", flush=True)
             if "embedded" in medians and "mosquitto" in medians:
-                print(f"    QoS {qos}: mosquitto / embedded = {medians['mosquitto'] / medians['embedded']:.1f}x", end="")
+                print(f"    QoS {qos}: mosquitto / embedded = {medians['mosquitto'] / medians['embedded']:.1f}x",
+                      end="")
                 if "amqtt" in medians:
                     print(f"; embedded / plain amqtt = {medians['embedded'] / medians['amqtt']:.2f}x", end="")
                 print(flush=True)

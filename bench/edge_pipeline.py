@@ -626,7 +626,8 @@ def main() -> None:
                         help="load server processes per scenario (default: one per 10,000 tags with "
                              "node-opcua, one per 2,500 tags with asyncua)")
     parser.add_argument("--rate-hz", type=float, nargs="+",
-                        help="changes per second of each tag, per scenario (default 4 Hz at 1,000 tags, 2 Hz at 10,000)")
+                        help="changes per second of each tag, per scenario "
+                             "(default 4 Hz at 1,000 tags, 2 Hz at 10,000)")
     parser.add_argument("--seconds", type=float, default=20.0, help="steady measuring window")
     parser.add_argument("--warmup", type=float, default=10.0, help="after the last DBIRTH, before the window")
     parser.add_argument("--drain", type=float, default=3.0, help="after the window, for late values")

@@ -191,7 +191,8 @@ async def _bench_broker(args: argparse.Namespace, kind: str, host: str, port: in
         child = await _run_child(args, host, port, "throughput")
         expected = args.tags + child["sent_metrics"]  # the DBIRTH's metrics count too
         deadline = time.perf_counter() + 60
-        while time.perf_counter() < deadline and (sp_host.stats.metrics_decoded < expected or sp_host.stats.mirror_pending):
+        while time.perf_counter() < deadline and (sp_host.stats.metrics_decoded < expected
+                                                  or sp_host.stats.mirror_pending):
             await asyncio.sleep(0.05)
         await asyncio.sleep(0.2)
         stop.set()
@@ -203,7 +204,8 @@ async def _bench_broker(args: argparse.Namespace, kind: str, host: str, port: in
         stats = sp_host.stats
         results["throughput"] = {
             "metrics_sent": child["sent_metrics"], "metrics_decoded": stats.metrics_decoded - args.tags,
-            "decoded_per_s": round((last_decode[1] - first[1] + args.per_message) / max(1e-3, last_decode[0] - first[0])),
+            "decoded_per_s": round((last_decode[1] - first[1] + args.per_message)
+                                   / max(1e-3, last_decode[0] - first[0])),
             "mirror_published": last_mirror[2] - base_mirror,
             "mirror_published_per_s": round((last_mirror[2] - base_mirror) / max(1e-3, last_mirror[0] - first[0])),
             "conflated": stats.mirror_conflated, "publisher_s": round(child["publish_s"], 2),
@@ -272,7 +274,8 @@ def main() -> None:
         for i, lat in enumerate(r["latency"]):
             head = (f"{r['broker']:<10} {t['decoded_per_s']:>9}  {t['mirror_published_per_s']:>10}  {t['conflated']:>9}"
                     if i == 0 else " " * 43)
-            print(f"{head} | {lat['rate_metrics_per_s']:>6}  {lat.get('p50_ms')}/{lat.get('p99_ms')}/{lat.get('max_ms'):<12}"
+            print(f"{head} | {lat['rate_metrics_per_s']:>6}  "
+                  f"{lat.get('p50_ms')}/{lat.get('p99_ms')}/{lat.get('max_ms'):<12}"
                   f"  {lat['received']}/{lat['sent_metrics']}")
 
 

@@ -76,7 +76,9 @@ _CONNECTED_AS = "uns.connected_as"  # the _Identity a session last connected wit
 _LOOP_ENDED = "uns.loop_ended"  # asyncio.Event set when the session's message loop has ended
 TAKEOVER_WAIT_S = 5.0  # how long a takeover waits for the old connection's clean close
 #: client ids whose sessions amqtt wanted to delete during a CONNECT not yet authenticated (per task)
-_DEFERRED_DELETES: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("uns_deferred_deletes", default=None)
+_DEFERRED_DELETES: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
+    "uns_deferred_deletes", default=None
+)
 log = logging.getLogger("broker")
 
 KEEPALIVE_FACTOR = 1.5  # MQTT 3.1.1 §3.1.2.10

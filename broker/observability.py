@@ -91,7 +91,8 @@ class BrokerCollector(Collector):
         yield counter("uns_broker_client_id_refused",
                        "CONNECTs refused because the user may not use that client id", stats.client_id_refused)
         yield counter("uns_broker_takeovers",
-                       "live connections closed because their client id connected again (MQTT-3.1.4-2)", stats.takeovers)
+                       "live connections closed because their client id connected again (MQTT-3.1.4-2)",
+                       stats.takeovers)
         yield counter("uns_broker_protocol_violations",
                        "connections closed for a wildcard topic name or a packet over max_packet_size_bytes",
                        stats.protocol_violations)

@@ -35,7 +35,8 @@ log = logging.getLogger("broker")
 def amqtt_config(settings: BrokerSettings) -> BrokerConfig:
     """Translate our settings into amqtt's config (listeners and our auth plugin only)."""
     named: list[tuple[str, Listener | TlsListener, str, bool]] = []
-    for name, listener, kind, tls in (("tcp", settings.tcp, "tcp", False), ("websocket", settings.websocket, "ws", False),
+    for name, listener, kind, tls in (("tcp", settings.tcp, "tcp", False),
+                                      ("websocket", settings.websocket, "ws", False),
                                       ("tls", settings.tls, "tcp", True), ("wss", settings.wss, "ws", True)):
         if listener is not None:
             named.append((name, listener, kind, tls))

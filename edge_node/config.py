@@ -463,7 +463,8 @@ class EdgeConfig(_Strict):
     line: LinePath
     #: ISA-95 to Sparkplug id convention (line-per-edge-node, or gateway)
     mapping: NamespaceMapping = Field(default_factory=NamespaceMapping)
-    data_dir: Path = Field(Path("data/edge"), description="state (certificates, store-and-forward); relative to the file")
+    data_dir: Path = Field(Path("data/edge"),
+                           description="state (certificates, store-and-forward); relative to the file")
     sparkplug: dict[str, Any] = Field(
         default_factory=dict,
         description="EdgeSparkplugConfig fields; group_id/edge_node_id default from line + mapping")

@@ -12,8 +12,8 @@ Why this shape:
   The HTTP shell is :class:`uns.probes.ProbeServer`, shared with the broker.
 
 ``/readyz`` is 200 when the MQTT session is connected, the NBIRTH of that connection is out,
-every OPC UA endpoint has a live session and the store-and-forward file can be written; otherwise 503 with ``{"status", "detail", "checks"}``
-naming what is missing.
+every OPC UA endpoint has a live session and the store-and-forward file can be written; otherwise
+503 with ``{"status", "detail", "checks"}`` naming what is missing.
 """
 
 from __future__ import annotations
@@ -96,7 +96,8 @@ class EdgeCollector(Collector):
         if not isinstance(stats, EdgeStats):
             return  # not started yet, or a client without EdgeStats (tests' fakes)
         s = stats
-        yield gauge("uns_edge_born", "1 once the NBIRTH of the current connection is on the wire", 1 if s.birthed else 0)
+        yield gauge("uns_edge_born", "1 once the NBIRTH of the current connection is on the wire",
+                    1 if s.birthed else 0)
         yield gauge("uns_edge_bdseq", "bdSeq of the current (or next) MQTT connection", s.bd_seq)
         yield gauge("uns_edge_seq", "seq of the last Sparkplug message", s.seq)
         yield counter("uns_edge_messages_out", "MQTT PUBLISHes written (Sparkplug and command results)",
@@ -157,8 +158,8 @@ class EdgeCollector(Collector):
                                            labels=["endpoint"]),
             "reconnects": CounterMetricFamily("uns_edge_opcua_reconnects",
                                               "sessions opened after the first one (reconnects)", labels=["endpoint"]),
-            "connect_failures": CounterMetricFamily("uns_edge_opcua_connect_failures", "connection attempts that failed",
-                                                    labels=["endpoint"]),
+            "connect_failures": CounterMetricFamily("uns_edge_opcua_connect_failures",
+                                                    "connection attempts that failed", labels=["endpoint"]),
             "certificate_rejections": CounterMetricFamily(
                 "uns_edge_opcua_certificate_rejections", "connect attempts refused for the server's certificate",
                 labels=["endpoint"]),

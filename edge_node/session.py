@@ -121,8 +121,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Action", "CommandFault", "CommandReceived", "Connect", "ConnectFailed", "ConnectStarted", "DataConfirmed",
-    "DeliverCommand", "Disconnect", "EdgeSession", "Event", "FetchHistory", "HistoryFetched",
-    "MqttConnected", "MqttDisconnected", "PersistBdSeq", "Publish", "RejectedCommand", "SessionCounters", "SessionSettings",
+    "DeliverCommand", "Disconnect", "EdgeSession", "Event", "FetchHistory", "HistoryFetched", "MqttConnected",
+    "MqttDisconnected", "PersistBdSeq", "Publish", "RejectedCommand", "SessionCounters", "SessionSettings",
     "Shutdown", "State", "StateReceived", "StoreDelete", "StoreForward", "Subscribe", "Tick",
 ]
 
@@ -148,7 +148,8 @@ _ANY_TIME = {Tick: None, DeviceOnline: None, DeviceOffline: None, HistoryFetched
 
 #: state -> event type -> the states the event may lead to (None = stays). Anything else is our misuse.
 _TRANSITIONS: dict[State, dict[type, frozenset[State] | None]] = {
-    _S.DISCONNECTED: {**_ANY_TIME, DataConfirmed: None, ConnectStarted: frozenset({_S.CONNECTING}), Shutdown: frozenset({_S.CLOSED})},
+    _S.DISCONNECTED: {**_ANY_TIME, DataConfirmed: None, ConnectStarted: frozenset({_S.CONNECTING}),
+                      Shutdown: frozenset({_S.CLOSED})},
     _S.CONNECTING: {**_ANY_TIME, DataConfirmed: None, ConnectFailed: frozenset({_S.DISCONNECTED}),
                     MqttConnected: frozenset({_S.WAITING_HOST, _S.ONLINE}),
                     MqttDisconnected: frozenset({_S.DISCONNECTED}), Shutdown: frozenset({_S.CLOSED})},
@@ -631,8 +632,8 @@ class EdgeSession:
                 self._pending = [u for u in self._pending if u.device_id != event.device_id]
                 actions += self._publish_values(event.device_id, mine, from_store=False)
             payload = Payload(metrics=[], timestamp=self._clock(), seq=self._next_seq())
-            actions.append(self._publish(MessageType.DDEATH, event.device_id, encode_payload(payload, MessageType.DDEATH),
-                                         seq=payload.seq))
+            actions.append(self._publish(MessageType.DDEATH, event.device_id,
+                                         encode_payload(payload, MessageType.DDEATH), seq=payload.seq))
             self.counters.ddeaths += 1
         dev.online = False
         dev.born = False
@@ -914,7 +915,8 @@ class EdgeSession:
         for definition in definitions:
             key = (definition.device_id, definition.name)
             if key in self._metrics:
-                raise LocalProtocolError(f"metric {definition.name!r} of {_where(definition.device_id)} is defined twice")
+                raise LocalProtocolError(
+                    f"metric {definition.name!r} of {_where(definition.device_id)} is defined twice")
             if not definition.name:
                 raise LocalProtocolError("a metric definition has an empty name")
             if definition.device_id is None and definition.name in (BDSEQ, *_NODE_CONTROLS):

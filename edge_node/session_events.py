@@ -19,8 +19,8 @@ from .model import DeviceOffline, DeviceOnline, MetricUpdate
 __all__ = [
     "Action", "CommandFault", "CommandReceived", "Connect", "ConnectFailed", "ConnectStarted", "DataConfirmed",
     "DeliverCommand", "Disconnect", "Event", "FetchHistory", "HistoryFetched", "MqttConnected",
-    "MqttDisconnected", "PersistBdSeq", "Publish", "RejectedCommand", "Shutdown", "StateReceived", "StoreDelete", "StoreForward",
-    "Subscribe", "Tick",
+    "MqttDisconnected", "PersistBdSeq", "Publish", "RejectedCommand", "Shutdown", "StateReceived", "StoreDelete",
+    "StoreForward", "Subscribe", "Tick",
 ]
 
 

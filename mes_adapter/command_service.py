@@ -216,7 +216,8 @@ class CommandService:
                             f"{principal.user_id!r} has role {principal.role.label}")
         if any(s.user_id == signature.user_id and s.meaning == signature.meaning for s in record.request.signatures):
             raise CommandError(409, "already_signed",
-                               f"{signature.user_id!r} already signed command {command_id} as {signature.meaning.value}")
+                               f"{signature.user_id!r} already signed command {command_id} "
+                               f"as {signature.meaning.value}")
         try:
             verify_signature(signature, record.request.command_hash(), self.checker.users)
         except SignatureRefused as exc:
@@ -319,7 +320,8 @@ class CommandService:
         if request.device_id is not None:
             device = node.devices.get(request.device_id)
             if device is None or not device.online:
-                return 409, "target_offline", f"device {request.device_id} of {request.edge_node_id} is offline; not sent"
+                return 409, "target_offline", (f"device {request.device_id} of {request.edge_node_id} "
+                                               "is offline; not sent")
         if self._model.metric(request.group_id, request.edge_node_id, request.device_id, request.metric) is None:
             return 409, "metric_not_born", (f"{request.target_label} was not declared in the target's birth; "
                                             "the edge could not resolve it")

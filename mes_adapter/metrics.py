@@ -180,7 +180,8 @@ class _ServiceCollector(Collector):
         episodes = service.episodes
         yield _counter("uns_adapter_quality_episodes_opened", "quality episodes (BAD/UNCERTAIN/STALE runs) opened",
                        episodes.opened)
-        yield _counter("uns_adapter_quality_episodes_closed", "quality episodes closed by a GOOD value", episodes.closed)
+        yield _counter("uns_adapter_quality_episodes_closed", "quality episodes closed by a GOOD value",
+                       episodes.closed)
         yield GaugeMetricFamily("uns_adapter_quality_episodes_active", "tags in a quality episode now",
                                 value=episodes.detector.open_count)
         yield _counter("uns_adapter_quality_episode_errors", "quality episodes not stored or not published",

@@ -118,8 +118,8 @@ def metric_quality(metric: Metric) -> Quality:
 
 
 __all__ = [
-    "BDSEQ", "NODE_NEXT_SERVER", "NODE_REBIRTH", "PROP_ENG_HIGH", "PROP_ENG_LOW", "PROP_ENG_UNIT", "PROP_FUTURE_TIMESTAMP",
-    "PROP_OLD_TIMESTAMP", "PROP_QUALITY", "PROP_QUALITY_REASON", "PROP_RAW_VALUE", "PROP_STATUS_CODE", "QUALITY_BAD",
-    "QUALITY_GOOD", "QUALITY_STALE", "Quality", "QualityReason", "is_quality_marker", "metric_quality", "quality_reason",
-    "raw_value", "status_code_severity",
+    "BDSEQ", "NODE_NEXT_SERVER", "NODE_REBIRTH", "PROP_ENG_HIGH", "PROP_ENG_LOW", "PROP_ENG_UNIT",
+    "PROP_FUTURE_TIMESTAMP", "PROP_OLD_TIMESTAMP", "PROP_QUALITY", "PROP_QUALITY_REASON", "PROP_RAW_VALUE",
+    "PROP_STATUS_CODE", "QUALITY_BAD", "QUALITY_GOOD", "QUALITY_STALE", "Quality", "QualityReason",
+    "is_quality_marker", "metric_quality", "quality_reason", "raw_value", "status_code_severity",
 ]

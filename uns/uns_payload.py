@@ -6,8 +6,8 @@
      "datatype": "Double", "unit": "degC"}
 
 a superset of UMH Core's ``{"value", "timestamp_ms"}`` so such consumers can ignore the extras
-(reference/domain.md §1.5). Bad data has ``"value": null``. A value whose quality the edge (or host) degraded says why in
-``reason`` (and ``raw_value`` when the edge withheld the raw reading)::
+(reference/domain.md §1.5). Bad data has ``"value": null``. A value whose quality the edge (or host) degraded says why
+in ``reason`` (and ``raw_value`` when the edge withheld the raw reading)::
 
     {"value": null, "timestamp_ms": 1733904005123, "quality": "BAD", "status_code": 2151415808,
      "reason": "out_of_range", "raw_value": "-9999.0", "datatype": "Double", "unit": "degC"}

@@ -130,7 +130,8 @@ class EpisodeService:
         for change in changes:
             if isinstance(change, MetricChange) and not getattr(change, "from_certificate", False):
                 state = change.metric
-                actions.extend((a, state) for a in self.detector.observe(sample_of(state), historical=change.historical))
+                actions.extend((a, state)
+                               for a in self.detector.observe(sample_of(state), historical=change.historical))
         if not actions:
             return
         announce: list[tuple[int, EquipmentPath]] = []
@@ -174,8 +175,8 @@ class EpisodeService:
         context = self._context.active_at(line, sample.timestamp_ms)
         episode_id = self.store.open(
             line=line, cell=equipment.cell, key=sample.key, topic=self._topic_of(state), quality=sample.quality.value,
-            reason=sample.reason or "bad_status", status_code=sample.status_code, status=status_name(sample.status_code),
-            raw_value=sample.raw_value, start_ms=sample.timestamp_ms,
+            reason=sample.reason or "bad_status", status_code=sample.status_code,
+            status=status_name(sample.status_code), raw_value=sample.raw_value, start_ms=sample.timestamp_ms,
             batch_id=context.batch_id if context else None, work_order_id=context.work_order_id if context else None,
             phase=context.phase if context else None, received_ms=sample.received_ms)
         self.detector.bind(sample.key, episode_id)

@@ -147,7 +147,8 @@ class EpisodeStore:
 
     def close_episode(self, episode_id: int, end_ms: int, received_ms: int) -> None:
         with self._write() as conn:
-            conn.execute("UPDATE quality_episode SET end_ms = ?, closed_received_ms = ? WHERE id = ? AND end_ms IS NULL",
+            conn.execute("UPDATE quality_episode SET end_ms = ?, closed_received_ms = ? "
+                         "WHERE id = ? AND end_ms IS NULL",
                          (end_ms, received_ms, episode_id))
 
     def get(self, episode_id: int) -> QualityEpisode | None:

@@ -138,7 +138,8 @@ class HostSession:
         state = StatePayload.from_bytes(payload)
         if state.online:
             if state.timestamp != self.connect_timestamp:
-                self.foreign_online_seen += 1  # another host with our id (tck-id-operational-behavior-host-application-host-id)
+                # another host with our id (tck-id-operational-behavior-host-application-host-id)
+                self.foreign_online_seen += 1
             return []
         if state.timestamp < self.connect_timestamp:
             self.stale_offline_ignored += 1

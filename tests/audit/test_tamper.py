@@ -67,7 +67,8 @@ def test_edited_record_with_its_hash_recomputed(fill: Fill) -> None:
         record = json.loads(row[0])
         record["actor_user_id"] = "mallory"
         body = canonical_json(record)
-        db.execute("UPDATE audit_record SET body=?, entry_hash=? WHERE seq=4", (body.decode(), record_hash(row[1], body)))
+        db.execute("UPDATE audit_record SET body=?, entry_hash=? WHERE seq=4",
+                   (body.decode(), record_hash(row[1], body)))
     report = _broken(path)
     assert report.first_broken_seq == 4 and report.first_broken.problem is Problem.CHAIN_BROKEN  # type: ignore[union-attr]
 

@@ -81,7 +81,8 @@ def test_mosquitto_clients_retained_and_denied(secured: EmbeddedBrokerEndpoint, 
 def test_mosquitto_pub_forbidden_topic_is_dropped(secured: EmbeddedBrokerEndpoint, scheme: str) -> None:
     with collector(secured.url_for("admin", "admin-pw")) as watcher:
         assert watcher.subscribe("spBv1.0/G1/#", 0) == 0
-        forbidden = _mosquitto_pub(secured, scheme, "e1", "e1-pw", "-t", "spBv1.0/G1/NDATA/E2", "-m", "forged", "-q", "1")
+        forbidden = _mosquitto_pub(secured, scheme, "e1", "e1-pw",
+                                   "-t", "spBv1.0/G1/NDATA/E2", "-m", "forged", "-q", "1")
         allowed = _mosquitto_pub(secured, scheme, "e1", "e1-pw", "-t", "spBv1.0/G1/NDATA/E1", "-m", "mine", "-q", "1")
         assert forbidden.returncode == 0 and allowed.returncode == 0  # MQTT 3.1.1 cannot say "denied"
         assert watcher.wait_for("spBv1.0/G1/NDATA/E1").payload == b"mine"

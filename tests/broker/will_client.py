@@ -1,4 +1,5 @@
-"""A paho client with a Will that a test freezes with SIGSTOP: ``python will_client.py URL CLIENT_ID WILL_TOPIC KEEPALIVE``.
+"""A paho client with a Will that a test freezes with SIGSTOP:
+``python will_client.py URL CLIENT_ID WILL_TOPIC KEEPALIVE``.
 
 Prints ``CONNECTED`` once the broker accepted it, then idles (paho sends PINGREQs) until killed.
 """

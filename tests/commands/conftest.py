@@ -110,7 +110,8 @@ def make(allowlist: Allowlist, users: Users) -> MakeRequest:
     """``make(metric, value, device="filler", sign_as="alice")``: a built, signed request at T0."""
 
     def build(metric: str, value: Any, *, device: str | None = "filler", requested_by: str = "alice",
-              sign_as: tuple[str, ...] = ("alice",), at: int = T0, command_id: uuid.UUID | None = None) -> CommandRequest:
+              sign_as: tuple[str, ...] = ("alice",), at: int = T0,
+              command_id: uuid.UUID | None = None) -> CommandRequest:
         request = build_request(allowlist, group_id=GROUP, edge_node_id=EDGE, device_id=device, metric=metric,
                                 value=value, requested_by=requested_by, reason="test change", now_ms=at,
                                 command_id=command_id)

@@ -21,7 +21,8 @@ def test_loads_and_finds_rules(tmp_path: Path) -> None:
     assert line.rule_id(rule) == "packaging:line1/filler/Filler/SpeedSetpoint"
     assert rule.wire_type is DataType.Double and rule.write is not None
     _, method = allowlist.find(GROUP, EDGE, None, "Batch/Start")  # type: ignore[misc]
-    assert method.wire_type is DataType.String and [a.name for a in method.call.args] == ["order", "product", "quantity"]
+    assert method.wire_type is DataType.String
+    assert [a.name for a in method.call.args] == ["order", "product", "quantity"]
     assert allowlist.find(GROUP, EDGE, "capper", "Filler/SpeedSetpoint") is None
 
 
@@ -62,7 +63,8 @@ def test_unknown_key_is_refused() -> None:
     ("        datatype: Double\n", "exactly one of 'write'"),
     ('        datatype: String\n        min: 1\n        write: {node_id: "x"}\n', "apply to numbers"),
     ('        datatype: Int8\n        enum: [1, 300]\n        write: {node_id: "x"}\n', "does not fit Int8"),
-    ('        datatype: Double\n        allowed_states: []\n        write: {node_id: "x"}\n', "allowed_states is empty"),
+    ('        datatype: Double\n        allowed_states: []\n        write: {node_id: "x"}\n',
+     "allowed_states is empty"),
     ('        datatype: Double\n        call: {object_node_id: o, method_node_id: m}\n', "call.args"),
     ('        datatype: UUID\n        write: {node_id: "x"}\n', "not writable"),
 ])

@@ -23,7 +23,8 @@ def test_critical_command_lifecycle(tmp_path: Path, checker: AllowlistChecker, m
     _, rule = checker.rule_for(request)  # type: ignore[misc]
     refused = checker.check(request, "Execute", T0)
     allowed = checker.check(request, "Idle", T0)
-    result = CommandResult(command_id=request.command_id, outcome=Outcome.CONFIRMED, command_hash=request.command_hash(),
+    result = CommandResult(command_id=request.command_id, outcome=Outcome.CONFIRMED,
+                           command_hash=request.command_hash(),
                            group_id=request.group_id, edge_node_id=request.edge_node_id, device_id=request.device_id,
                            metric=request.metric, old_value="SKU-12", requested_value="SKU-14",
                            readback_value="SKU-14", old_status_code=0, write_status_code=0, readback_status_code=0,
@@ -53,5 +54,6 @@ def test_critical_command_lifecycle(tmp_path: Path, checker: AllowlistChecker, m
     assert dispatched["allowlist_version"] == "2025-01-15.1" and len(dispatched["signatures"]) == 2
     assert dispatched["target"]["node_id"] == "ns=2;s=Filler.Recipe" and dispatched["client_id"] == "hmi-7"
     closing = rows[6]
-    assert (closing["old_value"], closing["requested_value"], closing["readback_value"]) == ("SKU-12", "SKU-14", "SKU-14")
+    values = (closing["old_value"], closing["requested_value"], closing["readback_value"])
+    assert values == ("SKU-12", "SKU-14", "SKU-14")
     assert closing["outcome"] == "confirmed" and closing["batch_id"] == "B-17"

@@ -87,8 +87,8 @@ def test_unregistered_user_and_forged_value(checker: AllowlistChecker, make: Mak
 def test_meaning_is_bound(checker: AllowlistChecker, make: MakeRequest) -> None:
     request = make(RECIPE, "SKU-14", sign_as=("alice", "bob"))
     approval = request.signatures[1]
-    swapped = request.model_copy(update={"signatures": (request.signatures[0],
-                                                        approval.model_copy(update={"meaning": SignatureMeaning.REVIEWED}))})
+    reviewed = approval.model_copy(update={"meaning": SignatureMeaning.REVIEWED})
+    swapped = request.model_copy(update={"signatures": (request.signatures[0], reviewed)})
     assert _reason(checker, swapped) is ReasonCode.SIGNATURE_INVALID
 
 

@@ -19,7 +19,8 @@ def test_type_problem(datatype: DataType, value: object, ok: bool) -> None:
 
 
 def test_normalize() -> None:
-    assert normalize_value(DataType.Float, 0.1) == pytest.approx(0.1, abs=1e-8) and normalize_value(DataType.Float, 0.1) != 0.1
+    assert normalize_value(DataType.Float, 0.1) == pytest.approx(0.1, abs=1e-8)
+    assert normalize_value(DataType.Float, 0.1) != 0.1
     assert normalize_value(DataType.Double, 5) == 5.0 and isinstance(normalize_value(DataType.Double, 5), float)
     assert normalize_value(DataType.Int32, 5) == 5
 

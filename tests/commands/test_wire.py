@@ -56,7 +56,8 @@ def _send(request, alias: int | None = None, datatype: DataType | None = None): 
                           now_ms=T0 + 5)
 
 
-def _one(topic: str, data: bytes, catalog: EdgeNodeCatalog, device: str | None = "filler") -> WireCommand | WireRejection:
+def _one(topic: str, data: bytes, catalog: EdgeNodeCatalog,
+         device: str | None = "filler") -> WireCommand | WireRejection:
     decoded = decode_command(topic, data, catalog.resolver(device))
     assert len(decoded) == 1
     return decoded[0]

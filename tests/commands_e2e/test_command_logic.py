@@ -58,7 +58,8 @@ def test_readback_within_tolerance_confirms() -> None:
 
 
 def test_last_good_readback_that_differs_is_a_mismatch() -> None:
-    outcome, reason, message = readback_verdict(rule(), 100.0, [Observed(90.0, 0, T0), Observed(None, 0x80050000, None)])
+    outcome, reason, message = readback_verdict(rule(), 100.0,
+                                                [Observed(90.0, 0, T0), Observed(None, 0x80050000, None)])
     assert (outcome, reason) == (Outcome.MISMATCH, ReasonCode.READBACK_MISMATCH)
     assert "90.0" in message
 

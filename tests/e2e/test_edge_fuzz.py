@@ -183,7 +183,8 @@ def _fuzz(stack: Stack, births: dict[str, bytes], rng: random.Random) -> int:
                 topic, data = device_topic, _renamed(births[dbirth_topic], MessageType.DBIRTH, rng, rng.random() < 0.5)
             elif choice < 0.65:
                 source = births[rng.choice([nbirth_topic, dbirth_topic])]
-                topic, data = rng.choice([nbirth_topic, dbirth_topic, *data_topics]), source[:rng.randrange(len(source))]
+                topic, data = (rng.choice([nbirth_topic, dbirth_topic, *data_topics]),
+                               source[:rng.randrange(len(source))])
             else:
                 topic, data = rng.choice([nbirth_topic, dbirth_topic, *data_topics]), rng.randbytes(rng.randrange(400))
             info = client.publish(topic, data, qos=1 if i % 50 == 0 else 0)

@@ -72,7 +72,8 @@ def changes(messages: list[Captured]) -> list[Change]:
             for metric in body.metrics:
                 owner, name = names[metric.alias]
                 assert owner == device, f"alias {metric.alias} of {owner} used in {message.topic}"
-                value = metric.long_value if metric.HasField("long_value") else getattr(metric, metric.WhichOneof("value") or "is_null")
+                value = (metric.long_value if metric.HasField("long_value")
+                         else getattr(metric, metric.WhichOneof("value") or "is_null"))
                 out.append(Change(device, name, value, metric.is_historical))
     return out
 
@@ -101,8 +102,8 @@ class Host:
     """A stand-in primary host / command sender (paho, MQTT 5)."""
 
     def __init__(self, host: str, port: int) -> None:
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"host-{os.getpid()}-{time.monotonic_ns()}",
-                                  protocol=mqtt.MQTTv5)
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
+                                  client_id=f"host-{os.getpid()}-{time.monotonic_ns()}", protocol=mqtt.MQTTv5)
         self.client.connect(host, port)
         self.client.loop_start()
 

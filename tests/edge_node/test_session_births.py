@@ -79,7 +79,8 @@ def test_nbirth_content() -> None:
     assert not next_server.HasField("alias")
     speed = by_name["Line/Speed"]
     assert speed.double_value == 12.5 and speed.timestamp == clock.now - 10_000
-    assert dict(zip(speed.properties.keys, [v.string_value for v in speed.properties.values], strict=True))["engUnit"] == "m/min"
+    properties = dict(zip(speed.properties.keys, [v.string_value for v in speed.properties.values], strict=True))
+    assert properties["engUnit"] == "m/min"
     assert speed.metadata.description == "line speed"
     state = by_name["Line/State"]
     assert state.is_null and state.WhichOneof("value") is None  # never set: is_null, no value

@@ -2,9 +2,10 @@
 no confirmation.
 
 One batch runs on the whole stack as real processes (embedded broker and Mosquitto) through, in
-order: the MES webhook answering 503 to its first POSTs, a broker crash (SIGKILL, down ~14 s) during which the edge node is SIGKILLed while it
-buffers and started again still without a broker; then the MES webhook holding a POST while the
-adapter is SIGKILLed with that POST in flight, and the adapter started again. Afterwards, exactly:
+order: the MES webhook answering 503 to its first POSTs, a broker crash (SIGKILL, down ~14 s)
+during which the edge node is SIGKILLed while it buffers and started again still without a broker;
+then the MES webhook holding a POST while the adapter is SIGKILLed with that POST in flight, and
+the adapter started again. Afterwards, exactly:
 
 * the batch's confirmations (partials and final, each counted once by ``confirmation_id``) add
   up to the simulator's own good and reject totals for the batch;

@@ -35,8 +35,8 @@ from tests.support.sniffer import Captured, Sniffer
 pytestmark = pytest.mark.timeout(180)
 
 TAG = "Line1/Filler/Temperature"
-ENDPOINT_NAME = "simulator"
-CELLS = ["Capper", "Filler", "Labeler"]  # the simulated line's cells (Sparkplug devices)  # the name `uns init` gives the simulator's endpoint in plant.yaml
+ENDPOINT_NAME = "simulator"  # the name `uns init` gives the simulator's endpoint in plant.yaml
+CELLS = ["Capper", "Filler", "Labeler"]  # the simulated line's cells (Sparkplug devices)
 
 
 def sim_fault(stack: Stack, *args: str) -> None:
@@ -117,7 +117,8 @@ def test_bad_status_episode_and_opcua_outage_status(tmp_path: Path, broker: str)
                 return line if not line["data_complete"] and line["devices_online"] == 0 else None
 
             line = wait_until(incomplete, 20, "/api/lines saying the data is incomplete")
-            assert (line["nodes_online"], line["nodes"], line["devices_online"], line["devices"]) == (1, 1, 0, len(CELLS))
+            counts = (line["nodes_online"], line["nodes"], line["devices_online"], line["devices"])
+            assert counts == (1, 1, 0, len(CELLS))
             named = [r for r in line["incomplete_reasons"] if r.startswith("device ")]
             assert sorted(r.split(" STALE since ")[0] for r in named) == [f"device {c}" for c in CELLS]
             code, ready = wait_until(lambda: (r := edge_readyz(stack))[0] == 503 and r, 20, "edge /readyz 503")

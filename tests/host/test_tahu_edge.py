@@ -72,5 +72,6 @@ async def test_tahu_edge_node_is_mirrored_with_right_values_and_types(mosquitto:
             stop_process(proc)
         # Tahu publishes its NDEATH on stop (publishDeath): every tag turns STALE
         await wait_for(sniffer, lambda m: m.topic == f"spBv1.0/{GROUP}/NDEATH/{EDGE}")
-        await wait_for(sniffer, lambda m: m.topic == f"{LINE}/Line/Mode" and json.loads(m.payload)["quality"] == "STALE")
+        await wait_for(sniffer,
+                       lambda m: m.topic == f"{LINE}/Line/Mode" and json.loads(m.payload)["quality"] == "STALE")
         assert host.stats.ndeaths == 1, host.stats.violations

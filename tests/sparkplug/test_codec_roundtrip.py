@@ -149,7 +149,8 @@ def test_float_has_float32_precision(x: float) -> None:
 @pytest.mark.parametrize("x", [math.nan, math.inf, -math.inf, -0.0, 5e-324, 1.7976931348623157e308])
 def test_double_special_values(x: float) -> None:
     decoded = roundtrip(Payload([Metric("d", x, DataType.Double, timestamp=TS)], TS, 0)).metrics[0].value
-    assert (math.isnan(decoded) and math.isnan(x)) or (decoded == x and math.copysign(1, decoded) == math.copysign(1, x))
+    both_nan = math.isnan(decoded) and math.isnan(x)
+    assert both_nan or (decoded == x and math.copysign(1, decoded) == math.copysign(1, x))
 
 
 def test_float_nan_and_overflow() -> None:
@@ -335,7 +336,8 @@ def test_timestamps_are_ms_and_required() -> None:
         encode_payload(Payload([Metric("m", 1, DataType.Int64)], now, 0), MessageType.NBIRTH)
     with pytest.raises(EncodeError, match="payload timestamp"):
         encode_payload(Payload([], None, 0), MessageType.NDATA)
-    # NDEATH: payload timestamp optional (MAY); commands: metric timestamps optional (tck-id-payloads-name-cmd-requirement)
+    # NDEATH: payload timestamp optional (MAY); commands: metric timestamps optional
+    # (tck-id-payloads-name-cmd-requirement)
     encode_payload(Payload([Metric("bdSeq", 0, DataType.Int64)]), MessageType.NDEATH)
     encode_payload(Payload([Metric("x", 1, DataType.Int64, alias=1)], now), MessageType.NCMD)
 

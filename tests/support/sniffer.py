@@ -94,7 +94,8 @@ class Sniffer:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     topics = sorted({m.topic for m in self.messages})[:30]
-                    raise TimeoutError(f"{len(found)}/{count} matching messages after {timeout}s; topics seen: {topics}")
+                    raise TimeoutError(f"{len(found)}/{count} matching messages after {timeout}s; "
+                                       f"topics seen: {topics}")
                 self._cond.wait(remaining)
 
     def wait_topic(self, topic: str, *, count: int = 1, timeout: float = 15.0) -> list[Captured]:

@@ -129,7 +129,8 @@ class Checkpoint(BaseModel):
         return sha256_hex(self.signed_bytes(log_id))
 
 
-def checkpoint_bytes(log_id: str, number: int, seq: int, head_hash: str, ts_ms: int, prev_checkpoint_hash: str) -> bytes:
+def checkpoint_bytes(log_id: str, number: int, seq: int, head_hash: str, ts_ms: int,
+                     prev_checkpoint_hash: str) -> bytes:
     return canonical_json({"schema": CHECKPOINT_SCHEMA, "log_id": log_id, "number": number, "seq": seq,
                            "head_hash": head_hash, "ts_ms": ts_ms, "prev_checkpoint_hash": prev_checkpoint_hash})
 
@@ -384,6 +385,6 @@ def checkpoint_from_row(row: tuple[Any, ...]) -> Checkpoint:
 
 
 __all__ = [
-    "APPEND_ONLY_TABLES", "CHECKPOINT_SCHEMA", "WITNESS_META_PREFIX", "AuditError", "AuditIntegrityError", "AuditLog", "AuditLogBusyError",
-    "CanonicalizationError", "Checkpoint", "checkpoint_bytes", "checkpoint_from_row", "connect",
+    "APPEND_ONLY_TABLES", "CHECKPOINT_SCHEMA", "WITNESS_META_PREFIX", "AuditError", "AuditIntegrityError", "AuditLog",
+    "AuditLogBusyError", "CanonicalizationError", "Checkpoint", "checkpoint_bytes", "checkpoint_from_row", "connect",
 ]

@@ -136,7 +136,8 @@ def up(
             failed = supervisor.failed()
             if failed:
                 name, code = failed[0]
-                console.print(f"[red]uns up: {name} exited with code {code}; see {data_dir / 'logs' / (name + '.log')}[/red]")
+                console.print(f"[red]uns up: {name} exited with code {code}; "
+                              f"see {data_dir / 'logs' / (name + '.log')}[/red]")
                 break
             if deadline is not None and time.monotonic() > deadline:
                 break

@@ -358,7 +358,8 @@ class Allowlist(_Strict):
                 key = (line.group_id, line.edge_node_id, rule.device_id, rule.metric)
                 if key in seen:
                     raise ConfigError(f"{where}: {'.'.join(map(str, loc))}: metric {rule.metric!r} of "
-                                      f"{line.edge_node_id}/{rule.device_id or '-'} is already allowlisted at {seen[key]}")
+                                      f"{line.edge_node_id}/{rule.device_id or '-'} "
+                                      f"is already allowlisted at {seen[key]}")
                 seen[key] = where
                 rule_id = line.rule_id(rule)
                 if rule_id in ids:

@@ -216,7 +216,8 @@ def evaluate_signatures(request: CommandRequest, registry: UserRegistry, *, crit
     ``window_ms`` of the first signature.
     """
     if not request.signatures:
-        raise SignatureRefused(ReasonCode.SIGNATURE_MISSING, f"command is not signed; {request.requested_by!r} must sign it")
+        raise SignatureRefused(ReasonCode.SIGNATURE_MISSING,
+                               f"command is not signed; {request.requested_by!r} must sign it")
     command_hash = request.command_hash()
     for signature in request.signatures:
         verify_signature(signature, command_hash, registry)

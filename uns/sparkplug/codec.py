@@ -291,7 +291,8 @@ def _fill_template(out: pb.Payload.Template, template: Any) -> None:
         _fill_metric(out.metrics.add(), member, True)
     for param in template.parameters:
         if not param.name:
-            raise EncodeError("every template parameter needs a name (tck-id-payloads-template-parameter-name-required)")
+            raise EncodeError("every template parameter needs a name "
+                              "(tck-id-payloads-template-parameter-name-required)")
         ptype = _as_datatype(param.type, f"template parameter {param.name!r}")
         if ptype not in BASIC_TYPES:
             raise EncodeError(f"template parameter {param.name!r}: {ptype.name} is not a basic type "

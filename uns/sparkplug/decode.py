@@ -158,8 +158,8 @@ def _resolved_metric(raw: pb.Payload.Metric, resolve: Resolver, command: bool) -
         return _finish_metric(raw, name, alias, datatype)
     if code and code != datatype:
         raise DataTypeMismatchError(
-            f"metric {name or born_name!r} (alias {alias}) carries datatype {BY_CODE[code].name if code in BY_CODE else code} "
-            f"but its birth declared {datatype.name}"
+            f"metric {name or born_name!r} (alias {alias}) carries datatype "
+            f"{BY_CODE[code].name if code in BY_CODE else code} but its birth declared {datatype.name}"
         )
     return _finish_metric(raw, name or born_name, alias, datatype)
 

@@ -31,7 +31,8 @@ class MessageType(StrEnum):
 
     @property
     def is_device(self) -> bool:
-        """DBIRTH/DDEATH/DDATA/DCMD carry a device_id level (tck-id-topic-structure-namespace-device-id-associated-message-types)."""
+        """DBIRTH/DDEATH/DDATA/DCMD carry a device_id level
+        (tck-id-topic-structure-namespace-device-id-associated-message-types)."""
         return self in _DEVICE_TYPES
 
     @property
