@@ -45,7 +45,7 @@ def test_scripts_up_runs_the_plant_and_stops_cleanly(tmp_path: Path) -> None:
             stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         deadline = time.monotonic() + 150
-        while "uns-hub is running" not in log_path.read_text(errors="replace"):
+        while "Press Ctrl-C to stop." not in log_path.read_text(errors="replace"):  # the whole block printed
             assert proc.poll() is None, log_path.read_text(errors="replace")
             assert time.monotonic() < deadline, log_path.read_text(errors="replace")
             time.sleep(0.3)

@@ -77,8 +77,9 @@ def test_bad_status_episode_and_opcua_outage_status(tmp_path: Path, broker: str)
         alarm_topic = f"{stack.line}/_alarms/Filler/Temperature"
         status_topic = f"{stack.line}/_mes/status"
         with uns_sniffer(stack, f"{stack.line}/_alarms/#", status_topic) as sniffer:
-            wait_until(lambda: line_summary(stack)["data_complete"], 30, "a complete line after start")
-            assert line_summary(stack)["devices_online"] == line_summary(stack)["devices"] == len(CELLS)
+            # the node may be born a moment before its devices: wait for the whole line, read once
+            wait_until(lambda: (s := line_summary(stack))["data_complete"]
+                       and s["devices_online"] == s["devices"] == len(CELLS), 30, "a complete line after start")
 
             # -- 1. a Bad sensor during a batch ------------------------------------------------------------
             status, body = stack.api("POST", f"/api/lines/{stack.line}/batch/start",
