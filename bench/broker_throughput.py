@@ -1,6 +1,6 @@
 """Embedded-broker throughput beside Mosquitto (and plain amqtt 0.12.1) in the same run.
 
-Method (the same as libraries.md §3.1, so the numbers compare): one paho publisher process sends
+Method: one paho publisher process sends
 ``--count`` messages of ``--size`` bytes to one topic as fast as paho accepts them (QoS 1 with
 paho's default max_inflight 20); one paho subscriber process, subscribed with the same QoS,
 counts them. The clock (CLOCK_MONOTONIC, system-wide) runs from just before the first publish
@@ -13,7 +13,8 @@ Repeat::
     .venv/bin/python bench/broker_throughput.py --count 20000 --runs 3 --brokers embedded mosquitto
 
 Needs Debian's ``mosquitto`` (``apt-get install mosquitto``); brokers that are missing are skipped.
-Reference (libraries.md §3.1, 2-core machine): plain amqtt ~5,700 msg/s QoS 0 and ~3,100 QoS 1;
+An earlier run on the 2-core project machine (50,000 msgs; latest figures in bench/README.md):
+plain amqtt ~5,700 msg/s QoS 0 and ~3,100 QoS 1;
 Mosquitto ~30,000 QoS 0 (bound by the Python subscriber) and ~7,000 QoS 1.
 """
 

@@ -5,14 +5,14 @@ at least 50 % of the metrics/s of hand-written pb2 code, because every service (
 MES adapter) pays this cost per message. Both variants run side by side in the same process so
 the ratio is meaningful on a shared, noisy machine.
 
-Workloads (as in reference/libraries.md §3.3):
+Workloads:
 
 * ``ndata100``: 100 metrics cycling Double/Int32/Boolean/String, each with alias and timestamp
   (alias-only NDATA on the typed side, decoded through a birth-learned catalog);
 * ``nbirth10k``: one 10,000-metric NBIRTH (name + alias + datatype + timestamp + value).
 
 "raw" = build ``pb.Payload`` from pre-built (name, datatype, field, wire value) rows +
-``SerializeToString`` (the strict baseline); the reference method, which also formats names and
+``SerializeToString`` (the strict baseline); a second raw variant, which also formats names and
 values inside the loop, is printed too; ``ParseFromString`` + ``WhichOneof`` per
 metric into a dict of Python values. "typed" = :func:`encode_payload` from model objects and
 :func:`decode_payload` back to model objects.
@@ -98,7 +98,7 @@ def raw_encode(rows: list[tuple[str, int, str, object]], birth: bool) -> bytes:
 
 
 def raw_encode_reference(n: int, birth: bool) -> bytes:
-    """The reference method (libraries.md §3.3): values and names made inside the loop."""
+    """The second raw variant: values and names made inside the loop."""
     out = pb.Payload()
     out.timestamp = TS
     out.seq = 0
@@ -172,7 +172,7 @@ def run(name: str, n: int, iters: int) -> tuple[float, float]:
         print(f"  {op:14}{r:>12,.0f}/s{t:>12,.0f}/s{t / r:>10.0%}")
     print(f"  {'encode+decode':14}{both_raw:>12,.0f}/s{both_typed:>12,.0f}/s{both_typed / both_raw:>10.0%}")
     both_ref = 1 / (1 / results["ref encode"] + 1 / results["raw decode"])
-    print(f"  reference-method raw (values built in the loop, libraries.md §3.3): encode "
+    print(f"  raw with values built in the loop: encode "
           f"{results['ref encode']:,.0f}/s, encode+decode {both_ref:,.0f}/s -> typed/raw {both_typed / both_ref:.0%}")
     return both_raw, both_typed
 

@@ -1,6 +1,6 @@
 """Command round trip with telemetry flowing: request → DCMD → edge checks → OPC UA write → read-back → result.
 
-Target (design.md): p50 under 30 ms, p99 under 100 ms on a 2-core machine.
+Target (bench/README.md): p50 under 30 ms, p99 under 100 ms on a 2-core machine.
 
 What runs, each in its own process, all on loopback: Mosquitto (started here on a free port), the
 simulated line (``uns sim run``, ticking at its normal 10 Hz plus ``--extra-tags`` synthetic

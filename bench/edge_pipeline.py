@@ -48,9 +48,9 @@ let late values arrive. Reported:
   health read, see ``--asyncua-watchdog-s``); produced changes/s read from the simulators directly;
   CPU of other processes on the machine ("others").
 
-Targets (design.md "Speed and scale", the edge node issue): at most 50 µs of edge CPU per change
+Targets (bench/README.md, the edge node issue): at most 50 µs of edge CPU per change
 (20,000 changes/s on one core); RSS under 150 MB at 10,000 tags. One asyncua server saturates near
-16,000 changes/s per process (libraries.md §3.4), hence several simulators. Every process runs on
+16,000 changes/s per process, hence several simulators. Every process runs on
 the same machine (2 cores in CI): simulators, broker and edge compete for the cores, so the numbers
 are a floor, not the edge node's ceiling.
 

@@ -4,7 +4,7 @@ Target: <= 50 µs of CPU per change (the design's 20,000 OPC UA changes/s throug
 2 cores leaves about that for the Sparkplug side). Each change goes ``submit`` → batch at the
 ``Tick`` → timestamp sort → ``Metric`` objects → :func:`uns.sparkplug.codec.encode_payload` →
 ``Publish`` action → confirmation (as the broker echo would). The MQTT client's own cost
-(aiomqtt ≈ 95 µs per *message*, libraries.md §3.2) is per message, not per change, and is
+(aiomqtt ≈ 95 µs of CPU per *message*) is per message, not per change, and is
 amortised over the batch: at the default 100 ms interval a message carries hundreds of changes.
 
 Workload: ``--tags`` Double tags spread over ``--devices`` devices, ``--rate`` changes per tick

@@ -1,6 +1,6 @@
 """Store-and-forward replay speed: a million buffered values written, then replayed, none lost or doubled.
 
-Target (design.md, "Speed and scale"): 1,000,000 buffered values replayed at over 50,000 values/s
+Target (bench/README.md): 1,000,000 buffered values replayed at over 50,000 values/s
 with none lost or duplicated. The replay here is the whole edge-side path except the socket:
 :class:`edge_node.store.SparkplugStore` reads batches in source-time order, the
 :class:`edge_node.session.EdgeSession` encodes them as ``is_historical`` DDATA/NDATA (codec

@@ -22,7 +22,7 @@ not share a GIL:
    → mirror publish → broker → subscriber), p50/p99/max, and received/expected.
 
 Numbers depend on the machine; the design target is p99 under 250 ms at 10,000 changes/s
-end-to-end on 2 cores (design.md "Speed and scale").
+end-to-end on 2 cores (bench/README.md).
 """
 
 from __future__ import annotations

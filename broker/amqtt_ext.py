@@ -1,7 +1,8 @@
 """The thin amqtt shell: a ``Broker`` subclass that routes through our ACL and Sparkplug logic.
 
 amqtt 0.12.1 (pinned exactly in pyproject) has three faults that break Sparkplug
-(libraries.md §3.1). Each is fixed here by overriding one amqtt method, never by copying its files:
+(tests/broker/test_amqtt_faults.py shows each). Each is fixed here by overriding one amqtt method,
+never by copying its files:
 
 1. **No Will on keep-alive expiry.** ``BrokerProtocolHandler.handle_read_timeout`` is ``pass``,
    so a frozen edge node never gets its NDEATH. :class:`KeepAliveBrokerHandler` closes the

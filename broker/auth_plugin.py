@@ -1,7 +1,7 @@
 """amqtt authentication plugin: our password file, verified off the event loop.
 
 Why not amqtt's ``FileAuthPlugin``: it runs argon2 on the event loop (≈155 ms per CONNECT on
-the project machine, libraries.md §3.1), stalling every connected client meanwhile, and it knows
+the project machine), stalling every connected client meanwhile, and it knows
 nothing of roles. This plugin verifies with ``asyncio.to_thread`` and, on success, leaves a
 :class:`broker.acl.Principal` in ``session.attributes[PRINCIPAL_KEY]`` for the ACL. The password
 file is re-read when its modification time changes, so ``uns broker passwd`` takes effect at the

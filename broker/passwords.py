@@ -1,7 +1,7 @@
 """The broker's user database: a YAML password file of argon2id hashes, roles and Sparkplug scopes.
 
 Why YAML and not mosquitto's ``user:hash`` lines: our edge node ids are ``<area>:<line>`` and
-group ids ``<enterprise>:<site>`` (see design.md), so a colon-separated line cannot carry an edge
+group ids ``<enterprise>:<site>`` (README "Wire conventions"), so a colon-separated line cannot carry an edge
 user's scope. The file looks like this and is written by ``uns broker passwd``::
 
     # uns-hub broker users

@@ -2,7 +2,8 @@
 
 Why not amqtt's ``BrokerSysPlugin``: it subscribes to every packet sent and received, and amqtt
 runs each plugin callback as its own asyncio task, which costs more per message than our whole
-routing (libraries.md §3.1: 5,703 → 4,373 msg/s). Plain integer counters cost nothing.
+routing (measured, QoS 0: 5,703 msg/s with amqtt's minimal plugins, 4,373 with its defaults,
+$SYS among them). Plain integer counters cost nothing.
 Topics follow mosquitto's names where one exists, so existing dashboards work.
 """
 

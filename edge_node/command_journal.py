@@ -4,7 +4,7 @@ Why a journal and not only a start-up sweep of the audit chain: a command accept
 OPC UA server is down is a promise to the requester (its ``queued`` audit record says so). A
 sweep could only break that promise after a restart ("failed: edge restarted"); with the queue on
 disk the edge keeps it, in arrival order, and the normal re-check still applies at execution
-(an overdue command ends ``expired``). design.md: nothing is kept only in memory that a restart
+(an overdue command ends ``expired``). The rule: nothing is kept only in memory that a restart
 would lose.
 
 The rule the executor follows (:mod:`edge_node.executor`): a command is added here *before* its

@@ -7,7 +7,7 @@ is a plain function of its inputs, testable without an OPC UA server or a broker
 * a command's **deadline** is the same one the checker applies (``valid_until_ms``, capped at
   ``created_at_ms + rule.validity_s``), so a command waiting in the offline queue expires exactly
   when the checker would refuse it as expired;
-* a **write status** that is not Good (top two bits 00, reference/domain.md §5.1) fails the
+* a **write status** that is not Good (Good: top two bits 00) fails the
   command with ``write_failed`` and the raw StatusCode;
 * a **read-back** confirms when it is Good and matches the request within the rule's tolerance
   (:func:`uns.commands.values.values_match`); when the timeout passes, the last Good read-back

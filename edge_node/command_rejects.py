@@ -3,7 +3,7 @@
 The session (:class:`edge_node.session.EdgeSession`, rule 12) hands such a message on as a
 :class:`~edge_node.session_events.RejectedCommand`: the topic, the raw bytes and why. The
 executor must audit the refusal and, when it can, answer the requester on the ``_cmd`` result
-topic (design.md, "Bad input": a denied command is never silent). This module decides what it
+topic (a denied command is never silent). This module decides what it
 says, so every verdict is a plain function testable without a broker:
 
 * the **reason code**: a command for a device, or a metric name, that no birth of this node

@@ -1,6 +1,6 @@
 """The edge-side command executor: the last line of defence before a PLC write.
 
-Whatever the host sent, a DCMD/NCMD metric reaches OPC UA only through here (design.md, flow 3):
+Whatever the host sent, a DCMD/NCMD metric reaches OPC UA only through here (docs/architecture.md, "Commands"):
 
 1. **intake** (one task, arrival order): rebuild the :class:`CommandRequest` from the topic the
    edge received on and the metric's envelope (:func:`uns.commands.wire.command_from_metric`);

@@ -1,7 +1,7 @@
 """Building an asyncua Client for one endpoint: security policy, client certificate, trust list, user.
 
 Why a separate module: the OPC UA source recreates its Client on every reconnect (reusing one
-instance sometimes hangs, reference/libraries.md §3.4), so "how to make a correctly secured
+instance sometimes hangs, FreeOpcUa/opcua-asyncio#1660), so "how to make a correctly secured
 client" must be one call.
 
 * The client certificate (DER) and key (PEM) live under ``<data_dir>/pki/own/`` and are generated

@@ -3,7 +3,7 @@
 Life of an :class:`OpcUaSource` (one per endpoint), forever until cancelled:
 
 1. build a **new** asyncua Client (never reconnect the same instance: it can hang,
-   reference/libraries.md §3.4) with the endpoint's security, connect, resolve ``nsu=`` node ids;
+   FreeOpcUa/opcua-asyncio#1660) with the endpoint's security, connect, resolve ``nsu=`` node ids;
 2. read every tag's current DataValue and announce each device it feeds with
    :class:`DeviceOnline` (→ DBIRTH with those values); node-level tags are submitted as updates;
 3. create one iterator-mode subscription, one monitored item per tag with the server-side

@@ -4,15 +4,16 @@ Why a session of its own, apart from the subscription session of :mod:`edge_node
 a command must not queue behind thousands of notifications or a slow re-subscribe, and a
 subscription storm must not add latency to a setpoint write. The session is supervised the
 same way as the source's (a new asyncua Client per attempt, never a reconnect of the old one,
-reference/libraries.md §3.4; a watchdog read of ``ServerStatus/State``), and :attr:`connected`
+which can hang; a watchdog read of ``ServerStatus/State``), and :attr:`connected`
 tells the command executor when it may execute queued commands. It logs in as the endpoint's
 ``write_credentials`` user when one is configured, so the subscription session's account can be
 read-only on the server (docs/security.md "OPC UA security").
 
 Every call returns the OPC UA StatusCode (uint32) instead of raising for a Bad status, because
-the status is part of the command result and the audit record (reference/domain.md §4.2, §5.1).
-Only a lost session raises (:class:`WriterDisconnected`): the executor decides whether the
-command may be retried (nothing was sent yet) or has failed (the write may have happened).
+the status is part of the command result and the audit record (which keeps the write's and the
+read-back's StatusCode). Only a lost session raises (:class:`WriterDisconnected`): the executor
+decides whether the command may be retried (nothing was sent yet) or has failed (the write may
+have happened).
 """
 
 from __future__ import annotations

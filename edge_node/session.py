@@ -6,7 +6,7 @@ Events (:mod:`edge_node.session_events`) go in through :meth:`EdgeSession.send` 
 a file or the event loop, and takes its clock as an argument, so every rule below is tested
 without a network (tests/edge_node/test_session_*.py).
 
-Rules (reference/sparkplug-3.0.md §3.1, §3.3, §3.4, §3.5, §6):
+Rules (Sparkplug B 3.0; each names the spec's tck-id assertions it implements):
 
 1. Every CONNECT carries the Will ``NDEATH`` (QoS 1, retain 0) with exactly one metric, ``bdSeq``
    (Int64), and no ``seq`` (tck-id-payloads-ndeath-will-message-qos, -retain, tck-id-topics-ndeath-payload,

@@ -211,7 +211,7 @@ class RejectedCommand:
     """An NCMD/DCMD the session could not decode: counted in ``bad_commands`` and handed on as is.
 
     The session cannot answer a command, but whoever executes commands must audit the refusal
-    and answer the requester (design.md, "Bad input": a denied command is never silent). The
+    and answer the requester (a denied command is never silent). The
     raw bytes go along so that side can still read a command id from the envelope. Emitted only
     with :attr:`edge_node.session.SessionSettings.report_rejected_commands`, so a shell written
     before this action existed never sees it.

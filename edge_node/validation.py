@@ -1,6 +1,6 @@
 """From a raw OPC UA sample to a Sparkplug metric update, or a reason not to send one. No I/O.
 
-Rules, in the order they apply (reference/domain.md §5, uns/conventions.py). Whenever the edge
+Rules, in the order they apply (wire conventions: uns/conventions.py). Whenever the edge
 decides a quality itself the update names it in ``QualityReason`` (and ``RawValue`` when the value
 is withheld), so a broken sensor never looks like a healthy Good value (docs/data-quality.md):
 

@@ -17,7 +17,7 @@ from mes_adapter.lines import line_key
 from mes_adapter.oee import MachineState
 from mes_adapter.shifts import ShiftCalendar
 
-#: PackML state names (map by name, never by number — domain.md §2.3) onto OEE categories.
+#: PackML state names (map by name, never by number: OPC UA companion specs renumber them) onto OEE categories.
 #: Execute produces; everything else is an unplanned stop unless the plant says otherwise.
 DEFAULT_STATE_MAP: dict[str, MachineState] = {
     "Execute": MachineState.RUNNING,

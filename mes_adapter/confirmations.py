@@ -1,4 +1,4 @@
-"""Production confirmations (reference/domain.md §2.4): their shape, their id, and when they are due.
+"""Production confirmations (a minimal JSON ISA-95 production response): their shape, their id, and when they are due.
 
 Pure, no I/O. Rules, stated once:
 

@@ -4,7 +4,7 @@ Pure logic, no I/O. A :class:`CounterTracker` follows one counter (good, reject,
 material) and turns samples into :class:`CounterDelta` s stamped with a *source* time, so the caller
 can attribute each one to the batch window containing that time.
 
-Rules, stated once (reference/domain.md §3.4):
+Rules, stated once:
 
 * The tracker keeps the counter's accepted samples ordered by source time. The increment credited at
   a sample is ``step(previous sample, sample)``; the total is the sum over consecutive pairs.

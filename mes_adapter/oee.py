@@ -1,6 +1,6 @@
 """ISO 22400-2 OEE from a machine-state timeline, planned downtime and counts. Pure, no I/O.
 
-Reading of reference/domain.md §3, written down once:
+Our reading of ISO 22400-2, written down once:
 
 * The window (a batch, a shift, or their intersection) is the planned operation time POT.
   Planned downtime (calendar breaks, planned maintenance, and machine states mapped to
@@ -198,7 +198,7 @@ def oee_ratios(pbt_ms: int, apt_ms: int, counts: Sequence[ProductionCount]) -> t
     """Availability, effectiveness, quality, OEE and warnings from time elements and counts.
 
     The formula core, separate from the timeline so it can be checked against plain worksheet
-    numbers (domain.md §3.5 oracle A).
+    numbers (the public Vorne/oee.com worksheet, oracle A of tests/mes/test_oee.py).
     """
     warnings: list[str] = []
     produced = sum(c.produced for c in counts)

@@ -1,4 +1,4 @@
-"""ISA-95 placement ⇄ Sparkplug ids ⇄ UNS topics (design.md "Wire conventions")."""
+"""ISA-95 placement ⇄ Sparkplug ids ⇄ UNS topics (README "Wire conventions")."""
 
 from __future__ import annotations
 

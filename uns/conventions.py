@@ -3,7 +3,7 @@
 Decided once (see README "Wire conventions"):
 
 * OPC UA Good → value; Uncertain → value plus ``StatusCode`` property; Bad → ``is_null``, ``Quality``
-  property 0 and the raw ``StatusCode`` (reference/domain.md §5.4).
+  property 0 and the raw ``StatusCode`` (Sparkplug 3.0 has no Uncertain ``Quality``; docs/data-quality.md).
 * Birth metrics carry their engineering unit and range as properties with Ignition's keys
   (``engUnit``, ``engLow``, ``engHigh``) so Ignition and other hosts show them; the description
   travels in ``metadata.description``.

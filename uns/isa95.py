@@ -1,6 +1,6 @@
 """ISA-95 placement ⇄ Sparkplug ids ⇄ UNS mirror topics.
 
-Default mapping (one edge node per line, reference/domain.md §1.3):
+Default mapping (one edge node per line; README "Wire conventions"):
 ``group_id = <enterprise>:<site>``, ``edge_node_id = <area>:<line>``, ``device_id = <cell>``,
 metric name = tag path with ``/`` folders. For one gateway serving many lines, ``gateway`` mode
 keeps a fixed ``edge_node_id`` and moves the line into the device: ``device_id =

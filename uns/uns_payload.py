@@ -5,8 +5,8 @@
     {"value": 72.4, "timestamp_ms": 1733904005123, "quality": "GOOD", "status_code": 0,
      "datatype": "Double", "unit": "degC"}
 
-a superset of UMH Core's ``{"value", "timestamp_ms"}`` so such consumers can ignore the extras
-(reference/domain.md §1.5). Bad data has ``"value": null``. A value whose quality the edge (or host) degraded says why
+a superset of UMH Core's ``{"value", "timestamp_ms"}`` so such consumers can ignore the extras.
+Bad data has ``"value": null``. A value whose quality the edge (or host) degraded says why
 in ``reason`` (and ``raw_value`` when the edge withheld the raw reading)::
 
     {"value": null, "timestamp_ms": 1733904005123, "quality": "BAD", "status_code": 2151415808,

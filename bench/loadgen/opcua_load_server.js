@@ -1,8 +1,8 @@
 // OPC UA load server for bench/edge_pipeline.py (--source node-opcua).
 //
 // Why it exists: on a 2-core machine, asyncua simulators able to change 10,000 tags at 2 Hz
-// take the whole machine (libraries.md §3.4: an asyncua server saturates near 16,000 changes/s
-// per process, and four of them used 1.6 cores), so the edge node under test was starved and the
+// take the whole machine (an asyncua server saturates near 16,000 changes/s per process, and
+// four of them used 1.6 cores), so the edge node under test was starved and the
 // bench measured the load generator. node-opcua (V8) serves the same load at a fraction of the
 // CPU, and is an OPC UA stack we did not write.
 //

@@ -35,7 +35,10 @@ def context_topic(mapping: NamespaceMapping, line: str) -> str:
 
 
 class ContextAssertion(BaseModel):
-    """One assertion of batch context for a line (domain.md §1.5 plus ``seq``, phase and target)."""
+    """One assertion of batch context for a line.
+
+    Batch, work order, product, start time and who asserted it, plus ``seq``, phase and target.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 

@@ -1,7 +1,7 @@
 """The UNS mirror's own MQTT connection: paho in its network thread, fed from the asyncio loop.
 
 Why not the Sparkplug session's aiomqtt client: aiomqtt creates an event and a waiter per QoS 1
-publish (~100-150 µs each, ``reference/libraries.md`` §3.2), which capped the mirror near
+publish (~100-150 µs of CPU each), which capped the mirror near
 3,000 messages/s while the design target is 10,000 changes/s. A plain paho client costs about a
 third of that per message and does its socket work in its own thread. Its own connection
 (client id ``<host client id>-mirror``, no Will) also keeps mirror bulk from queueing in front of

@@ -1,6 +1,6 @@
 """The primary host's STATE lifecycle as a state machine with no I/O (h11 style).
 
-Rules (Sparkplug 3.0 §STATE, reference/sparkplug-3.0.md §1 and §3.6):
+Rules (Sparkplug 3.0, STATE and Host Application; each names the spec's tck-id assertions):
 
 * CONNECT carries a Will on ``spBv1.0/STATE/<host_id>``: JSON ``{"online": false, "timestamp": T}``,
   QoS 1, retained, where T is the time the CONNECT is sent (tck-id-host-topic-phid-death-qos,

@@ -6,7 +6,8 @@ rules it enforces, stated once:
 
 * An NBIRTH starts a session: aliases and datatypes are learned (one
   :class:`~uns.sparkplug.catalog.EdgeNodeCatalog` per node), its ``bdSeq`` is remembered, its
-  ``seq`` is accepted whatever it is and the sequence resyncs from it (reference §6.5). Devices of
+  ``seq`` is accepted whatever it is and the sequence resyncs from it (the spec's assertions
+  disagree on an NBIRTH's ``seq``: 0, or any of 0..255). Devices of
   an earlier session need a new DBIRTH (the NBIRTH forgot their aliases). All DBIRTHs directly
   follow the NBIRTH (tck-id-payloads-dbirth-order), so a device that was online and is not born
   again by the first other message after the NBIRTH is declared dead then: a rebirth does not

@@ -1,4 +1,7 @@
-"""The three amqtt 0.12.1 faults (libraries.md §3.1): each shown on PLAIN amqtt, then fixed in ours.
+"""The three amqtt 0.12.1 faults: each shown on PLAIN amqtt, then fixed in ours.
+
+The faults: no Will on keep-alive expiry, retained messages leaking past the ACL, delivered QoS
+upgraded to the subscription's.
 
 Each test runs the same check twice. The ``PLAIN AMQTT`` half asserts the fault is there (so the
 test would fail if we ran our assertions against unmodified amqtt, and tells us when upstream

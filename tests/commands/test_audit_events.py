@@ -1,4 +1,7 @@
-"""One command's life in the audit trail, as the host records it: every step, the §4.2 fields."""
+"""One command's life in the audit trail, as the host records it: every step, every field.
+
+The fields: who, what, when, where, old value, new value, why.
+"""
 
 from __future__ import annotations
 

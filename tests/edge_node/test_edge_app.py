@@ -1,6 +1,6 @@
 """End to end: OPC UA server → EdgeNodeApp (source + validation + SparkplugEdgeClient) → Mosquitto → sniffer.
 
-Sparkplug rules observed on the wire (reference/sparkplug-3.0.md):
+Sparkplug 3.0 rules observed on the wire (by tck-id):
 tck-id-message-flow-device-birth-publish-nbirth-wait (a DBIRTH only after the NBIRTH),
 tck-id-topics-dbirth-metrics and tck-id-operational-behavior-data-publish-dbirth-values (each DBIRTH
 carries the current values, read from OPC UA at (re)connect), tck-id-topics-ddata-payload,

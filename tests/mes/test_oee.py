@@ -1,4 +1,8 @@
-"""ISO 22400 OEE against domain.md §3.5 oracles, plus micro-stop and planned-downtime cases."""
+"""ISO 22400 OEE against two oracles, plus micro-stop and planned-downtime cases.
+
+Oracle A is the public Vorne/oee.com worksheet; oracle B an event-level shift whose micro-stops
+move loss between availability and performance but never change OEE.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Array datatypes 22-34 against the golden bytes of reference/sparkplug-3.0.md §2.8 (the corrected
-3.x errata, sparkplug PR #436), plus empty arrays and malformed array bytes."""
+"""Array datatypes 22-34 against golden bytes (the spec's examples as corrected by the 3.x errata,
+sparkplug PR #436), plus empty arrays and malformed array bytes."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from uns.sparkplug.topic import MessageType
 
 F, T = False, True
 
-# Vectors quoted in reference §2.8 (Int8 -23, Int32, Float, Boolean, String, DateTime) are the
-# corrected errata bytes. The others are the 3.0.0 spec examples for the types the errata left
-# alone; those (and the errata'd DoubleArray, which §2.8 describes but does not quote) were
+# The Int8 (-23), Int32, Float, Boolean, String and DateTime vectors are the corrected errata
+# bytes. The others are the 3.0.0 spec examples for the types the errata left alone; those (and
+# DoubleArray, whose 3.0.0 example the errata fixes for byte order) were
 # cross-checked with struct.pack('<...') while writing this table.
 GOLDEN = [
     (DataType.Int8Array, [-23, 123], "E9 7B"),  # errata: -23 is E9, not EF

@@ -103,7 +103,7 @@ def test_alias_only_data_round_trips_through_the_catalog(datatype: DataType, dat
     (DataType.UInt32, 2**32 - 1, 2**32 - 1),
 ])
 def test_small_ints_are_sign_extended_to_32_bits_like_tahu_java(datatype: DataType, value: int, wire: int) -> None:
-    """Reference §2.7: Int8/16/32 in int_value as 32-bit two's complement (Tahu Java, Ignition)."""
+    """Spec DataType table: Int8/16/32 in int_value as 32-bit two's complement (Tahu Java, Ignition)."""
     raw = build_payload(Payload([Metric("m", value, datatype, timestamp=TS)], TS, 0), MessageType.NBIRTH)
     assert raw.metrics[0].WhichOneof("value") == "int_value"
     assert raw.metrics[0].int_value == wire
@@ -123,14 +123,14 @@ def test_64_bit_types_use_long_value(datatype: DataType, value: int) -> None:
     (DataType.Int8, 0xFFFFFFFF, -1), (DataType.Int16, 0xFFFF8000, -32768),
 ])
 def test_tahu_python_n_bit_encoding_is_accepted(datatype: DataType, wire: int, value: int) -> None:
-    """Tahu Python writes Int8 -1 as 255; a robust decoder masks and sign-extends (reference §2.7)."""
+    """Tahu Python writes Int8 -1 as 255; a robust decoder masks and sign-extends."""
     raw = pb.Payload(timestamp=TS, seq=0)
     raw.metrics.add(name="m", datatype=datatype, timestamp=TS, int_value=wire)
     assert decode_payload(raw.SerializeToString(), MessageType.NBIRTH).metrics[0].value == value
 
 
 def test_uint32_in_long_value_from_tahu_java_is_accepted() -> None:
-    """Reference §2.7: Tahu Java (and JS) put UInt32 in long_value; the spec says int_value."""
+    """Tahu Java (and JS) put UInt32 in long_value; the spec says int_value."""
     raw = pb.Payload(timestamp=TS, seq=0)
     raw.metrics.add(name="m", datatype=DataType.UInt32, timestamp=TS, long_value=4_000_000_000)
     assert decode_payload(raw.SerializeToString(), MessageType.NBIRTH).metrics[0].value == 4_000_000_000
@@ -170,7 +170,7 @@ def test_unicode_strings(s: str) -> None:
 
 
 def test_file_carries_metadata_file_name() -> None:
-    """Reference §2.7: File is bytes_value plus metadata.file_name."""
+    """Spec DataType table: File is bytes_value plus metadata.file_name."""
     meta = MetaData(file_name="recipe.csv", file_type="csv", size=3, md5="abc", is_multi_part=False, seq=0)
     payload = Payload([Metric("f", b"a,b", DataType.File, timestamp=TS, metadata=meta)], TS, 0)
     raw = build_payload(payload, MessageType.NBIRTH).metrics[0]

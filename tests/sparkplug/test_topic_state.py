@@ -59,7 +59,7 @@ def test_state_topic() -> None:
 
 
 def test_certificate_topics() -> None:
-    """Sparkplug-aware broker: births under $sparkplug/certificates/ (reference §1)."""
+    """Sparkplug-aware broker: births under $sparkplug/certificates/ (spec: Sparkplug Aware MQTT Server)."""
     nbirth = SparkplugTopic("g", MessageType.NBIRTH, "e")
     dbirth = SparkplugTopic("g", MessageType.DBIRTH, "e", "d")
     assert certificate_topic(nbirth) == "$sparkplug/certificates/spBv1.0/g/NBIRTH/e"

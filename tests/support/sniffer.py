@@ -2,7 +2,7 @@
 
 Uses paho in its own network thread, so async and sync tests can both use it. With MQTT 5
 (Mosquitto) it subscribes with QoS 2 and Retain-As-Published, so the recorded QoS and retain
-flags are the publisher's (reference/sparkplug-3.0.md §0, "S"); with MQTT 3.1.1 (amqtt) the
+flags are the publisher's (delivered QoS = min(publish, subscription QoS)); with MQTT 3.1.1 (amqtt) the
 retain flag of live messages is cleared by the broker and cannot be checked.
 """
 

@@ -2,7 +2,7 @@
 
 Why a signature on checkpoints at all: a hash chain alone cannot tell a log whose tail was cut
 off, or that was rewritten from scratch by someone holding the file, from an honest one
-(reference/domain.md §4.3). A checkpoint ``(seq, head hash)`` signed with a key the attacker does
+(docs/security.md, "Audit chain"). A checkpoint ``(seq, head hash)`` signed with a key the attacker does
 not have pins everything up to ``seq``.
 
 Files next to the audit database by default:

@@ -1,5 +1,5 @@
 """One audit record: a lifecycle step of one command, with the fields 21 CFR Part 11 / Annex 11
-reviewers look for (reference/domain.md §4.2: who, what, when, where, old value, new value, why).
+reviewers look for (who, what, when, where, old value, new value, why).
 
 The caller fills an :class:`AuditEntry`; the log adds what the caller must not control — the
 gap-free ``seq``, its own clock's ``ts_ms`` (11.10(e): "independently record"), a fresh

@@ -176,7 +176,7 @@ def write_stack_config(out: Path, profile: Profile = Profile.LOCAL, ports: Stack
         "persistence false\n"
         "# commands are small request/response messages: do not let Nagle hold them ~40 ms\n"
         "set_tcp_nodelay true\n"
-        "# the hub's subscribers must not lose messages under bursts (reference/libraries.md §3.1)\n"
+        "# the hub's subscribers must not lose messages under bursts (the default 1000 drops them)\n"
         "max_queued_messages 0\n"
         "# the embedded broker's max_packet_size_bytes: a client sending a bigger packet is disconnected\n"
         f"max_packet_size {DEFAULT_MAX_PACKET_SIZE}\n"

@@ -45,7 +45,7 @@ YAML shape (one file, ``version`` goes into every audit record)::
 A method rule's metric travels as a Sparkplug String whose value is the canonical JSON object of
 its arguments (``{"order":"WO-1","product":"SKU-12","quantity":500}``); the edge births it as a
 String metric. State names are compared case-insensitively, by name, never by number
-(reference/domain.md §2.3: companion specs renumber PackML states).
+(OPC UA companion specs renumber PackML states).
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ from .model import ReasonCode
 from .values import NUMERIC_TYPES, normalize_value, parse_writable_datatype, type_problem
 from .yamlsource import ConfigError, YamlSource
 
-#: PackML ``Status.StateCurrent`` numbering (ISA-TR88.00.02, reference/domain.md §2.3)
+#: PackML ``Status.StateCurrent`` numbering (ISA-TR88.00.02)
 PACKML_STATES: dict[int, str] = {
     0: "Undefined", 1: "Clearing", 2: "Stopped", 3: "Starting", 4: "Idle", 5: "Suspended", 6: "Execute",
     7: "Stopping", 8: "Aborting", 9: "Aborted", 10: "Holding", 11: "Held", 12: "Unholding", 13: "Suspending",

@@ -1,10 +1,10 @@
 """Audit entries for each step of a command, filled the same way by the host and the edge.
 
 One function per kind of step so every component records the same fields for the same event
-(reference/domain.md §4.2); the audit log (:class:`uns.audit.chain.AuditLog`) adds seq, time and
-hashes. ``context`` carries who/where facts the command itself does not: the client the request
-came from, the component writing, the batch and work order running on the line, and the OPC UA
-endpoint.
+(who, what, when, where, old value, new value, why); the audit log
+(:class:`uns.audit.chain.AuditLog`) adds seq, time and hashes. ``context`` carries who/where facts
+the command itself does not: the client the request came from, the component writing, the batch
+and work order running on the line, and the OPC UA endpoint.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Numeric arrays are packed little-endian; BooleanArray is a uint32 LE count then bits MSB-first;
 StringArray is NUL-terminated UTF-8 strings; DateTimeArray is int64 LE ms. The golden vectors of
-the 3.x errata (reference/sparkplug-3.0.md §2.8) are checked in tests/sparkplug/test_arrays.py.
+the 3.x errata (sparkplug PR #436) are checked in tests/sparkplug/test_arrays.py.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The Sparkplug 3.0 DataType enum and what each code means on the wire.
 
-Rules (reference/sparkplug-3.0.md §2.7): Int8/16/32 and UInt8/16/32 travel in ``int_value``
+Rules (the spec's DataType table): Int8/16/32 and UInt8/16/32 travel in ``int_value``
 (uint32), Int64/UInt64 and DateTime in ``long_value`` (uint64), signed values as two's complement.
 We encode negative small ints sign-extended to 32 bits like Tahu Java (what Ignition and the TCK
 use) and decode by masking to N bits then sign-extending, so both Tahu Java and Tahu Python
