@@ -60,8 +60,12 @@ class StreamGuard:
                 self._length += (byte & 0x7F) * self._multiplier
                 self._multiplier *= 128
                 self._length_bytes += 1
-                if byte & 0x80 and self._length_bytes < 4:
-                    continue
+                if byte & 0x80:
+                    if self._length_bytes < 4:
+                        continue
+                    # MQTT 3.1.1 §2.2.3: at most four bytes; a fifth would be a malformed packet
+                    self.violation = "a malformed remaining length (continues past its fourth byte)"
+                    return self.violation
                 self._start_body()
             else:
                 take = min(self._remaining, n - i)

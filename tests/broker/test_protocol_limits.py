@@ -202,6 +202,17 @@ def test_the_guard_measures_whole_packets_across_any_chunking() -> None:
     assert StreamGuard(None).feed(publish_packet("big/t", b"x" * 100_000)) is None  # no size limit
 
 
+def test_the_guard_refuses_a_remaining_length_longer_than_four_bytes() -> None:
+    for chunk in (1, 6):
+        guard = StreamGuard(None)  # no size limit: the length itself is malformed
+        stream = b"\x30\xff\xff\xff\xff\x01"
+        verdicts = [guard.feed(stream[i:i + chunk]) for i in range(0, len(stream), chunk)]
+        assert guard.violation == "a malformed remaining length (continues past its fourth byte)"
+        assert verdicts[-1] == guard.violation
+    # the largest legal length (four bytes, the last without the continuation bit) is fine
+    assert StreamGuard(None).feed(b"\x30\xff\xff\xff\x7f") is None
+
+
 def test_the_guard_sees_a_wildcard_topic_name_in_any_chunking() -> None:
     # the payload holds a whole PINGREQ-looking and wildcard-looking text: only the topic name counts
     stream = publish_packet("ok/topic", b"a/+/# \xc0\x00") + publish_packet("a/+/b", b"payload")
@@ -270,6 +281,15 @@ def test_an_oversized_connect_is_closed_before_its_body_is_read(tmp_path: Path) 
                 assert conn.is_closed(), broker.kind
             finally:
                 conn.close()
+
+
+def test_a_remaining_length_past_four_bytes_closes_the_connection(tmp_path: Path) -> None:
+    """MQTT 3.1.1 §2.2.3 allows at most four length bytes: a fifth makes the packet malformed."""
+    with both_brokers(tmp_path) as brokers:
+        for broker in brokers:
+            with raw(broker, "sender") as sender:
+                sender.send(b"\x30\xff\xff\xff\xff\x01")
+                assert sender.is_closed(), broker.kind
 
 
 def test_the_default_limit_refuses_the_5_mb_message_of_the_issue(tmp_path: Path) -> None:
