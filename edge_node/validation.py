@@ -83,6 +83,8 @@ DEFAULT_MAX_SOURCE_AGE_MS = 86_400_000
 
 #: what :meth:`TagValidator._check_range` returns when the sample became a Bad update or a drop
 _WITHHELD = object()
+#: ``TagValidator._seen_value`` before the first value: unequal to every value, so the first one is a change
+_UNSEEN = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,7 +259,7 @@ class TagValidator:
     __slots__ = ("tag", "device_id", "name", "stats", "future_tolerance_ms", "max_source_age_ms", "_scale",
                  "_offset", "_deadband", "_integer", "_numeric", "_has_last", "_last_value", "_last_status",
                  "_last_source_ts", "_bad_since", "_bad_code", "_recovered", "_range_run", "_degraded",
-                 "_max_age_ms", "_frozen_ms", "_heard_ms", "_changed_ms", "_value_seen", "_seen_value")
+                 "_max_age_ms", "_frozen_ms", "_heard_ms", "_changed_ms", "_seen_value")
 
     def __init__(self, tag: TagConfig, device_id: str | None, *, stats: ValidationStats | None = None,
                  future_tolerance_ms: int = 1000, max_source_age_ms: int = DEFAULT_MAX_SOURCE_AGE_MS) -> None:
@@ -283,8 +285,7 @@ class TagValidator:
         #: when a sample of any kind was last heard (max_age) and when the value last changed (frozen)
         self._heard_ms: int | None = None
         self._changed_ms: int | None = None
-        self._value_seen = False
-        self._seen_value: Any = None
+        self._seen_value: Any = _UNSEEN
         self.reset()
 
     def reset(self) -> None:
@@ -337,10 +338,9 @@ class TagValidator:
         if self._bad_since is not None:
             outcome.event = self._end_bad(now_ms)
         # frozen detection: when did the value last change (inline: this is the hot path)
-        changed = not self._value_seen or value != self._seen_value
+        changed = self._seen_value is _UNSEEN or value != self._seen_value
         if changed or self._changed_ms is None:
             self._changed_ms = now_ms
-        self._value_seen = True
         self._seen_value = value
         if self._degraded is QualityReason.FROZEN:
             if not changed:
