@@ -107,22 +107,20 @@ class ConfigChecks:
 
     def writable_dir(self, loc: Loc, path: Path) -> bool:
         """``path`` is a directory we can write, or can be created as one (the service creates it)."""
-        if path.exists():
-            if not path.is_dir():
-                self.fail(loc, f"{path} is not a directory")
-                return False
-            if not os.access(path, os.W_OK | os.X_OK):
-                self.fail(loc, f"directory {path} is not writable by this user")
-                return False
-            return True
-        parent = path.parent
-        while not parent.exists():
-            parent = parent.parent
-        if not parent.is_dir():
-            self.fail(loc, f"{path} cannot be created: {parent} is not a directory")
+        # an existing path must itself be a writable directory; a missing one, its nearest existing ancestor
+        target, not_dir = path, f"{path} is not a directory"
+        not_writable = f"directory {path} is not writable by this user"
+        if not path.exists():
+            target = path.parent
+            while not target.exists():
+                target = target.parent
+            not_dir = f"{path} cannot be created: {target} is not a directory"
+            not_writable = f"{path} cannot be created: {target} is not writable by this user"
+        if not target.is_dir():
+            self.fail(loc, not_dir)
             return False
-        if not os.access(parent, os.W_OK | os.X_OK):
-            self.fail(loc, f"{path} cannot be created: {parent} is not writable by this user")
+        if not os.access(target, os.W_OK | os.X_OK):
+            self.fail(loc, not_writable)
             return False
         return True
 
