@@ -413,14 +413,13 @@ class SparkplugEdgeClient:
         if now - self._last_store_probe < _STORE_PROBE_S:
             return
         self._last_store_probe = now
+        if self._bd_seq_unsaved is not None:
+            self._save_bd_seq(self._bd_seq_unsaved)  # the write that was owed doubles as the probe
+            return
         store = self._store
         assert store is not None
         try:
-            if self._bd_seq_unsaved is not None:
-                store.save_bd_seq(self._bd_seq_unsaved)
-                self._bd_seq_unsaved = None
-            else:
-                store.probe()
+            store.probe()
         except StoreError as exc:
             self._store_health.failed("probe", exc)
         else:
