@@ -24,11 +24,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from uns.sparkplug.names import MAX_CLIENT_ID, client_id_safe
+
 from .acl import Principal, RoleRules
 
 #: what broker.yaml reserves unless told otherwise: the ids uns-hub's own components use
 DEFAULT_RESERVED = ("uns-edge-*", "uns-host-*", "uns-adapter-*")
-_MAX_CLIENT_ID = 64  # edge_node.sparkplug_config.mqtt_client_id truncates to this
 
 
 class ClientIdPatternError(ValueError):
@@ -50,11 +51,6 @@ def pattern_matches(pattern: str, client_id: str) -> bool:
     return client_id == pattern
 
 
-def _id_safe(text: str) -> str:
-    """The characters an edge node keeps in its derived client id (others become ``_``)."""
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
-
-
 def fill(template: str, principal: Principal) -> str:
     """The concrete pattern a role template means for one user."""
     values = {"username": principal.username or "", "group": principal.group or "", "edge": principal.edge or ""}
@@ -64,8 +60,8 @@ def fill(template: str, principal: Principal) -> str:
         raise ClientIdPatternError(f"client id template {template!r}: unknown placeholder {exc}; "
                                    "use {username}, {group} or {edge}") from None
     if filled.endswith("*"):
-        return _id_safe(filled[:-1]) + "*"
-    return _id_safe(filled)[:_MAX_CLIENT_ID]
+        return client_id_safe(filled[:-1]) + "*"
+    return client_id_safe(filled)[:MAX_CLIENT_ID]
 
 
 @dataclass(frozen=True, slots=True)

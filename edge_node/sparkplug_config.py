@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from uns.isa95 import EquipmentPath, LinePath, NamespaceMapping
 from uns.mqtt_url import BrokerURL, parse_broker_url
+from uns.sparkplug.names import MAX_CLIENT_ID, client_id_safe
 from uns.sparkplug.topic import validate_id
 
 __all__ = ["EdgeSparkplugConfig", "StoreConfig", "FullPolicy"]
@@ -122,7 +123,7 @@ class EdgeSparkplugConfig(BaseModel):
         if self.client_id:
             return self.client_id
         raw = f"uns-edge-{self.group_id}-{self.edge_node_id}"
-        return "".join(c if c.isalnum() or c in "-_." else "_" for c in raw)[:64]
+        return client_id_safe(raw)[:MAX_CLIENT_ID]
 
     def store_path(self, data_dir: Path) -> Path:
         return self.store.path if self.store.path.is_absolute() else data_dir / self.store.path

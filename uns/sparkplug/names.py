@@ -29,6 +29,18 @@ _NONCHAR_PLANES = re.compile("[\U0001fffe\U0001ffff\U0002fffe\U0002ffff\U0003fff
 #: default bound of a metric name (UTF-8 bytes); MQTT's own bound is 65,535 for the whole topic
 DEFAULT_MAX_NAME_BYTES = 1024
 
+#: the longest MQTT client id uns-hub derives for a component
+MAX_CLIENT_ID = 64
+
+
+def client_id_safe(text: str) -> str:
+    """``text`` with every character other than letters, digits, ``-``, ``_`` and ``.`` made ``_``.
+
+    The one sanitising of a derived client id: the edge node derives its own with it
+    (``edge_node.sparkplug_config``) and the broker fills its ownership templates with it
+    (``broker.client_ids``), so the two always name the same id."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
+
 
 def control_character(value: str) -> tuple[int, str] | None:
     """(position, character) of the first character no UNS topic may hold, or None."""
