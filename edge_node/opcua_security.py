@@ -167,11 +167,11 @@ class ServerCertificateValidator:
 
 
 async def build_client(endpoint: OpcUaEndpointConfig, data_dir: Path, *,
-                       credentials: OpcUaCredentials | None | bool = True) -> Client:
+                       credentials: OpcUaCredentials | None = None) -> Client:
     """A new, not yet connected asyncua Client configured for ``endpoint``.
 
-    ``credentials``: ``True`` (default) = the endpoint's read account (``username``); the command
-    writer passes :meth:`OpcUaEndpointConfig.writer_credentials`; ``None`` = anonymous.
+    ``credentials``: the session's user; unset = the endpoint's read account (``username``, or
+    anonymous without one). The command writer passes :meth:`OpcUaEndpointConfig.writer_credentials`.
 
     ``auto_reconnect`` stays off: the source's own supervisor decides when a session is dead and
     recreates the Client (asyncua's supervisor resumed in only 4 of 5 trials). asyncua's own health
@@ -188,7 +188,7 @@ async def build_client(endpoint: OpcUaEndpointConfig, data_dir: Path, *,
     client.description = client.name
     client.product_uri = "urn:uns-hub"
     client.session_timeout = int(endpoint.session_timeout_s * 1000)
-    user = endpoint.read_credentials() if credentials is True else credentials or None
+    user = credentials if credentials is not None else endpoint.read_credentials()
     if user is not None:
         client.set_user(user.username)
         password = user.resolved_password(endpoint.name)
