@@ -27,11 +27,16 @@ def check_edge_files(config: EdgeConfig, source: Path) -> None:
     for i, endpoint in enumerate(config.opcua):
         if endpoint.trust_dir is not None and endpoint.trust_dir.exists() and not endpoint.trust_dir.is_dir():
             checks.fail(("opcua", i, "trust_dir"), f"{endpoint.trust_dir} is not a directory")
+        # read again at every connect (a rotated password is picked up), but unset now it would
+        # fail every connect: a session that never opens (or a writer that never writes), not an
+        # error at start
         if endpoint.username is not None and endpoint.password_env is not None \
                 and endpoint.password_env not in os.environ:
-            # read again at every connect (a rotated password is picked up), but unset now it would
-            # fail every connect: a session that never opens, not an error at start
             checks.fail(("opcua", i, "password_env"), f"environment variable {endpoint.password_env} is not set")
+        writer = endpoint.write_credentials
+        if writer is not None and writer.password_env is not None and writer.password_env not in os.environ:
+            checks.fail(("opcua", i, "write_credentials", "password_env"),
+                        f"environment variable {writer.password_env} is not set")
     commands = config.commands
     if commands is not None:
         if commands.allowlist is not None:

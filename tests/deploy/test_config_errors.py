@@ -191,6 +191,18 @@ def test_edge_unset_opcua_password_variable(conf: Path, command: str) -> None:
                   "environment variable UNS_TEST_UNSET_PLC_PASSWORD is not set")
 
 
+@pytest.mark.parametrize("command", ["check", "run"])
+def test_edge_unset_opcua_write_password_variable(conf: Path, command: str) -> None:
+    """The command writer's own account (write_credentials) would fail every write: refused at start."""
+    plant = conf / "plant.yaml"
+    data = yaml.safe_load(plant.read_text())
+    data["opcua"][0]["write_credentials"] = {"username": "writer", "password_env": "UNS_TEST_UNSET_WRITE_PASSWORD"}
+    plant.write_text(yaml.safe_dump(data, sort_keys=False))
+    done = uns("edge", command, "--config", str(plant))
+    refused(done, f"{plant}:{line_of(plant, 'password_env:')}: opcua[0].write_credentials.password_env: "
+                  "environment variable UNS_TEST_UNSET_WRITE_PASSWORD is not set")
+
+
 # ---------------------------------------------------------------------------------- adapter
 
 
