@@ -185,15 +185,27 @@ class AdapterService:
                 store.close()
         log.info("adapter stopped")
 
-    @property
-    def ready(self) -> tuple[bool, str]:
+    def readiness(self) -> dict[str, str]:
+        """Each readiness check that fails now, by name, with what it means; empty when ready.
+
+        Why each one counts: without the Sparkplug session nothing new arrives; without the mirror
+        the retained UNS goes stale (a restarted broker may hold none of it); without the UNS link
+        context and command results are not heard and confirmations wait; while the MES core's
+        writes (ingest, quality episodes) fail, what it records falls behind.
+        """
+        broker = self.config.host.broker
+        failing: dict[str, str] = {}
         if not self.host.online:
-            return False, f"Sparkplug host is not online on {self.config.host.broker}"
+            failing["sparkplug_host"] = f"Sparkplug host session not online on {broker}"
+        if not self.host.mirror_connected:
+            failing["uns_mirror"] = f"UNS mirror not connected to {broker}"
         if not self.link.connected:
-            return False, "the adapter's UNS session is not connected"
+            failing["uns_link"] = f"UNS session (context, command results) not connected to {broker}"
+        if self.ingest.failing is not None:
+            failing["mes_ingest"] = f"ingest failing: {self.ingest.failing} ({self.ingest.pending} values waiting)"
         if self.episodes.failing is not None:
-            return False, self.episodes.failing
-        return True, "ready"
+            failing["quality_episodes"] = self.episodes.failing
+        return failing
 
     def _spawn(self, name: str, coro: Awaitable[None]) -> None:
         self._tasks.append(asyncio.create_task(self._guard(name, coro), name=f"adapter-{name}"))
@@ -266,13 +278,6 @@ class AdapterService:
         except Exception:  # noqa: BLE001 - one bad value must not stop the stream
             self.ingest_errors += 1
             log.exception("ingest failed for %s", change.metric.name)
-
-    def readiness_problems(self) -> list[str]:
-        """What of the MES core's job is broken right now (for ``/readyz``); empty when fine."""
-        problems = []
-        if self.ingest.failing is not None:
-            problems.append(f"ingest failing: {self.ingest.failing} ({self.ingest.pending} values waiting)")
-        return problems
 
     # -- batch context -----------------------------------------------------------------------
 
