@@ -38,10 +38,8 @@ from mes_adapter.errors import MesInputError
 from mes_adapter.host import (
     Change,
     ChangeStream,
-    DeviceChange,
     MetricChange,
     MetricState,
-    NodeChange,
     SparkplugHost,
 )
 from mes_adapter.ingest import Ingest, Observation, Placement, observation_from_change
@@ -136,7 +134,6 @@ class AdapterService:
         self._line_signals: dict[tuple[str, str, str], tuple[object, int]] = {}
         self._reconcile_due: set[str] = set()
         self._reconcile_lock = threading.Lock()
-        self._from_certificate: dict[tuple[str, str, str | None], bool] = {}
         self._placement = Placement(self.mapping)
         #: (line, cell, metric) of every configured batch and state tag
         self._watched = {(c.line, s.cell or "", s.metric) for c in mes.lines for s in (c.batch, c.state)
@@ -266,15 +263,13 @@ class AdapterService:
 
     def _ingest_one(self, change: Change) -> None:
         if not isinstance(change, MetricChange):
-            self._note_birth_source(change)
             return
         try:
             obs = observation_from_change(change, self._placement)
             if obs is not None:
                 self.ingest.observe(obs)
-                if not self._from_certificate.get(
-                        (change.metric.group_id, change.metric.edge_node_id, change.metric.device_id), False):
-                    self._line_signal(obs, change.birth)
+                if not change.from_certificate:  # old news: the line's batch and state tags are only
+                    self._line_signal(obs, change.birth)  # believed from a live birth or data (see reconcile)
         except Exception:  # noqa: BLE001 - one bad value must not stop the stream
             self.ingest_errors += 1
             log.exception("ingest failed for %s", change.metric.name)
@@ -315,15 +310,6 @@ class AdapterService:
                            "context": current.model_dump(mode="json") if current is not None else None})
 
     # -- start-up reconciliation of the context with the line --------------------------------
-
-    def _note_birth_source(self, change: Change) -> None:
-        """Births restated from a broker's stored birth certificate are old news: the line's
-        batch and state tags are only believed from a live birth or data (see reconcile)."""
-        if isinstance(change, NodeChange) and change.online:
-            self._from_certificate[(change.group_id, change.edge_node_id, None)] = change.reason == "certificate"
-        elif isinstance(change, DeviceChange) and change.online:
-            self._from_certificate[(change.group_id, change.edge_node_id, change.device_id)] = (
-                change.reason == "certificate")
 
     def _line_signal(self, obs: Observation, birth: bool) -> None:
         """Remember the batch/state tag values; reconcile a line at its first birth after start."""
