@@ -43,7 +43,7 @@ from mes_adapter.host import (
     SparkplugHost,
 )
 from mes_adapter.ingest import Ingest, Observation, Placement, observation_from_change
-from mes_adapter.line_status import DataStatus, status_of_line
+from mes_adapter.line_status import DataStatus, statuses_of_lines
 from mes_adapter.live_feed import LiveFeed, TagPump
 from mes_adapter.node_stats import NodeStats, observe_tracker
 from mes_adapter.oee import MachineState
@@ -119,7 +119,7 @@ class AdapterService:
             notify=lambda e: self.feed.publish({"type": "episode", "episode": e.model_dump(mode="json")}))
         self.oee.gaps = self.episodes.window_gaps
         self.line_status = LineStatusPublisher(
-            self.mapping, self.lines, self.data_status,
+            self.mapping, self.lines, self.data_statuses,
             lambda topic, payload: self.link.publish(topic, payload, qos=1, retain=True),
             notify=lambda line, st: self.feed.publish({"type": "line_status", "line": line, **st.model_dump()}))
         self.link.on(f"{root}+/+/+/+/{CONTEXT}/#", self._on_context)
@@ -439,8 +439,12 @@ class AdapterService:
 
     def data_status(self, line: str) -> DataStatus:
         """Whether the line's live inputs are complete, and if not why (API, ``_mes/status``, dashboard)."""
-        return status_of_line(self.host.model, self.equipment_of, self.topic_of, line,
-                              expected=self.config.mes.line(line) is not None)
+        return self.data_statuses([line])[line]
+
+    def data_statuses(self, lines: list[str]) -> dict[str, DataStatus]:
+        """:meth:`data_status` of each of ``lines``, in one walk of the live model."""
+        return statuses_of_lines(self.host.model, self.equipment_of, self.topic_of, lines,
+                                 lambda line: self.config.mes.line(line) is not None)
 
     def lines(self) -> list[str]:
         """Configured lines, lines with context, and lines whose nodes the host has seen."""
