@@ -432,10 +432,7 @@ class AdapterService:
         return None if topics is None else topics[0]
 
     def equipment_of(self, group_id: str, edge_node_id: str, device_id: str | None) -> EquipmentPath | None:
-        try:
-            return self.mapping.from_sparkplug(group_id, edge_node_id, device_id)
-        except ValueError:
-            return None
+        return self._placement(group_id, edge_node_id, device_id)  # remembered per ids, as for ingest
 
     def data_status(self, line: str) -> DataStatus:
         """Whether the line's live inputs are complete, and if not why (API, ``_mes/status``, dashboard)."""
