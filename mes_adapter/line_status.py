@@ -106,31 +106,48 @@ def nodes_of_line(model: LiveModel, equipment_of: EquipmentOf, line: str) -> lis
 
 def status_of_line(model: LiveModel, equipment_of: EquipmentOf, topic_of: Callable[[MetricState], str | None],
                    line: str, *, expected: bool) -> DataStatus:
-    """:func:`line_data_status` of ``line`` from the host's live model (mirrored tags only).
+    """:func:`line_data_status` of ``line`` from the host's live model (mirrored tags only)."""
+    return statuses_of_lines(model, equipment_of, topic_of, [line], lambda _line: expected)[line]
 
-    Runs every second for ``_mes/status``: the mapping is resolved once per node/device, not per tag.
+
+def statuses_of_lines(model: LiveModel, equipment_of: EquipmentOf, topic_of: Callable[[MetricState], str | None],
+                      lines: Iterable[str], expected: Callable[[str], bool]) -> dict[str, DataStatus]:
+    """:func:`status_of_line` of each of ``lines`` in one walk of the live model.
+
+    Runs every second for ``_mes/status``: the model is walked once for all lines, not once per
+    line, and the mapping is resolved once per node/device, not per tag.
     """
+    wanted = list(dict.fromkeys(lines))
     memo: dict[tuple[str, str, str | None], EquipmentPath | None] = {}
     resolve = equipment_of
 
-    def equipment_of(group_id: str, edge_node_id: str, device_id: str | None) -> EquipmentPath | None:
+    def line_of(group_id: str, edge_node_id: str, device_id: str | None) -> str | None:
         key = (group_id, edge_node_id, device_id)
         if key not in memo:
             memo[key] = resolve(group_id, edge_node_id, device_id)
-        return memo[key]
+        equipment = memo[key]
+        return None if equipment is None else equipment.line.topic
 
     def cell_of(group_id: str, edge_node_id: str, device_id: str | None) -> str | None:
-        equipment = equipment_of(group_id, edge_node_id, device_id)
+        line_of(group_id, edge_node_id, device_id)  # fills the memo
+        equipment = memo[(group_id, edge_node_id, device_id)]
         return None if equipment is None else equipment.cell
 
-    tags = []
+    tags: dict[str, list[MetricState]] = {line: [] for line in wanted}
     for state in model.metrics():
-        equipment = equipment_of(state.group_id, state.edge_node_id, state.device_id)
-        if equipment is not None and equipment.line.topic == line and topic_of(state) is not None:
-            tags.append(state)
-    def on_line(group_id: str, edge_node_id: str, device_id: str) -> bool:
-        equipment = equipment_of(group_id, edge_node_id, device_id)
-        return equipment is not None and equipment.line.topic == line
+        on = tags.get(line_of(state.group_id, state.edge_node_id, state.device_id) or "")
+        if on is not None and topic_of(state) is not None:
+            on.append(state)
+    nodes: dict[str, list[NodeView]] = {line: [] for line in wanted}
+    for node in model.nodes():  # a node with the node itself or one of its devices on the line
+        for line in dict.fromkeys(line_of(node.group_id, node.edge_node_id, d) for d in [None, *node.devices]):
+            if line in nodes:
+                nodes[line].append(node)
+    out = {}
+    for line in wanted:
+        def on_line(group_id: str, edge_node_id: str, device_id: str, line: str = line) -> bool:
+            return line_of(group_id, edge_node_id, device_id) == line
 
-    return line_data_status(nodes_of_line(model, equipment_of, line), tags, cell_of, expected=expected,
-                            device_on_line=on_line)
+        out[line] = line_data_status(nodes[line], tags[line], cell_of, expected=expected(line),
+                                     device_on_line=on_line)
+    return out

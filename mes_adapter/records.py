@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from mes_adapter.context.service import ContextService
+from mes_adapter.counters import MAX_TS_MS  # the latest source time a record may carry
 from mes_adapter.errors import MesInputError
 from mes_adapter.sqlite import open_db, transaction
 from uns.conventions import Quality
@@ -51,9 +52,6 @@ CREATE INDEX IF NOT EXISTS record_by_time ON record (line, source_ts_ms);
 """
 
 DEFAULT_LIMIT = 10_000
-
-#: the latest source time a record may carry (SQLite integers end at 2^63 - 1)
-MAX_TS_MS = 2**62
 
 log = logging.getLogger(__name__)
 

@@ -38,14 +38,12 @@ from mes_adapter.errors import MesInputError
 from mes_adapter.host import (
     Change,
     ChangeStream,
-    DeviceChange,
     MetricChange,
     MetricState,
-    NodeChange,
     SparkplugHost,
 )
 from mes_adapter.ingest import Ingest, Observation, Placement, observation_from_change
-from mes_adapter.line_status import DataStatus, status_of_line
+from mes_adapter.line_status import DataStatus, statuses_of_lines
 from mes_adapter.live_feed import LiveFeed, TagPump
 from mes_adapter.node_stats import NodeStats, observe_tracker
 from mes_adapter.oee import MachineState
@@ -121,7 +119,7 @@ class AdapterService:
             notify=lambda e: self.feed.publish({"type": "episode", "episode": e.model_dump(mode="json")}))
         self.oee.gaps = self.episodes.window_gaps
         self.line_status = LineStatusPublisher(
-            self.mapping, self.lines, self.data_status,
+            self.mapping, self.lines, self.data_statuses,
             lambda topic, payload: self.link.publish(topic, payload, qos=1, retain=True),
             notify=lambda line, st: self.feed.publish({"type": "line_status", "line": line, **st.model_dump()}))
         self.link.on(f"{root}+/+/+/+/{CONTEXT}/#", self._on_context)
@@ -136,7 +134,6 @@ class AdapterService:
         self._line_signals: dict[tuple[str, str, str], tuple[object, int]] = {}
         self._reconcile_due: set[str] = set()
         self._reconcile_lock = threading.Lock()
-        self._from_certificate: dict[tuple[str, str, str | None], bool] = {}
         self._placement = Placement(self.mapping)
         #: (line, cell, metric) of every configured batch and state tag
         self._watched = {(c.line, s.cell or "", s.metric) for c in mes.lines for s in (c.batch, c.state)
@@ -185,15 +182,27 @@ class AdapterService:
                 store.close()
         log.info("adapter stopped")
 
-    @property
-    def ready(self) -> tuple[bool, str]:
+    def readiness(self) -> dict[str, str]:
+        """Each readiness check that fails now, by name, with what it means; empty when ready.
+
+        Why each one counts: without the Sparkplug session nothing new arrives; without the mirror
+        the retained UNS goes stale (a restarted broker may hold none of it); without the UNS link
+        context and command results are not heard and confirmations wait; while the MES core's
+        writes (ingest, quality episodes) fail, what it records falls behind.
+        """
+        broker = self.config.host.broker
+        failing: dict[str, str] = {}
         if not self.host.online:
-            return False, f"Sparkplug host is not online on {self.config.host.broker}"
+            failing["sparkplug_host"] = f"Sparkplug host session not online on {broker}"
+        if not self.host.mirror_connected:
+            failing["uns_mirror"] = f"UNS mirror not connected to {broker}"
         if not self.link.connected:
-            return False, "the adapter's UNS session is not connected"
+            failing["uns_link"] = f"UNS session (context, command results) not connected to {broker}"
+        if self.ingest.failing is not None:
+            failing["mes_ingest"] = f"ingest failing: {self.ingest.failing} ({self.ingest.pending} values waiting)"
         if self.episodes.failing is not None:
-            return False, self.episodes.failing
-        return True, "ready"
+            failing["quality_episodes"] = self.episodes.failing
+        return failing
 
     def _spawn(self, name: str, coro: Awaitable[None]) -> None:
         self._tasks.append(asyncio.create_task(self._guard(name, coro), name=f"adapter-{name}"))
@@ -254,25 +263,16 @@ class AdapterService:
 
     def _ingest_one(self, change: Change) -> None:
         if not isinstance(change, MetricChange):
-            self._note_birth_source(change)
             return
         try:
             obs = observation_from_change(change, self._placement)
             if obs is not None:
                 self.ingest.observe(obs)
-                if not self._from_certificate.get(
-                        (change.metric.group_id, change.metric.edge_node_id, change.metric.device_id), False):
-                    self._line_signal(obs, change.birth)
+                if not change.from_certificate:  # old news: the line's batch and state tags are only
+                    self._line_signal(obs, change.birth)  # believed from a live birth or data (see reconcile)
         except Exception:  # noqa: BLE001 - one bad value must not stop the stream
             self.ingest_errors += 1
             log.exception("ingest failed for %s", change.metric.name)
-
-    def readiness_problems(self) -> list[str]:
-        """What of the MES core's job is broken right now (for ``/readyz``); empty when fine."""
-        problems = []
-        if self.ingest.failing is not None:
-            problems.append(f"ingest failing: {self.ingest.failing} ({self.ingest.pending} values waiting)")
-        return problems
 
     # -- batch context -----------------------------------------------------------------------
 
@@ -310,15 +310,6 @@ class AdapterService:
                            "context": current.model_dump(mode="json") if current is not None else None})
 
     # -- start-up reconciliation of the context with the line --------------------------------
-
-    def _note_birth_source(self, change: Change) -> None:
-        """Births restated from a broker's stored birth certificate are old news: the line's
-        batch and state tags are only believed from a live birth or data (see reconcile)."""
-        if isinstance(change, NodeChange) and change.online:
-            self._from_certificate[(change.group_id, change.edge_node_id, None)] = change.reason == "certificate"
-        elif isinstance(change, DeviceChange) and change.online:
-            self._from_certificate[(change.group_id, change.edge_node_id, change.device_id)] = (
-                change.reason == "certificate")
 
     def _line_signal(self, obs: Observation, birth: bool) -> None:
         """Remember the batch/state tag values; reconcile a line at its first birth after start."""
@@ -441,15 +432,16 @@ class AdapterService:
         return None if topics is None else topics[0]
 
     def equipment_of(self, group_id: str, edge_node_id: str, device_id: str | None) -> EquipmentPath | None:
-        try:
-            return self.mapping.from_sparkplug(group_id, edge_node_id, device_id)
-        except ValueError:
-            return None
+        return self._placement(group_id, edge_node_id, device_id)  # remembered per ids, as for ingest
 
     def data_status(self, line: str) -> DataStatus:
         """Whether the line's live inputs are complete, and if not why (API, ``_mes/status``, dashboard)."""
-        return status_of_line(self.host.model, self.equipment_of, self.topic_of, line,
-                              expected=self.config.mes.line(line) is not None)
+        return self.data_statuses([line])[line]
+
+    def data_statuses(self, lines: list[str]) -> dict[str, DataStatus]:
+        """:meth:`data_status` of each of ``lines``, in one walk of the live model."""
+        return statuses_of_lines(self.host.model, self.equipment_of, self.topic_of, lines,
+                                 lambda line: self.config.mes.line(line) is not None)
 
     def lines(self) -> list[str]:
         """Configured lines, lines with context, and lines whose nodes the host has seen."""

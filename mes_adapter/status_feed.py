@@ -31,7 +31,7 @@ def status_message(mapping: NamespaceMapping, line: str, status: DataStatus, at_
 
 class LineStatusPublisher:
     def __init__(self, mapping: NamespaceMapping, lines: Callable[[], list[str]],
-                 compute: Callable[[str], DataStatus], publish: Callable[[str, bytes], None],
+                 compute: Callable[[list[str]], dict[str, DataStatus]], publish: Callable[[str, bytes], None],
                  notify: Callable[[str, DataStatus], None] | None = None) -> None:
         self._mapping = mapping
         self._lines = lines
@@ -43,8 +43,7 @@ class LineStatusPublisher:
     def tick(self, at_ms: int | None = None) -> int:
         """Publish the status of every line whose status changed; returns how many were published."""
         published = 0
-        for line in self._lines():
-            status = self._compute(line)
+        for line, status in self._compute(self._lines()).items():
             if self._last.get(line) == status:
                 continue
             self._last[line] = status

@@ -36,8 +36,7 @@ def known_line(svc: AdapterService, line: str) -> str:
 def lines(svc: AdapterService = Depends(service), _: Principal = Depends(viewer)) -> list[LineSummary]:
     configured = {line.line for line in svc.config.mes.lines}
     out = []
-    for line in svc.lines():
-        status = svc.data_status(line)
+    for line, status in svc.data_statuses(svc.lines()).items():
         batch = current_batch(svc, line)
         out.append(LineSummary(line=line, configured=line in configured, nodes=status.nodes,
                                nodes_online=status.nodes_online, devices=status.devices,

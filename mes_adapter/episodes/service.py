@@ -128,7 +128,7 @@ class EpisodeService:
         announces an episode the store does not hold). Plain GOOD data costs no write at all."""
         actions: list[tuple[EpisodeOpened | EpisodeClosed, MetricState]] = []
         for change in changes:
-            if isinstance(change, MetricChange) and not getattr(change, "from_certificate", False):
+            if isinstance(change, MetricChange) and not change.from_certificate:
                 state = change.metric
                 actions.extend((a, state)
                                for a in self.detector.observe(sample_of(state), historical=change.historical))
