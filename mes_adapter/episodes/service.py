@@ -22,7 +22,6 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable
-from typing import Any
 
 from mes_adapter.context import ContextService
 from mes_adapter.host import Change, ChangeStream, MetricChange, MetricState
@@ -51,25 +50,13 @@ Publish = Callable[[str, bytes, bool], None]
 TopicOf = Callable[[MetricState], str | None]
 
 
-def edge_property(state: MetricState, attribute: str, prop: str) -> Any:
-    """What the edge said about a sample, read defensively: the host's field if it has one
-    (``quality_reason``, ``raw_value``), else a ``properties`` mapping carrying the wire name
-    (``QualityReason``, ``RawValue``); None when neither exists."""
-    value = getattr(state, attribute, None)
-    if value is not None:
-        return value
-    props = getattr(state, "properties", None)
-    if isinstance(props, dict):
-        raw = props.get(prop)
-        return getattr(raw, "value", raw)
-    return None
-
-
 def sample_of(state: MetricState) -> QualitySample:
-    reason = sample_reason(state.quality, state.status_code, edge_property(state, "quality_reason", "QualityReason"))
+    """The detector's view of one live value: the edge's own verdict (``quality_reason``,
+    ``raw_value``, decoded by the live model from ``QualityReason``/``RawValue``) wins over the
+    reason derived from the quality and status code."""
+    reason = sample_reason(state.quality, state.status_code, state.quality_reason)
     return QualitySample(TagKey(state.group_id, state.edge_node_id, state.device_id, state.name), state.quality,
-                         state.timestamp_ms, state.received_ms, reason, state.status_code,
-                         edge_property(state, "raw_value", "RawValue"),
+                         state.timestamp_ms, state.received_ms, reason, state.status_code, state.raw_value,
                          no_value=state.quality is Quality.GOOD and state.value is None)
 
 

@@ -29,7 +29,7 @@ from mes_adapter.oee import Interval
 from mes_adapter.oee_service import OeeService
 from tests.mes.helpers import LINE as LINE2
 from tests.mes.helpers import MIN, build
-from uns.conventions import PROP_QUALITY, PROP_STATUS_CODE, Quality
+from uns.conventions import PROP_QUALITY, PROP_QUALITY_REASON, PROP_RAW_VALUE, PROP_STATUS_CODE, Quality
 from uns.isa95 import NamespaceMapping
 from uns.sparkplug.datatypes import DataType
 from uns.sparkplug.model import QUALITY_BAD, Metric, PropertyValue
@@ -259,38 +259,41 @@ def test_oee_over_a_window_with_an_input_episode_says_so(tmp_path: Path) -> None
     assert oee.window_oee(LINE2, Interval(T0 + 20 * MIN, T0 + 30 * MIN)).data_complete
 
 
-def test_the_edge_reason_and_raw_value_win_over_the_derived_reason() -> None:
-    """The edge's verdict (``quality_reason`` / ``raw_value`` on the host's state, or the wire
-    properties ``QualityReason`` / ``RawValue``) names an out-of-range or frozen value; without it the
-    host derives ``bad_status`` from the status code, ``stale`` from a death."""
-    from dataclasses import dataclass, field
-    from typing import Any
-
+def test_the_edge_reason_and_raw_value_win_over_the_derived_reason(tmp_path: Path) -> None:
+    """The edge's verdict on the wire (``QualityReason`` / ``RawValue``, decoded by the real live
+    model) names an out-of-range or frozen value; without it the host derives ``bad_status`` from
+    the status code and ``comm_lost`` from a death."""
     from mes_adapter.episodes.service import sample_of
 
-    @dataclass
-    class State:  # the fields of MetricState that sample_of reads, plus what the edge may add
-        quality: Quality
-        value: Any = 1.0
-        status_code: int | None = None
-        quality_reason: str | None = None
-        raw_value: Any = None
-        properties: dict[str, Any] = field(default_factory=dict)
-        group_id: str = KEY.group_id
-        edge_node_id: str = KEY.edge_node_id
-        device_id: str | None = KEY.device_id
-        name: str = KEY.name
-        timestamp_ms: int = T0
-        received_ms: int = T0
+    shell = Shell(tmp_path)
+    node = ("acme:plant1", "packaging:line1")
+    shell.apply(NodeBorn(node, 0, T0))
+    shell.apply(DeviceBorn(node, "Filler", T0))
+    shell.apply(MetricsChanged(node, "Filler", [_good("Temperature", 20.5, T0), _good("Speed", 1.0, T0)], T0,
+                               birth=True))
 
-    on_host = sample_of(State(Quality.BAD, quality_reason="out_of_range", raw_value=-9999.0))  # type: ignore[arg-type]
-    assert (on_host.reason, on_host.raw_value) == ("out_of_range", -9999.0)
-    on_wire = sample_of(State(Quality.UNCERTAIN, properties={"QualityReason": PropertyValue(DataType.String, "frozen"),
-                                                             "RawValue": PropertyValue(DataType.Double, 20.5)}))  # type: ignore[arg-type]
-    assert (on_wire.reason, on_wire.raw_value) == ("frozen", 20.5)
-    assert sample_of(State(Quality.BAD, status_code=0x808C0000)).reason == "bad_status"  # type: ignore[arg-type]
-    assert sample_of(State(Quality.STALE)).reason == "stale"  # type: ignore[arg-type]  # no reason given at all
-    assert sample_of(State(Quality.GOOD)).reason is None  # type: ignore[arg-type]
+    def sample(name: str) -> object:
+        state = shell.model.metric(node[0], node[1], "Filler", name)
+        assert state is not None
+        return sample_of(state)
+
+    spike = _bad("Temperature", T0 + 1000)
+    spike.properties[PROP_QUALITY_REASON] = PropertyValue(DataType.String, "out_of_range")
+    spike.properties[PROP_RAW_VALUE] = PropertyValue(DataType.String, "-9999.0")
+    shell.apply(MetricsChanged(node, "Filler", [spike], T0 + 1010))
+    on_wire = sample("Temperature")
+    assert (on_wire.reason, on_wire.raw_value) == ("out_of_range", "-9999.0")  # type: ignore[attr-defined]
+    frozen = Metric(name="Speed", datatype=DataType.Double, value=1.0, timestamp=T0 + 2000, properties={
+        PROP_STATUS_CODE: PropertyValue(DataType.UInt32, 0x40900000),
+        PROP_QUALITY_REASON: PropertyValue(DataType.String, "frozen")})
+    shell.apply(MetricsChanged(node, "Filler", [frozen], T0 + 2010))
+    assert (sample("Speed").reason, sample("Speed").quality) == ("frozen", Quality.UNCERTAIN)  # type: ignore[attr-defined]
+    shell.apply(MetricsChanged(node, "Filler", [_bad("Temperature", T0 + 3000)], T0 + 3010))
+    assert sample("Temperature").reason == "bad_status"  # type: ignore[attr-defined]  # no verdict: derived
+    shell.apply(MetricsChanged(node, "Filler", [_good("Temperature", 21.0, T0 + 4000)], T0 + 4010))
+    assert sample("Temperature").reason is None  # type: ignore[attr-defined]
+    shell.apply(DeviceDied(node, "Filler", T0 + 5000, "ddeath"))
+    assert sample("Temperature").reason == "comm_lost"  # type: ignore[attr-defined]  # the host's own STALE
 
 
 def test_a_failing_store_is_reported_once_and_recovers(tmp_path: Path) -> None:
