@@ -19,7 +19,7 @@ from asyncua import Client, ua
 
 from simulator.client import call_method, call_simulation, double, uint32
 from simulator.config import NAMESPACE_URI
-from tests.e2e.stack import running_stack, wait_until
+from tests.e2e.stack import running_stack, wait_final_confirmation, wait_until
 from tests.mes.receiver import Receiver
 
 
@@ -71,14 +71,7 @@ def test_confirmation_counts_equal_the_simulator_and_survive_a_webhook_outage(tm
             wait_until(counters_arrived, 20, "final counter values in the adapter")
             status, body = stack.api("POST", f"/api/lines/{line_path}/batch/end", {"batch_id": "B-4872"})
             assert status == 200, body
-
-            def final_confirmation() -> dict | None:
-                _, confirmations = stack.api("GET", "/api/confirmations", role="viewer")
-                finals = [c["confirmation"] for c in confirmations
-                          if c["batch_id"] == "B-4872" and c["kind"] == "final"]
-                return finals[0] if finals else None
-
-            confirmation = wait_until(final_confirmation, 30, "final confirmation of B-4872")
+            confirmation = wait_final_confirmation(stack, "B-4872")
             produced = confirmation["produced"][0]
             assert produced["good"] == produced_good
             assert produced["scrap"] == produced_reject

@@ -32,7 +32,7 @@ import yaml
 from mes_adapter.app_config import AdapterConfig
 from mes_adapter.context import ContextAssertion, ContextStore
 from simulator.client import call_method, call_simulation, double, string, uint32
-from tests.e2e.stack import Stack, running_stack, wait_until
+from tests.e2e.stack import Stack, running_stack, wait_final_confirmation, wait_until
 from tests.e2e.test_batch_confirmation import _truth
 from uns.supervisor import ServiceSpec
 
@@ -54,12 +54,6 @@ def _batch_good_and_scrap(stack: Stack, batch_id: str) -> tuple[float, float] | 
         if batch["batch_id"] == batch_id:
             return batch["good"], batch["scrap"]
     return None
-
-
-def _final_confirmation(stack: Stack, batch_id: str) -> dict | None:
-    _, confirmations = stack.api("GET", "/api/confirmations", role="viewer")
-    finals = [c["confirmation"] for c in confirmations or [] if c["batch_id"] == batch_id and c["kind"] == "final"]
-    return finals[0] if finals else None
 
 
 def _confirmed(stack: Stack, batch_id: str) -> tuple[float, float]:
@@ -92,7 +86,7 @@ def _run_batch_and_compare(stack: Stack, batch_id: str, during_production) -> No
                f"batch {batch_id} counts {produced} in the adapter")
     status, body = stack.api("POST", f"/api/lines/{stack.line}/batch/end", {"batch_id": batch_id})
     assert status == 200, body
-    wait_until(lambda: _final_confirmation(stack, batch_id), 30, f"final confirmation of {batch_id}")
+    wait_final_confirmation(stack, batch_id)
     time.sleep(1.5)  # a late supplement, if any, would be built within a second or two
     assert _confirmed(stack, batch_id) == produced
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from simulator.client import call_method
-from tests.e2e.stack import Stack, running_stack, wait_until
+from tests.e2e.stack import Stack, running_stack, wait_final_confirmation, wait_until
 from tests.faults.truth import (
     Tag,
     UnsView,
@@ -84,12 +84,7 @@ def run_line(stack: Stack, seconds: float) -> None:
 def final_counts(stack: Stack, batch_id: str) -> tuple[float, float]:
     status, body = stack.api("POST", f"/api/lines/{stack.line}/batch/end", {"batch_id": batch_id})
     assert status == 200, body
-
-    def final() -> dict | None:
-        _, confirmations = stack.api("GET", "/api/confirmations", role="viewer")
-        finals = [c["confirmation"] for c in confirmations if c["batch_id"] == batch_id and c["kind"] == "final"]
-        return finals[0] if finals else None
-    produced = wait_until(final, 30, f"final confirmation of {batch_id}")["produced"][0]
+    produced = wait_final_confirmation(stack, batch_id)["produced"][0]
     return produced["good"], produced["scrap"]
 
 
