@@ -8,6 +8,7 @@ reach a broker; a restarted broker appended at the end would be stopped first.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -43,13 +44,16 @@ def stop_service(stack: Stack, name: str, sig: int = signal.SIGTERM) -> None:
         proc.wait(timeout=5)
 
 
-def start_service(stack: Stack, name: str) -> None:
-    """Start a stopped service again with its original command, in its original place."""
+def start_service(stack: Stack, name: str, *, wait: bool = True) -> None:
+    """Start a stopped service again with its original command, in its original place.
+
+    ``wait=False`` does not wait for it to be ready (e.g. an edge node started while its broker
+    is down); the supervisor's list keeps the original spec, ready checks included."""
     index, spec, proc = _entry(stack, name)
     assert proc.poll() is not None, f"{name} is still running (pid {proc.pid})"
     supervisor = stack.supervisor
-    supervisor.start(spec)  # appended, and waited for until ready
-    supervisor.running[index] = supervisor.running.pop()
+    supervisor.start(spec if wait else dataclasses.replace(spec, ready_ports=[], ready_check=None))  # appended
+    supervisor.running[index] = (spec, supervisor.running.pop()[1])
 
 
 def restart(stack: Stack, name: str, *, down_s: float = 0.0, sig: int = signal.SIGTERM) -> None:

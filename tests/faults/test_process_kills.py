@@ -20,7 +20,6 @@ A longer outage (60 s) is the same scenario with other numbers; it is left to a 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import os
 import signal
@@ -38,18 +37,6 @@ from tests.mes.receiver import Receiver
 
 BATCH = "B-FAULT-7"
 OUTAGE_S = float(os.environ.get("UNS_FAULT_OUTAGE_S", "14"))
-
-
-def _start_unready(stack: Stack, name: str) -> None:
-    """Start a stopped service without waiting for it to be ready (the broker it needs is down)."""
-    for index, (spec, proc) in enumerate(stack.supervisor.running):
-        if spec.name == name:
-            assert proc.poll() is not None, f"{name} still runs"
-            bare = dataclasses.replace(spec, ready_ports=[], ready_check=None)
-            stack.supervisor.start(bare)
-            stack.supervisor.running[index] = (spec, stack.supervisor.running.pop()[1])
-            return
-    raise KeyError(name)
 
 
 def _confirmations(stack: Stack) -> list[dict]:
@@ -82,7 +69,7 @@ def test_crashes_and_outages_during_a_batch_lose_and_duplicate_nothing(tmp_path:
             stop_service(stack, "broker", signal.SIGKILL)
             time.sleep(OUTAGE_S / 2)
             stop_service(stack, "edge", signal.SIGKILL)
-            _start_unready(stack, "edge")
+            start_service(stack, "edge", wait=False)  # its broker is down: not ready yet
             asyncio.run(call_simulation(stack.opcua, "ForceRejects", uint32(2)))
             time.sleep(OUTAGE_S / 2)
             start_service(stack, "broker")
