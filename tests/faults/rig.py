@@ -34,14 +34,19 @@ def _entry(stack: Stack, name: str) -> tuple[int, ServiceSpec, subprocess.Popen]
 
 
 def stop_service(stack: Stack, name: str, sig: int = signal.SIGTERM) -> None:
-    """Stop one service by its PID (SIGTERM: a clean stop; SIGKILL: a crash) and wait for it."""
-    _, _, proc = _entry(stack, name)
+    """Stop one service by its PID (SIGTERM/SIGINT: a clean stop; SIGKILL: a crash) and wait for it.
+
+    A service that overstays its ``stop_timeout`` after a clean-stop signal is killed (nothing
+    leaks) and the test fails: a hang on shutdown is a defect, not something to paper over."""
+    _, spec, proc = _entry(stack, name)
     os.kill(proc.pid, sig)
     try:
-        proc.wait(timeout=15)
+        proc.wait(timeout=spec.stop_timeout)
     except subprocess.TimeoutExpired:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=5)
+        raise AssertionError(f"{name} (pid {proc.pid}) did not stop within {spec.stop_timeout}s of "
+                             f"{signal.Signals(sig).name}") from None
 
 
 def start_service(stack: Stack, name: str, *, wait: bool = True) -> None:
