@@ -34,7 +34,7 @@ from mes_adapter.context import ContextAssertion, ContextStore
 from simulator.client import call_method, call_simulation, double, string, uint32
 from tests.e2e.stack import Stack, running_stack, wait_final_confirmation, wait_until
 from tests.e2e.test_batch_confirmation import _truth
-from uns.supervisor import ServiceSpec
+from tests.faults.rig import restart, start_service, stop_service
 
 
 def _fast_confirmations(adapter: dict) -> None:
@@ -176,20 +176,6 @@ def test_adapter_disk_full_during_a_batch_is_reported_and_loses_no_count(tmp_pat
 # -- restart and operator input ----------------------------------------------------------------
 
 
-def _stop_adapter(stack: Stack) -> ServiceSpec:
-    """SIGINT the adapter (by its PID) and wait for it; returns its spec to start it again."""
-    entry = next(item for item in stack.supervisor.running if item[0].name == "adapter")
-    spec, proc = entry
-    os.kill(proc.pid, signal.SIGINT)
-    proc.wait(timeout=spec.stop_timeout)
-    stack.supervisor.running.remove(entry)
-    return spec
-
-
-def _restart_adapter(stack: Stack) -> None:
-    stack.supervisor.start(_stop_adapter(stack))
-
-
 def _reconciliation(stack: Stack) -> dict | None:
     status, body = stack.api("GET", f"/api/lines/{stack.line}/batch/reconciliation", role="viewer")
     return body if status == 200 else None
@@ -208,7 +194,7 @@ def test_restart_reconciles_the_batch_context_with_the_line(tmp_path: Path) -> N
         wait_until(lambda: any(t["name"] == "CurrentBatch" and t["value"] == "B-RUN" for t in
                                stack.api("GET", f"/api/tags?line={stack.line}", role="viewer")[1]), 20,
                    "CurrentBatch B-RUN in the adapter")
-        _restart_adapter(stack)
+        restart(stack, "adapter", sig=signal.SIGINT)
         kept = wait_until(lambda: _reconciliation(stack), 30, "the reconciliation after the restart")
         assert (kept["action"], kept["batch_id"], kept["end_ms"]) == ("kept", "B-RUN", None), kept["detail"]
         assert "line state 'Execute', batch tag 'B-RUN'" in kept["detail"]
@@ -217,7 +203,7 @@ def test_restart_reconciles_the_batch_context_with_the_line(tmp_path: Path) -> N
         # the line finishes its batch while the adapter is down; the MES still shows B-RUN
         asyncio.run(call_method(stack.opcua, "Line1", "StopBatch"))
         time.sleep(1.0)
-        _restart_adapter(stack)
+        restart(stack, "adapter", sig=signal.SIGINT)
         ended = wait_until(lambda: _reconciliation(stack), 30, "the reconciliation after the second restart")
         assert (ended["action"], ended["batch_id"]) == ("ended", "B-RUN")
         assert "the line runs no batch" in ended["detail"] and "batch tag ''" in ended["detail"]
@@ -260,7 +246,7 @@ def test_a_batch_stored_with_a_1970_start_before_the_fix_does_not_hang_the_next_
         adapter["confirmations_every_s"] = 0.5
 
     with running_stack(tmp_path, adapter_overrides=often) as stack:
-        spec = _stop_adapter(stack)
+        stop_service(stack, "adapter", signal.SIGINT)
         config = AdapterConfig.model_validate(yaml.safe_load((stack.folder / "adapter.yaml").read_text()))
         assert config.mes.partial_interval_s == 300  # uns init's demo: 5.9 million windows since 1970
         since_1970 = int(time.time())  # seconds sent as milliseconds: 21 January 1970
@@ -268,7 +254,7 @@ def test_a_batch_stored_with_a_1970_start_before_the_fix_does_not_hang_the_next_
         store.append(ContextAssertion(line=stack.line, seq=0, since_ms=since_1970, batch_id="B-1970",
                                       asserted_by="old-api"), int(time.time() * 1000))
         store.close()
-        stack.supervisor.start(spec)
+        start_service(stack, "adapter")
         with urllib.request.urlopen(f"{stack.http}/healthz", timeout=5) as response:  # noqa: S310
             assert response.status == 200
 
