@@ -69,6 +69,14 @@ def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: fl
     raise TimeoutError(f"{what} not reached after {timeout}s")
 
 
+def fast_confirmations(adapter: dict) -> None:
+    """Adapter overrides (``running_stack(adapter_overrides=...)``) for tests that end a batch and
+    read its confirmation: a 1 s grace, no partials, the outbox planned every 0.5 s."""
+    adapter["mes"]["confirmation_grace_s"] = 1
+    adapter["mes"]["partial_interval_s"] = None
+    adapter["confirmations_every_s"] = 0.5
+
+
 def wait_final_confirmation(stack: Stack, batch_id: str, timeout: float = 30.0) -> dict:
     """The batch's final confirmation as the adapter's REST API lists it, once there (a batch has
     exactly one final; partials and late supplements are ignored here)."""

@@ -19,7 +19,7 @@ from asyncua import Client, ua
 
 from simulator.client import call_method, call_simulation, double, uint32
 from simulator.config import NAMESPACE_URI
-from tests.e2e.stack import running_stack, wait_final_confirmation, wait_until
+from tests.e2e.stack import fast_confirmations, running_stack, wait_final_confirmation, wait_until
 from tests.mes.receiver import Receiver
 
 
@@ -36,11 +36,9 @@ def test_confirmation_counts_equal_the_simulator_and_survive_a_webhook_outage(tm
     """The same stack on the embedded broker and on Mosquitto: only the broker URL differs."""
     with Receiver(script=deque([503])) as receiver:
         def configure(adapter: dict) -> None:
+            fast_confirmations(adapter)
             adapter["mes"]["webhook"] = {"url": receiver.url}
-            adapter["mes"]["confirmation_grace_s"] = 1
-            adapter["mes"]["partial_interval_s"] = None
             adapter["mes"]["retry"] = {"initial_delay_s": 0.2, "max_delay_s": 1.0, "max_attempts": 5}
-            adapter["confirmations_every_s"] = 0.5
 
         with running_stack(tmp_path, adapter_overrides=configure, broker=broker) as stack:
             line_path = stack.line

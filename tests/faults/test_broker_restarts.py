@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from simulator.client import call_method
-from tests.e2e.stack import Stack, running_stack, wait_final_confirmation, wait_until
+from tests.e2e.stack import Stack, fast_confirmations, running_stack, wait_final_confirmation, wait_until
 from tests.e2e.test_batch_confirmation import _truth
 from tests.faults.rig import adapter_metrics, adapter_ready, restart, retained_tree, start_service, stop_service
 
@@ -97,9 +97,7 @@ def _current_values_retained(stack: Stack) -> bool:
 
 
 def _configure(adapter: dict) -> None:
-    adapter["mes"]["confirmation_grace_s"] = 1
-    adapter["mes"]["partial_interval_s"] = None
-    adapter["confirmations_every_s"] = 0.5
+    fast_confirmations(adapter)
     adapter["host"]["reconnect_max_s"] = 2.0
 
 

@@ -32,15 +32,9 @@ import yaml
 from mes_adapter.app_config import AdapterConfig
 from mes_adapter.context import ContextAssertion, ContextStore
 from simulator.client import call_method, call_simulation, double, string, uint32
-from tests.e2e.stack import Stack, running_stack, wait_final_confirmation, wait_until
+from tests.e2e.stack import Stack, fast_confirmations, running_stack, wait_final_confirmation, wait_until
 from tests.e2e.test_batch_confirmation import _truth
 from tests.faults.rig import restart, start_service, stop_service
-
-
-def _fast_confirmations(adapter: dict) -> None:
-    adapter["mes"]["confirmation_grace_s"] = 1
-    adapter["mes"]["partial_interval_s"] = None
-    adapter["confirmations_every_s"] = 0.5
 
 
 def _inject(stack: Stack, kind: str, tag: str, duration_s: float, value: float) -> None:
@@ -92,7 +86,7 @@ def _run_batch_and_compare(stack: Stack, batch_id: str, during_production) -> No
 
 
 def test_future_and_past_source_timestamps_on_good_count_lose_no_count(tmp_path: Path) -> None:
-    with running_stack(tmp_path, adapter_overrides=_fast_confirmations) as stack:
+    with running_stack(tmp_path, adapter_overrides=fast_confirmations) as stack:
         def wrong_clocks() -> None:
             _inject(stack, "future_timestamp", "Line1/GoodCount", 3, 3600)  # an hour ahead
             time.sleep(4)
@@ -146,7 +140,7 @@ def test_adapter_disk_full_during_a_batch_is_reported_and_loses_no_count(tmp_pat
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(data)], check=True)
     try:
         def on_tmpfs(adapter: dict) -> None:
-            _fast_confirmations(adapter)
+            fast_confirmations(adapter)
             adapter["data_dir"] = str(data)
 
         with running_stack(tmp_path, adapter_overrides=on_tmpfs) as stack:
@@ -187,7 +181,7 @@ def _current_batch(stack: Stack) -> str | None:
 
 
 def test_restart_reconciles_the_batch_context_with_the_line(tmp_path: Path) -> None:
-    with running_stack(tmp_path, adapter_overrides=_fast_confirmations) as stack:
+    with running_stack(tmp_path, adapter_overrides=fast_confirmations) as stack:
         # the MES runs B-RUN and so does the line: a restart keeps it
         assert stack.api("POST", f"/api/lines/{stack.line}/batch/start", {"batch_id": "B-RUN"})[0] == 201
         asyncio.run(call_method(stack.opcua, "Line1", "StartBatch", string("B-RUN"), string("SKU-12"), uint32(0)))
@@ -219,7 +213,7 @@ def test_restart_reconciles_the_batch_context_with_the_line(tmp_path: Path) -> N
 
 
 def test_implausible_since_ms_is_refused_and_the_adapter_stays_healthy(tmp_path: Path) -> None:
-    with running_stack(tmp_path, adapter_overrides=_fast_confirmations) as stack:
+    with running_stack(tmp_path, adapter_overrides=fast_confirmations) as stack:
         now_ms = int(time.time() * 1000)
         for since, hint in ((now_ms // 1000, "it looks like seconds"), (now_ms + 3_600_000, "")):
             status, body = stack.api("POST", f"/api/lines/{stack.line}/batch/start",

@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from simulator.client import call_method
-from tests.e2e.stack import Stack, running_stack, wait_final_confirmation, wait_until
+from tests.e2e.stack import Stack, fast_confirmations, running_stack, wait_final_confirmation, wait_until
 from tests.faults.truth import (
     Tag,
     UnsView,
@@ -44,12 +44,6 @@ pytestmark = pytest.mark.timeout(240)
 #: the stated bound: every tag GOOD with the server's value this long after the server is back
 RECOVERY_S = 20.0
 CELLS = ("Filler", "Capper", "Labeler")
-
-
-def confirmations_fast(adapter: dict) -> None:
-    adapter["mes"]["confirmation_grace_s"] = 1
-    adapter["mes"]["partial_interval_s"] = None
-    adapter["confirmations_every_s"] = 0.5
 
 
 def hold_noise(stack: Stack) -> None:
@@ -96,7 +90,7 @@ def start_batch(stack: Stack, batch_id: str) -> None:
 
 
 def test_server_restart_during_a_batch_every_tag_good_again_and_counts_equal(tmp_path: Path) -> None:
-    with running_stack(tmp_path, adapter_overrides=confirmations_fast) as stack, UnsView(stack) as view:
+    with running_stack(tmp_path, adapter_overrides=fast_confirmations) as stack, UnsView(stack) as view:
         tags = plant_tags(stack)
         assert sum(1 for t in tags if t.cell is None) == 10  # the ten line-level tags of the issue
         hold_noise(stack)

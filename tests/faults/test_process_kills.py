@@ -30,7 +30,7 @@ from pathlib import Path
 import pytest
 
 from simulator.client import call_method, call_simulation, uint32
-from tests.e2e.stack import Stack, running_stack, wait_until
+from tests.e2e.stack import Stack, fast_confirmations, running_stack, wait_until
 from tests.e2e.test_batch_confirmation import _truth
 from tests.faults.rig import adapter_ready, start_service, stop_service
 from tests.mes.receiver import Receiver
@@ -49,11 +49,10 @@ def _confirmations(stack: Stack) -> list[dict]:
 def test_crashes_and_outages_during_a_batch_lose_and_duplicate_nothing(tmp_path: Path, broker: str) -> None:
     with Receiver(script=deque([503] * 8)) as receiver:  # the MES is down for its first 8 POSTs
         def configure(adapter: dict) -> None:
+            fast_confirmations(adapter)
             adapter["mes"]["webhook"] = {"url": receiver.url}
-            adapter["mes"]["confirmation_grace_s"] = 1
             adapter["mes"]["partial_interval_s"] = 4  # partial confirmations while faults happen
             adapter["mes"]["retry"] = {"initial_delay_s": 0.2, "max_delay_s": 1.0, "max_attempts": 50}
-            adapter["confirmations_every_s"] = 0.5
 
         with running_stack(tmp_path, adapter_overrides=configure, broker=broker) as stack:
             good0, reject0 = asyncio.run(_truth(stack.opcua))
