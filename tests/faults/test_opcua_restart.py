@@ -21,6 +21,7 @@ before comparing, so "the server's current value" is one value, not a moving tar
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from pathlib import Path
 
@@ -28,11 +29,11 @@ import pytest
 
 from simulator.client import call_method
 from tests.e2e.stack import Stack, fast_confirmations, running_stack, wait_final_confirmation, wait_until
+from tests.faults.rig import restart
 from tests.faults.truth import (
     Tag,
     UnsView,
     plant_tags,
-    sigkill_and_restart,
     sim_fault,
     truth,
     wait_published,
@@ -132,6 +133,6 @@ def test_idle_line_server_restart_then_simulator_sigkill_every_tag_good_with_the
         # a power cycle: SIGKILL, a new process on the same port with fresh counters and state
         run_line(stack, 2.0)  # counters away from the new process's 0
         wait_truth(stack, view, tags, 15)
-        sigkill_and_restart(stack, "simulator")
+        restart(stack, "simulator", sig=signal.SIGKILL)  # same command, hence the same port
         hold_noise(stack)
         wait_truth(stack, view, tags, RECOVERY_S)
