@@ -7,6 +7,7 @@ and values are proven with a separate asyncua Client reading the server.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import sqlite3
@@ -123,6 +124,15 @@ class Rig:
                                    requested_by=(signers or [self.signer("alice")])[0].user_id,
                                    reason="e2e test", signers=signers or [self.signer("alice")],
                                    validity_s=validity_s, timeout=timeout)
+
+
+async def wait_for(predicate: Any, timeout: float = 15.0) -> None:
+    """Poll ``predicate`` every 50 ms until it is true; fail the test after ``timeout`` seconds."""
+    for _ in range(int(timeout / 0.05)):
+        if predicate():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not met in time")
 
 
 def write_rules(tmp: Path, keys: dict[str, Any], rules: str = ALLOWLIST) -> tuple[Path, Path]:

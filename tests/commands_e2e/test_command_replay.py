@@ -20,7 +20,7 @@ import pytest
 from aiomqtt import Client as Mqtt
 
 from edge_node.app import EdgeNodeApp
-from tests.commands_e2e.rig import EDGE, GROUP, Rig, running_rig
+from tests.commands_e2e.rig import EDGE, GROUP, Rig, running_rig, wait_for
 from tests.support.mosquitto import BrokerEndpoint
 from uns.audit.verify import verify
 from uns.commands.client import CommandClient
@@ -56,14 +56,6 @@ async def wiretap(rig: Rig, broker: BrokerEndpoint) -> AsyncIterator[tuple[Mqtt,
             yield mqtt, dcmds, results
         finally:
             reader.cancel()
-
-
-async def wait_for(predicate: Any, timeout: float = 15.0) -> None:
-    for _ in range(int(timeout / 0.05)):
-        if predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 def records(rig: Rig, command_id: object) -> list[tuple[str, str | None]]:

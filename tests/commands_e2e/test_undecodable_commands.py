@@ -22,7 +22,7 @@ import pytest
 from aiomqtt import Client as Mqtt
 
 from edge_node.command_rejects import WHOLE_MESSAGE
-from tests.commands_e2e.rig import EDGE, GROUP, Rig, running_rig
+from tests.commands_e2e.rig import EDGE, GROUP, Rig, running_rig, wait_for
 from tests.support.mosquitto import BrokerEndpoint
 from uns.audit.verify import verify
 from uns.commands.client import CommandClient, sign_request
@@ -74,14 +74,6 @@ async def results_listener(rig: Rig, mosquitto: BrokerEndpoint) -> AsyncIterator
             yield mqtt, got
         finally:
             reader.cancel()
-
-
-async def wait_for(predicate: Any, timeout: float = 10.0) -> None:
-    for _ in range(int(timeout / 0.05)):
-        if predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 async def test_undecodable_commands_are_audited_and_answered(mosquitto: BrokerEndpoint, tmp_path: Path) -> None:

@@ -69,6 +69,25 @@ def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: fl
     raise TimeoutError(f"{what} not reached after {timeout}s")
 
 
+def fast_confirmations(adapter: dict) -> None:
+    """Adapter overrides (``running_stack(adapter_overrides=...)``) for tests that end a batch and
+    read its confirmation: a 1 s grace, no partials, the outbox planned every 0.5 s."""
+    adapter["mes"]["confirmation_grace_s"] = 1
+    adapter["mes"]["partial_interval_s"] = None
+    adapter["confirmations_every_s"] = 0.5
+
+
+def wait_final_confirmation(stack: Stack, batch_id: str, timeout: float = 30.0) -> dict:
+    """The batch's final confirmation as the adapter's REST API lists it, once there (a batch has
+    exactly one final; partials and late supplements are ignored here)."""
+    def final() -> dict | None:
+        _, rows = stack.api("GET", "/api/confirmations", role="viewer")
+        finals = [r["confirmation"] for r in rows or [] if r["batch_id"] == batch_id and r["kind"] == "final"]
+        return finals[0] if finals else None
+
+    return wait_until(final, timeout, f"final confirmation of {batch_id}")
+
+
 @contextmanager
 def running_stack(workdir: Path, *, adapter_overrides: Callable[[dict], None] | None = None,
                   edge_overrides: Callable[[dict], None] | None = None, broker: str = "embedded") -> Iterator[Stack]:

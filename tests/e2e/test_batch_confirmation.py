@@ -19,7 +19,7 @@ from asyncua import Client, ua
 
 from simulator.client import call_method, call_simulation, double, uint32
 from simulator.config import NAMESPACE_URI
-from tests.e2e.stack import running_stack, wait_until
+from tests.e2e.stack import fast_confirmations, running_stack, wait_final_confirmation, wait_until
 from tests.mes.receiver import Receiver
 
 
@@ -36,11 +36,9 @@ def test_confirmation_counts_equal_the_simulator_and_survive_a_webhook_outage(tm
     """The same stack on the embedded broker and on Mosquitto: only the broker URL differs."""
     with Receiver(script=deque([503])) as receiver:
         def configure(adapter: dict) -> None:
+            fast_confirmations(adapter)
             adapter["mes"]["webhook"] = {"url": receiver.url}
-            adapter["mes"]["confirmation_grace_s"] = 1
-            adapter["mes"]["partial_interval_s"] = None
             adapter["mes"]["retry"] = {"initial_delay_s": 0.2, "max_delay_s": 1.0, "max_attempts": 5}
-            adapter["confirmations_every_s"] = 0.5
 
         with running_stack(tmp_path, adapter_overrides=configure, broker=broker) as stack:
             line_path = stack.line
@@ -71,14 +69,7 @@ def test_confirmation_counts_equal_the_simulator_and_survive_a_webhook_outage(tm
             wait_until(counters_arrived, 20, "final counter values in the adapter")
             status, body = stack.api("POST", f"/api/lines/{line_path}/batch/end", {"batch_id": "B-4872"})
             assert status == 200, body
-
-            def final_confirmation() -> dict | None:
-                _, confirmations = stack.api("GET", "/api/confirmations", role="viewer")
-                finals = [c["confirmation"] for c in confirmations
-                          if c["batch_id"] == "B-4872" and c["kind"] == "final"]
-                return finals[0] if finals else None
-
-            confirmation = wait_until(final_confirmation, 30, "final confirmation of B-4872")
+            confirmation = wait_final_confirmation(stack, "B-4872")
             produced = confirmation["produced"][0]
             assert produced["good"] == produced_good
             assert produced["scrap"] == produced_reject

@@ -33,7 +33,7 @@ import pytest
 import yaml
 
 from simulator.client import call_method
-from tests.e2e.stack import Stack, running_stack, wait_until
+from tests.e2e.stack import Stack, fast_confirmations, running_stack, wait_final_confirmation, wait_until
 from tests.e2e.test_batch_confirmation import _truth  # the simulator's own good/reject totals
 from uns.sparkplug.codec import decode_payload, encode_payload
 from uns.sparkplug.datatypes import DataType
@@ -202,9 +202,7 @@ def _fuzz(stack: Stack, births: dict[str, bytes], rng: random.Random) -> int:
 def test_a_fuzzing_edge_leaves_the_uns_equal_to_the_real_edge(tmp_path: Path, broker: str) -> None:
     def configure(adapter: dict) -> None:
         adapter["host"].update({"quarantine_quiet_s": QUIET_S, "retire_grace_s": 0, "rebirth_throttle_s": 1.0})
-        adapter["mes"]["confirmation_grace_s"] = 1
-        adapter["mes"]["partial_interval_s"] = None
-        adapter["confirmations_every_s"] = 0.5
+        fast_confirmations(adapter)
 
     rng = random.Random(20261202)
     with running_stack(tmp_path, adapter_overrides=configure, broker=broker) as stack, \
@@ -239,13 +237,7 @@ def test_a_fuzzing_edge_leaves_the_uns_equal_to_the_real_edge(tmp_path: Path, br
         wait_until(counters_arrived, 30, "the real counters back in the adapter after the quarantine")
         status, body = stack.api("POST", f"/api/lines/{stack.line}/batch/end", {"batch_id": "B-FUZZ"})
         assert status == 200, body
-
-        def final_confirmation() -> dict | None:
-            _, confirmations = stack.api("GET", "/api/confirmations", role="viewer")
-            finals = [c["confirmation"] for c in confirmations if c["batch_id"] == "B-FUZZ" and c["kind"] == "final"]
-            return finals[0] if finals else None
-
-        confirmation = wait_until(final_confirmation, 30, "final confirmation of B-FUZZ")
+        confirmation = wait_final_confirmation(stack, "B-FUZZ")
         assert confirmation["produced"][0]["good"] == good1 - good0
         assert confirmation["produced"][0]["scrap"] == reject1 - reject0
 

@@ -17,10 +17,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +28,10 @@ from cryptography import x509
 from typer.testing import CliRunner
 
 from edge_node.config import EdgeConfig, SecurityProfile, loads_edge_config
-from edge_node.opcua_source import OpcUaSource
 from edge_node.opcua_writer import OpcUaWriter
 from tests.edge_node.opcua_test_server import TestOpcUaServer
 from tests.edge_node.recording_sink import RecordingSink
+from tests.edge_node.running import running, running_source
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -168,16 +166,6 @@ def _config(server: TestOpcUaServer, trust_dir: Path | None, extra: str = "", ba
 {extra}{TAGS}""", base_dir=base or (trust_dir.parent if trust_dir is not None else None))
 
 
-@contextlib.asynccontextmanager
-async def _running(source: OpcUaSource | OpcUaWriter) -> AsyncIterator[None]:
-    task = asyncio.create_task(source.run())
-    try:
-        yield
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-
-
 async def test_unknown_server_certificate_is_refused_until_trusted(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     server = await TestOpcUaServer(secure_dir=tmp_path / "server-pki").start()
@@ -191,10 +179,8 @@ async def test_unknown_server_certificate_is_refused_until_trusted(
         config = _config(server, trust_dir)
         assert config.security_profile is SecurityProfile.PRODUCTION
         sink = RecordingSink()
-        source = OpcUaSource(config.opcua[0], [(t, config.device_id(t)) for t in config.tags], sink,
-                             data_dir=tmp_path / "edge")
         caplog.set_level(logging.ERROR, logger="edge_node.opcua_security")
-        async with _running(source):
+        async with running_source(config, sink, tmp_path / "edge") as source:
             await sink.wait_for(lambda: source.stats.certificate_rejections >= 2, timeout=20)
             # down, nothing announced, every failed attempt was this refusal
             assert not source.connected.is_set() and not source.stats.connected
@@ -232,11 +218,8 @@ async def test_trust_unknown_server_certificates_connects_and_logs_the_thumbprin
             trust_dir.mkdir()
         config = _config(server, trust_dir, "    trust_unknown_server_certificates: true\n", base=tmp_path)
         assert config.security_profile is SecurityProfile.PRODUCTION
-        sink = RecordingSink()
-        source = OpcUaSource(config.opcua[0], [(t, config.device_id(t)) for t in config.tags], sink,
-                             data_dir=tmp_path / "edge")
         caplog.set_level(logging.WARNING, logger="edge_node.opcua_security")
-        async with _running(source):
+        async with running_source(config, RecordingSink(), tmp_path / "edge") as source:
             await asyncio.wait_for(source.connected.wait(), 20)
             assert source.stats.certificate_rejections == 0 and source.stats.connect_failures == 0
         warned = [r.getMessage() for r in caplog.records if "trust_unknown_server_certificates" in r.getMessage()]
@@ -252,7 +235,7 @@ async def test_trust_unknown_server_certificates_connects_and_logs_the_thumbprin
 
 async def _write_as(config: EdgeConfig, data_dir: Path, value: float) -> int:
     writer = OpcUaWriter(config.opcua[0], data_dir)
-    async with _running(writer):
+    async with running(writer):
         await asyncio.wait_for(writer.connected.wait(), 20)
         return await writer.write("ns=2;s=Line1/Filler/Speed", ua.Variant(value, ua.VariantType.Double))
 
@@ -279,9 +262,7 @@ async def test_command_writes_use_the_write_account(tmp_path: Path, monkeypatch:
         # with them, the command session logs in as "writer" and the write lands; the subscription
         # session (still "reader") sees the new value
         sink = RecordingSink()
-        source = OpcUaSource(split.opcua[0], [(t, split.device_id(t)) for t in split.tags], sink,
-                             data_dir=tmp_path / "edge")
-        async with _running(source):
+        async with running_source(split, sink, tmp_path / "edge") as source:
             await asyncio.wait_for(source.connected.wait(), 20)
             assert await _write_as(split, tmp_path / "edge", 55.0) == 0
             assert await speed.read_value() == 55.0
@@ -330,7 +311,7 @@ async def test_simulator_read_only_user_and_separate_write_account(tmp_path: Pat
 
         async def write_and_read(config: EdgeConfig, value: float) -> tuple[int, Any]:
             writer = OpcUaWriter(config.opcua[0], tmp_path / "edge")
-            async with _running(writer):
+            async with running(writer):
                 await asyncio.wait_for(writer.connected.wait(), 20)
                 code = await writer.write(setpoint, ua.Variant(value, ua.VariantType.Double))
                 return code, (await writer.read(setpoint)).value

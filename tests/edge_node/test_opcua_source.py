@@ -9,18 +9,16 @@ certificate generated on first run, a trust list and a username/password.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from edge_node.config import EdgeConfig, loads_edge_config
-from edge_node.opcua_source import OpcUaSource
 from tests.edge_node.opcua_test_server import TestOpcUaServer
 from tests.edge_node.recording_sink import RecordingSink
+from tests.edge_node.running import running_source
 from uns.conventions import PROP_QUALITY, PROP_QUALITY_REASON, PROP_RAW_VALUE, PROP_STATUS_CODE
 
 pytestmark = pytest.mark.timeout(60)
@@ -48,17 +46,6 @@ opcua:
 {endpoint_extra}
 tags:{tags}
 """)
-
-
-@contextlib.asynccontextmanager
-async def running_source(config: EdgeConfig, sink: RecordingSink, data_dir: Path) -> AsyncIterator[OpcUaSource]:
-    source = OpcUaSource(config.opcua[0], [(t, config.device_id(t)) for t in config.tags], sink, data_dir=data_dir)
-    task = asyncio.create_task(source.run())
-    try:
-        yield source
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 async def test_births_live_values_bad_quality_and_unknown_nodes(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ reach a broker; a restarted broker appended at the end would be stopped first.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -33,23 +34,31 @@ def _entry(stack: Stack, name: str) -> tuple[int, ServiceSpec, subprocess.Popen]
 
 
 def stop_service(stack: Stack, name: str, sig: int = signal.SIGTERM) -> None:
-    """Stop one service by its PID (SIGTERM: a clean stop; SIGKILL: a crash) and wait for it."""
-    _, _, proc = _entry(stack, name)
+    """Stop one service by its PID (SIGTERM/SIGINT: a clean stop; SIGKILL: a crash) and wait for it.
+
+    A service that overstays its ``stop_timeout`` after a clean-stop signal is killed (nothing
+    leaks) and the test fails: a hang on shutdown is a defect, not something to paper over."""
+    _, spec, proc = _entry(stack, name)
     os.kill(proc.pid, sig)
     try:
-        proc.wait(timeout=15)
+        proc.wait(timeout=spec.stop_timeout)
     except subprocess.TimeoutExpired:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=5)
+        raise AssertionError(f"{name} (pid {proc.pid}) did not stop within {spec.stop_timeout}s of "
+                             f"{signal.Signals(sig).name}") from None
 
 
-def start_service(stack: Stack, name: str) -> None:
-    """Start a stopped service again with its original command, in its original place."""
+def start_service(stack: Stack, name: str, *, wait: bool = True) -> None:
+    """Start a stopped service again with its original command, in its original place.
+
+    ``wait=False`` does not wait for it to be ready (e.g. an edge node started while its broker
+    is down); the supervisor's list keeps the original spec, ready checks included."""
     index, spec, proc = _entry(stack, name)
     assert proc.poll() is not None, f"{name} is still running (pid {proc.pid})"
     supervisor = stack.supervisor
-    supervisor.start(spec)  # appended, and waited for until ready
-    supervisor.running[index] = supervisor.running.pop()
+    supervisor.start(spec if wait else dataclasses.replace(spec, ready_ports=[], ready_check=None))  # appended
+    supervisor.running[index] = (spec, supervisor.running.pop()[1])
 
 
 def restart(stack: Stack, name: str, *, down_s: float = 0.0, sig: int = signal.SIGTERM) -> None:

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from simulator.client import call_method
-from tests.e2e.stack import Stack, running_stack, wait_until
+from tests.e2e.stack import Stack, fast_confirmations, running_stack, wait_final_confirmation, wait_until
 from tests.e2e.test_batch_confirmation import _truth
 from tests.faults.rig import adapter_metrics, adapter_ready, restart, retained_tree, start_service, stop_service
 
@@ -97,9 +97,7 @@ def _current_values_retained(stack: Stack) -> bool:
 
 
 def _configure(adapter: dict) -> None:
-    adapter["mes"]["confirmation_grace_s"] = 1
-    adapter["mes"]["partial_interval_s"] = None
-    adapter["confirmations_every_s"] = 0.5
+    fast_confirmations(adapter)
     adapter["host"]["reconnect_max_s"] = 2.0
 
 
@@ -159,13 +157,7 @@ def test_every_connection_and_the_retained_uns_come_back_after_broker_restarts(t
         # the batch spanning all three outages is confirmed with the simulator's own counts
         status, body = stack.api("POST", f"/api/lines/{stack.line}/batch/end", {"batch_id": "B-12"})
         assert status == 200, body
-
-        def final() -> dict | None:
-            _, confirmations = stack.api("GET", "/api/confirmations", role="viewer")
-            finals = [c["confirmation"] for c in confirmations if c["batch_id"] == "B-12" and c["kind"] == "final"]
-            return finals[0] if finals else None
-
-        confirmation = wait_until(final, 30, "final confirmation of B-12")
+        confirmation = wait_final_confirmation(stack, "B-12")
         produced = confirmation["produced"][0]
         assert (produced["good"], produced["scrap"]) == (good1 - good0, reject1 - reject0)
         assert good1 - good0 > 0

@@ -32,15 +32,9 @@ import yaml
 from mes_adapter.app_config import AdapterConfig
 from mes_adapter.context import ContextAssertion, ContextStore
 from simulator.client import call_method, call_simulation, double, string, uint32
-from tests.e2e.stack import Stack, running_stack, wait_until
+from tests.e2e.stack import Stack, fast_confirmations, running_stack, wait_final_confirmation, wait_until
 from tests.e2e.test_batch_confirmation import _truth
-from uns.supervisor import ServiceSpec
-
-
-def _fast_confirmations(adapter: dict) -> None:
-    adapter["mes"]["confirmation_grace_s"] = 1
-    adapter["mes"]["partial_interval_s"] = None
-    adapter["confirmations_every_s"] = 0.5
+from tests.faults.rig import restart, start_service, stop_service
 
 
 def _inject(stack: Stack, kind: str, tag: str, duration_s: float, value: float) -> None:
@@ -54,12 +48,6 @@ def _batch_good_and_scrap(stack: Stack, batch_id: str) -> tuple[float, float] | 
         if batch["batch_id"] == batch_id:
             return batch["good"], batch["scrap"]
     return None
-
-
-def _final_confirmation(stack: Stack, batch_id: str) -> dict | None:
-    _, confirmations = stack.api("GET", "/api/confirmations", role="viewer")
-    finals = [c["confirmation"] for c in confirmations or [] if c["batch_id"] == batch_id and c["kind"] == "final"]
-    return finals[0] if finals else None
 
 
 def _confirmed(stack: Stack, batch_id: str) -> tuple[float, float]:
@@ -92,13 +80,13 @@ def _run_batch_and_compare(stack: Stack, batch_id: str, during_production) -> No
                f"batch {batch_id} counts {produced} in the adapter")
     status, body = stack.api("POST", f"/api/lines/{stack.line}/batch/end", {"batch_id": batch_id})
     assert status == 200, body
-    wait_until(lambda: _final_confirmation(stack, batch_id), 30, f"final confirmation of {batch_id}")
+    wait_final_confirmation(stack, batch_id)
     time.sleep(1.5)  # a late supplement, if any, would be built within a second or two
     assert _confirmed(stack, batch_id) == produced
 
 
 def test_future_and_past_source_timestamps_on_good_count_lose_no_count(tmp_path: Path) -> None:
-    with running_stack(tmp_path, adapter_overrides=_fast_confirmations) as stack:
+    with running_stack(tmp_path, adapter_overrides=fast_confirmations) as stack:
         def wrong_clocks() -> None:
             _inject(stack, "future_timestamp", "Line1/GoodCount", 3, 3600)  # an hour ahead
             time.sleep(4)
@@ -152,7 +140,7 @@ def test_adapter_disk_full_during_a_batch_is_reported_and_loses_no_count(tmp_pat
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(data)], check=True)
     try:
         def on_tmpfs(adapter: dict) -> None:
-            _fast_confirmations(adapter)
+            fast_confirmations(adapter)
             adapter["data_dir"] = str(data)
 
         with running_stack(tmp_path, adapter_overrides=on_tmpfs) as stack:
@@ -182,20 +170,6 @@ def test_adapter_disk_full_during_a_batch_is_reported_and_loses_no_count(tmp_pat
 # -- restart and operator input ----------------------------------------------------------------
 
 
-def _stop_adapter(stack: Stack) -> ServiceSpec:
-    """SIGINT the adapter (by its PID) and wait for it; returns its spec to start it again."""
-    entry = next(item for item in stack.supervisor.running if item[0].name == "adapter")
-    spec, proc = entry
-    os.kill(proc.pid, signal.SIGINT)
-    proc.wait(timeout=spec.stop_timeout)
-    stack.supervisor.running.remove(entry)
-    return spec
-
-
-def _restart_adapter(stack: Stack) -> None:
-    stack.supervisor.start(_stop_adapter(stack))
-
-
 def _reconciliation(stack: Stack) -> dict | None:
     status, body = stack.api("GET", f"/api/lines/{stack.line}/batch/reconciliation", role="viewer")
     return body if status == 200 else None
@@ -207,14 +181,14 @@ def _current_batch(stack: Stack) -> str | None:
 
 
 def test_restart_reconciles_the_batch_context_with_the_line(tmp_path: Path) -> None:
-    with running_stack(tmp_path, adapter_overrides=_fast_confirmations) as stack:
+    with running_stack(tmp_path, adapter_overrides=fast_confirmations) as stack:
         # the MES runs B-RUN and so does the line: a restart keeps it
         assert stack.api("POST", f"/api/lines/{stack.line}/batch/start", {"batch_id": "B-RUN"})[0] == 201
         asyncio.run(call_method(stack.opcua, "Line1", "StartBatch", string("B-RUN"), string("SKU-12"), uint32(0)))
         wait_until(lambda: any(t["name"] == "CurrentBatch" and t["value"] == "B-RUN" for t in
                                stack.api("GET", f"/api/tags?line={stack.line}", role="viewer")[1]), 20,
                    "CurrentBatch B-RUN in the adapter")
-        _restart_adapter(stack)
+        restart(stack, "adapter", sig=signal.SIGINT)
         kept = wait_until(lambda: _reconciliation(stack), 30, "the reconciliation after the restart")
         assert (kept["action"], kept["batch_id"], kept["end_ms"]) == ("kept", "B-RUN", None), kept["detail"]
         assert "line state 'Execute', batch tag 'B-RUN'" in kept["detail"]
@@ -223,7 +197,7 @@ def test_restart_reconciles_the_batch_context_with_the_line(tmp_path: Path) -> N
         # the line finishes its batch while the adapter is down; the MES still shows B-RUN
         asyncio.run(call_method(stack.opcua, "Line1", "StopBatch"))
         time.sleep(1.0)
-        _restart_adapter(stack)
+        restart(stack, "adapter", sig=signal.SIGINT)
         ended = wait_until(lambda: _reconciliation(stack), 30, "the reconciliation after the second restart")
         assert (ended["action"], ended["batch_id"]) == ("ended", "B-RUN")
         assert "the line runs no batch" in ended["detail"] and "batch tag ''" in ended["detail"]
@@ -239,7 +213,7 @@ def test_restart_reconciles_the_batch_context_with_the_line(tmp_path: Path) -> N
 
 
 def test_implausible_since_ms_is_refused_and_the_adapter_stays_healthy(tmp_path: Path) -> None:
-    with running_stack(tmp_path, adapter_overrides=_fast_confirmations) as stack:
+    with running_stack(tmp_path, adapter_overrides=fast_confirmations) as stack:
         now_ms = int(time.time() * 1000)
         for since, hint in ((now_ms // 1000, "it looks like seconds"), (now_ms + 3_600_000, "")):
             status, body = stack.api("POST", f"/api/lines/{stack.line}/batch/start",
@@ -266,7 +240,7 @@ def test_a_batch_stored_with_a_1970_start_before_the_fix_does_not_hang_the_next_
         adapter["confirmations_every_s"] = 0.5
 
     with running_stack(tmp_path, adapter_overrides=often) as stack:
-        spec = _stop_adapter(stack)
+        stop_service(stack, "adapter", signal.SIGINT)
         config = AdapterConfig.model_validate(yaml.safe_load((stack.folder / "adapter.yaml").read_text()))
         assert config.mes.partial_interval_s == 300  # uns init's demo: 5.9 million windows since 1970
         since_1970 = int(time.time())  # seconds sent as milliseconds: 21 January 1970
@@ -274,7 +248,7 @@ def test_a_batch_stored_with_a_1970_start_before_the_fix_does_not_hang_the_next_
         store.append(ContextAssertion(line=stack.line, seq=0, since_ms=since_1970, batch_id="B-1970",
                                       asserted_by="old-api"), int(time.time() * 1000))
         store.close()
-        stack.supervisor.start(spec)
+        start_service(stack, "adapter")
         with urllib.request.urlopen(f"{stack.http}/healthz", timeout=5) as response:  # noqa: S310
             assert response.status == 200
 

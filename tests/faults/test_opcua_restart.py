@@ -21,18 +21,19 @@ before comparing, so "the server's current value" is one value, not a moving tar
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from pathlib import Path
 
 import pytest
 
 from simulator.client import call_method
-from tests.e2e.stack import Stack, running_stack, wait_until
+from tests.e2e.stack import Stack, fast_confirmations, running_stack, wait_final_confirmation, wait_until
+from tests.faults.rig import restart
 from tests.faults.truth import (
     Tag,
     UnsView,
     plant_tags,
-    sigkill_and_restart,
     sim_fault,
     truth,
     wait_published,
@@ -44,12 +45,6 @@ pytestmark = pytest.mark.timeout(240)
 #: the stated bound: every tag GOOD with the server's value this long after the server is back
 RECOVERY_S = 20.0
 CELLS = ("Filler", "Capper", "Labeler")
-
-
-def confirmations_fast(adapter: dict) -> None:
-    adapter["mes"]["confirmation_grace_s"] = 1
-    adapter["mes"]["partial_interval_s"] = None
-    adapter["confirmations_every_s"] = 0.5
 
 
 def hold_noise(stack: Stack) -> None:
@@ -84,12 +79,7 @@ def run_line(stack: Stack, seconds: float) -> None:
 def final_counts(stack: Stack, batch_id: str) -> tuple[float, float]:
     status, body = stack.api("POST", f"/api/lines/{stack.line}/batch/end", {"batch_id": batch_id})
     assert status == 200, body
-
-    def final() -> dict | None:
-        _, confirmations = stack.api("GET", "/api/confirmations", role="viewer")
-        finals = [c["confirmation"] for c in confirmations if c["batch_id"] == batch_id and c["kind"] == "final"]
-        return finals[0] if finals else None
-    produced = wait_until(final, 30, f"final confirmation of {batch_id}")["produced"][0]
+    produced = wait_final_confirmation(stack, batch_id)["produced"][0]
     return produced["good"], produced["scrap"]
 
 
@@ -101,7 +91,7 @@ def start_batch(stack: Stack, batch_id: str) -> None:
 
 
 def test_server_restart_during_a_batch_every_tag_good_again_and_counts_equal(tmp_path: Path) -> None:
-    with running_stack(tmp_path, adapter_overrides=confirmations_fast) as stack, UnsView(stack) as view:
+    with running_stack(tmp_path, adapter_overrides=fast_confirmations) as stack, UnsView(stack) as view:
         tags = plant_tags(stack)
         assert sum(1 for t in tags if t.cell is None) == 10  # the ten line-level tags of the issue
         hold_noise(stack)
@@ -143,6 +133,6 @@ def test_idle_line_server_restart_then_simulator_sigkill_every_tag_good_with_the
         # a power cycle: SIGKILL, a new process on the same port with fresh counters and state
         run_line(stack, 2.0)  # counters away from the new process's 0
         wait_truth(stack, view, tags, 15)
-        sigkill_and_restart(stack, "simulator")
+        restart(stack, "simulator", sig=signal.SIGKILL)  # same command, hence the same port
         hold_noise(stack)
         wait_truth(stack, view, tags, RECOVERY_S)

@@ -20,7 +20,6 @@ A longer outage (60 s) is the same scenario with other numbers; it is left to a 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import os
 import signal
@@ -31,25 +30,13 @@ from pathlib import Path
 import pytest
 
 from simulator.client import call_method, call_simulation, uint32
-from tests.e2e.stack import Stack, running_stack, wait_until
+from tests.e2e.stack import Stack, fast_confirmations, running_stack, wait_until
 from tests.e2e.test_batch_confirmation import _truth
 from tests.faults.rig import adapter_ready, start_service, stop_service
 from tests.mes.receiver import Receiver
 
 BATCH = "B-FAULT-7"
 OUTAGE_S = float(os.environ.get("UNS_FAULT_OUTAGE_S", "14"))
-
-
-def _start_unready(stack: Stack, name: str) -> None:
-    """Start a stopped service without waiting for it to be ready (the broker it needs is down)."""
-    for index, (spec, proc) in enumerate(stack.supervisor.running):
-        if spec.name == name:
-            assert proc.poll() is not None, f"{name} still runs"
-            bare = dataclasses.replace(spec, ready_ports=[], ready_check=None)
-            stack.supervisor.start(bare)
-            stack.supervisor.running[index] = (spec, stack.supervisor.running.pop()[1])
-            return
-    raise KeyError(name)
 
 
 def _confirmations(stack: Stack) -> list[dict]:
@@ -62,11 +49,10 @@ def _confirmations(stack: Stack) -> list[dict]:
 def test_crashes_and_outages_during_a_batch_lose_and_duplicate_nothing(tmp_path: Path, broker: str) -> None:
     with Receiver(script=deque([503] * 8)) as receiver:  # the MES is down for its first 8 POSTs
         def configure(adapter: dict) -> None:
+            fast_confirmations(adapter)
             adapter["mes"]["webhook"] = {"url": receiver.url}
-            adapter["mes"]["confirmation_grace_s"] = 1
             adapter["mes"]["partial_interval_s"] = 4  # partial confirmations while faults happen
             adapter["mes"]["retry"] = {"initial_delay_s": 0.2, "max_delay_s": 1.0, "max_attempts": 50}
-            adapter["confirmations_every_s"] = 0.5
 
         with running_stack(tmp_path, adapter_overrides=configure, broker=broker) as stack:
             good0, reject0 = asyncio.run(_truth(stack.opcua))
@@ -82,7 +68,7 @@ def test_crashes_and_outages_during_a_batch_lose_and_duplicate_nothing(tmp_path:
             stop_service(stack, "broker", signal.SIGKILL)
             time.sleep(OUTAGE_S / 2)
             stop_service(stack, "edge", signal.SIGKILL)
-            _start_unready(stack, "edge")
+            start_service(stack, "edge", wait=False)  # its broker is down: not ready yet
             asyncio.run(call_simulation(stack.opcua, "ForceRejects", uint32(2)))
             time.sleep(OUTAGE_S / 2)
             start_service(stack, "broker")

@@ -27,8 +27,8 @@ from urllib.parse import urlparse
 import pytest
 import yaml
 
+from tests.e2e.browser import ARTIFACTS, dashboard
 from tests.e2e.stack import Stack, running_stack, wait_until
-from tests.e2e.test_dashboard_browser import ARTIFACTS, CHROMIUM, CHROMIUM_FLAGS
 from tests.support.procs import uns_command
 from tests.support.sniffer import Captured, Sniffer
 
@@ -171,23 +171,12 @@ def test_bad_status_episode_and_opcua_outage_status(tmp_path: Path, broker: str)
 
 def dashboard_marker(stack: Stack, screenshot: str) -> None:
     """The line card shows the "incomplete data" marker naming the dead device."""
-    if not Path(CHROMIUM).exists():
-        pytest.fail("chromium is missing: scripts/test installs it (apt-get install chromium)")
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1200})
-            page.goto(stack.http + "/")
-            page.fill("#token", stack.tokens["viewer"])
-            page.click("#save-token")
-            marker = page.locator('#lines [data-marker="line-incomplete"]')
-            expect(marker).to_be_visible(timeout=15_000)
-            expect(marker).to_contain_text("incomplete data")
-            expect(marker).to_contain_text("device Filler STALE since")
-            expect(page.locator("#lines")).to_contain_text(f"0/{len(CELLS)} online")
-            page.screenshot(path=str(ARTIFACTS / screenshot), full_page=True)
-        finally:
-            browser.close()
+    with dashboard(stack, "viewer", 1200) as page:
+        marker = page.locator('#lines [data-marker="line-incomplete"]')
+        expect(marker).to_be_visible(timeout=15_000)
+        expect(marker).to_contain_text("incomplete data")
+        expect(marker).to_contain_text("device Filler STALE since")
+        expect(page.locator("#lines")).to_contain_text(f"0/{len(CELLS)} online")
+        page.screenshot(path=str(ARTIFACTS / screenshot), full_page=True)

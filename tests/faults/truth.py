@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -156,15 +154,3 @@ def tag_settings(settings: dict[str, dict[str, Any]]) -> Callable[[dict], None]:
         for tag in plant["tags"]:
             tag.update(settings.get(tag["node_id"].split(";s=", 1)[1], {}))
     return apply
-
-
-def sigkill_and_restart(stack: Stack, name: str) -> None:
-    """SIGKILL the stack's service ``name`` (a process this test started, by PID) and start it again
-    with the same command, hence the same port."""
-    for spec, proc in stack.supervisor.running:
-        if spec.name == name and proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-            stack.supervisor.start(spec)
-            return
-    raise AssertionError(f"no running service {name!r}")
