@@ -12,6 +12,7 @@ COPY edge_node ./edge_node
 COPY mes_adapter ./mes_adapter
 COPY broker ./broker
 COPY simulator ./simulator
+COPY unshub ./unshub
 RUN pip install --no-cache-dir . \
     && useradd --system --uid 10001 --home /data uns \
     && mkdir -p /data /config && chown uns /data

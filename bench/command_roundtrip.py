@@ -6,7 +6,7 @@ What runs, each in its own process, all on loopback: Mosquitto (started here on 
 simulated line (``uns sim run``, ticking at its normal 10 Hz plus ``--extra-tags`` synthetic
 Doubles at ``--extra-rate-hz``), and the edge node (``uns edge run``) forwarding every tag as
 Sparkplug B and running the command executor with an allowlist and a user registry. This process
-is the requester: :class:`uns.commands.client.CommandClient` builds, signs (Ed25519), sends the
+is the requester: :class:`unshub.command_client.CommandClient` builds, signs (Ed25519), sends the
 DCMD and waits for the JSON result on ``<line>/_cmd/result/<id>``.
 
 Broker setting that matters: Mosquitto's ``set_tcp_nodelay true`` (its default is false). Without
@@ -45,12 +45,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import yaml  # noqa: E402
 from processes import free_port, stop, wait_for_port  # noqa: E402 - bench/processes.py
 
-from edge_node.defaults import simulator_config_dict  # noqa: E402
 from simulator.catalog import tag_catalog  # noqa: E402
 from simulator.config import NAMESPACE_URI, SimulatorConfig  # noqa: E402
-from uns.commands.client import CommandClient, Signer  # noqa: E402
 from uns.commands.model import Outcome  # noqa: E402
 from uns.commands.signing import generate_private_key, public_key_text  # noqa: E402
+from unshub.command_client import CommandClient, Signer  # noqa: E402
+from unshub.simulated_line import simulator_config_dict  # noqa: E402
 
 GROUP, EDGE = "acme:plant1", "packaging:Line1"
 
@@ -146,10 +146,10 @@ def main() -> None:
     try:
         procs.append(start([mosquitto, "-c", str(work / "mosquitto.conf")], work / "mosquitto.log"))
         wait_for_port(broker_port)
-        procs.append(start([py, "-m", "uns.cli.main", "sim", "run", "--port", str(opcua_port), "--extra-tags",
+        procs.append(start([py, "-m", "unshub.cli.main", "sim", "run", "--port", str(opcua_port), "--extra-tags",
                             str(args.extra_tags), "--extra-rate-hz", str(args.extra_rate_hz)], work / "sim.log"))
         wait_for_port(opcua_port)
-        procs.append(start([py, "-m", "uns.cli.main", "edge", "run", "-c", str(work / "plant.yaml")],
+        procs.append(start([py, "-m", "unshub.cli.main", "edge", "run", "-c", str(work / "plant.yaml")],
                            work / "edge.log"))
         times, split = asyncio.run(measure(broker_url, key, args.commands, args.warmup))
         if any(p.poll() is not None for p in procs):

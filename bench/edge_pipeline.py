@@ -90,11 +90,11 @@ sys.path.insert(0, str(ROOT))
 
 from processes import free_port, stop, wait_for_port  # bench/processes.py
 
-from edge_node.defaults import simulator_config_dict
 from simulator.catalog import tag_catalog
 from simulator.config import SimulatorConfig
 from uns.sparkplug.catalog import EdgeNodeCatalog
 from uns.sparkplug.topic import MessageType, SparkplugTopic, parse_topic
+from unshub.simulated_line import simulator_config_dict
 
 UNS = str(Path(sys.executable).parent / "uns")
 logging.getLogger("asyncua").setLevel(logging.ERROR)  # the probe client's chatter
@@ -145,7 +145,7 @@ _init = m.Client.__init__
 def _patched(self, *a, watchdog_intervall=%r, **k):
     _init(self, *a, watchdog_intervall=watchdog_intervall, **k)
 m.Client.__init__ = _patched
-from uns.cli.main import main
+from unshub.cli.main import main
 sys.argv = ["uns", *sys.argv[1:]]
 sys.exit(main())
 """

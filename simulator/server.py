@@ -35,8 +35,7 @@ from simulator.security import (
     identity_tokens,
     permission_ruleset,
 )
-from uns.config_checks import port_in_use
-from uns.supervisor import PortInUseError
+from uns.config_checks import PortInUseError, port_in_use
 
 log = logging.getLogger(__name__)
 

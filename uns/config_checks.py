@@ -45,6 +45,13 @@ def file_locator(path: Path) -> Where:
     return where
 
 
+class PortInUseError(RuntimeError):
+    """A port a service (or the stack) needs is taken by another process.
+
+    Here, next to :func:`port_in_use`, because both a service (the simulator) and the composition
+    root (``uns up``) raise it, and a service may import the core only."""
+
+
 def port_in_use(host: str, port: int) -> bool:
     """Another socket listens on ``host:port`` (IPv4 or IPv6, as ``host`` resolves).
 
@@ -145,4 +152,4 @@ class ConfigChecks:
             raise ConfigError("\n".join(self.issues), self.issues)
 
 
-__all__ = ["ConfigChecks", "Where", "file_locator", "port_in_use"]
+__all__ = ["ConfigChecks", "PortInUseError", "Where", "file_locator", "port_in_use"]

@@ -1,7 +1,7 @@
 """The request side of a command: build, sign, send as DCMD/NCMD, wait for the edge's result.
 
 Used by ``uns cmd send`` and by any service that talks to the broker directly (the MES adapter
-may use it or its own Sparkplug host; both put the same bytes on the wire, :mod:`.wire`).
+may use it or its own Sparkplug host; both put the same bytes on the wire, :mod:`uns.commands.wire`).
 
 What the wire needs from the edge's birth: the metric's **datatype** (the value is normalized to
 it before hashing, so a Float is rounded to float32 on both sides) and its **alias** (with
@@ -38,6 +38,12 @@ from typing import Any
 import aiomqtt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from uns.commands.allowlist import Allowlist
+from uns.commands.checker import DEFAULT_VALIDITY_S, build_request
+from uns.commands.model import CommandRequest, CommandResult, SignatureMeaning
+from uns.commands.signing import sign_command
+from uns.commands.values import normalize_value
+from uns.commands.wire import CommandWireError, encode_command, result_filter
 from uns.isa95 import NamespaceMapping
 from uns.mqtt_url import parse_broker_url
 from uns.sparkplug.codec import decode_payload, encode_payload
@@ -45,13 +51,6 @@ from uns.sparkplug.datatypes import DataType
 from uns.sparkplug.errors import SparkplugError
 from uns.sparkplug.model import Metric, Payload, now_ms
 from uns.sparkplug.topic import MessageType, node_topic
-
-from .allowlist import Allowlist
-from .checker import DEFAULT_VALIDITY_S, build_request
-from .model import CommandRequest, CommandResult, SignatureMeaning
-from .signing import sign_command
-from .values import normalize_value
-from .wire import CommandWireError, encode_command, result_filter
 
 log = logging.getLogger(__name__)
 

@@ -1,9 +1,11 @@
 """The default edge config for the simulated line (``uns up``, demos, end-to-end tests).
 
-Layering: ``edge_node`` never imports ``simulator``. The caller (the CLI, ``uns up``, a test)
-passes the simulator's catalog as plain dicts, e.g. ``[t.model_dump() for t in tag_catalog(cfg)]``;
-each dict needs ``path`` and ``datatype`` and may have ``cell``, ``unit``, ``eu_low``, ``eu_high``,
-``writable``, ``description``, ``node_id`` and ``group`` (the simulator's TagSpec fields).
+Why here: it composes two services (the simulator's namespace, the edge's config model), and only
+the composition root ``unshub`` may import both; the edge node never needs it at run time. The
+caller (the CLI, ``uns up``, a test) passes the simulator's catalog as plain dicts, e.g.
+``[t.model_dump() for t in tag_catalog(cfg)]``; each dict needs ``path`` and ``datatype`` and may
+have ``cell``, ``unit``, ``eu_low``, ``eu_high``, ``writable``, ``description``, ``node_id`` and
+``group`` (the simulator's TagSpec fields).
 
 Mapping: a tag ``<Line>/<Cell>/<Name>`` becomes metric ``<Name>`` of device ``<Cell>``;
 ``<Line>/<Name>`` a node-level (line) metric; anything else keeps its path below the line as
@@ -20,13 +22,17 @@ from typing import Any
 
 import yaml
 
+from edge_node.config import EdgeConfig
+from simulator.config import NAMESPACE_URI
 from uns.isa95 import LinePath
 
-from .config import EdgeConfig
-
-SIMULATOR_NAMESPACE = "urn:uns-hub:simulator"
 #: simulator tag groups forwarded by default (truth tags are the tests' oracle, not plant data)
 DEFAULT_GROUPS = ("line", "cell")
+
+
+def simulator_node_id(path: str, namespace_uri: str = NAMESPACE_URI) -> str:
+    """``nsu=<namespace_uri>;s=<path>``: the simulator's node id whatever index its server assigns."""
+    return f"nsu={namespace_uri};s={path}"
 
 
 def _metric_of(path: str, line: str, cell: str | None) -> str:
@@ -40,7 +46,7 @@ def _metric_of(path: str, line: str, cell: str | None) -> str:
 
 def simulator_config_dict(endpoint: str, broker_url: str, data_dir: Path | str,
                           tags: Iterable[Mapping[str, Any]], *, line: LinePath | None = None,
-                          namespace_uri: str = SIMULATOR_NAMESPACE, groups: Iterable[str] = DEFAULT_GROUPS,
+                          namespace_uri: str = NAMESPACE_URI, groups: Iterable[str] = DEFAULT_GROUPS,
                           primary_host_id: str | None = None, sim_line: str | None = None,
                           sparkplug: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The config as plain data (what ``plant.yaml`` would hold)."""
@@ -57,7 +63,7 @@ def simulator_config_dict(endpoint: str, broker_url: str, data_dir: Path | str,
         path = str(spec["path"])
         cell = spec.get("cell")
         entry: dict[str, Any] = {
-            "node_id": spec.get("node_id") or f"nsu={namespace_uri};s={path}",
+            "node_id": spec.get("node_id") or simulator_node_id(path, namespace_uri),
             "metric": _metric_of(path, sim_line, cell),
         }
         if cell is not None:

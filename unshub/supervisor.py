@@ -18,11 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from uns.config_checks import port_in_use
+from uns.config_checks import PortInUseError, port_in_use
 
-
-class PortInUseError(RuntimeError):
-    """A port the stack needs is taken by another process."""
+__all__ = ["PortInUseError", "ServiceFailedError", "ServiceSpec", "Supervisor", "check_ports_free", "http_ok",
+           "port_is_free"]
 
 
 class ServiceFailedError(RuntimeError):

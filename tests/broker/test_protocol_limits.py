@@ -320,7 +320,7 @@ def test_mqtt5_gets_the_limit_in_connack_and_disconnect_0x95(tmp_path: Path) -> 
 
 
 def test_uns_init_gives_both_brokers_the_same_limit(tmp_path: Path) -> None:
-    from uns.cli.stack import Profile, write_stack_config  # the generator behind `uns init`
+    from unshub.cli.stack import Profile, write_stack_config  # the generator behind `uns init`
 
     write_stack_config(tmp_path, Profile.LOCAL)
     broker_yaml = yaml.safe_load((tmp_path / "broker.yaml").read_text())

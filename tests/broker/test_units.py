@@ -167,7 +167,7 @@ def test_config_errors_name_file_line_and_field_or_the_command_line(tmp_path: Pa
 
 
 def test_cli_passwd_creates_updates_and_deletes(tmp_path: Path) -> None:
-    from uns.cli.main import app
+    from unshub.cli.main import app
 
     runner = CliRunner()
     file = tmp_path / "users.yaml"

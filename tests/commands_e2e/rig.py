@@ -21,14 +21,14 @@ from asyncua import Client, ua
 
 from edge_node.app import EdgeNodeApp
 from edge_node.config import EdgeConfig
-from edge_node.defaults import simulator_config_dict
 from simulator.catalog import tag_catalog
 from simulator.config import NAMESPACE_URI, SimulatorConfig
 from simulator.server import SimulatedLineServer
 from tests.support.net import free_port
-from uns.commands.client import CommandClient, Signer
 from uns.commands.model import SignatureMeaning
 from uns.commands.signing import generate_private_key, public_key_text
+from unshub.command_client import CommandClient, Signer
+from unshub.simulated_line import simulator_config_dict
 
 GROUP, EDGE = "acme:plant1", "packaging:Line1"
 NS = f"nsu={NAMESPACE_URI};s="

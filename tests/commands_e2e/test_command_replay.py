@@ -23,10 +23,10 @@ from edge_node.app import EdgeNodeApp
 from tests.commands_e2e.rig import EDGE, GROUP, Rig, running_rig, wait_for
 from tests.support.mosquitto import BrokerEndpoint
 from uns.audit.verify import verify
-from uns.commands.client import CommandClient
 from uns.commands.model import CommandResult, Outcome, ReasonCode
 from uns.commands.wire import result_filter
 from uns.sparkplug.topic import MessageType, node_topic
+from unshub.command_client import CommandClient
 
 pytestmark = [pytest.mark.mosquitto, pytest.mark.timeout(90)]
 

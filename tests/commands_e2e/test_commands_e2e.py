@@ -14,8 +14,8 @@ import pytest
 from tests.commands_e2e.rig import EDGE, GROUP, Rig, running_rig
 from tests.support.mosquitto import BrokerEndpoint
 from uns.audit.verify import verify
-from uns.commands.client import CommandClient
 from uns.commands.model import Outcome, ReasonCode, SignatureMeaning
+from unshub.command_client import CommandClient
 
 pytestmark = [pytest.mark.mosquitto, pytest.mark.timeout(60)]
 
@@ -218,7 +218,7 @@ async def test_cli_send_prints_the_result_and_exits_by_outcome(mosquitto: Broker
 
         async def uns_cmd_send(*extra: str) -> tuple[int, str]:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "uns.cli.main", "cmd", "send", "--broker", rig.broker_url,
+                sys.executable, "-m", "unshub.cli.main", "cmd", "send", "--broker", rig.broker_url,
                 "--line", "acme/plant1/packaging/Line1", "--user", "alice", "--key", str(keys / "alice.key"),
                 "--timeout", "10", *extra, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
                 stdin=asyncio.subprocess.DEVNULL)

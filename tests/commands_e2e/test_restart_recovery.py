@@ -43,9 +43,9 @@ from tests.commands_e2e.rig import (
 from tests.support.mosquitto import BrokerEndpoint
 from tests.support.net import free_port
 from uns.audit.verify import verify
-from uns.commands.client import CommandClient, Signer
 from uns.commands.model import Outcome, ReasonCode, SignatureMeaning
 from uns.commands.signing import generate_private_key
+from unshub.command_client import CommandClient, Signer
 
 pytestmark = [pytest.mark.mosquitto, pytest.mark.timeout(90)]
 
@@ -187,7 +187,7 @@ async def test_queued_commands_survive_a_sigkill_of_the_edge_process(mosquitto: 
     config_path.write_text(yaml.safe_dump(edge_config(sim, mosquitto.url, data_dir, allowlist, users).model_dump(
         mode="json", exclude_unset=True, by_alias=True)))
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "uns.cli.main", "edge", "run", "--config", str(config_path),
+        sys.executable, "-m", "unshub.cli.main", "edge", "run", "--config", str(config_path),
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
     app: EdgeNodeApp | None = None
     journal = data_dir / "commands" / "journal.db"

@@ -25,13 +25,13 @@ from edge_node.command_rejects import WHOLE_MESSAGE
 from tests.commands_e2e.rig import EDGE, GROUP, Rig, running_rig, wait_for
 from tests.support.mosquitto import BrokerEndpoint
 from uns.audit.verify import verify
-from uns.commands.client import CommandClient, sign_request
 from uns.commands.model import CommandRequest, CommandResult, Outcome, ReasonCode
 from uns.commands.wire import command_metric, result_filter
 from uns.sparkplug.codec import encode_payload
 from uns.sparkplug.datatypes import DataType
 from uns.sparkplug.model import Payload, now_ms
 from uns.sparkplug.topic import MessageType, node_topic
+from unshub.command_client import CommandClient, sign_request
 
 pytestmark = [pytest.mark.mosquitto, pytest.mark.timeout(60)]
 

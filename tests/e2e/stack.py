@@ -2,7 +2,7 @@
 
 Configs come from `uns init` (the generator `uns up` and docker-compose use) on free loopback
 ports; services are the very `uns <service> run` commands, started and stopped by
-:class:`uns.supervisor.Supervisor` (reverse order, SIGINT, by PID).
+:class:`unshub.supervisor.Supervisor` (reverse order, SIGINT, by PID).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import yaml
 from tests.support.mosquitto import mosquitto_binary
 from tests.support.net import free_port
 from tests.support.procs import uns_command
-from uns.supervisor import ServiceSpec, Supervisor, http_ok
+from unshub.supervisor import ServiceSpec, Supervisor, http_ok
 
 
 @dataclass

@@ -13,11 +13,11 @@ from typer.testing import CliRunner
 
 from edge_node.browse import browse_to_file, clean_name
 from edge_node.config import OpcUaEndpointConfig, load_edge_config
-from edge_node.defaults import simulator_config, simulator_config_yaml
 from edge_node.opcua_source import OpcUaSource
 from tests.edge_node.opcua_test_server import TestOpcUaServer
 from tests.edge_node.recording_sink import RecordingSink
 from tests.support.net import free_port
+from unshub.simulated_line import simulator_config, simulator_config_yaml
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -70,7 +70,7 @@ def server_in_thread() -> Iterator[TestOpcUaServer]:
 
 
 def test_cli_browse_then_check(server_in_thread: TestOpcUaServer, tmp_path: Path) -> None:
-    from uns.cli.main import app
+    from unshub.cli.main import app
 
     runner = CliRunner()
     out = tmp_path / "tagmap.yaml"
@@ -86,7 +86,7 @@ def test_cli_browse_then_check(server_in_thread: TestOpcUaServer, tmp_path: Path
 
 
 def test_cli_reports_config_errors_with_line(tmp_path: Path) -> None:
-    from uns.cli.main import app
+    from unshub.cli.main import app
 
     path = tmp_path / "plant.yaml"
     path.write_text("line: {enterprise: a, site: b, area: c, line: d}\nopcua: [{url: 'http://x'}]\ntags: []\n")
@@ -96,7 +96,7 @@ def test_cli_reports_config_errors_with_line(tmp_path: Path) -> None:
 
 
 def test_cli_unreachable_server_is_a_clean_error(tmp_path: Path) -> None:
-    from uns.cli.main import app
+    from unshub.cli.main import app
 
     result = CliRunner().invoke(app, ["edge", "browse", f"opc.tcp://127.0.0.1:{free_port()}",
                                       "--out", str(tmp_path / "t.yaml"), "--data-dir", str(tmp_path)])

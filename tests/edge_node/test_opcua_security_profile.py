@@ -43,7 +43,7 @@ TAGS = """tags:
 
 
 def _cli(*args: str) -> Any:
-    from uns.cli.main import app
+    from unshub.cli.main import app
 
     return CliRunner().invoke(app, list(args))
 
@@ -108,7 +108,7 @@ def test_production_secure_endpoint_needs_an_existing_trust_dir(tmp_path: Path) 
 def test_uns_init_writes_the_demo_profile_explicitly(tmp_path: Path) -> None:
     """The demo stack keeps working under the production default because it says `demo` itself."""
     from edge_node.config import load_edge_config
-    from uns.cli.stack import write_stack_config
+    from unshub.cli.stack import write_stack_config
 
     write_stack_config(tmp_path / "stack")
     text = (tmp_path / "stack" / "plant.yaml").read_text()
@@ -350,8 +350,8 @@ def _split_accounts_sim() -> dict[str, Any]:
 async def test_signed_command_is_written_with_the_write_account(mosquitto: Any, tmp_path: Path,
                                                                 split: bool) -> None:
     from tests.commands_e2e.rig import running_rig
-    from uns.commands.client import CommandClient
     from uns.commands.model import Outcome, ReasonCode
+    from unshub.command_client import CommandClient
 
     edge_opcua: dict[str, Any] = {"username": "edge-read", "password": "r-pw"}
     if split:

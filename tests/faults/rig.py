@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import paho.mqtt.client as paho
 
 from tests.e2e.stack import Stack
-from uns.supervisor import ServiceSpec
+from unshub.supervisor import ServiceSpec
 
 
 def _entry(stack: Stack, name: str) -> tuple[int, ServiceSpec, subprocess.Popen]:

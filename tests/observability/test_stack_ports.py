@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from uns.cli.stack import Profile, StackPorts, write_stack_config
+from unshub.cli.stack import Profile, StackPorts, write_stack_config
 
 
 @pytest.mark.parametrize(("profile", "host"), [(Profile.LOCAL, "127.0.0.1"), (Profile.COMPOSE, "0.0.0.0")])
@@ -35,7 +35,7 @@ def test_default_ports_and_compose_mapping() -> None:
 def test_uns_up_prints_the_metrics_urls() -> None:
     from rich.console import Console
 
-    from uns.cli.up import _print_urls
+    from unshub.cli.up import _print_urls
 
     console = Console(record=True, width=200)
     ports = StackPorts(edge_http=19102, broker_http=19101)

@@ -171,7 +171,7 @@ async def test_restart_comes_back_on_the_same_endpoint(sim: SimulatedLineServer)
 
 async def test_cli_injects_a_fault(sim: SimulatedLineServer) -> None:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "uns.cli.main", "sim", "fault", "--endpoint", sim.endpoint,
+        sys.executable, "-m", "unshub.cli.main", "sim", "fault", "--endpoint", sim.endpoint,
         "bad-status", "--tag", "Line1/Labeler/Temperature", "--duration", "5",
         cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(), timeout=30)

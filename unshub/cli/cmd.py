@@ -270,10 +270,10 @@ def send(
     from pydantic import ValidationError
 
     from uns.commands.allowlist import Allowlist, ConfigError
-    from uns.commands.client import CommandClient, CommandClientError, Signer
     from uns.commands.model import Outcome, SignatureMeaning
     from uns.isa95 import EquipmentPath, LinePath, NamespaceMapping
     from uns.mqtt_url import BrokerURLError
+    from unshub.command_client import CommandClient, CommandClientError, Signer
 
     levels = line.split("/")
     if len(levels) != 4:

@@ -1,4 +1,4 @@
-"""``uns init``: write the configuration of a whole stack (see :mod:`uns.cli.stack`)."""
+"""``uns init``: write the configuration of a whole stack (see :mod:`unshub.cli.stack`)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def register(app: typer.Typer) -> None:
                                                 help="broker /metrics, /healthz, /readyz"),
     ) -> None:
         """Write broker, edge node, allowlist and adapter configs with fresh secrets."""
-        from uns.cli.stack import Profile, StackPorts, write_stack_config
+        from unshub.cli.stack import Profile, StackPorts, write_stack_config
 
         if keep_existing and (out / "stack.yaml").exists():
             typer.echo(f"{out} already holds a stack config; kept as it is")

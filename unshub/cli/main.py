@@ -1,9 +1,9 @@
 """Entry point of the ``uns`` command.
 
-Each subcommand lives in its own module under ``uns/cli`` and is registered here; the
+Each subcommand lives in its own module under ``unshub/cli`` and is registered here; the
 modules import the service packages (``broker``, ``edge_node``, ``mes_adapter``,
-``simulator``) lazily inside their commands so ``uns decode`` starts fast and the ``uns``
-core never imports them at module level.
+``simulator``) lazily inside their commands so ``uns decode`` starts fast. Only ``unshub`` (the
+composition root) may import them; the ``uns`` core never does (``tests/test_layering.py``).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-# modules under uns.cli; each has ``register(app)``
+# modules under unshub.cli; each has ``register(app)``
 _SUBCOMMANDS: list[str] = [
     "decode",
     "broker",
@@ -38,9 +38,9 @@ _SUBCOMMANDS: list[str] = [
 def _register() -> None:
     for name in _SUBCOMMANDS:
         try:
-            module = importlib.import_module(f"uns.cli.{name}")
+            module = importlib.import_module(f"unshub.cli.{name}")
         except ModuleNotFoundError as exc:
-            if exc.name == f"uns.cli.{name}":
+            if exc.name == f"unshub.cli.{name}":
                 continue  # subcommand not built yet
             raise
         module.register(app)
@@ -51,7 +51,7 @@ def _root(
     log_level: str = typer.Option("INFO", "--log-level", envvar="UNS_LOG_LEVEL", help="DEBUG, INFO, WARNING or ERROR"),
     log_json: bool = typer.Option(False, "--log-json", envvar="UNS_LOG_JSON", help="one JSON object per log line"),
 ) -> None:
-    from uns.logging_setup import configure_logging
+    from unshub.logging_setup import configure_logging
 
     configure_logging(log_level, json_lines=log_json)
 

@@ -84,7 +84,7 @@ def run(
         typer.echo("uns sim: " + "\n".join(problems(exc, lambda loc: "command line")), err=True)
         raise typer.Exit(2) from None
     from uns.config_checks import ConfigChecks
-    from uns.supervisor import PortInUseError
+    from unshub.supervisor import PortInUseError
 
     if data_dir is not None:
         checks = ConfigChecks(lambda loc: "command line")

@@ -90,9 +90,9 @@ def write_stack_config(out: Path, profile: Profile = Profile.LOCAL, ports: Stack
                        data_root: Path | None = None) -> dict[str, Any]:
     """Write every file of the stack into ``out`` and return the summary stored in ``stack.yaml``."""
     from broker.passwords import PasswordFile, save_password_file, with_user
-    from edge_node.defaults import simulator_config_dict
     from simulator.catalog import tag_catalog
     from simulator.config import SimulatorConfig
+    from unshub.simulated_line import simulator_config_dict
 
     out.mkdir(parents=True, exist_ok=True)
     hosts = _hosts(profile)
@@ -224,6 +224,8 @@ def _write_demo_signers(out: Path) -> dict[str, str]:
 
 
 def _allowlist(ids: Any, catalog: list[dict[str, Any]]) -> dict[str, Any]:
+    from unshub.simulated_line import simulator_node_id
+
     metrics: list[dict[str, Any]] = []
     for tag in catalog:
         if not tag.get("writable"):
@@ -232,7 +234,7 @@ def _allowlist(ids: Any, catalog: list[dict[str, Any]]) -> dict[str, Any]:
         name = path.split("/")[-1]
         cell = tag.get("cell")
         rule: dict[str, Any] = {"metric": name, "datatype": tag["datatype"],
-                                "write": {"node_id": f"nsu=urn:uns-hub:simulator;s={path}"}}
+                                "write": {"node_id": simulator_node_id(path)}}
         if cell:
             rule["device_id"] = cell
         if tag["datatype"] in ("Double", "Float"):

@@ -50,8 +50,8 @@ def up(
     import yaml
     from rich.console import Console
 
-    from uns.cli.stack import Profile, StackPorts, write_stack_config
-    from uns.supervisor import (
+    from unshub.cli.stack import Profile, StackPorts, write_stack_config
+    from unshub.supervisor import (
         PortInUseError,
         ServiceFailedError,
         ServiceSpec,
@@ -61,7 +61,7 @@ def up(
     )
 
     console = Console(stderr=False, highlight=False, soft_wrap=True)
-    uns = [sys.executable, "-m", "uns.cli.main"]
+    uns = [sys.executable, "-m", "unshub.cli.main"]
     folder = data_dir / "config"
     ports = StackPorts(mqtt_port, ws_port, opcua_port, http_port, edge_http=edge_metrics_port,
                        broker_http=broker_metrics_port)
@@ -155,9 +155,9 @@ def up(
 def _check_configs(*, broker_yaml: Path | None, plant: Path, adapter: Path, broker_url: str | None) -> None:
     """Every service's ``check`` step before anything starts: a bad file is reported here with its
     ``file:line`` (exit 2), not as a child that exits while starting and a pointer to its log."""
-    from uns.cli.adapter import load_checked as adapter_checked
-    from uns.cli.broker import load_checked as broker_checked
-    from uns.cli.edge import load_checked as edge_checked
+    from unshub.cli.adapter import load_checked as adapter_checked
+    from unshub.cli.broker import load_checked as broker_checked
+    from unshub.cli.edge import load_checked as edge_checked
 
     steps: list[tuple[str, Callable[[], object]]] = [
         ("edge node", lambda: edge_checked(plant)),
