@@ -50,7 +50,7 @@ def test_compose_files_are_valid_and_run_the_uns_commands() -> None:
 
 
 def test_uns_up_starts_the_same_commands_as_compose() -> None:
-    source = (REPO / "uns" / "cli" / "up.py").read_text()
+    source = (REPO / "unshub" / "cli" / "up.py").read_text()
     for words in ('"broker", "run"', '"sim", "run"', '"adapter", "run"', '"edge", "run"'):
         assert words in source
 
