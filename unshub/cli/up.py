@@ -15,8 +15,15 @@ import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from unshub.cli.stack import StackPorts
+
+
+_PORT_HELP = ("(default: the port in the existing stack config, else")
 
 
 def register(app: typer.Typer) -> None:
@@ -32,15 +39,17 @@ def up(
     broker: str | None = typer.Option(None, "--broker",
                                       help="an external broker URL for the adapter (mqtt://user:pw@host:1883): "
                                            "no embedded broker is started"),
-    fresh: bool = typer.Option(False, "--fresh", help="regenerate the stack config (new passwords and tokens)"),
-    mqtt_port: int = typer.Option(1883, "--mqtt-port"),
-    ws_port: int = typer.Option(9001, "--ws-port"),
-    opcua_port: int = typer.Option(4840, "--opcua-port"),
-    http_port: int = typer.Option(8080, "--http-port"),
-    edge_metrics_port: int = typer.Option(9102, "--edge-metrics-port",
-                                          help="edge node /metrics, /healthz, /readyz (generated config)"),
-    broker_metrics_port: int = typer.Option(9101, "--broker-metrics-port",
-                                            help="embedded broker /metrics, /healthz, /readyz"),
+    fresh: bool = typer.Option(False, "--fresh",
+                               help="regenerate the stack config (new passwords, tokens and keys); "
+                                    "the old folder is backed up first"),
+    mqtt_port: int | None = typer.Option(None, "--mqtt-port", help=f"{_PORT_HELP} 1883)"),
+    ws_port: int | None = typer.Option(None, "--ws-port", help=f"{_PORT_HELP} 9001)"),
+    opcua_port: int | None = typer.Option(None, "--opcua-port", help=f"{_PORT_HELP} 4840)"),
+    http_port: int | None = typer.Option(None, "--http-port", help=f"{_PORT_HELP} 8080)"),
+    edge_metrics_port: int | None = typer.Option(None, "--edge-metrics-port",
+                                                 help=f"edge node /metrics, /healthz, /readyz {_PORT_HELP} 9102)"),
+    broker_metrics_port: int | None = typer.Option(None, "--broker-metrics-port",
+                                                   help=f"broker /metrics, /healthz, /readyz {_PORT_HELP} 9101)"),
     run_for: float | None = typer.Option(None, "--run-for", help="stop by itself after this many seconds"),
     demo_batch: bool = typer.Option(True, "--demo-batch/--no-demo-batch",
                                     help="with the simulator: start a batch (MES context and PLC) so counts, "
@@ -50,7 +59,7 @@ def up(
     import yaml
     from rich.console import Console
 
-    from unshub.cli.stack import Profile, StackPorts, write_stack_config
+    from unshub.cli.stack import StackPorts
     from unshub.supervisor import (
         PortInUseError,
         ServiceFailedError,
@@ -63,13 +72,15 @@ def up(
     console = Console(stderr=False, highlight=False, soft_wrap=True)
     uns = [sys.executable, "-m", "unshub.cli.main"]
     folder = data_dir / "config"
-    ports = StackPorts(mqtt_port, ws_port, opcua_port, http_port, edge_http=edge_metrics_port,
-                       broker_http=broker_metrics_port)
     stack_file = folder / "stack.yaml"
     summary = yaml.safe_load(stack_file.read_text()) if stack_file.exists() else None
-    if summary is None or fresh or summary.get("ports") != ports.as_dict():
-        summary = write_stack_config(folder, Profile.LOCAL, ports)
-        console.print(f"[dim]wrote the stack config to {folder}[/dim]")
+    stored = _stored_ports(summary)
+    requested = {"mqtt": mqtt_port, "ws": ws_port, "opcua": opcua_port, "http": http_port,
+                 "edge_http": edge_metrics_port, "broker_http": broker_metrics_port}
+    ports = StackPorts(**{**(stored or StackPorts()).as_dict(),
+                          **{name: port for name, port in requested.items() if port is not None}})
+    mqtt_port, ws_port, opcua_port, http_port = ports.mqtt, ports.ws, ports.opcua, ports.http
+    edge_metrics_port, broker_metrics_port = ports.edge_http, ports.broker_http
 
     embedded_broker = broker is None
     simulator = config is None
@@ -79,14 +90,19 @@ def up(
                    broker_metrics_port: "broker metrics HTTP"}
     if simulator:  # the generated plant.yaml serves the edge's metrics; a --config file decides for itself
         wanted |= {opcua_port: "simulated line (OPC UA)", edge_metrics_port: "edge node metrics HTTP"}
+    try:  # before anything is written: a busy port must not cost the user a config
+        check_ports_free(wanted)
+    except PortInUseError as exc:
+        typer.echo(f"uns up: {exc} Nothing was written.", err=True)
+        raise typer.Exit(2) from None
+
+    summary = _prepare_stack_folder(console, folder, summary, stored, ports, fresh)
     _check_configs(broker_yaml=folder / "broker.yaml" if embedded_broker else None,
                    plant=config or folder / "plant.yaml", adapter=adapter_config or folder / "adapter.yaml",
                    broker_url=broker)
-    try:
-        check_ports_free(wanted)
-    except PortInUseError as exc:
-        typer.echo(f"uns up: {exc}", err=True)
-        raise typer.Exit(2) from None
+    # the tokens the adapter will accept are the ones in its config (a user may have changed them),
+    # not the copy stack.yaml keeps of what `uns init` generated
+    summary["tokens"] = _api_tokens(adapter_config or folder / "adapter.yaml") or summary.get("tokens", {})
 
     def on_event(name: str, text: str) -> None:
         style = {"ready": "green", "starting": "cyan", "stopping": "yellow"}.get(text, "dim")
@@ -114,7 +130,7 @@ def up(
         edge_config.write_text(yaml.safe_dump(plant, sort_keys=False))
         edge_config.chmod(0o600)
     specs.append(ServiceSpec("edge", [*uns, "edge", "run", "--config", str(edge_config)],
-                             ready_check=lambda: _line_born(http_port, summary["tokens"]["viewer"]),
+                             ready_check=lambda: _line_born(http_port, _any_token(summary["tokens"])),
                              ready_timeout=90))
 
     supervisor = Supervisor(data_dir / "logs", on_event)
@@ -150,6 +166,65 @@ def up(
         console.print("[bold]uns-hub[/bold] stopping (edge node NDEATH, host STATE offline, then the rest)")
         supervisor.stop_all()
     console.print("[bold]uns-hub[/bold] stopped")
+
+
+def _api_tokens(adapter_yaml: Path) -> dict[str, str]:
+    """The first plain API token of each role in the adapter config (hashed ones cannot be used)."""
+    import yaml
+
+    data = yaml.safe_load(adapter_yaml.read_text(encoding="utf-8")) or {}
+    tokens: dict[str, str] = {}
+    for entry in ((data.get("auth") or {}).get("tokens") or []):
+        if isinstance(entry, dict) and entry.get("token") and entry.get("role"):
+            tokens.setdefault(str(entry["role"]).lower(), str(entry["token"]))
+    return tokens
+
+
+def _any_token(tokens: dict[str, str]) -> str:
+    """A token that may read ``/api/lines`` (every role may): the least privileged one known."""
+    for role in ("viewer", "operator", "supervisor", "engineer"):
+        if role in tokens:
+            return tokens[role]
+    return next(iter(tokens.values()), "")
+
+
+def _stored_ports(summary: object) -> StackPorts | None:
+    """The ports an existing ``stack.yaml`` was written for (None: no usable stack config)."""
+    from unshub.cli.stack import StackPorts
+
+    if not isinstance(summary, dict) or not isinstance(summary.get("ports"), dict):
+        return None
+    try:
+        return StackPorts(**summary["ports"])
+    except TypeError:
+        return None
+
+
+def _prepare_stack_folder(console, folder: Path, summary: object,  # type: ignore[no-untyped-def]
+                          stored: StackPorts | None, ports: StackPorts, fresh: bool) -> dict:
+    """Keep the user's stack config: write one only if there is none (or ``--fresh``), change only
+    the ports when they differ, and back the folder up before any rewrite (and say so)."""
+    from unshub.cli.stack import Profile, write_stack_config
+    from unshub.cli.stack_ports import PortChangeRefused, backup_folder, change_ports, describe_change
+
+    if fresh or stored is None or not isinstance(summary, dict):
+        if folder.is_dir() and any(folder.iterdir()):
+            backup = backup_folder(folder)
+            console.print(f"backed up the previous config folder {folder} to {backup}")
+        written = write_stack_config(folder, Profile.LOCAL, ports)
+        console.print(f"wrote a new stack config (new passwords, tokens and keys) to {folder}")
+        return written
+    if stored == ports:
+        return summary
+    try:
+        backup, edits = change_ports(folder, stored, ports)
+    except PortChangeRefused as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    for line in describe_change(stored, ports, edits, backup):
+        console.print(line, markup=False)
+    summary["ports"] = ports.as_dict()
+    return summary
 
 
 def _check_configs(*, broker_yaml: Path | None, plant: Path, adapter: Path, broker_url: str | None) -> None:
