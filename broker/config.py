@@ -52,8 +52,9 @@ DEFAULT_MAX_PACKET_SIZE = 4 * 1024 * 1024
 ClientIdPattern = Annotated[str, AfterValidator(validate_pattern)]
 
 
-class ConfigError(ValueError):
-    """The broker configuration is unusable; the message says which key and why."""
+class ConfigError(YamlConfigError):
+    """The broker configuration is unusable; the message says which key and why (``issues``: one
+    ``file:line: field: message`` per problem, as every config loader reports them)."""
 
 
 class DemoAnonymous(StrEnum):
@@ -198,7 +199,7 @@ def load_settings(path: Path | None = None, **overrides: Any) -> BrokerSettings:
         try:
             source = YamlSource.read(path)
         except YamlConfigError as exc:
-            raise ConfigError(f"broker config {exc}") from None
+            raise ConfigError(f"broker config {exc}", exc.issues) from None
         loaded = source.data
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"broker config {path} must be a YAML mapping, got {type(loaded).__name__}")
@@ -216,4 +217,5 @@ def load_settings(path: Path | None = None, **overrides: Any) -> BrokerSettings:
             return "command line" if source is None or (loc and loc[0] in given) else source.where(loc)
 
         what = f"broker config {path}" if path else "broker settings"
-        raise ConfigError(f"{what} is invalid:\n  " + "\n  ".join(problems(exc, where))) from None
+        issues = problems(exc, where)
+        raise ConfigError(f"{what} is invalid:\n  " + "\n  ".join(issues), issues) from None

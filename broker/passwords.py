@@ -39,8 +39,9 @@ from uns.sparkplug.topic import validate_id
 _HASHER = PasswordHasher()
 
 
-class PasswordFileError(ValueError):
-    """The password file cannot be read, parsed or written; the message names the file and the fault."""
+class PasswordFileError(YamlConfigError):
+    """The password file cannot be read, parsed or written; the message names the file and the fault
+    (``issues``: one ``file:line: field: message`` per problem, like every config file)."""
 
 
 class UserRecord(BaseModel):
@@ -114,11 +115,12 @@ def load_password_file(path: Path) -> PasswordFile:
     try:  # file:line errors, like every config file (uns.commands.yamlsource)
         source = YamlSource.parse(text, str(path))
     except YamlConfigError as exc:
-        raise PasswordFileError(str(exc)) from None
+        raise PasswordFileError(str(exc), exc.issues) from None
     try:
         return PasswordFile.model_validate(source.data or {})
     except ValidationError as exc:
-        raise PasswordFileError(str(source.error(exc))) from None
+        error = source.error(exc)
+        raise PasswordFileError(str(error), error.issues) from None
 
 
 def save_password_file(path: Path, content: PasswordFile) -> None:

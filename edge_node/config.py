@@ -32,7 +32,15 @@ from pydantic import (
 from uns.isa95 import LinePath, MappingMode, NamespaceMapping, validate_isa95_name
 from uns.sparkplug.datatypes import DataType
 from uns.sparkplug.errors import InvalidIdError
-from uns.yaml_marks import ConfigError, Loc, MarkedDocument, format_loc, load_marked_file, load_marked_yaml
+from uns.yaml_marks import (
+    ConfigError,
+    Loc,
+    MarkedDocument,
+    error_message,
+    format_loc,
+    load_marked_file,
+    load_marked_yaml,
+)
 
 __all__ = [
     "CommandsConfig", "ConfigError", "Deadband", "DeadbandKind", "EdgeConfig", "HttpEndpointConfig",
@@ -605,12 +613,7 @@ def _format_errors(doc: MarkedDocument, exc: ValidationError, prefix: Loc = ()) 
                 full = (*loc, *sub_loc)
                 out.append(f"{doc.where(full)}: {format_loc(full)}: {msg}")
             continue
-        msg = err["msg"]
-        if msg.startswith("Value error, "):
-            msg = msg[len("Value error, "):]
-        if err["type"] == "extra_forbidden":
-            msg = "unknown field (typo?)"
-        out.append(f"{doc.where(loc)}: {format_loc(loc)}: {msg}")
+        out.append(f"{doc.where(loc)}: {format_loc(loc)}: {error_message(err)}")
     return out
 
 

@@ -79,13 +79,18 @@ class ConfigChecks:
     def __init__(self, where: Where) -> None:
         self.where = where
         self.issues: list[str] = []
+        #: every problem once, in the file where it is (a named file's own problems, not a header)
+        self.flat: list[str] = []
 
     @classmethod
     def of_file(cls, path: Path) -> ConfigChecks:
         return cls(file_locator(path))
 
-    def fail(self, loc: Loc, message: str) -> None:
-        self.issues.append(f"{self.where(loc)}: {format_loc(loc)}: {message}")
+    def fail(self, loc: Loc, message: str, nested: list[str] | None = None) -> None:
+        """One problem at ``loc``; ``nested``: the problems of the file it names, in their own file."""
+        issue = f"{self.where(loc)}: {format_loc(loc)}: {message}"
+        self.issues.append(issue)
+        self.flat.extend(nested if nested is not None else [issue])
 
     def existing_file(self, loc: Loc, path: Path, missing_hint: str = "") -> bool:
         """``path`` is a readable regular file; ``missing_hint`` says how to create a missing one."""
@@ -107,7 +112,7 @@ class ConfigChecks:
         try:
             return loader(path)
         except ConfigError as exc:
-            self.fail(loc, f"{path} is invalid:\n  " + "\n  ".join(exc.issues))
+            self.fail(loc, f"{path} is invalid:\n  " + "\n  ".join(exc.issues), nested=exc.flat)
         except (ValueError, OSError) as exc:
             self.fail(loc, f"{path} is invalid:\n  " + "\n  ".join(str(exc).splitlines()))
         return None
@@ -149,7 +154,7 @@ class ConfigChecks:
 
     def raise_if_any(self) -> None:
         if self.issues:
-            raise ConfigError("\n".join(self.issues), self.issues)
+            raise ConfigError("\n".join(self.issues), self.issues, self.flat)
 
 
 __all__ = ["ConfigChecks", "PortInUseError", "Where", "file_locator", "port_in_use"]

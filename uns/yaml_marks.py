@@ -19,7 +19,7 @@ import json
 import pickle
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,11 +30,16 @@ Loc = tuple[str | int, ...]
 
 
 class ConfigError(ValueError):
-    """A config file is unreadable or invalid; ``str()`` lists every problem as ``file:line: field: msg``."""
+    """A config file is unreadable or invalid; ``str()`` lists every problem as ``file:line: field: msg``.
 
-    def __init__(self, message: str, issues: Sequence[str] = ()) -> None:
+    ``issues`` are the lines of this file's report (a field naming another file that is invalid is
+    one issue, with that file's problems indented under it); ``flat`` is every problem once, each in
+    the file where it is, which is what ``uns check`` prints for a whole deployment."""
+
+    def __init__(self, message: str, issues: Sequence[str] = (), flat: Sequence[str] | None = None) -> None:
         super().__init__(message)
         self.issues: list[str] = list(issues) or [message]
+        self.flat: list[str] = list(flat) if flat is not None else list(self.issues)
 
 
 #: libyaml's loader when PyYAML was built with it (the wheels are): same results, ~5x faster
@@ -88,6 +93,29 @@ def format_loc(loc: Sequence[Any]) -> str:
 
 
 _PYDANTIC_TAGS = frozenset({"float", "int", "str", "bool", "dict", "list", "none", "model"})
+
+#: the one wording for a key a config model does not have (pydantic says "Extra inputs are not permitted")
+UNKNOWN_FIELD = "unknown field (typo?)"
+
+
+def error_message(error: Mapping[str, Any]) -> str:
+    """A pydantic error's message as every config loader words it."""
+    if error.get("type") == "extra_forbidden":
+        return UNKNOWN_FIELD
+    return str(error["msg"]).removeprefix("Value error, ")
+
+
+def validation_issues(exc: Any, where: Callable[[Loc], str], prefix: Loc = ()) -> list[str]:
+    """``<where>: <field path>: <message>`` for every error of a pydantic ``ValidationError``.
+
+    The one formatter of every config file (edge tag map, adapter, broker, users, signers,
+    allowlist): paths in :func:`format_loc` style (``lines[0].metrics[2].max``), unknown keys as
+    :data:`UNKNOWN_FIELD`, so CI logs and ``uns check`` read the same whatever the file."""
+    out = []
+    for err in exc.errors():
+        loc = (*prefix, *err["loc"])
+        out.append(f"{where(loc)}: {format_loc(loc)}: {error_message(err)}")
+    return out
 
 
 def _walk(node: yaml.Node, path: Loc, lines: dict[Loc, int]) -> None:

@@ -8,7 +8,6 @@ the assertions need exit code 2 and the exact location of the fault.
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -19,23 +18,6 @@ import yaml
 
 from tests.support.net import free_port
 from tests.support.procs import REPO, uns_command
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One `uns init` (argon2 hashes take a while) on free ports; each test edits its own copy."""
-    root = tmp_path_factory.mktemp("init")
-    ports = [str(free_port()) for _ in range(6)]
-    subprocess.run(uns_command("init", "--out", str(root / "conf"), "--mqtt-port", ports[0], "--ws-port", ports[1],
-                               "--opcua-port", ports[2], "--http-port", ports[3], "--edge-metrics-port", ports[4],
-                               "--broker-metrics-port", ports[5]),
-                   check=True, capture_output=True, timeout=120)
-    return root / "conf"
-
-
-@pytest.fixture
-def conf(template: Path, tmp_path: Path) -> Path:
-    return Path(shutil.copytree(template, tmp_path / "conf"))
 
 
 @pytest.fixture

@@ -57,6 +57,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, model_validator
 
 from uns.sparkplug.datatypes import DataType
+from uns.yaml_marks import format_loc
 
 from .model import ReasonCode
 from .values import NUMERIC_TYPES, normalize_value, parse_writable_datatype, type_problem
@@ -348,27 +349,31 @@ class Allowlist(_Strict):
         return allowlist
 
     def _cross_check(self, source: YamlSource) -> None:
-        """Rules that span entries: unique targets and ids, a state source where states are named."""
+        """Rules that span entries: unique targets and ids, a state source where states are named.
+        Every such problem is reported, not only the first (one CI run shows them all)."""
         seen: dict[tuple[str, str, str | None, str], str] = {}
         ids: dict[str, str] = {}
+        issues: list[str] = []
         for i, line in enumerate(self.lines):
             for j, rule in enumerate(line.metrics):
                 loc = ("lines", i, "metrics", j)
-                where = source.where(loc)
+                where, path = source.where(loc), format_loc(loc)
                 key = (line.group_id, line.edge_node_id, rule.device_id, rule.metric)
                 if key in seen:
-                    raise ConfigError(f"{where}: {'.'.join(map(str, loc))}: metric {rule.metric!r} of "
-                                      f"{line.edge_node_id}/{rule.device_id or '-'} "
-                                      f"is already allowlisted at {seen[key]}")
-                seen[key] = where
+                    issues.append(f"{where}: {path}: metric {rule.metric!r} of {line.edge_node_id}/"
+                                  f"{rule.device_id or '-'} is already allowlisted at {seen[key]}")
+                else:
+                    seen[key] = where
                 rule_id = line.rule_id(rule)
                 if rule_id in ids:
-                    raise ConfigError(f"{where}: {'.'.join(map(str, loc))}.id: rule id {rule_id!r} "
-                                      f"is already used at {ids[rule_id]}")
-                ids[rule_id] = where
+                    issues.append(f"{where}: {path}.id: rule id {rule_id!r} is already used at {ids[rule_id]}")
+                else:
+                    ids[rule_id] = where
                 if rule.allowed_states is not None and line.state_source(rule) is None:
-                    raise ConfigError(f"{source.where((*loc, 'allowed_states'))}: {'.'.join(map(str, loc))}"
-                                      ".allowed_states: no state source; set 'state' on the rule or its line")
+                    issues.append(f"{source.where((*loc, 'allowed_states'))}: {path}.allowed_states: "
+                                  "no state source; set 'state' on the rule or its line")
+        if issues:
+            raise ConfigError("\n".join(issues), issues)
 
 
 __all__ = [

@@ -2,9 +2,10 @@
 config, users, the broker config and the signer registry.
 
 A pydantic error says ``lines.0.metrics.3.max: Input should be a valid number``; an engineer
-editing a 400-line allowlist needs ``allowlist.yaml:57``. Parsing and the path → line table are
-:mod:`uns.yaml_marks` (shared with the edge node's tag map, which also needs them to stay cheap
-for 10,000-tag files); this class adds the one-line-per-problem error these files report.
+editing a 400-line allowlist needs ``allowlist.yaml:57: lines[0].metrics[3].max: ...``. Parsing,
+the path → line table and the wording of a problem are :mod:`uns.yaml_marks` (shared with the
+edge node's tag map, which also needs them to stay cheap for 10,000-tag files); this class adds
+the one-line-per-problem error these files report.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from uns.yaml_marks import ConfigError, Loc, MarkedDocument, load_marked_file, load_marked_yaml
+from uns.yaml_marks import ConfigError, Loc, MarkedDocument, load_marked_file, load_marked_yaml, validation_issues
 
 
 class YamlSource:
@@ -53,13 +54,8 @@ class YamlSource:
 
 
 def problems(exc: ValidationError, where: Callable[[Loc], str]) -> list[str]:
-    """``<where>: <field.path>: <message>`` per pydantic error; ``where`` locates a field."""
-    out = []
-    for err in exc.errors():
-        loc = tuple(err["loc"])
-        field = ".".join(str(part) for part in loc) or "(top level)"
-        out.append(f"{where(loc)}: {field}: {err['msg'].removeprefix('Value error, ')}")
-    return out
+    """``<where>: <field.path>: <message>`` per pydantic error (:func:`uns.yaml_marks.validation_issues`)."""
+    return validation_issues(exc, where)
 
 
 __all__ = ["ConfigError", "YamlSource", "problems"]

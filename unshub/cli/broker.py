@@ -87,7 +87,7 @@ def load_checked(config: Path | None, *, host: str | None = None, port: int | No
             unusable = _users_without_rules(settings, settings.password_file, users)
             if unusable:
                 checks.fail(("password_file",), f"{settings.password_file} has users the broker would refuse "
-                                                "at every connect:\n  " + "\n  ".join(unusable))
+                                                "at every connect:\n  " + "\n  ".join(unusable), nested=unusable)
     checks.raise_if_any()
     return settings, where
 

@@ -32,6 +32,7 @@ _SUBCOMMANDS: list[str] = [
     "audit",
     "init",
     "up",
+    "check",
 ]
 
 
