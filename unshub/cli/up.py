@@ -12,6 +12,7 @@ import signal
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -143,8 +144,12 @@ def up(
             if stop.is_set():
                 break
             supervisor.start(spec)
-        if not stop.is_set() and simulator and demo_batch:
-            _start_demo_batch(console, summary, ports)
+        if not stop.is_set() and simulator:
+            kept = _report_reconciliation(console, summary, ports)
+            if demo_batch and kept is None:
+                _start_demo_batch(console, summary, ports)
+            elif demo_batch:
+                console.print(f"  [yellow]demo batch not started: batch {kept} is still running on the line[/yellow]")
         if not stop.is_set():
             _print_urls(console, summary, ports, embedded_broker, edge_metrics=simulator)
         deadline = None if run_for is None else time.monotonic() + run_for
@@ -251,6 +256,60 @@ def _check_configs(*, broker_yaml: Path | None, plant: Path, adapter: Path, brok
         raise typer.Exit(2)
 
 
+def _api(ports, token: str, method: str, path: str,  # type: ignore[no-untyped-def]
+         body: dict | None = None) -> tuple[int, dict]:
+    """One call to the adapter's REST API: (status, JSON body); a refusal's body says why."""
+    import json
+
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{ports.http}{path}", method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback URL we built
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        try:
+            return exc.code, json.loads(exc.read() or b"{}")
+        except ValueError:
+            return exc.code, {}
+
+
+def _report_reconciliation(console, summary: dict, ports, timeout: float = 15.0) -> str | None:  # type: ignore[no-untyped-def]
+    """Say in words what the adapter did with the MES context it kept from an earlier run.
+
+    The simulated line starts idle with no batch, while the adapter's context store survives a
+    restart: at the line's first birth the adapter compares them and ends a batch the line no
+    longer runs (``mes_adapter.context.reconcile``). Without this line a second ``uns up`` would
+    show the previous run's batch, and its OEE, against an idle line. Returns the id of a batch
+    the adapter kept running (then no demo batch is started), else None."""
+    from rich.markup import escape
+
+    token = _any_token(summary["tokens"])
+    path = f"/api/lines/{summary['line']}/batch/reconciliation"
+    deadline = time.monotonic() + timeout
+    status, body = _api(ports, token, "GET", path)
+    while status == 404 and time.monotonic() < deadline:  # done when the line's first birth is ingested
+        time.sleep(0.3)
+        status, body = _api(ports, token, "GET", path)
+    if status != 200:
+        console.print(f"  [yellow]MES context: not checked against the line yet "
+                      f"({escape(str(body.get('detail', status)))})[/yellow]")
+        return None
+    action, batch = body.get("action"), body.get("batch_id")
+    if action == "ended":
+        at = time.strftime("%H:%M:%S UTC", time.gmtime((body.get("end_ms") or 0) / 1000))
+        console.print(f"  [yellow]MES context: batch {batch} from the previous run was still open, but the "
+                      f"simulated line restarted without it, so the adapter ended it at {at}[/yellow] "
+                      f"({escape(str(body.get('detail')))})")
+        return None
+    if action == "kept":
+        console.print(f"  MES context: batch {batch} kept running ({escape(str(body.get('detail')))})")
+        return str(batch)
+    console.print("  MES context: no batch open from an earlier run; nothing to reconcile")
+    return None
+
+
 def _start_demo_batch(console, summary: dict, ports) -> None:  # type: ignore[no-untyped-def]
     """The MES asserts a batch on the UNS (REST), then the PLC is told to run it (OPC UA method).
 
@@ -258,19 +317,21 @@ def _start_demo_batch(console, summary: dict, ports) -> None:  # type: ignore[no
     directly so the first minutes show production without any setup.
     """
     import asyncio
-    import json
+
+    from rich.markup import escape
 
     from simulator.client import call_method, string, uint32
 
     batch_id = time.strftime("DEMO-%Y%m%d-%H%M%S", time.gmtime())
-    body = json.dumps({"batch_id": batch_id, "work_order_id": "WO-DEMO", "product_id": "SKU-12",
-                       "target_quantity": 1000}).encode()
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{ports.http}/api/lines/{summary['line']}/batch/start", data=body, method="POST",
-        headers={"Authorization": f"Bearer {summary['tokens']['operator']}", "Content-Type": "application/json"})
+    token = summary["tokens"].get("operator") or summary["tokens"].get("supervisor") or ""
     try:
-        with urllib.request.urlopen(request, timeout=10):  # noqa: S310 - loopback URL we built
-            pass
+        status, body = _api(ports, token, "POST", f"/api/lines/{summary['line']}/batch/start",
+                            {"batch_id": batch_id, "work_order_id": "WO-DEMO", "product_id": "SKU-12",
+                             "target_quantity": 1000})
+        if status != 201:
+            console.print(f"  [yellow]demo batch not started: the adapter refused it (HTTP {status}): "
+                          f"{escape(str(body.get('detail', '')))}[/yellow]")
+            return
         asyncio.run(call_method(f"opc.tcp://127.0.0.1:{ports.opcua}", "Line1", "StartBatch",
                                 string(batch_id), string("SKU-12"), uint32(0)))
     except Exception as exc:  # a demo nicety: never fail the stack for it
