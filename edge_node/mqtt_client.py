@@ -99,6 +99,8 @@ CommandHandler = Callable[[str | None, list[Metric]], Awaitable[None]]
 RejectedCommandHandler = Callable[[RejectedCommand], Awaitable[None]]
 
 _DATA_TYPES = (MessageType.NDATA, MessageType.DDATA)
+#: births and deaths: logged at INFO when published
+_LIFECYCLE_TYPES = (MessageType.NBIRTH, MessageType.DBIRTH, MessageType.NDEATH, MessageType.DDEATH)
 #: while the store fails, how often a small write checks whether it works again (seconds)
 _STORE_PROBE_S = 1.0
 
@@ -533,6 +535,10 @@ class SparkplugEdgeClient:
             return
         self._messages_out += 1
         self._bytes_out += len(action.payload)
+        if action.message_type in _LIFECYCLE_TYPES:  # what a plant reads in the log: INFO, one line each
+            session = self._session
+            log.info("%s published on %s (bdSeq %s)", action.message_type.value, action.topic,
+                     session.bd_seq if session is not None else "?")
         if action.message_type is MessageType.NBIRTH:
             self._birthed.set()
         if action.fence:
@@ -735,7 +741,10 @@ class SparkplugEdgeClient:
                 elif topic.startswith(self._dcmd_prefix):
                     self._feed(CommandReceived(topic[len(self._dcmd_prefix):], payload))
         except aiomqtt.MqttError as exc:
-            log.warning("connection to %s lost: %s", self._url, exc)
+            if self._stopping:  # our own disconnect after NDEATH: expected, not a fault to warn about
+                log.debug("connection to %s closed at stop: %s", self._url, exc)
+            else:
+                log.warning("connection to %s lost: %s", self._url, exc)
         finally:
             self._lost.set()
 

@@ -593,6 +593,7 @@ class EdgeSession:
         due = (self._last_birth_ms or 0) + self.settings.rebirth_throttle_ms
         if now >= due and self._rebirth_due is None:
             self.counters.rebirths += 1
+            log.info("rebirth requested (NCMD Node Control/Rebirth): publishing a new birth sequence")
             return self._birth_sequence()
         self.counters.rebirths_throttled += 1
         if self._rebirth_due is None:
@@ -653,6 +654,7 @@ class EdgeSession:
         if self._state is State.ONLINE and self._rebirth_due is not None and self._clock() >= self._rebirth_due:
             self._rebirth_due = None
             self.counters.rebirths += 1
+            log.info("rebirth requested earlier (throttled) is due: publishing a new birth sequence")
             actions += self._birth_sequence()
         actions += self._flush_live()
         if (self._state is State.ONLINE and self._history_pending and not self._fetch_outstanding):

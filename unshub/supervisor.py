@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -66,11 +65,13 @@ def http_ok(url: str) -> bool:
 
 
 def _port_answers(port: int, host: str = "127.0.0.1") -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.3):
-            return True
-    except OSError:
-        return False
+    """Something listens on ``host:port``, found without connecting to it.
+
+    A connect-and-close probe is a client that never speaks: the broker logged it as an ERROR
+    ("No data to decode MQTT packet fixed header") and the WebSocket listener as a failed handshake
+    with a traceback, on every start. A bind attempt is refused (EADDRINUSE) exactly when a
+    listener holds the port, and the service never sees it."""
+    return port_in_use(host, port)
 
 
 class Supervisor:

@@ -186,8 +186,11 @@ class BatchRecords(BaseModel):
 
 
 class OutboxView(BaseModel):
-    counts: dict[str, int]
-    depth: int = Field(description="pending entries")
+    counts: dict[str, int] = Field(description="entries by status; without a webhook the waiting ones count as "
+                                               "`not_configured` instead of `pending`")
+    depth: int = Field(description="entries waiting to be sent (pending, or not_configured without a webhook)")
+    webhook_configured: bool = Field(True, description="false: `mes.webhook.url` is unset, so nothing is sent; "
+                                                       "waiting confirmations show as `not_configured`")
     entries: list[dict[str, Any]]
 
 

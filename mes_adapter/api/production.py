@@ -25,6 +25,21 @@ viewer = require(Role.VIEWER, "reading production data")
 supervisor = require(Role.SUPERVISOR, "requeueing a dead-lettered confirmation")
 
 
+#: the status shown for a waiting confirmation when ``mes.webhook.url`` is unset: nothing will send it
+#: until an endpoint is configured, so "pending" would promise a delivery that is not coming
+NOT_CONFIGURED = "not_configured"
+
+
+def _shown(entry: dict[str, Any], webhook: bool) -> dict[str, Any]:
+    if not webhook and entry["status"] == DeliveryStatus.PENDING.value:
+        return {**entry, "status": NOT_CONFIGURED}
+    return entry
+
+
+def _webhook(svc: AdapterService) -> bool:
+    return svc.config.mes.webhook.url is not None
+
+
 @router.get("/confirmations", response_model=list[dict[str, Any]],
             summary="Production confirmations (newest first) with their delivery status")
 def confirmations(line: str | None = Query(None), batch_id: str | None = Query(None, min_length=1),
@@ -33,7 +48,7 @@ def confirmations(line: str | None = Query(None), batch_id: str | None = Query(N
     key = line_key(line) if line is not None else None
     out = []
     for entry in svc.outbox.entries(line=key, batch_id=batch_id, limit=limit):
-        out.append({**entry.as_dict(), "confirmation": json.loads(entry.body)})
+        out.append({**_shown(entry.as_dict(), _webhook(svc)), "confirmation": json.loads(entry.body)})
     return out
 
 
@@ -41,8 +56,12 @@ def confirmations(line: str | None = Query(None), batch_id: str | None = Query(N
 def outbox(status: DeliveryStatus | None = Query(None), limit: int = Query(100, ge=1, le=1000),
            svc: AdapterService = Depends(service), _: Principal = Depends(viewer)) -> OutboxView:
     counts = svc.outbox.counts()
-    return OutboxView(counts={s.value: n for s, n in counts.items()}, depth=counts[DeliveryStatus.PENDING],
-                      entries=[e.as_dict() for e in svc.outbox.entries(status=status, limit=limit)])
+    webhook = _webhook(svc)
+    shown = {s.value: n for s, n in counts.items()}
+    if not webhook:
+        shown[NOT_CONFIGURED] = shown.pop(DeliveryStatus.PENDING.value, 0)
+    return OutboxView(counts=shown, depth=counts[DeliveryStatus.PENDING], webhook_configured=webhook,
+                      entries=[_shown(e.as_dict(), webhook) for e in svc.outbox.entries(status=status, limit=limit)])
 
 
 @router.post("/outbox/{confirmation_id}/requeue", response_model=dict[str, Any],

@@ -308,12 +308,15 @@ async function loadNodes() {
 
 async function loadConfirmations() {
   const [rows, outbox] = await Promise.all([api("/api/confirmations?limit=50"), api("/api/outbox?limit=1")]);
-  $("outbox-depth").textContent = `outbox: ${outbox.depth} pending · ${outbox.counts.delivered || 0} delivered · ${outbox.counts.dead_lettered || 0} dead-lettered`;
+  $("outbox-depth").textContent = outbox.webhook_configured === false
+    ? `outbox: ${outbox.depth} not sent: no MES endpoint configured (mes.webhook.url) · ${outbox.counts.delivered || 0} delivered`
+    : `outbox: ${outbox.depth} pending · ${outbox.counts.delivered || 0} delivered · ${outbox.counts.dead_lettered || 0} dead-lettered`;
   $("confirmations").replaceChildren(...(rows.length ? rows.map((r) => {
     const produced = (r.confirmation.produced || [])[0] || {};
     return el("tr", {}, el("td", {}, fmtTime(r.created_ms)), el("td", {}, r.line), el("td", {}, r.batch_id),
       el("td", {}, r.kind), el("td", {}, fmtValue(produced.good ?? 0)), el("td", {}, fmtValue(produced.scrap ?? 0)),
-      el("td", {class: r.status === "dead_lettered" ? "q-BAD" : (r.status === "delivered" ? "q-GOOD" : "")}, r.status),
+      el("td", {class: r.status === "dead_lettered" ? "q-BAD" : (r.status === "delivered" ? "q-GOOD" : "")},
+        r.status === "not_configured" ? "not configured" : r.status),
       el("td", {}, String(r.attempts)), el("td", {}, r.last_error || ""));
   }) : [el("tr", {}, el("td", {colspan: 9, class: "muted"}, "no confirmations yet"))]));
 }

@@ -56,9 +56,13 @@ from .mirror_publisher import MirrorPublisher
 from .session import Disconnect, HostSession, Publish, SessionState, parse_state
 from .stats import HostStats
 from .tracker import (
+    DeviceBorn,
+    DeviceDied,
     EdgeTracker,
     Event,
     MetricsRetired,
+    NodeBorn,
+    NodeDied,
     NodeQuarantined,
     NodeReleased,
     ProtocolViolation,
@@ -66,6 +70,22 @@ from .tracker import (
 )
 
 log = logging.getLogger("uns.host")
+
+
+def _log_lifecycle(host_id: str, event: NodeBorn | DeviceBorn | NodeDied | DeviceDied) -> None:
+    """Births and deaths at INFO, one line each: what an operator reads to see a line come and go."""
+    node = f"{event.node[0]}/{event.node[1]}"
+    if isinstance(event, NodeBorn):
+        source = " (from the broker's stored birth certificate)" if event.from_certificate else ""
+        log.info("host %s: edge node %s born (bdSeq %s)%s", host_id, node, event.bd_seq, source)
+    elif isinstance(event, DeviceBorn):
+        source = " (from the broker's stored birth certificate)" if event.from_certificate else ""
+        log.info("host %s: device %s/%s born%s", host_id, node, event.device_id, source)
+    elif isinstance(event, NodeDied):
+        log.info("host %s: edge node %s dead (%s, bdSeq %s); its tags are STALE", host_id, node, event.reason,
+                 event.bd_seq)
+    else:
+        log.info("host %s: device %s/%s dead (%s); its tags are STALE", host_id, node, event.device_id, event.reason)
 
 _STATE_PREFIX = "spBv1.0/STATE/"
 _SHUTDOWN_FLUSH_S = 5.0
@@ -442,6 +462,9 @@ class SparkplugHost:
             elif isinstance(event, MetricsRetired):
                 self.mirror.retire(*event.node, event.device_id, event.names, now)
                 self.model.apply(event)
+            elif isinstance(event, (NodeBorn, DeviceBorn, NodeDied, DeviceDied)):
+                _log_lifecycle(self.config.host_id, event)
+                self.mirror.offer(self.model.apply(event), now)
             elif isinstance(event, (NodeQuarantined, NodeReleased)):
                 log.warning("host %s: edge node %s/%s %s", self.config.host_id, event.node[0], event.node[1],
                             f"QUARANTINED: {event.detail}" if isinstance(event, NodeQuarantined)

@@ -44,6 +44,26 @@ def _wait_running(proc: subprocess.Popen, log_path: Path, timeout: float = 180) 
     return text
 
 
+def _assert_readable_logs(logs: Path, bd_seq: int) -> None:
+    """Issue 17 item 10: births and deaths at INFO on both sides, and nothing alarming for a normal
+    start and stop: `uns up`'s readiness probe no longer leaves ERROR lines and a WebSocket
+    traceback in broker.log, and the edge's own disconnect after NDEATH is not a warning."""
+    broker = (logs / "broker.log").read_text()
+    assert "ERROR" not in broker and "Traceback" not in broker, broker
+    edge = (logs / "edge.log").read_text()
+    assert "WARNING" not in edge and "ERROR" not in edge and "Traceback" not in edge, edge
+    node, group = "packaging:line1", "acme:plant1"
+    lifecycle = re.findall(r"INFO    edge_node\.mqtt_client: (\w+) published on (\S+) \(bdSeq (\d+)\)", edge)
+    assert lifecycle == [("NBIRTH", f"spBv1.0/{group}/NBIRTH/{node}", str(bd_seq))] + [
+        ("DBIRTH", f"spBv1.0/{group}/DBIRTH/{node}/{cell}", str(bd_seq)) for cell in ("Capper", "Filler", "Labeler")
+    ] + [("NDEATH", f"spBv1.0/{group}/NDEATH/{node}", str(bd_seq))]
+    host = [line.split("uns.host: ", 1)[1] for line in (logs / "adapter.log").read_text().splitlines()
+            if " INFO " in line and "uns.host: " in line and (" born" in line or " dead " in line)]
+    assert host == [f"host uns-mes: edge node {group}/{node} born (bdSeq {bd_seq})"] + [
+        f"host uns-mes: device {group}/{node}/{cell} born" for cell in ("Capper", "Filler", "Labeler")
+    ] + [f"host uns-mes: edge node {group}/{node} dead (ndeath, bdSeq {bd_seq}); its tags are STALE"]
+
+
 def _get(http_port: str, token: str, path: str) -> object:
     request = urllib.request.Request(f"http://127.0.0.1:{http_port}{path}",
                                      headers={"Authorization": f"Bearer {token}"})
@@ -67,6 +87,8 @@ def test_second_up_ends_the_previous_runs_batch_and_says_so(tmp_path: Path) -> N
         assert first.wait(timeout=90) == 0, first_log.read_text()
     finally:
         stop_process(first, sig=signal.SIGINT, timeout=60)
+    _assert_readable_logs(data / "logs", bd_seq=0)
+    first_run = {name: (data / "logs" / name).read_text() for name in ("broker.log", "edge.log", "adapter.log")}
 
     time.sleep(1.1)  # demo batch ids have a one-second resolution
     second_log = tmp_path / "second.log"
@@ -97,3 +119,7 @@ def test_second_up_ends_the_previous_runs_batch_and_says_so(tmp_path: Path) -> N
         assert second.wait(timeout=90) == 0, second_log.read_text()
     finally:
         stop_process(second, sig=signal.SIGINT, timeout=60)
+    for name in ("broker.log", "edge.log", "adapter.log"):  # the second run's lines only
+        log = data / "logs" / name
+        log.write_text(log.read_text().split(first_run[name], 1)[1])
+    _assert_readable_logs(data / "logs", bd_seq=1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
 import pytest
@@ -80,8 +81,11 @@ async def test_births_data_and_clean_death_on_the_wire(mosquitto: BrokerEndpoint
     assert [m.name for m in payload(deaths[0]).metrics] == [BDSEQ]
 
 
-async def test_rebirth_on_ncmd_is_throttled_and_keeps_bdseq(mosquitto: BrokerEndpoint, tmp_path: Path) -> None:
-    """tck-id-operational-behavior-data-commands-rebirth-action-1/2/3; throttled to one per rebirth_throttle_s."""
+async def test_rebirth_on_ncmd_is_throttled_and_keeps_bdseq(mosquitto: BrokerEndpoint, tmp_path: Path,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    """tck-id-operational-behavior-data-commands-rebirth-action-1/2/3; throttled to one per rebirth_throttle_s.
+    Every birth and every honoured rebirth request is one INFO line (issue 17: logs a plant can read)."""
+    caplog.set_level(logging.INFO, logger="edge_node")
     rebirth = encode_payload(Payload(metrics=[Metric(name=NODE_REBIRTH, value=True, datatype=DataType.Boolean)],
                                      timestamp=now_ms()), MessageType.NCMD)
     host = Host(mosquitto.host, mosquitto.port)
@@ -105,6 +109,14 @@ async def test_rebirth_on_ncmd_is_throttled_and_keeps_bdseq(mosquitto: BrokerEnd
     births = [m for m in messages if kind(m) == "NBIRTH"]
     assert [payload(b).seq for b in births] == [0, 0, 0]
     assert [bd_seq(b) for b in births] == [0, 0, 0]
+    lifecycle = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO
+                 and ("published on" in r.getMessage() or r.getMessage().startswith("rebirth request"))]
+    birth = ["NBIRTH published on spBv1.0/G/NBIRTH/E (bdSeq 0)",
+             "DBIRTH published on spBv1.0/G/DBIRTH/E/Filler (bdSeq 0)"]
+    assert lifecycle[:9] == [*birth, "rebirth requested (NCMD Node Control/Rebirth): publishing a new birth sequence",
+                             *birth, lifecycle[5], "rebirth requested earlier (throttled) is due: publishing a new "
+                             "birth sequence", *birth]
+    assert lifecycle[5].startswith("rebirth request throttled; rebirth at +")
     # every NBIRTH is followed by the DBIRTH, and seq restarts
     for i, message in enumerate(messages):
         if kind(message) == "NBIRTH":
