@@ -47,8 +47,29 @@ def _register() -> None:
         module.register(app)
 
 
+def version_text() -> str:
+    """``uns-hub <version>`` as installed (the package metadata pyproject.toml writes), with the
+    wire protocol and the interpreter: what a bug report or a plant's inventory needs."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        installed = version("uns-hub")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        installed = "unknown (not installed; pip install -e .)"
+    return f"uns-hub {installed} (Sparkplug B 3.0, Python {platform.python_version()})"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(version_text())
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="print the version and exit"),
     log_level: str = typer.Option("INFO", "--log-level", envvar="UNS_LOG_LEVEL", help="DEBUG, INFO, WARNING or ERROR"),
     log_json: bool = typer.Option(False, "--log-json", envvar="UNS_LOG_JSON", help="one JSON object per log line"),
 ) -> None:
