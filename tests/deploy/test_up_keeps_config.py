@@ -176,3 +176,13 @@ def test_fresh_backs_up_the_folder_before_regenerating(tmp_path: Path) -> None:
     assert {n: c for n, (c, _) in _snapshot(backups[0]).items()} == {n: c for n, (c, _) in before.items()}
     assert summary["tokens"]["operator"] != own_token
     assert own_token not in (folder / "adapter.yaml").read_text()
+
+
+def test_one_port_for_two_services_refuses_before_any_file_changes(tmp_path: Path) -> None:
+    stack = _edited_stack(tmp_path)
+    code, output = _run_up(stack.data, "--http-port", str(stack.ports["mqtt"]), timeout=60)
+    assert code == 2, output
+    assert output == (f"uns up: one port for two services: {stack.ports['mqtt']} (--mqtt-port and --http-port). "
+                      "Nothing was written.\n")
+    assert _snapshot(stack.folder) == stack.before
+    assert not list(stack.data.glob("config-backup-*"))

@@ -91,6 +91,10 @@ def up(
                    broker_metrics_port: "broker metrics HTTP"}
     if simulator:  # the generated plant.yaml serves the edge's metrics; a --config file decides for itself
         wanted |= {opcua_port: "simulated line (OPC UA)", edge_metrics_port: "edge node metrics HTTP"}
+    clashes = _port_clashes(ports)
+    if clashes:
+        typer.echo(f"uns up: {clashes}. Nothing was written.", err=True)
+        raise typer.Exit(2)
     try:  # before anything is written: a busy port must not cost the user a config
         check_ports_free(wanted)
     except PortInUseError as exc:
@@ -128,7 +132,8 @@ def up(
         plant = yaml.safe_load(edge_config.read_text())
         plant["sparkplug"]["brokers"] = [broker]
         edge_config = folder / "plant-external-broker.yaml"
-        edge_config.write_text(yaml.safe_dump(plant, sort_keys=False))
+        edge_config.write_text("# derived from plant.yaml by `uns up --broker` at every start: edit plant.yaml\n"
+                               + yaml.safe_dump(plant, sort_keys=False))
         edge_config.chmod(0o600)
     specs.append(ServiceSpec("edge", [*uns, "edge", "run", "--config", str(edge_config)],
                              ready_check=lambda: _line_born(http_port, _any_token(summary["tokens"])),
@@ -171,6 +176,17 @@ def up(
         console.print("[bold]uns-hub[/bold] stopping (edge node NDEATH, host STATE offline, then the rest)")
         supervisor.stop_all()
     console.print("[bold]uns-hub[/bold] stopped")
+
+
+def _port_clashes(ports: StackPorts) -> str:
+    """Two services given one port: a readable refusal (empty if every port is distinct)."""
+    from unshub.cli.stack_ports import PORT_OPTIONS
+
+    by_port: dict[int, list[str]] = {}
+    for name, port in ports.as_dict().items():
+        by_port.setdefault(port, []).append(PORT_OPTIONS[name])
+    shared = [f"{port} ({' and '.join(options)})" for port, options in sorted(by_port.items()) if len(options) > 1]
+    return "one port for two services: " + ", ".join(shared) if shared else ""
 
 
 def _api_tokens(adapter_yaml: Path) -> dict[str, str]:
