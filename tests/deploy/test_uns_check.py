@@ -88,6 +88,17 @@ def test_a_file_named_by_others_is_reported_once_in_its_own_file(conf: Path) -> 
     assert done.stderr == "uns check: 1 problem(s); 0 of 3 file(s) OK\n"
 
 
+def test_a_folder_includes_its_other_tag_maps(conf: Path) -> None:
+    second = conf / "plant-line2.yaml"
+    second.write_text((conf / "plant.yaml").read_text().replace("  line: line1\n", "  line: line2\n  lne: x\n", 1))
+    line = second.read_text().splitlines().index("  lne: x") + 1
+    (conf / "plant-external-broker.yaml").write_text("not: checked\n")  # derived by `uns up --broker`
+    done = check(conf)
+    assert done.returncode == 2
+    assert done.stdout.splitlines()[-1] == f"{second}:{line}: line.lne: unknown field (typo?)"
+    assert done.stderr == "uns check: 1 problem(s); 6 of 7 file(s) OK\n"
+
+
 def test_files_are_told_apart_by_content_and_a_stranger_is_named(conf: Path, tmp_path: Path) -> None:
     tag_map = conf / "line2.yaml"  # beside the allowlist and signers it names
     shutil.copy(conf / "plant.yaml", tag_map)
