@@ -31,7 +31,8 @@ class ServiceFailedError(RuntimeError):
 class ServiceSpec:
     name: str
     command: list[str]
-    #: TCP ports on 127.0.0.1 that must accept connections before the service counts as ready
+    #: TCP ports on 127.0.0.1 that must have a listener before the service counts as ready (found by a
+    #: bind attempt, never a connection: see _port_answers)
     ready_ports: list[int] = field(default_factory=list)
     #: extra readiness check run after the ports answer (e.g. an HTTP /readyz probe)
     ready_check: Callable[[], bool] | None = None
