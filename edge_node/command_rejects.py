@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from uns.commands.model import ReasonCode
-from uns.commands.wire import NODE_CONTROL_PREFIX, P_ID
+from uns.commands.wire import P_ID
+from uns.sparkplug.control import NODE_CONTROL_PREFIX
 from uns.sparkplug.peek import PeekedMetric, peek_metrics
 
 from .session_events import CommandFault, RejectedCommand

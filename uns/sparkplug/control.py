@@ -28,6 +28,11 @@ from .topic import MessageType, node_topic
 NODE_REBIRTH = "Node Control/Rebirth"
 #: optional in Sparkplug 3.0 (spec §6.4.x examples): true in an NCMD sends the edge to its next broker
 NODE_NEXT_SERVER = "Node Control/Next Server"
+#: Sparkplug's own control metrics of a node and of a device (spec §6.4 examples): requests to
+#: the edge itself, not tags, so a host's mirror and an edge's command handler leave them alone
+NODE_CONTROL_PREFIX = "Node Control/"
+DEVICE_CONTROL_PREFIX = "Device Control/"
+CONTROL_PREFIXES = (NODE_CONTROL_PREFIX, DEVICE_CONTROL_PREFIX)
 #: the birth/death sequence metric of NBIRTH and NDEATH (Int64; tck-id-payloads-nbirth-bdseq)
 BDSEQ = "bdSeq"
 
@@ -56,4 +61,5 @@ def rebirth_request(group_id: str, edge_node_id: str, now_ms: int) -> CommandMes
     return CommandMessage(topic, raw.SerializeToString())
 
 
-__all__ = ["BDSEQ", "NODE_NEXT_SERVER", "NODE_REBIRTH", "CommandMessage", "rebirth_request"]
+__all__ = ["BDSEQ", "CONTROL_PREFIXES", "DEVICE_CONTROL_PREFIX", "NODE_CONTROL_PREFIX", "NODE_NEXT_SERVER",
+           "NODE_REBIRTH", "CommandMessage", "rebirth_request"]
