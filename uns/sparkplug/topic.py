@@ -4,6 +4,11 @@ Topics: ``spBv1.0/<group>/<type>/<edge>[/<device>]`` (tck-id-topic-structure), S
 ``spBv1.0/STATE/<host>`` and the Sparkplug-aware broker's ``$sparkplug/certificates/...`` copies
 of births. IDs are validated when a topic is built or parsed so a bad id fails with a message
 that names the character, not later as a silent mis-route.
+
+Every service builds its topics and subscription filters here (``node_topic``, ``state_topic``,
+``device_prefix``/``device_filter`` for all devices of a node, ``certificate_filter`` and the
+namespace, STATE and certificate constants); none spells ``spBv1.0/`` itself
+(tests/test_wire_facts_home.py).
 """
 
 from __future__ import annotations
