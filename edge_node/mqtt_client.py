@@ -55,10 +55,10 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
 from uns.mqtt_url import BrokerURL
-from uns.sparkplug import sparkplug_b_pb2 as pb
 from uns.sparkplug.errors import LocalProtocolError
 from uns.sparkplug.model import Metric, now_ms
-from uns.sparkplug.topic import MessageType, StateTopic, node_topic
+from uns.sparkplug.peek import peek_seq
+from uns.sparkplug.topic import MessageType, StateTopic, device_prefix, node_topic
 
 from .model import DeviceOffline, DeviceOnline, MetricDefinition, MetricUpdate
 from .session import (
@@ -186,8 +186,8 @@ class SparkplugEdgeClient:
         self._state_topic = (str(StateTopic(config.primary_host_id)) if config.primary_host_id else None)
         g, e = config.group_id, config.edge_node_id
         self._ncmd_topic = node_topic(g, MessageType.NCMD, e)
-        self._dcmd_prefix = f"spBv1.0/{g}/DCMD/{e}/"
-        self._echo_topics = (node_topic(g, MessageType.NDATA, e), f"spBv1.0/{g}/DDATA/{e}/")
+        self._dcmd_prefix = device_prefix(g, MessageType.DCMD, e)
+        self._echo_topics = (node_topic(g, MessageType.NDATA, e), device_prefix(g, MessageType.DDATA, e))
         # counters of the shell
         self._messages_out = 0
         self._bytes_out = 0
@@ -725,7 +725,7 @@ class SparkplugEdgeClient:
                 topic = message.topic.value
                 payload = message.payload if isinstance(message.payload, bytes) else bytes(message.payload or b"")
                 if topic.startswith(self._echo_topics[1]) or topic == self._echo_topics[0]:
-                    seq = _seq_of(payload)
+                    seq = peek_seq(payload)
                     if seq is not None:
                         self._feed(DataConfirmed(seq, connection))
                 elif topic == self._state_topic:
@@ -743,14 +743,6 @@ class SparkplugEdgeClient:
         cfg = self.config
         base = min(cfg.reconnect_max_s, cfg.reconnect_min_s * (2 ** min(failures, 30)))
         return base * (1.0 - cfg.reconnect_jitter * self._rng.random())
-
-
-def _seq_of(payload: bytes) -> int | None:
-    try:
-        message = pb.Payload.FromString(payload)
-    except Exception:  # noqa: BLE001 - someone else's bytes on our topic
-        return None
-    return message.seq if message.HasField("seq") else None
 
 
 def _suback_failed(code: Any) -> bool:

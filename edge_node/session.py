@@ -87,7 +87,7 @@ from uns.sparkplug.datatypes import DataType
 from uns.sparkplug.errors import EncodeError, LocalProtocolError, RemoteProtocolError, UnknownAliasError
 from uns.sparkplug.model import MetaData, Metric, Payload, PropertySet, PropertyValue, now_ms
 from uns.sparkplug.state import StatePayload
-from uns.sparkplug.topic import MessageType, StateTopic, node_topic, validate_id
+from uns.sparkplug.topic import MessageType, StateTopic, device_filter, device_prefix, node_topic, validate_id
 
 from .model import DeviceOffline, DeviceOnline, MetricDefinition, MetricUpdate
 from .session_events import (
@@ -435,7 +435,7 @@ class EdgeSession:
         if self.settings.confirm_delivery:
             echo = [self._topics[MessageType.NDATA]]
             if self._devices:
-                echo.append(f"spBv1.0/{self.settings.group_id}/DDATA/{self.settings.edge_node_id}/+")
+                echo.append(device_filter(self.settings.group_id, MessageType.DDATA, self.settings.edge_node_id))
             actions.append(Subscribe(tuple(echo), qos=0, required=False))
         # Each server has its own retained STATE, always the newest there: judge timestamps per connection
         self._last_state_ts = None
@@ -583,7 +583,7 @@ class EdgeSession:
             return []
         g, e = self.settings.group_id, self.settings.edge_node_id
         topic = (self._topics[MessageType.NCMD] if event.device_id is None
-                 else f"spBv1.0/{g}/DCMD/{e}/{event.device_id}")
+                 else device_prefix(g, MessageType.DCMD, e) + event.device_id)
         return [RejectedCommand(topic, event.device_id, event.payload, fault, error)]
 
     def _request_rebirth(self) -> list[Action]:
