@@ -1,6 +1,6 @@
 """The one rebirth request (uns.sparkplug.control): its exact bytes, and why it carries a datatype.
 
-Both the host (mes_adapter.host.mqtt_host) and the command client (uns.commands.client) send
+Both the host (mes_adapter.host.mqtt_host) and the command client (unshub.command_client) send
 these bytes. The spec says command metrics SHOULD NOT carry a datatype
 (tck-id-payloads-metric-datatype-not-req); the rebirth request does anyway, because Eclipse
 Tahu's JS codec reads a value only through its datatype: the last test shows the datatype-less
