@@ -8,23 +8,25 @@ condition states and Retain, then compares the count with the simulator's own tr
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator
 
 import pytest
 from asyncua import Client, ua
-from asyncua.common.events import get_filter_from_event_type
 
 from simulator.client import boolean, call_simulation, double, string
 from simulator.config import NAMESPACE_URI, CellConfig, SimulatorConfig
 from simulator.server import SimulatedLineServer
+from tests.simulator.condition_client import (
+    ACKNOWLEDGE,
+    CONFIRM,
+    call_condition,
+    refresh,
+    state,
+    subscribe,
+    truth,
+    wait_for,
+)
 from tests.support.net import free_port
-
-REFRESH_START = ua.NodeId(ua.ObjectIds.RefreshStartEventType)
-REFRESH_END = ua.NodeId(ua.ObjectIds.RefreshEndEventType)
-ACKNOWLEDGE = ua.NodeId(ua.ObjectIds.AcknowledgeableConditionType_Acknowledge)
-CONFIRM = ua.NodeId(ua.ObjectIds.AcknowledgeableConditionType_Confirm)
 
 
 def alarm_config() -> SimulatorConfig:
@@ -43,63 +45,6 @@ async def sim() -> AsyncIterator[SimulatedLineServer]:
         yield server
     finally:
         await server.stop()
-
-
-class Events:
-    """Event notifications in arrival order, as plain dicts of the selected fields."""
-
-    def __init__(self) -> None:
-        self.items: list[dict[str, Any]] = []
-
-    def event_notification(self, event: Any) -> None:
-        self.items.append({k: v.Value for k, v in event.get_event_props_as_fields_dict().items()})
-
-    def of(self, condition: str) -> list[dict[str, Any]]:
-        return [e for e in self.items if e.get("NodeId") is not None and e["NodeId"].Identifier == condition]
-
-
-async def subscribe(client: Client) -> tuple[Any, Events]:
-    """An event monitored item on the Server object: alarm conditions plus the refresh markers."""
-    types = [client.get_node(ua.NodeId(t)) for t in (ua.ObjectIds.AlarmConditionType,
-                                                      ua.ObjectIds.ExclusiveLimitAlarmType,
-                                                      ua.ObjectIds.RefreshStartEventType,
-                                                      ua.ObjectIds.RefreshEndEventType)]
-    evfilter = await get_filter_from_event_type(types)
-    limit_state = ua.SimpleAttributeOperand()
-    limit_state.TypeDefinitionId = ua.NodeId(ua.ObjectIds.ExclusiveLimitAlarmType)
-    limit_state.BrowsePath = [ua.QualifiedName("LimitState"), ua.QualifiedName("CurrentState")]
-    limit_state.AttributeId = ua.AttributeIds.Value
-    evfilter.SelectClauses.append(limit_state)
-    events = Events()
-    sub = await client.create_subscription(20, events)
-    await sub.subscribe_events(client.nodes.server, types, evfilter=evfilter)
-    return sub, events
-
-
-async def wait_for(predicate: Callable[[], Any], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"condition not met within {timeout} s")
-
-
-def state(event: dict[str, Any]) -> tuple[Any, ...]:
-    limit = event.get("LimitState/CurrentState")
-    return (limit.Text if limit is not None else None, event["ActiveState/Id"], event["AckedState/Id"],
-            event["ConfirmedState/Id"], event["Retain"])
-
-
-async def truth(client: Client, ns: int, name: str) -> int:
-    return int(await client.get_node(ua.NodeId(f"Simulation/Truth/{name}", ns)).read_value())
-
-
-async def call_condition(client: Client, ns: int, condition: str, method: ua.NodeId, event_id: bytes,
-                         comment: str) -> None:
-    await client.get_node(ua.NodeId(condition, ns)).call_method(
-        method, ua.Variant(event_id, ua.VariantType.ByteString),
-        ua.Variant(ua.LocalizedText(comment, "en"), ua.VariantType.LocalizedText))
 
 
 async def test_temperature_excursion_high_highhigh_normal_then_ack_and_confirm(sim: SimulatedLineServer) -> None:
@@ -192,19 +137,6 @@ async def test_acknowledge_refusals_carry_the_part9_status_codes(sim: SimulatedL
         assert await truth(client, ns, "UnackedAlarms") == 0
 
 
-async def _refresh(client: Client, sub: Any, events: Events) -> list[dict[str, Any]]:
-    """ConditionRefresh (i=3875 on the ConditionType) and what arrived between its markers."""
-    start = len(events.items)
-    await client.get_node(ua.NodeId(ua.ObjectIds.ConditionType)).call_method(
-        ua.NodeId(ua.ObjectIds.ConditionType_ConditionRefresh),
-        ua.Variant(sub.subscription_id, ua.VariantType.UInt32))
-    await wait_for(lambda: any(e["EventType"] == REFRESH_END for e in events.items[start:]))
-    got = events.items[start:]
-    assert got[0]["EventType"] == REFRESH_START
-    end = next(i for i, e in enumerate(got) if e["EventType"] == REFRESH_END)
-    return got[1:end]
-
-
 async def _set(sim: SimulatedLineServer, cell: str, alarm: str, active: bool) -> None:
     await call_simulation(sim.endpoint, "RaiseAlarm", string(cell), string(alarm), boolean(active))
 
@@ -227,7 +159,7 @@ async def test_condition_refresh_returns_exactly_the_retained_set_also_after_a_r
 
     async with Client(sim.endpoint) as second:
         sub, events = await subscribe(second)
-        refreshed = await _refresh(second, sub, events)
+        refreshed = await refresh(second, sub, events)
         assert sorted((e["NodeId"].Identifier, state(e)) for e in refreshed) == [
             ("Line1/Filler/DoorOpen", (None, False, False, True, True)),
             ("Line1/Filler/Jam", (None, True, False, True, True)),
@@ -244,7 +176,7 @@ async def test_condition_refresh_returns_exactly_the_retained_set_also_after_a_r
     async with Client(sim.endpoint) as third:
         ns = await third.get_namespace_index(NAMESPACE_URI)
         sub, events = await subscribe(third)
-        refreshed = await _refresh(third, sub, events)
+        refreshed = await refresh(third, sub, events)
         assert sorted((e["NodeId"].Identifier, state(e)) for e in refreshed) == [
             ("Line1/Capper/DoorOpen", (None, True, False, True, True)),
             ("Line1/Filler/DoorOpen", (None, False, False, True, True)),
