@@ -207,6 +207,11 @@ class AlarmBook:
         """The last event of every retained condition: what a ConditionRefresh must return."""
         return [c.last_event for c in self.conditions.values() if c.retain and c.last_event is not None]
 
+    def current(self) -> list[ConditionEvent]:
+        """Every condition's state as an event: its last one, or (never changed) its initial state
+        with an empty EventId. The OPC UA shell writes these into the condition nodes at start."""
+        return [c.last_event or self._snapshot(c, b"") for c in self.conditions.values()]
+
     def drain(self) -> list[ConditionEvent]:
         """Events emitted since the last drain, oldest first (the OPC UA shell fires them)."""
         events = list(self._events)
@@ -298,13 +303,18 @@ class AlarmBook:
         condition.time = now
         condition.events += 1
         condition.event_ids.append(event_id)
-        event = ConditionEvent(
-            event_id=event_id, condition=condition.path, condition_name=condition.name,
-            kind=condition.kind, source=condition.source, source_name=condition.source.rpartition("/")[2],
-            time=now, severity=condition.severity, message=condition.message, retain=condition.retain,
-            active=condition.active, limit_state=condition.limit_state, acked=condition.acked,
-            confirmed=condition.confirmed, comment=condition.comment, limits=condition.limits)
+        event = self._snapshot(condition, event_id)
         condition.last_event = event
         if not condition.retain:
             condition.event_ids = []  # the occurrence is over: nothing left to acknowledge
         self._events.append(event)
+
+    @staticmethod
+    def _snapshot(condition: Condition, event_id: bytes) -> ConditionEvent:
+        return ConditionEvent(
+            event_id=event_id, condition=condition.path, condition_name=condition.name,
+            kind=condition.kind, source=condition.source, source_name=condition.source.rpartition("/")[2],
+            time=condition.time, severity=condition.severity, message=condition.message,
+            retain=condition.retain, active=condition.active, limit_state=condition.limit_state,
+            acked=condition.acked, confirmed=condition.confirmed, comment=condition.comment,
+            limits=condition.limits)

@@ -94,12 +94,25 @@ def to_ua_event(event: ConditionEvent, ns: int, received: datetime | None = None
     return ev
 
 
+async def _variables(node: Node) -> dict[str, ua.NodeId]:
+    """Variables of a condition node and of its state variables, by event field name."""
+    found: dict[str, ua.NodeId] = {}
+    for child in await node.get_children(nodeclassmask=ua.NodeClass.Variable):
+        name = (await child.read_browse_name()).Name
+        found[name] = child.nodeid
+        for grandchild in await child.get_children(nodeclassmask=ua.NodeClass.Variable):
+            found[f"{name}/{(await grandchild.read_browse_name()).Name}"] = grandchild.nodeid
+    return found
+
+
 class ConditionShell:
     """Condition nodes and methods on one asyncua server; rebuilt on every (re)start of the server."""
 
     def __init__(self, server: Server, ns: int) -> None:
         self.server = server
         self.ns = ns
+        #: per condition path: event field name ("AckedState/Id") -> NodeId of that variable
+        self._fields: dict[str, dict[str, ua.NodeId]] = {}
 
     async def add_nodes(self, parents: dict[str, Node], conditions: list[tuple[str, ConditionKind]]) -> None:
         """One object per condition under its cell (typed AlarmConditionType subtypes, browseable)."""
@@ -109,6 +122,7 @@ class ConditionShell:
                                                          objecttype=TYPE_IDS[kind], instantiate_optional=False)
             await node.write_attribute(ua.AttributeIds.EventNotifier, ua.DataValue(
                 ua.Variant(ua.EventNotifier.SubscribeToEvents.mask, ua.VariantType.Byte)))
+            self._fields[path] = await _variables(node)
 
     def bind_methods(self, acknowledge: ConditionCall, confirm: ConditionCall) -> None:
         """Acknowledge and Confirm are called on the type's method with the condition as ObjectId."""
@@ -142,15 +156,32 @@ class ConditionShell:
         return handler
 
     async def fire(self, events: list[ConditionEvent]) -> None:
-        """Send condition events to every event subscription on the Server object."""
+        """Send condition events to every event subscription on the Server object.
+
+        The condition node's variables (AckedState/Id, ActiveState/Id, Retain...) are written first,
+        so a client reading them back after a method call or an event sees the same state.
+        """
         service = self.server.iserver.subscription_service
         for event in events:
-            await service.trigger_event(to_ua_event(event, self.ns))
+            ua_event = to_ua_event(event, self.ns)
+            await self._mirror(event.condition, ua_event)
+            await service.trigger_event(ua_event)
 
-    async def seed(self, retained: list[ConditionEvent]) -> None:
-        """A fresh server (start, restart) learns the retained conditions for ConditionRefresh.
+    async def _mirror(self, condition: str, ua_event: Any) -> None:
+        for name, node_id in self._fields.get(condition, {}).items():
+            value = getattr(ua_event, name, None)
+            vtype = ua_event.data_types.get(name)
+            if value is None or not isinstance(vtype, ua.VariantType):
+                continue
+            await self.server.write_attribute_value(node_id, ua.DataValue(ua.Variant(value, vtype)))
+
+    async def seed(self, current: list[ConditionEvent], retained: list[ConditionEvent]) -> None:
+        """A fresh server (start, restart) states every condition in its node and learns the
+        retained ones for ConditionRefresh.
 
         Called before any client can subscribe, so nothing is sent: the events keep their EventIds
         (a client that acknowledged by EventId before the restart still names a known one).
         """
+        for event in current:
+            await self._mirror(event.condition, to_ua_event(event, self.ns))
         await self.fire(retained)

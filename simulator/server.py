@@ -90,6 +90,7 @@ class SimulatedLineServer:
         self._catalog: list[TagSpec] = tag_catalog(config, include_truth=True, include_synthetic=False)
         self._server: Server | None = None
         self._conditions: ConditionShell | None = None
+        self._prepared_conditions: ConditionShell | None = None
         self._ns: int | None = None
         self._node_ids: dict[str, ua.NodeId] = {}
         self._vtypes: dict[str, ua.VariantType] = {s.path: VARIANT_TYPES[s.datatype] for s in self._catalog}
@@ -228,10 +229,11 @@ class SimulatedLineServer:
         async with self._lock:
             await server.start()
             self._server = server
-            self._conditions = ConditionShell(server, self.namespace_index)
+            self._conditions = self._prepared_conditions
+            assert self._conditions is not None and self._conditions.server is server
             self._mirrored = {}
             self.model.alarms.drain()  # raised while down: the retained set below states them
-            await self._conditions.seed(self.model.alarms.retained())
+            await self._conditions.seed(self.model.alarms.current(), self.model.alarms.retained())
             await self._mirror(self.model.samples())
 
     async def _build_address_space(self, server: Server) -> None:
@@ -277,6 +279,7 @@ class SimulatedLineServer:
         conditions = ConditionShell(server, ns)
         await conditions.add_nodes(parents, [(c.path, c.kind) for c in self.model.alarms.conditions.values()])
         conditions.bind_methods(self._acknowledge, self._confirm)
+        self._prepared_conditions = conditions
         await add_line_methods(line, ns, self)
         await add_simulation_methods(sim, ns, self)
 

@@ -76,6 +76,12 @@ async def truth(client: Client, ns: int, name: str) -> int:
     return int(await client.get_node(ua.NodeId(f"Simulation/Truth/{name}", ns)).read_value())
 
 
+async def read_state(client: Client, ns: int, condition: str, name: str) -> bool:
+    """``<condition>/<name>/Id`` read from the condition node (AckedState, ActiveState...)."""
+    node = await client.get_node(ua.NodeId(condition, ns)).get_child([f"0:{name}", "0:Id"])
+    return bool(await node.read_value())
+
+
 async def call_condition(client: Client, ns: int, condition: str, method: ua.NodeId, event_id: bytes,
                          comment: str) -> None:
     await client.get_node(ua.NodeId(condition, ns)).call_method(

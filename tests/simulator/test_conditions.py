@@ -20,6 +20,7 @@ from tests.simulator.condition_client import (
     ACKNOWLEDGE,
     CONFIRM,
     call_condition,
+    read_state,
     refresh,
     state,
     subscribe,
@@ -100,6 +101,7 @@ async def test_acknowledge_refusals_carry_the_part9_status_codes(sim: SimulatedL
     async with Client(sim.endpoint) as client:
         ns = await client.get_namespace_index(NAMESPACE_URI)
         _, events = await subscribe(client)
+        assert [await read_state(client, ns, jam, name) for name in ("ActiveState", "AckedState")] == [False, True]
         result = await call_simulation(sim.endpoint, "RaiseAlarm", string("Capper"), string("jam"), boolean(True))
         assert result == [1]
         await wait_for(lambda: len(events.of(jam)) == 1)
@@ -114,7 +116,9 @@ async def test_acknowledge_refusals_carry_the_part9_status_codes(sim: SimulatedL
         with pytest.raises(ua.UaStatusCodeError) as too_early:
             await call_condition(client, ns, jam, CONFIRM, raised["EventId"], "x")
         assert too_early.value.code == ua.StatusCodes.BadConditionBranchAlreadyConfirmed
+        assert [await read_state(client, ns, jam, name) for name in ("ActiveState", "AckedState")] == [True, False]
         await call_condition(client, ns, jam, ACKNOWLEDGE, raised["EventId"], "cleared the jam")
+        assert await read_state(client, ns, jam, "AckedState") is True  # read back, as a command writer does
         with pytest.raises(ua.UaStatusCodeError) as twice:
             await call_condition(client, ns, jam, ACKNOWLEDGE, raised["EventId"], "again")
         assert twice.value.code == ua.StatusCodes.BadConditionBranchAlreadyAcked
@@ -186,6 +190,8 @@ async def test_condition_refresh_returns_exactly_the_retained_set_also_after_a_r
         await call_condition(third, ns, "Line1/Filler/Jam", ACKNOWLEDGE, jam_id, "after restart")
         await wait_for(lambda: len(events.of("Line1/Filler/Jam")) == 2)
         assert state(events.of("Line1/Filler/Jam")[-1]) == (None, True, True, False, True)
+        assert await read_state(third, ns, "Line1/Filler/Jam", "AckedState") is True
+        assert await read_state(third, ns, "Line1/Capper/DoorOpen", "ActiveState") is True  # raised while down
         assert await truth(third, ns, "FillerJamEvents") == 2
         assert await truth(third, ns, "FillerDoorOpenEvents") == 2
         assert await truth(third, ns, "CapperDoorOpenEvents") == 1

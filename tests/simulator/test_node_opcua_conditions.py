@@ -19,6 +19,7 @@ from tests.simulator.condition_client import (
     ACKNOWLEDGE,
     CONFIRM,
     call_condition,
+    read_state,
     refresh,
     state,
     subscribe,
@@ -41,11 +42,6 @@ def alarms_server(tmp_path: Path) -> Iterator[tuple[str, int]]:
 async def _write(client: Client, ns: int, path: str, value: float | bool) -> None:
     vtype = ua.VariantType.Boolean if isinstance(value, bool) else ua.VariantType.Double
     await client.get_node(ua.NodeId(path, ns)).write_value(ua.DataValue(ua.Variant(value, vtype)))
-
-
-async def _read_state(client: Client, ns: int, condition: str, name: str) -> bool:
-    node = await client.get_node(ua.NodeId(condition, ns)).get_child([f"0:{name}", "0:Id"])
-    return bool(await node.read_value())
 
 
 async def test_asyncua_client_reads_and_acknowledges_node_opcua_conditions(
@@ -84,7 +80,7 @@ async def test_asyncua_client_reads_and_acknowledges_node_opcua_conditions(
         acked = events.of(TEMPERATURE_ALARM)[2]
         assert state(acked) == ("HighHigh", True, True, False, True)
         assert acked["Comment"].Text == "seen it"
-        assert await _read_state(client, ns, TEMPERATURE_ALARM, "AckedState") is True  # read back
+        assert await read_state(client, ns, TEMPERATURE_ALARM, "AckedState") is True  # read back
         with pytest.raises(ua.UaStatusCodeError) as stale:
             await call_condition(client, ns, TEMPERATURE_ALARM, ACKNOWLEDGE, latest, "again")
         # node-opcua only knows the condition's newest EventId; ours accepts any of the occurrence
