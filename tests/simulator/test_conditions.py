@@ -8,7 +8,9 @@ condition states and Retain, then compares the count with the simulator's own tr
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from asyncua import Client, ua
@@ -28,6 +30,8 @@ from tests.simulator.condition_client import (
     wait_for,
 )
 from tests.support.net import free_port
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def alarm_config() -> SimulatorConfig:
@@ -199,3 +203,33 @@ async def test_condition_refresh_returns_exactly_the_retained_set_also_after_a_r
         assert await truth(third, ns, "AlarmEvents") == 9
         assert await truth(third, ns, "ActiveAlarms") == 2
         assert await truth(third, ns, "UnackedAlarms") == 2
+
+
+async def _cli(endpoint: str, *args: str) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "uns.cli.main", "sim", "fault", "--endpoint", endpoint, "alarm", *args,
+        cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=30)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_cli_raises_and_clears_alarms(sim: SimulatedLineServer) -> None:
+    door = sim.model.alarms.condition("Line1/Capper/DoorOpen")
+    assert await _cli(sim.endpoint, "--cell", "Capper", "--alarm", "door-open") == (
+        0, "Capper door-open raised (1 event(s))\n", "")
+    assert (door.active, door.acked, door.events) == (True, False, 1)
+    assert await _cli(sim.endpoint, "--cell", "Capper", "--alarm", "door-open", "--clear") == (
+        0, "Capper door-open cleared (2 event(s))\n", "")
+    assert (door.active, door.acked, door.events) == (False, False, 2)
+    code, out, _ = await _cli(sim.endpoint, "--cell", "Filler", "--alarm", "temperature", "--delta", "12")
+    assert (code, out) == (0, "Filler temperature disturbance 12 degC\n")
+    assert sim.model.cell("Filler").disturbance_c == 12.0
+    code, out, err = await _cli(sim.endpoint, "--cell", "Filler", "--alarm", "smoke")
+    assert (code, out) == (1, "")
+    assert "RaiseAlarm refused" in err and "BadInvalidArgument" in err
+    code, _, err = await _cli(sim.endpoint, "--cell", "Mixer", "--alarm", "jam")
+    assert code == 1 and "BadNodeIdUnknown" in err
+    # the refused calls raised nothing: every event is the door's or the disturbed temperature's
+    temperature = sim.model.alarms.condition("Line1/Filler/TemperatureAlarm")
+    assert sim.model.alarms.total_events == door.events + temperature.events
