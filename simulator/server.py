@@ -8,7 +8,9 @@ just as a PLC keeps producing while its OPC UA server reboots.
 
 Address space (namespace ``urn:uns-hub:simulator``, string node ids = tag paths):
 ``Objects/<Line>/<Tag>``, ``Objects/<Line>/<Cell>/<Tag>``, ``Objects/<Line>/Synthetic/TagNNNNN``,
-line methods on ``Objects/<Line>`` and test hooks on ``Objects/Simulation`` (see :mod:`methods`).
+line methods on ``Objects/<Line>`` and test hooks on ``Objects/Simulation`` (see :mod:`methods`),
+and one OPC UA condition per alarm at ``Objects/<Line>/<Cell>/<Condition>`` whose events the Server
+object emits (see :mod:`simulator.alarms` and :mod:`simulator.conditions`).
 """
 
 from __future__ import annotations
