@@ -97,9 +97,14 @@ def to_ua_event(event: ConditionEvent, ns: int, received: datetime | None = None
 async def _variables(node: Node) -> dict[str, ua.NodeId]:
     """Variables of a condition node and of its state variables, by event field name."""
     found: dict[str, ua.NodeId] = {}
-    for child in await node.get_children(nodeclassmask=ua.NodeClass.Variable):
+    for child in await node.get_children():
+        node_class = await child.read_node_class()
+        if node_class not in (ua.NodeClass.Variable, ua.NodeClass.Object):
+            continue
         name = (await child.read_browse_name()).Name
-        found[name] = child.nodeid
+        if node_class is ua.NodeClass.Variable:
+            found[name] = child.nodeid
+        # state variables (AckedState/Id) and state machines (LimitState/CurrentState)
         for grandchild in await child.get_children(nodeclassmask=ua.NodeClass.Variable):
             found[f"{name}/{(await grandchild.read_browse_name()).Name}"] = grandchild.nodeid
     return found

@@ -94,6 +94,11 @@ async def test_temperature_excursion_high_highhigh_normal_then_ack_and_confirm(s
         await asyncio.sleep(0.3)
         assert len(events.of(alarm)) == 6
         assert await truth(client, ns, "FillerTemperatureAlarmEvents") == 6
+        node = client.get_node(ua.NodeId(alarm, ns))
+        limit = await node.get_child(["0:LimitState", "0:CurrentState"])
+        assert (await limit.read_value()).Text == ""  # the node states the last event: back to normal
+        assert await (await node.get_child(["0:Retain"])).read_value() is False
+        assert await (await node.get_child(["0:Comment"])).read_value() == ua.LocalizedText("cooling repaired", "en")
         assert await truth(client, ns, "CapperTemperatureAlarmEvents") == 0
         assert await truth(client, ns, "AlarmEvents") == 6
         assert await truth(client, ns, "ActiveAlarms") == 0
