@@ -179,8 +179,9 @@ def _new_event_id() -> bytes:
 class AlarmBook:
     """Every condition of one line; the model calls :meth:`evaluate_temperature` each refresh."""
 
-    def __init__(self, line: str, cells: list[str]) -> None:
+    def __init__(self, line: str, cells: list[str], now: float = 0.0) -> None:
         self.line = line
+        self._started = now  # the Time of a condition's initial state (no event yet)
         self.conditions: dict[str, Condition] = {}
         self._events: deque[ConditionEvent] = deque(maxlen=EVENT_QUEUE_MAX)
         for cell in cells:
@@ -193,6 +194,7 @@ class AlarmBook:
                                     severity=spec.severity, message=f"{cell} not {spec.text}"))
 
     def _add(self, condition: Condition) -> None:
+        condition.time = self._started
         self.conditions[condition.path] = condition
 
     # ----------------------------------------------------------------- queries

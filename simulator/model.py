@@ -135,7 +135,7 @@ class LineModel:
         self._raw: dict[str, Sample] = {}
         self._published: dict[str, Sample] = {}
         #: the line's OPC UA conditions; the temperature alarms follow the model at every refresh
-        self.alarms = AlarmBook(config.line, [cell.config.name for cell in self.cells])
+        self.alarms = AlarmBook(config.line, [cell.config.name for cell in self.cells], now)
         self.refresh(now)
 
     # ----------------------------------------------------------------- queries

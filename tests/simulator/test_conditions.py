@@ -137,6 +137,9 @@ async def test_acknowledge_refusals_carry_the_part9_status_codes(sim: SimulatedL
         with pytest.raises(ua.UaStatusCodeError) as not_a_condition:
             await call_condition(client, ns, "Line1/Capper/Temperature", ACKNOWLEDGE, raised["EventId"], "x")
         assert not_a_condition.value.code == ua.StatusCodes.BadNodeIdUnknown  # a tag, not a condition
+        with pytest.raises(ua.UaStatusCodeError) as malformed:  # EventId sent as a String
+            await client.get_node(ua.NodeId(jam, ns)).call_method(ACKNOWLEDGE, string("abc"), string("x"))
+        assert malformed.value.code == ua.StatusCodes.BadInvalidArgument
         with pytest.raises(ua.UaStatusCodeError) as bad_alarm:
             await call_simulation(sim.endpoint, "RaiseAlarm", string("Capper"), string("smoke"), boolean(True))
         assert bad_alarm.value.code == ua.StatusCodes.BadInvalidArgument
