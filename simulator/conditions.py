@@ -118,6 +118,8 @@ class ConditionShell:
         self.ns = ns
         #: per condition path: event field name ("AckedState/Id") -> NodeId of that variable
         self._fields: dict[str, dict[str, ua.NodeId]] = {}
+        #: method nodes instantiated under the conditions, by browse name ("Acknowledge")
+        self._instance_methods: dict[str, list[ua.NodeId]] = {}
 
     async def add_nodes(self, parents: dict[str, Node], conditions: list[tuple[str, ConditionKind]]) -> None:
         """One object per condition under its cell (typed AlarmConditionType subtypes, browseable)."""
@@ -128,14 +130,21 @@ class ConditionShell:
             await node.write_attribute(ua.AttributeIds.EventNotifier, ua.DataValue(
                 ua.Variant(ua.EventNotifier.SubscribeToEvents.mask, ua.VariantType.Byte)))
             self._fields[path] = await _variables(node)
+            for method in await node.get_children(nodeclassmask=ua.NodeClass.Method):
+                name = (await method.read_browse_name()).Name
+                self._instance_methods.setdefault(name, []).append(method.nodeid)
 
     def bind_methods(self, acknowledge: ConditionCall, confirm: ConditionCall) -> None:
-        """Acknowledge and Confirm are called on the type's method with the condition as ObjectId."""
+        """Acknowledge and Confirm, called with the condition as ObjectId on the type's method (what
+        Part 9 specifies) or on the method node instantiated under the condition (what a generic
+        client browsing the condition finds)."""
         session = self.server.iserver.isession
-        session.add_method_callback(ua.NodeId(ua.ObjectIds.AcknowledgeableConditionType_Acknowledge),
-                                    self._handler("Acknowledge", acknowledge))
-        session.add_method_callback(ua.NodeId(ua.ObjectIds.AcknowledgeableConditionType_Confirm),
-                                    self._handler("Confirm", confirm))
+        for name, type_method, call in (
+                ("Acknowledge", ua.ObjectIds.AcknowledgeableConditionType_Acknowledge, acknowledge),
+                ("Confirm", ua.ObjectIds.AcknowledgeableConditionType_Confirm, confirm)):
+            handler = self._handler(name, call)
+            for method_id in [ua.NodeId(type_method), *self._instance_methods.get(name, [])]:
+                session.add_method_callback(method_id, handler)
 
     def _handler(self, name: str, call: ConditionCall) -> Callable[..., Awaitable[Any]]:
         ns = self.ns

@@ -126,7 +126,12 @@ async def test_acknowledge_refusals_carry_the_part9_status_codes(sim: SimulatedL
             await call_condition(client, ns, jam, CONFIRM, raised["EventId"], "x")
         assert too_early.value.code == ua.StatusCodes.BadConditionBranchAlreadyConfirmed
         assert [await read_state(client, ns, jam, name) for name in ("ActiveState", "AckedState")] == [True, False]
-        await call_condition(client, ns, jam, ACKNOWLEDGE, raised["EventId"], "cleared the jam")
+        condition = client.get_node(ua.NodeId(jam, ns))
+        own_method = await condition.get_child(["0:Acknowledge"])  # the instance's method node
+        assert own_method.nodeid != ACKNOWLEDGE
+        await condition.call_method(own_method, ua.Variant(raised["EventId"], ua.VariantType.ByteString),
+                                    ua.Variant(ua.LocalizedText("cleared the jam", "en"),
+                                               ua.VariantType.LocalizedText))
         assert await read_state(client, ns, jam, "AckedState") is True  # read back, as a command writer does
         with pytest.raises(ua.UaStatusCodeError) as twice:
             await call_condition(client, ns, jam, ACKNOWLEDGE, raised["EventId"], "again")
