@@ -223,7 +223,7 @@ async def test_condition_refresh_returns_exactly_the_retained_set_also_after_a_r
 
 async def _cli(endpoint: str, *args: str) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "uns.cli.main", "sim", "fault", "--endpoint", endpoint, "alarm", *args,
+        sys.executable, "-m", "unshub.cli.main", "sim", "fault", "--endpoint", endpoint, "alarm", *args,
         cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(), timeout=30)
     assert proc.returncode is not None
