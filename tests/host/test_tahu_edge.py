@@ -83,8 +83,8 @@ async def test_command_client_rebirths_a_tahu_node_with_the_hosts_bytes(mosquitt
     uns.sparkplug.control.rebirth_request): NCMD by name, value true, Boolean datatype, no seq, QoS 0
     (tck-id-operational-behavior-data-commands-ncmd-rebirth-verb/-name/-value, tck-id-payloads-ncmd-seq,
     tck-id-payloads-ncmd-qos); the Tahu node answers with a new NBIRTH and DBIRTH."""
-    from unshub.command_client import CommandClient
     from uns.sparkplug.control import rebirth_request
+    from unshub.command_client import CommandClient
 
     stamp = 1_700_000_000_000
     proc = start_tahu(mosquitto)
