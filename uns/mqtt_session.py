@@ -112,7 +112,7 @@ class ReconnectPolicy:
             self.logger.error("%s: %s: %s; check the credentials and the broker's ACL; retrying every %.1f s "
                             "at most", self.label, what, reason, self.maximum_s)
         else:
-            self.logger.warning("%s: %s: %s; reconnecting in %.1f s", self.label, what, reason, self.delay_s)
+            self.logger.warning("%s: %s: %s; reconnecting in %.2f s", self.label, what, reason, self.delay_s)
         return kind
 
     def next_delay(self) -> float:
@@ -139,7 +139,7 @@ async def reconnect_forever(session: Callable[[], Awaitable[None]], *, stop: asy
         except aiomqtt.MqttError as exc:
             policy.failed(exc, was_up=policy.connections > before)
         except Exception:  # noqa: BLE001 - our bug: logged with its traceback, and the session starts again
-            policy.logger.exception("%s: the session failed; reconnecting in %.1f s", policy.label, policy.delay_s)
+            policy.logger.exception("%s: the session failed; reconnecting in %.2f s", policy.label, policy.delay_s)
         finally:
             on_down()
         if stop.is_set():
