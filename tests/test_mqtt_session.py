@@ -185,3 +185,19 @@ async def test_cancel_while_connecting_to_a_silent_peer_propagates(tmp_path: Pat
         assert loop in done and loop.cancelled()  # never swallowed
     assert session.downs == 1 and session.sessions == 0 and policy.attempts == 0
     await until(lambda: _others() <= before, 10, "no task left behind")
+
+
+async def test_cancel_during_the_backoff_propagates_at_once() -> None:
+    port = free_port()  # nothing listens: refused, then a 30 s backoff
+    stop = asyncio.Event()
+    policy = ReconnectPolicy("refused", 30, 60)
+    session = _Session(port, policy, stop)
+    before = _others()
+    loop = asyncio.create_task(reconnect_forever(session, stop=stop, policy=policy, on_down=session.down,
+                                                 on_retry=session.retry))
+    await until(lambda: session.retries == 1, 10, "refused once, now in the backoff")
+    loop.cancel()
+    done, _ = await asyncio.wait({loop}, timeout=10)
+    assert loop in done and loop.cancelled()
+    assert session.downs == 1 and session.sessions == 0 and policy.attempts == 1
+    await until(lambda: _others() <= before, 10, "no task left behind")
