@@ -159,11 +159,11 @@ class UnsLink:
         kwargs = self._broker.aiomqtt_kwargs(identifier=self._client_id, keepalive=self._keepalive_s,
                                              clean_session=True)
         async with aiomqtt.Client(**kwargs) as client:
-            self._reconnect.connected()
             if self._handlers:
                 await client.subscribe([(f, 1) for f in dict.fromkeys(f for f, _ in self._handlers)])
             self._client = client
             self._connected.set()
+            self._reconnect.connected()  # after SUBSCRIBE: a broker that drops us there still backs off
             self.connections += 1
             if self.connections > 1:
                 self._resend_retained()

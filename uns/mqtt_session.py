@@ -4,9 +4,11 @@ Rules, shared so that the copies cannot drift apart again:
 
 1. **Connect, run the caller's session body, and on any end but a stop connect again** with a
    doubling backoff from ``minimum_s`` to ``maximum_s`` (no jitter: one adapter has a handful of
-   connections, not a fleet). The body reports a successful connect with
+   connections, not a fleet). The body reports a session that is up with
    :meth:`ReconnectPolicy.connected`, which resets the backoff: a connection that was up for an
    hour and then dropped starts again from the minimum, not from where the last outage left it.
+   Services call it after their own set-up (SUBSCRIBE, a birth), not at CONNACK, so a broker
+   that drops them during the set-up still sees the backoff grow.
 2. **Errors are classified** (:func:`classify`): a broker that refuses the credentials or the
    client id (*not authorised*) is a configuration problem an operator must fix and is logged as
    an error; anything else (*refused* for other CONNACK codes, *network*) as a warning.
@@ -127,7 +129,8 @@ async def reconnect_forever(session: Callable[[], Awaitable[None]], *, stop: asy
                             on_retry: Callable[[], None] = lambda: None) -> None:
     """Run ``session()`` again and again until ``stop`` is set (rules 1, 4 and 5).
 
-    ``session`` connects, calls ``policy.connected()`` once the broker accepted it, and returns
+    ``session`` connects, calls ``policy.connected()`` once the session is really up (CONNACK and
+    whatever the service needs before it counts as online, e.g. its SUBSCRIBE), and returns
     only when ``stop`` is set (a clean end); an ``aiomqtt.MqttError`` is an outage.
     ``on_down`` runs after every session (clear "connected" state); ``on_retry`` only before a
     reconnect (announce the loss to the rest of the service).

@@ -315,7 +315,6 @@ class SparkplugHost:
             client_kwargs["clean_start"] = True  # -clean-session-50 (session expiry 0 is the default)
         client = aiomqtt.Client(**cfg.broker.aiomqtt_kwargs(**client_kwargs))
         async with client:
-            self._reconnect.connected()
             self._connections += 1
             subscribe = self.session.connected()
             await client.subscribe(list(subscribe.filters))
@@ -323,6 +322,7 @@ class SparkplugHost:
             await client.publish(birth.topic, birth.payload, qos=birth.qos, retain=birth.retain)
             self._client = client
             self._online.set()
+            self._reconnect.connected()  # after SUBSCRIBE and STATE: a broker that drops us there still backs off
             log.info("host %s online on %s (STATE timestamp %s)", cfg.host_id, cfg.broker,
                      self.session.connect_timestamp)
             stopper = asyncio.ensure_future(self._stop.wait())
