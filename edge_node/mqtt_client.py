@@ -54,6 +54,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
+from uns.aio import run_until_first_done
 from uns.mqtt_url import BrokerURL
 from uns.sparkplug.errors import LocalProtocolError
 from uns.sparkplug.model import Metric, now_ms
@@ -563,16 +564,9 @@ class SparkplugEdgeClient:
     async def _guard(self, call: Awaitable[Any]) -> Any:
         """Await an aiomqtt call, but give up as soon as the connection is known to be lost."""
         task = asyncio.ensure_future(call)
-        lost = asyncio.ensure_future(self._lost.wait())
-        try:
-            done, _ = await asyncio.wait({task, lost}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            lost.cancel()
+        done = await run_until_first_done(task, self._lost.wait())  # raises the call's own failure
         if task in done:
             return task.result()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
         raise _ConnectionLost("connection lost")
 
     def _deliver(self, action: DeliverCommand) -> None:

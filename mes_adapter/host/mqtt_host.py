@@ -42,6 +42,8 @@ from typing import Any
 
 import aiomqtt
 
+from uns.aio import run_until_first_done
+from uns.mqtt_session import ReconnectPolicy, reconnect_forever
 from uns.sparkplug.control import rebirth_request
 from uns.sparkplug.errors import MalformedPayloadError
 from uns.sparkplug.model import now_ms
@@ -122,6 +124,8 @@ class SparkplugHost:
         self._messages_in = 0
         self._bytes_in = 0
         self._reconnects = 0
+        self._reconnect = ReconnectPolicy(f"host {config.host_id} to {config.broker}", config.reconnect_min_s,
+                                          config.reconnect_max_s, logger=log)
         self._handler_errors = 0
         self._connections = 0
 
@@ -227,28 +231,17 @@ class SparkplugHost:
     # -- the connection loop -----------------------------------------------------------------
 
     async def _run(self) -> None:
-        backoff = self.config.reconnect_min_s
-        while not self._stop.is_set():
-            try:
-                await self._connection()
-                backoff = self.config.reconnect_min_s
-            except aiomqtt.MqttError as exc:
-                log.warning("host %s: MQTT connection to %s lost or refused: %s; reconnecting in %.1f s",
-                            self.config.host_id, self.config.broker, exc, backoff)
-            except Exception:  # noqa: BLE001 - our bug: logged, and the host connects again
-                log.exception("host %s: the MQTT session failed; reconnecting in %.1f s", self.config.host_id,
-                              backoff)
-            finally:
-                self._client = None
-                self._online.clear()
-            if self._stop.is_set():
-                break
-            self._lost()
-            self._reconnects += 1
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), backoff)
-            backoff = min(backoff * 2, self.config.reconnect_max_s)
+        await reconnect_forever(self._connection, stop=self._stop, policy=self._reconnect, on_down=self._down,
+                                on_retry=self._retry)
         self.session.closed()
+
+    def _down(self) -> None:
+        self._client = None
+        self._online.clear()
+
+    def _retry(self) -> None:
+        self._lost()
+        self._reconnects += 1
 
     def _lost(self) -> None:
         if self.session.state is not SessionState.DISCONNECTED:
@@ -278,25 +271,14 @@ class SparkplugHost:
             await client.publish(birth.topic, birth.payload, qos=birth.qos, retain=birth.retain)
             self._client = client
             self._online.set()
+            self._reconnect.connected()  # after SUBSCRIBE and STATE: a broker that drops us there still backs off
             log.info("host %s online on %s (STATE timestamp %s)", cfg.host_id, cfg.broker,
                      self.session.connect_timestamp)
-            reader = asyncio.create_task(self._reader(client))
-            publisher = asyncio.create_task(self._publisher(client))
-            stopper = asyncio.create_task(self._stop.wait())
-            tasks = {reader, publisher, stopper}
+            stopper = asyncio.ensure_future(self._stop.wait())
+            bodies = [self._reader(client), self._publisher(client), stopper]
             if cfg.reorder_timeout_ms > 0:
-                tasks.add(asyncio.create_task(self._reorder_timer()))
-            try:
-                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for task in tasks:
-                    task.cancel()
-                for task in tasks:
-                    with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
-                        await task
-            for task in done:
-                if task is not stopper and task.exception() is not None:
-                    raise task.exception()  # type: ignore[misc]
+                bodies.append(self._reorder_timer())
+            done = await run_until_first_done(*bodies)  # raises the failure that ended the session
             if stopper in done:
                 await self._shutdown(client)
 
