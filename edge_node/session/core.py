@@ -369,17 +369,21 @@ class EdgeSession:
         Any other failure of a handler becomes the ERROR path (rule 13), never an exception."""
         kind = type(event)
         self._machine.check(kind)
+        pending = self._pending
         try:
             return _HANDLERS[kind](self, event)
         except EncodeError as exc:  # a LocalProtocolError, but ours, not the caller's: rule 13
-            return self._fail(event, exc)
+            return self._fail(event, exc, pending)
         except LocalProtocolError:
             raise
         except Exception as exc:  # noqa: BLE001 - rule 13: reported as an action, never a crash
-            return self._fail(event, exc)
+            return self._fail(event, exc, pending)
 
-    def _fail(self, event: Event, exc: Exception) -> list[Action]:
-        """Rule 13: ERROR, then NDEATH and a disconnect if connected; the shell reconnects."""
+    def _fail(self, event: Event, exc: Exception, pending: list[MetricUpdate]) -> list[Action]:
+        """Rule 13: ERROR, then NDEATH and a disconnect if connected; the shell reconnects.
+
+        ``pending`` is the batch as it was before the handler ran: a handler that took it over
+        and failed half way must not lose what it had not published yet (to the store with it)."""
         state = self._state
         connected = state in _CONNECTED
         self.counters.session_errors += 1
@@ -390,13 +394,16 @@ class EdgeSession:
         error = f"{type(exc).__name__}: {exc}"
         log.error("edge session failed on %s in state %s (%s); disconnecting to start clean",
                   type(event).__name__, state.value, error, exc_info=not isinstance(exc, EncodeError))
+        actions: list[Action] = [SessionFailed(type(event).__name__, state.value, error)]
+        if self._pending is not pending:
+            kept = {id(u) for u in self._pending} | self._window.live_ids()
+            actions += self._store([u for u in pending if id(u) not in kept])
         if state is State.CLOSED or isinstance(event, Shutdown):
             if state is not State.CLOSED:
                 self._machine.fire(Trigger.SHUTDOWN)
-            return [SessionFailed(type(event).__name__, state.value, error)]
+            return actions
         if state is not State.ERROR:
             self._machine.fire(Trigger.FAILED)
-        actions: list[Action] = [SessionFailed(type(event).__name__, state.value, error)]
         if connected:
             actions.append(self._publish(MessageType.NDEATH, None, encode_ndeath(self._bd_seq, self._clock()),
                                          qos=1, fence=True))

@@ -43,6 +43,10 @@ class DeliveryWindow:
     def holds_row(self, row_id: int) -> bool:
         return row_id in self._rows
 
+    def live_ids(self) -> set[int]:
+        """Identities of the live values in flight (the session's failure path must not store them twice)."""
+        return {id(u) for flight in self._flights for u in flight.updates}
+
     def add_live(self, seq: int, updates: list[MetricUpdate]) -> None:
         self._flights.append(_InFlight(seq, updates, []))
         self.values += len(updates)
