@@ -230,10 +230,10 @@ class RejectedCommand:
 @dataclass(frozen=True, slots=True)
 class SessionFailed:
     """A handler of the session failed (a birth that does not encode, a bug of ours): the session
-    is in ERROR. The shell logs it; the NDEATH and :class:`Disconnect` that follow (when connected)
-    end the connection, and the next one starts from a clean state. Why an action and not an
-    exception: an exception would end whichever task fed the event (the reader, the connection
-    loop) and leave the session half way through a transition."""
+    is in ERROR. The shell logs it; the :class:`Disconnect` that follows when connected (after an
+    NDEATH if the session was born) ends the connection, and the next one starts from a clean
+    state. Why an action and not an exception: an exception would end whichever task fed the
+    event (the reader, the connection loop) and leave the session half way through a transition."""
 
     #: the event type whose handler failed
     event: str

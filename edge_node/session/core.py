@@ -61,8 +61,9 @@ Rules (Sparkplug B 3.0; each names the spec's tck-id assertions it implements):
 
 13. A handler that fails (a birth whose current values the codec refuses, or a bug of ours) does
     not escape :meth:`EdgeSession.send`: the session enters ``ERROR`` and returns
-    :class:`SessionFailed`, then (if connected) NDEATH and a :class:`Disconnect` with
-    ``reconnect=True``. The shell logs it, drops the connection and connects again; the
+    :class:`SessionFailed`, then (if connected) a :class:`Disconnect` with ``reconnect=True``,
+    after an NDEATH if the session was born (a first birth that failed put no NBIRTH on the wire,
+    so it owes no death). The shell logs it, drops the connection and connects again; the
     disconnect empties the delivery window as any lost connection does (rule 10), so the next
     connection starts clean. The values a birth could not encode are forgotten first (counted in
     ``values_unencodable``): the next birth carries them as null instead of failing again.
@@ -369,23 +370,26 @@ class EdgeSession:
         Any other failure of a handler becomes the ERROR path (rule 13), never an exception."""
         kind = type(event)
         self._machine.check(kind)
+        before = self._state
         pending = self._pending
         try:
             return _HANDLERS[kind](self, event)
         except EncodeError as exc:  # a LocalProtocolError, but ours, not the caller's: rule 13
-            return self._fail(event, exc, pending)
+            return self._fail(event, exc, before, pending)
         except LocalProtocolError:
             raise
         except Exception as exc:  # noqa: BLE001 - rule 13: reported as an action, never a crash
-            return self._fail(event, exc, pending)
+            return self._fail(event, exc, before, pending)
 
-    def _fail(self, event: Event, exc: Exception, pending: list[MetricUpdate]) -> list[Action]:
-        """Rule 13: ERROR, then NDEATH and a disconnect if connected; the shell reconnects.
+    def _fail(self, event: Event, exc: Exception, before: State, pending: list[MetricUpdate]) -> list[Action]:
+        """Rule 13: ERROR, and leave the connection so the shell starts a clean one.
 
-        ``pending`` is the batch as it was before the handler ran: a handler that took it over
-        and failed half way must not lose what it had not published yet (to the store with it)."""
+        ``before`` is the state before the handler ran: only a session that was born (ONLINE)
+        owes the host an NDEATH; one whose first birth failed has no NBIRTH out, and an NDEATH
+        (or the Will) would only be a stale death to the host. ``pending`` is the batch as it was
+        before the handler: one that took it over and failed half way must not lose what it had
+        not published yet (to the store with it)."""
         state = self._state
-        connected = state in _CONNECTED
         self.counters.session_errors += 1
         if isinstance(exc, BirthEncodeError):
             for key, _error in exc.bad:
@@ -402,13 +406,17 @@ class EdgeSession:
             if state is not State.CLOSED:
                 self._machine.fire(Trigger.SHUTDOWN)
             return actions
+        leaving = state is State.DISCONNECTING or state is State.ERROR  # a Disconnect is already on its way
+        connected = state in _CONNECTED
         if state is not State.ERROR:
             self._machine.fire(Trigger.FAILED)
-        if connected:
+        if leaving or not connected:
+            return actions
+        born = before is State.ONLINE
+        if born:  # NDEATH first, as on every intentional disconnect of a born node (rule 11)
             actions.append(self._publish(MessageType.NDEATH, None, encode_ndeath(self._bd_seq, self._clock()),
                                          qos=1, fence=True))
-            actions.append(Disconnect(f"session error: {error}", next_server=False, publish_will=True,
-                                      reconnect=True))
+        actions.append(Disconnect(f"session error: {error}", next_server=False, publish_will=born, reconnect=True))
         return actions
 
     # connection lifecycle -------------------------------------------------------------------
