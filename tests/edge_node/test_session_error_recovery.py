@@ -4,10 +4,10 @@ The simulator's ``Filler/SpeedSetpoint`` is a Double with no range; the edge pub
 Float (the tag's ``datatype``). A setpoint of 1e39 does not fit 32 bits, so the edge's DBIRTH
 cannot be encoded. Before the ERROR state that exception escaped the session mid-transition;
 now the session reports it (SessionFailed), disconnects (no NDEATH: no NBIRTH of that connection
-went out), reconnects, and births again with the
-setpoint null (every metric is still in the birth, tck-id-topics-nbirth-metric-reqs) and the next
-bdSeq (tck-id-topics-nbirth-bdseq-increment). The next setpoint that fits goes out as DDATA, and a
-real host tracker fed the wire traffic holds exactly the simulator's values, with no rebirth asked.
+went out), reconnects, and births again with the setpoint null (every metric is still in the
+birth, tck-id-topics-nbirth-metric-reqs) and the next bdSeq (tck-id-topics-nbirth-bdseq-increment).
+The next setpoint that fits goes out as DDATA, and a real host tracker fed the wire traffic holds
+exactly the simulator's values, with no rebirth asked.
 """
 
 from __future__ import annotations
