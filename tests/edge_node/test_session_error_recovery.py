@@ -107,6 +107,8 @@ async def test_a_birth_that_cannot_be_encoded_recovers_and_the_uns_holds_the_sim
                 counters = app.client.session.counters
                 assert (counters.session_errors, counters.values_unencodable, counters.nbirths,
                         counters.dbirths) == (1, 1, 2, 1)
+                stats = app.client.stats  # what /metrics exports (uns_edge_session_errors, ..._values_unencodable)
+                assert (stats.session_errors, stats.values_unencodable, stats.reconnects) == (1, 1, 1)
             finally:
                 await app.stop()
     messages = edge_messages(sniffer)
