@@ -76,8 +76,10 @@ from .session import (
     HistoryFetched,
     MqttConnected,
     MqttDisconnected,
+    PersistBdSeq,
     Publish,
     RejectedCommand,
+    SessionFailed,
     SessionSettings,
     Shutdown,
     StateReceived,
@@ -142,6 +144,8 @@ class EdgeStats:
     bad_state: int
     stale_state: int
     command_handler_errors: int
+    #: the session failed and reconnected from a clean state (a birth that did not encode, a bug)
+    session_errors: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -366,6 +370,7 @@ class SparkplugEdgeClient:
             store_dropped=store.dropped, store_rejected=store.rejected, store_errors=self._store_health.errors,
             store_lost=self._store_health.lost, store_failing=self._store_health.failing, bad_commands=c.bad_commands,
             bad_state=c.bad_state, stale_state=c.stale_state, command_handler_errors=self._handler_errors,
+            session_errors=c.session_errors,
         )
 
     # -- internals: the session ------------------------------------------------------------------
@@ -501,6 +506,11 @@ class SparkplugEdgeClient:
             self._deliver(action)
         elif isinstance(action, RejectedCommand):
             self._deliver_rejected(action)
+        elif isinstance(action, SessionFailed):
+            # the session is in ERROR; the NDEATH and Disconnect(reconnect=True) after this end the
+            # connection, and the connection loop starts a clean one
+            log.error("edge session error on %s in state %s: %s; reconnecting from a clean state",
+                      action.event, action.state, action.error)
         else:  # pragma: no cover - PersistBdSeq/Connect are handled by the connection loop
             raise LocalProtocolError(f"unexpected action {action!r} in the outbox")
 
@@ -639,6 +649,10 @@ class SparkplugEdgeClient:
             first = False
             url = self._urls[index]
             actions = session.send(ConnectStarted())
+            if not isinstance(actions[0], PersistBdSeq):  # the session failed (SessionFailed): log, wait, again
+                self._enqueue(actions)
+                failures += 1
+                continue
             persist, connect = actions[0], actions[1]
             self._save_bd_seq(persist.bd_seq)  # type: ignore[union-attr]
             self._lost = asyncio.Event()
@@ -678,7 +692,7 @@ class SparkplugEdgeClient:
                 self._enqueue(session.send(MqttDisconnected(request.reason if request else "connection lost")))
             if request is None or request.next_server or len(self._urls) == 1:
                 index = (index + 1) % len(self._urls)
-            if request is not None and not request.next_server:
+            if request is not None and not request.next_server and not request.reconnect:
                 break  # shutdown
 
     def _client_kwargs(self, connect: Any) -> dict[str, Any]:
