@@ -65,3 +65,18 @@ def test_each_audit_module_imports_alone(module: str) -> None:
     run = subprocess.run([sys.executable, "-c", f"import uns.audit.{module}"], capture_output=True, text=True,
                          timeout=60)
     assert run.returncode == 0, run.stderr
+
+
+def test_no_code_outside_uns_audit_names_the_audit_tables() -> None:
+    """Services read the audit log through uns.audit.query; the tables are uns.audit's contract
+    (tests may still reach into the file: they play the attacker)."""
+    root = PACKAGE.parents[1]
+    offenders = []
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root)
+        if rel.parts[0] in (".venv", "tests", "node_modules", "build") or rel.parts[:2] == ("uns", "audit"):
+            continue
+        text = path.read_text(encoding="utf-8", errors="replace")
+        offenders += [f"{rel}: {table}" for table in ("audit_record", "audit_checkpoint", "audit_meta")
+                      if table in text]
+    assert offenders == []
