@@ -21,6 +21,9 @@ Roles (used by the password file and ``demo_anonymous``):
 Client ids (:mod:`broker.client_ids`): ``edge`` owns ``uns-edge-{group}-{edge}``, ``host`` owns
 ``uns-host-*`` and ``uns-adapter-*``, ``admin`` owns every id, ``explorer`` none; an id under
 ``reserved_client_ids`` (default those three prefixes) may be used only by a user whose role owns it.
+
+This table is also what ``uns init`` writes for Mosquitto (:mod:`broker.mosquitto_acl`): change a
+rule here and both brokers follow.
 """
 
 from __future__ import annotations
