@@ -30,12 +30,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from uns.sparkplug.topic import NAMESPACE, MessageType
+
 from .acl import Authorizer, PolicyError, Principal, RoleRules
 from .topics import filter_covers
 
-SPARKPLUG_ROOT = "spBv1.0"
+SPARKPLUG_ROOT = NAMESPACE
 #: node and device message types: ``spBv1.0/<group>/<TYPE>/<edge>[/<device>]`` (the spec's topic namespace)
-SPARKPLUG_TYPES = ("NBIRTH", "NDEATH", "NDATA", "NCMD", "DBIRTH", "DDEATH", "DDATA", "DCMD")
+SPARKPLUG_TYPES = tuple(str(t) for t in MessageType if t is not MessageType.STATE)
 
 
 class MosquittoAclError(ValueError):

@@ -30,10 +30,7 @@ ALLOWED_TEXT: dict[tuple[str, str], str] = {
 #: debt: remove it when that module takes its topics from uns.sparkplug.topic. A ``uns/cli/``
 #: entry also covers the same file after the CLI's move to ``unshub/cli/``.
 PENDING: dict[str, str] = {
-    "broker/policy.py": "role table templates; helper C builds them from NAMESPACE and MessageType",
     "broker/amqtt_ext.py": "the embedded broker's Sparkplug-aware hook (issue 20 works on it)",
-    "broker/sparkplug_aware.py": "the Sparkplug-aware broker's certificate copies",
-    "uns/cli/stack.py": "the hand-written Mosquitto ACL; helper C renders it from the role table",
 }
 
 
