@@ -386,17 +386,20 @@ class UnsBroker(Broker):
         return principal is not None and self.authorizer.allowed(principal, _ACTIONS[action], topic)
 
     async def _handle_disconnect(self, client_session: Session, *args: Any, **kwargs: Any) -> None:
-        await super()._handle_disconnect(client_session, *args, **kwargs)
         handler = args[0] if args else kwargs.get("handler")
-        await self._queue_unsent(client_session, handler)
+        box: Outbox | None = getattr(handler, "uns_outbox", None)
+        if box is not None:
+            box.close()
+        await super()._handle_disconnect(client_session, *args, **kwargs)
+        await self._queue_unsent(client_session, box)
         if client_session.client_id:
             self.edge_nodes.on_disconnect(client_session.client_id)
 
-    async def _queue_unsent(self, session: Session, handler: Any) -> None:
-        """QoS 1 messages the outbox of an ended connection never sent (beyond its window) are
-        queued for the session like any message routed while it is away (MQTT 3.1.2.4); those
-        sent and not acknowledged stay in ``inflight_out``, which amqtt resends on reconnect."""
-        box: Outbox | None = getattr(handler, "uns_outbox", None)
+    async def _queue_unsent(self, session: Session, box: Outbox | None) -> None:
+        """QoS 1 messages the outbox of an ended connection never sent (beyond its window, or
+        routed while it closed) are queued for the session like any message routed while it is
+        away (MQTT 3.1.2.4), ahead of those (see :meth:`_route`); those sent and not acknowledged
+        stay in ``inflight_out``, which amqtt resends first on reconnect."""
         if box is None:
             return
         unsent = box.take_pending()
@@ -520,8 +523,14 @@ class UnsBroker(Broker):
                     continue
                 qos = sub_qos if publish_qos is None else min(publish_qos, sub_qos)
                 if target.transitions.state != "connected":
-                    # MQTT 3.1.2.4: queue QoS 1/2 for a disconnected persistent session
-                    if not target.clean_session and qos and not target.is_anonymous:
+                    # MQTT 3.1.2.4: queue QoS 1/2 for a disconnected persistent session, behind
+                    # what its closing outbox still holds (handed over in _handle_disconnect)
+                    box = getattr(self._get_handler(target), "uns_outbox", None)
+                    if box is not None and box.closed and not box.drained and qos == 1:
+                        if encoded is None:
+                            encoded = EncodedPublish(topic, data)
+                        box.publish(encoded, qos)
+                    elif not target.clean_session and qos and not target.is_anonymous:
                         await self._retain_broadcast_message(broadcast, qos, target)
                     continue
                 handler = self._get_handler(target)

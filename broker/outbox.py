@@ -175,6 +175,8 @@ class Outbox:
         self.window = window
         self.pending: deque[EncodedPublish] = deque()  # QoS 1 beyond the window, in order
         self.inflight: dict[int, EncodedPublish] = {}
+        self.closed = False  # see close()
+        self.drained = False  # see take_pending()
         self._write_lock = write_lock
         # a CoalescingWriter batches by itself; any other writer (WebSocket) gets its own batches
         self._direct = isinstance(writer, CoalescingWriter)
@@ -184,6 +186,10 @@ class Outbox:
 
     def publish(self, message: EncodedPublish, qos: int) -> None:
         """Queue ``message`` for this connection at ``qos`` (0 or 1)."""
+        if self.closed:  # the connection is ending: QoS 1 waits, in order, for the session's queue
+            if qos:
+                self.pending.append(message)
+            return
         if qos == 0:
             self._write(message.qos0())
         elif self.pending or len(self.inflight) >= self.window:
@@ -201,8 +207,14 @@ class Outbox:
             self._send_qos1(pending.popleft())
         return True
 
+    def close(self) -> None:
+        """The connection is ending: from now on QoS 1 messages only join :attr:`pending`."""
+        self.closed = True
+
     def take_pending(self) -> list[EncodedPublish]:
-        """The QoS 1 messages never sent (the connection ended): the caller queues them offline."""
+        """The QoS 1 messages never sent (the connection ended): the caller queues them offline.
+        Afterwards the outbox is :attr:`drained` and the broker queues new ones offline itself."""
+        self.drained = True
         taken = list(self.pending)
         self.pending.clear()
         return taken
