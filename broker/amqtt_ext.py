@@ -133,11 +133,16 @@ class _GuardedReader(ReaderAdapter):
         self._inner = inner
         self._guard = guard
         self._on_violation = on_violation
+        self._loop = asyncio.get_running_loop()
+        self.last_read = self._loop.time()
+
+    last_read: float = 0.0  # loop time of the last bytes read (the keep-alive watch, fix 1)
 
     async def read(self, n: int = -1) -> bytes:
         if self._guard.violation is not None:
             raise NoDataError("connection closed: protocol limit")
         data = await self._inner.read(n)
+        self.last_read = self._loop.time()
         if self._guard.feed(data) is not None:
             self._on_violation(self._guard.violation)
             raise NoDataError("connection closed: protocol limit")
@@ -151,6 +156,42 @@ class KeepAliveBrokerHandler(BrokerProtocolHandler):
     """A broker handler that drops the connection when the keep-alive read timeout fires."""
 
     on_keepalive_expired: Any = None  # set per instance by UnsBroker: Callable[[Session], None]
+    _idle_timer: asyncio.TimerHandle | None = None
+
+    async def _reader_loop(self) -> None:
+        """amqtt's reader loop, with the keep-alive watched by a timer instead of its per-packet
+        ``asyncio.wait_for`` (issue 20: on Python 3.11 that is a new task for every packet read).
+
+        amqtt 0.12.1's loop reads ``session.keep_alive`` once, synchronously, before its first
+        await, and passes it to ``wait_for``; it sees 0 here (no timeout: ``wait_for`` then awaits
+        directly), and the real value is back on the session at the next loop turn. The watch
+        (:meth:`_check_idle`) fires :meth:`handle_read_timeout` once nothing was read for that long
+        (MQTT 3.1.2.10), as amqtt's ``wait_for`` timeout did between two packets.
+        """
+        session, reader = self.session, self.reader
+        keep_alive = session.keep_alive if session is not None else 0
+        if session is None or not keep_alive or keep_alive <= 0 or not isinstance(reader, _GuardedReader):
+            await super()._reader_loop()
+            return
+        session.keep_alive = 0
+        self._loop.call_soon(setattr, session, "keep_alive", keep_alive)
+        self._idle_timer = self._loop.call_later(keep_alive, self._check_idle, reader, keep_alive)
+        try:
+            await super()._reader_loop()
+        finally:
+            if self._idle_timer is not None:
+                self._idle_timer.cancel()
+
+    def _check_idle(self, reader: _GuardedReader, keep_alive: float) -> None:
+        task = self._reader_task
+        if task is None or task.done():
+            return
+        idle = self._loop.time() - reader.last_read
+        if idle >= keep_alive:
+            self._idle_timer = None
+            self.handle_read_timeout()
+            return
+        self._idle_timer = self._loop.call_later(keep_alive - idle, self._check_idle, reader, keep_alive)
 
     def handle_read_timeout(self) -> None:
         session = self.session

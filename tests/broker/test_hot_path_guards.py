@@ -50,6 +50,15 @@ def test_the_overridden_amqtt_methods_keep_their_signatures() -> None:
     assert "writer.write(self.to_bytes())" in inspect.getsource(PublishPacket.to_stream)
 
 
+def test_amqtt_s_reader_loop_reads_the_keep_alive_once_before_its_first_await() -> None:
+    """KeepAliveBrokerHandler._reader_loop shows amqtt's loop keep_alive 0 for one loop turn."""
+    source = inspect.getsource(ProtocolHandler._reader_loop)
+    read_at = source.index("keepalive_timeout: int | None = self.session.keep_alive")
+    assert "await" not in source[:read_at]
+    assert "asyncio.wait_for(MQTTFixedHeader.from_stream(self.reader), timeout=keepalive_timeout)" in source
+    assert "self.handle_read_timeout()" in source
+
+
 def test_the_session_state_the_outbox_shares_with_amqtt_is_there() -> None:
     session = Session()
     assert isinstance(session.inflight_out, dict)
@@ -114,6 +123,9 @@ async def test_the_patched_path_is_the_one_running() -> None:
             assert handler.uns_outbox.inflight == {}
             assert session.inflight_out == {}
             assert not handler.uns_outbox.pending
+            # the keep-alive (paho's 60 s, x 1.5) is back on the session and watched by the timer
+            assert session.keep_alive == 90
+            assert handler._idle_timer is not None  # noqa: SLF001
         finally:
             for client in (sub, pub):
                 client.disconnect()
