@@ -76,7 +76,9 @@ from .topics import topic_matches
 
 _AUTHENTICATED = "uns.authenticated"
 _CONNECTED_AS = "uns.connected_as"  # the _Identity a session last connected with (restored on a refusal)
+_CLOSING = "uns.closing"  # set when a connection is closed for a protocol violation in a PUBLISH
 _LOOP_ENDED = "uns.loop_ended"  # asyncio.Event set when the session's message loop has ended
+_QUEUED: Any = object()  # what KeepAliveBrokerHandler.mqtt_deliver_next_message returns
 TAKEOVER_WAIT_S = 5.0  # how long a takeover waits for the old connection's clean close
 #: client ids whose sessions amqtt wanted to delete during a CONNECT not yet authenticated (per task)
 _DEFERRED_DELETES: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
@@ -181,6 +183,20 @@ class KeepAliveBrokerHandler(BrokerProtocolHandler):
         finally:
             if self._idle_timer is not None:
                 self._idle_timer.cancel()
+
+    async def mqtt_deliver_next_message(self) -> Any:
+        """Wait for a queued incoming PUBLISH, but leave it queued (put back at the head).
+
+        amqtt 0.12.1's client loop waits on this and, when a DISCONNECT arrives in the same turn,
+        handles the disconnect first and the message it took afterwards. The broker routes every
+        queued message from the queue itself, in order (:meth:`UnsBroker._handle_message_delivery`,
+        and :meth:`UnsBroker._handle_disconnect` for those still queued when the client leaves).
+        """
+        message = await super().mqtt_deliver_next_message()
+        if message is None or self.session is None:
+            return None
+        self.session.delivered_message_queue._queue.appendleft(message)  # noqa: SLF001
+        return _QUEUED
 
     def _check_idle(self, reader: _GuardedReader, keep_alive: float) -> None:
         task = self._reader_task
@@ -305,6 +321,7 @@ class UnsBroker(Broker):
             return
         if holder_session is not None and holder_handler is not None and holder_session.transitions.is_connected():
             await self._take_over(holder_session, holder_handler, client_session if reused else None)
+        client_session.attributes.pop(_CLOSING, None)  # a persistent session's earlier connection set it
         client_session.attributes[_AUTHENTICATED] = True  # amqtt asks again: answer from the verdict
         client_session.attributes[_CONNECTED_AS] = _Identity.of(client_session)
         deferred, _ = _DEFERRED_DELETES.get(), _DEFERRED_DELETES.set(None)
@@ -428,6 +445,13 @@ class UnsBroker(Broker):
 
     async def _handle_disconnect(self, client_session: Session, *args: Any, **kwargs: Any) -> None:
         handler = args[0] if args else kwargs.get("handler")
+        # amqtt's loop ends at the disconnect even with PUBLISHes it already read still queued (a
+        # publisher that sends a burst and DISCONNECT lost its tail): route them first, in order,
+        # and before any Will, as they were received before the connection ended
+        queue = client_session.delivered_message_queue
+        while not queue.empty() and not client_session.attributes.get(_CLOSING):
+            if not await self._deliver_one(client_session, handler, queue.get_nowait()):
+                break
         box: Outbox | None = getattr(handler, "uns_outbox", None)
         if box is not None:
             box.close()
@@ -495,11 +519,11 @@ class UnsBroker(Broker):
         """Route the message amqtt's loop waited for, then those already queued behind it (up to
         :data:`_DELIVERY_BATCH`, in order): amqtt's loop costs a new waiter task and an
         ``asyncio.wait`` over four futures per message; a burst now pays that once per batch."""
-        if not await self._deliver_one(client_session, handler, wait_deliver.result()):
-            return True
         queue = client_session.delivered_message_queue
-        for _ in range(_DELIVERY_BATCH):
-            if queue.empty() or not await self._deliver_one(client_session, handler, queue.get_nowait()):
+        routed = 0  # wait_deliver only says the queue has messages (KeepAliveBrokerHandler)
+        while routed < _DELIVERY_BATCH and not queue.empty() and not client_session.attributes.get(_CLOSING):
+            routed += 1
+            if not await self._deliver_one(client_session, handler, queue.get_nowait()):
                 break
         return True
 
@@ -516,6 +540,7 @@ class UnsBroker(Broker):
             self.stats.protocol_violations += 1
             # amqtt's answer (return False) only stopped the message loop and left the socket open;
             # closing the connection lets the loop see the disconnect: Will published, session ended
+            client_session.attributes[_CLOSING] = True  # nothing queued behind it is routed
             _close_connection(handler)
             return False
         self.stats.messages_received += 1

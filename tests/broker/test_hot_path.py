@@ -116,6 +116,25 @@ def test_a_burst_reaches_every_subscriber_whole_and_in_order(embedded: EmbeddedB
         assert first.drain(0.3) == []  # and nothing more (no duplicate)
 
 
+@pytest.mark.parametrize("qos", [0, 1])
+def test_a_burst_sent_with_its_disconnect_in_one_write_is_routed_whole(embedded: EmbeddedBrokerEndpoint,
+                                                                      qos: int) -> None:
+    """Every PUBLISH read before a DISCONNECT is routed (amqtt's message loop ended at the
+    DISCONNECT with the messages it had already read still queued: the burst lost its tail)."""
+    publishes = b"".join(packet(0x30 | (qos << 1), text(TOPIC) + (struct.pack("!H", i + 1) if qos else b"") + seq(i))
+                         for i in range(BURST))
+    with collector(embedded.url) as sub:
+        assert sub.subscribe(TOPIC, qos) == qos
+        pub = RawSubscriber(embedded.host, embedded.port)
+        try:
+            pub.hello("burst-then-bye", clean=True)
+            pub.send(publishes + b"\xe0\x00")  # the whole burst and DISCONNECT
+            assert pub.is_closed(timeout=PER_MESSAGE_LIMIT_S)  # the broker ends the connection
+        finally:
+            pub.close()
+        assert received(sub, BURST) == EXPECTED
+
+
 def test_a_subscriber_that_stops_reading_stalls_nobody_and_loses_nothing(embedded: EmbeddedBrokerEndpoint) -> None:
     """QoS 1: the stalled subscriber's window fills (1,000 in flight, the rest pending in order);
     the others get the whole burst meanwhile; once it reads, it gets every message once, in order."""

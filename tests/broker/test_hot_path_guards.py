@@ -59,6 +59,20 @@ def test_amqtt_s_reader_loop_reads_the_keep_alive_once_before_its_first_await() 
     assert "self.handle_read_timeout()" in source
 
 
+async def test_amqtt_s_client_loop_waits_on_the_delivery_queue_the_handler_puts_back() -> None:
+    """KeepAliveBrokerHandler.mqtt_deliver_next_message takes a message with amqtt's get() and
+    puts it back at the head of the queue's deque; the broker then routes from the queue."""
+    assert "handler.mqtt_deliver_next_message()" in inspect.getsource(Broker._client_message_loop)
+    assert "self.session.delivered_message_queue.get()" in inspect.getsource(
+        ProtocolHandler.mqtt_deliver_next_message)
+    q: asyncio.Queue[int] = asyncio.Queue()
+    q.put_nowait(1)
+    q.put_nowait(2)
+    first = await q.get()
+    q._queue.appendleft(first)  # noqa: SLF001
+    assert [q.get_nowait(), q.get_nowait()] == [1, 2]
+
+
 def test_the_session_state_the_outbox_shares_with_amqtt_is_there() -> None:
     session = Session()
     assert isinstance(session.inflight_out, dict)
