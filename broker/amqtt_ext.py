@@ -31,6 +31,22 @@ Hardening (issue 13), also here:
    packets), and so does a packet larger than ``max_packet_size_bytes`` (amqtt buffered any size).
    Both are seen on the byte stream, ahead of amqtt's decoder (:mod:`broker.packet_limit`).
 
+The hot path (issue 20), each piece checked against amqtt 0.12.1 by tests/broker/test_hot_path_guards.py
+and for loss and order by tests/broker/test_hot_path.py:
+
+6. **Delivery without a task per message.** :meth:`UnsBroker._route` hands each message to the
+   subscriber's :class:`broker.outbox.Outbox` (encoded once for all subscribers, a bounded QoS 1
+   window, PUBACKs handled in :meth:`KeepAliveBrokerHandler.handle_puback`) instead of
+   ``ensure_future(handler.mqtt_publish(...))``; TCP/TLS connections write through
+   :class:`broker.outbox.CoalescingWriter` (one socket write per batch instead of per packet).
+7. **No task per packet read.** amqtt's reader wraps every read in ``asyncio.wait_for`` (a task per
+   packet on Python 3.11); :meth:`KeepAliveBrokerHandler._reader_loop` watches the keep-alive
+   with a timer instead, same expiry (fix 1).
+8. **Incoming messages routed in batches, none lost at a DISCONNECT.** The client loop routes the
+   queued PUBLISHes in batches (:meth:`UnsBroker._handle_message_delivery`), and the ones still
+   queued when the client leaves before anything else (:meth:`UnsBroker._handle_disconnect`):
+   amqtt dropped them, or routed one after the disconnect.
+
 Also here: authorization on publish/subscribe/receive and on the Will topic (amqtt publishes a
 Will without any ACL check), the Sparkplug-aware certificate topics and duplicate edge-node alarm
 (:mod:`broker.sparkplug_aware`), and cheap ``$SYS`` counters (:mod:`broker.sys_topics`).
