@@ -76,6 +76,8 @@ from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.mqtt.puback import PubackPacket
 from amqtt.session import Session
 
+from uns.sparkplug.topic import is_sparkplug_topic
+
 from .acl import Action, Authorizer, PolicyError, Principal
 from .auth_plugin import PRINCIPAL_KEY
 from .client_ids import ClientIdPolicy
@@ -576,7 +578,7 @@ class UnsBroker(Broker):
         packet = app_message.publish_packet
         if packet is not None and packet.retain_flag:
             await self.retain_message(client_session, topic, data, qos)
-        if topic.startswith("spBv1.0/"):
+        if is_sparkplug_topic(topic):
             await self._sparkplug_aware(client_session, topic, bytes(data), qos)
         return True
 
