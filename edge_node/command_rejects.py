@@ -11,9 +11,9 @@ says, so every verdict is a plain function testable without a broker:
   ``not_allowlisted``; bytes that are not Sparkplug, a metric with a datatype other than its
   birth's, or an alias this node never gave (tck-id-payloads-alias-data-cmd-requirement: a CMD
   uses the birth's alias) make the command unreadable, so ``malformed_command``;
-* **which commands** the message held: the session could not decode it, so the protobuf is read
-  here field by field, without the birth table, only to find each metric's label and the
-  ``commandId`` of its envelope; one audit record per metric (one per message when nothing in it
+* **which commands** the message held: the session could not decode it, so the payload is peeked
+  at (:func:`uns.sparkplug.peek.peek_metrics`), without the birth table, only to find each
+  metric's label and the ``commandId`` of its envelope; one audit record per metric (one per message when nothing in it
   can be read), and a result for each metric that names a valid command id.
 """
 
@@ -25,8 +25,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from uns.commands.model import ReasonCode
-from uns.commands.wire import NODE_CONTROL_PREFIX, P_ID
-from uns.sparkplug import sparkplug_b_pb2 as pb
+from uns.commands.wire import P_ID
+from uns.sparkplug.control import NODE_CONTROL_PREFIX
+from uns.sparkplug.peek import PeekedMetric, peek_metrics
 
 from .session_events import CommandFault, RejectedCommand
 
@@ -58,11 +59,8 @@ def rejected_metrics(payload: bytes) -> list[RejectedMetric]:
 
     Never raises: these are a peer's bytes, and whatever cannot be read is simply not named.
     """
-    try:
-        raw = pb.Payload.FromString(payload)
-        out = [RejectedMetric(_label(m), _command_id(m)) for m in raw.metrics if not _is_control(m)]
-    except Exception:  # noqa: BLE001 - DecodeError, and upb raises plain errors for some inputs
-        out = []
+    out = [RejectedMetric(_label(m), _command_id(m)) for m in peek_metrics(payload) or ()
+           if not _is_control(m)]
     return out or [RejectedMetric(WHOLE_MESSAGE, None)]
 
 
@@ -72,34 +70,24 @@ def details_of(rejected: RejectedCommand) -> dict[str, Any]:
             "payload_bytes_sha256": hashlib.sha256(rejected.payload).hexdigest()}
 
 
-def _label(metric: Any) -> str:
-    name = _text(metric.name) if metric.name else None
-    if name:
-        return name
-    return f"alias {metric.alias}" if metric.HasField("alias") else "(metric without name or alias)"
+def _label(metric: PeekedMetric) -> str:
+    if metric.name:
+        return metric.name
+    return f"alias {metric.alias}" if metric.alias is not None else "(metric without name or alias)"
 
 
-def _is_control(metric: Any) -> bool:
-    name = _text(metric.name) if metric.name else None
-    return bool(name) and name.startswith(NODE_CONTROL_PREFIX)  # type: ignore[union-attr]
+def _is_control(metric: PeekedMetric) -> bool:
+    return metric.name is not None and metric.name.startswith(NODE_CONTROL_PREFIX)
 
 
-def _command_id(metric: Any) -> uuid.UUID | None:
-    if not metric.HasField("properties"):
+def _command_id(metric: PeekedMetric) -> uuid.UUID | None:
+    text = metric.string_properties.get(P_ID)
+    if text is None:
         return None
-    props = metric.properties
-    for key, value in zip(props.keys, props.values, strict=False):  # lenient: a broken payload may differ
-        if _text(key) == P_ID and value.WhichOneof("value") == "string_value":
-            try:
-                return uuid.UUID(_text(value.string_value))
-            except ValueError:
-                return None
-    return None
-
-
-def _text(value: Any) -> str:
-    """upb hands a proto2 string holding invalid UTF-8 back as bytes: show it, do not trust it."""
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        return None
 
 
 __all__ = ["WHOLE_MESSAGE", "RejectedMetric", "details_of", "reason_for", "rejected_metrics"]

@@ -54,11 +54,12 @@ import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
+from uns.aio import run_until_first_done
 from uns.mqtt_url import BrokerURL
-from uns.sparkplug import sparkplug_b_pb2 as pb
 from uns.sparkplug.errors import LocalProtocolError
 from uns.sparkplug.model import Metric, now_ms
-from uns.sparkplug.topic import MessageType, StateTopic, node_topic
+from uns.sparkplug.peek import peek_seq
+from uns.sparkplug.topic import MessageType, StateTopic, device_prefix, node_topic
 
 from .model import DeviceOffline, DeviceOnline, MetricDefinition, MetricUpdate
 from .session import (
@@ -75,8 +76,10 @@ from .session import (
     HistoryFetched,
     MqttConnected,
     MqttDisconnected,
+    PersistBdSeq,
     Publish,
     RejectedCommand,
+    SessionFailed,
     SessionSettings,
     Shutdown,
     StateReceived,
@@ -143,6 +146,8 @@ class EdgeStats:
     bad_state: int
     stale_state: int
     command_handler_errors: int
+    #: the session failed and reconnected from a clean state (a birth that did not encode, a bug)
+    session_errors: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -188,8 +193,8 @@ class SparkplugEdgeClient:
         self._state_topic = (str(StateTopic(config.primary_host_id)) if config.primary_host_id else None)
         g, e = config.group_id, config.edge_node_id
         self._ncmd_topic = node_topic(g, MessageType.NCMD, e)
-        self._dcmd_prefix = f"spBv1.0/{g}/DCMD/{e}/"
-        self._echo_topics = (node_topic(g, MessageType.NDATA, e), f"spBv1.0/{g}/DDATA/{e}/")
+        self._dcmd_prefix = device_prefix(g, MessageType.DCMD, e)
+        self._echo_topics = (node_topic(g, MessageType.NDATA, e), device_prefix(g, MessageType.DDATA, e))
         # counters of the shell
         self._messages_out = 0
         self._bytes_out = 0
@@ -367,6 +372,7 @@ class SparkplugEdgeClient:
             store_dropped=store.dropped, store_rejected=store.rejected, store_errors=self._store_health.errors,
             store_lost=self._store_health.lost, store_failing=self._store_health.failing, bad_commands=c.bad_commands,
             bad_state=c.bad_state, stale_state=c.stale_state, command_handler_errors=self._handler_errors,
+            session_errors=c.session_errors,
         )
 
     # -- internals: the session ------------------------------------------------------------------
@@ -502,6 +508,11 @@ class SparkplugEdgeClient:
             self._deliver(action)
         elif isinstance(action, RejectedCommand):
             self._deliver_rejected(action)
+        elif isinstance(action, SessionFailed):
+            # the session is in ERROR; the NDEATH and Disconnect(reconnect=True) after this end the
+            # connection, and the connection loop starts a clean one
+            log.error("edge session error on %s in state %s: %s; reconnecting from a clean state",
+                      action.event, action.state, action.error)
         else:  # pragma: no cover - PersistBdSeq/Connect are handled by the connection loop
             raise LocalProtocolError(f"unexpected action {action!r} in the outbox")
 
@@ -569,16 +580,9 @@ class SparkplugEdgeClient:
     async def _guard(self, call: Awaitable[Any]) -> Any:
         """Await an aiomqtt call, but give up as soon as the connection is known to be lost."""
         task = asyncio.ensure_future(call)
-        lost = asyncio.ensure_future(self._lost.wait())
-        try:
-            done, _ = await asyncio.wait({task, lost}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            lost.cancel()
+        done = await run_until_first_done(task, self._lost.wait())  # raises the call's own failure
         if task in done:
             return task.result()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
         raise _ConnectionLost("connection lost")
 
     def _deliver(self, action: DeliverCommand) -> None:
@@ -651,6 +655,10 @@ class SparkplugEdgeClient:
             first = False
             url = self._urls[index]
             actions = session.send(ConnectStarted())
+            if not isinstance(actions[0], PersistBdSeq):  # the session failed (SessionFailed): log, wait, again
+                self._enqueue(actions)
+                failures += 1
+                continue
             persist, connect = actions[0], actions[1]
             self._save_bd_seq(persist.bd_seq)  # type: ignore[union-attr]
             self._lost = asyncio.Event()
@@ -690,7 +698,7 @@ class SparkplugEdgeClient:
                 self._enqueue(session.send(MqttDisconnected(request.reason if request else "connection lost")))
             if request is None or request.next_server or len(self._urls) == 1:
                 index = (index + 1) % len(self._urls)
-            if request is not None and not request.next_server:
+            if request is not None and not request.next_server and not request.reconnect:
                 break  # shutdown
 
     def _client_kwargs(self, connect: Any) -> dict[str, Any]:
@@ -731,7 +739,7 @@ class SparkplugEdgeClient:
                 topic = message.topic.value
                 payload = message.payload if isinstance(message.payload, bytes) else bytes(message.payload or b"")
                 if topic.startswith(self._echo_topics[1]) or topic == self._echo_topics[0]:
-                    seq = _seq_of(payload)
+                    seq = peek_seq(payload)
                     if seq is not None:
                         self._feed(DataConfirmed(seq, connection))
                 elif topic == self._state_topic:
@@ -752,14 +760,6 @@ class SparkplugEdgeClient:
         cfg = self.config
         base = min(cfg.reconnect_max_s, cfg.reconnect_min_s * (2 ** min(failures, 30)))
         return base * (1.0 - cfg.reconnect_jitter * self._rng.random())
-
-
-def _seq_of(payload: bytes) -> int | None:
-    try:
-        message = pb.Payload.FromString(payload)
-    except Exception:  # noqa: BLE001 - someone else's bytes on our topic
-        return None
-    return message.seq if message.HasField("seq") else None
 
 
 def _suback_failed(code: Any) -> bool:

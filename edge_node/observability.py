@@ -132,6 +132,8 @@ class EdgeCollector(Collector):
         yield counter("uns_edge_values_confirmed", "values the broker confirmed (echo or fence)", s.values_confirmed)
         yield counter("uns_edge_values_unencodable", "values dropped because they could not be encoded",
                        s.values_unencodable)
+        yield counter("uns_edge_session_errors", "session failures (e.g. a birth that could not be encoded): "
+                      "disconnected and reconnected from a clean state", s.session_errors)
         yield gauge("uns_edge_store_depth", "values waiting in store-and-forward", s.store_depth)
         yield gauge("uns_edge_store_oldest_age_seconds", "age of the oldest stored value (0 when empty)",
                      s.store_oldest_age_s or 0.0)

@@ -28,7 +28,6 @@ The sink is anything with the :class:`SourceSink` shape; the app passes
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -44,12 +43,13 @@ from asyncua.common.subscription import (
     Subscription,
 )
 
-from uns.aio import raise_if_cancelling
+from uns.aio import run_until_first_done
 
 from .backoff import Backoff
 from .config import DeadbandKind, OpcUaEndpointConfig, TagConfig
 from .model import DeviceOffline, DeviceOnline, MetricUpdate
-from .opcua_security import UntrustedServerCertificate, build_client
+from .opcua_connection import OpcUaConnection, SessionDead, silence_check, watch_server_state
+from .opcua_security import UntrustedServerCertificate
 from .validation import (
     BAD_NODE_ID_UNKNOWN,
     DEFAULT_MAX_SOURCE_AGE_MS,
@@ -81,10 +81,6 @@ class SourceSink(Protocol):
     async def device_online(self, event: DeviceOnline) -> None: ...
 
     async def device_offline(self, event: DeviceOffline) -> None: ...
-
-
-class SessionDead(ConnectionError):
-    """The watchdog or the subscription says the OPC UA session is gone."""
 
 
 def now_ms() -> int:
@@ -157,45 +153,37 @@ class OpcUaSource:
         self.first_read = asyncio.Event()
         self.has_node_tags = any(b.device_id is None for b in self.bound)
         self._announced = False
-        self._client: Client | None = None
+        self.connection = OpcUaConnection(endpoint, data_dir, label=f"endpoint {endpoint.name}",
+                                          session=self._session, on_error=self._failed, on_closed=self._closed,
+                                          on_lost=self._lost, backoff=self.backoff)
 
-    # -- supervisor ---------------------------------------------------------------------------
+    # -- supervisor (the loop itself: edge_node.opcua_connection) ----------------------------
 
     async def run(self) -> None:
         """Connect, stream, and reconnect forever; returns only by cancellation."""
-        while True:
-            try:
-                await self._session()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # every failure of a peer or the network ends up here
-                raise_if_cancelling()
-                self.stats.last_error = f"{type(exc).__name__}: {exc}"
-                if self._announced:
-                    log.warning("endpoint %s: session lost: %s", self.endpoint.name, self.stats.last_error)
-                else:
-                    self.stats.connect_failures += 1
-                    log.warning("endpoint %s (%s): cannot connect: %s", self.endpoint.name, self.endpoint.url,
-                                self.stats.last_error)
-                if isinstance(exc, UntrustedServerCertificate):
-                    self.stats.certificate_rejections += 1
-            finally:
-                self.connected.clear()
-                self.stats.connected = False
-                await self._drop_client()
-            if self._announced:
-                self.stats.disconnects += 1
-                await self._announce_offline(self.stats.last_error or "session ended")
-            delay = self.backoff.next_delay()
-            log.info("endpoint %s: reconnecting in %.2f s", self.endpoint.name, delay)
-            await asyncio.sleep(delay)
+        await self.connection.run()
 
-    async def _session(self) -> None:
-        # build_client talks to the server too (GetEndpoints for the server certificate): bounded
-        client = await asyncio.wait_for(build_client(self.endpoint, self.data_dir),
-                                        timeout=self.endpoint.timeout_s * 2)
-        self._client = client
-        await asyncio.wait_for(client.connect(), timeout=self.endpoint.timeout_s * 2)
+    def _failed(self, exc: Exception) -> None:
+        self.stats.last_error = f"{type(exc).__name__}: {exc}"
+        if self._announced:
+            log.warning("endpoint %s: session lost: %s", self.endpoint.name, self.stats.last_error)
+        else:
+            self.stats.connect_failures += 1
+            log.warning("endpoint %s (%s): cannot connect: %s", self.endpoint.name, self.endpoint.url,
+                        self.stats.last_error)
+        if isinstance(exc, UntrustedServerCertificate):
+            self.stats.certificate_rejections += 1
+
+    def _closed(self) -> None:
+        self.connected.clear()
+        self.stats.connected = False
+
+    async def _lost(self) -> None:
+        if self._announced:
+            self.stats.disconnects += 1
+            await self._announce_offline(self.stats.last_error or "session ended")
+
+    async def _session(self, client: Client) -> None:
         self.stats.connects += 1
         await self._resolve_node_ids(client)
         announce = await self._read_current(client)
@@ -210,18 +198,6 @@ class OpcUaSource:
         log.info("endpoint %s: connected to %s, %d tag(s) (%d monitored), devices %s", self.endpoint.name,
                  self.endpoint.url, len(self.bound), self.stats.monitored_items, self.devices)
         await self._pump(client, sub)
-
-    async def _drop_client(self) -> None:
-        client, self._client = self._client, None
-        if client is None:
-            return
-        try:
-            # never swallow a CancelledError here: stop() would then wait forever for run()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(client.disconnect(), timeout=2.0)
-        finally:
-            with contextlib.suppress(Exception):
-                client.disconnect_socket()
 
     # -- connect steps ------------------------------------------------------------------------
 
@@ -364,20 +340,12 @@ class OpcUaSource:
     # -- streaming ----------------------------------------------------------------------------
 
     async def _pump(self, client: Client, sub: Subscription) -> None:
-        consumer = asyncio.create_task(self._consume(sub), name=f"opcua-consume-{self.endpoint.name}")
-        watchdog = asyncio.create_task(self._watchdog(client, sub), name=f"opcua-watchdog-{self.endpoint.name}")
-        tasks = {consumer, watchdog}
+        tasks = [asyncio.create_task(self._consume(sub), name=f"opcua-consume-{self.endpoint.name}"),
+                 asyncio.create_task(self._watchdog(client, sub), name=f"opcua-watchdog-{self.endpoint.name}")]
         if self._aging:
-            tasks.add(asyncio.create_task(self._check_ages(), name=f"opcua-ages-{self.endpoint.name}"))
-        try:
-            done, _pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                task.result()  # raises the failure that ended the session
-            raise SessionDead("notification stream ended")
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            tasks.append(asyncio.create_task(self._check_ages(), name=f"opcua-ages-{self.endpoint.name}"))
+        await run_until_first_done(*tasks)  # raises the failure that ended the session
+        raise SessionDead("notification stream ended")
 
     async def _check_ages(self) -> None:
         """While connected: tags silent for ``max_age_s`` turn STALE, unchanged for ``frozen_after_s``
@@ -415,29 +383,9 @@ class OpcUaSource:
                     raise SessionDead(f"subscription status {status.name}")
 
     async def _watchdog(self, client: Client, sub: Subscription) -> None:
-        interval = self.endpoint.keepalive_interval_s
-        publishing_s = self.endpoint.publishing_interval_ms / 1000
-        keepalive_count = max(1, int(sub.parameters.RequestedMaxKeepAliveCount or 1))
-        stale_after = max(5.0, 3 * keepalive_count * publishing_s, 3 * interval)
-        state_node = ua.NodeId(ua.ObjectIds.Server_ServerStatus_State)
-        started = time.monotonic()
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                results = await asyncio.wait_for(
-                    client.uaclient.read_attributes([state_node], ua.AttributeIds.Value),
-                    timeout=self.endpoint.timeout_s)
-            except TimeoutError:
-                raise SessionDead(f"no answer to the keep-alive read within {self.endpoint.timeout_s} s") from None
-            dv = results[0]
-            if dv.StatusCode is not None and not dv.StatusCode.is_good():
-                raise SessionDead(f"ServerStatus/State read failed: {dv.StatusCode.name}")
-            state = dv.Value.Value if dv.Value is not None else None
-            if state is not None and int(state) != ua.ServerState.Running:
-                raise SessionDead(f"server state is {ua.ServerState(int(state)).name}")
-            last = sub.last_publish_at or started
-            if time.monotonic() - last > stale_after:
-                raise SessionDead(f"subscription silent for more than {stale_after:.1f} s")
+        keepalive_count = int(sub.parameters.RequestedMaxKeepAliveCount or 1)
+        await watch_server_state(client, self.endpoint,
+                                 check=silence_check(self.endpoint, lambda: sub.last_publish_at, keepalive_count))
 
     # -- helpers ------------------------------------------------------------------------------
 

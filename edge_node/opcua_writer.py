@@ -2,9 +2,9 @@
 
 Why a session of its own, apart from the subscription session of :mod:`edge_node.opcua_source`:
 a command must not queue behind thousands of notifications or a slow re-subscribe, and a
-subscription storm must not add latency to a setpoint write. The session is supervised the
-same way as the source's (a new asyncua Client per attempt, never a reconnect of the old one,
-which can hang; a watchdog read of ``ServerStatus/State``), and :attr:`connected`
+subscription storm must not add latency to a setpoint write. The session is supervised by the
+same :class:`edge_node.opcua_connection.OpcUaConnection` as the source's (a new asyncua Client
+per attempt, bounded connect, a watchdog read of ``ServerStatus/State``), and :attr:`connected`
 tells the command executor when it may execute queued commands. It logs in as the endpoint's
 ``write_credentials`` user when one is configured, so the subscription session's account can be
 read-only on the server (docs/security.md "OPC UA security").
@@ -19,7 +19,6 @@ have happened).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 from dataclasses import dataclass
@@ -29,12 +28,11 @@ from typing import Any
 
 from asyncua import Client, ua
 
-from uns.aio import raise_if_cancelling
 from uns.sparkplug.datatypes import DataType
 
 from .backoff import Backoff
 from .config import OpcUaEndpointConfig
-from .opcua_security import build_client
+from .opcua_connection import OpcUaConnection, watch_server_state
 
 log = logging.getLogger(__name__)
 
@@ -125,32 +123,23 @@ class OpcUaWriter:
         self.backoff = Backoff(endpoint.reconnect_min_s, endpoint.reconnect_max_s)
         self.connects = 0
         self.last_error = ""
-        self._client: Client | None = None
+        # its own OPC UA user when the endpoint has write_credentials (the read account otherwise)
+        self.connection = OpcUaConnection(endpoint, data_dir, label=f"command session to {endpoint.url}",
+                                          session=self._session, on_error=self._failed, on_closed=self._set_down,
+                                          credentials=endpoint.writer_credentials(), backoff=self.backoff)
         self._namespaces: list[str] = []
         self._node_cache: dict[str, ua.NodeId] = {}
 
-    # -- supervisor ---------------------------------------------------------------------------
+    # -- supervisor (the loop itself: edge_node.opcua_connection) ----------------------------
 
     async def run(self) -> None:
-        while True:
-            try:
-                await self._session()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # a peer or the network: log, back off, try again
-                raise_if_cancelling()
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                log.warning("command session to %s lost or refused: %s", self.endpoint.url, self.last_error)
-            finally:
-                self._set_down()
-                await self._drop_client()
-            await asyncio.sleep(self.backoff.next_delay())
+        await self.connection.run()
 
-    async def _session(self) -> None:
-        # its own OPC UA user when the endpoint has write_credentials (the read account otherwise)
-        client = await build_client(self.endpoint, self.data_dir, credentials=self.endpoint.writer_credentials())
-        self._client = client
-        await asyncio.wait_for(client.connect(), timeout=self.endpoint.timeout_s * 2)
+    def _failed(self, exc: Exception) -> None:  # a peer or the network: log; the supervisor backs off
+        self.last_error = f"{type(exc).__name__}: {exc}"
+        log.warning("command session to %s lost or refused: %s", self.endpoint.url, self.last_error)
+
+    async def _session(self, client: Client) -> None:
         self._namespaces = list(await client.get_namespace_array())
         self._node_cache = {}
         self.connects += 1
@@ -158,33 +147,11 @@ class OpcUaWriter:
         self.disconnected.clear()
         self.connected.set()
         log.info("command session to %s up", self.endpoint.url)
-        await self._watchdog(client)
-
-    async def _watchdog(self, client: Client) -> None:
-        state_node = ua.NodeId(ua.ObjectIds.Server_ServerStatus_State)
-        while True:
-            await asyncio.sleep(self.endpoint.keepalive_interval_s)
-            results = await asyncio.wait_for(client.uaclient.read_attributes([state_node], ua.AttributeIds.Value),
-                                             timeout=self.endpoint.timeout_s)
-            dv = results[0]
-            if dv.StatusCode is not None and not dv.StatusCode.is_good():
-                raise WriterDisconnected(f"ServerStatus/State read failed: {dv.StatusCode.name}")
-            state = dv.Value.Value if dv.Value is not None else None
-            if state is not None and int(state) != ua.ServerState.Running:
-                raise WriterDisconnected(f"server state is {ua.ServerState(int(state)).name}")
+        await watch_server_state(client, self.endpoint)
 
     def _set_down(self) -> None:
         self.connected.clear()
         self.disconnected.set()
-
-    async def _drop_client(self) -> None:
-        client, self._client = self._client, None
-        if client is None:
-            return
-        with contextlib.suppress(Exception, asyncio.CancelledError):
-            await asyncio.wait_for(client.disconnect(), timeout=2.0)
-        with contextlib.suppress(Exception):
-            client.disconnect_socket()
 
     # -- node ids -----------------------------------------------------------------------------
 
@@ -207,7 +174,7 @@ class OpcUaWriter:
     # -- services -----------------------------------------------------------------------------
 
     def _require(self) -> Client:
-        client = self._client
+        client = self.connection.client
         if client is None or not self.connected.is_set():
             raise WriterDisconnected(f"no command session to {self.endpoint.url}")
         return client

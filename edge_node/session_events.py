@@ -19,8 +19,8 @@ from .model import DeviceOffline, DeviceOnline, MetricUpdate
 __all__ = [
     "Action", "CommandFault", "CommandReceived", "Connect", "ConnectFailed", "ConnectStarted", "DataConfirmed",
     "DeliverCommand", "Disconnect", "Event", "FetchHistory", "HistoryFetched", "MqttConnected",
-    "MqttDisconnected", "PersistBdSeq", "Publish", "RejectedCommand", "Shutdown", "StateReceived", "StoreDelete",
-    "StoreForward", "Subscribe", "Tick",
+    "MqttDisconnected", "PersistBdSeq", "Publish", "RejectedCommand", "SessionFailed", "Shutdown", "StateReceived",
+    "StoreDelete", "StoreForward", "Subscribe", "Tick",
 ]
 
 
@@ -159,6 +159,9 @@ class Disconnect:
     reason: str
     next_server: bool
     publish_will: bool
+    #: connect again after this disconnect even though ``next_server`` is false (the ERROR path:
+    #: same server, clean state); a disconnect with neither is the shutdown's last one
+    reconnect: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,5 +227,21 @@ class RejectedCommand:
     error: str
 
 
+@dataclass(frozen=True, slots=True)
+class SessionFailed:
+    """A handler of the session failed (a birth that does not encode, a bug of ours): the session
+    is in ERROR. The shell logs it; the :class:`Disconnect` that follows when connected (after an
+    NDEATH if the session was born) ends the connection, and the next one starts from a clean
+    state. Why an action and not an exception: an exception would end whichever task fed the
+    event (the reader, the connection loop) and leave the session half way through a transition."""
+
+    #: the event type whose handler failed
+    event: str
+    #: the state the session was in
+    state: str
+    #: the error, with its type (e.g. ``BirthEncodeError: NBIRTH cannot be encoded: 'Line/Speed' ...``)
+    error: str
+
+
 Action = (PersistBdSeq | Connect | Subscribe | Publish | Disconnect | StoreForward | StoreDelete | FetchHistory
-          | DeliverCommand | RejectedCommand)
+          | DeliverCommand | RejectedCommand | SessionFailed)

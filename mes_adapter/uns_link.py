@@ -30,6 +30,8 @@ from dataclasses import dataclass
 
 import aiomqtt
 
+from uns.aio import run_until_first_done
+from uns.mqtt_session import ReconnectPolicy, reconnect_forever
 from uns.mqtt_url import BrokerURL
 
 log = logging.getLogger("uns.adapter.link")
@@ -68,7 +70,8 @@ class UnsLink:
         self._connected = asyncio.Event()
         self._client: aiomqtt.Client | None = None
         self._task: asyncio.Task[None] | None = None
-        self._reconnect = (reconnect_min_s, reconnect_max_s)
+        self._reconnect = ReconnectPolicy(f"UNS link {client_id} to {broker}", reconnect_min_s, reconnect_max_s,
+                                          logger=log)
         self.messages_in = 0
         self.messages_out = 0
         self.dropped = 0
@@ -146,24 +149,11 @@ class UnsLink:
         self._task = None
 
     async def _run(self) -> None:
-        backoff = self._reconnect[0]
-        while not self._stop.is_set():
-            try:
-                await self._session()
-                backoff = self._reconnect[0]
-            except aiomqtt.MqttError as exc:
-                log.warning("UNS link %s to %s lost or refused: %s; reconnecting in %.1f s", self._client_id,
-                            self._broker, exc, backoff)
-            except Exception:  # noqa: BLE001 - our bug: logged, and the link connects again
-                log.exception("UNS link %s failed; reconnecting in %.1f s", self._client_id, backoff)
-            finally:
-                self._client = None
-                self._connected.clear()
-            if self._stop.is_set():
-                break
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), backoff)
-            backoff = min(backoff * 2, self._reconnect[1])
+        await reconnect_forever(self._session, stop=self._stop, policy=self._reconnect, on_down=self._down)
+
+    def _down(self) -> None:
+        self._client = None
+        self._connected.clear()
 
     async def _session(self) -> None:
         kwargs = self._broker.aiomqtt_kwargs(identifier=self._client_id, keepalive=self._keepalive_s,
@@ -173,26 +163,15 @@ class UnsLink:
                 await client.subscribe([(f, 1) for f in dict.fromkeys(f for f, _ in self._handlers)])
             self._client = client
             self._connected.set()
+            self._reconnect.connected()  # after SUBSCRIBE: a broker that drops us there still backs off
             self.connections += 1
             if self.connections > 1:
                 self._resend_retained()
             log.info("UNS link %s connected to %s", self._client_id, self._broker)
-            reader = asyncio.create_task(self._reader(client))
-            writer = asyncio.create_task(self._writer(client))
-            stopper = asyncio.create_task(self._stop.wait())
-            try:
-                done, _ = await asyncio.wait({reader, writer, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for task in (reader, writer, stopper):
-                    task.cancel()
-                for task in (reader, writer, stopper):
-                    with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
-                        await task
+            stopper = asyncio.ensure_future(self._stop.wait())
+            done = await run_until_first_done(self._reader(client), self._writer(client), stopper)
             if stopper in done:
                 await self._flush(client)
-            for task in done:
-                if task is not stopper and not task.cancelled() and task.exception() is not None:
-                    raise task.exception()  # type: ignore[misc]
 
     async def _flush(self, client: aiomqtt.Client) -> None:
         with contextlib.suppress(aiomqtt.MqttError, TimeoutError):

@@ -13,6 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from simulator.alarms import DISCRETE_ALARMS, TEMPERATURE_ALARM
 from simulator.config import NAMESPACE_URI, CellConfig, SimulatorConfig
 
 DataType = Literal["Boolean", "Int32", "UInt32", "UInt64", "Double", "String", "DateTime"]
@@ -111,6 +112,30 @@ def _line_tags(line: str, counter_max: int) -> list[TagSpec]:
     ]
 
 
+def truth_alarm_tag(condition_path: str) -> str:
+    """Truth tag counting the events of one condition: ``Line1/Filler/Jam`` -> ``.../FillerJamEvents``."""
+    _, cell, name = condition_path.split("/")
+    return f"{TRUTH_FOLDER}/{cell}{name}Events"
+
+
+def _alarm_truth_tags(config: SimulatorConfig) -> list[TagSpec]:
+    common = {"cell": None, "group": "truth"}
+    tags = [
+        TagSpec(path=f"{TRUTH_FOLDER}/AlarmEvents", name="AlarmEvents", datatype="UInt64", **common,
+                description="condition events emitted since start, all conditions"),
+        TagSpec(path=f"{TRUTH_FOLDER}/ActiveAlarms", name="ActiveAlarms", datatype="UInt32", **common,
+                description="conditions active right now"),
+        TagSpec(path=f"{TRUTH_FOLDER}/UnackedAlarms", name="UnackedAlarms", datatype="UInt32", **common,
+                description="conditions waiting for an acknowledgement right now"),
+    ]
+    for cell in config.cells:
+        for name in (TEMPERATURE_ALARM, *(spec.name for spec in DISCRETE_ALARMS)):
+            path = truth_alarm_tag(f"{config.line}/{cell.name}/{name}")
+            tags.append(TagSpec(path=path, name=path.rpartition("/")[2], datatype="UInt64", **common,
+                                description=f"events emitted by condition {cell.name}/{name}"))
+    return tags
+
+
 def _truth_tags() -> list[TagSpec]:
     common = {"cell": None, "group": "truth"}
     folder = TRUTH_FOLDER
@@ -155,6 +180,7 @@ def tag_catalog(
         tags.extend(_cell_tags(config.line, cell, counter_max))
     if include_truth:
         tags.extend(_truth_tags())
+        tags.extend(_alarm_truth_tags(config))
     if include_synthetic:
         tags.extend(
             TagSpec(path=synthetic_path(config.line, i), name=f"Tag{i:05d}", cell=None,

@@ -26,6 +26,10 @@ def int32(value: int) -> ua.Variant:
     return ua.Variant(int(value), ua.VariantType.Int32)
 
 
+def boolean(value: bool) -> ua.Variant:
+    return ua.Variant(bool(value), ua.VariantType.Boolean)
+
+
 def string(value: str) -> ua.Variant:
     return ua.Variant(str(value), ua.VariantType.String)
 

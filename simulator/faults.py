@@ -15,6 +15,8 @@ past_timestamp     the real value with a SourceTimestamp ``value`` seconds behin
 A fault lasts ``duration_s`` from injection, and at least one published tick (so a spike with
 duration 0 is seen once). When several faults cover one tag the latest injected one wins.
 This module does no I/O and imports no OPC UA library: status codes are plain integers.
+Alarms are the other fault surface: OPC UA conditions raised on demand (Jam, DoorOpen, EStop) or by a
+process disturbance (the temperature limit alarm), see :mod:`simulator.alarms`.
 """
 
 from __future__ import annotations

@@ -12,7 +12,11 @@ InjectFault(Kind String, TargetTag String, DurationS Double, Value Double) -> Fa
   (Value NaN = the kind's default; for bad_status / comm_error / uncertain a non-zero Value is the
   raw StatusCode to use), ClearFaults(TargetTag String; empty = all) -> Cleared UInt32,
 RestartServer(DownS Double), ForceStop(DurationS Double[, ReasonCode Int32]),
-ForceRejects(Count UInt32[, Cell String]), SetRejectRate(Rate Double[, Cell String]).
+ForceRejects(Count UInt32[, Cell String]), SetRejectRate(Rate Double[, Cell String]),
+RaiseAlarm(Cell String, Alarm String, Active Boolean) -> Events UInt64 (raise or clear the Jam,
+DoorOpen or EStop condition of a cell; returns that condition's event count),
+SetDisturbance(Cell String, DeltaC Double) (the cell's temperature drifts to setpoint + DeltaC, which
+raises its TemperatureAlarm through High and HighHigh; 0 ends it). See :mod:`simulator.alarms`.
 """
 
 from __future__ import annotations
@@ -146,6 +150,21 @@ async def add_simulation_methods(obj: Node, ns: int, sim: SimulatedLineServer) -
     def set_reject_rate(rate: float, *rest: Any) -> None:
         model.set_reject_rate(float(rate), str(_optional(rest, 0, "")) or None)
 
+    def raise_alarm(cell: str, alarm: str, active: bool) -> int:
+        return model.set_alarm(str(cell), str(alarm), bool(active)).events
+
+    def set_disturbance(cell: str, delta_c: float) -> None:
+        model.set_disturbance(str(cell), float(delta_c))
+
+    await _add(obj, ns, owner, sim, "RaiseAlarm", raise_alarm, [
+        _arg("Cell", ua.VariantType.String, "cell name, e.g. Filler"),
+        _arg("Alarm", ua.VariantType.String, "jam, door_open or estop"),
+        _arg("Active", ua.VariantType.Boolean, "true raises, false clears"),
+    ], [("Events", ua.VariantType.UInt64)])
+    await _add(obj, ns, owner, sim, "SetDisturbance", set_disturbance, [
+        _arg("Cell", ua.VariantType.String, "cell name, e.g. Filler"),
+        _arg("DeltaC", ua.VariantType.Double, "degC above (or below) the setpoint; 0 ends it"),
+    ])
     await _add(obj, ns, owner, sim, "InjectFault", inject_fault, [
         _arg("Kind", ua.VariantType.String,
              "bad_status, comm_error, uncertain, spike, freeze, future_timestamp or past_timestamp"),

@@ -29,7 +29,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from simulator.catalog import TRUTH_FOLDER, TagSpec, tag_catalog
+from simulator.alarms import AlarmBook, Condition
+from simulator.catalog import TRUTH_FOLDER, TagSpec, tag_catalog, truth_alarm_tag
 from simulator.config import CellConfig, SimulatorConfig
 from simulator.errors import InvalidState, NotWritable, SimulatorError, UnknownTag
 from simulator.faults import GOOD, Fault, FaultKind, Sample, apply_fault, make_fault
@@ -80,6 +81,9 @@ class CellModel:
     good: int = 0
     reject: int = 0
     forced_rejects: int = 0
+    #: a process disturbance (cooling failure, heater stuck on): the temperature drifts towards
+    #: setpoint + disturbance_c, which is how a limit alarm is raised on demand
+    disturbance_c: float = 0.0
 
 
 def _utc(ts: float | None) -> datetime | None:
@@ -130,6 +134,8 @@ class LineModel:
         }
         self._raw: dict[str, Sample] = {}
         self._published: dict[str, Sample] = {}
+        #: the line's OPC UA conditions; the temperature alarms follow the model at every refresh
+        self.alarms = AlarmBook(config.line, [cell.config.name for cell in self.cells], now)
         self.refresh(now)
 
     # ----------------------------------------------------------------- queries
@@ -301,6 +307,26 @@ class LineModel:
         else:
             cell.temperature_setpoint = value
 
+    # ----------------------------------------------------------------- alarms
+
+    def set_disturbance(self, cell: str, delta_c: float) -> None:
+        """Push a cell's temperature towards setpoint + ``delta_c`` (0 ends the disturbance)."""
+        if math.isnan(delta_c) or math.isinf(delta_c):
+            raise SimulatorError(f"disturbance must be a finite number of degC, got {delta_c}")
+        self._advance(self._clock())
+        self.cell(cell).disturbance_c = float(delta_c)
+
+    def set_alarm(self, cell: str, name: str, active: bool) -> Condition:
+        """Raise or clear an off-normal alarm (Jam, DoorOpen, EStop) of a cell."""
+        self.cell(cell)
+        return self.alarms.set_discrete(cell, name, active, self._advance(self._clock()))
+
+    def acknowledge(self, condition: str, event_id: bytes, comment: str) -> Condition:
+        return self.alarms.acknowledge(condition, event_id, comment, self._clock())
+
+    def confirm(self, condition: str, event_id: bytes, comment: str) -> Condition:
+        return self.alarms.confirm(condition, event_id, comment, self._clock())
+
     # ----------------------------------------------------------------- faults
 
     def inject_fault(
@@ -434,6 +460,9 @@ class LineModel:
         dt = max(0.0, now - self._refreshed_at)
         self._refreshed_at = now
         self._update_analog(dt)
+        for cell in self.cells:
+            self.alarms.evaluate_temperature(cell.config.name, cell.measured_temperature,
+                                             cell.temperature_setpoint, now)
         raw_values = self._raw_values()
         changed: dict[str, Sample] = {}
         live_faults: dict[str, Fault] = {}
@@ -467,7 +496,7 @@ class LineModel:
         for cell in self.cells:
             cfg = cell.config
             alpha = 1.0 - math.exp(-dt / cfg.temperature_tau_s) if dt > 0 else 0.0
-            cell.temperature += (cell.temperature_setpoint - cell.temperature) * alpha
+            cell.temperature += (cell.temperature_setpoint + cell.disturbance_c - cell.temperature) * alpha
             temp_noise = self._noise_rng.gauss(0.0, 1.0)
             speed_noise = self._noise_rng.gauss(0.0, 1.0)
             cell.measured_temperature = round(cell.temperature + cfg.temperature_noise_c * temp_noise, 3)
@@ -515,7 +544,12 @@ class LineModel:
             f"{TRUTH_FOLDER}/BatchCount": len(self.batches),
             f"{TRUTH_FOLDER}/TotalGood": self.good_total,
             f"{TRUTH_FOLDER}/TotalReject": self.reject_total,
+            f"{TRUTH_FOLDER}/AlarmEvents": self.alarms.total_events,
+            f"{TRUTH_FOLDER}/ActiveAlarms": self.alarms.active_count,
+            f"{TRUTH_FOLDER}/UnackedAlarms": self.alarms.unacked_count,
         })
+        for condition in self.alarms.conditions.values():
+            values[truth_alarm_tag(condition.path)] = condition.events
         return values
 
 

@@ -8,7 +8,9 @@ just as a PLC keeps producing while its OPC UA server reboots.
 
 Address space (namespace ``urn:uns-hub:simulator``, string node ids = tag paths):
 ``Objects/<Line>/<Tag>``, ``Objects/<Line>/<Cell>/<Tag>``, ``Objects/<Line>/Synthetic/TagNNNNN``,
-line methods on ``Objects/<Line>`` and test hooks on ``Objects/Simulation`` (see :mod:`methods`).
+line methods on ``Objects/<Line>`` and test hooks on ``Objects/Simulation`` (see :mod:`methods`),
+and one OPC UA condition per alarm at ``Objects/<Line>/<Cell>/<Condition>`` whose events the Server
+object emits (see :mod:`simulator.alarms` and :mod:`simulator.conditions`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 from asyncua import Server, ua
 
 from simulator.catalog import SIMULATION_OBJECT, TagSpec, synthetic_path, tag_catalog
+from simulator.conditions import ConditionShell
 from simulator.config import NAMESPACE_URI, SimulatorConfig
 from simulator.faults import Sample
 from simulator.methods import add_line_methods, add_simulation_methods
@@ -87,6 +90,8 @@ class SimulatedLineServer:
         self.model = model or LineModel(config)
         self._catalog: list[TagSpec] = tag_catalog(config, include_truth=True, include_synthetic=False)
         self._server: Server | None = None
+        self._conditions: ConditionShell | None = None
+        self._prepared_conditions: ConditionShell | None = None
         self._ns: int | None = None
         self._node_ids: dict[str, ua.NodeId] = {}
         self._vtypes: dict[str, ua.VariantType] = {s.path: VARIANT_TYPES[s.datatype] for s in self._catalog}
@@ -192,6 +197,7 @@ class SimulatedLineServer:
         async with self._lock:
             changed = self.model.tick()
             await self._mirror(changed)
+            await self._fire_conditions()
 
     # ----------------------------------------------------------------- building
 
@@ -203,6 +209,7 @@ class SimulatedLineServer:
         cfg = self.config
         security = cfg.security
         server = Server(user_manager=ConfiguredUserManager(security))
+        server.iserver.bind_condition_methods = True  # asyncua's ConditionRefresh + Refresh events
         await server.init()
         server.set_endpoint(cfg.endpoint)
         server.set_server_name(f"uns-hub simulator {cfg.line}")
@@ -223,7 +230,11 @@ class SimulatedLineServer:
         async with self._lock:
             await server.start()
             self._server = server
+            self._conditions = self._prepared_conditions
+            assert self._conditions is not None and self._conditions.server is server
             self._mirrored = {}
+            self.model.alarms.drain()  # raised while down: the retained set below states them
+            await self._conditions.seed(self.model.alarms.current(), self.model.alarms.retained())
             await self._mirror(self.model.samples())
 
     async def _build_address_space(self, server: Server) -> None:
@@ -266,12 +277,32 @@ class SimulatedLineServer:
                                           ua.Variant(synthetic_value(index, self._synthetic_step),
                                                      ua.VariantType.Double))
                 self._synthetic_ids.append(node_id)
+        conditions = ConditionShell(server, ns)
+        await conditions.add_nodes(parents, [(c.path, c.kind) for c in self.model.alarms.conditions.values()])
+        conditions.bind_methods(self._acknowledge, self._confirm)
+        self._prepared_conditions = conditions
         await add_line_methods(line, ns, self)
         await add_simulation_methods(sim, ns, self)
+
+    async def _acknowledge(self, condition: str, event_id: bytes, comment: str) -> None:
+        async with self._lock:
+            self.model.acknowledge(condition, event_id, comment)
+            await self._fire_conditions()
+
+    async def _confirm(self, condition: str, event_id: bytes, comment: str) -> None:
+        async with self._lock:
+            self.model.confirm(condition, event_id, comment)
+            await self._fire_conditions()
+
+    async def _fire_conditions(self) -> None:
+        events = self.model.alarms.drain()
+        if self._conditions is not None and self._server is not None:
+            await self._conditions.fire(events)
 
     async def _close(self) -> None:
         async with self._lock:
             server, self._server = self._server, None
+            self._conditions = None
         if server is None:
             return
         # asyncua's stop() awaits its once-a-second ServerStatus clock task; cancel it so a stop or
@@ -299,6 +330,7 @@ class SimulatedLineServer:
                     await self._pull_client_writes()
                     changed = self.model.tick(time.time())
                     await self._mirror(changed)
+                    await self._fire_conditions()
             except Exception:
                 log.exception("simulator tick failed; the line keeps running")
             delay = next_at - loop.time()

@@ -1,4 +1,5 @@
-"""A cancellation turned into an ordinary exception still ends a reconnect loop."""
+"""uns.aio: a cancellation turned into an ordinary exception still ends a reconnect loop; the
+reader/writer/stopper task group ends every task it started."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import sys
 
 import pytest
 
-from uns.aio import raise_if_cancelling
+from uns.aio import raise_if_cancelling, run_until_first_done
 
 
 async def _run_loop(guarded: bool) -> tuple[asyncio.Task[None], list[asyncio.Future[None]]]:
@@ -49,3 +50,48 @@ async def test_without_the_guard_the_loop_would_go_on() -> None:
     task.cancel()  # the second attempt is an ordinary wait: this cancel is honoured
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+# -- run_until_first_done: the reader/writer/stopper task group of every session body ---------------
+
+async def _forever(started: list[str], name: str) -> None:
+    started.append(name)
+    await asyncio.Event().wait()
+
+
+async def test_the_first_to_return_ends_the_others_and_is_reported() -> None:
+    started: list[str] = []
+    stop = asyncio.Event()
+    stopper = asyncio.ensure_future(stop.wait())
+    reader = asyncio.ensure_future(_forever(started, "reader"))
+    asyncio.get_running_loop().call_soon(stop.set)
+    done = await run_until_first_done(reader, _forever(started, "writer"), stopper)
+    assert done == {stopper}
+    assert started == ["reader", "writer"]
+    assert reader.cancelled()  # ended and awaited before the call returned
+
+
+async def test_a_failure_is_raised_after_the_others_have_ended() -> None:
+    started: list[str] = []
+    writer = asyncio.ensure_future(_forever(started, "writer"))
+
+    async def reader() -> None:
+        await asyncio.sleep(0)
+        raise ConnectionError("lost")
+
+    with pytest.raises(ConnectionError, match="lost"):
+        await run_until_first_done(reader(), writer)
+    assert writer.cancelled()
+
+
+async def test_cancelling_the_caller_cancels_and_awaits_every_task() -> None:
+    started: list[str] = []
+    children = [asyncio.ensure_future(_forever(started, n)) for n in ("reader", "writer")]
+    caller = asyncio.ensure_future(run_until_first_done(*children))
+    for _ in range(3):  # one loop pass starts the caller, the next its children
+        await asyncio.sleep(0)
+    assert started == ["reader", "writer"]
+    caller.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    assert all(child.cancelled() for child in children)

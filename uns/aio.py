@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
+from typing import Any
 
 
 def raise_if_cancelling() -> None:
@@ -17,3 +19,29 @@ def raise_if_cancelling() -> None:
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
+
+
+async def run_until_first_done(*aws: Awaitable[Any]) -> set[asyncio.Future[Any]]:
+    """Run ``aws`` together until the first one finishes; cancel the rest and wait until they have ended.
+
+    The shape of every session body with a reader, a writer and a stopper: whichever ends first
+    ends the session. Why not ``asyncio.TaskGroup``: a group waits for *all* its children and
+    cancels them only when one *fails*; here a child that simply returns (the stopper) must end
+    the others too.
+
+    Returns the finished tasks (compare them with a task you passed in, e.g. the stopper's).
+    A finished task's exception is raised after the others have ended, so no task outlives the
+    call and none is left unawaited. Exceptions of the tasks ended by the cancel are dropped (the
+    session is over either way). Cancelling the caller cancels and awaits every task first.
+    """
+    tasks = [asyncio.ensure_future(aw) for aw in aws]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    for task in tasks:  # in the caller's order: the same failure wins on every run
+        if task in done and not task.cancelled() and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]
+    return done

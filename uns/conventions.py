@@ -19,6 +19,9 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+# Sparkplug's own metric names live in uns.sparkplug.control; re-exported here for the callers
+# that read every wire convention from one import
+from uns.sparkplug.control import BDSEQ, NODE_NEXT_SERVER, NODE_REBIRTH
 from uns.sparkplug.model import QUALITY_BAD, QUALITY_GOOD, QUALITY_STALE, Metric, PropertySet
 
 PROP_QUALITY = "Quality"
@@ -31,10 +34,6 @@ PROP_OLD_TIMESTAMP = "OldTimestamp"
 PROP_QUALITY_REASON = "QualityReason"
 PROP_RAW_VALUE = "RawValue"
 
-BDSEQ = "bdSeq"
-NODE_REBIRTH = "Node Control/Rebirth"
-#: optional in Sparkplug 3.0 (spec §6.4.x examples): true in an NCMD sends the edge to its next broker
-NODE_NEXT_SERVER = "Node Control/Next Server"
 
 
 class Quality(StrEnum):

@@ -46,16 +46,21 @@ from uns.commands.values import normalize_value
 from uns.commands.wire import CommandWireError, encode_command, result_filter
 from uns.isa95 import NamespaceMapping
 from uns.mqtt_url import parse_broker_url
-from uns.sparkplug.codec import decode_payload, encode_payload
+from uns.sparkplug.codec import decode_payload
+from uns.sparkplug.control import rebirth_request
 from uns.sparkplug.datatypes import DataType
 from uns.sparkplug.errors import SparkplugError
-from uns.sparkplug.model import Metric, Payload, now_ms
-from uns.sparkplug.topic import MessageType, node_topic
+from uns.sparkplug.model import now_ms
+from uns.sparkplug.topic import (
+    CERTIFICATES_PREFIX,
+    MessageType,
+    certificate_filter,
+    device_filter,
+    is_sparkplug_topic,
+    node_topic,
+)
 
 log = logging.getLogger(__name__)
-
-CERTIFICATES_PREFIX = "$sparkplug/certificates/"
-NODE_REBIRTH = "Node Control/Rebirth"
 
 
 class CommandClientError(Exception):
@@ -260,10 +265,9 @@ class CommandClient:
                                  "(is the edge node online? is the metric name right?)")
 
     async def request_rebirth(self, group_id: str, edge_node_id: str) -> None:
-        now = self.clock()
-        payload = encode_payload(Payload([Metric(name=NODE_REBIRTH, value=True, datatype=DataType.Boolean,
-                                                 timestamp=now)], timestamp=now), MessageType.NCMD)
-        await self._require().publish(node_topic(group_id, MessageType.NCMD, edge_node_id), payload, qos=0)
+        """NCMD ``Node Control/Rebirth`` = true, the same bytes the host sends (uns.sparkplug.control)."""
+        request = rebirth_request(group_id, edge_node_id, self.clock())
+        await self._require().publish(request.topic, request.payload, qos=request.qos, retain=request.retain)
 
     async def _watch(self, group_id: str, edge_node_id: str) -> _NodeBirths:
         key = (group_id, edge_node_id)
@@ -271,9 +275,9 @@ class CommandClient:
         if key not in self._watched:
             self._watched.add(key)
             nbirth = node_topic(group_id, MessageType.NBIRTH, edge_node_id)
-            dbirth = f"spBv1.0/{group_id}/DBIRTH/{edge_node_id}/+"  # ids validated by node_topic above
-            await self._require().subscribe([(nbirth, 1), (dbirth, 1), (CERTIFICATES_PREFIX + nbirth, 1),
-                                             (CERTIFICATES_PREFIX + dbirth, 1)])
+            dbirth = device_filter(group_id, MessageType.DBIRTH, edge_node_id)
+            await self._require().subscribe([(nbirth, 1), (dbirth, 1), (certificate_filter(nbirth), 1),
+                                             (certificate_filter(dbirth), 1)])
         return births
 
     def _learn_birth(self, topic: str, data: bytes) -> None:
@@ -308,7 +312,7 @@ class CommandClient:
                 topic = message.topic.value
                 data = message.payload if isinstance(message.payload, bytes) else bytes(message.payload or b"")
                 try:
-                    if topic.startswith("spBv1.0/") or topic.startswith(CERTIFICATES_PREFIX):
+                    if is_sparkplug_topic(topic) or topic.startswith(CERTIFICATES_PREFIX):
                         self._learn_birth(topic, data)
                     else:
                         self._take_result(topic, data)

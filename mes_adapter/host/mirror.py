@@ -35,12 +35,11 @@ from dataclasses import dataclass
 from itertools import islice
 
 from uns.isa95 import NamespaceMapping, metric_path_levels
+from uns.sparkplug.control import BDSEQ, CONTROL_PREFIXES
 from uns.uns_payload import UnsMeta, UnsValue
 
 from .jsonable import jsonable
 from .live_model import Change, MetricChange, MetricState
-
-_CONTROL_PREFIXES = ("Node Control/", "Device Control/")
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +96,7 @@ class UnsMirror:
         except KeyError:
             pass
         topics: tuple[str, str] | None
-        if name == "bdSeq" or (not self.include_control_metrics and name.startswith(_CONTROL_PREFIXES)):
+        if name == BDSEQ or (not self.include_control_metrics and name.startswith(CONTROL_PREFIXES)):
             topics = None
         else:
             prefix = self._prefix(group_id, edge_node_id, device_id)

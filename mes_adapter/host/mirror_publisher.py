@@ -52,6 +52,7 @@ from typing import Any
 
 import paho.mqtt.client as paho
 
+from uns.mqtt_session import ReconnectPolicy
 from uns.mqtt_url import BrokerURL, paho_client
 from uns.sparkplug.model import now_ms
 
@@ -220,6 +221,8 @@ class MirrorPublisher:
         self.reconnect_min_s = reconnect_min_s
         self.reconnect_max_s = reconnect_max_s
         self.connect_timeout_s = connect_timeout_s
+        self._reconnect = ReconnectPolicy(f"UNS mirror {client_id} to {url}", reconnect_min_s, reconnect_max_s,
+                                          logger=log)
         self._clock = clock
         self.lag = LagWindow()
         #: mirror messages confirmed by the broker
@@ -255,38 +258,31 @@ class MirrorPublisher:
     async def run(self) -> None:
         """Connect, pump, and on a lost connection put back what was unconfirmed and reconnect."""
         loop = asyncio.get_running_loop()
-        backoff = self.reconnect_min_s
         while not self._closing:
             link: _Link | None = None
-            was_up = False
+            was_up = bug = False
             why = "?"
             try:
                 link = self._link = _Link(self, loop)
                 was_up = await self._connection(link)
                 why = link.why
             except Exception as exc:  # noqa: BLE001 - our bug or a bad setting: logged, and tried again
-                why = f"{type(exc).__name__}: {exc}"
+                why, bug = f"{type(exc).__name__}: {exc}", True
                 log.exception("UNS mirror connection %s failed", self.client_id)
             finally:
                 if link is not None:
                     link._set_ended(why)
                     self._settle(link)
                     await asyncio.to_thread(link.stop)
-            if was_up:
-                backoff = self.reconnect_min_s
             if self._closing:
                 break
-            if was_up:
-                log.warning("UNS mirror connection %s lost (%s); %d values wait in the mirror; reconnecting",
-                            self.client_id, why, self.mirror.pending)
-            else:
-                log.warning("UNS mirror %s cannot connect to %s (%s); retrying in %.1f s", self.client_id,
-                            self.url, why, backoff)
+            if not bug:  # once per outage (uns.mqtt_session): the backoff and the log lines
+                self._reconnect.failed(f"{why}; {self.mirror.pending} values wait in the mirror" if was_up else why,
+                                       was_up=was_up)
             self.reconnects += 1
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake_on_close(), backoff)
-            backoff = min(backoff * 2, self.reconnect_max_s)
+                await asyncio.wait_for(self._wake_on_close(), self._reconnect.next_delay())
         self._link = None
 
     async def _connection(self, link: _Link) -> bool:
@@ -300,6 +296,7 @@ class MirrorPublisher:
             if not self._closing:
                 self.connect_failures += 1
             return False
+        self._reconnect.connected()
         self.connections += 1
         log.info("UNS mirror connected as %s to %s (QoS %d)", self.client_id, self.url, self.qos)
         if self.connections > 1:

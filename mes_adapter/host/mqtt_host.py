@@ -37,17 +37,17 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import aiomqtt
 
-from uns.conventions import NODE_REBIRTH
-from uns.sparkplug.codec import build_payload, encode_payload
-from uns.sparkplug.datatypes import DataType
-from uns.sparkplug.errors import LocalProtocolError, MalformedPayloadError, UnknownAliasError
-from uns.sparkplug.model import Metric, Payload, now_ms
-from uns.sparkplug.topic import CERTIFICATES_PREFIX, MessageType, node_topic
+from uns.aio import run_until_first_done
+from uns.mqtt_session import ReconnectPolicy, reconnect_forever
+from uns.sparkplug.control import rebirth_request
+from uns.sparkplug.errors import MalformedPayloadError
+from uns.sparkplug.model import now_ms
+from uns.sparkplug.topic import CERTIFICATES_PREFIX, STATE_PREFIX
 
 from .config import HostConfig
 from .live_model import LiveModel
@@ -87,7 +87,7 @@ def _log_lifecycle(host_id: str, event: NodeBorn | DeviceBorn | NodeDied | Devic
     else:
         log.info("host %s: device %s/%s dead (%s); its tags are STALE", host_id, node, event.device_id, event.reason)
 
-_STATE_PREFIX = "spBv1.0/STATE/"
+
 _SHUTDOWN_FLUSH_S = 5.0
 
 
@@ -145,6 +145,8 @@ class SparkplugHost:
         self._messages_in = 0
         self._bytes_in = 0
         self._reconnects = 0
+        self._reconnect = ReconnectPolicy(f"host {config.host_id} to {config.broker}", config.reconnect_min_s,
+                                          config.reconnect_max_s, logger=log)
         self._handler_errors = 0
         self._connections = 0
 
@@ -233,61 +235,13 @@ class SparkplugHost:
 
     # -- commands ----------------------------------------------------------------------------
 
-    async def publish_command(self, group_id: str, edge_node_id: str, device_id: str | None,
-                              metrics: Iterable[Metric]) -> None:
-        """NCMD (device_id None) or DCMD: QoS 0, no seq, payload timestamp now
-        (tck-id-topics-ncmd-*, tck-id-payloads-ncmd-*, tck-id-topics-dcmd-*, tck-id-payloads-dcmd-*).
-
-        Metrics are named as in the birth; the alias and datatype come from the birth so an
-        aliased metric travels by alias alone (tck-id-payloads-alias-data-cmd-requirement).
-        ``Node Control/*`` and ``Device Control/*`` metrics may be absent from the birth and are
-        sent by name with the datatype given. Raises ``LocalProtocolError`` for a metric the
-        target never declared, :class:`HostNotOnlineError` without a session.
-        """
-        catalog = self.tracker.catalog(group_id, edge_node_id)
-        now = self._clock()
-        out: list[Metric] = []
-        for metric in metrics:
-            if metric.name is None:
-                raise LocalProtocolError("command metrics are addressed by name")
-            info = None
-            if catalog is not None:
-                with contextlib.suppress(UnknownAliasError):
-                    info = catalog.lookup(device_id, metric.name, None)
-            if info is None:
-                if not metric.name.startswith(("Node Control/", "Device Control/")) or metric.datatype is None:
-                    raise LocalProtocolError(f"{metric.name!r} was not declared in the birth of "
-                                             f"{group_id}/{edge_node_id}/{device_id or ''}")
-                out.append(Metric(name=metric.name, value=metric.value, datatype=metric.datatype,
-                                  timestamp=metric.timestamp or now, properties=metric.properties,
-                                  metadata=metric.metadata))
-            else:
-                # properties travel on: a signed command's envelope lives there (uns.commands.wire)
-                out.append(Metric(name=info.name, value=metric.value, datatype=info.datatype, alias=info.alias,
-                                  timestamp=metric.timestamp or now, properties=metric.properties,
-                                  metadata=metric.metadata))
-        kind = MessageType.NCMD if device_id is None else MessageType.DCMD
-        topic = node_topic(group_id, kind, edge_node_id, device_id)
-        payload = encode_payload(Payload(out, timestamp=now), kind)
-        await self._publish_now(Publish(topic, payload, 0, False))
-
     async def request_rebirth(self, group_id: str, edge_node_id: str) -> None:
         await self._publish_now(self._rebirth_command(group_id, edge_node_id))
 
     def _rebirth_command(self, group_id: str, edge_node_id: str) -> Publish:
-        """NCMD ``Node Control/Rebirth`` = true, by name, no seq, QoS 0.
-
-        Unlike other command metrics it also carries its datatype (Boolean): the spec only says
-        a command metric SHOULD NOT (tck-id-payloads-metric-datatype-not-req), and stateless
-        decoders such as Eclipse Tahu's npm ``sparkplug-client`` read a value through its
-        datatype alone, so without it they see ``null`` and never rebirth.
-        """
-        now = self._clock()
-        raw = build_payload(Payload([Metric(name=NODE_REBIRTH, value=True, datatype=DataType.Boolean, timestamp=now)],
-                                    timestamp=now), MessageType.NCMD)
-        raw.metrics[0].datatype = DataType.Boolean
-        topic = node_topic(group_id, MessageType.NCMD, edge_node_id)
-        return Publish(topic, raw.SerializeToString(), 0, False)
+        """NCMD ``Node Control/Rebirth`` = true: the one rebirth request (uns.sparkplug.control)."""
+        request = rebirth_request(group_id, edge_node_id, self._clock())
+        return Publish(request.topic, request.payload, request.qos, request.retain)
 
     async def _publish_now(self, publish: Publish) -> None:
         client = self._client
@@ -298,28 +252,17 @@ class SparkplugHost:
     # -- the connection loop -----------------------------------------------------------------
 
     async def _run(self) -> None:
-        backoff = self.config.reconnect_min_s
-        while not self._stop.is_set():
-            try:
-                await self._connection()
-                backoff = self.config.reconnect_min_s
-            except aiomqtt.MqttError as exc:
-                log.warning("host %s: MQTT connection to %s lost or refused: %s; reconnecting in %.1f s",
-                            self.config.host_id, self.config.broker, exc, backoff)
-            except Exception:  # noqa: BLE001 - our bug: logged, and the host connects again
-                log.exception("host %s: the MQTT session failed; reconnecting in %.1f s", self.config.host_id,
-                              backoff)
-            finally:
-                self._client = None
-                self._online.clear()
-            if self._stop.is_set():
-                break
-            self._lost()
-            self._reconnects += 1
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), backoff)
-            backoff = min(backoff * 2, self.config.reconnect_max_s)
+        await reconnect_forever(self._connection, stop=self._stop, policy=self._reconnect, on_down=self._down,
+                                on_retry=self._retry)
         self.session.closed()
+
+    def _down(self) -> None:
+        self._client = None
+        self._online.clear()
+
+    def _retry(self) -> None:
+        self._lost()
+        self._reconnects += 1
 
     def _lost(self) -> None:
         if self.session.state is not SessionState.DISCONNECTED:
@@ -349,25 +292,14 @@ class SparkplugHost:
             await client.publish(birth.topic, birth.payload, qos=birth.qos, retain=birth.retain)
             self._client = client
             self._online.set()
+            self._reconnect.connected()  # after SUBSCRIBE and STATE: a broker that drops us there still backs off
             log.info("host %s online on %s (STATE timestamp %s)", cfg.host_id, cfg.broker,
                      self.session.connect_timestamp)
-            reader = asyncio.create_task(self._reader(client))
-            publisher = asyncio.create_task(self._publisher(client))
-            stopper = asyncio.create_task(self._stop.wait())
-            tasks = {reader, publisher, stopper}
+            stopper = asyncio.ensure_future(self._stop.wait())
+            bodies = [self._reader(client), self._publisher(client), stopper]
             if cfg.reorder_timeout_ms > 0:
-                tasks.add(asyncio.create_task(self._reorder_timer()))
-            try:
-                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for task in tasks:
-                    task.cancel()
-                for task in tasks:
-                    with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
-                        await task
-            for task in done:
-                if task is not stopper and task.exception() is not None:
-                    raise task.exception()  # type: ignore[misc]
+                bodies.append(self._reorder_timer())
+            done = await run_until_first_done(*bodies)  # raises the failure that ended the session
             if stopper in done:
                 await self._shutdown(client)
 
@@ -442,7 +374,7 @@ class SparkplugHost:
             return
         if topic.startswith(CERTIFICATES_PREFIX):
             events = self.tracker.handle_certificate(topic, payload, now)
-        elif topic.startswith(_STATE_PREFIX):
+        elif topic.startswith(STATE_PREFIX):
             self._other_host(topic, payload)
             return
         else:
@@ -480,4 +412,4 @@ class SparkplugHost:
         except MalformedPayloadError as exc:
             self._log_violation(ProtocolViolation(topic, "bad_state", str(exc)))
             return
-        self.other_hosts[topic[len(_STATE_PREFIX):]] = (state.online, state.timestamp)
+        self.other_hosts[topic[len(STATE_PREFIX):]] = (state.online, state.timestamp)

@@ -77,7 +77,6 @@ from enum import StrEnum
 from typing import TypeVar
 
 from uns.conventions import BDSEQ
-from uns.sparkplug import sparkplug_b_pb2 as pb
 from uns.sparkplug.catalog import EdgeNodeCatalog
 from uns.sparkplug.codec import decode_payload
 from uns.sparkplug.datatypes import DataType
@@ -90,6 +89,7 @@ from uns.sparkplug.errors import (
 )
 from uns.sparkplug.model import Metric, Payload
 from uns.sparkplug.names import DEFAULT_MAX_NAME_BYTES, metric_name_problem
+from uns.sparkplug.peek import peek_seq
 from uns.sparkplug.topic import (
     MessageType,
     SparkplugTopic,
@@ -514,7 +514,7 @@ class EdgeTracker:
     def _session_message(self, events: list[Event], topic: str, parsed: SparkplugTopic, key: NodeKey,
                          node: _Node, data: bytes, now_ms: int) -> None:
         if self.reorder_timeout_ms > 0 and node.born and node.next_seq is not None:
-            seq = _peek_seq(data)
+            seq = peek_seq(data)
             if seq is not None and 0 < (seq - node.next_seq) % 256 < 128:
                 if seq not in node.held:
                     self.counters.reorder_held += 1
@@ -569,7 +569,7 @@ class EdgeTracker:
             payload = node.catalog.decode(kind, data, device_id)
             _check_text(payload)
         except RemoteProtocolError as exc:
-            self._check_seq(events, topic, key, node, _peek_seq(data), now_ms)
+            self._check_seq(events, topic, key, node, peek_seq(data), now_ms)
             if device_id is not None and not node.devices.get(device_id, False):
                 self._device_not_born(events, topic, key, kind, now_ms)
                 return
@@ -606,7 +606,7 @@ class EdgeTracker:
             _check_text(payload)
         except RemoteProtocolError as exc:
             if not certificate:
-                self._check_seq(events, topic, key, node, _peek_seq(data), now_ms)
+                self._check_seq(events, topic, key, node, peek_seq(data), now_ms)
             node.devices[device_id] = False
             self._violation(events, topic, "malformed", str(exc))
             self._rebirth(events, key, RebirthCause.MALFORMED, f"{topic}: {exc}", now_ms)
@@ -806,15 +806,6 @@ def _bd_seq(payload: Payload) -> int | None:
         if metric.name == BDSEQ and isinstance(metric.value, int) and not isinstance(metric.value, bool):
             return metric.value
     return None
-
-
-def _peek_seq(data: bytes) -> int | None:
-    """The seq of a payload whose metrics did not decode (only on the error path)."""
-    try:
-        raw = pb.Payload.FromString(data)
-    except Exception:  # DecodeError, and upb raises plain errors for some inputs
-        return None
-    return raw.seq if raw.HasField("seq") else None
 
 
 def _cause_of(exc: RemoteProtocolError) -> tuple[RebirthCause, str]:

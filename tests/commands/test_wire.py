@@ -64,12 +64,17 @@ def _one(topic: str, data: bytes, catalog: EdgeNodeCatalog,
 
 
 def test_dcmd_round_trip_alias_only(make: MakeRequest, catalog: EdgeNodeCatalog, checker: AllowlistChecker) -> None:
+    """What every command publisher sends (the MES command service and `uns cmd`; the host has no
+    command publisher of its own): alias only, no name, no datatype, no seq, the envelope in the
+    metric's properties (tck-id-payloads-alias-data-cmd-requirement, tck-id-payloads-metric-datatype-not-req,
+    tck-id-payloads-dcmd-seq, tck-id-topics-dcmd-topic)."""
     request = make("Recipe/Select", "SKU-14", sign_as=("alice", "bob"))
     topic, data = _send(request)
     assert topic == "spBv1.0/acme:dublin/DCMD/packaging:line1/filler"
     raw = pb.Payload.FromString(data)
     assert not raw.HasField("seq") and raw.metrics[0].alias == 12 and not raw.metrics[0].name
     assert not raw.metrics[0].HasField("datatype")
+    assert {"commandId", "commandHash", "signatures"} <= set(raw.metrics[0].properties.keys)
     got = _one(topic, data, catalog)
     assert isinstance(got, WireCommand)
     assert got.request == request and got.request.command_hash() == request.command_hash()

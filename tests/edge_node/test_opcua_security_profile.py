@@ -268,7 +268,7 @@ async def test_command_writes_use_the_write_account(tmp_path: Path, monkeypatch:
             assert await speed.read_value() == 55.0
             await sink.wait_for(lambda: [u for u in sink.data("Speed", "Filler") if u.value == 55.0])
             # the read session itself still may not write
-            client = source._client
+            client = source.connection.client
             assert client is not None
             codes = await client.uaclient.write_attributes(
                 [ua.NodeId.from_string(server.node_id("Line1/Filler/Speed"))],

@@ -116,7 +116,7 @@ async def test_server_restart_device_death_then_rebirth_with_fresh_subscriptions
             await asyncio.wait_for(source.connected.wait(), 10)
             await server.write("Line1/Capper/Speed", 6.0)
             await sink.wait_for(lambda: sink.data("Speed", "Capper"))
-            first_client = source._client
+            first_client = source.connection.client
 
             await server.stop()
             await sink.wait_for(lambda: sink.kinds("Capper") == ["online", "offline"])
@@ -131,7 +131,7 @@ async def test_server_restart_device_death_then_rebirth_with_fresh_subscriptions
             await sink.wait_for(lambda: sink.kinds("Capper") == ["online", "offline", "online"], timeout=15)
             rebirth = [e for k, e in sink.events if k == "online" and e.device_id == "Capper"][-1]
             assert {u.name: u.value for u in rebirth.current}["Speed"] == 5.0
-            assert source._client is not first_client  # a new Client, not a reused one
+            assert source.connection.client is not first_client  # a new Client, not a reused one
             assert source.stats.connects == 2 and source.stats.disconnects == 1
 
             # the new subscription delivers changes
@@ -168,7 +168,7 @@ async def test_sign_and_encrypt_with_generated_certificate_trust_list_and_user(
             assert (data_dir / "pki" / "own" / "client_key.pem").exists()
             await server.write("Line1/Filler/Speed", 33.0)
             await sink.wait_for(lambda: [u for u in sink.data("Speed", "Filler") if u.value == 33.0])
-            policy = source._client.security_policy  # type: ignore[union-attr]
+            policy = source.connection.client.security_policy  # type: ignore[union-attr]
             assert policy.URI.endswith("#Basic256Sha256") and int(policy.Mode) == 3  # SignAndEncrypt
     finally:
         await server.stop()

@@ -206,26 +206,3 @@ async def test_reconnects_after_the_broker_restarts(tmp_path, sniffer: Sniffer) 
                 await host.wait_online(15)
                 assert host.session.connect_timestamp != first
                 assert host.stats.reconnects >= 1
-
-
-async def test_publish_command_addresses_by_alias_and_keeps_metric_properties(
-        mosquitto: BrokerEndpoint, sniffer: Sniffer, edge: PahoEdge) -> None:
-    """A DCMD from the host: alias only, no datatype, no seq (tck-id-payloads-alias-data-cmd-requirement,
-    tck-id-payloads-metric-datatype-not-req, tck-id-payloads-dcmd-seq), and the metric's properties
-    (where a signed command carries its envelope) reach the edge node."""
-    from uns.sparkplug import sparkplug_b_pb2 as pb
-    from uns.sparkplug.datatypes import DataType
-    from uns.sparkplug.model import Metric, PropertyValue
-
-    async with running_host(mosquitto) as host:
-        await _born(edge, sniffer)
-        envelope = {"commandId": PropertyValue(DataType.String, "c-1")}
-        await host.publish_command(GROUP, EDGE, CELL, [Metric("Speed", 42.0, properties=envelope)])
-        topic = f"spBv1.0/{GROUP}/DCMD/{EDGE}/{CELL}"
-        raw = pb.Payload.FromString((await wait_for(sniffer, lambda m: m.topic == topic))[0].payload)
-        assert not raw.HasField("seq")
-        metric = raw.metrics[0]
-        assert metric.alias == 10 and not metric.HasField("name") and not metric.HasField("datatype")
-        assert metric.double_value == 42.0
-        assert list(metric.properties.keys) == ["commandId"]
-        assert metric.properties.values[0].string_value == "c-1"

@@ -75,3 +75,28 @@ async def test_tahu_edge_node_is_mirrored_with_right_values_and_types(mosquitto:
         await wait_for(sniffer,
                        lambda m: m.topic == f"{LINE}/Line/Mode" and json.loads(m.payload)["quality"] == "STALE")
         assert host.stats.ndeaths == 1, host.stats.violations
+
+
+async def test_command_client_rebirths_a_tahu_node_with_the_hosts_bytes(mosquitto: BrokerEndpoint,
+                                                                        sniffer: Sniffer) -> None:
+    """`uns cmd`'s client asks a Tahu node for a rebirth with the very bytes the host sends (one builder,
+    uns.sparkplug.control.rebirth_request): NCMD by name, value true, Boolean datatype, no seq, QoS 0
+    (tck-id-operational-behavior-data-commands-ncmd-rebirth-verb/-name/-value, tck-id-payloads-ncmd-seq,
+    tck-id-payloads-ncmd-qos); the Tahu node answers with a new NBIRTH and DBIRTH."""
+    from uns.sparkplug.control import rebirth_request
+    from unshub.command_client import CommandClient
+
+    stamp = 1_700_000_000_000
+    proc = start_tahu(mosquitto)
+    try:
+        await wait_for(sniffer, lambda m: m.topic == f"spBv1.0/{GROUP}/DBIRTH/{EDGE}/{DEVICE}", timeout=20)
+        async with CommandClient(mosquitto.url, clock=lambda: stamp) as client:
+            await client.request_rebirth(GROUP, EDGE)
+            await wait_for(sniffer, lambda m: m.topic == f"spBv1.0/{GROUP}/NBIRTH/{EDGE}", count=2, timeout=10)
+            await wait_for(sniffer, lambda m: m.topic == f"spBv1.0/{GROUP}/DBIRTH/{EDGE}/{DEVICE}", count=2)
+        sent = rebirth_requests(sniffer, GROUP, EDGE)
+        assert [m.payload for m in sent] == [rebirth_request(GROUP, EDGE, stamp).payload]
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        stop_process(proc)

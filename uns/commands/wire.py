@@ -53,6 +53,7 @@ from uns import json_guard
 from uns.audit.canonical import canonical_json
 from uns.isa95 import CMD, NamespaceMapping
 from uns.sparkplug.codec import Resolver, decode_payload, encode_payload
+from uns.sparkplug.control import NODE_CONTROL_PREFIX
 from uns.sparkplug.datatypes import DataType
 from uns.sparkplug.errors import SparkplugError
 from uns.sparkplug.model import Metric, Payload, PropertySet, PropertyValue
@@ -70,7 +71,6 @@ P_VALID_UNTIL = "validUntil"
 P_VALUE_ENCODING = "valueEncoding"
 P_SIGNATURES = "signatures"
 JSON_ENCODING = "json"
-NODE_CONTROL_PREFIX = "Node Control/"
 
 _SIG_FIELDS: tuple[tuple[str, str, DataType], ...] = (
     ("userId", "user_id", DataType.String),

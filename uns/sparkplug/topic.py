@@ -4,6 +4,11 @@ Topics: ``spBv1.0/<group>/<type>/<edge>[/<device>]`` (tck-id-topic-structure), S
 ``spBv1.0/STATE/<host>`` and the Sparkplug-aware broker's ``$sparkplug/certificates/...`` copies
 of births. IDs are validated when a topic is built or parsed so a bad id fails with a message
 that names the character, not later as a silent mis-route.
+
+Every service builds its topics and subscription filters here (``node_topic``, ``state_topic``,
+``device_prefix``/``device_filter`` for all devices of a node, ``certificate_filter`` and the
+namespace, STATE and certificate constants); none spells ``spBv1.0/`` itself
+(tests/test_wire_facts_home.py).
 """
 
 from __future__ import annotations
@@ -16,6 +21,16 @@ from .names import control_character
 
 NAMESPACE = "spBv1.0"
 CERTIFICATES_PREFIX = "$sparkplug/certificates/"
+#: every Sparkplug topic starts with this (a host subscribes to ``NAMESPACE_FILTER``)
+NAMESPACE_PREFIX = f"{NAMESPACE}/"
+#: ``spBv1.0/#``, literally: the TCK expects a primary host to subscribe to exactly this
+NAMESPACE_FILTER = f"{NAMESPACE}/#"
+#: every host's STATE topic starts with this; the host id follows
+STATE_PREFIX = f"{NAMESPACE}/STATE/"
+#: every host's STATE topic (an edge that follows any host, a broker ACL)
+STATE_FILTER = f"{STATE_PREFIX}+"
+#: the retained birth copies of a Sparkplug-aware broker, for every node and device
+CERTIFICATES_FILTER = f"{CERTIFICATES_PREFIX}{NAMESPACE_FILTER}"
 
 
 class MessageType(StrEnum):
@@ -138,7 +153,47 @@ class StateTopic:
 
 def node_topic(group_id: str, message_type: MessageType | str, edge_node_id: str,
                device_id: str | None = None) -> str:
+    """The topic of one message: node-level types without ``device_id``, device types with it."""
     return str(SparkplugTopic(group_id, MessageType(message_type), edge_node_id, device_id))
+
+
+def state_topic(host_id: str) -> str:
+    """``spBv1.0/STATE/<host_id>`` (tck-id-host-topic-phid-birth-topic), the id validated."""
+    return str(StateTopic(host_id))
+
+
+def device_prefix(group_id: str, message_type: MessageType | str, edge_node_id: str) -> str:
+    """``spBv1.0/<group>/<type>/<edge>/``: what every device topic of that type and node starts with.
+
+    For matching by ``startswith`` on a hot path, and for naming a topic whose device level came
+    from the wire and so may not be a valid id (a rejected command is reported on the topic it
+    arrived on, not refused a second time for its name).
+    """
+    kind = MessageType(message_type)
+    if not kind.is_device:
+        raise InvalidTopicError(f"{kind} topics carry no device_id, so they have no device prefix")
+    validate_id(group_id, "group_id")
+    validate_id(edge_node_id, "edge_node_id")
+    return f"{NAMESPACE}/{group_id}/{kind.value}/{edge_node_id}/"
+
+
+def device_filter(group_id: str, message_type: MessageType | str, edge_node_id: str) -> str:
+    """``spBv1.0/<group>/<type>/<edge>/+``: that message type for every device of one node."""
+    return device_prefix(group_id, message_type, edge_node_id) + "+"
+
+
+def certificate_filter(topic_filter: str) -> str:
+    """The Sparkplug-aware broker's retained copies matching ``topic_filter`` (a birth topic or
+    a :func:`device_filter` of births); spec chapter 10."""
+    parts = topic_filter.split("/")
+    if parts[0] != NAMESPACE or len(parts) < 3 or parts[2] not in (MessageType.NBIRTH, MessageType.DBIRTH):
+        raise InvalidTopicError(f"{topic_filter!r} is not a filter of NBIRTH or DBIRTH topics")
+    return CERTIFICATES_PREFIX + topic_filter
+
+
+def is_sparkplug_topic(topic: str) -> bool:
+    """True for a topic in the Sparkplug B namespace (``spBv1.0/...``), STATE included."""
+    return topic.startswith(NAMESPACE_PREFIX)
 
 
 def parse_topic(topic: str) -> SparkplugTopic | StateTopic:

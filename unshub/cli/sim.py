@@ -298,6 +298,24 @@ def fault_reject_rate(ctx: typer.Context, rate: float = typer.Option(..., "--rat
     typer.echo(f"reject rate {rate:g}")
 
 
+@fault_app.command("alarm")
+def fault_alarm(ctx: typer.Context, cell: str = typer.Option(..., "--cell", help="cell, e.g. Filler"),
+                alarm: str = typer.Option(..., "--alarm",
+                                          help="jam, door_open, estop, or temperature (with --delta)"),
+                clear: bool = typer.Option(False, "--clear", help="clear the alarm instead of raising it"),
+                delta: float = typer.Option(15.0, "--delta", help="temperature: degC above the setpoint")
+                ) -> None:
+    """Raise or clear an OPC UA condition of a cell (a temperature alarm via a process disturbance)."""
+    from simulator.client import boolean, double, string
+
+    if alarm.strip().lower() == "temperature":
+        _call(ctx, "Simulation", "SetDisturbance", string(cell), double(0.0 if clear else delta))
+        typer.echo(f"{cell} temperature disturbance {0.0 if clear else delta:g} degC")
+        return
+    result = _call(ctx, "Simulation", "RaiseAlarm", string(cell), string(alarm), boolean(not clear))
+    typer.echo(f"{cell} {alarm} {'cleared' if clear else 'raised'} ({result[0] if result else '?'} event(s))")
+
+
 @batch_app.command("start")
 def batch_start(ctx: typer.Context, order: str = typer.Option(..., "--order"),
                 product: str = typer.Option(..., "--product"),

@@ -59,38 +59,42 @@ Rules (Sparkplug B 3.0; each names the spec's tck-id assertions it implements):
     ``report_rejected_commands`` handed to the shell as :class:`RejectedCommand` so the command
     side can audit and answer it. None of its metrics is delivered, not even a rebirth request.
 
+13. A handler that fails (a birth whose current values the codec refuses, or a bug of ours) does
+    not escape :meth:`EdgeSession.send`: the session enters ``ERROR`` and returns
+    :class:`SessionFailed`, then (if connected) a :class:`Disconnect` with ``reconnect=True``,
+    after an NDEATH if the session was born (a first birth that failed put no NBIRTH on the wire,
+    so it owes no death). The shell logs it, drops the connection and connects again; the
+    disconnect empties the delivery window as any lost connection does (rule 10), so the next
+    connection starts clean. The values a birth could not encode are forgotten first (counted in
+    ``values_unencodable``): the next birth carries them as null instead of failing again.
+
 Whose fault: :class:`LocalProtocolError` (from :mod:`uns.sparkplug.errors`) for our callers'
-misuse (an event not allowed in this state, an undefined metric); a peer breaking Sparkplug (bad
-NCMD, bad STATE) is counted in :attr:`EdgeSession.counters` and logged, never raised.
+misuse (an event not allowed in this state, an undefined metric): raised, and the state does not
+change; a peer breaking Sparkplug (bad NCMD, bad STATE) is counted in :attr:`EdgeSession.counters`
+and logged, never raised; a failure of our own is rule 13.
+
+Layout (h11 style): the states and the transition table are :mod:`edge_node.session.machine`,
+message contents and encoding :mod:`edge_node.session.messages`, the in-flight window
+:mod:`edge_node.session.delivery`; this module holds the rules that tie them together.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from enum import Enum
 from typing import TYPE_CHECKING
 
-from uns.conventions import (
-    BDSEQ,
-    NODE_NEXT_SERVER,
-    NODE_REBIRTH,
-    PROP_ENG_HIGH,
-    PROP_ENG_LOW,
-    PROP_ENG_UNIT,
-    is_quality_marker,
-)
-from uns.sparkplug.codec import decode_payload, encode_payload
+from uns.conventions import BDSEQ, NODE_NEXT_SERVER, NODE_REBIRTH, is_quality_marker
+from uns.sparkplug.codec import decode_payload
 from uns.sparkplug.datatypes import DataType
 from uns.sparkplug.errors import EncodeError, LocalProtocolError, RemoteProtocolError, UnknownAliasError
-from uns.sparkplug.model import MetaData, Metric, Payload, PropertySet, PropertyValue, now_ms
+from uns.sparkplug.model import Metric, now_ms
 from uns.sparkplug.state import StatePayload
-from uns.sparkplug.topic import MessageType, StateTopic, node_topic, validate_id
+from uns.sparkplug.topic import MessageType, StateTopic, device_filter, device_prefix, node_topic, validate_id
 
-from .model import DeviceOffline, DeviceOnline, MetricDefinition, MetricUpdate
-from .session_events import (
+from ..model import DeviceOffline, DeviceOnline, MetricDefinition, MetricUpdate
+from ..session_events import (
     Action,
     CommandFault,
     CommandReceived,
@@ -108,6 +112,7 @@ from .session_events import (
     PersistBdSeq,
     Publish,
     RejectedCommand,
+    SessionFailed,
     Shutdown,
     StateReceived,
     StoreDelete,
@@ -115,56 +120,35 @@ from .session_events import (
     Subscribe,
     Tick,
 )
+from .delivery import DeliveryWindow
+from .machine import State, StateMachine, Trigger
+from .messages import (
+    BirthEncodeError,
+    MetricInfo,
+    MetricKey,
+    birth_metrics,
+    chunk_values,
+    data_metrics,
+    definition_properties,
+    encode_birth,
+    encode_data,
+    encode_ddeath,
+    encode_ndeath,
+    node_controls,
+    where,
+)
 
 if TYPE_CHECKING:
-    from .sparkplug_config import EdgeSparkplugConfig
+    from ..sparkplug_config import EdgeSparkplugConfig
 
-__all__ = [
-    "Action", "CommandFault", "CommandReceived", "Connect", "ConnectFailed", "ConnectStarted", "DataConfirmed",
-    "DeliverCommand", "Disconnect", "EdgeSession", "Event", "FetchHistory", "HistoryFetched", "MqttConnected",
-    "MqttDisconnected", "PersistBdSeq", "Publish", "RejectedCommand", "SessionCounters", "SessionSettings",
-    "Shutdown", "State", "StateReceived", "StoreDelete", "StoreForward", "Subscribe", "Tick",
-]
+__all__ = ["EdgeSession", "SessionCounters", "SessionSettings", "State"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("edge_node.session")
 
 #: NCMD metrics the session acts on itself (born false, never aliased, not definable by tags)
 _NODE_CONTROLS = (NODE_REBIRTH, NODE_NEXT_SERVER)
-
-
-class State(Enum):
-    DISCONNECTED = "DISCONNECTED"  # no MQTT session; changes go to the store
-    CONNECTING = "CONNECTING"  # CONNECT (with the Will) under way
-    WAITING_HOST = "WAITING_HOST"  # connected and subscribed; primary host not online yet
-    ONLINE = "ONLINE"  # born: DATA flows
-    DISCONNECTING = "DISCONNECTING"  # we asked the shell to disconnect (host offline)
-    CLOSED = "CLOSED"  # shut down; only the tail of the connection is accepted
-
-
-# ------------------------------------------------------------------------- transition table
-
-_S = State
-_ANY_TIME = {Tick: None, DeviceOnline: None, DeviceOffline: None, HistoryFetched: None}
-
-#: state -> event type -> the states the event may lead to (None = stays). Anything else is our misuse.
-_TRANSITIONS: dict[State, dict[type, frozenset[State] | None]] = {
-    _S.DISCONNECTED: {**_ANY_TIME, DataConfirmed: None, ConnectStarted: frozenset({_S.CONNECTING}),
-                      Shutdown: frozenset({_S.CLOSED})},
-    _S.CONNECTING: {**_ANY_TIME, DataConfirmed: None, ConnectFailed: frozenset({_S.DISCONNECTED}),
-                    MqttConnected: frozenset({_S.WAITING_HOST, _S.ONLINE}),
-                    MqttDisconnected: frozenset({_S.DISCONNECTED}), Shutdown: frozenset({_S.CLOSED})},
-    _S.WAITING_HOST: {**_ANY_TIME, StateReceived: frozenset({_S.WAITING_HOST, _S.ONLINE, _S.DISCONNECTING}),
-                      CommandReceived: None, DataConfirmed: None,
-                      MqttDisconnected: frozenset({_S.DISCONNECTED}), Shutdown: frozenset({_S.CLOSED})},
-    _S.ONLINE: {**_ANY_TIME, StateReceived: frozenset({_S.ONLINE, _S.DISCONNECTING}),
-                CommandReceived: frozenset({_S.ONLINE, _S.DISCONNECTING}),
-                DataConfirmed: None, MqttDisconnected: frozenset({_S.DISCONNECTED}),
-                Shutdown: frozenset({_S.CLOSED})},
-    _S.DISCONNECTING: {**_ANY_TIME, StateReceived: None, CommandReceived: None, DataConfirmed: None,
-                       MqttDisconnected: frozenset({_S.DISCONNECTED}), Shutdown: frozenset({_S.CLOSED})},
-    _S.CLOSED: {DataConfirmed: None, MqttDisconnected: None, ConnectFailed: None, Tick: None,
-                HistoryFetched: None, Shutdown: None, StateReceived: None, CommandReceived: None},
-}
+#: states in which an MQTT session is up
+_CONNECTED = frozenset({State.WAITING_HOST, State.ONLINE, State.DISCONNECTING})
 
 
 # -------------------------------------------------------------------------------- the session
@@ -223,23 +207,8 @@ class SessionCounters:
     other_host_state: int = 0
     commands_delivered: int = 0
     host_offline_disconnects: int = 0
-
-
-@dataclass(slots=True)
-class _Info:
-    device_id: str | None
-    name: str
-    datatype: DataType
-    alias: int
-    definition: MetricDefinition
-    birth_properties: PropertySet | None
-
-
-@dataclass(slots=True)
-class _InFlight:
-    seq: int
-    updates: list[MetricUpdate]  # live values: back to the store if never confirmed
-    row_ids: list[int]  # stored rows: deleted once confirmed
+    #: handler failures that put the session in ERROR (rule 13)
+    session_errors: int = 0
 
 
 @dataclass(slots=True)
@@ -262,9 +231,9 @@ class EdgeSession:
             validate_id(settings.primary_host_id, "primary_host_id")
         self._clock = clock
         self.counters = SessionCounters()
-        self._state = State.DISCONNECTED
-        self._metrics: dict[tuple[str | None, str], _Info] = {}
-        self._by_alias: dict[int, _Info] = {}
+        self._machine = StateMachine()
+        self._metrics: dict[MetricKey, MetricInfo] = {}
+        self._by_alias: dict[int, MetricInfo] = {}
         self._devices: dict[str, _Device] = {}
         self._define(definitions)
         g, e = settings.group_id, settings.edge_node_id
@@ -291,11 +260,9 @@ class EdgeSession:
         self._last_state_ts: int | None = None
         self._host_online = settings.primary_host_id is None
         # values
-        self._cvt: dict[tuple[str | None, str], MetricUpdate] = {}
+        self._cvt: dict[MetricKey, MetricUpdate] = {}
         self._pending: list[MetricUpdate] = []
-        self._in_flight: deque[_InFlight] = deque()
-        self._in_flight_rows: set[int] = set()
-        self._in_flight_count = 0  # values in _in_flight
+        self._window = DeliveryWindow()
         # backlog (rule 9)
         self._history_pending = has_backlog
         self._history_cursor: tuple[int, int] | None = None
@@ -305,8 +272,12 @@ class EdgeSession:
     # -- introspection ----------------------------------------------------------------------
 
     @property
+    def _state(self) -> State:
+        return self._machine.state
+
+    @property
     def state(self) -> State:
-        return self._state
+        return self._machine.state
 
     @property
     def born(self) -> bool:
@@ -314,7 +285,7 @@ class EdgeSession:
 
     @property
     def connected(self) -> bool:
-        return self._state in (State.WAITING_HOST, State.ONLINE, State.DISCONNECTING)
+        return self._state in _CONNECTED
 
     @property
     def bd_seq(self) -> int:
@@ -337,7 +308,7 @@ class EdgeSession:
     @property
     def in_flight_values(self) -> int:
         """Values published but not yet confirmed by the broker."""
-        return self._in_flight_count
+        return self._window.values
 
     @property
     def host_online(self) -> bool:
@@ -349,7 +320,7 @@ class EdgeSession:
     def datatype_of(self, device_id: str | None, name: str) -> DataType:
         info = self._metrics.get((device_id, name))
         if info is None:
-            raise LocalProtocolError(f"metric {name!r} of {_where(device_id)} is not defined")
+            raise LocalProtocolError(f"metric {name!r} of {where(device_id)} is not defined")
         return info.datatype
 
     def device_online(self, device_id: str) -> bool:
@@ -365,7 +336,7 @@ class EdgeSession:
         key = (update.device_id, update.name)
         if key not in self._metrics:
             raise LocalProtocolError(
-                f"metric {update.name!r} of {_where(update.device_id)} is not in the metric definitions; "
+                f"metric {update.name!r} of {where(update.device_id)} is not in the metric definitions; "
                 "every metric must be declared before the birth (tck-id-topics-nbirth-metric-reqs)")
         if not update.is_historical and _supersedes(update, self._cvt.get(key)):
             self._cvt[key] = update
@@ -386,26 +357,66 @@ class EdgeSession:
         key = (update.device_id, update.name)
         if update.device_id is not None or key not in self._metrics:
             raise LocalProtocolError(f"set_current() takes node metrics that are defined; got {update.name!r} "
-                                     f"of {_where(update.device_id)}")
+                                     f"of {where(update.device_id)}")
         if _supersedes(update, self._cvt.get(key)):
             self._cvt[key] = update
 
     # -- events -----------------------------------------------------------------------------
 
     def send(self, event: Event) -> list[Action]:
-        """Feed one event; returns the actions to execute, in order."""
-        allowed = _TRANSITIONS[self._state]
+        """Feed one event; returns the actions to execute, in order.
+
+        Raises :class:`LocalProtocolError` for our caller's misuse (the state does not change).
+        Any other failure of a handler becomes the ERROR path (rule 13), never an exception."""
         kind = type(event)
-        if kind not in allowed:
-            raise LocalProtocolError(f"{kind.__name__} is not allowed in state {self._state.value}")
+        self._machine.check(kind)
         before = self._state
-        actions = _HANDLERS[kind](self, event)
-        targets = allowed[kind]
-        if targets is None:
-            if self._state is not before:  # pragma: no cover - a bug in this file
-                raise AssertionError(f"{kind.__name__} moved {before} to {self._state} against the table")
-        elif self._state not in targets and self._state is not before:  # pragma: no cover
-            raise AssertionError(f"{kind.__name__} moved {before} to {self._state} against the table")
+        pending = self._pending
+        try:
+            return _HANDLERS[kind](self, event)
+        except EncodeError as exc:  # a LocalProtocolError, but ours, not the caller's: rule 13
+            return self._fail(event, exc, before, pending)
+        except LocalProtocolError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - rule 13: reported as an action, never a crash
+            return self._fail(event, exc, before, pending)
+
+    def _fail(self, event: Event, exc: Exception, before: State, pending: list[MetricUpdate]) -> list[Action]:
+        """Rule 13: ERROR, and leave the connection so the shell starts a clean one.
+
+        ``before`` is the state before the handler ran: only a session that was born (ONLINE)
+        owes the host an NDEATH; one whose first birth failed has no NBIRTH out, and an NDEATH
+        (or the Will) would only be a stale death to the host. ``pending`` is the batch as it was
+        before the handler: one that took it over and failed half way must not lose what it had
+        not published yet (to the store with it)."""
+        state = self._state
+        self.counters.session_errors += 1
+        if isinstance(exc, BirthEncodeError):
+            for key, _error in exc.bad:
+                if self._cvt.pop(key, None) is not None:
+                    self.counters.values_unencodable += 1
+        error = f"{type(exc).__name__}: {exc}"
+        log.error("edge session failed on %s in state %s (%s); disconnecting to start clean",
+                  type(event).__name__, state.value, error, exc_info=not isinstance(exc, EncodeError))
+        actions: list[Action] = [SessionFailed(type(event).__name__, state.value, error)]
+        if self._pending is not pending:
+            kept = {id(u) for u in self._pending} | self._window.live_ids()
+            actions += self._store([u for u in pending if id(u) not in kept])
+        if state is State.CLOSED or isinstance(event, Shutdown):
+            if state is not State.CLOSED:
+                self._machine.fire(Trigger.SHUTDOWN)
+            return actions
+        leaving = state is State.DISCONNECTING or state is State.ERROR  # a Disconnect is already on its way
+        connected = state in _CONNECTED
+        if state is not State.ERROR:
+            self._machine.fire(Trigger.FAILED)
+        if leaving or not connected:
+            return actions
+        born = before is State.ONLINE
+        if born:  # NDEATH first, as on every intentional disconnect of a born node (rule 11)
+            actions.append(self._publish(MessageType.NDEATH, None, encode_ndeath(self._bd_seq, self._clock()),
+                                         qos=1, fence=True))
+        actions.append(Disconnect(f"session error: {error}", next_server=False, publish_will=born, reconnect=True))
         return actions
 
     # connection lifecycle -------------------------------------------------------------------
@@ -415,17 +426,20 @@ class EdgeSession:
             self._bd_seq = (self._bd_seq + 1) % 256
             self._bd_seq_used = False
         self._connection += 1
-        self._state = State.CONNECTING
-        will = self._ndeath_payload()
+        self._machine.fire(Trigger.CONNECT_STARTED)
+        will = encode_ndeath(self._bd_seq, self._clock())
         return [PersistBdSeq(self._bd_seq), Connect(self._topics[MessageType.NDEATH], will, self._bd_seq)]
 
     def _on_connect_failed(self, event: ConnectFailed) -> list[Action]:
-        if self._state is State.CONNECTING:
-            self._state = State.DISCONNECTED
+        if self._state in (State.CONNECTING, State.ERROR):
+            self._machine.fire(Trigger.CONNECT_FAILED)
         return []
 
     def _on_connected(self, _: MqttConnected) -> list[Action]:
         self._bd_seq_used = True
+        if self._state is State.ERROR:  # failed while connecting: this connection is not used
+            return [Disconnect("session error while connecting", next_server=False, publish_will=False,
+                               reconnect=True)]
         self.counters.connects += 1
         filters = [self._topics[MessageType.NCMD]]
         filters += [self._device_topics[d][MessageType.DCMD] for d in self._devices]
@@ -435,25 +449,22 @@ class EdgeSession:
         if self.settings.confirm_delivery:
             echo = [self._topics[MessageType.NDATA]]
             if self._devices:
-                echo.append(f"spBv1.0/{self.settings.group_id}/DDATA/{self.settings.edge_node_id}/+")
+                echo.append(device_filter(self.settings.group_id, MessageType.DDATA, self.settings.edge_node_id))
             actions.append(Subscribe(tuple(echo), qos=0, required=False))
         # Each server has its own retained STATE, always the newest there: judge timestamps per connection
         self._last_state_ts = None
         if self.settings.primary_host_id is None:
-            self._state = State.ONLINE
+            self._machine.fire(Trigger.CONNACK_BIRTH)
             actions += self._birth_sequence()
         else:
             self._host_online = False
-            self._state = State.WAITING_HOST
+            self._machine.fire(Trigger.CONNACK_WAIT_HOST)
         return actions
 
     def _on_disconnected(self, event: MqttDisconnected) -> list[Action]:
-        stored = [u for flight in self._in_flight for u in flight.updates]
-        self._in_flight.clear()
-        self._in_flight_count = 0
-        if self._in_flight_rows:
+        stored, had_rows = self._window.drop()
+        if had_rows:
             self._history_pending = True
-        self._in_flight_rows.clear()
         stored += self._pending
         self._pending = []
         self._history_cursor = None
@@ -462,7 +473,7 @@ class EdgeSession:
         for dev in self._devices.values():
             dev.born = False
         if self._state is not State.CLOSED:
-            self._state = State.DISCONNECTED
+            self._machine.fire(Trigger.LOST)
         return self._store(stored)
 
     def _on_shutdown(self, _: Shutdown) -> list[Action]:
@@ -470,10 +481,12 @@ class EdgeSession:
         if self._state is State.ONLINE:
             actions += self._flush_live()
         connected = self.connected
-        self._state = State.CLOSED
+        if self._state is not State.CLOSED:
+            self._machine.fire(Trigger.SHUTDOWN)
         if connected:
             # NDEATH first (rule 11); its PUBACK confirms every DATA before it (fence)
-            actions.append(self._publish(MessageType.NDEATH, None, self._ndeath_payload(), qos=1, fence=True))
+            actions.append(self._publish(MessageType.NDEATH, None, encode_ndeath(self._bd_seq, self._clock()),
+                                         qos=1, fence=True))
             actions.append(Disconnect("shutdown", next_server=False, publish_will=True))
         stored = self._pending
         self._pending = []
@@ -483,7 +496,7 @@ class EdgeSession:
     # primary host ---------------------------------------------------------------------------
 
     def _on_state(self, event: StateReceived) -> list[Action]:
-        if self._state is State.CLOSED:
+        if self._state in (State.CLOSED, State.ERROR):
             return []
         primary = self.settings.primary_host_id
         if primary is None or event.host_id != primary:
@@ -506,21 +519,21 @@ class EdgeSession:
             return []
         if state.online:
             if self._state is State.WAITING_HOST:
-                self._state = State.ONLINE
+                self._machine.fire(Trigger.HOST_ONLINE)
                 return self._birth_sequence()
             return []
         if self._state is State.ONLINE:
             self.counters.host_offline_disconnects += 1
             log.warning("primary host %r went offline: NDEATH, disconnect, next server", primary)
-            self._state = State.DISCONNECTING
-            return [self._publish(MessageType.NDEATH, None, self._ndeath_payload(), qos=1, fence=True),
+            self._machine.fire(Trigger.LEAVE_SERVER)
+            return [self._publish(MessageType.NDEATH, None, encode_ndeath(self._bd_seq, self._clock()),
+                                  qos=1, fence=True),
                     Disconnect(f"primary host {primary} offline", next_server=True, publish_will=True)]
         if self.settings.several_servers:  # WAITING_HOST: try the next server, where the host may be online
-            self._state = State.DISCONNECTING
+            self._machine.fire(Trigger.LEAVE_SERVER)
             return [Disconnect(f"primary host {primary} offline on this server", next_server=True,
                                publish_will=False)]
         return []
-
     # commands ---------------------------------------------------------------------------------
 
     def _on_command(self, event: CommandReceived) -> list[Action]:
@@ -537,21 +550,21 @@ class EdgeSession:
                 info = self._by_alias.get(alias)
                 if info is None or info.device_id != device_id:
                     unknown.append(CommandFault.UNKNOWN_ALIAS)
-                    raise UnknownAliasError(f"{message_type} alias {alias} is not a metric of {_where(device_id)}")
+                    raise UnknownAliasError(f"{message_type} alias {alias} is not a metric of {where(device_id)}")
                 return info.name, info.datatype
             if device_id is None and name in _NODE_CONTROLS:
                 return name, DataType.Boolean
             info = self._metrics.get((device_id, name))  # type: ignore[arg-type]
             if info is None:
                 unknown.append(CommandFault.UNKNOWN_METRIC)
-                raise UnknownAliasError(f"{message_type} metric {name!r} is not a metric of {_where(device_id)}")
+                raise UnknownAliasError(f"{message_type} metric {name!r} is not a metric of {where(device_id)}")
             return info.name, info.datatype
 
         try:
             payload = decode_payload(event.payload, message_type, resolve)
         except RemoteProtocolError as exc:
             fault = unknown[-1] if isinstance(exc, UnknownAliasError) and unknown else CommandFault.MALFORMED
-            return self._reject(event, fault, f"bad {message_type} for {_where(device_id)}: {exc}")
+            return self._reject(event, fault, f"bad {message_type} for {where(device_id)}: {exc}")
         actions: list[Action] = []
         rebirth = next_server = False
         others: list[Metric] = []
@@ -565,8 +578,9 @@ class EdgeSession:
         if next_server and self._state is State.ONLINE:
             self.counters.next_server_requests += 1
             log.warning("NCMD %s: NDEATH, disconnect, next server", NODE_NEXT_SERVER)
-            self._state = State.DISCONNECTING
-            return [self._publish(MessageType.NDEATH, None, self._ndeath_payload(), qos=1, fence=True),
+            self._machine.fire(Trigger.LEAVE_SERVER)
+            return [self._publish(MessageType.NDEATH, None, encode_ndeath(self._bd_seq, self._clock()),
+                                  qos=1, fence=True),
                     Disconnect(NODE_NEXT_SERVER, next_server=True, publish_will=True)]
         if rebirth:
             actions += self._request_rebirth()
@@ -583,7 +597,7 @@ class EdgeSession:
             return []
         g, e = self.settings.group_id, self.settings.edge_node_id
         topic = (self._topics[MessageType.NCMD] if event.device_id is None
-                 else f"spBv1.0/{g}/DCMD/{e}/{event.device_id}")
+                 else device_prefix(g, MessageType.DCMD, e) + event.device_id)
         return [RejectedCommand(topic, event.device_id, event.payload, fault, error)]
 
     def _request_rebirth(self) -> list[Action]:
@@ -608,10 +622,10 @@ class EdgeSession:
         for update in event.current:
             if update.device_id != event.device_id:
                 raise LocalProtocolError(
-                    f"DeviceOnline({event.device_id!r}) carries a value of {_where(update.device_id)}")
+                    f"DeviceOnline({event.device_id!r}) carries a value of {where(update.device_id)}")
             key = (update.device_id, update.name)
             if key not in self._metrics:
-                raise LocalProtocolError(f"metric {update.name!r} of {_where(update.device_id)} is not defined")
+                raise LocalProtocolError(f"metric {update.name!r} of {where(update.device_id)} is not defined")
             self._cvt[key] = update
         if not dev.online:
             self._device_order += 1
@@ -632,9 +646,9 @@ class EdgeSession:
             if mine:
                 self._pending = [u for u in self._pending if u.device_id != event.device_id]
                 actions += self._publish_values(event.device_id, mine, from_store=False)
-            payload = Payload(metrics=[], timestamp=self._clock(), seq=self._next_seq())
-            actions.append(self._publish(MessageType.DDEATH, event.device_id,
-                                         encode_payload(payload, MessageType.DDEATH), seq=payload.seq))
+            seq = self._next_seq()
+            actions.append(self._publish(MessageType.DDEATH, event.device_id, encode_ddeath(self._clock(), seq),
+                                         seq=seq))
             self.counters.ddeaths += 1
         dev.online = False
         dev.born = False
@@ -658,8 +672,7 @@ class EdgeSession:
             actions += self._birth_sequence()
         actions += self._flush_live()
         if (self._state is State.ONLINE and self._history_pending and not self._fetch_outstanding):
-            in_flight = len(self._in_flight_rows)
-            room = min(self.settings.replay_values_per_tick, self.settings.replay_max_in_flight - in_flight)
+            room = min(self.settings.replay_values_per_tick, self.settings.replay_max_in_flight - self._window.rows)
             if room > 0:
                 self._fetch_outstanding = True
                 targets = frozenset([None, *(d for d, dev in self._devices.items() if dev.born)])
@@ -680,7 +693,7 @@ class EdgeSession:
         unknown: list[int] = []
         for update in event.updates:
             row_id = update.seq_id
-            if row_id is None or row_id in self._in_flight_rows:
+            if row_id is None or self._window.holds_row(row_id):
                 continue
             if (update.device_id, update.name) not in self._metrics:
                 unknown.append(row_id)
@@ -698,29 +711,10 @@ class EdgeSession:
         return actions
 
     def _on_confirmed(self, event: DataConfirmed) -> list[Action]:
-        flights = self._in_flight
-        if not flights or (event.connection is not None and event.connection != self._connection):
+        if event.connection is not None and event.connection != self._connection:
             return []
-        if event.seq is None:
-            count = len(flights)
-        else:
-            count = 0
-            for index, flight in enumerate(flights):
-                if flight.seq == event.seq:
-                    count = index + 1
-                    break
-            if count == 0:
-                return []
-        rows: list[int] = []
-        confirmed = 0
-        for _ in range(count):
-            flight = flights.popleft()
-            confirmed += len(flight.updates) + len(flight.row_ids)
-            if flight.row_ids:
-                rows += flight.row_ids
-                self._in_flight_rows.difference_update(flight.row_ids)
+        confirmed, rows = self._window.confirm(event.seq)
         self.counters.values_confirmed += confirmed
-        self._in_flight_count -= confirmed
         return [StoreDelete(rows)] if rows else []
 
     def _restart_history(self) -> None:
@@ -734,7 +728,7 @@ class EdgeSession:
         self._pending = []
         if self._state is not State.ONLINE:
             return self._store(pending)
-        if self._in_flight_count >= self.settings.replay_max_in_flight + self.settings.max_metrics_per_message * 100:
+        if self._window.values >= self.settings.replay_max_in_flight + self.settings.max_metrics_per_message * 100:
             # the broker is not confirming (stuck, or routing slower than we produce): keep memory
             # bounded, buffer on disk and replay once confirmations catch up
             return self._store(pending)
@@ -765,95 +759,50 @@ class EdgeSession:
         self.counters.values_stored += len(updates)
         return [StoreForward(updates)]
 
-    # -- building messages --------------------------------------------------------------------
+    # -- building messages (contents: :mod:`edge_node.session.messages`) -------------------------
 
     def _publish_values(self, device_id: str | None, updates: list[MetricUpdate], *, from_store: bool) -> list[Action]:
         """NDATA/DDATA messages for one target: timestamp order, bounded size, no (metric, ts) twice."""
-        updates = sorted(updates, key=_by_timestamp)
-        limit = self.settings.max_metrics_per_message
         message_type = MessageType.NDATA if device_id is None else MessageType.DDATA
         actions: list[Action] = []
-        chunk: list[MetricUpdate] = []
-        seen: set[tuple[str, int]] = set()
-        for update in updates:
-            key = (update.name, update.timestamp)
-            if len(chunk) >= limit or key in seen:
-                actions += self._data_message(message_type, device_id, chunk, from_store)
-                chunk = []
-                seen = set()
-            chunk.append(update)
-            seen.add(key)
-        if chunk:
+        for chunk in chunk_values(updates, self.settings.max_metrics_per_message):
             actions += self._data_message(message_type, device_id, chunk, from_store)
         return actions
 
     def _data_message(self, message_type: MessageType, device_id: str | None, updates: list[MetricUpdate],
                       from_store: bool) -> list[Action]:
-        metrics = self._data_metrics(device_id, updates, from_store)
+        metrics = data_metrics(self._metrics, device_id, updates, from_store)
         if not metrics:
             return []
-        payload = Payload(metrics=metrics, timestamp=self._clock(), seq=self._seq)
-        try:
-            data = encode_payload(payload, message_type)
-        except EncodeError:
-            updates, metrics = self._drop_unencodable(message_type, device_id, updates, metrics)
-            if not metrics:
-                return []
-            payload.metrics = metrics
-            data = encode_payload(payload, message_type)
+        encoded = encode_data(message_type, updates, metrics, self._clock(), self._seq)
+        for update, error in encoded.dropped:
+            self.counters.values_unencodable += 1
+            log.error("dropping value of %r (%s): %s", update.name, where(device_id), error)
+        if encoded.payload is None:
+            return []
+        updates = encoded.updates
         seq = self._next_seq()  # taken only once the payload encoded: a bad value never burns a seq
-        self._in_flight_count += len(updates)
         if from_store:
-            row_ids = [u.seq_id for u in updates if u.seq_id is not None]
-            self._in_flight.append(_InFlight(seq, [], row_ids))
-            self._in_flight_rows.update(row_ids)
+            self._window.add_stored(seq, updates)
             self.counters.values_replayed += len(updates)
         else:
-            self._in_flight.append(_InFlight(seq, updates, []))
+            self._window.add_live(seq, updates)
             self.counters.values_published += len(updates)
         self.counters.data_messages += 1
-        return [self._publish(message_type, device_id, data, seq=seq, values=len(updates))]
-
-    def _data_metrics(self, device_id: str | None, updates: list[MetricUpdate], from_store: bool) -> list[Metric]:
-        out = []
-        metrics = self._metrics
-        for update in updates:
-            info = metrics[(device_id, update.name)]
-            out.append(Metric(alias=info.alias, datatype=info.datatype, value=update.value,
-                              timestamp=update.timestamp, is_null=update.is_null or update.value is None,
-                              is_historical=from_store or update.is_historical, properties=update.properties))
-        return out
-
-    def _drop_unencodable(self, message_type: MessageType, device_id: str | None, updates: list[MetricUpdate],
-                          metrics: list[Metric]) -> tuple[list[MetricUpdate], list[Metric]]:
-        good_updates, good_metrics = [], []
-        for update, metric in zip(updates, metrics, strict=True):
-            try:
-                encode_payload(Payload(metrics=[metric], timestamp=0, seq=0), message_type)
-            except EncodeError as exc:
-                self.counters.values_unencodable += 1
-                log.error("dropping value of %r (%s): %s", update.name, _where(device_id), exc)
-                continue
-            good_updates.append(update)
-            good_metrics.append(metric)
-        return good_updates, good_metrics
+        return [self._publish(message_type, device_id, encoded.payload, seq=seq, values=len(updates))]
 
     def _birth_sequence(self) -> list[Action]:
-        """NBIRTH (seq 0) then a DBIRTH per online device (rule 4)."""
+        """NBIRTH (seq 0) then a DBIRTH per online device (rule 4).
+
+        A current value that does not encode raises :class:`BirthEncodeError` (rule 13)."""
         now = self._clock()
         self._seq = 0
         self._last_birth_ms = now
         self._rebirth_due = None
-        metrics = [
-            Metric(name=BDSEQ, value=self._bd_seq, datatype=DataType.Int64, timestamp=now),
-            Metric(name=NODE_REBIRTH, value=False, datatype=DataType.Boolean, timestamp=now),
-            Metric(name=NODE_NEXT_SERVER, value=False, datatype=DataType.Boolean, timestamp=now),
-        ]
-        metrics += self._birth_metrics(None, now)
-        metrics.sort(key=_metric_ts)
-        payload = Payload(metrics=metrics, timestamp=now, seq=self._next_seq())
-        actions: list[Action] = [self._publish(MessageType.NBIRTH, None, encode_payload(payload, MessageType.NBIRTH),
-                                               seq=payload.seq, values=len(metrics))]
+        metrics = birth_metrics(self._infos(None), self._cvt, now)
+        seq = self._next_seq()
+        payload, count = encode_birth(MessageType.NBIRTH, node_controls(self._bd_seq, now), metrics, now, seq)
+        actions: list[Action] = [self._publish(MessageType.NBIRTH, None, payload, seq=seq, values=count)]
         self.counters.nbirths += 1
         for dev in self._devices.values():
             dev.born = False
@@ -865,38 +814,15 @@ class EdgeSession:
 
     def _dbirth(self, device_id: str) -> Publish:
         now = self._clock()
-        metrics = self._birth_metrics(device_id, now)
-        metrics.sort(key=_metric_ts)
-        payload = Payload(metrics=metrics, timestamp=now, seq=self._next_seq())
+        metrics = birth_metrics(self._infos(device_id), self._cvt, now)
+        seq = self._next_seq()
+        payload, count = encode_birth(MessageType.DBIRTH, [], metrics, now, seq)
         self._devices[device_id].born = True
         self.counters.dbirths += 1
-        return self._publish(MessageType.DBIRTH, device_id, encode_payload(payload, MessageType.DBIRTH),
-                             seq=payload.seq, values=len(metrics))
+        return self._publish(MessageType.DBIRTH, device_id, payload, seq=seq, values=count)
 
-    def _birth_metrics(self, device_id: str | None, now: int) -> list[Metric]:
-        out = []
-        for key, info in self._metrics.items():
-            if key[0] != device_id:
-                continue
-            current = self._cvt.get(key)
-            props = info.birth_properties
-            if current is not None and current.properties:
-                props = {**(props or {}), **current.properties}
-            description = info.definition.description
-            metric = Metric(name=info.name, alias=info.alias, datatype=info.datatype,
-                            timestamp=now if current is None else current.timestamp,
-                            properties=props, metadata=MetaData(description=description) if description else None)
-            if current is None or current.is_null or current.value is None:
-                metric.is_null = True
-            else:
-                metric.value = current.value
-            out.append(metric)
-        return out
-
-    def _ndeath_payload(self) -> bytes:
-        now = self._clock()
-        metric = Metric(name=BDSEQ, value=self._bd_seq, datatype=DataType.Int64, timestamp=now)
-        return encode_payload(Payload(metrics=[metric], timestamp=now), MessageType.NDEATH)
+    def _infos(self, device_id: str | None) -> list[MetricInfo]:
+        return [info for key, info in self._metrics.items() if key[0] == device_id]
 
     def _publish(self, message_type: MessageType, device_id: str | None, payload: bytes, *, seq: int | None = None,
                  qos: int = 0, fence: bool = False, values: int = 0) -> Publish:
@@ -912,13 +838,13 @@ class EdgeSession:
     # -- definitions ----------------------------------------------------------------------------
 
     def _define(self, definitions: Iterable[MetricDefinition]) -> None:
-        lowered: dict[tuple[str | None, str], str] = {}
+        lowered: dict[MetricKey, str] = {}
         alias = 0
         for definition in definitions:
             key = (definition.device_id, definition.name)
             if key in self._metrics:
                 raise LocalProtocolError(
-                    f"metric {definition.name!r} of {_where(definition.device_id)} is defined twice")
+                    f"metric {definition.name!r} of {where(definition.device_id)} is defined twice")
             if not definition.name:
                 raise LocalProtocolError("a metric definition has an empty name")
             if definition.device_id is None and definition.name in (BDSEQ, *_NODE_CONTROLS):
@@ -929,11 +855,11 @@ class EdgeSession:
             folded = (definition.device_id, definition.name.casefold())
             if folded in lowered:
                 log.warning("metrics %r and %r of %s differ only by case (tck-id-case-sensitivity-metric-names)",
-                            lowered[folded], definition.name, _where(definition.device_id))
+                            lowered[folded], definition.name, where(definition.device_id))
             lowered[folded] = definition.name
             alias += 1
-            info = _Info(definition.device_id, definition.name, DataType(definition.datatype), alias, definition,
-                         _definition_properties(definition))
+            info = MetricInfo(definition.device_id, definition.name, DataType(definition.datatype), alias, definition,
+                              definition_properties(definition))
             self._metrics[key] = info
             self._by_alias[alias] = info
 
@@ -954,31 +880,8 @@ _HANDLERS: dict[type, Callable[[EdgeSession, object], list[Action]]] = {
 }
 
 
-def _definition_properties(definition: MetricDefinition) -> PropertySet | None:
-    props: PropertySet = {}
-    if definition.unit:
-        props[PROP_ENG_UNIT] = PropertyValue(DataType.String, definition.unit)
-    if definition.eng_low is not None:
-        props[PROP_ENG_LOW] = PropertyValue(DataType.Double, float(definition.eng_low))
-    if definition.eng_high is not None:
-        props[PROP_ENG_HIGH] = PropertyValue(DataType.Double, float(definition.eng_high))
-    return props or None
-
-
-def _by_timestamp(update: MetricUpdate) -> int:
-    return update.timestamp
-
-
-def _metric_ts(metric: Metric) -> int:
-    return metric.timestamp or 0
-
-
 def _supersedes(update: MetricUpdate, current: MetricUpdate | None) -> bool:
     """Whether ``update`` becomes the current value a birth carries: a newer sample does, and so does
     anything after the edge's own marker (Bad, stale, a flagged timestamp), even when its source
     timestamp is older: after a reconnect the recovery value keeps the time it last changed."""
     return current is None or update.timestamp >= current.timestamp or is_quality_marker(current.properties)
-
-
-def _where(device_id: str | None) -> str:
-    return "the node" if device_id is None else f"device {device_id!r}"
