@@ -186,3 +186,16 @@ def test_one_port_for_two_services_refuses_before_any_file_changes(tmp_path: Pat
                       "Nothing was written.\n")
     assert _snapshot(stack.folder) == stack.before
     assert not list(stack.data.glob("config-backup-*"))
+
+
+def test_init_over_an_existing_folder_backs_it_up_first(tmp_path: Path) -> None:
+    stack = _edited_stack(tmp_path)
+    done = subprocess.run(uns_command("init", "--out", str(stack.folder)), capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    backups = sorted(stack.data.glob("config-backup-*"))
+    assert len(backups) == 1
+    assert done.stdout == (f"backed up the previous config folder {stack.folder} to {backups[0]}\n"
+                           f"wrote the local stack config to {stack.folder}\n")
+    assert {n: c for n, (c, _) in _snapshot(backups[0]).items()} == {n: c for n, (c, _) in stack.before.items()}
+    assert stack.own_token not in (stack.folder / "adapter.yaml").read_text()

@@ -34,6 +34,10 @@ def register(app: typer.Typer) -> None:
         except ValueError:
             typer.echo(f"uns init: --profile must be local or compose, not {profile!r}", err=True)
             raise typer.Exit(2) from None
+        if out.is_dir() and any(out.iterdir()):  # a rewrite never costs the user the old secrets
+            from unshub.cli.stack_ports import backup_folder
+
+            typer.echo(f"backed up the previous config folder {out} to {backup_folder(out)}")
         write_stack_config(out, chosen, StackPorts(mqtt_port, ws_port, opcua_port, http_port,
                                                    edge_http=edge_metrics_port, broker_http=broker_metrics_port))
         typer.echo(f"wrote the {chosen.value} stack config to {out}")
