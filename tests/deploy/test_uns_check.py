@@ -113,3 +113,38 @@ def test_files_are_told_apart_by_content_and_a_stranger_is_named(conf: Path, tmp
         f"{tmp_path / 'missing.yaml'}: does not exist",
     ]
     assert re.fullmatch(r"uns check: 2 problem\(s\); 1 of 3 file\(s\) OK\n", done.stderr)
+
+
+def test_links_between_valid_files_are_checked_in_a_folder(conf: Path) -> None:
+    """Each file valid alone, the deployment broken: the edge waits for another host, its broker
+    password is stale, the adapter logs in as a user the broker does not have."""
+    plant, adapter, users = conf / "plant.yaml", conf / "adapter.yaml", conf / "users.yaml"
+    host = replace_line(plant, "primary_host_id: uns-mes", "primary_host_id: other-host")
+    edge_url = next(line.strip()[2:] for line in plant.read_text().splitlines() if "mqtt://edge:" in line)
+    broker_line = replace_line(plant, f"- {edge_url}", "- " + re.sub(r"edge:[^@]*@", "edge:stale-password@", edge_url))
+    mes_url = next(line.strip() for line in adapter.read_text().splitlines() if "mqtt://mes:" in line)
+    adapter_line = replace_line(adapter, mes_url, mes_url.replace("mqtt://mes:", "mqtt://nobody:"))
+    host_id_line = next(n for n, line in enumerate(adapter.read_text().splitlines(), 1) if "host_id: uns-mes" in line)
+    done = check(conf)
+    assert done.returncode == 2
+    assert done.stdout.splitlines()[-3:] == [
+        f"{plant}:{host}: sparkplug.primary_host_id: 'other-host' is not the adapter's host id 'uns-mes' "
+        f"({adapter}:{host_id_line}): the edge node waits for that host's STATE and never births",
+        f"{plant}:{broker_line}: sparkplug.brokers[0]: the password of user 'edge' does not match {users}; "
+        "reset it with `uns broker passwd`",
+        f"{adapter}:{adapter_line}: host.broker_url: user 'nobody' is not in {users}; add it with "
+        f"`uns broker passwd {users} nobody --role host`",
+    ]
+    assert done.stderr == "uns check: 3 problem(s); 4 of 6 file(s) OK\n"
+
+
+def test_an_edge_user_scoped_to_another_node_is_named(conf: Path) -> None:
+    users, plant = conf / "users.yaml", conf / "plant.yaml"
+    replace_line(users, "edge: packaging:line1", "edge: packaging:line9")
+    broker_line = next(n for n, line in enumerate(plant.read_text().splitlines(), 1) if "mqtt://edge:" in line)
+    done = check(conf)
+    assert done.returncode == 2
+    assert done.stdout.splitlines()[-1] == (
+        f"{plant}:{broker_line}: sparkplug.brokers[0]: user 'edge' may publish for acme:plant1/packaging:line9 "
+        "only, not this node's acme:plant1/packaging:line1: the broker refuses its Will and every birth")
+    assert done.stderr == "uns check: 1 problem(s); 5 of 6 file(s) OK\n"

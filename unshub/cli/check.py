@@ -6,7 +6,8 @@ one error at a time is slow, and GitOps wants a single gate. Each file goes thro
 ``load_checked`` step its service runs before starting (so ``check`` passes exactly what ``run``
 accepts), every problem of every file is collected, each printed once as
 ``file:line: path: message`` in the file where it is (a referenced file's problems are not
-repeated under the field that names it), and the exit code is 2 if there is any.
+repeated under the field that names it), and the exit code is 2 if there is any. For a stack
+folder it then checks the links between the files (:mod:`unshub.cli.check_links`).
 """
 
 from __future__ import annotations
@@ -150,6 +151,21 @@ def check_files(files: list[Path]) -> tuple[list[str], list[tuple[Path, str]]]:
     return problems, passed
 
 
+def check_paths(paths: list[Path]) -> tuple[list[str], list[tuple[Path, str]], int]:
+    """:func:`check_files` on what the paths name, then the links between the files of each stack
+    folder (:mod:`unshub.cli.check_links`); a file with a link problem no longer counts as OK.
+    Returns the problems, the files that passed with their kind, and how many files were checked."""
+    from unshub.cli.check_links import stack_links
+
+    targets = files_to_check(paths)
+    problems, passed = check_files(targets)
+    for folder in (path for path in paths if path.is_dir()):
+        links = stack_links(folder, {path for path, _ in passed})
+        problems += [issue for issue in links if issue not in problems]
+        passed = [(path, kind) for path, kind in passed if not any(i.startswith(f"{path}:") for i in links)]
+    return problems, passed, len(targets)
+
+
 def register(app: typer.Typer) -> None:
     @app.command("check")
     def check(
@@ -157,18 +173,17 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Validate every config of a deployment (edge tag map, adapter, broker, users, signers,
         allowlist): every problem as `file:line: path: message`; exit 2 if there is any."""
-        targets = files_to_check(paths or [Path("uns-data/config")])
-        if not targets:
-            typer.echo(f"uns check: no config files in {', '.join(map(str, paths or ['uns-data/config']))} "
+        paths = paths or [Path("uns-data/config")]
+        if not files_to_check(paths):
+            typer.echo(f"uns check: no config files in {', '.join(map(str, paths))} "
                        f"(looked for {', '.join(STACK_FILES)})", err=True)
             raise typer.Exit(2)
-        problems, passed = check_files(targets)
+        problems, passed, checked = check_paths(paths)
         for path, kind in passed:
             typer.echo(f"ok  {path} ({kind})")
         for problem in problems:
             typer.echo(problem)
         if problems:
-            typer.echo(f"uns check: {len(problems)} problem(s); {len(passed)} of {len(targets)} file(s) OK",
-                       err=True)
+            typer.echo(f"uns check: {len(problems)} problem(s); {len(passed)} of {checked} file(s) OK", err=True)
             raise typer.Exit(2)
-        typer.echo(f"uns check: {len(targets)} file(s) OK")
+        typer.echo(f"uns check: {checked} file(s) OK")
