@@ -199,3 +199,28 @@ def test_init_over_an_existing_folder_backs_it_up_first(tmp_path: Path) -> None:
                            f"wrote the local stack config to {stack.folder}\n")
     assert {n: c for n, (c, _) in _snapshot(backups[0]).items()} == {n: c for n, (c, _) in stack.before.items()}
     assert stack.own_token not in (stack.folder / "adapter.yaml").read_text()
+
+
+def test_a_plc_or_broker_on_another_host_keeps_its_port(tmp_path: Path) -> None:
+    """Only the stack's own broker and simulator move (same host and port as stack.yaml): a real
+    PLC at 192.0.2.10 that uses the simulator's port number is not touched (the function `uns up` calls)."""
+    from unshub.cli.stack import StackPorts
+    from unshub.cli.stack_ports import change_ports
+
+    stack = _edited_stack(tmp_path)
+    plant = stack.folder / "plant.yaml"
+    ours_opcua = f"opc.tcp://127.0.0.1:{stack.ports['opcua']}"
+    plc = f"opc.tcp://192.0.2.10:{stack.ports['opcua']}"
+    text = plant.read_text()
+    assert text.count(f"  url: {ours_opcua}\n") == 1
+    text = text.replace(f"  url: {ours_opcua}\n", f"  url: {ours_opcua}\n  server_deadband: false\n- name: plc\n"
+                                                  f"  url: {plc}\n", 1)
+    plant.write_text(text)
+    old = StackPorts(**stack.ports)
+    new = StackPorts(**{**stack.ports, "opcua": free_port()})
+    backup, edits = change_ports(stack.folder, old, new)
+    assert [(e.file, e.loc) for e in edits] == [("stack.yaml", ("ports", "opcua")), ("stack.yaml", ("opcua_endpoint",)),
+                                                ("plant.yaml", ("opcua", 0, "url"))]
+    assert plant.read_text() == text.replace(f"  url: {ours_opcua}\n", f"  url: opc.tcp://127.0.0.1:{new.opcua}\n")
+    assert f"  url: {plc}\n" in plant.read_text()
+    assert (backup / "plant.yaml").read_text() == text

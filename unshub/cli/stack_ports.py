@@ -72,23 +72,31 @@ def _spots(old: StackPorts) -> Iterator[Spot]:
     yield Spot("adapter.yaml", ("http", "port"), "http")
 
 
-def _list_spots(file: str, data: Any, old: StackPorts) -> Iterator[Spot]:
+def _list_spots(file: str, data: Any, old: StackPorts, hosts: dict[str, str | None]) -> Iterator[Spot]:
+    """The stack's broker and simulator in the edge's lists: same host and port as ``stack.yaml``
+    says (a PLC on another host that happens to use port 4840 is not ours to change)."""
     if file != "plant.yaml" or not isinstance(data, dict):
         return
     brokers = (data.get("sparkplug") or {}).get("brokers") or []
     for index, url in enumerate(brokers):
-        if isinstance(url, str) and _url_port(url) == old.mqtt:
+        if isinstance(url, str) and _host_port(url) == (hosts["mqtt"], old.mqtt):
             yield Spot(file, ("sparkplug", "brokers", index), "mqtt", url=True)
     for index, server in enumerate(data.get("opcua") or []):
-        if isinstance(server, dict) and isinstance(server.get("url"), str) and _url_port(server["url"]) == old.opcua:
+        url = server.get("url") if isinstance(server, dict) else None
+        if isinstance(url, str) and _host_port(url) == (hosts["opcua"], old.opcua):
             yield Spot(file, ("opcua", index, "url"), "opcua", url=True)
 
 
-def _url_port(url: str) -> int | None:
+def _host_port(url: str) -> tuple[str | None, int | None]:
     try:
-        return urlsplit(url).port
+        parts = urlsplit(url)
+        return parts.hostname, parts.port
     except ValueError:
-        return None
+        return None, None
+
+
+def _url_port(url: str) -> int | None:
+    return _host_port(url)[1]
 
 
 def _with_port(url: str, port: int) -> str:
@@ -133,13 +141,16 @@ def plan_port_change(folder: Path, old: StackPorts, new: StackPorts) -> dict[str
         by_file.setdefault(spot.file, []).append(spot)
     problems: list[str] = []
     plans: dict[str, tuple[str, list[Edit]]] = {}
+    stack = yaml.safe_load((folder / "stack.yaml").read_text(encoding="utf-8")) or {}
+    hosts = {"mqtt": _host_port(str(stack.get("broker_url", "")))[0],
+             "opcua": _host_port(str(stack.get("opcua_endpoint", "")))[0]}
     for file in ("stack.yaml", "broker.yaml", "plant.yaml", "adapter.yaml"):
         path = folder / file
         if not path.exists():
             continue
         text = path.read_text(encoding="utf-8")
         document = load_marked_yaml(text, source=str(path))
-        spots = [*by_file.get(file, []), *_list_spots(file, document.data, old)]
+        spots = [*by_file.get(file, []), *_list_spots(file, document.data, old, hosts)]
         lines = text.splitlines(keepends=True)
         expected = yaml.safe_load(text)
         edits: list[Edit] = []
