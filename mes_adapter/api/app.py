@@ -22,10 +22,10 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mes_adapter.api import audit, batches, commands, errors, events, health, me, plant, production, quarantine
-from mes_adapter.metrics import AdapterMetrics
 from mes_adapter.service import AdapterService
+from mes_adapter.status.metrics import AdapterMetrics
 
-DASHBOARD = Path(__file__).parent / "dashboard"
+DASHBOARD = Path(__file__).parent.parent / "dashboard"  # mes_adapter/dashboard
 
 DESCRIPTION = """REST API of the uns-hub MES adapter (Sparkplug B primary host + MES core).
 
@@ -111,7 +111,7 @@ def create_app(service: AdapterService, metrics: AdapterMetrics, *, manage_lifet
 
 
 def build(config: Any) -> tuple[FastAPI, AdapterService]:
-    """Service, metrics and app from an :class:`~mes_adapter.app_config.AdapterConfig`."""
+    """Service, metrics and app from an :class:`~mes_adapter.config.application.AdapterConfig`."""
     metrics = AdapterMetrics()
     service = AdapterService(config, count=metrics.count)
     metrics.bind(service)

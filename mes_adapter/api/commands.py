@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 
 from mes_adapter.auth import Principal, Role
-from mes_adapter.command_service import CommandDraft, CommandRecord, CommandService
+from mes_adapter.commands.service import CommandDraft, CommandRecord, CommandService
 from mes_adapter.service import AdapterService
 from uns.commands.model import Signature
 

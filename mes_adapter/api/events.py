@@ -18,8 +18,8 @@ from fastapi.responses import StreamingResponse
 
 from mes_adapter.auth import Principal, Role, TokenStore
 from mes_adapter.episodes import QualityEpisode
-from mes_adapter.live_feed import sse_stream
 from mes_adapter.service import AdapterService
+from mes_adapter.status.live_feed import sse_stream
 
 from .deps import require, service
 from .errors import AUTH_RESPONSES, ApiError, ErrorBody

@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel
 
-from mes_adapter.metrics import CONTENT_TYPE
 from mes_adapter.service import AdapterService
+from mes_adapter.status.metrics import CONTENT_TYPE
 
 from .deps import service
 

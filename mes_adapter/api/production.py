@@ -8,16 +8,16 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query
 
 from mes_adapter.auth import Principal, Role
+from mes_adapter.confirmations.outbox import DeliveryStatus
 from mes_adapter.errors import UnknownConfirmationError
 from mes_adapter.lines import line_key
-from mes_adapter.outbox import DeliveryStatus
 from mes_adapter.service import AdapterService
 from mes_adapter.timefmt import now_ms
 
-from .api_oee import shift_window
 from .deps import require, service
 from .errors import AUTH_RESPONSES, ApiError, ErrorBody
 from .models import OutboxView
+from .shift_keys import shift_window
 from .views import current_batch
 
 router = APIRouter(prefix="/api", tags=["production"], responses=AUTH_RESPONSES)

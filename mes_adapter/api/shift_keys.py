@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from mes_adapter.oee.shifts import ShiftWindow
 from mes_adapter.service import AdapterService
-from mes_adapter.shifts import ShiftWindow
 
 from .errors import ApiError
 

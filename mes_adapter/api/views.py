@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from mes_adapter import line_status
-from mes_adapter.confirming import batch_intervals
+from mes_adapter.confirmations.service import batch_intervals
 from mes_adapter.context import BatchWindow
 from mes_adapter.host import MetricState, NodeView
 from mes_adapter.service import AdapterService
+from mes_adapter.status import data_status as line_status
 from uns.conventions import Quality
 
 from .models import BatchInfo, DeviceInfo, NodeInfo, TagView

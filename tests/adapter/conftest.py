@@ -11,8 +11,8 @@ import httpx
 import pytest
 import uvicorn
 
-from mes_adapter.app import build
-from mes_adapter.app_config import load_adapter_config
+from mes_adapter.api.app import build
+from mes_adapter.config.application import load_adapter_config
 from mes_adapter.service import AdapterService
 from tests.support.mosquitto import BrokerEndpoint
 from tests.support.net import free_port
