@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mes_adapter.api import audit, batches, commands, errors, events, health, me, plant, production, quarantine
 from mes_adapter.service import AdapterService
+from mes_adapter.service_api import ServiceApi
 from mes_adapter.status.metrics import AdapterMetrics
 
 DASHBOARD = Path(__file__).parent.parent / "dashboard"  # mes_adapter/dashboard
@@ -96,6 +97,7 @@ def create_app(service: AdapterService, metrics: AdapterMetrics, *, manage_lifet
     app = FastAPI(title="uns-hub MES adapter", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
                   docs_url="/docs", redoc_url=None, openapi_url="/openapi.json")
     app.state.service = service
+    app.state.api = ServiceApi(service)  # what the handlers see (mes_adapter.service_api)
     app.state.metrics = metrics
     errors.install(app)
     for module in (health, me, plant, quarantine, batches, production, commands, audit, events):
