@@ -1,7 +1,8 @@
 """The running MES adapter: the Sparkplug host, the MES core and the command path, wired together.
 
 :class:`AdapterService` owns every long-lived part and its lifetime; the REST API
-(:mod:`mes_adapter.api.app`) only reads from it and calls its few write methods. What flows where:
+(:mod:`mes_adapter.api`) sees it only through :class:`~mes_adapter.service_api.ServiceApi`, which
+reads from it and calls its few write methods. What flows where:
 
 * host change stream → :class:`~mes_adapter.production.ingest.Ingest` (records + production counters), one
   stream of its own, subscribed *before* the host connects so no birth is missed;
