@@ -139,7 +139,7 @@ def tree(tmp_path: Path) -> Path:
         _write(tmp_path, f"{package}/__init__.py", "")
     _write(tmp_path, "uns/lazy.py", "def f():\n    from edge_node.app import run\n    return run\n")
     _write(tmp_path, "uns/typing_only.py",
-           "from typing import TYPE_CHECKING\n\nif TYPE_CHECKING:\n    import mes_adapter.app\n")
+           "from typing import TYPE_CHECKING\n\nif TYPE_CHECKING:\n    import mes_adapter.api.app\n")
     _write(tmp_path, "uns/dynamic.py", "import importlib\n\nimportlib.import_module('unshub.cli.main')\n")
     _write(tmp_path, "uns/fine.py", "from uns.isa95 import LinePath\nfrom . import isa95\nimport json\n")
     _write(tmp_path, "broker/peer.py", "import os\n\n\nclass A:\n    def m(self):\n        import simulator.config\n")
@@ -156,7 +156,7 @@ def test_the_checker_names_module_and_line_of_every_kind_of_import(tree: Path) -
         "simulator/up.py:1: simulator.up imports unshub.supervisor (simulator may import only uns)",
         "uns/dynamic.py:3: uns.dynamic imports unshub.cli.main (the core imports no other project package)",
         "uns/lazy.py:2: uns.lazy imports edge_node.app (the core imports no other project package)",
-        "uns/typing_only.py:4: uns.typing_only imports mes_adapter.app (the core imports no other project package)",
+        "uns/typing_only.py:4: uns.typing_only imports mes_adapter.api.app (the core imports no other project package)",
     ]
 
 

@@ -24,9 +24,9 @@ from mes_adapter.episodes import (
 )
 from mes_adapter.host.live_model import LiveModel
 from mes_adapter.host.tracker import DeviceBorn, DeviceDied, MetricsChanged, NodeBorn
-from mes_adapter.line_status import iso
-from mes_adapter.oee import Interval
-from mes_adapter.oee_service import OeeService
+from mes_adapter.oee.compute import Interval
+from mes_adapter.oee.service import OeeService
+from mes_adapter.status.data_status import iso
 from tests.mes.helpers import LINE as LINE2
 from tests.mes.helpers import MIN, build
 from uns.conventions import PROP_QUALITY, PROP_QUALITY_REASON, PROP_RAW_VALUE, PROP_STATUS_CODE, Quality

@@ -22,10 +22,11 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mes_adapter.api import audit, batches, commands, errors, events, health, me, plant, production, quarantine
-from mes_adapter.metrics import AdapterMetrics
 from mes_adapter.service import AdapterService
+from mes_adapter.service_api import ServiceApi
+from mes_adapter.status.metrics import AdapterMetrics
 
-DASHBOARD = Path(__file__).parent / "dashboard"
+DASHBOARD = Path(__file__).parent.parent / "dashboard"  # mes_adapter/dashboard
 
 DESCRIPTION = """REST API of the uns-hub MES adapter (Sparkplug B primary host + MES core).
 
@@ -96,6 +97,7 @@ def create_app(service: AdapterService, metrics: AdapterMetrics, *, manage_lifet
     app = FastAPI(title="uns-hub MES adapter", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
                   docs_url="/docs", redoc_url=None, openapi_url="/openapi.json")
     app.state.service = service
+    app.state.api = ServiceApi(service)  # what the handlers see (mes_adapter.service_api)
     app.state.metrics = metrics
     errors.install(app)
     for module in (health, me, plant, quarantine, batches, production, commands, audit, events):
@@ -111,7 +113,7 @@ def create_app(service: AdapterService, metrics: AdapterMetrics, *, manage_lifet
 
 
 def build(config: Any) -> tuple[FastAPI, AdapterService]:
-    """Service, metrics and app from an :class:`~mes_adapter.app_config.AdapterConfig`."""
+    """Service, metrics and app from an :class:`~mes_adapter.config.application.AdapterConfig`."""
     metrics = AdapterMetrics()
     service = AdapterService(config, count=metrics.count)
     metrics.bind(service)

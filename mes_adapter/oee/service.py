@@ -1,6 +1,6 @@
 """OEE per batch, per shift or per any window of a line, from stored data and configuration.
 
-Glue around the pure :func:`mes_adapter.oee.compute_oee`: the state timeline comes from the
+Glue around the pure :func:`mes_adapter.oee.compute.compute_oee`: the state timeline comes from the
 records store (the configured state metric, mapped by name to OEE categories; BAD/STALE state values
 mean UNKNOWN), the counts per product from the production counters inside each context segment,
 the ideal cycle time per product from the line config, planned downtime from the shift calendar.
@@ -12,14 +12,14 @@ import json
 from collections.abc import Callable
 from dataclasses import replace
 
-from mes_adapter.config import LineConfig, MesConfig
+from mes_adapter.config.mes import LineConfig, MesConfig
 from mes_adapter.context.service import ContextService
 from mes_adapter.errors import MesInputError
 from mes_adapter.lines import parse_line_key
-from mes_adapter.oee import Interval, MachineState, OeeResult, ProductionCount, StateChange, compute_oee
-from mes_adapter.production import ProductionCounters
-from mes_adapter.records import RecordStore
-from mes_adapter.shifts import ShiftWindow
+from mes_adapter.oee.compute import Interval, MachineState, OeeResult, ProductionCount, StateChange, compute_oee
+from mes_adapter.oee.shifts import ShiftWindow
+from mes_adapter.production.quantities import ProductionCounters
+from mes_adapter.production.records import RecordStore
 from mes_adapter.timefmt import now_ms
 from uns.conventions import Quality
 from uns.isa95 import MES, NamespaceMapping

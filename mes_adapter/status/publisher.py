@@ -2,7 +2,7 @@
 
 Plant apps reading the UNS must learn that a line's figures rest on incomplete inputs (a dead
 device, BAD tags) the same way the REST API and the dashboard say it. A one-second poll of the
-pure :func:`mes_adapter.line_status.line_data_status` is cheap (it walks the live model) and
+pure :func:`mes_adapter.status.data_status.line_data_status` is cheap (it walks the live model) and
 publishes only on a change, so a steady line costs no traffic.
 """
 
@@ -14,8 +14,8 @@ import json
 import logging
 from collections.abc import Callable
 
-from mes_adapter.line_status import DataStatus
 from mes_adapter.lines import parse_line_key
+from mes_adapter.status.data_status import DataStatus
 from mes_adapter.timefmt import now_ms
 from uns.isa95 import MES, NamespaceMapping
 

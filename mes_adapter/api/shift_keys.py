@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from mes_adapter.service import AdapterService
-from mes_adapter.shifts import ShiftWindow
+from mes_adapter.oee.shifts import ShiftWindow
+from mes_adapter.service_api import ServiceApi
 
 from .errors import ApiError
 
 
-def shift_window(svc: AdapterService, key: str) -> ShiftWindow:
+def shift_window(svc: ServiceApi, key: str) -> ShiftWindow:
     """The shift occurrence named ``<local date>/<shift name>``; 422 if malformed, 404 if not in the calendar."""
     day_text, sep, name = key.partition("/")
     try:
@@ -20,7 +20,7 @@ def shift_window(svc: AdapterService, key: str) -> ShiftWindow:
         day = None
     if not sep or not name or day is None:
         raise ApiError(422, "bad_shift_key", f"shift {key!r} is not <YYYY-MM-DD>/<shift name>")
-    calendar = svc.config.mes.calendar
+    calendar = svc.shift_calendar()
     zone = ZoneInfo(calendar.timezone)
     try:
         start = datetime.combine(day, time(0), tzinfo=zone)

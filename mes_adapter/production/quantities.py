@@ -1,6 +1,6 @@
 """Counter samples → persisted increments → quantities per time window (good, scrap, consumed).
 
-The I/O shell around :class:`~mes_adapter.counters.CounterTracker`: it knows from the config which
+The I/O shell around :class:`~mes_adapter.production.counters.CounterTracker`: it knows from the config which
 metrics are counters, keeps one tracker per counter, and writes each accepted sample and the deltas it
 caused in one SQLite transaction, so after a restart the trackers resume from the same samples and no
 increment is counted twice or lost.
@@ -28,9 +28,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from mes_adapter.config import CounterSignal, MesConfig
-from mes_adapter.counters import CounterDelta, CounterRole, CounterSample, CounterTracker
-from mes_adapter.oee import Interval
+from mes_adapter.config.mes import CounterSignal, MesConfig
+from mes_adapter.oee.compute import Interval
+from mes_adapter.production.counters import CounterDelta, CounterRole, CounterSample, CounterTracker
 from mes_adapter.sqlite import open_db, transaction
 from mes_adapter.timefmt import now_ms
 

@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
 from mes_adapter.context.models import BatchWindow, ContextAssertion
 from mes_adapter.lines import parse_line_key
-from mes_adapter.production import Quantities
+from mes_adapter.production.quantities import Quantities
 from mes_adapter.timefmt import iso_utc
 from uns.isa95 import MES, NamespaceMapping
 

@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from mes_adapter.context.service import ContextService
-from mes_adapter.counters import MAX_TS_MS  # the latest source time a record may carry
 from mes_adapter.errors import MesInputError
+from mes_adapter.production.counters import MAX_TS_MS  # the latest source time a record may carry
 from mes_adapter.sqlite import open_db, transaction
 from uns.conventions import Quality
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from mes_adapter.counters import CounterRole
 from mes_adapter.lines import line_key
-from mes_adapter.oee import MachineState
-from mes_adapter.shifts import ShiftCalendar
+from mes_adapter.oee.compute import MachineState
+from mes_adapter.oee.shifts import ShiftCalendar
+from mes_adapter.production.counters import CounterRole
 
 #: PackML state names (map by name, never by number: OPC UA companion specs renumber them) onto OEE categories.
 #: Execute produces; everything else is an unplanned stop unless the plant says otherwise.

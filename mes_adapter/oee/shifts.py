@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from mes_adapter.oee import Interval, merge
+from mes_adapter.oee.compute import Interval, merge
 
 _ALL_DAYS = frozenset(range(7))
 

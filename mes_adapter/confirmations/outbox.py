@@ -32,8 +32,8 @@ from typing import Any
 
 import httpx
 
-from mes_adapter.config import RetryPolicy, WebhookConfig
-from mes_adapter.confirmations import (
+from mes_adapter.config.mes import RetryPolicy, WebhookConfig
+from mes_adapter.confirmations.planning import (
     ConfirmationKind,
     ConfirmedWindow,
     ProductionConfirmation,

@@ -1,7 +1,7 @@
 """Configuration of the whole MES adapter application: one YAML file, validated as pydantic models.
 
 The adapter composes parts that each own their configuration (the Sparkplug host's
-:class:`~mes_adapter.host.HostConfig`, the MES core's :class:`~mes_adapter.config.MesConfig`, the
+:class:`~mes_adapter.host.HostConfig`, the MES core's :class:`~mes_adapter.config.mes.MesConfig`, the
 command allowlist and user registry files of :mod:`uns.commands`); this model only says where each
 lives and adds what belongs to the application itself: HTTP binding, API tokens, data directory,
 audit trail. Errors name ``file:line`` (via :class:`uns.commands.yamlsource.YamlSource`) because an
@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from mes_adapter.auth import TokenEntry, TokenFile
-from mes_adapter.config import MesConfig
+from mes_adapter.config.mes import MesConfig
 from mes_adapter.host import HostConfig
 from uns.commands.allowlist import Allowlist
 from uns.commands.signing import UserRegistry

@@ -28,10 +28,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from mes_adapter.config import MesConfig
-from mes_adapter.counters import CounterDelta, CounterSample
-from mes_adapter.production import TRANSIENT_ERRORS, ProductionCounters
-from mes_adapter.records import Record, RecordKind, RecordStore
+from mes_adapter.config.mes import MesConfig
+from mes_adapter.production.counters import CounterDelta, CounterSample
+from mes_adapter.production.quantities import TRANSIENT_ERRORS, ProductionCounters
+from mes_adapter.production.records import Record, RecordKind, RecordStore
 from uns.conventions import Quality
 from uns.isa95 import EquipmentPath, NamespaceMapping
 

@@ -28,7 +28,7 @@ from typing import Any
 from mes_adapter.auth import AuthError, Principal, Role
 from mes_adapter.context import ContextService
 from mes_adapter.host import LiveModel
-from mes_adapter.uns_link import LinkDownError, UnsLink
+from mes_adapter.host.uns_link import LinkDownError, UnsLink
 from uns.audit.chain import AuditLog
 from uns.audit.query import AuditQueryError, AuditReader
 from uns.audit.record import AuditEntry, AuditEvent

@@ -1,7 +1,7 @@
 """Deciding, building and enqueueing the confirmations that are due, line by line.
 
 The glue between the context timeline (batch windows), the production counters (quantities per
-window), the pure planner/builder (:mod:`mes_adapter.confirmations`) and the durable outbox. The
+window), the pure planner/builder (:mod:`mes_adapter.confirmations.planning`) and the durable outbox. The
 outbox is also the ledger of what was confirmed: after a restart, :meth:`run_due` sees the same
 confirmed windows and builds only what is missing, with the same ids.
 
@@ -15,8 +15,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from mes_adapter.config import MesConfig
-from mes_adapter.confirmations import (
+from mes_adapter.config.mes import MesConfig
+from mes_adapter.confirmations.outbox import EnqueueResult, Outbox
+from mes_adapter.confirmations.planning import (
     ConfirmationKind,
     PlannedConfirmation,
     ProductionConfirmation,
@@ -28,9 +29,8 @@ from mes_adapter.confirmations import (
 from mes_adapter.context.models import BatchWindow
 from mes_adapter.context.service import ContextService
 from mes_adapter.errors import OutboxConflictError
-from mes_adapter.oee import Interval
-from mes_adapter.outbox import EnqueueResult, Outbox
-from mes_adapter.production import ProductionCounters, Quantities
+from mes_adapter.oee.compute import Interval
+from mes_adapter.production.quantities import ProductionCounters, Quantities
 from mes_adapter.timefmt import now_ms
 from uns.isa95 import NamespaceMapping
 
