@@ -26,15 +26,9 @@ from typing import Any
 
 import yaml
 
+from uns.errors import ConfigError
+
 Loc = tuple[str | int, ...]
-
-
-class ConfigError(ValueError):
-    """A config file is unreadable or invalid; ``str()`` lists every problem as ``file:line: field: msg``."""
-
-    def __init__(self, message: str, issues: Sequence[str] = ()) -> None:
-        super().__init__(message)
-        self.issues: list[str] = list(issues) or [message]
 
 
 #: libyaml's loader when PyYAML was built with it (the wheels are): same results, ~5x faster

@@ -49,6 +49,8 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import BaseModel, ConfigDict
 
+from uns.errors import UnsError
+
 from .canonical import CanonicalizationError, canonical_json, sha256_hex
 from .ed25519 import key_id, public_key_text
 from .keys import default_key_path, load_or_create_key
@@ -95,7 +97,7 @@ def trigger_sql(table: str) -> tuple[str, str]:
 APPEND_ONLY_TABLES = ("audit_record", "audit_checkpoint", "audit_meta")
 
 
-class AuditError(Exception):
+class AuditError(UnsError):
     """Base of the audit log's errors."""
 
 
