@@ -36,8 +36,9 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from uns.commands.yamlsource import ConfigError as YamlConfigError
+from broker.errors import UnsBrokerError
 from uns.commands.yamlsource import YamlSource, problems
+from uns.errors import ConfigError
 
 from .acl import RoleRules
 from .client_ids import DEFAULT_RESERVED, validate_pattern
@@ -52,8 +53,10 @@ DEFAULT_MAX_PACKET_SIZE = 4 * 1024 * 1024
 ClientIdPattern = Annotated[str, AfterValidator(validate_pattern)]
 
 
-class ConfigError(ValueError):
-    """The broker configuration is unusable; the message says which key and why."""
+class BrokerConfigError(UnsBrokerError, ConfigError):
+    """The broker configuration is unusable; the message says which key and why.
+
+    A :class:`uns.errors.ConfigError` (so a ``ValueError``): the CLI reports it like every config error."""
 
 
 class DemoAnonymous(StrEnum):
@@ -194,14 +197,14 @@ def load_settings(path: Path | None = None, **overrides: Any) -> BrokerSettings:
     source: YamlSource | None = None
     if path is not None:
         if not path.exists():
-            raise ConfigError(f"broker config {path} does not exist")
+            raise BrokerConfigError(f"broker config {path} does not exist")
         try:
             source = YamlSource.read(path)
-        except YamlConfigError as exc:
-            raise ConfigError(f"broker config {exc}") from None
+        except ConfigError as exc:
+            raise BrokerConfigError(f"broker config {exc}") from None
         loaded = source.data
         if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"broker config {path} must be a YAML mapping, got {type(loaded).__name__}")
+            raise BrokerConfigError(f"broker config {path} must be a YAML mapping, got {type(loaded).__name__}")
         data = dict(loaded or {})
         base = path.parent
         for key in ("password_file",):
@@ -216,4 +219,4 @@ def load_settings(path: Path | None = None, **overrides: Any) -> BrokerSettings:
             return "command line" if source is None or (loc and loc[0] in given) else source.where(loc)
 
         what = f"broker config {path}" if path else "broker settings"
-        raise ConfigError(f"{what} is invalid:\n  " + "\n  ".join(problems(exc, where))) from None
+        raise BrokerConfigError(f"{what} is invalid:\n  " + "\n  ".join(problems(exc, where))) from None
