@@ -149,3 +149,67 @@ def test_sparkplug_keeps_the_whose_fault_split() -> None:
     assert remote and local
     assert not set(remote) & set(local)
     assert all(issubclass(c, errors.SparkplugError) for c in remote + local)
+
+
+
+#: the builtin base each class had before the roots were added (every other class: plain Exception).
+#: Callers catch these (``except ValueError`` around config loading in ``uns up``, ``ConnectionError``
+#: in the OPC UA supervisors, ``TimeoutError`` in ``uns cmd send``), so a root is added beside them
+#: and never replaces one, and no class gains a builtin base it did not have.
+BUILTIN_BASE = {
+    "uns.audit.canonical.CanonicalizationError": ValueError,
+    "uns.audit.keys.AuditKeyError": ValueError,
+    "uns.commands.signing.KeyFileError": ValueError,
+    "uns.commands.wire.CommandWireError": ValueError,
+    "uns.config_checks.PortInUseError": RuntimeError,
+    "uns.errors.ConfigError": ValueError,
+    "uns.json_guard.JsonTooDeepError": ValueError,
+    "uns.mqtt_url.BrokerURLError": ValueError,
+    "uns.sparkplug.errors.InvalidTopicError": ValueError,
+    "uns.sparkplug.errors.InvalidIdError": ValueError,
+    "uns.sparkplug.errors.EncodeError": ValueError,
+    "edge_node.config.ReferenceIssuesError": ValueError,
+    "edge_node.opcua_connection.SessionDeadError": ConnectionError,
+    "edge_node.opcua_security.UntrustedServerCertificate": ConnectionError,
+    "edge_node.opcua_writer.WriterDisconnectedError": ConnectionError,
+    "edge_node.session.messages.BirthEncodeError": ValueError,
+    "edge_node.store.StoreError": RuntimeError,
+    "edge_node.validation.CoercionError": ValueError,
+    "mes_adapter.errors.MesInputError": ValueError,
+    "mes_adapter.episodes.store.StoreVersionError": RuntimeError,
+    "mes_adapter.host.mqtt_host.HostNotOnlineError": RuntimeError,
+    "mes_adapter.uns_link.LinkDownError": RuntimeError,
+    "broker.acl.PolicyError": ValueError,
+    "broker.client_ids.ClientIdPatternError": ValueError,
+    "broker.config.BrokerConfigError": ValueError,
+    "broker.passwords.PasswordFileError": ValueError,
+    "broker.topics.InvalidFilterError": ValueError,
+    "simulator.errors.SimulatorError": ValueError,
+    "unshub.command_client.ResultTimeoutError": TimeoutError,
+    "unshub.supervisor.ServiceFailedError": RuntimeError,
+}
+
+
+def _builtins_of(cls: type) -> set[type]:
+    return {c for c in cls.__mro__ if c.__module__ == "builtins"}
+
+
+@pytest.mark.parametrize("package", sorted(ROOTS))
+def test_the_builtin_bases_callers_catch_are_unchanged(package: str) -> None:
+    """A class inherits its builtin base from a pinned ancestor (a subclass of MesInputError is a
+    ValueError through it) or has none but Exception."""
+    pinned = {}
+    for dotted, builtin in BUILTIN_BASE.items():
+        module_name, name = dotted.rsplit(".", 1)
+        pinned[getattr(importlib.import_module(module_name), name)] = builtin
+    changed = []
+    for dotted, cls in _exception_classes(package)[0]:
+        expected = Exception
+        for ancestor in cls.__mro__:
+            if ancestor in pinned:
+                expected = pinned[ancestor]
+                break
+        if _builtins_of(cls) != _builtins_of(expected):
+            changed.append(f"{dotted}: {sorted(c.__name__ for c in _builtins_of(cls))}, "
+                           f"expected those of {expected.__name__}")
+    assert changed == []
