@@ -182,6 +182,7 @@ BUILTIN_BASE = {
     "broker.acl.PolicyError": ValueError,
     "broker.client_ids.ClientIdPatternError": ValueError,
     "broker.config.BrokerConfigError": ValueError,
+    "broker.mosquitto_acl.MosquittoAclError": ValueError,
     "broker.passwords.PasswordFileError": ValueError,
     "broker.topics.InvalidFilterError": ValueError,
     "simulator.errors.SimulatorError": ValueError,
