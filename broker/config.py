@@ -37,8 +37,8 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from broker.errors import UnsBrokerError
+from uns.commands.yamlsource import ConfigError as YamlConfigError
 from uns.commands.yamlsource import YamlSource, problems
-from uns.errors import ConfigError
 
 from .acl import RoleRules
 from .client_ids import DEFAULT_RESERVED, validate_pattern
@@ -53,10 +53,10 @@ DEFAULT_MAX_PACKET_SIZE = 4 * 1024 * 1024
 ClientIdPattern = Annotated[str, AfterValidator(validate_pattern)]
 
 
-class BrokerConfigError(UnsBrokerError, ConfigError):
+class BrokerConfigError(UnsBrokerError, YamlConfigError):
     """The broker configuration is unusable; the message says which key and why.
 
-    A :class:`uns.errors.ConfigError` (so a ``ValueError``): the CLI reports it like every config error."""
+    A :class:`uns.yaml_marks.ConfigError` (so a ``ValueError``): the CLI reports it like every config error."""
 
 
 class DemoAnonymous(StrEnum):
@@ -200,7 +200,7 @@ def load_settings(path: Path | None = None, **overrides: Any) -> BrokerSettings:
             raise BrokerConfigError(f"broker config {path} does not exist")
         try:
             source = YamlSource.read(path)
-        except ConfigError as exc:
+        except YamlConfigError as exc:
             raise BrokerConfigError(f"broker config {exc}") from None
         loaded = source.data
         if loaded is not None and not isinstance(loaded, dict):

@@ -123,8 +123,8 @@ def test_name_exceptions_are_still_needed() -> None:
 
 def test_exception_names_are_unique_and_there_is_one_config_error() -> None:
     """Two classes of one name (there were two ``ConfigError``) make the import decide what an
-    ``except`` catches; every config error is the core's :class:`uns.errors.ConfigError`."""
-    from uns.errors import ConfigError
+    ``except`` catches; every config error is the core's :class:`uns.yaml_marks.ConfigError`."""
+    from uns.yaml_marks import ConfigError
 
     by_name: dict[str, list[str]] = {}
     config_errors = []
@@ -136,7 +136,7 @@ def test_exception_names_are_unique_and_there_is_one_config_error() -> None:
     assert {name: where for name, where in by_name.items() if len(where) > 1} == {}
     assert [dotted for dotted, cls in config_errors if not issubclass(cls, ConfigError)] == []
     assert sorted(dotted for dotted, _ in config_errors) == ["broker.config.BrokerConfigError",
-                                                             "uns.errors.ConfigError"]
+                                                             "uns.yaml_marks.ConfigError"]
 
 
 def test_sparkplug_keeps_the_whose_fault_split() -> None:
@@ -162,7 +162,7 @@ BUILTIN_BASE = {
     "uns.commands.signing.KeyFileError": ValueError,
     "uns.commands.wire.CommandWireError": ValueError,
     "uns.config_checks.PortInUseError": RuntimeError,
-    "uns.errors.ConfigError": ValueError,
+    "uns.yaml_marks.ConfigError": ValueError,
     "uns.json_guard.JsonTooDeepError": ValueError,
     "uns.mqtt_url.BrokerURLError": ValueError,
     "uns.sparkplug.errors.InvalidTopicError": ValueError,

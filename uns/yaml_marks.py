@@ -26,9 +26,17 @@ from typing import Any
 
 import yaml
 
-from uns.errors import ConfigError
+from uns.errors import UnsError
 
 Loc = tuple[str | int, ...]
+
+
+class ConfigError(UnsError, ValueError):
+    """A config file is unreadable or invalid; ``str()`` lists every problem as ``file:line: field: msg``."""
+
+    def __init__(self, message: str, issues: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.issues: list[str] = list(issues) or [message]
 
 
 #: libyaml's loader when PyYAML was built with it (the wheels are): same results, ~5x faster
