@@ -36,6 +36,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from broker.errors import UnsBrokerError
 from uns.commands.yamlsource import ConfigError as YamlConfigError
 from uns.commands.yamlsource import YamlSource, problems
 
@@ -52,8 +53,10 @@ DEFAULT_MAX_PACKET_SIZE = 4 * 1024 * 1024
 ClientIdPattern = Annotated[str, AfterValidator(validate_pattern)]
 
 
-class ConfigError(ValueError):
-    """The broker configuration is unusable; the message says which key and why."""
+class BrokerConfigError(UnsBrokerError, YamlConfigError):
+    """The broker configuration is unusable; the message says which key and why.
+
+    A :class:`uns.yaml_marks.ConfigError` (so a ``ValueError``): the CLI reports it like every config error."""
 
 
 class DemoAnonymous(StrEnum):
@@ -194,14 +197,14 @@ def load_settings(path: Path | None = None, **overrides: Any) -> BrokerSettings:
     source: YamlSource | None = None
     if path is not None:
         if not path.exists():
-            raise ConfigError(f"broker config {path} does not exist")
+            raise BrokerConfigError(f"broker config {path} does not exist")
         try:
             source = YamlSource.read(path)
         except YamlConfigError as exc:
-            raise ConfigError(f"broker config {exc}") from None
+            raise BrokerConfigError(f"broker config {exc}") from None
         loaded = source.data
         if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"broker config {path} must be a YAML mapping, got {type(loaded).__name__}")
+            raise BrokerConfigError(f"broker config {path} must be a YAML mapping, got {type(loaded).__name__}")
         data = dict(loaded or {})
         base = path.parent
         for key in ("password_file",):
@@ -216,4 +219,4 @@ def load_settings(path: Path | None = None, **overrides: Any) -> BrokerSettings:
             return "command line" if source is None or (loc and loc[0] in given) else source.where(loc)
 
         what = f"broker config {path}" if path else "broker settings"
-        raise ConfigError(f"{what} is invalid:\n  " + "\n  ".join(problems(exc, where))) from None
+        raise BrokerConfigError(f"{what} is invalid:\n  " + "\n  ".join(problems(exc, where))) from None

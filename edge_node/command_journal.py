@@ -42,6 +42,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from edge_node.errors import EdgeError
 from uns.commands.model import CommandRequest
 
 #: the schema this code writes; 1 = the journal table alone (files written before the ledger)
@@ -65,7 +66,7 @@ SEEN_SCHEMA = """CREATE TABLE IF NOT EXISTS seen_command (
 SEEN_INDEX = "CREATE INDEX IF NOT EXISTS seen_command_keep_until ON seen_command(keep_until_ms)"
 
 
-class CommandJournalError(Exception):
+class CommandJournalError(EdgeError):
     """The journal file cannot be read or written (disk, permissions, corruption)."""
 
 

@@ -43,6 +43,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from edge_node.errors import EdgeError
 from uns.audit.query import AuditQueryError, AuditReader, StoredRecord
 from uns.audit.record import AuditEntry, AuditEvent
 from uns.commands.audit_events import RESULT_EVENTS
@@ -59,7 +60,7 @@ MAY_HAVE_WRITTEN = ("edge restarted after the OPC UA write and before its read-b
                     "written; check it on the machine before repeating the command")
 
 
-class AuditReadError(Exception):
+class AuditReadError(EdgeError):
     """The audit chain could not be read to find open commands."""
 
 

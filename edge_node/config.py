@@ -29,6 +29,7 @@ from pydantic import (
     model_validator,
 )
 
+from edge_node.errors import EdgeError
 from uns.isa95 import LinePath, MappingMode, NamespaceMapping, validate_isa95_name
 from uns.sparkplug.datatypes import DataType
 from uns.sparkplug.errors import InvalidIdError
@@ -490,7 +491,7 @@ class EdgeConfig(_Strict):
     def _check_references(self) -> EdgeConfig:
         issues = self._references()
         if issues:
-            raise ReferenceIssues(issues)
+            raise ReferenceIssuesError(issues)
         return self
 
     def _references(self) -> list[tuple[Loc, str]]:
@@ -587,7 +588,7 @@ class EdgeConfig(_Strict):
         return self.model_copy(update={"opcua": endpoints, "data_dir": data_dir, "commands": commands})
 
 
-class ReferenceIssues(ValueError):
+class ReferenceIssuesError(EdgeError, ValueError):
     """Cross-field problems with the locations they belong to (unpacked by the loader)."""
 
     def __init__(self, issues: list[tuple[Loc, str]]) -> None:
@@ -600,7 +601,7 @@ def _format_errors(doc: MarkedDocument, exc: ValidationError, prefix: Loc = ()) 
     for err in exc.errors():
         loc = (*prefix, *err["loc"])
         error = (err.get("ctx") or {}).get("error")
-        if isinstance(error, ReferenceIssues):
+        if isinstance(error, ReferenceIssuesError):
             for sub_loc, msg in error.issues:
                 full = (*loc, *sub_loc)
                 out.append(f"{doc.where(full)}: {format_loc(full)}: {msg}")

@@ -99,7 +99,7 @@ from .command_recovery import (
 )
 from .command_rejects import details_of, reason_for, rejected_metrics
 from .config import OpcUaEndpointConfig
-from .opcua_writer import OpcUaWriter, ReadResult, WriterDisconnected, to_variant
+from .opcua_writer import OpcUaWriter, ReadResult, WriterDisconnectedError, to_variant
 from .session_events import RejectedCommand
 
 log = logging.getLogger(__name__)
@@ -395,7 +395,7 @@ class CommandExecutor:
             return None, f"OPC UA endpoint {where.endpoint!r} is down", True
         try:
             read = await writer.read(where.node_id)
-        except WriterDisconnected as exc:
+        except WriterDisconnectedError as exc:
             return None, str(exc), True
         return (*self._state_of(where, read), False)
 
@@ -414,7 +414,7 @@ class CommandExecutor:
             pending = queue[0]
             try:
                 await self._execute(pending, writer)
-            except WriterDisconnected as exc:
+            except WriterDisconnectedError as exc:
                 log.warning("command %s waits: %s", pending.request.command_id, exc)
                 # it was taken for an idle, connected endpoint: now it waits like a queued one
                 await self._hold(pending, f"OPC UA session lost before the write ({exc})")
@@ -461,7 +461,7 @@ class CommandExecutor:
         decision = self.checker.check(request, state, self.clock(), consume=True)
         if not decision.allowed:
             if decision.reason is ReasonCode.WRONG_MACHINE_STATE and unavailable:
-                raise WriterDisconnected(state_note or "machine state unavailable")
+                raise WriterDisconnectedError(state_note or "machine state unavailable")
             await self._finish_refused(request, decision, rule, pending.received_at_ms, state_note, pending)
             return
         pending.decision = decision
@@ -472,7 +472,7 @@ class CommandExecutor:
         variant = to_variant(rule.sparkplug_type, request.value)
         try:
             status = await writer.write(rule.write.node_id, variant)
-        except WriterDisconnected as exc:  # the write may or may not have reached the server
+        except WriterDisconnectedError as exc:  # the write may or may not have reached the server
             await self._finish(pending, Outcome.FAILED, ReasonCode.WRITE_FAILED,
                                f"session lost during the write; the value may or may not be written: {exc}")
             return
@@ -491,7 +491,7 @@ class CommandExecutor:
         args = [to_variant(datatype, value) for value, datatype in method_arguments(rule, request.value)]
         try:
             status = await writer.call(rule.call.object_node_id, rule.call.method_node_id, args)
-        except WriterDisconnected as exc:
+        except WriterDisconnectedError as exc:
             await self._finish(pending, Outcome.FAILED, ReasonCode.WRITE_FAILED,
                                f"session lost during the method call; it may or may not have run: {exc}")
             return
@@ -516,7 +516,7 @@ class CommandExecutor:
                 await asyncio.sleep(min(gap, max(0.0, until - loop.time())))
             try:
                 observed = _observed(await writer.read(node))
-            except WriterDisconnected as exc:
+            except WriterDisconnectedError as exc:
                 pending.readbacks.append(Observed(None, 0x80050000, None))  # BadCommunicationError
                 log.warning("read-back of %s lost: %s", request.command_id, exc)
                 break

@@ -54,6 +54,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
+from edge_node.errors import EdgeError
 from uns.aio import run_until_first_done
 from uns.mqtt_url import BrokerURL
 from uns.sparkplug.errors import LocalProtocolError
@@ -151,7 +152,7 @@ class EdgeStats:
         return asdict(self)
 
 
-class _ConnectionLost(Exception):
+class _ConnectionLostError(EdgeError):
     """The current connection died while an action was being executed."""
 
 
@@ -333,7 +334,7 @@ class SparkplugEdgeClient:
             return False
         try:
             await self._guard(client.publish(topic, payload, qos=qos, retain=False))
-        except (aiomqtt.MqttError, _ConnectionLost) as exc:
+        except (aiomqtt.MqttError, _ConnectionLostError) as exc:
             log.warning("publish to %s failed: %s", topic, exc)
             return False
         self._messages_out += 1
@@ -537,7 +538,7 @@ class SparkplugEdgeClient:
             return  # for a connection that is gone: the session stores what it carried
         try:
             await self._guard(client.publish(action.topic, action.payload, qos=action.qos, retain=action.retain))
-        except (aiomqtt.MqttError, _ConnectionLost) as exc:
+        except (aiomqtt.MqttError, _ConnectionLostError) as exc:
             self._publish_errors += 1
             log.warning("publish to %s failed (%s); reconnecting", action.topic, exc)
             self._lost.set()
@@ -557,7 +558,7 @@ class SparkplugEdgeClient:
             return
         try:
             codes = await self._guard(client.subscribe([(f, action.qos) for f in action.filters]))
-        except (aiomqtt.MqttError, _ConnectionLost) as exc:
+        except (aiomqtt.MqttError, _ConnectionLostError) as exc:
             log.warning("subscribe failed (%s); reconnecting", exc)
             self._lost.set()
             return
@@ -577,7 +578,7 @@ class SparkplugEdgeClient:
         done = await run_until_first_done(task, self._lost.wait())  # raises the call's own failure
         if task in done:
             return task.result()
-        raise _ConnectionLost("connection lost")
+        raise _ConnectionLostError("connection lost")
 
     def _deliver(self, action: DeliverCommand) -> None:
         handler = self._command_handler

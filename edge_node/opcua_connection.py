@@ -11,7 +11,7 @@ of this loop and the copies had drifted apart):
 3. **The session body decides what "connected" means.** After connect the supervisor awaits the
    caller's ``session(client)`` hook (the source resolves nodes, announces the devices,
    subscribes and pumps; the writer resolves namespaces and marks itself ready). The hook runs
-   until the session dies; returning is treated as a death too (:class:`SessionDead`).
+   until the session dies; returning is treated as a death too (:class:`SessionDeadError`).
 4. **A watchdog reads ``Server/ServerStatus/State``** every ``keepalive_interval_s`` with a
    ``timeout_s`` bound (:func:`watch_server_state`); no answer, a Bad status or a state other than
    Running ends the session. The caller may add its own check (the source: the subscription
@@ -40,6 +40,7 @@ from pathlib import Path
 
 from asyncua import Client, ua
 
+from edge_node.errors import EdgeError
 from uns.aio import raise_if_cancelling
 
 from .backoff import Backoff
@@ -51,15 +52,15 @@ log = logging.getLogger(__name__)
 _DISCONNECT_TIMEOUT_S = 2.0
 
 
-class SessionDead(ConnectionError):
+class SessionDeadError(EdgeError, ConnectionError):
     """The watchdog or the session body says the OPC UA session is gone."""
 
 
 async def watch_server_state(client: Client, endpoint: OpcUaEndpointConfig, *,
                              check: Callable[[], None] | None = None) -> None:
-    """Read ``ServerStatus/State`` every ``keepalive_interval_s``; raise :class:`SessionDead` when it fails.
+    """Read ``ServerStatus/State`` every ``keepalive_interval_s``; raise :class:`SessionDeadError` when it fails.
 
-    ``check`` runs after every good read and raises :class:`SessionDead` for a caller's own
+    ``check`` runs after every good read and raises :class:`SessionDeadError` for a caller's own
     condition (the source: the subscription has been silent for too long).
     """
     state_node = ua.NodeId(ua.ObjectIds.Server_ServerStatus_State)
@@ -69,13 +70,13 @@ async def watch_server_state(client: Client, endpoint: OpcUaEndpointConfig, *,
             results = await asyncio.wait_for(client.uaclient.read_attributes([state_node], ua.AttributeIds.Value),
                                              timeout=endpoint.timeout_s)
         except TimeoutError:
-            raise SessionDead(f"no answer to the keep-alive read within {endpoint.timeout_s} s") from None
+            raise SessionDeadError(f"no answer to the keep-alive read within {endpoint.timeout_s} s") from None
         dv = results[0]
         if dv.StatusCode is not None and not dv.StatusCode.is_good():
-            raise SessionDead(f"ServerStatus/State read failed: {dv.StatusCode.name}")
+            raise SessionDeadError(f"ServerStatus/State read failed: {dv.StatusCode.name}")
         state = dv.Value.Value if dv.Value is not None else None
         if state is not None and int(state) != ua.ServerState.Running:
-            raise SessionDead(f"server state is {ua.ServerState(int(state)).name}")
+            raise SessionDeadError(f"server state is {ua.ServerState(int(state)).name}")
         if check is not None:
             check()
 
@@ -91,7 +92,7 @@ def silence_check(endpoint: OpcUaEndpointConfig, last_publish_at: Callable[[], f
     def check() -> None:
         last = last_publish_at() or started
         if time.monotonic() - last > stale_after:
-            raise SessionDead(f"subscription silent for more than {stale_after:.1f} s")
+            raise SessionDeadError(f"subscription silent for more than {stale_after:.1f} s")
 
     return check
 
@@ -122,7 +123,7 @@ class OpcUaConnection:
         while True:
             try:
                 await self._session(await self._connect())
-                raise SessionDead("the session ended")
+                raise SessionDeadError("the session ended")
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # every failure of a peer or the network ends up here
@@ -158,4 +159,4 @@ class OpcUaConnection:
                 client.disconnect_socket()
 
 
-__all__ = ["OpcUaConnection", "SessionDead", "silence_check", "watch_server_state"]
+__all__ = ["OpcUaConnection", "SessionDeadError", "silence_check", "watch_server_state"]

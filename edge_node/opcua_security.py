@@ -40,6 +40,8 @@ from asyncua.crypto.uacrypto import load_certificate
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from edge_node.errors import EdgeError
+
 from .config import OpcUaCredentials, OpcUaEndpointConfig, SecurityMode, SecurityPolicy
 
 log = logging.getLogger(__name__)
@@ -53,7 +55,7 @@ _MODES: dict[SecurityMode, ua.MessageSecurityMode] = {
 }
 
 
-class UntrustedServerCertificate(ConnectionError):
+class UntrustedServerCertificate(EdgeError, ConnectionError):
     """The server's certificate was refused (not trusted, expired, wrong URI); it was saved for review.
 
     A ConnectionError so the supervisors treat it like any failed connect (endpoint down, backoff,

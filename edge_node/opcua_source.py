@@ -48,7 +48,7 @@ from uns.aio import run_until_first_done
 from .backoff import Backoff
 from .config import DeadbandKind, OpcUaEndpointConfig, TagConfig
 from .model import DeviceOffline, DeviceOnline, MetricUpdate
-from .opcua_connection import OpcUaConnection, SessionDead, silence_check, watch_server_state
+from .opcua_connection import OpcUaConnection, SessionDeadError, silence_check, watch_server_state
 from .opcua_security import UntrustedServerCertificate
 from .validation import (
     BAD_NODE_ID_UNKNOWN,
@@ -345,7 +345,7 @@ class OpcUaSource:
         if self._aging:
             tasks.append(asyncio.create_task(self._check_ages(), name=f"opcua-ages-{self.endpoint.name}"))
         await run_until_first_done(*tasks)  # raises the failure that ended the session
-        raise SessionDead("notification stream ended")
+        raise SessionDeadError("notification stream ended")
 
     async def _check_ages(self) -> None:
         """While connected: tags silent for ``max_age_s`` turn STALE, unchanged for ``frozen_after_s``
@@ -380,7 +380,7 @@ class OpcUaSource:
             elif isinstance(event, StatusChangeEvent):
                 status = event.notification.Status
                 if status is not None and not status.is_good():
-                    raise SessionDead(f"subscription status {status.name}")
+                    raise SessionDeadError(f"subscription status {status.name}")
 
     async def _watchdog(self, client: Client, sub: Subscription) -> None:
         keepalive_count = int(sub.parameters.RequestedMaxKeepAliveCount or 1)

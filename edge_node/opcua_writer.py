@@ -11,7 +11,7 @@ read-only on the server (docs/security.md "OPC UA security").
 
 Every call returns the OPC UA StatusCode (uint32) instead of raising for a Bad status, because
 the status is part of the command result and the audit record (which keeps the write's and the
-read-back's StatusCode). Only a lost session raises (:class:`WriterDisconnected`): the executor
+read-back's StatusCode). Only a lost session raises (:class:`WriterDisconnectedError`): the executor
 decides whether the command may be retried (nothing was sent yet) or has failed (the write may
 have happened).
 """
@@ -28,6 +28,7 @@ from typing import Any
 
 from asyncua import Client, ua
 
+from edge_node.errors import EdgeError
 from uns.sparkplug.datatypes import DataType
 
 from .backoff import Backoff
@@ -51,7 +52,7 @@ BAD_NOT_CONNECTED = 0x808A0000
 BAD_COMMUNICATION_ERROR = 0x80050000
 
 
-class WriterDisconnected(ConnectionError):
+class WriterDisconnectedError(EdgeError, ConnectionError):
     """The write session is not up, or died during the call."""
 
 
@@ -176,7 +177,7 @@ class OpcUaWriter:
     def _require(self) -> Client:
         client = self.connection.client
         if client is None or not self.connected.is_set():
-            raise WriterDisconnected(f"no command session to {self.endpoint.url}")
+            raise WriterDisconnectedError(f"no command session to {self.endpoint.url}")
         return client
 
     async def _guarded(self, call: Any) -> Any:
@@ -188,7 +189,7 @@ class OpcUaWriter:
                 raise
             self.last_error = f"{type(exc).__name__}: {exc}"
             self._set_down()
-            raise WriterDisconnected(f"command session to {self.endpoint.url} failed: {self.last_error}") from None
+            raise WriterDisconnectedError(f"command session to {self.endpoint.url} failed: {self.last_error}") from None
 
     async def read(self, node_text: str) -> ReadResult:
         return (await self.read_many([node_text]))[0]
@@ -250,5 +251,5 @@ class OpcUaWriter:
         return int(results[0].StatusCode.value)
 
 
-__all__ = ["VARIANT_OF", "OpcUaWriter", "ReadResult", "WriterDisconnected", "service_fault_code", "to_json_value",
+__all__ = ["VARIANT_OF", "OpcUaWriter", "ReadResult", "WriterDisconnectedError", "service_fault_code", "to_json_value",
            "to_variant"]

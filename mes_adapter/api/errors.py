@@ -29,7 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mes_adapter.auth import AuthError
 from mes_adapter.commands.service import CommandError
-from mes_adapter.errors import MesInputError
+from mes_adapter.errors import MesError, MesInputError
 from uns import json_guard
 
 log = logging.getLogger("uns.adapter.api")
@@ -64,7 +64,7 @@ _DESCRIPTIONS = {400: "the body is not JSON, or is nested too deep", 401: "no to
                  429: "rate limit", 503: "a service the request needs is down"}
 
 
-class ApiError(Exception):
+class ApiError(MesError):
     def __init__(self, status: int, reason: str, detail: str, **extra: Any) -> None:
         super().__init__(detail)
         self.status = status

@@ -27,6 +27,7 @@ from typing import Any
 
 from mes_adapter.auth import AuthError, Principal, Role
 from mes_adapter.context import ContextService
+from mes_adapter.errors import MesError
 from mes_adapter.host import LiveModel
 from mes_adapter.host.uns_link import LinkDownError, UnsLink
 from uns.audit.chain import AuditLog
@@ -36,7 +37,7 @@ from uns.commands import audit_events
 from uns.commands.allowlist import Allowlist, WritableMetric
 from uns.commands.checker import AllowlistChecker, Decision, build_request
 from uns.commands.model import CommandRequest, CommandResult, ReasonCode, Signature
-from uns.commands.signing import SignatureRefused, UserRegistry, verify_signature
+from uns.commands.signing import SignatureRefusedError, UserRegistry, verify_signature
 from uns.commands.wire import CommandWireError, encode_command
 from uns.conventions import Quality
 from uns.isa95 import NamespaceMapping
@@ -88,7 +89,7 @@ class CommandRecord:
         self.history.append({"at_ms": at_ms, "status": status.value, "message": message})
 
 
-class CommandError(Exception):
+class CommandError(MesError):
     """A command request the API must answer with a 4xx/503; ``reason`` is machine-readable."""
 
     def __init__(self, status: int, reason: str, message: str, record: CommandRecord | None = None) -> None:
@@ -213,7 +214,7 @@ class CommandService:
                                f"as {signature.meaning.value}")
         try:
             verify_signature(signature, record.request.command_hash(), self.checker.users)
-        except SignatureRefused as exc:
+        except SignatureRefusedError as exc:
             now = self._clock()
             record.history.append({"at_ms": now, "status": record.status.value,
                                    "message": f"signature refused: {exc.message}"})

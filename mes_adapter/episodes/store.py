@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from mes_adapter.errors import MesError
 from mes_adapter.sqlite import open_db, transaction
 
 from .detector import OpenEpisode, TagKey
@@ -58,7 +59,7 @@ MIGRATIONS: list[str] = [
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-class StoreVersionError(RuntimeError):
+class StoreVersionError(MesError, RuntimeError):
     """The file was written by a newer adapter (a schema version this one does not know)."""
 
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import aiomqtt
 
+from mes_adapter.errors import MesError
 from uns.aio import run_until_first_done
 from uns.mqtt_session import ReconnectPolicy, reconnect_forever
 from uns.mqtt_url import BrokerURL
@@ -42,7 +43,7 @@ Handler = Callable[[str, bytes], Awaitable[None] | None]
 _RECENT = 8
 
 
-class LinkDownError(RuntimeError):
+class LinkDownError(MesError, RuntimeError):
     """The UNS session is not connected; nothing was published."""
 
 

@@ -118,7 +118,7 @@ async def test_server_restart_new_session_on_a_new_client_hooks_in_order(tmp_pat
         await server.stop()
         await asyncio.wait_for(recorder.lost.wait(), 15)
         assert recorder.events[:4] == ["session", "error", "closed", "lost"]
-        # the watchdog's SessionDead or asyncua's "client is disconnected", whichever notices first
+        # the watchdog's SessionDeadError or asyncua's "client is disconnected", whichever notices first
         assert isinstance(recorder.errors[0], ConnectionError)
         await until(lambda: len(recorder.errors) >= 2, 15, "a refused reconnect")  # while the server is down
 
