@@ -86,7 +86,19 @@ def _tid(ns: int, name: str) -> ua.NodeId:
     return ua.NodeId(f"Types/{name}", ns)
 
 
-async def test_simulator_structures_become_templates_and_a_dataset(sim: SimulatedLineServer) -> None:
+@dataclasses.dataclass
+class SimulatorBirth:
+    """An NBIRTH built from the simulator's structures, with what it was built from."""
+
+    catalog: TemplateCatalog
+    payload: Payload
+    truth: dict[str, Any]  # the simulator's structures when read
+    faceplates: dict[str, dict[str, Any]]  # cell -> faceplate member -> the cell tag's value
+    versions: dict[str, str]
+
+
+async def simulator_birth(sim: SimulatedLineServer) -> SimulatorBirth:
+    """Read types and values from the simulator with a real client, map them, build the NBIRTH."""
     async with Client(sim.endpoint) as client:
         await client.load_data_type_definitions()
         ns = await client.get_namespace_index(NAMESPACE_URI)
@@ -96,7 +108,8 @@ async def test_simulator_structures_become_templates_and_a_dataset(sim: Simulate
         assert _as_dicts(values) == truth
         faceplates = {cell: {m: await client.get_node(ua.NodeId(faceplate_member_path("Line1", cell, m), ns))
                              .read_value() for m in FACEPLATE_MEMBERS} for cell in CELLS}
-
+    assert faceplates == {cell: {m: sim.model.sample(f"Line1/{cell}/{tag}").value
+                                 for m, (_d, tag) in FACEPLATE_MEMBERS.items()} for cell in CELLS}
     versions = {name: catalog.version(_tid(ns, name)) for name in
                 ("RecipeSetpoints", "Recipe", "CellStatus", "QualityResult", FACEPLATE_TYPE)}
     assert all(len(v) == 16 for v in versions.values()) and len(set(versions.values())) == 5
@@ -114,8 +127,13 @@ async def test_simulator_structures_become_templates_and_a_dataset(sim: Simulate
                                         array=False, timestamp=TS))
     metrics.append(structure_metric(catalog, "QualityResults", _tid(ns, "QualityResult"),
                                     values["Line1/QualityResults"], array=True, timestamp=TS))
-    decoded = decode_payload(encode_payload(Payload(metrics, timestamp=TS, seq=0), MessageType.NBIRTH),
-                             MessageType.NBIRTH)
+    return SimulatorBirth(catalog, Payload(metrics, timestamp=TS, seq=0), truth, faceplates, versions)
+
+
+async def test_simulator_structures_become_templates_and_a_dataset(sim: SimulatedLineServer) -> None:
+    birth = await simulator_birth(sim)
+    truth, versions = birth.truth, birth.versions
+    decoded = decode_payload(encode_payload(birth.payload, MessageType.NBIRTH), MessageType.NBIRTH)
     got = {m.name: m for m in decoded.metrics}
 
     # definitions: is_definition, version, no template_ref, every member with its datatype, null values
@@ -152,8 +170,8 @@ async def test_simulator_structures_become_templates_and_a_dataset(sim: Simulate
         assert status.template_ref == "CellStatus" and status.is_definition is False
         assert {m.name: m.value for m in status.metrics} == truth[f"Line1/{cell}/Status"]
         faceplate = got[f"{cell}/Faceplate"].value
-        assert {m.name: m.value for m in faceplate.metrics} == {
-            m: sim.model.sample(f"Line1/{cell}/{tag}").value for m, (_d, tag) in FACEPLATE_MEMBERS.items()}
+        assert faceplate.template_ref == FACEPLATE_TYPE
+        assert {m.name: m.value for m in faceplate.metrics} == birth.faceplates[cell]
     # the array of structures is a DataSet with typed columns, one row per cell
     assert got["QualityResults"].value == DataSet(
         ["Cell", "Good", "Reject", "Yield", "Passed"], [D.String, D.UInt32, D.UInt32, D.Double, D.Boolean],
