@@ -202,6 +202,12 @@ class TemplateCatalog:
     def type_ids(self) -> list[ua.NodeId]:
         return list(self._shapes)
 
+    @property
+    def versions(self) -> dict[str, str]:
+        """Template name -> version. Two reads of a server whose maps differ had a type change:
+        the edge rebirths with the new definitions."""
+        return {self._names[t]: self._versions[t] for t in self._shapes}
+
     def _member_kind(self, shape: TypeShape, member: MemberShape) -> tuple[DataType, ua.NodeId | None]:
         """The member's Sparkplug datatype and, for Template/DataSet members, the nested type id."""
         if member.datatype.NamespaceIndex == 0 and member.datatype.Identifier in _BUILTIN:
@@ -323,7 +329,7 @@ class TemplateCatalog:
 
     # ----------------------------------------------------------------- tables
 
-    def _columns(self, type_id: ua.NodeId, prefix: str = "") -> list[tuple[str, list[str], DataType]]:
+    def _columns(self, type_id: ua.NodeId) -> list[tuple[str, list[str], DataType]]:
         """(column name, field path, column type) of a row type, nested structures flattened."""
         shape = self.shape(type_id)
         columns: list[tuple[str, list[str], DataType]] = []
@@ -332,7 +338,7 @@ class TemplateCatalog:
             label = f"{shape.name}.{member.name}"
             if datatype is DataType.Template:
                 assert nested is not None
-                columns += [(f"{prefix}{member.name}/{c}", [member.name, *path], t)
+                columns += [(f"{member.name}/{c}", [member.name, *path], t)
                             for c, path, t in self._columns(nested)]
                 continue
             if datatype is DataType.UUID:
@@ -340,7 +346,7 @@ class TemplateCatalog:
             if datatype not in BASIC_TYPES:
                 raise TemplateMappingError(f"{label}: a {datatype.name} cannot be a DataSet column "
                                            "(tck-id-payloads-dataset-types-value)")
-            columns.append((prefix + member.name, [member.name], datatype))
+            columns.append((member.name, [member.name], datatype))
         return columns
 
     def dataset(self, type_id: ua.NodeId, rows: Sequence[Any]) -> DataSet:

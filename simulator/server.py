@@ -382,6 +382,11 @@ class SimulatedLineServer:
         """Every structured variable's value as the server holds it now (path -> dict or rows)."""
         return self._structures.current
 
+    @property
+    def structure_statuses(self) -> dict[str, int]:
+        """The StatusCode of every structured variable as the server holds it now."""
+        return self._structures.statuses
+
     async def _extra_loop(self) -> None:
         """Benchmark load: every synthetic Double changes every 1/extra_rate_hz seconds."""
         interval = 1.0 / self.config.extra_rate_hz

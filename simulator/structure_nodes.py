@@ -23,6 +23,7 @@ from simulator.structures import (
     StructSpec,
     faceplate_member_path,
     faceplate_path,
+    structure_status,
     structure_values,
     structure_variables,
 )
@@ -31,6 +32,7 @@ _BUILTINS: dict[str, ua.VariantType] = {
     "Boolean": ua.VariantType.Boolean, "Int32": ua.VariantType.Int32, "UInt32": ua.VariantType.UInt32,
     "Double": ua.VariantType.Double, "String": ua.VariantType.String, "DateTime": ua.VariantType.DateTime,
 }
+_BAD_SEVERITY = 0x80000000
 _ZERO: dict[str, Any] = {"Double": 0.0, "String": ""}
 _SPECS: dict[str, StructSpec] = {spec.name: spec for spec in STRUCTS}
 
@@ -81,7 +83,7 @@ class StructureShell:
     def __init__(self, config: SimulatorConfig) -> None:
         self.config = config
         self._variables = structure_variables(config)
-        self._written: dict[str, Any] = {}
+        self._written: dict[str, tuple[Any, int]] = {}  # path -> (value, StatusCode) as written
         self._faceplates: dict[str, str] = {}  # faceplate member path -> mirrored tag path
         self._ns = 0
 
@@ -126,13 +128,17 @@ class StructureShell:
         ``changed`` the ones this tick changed (a faceplate member mirrors its tag's DataValue).
         """
         now = datetime.now(UTC)
+        statuses = structure_status(self.config, samples)
         for path, value in structure_values(self.config, samples).items():
-            if self._written.get(path) == value:
+            status = statuses[path]
+            if self._written.get(path) == (value, status):
                 continue
             spec, array = self._variables[path]
+            bad = _BAD_SEVERITY & status == _BAD_SEVERITY
             await server.write_attribute_value(ua.NodeId(path, self._ns), ua.DataValue(
-                Value=_variant(spec, array, value), SourceTimestamp=now, ServerTimestamp=now))
-            self._written[path] = value
+                Value=ua.Variant() if bad else _variant(spec, array, value), StatusCode=ua.StatusCode(status),
+                SourceTimestamp=now, ServerTimestamp=now))
+            self._written[path] = (value, status)
         for member_path, tag in self._faceplates.items():
             sample = changed.get(tag)
             if sample is None:
@@ -145,5 +151,11 @@ class StructureShell:
 
     @property
     def current(self) -> dict[str, Any]:
-        """What the server holds now, as plain dicts (path -> value): the tests' oracle."""
-        return dict(self._written)
+        """What the server holds now, as plain dicts (path -> value, None while Bad): the tests' oracle."""
+        return {path: None if _BAD_SEVERITY & status == _BAD_SEVERITY else value
+                for path, (value, status) in self._written.items()}
+
+    @property
+    def statuses(self) -> dict[str, int]:
+        """The StatusCode each structure was last written with."""
+        return {path: status for path, (_value, status) in self._written.items()}

@@ -21,7 +21,8 @@ Variables: ``<Line>/ActiveRecipe`` (Recipe), ``<Line>/<Cell>/Status`` (CellStatu
 
 Every value is derived from the model's *published* samples (after faults), so a structure never
 disagrees with the scalar tags a client reads beside it: :func:`structure_values` is the oracle
-tests compare with what a client decodes.
+tests compare with what a client decodes, and :func:`structure_status` its StatusCode (the worst of
+its source tags', so a structure built from a failed sensor is Bad, never a valid-looking zero).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from simulator.config import SimulatorConfig
-from simulator.faults import Sample
+from simulator.faults import GOOD, Sample
 
 #: a quality results row passes when at least this share of the cell's parts were good
 YIELD_PASS = 0.95
@@ -137,11 +138,48 @@ def _yield(good: int, reject: int) -> float:
     return 1.0 if total == 0 else round(good / total, 6)
 
 
+def structure_sources(config: SimulatorConfig) -> dict[str, list[str]]:
+    """The scalar tags each structured variable is built from (its status follows theirs)."""
+    line = config.line
+    cells = [cell.name for cell in config.cells]
+    first = config.cells[0]
+    sources = {recipe_path(line): [f"{line}/Recipe", f"{line}/CurrentProduct", f"{line}/CurrentBatch",
+                                   f"{line}/BatchQuantity", *(f"{line}/{c}/SpeedSetpoint" for c in cells),
+                                   f"{line}/{first.name}/{first.temperature_setpoint_tag}"]}
+    for cell in cells:
+        sources[status_path(line, cell)] = [f"{line}/State", *(f"{line}/{cell}/{tag}" for tag in (
+            "State", "StateCode", "GoodCount", "RejectCount", "Speed", "Temperature"))]
+    sources[quality_path(line)] = [f"{line}/{c}/{tag}" for c in cells for tag in ("GoodCount", "RejectCount")]
+    return sources
+
+
+def _severity(status: int) -> int:
+    """OPC UA StatusCode severity: the top two bits (0 Good, 1 Uncertain, 2 Bad)."""
+    return (status >> 30) & 0b11
+
+
+def structure_status(config: SimulatorConfig, samples: dict[str, Sample]) -> dict[str, int]:
+    """Each structure's StatusCode: the worst of its source tags' (the first of equal severity).
+
+    A structure built from a failed sensor must not look valid (the truth rule): Bad in, Bad out.
+    """
+    statuses = {}
+    for path, sources in structure_sources(config).items():
+        worst = GOOD
+        for source in sources:
+            sample = samples.get(source)
+            if sample is not None and _severity(sample.status) > _severity(worst):
+                worst = sample.status
+        statuses[path] = worst
+    return statuses
+
+
 def structure_values(config: SimulatorConfig, samples: dict[str, Sample]) -> dict[str, Any]:
     """The current value of every structured variable, as plain dicts (lists of dicts for arrays).
 
-    Field names and order are exactly the types' fields; a value whose source tag is Bad (null)
-    becomes the type's zero value, as a PLC keeps the last block it built.
+    Field names and order are exactly the types' fields. A source tag that is null (Bad) gives the
+    field's zero value here; :func:`structure_status` then marks the whole structure Bad, and the
+    server publishes it as a null value with that status, as it does a Bad scalar.
     """
 
     def value(path: str, default: Any) -> Any:
@@ -187,5 +225,6 @@ def structure_values(config: SimulatorConfig, samples: dict[str, Sample]) -> dic
 __all__ = [
     "CELL_STATUS", "FACEPLATE_MEMBERS", "FACEPLATE_TYPE", "QUALITY_RESULT", "RECIPE", "RECIPE_SETPOINTS",
     "STRUCTS", "FieldSpec", "StructSpec", "faceplate_member_path", "faceplate_path", "quality_path",
-    "recipe_path", "status_path", "structure_values", "structure_variables",
+    "recipe_path", "status_path", "structure_sources", "structure_status", "structure_values",
+    "structure_variables",
 ]

@@ -187,6 +187,7 @@ async def test_a_changed_definition_changes_the_version(sim: SimulatedLineServer
     ids = before.type_ids
     # derived from the definition alone: a second read gives the same versions
     assert [before.version(t) for t in ids] == [same.version(t) for t in ids]
+    assert before.versions == same.versions and len(before.versions) == 5
 
     def changed(type_name: str, member: str, **update: Any) -> TemplateCatalog:
         out = []
@@ -201,6 +202,7 @@ async def test_a_changed_definition_changes_the_version(sim: SimulatedLineServer
     retyped = changed("CellStatus", "Speed", datatype=ua.NodeId(ua.ObjectIds.Float))
     assert retyped.version(_tid(ns, "CellStatus")) != before.version(_tid(ns, "CellStatus"))
     assert retyped.version(_tid(ns, "Recipe")) == before.version(_tid(ns, "Recipe"))
+    assert {n for n, v in retyped.versions.items() if before.versions[n] != v} == {"CellStatus"}
     # a nested type changes: the outer type's version changes too (its instances embed the nested one)
     renamed = changed("RecipeSetpoints", "LineSpeed", name="LineRate")
     assert renamed.version(_tid(ns, "RecipeSetpoints")) != before.version(_tid(ns, "RecipeSetpoints"))

@@ -17,6 +17,7 @@ from asyncua import Client, ua
 
 from simulator.client import string, uint32
 from simulator.config import NAMESPACE_URI
+from simulator.faults import BAD_SENSOR_FAILURE, GOOD, UNCERTAIN_LAST_USABLE_VALUE
 from simulator.server import SimulatedLineServer
 from simulator.structures import (
     CELL_STATUS,
@@ -171,3 +172,37 @@ async def _equals(node: Any, expected: Any) -> bool:
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_a_structure_built_from_a_failed_sensor_is_bad_not_a_valid_zero(sim: SimulatedLineServer) -> None:
+    async with Client(sim.endpoint) as client:
+        await client.load_data_type_definitions()
+        ns = await client.get_namespace_index(NAMESPACE_URI)
+        filler = client.get_node(ua.NodeId("Line1/Filler/Status", ns))
+        capper = client.get_node(ua.NodeId("Line1/Capper/Status", ns))
+        table = client.get_node(ua.NodeId("Line1/QualityResults", ns))
+        sim.model.inject_fault("bad_status", "Line1/Filler/Temperature", 30.0)
+        sim.model.inject_fault("uncertain", "Line1/Capper/Speed", 30.0)
+        await sim.tick_now()
+
+        bad = await filler.read_data_value(raise_on_bad_status=False)
+        assert bad.StatusCode.value == BAD_SENSOR_FAILURE and bad.Value.Value is None
+        assert sim.structures["Line1/Filler/Status"] is None
+        uncertain = await capper.read_data_value(raise_on_bad_status=False)
+        assert uncertain.StatusCode.value == UNCERTAIN_LAST_USABLE_VALUE
+        assert plain(uncertain.Value.Value) == sim.structures["Line1/Capper/Status"]
+        assert plain(uncertain.Value.Value)["Speed"] == sim.model.sample("Line1/Capper/Speed").value
+        # a structure that does not use the failed tags stays Good
+        good = await table.read_data_value(raise_on_bad_status=False)
+        assert good.StatusCode.value == GOOD
+        assert plain(good.Value.Value) == sim.structures["Line1/QualityResults"]
+        assert sim.structure_statuses == {"Line1/ActiveRecipe": GOOD, "Line1/Filler/Status": BAD_SENSOR_FAILURE,
+                                          "Line1/Capper/Status": UNCERTAIN_LAST_USABLE_VALUE,
+                                          "Line1/Labeler/Status": GOOD, "Line1/QualityResults": GOOD}
+
+        assert sim.model.clear_faults() == 2
+        await sim.tick_now()
+        recovered = await filler.read_data_value()
+        assert recovered.StatusCode.value == GOOD
+        assert plain(recovered.Value.Value) == sim.structures["Line1/Filler/Status"]
+        assert plain(recovered.Value.Value)["Temperature"] == sim.model.sample("Line1/Filler/Temperature").value
