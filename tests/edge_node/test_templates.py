@@ -12,11 +12,14 @@ import asyncio
 import dataclasses
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from asyncua import Client, ua
 
+from edge_node.browse import browse_to_file
+from edge_node.config import OpcUaEndpointConfig, load_edge_config
 from edge_node.templates import (
     DEFINITION_PREFIX,
     MemberShape,
@@ -316,3 +319,21 @@ def test_a_table_with_nested_rows_flattens_to_columns() -> None:
     at = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
     assert TemplateCatalog([stamp]).instance(stamp.type_id, {"At": at}).metrics == [
         Metric("At", int(at.timestamp() * 1000), D.DateTime)]
+
+
+async def test_browse_of_the_simulator_skips_structures_by_name_until_templates_are_wired(
+        sim: SimulatedLineServer, tmp_path: Path) -> None:
+    """The structures change `uns edge browse` output deliberately: each structured variable is listed
+    as skipped with its reason (the edge maps only scalars and arrays until issue 21's wiring), and a
+    faceplate's members are offered as ordinary scalar tags under ``Faceplate/``."""
+    out = tmp_path / "browsed.yaml"
+    result = await browse_to_file(OpcUaEndpointConfig(url=sim.endpoint), out, data_dir=tmp_path)
+    structured = sorted(s for s in result.skipped if "Alarm" not in s and "Jam" not in s
+                        and "DoorOpen" not in s and "EStop" not in s)
+    assert structured == sorted([
+        "ns=2;s=Line1/ActiveRecipe (Line1/ActiveRecipe): unsupported datatype",
+        "ns=2;s=Line1/QualityResults (Line1/QualityResults): array",
+        *(f"ns=2;s=Line1/{c}/Status (Line1/{c}/Status): unsupported datatype" for c in CELLS)])
+    browsed = load_edge_config(out)
+    faceplate = sorted((t.cell, t.metric, t.datatype.name) for t in browsed.tags if t.metric.startswith("Faceplate/"))
+    assert faceplate == sorted((c, f"Faceplate/{m}", d) for c in CELLS for m, (d, _t) in FACEPLATE_MEMBERS.items())
