@@ -337,3 +337,22 @@ async def test_browse_of_the_simulator_skips_structures_by_name_until_templates_
     browsed = load_edge_config(out)
     faceplate = sorted((t.cell, t.metric, t.datatype.name) for t in browsed.tags if t.metric.startswith("Faceplate/"))
     assert faceplate == sorted((c, f"Faceplate/{m}", d) for c in CELLS for m, (d, _t) in FACEPLATE_MEMBERS.items())
+
+
+def test_an_array_of_structures_inside_a_structure_is_a_dataset_member() -> None:
+    uri = "urn:t"
+    row = _shape(uri, 2, "Check", _m("Name", ua.ObjectIds.String), _m("Ok", ua.ObjectIds.Boolean))
+    report = _shape(uri, 2, "Report", _m("Id", ua.ObjectIds.UInt64), _m("Checks", row.type_id, array=True))
+    catalog = TemplateCatalog([row, report])
+    definition = catalog.definition(report.type_id)
+    assert [(m.name, m.datatype, m.is_null) for m in definition.metrics] == [("Id", D.UInt64, True),
+                                                                              ("Checks", D.DataSet, True)]
+    value = {"Id": 2**63 + 1, "Checks": [{"Name": "cap", "Ok": True}, {"Name": "label", "Ok": False}]}
+    metrics = [*catalog.definition_metrics(TS), structure_metric(catalog, "r", report.type_id, value, array=False,
+                                                                 timestamp=TS)]
+    decoded = decode_payload(encode_payload(Payload(metrics, timestamp=TS, seq=0), MessageType.NBIRTH),
+                             MessageType.NBIRTH)
+    checks = DataSet(["Name", "Ok"], [D.String, D.Boolean], [["cap", True], ["label", False]])
+    assert decoded.metrics[-1].value == Template(template_ref="Report", version=catalog.version(report.type_id),
+                                                 metrics=[Metric("Id", 2**63 + 1, D.UInt64),
+                                                          Metric("Checks", checks, D.DataSet)])
