@@ -7,7 +7,7 @@ decisions, stated once (``docs/templates.md`` explains them for users):
 
 * **Names.** A template is named after the type's browse name. When two described types share a
   browse name (``CellStatus`` in two namespaces), *each* of them is named
-  ``<name>@<8 hex of sha256(namespace URI ";" node id)>``: the rule depends only on the types
+  ``<name>@<8 hex of sha256(namespace URI ";" node id without its index)>``: the rule depends only on the types
   present, not on the order they were read, and it never silently merges two types. The definition
   metric in NBIRTH is ``_types_/<name>`` and instances carry ``template_ref = <name>`` (the Ignition /
   MQTT Transmission convention, tck-id-payloads-template-instance-ref).
@@ -138,7 +138,10 @@ def _id_text(node_id: ua.NodeId) -> str:
 
 
 def _disambiguated(shape: TypeShape) -> str:
-    digest = hashlib.sha256(f"{shape.namespace_uri};{_id_text(shape.type_id)}".encode()).hexdigest()
+    """``name@hash``: the hash of the namespace URI and the id *without* the namespace index, which a
+    server may assign differently after a restart."""
+    local = ua.NodeId(shape.type_id.Identifier, 0, shape.type_id.NodeIdType).to_string()
+    digest = hashlib.sha256(f"{shape.namespace_uri};{local}".encode()).hexdigest()
     return f"{shape.name}@{digest[:8]}"
 
 

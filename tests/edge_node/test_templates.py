@@ -232,6 +232,9 @@ def test_same_name_in_two_namespaces_gives_two_templates() -> None:
     assert names[2] == "Motor"  # a unique name stays plain
     # the rule does not depend on the order the types were read
     assert [TemplateCatalog([other, vendor, ours]).name(s.type_id) for s in (ours, vendor, other)] == names
+    # nor on the namespace index a server assigned this time (the URI and the identifier decide)
+    moved = dataclasses.replace(vendor, type_id=ua.NodeId("Types/CellStatus", 5))
+    assert TemplateCatalog([ours, moved]).name(moved.type_id) == names[1]
     # both definitions and instances travel in one NBIRTH and each instance names its own definition
     metrics = catalog.definition_metrics(TS)
     metrics.append(Metric("a", catalog.instance(ours.type_id, {"Speed": 1.5}), D.Template, timestamp=TS))
