@@ -46,6 +46,7 @@ from typing import Any, Literal
 from asyncua import ua
 from asyncua.common.structures104 import clean_name
 
+from edge_node.errors import EdgeError
 from uns.sparkplug.datatypes import BASIC_TYPES, DataType
 from uns.sparkplug.model import DataSet, Metric, Template
 
@@ -53,7 +54,7 @@ from uns.sparkplug.model import DataSet, Metric, Template
 DEFINITION_PREFIX = "_types_/"
 
 
-class TemplateMappingError(ValueError):
+class TemplateMappingError(EdgeError, ValueError):
     """An OPC UA type or value that has no Sparkplug Template/DataSet form; the message says which."""
 
 

@@ -174,6 +174,7 @@ BUILTIN_BASE = {
     "BirthEncodeError": ValueError,
     "StoreError": RuntimeError,
     "CoercionError": ValueError,
+    "TemplateMappingError": ValueError,
     "MesInputError": ValueError,
     "StoreVersionError": RuntimeError,
     "HostNotOnlineError": RuntimeError,
