@@ -176,7 +176,7 @@ BUILTIN_BASE = {
     "CoercionError": ValueError,
     "TemplateMappingError": ValueError,
     "MesInputError": ValueError,
-    "StoreVersionError": RuntimeError,
+    "SchemaVersionError": RuntimeError,
     "HostNotOnlineError": RuntimeError,
     "LinkDownError": RuntimeError,
     "PolicyError": ValueError,

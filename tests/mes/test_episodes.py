@@ -19,7 +19,6 @@ from mes_adapter.episodes import (
     OpenEpisode,
     QualityEpisodeDetector,
     QualitySample,
-    StoreVersionError,
     TagKey,
 )
 from mes_adapter.host.live_model import LiveModel
@@ -33,6 +32,7 @@ from uns.conventions import PROP_QUALITY, PROP_QUALITY_REASON, PROP_RAW_VALUE, P
 from uns.isa95 import NamespaceMapping
 from uns.sparkplug.datatypes import DataType
 from uns.sparkplug.model import QUALITY_BAD, Metric, PropertyValue
+from uns.sqlite_schema import SchemaVersionError
 
 KEY = TagKey("acme:plant1", "packaging:line1", "Filler", "Temperature")
 T0 = 1_700_000_000_000
@@ -147,7 +147,7 @@ def test_store_refuses_a_newer_schema(tmp_path: Path) -> None:
     conn = sqlite3.connect(path)
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     conn.close()
-    with pytest.raises(StoreVersionError, match=f"schema version {SCHEMA_VERSION + 1}"):
+    with pytest.raises(SchemaVersionError, match=f"schema version {SCHEMA_VERSION + 1}"):
         EpisodeStore(path)
 
 
