@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .command_wiring import CommandRuntime, command_definitions, start_commands
+from .commands.wiring import CommandRuntime, command_definitions, start_commands
 from .config import EdgeConfig, build_sparkplug_config
 from .model import MetricDefinition
 from .opcua_source import OpcUaSource

@@ -5,7 +5,7 @@ Whatever the host sent, a DCMD/NCMD metric reaches OPC UA only through here (doc
 1. **intake** (one task, arrival order): rebuild the :class:`CommandRequest` from the topic the
    edge received on and the metric's envelope (:func:`uns.commands.wire.command_from_metric`);
    a malformed metric is refused (``malformed_command``) and audited, never raised. Its command
-   id is then recorded as taken in (:meth:`edge_node.command_journal.CommandJournal.claim`,
+   id is then recorded as taken in (:meth:`edge_node.commands.journal.CommandJournal.claim`,
    durable): an id seen before is refused ``replayed``, so a captured DCMD/NCMD published again
    never writes twice, also across a restart. Then the
    allowlist check with ``consume=False`` and the machine state read fresh from OPC UA. A refusal
@@ -17,16 +17,16 @@ Whatever the host sent, a DCMD/NCMD metric reaches OPC UA only through here (doc
    ``consume=True`` (state re-read; rate-limit slot taken; ``expired`` if too late), read the old
    value, write it with the rule's datatype (or call the method, atomically), and poll the
    read-back until it matches within tolerance or the rule's timeout passes
-   (:mod:`edge_node.command_logic` decides what the reads mean).
+   (:mod:`edge_node.commands.logic` decides what the reads mean).
 4. **report**: the :class:`CommandResult` JSON goes to the ``_cmd`` result topic (QoS 1) and
    every step into the edge's own hash-chained audit log (the edge is the one writer of its
    chain). The new value reaches the UNS as DDATA through the normal subscription path.
 
 **Restart safety.** A command that has to wait (its endpoint is down, or others are ahead of it)
-is written to the command journal (:mod:`edge_node.command_journal`, SQLite in the data dir)
+is written to the command journal (:mod:`edge_node.commands.journal`, SQLite in the data dir)
 before its ``queued`` audit record, and removed once its final record and result are out. At
 start-up (:meth:`CommandExecutor.start`) the journal and the audit chain are compared
-(:mod:`edge_node.command_recovery`): journaled commands resume in arrival order through the
+(:mod:`edge_node.commands.recovery`): journaled commands resume in arrival order through the
 normal checks (``expired`` if overdue), and every other open command gets a final ``failed``
 record and a result, saying whether the write may have happened. Persisting the queue, rather
 than only closing what was open, keeps the promise a ``queued`` record makes: the command still
@@ -36,9 +36,9 @@ runs when OPC UA comes back, restart or not.
 :meth:`CommandExecutor.handle_rejected` (wired with
 :meth:`edge_node.mqtt_client.SparkplugEdgeClient.set_rejected_command_handler`) and is refused
 like any other command: audited, and answered on the result topic when its envelope names a
-command id (:mod:`edge_node.command_rejects` decides what is said).
+command id (:mod:`edge_node.commands.rejects` decides what is said).
 
-The write session is dedicated (:class:`edge_node.opcua_writer.OpcUaWriter`, one per endpoint),
+The write session is dedicated (:class:`edge_node.commands.opcua_writer.OpcUaWriter`, one per endpoint),
 so telemetry load does not delay a command. Audit appends (SQLite, fsync) run in a worker thread
 so the event loop keeps pumping telemetry while the disk syncs.
 """
@@ -69,8 +69,10 @@ from uns.isa95 import NamespaceMapping
 from uns.sparkplug.model import Metric, now_ms
 from uns.sparkplug.topic import MessageType, SparkplugTopic
 
-from .command_journal import CommandJournal, CommandJournalError, JournalEntry
-from .command_logic import (
+from ..config import OpcUaEndpointConfig
+from ..session_events import RejectedCommand
+from .journal import CommandJournal, CommandJournalError, JournalEntry
+from .logic import (
     Observed,
     Pending,
     deadline_ms,
@@ -85,7 +87,8 @@ from .command_logic import (
     result_of,
     seen_keep_until_ms,
 )
-from .command_recovery import (
+from .opcua_writer import OpcUaWriter, ReadResult, WriterDisconnected, to_variant
+from .recovery import (
     Close,
     Discard,
     Republish,
@@ -97,10 +100,7 @@ from .command_recovery import (
     read_trails,
     result_from,
 )
-from .command_rejects import details_of, reason_for, rejected_metrics
-from .config import OpcUaEndpointConfig
-from .opcua_writer import OpcUaWriter, ReadResult, WriterDisconnected, to_variant
-from .session_events import RejectedCommand
+from .rejects import details_of, reason_for, rejected_metrics
 
 log = logging.getLogger(__name__)
 

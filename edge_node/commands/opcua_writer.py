@@ -30,9 +30,9 @@ from asyncua import Client, ua
 
 from uns.sparkplug.datatypes import DataType
 
-from .backoff import Backoff
-from .config import OpcUaEndpointConfig
-from .opcua_connection import OpcUaConnection, watch_server_state
+from ..backoff import Backoff
+from ..config import OpcUaEndpointConfig
+from ..opcua_connection import OpcUaConnection, watch_server_state
 
 log = logging.getLogger(__name__)
 

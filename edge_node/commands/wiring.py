@@ -19,9 +19,9 @@ from uns.commands.checker import AllowlistChecker
 from uns.commands.signing import UserRegistry
 from uns.sparkplug.datatypes import DataType
 
-from .config import ConfigError, EdgeConfig
+from ..config import ConfigError, EdgeConfig
+from ..model import MetricDefinition
 from .executor import CommandExecutor, StateNode
-from .model import MetricDefinition
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ class CommandRuntime:
 
 async def start_commands(config: EdgeConfig, client: Any) -> CommandRuntime:
     """Build and start the executor (it resumes or closes what the last run left open, see
-    :mod:`edge_node.command_recovery`), and make it the client's NCMD/DCMD handler, also for
+    :mod:`edge_node.commands.recovery`), and make it the client's NCMD/DCMD handler, also for
     commands the client's session could not decode."""
     allowlist, users = load_rules(config)
     commands = config.commands

@@ -200,7 +200,7 @@ async def test_cancel_during_backoff_ends_run_at_once(tmp_path: Path) -> None:
 async def test_the_command_writer_bounds_build_client_against_a_silent_secure_peer(tmp_path: Path) -> None:
     """build_client of a secure endpoint asks the server for its certificate (GetEndpoints): a peer
     that never answers costs one bounded attempt, then another, and the writer stays down."""
-    from edge_node.opcua_writer import OpcUaWriter
+    from edge_node.commands.opcua_writer import OpcUaWriter
 
     async with _SilentPeer() as peer:
         endpoint = OpcUaEndpointConfig(url=f"opc.tcp://127.0.0.1:{peer.port}/", security_policy="Basic256Sha256",

@@ -27,8 +27,8 @@ from asyncua import ua
 from cryptography import x509
 from typer.testing import CliRunner
 
+from edge_node.commands.opcua_writer import OpcUaWriter
 from edge_node.config import EdgeConfig, SecurityProfile, loads_edge_config
-from edge_node.opcua_writer import OpcUaWriter
 from tests.edge_node.opcua_test_server import TestOpcUaServer
 from tests.edge_node.recording_sink import RecordingSink
 from tests.edge_node.running import running, running_source
