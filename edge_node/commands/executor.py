@@ -68,6 +68,7 @@ from uns.sparkplug.topic import MessageType, SparkplugTopic
 
 from ..config import OpcUaEndpointConfig
 from ..session_events import RejectedCommand
+from .edge_client import ResultPublisher
 from .journal import CommandJournal, CommandJournalError, JournalEntry
 from .logic import (
     Observed,
@@ -92,7 +93,7 @@ from .recovery import (
     read_trails,
 )
 from .rejects import details_of, reason_for, rejected_metrics
-from .reporting import CommandReporter, ExecutorStats, ResultPublisher
+from .reporting import CommandReporter, ExecutorStats
 
 log = logging.getLogger(__name__)
 

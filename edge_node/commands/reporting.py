@@ -26,7 +26,7 @@ import logging
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from uns.audit.chain import AuditLog
 from uns.audit.record import AuditEntry, AuditEvent, AuditTarget
@@ -39,17 +39,12 @@ from uns.commands.wire import result_topic
 from uns.isa95 import NamespaceMapping
 from uns.sparkplug.topic import MessageType, SparkplugTopic
 
+from .edge_client import ResultPublisher
 from .journal import CommandJournal, CommandJournalError
 from .logic import Pending, malformed_result, refusal_outcome, result_of
 from .recovery import Close, Republish, closing_entry, result_from
 
 log = logging.getLogger(__name__)
-
-
-class ResultPublisher(Protocol):
-    """Where results go: :meth:`edge_node.mqtt_client.SparkplugEdgeClient.publish_json`."""
-
-    async def publish_json(self, topic: str, payload: bytes, qos: int = 1) -> bool: ...
 
 
 @dataclass
@@ -297,4 +292,4 @@ class CommandReporter:
             log.exception("audit append failed for command %s (%s)", entry.command_id, entry.event)
 
 
-__all__ = ["CommandReporter", "ExecutorStats", "ResultPublisher"]
+__all__ = ["CommandReporter", "ExecutorStats"]
