@@ -95,7 +95,7 @@ from .recovery import (
 from .rejects import details_of, reason_for, rejected_metrics
 from .reporting import CommandReporter, ExecutorStats
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("edge_node.executor")  # its name before edge_node.commands: log filters use it
 
 #: read-back polling: first read at once, then these gaps (s), the last one repeated
 READBACK_GAPS_S: tuple[float, ...] = (0.0, 0.005, 0.01, 0.02, 0.05)

@@ -34,7 +34,7 @@ from ..backoff import Backoff
 from ..config import OpcUaEndpointConfig
 from ..opcua_connection import OpcUaConnection, watch_server_state
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("edge_node.opcua_writer")  # its name before edge_node.commands
 
 #: Sparkplug datatype of a command value → the OPC UA Variant type it is written as
 VARIANT_OF: dict[DataType, ua.VariantType] = {

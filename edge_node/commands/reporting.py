@@ -44,7 +44,7 @@ from .journal import CommandJournal, CommandJournalError
 from .logic import Pending, malformed_result, refusal_outcome, result_of
 from .recovery import Close, Republish, closing_entry, result_from
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("edge_node.executor")  # the executor logged these lines; filters and alerts use it
 
 
 @dataclass

@@ -23,7 +23,7 @@ from ..model import MetricDefinition
 from .edge_client import EdgeClient
 from .executor import CommandExecutor, StateNode
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("edge_node.command_wiring")  # its name before edge_node.commands
 
 #: the allowlist version reported when the edge has no ``commands:`` section
 NO_ALLOWLIST_VERSION = "none (no commands section in the edge config)"
