@@ -1,6 +1,6 @@
 """The edge node process: OPC UA sources → validation → Sparkplug edge client, from one config.
 
-Composition only: :class:`edge_node.opcua_source.OpcUaSource` (one per endpoint) feeds the
+Composition only: :class:`edge_node.opcua.source.OpcUaSource` (one per endpoint) feeds the
 Sparkplug client (:class:`edge_node.mqtt_client.SparkplugEdgeClient`), which owns births,
 deaths, sequence numbers and store-and-forward. The client is entered first so the NBIRTH (with
 every metric definition) precedes the first DBIRTH a source announces, and left last so a
@@ -25,7 +25,7 @@ from .commands.edge_client import EdgeClient
 from .commands.wiring import CommandRuntime, command_definitions, start_commands
 from .config import EdgeConfig, build_sparkplug_config
 from .model import MetricDefinition
-from .opcua_source import OpcUaSource, SourceSink
+from .opcua.source import OpcUaSource, SourceSink
 from .sparkplug_config import EdgeSparkplugConfig
 from .validation import ValidationStats
 

@@ -1,4 +1,4 @@
-"""The OPC UA connection supervisor (edge_node.opcua_connection) against a real asyncua server.
+"""The OPC UA connection supervisor (edge_node.opcua.connection) against a real asyncua server.
 
 Checks the rules of its module docstring: a server restart gives a new session on a new Client
 with the hooks in their order; a peer that accepts TCP and never answers costs one bounded
@@ -17,7 +17,7 @@ from asyncua import Client
 from asyncua.client.ua_client import UASocketState
 
 from edge_node.config import OpcUaEndpointConfig
-from edge_node.opcua_connection import OpcUaConnection, watch_server_state
+from edge_node.opcua.connection import OpcUaConnection, watch_server_state
 from tests.edge_node.opcua_test_server import TestOpcUaServer
 from tests.support.mqtt_faults import until
 from tests.support.net import free_port

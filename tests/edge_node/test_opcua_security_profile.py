@@ -120,8 +120,8 @@ def test_uns_init_writes_the_demo_profile_explicitly(tmp_path: Path) -> None:
 
 def test_browse_starter_says_what_it_allows(tmp_path: Path) -> None:
     """`uns edge browse` writes production with the exception the browse needed, visibly in the file."""
-    from edge_node.browse import BrowseResult, starter_tag_map
     from edge_node.config import OpcUaEndpointConfig
+    from edge_node.opcua.browse import BrowseResult, starter_tag_map
 
     plain = starter_tag_map(BrowseResult(), OpcUaEndpointConfig(url="opc.tcp://h:1"))
     assert plain["security_profile"] == "production"
