@@ -31,6 +31,7 @@ from .validation import ValidationStats
 
 if TYPE_CHECKING:
     from .observability import EdgeObservability
+    from .session import EdgeSession
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,8 @@ class ClientStats(Protocol):
 
 
 class SparkplugClient(SourceSink, Protocol):
-    """The client the app drives: entered first, fed by the sources, left last.
+    """The client the app drives: entered first, fed by the sources, left last; its status and
+    counters feed ``stats`` and :mod:`edge_node.observability` (``/readyz``, ``/metrics``).
 
     :class:`edge_node.mqtt_client.SparkplugEdgeClient` is one; it is also a :class:`FirstBirthGate`
     and an :class:`edge_node.commands.edge_client.EdgeClient`, which the app asks with ``isinstance``
@@ -55,6 +57,18 @@ class SparkplugClient(SourceSink, Protocol):
 
     @property
     def stats(self) -> ClientStats: ...
+
+    @property
+    def connected(self) -> bool: ...
+
+    @property
+    def birthed(self) -> bool: ...
+
+    @property
+    def store_failing(self) -> str | None: ...
+
+    @property
+    def session(self) -> EdgeSession: ...
 
 
 @runtime_checkable
