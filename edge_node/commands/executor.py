@@ -488,8 +488,8 @@ class CommandExecutor:
     async def _refuse_malformed(self, topic: SparkplugTopic, metric: Metric, message: str, received: int) -> None:
         self.stats.malformed += 1
         await self.report.unreadable(topic.device_id, metric.name or f"alias {metric.alias}", _command_id_of(metric),
-                                      ReasonCode.MALFORMED_COMMAND, message, received,
-                                      {"value": _jsonable(metric.value)})
+                                     ReasonCode.MALFORMED_COMMAND, message, received,
+                                     {"value": _jsonable(metric.value)})
 
     async def _refuse_undecodable(self, rejected: RejectedCommand, received: int) -> None:
         """One audited refusal per command in a message the session could not decode."""
@@ -503,7 +503,7 @@ class CommandExecutor:
             else:
                 self.stats.refused += 1
             await self.report.unreadable(rejected.device_id, found.label, found.command_id, reason,
-                                          rejected.error, received, details)
+                                         rejected.error, received, details)
 
     # -- start-up recovery -----------------------------------------------------------------------
 
