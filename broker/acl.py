@@ -75,7 +75,9 @@ class RoleRules:
 
 
 @dataclass(frozen=True, slots=True)
-class _Compiled:
+class RoleFilters:
+    """One principal's rules with its placeholders filled in: concrete MQTT filters."""
+
     publish: tuple[str, ...]
     subscribe: tuple[str, ...]
     deny_publish: tuple[str, ...]
@@ -107,12 +109,17 @@ class Authorizer:
 
     roles: Mapping[str, RoleRules]
     cache_limit: int = 200_000
-    _compiled: dict[Principal, _Compiled] = field(default_factory=dict, init=False, repr=False)
+    _compiled: dict[Principal, RoleFilters] = field(default_factory=dict, init=False, repr=False)
     _cache: dict[tuple[Principal, Action, str], bool] = field(default_factory=dict, init=False, repr=False)
 
     def check_principal(self, principal: Principal) -> None:
         """Raise :class:`PolicyError` if this principal can never be authorized (bad role or scope)."""
         self._compile(principal)
+
+    def filters(self, principal: Principal) -> RoleFilters:
+        """The filters this principal is judged by (what :mod:`broker.mosquitto_acl` renders);
+        :class:`PolicyError` if the role is unknown or needs a scope the principal lacks."""
+        return self._compile(principal)
 
     def allowed(self, principal: Principal, action: Action, topic: str) -> bool:
         key = (principal, action, topic)
@@ -139,7 +146,7 @@ class Authorizer:
         return (any(filter_covers(f, topic) for f in rules.subscribe)
                 and not any(filter_covers(f, topic) for f in rules.deny_subscribe))
 
-    def _compile(self, principal: Principal) -> _Compiled:
+    def _compile(self, principal: Principal) -> RoleFilters:
         compiled = self._compiled.get(principal)
         if compiled is not None:
             return compiled
@@ -150,7 +157,7 @@ class Authorizer:
         if rules.needs_edge_scope and (not principal.group or not principal.edge):
             raise PolicyError(f"user {principal.username!r} has role {principal.role!r}, whose rules name "
                               "{group}/{edge}, but no Sparkplug group/edge is set for the user")
-        compiled = _Compiled(
+        compiled = RoleFilters(
             tuple(_fill(t, principal) for t in rules.publish),
             tuple(_fill(t, principal) for t in rules.subscribe),
             tuple(_fill(t, principal) for t in rules.deny_publish),

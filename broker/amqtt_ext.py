@@ -31,6 +31,22 @@ Hardening (issue 13), also here:
    packets), and so does a packet larger than ``max_packet_size_bytes`` (amqtt buffered any size).
    Both are seen on the byte stream, ahead of amqtt's decoder (:mod:`broker.packet_limit`).
 
+The hot path (issue 20), each piece checked against amqtt 0.12.1 by tests/broker/test_hot_path_guards.py
+and for loss and order by tests/broker/test_hot_path.py:
+
+6. **Delivery without a task per message.** :meth:`UnsBroker._route` hands each message to the
+   subscriber's :class:`broker.outbox.Outbox` (encoded once for all subscribers, a bounded QoS 1
+   window, PUBACKs handled in :meth:`KeepAliveBrokerHandler.handle_puback`) instead of
+   ``ensure_future(handler.mqtt_publish(...))``; TCP/TLS connections write through
+   :class:`broker.outbox.CoalescingWriter` (one socket write per batch instead of per packet).
+7. **No task per packet read.** amqtt's reader wraps every read in ``asyncio.wait_for`` (a task per
+   packet on Python 3.11); :meth:`KeepAliveBrokerHandler._reader_loop` watches the keep-alive
+   with a timer instead, same expiry (fix 1).
+8. **Incoming messages routed in batches, none lost at a DISCONNECT.** The client loop routes the
+   queued PUBLISHes in batches (:meth:`UnsBroker._handle_message_delivery`), and the ones still
+   queued when the client leaves before anything else (:meth:`UnsBroker._handle_disconnect`):
+   amqtt dropped them, or routed one after the disconnect.
+
 Also here: authorization on publish/subscribe/receive and on the Will topic (amqtt publishes a
 Will without any ACL check), the Sparkplug-aware certificate topics and duplicate edge-node alarm
 (:mod:`broker.sparkplug_aware`), and cheap ``$SYS`` counters (:mod:`broker.sys_topics`).
@@ -50,18 +66,22 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
-from amqtt.adapters import ReaderAdapter, WriterAdapter
+from amqtt.adapters import ReaderAdapter, StreamWriterAdapter, WriterAdapter
 from amqtt.broker import Broker
 from amqtt.contexts import Action as AmqttAction
 from amqtt.contexts import BrokerConfig, ListenerConfig
 from amqtt.errors import NoDataError
 from amqtt.events import BrokerEvents
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
+from amqtt.mqtt.puback import PubackPacket
 from amqtt.session import Session
+
+from uns.sparkplug.topic import is_sparkplug_topic
 
 from .acl import Action, Authorizer, PolicyError, Principal
 from .auth_plugin import PRINCIPAL_KEY
 from .client_ids import ClientIdPolicy
+from .outbox import CoalescingWriter, EncodedPublish, Outbox
 from .packet_limit import StreamGuard
 from .sparkplug_aware import (
     DUPLICATE_ALARM_TOPIC,
@@ -74,7 +94,9 @@ from .topics import topic_matches
 
 _AUTHENTICATED = "uns.authenticated"
 _CONNECTED_AS = "uns.connected_as"  # the _Identity a session last connected with (restored on a refusal)
+_CLOSING = "uns.closing"  # set when a connection is closed for a protocol violation in a PUBLISH
 _LOOP_ENDED = "uns.loop_ended"  # asyncio.Event set when the session's message loop has ended
+_QUEUED: Any = object()  # what KeepAliveBrokerHandler.mqtt_deliver_next_message returns
 TAKEOVER_WAIT_S = 5.0  # how long a takeover waits for the old connection's clean close
 #: client ids whose sessions amqtt wanted to delete during a CONNECT not yet authenticated (per task)
 _DEFERRED_DELETES: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
@@ -84,6 +106,7 @@ log = logging.getLogger("broker")
 
 KEEPALIVE_FACTOR = 1.5  # MQTT 3.1.1 §3.1.2.10
 _BROADCAST_BATCH = 256  # messages routed per broadcast-loop turn before yielding
+_DELIVERY_BATCH = 256  # queued incoming messages one client's loop routes per wake-up
 _SUBACK_FAILURE = 0x80
 _ACTIONS = {AmqttAction.PUBLISH: Action.PUBLISH, AmqttAction.SUBSCRIBE: Action.SUBSCRIBE,
             AmqttAction.RECEIVE: Action.RECEIVE}
@@ -130,11 +153,16 @@ class _GuardedReader(ReaderAdapter):
         self._inner = inner
         self._guard = guard
         self._on_violation = on_violation
+        self._loop = asyncio.get_running_loop()
+        self.last_read = self._loop.time()
+
+    last_read: float = 0.0  # loop time of the last bytes read (the keep-alive watch, fix 1)
 
     async def read(self, n: int = -1) -> bytes:
         if self._guard.violation is not None:
             raise NoDataError("connection closed: protocol limit")
         data = await self._inner.read(n)
+        self.last_read = self._loop.time()
         if self._guard.feed(data) is not None:
             self._on_violation(self._guard.violation)
             raise NoDataError("connection closed: protocol limit")
@@ -148,6 +176,56 @@ class KeepAliveBrokerHandler(BrokerProtocolHandler):
     """A broker handler that drops the connection when the keep-alive read timeout fires."""
 
     on_keepalive_expired: Any = None  # set per instance by UnsBroker: Callable[[Session], None]
+    _idle_timer: asyncio.TimerHandle | None = None
+
+    async def _reader_loop(self) -> None:
+        """amqtt's reader loop, with the keep-alive watched by a timer instead of its per-packet
+        ``asyncio.wait_for`` (issue 20: on Python 3.11 that is a new task for every packet read).
+
+        amqtt 0.12.1's loop reads ``session.keep_alive`` once, synchronously, before its first
+        await, and passes it to ``wait_for``; it sees 0 here (no timeout: ``wait_for`` then awaits
+        directly), and the real value is back on the session at the next loop turn. The watch
+        (:meth:`_check_idle`) fires :meth:`handle_read_timeout` once nothing was read for that long
+        (MQTT 3.1.2.10), as amqtt's ``wait_for`` timeout did between two packets.
+        """
+        session, reader = self.session, self.reader
+        keep_alive = session.keep_alive if session is not None else 0
+        if session is None or not keep_alive or keep_alive <= 0 or not isinstance(reader, _GuardedReader):
+            await super()._reader_loop()
+            return
+        session.keep_alive = 0
+        self._loop.call_soon(setattr, session, "keep_alive", keep_alive)
+        self._idle_timer = self._loop.call_later(keep_alive, self._check_idle, reader, keep_alive)
+        try:
+            await super()._reader_loop()
+        finally:
+            if self._idle_timer is not None:
+                self._idle_timer.cancel()
+
+    async def mqtt_deliver_next_message(self) -> Any:
+        """Wait for a queued incoming PUBLISH, but leave it queued (put back at the head).
+
+        amqtt 0.12.1's client loop waits on this and, when a DISCONNECT arrives in the same turn,
+        handles the disconnect first and the message it took afterwards. The broker routes every
+        queued message from the queue itself, in order (:meth:`UnsBroker._handle_message_delivery`,
+        and :meth:`UnsBroker._handle_disconnect` for those still queued when the client leaves).
+        """
+        message = await super().mqtt_deliver_next_message()
+        if message is None or self.session is None:
+            return None
+        self.session.delivered_message_queue._queue.appendleft(message)  # noqa: SLF001
+        return _QUEUED
+
+    def _check_idle(self, reader: _GuardedReader, keep_alive: float) -> None:
+        task = self._reader_task
+        if task is None or task.done():
+            return
+        idle = self._loop.time() - reader.last_read
+        if idle >= keep_alive:
+            self._idle_timer = None
+            self.handle_read_timeout()
+            return
+        self._idle_timer = self._loop.call_later(keep_alive - idle, self._check_idle, reader, keep_alive)
 
     def handle_read_timeout(self) -> None:
         session = self.session
@@ -159,6 +237,26 @@ class KeepAliveBrokerHandler(BrokerProtocolHandler):
         # which then calls handle_connection_closed() -> abnormal disconnect -> Will published.
         if self._reader_task is not None:
             self._reader_task.cancel()
+
+    # ---- outgoing hot path (issue 20, broker/outbox.py) -----------------------------------
+    uns_outbox: Outbox | None = None
+
+    def outbox(self) -> Outbox:
+        """This connection's :class:`broker.outbox.Outbox` (made on first delivery: the writer and
+        session are attached by then)."""
+        box = self.uns_outbox
+        if box is None:
+            box = self.uns_outbox = Outbox(self.session, self.writer, self._write_lock)
+        return box
+
+    async def handle_puback(self, puback: PubackPacket) -> None:
+        """A PUBACK for a message the outbox sent frees its window slot; any other goes to amqtt
+        (its own flows, e.g. redelivery after a reconnect, wait on ``_puback_waiters``)."""
+        box = self.uns_outbox
+        header = puback.variable_header
+        if box is not None and header is not None and box.on_puback(header.packet_id):
+            return
+        await super().handle_puback(puback)
 
 
 class UnsBroker(Broker):
@@ -241,6 +339,7 @@ class UnsBroker(Broker):
             return
         if holder_session is not None and holder_handler is not None and holder_session.transitions.is_connected():
             await self._take_over(holder_session, holder_handler, client_session if reused else None)
+        client_session.attributes.pop(_CLOSING, None)  # a persistent session's earlier connection set it
         client_session.attributes[_AUTHENTICATED] = True  # amqtt asks again: answer from the verdict
         client_session.attributes[_CONNECTED_AS] = _Identity.of(client_session)
         deferred, _ = _DEFERRED_DELETES.get(), _DEFERRED_DELETES.set(None)
@@ -319,6 +418,8 @@ class UnsBroker(Broker):
             log.warning("client at %s sent %s: closing it", f"{peer[0]}:{peer[1]}" if peer else "?", what)
 
         guarded = _GuardedReader(reader, StreamGuard(self.max_packet_size), violated)
+        if isinstance(writer, StreamWriterAdapter):  # TCP and TLS: one socket write per loop turn
+            writer = CoalescingWriter(writer)
         try:
             await super()._client_connected(listener_name, guarded, writer)
         finally:
@@ -361,9 +462,35 @@ class UnsBroker(Broker):
         return principal is not None and self.authorizer.allowed(principal, _ACTIONS[action], topic)
 
     async def _handle_disconnect(self, client_session: Session, *args: Any, **kwargs: Any) -> None:
+        handler = args[0] if args else kwargs.get("handler")
+        # amqtt's loop ends at the disconnect even with PUBLISHes it already read still queued (a
+        # publisher that sends a burst and DISCONNECT lost its tail): route them first, in order,
+        # and before any Will, as they were received before the connection ended
+        queue = client_session.delivered_message_queue
+        while not queue.empty() and not client_session.attributes.get(_CLOSING):
+            if not await self._deliver_one(client_session, handler, queue.get_nowait()):
+                break
+        box: Outbox | None = getattr(handler, "uns_outbox", None)
+        if box is not None:
+            box.close()
         await super()._handle_disconnect(client_session, *args, **kwargs)
+        await self._queue_unsent(client_session, box)
         if client_session.client_id:
             self.edge_nodes.on_disconnect(client_session.client_id)
+
+    async def _queue_unsent(self, session: Session, box: Outbox | None) -> None:
+        """QoS 1 messages the outbox of an ended connection never sent (beyond its window, or
+        routed while it closed) are queued for the session like any message routed while it is
+        away (MQTT 3.1.2.4), ahead of those (see :meth:`_route`); those sent and not acknowledged
+        stay in ``inflight_out``, which amqtt resends first on reconnect."""
+        if box is None:
+            return
+        unsent = box.take_pending()
+        if session.clean_session or session.is_anonymous:
+            return
+        for message in unsent:
+            await self._retain_broadcast_message({"session": None, "topic": message.topic, "data": message.data},
+                                                 1, session)
 
     # ---- subscribe and retained delivery (fix 2) ------------------------------------------
     async def _publish_retained_messages_for_subscription(self, subscription: tuple[str, int],
@@ -395,15 +522,31 @@ class UnsBroker(Broker):
             if not self.authorizer.allowed(principal, Action.RECEIVE, topic):
                 continue
             qos = granted_qos if retained.qos is None else min(granted_qos, retained.qos)
-            sends.append(handler.mqtt_publish(topic, retained.data, qos, retain=True))
             self.stats.messages_sent += 1
+            if qos < 2 and isinstance(handler, KeepAliveBrokerHandler):
+                # through the outbox: written before any live message routed after this SUBSCRIBE
+                handler.outbox().publish(EncodedPublish(topic, retained.data, retain=True), qos)
+            else:
+                sends.append(handler.mqtt_publish(topic, retained.data, qos, retain=True))
         if sends:
             await asyncio.gather(*sends, return_exceptions=True)
 
     # ---- publish and routing (fix 3) --------------------------------------------------------
     async def _handle_message_delivery(self, client_session: Session, handler: BrokerProtocolHandler,
                                        wait_deliver: asyncio.Future[Any]) -> bool:
-        app_message = wait_deliver.result()
+        """Route the message amqtt's loop waited for, then those already queued behind it (up to
+        :data:`_DELIVERY_BATCH`, in order): amqtt's loop costs a new waiter task and an
+        ``asyncio.wait`` over four futures per message; a burst now pays that once per batch."""
+        queue = client_session.delivered_message_queue
+        routed = 0  # wait_deliver only says the queue has messages (KeepAliveBrokerHandler)
+        while routed < _DELIVERY_BATCH and not queue.empty() and not client_session.attributes.get(_CLOSING):
+            routed += 1
+            if not await self._deliver_one(client_session, handler, queue.get_nowait()):
+                break
+        return True
+
+    async def _deliver_one(self, client_session: Session, handler: BrokerProtocolHandler, app_message: Any) -> bool:
+        """Route one incoming PUBLISH; False once the connection is being closed for it."""
         await self.plugins_manager.fire_event(BrokerEvents.MESSAGE_RECEIVED,
                                               client_id=client_session.client_id, message=app_message)
         if app_message is None:
@@ -415,8 +558,9 @@ class UnsBroker(Broker):
             self.stats.protocol_violations += 1
             # amqtt's answer (return False) only stopped the message loop and left the socket open;
             # closing the connection lets the loop see the disconnect: Will published, session ended
+            client_session.attributes[_CLOSING] = True  # nothing queued behind it is routed
             _close_connection(handler)
-            return True
+            return False
         self.stats.messages_received += 1
         principal = client_session.attributes.get(PRINCIPAL_KEY)
         if principal is None or topic.startswith("$") or not self.authorizer.allowed(
@@ -434,7 +578,7 @@ class UnsBroker(Broker):
         packet = app_message.publish_packet
         if packet is not None and packet.retain_flag:
             await self.retain_message(client_session, topic, data, qos)
-        if topic.startswith("spBv1.0/"):
+        if is_sparkplug_topic(topic):
             await self._sparkplug_aware(client_session, topic, bytes(data), qos)
         return True
 
@@ -453,6 +597,7 @@ class UnsBroker(Broker):
         data = broadcast["data"]
         publish_qos: int | None = broadcast.get("qos")
         allowed = self.authorizer.allowed
+        encoded: EncodedPublish | None = None
         for topic_filter, subscriptions in self._subscriptions.items():
             if not topic_matches(topic_filter, topic):
                 continue
@@ -462,14 +607,27 @@ class UnsBroker(Broker):
                     continue
                 qos = sub_qos if publish_qos is None else min(publish_qos, sub_qos)
                 if target.transitions.state != "connected":
-                    # MQTT 3.1.2.4: queue QoS 1/2 for a disconnected persistent session
-                    if not target.clean_session and qos and not target.is_anonymous:
+                    # MQTT 3.1.2.4: queue QoS 1/2 for a disconnected persistent session, behind
+                    # what its closing outbox still holds (handed over in _handle_disconnect)
+                    box = getattr(self._get_handler(target), "uns_outbox", None)
+                    if box is not None and box.closed and not box.drained and qos == 1:
+                        if encoded is None:
+                            encoded = EncodedPublish(topic, data)
+                        box.publish(encoded, qos)
+                    elif not target.clean_session and qos and not target.is_anonymous:
                         await self._retain_broadcast_message(broadcast, qos, target)
                     continue
                 handler = self._get_handler(target)
-                if handler is not None:
+                if handler is None:
+                    continue
+                self.stats.messages_sent += 1
+                if qos < 2 and isinstance(handler, KeepAliveBrokerHandler):
+                    # issue 20: no task per message, one encoding for all subscribers (broker/outbox.py)
+                    if encoded is None:
+                        encoded = EncodedPublish(topic, data)
+                    handler.outbox().publish(encoded, qos)
+                else:  # QoS 2 keeps amqtt's own flow
                     running_tasks.append(asyncio.ensure_future(handler.mqtt_publish(topic, data, qos, retain=False)))
-                    self.stats.messages_sent += 1
 
     # ---- Sparkplug awareness ------------------------------------------------------------------
     async def _sparkplug_aware(self, session: Session, topic: str, data: bytes, qos: int) -> None:

@@ -21,31 +21,40 @@ Roles (used by the password file and ``demo_anonymous``):
 Client ids (:mod:`broker.client_ids`): ``edge`` owns ``uns-edge-{group}-{edge}``, ``host`` owns
 ``uns-host-*`` and ``uns-adapter-*``, ``admin`` owns every id, ``explorer`` none; an id under
 ``reserved_client_ids`` (default those three prefixes) may be used only by a user whose role owns it.
+
+This table is also what ``uns init`` writes for Mosquitto (:mod:`broker.mosquitto_acl`): change a
+rule here and both brokers follow.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
+from uns.sparkplug.topic import NAMESPACE, STATE_FILTER, MessageType
+
 from .acl import RoleRules
 
-_EDGE_TYPES = ("NBIRTH", "NDEATH", "NDATA", "DBIRTH", "DDEATH", "DDATA")
+_NODE_TYPES = (MessageType.NBIRTH, MessageType.NDEATH, MessageType.NDATA)
+_DEVICE_TYPES = (MessageType.DBIRTH, MessageType.DDEATH, MessageType.DDATA)
+_EDGE_TYPES = _NODE_TYPES + _DEVICE_TYPES
+#: the templates below keep ``{group}``/``{edge}`` as placeholders the ACL fills in per user
+_NODE = NAMESPACE + "/{group}/%s/{edge}"
+_DEVICE = _NODE + "/+"
 _READ_ALL = ("#", "$SYS/#", "$sparkplug/#")
 
 EDGE = RoleRules.of(
-    publish=[f"spBv1.0/{{group}}/{t}/{{edge}}" for t in _EDGE_TYPES[:3]]
-    + [f"spBv1.0/{{group}}/{t}/{{edge}}/+" for t in _EDGE_TYPES[3:]]
+    publish=[_NODE % t for t in _NODE_TYPES] + [_DEVICE % t for t in _DEVICE_TYPES]
     # command results of its own line on the UNS (uns.commands.wire.result_topic)
     + ["{group_path}/{edge_path}/_cmd/#"],
     # its own NDATA/DDATA too: the edge confirms delivery by the broker's echo (edge_node.mqtt_client)
-    subscribe=["spBv1.0/{group}/NCMD/{edge}", "spBv1.0/{group}/DCMD/{edge}/+", "spBv1.0/STATE/+",
-               "spBv1.0/{group}/NDATA/{edge}", "spBv1.0/{group}/DDATA/{edge}/+"],
+    subscribe=[_NODE % MessageType.NCMD, _DEVICE % MessageType.DCMD, STATE_FILTER,
+               _NODE % MessageType.NDATA, _DEVICE % MessageType.DDATA],
     # the id edge_node.sparkplug_config derives for its own node (broker.client_ids)
     client_ids=["uns-edge-{group}-{edge}"],
 )
 HOST = RoleRules.of(
     publish=["#"],
-    deny_publish=[f"spBv1.0/+/{t}/#" for t in _EDGE_TYPES],
+    deny_publish=[f"{NAMESPACE}/+/{t}/#" for t in _EDGE_TYPES],
     subscribe=_READ_ALL,
     # uns-host-<host_id>, its -mirror publisher, and the MES adapter's UNS link uns-adapter-<host_id>
     client_ids=["uns-host-*", "uns-adapter-*"],

@@ -20,7 +20,7 @@ import json
 from dataclasses import asdict, dataclass, field
 
 from uns.sparkplug.errors import InvalidTopicError
-from uns.sparkplug.topic import MessageType, SparkplugTopic, certificate_topic, parse_node_topic
+from uns.sparkplug.topic import MessageType, SparkplugTopic, certificate_topic, is_sparkplug_topic, parse_node_topic
 
 DUPLICATE_ALARM_TOPIC = "$SYS/uns/alarms/duplicate-edge-node"
 
@@ -29,7 +29,7 @@ Node = tuple[str, str]  # (group_id, edge_node_id)
 
 def sparkplug_topic_or_none(topic: str) -> SparkplugTopic | None:
     """The parsed edge-node topic, or None for anything else (STATE, UNS JSON, malformed)."""
-    if not topic.startswith("spBv1.0/"):
+    if not is_sparkplug_topic(topic):
         return None
     try:
         return parse_node_topic(topic)

@@ -17,9 +17,7 @@ signature; adding one to someone else's command (an approval) needs the supervis
 
 from __future__ import annotations
 
-import json
 import logging
-import sqlite3
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
@@ -32,6 +30,7 @@ from mes_adapter.context import ContextService
 from mes_adapter.host import LiveModel
 from mes_adapter.uns_link import LinkDownError, UnsLink
 from uns.audit.chain import AuditLog
+from uns.audit.query import AuditQueryError, AuditReader
 from uns.audit.record import AuditEntry, AuditEvent
 from uns.commands import audit_events
 from uns.commands.allowlist import Allowlist, WritableMetric
@@ -149,21 +148,15 @@ class CommandService:
     def audit_trail(self, command_id: uuid.UUID) -> list[dict[str, Any]]:
         """The audited steps of one command, oldest first, read from the audit database (survives restarts)."""
         try:
-            db = sqlite3.connect(f"file:{self._audit.path}?mode=ro", uri=True)
-        except sqlite3.Error:
+            with AuditReader(self._audit.path) as reader:
+                records = reader.command_trail(str(command_id))
+        except AuditQueryError:
             return []
-        try:
-            rows = db.execute("SELECT body FROM audit_record WHERE command_id = ? ORDER BY seq",
-                              (str(command_id),)).fetchall()
-        except sqlite3.Error:
-            return []
-        finally:
-            db.close()
         out = []
-        for (body,) in rows:
+        for record in records:
             try:
-                out.append(json.loads(body))
-            except (TypeError, ValueError):
+                out.append(record.fields())
+            except AuditQueryError:
                 continue
         return out
 

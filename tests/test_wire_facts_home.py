@@ -25,16 +25,6 @@ ALLOWED_TEXT: dict[tuple[str, str], str] = {
     ("cli/up.py", "/#   Sparkplug spBv1.0/#"): "the start-up summary a user reads",
 }
 
-#: modules other helpers of issue 14 rework in parallel (wave 1): the broker's role table and its
-#: Mosquitto rendering (helper C), the embedded broker's hot path (issue 20). Each entry is a
-#: debt: remove it when that module takes its topics from uns.sparkplug.topic. A ``uns/cli/``
-#: entry also covers the same file after the CLI's move to ``unshub/cli/``.
-PENDING: dict[str, str] = {
-    "broker/policy.py": "role table templates; helper C builds them from NAMESPACE and MessageType",
-    "broker/amqtt_ext.py": "the embedded broker's Sparkplug-aware hook (issue 20 works on it)",
-    "broker/sparkplug_aware.py": "the Sparkplug-aware broker's certificate copies",
-    "uns/cli/stack.py": "the hand-written Mosquitto ACL; helper C renders it from the role table",
-}
 
 
 def _service_modules() -> Iterator[Path]:
@@ -87,8 +77,6 @@ def _violations() -> list[str]:
         rel = path.relative_to(ROOT).as_posix()
         tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
         found += [f"{rel}:{line}: imports {PB} (use uns.sparkplug.codec/decode/peek)" for line in _pb_imports(tree)]
-        if rel in PENDING or f"uns/{_short(path)}" in PENDING:
-            continue
         found += [f"{rel}:{line}: spells {text!r} (use uns.sparkplug.topic)" for line, text in _namespace_strings(tree)
                   if (_short(path), text) not in ALLOWED_TEXT]
     return found

@@ -36,8 +36,6 @@ restart); the message says which case it was.
 
 from __future__ import annotations
 
-import json
-import sqlite3
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +43,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from uns.audit.query import AuditQueryError, AuditReader, StoredRecord
 from uns.audit.record import AuditEntry, AuditEvent
 from uns.commands.audit_events import RESULT_EVENTS
 from uns.commands.model import CommandResult, Outcome, ReasonCode
@@ -111,26 +110,24 @@ def read_trails(audit_path: Path, journaled: set[str]) -> dict[str, Trail]:
     the writer's own verification on open already makes at every start.
     """
     try:
-        db = sqlite3.connect(f"{Path(audit_path).resolve().as_uri()}?mode=ro", uri=True)
-    except sqlite3.Error as exc:
-        raise AuditReadError(f"cannot open audit chain {audit_path}: {exc}") from None
+        with AuditReader(audit_path) as reader:
+            out: dict[str, Trail] = {}
+            for head in reader.command_heads():
+                if head.last.event not in OPEN_EVENTS and head.command_id not in journaled:
+                    continue
+                written = reader.last_event_ts(head.command_id, AuditEvent.WRITTEN.value)
+                out[head.command_id] = Trail(head.command_id, head.first_ts_ms, _fields(head.last, audit_path),
+                                             written)
+            return out
+    except AuditQueryError as exc:
+        raise AuditReadError(str(exc)) from None
+
+
+def _fields(record: StoredRecord, audit_path: Path) -> dict[str, Any]:
     try:
-        rows = db.execute(
-            "SELECT r.command_id, r.event, r.body, g.first_ts FROM (SELECT command_id, MAX(seq) AS last_seq, "
-            "MIN(ts_ms) AS first_ts, MIN(seq) AS first_seq FROM audit_record WHERE command_id IS NOT NULL "
-            "GROUP BY command_id) g JOIN audit_record r ON r.seq = g.last_seq ORDER BY g.first_seq").fetchall()
-        out: dict[str, Trail] = {}
-        for command_id, event, body, first_ts in rows:
-            if event not in OPEN_EVENTS and command_id not in journaled:
-                continue
-            written = db.execute("SELECT MAX(ts_ms) FROM audit_record WHERE command_id=? AND event=?",
-                                 (command_id, AuditEvent.WRITTEN.value)).fetchone()[0]
-            out[command_id] = Trail(command_id, int(first_ts), json.loads(body), written)
-        return out
-    except (sqlite3.Error, ValueError) as exc:
+        return record.fields()
+    except AuditQueryError as exc:
         raise AuditReadError(f"cannot read audit chain {audit_path}: {exc}") from None
-    finally:
-        db.close()
 
 
 def plan_recovery(entries: list[JournalEntry], bad_rows: list[BadJournalRow],

@@ -23,10 +23,7 @@ Why each piece:
 * **Durability** — WAL with ``synchronous=FULL``: a record acknowledged is on disk; an audit
   trail that loses its last entries on power loss would be a truncation we caused ourselves.
 
-Tables: ``audit_record(seq, ts_ms, event, command_id, body, prev_hash, entry_hash)`` where ``body``
-is the canonical JSON that was hashed (the other columns are index copies that verify compares
-with it), ``audit_checkpoint(number, seq, head_hash, ts_ms, prev_checkpoint_hash, key_id,
-public_key, signature)``, ``audit_meta(key, value)`` (``log_id``, ``created_ms``, ``schema``).
+The tables and checkpoints are defined in :mod:`.schema`; reads for services are in :mod:`.query`.
 POSIX only (``fcntl``).
 """
 
@@ -44,59 +41,30 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from pydantic import BaseModel, ConfigDict
 
-from .canonical import CanonicalizationError, canonical_json, sha256_hex
+from .canonical import CanonicalizationError
 from .ed25519 import key_id, public_key_text
+from .errors import AuditError
 from .keys import default_key_path, load_or_create_key
 from .record import GENESIS_HASH, RECORD_SCHEMA, AuditEntry, AuditRecord, seal
-
-CHECKPOINT_SCHEMA = "uns-hub.audit.checkpoint.v1"
-#: ``audit_meta`` keys ``witness:<absolute path>``: every witness file this log has written to
-WITNESS_META_PREFIX = "witness:"
+from .schema import (
+    APPEND_ONLY_TABLES,
+    CHECKPOINT_SCHEMA,
+    INSERT_CHECKPOINT,
+    SCHEMA_SQL,
+    SELECT_LAST_CHECKPOINT,
+    WITNESS_META_PREFIX,
+    Checkpoint,
+    checkpoint_bytes,
+    checkpoint_from_row,
+    checkpoint_row,
+    trigger_sql,
+)
+from .verify import verify_connection
 
 log = logging.getLogger("uns.audit")
-
-SCHEMA_SQL: tuple[str, ...] = (
-    "CREATE TABLE IF NOT EXISTS audit_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    """CREATE TABLE IF NOT EXISTS audit_record (
-        seq INTEGER PRIMARY KEY,
-        ts_ms INTEGER NOT NULL,
-        event TEXT NOT NULL,
-        command_id TEXT,
-        body TEXT NOT NULL,
-        prev_hash TEXT NOT NULL,
-        entry_hash TEXT NOT NULL)""",
-    "CREATE INDEX IF NOT EXISTS audit_record_command ON audit_record(command_id)",
-    """CREATE TABLE IF NOT EXISTS audit_checkpoint (
-        number INTEGER PRIMARY KEY,
-        seq INTEGER NOT NULL,
-        head_hash TEXT NOT NULL,
-        ts_ms INTEGER NOT NULL,
-        prev_checkpoint_hash TEXT NOT NULL,
-        key_id TEXT NOT NULL,
-        public_key TEXT NOT NULL,
-        signature TEXT NOT NULL)""",
-)
-
-
-def trigger_sql(table: str) -> tuple[str, str]:
-    """The two triggers that make ``table`` append-only."""
-    return tuple(  # type: ignore[return-value]
-        f"CREATE TRIGGER IF NOT EXISTS {table}_no_{op} BEFORE {op.upper()} ON {table} "
-        f"BEGIN SELECT RAISE(ABORT, 'audit log is append-only: {op.upper()} on {table} refused'); END"
-        for op in ("update", "delete")
-    )
-
-
-APPEND_ONLY_TABLES = ("audit_record", "audit_checkpoint", "audit_meta")
-
-
-class AuditError(Exception):
-    """Base of the audit log's errors."""
 
 
 class AuditLogBusyError(AuditError):
@@ -105,34 +73,6 @@ class AuditLogBusyError(AuditError):
 
 class AuditIntegrityError(AuditError):
     """The log failed verification when the writer opened it; appending would extend a broken chain."""
-
-
-class Checkpoint(BaseModel):
-    """A signed statement: the chain up to ``seq`` ends in ``head_hash``."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    number: int
-    seq: int
-    head_hash: str
-    ts_ms: int
-    prev_checkpoint_hash: str
-    key_id: str
-    public_key: str
-    signature: str
-
-    def signed_bytes(self, log_id: str) -> bytes:
-        return checkpoint_bytes(log_id, self.number, self.seq, self.head_hash, self.ts_ms, self.prev_checkpoint_hash)
-
-    def checkpoint_hash(self, log_id: str) -> str:
-        """What the next checkpoint's ``prev_checkpoint_hash`` holds."""
-        return sha256_hex(self.signed_bytes(log_id))
-
-
-def checkpoint_bytes(log_id: str, number: int, seq: int, head_hash: str, ts_ms: int,
-                     prev_checkpoint_hash: str) -> bytes:
-    return canonical_json({"schema": CHECKPOINT_SCHEMA, "log_id": log_id, "number": number, "seq": seq,
-                           "head_hash": head_hash, "ts_ms": ts_ms, "prev_checkpoint_hash": prev_checkpoint_hash})
 
 
 def system_now_ms() -> int:
@@ -224,8 +164,6 @@ class AuditLog:
             raise
 
     def _verify_on_open(self) -> None:
-        from .verify import verify_connection  # verify imports this module's schema
-
         report = verify_connection(self._db, self.path, public_key=self._key.public_key(),
                                    key_source="writer key")
         if not report.ok:
@@ -242,9 +180,7 @@ class AuditLog:
         return (0, GENESIS_HASH) if row is None else (int(row[0]), str(row[1]))
 
     def _read_last_checkpoint(self) -> Checkpoint | None:
-        row = self._db.execute(
-            "SELECT number, seq, head_hash, ts_ms, prev_checkpoint_hash, key_id, public_key, signature "
-            "FROM audit_checkpoint ORDER BY number DESC LIMIT 1").fetchone()
+        row = self._db.execute(SELECT_LAST_CHECKPOINT).fetchone()
         return None if row is None else checkpoint_from_row(row)
 
     def close(self) -> None:
@@ -349,8 +285,7 @@ class AuditLog:
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
-            db.execute("INSERT INTO audit_checkpoint(number, seq, head_hash, ts_ms, prev_checkpoint_hash, key_id, "
-                       "public_key, signature) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", checkpoint_row(checkpoint))
+            db.execute(INSERT_CHECKPOINT, checkpoint_row(checkpoint))
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -372,16 +307,6 @@ class AuditLog:
     def _check_open(self) -> None:
         if self._closed:
             raise AuditError(f"audit log {self.path} is closed")
-
-
-def checkpoint_row(cp: Checkpoint) -> tuple[Any, ...]:
-    return (cp.number, cp.seq, cp.head_hash, cp.ts_ms, cp.prev_checkpoint_hash, cp.key_id, cp.public_key, cp.signature)
-
-
-def checkpoint_from_row(row: tuple[Any, ...]) -> Checkpoint:
-    number, seq, head_hash, ts_ms, prev, kid, public_key, signature = row
-    return Checkpoint(number=number, seq=seq, head_hash=head_hash, ts_ms=ts_ms, prev_checkpoint_hash=prev,
-                      key_id=kid, public_key=public_key, signature=signature)
 
 
 __all__ = [

@@ -24,7 +24,8 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from .chain import AuditError, system_now_ms
+from .chain import system_now_ms
+from .errors import AuditError
 from .record import AuditEntry, AuditTarget
 from .verify import VerifyReport, verify
 

@@ -41,10 +41,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .canonical import CanonicalizationError, canonical_json
-from .chain import WITNESS_META_PREFIX, AuditError, Checkpoint, checkpoint_bytes, checkpoint_from_row
 from .ed25519 import key_id, parse_public_key, public_key_text
+from .errors import AuditError
 from .keys import KEY_FILE, PUBLIC_FILE, AuditKeyError, load_key, load_public_key
 from .record import GENESIS_HASH, record_hash
+from .schema import SELECT_CHECKPOINTS, WITNESS_META_PREFIX, Checkpoint, checkpoint_bytes, checkpoint_from_row
 
 #: stop listing findings after this many (the first one is what matters)
 MAX_FINDINGS = 100
@@ -182,9 +183,7 @@ def verify_connection(db: sqlite3.Connection, path: Path, *, public_key: Ed25519
     findings: list[Finding] = []
     try:
         log_id = _meta(db, "log_id")
-        checkpoints = [checkpoint_from_row(row) for row in db.execute(
-            "SELECT number, seq, head_hash, ts_ms, prev_checkpoint_hash, key_id, public_key, signature "
-            "FROM audit_checkpoint ORDER BY number")]
+        checkpoints = [checkpoint_from_row(row) for row in db.execute(SELECT_CHECKPOINTS)]
         if public_key is None:
             stored = _meta(db, "checkpoint_public_key")
             public_key = parse_public_key(stored) if stored else None
