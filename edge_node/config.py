@@ -427,7 +427,7 @@ class TagConfig(_Strict):
 
 
 class CommandsConfig(_Strict):
-    """Commands to the plant floor (the edge-side executor, :mod:`edge_node.executor`).
+    """Commands to the plant floor (the edge-side executor, :mod:`edge_node.commands.executor`).
 
     Without this section every NCMD/DCMD is refused (``not_allowlisted``) and audited: nothing
     writes to a PLC unless an allowlist says so.

@@ -10,6 +10,8 @@ Usage (the public API the OPC UA side calls)::
     async with SparkplugEdgeClient(config, definitions, data_dir) as client:
         client.set_command_handler(on_command)           # NCMD/DCMD writes, other than rebirth
         client.set_rejected_command_handler(on_rejected) # NCMD/DCMD the session could not decode
+
+(the command side sees it as :class:`edge_node.commands.edge_client.EdgeClient`).
         await client.device_online(DeviceOnline("Filler", current=[...]))
         client.submit(MetricUpdate("Filler", "Count", 42, ts))   # non-blocking
         await client.wait_birthed()
@@ -58,10 +60,11 @@ from edge_node.errors import EdgeError
 from uns.aio import run_until_first_done
 from uns.mqtt_url import BrokerURL
 from uns.sparkplug.errors import LocalProtocolError
-from uns.sparkplug.model import Metric, now_ms
+from uns.sparkplug.model import now_ms
 from uns.sparkplug.peek import peek_seq
 from uns.sparkplug.topic import MessageType, StateTopic, device_prefix, node_topic
 
+from .commands.edge_client import CommandHandler, RejectedCommandHandler
 from .model import DeviceOffline, DeviceOnline, MetricDefinition, MetricUpdate
 from .session import (
     Action,
@@ -93,14 +96,10 @@ from .sparkplug_config import EdgeSparkplugConfig
 from .store import SparkplugStore, StoreError
 from .store_health import StoreHealth
 
-__all__ = ["CommandHandler", "EdgeStats", "RejectedCommandHandler", "SparkplugEdgeClient"]
+__all__ = ["EdgeStats", "SparkplugEdgeClient"]
 
 log = logging.getLogger(__name__)
 
-#: ``async handler(device_id, metrics)`` for NCMD (device_id None) and DCMD writes
-CommandHandler = Callable[[str | None, list[Metric]], Awaitable[None]]
-#: ``async handler(rejected)`` for NCMD/DCMD the session could not decode (to audit and answer them)
-RejectedCommandHandler = Callable[[RejectedCommand], Awaitable[None]]
 
 _DATA_TYPES = (MessageType.NDATA, MessageType.DDATA)
 #: while the store fails, how often a small write checks whether it works again (seconds)

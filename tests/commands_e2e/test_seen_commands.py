@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from edge_node.command_journal import SCHEMA_VERSION, SEEN_MARGIN_MS, CommandJournal, CommandJournalError
-from edge_node.command_logic import replay_decision, seen_keep_until_ms
+from edge_node.commands.journal import SCHEMA_VERSION, SEEN_MARGIN_MS, CommandJournal, CommandJournalError
+from edge_node.commands.logic import replay_decision, seen_keep_until_ms
 from uns.commands.model import CommandRequest, ReasonCode
 
 #: the journal's DDL as version 1 wrote it: a frozen copy on purpose (the live SCHEMA may change)

@@ -1,4 +1,4 @@
-"""The OPC UA connection supervisor (edge_node.opcua_connection) against a real asyncua server.
+"""The OPC UA connection supervisor (edge_node.opcua.connection) against a real asyncua server.
 
 Checks the rules of its module docstring: a server restart gives a new session on a new Client
 with the hooks in their order; a peer that accepts TCP and never answers costs one bounded
@@ -17,7 +17,7 @@ from asyncua import Client
 from asyncua.client.ua_client import UASocketState
 
 from edge_node.config import OpcUaEndpointConfig
-from edge_node.opcua_connection import OpcUaConnection, watch_server_state
+from edge_node.opcua.connection import OpcUaConnection, watch_server_state
 from tests.edge_node.opcua_test_server import TestOpcUaServer
 from tests.support.mqtt_faults import until
 from tests.support.net import free_port
@@ -200,7 +200,7 @@ async def test_cancel_during_backoff_ends_run_at_once(tmp_path: Path) -> None:
 async def test_the_command_writer_bounds_build_client_against_a_silent_secure_peer(tmp_path: Path) -> None:
     """build_client of a secure endpoint asks the server for its certificate (GetEndpoints): a peer
     that never answers costs one bounded attempt, then another, and the writer stays down."""
-    from edge_node.opcua_writer import OpcUaWriter
+    from edge_node.commands.opcua_writer import OpcUaWriter
 
     async with _SilentPeer() as peer:
         endpoint = OpcUaEndpointConfig(url=f"opc.tcp://127.0.0.1:{peer.port}/", security_policy="Basic256Sha256",

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 from asyncua import Client, ua
 
-from edge_node.browse import browse_to_file
 from edge_node.config import OpcUaEndpointConfig, load_edge_config
+from edge_node.opcua.browse import browse_to_file
 from edge_node.templates import (
     DEFINITION_PREFIX,
     MemberShape,

@@ -45,12 +45,10 @@ from asyncua.common.subscription import (
 
 from uns.aio import run_until_first_done
 
-from .backoff import Backoff
-from .config import DeadbandKind, OpcUaEndpointConfig, TagConfig
-from .model import DeviceOffline, DeviceOnline, MetricUpdate
-from .opcua_connection import OpcUaConnection, SessionDeadError, silence_check, watch_server_state
-from .opcua_security import UntrustedServerCertificate
-from .validation import (
+from ..backoff import Backoff
+from ..config import DeadbandKind, OpcUaEndpointConfig, TagConfig
+from ..model import DeviceOffline, DeviceOnline, MetricUpdate
+from ..validation import (
     BAD_NODE_ID_UNKNOWN,
     DEFAULT_MAX_SOURCE_AGE_MS,
     Outcome,
@@ -59,8 +57,10 @@ from .validation import (
     ValidationStats,
     datetime_to_ms,
 )
+from .connection import OpcUaConnection, SessionDeadError, silence_check, watch_server_state
+from .security import UntrustedServerCertificate
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("edge_node.opcua_source")  # its name before edge_node.opcua
 
 #: StatusCodes a server answers when it cannot apply a DataChangeFilter (deadband)
 _FILTER_REFUSED = frozenset({
@@ -157,7 +157,7 @@ class OpcUaSource:
                                           session=self._session, on_error=self._failed, on_closed=self._closed,
                                           on_lost=self._lost, backoff=self.backoff)
 
-    # -- supervisor (the loop itself: edge_node.opcua_connection) ----------------------------
+    # -- supervisor (the loop itself: edge_node.opcua.connection) ----------------------------
 
     async def run(self) -> None:
         """Connect, stream, and reconnect forever; returns only by cancellation."""

@@ -5,7 +5,7 @@ Whatever the host sent, a DCMD/NCMD metric reaches OPC UA only through here (doc
 1. **intake** (one task, arrival order): rebuild the :class:`CommandRequest` from the topic the
    edge received on and the metric's envelope (:func:`uns.commands.wire.command_from_metric`);
    a malformed metric is refused (``malformed_command``) and audited, never raised. Its command
-   id is then recorded as taken in (:meth:`edge_node.command_journal.CommandJournal.claim`,
+   id is then recorded as taken in (:meth:`edge_node.commands.journal.CommandJournal.claim`,
    durable): an id seen before is refused ``replayed``, so a captured DCMD/NCMD published again
    never writes twice, also across a restart. Then the
    allowlist check with ``consume=False`` and the machine state read fresh from OPC UA. A refusal
@@ -17,16 +17,17 @@ Whatever the host sent, a DCMD/NCMD metric reaches OPC UA only through here (doc
    ``consume=True`` (state re-read; rate-limit slot taken; ``expired`` if too late), read the old
    value, write it with the rule's datatype (or call the method, atomically), and poll the
    read-back until it matches within tolerance or the rule's timeout passes
-   (:mod:`edge_node.command_logic` decides what the reads mean).
-4. **report**: the :class:`CommandResult` JSON goes to the ``_cmd`` result topic (QoS 1) and
-   every step into the edge's own hash-chained audit log (the edge is the one writer of its
-   chain). The new value reaches the UNS as DDATA through the normal subscription path.
+   (:mod:`edge_node.commands.logic` decides what the reads mean).
+4. **report** (:mod:`edge_node.commands.reporting`, the one place that writes about a command):
+   the :class:`CommandResult` JSON goes to the ``_cmd`` result topic (QoS 1) and every step into
+   the edge's own hash-chained audit log (the edge is the one writer of its chain). The new
+   value reaches the UNS as DDATA through the normal subscription path.
 
 **Restart safety.** A command that has to wait (its endpoint is down, or others are ahead of it)
-is written to the command journal (:mod:`edge_node.command_journal`, SQLite in the data dir)
+is written to the command journal (:mod:`edge_node.commands.journal`, SQLite in the data dir)
 before its ``queued`` audit record, and removed once its final record and result are out. At
 start-up (:meth:`CommandExecutor.start`) the journal and the audit chain are compared
-(:mod:`edge_node.command_recovery`): journaled commands resume in arrival order through the
+(:mod:`edge_node.commands.recovery`): journaled commands resume in arrival order through the
 normal checks (``expired`` if overdue), and every other open command gets a final ``failed``
 record and a result, saying whether the write may have happened. Persisting the queue, rather
 than only closing what was open, keeps the promise a ``queued`` record makes: the command still
@@ -36,11 +37,10 @@ runs when OPC UA comes back, restart or not.
 :meth:`CommandExecutor.handle_rejected` (wired with
 :meth:`edge_node.mqtt_client.SparkplugEdgeClient.set_rejected_command_handler`) and is refused
 like any other command: audited, and answered on the result topic when its envelope names a
-command id (:mod:`edge_node.command_rejects` decides what is said).
+command id (:mod:`edge_node.commands.rejects` decides what is said).
 
-The write session is dedicated (:class:`edge_node.opcua_writer.OpcUaWriter`, one per endpoint),
-so telemetry load does not delay a command. Audit appends (SQLite, fsync) run in a worker thread
-so the event loop keeps pumping telemetry while the disk syncs.
+The write session is dedicated (:class:`edge_node.commands.opcua_writer.OpcUaWriter`, one per endpoint),
+so telemetry load does not delay a command.
 """
 
 from __future__ import annotations
@@ -55,63 +55,50 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from uns.audit.chain import AuditLog
-from uns.audit.record import AuditEntry, AuditEvent, AuditTarget
-from uns.commands import audit_events
 from uns.commands.allowlist import LineRules, WritableMetric
-from uns.commands.audit_events import AuditContext
 from uns.commands.checker import AllowlistChecker, Decision
-from uns.commands.model import CommandRequest, CommandResult, Outcome, ReasonCode
-from uns.commands.wire import P_ID, CommandWireError, command_from_metric, result_topic
+from uns.commands.model import CommandRequest, Outcome, ReasonCode
+from uns.commands.wire import P_ID, CommandWireError, command_from_metric
 from uns.isa95 import NamespaceMapping
 from uns.sparkplug.model import Metric, now_ms
 from uns.sparkplug.topic import MessageType, SparkplugTopic
 
-from .command_journal import CommandJournal, CommandJournalError, JournalEntry
-from .command_logic import (
+from ..config import OpcUaEndpointConfig
+from ..session_events import RejectedCommand
+from .edge_client import ResultPublisher
+from .journal import CommandJournal, CommandJournalError, JournalEntry
+from .logic import (
     Observed,
     Pending,
     deadline_ms,
     is_good,
-    malformed_result,
     method_arguments,
     readback_matches,
     readback_node,
     readback_verdict,
-    refusal_outcome,
     replay_decision,
-    result_of,
     seen_keep_until_ms,
 )
-from .command_recovery import (
+from .opcua_writer import OpcUaWriter, ReadResult, WriterDisconnectedError, to_variant
+from .recovery import (
     Close,
     Discard,
     Republish,
     Resume,
     Step,
-    Trail,
-    closing_entry,
     plan_recovery,
     read_trails,
-    result_from,
 )
-from .command_rejects import details_of, reason_for, rejected_metrics
-from .config import OpcUaEndpointConfig
-from .opcua_writer import OpcUaWriter, ReadResult, WriterDisconnectedError, to_variant
-from .session_events import RejectedCommand
+from .rejects import details_of, reason_for, rejected_metrics
+from .reporting import CommandReporter, ExecutorStats
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("edge_node.executor")  # its name before edge_node.commands: log filters use it
 
 #: read-back polling: first read at once, then these gaps (s), the last one repeated
 READBACK_GAPS_S: tuple[float, ...] = (0.0, 0.005, 0.01, 0.02, 0.05)
-
-
-class ResultPublisher(Protocol):
-    """Where results go: :meth:`edge_node.mqtt_client.SparkplugEdgeClient.publish_json`."""
-
-    async def publish_json(self, topic: str, payload: bytes, qos: int = 1) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,34 +134,6 @@ class _Recovered:
 _IntakeItem = _Arrived | _Undecodable | _Recovered
 
 
-@dataclass
-class ExecutorStats:
-    received: int = 0
-    malformed: int = 0
-    #: NCMD/DCMD messages the session could not decode (each audited and, if possible, answered)
-    undecodable: int = 0
-    refused: int = 0
-    queued: int = 0
-    expired: int = 0
-    #: commands refused because their id had been taken in before (a replayed DCMD/NCMD)
-    replayed: int = 0
-    confirmed: int = 0
-    mismatch: int = 0
-    timeout: int = 0
-    failed: int = 0
-    results_unpublished: int = 0
-    audit_errors: int = 0
-    #: commands the previous run left waiting, queued again at start-up
-    resumed: int = 0
-    #: commands the previous run left open, closed at start-up with a final record
-    closed_at_startup: int = 0
-    #: journal writes that failed (the command still runs; a restart would close it as failed)
-    journal_errors: int = 0
-
-    def as_dict(self) -> dict[str, int]:
-        return dict(self.__dict__)
-
-
 class CommandExecutor:
     """``await start()``; give :meth:`handle` to the Sparkplug client; ``await stop()``."""
 
@@ -187,10 +146,8 @@ class CommandExecutor:
             raise ValueError("the command executor needs at least one OPC UA endpoint")
         self.group_id = group_id
         self.edge_node_id = edge_node_id
-        self.mapping = mapping
         self.checker = checker
         self.audit = audit
-        self.publisher = publisher
         self.endpoints = {ep.name: ep for ep in endpoints}
         self.endpoint_of_device = endpoint_of_device
         self.state_nodes = state_nodes
@@ -198,19 +155,25 @@ class CommandExecutor:
         self.stats = ExecutorStats()
         self.writers = writers or {ep.name: OpcUaWriter(ep, data_dir) for ep in endpoints}
         self.journal_path = journal_path or data_dir / "commands" / "journal.db"
-        self.journal: CommandJournal | None = None
+        self.report = CommandReporter(group_id=group_id, edge_node_id=edge_node_id, mapping=mapping,
+                                      endpoint_urls={ep.name: ep.url for ep in endpoints}, audit=audit,
+                                      publisher=publisher, stats=self.stats, clock=clock)
         self._intake: asyncio.Queue[_IntakeItem] = asyncio.Queue()
         self._queues: dict[str, deque[Pending]] = {name: deque() for name in self.endpoints}
         self._wake: dict[str, asyncio.Event] = {name: asyncio.Event() for name in self.endpoints}
         self._tasks: list[asyncio.Task[None]] = []
-        self.source = f"edge:{group_id}/{edge_node_id}"
+
+    @property
+    def journal(self) -> CommandJournal | None:
+        """The open command journal while running (its writes go through :attr:`report`)."""
+        return self.report.journal
 
     # -- lifetime -----------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Open the journal, plan what the last run left open (queued first), then run."""
-        self.journal = await asyncio.to_thread(CommandJournal, self.journal_path)
-        for step in await asyncio.to_thread(self._recovery_plan, self.journal):
+        journal = self.report.journal = await asyncio.to_thread(CommandJournal, self.journal_path)
+        for step in await asyncio.to_thread(self._recovery_plan, journal):
             self._intake.put_nowait(_Recovered(step))
         loop = asyncio.get_running_loop()
         for name, writer in self.writers.items():
@@ -223,7 +186,7 @@ class CommandExecutor:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        journal, self.journal = self.journal, None
+        journal, self.report.journal = self.report.journal, None
         if journal is not None:  # what still waits stays in it, for the next start
             await asyncio.to_thread(journal.close)
 
@@ -314,11 +277,11 @@ class CommandExecutor:
         pending = Pending(request=request, rule=rule, line=line, endpoint=endpoint, received_at_ms=received,
                           deadline_ms=deadline_ms(request, rule), decision=decision, journal_id=journal_id)
         if resumed is not None:
-            await self._hold(pending, f"edge restarted; resumed from the command journal (received {received})")
+            await self.report.queued(pending, f"edge restarted; resumed from the command journal (received {received})")
         elif not self.writers[endpoint].connected.is_set():
-            await self._hold(pending, f"OPC UA endpoint {endpoint!r} is down")
+            await self.report.queued(pending, f"OPC UA endpoint {endpoint!r} is down")
         elif self._queues[endpoint]:  # waits behind others: durable, but not audited as queued
-            pending.journal_id = await self._journal_add(request, received)
+            pending.journal_id = await self.report.journal_add(request, received)
         self._queues[endpoint].append(pending)
         self._wake[endpoint].set()
 
@@ -352,20 +315,6 @@ class CommandExecutor:
         log.warning("command %s refused: %s", request.command_id, decision.message)
         await self._finish_refused(request, decision, rule, received, None)
         return False
-
-    async def _hold(self, pending: Pending, why: str) -> None:
-        """The command has to wait for OPC UA: journaled, then audited ``queued`` (each once)."""
-        if pending.journal_id is None:
-            pending.journal_id = await self._journal_add(pending.request, pending.received_at_ms)
-        if pending.queued:
-            return
-        pending.queued = True
-        self.stats.queued += 1
-        request, rule = pending.request, pending.rule
-        await self._append(audit_events.command_entry(
-            AuditEvent.QUEUED, request, self._context(pending.endpoint, request), rule=rule,
-            allowlist_rule_id=pending.line.rule_id(rule), allowlist_version=pending.decision.allowlist_version,
-            actor_user_id=request.requested_by, message=f"{why}; queued until {pending.deadline_ms}"))
 
     def _state_where(self, request: CommandRequest) -> tuple[StateNode | None, str | None]:
         """Where the rule's state metric is read (None: not needed, or not an edge tag, then the note)."""
@@ -417,7 +366,7 @@ class CommandExecutor:
             except WriterDisconnectedError as exc:
                 log.warning("command %s waits: %s", pending.request.command_id, exc)
                 # it was taken for an idle, connected endpoint: now it waits like a queued one
-                await self._hold(pending, f"OPC UA session lost before the write ({exc})")
+                await self.report.queued(pending, f"OPC UA session lost before the write ({exc})")
                 if writer.connected.is_set():  # another endpoint (the state's) is down: do not spin
                     await asyncio.sleep(0.05)
                 continue  # nothing was written: it stays at the head and runs after the reconnect
@@ -425,7 +374,7 @@ class CommandExecutor:
                 raise
             except Exception as exc:  # noqa: BLE001 - report the failure, keep the queue going
                 log.exception("command %s failed unexpectedly", pending.request.command_id)
-                await self._finish(pending, Outcome.FAILED, ReasonCode.WRITE_FAILED, f"edge error: {exc}")
+                await self.report.finished(pending, Outcome.FAILED, ReasonCode.WRITE_FAILED, f"edge error: {exc}")
             queue.popleft()
 
     async def _wait_or_expire(self, name: str) -> None:
@@ -440,7 +389,7 @@ class CommandExecutor:
         for pending in [p for p in queue if now > p.deadline_ms]:
             queue.remove(pending)
             self.stats.expired += 1
-            await self._finish(pending, Outcome.EXPIRED, ReasonCode.EXPIRED,
+            await self.report.finished(pending, Outcome.EXPIRED, ReasonCode.EXPIRED,
                                f"expired while OPC UA endpoint {name!r} was down (deadline {pending.deadline_ms}, "
                                f"{now - pending.deadline_ms} ms ago)")
 
@@ -473,14 +422,14 @@ class CommandExecutor:
         try:
             status = await writer.write(rule.write.node_id, variant)
         except WriterDisconnectedError as exc:  # the write may or may not have reached the server
-            await self._finish(pending, Outcome.FAILED, ReasonCode.WRITE_FAILED,
+            await self.report.finished(pending, Outcome.FAILED, ReasonCode.WRITE_FAILED,
                                f"session lost during the write; the value may or may not be written: {exc}")
             return
         pending.write_status_code = status
         pending.written_at_ms = self.clock()
-        await self._append(self._step_entry(AuditEvent.WRITTEN, pending))
+        await self.report.written(pending)
         if not is_good(status):
-            await self._finish(pending, Outcome.FAILED, ReasonCode.WRITE_FAILED,
+            await self.report.finished(pending, Outcome.FAILED, ReasonCode.WRITE_FAILED,
                                f"OPC UA write of {rule.write.node_id} answered 0x{status:08X}")
             return
         await self._read_back(pending, writer)
@@ -492,16 +441,16 @@ class CommandExecutor:
         try:
             status = await writer.call(rule.call.object_node_id, rule.call.method_node_id, args)
         except WriterDisconnectedError as exc:
-            await self._finish(pending, Outcome.FAILED, ReasonCode.WRITE_FAILED,
+            await self.report.finished(pending, Outcome.FAILED, ReasonCode.WRITE_FAILED,
                                f"session lost during the method call; it may or may not have run: {exc}")
             return
         pending.write_status_code = status
         pending.written_at_ms = self.clock()
-        await self._append(self._step_entry(AuditEvent.WRITTEN, pending))
+        await self.report.written(pending)
         if is_good(status):
-            await self._finish(pending, Outcome.CONFIRMED, None, "method call returned Good")
+            await self.report.finished(pending, Outcome.CONFIRMED, None, "method call returned Good")
         else:
-            await self._finish(pending, Outcome.FAILED, ReasonCode.WRITE_FAILED,
+            await self.report.finished(pending, Outcome.FAILED, ReasonCode.WRITE_FAILED,
                                f"OPC UA call of {rule.call.method_node_id} answered 0x{status:08X}")
 
     async def _read_back(self, pending: Pending, writer: OpcUaWriter) -> None:
@@ -524,76 +473,23 @@ class CommandExecutor:
             if readback_matches(rule, request.value, observed) or loop.time() >= until:
                 break
         outcome, reason, message = readback_verdict(rule, request.value, pending.readbacks)
-        await self._finish(pending, outcome, reason, message)
+        await self.report.finished(pending, outcome, reason, message)
 
-    # -- reporting -------------------------------------------------------------------------------
-
-    def _context(self, endpoint: str | None = None, request: CommandRequest | None = None) -> AuditContext:
-        isa95 = None
-        if request is not None:
-            with contextlib.suppress(ValueError):
-                isa95 = self.mapping.from_sparkplug(request.group_id, request.edge_node_id, request.device_id).topic
-        url = self.endpoints[endpoint].url if endpoint in self.endpoints else None
-        return AuditContext(source=self.source, isa95_path=isa95, opcua_endpoint=url)
-
-    def _step_entry(self, event: AuditEvent, pending: Pending) -> AuditEntry:
-        request = pending.request
-        first = next((s for s in request.signatures if s.user_id == request.requested_by), None)
-        second = next((s for s in request.signatures if s.user_id != request.requested_by), None)
-        old = pending.old
-        return audit_events.command_entry(
-            event, request, self._context(pending.endpoint, request), rule=pending.rule, decision=pending.decision,
-            actor_user_id=request.requested_by, actor_printed_name=first.full_name if first else None,
-            signature_meaning=first.meaning.value if first else None, auth_method=audit_events.SIGNATURE_AUTH,
-            second_signer_user_id=second.user_id if second else None,
-            second_signer_printed_name=second.full_name if second else None,
-            second_signer_meaning=second.meaning.value if second else None,
-            signatures=[audit_events.signature_record(s) for s in request.signatures],
-            old_value=old.value if old else None, old_status_code=old.status_code if old else None,
-            old_source_ts_ms=old.source_ts_ms if old else None, write_status_code=pending.write_status_code,
-        )
+    # -- refusals ------------------------------------------------------------------------------
 
     async def _finish_refused(self, request: CommandRequest, decision: Decision, rule: WritableMetric | None,
                               received: int, state_note: str | None, pending: Pending | None = None, *,
                               journal_id: int | None = None) -> None:
-        message = decision.message
         if state_note and decision.reason is ReasonCode.WRONG_MACHINE_STATE:
-            message = f"{message} ({state_note})"
-            decision = decision.model_copy(update={"message": message})
+            decision = decision.model_copy(update={"message": f"{decision.message} ({state_note})"})
         endpoint = pending.endpoint if pending else self.endpoint_of_device(request.device_id)
-        outcome = refusal_outcome(decision)
-        if outcome is Outcome.EXPIRED:
-            self.stats.expired += 1
-        if outcome is Outcome.REFUSED:
-            self.stats.refused += 1
-            await self._append(audit_events.refused(request, decision, self._context(endpoint, request), rule))
-        result = result_of(request, outcome, decision.reason, message, received_at_ms=received,
-                           completed_at_ms=self.clock(), pending=pending)
-        if outcome is not Outcome.REFUSED:
-            await self._append(audit_events.result_entry(request, result, self._context(endpoint, request), rule))
-        await self._publish(request, result)
-        await self._journal_remove(pending.journal_id if pending is not None else journal_id)
-
-    async def _finish(self, pending: Pending, outcome: Outcome, reason: ReasonCode | None, message: str) -> None:
-        request = pending.request
-        counter = {Outcome.CONFIRMED: "confirmed", Outcome.MISMATCH: "mismatch", Outcome.TIMEOUT: "timeout",
-                   Outcome.FAILED: "failed"}.get(outcome)
-        if counter:
-            setattr(self.stats, counter, getattr(self.stats, counter) + 1)
-        result = result_of(request, outcome, reason, message, received_at_ms=pending.received_at_ms,
-                           completed_at_ms=self.clock(), pending=pending)
-        entry = audit_events.result_entry(request, result, self._context(pending.endpoint, request), pending.rule)
-        entry = entry.model_copy(update={"allowlist_rule_id": pending.decision.rule_id,
-                                         "allowlist_version": pending.decision.allowlist_version})
-        await self._append(entry)
-        await self._publish(request, result)
-        await self._journal_remove(pending.journal_id)
+        await self.report.refused(request, decision, rule, received, endpoint, pending, journal_id=journal_id)
 
     async def _refuse_malformed(self, topic: SparkplugTopic, metric: Metric, message: str, received: int) -> None:
         self.stats.malformed += 1
-        await self._refuse_unreadable(topic.device_id, metric.name or f"alias {metric.alias}", _command_id_of(metric),
-                                      ReasonCode.MALFORMED_COMMAND, message, received,
-                                      {"value": _jsonable(metric.value)})
+        await self.report.unreadable(topic.device_id, metric.name or f"alias {metric.alias}", _command_id_of(metric),
+                                     ReasonCode.MALFORMED_COMMAND, message, received,
+                                     {"value": _jsonable(metric.value)})
 
     async def _refuse_undecodable(self, rejected: RejectedCommand, received: int) -> None:
         """One audited refusal per command in a message the session could not decode."""
@@ -606,25 +502,8 @@ class CommandExecutor:
                 self.stats.malformed += 1
             else:
                 self.stats.refused += 1
-            await self._refuse_unreadable(rejected.device_id, found.label, found.command_id, reason,
-                                          rejected.error, received, details)
-
-    async def _refuse_unreadable(self, device_id: str | None, label: str, command_id: uuid.UUID | None,
-                                 reason: ReasonCode, message: str, received: int, details: dict[str, Any]) -> None:
-        """Audit (and answer, if it names its id) a command that could not be read as a request."""
-        target = AuditTarget(group_id=self.group_id, edge_node_id=self.edge_node_id, device_id=device_id,
-                             metric=label)
-        await self._append(AuditEntry(
-            event=AuditEvent.REFUSED, command_id=str(command_id) if command_id else None, source=self.source,
-            target=target, reason_code=reason.value, message=message, outcome=Outcome.REFUSED.value,
-            details=details))
-        log.warning("refused unreadable command %s (%s): %s", label, reason.value, message)
-        if command_id is None:
-            return
-        result = malformed_result(command_id, group_id=self.group_id, edge_node_id=self.edge_node_id,
-                                  device_id=device_id, metric=label, message=message, received_at_ms=received,
-                                  completed_at_ms=self.clock(), reason=reason)
-        await self._publish_result(result)
+            await self.report.unreadable(rejected.device_id, found.label, found.command_id, reason,
+                                         rejected.error, received, details)
 
     # -- start-up recovery -----------------------------------------------------------------------
 
@@ -633,97 +512,13 @@ class CommandExecutor:
             self.stats.resumed += 1
             await self._accept(step.entry.request, step.entry.received_at_ms, resumed=step.entry)
         elif isinstance(step, Close):
-            await self._close_open(step)
+            await self.report.close_open(step)
         elif isinstance(step, Republish):
-            log.warning("command %s finished before the restart; publishing its result again", step.trail.command_id)
-            result = result_from(step.trail, step.trail.last, completed_at_ms=int(step.trail.last.get("ts_ms") or 0),
-                                 received_at_ms=step.entry.received_at_ms)
-            if result is not None:
-                await self._publish_result(result)
-            await self._journal_remove(step.entry.id)
+            await self.report.republish(step)
         elif isinstance(step, Discard):
             log.error("command journal row %d (command %s) is unreadable (%s); dropped, its open audit record "
                       "is closed instead", step.row.id, step.row.command_id, step.row.error)
-            await self._journal_remove(step.row.id)
-
-    async def _close_open(self, step: Close) -> None:
-        """A final ``failed`` record and result for a command the last run left open."""
-        self.stats.closed_at_startup += 1
-        self.stats.failed += 1
-        trail: Trail = step.trail
-        entry = closing_entry(trail, step.message, self.source)
-        log.warning("closing command %s left %s by the last run: %s", trail.command_id, trail.last_event,
-                    step.message)
-        await self._append(entry)
-        result = result_from(trail, entry.model_dump(mode="json"), completed_at_ms=self.clock(),
-                             received_at_ms=step.entry.received_at_ms if step.entry else None)
-        if result is not None:
-            await self._publish_result(result)
-        else:
-            self.stats.results_unpublished += 1
-            log.error("no result can be built for command %s from its audit record", trail.command_id)
-        if step.entry is not None:
-            await self._journal_remove(step.entry.id)
-
-    async def _journal_add(self, request: CommandRequest, received: int) -> int | None:
-        """Durable before the command waits; on a disk error it waits anyway (counted, logged: a
-        restart would then close it as failed from its ``queued`` record instead of resuming it)."""
-        journal = self.journal
-        if journal is None:
-            return None
-        try:
-            return await asyncio.to_thread(journal.add, request, received)
-        except CommandJournalError as exc:
-            self.stats.journal_errors += 1
-            log.error("%s; it is kept in memory only", exc)
-            return None
-
-    async def _journal_remove(self, journal_id: int | None) -> None:
-        journal = self.journal
-        if journal is None or journal_id is None:
-            return
-        try:
-            await asyncio.to_thread(journal.remove, journal_id)
-        except CommandJournalError as exc:  # a restart publishes its result again: harmless
-            self.stats.journal_errors += 1
-            log.error("%s", exc)
-
-    async def _publish_result(self, result: CommandResult) -> None:
-        """Publish a result that has no :class:`CommandRequest` (unreadable or recovered commands)."""
-        kind = MessageType.NCMD if result.device_id is None else MessageType.DCMD
-        try:
-            topic = result_topic(self.mapping, SparkplugTopic(result.group_id, kind, result.edge_node_id,
-                                                              result.device_id), result.command_id)
-        except ValueError as exc:
-            self.stats.results_unpublished += 1
-            log.error("no result topic for command %s: %s", result.command_id, exc)
-            return
-        await self._publish_raw(topic, result)
-
-    async def _publish(self, request: CommandRequest, result: CommandResult) -> None:
-        try:
-            topic = result_topic(self.mapping, request)
-        except ValueError as exc:
-            self.stats.results_unpublished += 1
-            log.error("no result topic for %s: %s", request.target_label, exc)
-            return
-        await self._publish_raw(topic, result)
-
-    async def _publish_raw(self, topic: str, result: CommandResult) -> None:
-        try:
-            sent = await self.publisher.publish_json(topic, result.to_bytes(), qos=1)
-        except Exception as exc:  # noqa: BLE001 - the audit chain holds the result anyway
-            log.warning("result of %s not published: %s", result.command_id, exc)
-            sent = False
-        if not sent:
-            self.stats.results_unpublished += 1
-
-    async def _append(self, entry: AuditEntry) -> None:
-        try:
-            await asyncio.to_thread(self.audit.append, entry)
-        except Exception:  # noqa: BLE001 - counted and logged loudly; the command result still goes out
-            self.stats.audit_errors += 1
-            log.exception("audit append failed for command %s (%s)", entry.command_id, entry.event)
+            await self.report.journal_remove(step.row.id)
 
 
 def _observed(read: ReadResult) -> Observed:
@@ -747,4 +542,4 @@ def _command_id_of(metric: Metric) -> uuid.UUID | None:
         return None
 
 
-__all__ = ["READBACK_GAPS_S", "CommandExecutor", "ExecutorStats", "ResultPublisher", "StateNode"]
+__all__ = ["READBACK_GAPS_S", "CommandExecutor", "StateNode"]

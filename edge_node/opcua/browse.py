@@ -21,10 +21,10 @@ from typing import Any
 import yaml
 from asyncua import Client, ua
 
-from .config import OpcUaEndpointConfig
-from .opcua_security import build_client
+from ..config import OpcUaEndpointConfig
+from .security import build_client
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("edge_node.browse")  # its name before edge_node.opcua: log filters use it
 
 #: OPC UA built-in (and common derived) DataType ids -> Sparkplug datatype names
 OPCUA_TO_SPARKPLUG: dict[int, str] = {

@@ -1,9 +1,9 @@
 """A dedicated OPC UA session per endpoint for command writes, reads and method calls.
 
-Why a session of its own, apart from the subscription session of :mod:`edge_node.opcua_source`:
+Why a session of its own, apart from the subscription session of :mod:`edge_node.opcua.source`:
 a command must not queue behind thousands of notifications or a slow re-subscribe, and a
 subscription storm must not add latency to a setpoint write. The session is supervised by the
-same :class:`edge_node.opcua_connection.OpcUaConnection` as the source's (a new asyncua Client
+same :class:`edge_node.opcua.connection.OpcUaConnection` as the source's (a new asyncua Client
 per attempt, bounded connect, a watchdog read of ``ServerStatus/State``), and :attr:`connected`
 tells the command executor when it may execute queued commands. It logs in as the endpoint's
 ``write_credentials`` user when one is configured, so the subscription session's account can be
@@ -31,11 +31,11 @@ from asyncua import Client, ua
 from edge_node.errors import EdgeError
 from uns.sparkplug.datatypes import DataType
 
-from .backoff import Backoff
-from .config import OpcUaEndpointConfig
-from .opcua_connection import OpcUaConnection, watch_server_state
+from ..backoff import Backoff
+from ..config import OpcUaEndpointConfig
+from ..opcua.connection import OpcUaConnection, watch_server_state
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("edge_node.opcua_writer")  # its name before edge_node.commands
 
 #: Sparkplug datatype of a command value → the OPC UA Variant type it is written as
 VARIANT_OF: dict[DataType, ua.VariantType] = {
@@ -131,7 +131,7 @@ class OpcUaWriter:
         self._namespaces: list[str] = []
         self._node_cache: dict[str, ua.NodeId] = {}
 
-    # -- supervisor (the loop itself: edge_node.opcua_connection) ----------------------------
+    # -- supervisor (the loop itself: edge_node.opcua.connection) ----------------------------
 
     async def run(self) -> None:
         await self.connection.run()

@@ -42,9 +42,9 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from edge_node.errors import EdgeError
 
-from .config import OpcUaCredentials, OpcUaEndpointConfig, SecurityMode, SecurityPolicy
+from ..config import OpcUaCredentials, OpcUaEndpointConfig, SecurityMode, SecurityPolicy
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("edge_node.opcua_security")  # its name before edge_node.opcua
 
 _POLICIES: dict[SecurityPolicy, type[security_policies.SecurityPolicy]] = {
     SecurityPolicy.BASIC256SHA256: security_policies.SecurityPolicyBasic256Sha256,

@@ -29,7 +29,7 @@ from uns.commands.wire import P_ID
 from uns.sparkplug.control import NODE_CONTROL_PREFIX
 from uns.sparkplug.peek import PeekedMetric, peek_metrics
 
-from .session_events import CommandFault, RejectedCommand
+from ..session_events import CommandFault, RejectedCommand
 
 #: the audit label of a message nothing could be read from
 WHOLE_MESSAGE = "(unreadable payload)"

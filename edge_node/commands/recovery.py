@@ -3,7 +3,7 @@
 Two sources say what was left open, and the plan (:func:`plan_recovery`) is a plain function of
 both, testable without a server or a broker:
 
-* the **command journal** (:mod:`edge_node.command_journal`): commands that were waiting, in
+* the **command journal** (:mod:`edge_node.commands.journal`): commands that were waiting, in
   arrival order, as received;
 * the **audit chain** (the edge is its one writer): per command, its last record. ``queued`` and
   ``written`` are open; ``refused``, ``expired``, ``failed`` and the three read-back outcomes are
@@ -49,7 +49,7 @@ from uns.audit.record import AuditEntry, AuditEvent
 from uns.commands.audit_events import RESULT_EVENTS
 from uns.commands.model import CommandResult, Outcome, ReasonCode
 
-from .command_journal import BadJournalRow, JournalEntry
+from .journal import BadJournalRow, JournalEntry
 
 OPEN_EVENTS: frozenset[str] = frozenset({AuditEvent.QUEUED.value, AuditEvent.WRITTEN.value})
 FINAL_EVENTS: frozenset[str] = frozenset(e.value for e in RESULT_EVENTS.values())

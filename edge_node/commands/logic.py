@@ -1,7 +1,7 @@
 """The command executor's decisions, with no I/O: what to write, when a command is dead, what a
 read-back means, and what the result says.
 
-Kept apart from the async shell (:mod:`edge_node.executor`) so every verdict the edge can give
+Kept apart from the async shell (:mod:`edge_node.commands.executor`) so every verdict the edge can give
 is a plain function of its inputs, testable without an OPC UA server or a broker:
 
 * a command's **deadline** is the same one the checker applies (``valid_until_ms``, capped at
@@ -62,7 +62,10 @@ def replay_decision(request: CommandRequest, first_hash: str, first_seen_ms: int
 
 @dataclass(frozen=True, slots=True)
 class Observed:
-    """A value read from OPC UA (old value or read-back); mirrors :class:`edge_node.opcua_writer.ReadResult`."""
+    """A value read from OPC UA (old value or read-back).
+
+    Mirrors :class:`edge_node.commands.opcua_writer.ReadResult`.
+    """
 
     value: Any
     status_code: int
@@ -85,7 +88,7 @@ class Pending:
     write_status_code: int | None = None
     written_at_ms: int | None = None
     readbacks: list[Observed] = field(default_factory=list)
-    #: its row in the command journal while it waits (:mod:`edge_node.command_journal`), else None
+    #: its row in the command journal while it waits (:mod:`edge_node.commands.journal`), else None
     journal_id: int | None = None
 
 

@@ -43,11 +43,11 @@ from asyncua import Client, ua
 from edge_node.errors import EdgeError
 from uns.aio import raise_if_cancelling
 
-from .backoff import Backoff
-from .config import OpcUaCredentials, OpcUaEndpointConfig
-from .opcua_security import build_client
+from ..backoff import Backoff
+from ..config import OpcUaCredentials, OpcUaEndpointConfig
+from .security import build_client
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("edge_node.opcua_connection")  # its name before edge_node.opcua
 
 _DISCONNECT_TIMEOUT_S = 2.0
 

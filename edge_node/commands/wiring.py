@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 from uns.audit.chain import AuditLog
 from uns.commands.allowlist import Allowlist
@@ -19,11 +18,12 @@ from uns.commands.checker import AllowlistChecker
 from uns.commands.signing import UserRegistry
 from uns.sparkplug.datatypes import DataType
 
-from .config import ConfigError, EdgeConfig
+from ..config import ConfigError, EdgeConfig
+from ..model import MetricDefinition
+from .edge_client import EdgeClient
 from .executor import CommandExecutor, StateNode
-from .model import MetricDefinition
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("edge_node.command_wiring")  # its name before edge_node.commands
 
 #: the allowlist version reported when the edge has no ``commands:`` section
 NO_ALLOWLIST_VERSION = "none (no commands section in the edge config)"
@@ -78,9 +78,9 @@ class CommandRuntime:
         await asyncio.to_thread(self.audit.close)
 
 
-async def start_commands(config: EdgeConfig, client: Any) -> CommandRuntime:
+async def start_commands(config: EdgeConfig, client: EdgeClient) -> CommandRuntime:
     """Build and start the executor (it resumes or closes what the last run left open, see
-    :mod:`edge_node.command_recovery`), and make it the client's NCMD/DCMD handler, also for
+    :mod:`edge_node.commands.recovery`), and make it the client's NCMD/DCMD handler, also for
     commands the client's session could not decode."""
     allowlist, users = load_rules(config)
     commands = config.commands
@@ -107,9 +107,7 @@ async def start_commands(config: EdgeConfig, client: Any) -> CommandRuntime:
         data_dir=config.data_dir, endpoint_of_device=endpoint_of_device, state_nodes=state_nodes)
     await executor.start()
     client.set_command_handler(executor.handle)
-    set_rejected = getattr(client, "set_rejected_command_handler", None)
-    if set_rejected is not None:  # a client without it only counts undecodable commands
-        set_rejected(executor.handle_rejected)
+    client.set_rejected_command_handler(executor.handle_rejected)
     if commands is None or commands.allowlist is None:
         log.warning("no commands allowlist configured: every NCMD/DCMD will be refused and audited")
     return CommandRuntime(executor, audit)

@@ -7,12 +7,12 @@ disk the edge keeps it, in arrival order, and the normal re-check still applies 
 (an overdue command ends ``expired``). The rule: nothing is kept only in memory that a restart
 would lose.
 
-The rule the executor follows (:mod:`edge_node.executor`): a command is added here *before* its
+The rule the executor follows (:mod:`edge_node.commands.executor`): a command is added here *before* its
 ``queued`` audit record (its endpoint is down, or its session was lost before the write), or
 before it joins a queue that is not empty, and removed only *after* its final audit record and
 its result were published. So after a crash every command with an
 open ``queued`` record has a row (unless the disk failed: the start-up sweep of
-:mod:`edge_node.command_recovery` closes those), and a row whose command already has a final
+:mod:`edge_node.commands.recovery` closes those), and a row whose command already has a final
 record only needs its result published again. A command that runs at once on an idle endpoint is
 not journaled (that would cost two fsyncs on the fast path); if the edge dies during its write,
 the sweep closes its open ``written`` record.
