@@ -172,4 +172,5 @@ class EdgeNodeApp:
             "validation": self.validation_stats.as_dict(),
             "opcua": {s.endpoint.name: s.stats.as_dict() for s in self.sources},
             "commands": self.commands.executor.stats.as_dict() if self.commands is not None else None,
+            "alarms": {s.endpoint.name: s.alarms.book.stats.as_dict() for s in self.sources if s.alarms is not None},
         }

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from asyncua import Client, ua
-from asyncua.common.subscription import OpcEvent, StatusChangeEvent, Subscription
+from asyncua.common.subscription import OpcEvent, OverflowPolicy, StatusChangeEvent, Subscription
 
 from .alarms import AlarmBook, event_filter, field_keys
 from .config import AlarmsConfig, OpcUaEndpointConfig
@@ -52,7 +52,10 @@ class AlarmSubscription:
     async def start(self, client: Client) -> None:
         """Subscribe and refresh; returns once the book states the server's retained conditions."""
         await self._resolve_source_nodes(client)
-        sub = await client.create_subscription(self.endpoint.publishing_interval_ms, None, queue_maxsize=100_000)
+        # an event lost to a full queue would leave a wrong alarm state: drop the session instead, the
+        # reconnect's ConditionRefresh restates the truth
+        sub = await client.create_subscription(self.endpoint.publishing_interval_ms, None, queue_maxsize=100_000,
+                                               overflow=OverflowPolicy.DISCONNECT)
         self._sub = sub
         flt = event_filter()
         requests = []

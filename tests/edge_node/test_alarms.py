@@ -255,6 +255,11 @@ async def test_server_restart_births_state_exactly_the_true_active_set(tmp_path:
                                              "ConditionId": f"ns={sim.namespace_index};s={door}",
                                              "EventId": seen_event_id}
         assert group(filler, "TemperatureAlarm") == NEVER_RAISED
+        # tck-id-payloads-alias-uniqueness: the condition metrics keep their aliases across the rebirths
+        for cell in ("Filler", "Capper"):
+            cell_births = [payload(m) for m in births(sniffer) if device(m) == cell]
+            first, newest = ({m.name: m.alias for m in b.metrics} for b in (cell_births[0], cell_births[-1]))
+            assert len(cell_births) >= 2 and first == newest
         on_wire = {(cell, name) for cell, name in CONFIGURED
                    if view(sniffer, cell).get(f"Alarms/{name}/Active") is True}
         truly = {(c.source.rpartition("/")[2], c.name) for c in sim.model.alarms.conditions.values() if c.active}
