@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from edge_node.alarms import METRICS
@@ -25,6 +26,7 @@ from simulator.client import boolean, call_simulation, double, string
 from simulator.config import NAMESPACE_URI, CellConfig, SimulatorConfig
 from simulator.server import SimulatedLineServer
 from simulator.server import _dt as source_time  # the simulator's epoch-seconds -> OPC UA DateTime
+from tests.observability.scrape import value as scraped
 from tests.support.mosquitto import mosquitto_broker
 from tests.support.net import free_port
 from tests.support.sniffer import Captured, Sniffer
@@ -43,6 +45,7 @@ def plant(broker_port: int, sim: SimulatedLineServer, data_dir: Path) -> str:
 line: {{enterprise: acme, site: plant1, area: packaging, line: line1}}
 security_profile: demo  # loopback test server with security policy None
 data_dir: {data_dir}
+http: {{host: 127.0.0.1, port: 0}}
 sparkplug:
   group_id: G
   edge_node_id: E
@@ -211,6 +214,14 @@ async def test_conditions_on_the_wire_raise_limit_excursion_clear_and_bad_source
         stats = app.sources[0].alarms.book.stats  # type: ignore[union-attr]
         assert (stats.unknown_sources, stats.unknown_conditions, stats.malformed) == (2, 1, 0)
         assert stats.events == events + 2  # Filler temperature 4, Capper Jam raised and cleared
+        assert app.observability is not None
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{app.observability.port}") as http:
+            text = (await http.get("/metrics")).text
+        assert {outcome: scraped(text, "uns_edge_alarm_events_total", endpoint="sim", outcome=outcome)
+                for outcome in ("published", "not_condition", "malformed", "unknown_source", "unknown_condition")} \
+            == {"published": events + 2, "not_condition": 0, "malformed": 0, "unknown_source": 2,
+                "unknown_condition": 1}
+        assert scraped(text, "uns_edge_alarm_refreshes_total", endpoint="sim") == 1
         assert not any(m.name.startswith("Alarms/DoorOpen") for b in births(sniffer) if device(b) == "Filler"
                        for m in payload(b).metrics)
         assert "Labeler" not in {device(m) for m in edge_messages(sniffer)}
