@@ -11,21 +11,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from asyncua import ua
 
-from edge_node.alarms import METRICS
+from edge_node.alarms import METRICS, AlarmBook
 from edge_node.app import EdgeNodeApp
 from edge_node.config import loads_edge_config
+from edge_node.opcua_source import OpcUaSource
 from edge_node.validation import datetime_to_ms
 from simulator.client import boolean, call_simulation, double, string
 from simulator.config import NAMESPACE_URI, CellConfig, SimulatorConfig
 from simulator.server import SimulatedLineServer
 from simulator.server import _dt as source_time  # the simulator's epoch-seconds -> OPC UA DateTime
+from tests.edge_node.recording_sink import RecordingSink
+from tests.edge_node.running import running
 from tests.observability.scrape import value as scraped
 from tests.support.mosquitto import mosquitto_broker
 from tests.support.net import free_port
@@ -275,3 +280,43 @@ async def test_server_restart_births_state_exactly_the_true_active_set(tmp_path:
                    if view(sniffer, cell).get(f"Alarms/{name}/Active") is True}
         truly = {(c.source.rpartition("/")[2], c.name) for c in sim.model.alarms.conditions.values() if c.active}
         assert on_wire == truly == {("Capper", "Jam"), ("Filler", "Jam")}
+
+
+async def test_events_a_real_server_sends_that_are_no_usable_condition(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A plain BaseEventType event and an AlarmConditionType event without its states, both from the
+    simulator's own asyncua server: counted, logged once each, nothing published, the session lives."""
+    sim = SimulatedLineServer(sim_config())
+    await sim.start()
+    try:
+        config = loads_edge_config(plant(free_port(), sim, tmp_path / "edge"))
+        alarms = config.opcua[0].alarms
+        assert alarms is not None
+        book = AlarmBook(alarms, config.device_of_cell)
+        sink = RecordingSink()
+        source = OpcUaSource(config.opcua[0], [(t, config.device_id(t)) for t in config.tags], sink,
+                             data_dir=tmp_path, alarm_book=book)
+        caplog.set_level(logging.WARNING, logger="edge_node.alarms")
+        async with running(source):
+            await asyncio.wait_for(source.connected.wait(), 20)
+            server = sim._server  # noqa: SLF001 - events no condition of the simulator would send
+            assert server is not None
+            plain = await server.get_event_generator()
+            broken = await server.get_event_generator(ua.ObjectIds.AlarmConditionType)
+            broken.event.ConditionName, broken.event.SourceName = "Jam", "Filler"  # no Retain, no states
+            for _ in range(2):
+                await plain.trigger(message="not an alarm")
+                await broken.trigger()
+            await sink.wait_for(lambda: book.stats.not_conditions == 2 and book.stats.malformed == 2)
+            await call_simulation(sim.endpoint, "RaiseAlarm", string("Filler"), string("jam"), boolean(True))
+            await sink.wait_for(lambda: [u.value for u in sink.data("Alarms/Jam/Active", "Filler")] == [True])
+            assert source.stats.connects == 1 and source.stats.disconnects == 0  # the session went on
+        assert [u.name for k, u in sink.events if k == "data" and u.name.startswith("Alarms/")] == \
+            [f"Alarms/Jam/{s}" for s, _ in METRICS]  # only the real jam was published
+        assert (book.stats.events, book.stats.unknown_sources, book.stats.unknown_conditions) == (1, 0, 0)
+        assert [r.getMessage() for r in caplog.records if r.name == "edge_node.alarms"] == [
+            f"event of type {ua.NodeId(ua.ObjectIds.BaseEventType)} is not a condition; ignored",
+            "condition event without Retain, ActiveState/Id, AckedState/Id; ignored",
+        ]
+    finally:
+        await sim.stop()
