@@ -171,10 +171,9 @@ class AlarmBook:
             device = device_of(c.cell)
             if device is None:  # config validation makes every cell a device; keep the type honest
                 raise ValueError(f"cell {c.cell!r} is no Sparkplug device")
-            source = f"cell:{c.cell}"
-            self._entries[(source, c.name)] = _Entry(c, device)
+            self._entries[(c.cell, c.name)] = _Entry(c, device)
             if c.source_node is None:
-                self._by_source_name[c.source_name or c.cell] = source
+                self._by_source_name[c.source_name or c.cell] = c.cell
         self._refresh_seen: set[tuple[str, str]] | None = None
         self._logged: set[tuple[str, str]] = set()
 
@@ -184,10 +183,10 @@ class AlarmBook:
 
     def set_source_nodes(self, resolved: Mapping[str, str]) -> None:
         """``{"ns=2;s=Line1/Filler": cell}`` for the conditions configured with ``source_node``."""
-        self._by_source_node = {node: f"cell:{cell}" for node, cell in resolved.items()}
+        self._by_source_node = dict(resolved)
 
     def state(self, cell: str, name: str) -> ConditionState:
-        return self._entries[(f"cell:{cell}", name)].state
+        return self._entries[(cell, name)].state
 
     def current(self, device_id: str) -> list[MetricUpdate]:
         """Every metric of the device's conditions as it stands (the DBIRTH's values)."""
@@ -214,17 +213,17 @@ class AlarmBook:
             what = ", ".join(missing or ["ConditionName"])
             self._once("malformed", what, "condition event without %s; ignored")
             return []
-        source = self._source(fields)
-        if source is None:
+        cell = self._cell_of(fields)
+        if cell is None:
             self.stats.unknown_sources += 1
             self._once("source", f"{fields.get('SourceName')!r} ({_node_text(fields.get('SourceNode'))})",
                        "condition event from source %s, which is not in the alarms config; ignored")
             return []
-        key = (source, str(fields["ConditionName"]))
+        key = (cell, str(fields["ConditionName"]))
         entry = self._entries.get(key)
         if entry is None:
             self.stats.unknown_conditions += 1
-            self._once("condition", f"{key[0][5:]}/{key[1]}", "condition %s is not in the alarms config; ignored")
+            self._once("condition", f"{cell}/{key[1]}", "condition %s is not in the alarms config; ignored")
             return []
         if self._refresh_seen is not None:
             self._refresh_seen.add(key)
@@ -250,7 +249,9 @@ class AlarmBook:
                 entry.state = cleared  # never seen: the refresh time states "nothing to say"
         return out
 
-    def _source(self, fields: Mapping[str, Any]) -> str | None:
+    def _cell_of(self, fields: Mapping[str, Any]) -> str | None:
+        """The configured cell of an event's source: SourceNode first (entries with ``source_node``),
+        then SourceName."""
         node = fields.get("SourceNode")
         if node is not None and self._by_source_node:
             found = self._by_source_node.get(_node_text(node))

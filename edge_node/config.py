@@ -578,8 +578,14 @@ class EdgeConfig(_Strict):
             if ep.alarms is None:
                 continue
             seen: dict[tuple[str, str], int] = {}
+            source_cell: dict[str, str] = {}  # a source identifies one cell, or events could not be placed
             for j, condition in enumerate(ep.alarms.conditions):
                 loc: Loc = ("opcua", i, "alarms", "conditions", j)
+                source = (f"source_node {condition.source_node!r}" if condition.source_node is not None
+                          else f"source_name {condition.source_name or condition.cell!r}")
+                other = source_cell.setdefault(source, condition.cell)
+                if other != condition.cell:
+                    issues.append(((*loc, "cell"), f"{source} already identifies cell {other!r}"))
                 owner = device_endpoint.get(condition.cell)
                 if owner is None or owner[0] != ep.name:
                     issues.append(((*loc, "cell"), f"cell {condition.cell!r} has no tags on endpoint {ep.name!r}; "

@@ -83,6 +83,9 @@ def test_config_defaults_and_declared_metrics() -> None:
     ("      conditions:\n        - {cell: Filler, name: Temp/High}", "",
      r"condition name 'Temp/High': letters, digits"),
     ("      conditions: []", "", r"alarms.conditions: List should have at least 1 item"),
+    ("      conditions:\n        - {cell: Filler, name: Jam, source_name: PLC}\n"
+     "        - {cell: Capper, name: Jam, source_name: PLC}", "",
+     r"conditions\[1\].cell: source_name 'PLC' already identifies cell 'Filler'"),
     ("      conditions:\n        - {cell: Filler, name: Jam, sourcename: F}", "", r"sourcename"),
 ])
 def test_config_errors_name_the_field(alarms: str, tags: str, message: str) -> None:
