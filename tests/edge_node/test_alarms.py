@@ -251,13 +251,15 @@ async def test_server_restart_births_state_exactly_the_true_active_set(tmp_path:
         assert seen_event_id == truth(sim, "Capper", "DoorOpen")["EventId"]
 
         restart = asyncio.create_task(sim.restart(3.0))
-        await eventually(lambda: any(kind(m) == "DDEATH" and device(m) == "Capper" for m in edge_messages(sniffer)),
-                         what="Capper DDEATH while the OPC UA server is down")
-        # during the outage: the door closes (nothing left to say: not in the refresh), a Filler jam starts
+        await eventually(lambda: not sim.listening, what="the OPC UA server down")
+        # during the outage (the server is seeded from the model when it is back): the door closes
+        # (nothing left to say: not in the refresh), a Filler jam starts
         async with sim._lock:  # noqa: SLF001 - not between two model ticks
             sim.model.set_alarm("Capper", "door-open", False)
             sim.model.set_alarm("Filler", "jam", True)
         await restart
+        await eventually(lambda: any(kind(m) == "DDEATH" and device(m) == "Capper" for m in edge_messages(sniffer)),
+                         what="Capper DDEATH for the outage")
         await eventually(lambda: len(births(sniffer)) >= dbirths + 2, timeout=20, what="the DBIRTHs after reconnect")
 
         stats = app.sources[0].alarms.book.stats  # type: ignore[union-attr]
