@@ -21,6 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from .alarms import AlarmBook
+from .alarms import definitions as alarm_definitions
 from .commands.edge_client import EdgeClient
 from .commands.wiring import CommandRuntime, command_definitions, start_commands
 from .config import EdgeConfig, build_sparkplug_config
@@ -84,12 +86,15 @@ ClientFactory = Callable[[EdgeSparkplugConfig, list[MetricDefinition], Path], Sp
 
 def metric_definitions(config: EdgeConfig) -> list[MetricDefinition]:
     """Every metric of the node and its devices, as declared in NBIRTH/DBIRTH."""
-    return [
+    tags = [
         MetricDefinition(device_id=config.device_id(tag), name=tag.metric, datatype=tag.datatype,
                          unit=tag.unit, eng_low=tag.eng_low, eng_high=tag.eng_high,
                          description=tag.description, writable=tag.writable)
         for tag in config.tags
     ]
+    alarms = [d for ep in config.opcua if ep.alarms is not None
+              for d in alarm_definitions(ep.alarms, config.device_of_cell)]
+    return tags + alarms
 
 
 def _default_client_factory(sparkplug: EdgeSparkplugConfig, definitions: list[MetricDefinition],
@@ -148,7 +153,9 @@ class EdgeNodeApp:
                 continue
             source = OpcUaSource(endpoint, tags, client, data_dir=self.data_dir, stats=self.validation_stats,
                                  future_tolerance_ms=self.config.future_tolerance_ms,
-                                 max_source_age_ms=int(self.config.max_source_age_s * 1000))
+                                 max_source_age_ms=int(self.config.max_source_age_s * 1000),
+                                 alarm_book=(AlarmBook(endpoint.alarms, self.config.device_of_cell)
+                                             if endpoint.alarms is not None else None))
             self.sources.append(source)
             self._tasks.append(asyncio.create_task(source.run(), name=f"opcua-source-{endpoint.name}"))
         # no endpoint with node-level tags: nothing to wait for, the gate opens at once
@@ -211,4 +218,5 @@ class EdgeNodeApp:
             "validation": self.validation_stats.as_dict(),
             "opcua": {s.endpoint.name: s.stats.as_dict() for s in self.sources},
             "commands": self.commands.executor.stats.as_dict() if self.commands is not None else None,
+            "alarms": {s.endpoint.name: s.alarms.book.stats.as_dict() for s in self.sources if s.alarms is not None},
         }

@@ -81,7 +81,7 @@ class EdgeCollector(Collector):
         info.add_metric([group_id, edge_node_id], 1)
         yield info
         # each section is guarded: a half-started or stopping node must still answer a scrape
-        for section in (self._sparkplug, self._opcua, self._validation, self._commands):
+        for section in (self._sparkplug, self._opcua, self._alarms, self._validation, self._commands):
             try:
                 yield from section()
             except Exception:  # noqa: BLE001 - a scrape never takes the node down, nor fails whole
@@ -186,6 +186,27 @@ class EdgeCollector(Collector):
             families["unknown_nodes"].add_metric(name, st.unknown_nodes)
             families["sink_errors"].add_metric(name, st.sink_errors)
         yield from families.values()
+
+    def _alarms(self) -> Iterator[Metric]:
+        """OPC UA condition events by what became of them (docs/alarms.md), per endpoint with ``alarms:``."""
+        events = CounterMetricFamily("uns_edge_alarm_events", "OPC UA condition events, by outcome",
+                                     labels=["endpoint", "outcome"])
+        refreshes = CounterMetricFamily("uns_edge_alarm_refreshes", "ConditionRefresh rounds completed",
+                                        labels=["endpoint"])
+        cleared = CounterMetricFamily("uns_edge_alarm_cleared_by_refresh",
+                                      "conditions cleared because a ConditionRefresh did not restate them",
+                                      labels=["endpoint"])
+        for source in self._app.sources:
+            if source.alarms is None:
+                continue
+            st, name = source.alarms.book.stats, source.endpoint.name
+            for outcome, count in (("published", st.events), ("not_condition", st.not_conditions),
+                                   ("malformed", st.malformed), ("unknown_source", st.unknown_sources),
+                                   ("unknown_condition", st.unknown_conditions)):
+                events.add_metric([name, outcome], count)
+            refreshes.add_metric([name], st.refreshes)
+            cleared.add_metric([name], st.cleared_by_refresh)
+        yield from (events, refreshes, cleared)
 
     def _validation(self) -> Iterator[Metric]:
         v = self._app.validation_stats

@@ -45,6 +45,7 @@ from asyncua.common.subscription import (
 
 from uns.aio import run_until_first_done
 
+from ..alarms import AlarmBook
 from ..backoff import Backoff
 from ..config import DeadbandKind, OpcUaEndpointConfig, TagConfig
 from ..model import DeviceOffline, DeviceOnline, MetricUpdate
@@ -57,6 +58,7 @@ from ..validation import (
     ValidationStats,
     datetime_to_ms,
 )
+from .alarms import AlarmSubscription
 from .connection import OpcUaConnection, SessionDeadError, silence_check, watch_server_state
 from .security import UntrustedServerCertificate
 
@@ -130,7 +132,7 @@ class OpcUaSource:
     def __init__(self, endpoint: OpcUaEndpointConfig, tags: Sequence[tuple[TagConfig, str | None]],
                  sink: SourceSink, *, data_dir: Path, stats: ValidationStats | None = None,
                  future_tolerance_ms: int = 1000, max_source_age_ms: int = DEFAULT_MAX_SOURCE_AGE_MS,
-                 clock: Callable[[], int] = now_ms) -> None:
+                 clock: Callable[[], int] = now_ms, alarm_book: AlarmBook | None = None) -> None:
         self.endpoint = endpoint
         self.sink = sink
         self.data_dir = data_dir
@@ -152,6 +154,9 @@ class OpcUaSource:
         #: set the first time the current values were read and handed over (the first NBIRTH waits for it)
         self.first_read = asyncio.Event()
         self.has_node_tags = any(b.device_id is None for b in self.bound)
+        #: OPC UA Alarms & Conditions of this endpoint (edge_node.opcua.alarms), when configured
+        self.alarms = (AlarmSubscription(endpoint, endpoint.alarms, alarm_book, self._submit, clock)
+                       if alarm_book is not None and endpoint.alarms is not None else None)
         self._announced = False
         self.connection = OpcUaConnection(endpoint, data_dir, label=f"endpoint {endpoint.name}",
                                           session=self._session, on_error=self._failed, on_closed=self._closed,
@@ -187,6 +192,10 @@ class OpcUaSource:
         self.stats.connects += 1
         await self._resolve_node_ids(client)
         announce = await self._read_current(client)
+        if self.alarms is not None:  # subscribe + ConditionRefresh first: the DBIRTH states the true alarm set
+            await self.alarms.start(client)
+            for device in self.alarms.book.devices:
+                announce.devices.setdefault(device, []).extend(self.alarms.book.current(device))
         await self._announce_online(announce)
         queue_size = self.endpoint.queue_maxsize or max(10_000, 20 * len(self.bound))
         sub = await client.create_subscription(self.endpoint.publishing_interval_ms, None,
@@ -342,6 +351,8 @@ class OpcUaSource:
     async def _pump(self, client: Client, sub: Subscription) -> None:
         tasks = [asyncio.create_task(self._consume(sub), name=f"opcua-consume-{self.endpoint.name}"),
                  asyncio.create_task(self._watchdog(client, sub), name=f"opcua-watchdog-{self.endpoint.name}")]
+        if self.alarms is not None:
+            tasks.append(asyncio.create_task(self.alarms.consume(), name=f"opcua-alarms-{self.endpoint.name}"))
         if self._aging:
             tasks.append(asyncio.create_task(self._check_ages(), name=f"opcua-ages-{self.endpoint.name}"))
         await run_until_first_done(*tasks)  # raises the failure that ended the session
