@@ -57,6 +57,7 @@ from uns.mqtt_url import BrokerURL, paho_client
 from uns.sparkplug.model import now_ms
 
 from .mirror import MirrorMessage, UnsMirror
+from .mirror_wire import WireLink
 from .stats import LagWindow
 
 log = logging.getLogger("uns.host.mirror")
@@ -263,7 +264,8 @@ class MirrorPublisher:
             was_up = bug = False
             why = "?"
             try:
-                link = self._link = _Link(self, loop)
+                # MQTT over TCP/TLS: our own wire publisher (issue 20); paho for WebSocket URLs
+                link = self._link = _Link(self, loop) if self.url.websocket else WireLink(self, loop)  # type: ignore[assignment]
                 was_up = await self._connection(link)
                 why = link.why
             except Exception as exc:  # noqa: BLE001 - our bug or a bad setting: logged, and tried again
