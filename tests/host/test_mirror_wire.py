@@ -128,7 +128,8 @@ async def test_broker_killed_mid_burst_loses_nothing_the_mirror_accepted_and_nev
     publisher = _publisher(f"mqtt://127.0.0.1:{port}")
     mirror = publisher.mirror
     task: asyncio.Task[None] | None = None
-    with mosquitto_broker(tmp_path, port=port) as broker, Sniffer(broker.host, broker.port, ("kill/#",), mqtt5=False) as before:
+    with mosquitto_broker(tmp_path, port=port) as broker, \
+            Sniffer(broker.host, broker.port, ("kill/#",), mqtt5=False) as before:
         task = asyncio.create_task(publisher.run())
         await until(lambda: publisher.connected, 10, "the mirror connected")
         assert isinstance(publisher._link, WireLink)
