@@ -220,3 +220,22 @@ async def test_credentials_and_tls_reach_the_embedded_broker(tmp_path: Path) -> 
             await publisher.close(task, flush_s=0.5)
         with Sniffer(broker.host, broker.port, ("tls/#",), mqtt5=False, username="m", password="pw") as late:
             assert [(m.payload, m.retain) for m in late.wait_topic("tls/speed")] == [(b'{"value": 3}', True)]
+
+
+async def test_websocket_urls_keep_the_paho_link_and_deliver(tmp_path: Path) -> None:
+    """The wire publisher speaks TCP/TLS only: a ws:// broker URL still goes through paho."""
+    from mes_adapter.host.mirror_publisher import _Link
+
+    with embedded_broker(tmp_path) as broker:
+        publisher = _publisher(broker.url_for(scheme="ws"))
+        publisher.mirror._queue("ws/speed", b'{"value": 4}', 1, 1)
+        task = asyncio.create_task(publisher.run())
+        try:
+            await until(lambda: publisher.connected, 15, "connected over WebSocket")
+            assert type(publisher._link) is _Link
+            assert await publisher.flush(15)
+            assert publisher.published == 1
+        finally:
+            await publisher.close(task, flush_s=0.5)
+        with Sniffer(broker.host, broker.port, ("ws/#",), mqtt5=False) as late:
+            assert [(m.payload, m.retain) for m in late.wait_topic("ws/speed")] == [(b'{"value": 4}', True)]
