@@ -11,12 +11,12 @@ import pytest
 
 from uns.mqtt_wire import (
     ConnAck,
-    ConnectRefused,
-    LocalProtocolError,
+    ConnectRefusedError,
+    MqttLocalProtocolError,
+    MqttRemoteProtocolError,
     PingResp,
     PubAcks,
     PublisherConnection,
-    RemoteProtocolError,
     ServerDisconnect,
     State,
     encode_connect,
@@ -42,7 +42,7 @@ def test_connect_packet_carries_clean_session_keepalive_and_credentials() -> Non
     assert encode_connect("ab", keepalive_s=30) == b"\x10\x0e\x00\x04MQTT\x04\x02\x00\x1e\x00\x02ab"
     assert encode_connect("ab", keepalive_s=5, username="u", password="p", protocol="5") == (
         b"\x10\x15\x00\x04MQTT\x05\xc2\x00\x05\x00\x00\x02ab\x00\x01u\x00\x01p")
-    with pytest.raises(LocalProtocolError, match="user name to send a password"):
+    with pytest.raises(MqttLocalProtocolError, match="user name to send a password"):
         encode_connect("ab", password="p")
 
 
@@ -70,23 +70,23 @@ def test_pubacks_split_across_reads_are_grouped_and_leave_nothing_in_flight() ->
 
 def test_a_puback_for_an_id_not_in_flight_is_the_brokers_fault_and_ends_in_error() -> None:
     conn = _connected()
-    with pytest.raises(RemoteProtocolError, match="packet id 7, which is not in flight"):
+    with pytest.raises(MqttRemoteProtocolError, match="packet id 7, which is not in flight"):
         conn.receive_data(b"\x40\x02\x00\x07")
     assert conn.state is State.ERROR
-    with pytest.raises(LocalProtocolError, match="state error"):
+    with pytest.raises(MqttLocalProtocolError, match="state error"):
         conn.receive_data(b"\x40\x02\x00\x01")
 
 
 def test_a_packet_a_publisher_never_subscribed_for_is_the_brokers_fault() -> None:
     conn = _connected()
-    with pytest.raises(RemoteProtocolError, match="packet of type 3"):
+    with pytest.raises(MqttRemoteProtocolError, match="packet of type 3"):
         conn.receive_data(b"\x30\x04\x00\x01xv")
 
 
 def test_publishing_beyond_the_window_or_before_connack_is_our_fault() -> None:
     early = PublisherConnection()
     early.connect("c")
-    with pytest.raises(LocalProtocolError, match="wait for the CONNACK"):
+    with pytest.raises(MqttLocalProtocolError, match="wait for the CONNACK"):
         early.publish_batch([Msg("t", b"1")], 1)
     conn = PublisherConnection("5")
     conn.connect("c")
@@ -94,9 +94,9 @@ def test_publishing_beyond_the_window_or_before_connack_is_our_fault() -> None:
     assert conn.receive_data(b"\x20\x09\x00\x00\x06\x22\x00\x0a\x21\x00\x02") == [ConnAck(False, 2)]
     conn.publish_batch([Msg("t", b"1")], 1)
     assert conn.room == 1
-    with pytest.raises(LocalProtocolError, match="2 QoS 1 messages but room for 1"):
+    with pytest.raises(MqttLocalProtocolError, match="2 QoS 1 messages but room for 1"):
         conn.publish_batch([Msg("t", b"2"), Msg("t", b"3")], 1)
-    with pytest.raises(LocalProtocolError, match="not a topic name"):
+    with pytest.raises(MqttLocalProtocolError, match="not a topic name"):
         _connected().publish_batch([Msg("a/+", b"1")], 1)
 
 
@@ -108,7 +108,7 @@ def test_publishing_beyond_the_window_or_before_connack_is_our_fault() -> None:
 def test_a_refused_connect_names_the_brokers_reason(protocol: str, connack: bytes, message: str) -> None:
     conn = PublisherConnection(protocol)
     conn.connect("c")
-    with pytest.raises(ConnectRefused) as refused:
+    with pytest.raises(ConnectRefusedError) as refused:
         conn.receive_data(connack)
     assert str(refused.value) == message
     assert conn.state is State.CLOSED

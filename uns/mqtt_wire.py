@@ -12,12 +12,12 @@ it is):
 
 1. **States.** ``NEW`` → :meth:`PublisherConnection.connect` → ``CONNECTING`` → a CONNACK with
    code 0 → ``CONNECTED`` → :meth:`~PublisherConnection.disconnect` or a server DISCONNECT →
-   ``CLOSED``. A refused CONNACK → ``CLOSED`` and :class:`ConnectRefused` (with the broker's code
+   ``CLOSED``. A refused CONNACK → ``CLOSED`` and :class:`ConnectRefusedError` (with the broker's code
    and its meaning: a wrong password is a configuration problem, not a network one).
-2. **Our fault** (:class:`LocalProtocolError`): publishing before CONNECTED or after CLOSED, QoS 2,
+2. **Our fault** (:class:`MqttLocalProtocolError`): publishing before CONNECTED or after CLOSED, QoS 2,
    more QoS 1 messages in flight than the window (65,535 packet ids, or less if an MQTT 5 broker
    sets Receive Maximum), a topic or packet MQTT cannot carry.
-3. **The broker's fault** (:class:`RemoteProtocolError`): a packet a server may not send to a
+3. **The broker's fault** (:class:`MqttRemoteProtocolError`): a packet a server may not send to a
    publisher (PUBLISH without a subscription, SUBACK, ...), a PUBACK for a packet id not in
    flight, a malformed length, a second CONNACK.
 4. **Packet ids** are given out in order 1..65535 and wrap; an id still in flight is never reused
@@ -40,8 +40,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-__all__ = ["ConnAck", "ConnectRefused", "LocalProtocolError", "MqttWireError", "PingResp", "PubAcks",
-           "Publishable", "PublisherConnection", "RemoteProtocolError", "ServerDisconnect", "State", "encode_connect"]
+from uns.errors import UnsError
+
+__all__ = ["ConnAck", "ConnectRefusedError", "MqttLocalProtocolError", "MqttRemoteProtocolError", "MqttWireError",
+           "PingResp", "PubAcks", "Publishable", "PublisherConnection", "ServerDisconnect", "State", "encode_connect"]
 
 _H = struct.Struct(">H")
 _PACK_H = _H.pack
@@ -61,19 +63,19 @@ CONNACK_5 = {0x80: "unspecified error", 0x81: "malformed packet", 0x82: "protoco
              0x9C: "use another server", 0x9D: "server moved", 0x9F: "connection rate exceeded"}
 
 
-class MqttWireError(Exception):
+class MqttWireError(UnsError):
     """Root of this module's errors."""
 
 
-class LocalProtocolError(MqttWireError):
+class MqttLocalProtocolError(MqttWireError):
     """We (the caller) broke a rule: a bug on our side, or a message MQTT cannot carry."""
 
 
-class RemoteProtocolError(MqttWireError):
+class MqttRemoteProtocolError(MqttWireError):
     """The broker sent something MQTT does not allow here: its fault; close the connection."""
 
 
-class ConnectRefused(MqttWireError):
+class ConnectRefusedError(MqttWireError):
     """The broker answered CONNECT with a refusal; ``code`` is its return/reason code."""
 
     def __init__(self, code: int, reason: str) -> None:
@@ -144,7 +146,7 @@ def _varint(n: int) -> bytes:
 def _string(text: str | bytes) -> bytes:
     raw = text.encode() if isinstance(text, str) else text
     if len(raw) > _MAX_PACKET_ID:
-        raise LocalProtocolError(f"an MQTT string is at most 65,535 bytes, not {len(raw)}")
+        raise MqttLocalProtocolError(f"an MQTT string is at most 65,535 bytes, not {len(raw)}")
     return _PACK_H(len(raw)) + raw
 
 
@@ -152,11 +154,11 @@ def encode_connect(client_id: str, *, protocol: str = "3.1.1", keepalive_s: int 
                    username: str | None = None, password: str | None = None) -> bytes:
     """A CONNECT packet with a clean session (3.1.1) / clean start and no expiry (5), no Will."""
     if protocol not in ("3.1.1", "5"):
-        raise LocalProtocolError(f"MQTT protocol {protocol!r}: expected '3.1.1' or '5'")
+        raise MqttLocalProtocolError(f"MQTT protocol {protocol!r}: expected '3.1.1' or '5'")
     if not 0 <= keepalive_s <= _MAX_PACKET_ID:
-        raise LocalProtocolError(f"keep-alive {keepalive_s} s is outside 0..65535")
+        raise MqttLocalProtocolError(f"keep-alive {keepalive_s} s is outside 0..65535")
     if password is not None and username is None:
-        raise LocalProtocolError("MQTT needs a user name to send a password")
+        raise MqttLocalProtocolError("MQTT needs a user name to send a password")
     flags = 0x02  # clean session / clean start
     payload = _string(client_id)
     if username is not None:
@@ -178,7 +180,7 @@ class PublisherConnection:
 
     def __init__(self, protocol: str = "3.1.1") -> None:
         if protocol not in ("3.1.1", "5"):
-            raise LocalProtocolError(f"MQTT protocol {protocol!r}: expected '3.1.1' or '5'")
+            raise MqttLocalProtocolError(f"MQTT protocol {protocol!r}: expected '3.1.1' or '5'")
         self.protocol = protocol
         self._v5 = protocol == "5"
         self.state = State.NEW
@@ -350,7 +352,7 @@ class PublisherConnection:
         if code:
             self.state = State.CLOSED
             reasons = CONNACK_5 if self._v5 else CONNACK_311
-            raise ConnectRefused(code, reasons.get(code, "unknown reason"))
+            raise ConnectRefusedError(code, reasons.get(code, "unknown reason"))
         receive_maximum = _MAX_PACKET_ID
         if self._v5:
             receive_maximum = self._connack_receive_maximum(body[2:])
@@ -392,11 +394,11 @@ class PublisherConnection:
 
     def _fail_local(self, why: str) -> None:
         self.state = State.ERROR
-        raise LocalProtocolError(why)
+        raise MqttLocalProtocolError(why)
 
     def _fail_remote(self, why: str) -> None:
         self.state = State.ERROR
-        raise RemoteProtocolError(why)
+        raise MqttRemoteProtocolError(why)
 
 
 _VARINT, _PREFIXED, _PAIR = -1, -2, -3

@@ -18,7 +18,15 @@ import contextlib
 from typing import Protocol
 
 from .mqtt_url import BrokerURL
-from .mqtt_wire import ConnAck, ConnectRefused, MqttWireError, PingResp, PubAcks, PublisherConnection, ServerDisconnect
+from .mqtt_wire import (
+    ConnAck,
+    ConnectRefusedError,
+    MqttWireError,
+    PingResp,
+    PubAcks,
+    PublisherConnection,
+    ServerDisconnect,
+)
 
 
 class PublisherListener(Protocol):
@@ -57,7 +65,7 @@ class PublisherTransport(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         try:
             events = self.conn.receive_data(data)
-        except ConnectRefused as exc:
+        except ConnectRefusedError as exc:
             self.end(str(exc))
             return
         except MqttWireError as exc:
