@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import calendar
 import json
+import math
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,14 +48,25 @@ def _sample(tag: TagId, ts: int, rx: int, v: object, f: int, sc: int) -> Sample:
     return Sample(tag, ts, ts + rx, from_sqlite(v, datatype), datatype, _QUALITIES[f & 3], sc, bool(f & 4))  # type: ignore[arg-type]
 
 
+def _real(x: float | None) -> float | str | None:
+    """SQLite stores a NaN as NULL: non-finite sums and extremes go in as text (an inf value makes them)."""
+    return x if x is None or math.isfinite(x) else repr(x)
+
+
+def _unreal(x: float | str | None) -> float | None:
+    return float(x) if type(x) is str else x  # type: ignore[return-value]
+
+
 def _acc_row(acc: rollup.Acc) -> tuple:
-    return (acc.first_any_ms, acc.last_any_ms, acc.last_num, acc.samples, acc.count, acc.min, acc.max,
-            json.dumps(acc.first), acc.first_ms, json.dumps(acc.last), acc.last_ms, acc.integral, acc.weight)
+    return (acc.first_any_ms, acc.last_any_ms, _real(acc.last_num), acc.samples, acc.count, _real(acc.min),
+            _real(acc.max), json.dumps(acc.first), acc.first_ms, json.dumps(acc.last), acc.last_ms,
+            _real(acc.integral), acc.weight)
 
 
 def _acc(row: Sequence) -> rollup.Acc:
     fa, la, ln, s, c, mn, mx, fv, fms, lv, lms, ig, w = row
-    return rollup.Acc(fa, la, ln, s, c, mn, mx, json.loads(fv), fms, json.loads(lv), lms, ig, w)
+    return rollup.Acc(fa, la, _unreal(ln), s, c, _unreal(mn), _unreal(mx), json.loads(fv), fms, json.loads(lv), lms,
+                      _unreal(ig), w)  # type: ignore[arg-type]
 
 
 _ACC_COLS = "fa, la, ln, s, c, mn, mx, fv, fms, lv, lms, ig, w"
@@ -79,13 +93,10 @@ class SqliteHistorian:
     # -- partitions -------------------------------------------------------------------------------
 
     def _path(self, day: int) -> Path:
-        import time
         return self.directory / f"{_PREFIX}{time.strftime('%Y%m%d', time.gmtime(day // 1000))}{_SUFFIX}"
 
     def partitions(self) -> list[tuple[int, Path]]:
         """Every day file, oldest first, with its day's first millisecond."""
-        import calendar
-        import time
         out = []
         for path in self.directory.glob(f"{_PREFIX}*{_SUFFIX}"):
             stamp = path.name[len(_PREFIX):-len(_SUFFIX)]
