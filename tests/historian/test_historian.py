@@ -303,3 +303,103 @@ async def test_the_writer_makes_put_wait_when_full_and_drops_nothing(store: Hist
     await writer.stop()
     assert store.raw(TEMP, DAY0, DAY0 + 1_000) == [s for b in batches for s in b]
     assert writer.written == 300
+
+
+# -- PostgreSQL outages: the on-disk buffer ----------------------------------------------------------------
+
+postgres_only = pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+
+
+def numbered_batches(n: int, size: int) -> list[list[Sample]]:
+    return [[sample(TEMP, DAY0 + (b * size + i) * 10, float(b * size + i)) for i in range(size)] for b in range(n)]
+
+
+@postgres_only
+def test_a_postgres_crash_mid_ingest_loses_and_doubles_nothing(backend: Backend) -> None:
+    import threading
+
+    store = backend.open()
+    batches = numbered_batches(60, 500)
+    done = threading.Semaphore(0)
+    failures: list[BaseException] = []
+
+    def ingest() -> None:
+        try:
+            for batch in batches:
+                store.append(batch)
+                done.release()
+        except BaseException as exc:  # reported below, not lost in the thread
+            failures.append(exc)
+            done.release()
+
+    thread = threading.Thread(target=ingest)
+    thread.start()
+    try:
+        for _ in range(10):
+            done.acquire()
+        backend.server.crash()  # immediate shutdown while the ingest thread keeps appending
+        for _ in range(20):
+            done.acquire()
+        assert store.buffered() > 0, "batches appended while PostgreSQL was down wait in the on-disk buffer"
+    finally:
+        if backend.server.proc is None:
+            backend.server.start()
+    thread.join(timeout=120)
+    assert failures == []
+    assert store.flush() == 0
+    assert store.count() == 30_000
+    assert store.raw(TEMP, DAY0, DAY0 + DAY_MS) == [s for b in batches for s in b]
+
+
+@postgres_only
+def test_a_batch_committed_but_not_acknowledged_is_not_written_twice(backend: Backend) -> None:
+    from historian.postgres.spool import encode
+
+    store = backend.open()
+    (batch,) = numbered_batches(1, 100)
+    store.append(batch)
+    with psycopg.connect(backend.dsn) as conn:
+        (batch_id,) = conn.execute("SELECT id FROM hist_batches").fetchone()
+    store.spool.put(batch_id, encode(batch))  # as if the connection dropped just after the commit
+    assert store.flush() == 0
+    assert store.count() == 100
+    assert store.raw(TEMP, DAY0, DAY0 + DAY_MS) == batch
+
+
+@postgres_only
+def test_a_full_buffer_refuses_the_batch_and_keeps_everything_taken(backend: Backend) -> None:
+    from historian import HistorianUnavailableError
+
+    store = backend.open(max_buffer_bytes=1_000, buffer_wait_s=0.2)
+    first, second, third = numbered_batches(3, 50)
+    store.append(first)
+    backend.server.crash()
+    try:
+        store.append(second)  # an empty buffer always takes one batch
+        with pytest.raises(HistorianUnavailableError, match="on-disk buffer is full"):
+            store.append(third)
+        assert store.buffered() == 1
+    finally:
+        backend.server.start()
+    store.append(third)  # the caller still held it: now it goes in, behind the buffered one
+    assert store.buffered() == 0
+    assert store.raw(TEMP, DAY0, DAY0 + DAY_MS) == first + second + third
+
+
+@postgres_only
+def test_the_buffer_survives_a_restart_of_the_historian_itself(backend: Backend) -> None:
+    store = backend.open()
+    batches = numbered_batches(4, 200)
+    store.append(batches[0])
+    backend.server.crash()
+    try:
+        for batch in batches[1:]:
+            store.append(batch)
+        assert store.buffered() == 3
+        store.close()
+    finally:
+        backend.server.start()
+    reopened = backend.open()  # writes the buffer out on start
+    assert reopened.buffered() == 0
+    assert reopened.count() == 800
+    assert reopened.raw(TEMP, DAY0, DAY0 + DAY_MS) == [s for b in batches for s in b]
