@@ -57,15 +57,24 @@ def _unreal(x: float | str | None) -> float | None:
     return float(x) if type(x) is str else x  # type: ignore[return-value]
 
 
+def _val(value: object) -> float | str:
+    """A rollup's first/last value: a finite float as itself (the common case, no JSON), else JSON text."""
+    return value if type(value) is float and math.isfinite(value) else json.dumps(value)  # type: ignore[return-value]
+
+
+def _unval(stored: float | str) -> object:
+    return stored if type(stored) is float else json.loads(stored)  # type: ignore[arg-type]
+
+
 def _acc_row(acc: rollup.Acc) -> tuple:
     return (acc.first_any_ms, acc.last_any_ms, _real(acc.last_num), acc.samples, acc.count, _real(acc.min),
-            _real(acc.max), json.dumps(acc.first), acc.first_ms, json.dumps(acc.last), acc.last_ms,
+            _real(acc.max), _val(acc.first), acc.first_ms, _val(acc.last), acc.last_ms,
             _real(acc.integral), acc.weight)
 
 
 def _acc(row: Sequence) -> rollup.Acc:
     fa, la, ln, s, c, mn, mx, fv, fms, lv, lms, ig, w = row
-    return rollup.Acc(fa, la, _unreal(ln), s, c, _unreal(mn), _unreal(mx), json.loads(fv), fms, json.loads(lv), lms,
+    return rollup.Acc(fa, la, _unreal(ln), s, c, _unreal(mn), _unreal(mx), _unval(fv), fms, _unval(lv), lms,
                       _unreal(ig), w)  # type: ignore[arg-type]
 
 
