@@ -47,18 +47,24 @@ def batches(samples: list[Sample], size: int) -> list[list[Sample]]:
     return [samples[i:i + size] for i in range(0, len(samples), size)]
 
 
+def timed_ingest(store, samples: list[Sample], size: int, label: str) -> float:
+    """Append every batch; returns values/s and prints this process's CPU per value."""
+    started, cpu = time.perf_counter(), time.process_time()
+    for batch in batches(samples, size):
+        store.append(batch)
+    elapsed = time.perf_counter() - started
+    print(f"  {label} CPU {(time.process_time() - cpu) / len(samples) * 1e6:.2f} µs/value (this process)")
+    assert store.count() == len(samples)
+    return len(samples) / elapsed
+
+
 def run_sqlite(samples: list[Sample], size: int) -> tuple[float, float]:
     with tempfile.TemporaryDirectory(prefix="hist-bench-") as d:
         store = SqliteHistorian(d)
-        started, cpu = time.perf_counter(), time.process_time()
-        for batch in batches(samples, size):
-            store.append(batch)
-        elapsed = time.perf_counter() - started
-        print(f"  sqlite CPU {(time.process_time() - cpu) / len(samples) * 1e6:.2f} µs/value (this process)")
-        assert store.count() == len(samples)
+        rate = timed_ingest(store, samples, size, "sqlite")
         store.close()  # the last connection checkpoints and removes the WAL: what stays on disk
         day_bytes = sum(p.stat().st_size for p in Path(d).glob("day-*.sqlite"))
-        return len(samples) / elapsed, day_bytes / len(samples)
+        return rate, day_bytes / len(samples)
 
 
 def run_postgres(samples: list[Sample], size: int, dsn: str) -> tuple[float, float]:
@@ -72,17 +78,12 @@ def run_postgres(samples: list[Sample], size: int, dsn: str) -> tuple[float, flo
     bench_dsn = dsn.replace("dbname=postgres", "dbname=bench")
     with tempfile.TemporaryDirectory(prefix="hist-bench-buf-") as buf:
         store = PostgresHistorian(bench_dsn, buf)
-        started, cpu = time.perf_counter(), time.process_time()
-        for batch in batches(samples, size):
-            store.append(batch)
-        elapsed = time.perf_counter() - started
-        print(f"  postgres client CPU {(time.process_time() - cpu) / len(samples) * 1e6:.2f} µs/value")
-        assert store.count() == len(samples)
+        rate = timed_ingest(store, samples, size, "postgres client")
         with psycopg.connect(bench_dsn, autocommit=True) as conn:
             conn.execute("VACUUM ANALYZE hist_values")
         per_value = store.size_bytes() / len(samples)
         store.close()
-    return len(samples) / elapsed, per_value
+    return rate, per_value
 
 
 def model_cost(n: int = 100_000) -> tuple[float, float]:
