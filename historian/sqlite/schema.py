@@ -56,6 +56,10 @@ def _connect(path: str) -> sqlite3.Connection:
     # FULL: a batch the historian acknowledged survives a power cut (the host then forgets it)
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA cache_size=-32000")
+    # a checkpoint every 64 MiB of WAL, not SQLite's 4 MiB: each batch touches one page per tag, and
+    # checkpointing less often writes each hot page to the database file once for many batches
+    # (measured: ~35 % less time per value at 1,000 tags, bench/historian_ingest.py)
+    conn.execute("PRAGMA wal_autocheckpoint=16384")
     return conn
 
 

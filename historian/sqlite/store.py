@@ -184,8 +184,14 @@ class SqliteHistorian:
             minute_rows, hour_rows = [], []
             for tag_id, points in per_tag.items():
                 points.sort(key=lambda p: p[0])
-                minute_rows += self._roll(conn, "minutes", self._last_minute, tag_id, points, MINUTE_MS)
-                hour_rows += self._roll(conn, "hours", self._last_hour, tag_id, points, HOUR_MS)
+                minutes = self._split(points)
+                # an hour's part of the batch is the merge of its minutes' parts: one pass over the values
+                hours: dict[int, list[rollup.Acc]] = {}
+                for minute, part in minutes:
+                    hours.setdefault(minute - minute % HOUR_MS, []).append(part)
+                minute_rows += self._roll(conn, "minutes", self._last_minute, tag_id, minutes, MINUTE_MS)
+                hour_rows += self._roll(conn, "hours", self._last_hour, tag_id,
+                                        [(h, rollup.fold(parts)) for h, parts in hours.items()], HOUR_MS)
             conn.executemany(f"INSERT OR REPLACE INTO minutes (tag_id, t, {_ACC_COLS}) "
                              "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", minute_rows)
             conn.executemany(f"INSERT OR REPLACE INTO hours (tag_id, t, {_ACC_COLS}) "
@@ -198,9 +204,23 @@ class SqliteHistorian:
             raise
         self._counter[day] = n0 + len(rows)
 
+    @staticmethod
+    def _split(points: list[tuple[int, object, Quality]]) -> list[tuple[int, rollup.Acc]]:
+        """The batch's points of one tag (in time order) as one accumulator per minute."""
+        out = []
+        start = 0
+        while start < len(points):
+            bucket = points[start][0] - points[start][0] % MINUTE_MS
+            end = start
+            while end < len(points) and points[end][0] < bucket + MINUTE_MS:
+                end += 1
+            out.append((bucket, rollup.from_sorted(points[start:end])))  # type: ignore[arg-type]
+            start = end
+        return out
+
     def _roll(self, conn: sqlite3.Connection, table: str, cache: dict[int, tuple[int, rollup.Acc]], tag_id: int,
-              points: list[tuple[int, object, Quality]], width: int) -> list[tuple]:
-        """Merge this batch's points into the tag's stored accumulators of width ``width``.
+              parts: list[tuple[int, rollup.Acc | None]], width: int) -> list[tuple]:
+        """Merge this batch's part of each bucket into the tag's stored accumulator of that bucket.
 
         In order (the usual case: the batch starts at or after the bucket's last sample) the stored
         accumulator is merged with the batch's, read from the cache when it is the bucket written last.
@@ -208,13 +228,8 @@ class SqliteHistorian:
         its raw values, already inserted in this transaction: exact either way.
         """
         out = []
-        start = 0
-        while start < len(points):
-            bucket = points[start][0] - points[start][0] % width
-            end = start
-            while end < len(points) and points[end][0] < bucket + width:
-                end += 1
-            part = rollup.from_sorted(points[start:end])  # type: ignore[arg-type]
+        for bucket, part in parts:
+            assert part is not None
             cached = cache.get(tag_id)
             if cached is not None and cached[0] == bucket:
                 stored: rollup.Acc | None = cached[1]
@@ -222,14 +237,13 @@ class SqliteHistorian:
                 row = conn.execute(f"SELECT {_ACC_COLS} FROM {table} WHERE tag_id=? AND t=?",
                                    (tag_id, bucket)).fetchone()
                 stored = _acc(row) if row else None
-            if stored is None or part.first_any_ms >= stored.last_any_ms:  # type: ignore[union-attr]
+            if stored is None or part.first_any_ms >= stored.last_any_ms:
                 acc = rollup.merge(stored, part)
             else:
                 acc = rollup.from_sorted(self._points(conn, tag_id, bucket, bucket + width))
             assert acc is not None
             cache[tag_id] = (bucket, acc)
             out.append((tag_id, bucket, *_acc_row(acc)))
-            start = end
         return out
 
     @staticmethod
