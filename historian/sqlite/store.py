@@ -82,7 +82,7 @@ _ACC_COLS = "fa, la, ln, s, c, mn, mx, fv, fms, lv, lms, ig, w"
 
 
 class SqliteHistorian:
-    """The default backend. One writer (``append`` is serialised by a lock); queries may run beside it."""
+    """The default backend. Appends and queries take turns (one lock): a query never sees half a batch."""
 
     def __init__(self, directory: str | os.PathLike[str], retention: RetentionPolicy | None = None) -> None:
         self.directory = Path(directory)
@@ -97,7 +97,8 @@ class SqliteHistorian:
         # the last minute/hour accumulator written per tag: the next in-order batch merges into it unread
         self._last_minute: dict[int, tuple[int, rollup.Acc]] = {}
         self._last_hour: dict[int, tuple[int, rollup.Acc]] = {}
-        self._lock = threading.Lock()
+        # one lock for writes and reads: they share connections, and a read must not see a batch half-written
+        self._lock = threading.RLock()
 
     # -- partitions -------------------------------------------------------------------------------
 
@@ -255,78 +256,84 @@ class SqliteHistorian:
     # -- queries ----------------------------------------------------------------------------------
 
     def raw(self, tag: TagId, start_ms: int, end_ms: int, *, max_points: int = DEFAULT_MAX_POINTS) -> list[Sample]:
-        check_range(start_ms, end_ms)
-        tag_id = self._tag_id(tag)
-        out: list[Sample] = []
-        for day in days_between(start_ms, end_ms):
-            conn = self._part(day, create=False)
-            if conn is None:
-                continue
-            for row in conn.execute("SELECT ts, rx, v, f, sc FROM v WHERE tag_id=? AND ts>=? AND ts<? "
-                                    "ORDER BY ts, n", (tag_id, start_ms, end_ms)):
-                if len(out) >= max_points:
-                    raise QueryError(f"more than {max_points} values of {tag} in [{start_ms}, {end_ms}): "
-                                     "narrow the range or ask for aggregates")
-                out.append(_sample(tag, *row))
-        return out
+        with self._lock:
+            check_range(start_ms, end_ms)
+            tag_id = self._tag_id(tag)
+            out: list[Sample] = []
+            for day in days_between(start_ms, end_ms):
+                conn = self._part(day, create=False)
+                if conn is None:
+                    continue
+                for row in conn.execute("SELECT ts, rx, v, f, sc FROM v WHERE tag_id=? AND ts>=? AND ts<? "
+                                        "ORDER BY ts, n", (tag_id, start_ms, end_ms)):
+                    if len(out) >= max_points:
+                        raise QueryError(f"more than {max_points} values of {tag} in [{start_ms}, {end_ms}): "
+                                         "narrow the range or ask for aggregates")
+                    out.append(_sample(tag, *row))
+            return out
 
     def as_of(self, tag: TagId, at_ms: int) -> Sample | None:
-        tag_id = self._tag_id(tag)
-        for day, _path in reversed(self.partitions()):
-            if day > at_ms:
-                continue
-            conn = self._part(day, create=False)
-            assert conn is not None
-            row = conn.execute("SELECT ts, rx, v, f, sc FROM v WHERE tag_id=? AND ts<=? ORDER BY ts DESC, n DESC "
-                               "LIMIT 1", (tag_id, at_ms)).fetchone()
-            if row:
-                return _sample(tag, *row)
-        return None
+        with self._lock:
+            tag_id = self._tag_id(tag)
+            for day, _path in reversed(self.partitions()):
+                if day > at_ms:
+                    continue
+                conn = self._part(day, create=False)
+                assert conn is not None
+                row = conn.execute("SELECT ts, rx, v, f, sc FROM v WHERE tag_id=? AND ts<=? ORDER BY ts DESC, n DESC "
+                                   "LIMIT 1", (tag_id, at_ms)).fetchone()
+                if row:
+                    return _sample(tag, *row)
+            return None
 
     def aggregates(self, tag: TagId, start_ms: int, end_ms: int, interval_ms: int) -> list[Aggregate]:
-        check_interval(start_ms, end_ms, interval_ms)
-        tag_id = self._tag_id(tag)
-        table = "hours" if interval_ms % HOUR_MS == 0 else "minutes" if interval_ms % MINUTE_MS == 0 else None
-        if table is None:  # sub-minute intervals: straight from the raw values
-            points = [(s.source_ms, s.value, s.quality) for s in self.raw(tag, start_ms, end_ms)]
-            return rollup.aggregate_points(points, start_ms, end_ms, interval_ms)
-        buckets: dict[int, list[rollup.Acc]] = {}
-        for day in days_between(start_ms, end_ms):
-            conn = self._part(day, create=False)
-            if conn is None:
-                continue
-            for row in conn.execute(f"SELECT t, {_ACC_COLS} FROM {table} WHERE tag_id=? AND t>=? AND t<? ORDER BY t",
-                                    (tag_id, start_ms, end_ms)):
-                bucket = row[0] - (row[0] - start_ms) % interval_ms
-                buckets.setdefault(bucket, []).append(_acc(row[1:]))
-        out = []
-        for bucket, parts in buckets.items():
-            acc = rollup.fold(parts)
-            assert acc is not None
-            out.append(rollup.finish(acc, bucket, bucket + interval_ms))
-        return out
+        with self._lock:
+            check_interval(start_ms, end_ms, interval_ms)
+            tag_id = self._tag_id(tag)
+            table = "hours" if interval_ms % HOUR_MS == 0 else "minutes" if interval_ms % MINUTE_MS == 0 else None
+            if table is None:  # sub-minute intervals: straight from the raw values
+                points = [(s.source_ms, s.value, s.quality) for s in self.raw(tag, start_ms, end_ms)]
+                return rollup.aggregate_points(points, start_ms, end_ms, interval_ms)
+            buckets: dict[int, list[rollup.Acc]] = {}
+            for day in days_between(start_ms, end_ms):
+                conn = self._part(day, create=False)
+                if conn is None:
+                    continue
+                for row in conn.execute(f"SELECT t, {_ACC_COLS} FROM {table} WHERE tag_id=? AND t>=? AND t<? "
+                                        "ORDER BY t", (tag_id, start_ms, end_ms)):
+                    bucket = row[0] - (row[0] - start_ms) % interval_ms
+                    buckets.setdefault(bucket, []).append(_acc(row[1:]))
+            out = []
+            for bucket, parts in buckets.items():
+                acc = rollup.fold(parts)
+                assert acc is not None
+                out.append(rollup.finish(acc, bucket, bucket + interval_ms))
+            return out
 
     def gaps(self, tag: TagId, start_ms: int, end_ms: int) -> list[Gap]:
-        check_range(start_ms, end_ms)
-        tag_id = self._tag_id(tag)
-        before = self.as_of(tag, start_ms - 1)
-        points: list[tuple[int, Quality]] = [(before.source_ms, before.quality)] if before else []
-        for day in days_between(start_ms, end_ms):
-            conn = self._part(day, create=False)
-            if conn is not None:
-                points += [(ts, _QUALITIES[f & 3]) for ts, f in conn.execute(
-                    "SELECT ts, f FROM v WHERE tag_id=? AND ts>=? AND ts<? ORDER BY ts, n", (tag_id, start_ms, end_ms))]
-        return find_gaps(points)
+        with self._lock:
+            check_range(start_ms, end_ms)
+            tag_id = self._tag_id(tag)
+            before = self.as_of(tag, start_ms - 1)
+            points: list[tuple[int, Quality]] = [(before.source_ms, before.quality)] if before else []
+            for day in days_between(start_ms, end_ms):
+                conn = self._part(day, create=False)
+                if conn is not None:
+                    points += [(ts, _QUALITIES[f & 3]) for ts, f in conn.execute(
+                        "SELECT ts, f FROM v WHERE tag_id=? AND ts>=? AND ts<? ORDER BY ts, n",
+                        (tag_id, start_ms, end_ms))]
+            return find_gaps(points)
 
     def count(self) -> int:
-        total = 0
-        for day, _path in self.partitions():
-            conn = self._part(day, create=False)
-            assert conn is not None
-            total += conn.execute("SELECT count(*) FROM v").fetchone()[0]
-        return total
+        with self._lock:
+            total = 0
+            for day, _path in self.partitions():
+                conn = self._part(day, create=False)
+                assert conn is not None
+                total += conn.execute("SELECT count(*) FROM v").fetchone()[0]
+            return total
 
-    # -- retention --------------------------------------------------------------------------------
+        # -- retention --------------------------------------------------------------------------------
 
     def size_bytes(self) -> int:
         """Bytes on disk of every day file (with its write-ahead log) and the catalog."""
