@@ -61,6 +61,8 @@ def to_columns(value: Value) -> tuple[float | None, int | None, str | None]:
     if kind is bool:
         return None, int(value), None
     if kind is str:
+        if "\x00" in value:  # PostgreSQL text cannot hold NUL: refuse it here, not in the middle of a COPY
+            raise ValueEncodingError(f"a string with a NUL character cannot be stored in PostgreSQL: {value!r:.60}")
         return None, None, value
     if value is None:
         return None, None, None

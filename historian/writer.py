@@ -32,6 +32,10 @@ class HistorianWriter:
         if samples:
             await self._queue.put(samples)
 
+    def queued(self) -> int:
+        """Batches waiting in the queue (not yet taken by the writer task)."""
+        return self._queue.qsize()
+
     def start(self) -> None:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="historian-writer")
@@ -51,8 +55,14 @@ class HistorianWriter:
                 self._queue.task_done()
 
     async def drain(self) -> None:
-        """Wait until every queued batch is in the store."""
-        await self._queue.join()
+        """Wait until every queued batch is in the store; raises the store's error if the writer stopped on one."""
+        joined = asyncio.ensure_future(self._queue.join())
+        waiting = {joined} if self._task is None else {joined, self._task}
+        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        if not joined.done():
+            joined.cancel()
+            assert self._task is not None
+            self._task.result()  # the store's error, with the batches still queued behind it
 
     async def stop(self) -> None:
         """Write what is queued, then stop the task."""

@@ -403,3 +403,26 @@ def test_the_buffer_survives_a_restart_of_the_historian_itself(backend: Backend)
     assert reopened.buffered() == 0
     assert reopened.count() == 800
     assert reopened.raw(TEMP, DAY0, DAY0 + DAY_MS) == [s for b in batches for s in b]
+
+
+@postgres_only
+def test_a_string_with_nul_is_refused_before_the_copy_and_nothing_of_the_batch_is_stored(backend: Backend) -> None:
+    store = backend.open()
+    store.append([sample(NODE, DAY0, "ok", 12)])
+    with pytest.raises(ValueEncodingError, match="NUL character"):
+        store.append([sample(NODE, DAY0 + 1, "fine", 12), sample(NODE, DAY0 + 2, "a\x00b", 12)])
+    assert store.raw(NODE, DAY0, DAY0 + 10) == [sample(NODE, DAY0, "ok", 12)]
+    assert store.buffered() == 0
+
+
+async def test_the_writer_reports_the_store_error_and_keeps_the_batches_behind_it(store: HistorianStore) -> None:
+    writer = HistorianWriter(store, max_batches=8, batch_max=1)
+    good = [sample(TEMP, DAY0, 1.0)]
+    await writer.put(good)
+    await writer.put([sample(TEMP, DAY0 + 1, b"\x01", 17)])
+    await writer.put([sample(TEMP, DAY0 + 2, 3.0)])
+    writer.start()
+    with pytest.raises(ValueEncodingError, match="got bytes"):
+        await writer.drain()
+    assert store.raw(TEMP, DAY0, DAY0 + 10) == good
+    assert writer.queued() == 1  # the batch behind the bad one is still queued, not lost
