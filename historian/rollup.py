@@ -8,8 +8,9 @@ module checks both against values computed in the test). The span rule is in ``m
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from operator import mul, sub
 
 from .model import USABLE, Aggregate, Quality, Value
 from .values import numeric
@@ -32,8 +33,23 @@ class Acc:
     weight: int  # ms covered by closed spans
 
 
-def from_sorted(points: Iterable[tuple[int, Value, Quality]]) -> Acc | None:
+def from_sorted(points: Sequence[tuple[int, Value, Quality]]) -> Acc | None:
     """The accumulator of ``(source_ms, value, quality)`` points already in time order."""
+    if len(points) > 1:
+        ts, values, qualities = zip(*points, strict=True)
+        # the common case, every value a usable float: C-level builtins instead of the loop below
+        if _USABLE_SET.issuperset(qualities) and set(map(type, values)) == _FLOAT:
+            spans = list(map(sub, ts[1:], ts[:-1]))
+            return Acc(ts[0], ts[-1], values[-1], len(ts), len(ts), min(values), max(values),  # type: ignore[arg-type]
+                       values[0], ts[0], values[-1], ts[-1], sum(map(mul, values, spans)), ts[-1] - ts[0])
+    return _from_sorted_loop(points)
+
+
+_USABLE_SET = frozenset(USABLE)
+_FLOAT = {float}
+
+
+def _from_sorted_loop(points: Iterable[tuple[int, Value, Quality]]) -> Acc | None:
     it = iter(points)
     try:
         ts, value, quality = next(it)

@@ -241,7 +241,7 @@ class SqliteHistorian:
             if stored is None or part.first_any_ms >= stored.last_any_ms:
                 acc = rollup.merge(stored, part)
             else:
-                acc = rollup.from_sorted(self._points(conn, tag_id, bucket, bucket + width))
+                acc = rollup.from_sorted(list(self._points(conn, tag_id, bucket, bucket + width)))
             assert acc is not None
             cache[tag_id] = (bucket, acc)
             out.append((tag_id, bucket, *_acc_row(acc)))
