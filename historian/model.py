@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import NamedTuple
 
 #: the value types the historian keeps as the plant sent them (None: no value, e.g. a BAD reading)
 Value = int | float | bool | str | None
@@ -34,9 +35,12 @@ class Quality(IntEnum):
 USABLE = frozenset({Quality.GOOD, Quality.UNCERTAIN})
 
 
-@dataclass(frozen=True, slots=True)
-class TagId:
-    """A tag's identity: its Sparkplug address and its ISA-95 path (``""`` when the host knows none)."""
+class TagId(NamedTuple):
+    """A tag's identity: its Sparkplug address and its ISA-95 path (``""`` when the host knows none).
+
+    A named tuple, not a dataclass: it is a dict key on the ingest path (tag interning), and a tuple's
+    hash is computed in C (a frozen dataclass's ``__hash__`` is Python code, ~10 % of ingest time).
+    """
 
     group: str
     edge: str

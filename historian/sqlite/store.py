@@ -39,10 +39,6 @@ class RetentionPolicy:
     max_bytes: int | None = None
 
 
-def _flags(s: Sample) -> int:
-    return int(s.quality) | (4 if s.is_historical else 0) | (s.datatype << 3)
-
-
 def _sample(tag: TagId, ts: int, rx: int, v: object, f: int, sc: int) -> Sample:
     datatype = f >> 3
     return Sample(tag, ts, ts + rx, from_sqlite(v, datatype), datatype, _QUALITIES[f & 3], sc, bool(f & 4))  # type: ignore[arg-type]
@@ -173,8 +169,9 @@ class SqliteHistorian:
         assert conn is not None
         tags = self._tags
         n0 = self._counter[day]
-        rows = [(tags[s.tag], s.source_ms, n0 + i, s.receipt_ms - s.source_ms, to_sqlite(s.value), _flags(s),
-                 s.status_code) for i, s in enumerate(samples, 1)]
+        rows = [(tags[s.tag], s.source_ms, n0 + i, s.receipt_ms - s.source_ms, to_sqlite(s.value),
+                 s.quality | (4 if s.is_historical else 0) | (s.datatype << 3), s.status_code)  # f: quality, historical, datatype
+                for i, s in enumerate(samples, 1)]
         # rollup input: per tag, the batch's points in time order (stable: receipt order for equal times)
         per_tag: dict[int, list[tuple[int, object, Quality]]] = {}
         for row, s in zip(rows, samples, strict=True):
