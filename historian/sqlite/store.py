@@ -169,8 +169,9 @@ class SqliteHistorian:
         assert conn is not None
         tags = self._tags
         n0 = self._counter[day]
+        # f packs quality (bits 0-1), is_historical (bit 2) and the datatype (bits 3+)
         rows = [(tags[s.tag], s.source_ms, n0 + i, s.receipt_ms - s.source_ms, to_sqlite(s.value),
-                 s.quality | (4 if s.is_historical else 0) | (s.datatype << 3), s.status_code)  # f: quality, historical, datatype
+                 s.quality | (4 if s.is_historical else 0) | (s.datatype << 3), s.status_code)
                 for i, s in enumerate(samples, 1)]
         # rollup input: per tag, the batch's points in time order (stable: receipt order for equal times)
         per_tag: dict[int, list[tuple[int, object, Quality]]] = {}
