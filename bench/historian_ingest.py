@@ -118,7 +118,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--values", type=int, default=1_000_000)
     parser.add_argument("--tags", type=int, default=1_000)
-    parser.add_argument("--batch", type=int, default=20_000)  # HistorianWriter's batch_max
+    parser.add_argument("--batch", type=int, default=100_000)  # HistorianWriter's batch_max
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--no-postgres", action="store_true")
     args = parser.parse_args()

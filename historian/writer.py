@@ -4,7 +4,10 @@ The host's change stream calls ``await writer.put(samples)``; when the store fal
 PostgreSQL restarting) the queue fills and ``put`` waits, which slows the stream down to what the store
 takes (back-pressure, all the way to the MQTT session) instead of discarding the oldest values.
 One task drains the queue, joining queued batches up to ``batch_max`` values, and calls the store's
-blocking ``append`` in a worker thread so the event loop keeps running.
+blocking ``append`` in a worker thread so the event loop keeps running. Batches only grow when the
+store is behind (an idle writer takes whatever one batch is queued): then large ones are what catches
+up — the embedded store took 82k values/s in batches of 100,000 against 62k in batches of 20,000
+(bench/historian_ingest.py, same machine, same hour), since each batch rewrites about one page per tag.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ log = logging.getLogger(__name__)
 
 
 class HistorianWriter:
-    def __init__(self, store: HistorianStore, *, max_batches: int = 64, batch_max: int = 20_000) -> None:
+    def __init__(self, store: HistorianStore, *, max_batches: int = 64, batch_max: int = 100_000) -> None:
         self.store = store
         self.batch_max = batch_max
         self._queue: asyncio.Queue[Sequence[Sample]] = asyncio.Queue(maxsize=max_batches)
