@@ -57,7 +57,7 @@ class Sample:
     source_ms: int  # the metric's Sparkplug timestamp (the plant's time)
     receipt_ms: int  # when the host received it
     value: Value
-    datatype: int  # the Sparkplug DataType code (uns.sparkplug.datatypes.DataType)
+    datatype: int  # the Sparkplug DataType code (a uns.sparkplug.datatypes.DataType or its int)
     quality: Quality = Quality.GOOD
     status_code: int = 0  # raw OPC UA StatusCode, 0 = Good
     is_historical: bool = False

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import math
 
+from uns.sparkplug.datatypes import DataType
+
 from .errors import ValueEncodingError
 from .model import Value
 
-BOOLEAN = 11
+BOOLEAN = DataType.Boolean
 #: Sparkplug integer types (Int8..UInt64) and DateTime (epoch ms as an integer)
-INTEGER_TYPES = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 13})
-FLOAT_TYPES = frozenset({9, 10})
+INTEGER_TYPES = frozenset({DataType.Int8, DataType.Int16, DataType.Int32, DataType.Int64, DataType.UInt8,
+                           DataType.UInt16, DataType.UInt32, DataType.UInt64, DataType.DateTime})
+FLOAT_TYPES = frozenset({DataType.Float, DataType.Double})
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
