@@ -426,3 +426,16 @@ async def test_the_writer_reports_the_store_error_and_keeps_the_batches_behind_i
         await writer.drain()
     assert store.raw(TEMP, DAY0, DAY0 + 10) == good
     assert writer.queued() == 1  # the batch behind the bad one is still queued, not lost
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # day files are the embedded store's
+def test_a_day_file_of_another_schema_version_is_refused_by_the_embedded_store(backend: Backend) -> None:
+    store = backend.open()
+    store.append([sample(TEMP, DAY0, 1.0)])
+    store.close()
+    (day_file,) = (backend.tmp_path / "history").glob("day-*.sqlite")
+    with sqlite3.connect(day_file) as conn:
+        conn.execute("PRAGMA user_version=7")
+    reopened = backend.open()
+    with pytest.raises(SchemaVersionError, match="day-20251201.sqlite has historian schema version 7, newer"):
+        reopened.raw(TEMP, DAY0, DAY0 + 1)
