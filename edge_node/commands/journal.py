@@ -44,6 +44,8 @@ from pydantic import ValidationError
 
 from edge_node.errors import EdgeError
 from uns.commands.model import CommandRequest
+from uns.sqlite_schema import SchemaVersionError, schema_version
+from uns.sqlite_schema import migrate as migrate_schema
 
 #: the schema this code writes; 1 = the journal table alone (files written before the ledger)
 SCHEMA_VERSION = 2
@@ -79,29 +81,22 @@ class SeenCommand:
     first_seen_at_ms: int
 
 
+#: ``MIGRATIONS[n]`` brings a file from version ``n`` to ``n + 1`` (run by :mod:`uns.sqlite_schema`)
+MIGRATIONS: list[str] = [SCHEMA, f"{SEEN_SCHEMA}; {SEEN_INDEX}"]
+assert len(MIGRATIONS) == SCHEMA_VERSION
+
+
 def migrate(db: sqlite3.Connection) -> int:
     """Bring the file to :data:`SCHEMA_VERSION`; returns the version it had (0 = new file).
 
     A file newer than this code is refused rather than written with an older idea of its tables.
+    The first layout set no ``user_version``: a file with the journal table and no version is 1.
     """
-    version = int(db.execute("PRAGMA user_version").fetchone()[0])
-    if version > SCHEMA_VERSION:
-        raise CommandJournalError(f"schema version {version} is newer than this edge understands "
-                                  f"({SCHEMA_VERSION}); upgrade uns-hub or move the file away")
-    had_journal = db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='command_journal'").fetchone()
-    found = version if version else (1 if had_journal else 0)
-    if found < SCHEMA_VERSION:
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            db.execute(SCHEMA)
-            db.execute(SEEN_SCHEMA)
-            db.execute(SEEN_INDEX)
-            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-    return found
+    version = schema_version(db)
+    if version == 0 and db.execute("SELECT 1 FROM sqlite_master WHERE type='table' "
+                                   "AND name='command_journal'").fetchone():
+        version = 1
+    return migrate_schema(db, MIGRATIONS, store="command journal", found=version)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +129,7 @@ class CommandJournal:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self.migrated_from = migrate(self._db)
-        except (OSError, sqlite3.Error, CommandJournalError) as exc:
+        except (OSError, sqlite3.Error, SchemaVersionError) as exc:
             if hasattr(self, "_db"):
                 self._db.close()
             raise CommandJournalError(f"command journal {self.path}: {exc}") from None
