@@ -215,11 +215,97 @@ async def _bench_broker(args: argparse.Namespace, kind: str, host: str, port: in
         results["latency"] = []
         for rate in args.rates:
             tags = max(args.tags, int(rate * 0.25))
+            cpu_before = time.process_time()  # this process is the host (+ mirror); the child is not
+            decoded_before = sp_host.stats.metrics_decoded
             child = await _run_child(argparse.Namespace(**{**vars(args), "rate": rate, "tags": tags}),
                                      host, port, "latency")
+            # a starved host is still working off its backlog: that CPU counts too
+            settle_by = time.perf_counter() + 60
+            while time.perf_counter() < settle_by and (
+                    sp_host.stats.metrics_decoded < decoded_before + tags + child["sent_metrics"]
+                    or sp_host.stats.mirror_pending):
+                await asyncio.sleep(0.05)
+            cpu_s = time.process_time() - cpu_before
             results["latency"].append({"rate_metrics_per_s": rate, "tags": tags, **child,
+                                       "host_cpu_us_per_change": round(cpu_s * 1e6 / max(1, child["sent_metrics"]), 1),
                                        "host_mirror_lag_ms": sp_host.stats.mirror_lag_ms})
     return results
+
+
+async def _publisher_cost(url: str, link: str, messages: int, topics: int) -> float:
+    """Host CPU µs per mirror message through :class:`MirrorPublisher` alone (QoS 1, retained):
+    ``link`` "wire" is the default (uns.mqtt_wire), "paho" the paho link it replaced (issue 20)."""
+    from mes_adapter.host import mirror_publisher as mp
+    from mes_adapter.host.mirror import UnsMirror
+    from uns.mqtt_url import parse_broker_url
+
+    saved = mp.WireLink
+    if link == "paho":
+        mp.WireLink = mp._Link  # type: ignore[misc,assignment]  # the bench only: run() picks the link by name
+    try:
+        publisher = mp.MirrorPublisher(UnsMirror(interval_ms=0), parse_broker_url(url), f"bench-{link}")
+        task = asyncio.create_task(publisher.run())
+        while not publisher.connected:
+            await asyncio.sleep(0.01)
+        names = [f"{MIRROR_PREFIX}P{i:05d}" for i in range(topics)]
+        rounds = max(1, messages // topics)
+        payloads = [json.dumps({"value": float(r), "quality": "GOOD", "timestamp": 1_700_000_000_000 + r}).encode()
+                    for r in range(rounds)]
+        began = time.process_time()
+        for payload in payloads:  # every message is published: each round waits for the previous
+            for name in names:
+                publisher.mirror._queue(name, payload, 0, 0)
+            publisher.wake()
+            if not await publisher.flush(60):
+                raise SystemExit(f"mirror publisher ({link}) did not confirm a round")
+        cpu_s = time.process_time() - began
+        await publisher.close(task, flush_s=1)
+        return cpu_s * 1e6 / (rounds * topics)
+    finally:
+        mp.WireLink = saved  # type: ignore[misc]
+
+
+async def _gmqtt_cost(host: str, port: int, messages: int, topics: int) -> float | None:
+    """The same rounds published with gmqtt (if installed; not a dependency): its raw publish and
+    PUBACK cost, without the mirror's bookkeeping that the two rows above include."""
+    try:
+        from gmqtt import Client  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    client = Client("bench-gmqtt")
+    await client.connect(host, port, version=4)
+    names = [f"{MIRROR_PREFIX}G{i:05d}" for i in range(topics)]
+    rounds = max(1, messages // topics)
+    payloads = [json.dumps({"value": float(r), "quality": "GOOD", "timestamp": 1_700_000_000_000 + r}).encode()
+                for r in range(rounds)]
+    began = time.process_time()
+    for payload in payloads:
+        for name in names:
+            client.publish(name, payload, qos=1, retain=True)
+        await client._persistent_storage.wait_empty()  # every PUBACK of the round is in
+    cpu_s = time.process_time() - began
+    await client.disconnect()
+    return cpu_s * 1e6 / (rounds * topics)
+
+
+async def _main_publisher(args: argparse.Namespace) -> None:
+    from tests.support.mosquitto import mosquitto_broker
+
+    with tempfile.TemporaryDirectory(prefix="host-bench-") as tmp, mosquitto_broker(Path(tmp)) as broker:
+        costs: dict[str, list[float]] = {"paho": [], "wire": []}
+        raw: list[float] = []
+        for _ in range(args.repeat):
+            for link in costs:
+                costs[link].append(await _publisher_cost(broker.url, link, args.messages * 25, args.tags))
+            gmqtt = await _gmqtt_cost(broker.host, broker.port, args.messages * 25, args.tags)
+            if gmqtt is not None:
+                raw.append(gmqtt)
+        if raw:
+            costs["gmqtt (raw publish only)"] = raw
+    print("\nmirror publisher alone on Mosquitto, host CPU µs per message (QoS 1 retained; "
+          f"{args.messages * 25} messages over {args.tags} topics, {args.repeat} runs)")
+    for link, values in costs.items():
+        print(f"  {link:<24} median {statistics.median(values):6.1f}  runs {', '.join(f'{v:.1f}' for v in values)}")
 
 
 async def _main(args: argparse.Namespace) -> list[dict]:
@@ -259,6 +345,11 @@ def main() -> None:
     parser.add_argument("--mirror-qos", type=int, choices=[0, 1], help="HostConfig.mirror_qos (default: the host's)")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--conflation-ms", type=int, default=100)
+    parser.add_argument("--mirror-link", choices=["wire", "paho"], default="wire",
+                        help="the mirror's MQTT link: wire (default, uns.mqtt_wire) or paho (before issue 20)")
+    parser.add_argument("--publisher-only", action="store_true",
+                        help="only the mirror publisher's own cost, wire vs paho link, on Mosquitto")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of --publisher-only (median printed)")
     parser.add_argument("--child", choices=["throughput", "latency"])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int)
@@ -266,9 +357,16 @@ def main() -> None:
     if args.child:
         _child(args)
         return
+    if args.publisher_only:
+        asyncio.run(_main_publisher(args))
+        return
     args.rates = [args.rate] if args.rate else [int(r) for r in args.rates.split(",")]
+    if args.mirror_link == "paho":
+        from mes_adapter.host import mirror_publisher as mp
+        mp.WireLink = mp._Link  # type: ignore[misc,assignment]  # the bench only: run() picks the link by name
     results = asyncio.run(_main(args))
-    print("\nbroker     decoded/s  mirrored/s  conflated | rate/s  latency p50/p99/max ms  received/expected")
+    print("\nbroker     decoded/s  mirrored/s  conflated | rate/s  latency p50/p99/max ms  received/expected"
+          "  host CPU µs/change (target <= 20 at 10,000/s)")
     for r in results:
         t = r["throughput"]
         for i, lat in enumerate(r["latency"]):
@@ -276,7 +374,7 @@ def main() -> None:
                     if i == 0 else " " * 43)
             print(f"{head} | {lat['rate_metrics_per_s']:>6}  "
                   f"{lat.get('p50_ms')}/{lat.get('p99_ms')}/{lat.get('max_ms'):<12}"
-                  f"  {lat['received']}/{lat['sent_metrics']}")
+                  f"  {lat['received']}/{lat['sent_metrics']}  {lat['host_cpu_us_per_change']}")
 
 
 if __name__ == "__main__":

@@ -57,7 +57,7 @@ def _child(args: argparse.Namespace) -> None:
 async def _main(args: argparse.Namespace) -> None:
     import yaml
 
-    from mes_adapter.app_config import load_adapter_config
+    from mes_adapter.config.application import load_adapter_config
     from mes_adapter.service import AdapterService
     from tests.adapter.edge import LINE
     from tests.adapter.setup import write_files

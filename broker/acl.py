@@ -25,6 +25,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from broker.errors import UnsBrokerError
+
 from .topics import filter_covers, topic_matches, validate_filter
 
 
@@ -34,7 +36,7 @@ class Action(StrEnum):
     RECEIVE = "receive"
 
 
-class PolicyError(ValueError):
+class PolicyError(UnsBrokerError, ValueError):
     """The ACL configuration is wrong (unknown role, bad filter template, missing scope)."""
 
 

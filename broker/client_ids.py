@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from broker.errors import UnsBrokerError
 from uns.sparkplug.names import MAX_CLIENT_ID, client_id_safe
 
 from .acl import Principal, RoleRules
@@ -32,7 +33,7 @@ from .acl import Principal, RoleRules
 DEFAULT_RESERVED = ("uns-edge-*", "uns-host-*", "uns-adapter-*")
 
 
-class ClientIdPatternError(ValueError):
+class ClientIdPatternError(UnsBrokerError, ValueError):
     """A client id pattern or template is unusable."""
 
 

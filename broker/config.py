@@ -36,6 +36,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from broker.errors import UnsBrokerError
 from uns.commands.yamlsource import ConfigError as YamlConfigError
 from uns.commands.yamlsource import YamlSource, problems
 
@@ -52,9 +53,11 @@ DEFAULT_MAX_PACKET_SIZE = 4 * 1024 * 1024
 ClientIdPattern = Annotated[str, AfterValidator(validate_pattern)]
 
 
-class ConfigError(YamlConfigError):
+class BrokerConfigError(UnsBrokerError, YamlConfigError):
     """The broker configuration is unusable; the message says which key and why (``issues``: one
-    ``file:line: field: message`` per problem, as every config loader reports them)."""
+    ``file:line: field: message`` per problem, as every config loader reports them).
+
+    A :class:`uns.yaml_marks.ConfigError` (so a ``ValueError``): the CLI reports it like every config error."""
 
 
 class DemoAnonymous(StrEnum):
@@ -195,14 +198,14 @@ def load_settings(path: Path | None = None, **overrides: Any) -> BrokerSettings:
     source: YamlSource | None = None
     if path is not None:
         if not path.exists():
-            raise ConfigError(f"broker config {path} does not exist")
+            raise BrokerConfigError(f"broker config {path} does not exist")
         try:
             source = YamlSource.read(path)
         except YamlConfigError as exc:
-            raise ConfigError(f"broker config {exc}", exc.issues) from None
+            raise BrokerConfigError(f"broker config {exc}", exc.issues) from None
         loaded = source.data
         if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"broker config {path} must be a YAML mapping, got {type(loaded).__name__}")
+            raise BrokerConfigError(f"broker config {path} must be a YAML mapping, got {type(loaded).__name__}")
         data = dict(loaded or {})
         base = path.parent
         for key in ("password_file",):
@@ -218,4 +221,4 @@ def load_settings(path: Path | None = None, **overrides: Any) -> BrokerSettings:
 
         what = f"broker config {path}" if path else "broker settings"
         issues = problems(exc, where)
-        raise ConfigError(f"{what} is invalid:\n  " + "\n  ".join(issues), issues) from None
+        raise BrokerConfigError(f"{what} is invalid:\n  " + "\n  ".join(issues), issues) from None

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from uns.sparkplug.topic import NAMESPACE, MessageType
 
 from .acl import Authorizer, PolicyError, Principal, RoleRules
+from .errors import UnsBrokerError
 from .topics import filter_covers
 
 SPARKPLUG_ROOT = NAMESPACE
@@ -40,7 +41,7 @@ SPARKPLUG_ROOT = NAMESPACE
 SPARKPLUG_TYPES = tuple(str(t) for t in MessageType if t is not MessageType.STATE)
 
 
-class MosquittoAclError(ValueError):
+class MosquittoAclError(UnsBrokerError, ValueError):
     """The role table says something Mosquitto's ACL file cannot say exactly."""
 
 

@@ -32,6 +32,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from broker.errors import UnsBrokerError
 from uns.commands.yamlsource import ConfigError as YamlConfigError
 from uns.commands.yamlsource import YamlSource
 from uns.sparkplug.topic import validate_id
@@ -39,7 +40,7 @@ from uns.sparkplug.topic import validate_id
 _HASHER = PasswordHasher()
 
 
-class PasswordFileError(YamlConfigError):
+class PasswordFileError(UnsBrokerError, YamlConfigError):
     """The password file cannot be read, parsed or written; the message names the file and the fault
     (``issues``: one ``file:line: field: message`` per problem, like every config file)."""
 

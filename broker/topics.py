@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from broker.errors import UnsBrokerError
 
-class InvalidFilterError(ValueError):
+
+class InvalidFilterError(UnsBrokerError, ValueError):
     """A topic filter breaks MQTT 3.1.1 §4.7.1 (wildcards must fill a whole level, ``#`` last)."""
 
 

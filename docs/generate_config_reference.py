@@ -58,7 +58,7 @@ FILES: tuple[ConfigFile, ...] = (
                "command-line options override the file"),
     ConfigFile("users.yaml (broker users)", "broker.passwords:PasswordFile",
                "`password_file` of broker.yaml; written by `uns broker passwd`"),
-    ConfigFile("adapter.yaml (MES adapter)", "mes_adapter.app_config:AdapterConfig",
+    ConfigFile("adapter.yaml (MES adapter)", "mes_adapter.config.application:AdapterConfig",
                "`uns adapter run -c adapter.yaml`, `uns adapter check -c adapter.yaml`, "
                "`uns up --adapter-config adapter.yaml`"),
     ConfigFile("tokens file (API tokens)", "mes_adapter.auth:TokenFile",
@@ -97,14 +97,14 @@ SUPPLEMENT: dict[tuple[str, str], str] = {
     ("uns.isa95:NamespaceMapping", "mode"): "line-per-edge-node: edge_node_id = <area>:<line>, device = cell; "
                                             "gateway: edge_node_id = gateway_id, device = <area>:<line>[:<cell>]",
     ("uns.isa95:NamespaceMapping", "gateway_id"): "the fixed edge_node_id in gateway mode",
-    ("mes_adapter.shifts:ShiftDefinition", "days"): "weekdays, 0 = Monday .. 6 = Sunday",
-    ("mes_adapter.shifts:ShiftDefinition", "end"): "local time; an end not after start ends the next day",
-    ("mes_adapter.shifts:PlannedBreak", "days"): "weekdays, 0 = Monday .. 6 = Sunday",
-    ("mes_adapter.shifts:PlannedBreak", "end"): "local time; an end not after start ends the next day",
-    ("mes_adapter.shifts:PlannedDowntime", "start_ms"): "UTC, milliseconds since the epoch",
-    ("mes_adapter.shifts:PlannedDowntime", "end_ms"): "UTC, milliseconds since the epoch",
-    ("mes_adapter.shifts:PlannedDowntime", "line"): "`<enterprise>/<site>/<area>/<line>`; None = all lines",
-    ("mes_adapter.shifts:ShiftCalendar", "timezone"): "IANA time zone of the plant (Europe/Dublin)",
+    ("mes_adapter.oee.shifts:ShiftDefinition", "days"): "weekdays, 0 = Monday .. 6 = Sunday",
+    ("mes_adapter.oee.shifts:ShiftDefinition", "end"): "local time; an end not after start ends the next day",
+    ("mes_adapter.oee.shifts:PlannedBreak", "days"): "weekdays, 0 = Monday .. 6 = Sunday",
+    ("mes_adapter.oee.shifts:PlannedBreak", "end"): "local time; an end not after start ends the next day",
+    ("mes_adapter.oee.shifts:PlannedDowntime", "start_ms"): "UTC, milliseconds since the epoch",
+    ("mes_adapter.oee.shifts:PlannedDowntime", "end_ms"): "UTC, milliseconds since the epoch",
+    ("mes_adapter.oee.shifts:PlannedDowntime", "line"): "`<enterprise>/<site>/<area>/<line>`; None = all lines",
+    ("mes_adapter.oee.shifts:ShiftCalendar", "timezone"): "IANA time zone of the plant (Europe/Dublin)",
 }
 
 _MAX_DEFAULT = 100

@@ -1,6 +1,6 @@
 """The edge node process: OPC UA sources → validation → Sparkplug edge client, from one config.
 
-Composition only: :class:`edge_node.opcua_source.OpcUaSource` (one per endpoint) feeds the
+Composition only: :class:`edge_node.opcua.source.OpcUaSource` (one per endpoint) feeds the
 Sparkplug client (:class:`edge_node.mqtt_client.SparkplugEdgeClient`), which owns births,
 deaths, sequence numbers and store-and-forward. The client is entered first so the NBIRTH (with
 every metric definition) precedes the first DBIRTH a source announces, and left last so a
@@ -19,34 +19,86 @@ import logging
 import signal
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from .command_wiring import CommandRuntime, command_definitions, start_commands
+from .alarms import AlarmBook
+from .alarms import definitions as alarm_definitions
+from .commands.edge_client import EdgeClient
+from .commands.wiring import CommandRuntime, command_definitions, start_commands
 from .config import EdgeConfig, build_sparkplug_config
 from .model import MetricDefinition
-from .opcua_source import OpcUaSource
+from .opcua.source import OpcUaSource, SourceSink
+from .sparkplug_config import EdgeSparkplugConfig
 from .validation import ValidationStats
 
 if TYPE_CHECKING:
     from .observability import EdgeObservability
+    from .session import EdgeSession
 
 log = logging.getLogger(__name__)
 
-#: ``(sparkplug_config, definitions, data_dir) -> async context manager with submit/device_online/...``
-ClientFactory = Callable[[Any, list[MetricDefinition], Path], Any]
+
+class ClientStats(Protocol):
+    """The client's counters (:class:`edge_node.mqtt_client.EdgeStats`), for ``/metrics`` and ``stats``."""
+
+    def as_dict(self) -> dict[str, Any]: ...
+
+
+class SparkplugClient(SourceSink, Protocol):
+    """The client the app drives: entered first, fed by the sources, left last; its status and
+    counters feed ``stats`` and :mod:`edge_node.observability` (``/readyz``, ``/metrics``).
+
+    :class:`edge_node.mqtt_client.SparkplugEdgeClient` is one; it is also a :class:`FirstBirthGate`
+    and an :class:`edge_node.commands.edge_client.EdgeClient`, which the app asks with ``isinstance``
+    (a telemetry-only client, such as a test's recording sink, is neither: no gate, no commands).
+    """
+
+    async def __aenter__(self) -> Any: ...
+
+    async def __aexit__(self, *exc: object) -> None: ...
+
+    @property
+    def stats(self) -> ClientStats: ...
+
+    @property
+    def connected(self) -> bool: ...
+
+    @property
+    def birthed(self) -> bool: ...
+
+    @property
+    def store_failing(self) -> str | None: ...
+
+    @property
+    def session(self) -> EdgeSession: ...
+
+
+@runtime_checkable
+class FirstBirthGate(Protocol):
+    """A client whose first NBIRTH can wait for the node-level tags' first read."""
+
+    def hold_first_birth(self, ready: asyncio.Event, timeout_s: float) -> None: ...
+
+
+#: ``(sparkplug_config, definitions, data_dir) -> client``
+ClientFactory = Callable[[EdgeSparkplugConfig, list[MetricDefinition], Path], SparkplugClient]
 
 
 def metric_definitions(config: EdgeConfig) -> list[MetricDefinition]:
     """Every metric of the node and its devices, as declared in NBIRTH/DBIRTH."""
-    return [
+    tags = [
         MetricDefinition(device_id=config.device_id(tag), name=tag.metric, datatype=tag.datatype,
                          unit=tag.unit, eng_low=tag.eng_low, eng_high=tag.eng_high,
                          description=tag.description, writable=tag.writable)
         for tag in config.tags
     ]
+    alarms = [d for ep in config.opcua if ep.alarms is not None
+              for d in alarm_definitions(ep.alarms, config.device_of_cell)]
+    return tags + alarms
 
 
-def _default_client_factory(sparkplug: Any, definitions: list[MetricDefinition], data_dir: Path) -> Any:
+def _default_client_factory(sparkplug: EdgeSparkplugConfig, definitions: list[MetricDefinition],
+                            data_dir: Path) -> SparkplugClient:
     from edge_node.mqtt_client import SparkplugEdgeClient
 
     return SparkplugEdgeClient(sparkplug, definitions, data_dir)
@@ -70,7 +122,7 @@ class EdgeNodeApp:
         self.definitions += command_definitions(config, self.definitions)  # method-call rules as String metrics
         self.validation_stats = ValidationStats()
         self._client_factory = client_factory or _default_client_factory
-        self.client: Any = None
+        self.client: SparkplugClient | None = None
         self.sources: list[OpcUaSource] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._stop_event = asyncio.Event()
@@ -88,11 +140,11 @@ class EdgeNodeApp:
                 self.observability = observability
         client = self._client_factory(self.sparkplug, self.definitions, self.data_dir)
         node_values_read = asyncio.Event()
-        if self.sparkplug.first_birth_wait_s > 0 and hasattr(client, "hold_first_birth"):
+        if self.sparkplug.first_birth_wait_s > 0 and isinstance(client, FirstBirthGate):
             client.hold_first_birth(node_values_read, self.sparkplug.first_birth_wait_s)
         await client.__aenter__()
         self.client = client
-        if hasattr(client, "set_command_handler") and hasattr(client, "publish_json"):
+        if isinstance(client, EdgeClient):
             self.commands = await start_commands(self.config, client)
         for endpoint in self.config.opcua:
             tags = [(tag, self.config.device_id(tag)) for tag in self.config.tags_of(endpoint.name)]
@@ -101,7 +153,9 @@ class EdgeNodeApp:
                 continue
             source = OpcUaSource(endpoint, tags, client, data_dir=self.data_dir, stats=self.validation_stats,
                                  future_tolerance_ms=self.config.future_tolerance_ms,
-                                 max_source_age_ms=int(self.config.max_source_age_s * 1000))
+                                 max_source_age_ms=int(self.config.max_source_age_s * 1000),
+                                 alarm_book=(AlarmBook(endpoint.alarms, self.config.device_of_cell)
+                                             if endpoint.alarms is not None else None))
             self.sources.append(source)
             self._tasks.append(asyncio.create_task(source.run(), name=f"opcua-source-{endpoint.name}"))
         # no endpoint with node-level tags: nothing to wait for, the gate opens at once
@@ -153,16 +207,16 @@ class EdgeNodeApp:
 
     @property
     def stats(self) -> dict[str, Any]:
-        client_stats: Any = None
+        client_stats: dict[str, Any] | None = None
         if self.client is not None:
             try:
-                raw = self.client.stats
-                client_stats = raw.as_dict() if hasattr(raw, "as_dict") else raw
-            except Exception as exc:  # stats must never take the process down
+                client_stats = self.client.stats.as_dict()
+            except Exception as exc:  # stats must never take the process down (nor a client without them)
                 client_stats = {"error": str(exc)}
         return {
             "sparkplug": client_stats,
             "validation": self.validation_stats.as_dict(),
             "opcua": {s.endpoint.name: s.stats.as_dict() for s in self.sources},
             "commands": self.commands.executor.stats.as_dict() if self.commands is not None else None,
+            "alarms": {s.endpoint.name: s.alarms.book.stats.as_dict() for s in self.sources if s.alarms is not None},
         }

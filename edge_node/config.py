@@ -29,6 +29,7 @@ from pydantic import (
     model_validator,
 )
 
+from edge_node.errors import EdgeError
 from uns.isa95 import LinePath, MappingMode, NamespaceMapping, validate_isa95_name
 from uns.sparkplug.datatypes import DataType
 from uns.sparkplug.errors import InvalidIdError
@@ -43,7 +44,8 @@ from uns.yaml_marks import (
 )
 
 __all__ = [
-    "CommandsConfig", "ConfigError", "Deadband", "DeadbandKind", "EdgeConfig", "HttpEndpointConfig",
+    "AlarmConditionConfig", "AlarmsConfig", "CommandsConfig", "ConfigError",
+    "Deadband", "DeadbandKind", "EdgeConfig", "HttpEndpointConfig",
     "OpcUaCredentials", "OpcUaEndpointConfig", "SecurityMode", "SecurityProfile",
     "SecurityPolicy", "TagConfig", "UNIT_CONVERSIONS", "build_sparkplug_config", "load_edge_config",
     "parse_edge_config",
@@ -141,6 +143,43 @@ class OpcUaCredentials(_Strict):
         return self.password
 
 
+class AlarmConditionConfig(_Strict):
+    """One OPC UA condition the edge node publishes as the metric group ``Alarms/<name>/...`` of a cell.
+
+    Declared here, not discovered, so every birth declares the same metrics (aliases stay stable
+    and a host sees a never-raised condition as inactive instead of missing); a condition event
+    that matches no entry is counted and logged once, not published (docs/alarms.md)."""
+
+    cell: str = Field(..., description="ISA-95 cell = Sparkplug device the condition belongs to (has tags on this "
+                                       "endpoint)")
+    name: str = Field(..., description="the event's ConditionName (TemperatureAlarm, Jam, ...); the metric folder")
+    source_name: str | None = Field(
+        None, description="the event's SourceName that identifies the cell; unset = the cell's name")
+    source_node: str | None = Field(
+        None, description="match the event's SourceNode (ns=2;s=... or nsu=<uri>;s=...) instead of SourceName")
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        if not _NAME_RE.match(value):
+            raise ValueError(f"condition name {value!r}: letters, digits, '_', '-', '.' only (max 64); it becomes "
+                             "the metric folder Alarms/<name>/")
+        return value
+
+
+class AlarmsConfig(_Strict):
+    """OPC UA Alarms & Conditions of one endpoint: where to subscribe to events and which conditions to publish."""
+
+    notifiers: list[str] = Field(
+        default_factory=lambda: ["i=2253"],
+        description="nodes to subscribe to events on (EventNotifier); default the Server object i=2253")
+    conditions: list[AlarmConditionConfig] = Field(..., min_length=1, description="the conditions published")
+    refresh_timeout_s: float = Field(
+        10.0, gt=0, le=300,
+        description="ConditionRefresh after every (re)connect must end (RefreshEndEvent) within this; else the "
+                    "session is dropped and retried")
+
+
 class OpcUaEndpointConfig(_Strict):
     """One OPC UA server session. Several devices (cells) may share it; a device uses only one."""
 
@@ -186,6 +225,8 @@ class OpcUaEndpointConfig(_Strict):
         0, ge=0, description="notification queue; 0 = 20 x tag count (min 10000), never silently dropped")
     server_deadband: bool = Field(
         True, description="ask the server to apply deadbands (DataChangeFilter); client-side always applies too")
+    alarms: AlarmsConfig | None = Field(
+        None, description="subscribe to OPC UA Alarms & Conditions events (docs/alarms.md); absent = no events")
 
     @field_validator("name")
     @classmethod
@@ -434,7 +475,7 @@ class TagConfig(_Strict):
 
 
 class CommandsConfig(_Strict):
-    """Commands to the plant floor (the edge-side executor, :mod:`edge_node.executor`).
+    """Commands to the plant floor (the edge-side executor, :mod:`edge_node.commands.executor`).
 
     Without this section every NCMD/DCMD is refused (``not_allowlisted``) and audited: nothing
     writes to a PLC unless an allowlist says so.
@@ -498,7 +539,7 @@ class EdgeConfig(_Strict):
     def _check_references(self) -> EdgeConfig:
         issues = self._references()
         if issues:
-            raise ReferenceIssues(issues)
+            raise ReferenceIssuesError(issues)
         return self
 
     def _references(self) -> list[tuple[Loc, str]]:
@@ -534,7 +575,40 @@ class EdgeConfig(_Strict):
                     issues.append((("tags", i, "endpoint"),
                                    f"cell {tag.cell!r} already reads endpoint {first[0]!r} (tags[{first[1]}]); "
                                    "a device is born and dies with one server"))
+        issues.extend(self._alarm_issues(device_endpoint, seen_metric))
         issues.extend(self._security_profile_issues())
+        return issues
+
+    def _alarm_issues(self, device_endpoint: dict[str, tuple[str, int]],
+                      seen_metric: dict[tuple[str | None, str], int]) -> list[tuple[Loc, str]]:
+        """A condition's cell must be a device of its endpoint (it is born and dies with it)."""
+        issues: list[tuple[Loc, str]] = []
+        for i, ep in enumerate(self.opcua):
+            if ep.alarms is None:
+                continue
+            seen: dict[tuple[str, str], int] = {}
+            source_cell: dict[str, str] = {}  # a source identifies one cell, or events could not be placed
+            for j, condition in enumerate(ep.alarms.conditions):
+                loc: Loc = ("opcua", i, "alarms", "conditions", j)
+                source = (f"source_node {condition.source_node!r}" if condition.source_node is not None
+                          else f"source_name {condition.source_name or condition.cell!r}")
+                other = source_cell.setdefault(source, condition.cell)
+                if other != condition.cell:
+                    issues.append(((*loc, "cell"), f"{source} already identifies cell {other!r}"))
+                owner = device_endpoint.get(condition.cell)
+                if owner is None or owner[0] != ep.name:
+                    issues.append(((*loc, "cell"), f"cell {condition.cell!r} has no tags on endpoint {ep.name!r}; "
+                                                   "a condition is published under a device of its endpoint"))
+                key = (condition.cell, condition.name)
+                if key in seen:
+                    issues.append(((*loc, "name"), f"condition {condition.name!r} of cell {condition.cell!r} is "
+                                                   f"already conditions[{seen[key]}]"))
+                seen.setdefault(key, j)
+                clash = [m for (cell, m) in seen_metric if cell == condition.cell
+                         and m.startswith(f"Alarms/{condition.name}/")]
+                if clash:
+                    issues.append(((*loc, "name"), f"tag metric {clash[0]!r} of cell {condition.cell!r} is inside "
+                                                   f"the condition's folder Alarms/{condition.name}/"))
         return issues
 
     def _security_profile_issues(self) -> list[tuple[Loc, str]]:
@@ -565,9 +639,13 @@ class EdgeConfig(_Strict):
 
     def device_id(self, tag: TagConfig) -> str | None:
         """Sparkplug device id of a tag (None = node-level metric), per the namespace mapping."""
+        return self.device_of_cell(tag.cell)
+
+    def device_of_cell(self, cell: str | None) -> str | None:
+        """Sparkplug device id of a cell (None = the line itself: node-level)."""
         from uns.isa95 import EquipmentPath
 
-        return self.mapping.to_sparkplug(EquipmentPath(line=self.line, cell=tag.cell)).device_id
+        return self.mapping.to_sparkplug(EquipmentPath(line=self.line, cell=cell)).device_id
 
     def sparkplug_ids(self) -> tuple[str, str]:
         from uns.isa95 import EquipmentPath
@@ -595,7 +673,7 @@ class EdgeConfig(_Strict):
         return self.model_copy(update={"opcua": endpoints, "data_dir": data_dir, "commands": commands})
 
 
-class ReferenceIssues(ValueError):
+class ReferenceIssuesError(EdgeError, ValueError):
     """Cross-field problems with the locations they belong to (unpacked by the loader)."""
 
     def __init__(self, issues: list[tuple[Loc, str]]) -> None:
@@ -608,7 +686,7 @@ def _format_errors(doc: MarkedDocument, exc: ValidationError, prefix: Loc = ()) 
     for err in exc.errors():
         loc = (*prefix, *err["loc"])
         error = (err.get("ctx") or {}).get("error")
-        if isinstance(error, ReferenceIssues):
+        if isinstance(error, ReferenceIssuesError):
             for sub_loc, msg in error.issues:
                 full = (*loc, *sub_loc)
                 out.append(f"{doc.where(full)}: {format_loc(full)}: {msg}")

@@ -10,6 +10,8 @@ Usage (the public API the OPC UA side calls)::
     async with SparkplugEdgeClient(config, definitions, data_dir) as client:
         client.set_command_handler(on_command)           # NCMD/DCMD writes, other than rebirth
         client.set_rejected_command_handler(on_rejected) # NCMD/DCMD the session could not decode
+
+(the command side sees it as :class:`edge_node.commands.edge_client.EdgeClient`).
         await client.device_online(DeviceOnline("Filler", current=[...]))
         client.submit(MetricUpdate("Filler", "Count", 42, ts))   # non-blocking
         await client.wait_birthed()
@@ -54,13 +56,15 @@ import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
+from edge_node.errors import EdgeError
 from uns.aio import run_until_first_done
 from uns.mqtt_url import BrokerURL
 from uns.sparkplug.errors import LocalProtocolError
-from uns.sparkplug.model import Metric, now_ms
+from uns.sparkplug.model import now_ms
 from uns.sparkplug.peek import peek_seq
 from uns.sparkplug.topic import MessageType, StateTopic, device_prefix, node_topic
 
+from .commands.edge_client import CommandHandler, RejectedCommandHandler
 from .model import DeviceOffline, DeviceOnline, MetricDefinition, MetricUpdate
 from .session import (
     Action,
@@ -92,14 +96,10 @@ from .sparkplug_config import EdgeSparkplugConfig
 from .store import SparkplugStore, StoreError
 from .store_health import StoreHealth
 
-__all__ = ["CommandHandler", "EdgeStats", "RejectedCommandHandler", "SparkplugEdgeClient"]
+__all__ = ["EdgeStats", "SparkplugEdgeClient"]
 
 log = logging.getLogger(__name__)
 
-#: ``async handler(device_id, metrics)`` for NCMD (device_id None) and DCMD writes
-CommandHandler = Callable[[str | None, list[Metric]], Awaitable[None]]
-#: ``async handler(rejected)`` for NCMD/DCMD the session could not decode (to audit and answer them)
-RejectedCommandHandler = Callable[[RejectedCommand], Awaitable[None]]
 
 _DATA_TYPES = (MessageType.NDATA, MessageType.DDATA)
 #: births and deaths: logged at INFO when published
@@ -153,7 +153,7 @@ class EdgeStats:
         return asdict(self)
 
 
-class _ConnectionLost(Exception):
+class _ConnectionLostError(EdgeError):
     """The current connection died while an action was being executed."""
 
 
@@ -335,7 +335,7 @@ class SparkplugEdgeClient:
             return False
         try:
             await self._guard(client.publish(topic, payload, qos=qos, retain=False))
-        except (aiomqtt.MqttError, _ConnectionLost) as exc:
+        except (aiomqtt.MqttError, _ConnectionLostError) as exc:
             log.warning("publish to %s failed: %s", topic, exc)
             return False
         self._messages_out += 1
@@ -539,7 +539,7 @@ class SparkplugEdgeClient:
             return  # for a connection that is gone: the session stores what it carried
         try:
             await self._guard(client.publish(action.topic, action.payload, qos=action.qos, retain=action.retain))
-        except (aiomqtt.MqttError, _ConnectionLost) as exc:
+        except (aiomqtt.MqttError, _ConnectionLostError) as exc:
             self._publish_errors += 1
             log.warning("publish to %s failed (%s); reconnecting", action.topic, exc)
             self._lost.set()
@@ -563,7 +563,7 @@ class SparkplugEdgeClient:
             return
         try:
             codes = await self._guard(client.subscribe([(f, action.qos) for f in action.filters]))
-        except (aiomqtt.MqttError, _ConnectionLost) as exc:
+        except (aiomqtt.MqttError, _ConnectionLostError) as exc:
             log.warning("subscribe failed (%s); reconnecting", exc)
             self._lost.set()
             return
@@ -583,7 +583,7 @@ class SparkplugEdgeClient:
         done = await run_until_first_done(task, self._lost.wait())  # raises the call's own failure
         if task in done:
             return task.result()
-        raise _ConnectionLost("connection lost")
+        raise _ConnectionLostError("connection lost")
 
     def _deliver(self, action: DeliverCommand) -> None:
         handler = self._command_handler

@@ -43,8 +43,7 @@ def edge_readiness(app: EdgeNodeApp) -> Readiness:
     client = app.client
     if client is None:
         return Readiness(False, "edge node not started (or stopping)", {"started": False})
-    checks: dict[str, bool] = {"started": True, "mqtt_connected": bool(getattr(client, "connected", False)),
-                               "born": bool(getattr(client, "birthed", False))}
+    checks: dict[str, bool] = {"started": True, "mqtt_connected": client.connected, "born": client.birthed}
     for source in app.sources:
         checks[f"opcua:{source.endpoint.name}"] = source.connected.is_set()
     missing: list[str] = []
@@ -57,7 +56,7 @@ def edge_readiness(app: EdgeNodeApp) -> Readiness:
     down = [name.split(":", 1)[1] for name, ok in checks.items() if name.startswith("opcua:") and not ok]
     if down:
         missing.append(f"OPC UA endpoint(s) not connected: {', '.join(down)}")
-    store_failing = getattr(client, "store_failing", None)
+    store_failing = client.store_failing
     checks["store"] = store_failing is None
     if store_failing is not None:
         missing.append(f"store failing ({store_failing}): values that cannot be delivered now are lost")
@@ -82,7 +81,7 @@ class EdgeCollector(Collector):
         info.add_metric([group_id, edge_node_id], 1)
         yield info
         # each section is guarded: a half-started or stopping node must still answer a scrape
-        for section in (self._sparkplug, self._opcua, self._validation, self._commands):
+        for section in (self._sparkplug, self._opcua, self._alarms, self._validation, self._commands):
             try:
                 yield from section()
             except Exception:  # noqa: BLE001 - a scrape never takes the node down, nor fails whole
@@ -90,11 +89,11 @@ class EdgeCollector(Collector):
 
     def _sparkplug(self) -> Iterator[Metric]:
         client = self._app.client
-        stats = getattr(client, "stats", None) if client is not None else None
-        connected = bool(client is not None and getattr(client, "connected", False))
+        connected = client is not None and client.connected
         yield gauge("uns_edge_mqtt_connected", "1 while the MQTT session is up", 1 if connected else 0)
+        stats = client.stats if client is not None else None
         if not isinstance(stats, EdgeStats):
-            return  # not started yet, or a client without EdgeStats (tests' fakes)
+            return  # not started yet, or a client whose counters are not EdgeStats
         s = stats
         yield gauge("uns_edge_born", "1 once the NBIRTH of the current connection is on the wire",
                     1 if s.birthed else 0)
@@ -151,8 +150,8 @@ class EdgeCollector(Collector):
         yield counter("uns_edge_command_handler_errors", "command handler failures", s.command_handler_errors)
 
     def _data_messages(self) -> int:
-        session = getattr(self._app.client, "session", None)
-        return int(getattr(getattr(session, "counters", None), "data_messages", 0))
+        client = self._app.client
+        return client.session.counters.data_messages if client is not None else 0
 
     def _opcua(self) -> Iterator[Metric]:
         families = {
@@ -187,6 +186,27 @@ class EdgeCollector(Collector):
             families["unknown_nodes"].add_metric(name, st.unknown_nodes)
             families["sink_errors"].add_metric(name, st.sink_errors)
         yield from families.values()
+
+    def _alarms(self) -> Iterator[Metric]:
+        """OPC UA condition events by what became of them (docs/alarms.md), per endpoint with ``alarms:``."""
+        events = CounterMetricFamily("uns_edge_alarm_events", "OPC UA condition events, by outcome",
+                                     labels=["endpoint", "outcome"])
+        refreshes = CounterMetricFamily("uns_edge_alarm_refreshes", "ConditionRefresh rounds completed",
+                                        labels=["endpoint"])
+        cleared = CounterMetricFamily("uns_edge_alarm_cleared_by_refresh",
+                                      "conditions cleared because a ConditionRefresh did not restate them",
+                                      labels=["endpoint"])
+        for source in self._app.sources:
+            if source.alarms is None:
+                continue
+            st, name = source.alarms.book.stats, source.endpoint.name
+            for outcome, count in (("published", st.events), ("not_condition", st.not_conditions),
+                                   ("malformed", st.malformed), ("unknown_source", st.unknown_sources),
+                                   ("unknown_condition", st.unknown_conditions)):
+                events.add_metric([name, outcome], count)
+            refreshes.add_metric([name], st.refreshes)
+            cleared.add_metric([name], st.cleared_by_refresh)
+        yield from (events, refreshes, cleared)
 
     def _validation(self) -> Iterator[Metric]:
         v = self._app.validation_stats

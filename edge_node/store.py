@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable, Collection, Iterable, Sequence
 from pathlib import Path
 
+from edge_node.errors import EdgeError
 from uns.sparkplug.codec import decode_payload, encode_payload
 from uns.sparkplug.datatypes import DataType
 from uns.sparkplug.errors import SparkplugError
@@ -66,7 +67,7 @@ _NODE = ""
 DatatypeOf = Callable[[str | None, str], DataType]
 
 
-class StoreError(RuntimeError):
+class StoreError(EdgeError, RuntimeError):
     """The store file cannot be opened or written (disk full, permissions, corrupt file)."""
 
 

@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from edge_node.errors import EdgeError
 from uns.conventions import (
     PROP_FUTURE_TIMESTAMP,
     PROP_OLD_TIMESTAMP,
@@ -172,7 +173,7 @@ class ValidationStats:
                 "frozen": self.frozen, "dropped": dict(self.dropped)}
 
 
-class CoercionError(ValueError):
+class CoercionError(EdgeError, ValueError):
     """A raw value does not fit the tag's datatype."""
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
+from mes_adapter.errors import MesError
 from uns.commands.yamlsource import ConfigError, YamlSource
 
 __all__ = ["AuthError", "Principal", "Role", "TokenEntry", "TokenFile", "TokenStore", "hash_token", "mint_token"]
@@ -140,7 +141,7 @@ class Principal:
         return self.role >= role
 
 
-class AuthError(Exception):
+class AuthError(MesError):
     """Authentication failed; ``status`` is 401 (who are you?) or 403 (not allowed)."""
 
     def __init__(self, status: int, reason: str, message: str) -> None:

@@ -1,11 +1,12 @@
 """The running MES adapter: the Sparkplug host, the MES core and the command path, wired together.
 
 :class:`AdapterService` owns every long-lived part and its lifetime; the REST API
-(:mod:`mes_adapter.app`) only reads from it and calls its few write methods. What flows where:
+(:mod:`mes_adapter.api`) sees it only through :class:`~mes_adapter.service_api.ServiceApi`, which
+reads from it and calls its few write methods. What flows where:
 
-* host change stream → :class:`~mes_adapter.ingest.Ingest` (records + production counters), one
+* host change stream → :class:`~mes_adapter.production.ingest.Ingest` (records + production counters), one
   stream of its own, subscribed *before* the host connects so no birth is missed;
-* host change stream → :class:`~mes_adapter.live_feed.TagPump` → dashboard clients (SSE);
+* host change stream → :class:`~mes_adapter.status.live_feed.TagPump` → dashboard clients (SSE);
 * host change stream → :class:`~mes_adapter.episodes.EpisodeService` (quality episodes: stored with
   their batch, retained on ``<line>/_alarms/...``); every second the line status (``data_complete``)
   goes retained to ``<line>/_mes/status`` when it changed;
@@ -13,7 +14,7 @@
   made through the API are stored first, then published retained so other apps see them;
 * every few seconds → :class:`ConfirmationService` builds due confirmations into the outbox, they are
   published on ``<line>/_mes/confirmation`` and the webhook sender is woken;
-* commands: :class:`~mes_adapter.command_service.CommandService`, results from ``<line>/_cmd/result/+``.
+* commands: :class:`~mes_adapter.commands.service.CommandService`, results from ``<line>/_cmd/result/+``.
 
 Nothing a peer sends stops a loop: each loop logs and counts its own failures and goes on.
 """
@@ -27,10 +28,11 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from mes_adapter.app_config import AdapterConfig
 from mes_adapter.auth import TokenStore
-from mes_adapter.command_service import CommandRecord, CommandService
-from mes_adapter.confirming import ConfirmationService, confirmation_message
+from mes_adapter.commands.service import CommandRecord, CommandService
+from mes_adapter.config.application import AdapterConfig
+from mes_adapter.confirmations.outbox import Outbox, OutboxEntry, WebhookSender, dead_letter_alarm
+from mes_adapter.confirmations.service import ConfirmationService, confirmation_message
 from mes_adapter.context import AssertionOutcome, ContextAssertion, ContextService, ContextStore, context_topic
 from mes_adapter.context.reconcile import LineReport, ReconcileAction, Reconciliation, reconcile
 from mes_adapter.episodes import EpisodeService, EpisodeStore
@@ -42,18 +44,17 @@ from mes_adapter.host import (
     MetricState,
     SparkplugHost,
 )
-from mes_adapter.ingest import Ingest, Observation, Placement, observation_from_change
-from mes_adapter.line_status import DataStatus, statuses_of_lines
-from mes_adapter.live_feed import LiveFeed, TagPump
-from mes_adapter.node_stats import NodeStats, observe_tracker
-from mes_adapter.oee import MachineState
-from mes_adapter.oee_service import OeeService
-from mes_adapter.outbox import Outbox, OutboxEntry, WebhookSender, dead_letter_alarm
-from mes_adapter.production import ProductionCounters, ProductionStore
-from mes_adapter.records import ContextualRecords, RecordStore
-from mes_adapter.status_feed import LineStatusPublisher
+from mes_adapter.host.uns_link import UnsLink
+from mes_adapter.oee.compute import MachineState
+from mes_adapter.oee.service import OeeService
+from mes_adapter.production.ingest import Ingest, Observation, Placement, observation_from_change
+from mes_adapter.production.quantities import ProductionCounters, ProductionStore
+from mes_adapter.production.records import ContextualRecords, RecordStore
+from mes_adapter.status.data_status import DataStatus, statuses_of_lines
+from mes_adapter.status.live_feed import LiveFeed, TagPump
+from mes_adapter.status.node_stats import NodeStats, observe_tracker
+from mes_adapter.status.publisher import LineStatusPublisher
 from mes_adapter.timefmt import now_ms
-from mes_adapter.uns_link import UnsLink
 from uns.audit.chain import AuditLog
 from uns.commands.allowlist import Allowlist
 from uns.commands.signing import UserRegistry

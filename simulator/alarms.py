@@ -32,7 +32,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from simulator.errors import SimulatorError, UnknownTag
+from simulator.errors import SimulatorError, UnknownTagError
 
 HIGH_OFFSET_C = 5.0
 HIGHHIGH_OFFSET_C = 10.0
@@ -203,7 +203,7 @@ class AlarmBook:
         try:
             return self.conditions[path]
         except KeyError:
-            raise UnknownTag(f"no condition {path!r}; conditions: {', '.join(self.conditions)}") from None
+            raise UnknownTagError(f"no condition {path!r}; conditions: {', '.join(self.conditions)}") from None
 
     def retained(self) -> list[ConditionEvent]:
         """The last event of every retained condition: what a ConditionRefresh must return."""

@@ -12,13 +12,13 @@ class SimulatorError(ValueError):
     status_name = "BadInvalidArgument"
 
 
-class UnknownTag(SimulatorError):
+class UnknownTagError(SimulatorError):
     status_name = "BadNodeIdUnknown"
 
 
-class InvalidState(SimulatorError):
+class InvalidStateError(SimulatorError):
     status_name = "BadInvalidState"
 
 
-class NotWritable(SimulatorError):
+class NotWritableError(SimulatorError):
     status_name = "BadNotWritable"

@@ -32,7 +32,7 @@ from typing import Any
 from simulator.alarms import AlarmBook, Condition
 from simulator.catalog import TRUTH_FOLDER, TagSpec, tag_catalog, truth_alarm_tag
 from simulator.config import CellConfig, SimulatorConfig
-from simulator.errors import InvalidState, NotWritable, SimulatorError, UnknownTag
+from simulator.errors import InvalidStateError, NotWritableError, SimulatorError, UnknownTagError
 from simulator.faults import GOOD, Fault, FaultKind, Sample, apply_fault, make_fault
 from simulator.packml import STATE_COMPLETE, Command, State, is_acting, next_state
 
@@ -163,8 +163,8 @@ class LineModel:
         try:
             return self._cells_by_name[name]
         except KeyError:
-            raise UnknownTag(f"no cell {name!r} on {self.config.line}; cells: "
-                             f"{', '.join(self._cells_by_name)}") from None
+            raise UnknownTagError(f"no cell {name!r} on {self.config.line}; cells: "
+                                  f"{', '.join(self._cells_by_name)}") from None
 
     def production_between(self, start: float, end: float) -> tuple[int, int]:
         """Good and reject parts made in ``[start, end)`` (epoch s), from the bounded production log."""
@@ -181,13 +181,13 @@ class LineModel:
 
     def sample(self, path: str) -> Sample:
         if path not in self._published:
-            raise UnknownTag(f"no tag {path!r}")
+            raise UnknownTagError(f"no tag {path!r}")
         return self._published[path]
 
     # ----------------------------------------------------------------- commands
 
     def command(self, command: Command) -> State:
-        """Apply a PackML command now; :class:`InvalidCommand` if the state does not take it."""
+        """Apply a PackML command now; :class:`InvalidCommandError` if the state does not take it."""
         now = self._advance(self._clock())
         target = next_state(self.state, command)
         if command in (Command.STOP, Command.ABORT):
@@ -236,7 +236,7 @@ class LineModel:
         elif self.state in (State.STOPPED, State.COMPLETE):
             target_command = Command.RESET
         else:
-            raise InvalidState(f"StartBatch needs Idle, Stopped or Complete; line is {self.state.label}")
+            raise InvalidStateError(f"StartBatch needs Idle, Stopped or Complete; line is {self.state.label}")
         window = BatchWindow(order=order, product=product, quantity=quantity, started_at=now)
         self.batches.append(window)
         self._pending_start = target_command is Command.RESET
@@ -248,7 +248,7 @@ class LineModel:
         now = self._advance(self._clock())
         window = self.current_batch
         if window is None:
-            raise InvalidState("no batch is running")
+            raise InvalidStateError("no batch is running")
         self._close_batch(now, "stop_batch")
         self._pending_start = False
         self._force_until = None
@@ -265,7 +265,7 @@ class LineModel:
             raise SimulatorError("ForceStop duration must be >= 0 s")
         now = self._advance(self._clock())
         if self.state is not State.EXECUTE:
-            raise InvalidState(f"ForceStop needs Execute; line is {self.state.label}")
+            raise InvalidStateError(f"ForceStop needs Execute; line is {self.state.label}")
         self._enter(next_state(self.state, Command.HOLD), now)
         self.stop_reason = reason or STOP_REASON_TECHNICAL
         self._force_until = now + duration_s
@@ -288,9 +288,9 @@ class LineModel:
         """A client (or test) writes a writable tag; type is checked, range is not (the allowlist does)."""
         spec = self.specs.get(path)
         if spec is None:
-            raise UnknownTag(f"no tag {path!r}")
+            raise UnknownTagError(f"no tag {path!r}")
         if not spec.writable:
-            raise NotWritable(f"tag {path!r} is read-only")
+            raise NotWritableError(f"tag {path!r} is read-only")
         if spec.datatype == "Double":
             if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
                 raise SimulatorError(f"tag {path!r} takes a number, got {value!r}")
@@ -341,7 +341,7 @@ class LineModel:
         kind = kind if isinstance(kind, FaultKind) else FaultKind.parse(kind)
         spec = self.specs.get(tag)
         if spec is None:
-            raise UnknownTag(f"no tag {tag!r} to inject a fault into")
+            raise UnknownTagError(f"no tag {tag!r} to inject a fault into")
         if kind is FaultKind.SPIKE and spec.datatype not in ("Double", "Int32"):
             raise SimulatorError(f"a spike needs a signed numeric tag; {tag} is {spec.datatype}")
         fault = make_fault(kind, tag, self._clock(), duration_s, value, status)

@@ -8,7 +8,7 @@ Rules, stated once:
 * Acting states ("-ing") finish on their own after the configured acting time ("state complete",
   SC) and go to the state in :data:`STATE_COMPLETE`.
 * A command that is not in :data:`TRANSITIONS` for the current state is refused with
-  :class:`InvalidCommand`; the caller's fault, never a crash of the line.
+  :class:`InvalidCommandError`; the caller's fault, never a crash of the line.
 
 Only Execute produces parts.
 """
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from enum import IntEnum
 
-from simulator.errors import InvalidState
+from simulator.errors import InvalidStateError
 
 
 class State(IntEnum):
@@ -61,7 +61,7 @@ class Command(IntEnum):
     COMPLETE = 100
 
 
-class InvalidCommand(InvalidState):
+class InvalidCommandError(InvalidStateError):
     """A command the current state does not accept (the caller's mistake, reported as BadInvalidState)."""
 
     def __init__(self, command: Command, state: State) -> None:
@@ -106,11 +106,11 @@ STATE_COMPLETE: dict[State, State] = {
 
 
 def next_state(state: State, command: Command) -> State:
-    """The state a command leads to, or :class:`InvalidCommand`."""
+    """The state a command leads to, or :class:`InvalidCommandError`."""
     try:
         return TRANSITIONS[(state, command)]
     except KeyError:
-        raise InvalidCommand(command, state) from None
+        raise InvalidCommandError(command, state) from None
 
 
 def is_acting(state: State) -> bool:

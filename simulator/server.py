@@ -9,8 +9,9 @@ just as a PLC keeps producing while its OPC UA server reboots.
 Address space (namespace ``urn:uns-hub:simulator``, string node ids = tag paths):
 ``Objects/<Line>/<Tag>``, ``Objects/<Line>/<Cell>/<Tag>``, ``Objects/<Line>/Synthetic/TagNNNNN``,
 line methods on ``Objects/<Line>`` and test hooks on ``Objects/Simulation`` (see :mod:`methods`),
-and one OPC UA condition per alarm at ``Objects/<Line>/<Cell>/<Condition>`` whose events the Server
-object emits (see :mod:`simulator.alarms` and :mod:`simulator.conditions`).
+one OPC UA condition per alarm at ``Objects/<Line>/<Cell>/<Condition>`` whose events the Server
+object emits (see :mod:`simulator.alarms` and :mod:`simulator.conditions`), and structured variables
+and faceplate objects built from the same samples (see :mod:`simulator.structures`).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from simulator.security import (
     identity_tokens,
     permission_ruleset,
 )
+from simulator.structure_nodes import StructureShell
 from uns.config_checks import PortInUseError, port_in_use
 
 log = logging.getLogger(__name__)
@@ -98,6 +100,7 @@ class SimulatedLineServer:
         self._writable = [s.path for s in self._catalog if s.writable]
         self._mirrored: dict[str, Sample] = {}
         self._synthetic_ids: list[ua.NodeId] = []
+        self._structures = StructureShell(config)
         self._synthetic_step = 0
         #: cleared, the synthetic tags hold their values (a test counts exactly the steps made)
         self.synthetic_running = True
@@ -277,6 +280,7 @@ class SimulatedLineServer:
                                           ua.Variant(synthetic_value(index, self._synthetic_step),
                                                      ua.VariantType.Double))
                 self._synthetic_ids.append(node_id)
+        await self._structures.add_nodes(server, ns, parents, samples)
         conditions = ConditionShell(server, ns)
         await conditions.add_nodes(parents, [(c.path, c.kind) for c in self.model.alarms.conditions.values()])
         conditions.bind_methods(self._acknowledge, self._confirm)
@@ -371,6 +375,17 @@ class SimulatedLineServer:
                 continue
             await server.write_attribute_value(node_id, to_datavalue(sample, self._vtypes[path], server_ts))
             self._mirrored[path] = sample
+        await self._structures.write(server, self.model.samples(), changed)
+
+    @property
+    def structures(self) -> dict[str, Any]:
+        """Every structured variable's value as the server holds it now (path -> dict or rows)."""
+        return self._structures.current
+
+    @property
+    def structure_statuses(self) -> dict[str, int]:
+        """The StatusCode of every structured variable as the server holds it now."""
+        return self._structures.statuses
 
     async def _extra_loop(self) -> None:
         """Benchmark load: every synthetic Double changes every 1/extra_rate_hz seconds."""

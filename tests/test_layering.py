@@ -3,6 +3,7 @@
 The rules (README "Architecture"):
 
 * ``uns`` (the core) imports no other project package;
+* ``historian`` (a storage library) imports ``uns`` only; services may use it;
 * the services ``edge_node``, ``broker``, ``mes_adapter`` and ``simulator`` import ``uns`` only:
   never each other, never ``unshub``;
 * ``unshub`` (the composition root: the ``uns`` CLI, ``uns up``'s supervisor, the command client,
@@ -24,13 +25,15 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 CORE = "uns"
+LIBRARIES = frozenset({"historian"})
 SERVICES = frozenset({"edge_node", "broker", "mes_adapter", "simulator"})
 COMPOSITION_ROOT = "unshub"
 #: what each project package may import besides itself
 ALLOWED: dict[str, frozenset[str]] = {
     CORE: frozenset(),
-    **{service: frozenset({CORE}) for service in SERVICES},
-    COMPOSITION_ROOT: frozenset({CORE, *SERVICES}),
+    **{library: frozenset({CORE}) for library in LIBRARIES},
+    **{service: frozenset({CORE, *LIBRARIES}) for service in SERVICES},
+    COMPOSITION_ROOT: frozenset({CORE, *LIBRARIES, *SERVICES}),
 }
 #: top-level folders with Python that are not packages of the product (tests may import anything)
 NOT_PRODUCT = frozenset({"tests", "bench", "docs", "scripts", "proto", "build", "dist"})
@@ -139,24 +142,27 @@ def tree(tmp_path: Path) -> Path:
         _write(tmp_path, f"{package}/__init__.py", "")
     _write(tmp_path, "uns/lazy.py", "def f():\n    from edge_node.app import run\n    return run\n")
     _write(tmp_path, "uns/typing_only.py",
-           "from typing import TYPE_CHECKING\n\nif TYPE_CHECKING:\n    import mes_adapter.app\n")
+           "from typing import TYPE_CHECKING\n\nif TYPE_CHECKING:\n    import mes_adapter.api.app\n")
     _write(tmp_path, "uns/dynamic.py", "import importlib\n\nimportlib.import_module('unshub.cli.main')\n")
     _write(tmp_path, "uns/fine.py", "from uns.isa95 import LinePath\nfrom . import isa95\nimport json\n")
     _write(tmp_path, "broker/peer.py", "import os\n\n\nclass A:\n    def m(self):\n        import simulator.config\n")
     _write(tmp_path, "simulator/up.py", "from unshub.supervisor import PortInUseError\n")
     _write(tmp_path, "edge_node/sub/__init__.py", "")
     _write(tmp_path, "edge_node/sub/rel.py", "from ..config import EdgeConfig\nfrom uns.aio import x\n")
+    _write(tmp_path, "historian/bad.py", "from mes_adapter.records import RecordStore\nfrom uns.isa95 import x\n")
+    _write(tmp_path, "mes_adapter/hist.py", "from historian import SqliteHistorian\n")
     _write(tmp_path, "unshub/cli.py", "import broker.server\nimport edge_node.app\nfrom simulator import server\n")
     return tmp_path
 
 
 def test_the_checker_names_module_and_line_of_every_kind_of_import(tree: Path) -> None:
     assert violations(tree) == [
-        "broker/peer.py:6: broker.peer imports simulator.config (broker may import only uns)",
-        "simulator/up.py:1: simulator.up imports unshub.supervisor (simulator may import only uns)",
+        "broker/peer.py:6: broker.peer imports simulator.config (broker may import only historian, uns)",
+        "historian/bad.py:1: historian.bad imports mes_adapter.records (historian may import only uns)",
+        "simulator/up.py:1: simulator.up imports unshub.supervisor (simulator may import only historian, uns)",
         "uns/dynamic.py:3: uns.dynamic imports unshub.cli.main (the core imports no other project package)",
         "uns/lazy.py:2: uns.lazy imports edge_node.app (the core imports no other project package)",
-        "uns/typing_only.py:4: uns.typing_only imports mes_adapter.app (the core imports no other project package)",
+        "uns/typing_only.py:4: uns.typing_only imports mes_adapter.api.app (the core imports no other project package)",
     ]
 
 
@@ -168,5 +174,5 @@ def test_relative_imports_resolve_inside_their_package(tree: Path) -> None:
 
 
 def test_an_unlayered_package_is_reported(tree: Path) -> None:
-    _write(tree, "historian/__init__.py", "")
-    assert product_packages(tree) == sorted([*ALLOWED, "historian"])
+    _write(tree, "newpkg/__init__.py", "")
+    assert product_packages(tree) == sorted([*ALLOWED, "newpkg"])

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from uns.errors import UnsError
 from uns.yaml_marks import ConfigError, Loc, MarkedDocument, format_loc, load_marked_file
 
 T = TypeVar("T")
@@ -45,7 +46,7 @@ def file_locator(path: Path) -> Where:
     return where
 
 
-class PortInUseError(RuntimeError):
+class PortInUseError(UnsError, RuntimeError):
     """A port a service (or the stack) needs is taken by another process.
 
     Here, next to :func:`port_in_use`, because both a service (the simulator) and the composition

@@ -14,6 +14,8 @@ import json
 import re
 from typing import Any
 
+from uns.errors import UnsError
+
 #: deeper than any payload of ours (STATE is 1, a context assertion 3, a command a few)
 MAX_JSON_DEPTH = 32
 
@@ -22,7 +24,7 @@ _TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
 _OPEN = frozenset(b"[{")
 
 
-class JsonTooDeepError(ValueError):
+class JsonTooDeepError(UnsError, ValueError):
     """A JSON document nests arrays/objects deeper than allowed."""
 
     def __init__(self, depth: int, limit: int) -> None:

@@ -23,6 +23,8 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
+from uns.errors import UnsError
+
 if TYPE_CHECKING:
     import paho.mqtt.client as paho
 
@@ -33,7 +35,7 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 
-class BrokerURLError(ValueError):
+class BrokerURLError(UnsError, ValueError):
     """A broker URL that cannot be used; the message quotes the URL (password hidden) and says why."""
 
 

@@ -26,10 +26,12 @@ from typing import Any
 
 import yaml
 
+from uns.errors import UnsError
+
 Loc = tuple[str | int, ...]
 
 
-class ConfigError(ValueError):
+class ConfigError(UnsError, ValueError):
     """A config file is unreadable or invalid; ``str()`` lists every problem as ``file:line: field: msg``.
 
     ``issues`` are the lines of this file's report (a field naming another file that is invalid is

@@ -59,11 +59,12 @@ from uns.sparkplug.topic import (
     is_sparkplug_topic,
     node_topic,
 )
+from unshub.errors import HubError
 
 log = logging.getLogger(__name__)
 
 
-class CommandClientError(Exception):
+class CommandClientError(HubError):
     """Base of the request side's errors."""
 
 

@@ -18,12 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from uns.config_checks import PortInUseError, port_in_use
+from unshub.errors import HubError
 
 __all__ = ["PortInUseError", "ServiceFailedError", "ServiceSpec", "Supervisor", "check_ports_free", "http_ok",
            "port_is_free"]
 
 
-class ServiceFailedError(RuntimeError):
+class ServiceFailedError(HubError, RuntimeError):
     """A child process exited or did not become ready."""
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from edge_node.errors import EdgeError
 from uns.conventions import BDSEQ, NODE_NEXT_SERVER, NODE_REBIRTH, PROP_ENG_HIGH, PROP_ENG_LOW, PROP_ENG_UNIT
 from uns.sparkplug.codec import encode_payload
 from uns.sparkplug.datatypes import DataType
@@ -48,7 +49,7 @@ class MetricInfo:
     birth_properties: PropertySet | None
 
 
-class BirthEncodeError(EncodeError):
+class BirthEncodeError(EdgeError, EncodeError):
     """A birth whose current values include some the codec refuses; ``bad`` names them."""
 
     def __init__(self, message_type: MessageType, bad: list[tuple[MetricKey, str]]) -> None:

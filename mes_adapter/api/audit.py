@@ -9,7 +9,7 @@ from pathlib import Path
 from fastapi import APIRouter, Depends, Query, Response
 
 from mes_adapter.auth import Principal, Role
-from mes_adapter.service import AdapterService
+from mes_adapter.service_api import ServiceApi
 from uns.audit.export import ExportFormat, export
 
 from .deps import require, service
@@ -22,13 +22,12 @@ engineer = require(Role.ENGINEER, "exporting the audit trail")
 @router.get("/audit/export", response_class=Response,
             responses={200: {"content": {"application/json": {}, "text/csv": {}}}},
             summary="The audit trail with its verification verdict (engineer)")
-async def audit_export(format: ExportFormat = Query(ExportFormat.JSON), svc: AdapterService = Depends(service),
+async def audit_export(format: ExportFormat = Query(ExportFormat.JSON), svc: ServiceApi = Depends(service),
                        _: Principal = Depends(engineer)) -> Response:
-    svc.audit.checkpoint()  # seal the tail so the export vouches for every record
+    path, witness_path = svc.seal_audit()  # seal the tail so the export vouches for every record
     with tempfile.TemporaryDirectory(prefix="uns-audit-") as tmp:
         out = Path(tmp) / f"audit.{format.value}"
-        await asyncio.to_thread(export, svc.audit.path, out, format,
-                                witness_path=svc.config.audit.witness_path)
+        await asyncio.to_thread(export, path, out, format, witness_path=witness_path)
         body = out.read_bytes()
     media = "application/json" if format is ExportFormat.JSON else "text/csv"
     return Response(body, media_type=media,

@@ -18,7 +18,7 @@ from mes_adapter.auth import Principal, Role
 from mes_adapter.context import ContextAssertion
 from mes_adapter.context.plausible import ImplausibleTimeError, TimeWindow
 from mes_adapter.lines import line_key
-from mes_adapter.service import AdapterService
+from mes_adapter.service_api import ServiceApi
 from mes_adapter.timefmt import now_ms
 
 from .deps import require, service
@@ -33,17 +33,17 @@ operator = require(Role.OPERATOR, "changing batch context")
 _CONFLICT = {409: {"model": ErrorBody}, 422: {"model": ErrorBody}}
 
 
-def _next_seq(svc: AdapterService, line: str) -> int:
-    last = svc.context.last_seq(line)
+def _next_seq(svc: ServiceApi, line: str) -> int:
+    last = svc.last_context_seq(line)
     return 0 if last is None else last + 1
 
 
-def _since(svc: AdapterService, since_ms: int | None) -> int:
+def _since(svc: ServiceApi, since_ms: int | None) -> int:
     """The asserted change-point time: now, or ``since_ms`` when it is plausible (else 422)."""
     now = now_ms()
     if since_ms is None:
         return now
-    window = TimeWindow(max_back_ms=int(svc.config.mes.counter_reorder_horizon_s * 1000))
+    window = TimeWindow(max_back_ms=svc.reorder_horizon_ms())
     try:
         return window.check("since_ms", since_ms, now)
     except ImplausibleTimeError as exc:
@@ -51,7 +51,7 @@ def _since(svc: AdapterService, since_ms: int | None) -> int:
                        earliest_ms=exc.earliest_ms, latest_ms=exc.latest_ms) from None
 
 
-def _assert(svc: AdapterService, assertion: ContextAssertion) -> ContextResult:
+def _assert(svc: ServiceApi, assertion: ContextAssertion) -> ContextResult:
     outcome = svc.assert_context(assertion)
     return ContextResult(outcome=outcome.value, assertion=assertion.model_dump(mode="json"),
                          batch=current_batch(svc, assertion.line))
@@ -59,16 +59,16 @@ def _assert(svc: AdapterService, assertion: ContextAssertion) -> ContextResult:
 
 @router.post("/lines/{line:path}/batch/start", response_model=ContextResult, status_code=201, responses=_CONFLICT,
              summary="Start a batch on a line (operator)")
-def start_batch(line: str, body: BatchStart, svc: AdapterService = Depends(service),
+def start_batch(line: str, body: BatchStart, svc: ServiceApi = Depends(service),
                 who: Principal = Depends(operator)) -> ContextResult:
     key = line_key(line)
     since = _since(svc, body.since_ms)
     svc.reconcile_line(key)  # a batch left from before a restart on an idle line is ended first
-    running = svc.context.active_at(key, now_ms())
+    running = svc.batch_at(key, now_ms())
     if running is not None:
         raise ApiError(409, "batch_running",
                        f"batch {running.batch_id!r} is running on {key}; end it before starting {body.batch_id!r}")
-    if svc.context.batch_window(key, body.batch_id) is not None:
+    if svc.batch_window(key, body.batch_id) is not None:
         raise ApiError(409, "batch_id_used", f"batch {body.batch_id!r} already ran on {key}; batch ids are unique")
     assertion = ContextAssertion(
         line=key, seq=_next_seq(svc, key), since_ms=since,
@@ -80,11 +80,11 @@ def start_batch(line: str, body: BatchStart, svc: AdapterService = Depends(servi
 
 @router.post("/lines/{line:path}/batch/phase", response_model=ContextResult, responses=_CONFLICT,
              summary="Change the phase of the running batch (operator)")
-def batch_phase(line: str, body: BatchPhase, svc: AdapterService = Depends(service),
+def batch_phase(line: str, body: BatchPhase, svc: ServiceApi = Depends(service),
                 who: Principal = Depends(operator)) -> ContextResult:
     key = line_key(line)
     since = _since(svc, body.since_ms)
-    running = svc.context.active_at(key, since)
+    running = svc.batch_at(key, since)
     if running is None:
         raise ApiError(409, "no_batch_running", f"no batch is running on {key} at {since}; start one first")
     assertion = running.model_copy(update={"seq": _next_seq(svc, key), "since_ms": since, "phase": body.phase,
@@ -94,11 +94,11 @@ def batch_phase(line: str, body: BatchPhase, svc: AdapterService = Depends(servi
 
 @router.post("/lines/{line:path}/batch/end", response_model=ContextResult, responses=_CONFLICT,
              summary="End the running batch (operator)")
-def end_batch(line: str, body: BatchEnd, svc: AdapterService = Depends(service),
+def end_batch(line: str, body: BatchEnd, svc: ServiceApi = Depends(service),
               who: Principal = Depends(operator)) -> ContextResult:
     key = line_key(line)
     since = _since(svc, body.since_ms)
-    running = svc.context.active_at(key, since)
+    running = svc.batch_at(key, since)
     if running is None:
         raise ApiError(409, "no_batch_running", f"no batch is running on {key} at {since}")
     if body.batch_id is not None and body.batch_id != running.batch_id:
@@ -108,7 +108,7 @@ def end_batch(line: str, body: BatchEnd, svc: AdapterService = Depends(service),
                                  work_order_id=running.work_order_id, asserted_by=who.user_id, ended=True)
     result = _assert(svc, assertion)
     svc.run_confirmations()
-    window = svc.context.batch_window(key, running.batch_id)
+    window = svc.batch_window(key, running.batch_id)
     return result.model_copy(update={"batch": batch_info(svc, window) if window else None})
 
 
@@ -125,10 +125,10 @@ class ReconciliationView(BaseModel):
 @router.get("/lines/{line:path}/batch/reconciliation", response_model=ReconciliationView,
             responses={404: {"model": ErrorBody}},
             summary="How the line's batch context was reconciled with the line at the adapter's start")
-def reconciliation(line: str, svc: AdapterService = Depends(service),
+def reconciliation(line: str, svc: ServiceApi = Depends(service),
                    _: Principal = Depends(viewer)) -> ReconciliationView:
     key = line_key(line)
-    done = svc.reconciliations.get(key)
+    done = svc.reconciliation(key)
     if done is None:
         raise ApiError(404, "not_reconciled", f"{key} has not been reconciled since the adapter started: "
                        "it happens when the line's first birth arrives")
@@ -140,9 +140,9 @@ def reconciliation(line: str, svc: AdapterService = Depends(service),
 def batches(line: str | None = Query(None, description="only this line"),
             from_ms: int | None = Query(None, ge=0, le=2**62), to_ms: int | None = Query(None, ge=0, le=2**62),
             limit: int = Query(100, ge=1, le=1000),
-            svc: AdapterService = Depends(service), _: Principal = Depends(viewer)) -> list[BatchInfo]:
-    lines = [line_key(line)] if line is not None else svc.context.lines()
-    out = [batch_info(svc, w) for key in lines for w in svc.context.batch_windows(key, from_ms, to_ms)]
+            svc: ServiceApi = Depends(service), _: Principal = Depends(viewer)) -> list[BatchInfo]:
+    lines = [line_key(line)] if line is not None else svc.context_lines()
+    out = [batch_info(svc, w) for key in lines for w in svc.batch_windows(key, from_ms, to_ms)]
     return sorted(out, key=lambda b: b.start_ms, reverse=True)[:limit]
 
 
@@ -151,15 +151,14 @@ def batches(line: str | None = Query(None, description="only this line"),
             summary="Readings, alarms and states recorded while a batch ran, with their context")
 def batch_records(batch_id: str, line: str | None = Query(None, description="needed if the id ran on several lines"),
                   metric: str | None = Query(None, min_length=1), limit: int = Query(5000, ge=1, le=50_000),
-                  svc: AdapterService = Depends(service), _: Principal = Depends(viewer)) -> BatchRecords:
-    lines = [line_key(line)] if line is not None else svc.context.lines()
-    found = [key for key in lines if svc.context.batch_window(key, batch_id) is not None]
+                  svc: ServiceApi = Depends(service), _: Principal = Depends(viewer)) -> BatchRecords:
+    lines = [line_key(line)] if line is not None else svc.context_lines()
+    found = [key for key in lines if svc.batch_window(key, batch_id) is not None]
     if not found:
         raise ApiError(404, "unknown_batch", f"batch {batch_id!r} never ran"
                        + (f" on {lines[0]}" if line is not None else ""))
     if len(found) > 1:
         raise ApiError(409, "ambiguous_batch", f"batch {batch_id!r} ran on {found}; add ?line=")
-    svc.ingest.flush()
-    rows = svc.records.query_batch(found[0], batch_id, metric=metric, limit=limit + 1)
+    rows = svc.batch_records(found[0], batch_id, metric=metric, limit=limit + 1)
     views = [BoundRecordView(**r.as_dict()) for r in rows[:limit]]
     return BatchRecords(line=found[0], batch_id=batch_id, records=views, truncated=len(rows) > limit)

@@ -14,8 +14,8 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 
 from mes_adapter.auth import Principal, Role
-from mes_adapter.command_service import CommandDraft, CommandRecord, CommandService
-from mes_adapter.service import AdapterService
+from mes_adapter.commands.service import CommandDraft, CommandRecord
+from mes_adapter.service_api import ServiceApi
 from uns.commands.model import Signature
 
 from .deps import client_id, require, service
@@ -31,7 +31,7 @@ _REFUSALS: dict[int | str, dict[str, Any]] = {
     429: {"model": ErrorBody}, 503: {"model": ErrorBody, "description": "MQTT session down: not sent"}}
 
 
-def command_view(commands: CommandService, record: CommandRecord) -> CommandView:
+def command_view(svc: ServiceApi, record: CommandRecord) -> CommandView:
     request = record.request
     return CommandView(
         command_id=request.command_id, status=record.status.value, message=record.message,
@@ -40,31 +40,32 @@ def command_view(commands: CommandService, record: CommandRecord) -> CommandView
         decision=record.decision.model_dump(mode="json") if record.decision is not None else None,
         result=record.result.model_dump(mode="json") if record.result is not None else None,
         created_ms=record.created_ms, updated_ms=record.updated_ms, dispatched_ms=record.dispatched_ms,
-        history=record.history, audit=commands.audit_trail(request.command_id),
+        history=record.history, audit=svc.command_audit_trail(request.command_id),
         sign_with=(f"save 'request' as cmd.json; uns cmd sign cmd.json --user <you> --key <you>.key "
                    f"[--meaning approved]; POST the last entry of its 'signatures' to "
                    f"/api/commands/{request.command_id}/sign"))
 
 
 @router.get("/allowlist", response_model=AllowlistView, summary="The command allowlist the adapter enforces")
-def allowlist(svc: AdapterService = Depends(service), _: Principal = Depends(viewer)) -> AllowlistView:
+def allowlist(svc: ServiceApi = Depends(service), _: Principal = Depends(viewer)) -> AllowlistView:
+    allowlist = svc.command_allowlist()
     rules = []
-    for line in svc.commands.allowlist.lines:
+    for line in allowlist.lines:
         for rule in line.metrics:
             rules.append({"rule_id": line.rule_id(rule), "group_id": line.group_id,
                           "edge_node_id": line.edge_node_id, **rule.model_dump(mode="json", exclude_none=True)})
-    return AllowlistView(version=svc.commands.allowlist.version, rules=rules)
+    return AllowlistView(version=allowlist.version, rules=rules)
 
 
 @router.post("/commands", response_model=CommandView, status_code=201, responses=_REFUSALS,
              summary="Submit a command (operator): checked against the allowlist, audited, sent once signed")
-async def submit(body: CommandSubmit, request: Request, svc: AdapterService = Depends(service),
+async def submit(body: CommandSubmit, request: Request, svc: ServiceApi = Depends(service),
                  who: Principal = Depends(operator)) -> CommandView:
     if body.request is not None:
         if any(v is not None for v in (body.group_id, body.edge_node_id, body.device_id, body.metric, body.reason)):
             raise ApiError(422, "request_or_fields", "give either 'request' or the command fields, not both")
-        record = await svc.commands.submit(who, client_id(request), request=body.request)
-        return command_view(svc.commands, record)
+        record = await svc.submit_command(who, client_id(request), request=body.request)
+        return command_view(svc, record)
     missing = [name for name in ("group_id", "edge_node_id", "metric", "reason") if getattr(body, name) is None]
     if missing or "value" not in body.model_fields_set:
         raise ApiError(422, "missing_fields",
@@ -73,33 +74,33 @@ async def submit(body: CommandSubmit, request: Request, svc: AdapterService = De
     assert body.group_id and body.edge_node_id and body.metric and body.reason
     draft = CommandDraft(group_id=body.group_id, edge_node_id=body.edge_node_id, device_id=body.device_id,
                          metric=body.metric, value=body.value, reason=body.reason, validity_s=body.validity_s)
-    record = await svc.commands.submit(who, client_id(request), draft=draft)
-    return command_view(svc.commands, record)
+    record = await svc.submit_command(who, client_id(request), draft=draft)
+    return command_view(svc, record)
 
 
 @router.post("/commands/{command_id}/sign", response_model=CommandView, responses=_REFUSALS,
              summary="Add your Ed25519 signature (requester: operator; approving another's command: supervisor)")
-async def sign(command_id: uuid.UUID, signature: Signature, svc: AdapterService = Depends(service),
+async def sign(command_id: uuid.UUID, signature: Signature, svc: ServiceApi = Depends(service),
                who: Principal = Depends(operator)) -> CommandView:
-    record = await svc.commands.sign(who, command_id, signature)
-    return command_view(svc.commands, record)
+    record = await svc.sign_command(who, command_id, signature)
+    return command_view(svc, record)
 
 
 @router.get("/commands", response_model=list[CommandView], summary="Recent commands, newest first")
-def list_commands(limit: int = Query(50, ge=1, le=1000), svc: AdapterService = Depends(service),
+def list_commands(limit: int = Query(50, ge=1, le=1000), svc: ServiceApi = Depends(service),
                   _: Principal = Depends(viewer)) -> list[CommandView]:
-    return [command_view(svc.commands, r) for r in svc.commands.records(limit)]
+    return [command_view(svc, r) for r in svc.commands(limit)]
 
 
 @router.get("/commands/{command_id}", response_model=CommandView | dict[str, Any],
             responses={404: {"model": ErrorBody}},
             summary="Status of one command (from the audit trail if the adapter restarted since)")
-def get_command(command_id: uuid.UUID, svc: AdapterService = Depends(service),
+def get_command(command_id: uuid.UUID, svc: ServiceApi = Depends(service),
                 _: Principal = Depends(viewer)) -> CommandView | dict[str, Any]:
-    record = svc.commands.get(command_id)
+    record = svc.command(command_id)
     if record is not None:
-        return command_view(svc.commands, record)
-    trail = svc.commands.audit_trail(command_id)
+        return command_view(svc, record)
+    trail = svc.command_audit_trail(command_id)
     if not trail:
         raise ApiError(404, "unknown_command", f"no command {command_id} in memory or in the audit trail")
     last = trail[-1]

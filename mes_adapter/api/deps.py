@@ -1,4 +1,4 @@
-"""Dependencies shared by the routers: the running service and the authenticated caller with a role."""
+"""Dependencies shared by the routers: the running service (as :class:`ServiceApi`) and the authenticated caller."""
 
 from __future__ import annotations
 
@@ -8,15 +8,15 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from mes_adapter.auth import Principal, Role, TokenStore
-from mes_adapter.service import AdapterService
+from mes_adapter.service_api import ServiceApi
 
 #: declares the scheme in OpenAPI (the /docs "Authorize" button); the header itself is read below so a
 #: malformed header gets its own message instead of "not authenticated"
 _bearer = HTTPBearer(auto_error=False, description="API token: `uns adapter token --role <role>`")
 
 
-def service(request: Request) -> AdapterService:
-    return request.app.state.service  # type: ignore[no-any-return]
+def service(request: Request) -> ServiceApi:
+    return request.app.state.api  # type: ignore[no-any-return]
 
 
 def require(role: Role, action: str) -> Callable[..., Principal]:
@@ -24,8 +24,7 @@ def require(role: Role, action: str) -> Callable[..., Principal]:
 
     def dependency(request: Request,
                    _credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Principal:
-        tokens: TokenStore = request.app.state.service.tokens
-        principal = tokens.authenticate(request.headers.get("authorization"))
+        principal = service(request).authenticate(request.headers.get("authorization"))
         TokenStore.require(principal, role, action)
         request.state.principal = principal
         return principal

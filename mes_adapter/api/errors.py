@@ -3,7 +3,7 @@
 One error model, :class:`ErrorBody`, for every refusal. The handlers here turn the adapter's own
 exceptions into that shape, so routers raise meaningful errors (:class:`ApiError`,
 :class:`~mes_adapter.auth.AuthError`, the MES core's :class:`~mes_adapter.errors.MesInputError`,
-the command service's :class:`~mes_adapter.command_service.CommandError`) and never build
+the command service's :class:`~mes_adapter.commands.service.CommandError`) and never build
 responses by hand. FastAPI's own refusals get the same shape: a request that fails validation is
 a 422 whose ``detail`` is one string and whose ``errors`` lists each problem; a body that is not
 JSON is a 400 ``invalid_json``; a body nested deeper than :data:`uns.json_guard.MAX_JSON_DEPTH`
@@ -28,8 +28,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mes_adapter.auth import AuthError
-from mes_adapter.command_service import CommandError
-from mes_adapter.errors import MesInputError
+from mes_adapter.commands.service import CommandError
+from mes_adapter.errors import MesError, MesInputError
 from uns import json_guard
 
 log = logging.getLogger("uns.adapter.api")
@@ -64,7 +64,7 @@ _DESCRIPTIONS = {400: "the body is not JSON, or is nested too deep", 401: "no to
                  429: "rate limit", 503: "a service the request needs is down"}
 
 
-class ApiError(Exception):
+class ApiError(MesError):
     def __init__(self, status: int, reason: str, detail: str, **extra: Any) -> None:
         super().__init__(detail)
         self.status = status

@@ -13,13 +13,14 @@ runs with start, end, reason and the batch and phase at their start).
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
 from mes_adapter.auth import Principal, Role, TokenStore
 from mes_adapter.episodes import QualityEpisode
-from mes_adapter.live_feed import sse_stream
-from mes_adapter.service import AdapterService
+from mes_adapter.service_api import ServiceApi
 
 from .deps import require, service
 from .errors import AUTH_RESPONSES, ApiError, ErrorBody
@@ -33,14 +34,16 @@ router = APIRouter(prefix="/api", tags=["events"], responses=AUTH_RESPONSES)
             responses={200: {"content": {"text/event-stream": {}}}},
             summary="Server-Sent Events: live tags, nodes, context, confirmations, commands (viewer)")
 async def events(request: Request, token: str | None = Query(None, description="token, for EventSource clients"),
-                 svc: AdapterService = Depends(service)) -> StreamingResponse:
-    principal = svc.tokens.authenticate(request.headers.get("authorization"), token)
+                 svc: ServiceApi = Depends(service)) -> StreamingResponse:
+    principal = svc.authenticate(request.headers.get("authorization"), token)
     TokenStore.require(principal, Role.VIEWER, "the live event stream")
-    client = svc.feed.subscribe()
-    snapshot = {"type": "snapshot",
+
+    def snapshot() -> dict[str, Any]:
+        return {"type": "snapshot",
                 "tags": [tag_view(svc, s).model_dump(mode="json") for s in visible_tags(svc)],
-                "nodes": [node_info(svc, n).model_dump(mode="json") for n in svc.host.model.nodes()]}
-    return StreamingResponse(sse_stream(client, svc.feed.closing, [snapshot]), media_type="text/event-stream",
+                "nodes": [node_info(svc, n).model_dump(mode="json") for n in svc.nodes()]}
+
+    return StreamingResponse(svc.live_events(snapshot), media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
@@ -52,9 +55,9 @@ def line_events(line: str,
                 to_ms: int | None = Query(None, ge=0, le=2**62, description="episodes started before"),
                 batch_id: str | None = Query(None, min_length=1, description="only those bound to this batch"),
                 limit: int = Query(1000, ge=1, le=10_000),
-                svc: AdapterService = Depends(service),
+                svc: ServiceApi = Depends(service),
                 _: Principal = Depends(require(Role.VIEWER, "reading events"))) -> list[QualityEpisode]:
     key = known_line(svc, line)
     if from_ms is not None and to_ms is not None and from_ms > to_ms:
         raise ApiError(422, "bad_range", f"from_ms {from_ms} is after to_ms {to_ms}")
-    return svc.episodes.store.query(key, from_ms, to_ms, batch_id=batch_id, limit=limit)
+    return svc.episodes(key, from_ms, to_ms, batch_id=batch_id, limit=limit)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel
 
-from mes_adapter.metrics import CONTENT_TYPE
-from mes_adapter.service import AdapterService
+from mes_adapter.service_api import ServiceApi
+from mes_adapter.status.metrics import CONTENT_TYPE
 
 from .deps import service
 
@@ -20,7 +20,7 @@ class Health(BaseModel):
 
 class Readiness(Health):
     #: the named checks that fail (empty when ready): ``sparkplug_host``, ``uns_mirror``, ``uns_link``,
-    #: ``mes_ingest``, ``quality_episodes`` (see :meth:`AdapterService.readiness`)
+    #: ``mes_ingest``, ``quality_episodes`` (see :meth:`~mes_adapter.service.AdapterService.readiness`)
     failing: list[str] = []
 
 
@@ -31,7 +31,7 @@ def healthz() -> Health:
 
 @router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}},
             summary="Readiness: the Sparkplug host online, the UNS mirror and the UNS session connected")
-def readyz(response: Response, svc: AdapterService = Depends(service)) -> Readiness:
+def readyz(response: Response, svc: ServiceApi = Depends(service)) -> Readiness:
     failing = svc.readiness()
     if failing:
         response.status_code = 503

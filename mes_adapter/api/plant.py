@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from mes_adapter.auth import Principal, Role
 from mes_adapter.errors import MesInputError
 from mes_adapter.lines import line_key
-from mes_adapter.service import AdapterService
+from mes_adapter.service_api import ServiceApi
 from mes_adapter.timefmt import now_ms
 from uns.conventions import Quality
 
@@ -24,7 +24,7 @@ viewer = require(Role.VIEWER, "reading the plant")
 _MAX_POINTS = 20_000
 
 
-def known_line(svc: AdapterService, line: str) -> str:
+def known_line(svc: ServiceApi, line: str) -> str:
     """The canonical key of a line the adapter knows; 422 if malformed, 404 if unknown."""
     key = line_key(line)
     if key not in svc.lines():
@@ -33,8 +33,8 @@ def known_line(svc: AdapterService, line: str) -> str:
 
 
 @router.get("/lines", response_model=list[LineSummary], summary="Lines: configured, with context, or seen")
-def lines(svc: AdapterService = Depends(service), _: Principal = Depends(viewer)) -> list[LineSummary]:
-    configured = {line.line for line in svc.config.mes.lines}
+def lines(svc: ServiceApi = Depends(service), _: Principal = Depends(viewer)) -> list[LineSummary]:
+    configured = svc.configured_lines()
     out = []
     for line, status in svc.data_statuses(svc.lines()).items():
         batch = current_batch(svc, line)
@@ -48,7 +48,7 @@ def lines(svc: AdapterService = Depends(service), _: Principal = Depends(viewer)
 @router.get("/lines/{line:path}/state", response_model=LineState,
             responses={404: {"model": ErrorBody}, 422: {"model": ErrorBody}},
             summary="Live state of one line: nodes, tag quality, current batch with counts, OEE")
-def line_state(line: str, svc: AdapterService = Depends(service), _: Principal = Depends(viewer)) -> LineState:
+def line_state(line: str, svc: ServiceApi = Depends(service), _: Principal = Depends(viewer)) -> LineState:
     key = known_line(svc, line)
     nodes = nodes_of_line(svc, key)
     by_quality = {q.value: 0 for q in Quality}
@@ -58,29 +58,29 @@ def line_state(line: str, svc: AdapterService = Depends(service), _: Principal =
             by_quality[state.quality.value] += 1
     batch = current_batch(svc, key)
     oee: dict[str, Any] | None = None
-    if batch is not None and svc.config.mes.line(key) is not None:
+    if batch is not None and svc.is_configured(key):
         try:
-            oee = svc.oee.batch_oee(key, batch.batch_id).as_dict()
+            oee = svc.batch_oee(key, batch.batch_id).as_dict()
         except MesInputError:
             oee = None
     status = svc.data_status(key)
-    return LineState(line=key, configured=svc.config.mes.line(key) is not None,
+    return LineState(line=key, configured=svc.is_configured(key),
                      nodes=[node_info(svc, n) for n in nodes], tags_by_quality=by_quality, current_batch=batch,
-                     context_seq=svc.context.last_seq(key), oee=oee, devices=status.devices,
+                     context_seq=svc.last_context_seq(key), oee=oee, devices=status.devices,
                      devices_online=status.devices_online, data_complete=status.data_complete,
                      incomplete_reasons=status.incomplete_reasons)
 
 
 @router.get("/nodes", response_model=list[NodeInfo],
             summary="Edge nodes and devices: online/stale, births, rebirth requests, seq gaps")
-def nodes(svc: AdapterService = Depends(service), _: Principal = Depends(viewer)) -> list[NodeInfo]:
-    return [node_info(svc, n) for n in sorted(svc.host.model.nodes(), key=lambda n: (n.group_id, n.edge_node_id))]
+def nodes(svc: ServiceApi = Depends(service), _: Principal = Depends(viewer)) -> list[NodeInfo]:
+    return [node_info(svc, n) for n in sorted(svc.nodes(), key=lambda n: (n.group_id, n.edge_node_id))]
 
 
 @router.get("/tags", response_model=list[TagView], summary="Tags with live value, quality, unit")
 def tags(line: str | None = Query(None, description="only tags of this line (<enterprise>/<site>/<area>/<line>)"),
          quality: Quality | None = Query(None, description="only tags of this quality"),
-         svc: AdapterService = Depends(service), _: Principal = Depends(viewer)) -> list[TagView]:
+         svc: ServiceApi = Depends(service), _: Principal = Depends(viewer)) -> list[TagView]:
     key = line_key(line) if line is not None else None
     out = []
     for state in visible_tags(svc):
@@ -100,7 +100,7 @@ def tag_history(topic: str = Query(..., min_length=1, description="the tag's UNS
                 from_ms: int | None = Query(None, ge=0, le=2**62, description="default: to_ms - 1 h"),
                 to_ms: int | None = Query(None, ge=0, le=2**62, description="default: now"),
                 limit: int = Query(2000, ge=1, le=_MAX_POINTS),
-                svc: AdapterService = Depends(service), _: Principal = Depends(viewer)) -> TagHistory:
+                svc: ServiceApi = Depends(service), _: Principal = Depends(viewer)) -> TagHistory:
     state = next((m for m in visible_tags(svc) if svc.topic_of(m) == topic), None)
     if state is None:
         raise ApiError(404, "unknown_tag", f"no tag on topic {topic!r} in the live model")
@@ -112,9 +112,8 @@ def tag_history(topic: str = Query(..., min_length=1, description="the tag's UNS
     start = end - 3_600_000 if from_ms is None else from_ms
     if start > end:
         raise ApiError(422, "bad_range", f"from_ms {start} is after to_ms {end}")
-    svc.ingest.flush()
-    rows = svc.record_store.query(equipment.line.topic, max(0, start), end, metric=state.name,
-                                  cell=equipment.cell or "", limit=limit + 1)
+    rows = svc.tag_records(equipment.line.topic, max(0, start), end, metric=state.name,
+                           cell=equipment.cell or "", limit=limit + 1)
     points = [TrendPoint(ts_ms=r.source_ts_ms, value=r.value, quality=r.quality.value) for r in rows[:limit]]
     return TagHistory(topic=topic, line=equipment.line.topic, cell=equipment.cell, metric=state.name,
                       from_ms=start, to_ms=end, points=points, truncated=len(rows) > limit)

@@ -8,16 +8,16 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query
 
 from mes_adapter.auth import Principal, Role
+from mes_adapter.confirmations.outbox import DeliveryStatus
 from mes_adapter.errors import UnknownConfirmationError
 from mes_adapter.lines import line_key
-from mes_adapter.outbox import DeliveryStatus
-from mes_adapter.service import AdapterService
+from mes_adapter.service_api import ServiceApi
 from mes_adapter.timefmt import now_ms
 
-from .api_oee import shift_window
 from .deps import require, service
 from .errors import AUTH_RESPONSES, ApiError, ErrorBody
 from .models import OutboxView
+from .shift_keys import shift_window
 from .views import current_batch
 
 router = APIRouter(prefix="/api", tags=["production"], responses=AUTH_RESPONSES)
@@ -36,50 +36,47 @@ def _shown(entry: dict[str, Any], webhook: bool) -> dict[str, Any]:
     return entry
 
 
-def _webhook(svc: AdapterService) -> bool:
-    return svc.config.mes.webhook.url is not None
+def _webhook(svc: ServiceApi) -> bool:
+    return svc.webhook_configured()
 
 
 @router.get("/confirmations", response_model=list[dict[str, Any]],
             summary="Production confirmations (newest first) with their delivery status")
 def confirmations(line: str | None = Query(None), batch_id: str | None = Query(None, min_length=1),
                   limit: int = Query(100, ge=1, le=1000),
-                  svc: AdapterService = Depends(service), _: Principal = Depends(viewer)) -> list[dict[str, Any]]:
+                  svc: ServiceApi = Depends(service), _: Principal = Depends(viewer)) -> list[dict[str, Any]]:
     key = line_key(line) if line is not None else None
     out = []
-    for entry in svc.outbox.entries(line=key, batch_id=batch_id, limit=limit):
+    for entry in svc.outbox_entries(line=key, batch_id=batch_id, limit=limit):
         out.append({**_shown(entry.as_dict(), _webhook(svc)), "confirmation": json.loads(entry.body)})
     return out
 
 
 @router.get("/outbox", response_model=OutboxView, summary="Outbox depth and delivery state of each entry")
 def outbox(status: DeliveryStatus | None = Query(None), limit: int = Query(100, ge=1, le=1000),
-           svc: AdapterService = Depends(service), _: Principal = Depends(viewer)) -> OutboxView:
-    counts = svc.outbox.counts()
+           svc: ServiceApi = Depends(service), _: Principal = Depends(viewer)) -> OutboxView:
+    counts = svc.outbox_counts()
     webhook = _webhook(svc)
     shown = {s.value: n for s, n in counts.items()}
     if not webhook:
         shown[NOT_CONFIGURED] = shown.pop(DeliveryStatus.PENDING.value, 0)
     return OutboxView(counts=shown, depth=counts[DeliveryStatus.PENDING], webhook_configured=webhook,
-                      entries=[_shown(e.as_dict(), webhook) for e in svc.outbox.entries(status=status, limit=limit)])
+                      entries=[_shown(e.as_dict(), webhook) for e in svc.outbox_entries(status=status, limit=limit)])
 
 
 @router.post("/outbox/{confirmation_id}/requeue", response_model=dict[str, Any],
              responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}},
              summary="Give a dead-lettered confirmation a fresh set of attempts (supervisor)")
-def requeue(confirmation_id: str, svc: AdapterService = Depends(service),
+def requeue(confirmation_id: str, svc: ServiceApi = Depends(service),
             _: Principal = Depends(supervisor)) -> dict[str, Any]:
     try:
-        before = svc.outbox.get(confirmation_id)
+        before = svc.outbox_entry(confirmation_id)
     except UnknownConfirmationError as exc:
         raise ApiError(404, "unknown_confirmation", str(exc)) from None
     if before.status is not DeliveryStatus.DEAD_LETTERED:
         raise ApiError(409, "not_dead_lettered",
                        f"confirmation {confirmation_id} is {before.status.value}; only dead letters are requeued")
-    entry = svc.outbox.requeue(confirmation_id)
-    if svc.sender is not None:
-        svc.sender.wake()
-    return entry.as_dict()
+    return svc.requeue(confirmation_id).as_dict()
 
 
 @router.get("/oee", response_model=dict[str, Any],
@@ -87,27 +84,27 @@ def requeue(confirmation_id: str, svc: AdapterService = Depends(service),
             summary="ISO 22400 OEE of a batch, a shift (YYYY-MM-DD/<name>), or by default the running batch")
 def oee(line: str = Query(..., description="<enterprise>/<site>/<area>/<line>"),
         batch: str | None = Query(None, min_length=1), shift: str | None = Query(None, min_length=1),
-        svc: AdapterService = Depends(service), _: Principal = Depends(viewer)) -> dict[str, Any]:
+        svc: ServiceApi = Depends(service), _: Principal = Depends(viewer)) -> dict[str, Any]:
     key = line_key(line)
-    if svc.config.mes.line(key) is None:
+    if not svc.is_configured(key):
         raise ApiError(404, "line_not_configured", f"line {key!r} has no MES configuration (counters, state)")
     if batch is not None and shift is not None:
         raise ApiError(422, "batch_or_shift", "give batch= or shift=, not both")
     if shift is not None:
         window = shift_window(svc, shift)
-        return {"line": key, "scope": "shift", "key": window.key, **svc.oee.shift_oee(key, window).as_dict()}
+        return {"line": key, "scope": "shift", "key": window.key, **svc.shift_oee(key, window).as_dict()}
     if batch is None:
         running = current_batch(svc, key)
         if running is None:
-            current_shift = svc.config.mes.calendar.shift_at(now_ms())
+            current_shift = svc.shift_calendar().shift_at(now_ms())
             if current_shift is None:
                 raise ApiError(404, "nothing_running", f"no batch runs on {key} and no shift is on; "
                                                        "give batch= or shift=")
             return {"line": key, "scope": "shift", "key": current_shift.key,
-                    **svc.oee.shift_oee(key, current_shift).as_dict()}
+                    **svc.shift_oee(key, current_shift).as_dict()}
         batch = running.batch_id
-    if svc.context.batch_window(key, batch) is None:
+    if svc.batch_window(key, batch) is None:
         raise ApiError(404, "unknown_batch", f"batch {batch!r} never ran on {key}")
-    return {"line": key, "scope": "batch", "key": batch, **svc.oee.batch_oee(key, batch).as_dict()}
+    return {"line": key, "scope": "batch", "key": batch, **svc.batch_oee(key, batch).as_dict()}
 
 

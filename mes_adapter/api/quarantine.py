@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 
 from mes_adapter.auth import Principal, Role
-from mes_adapter.service import AdapterService
+from mes_adapter.service_api import ServiceApi
 from mes_adapter.timefmt import now_ms
 
 from .deps import require, service
@@ -40,16 +40,16 @@ class Released(BaseModel):
 
 @router.get("/quarantine", response_model=list[QuarantinedNode],
             summary="Edge nodes quarantined for birth churn (not mirrored, tags STALE)")
-async def quarantined(svc: AdapterService = Depends(service), _: Principal = Depends(viewer)) -> list[QuarantinedNode]:
-    return [QuarantinedNode(group_id=g, edge_node_id=e) for g, e in sorted(svc.host.tracker.quarantined())]
+async def quarantined(svc: ServiceApi = Depends(service), _: Principal = Depends(viewer)) -> list[QuarantinedNode]:
+    return [QuarantinedNode(group_id=g, edge_node_id=e) for g, e in sorted(svc.quarantined_nodes())]
 
 
 @router.post("/quarantine/{group_id}/{edge_node_id}/release", response_model=Released,
              responses={404: {"model": ErrorBody, "description": "the node is not quarantined"}},
              summary="Let a quarantined edge node back in; its next message earns a rebirth request")
-async def release(group_id: str, edge_node_id: str, svc: AdapterService = Depends(service),
+async def release(group_id: str, edge_node_id: str, svc: ServiceApi = Depends(service),
                   principal: Principal = Depends(supervisor)) -> Released:
-    if not svc.host.tracker.release(group_id, edge_node_id, now_ms()):
+    if not svc.release_node(group_id, edge_node_id, now_ms()):
         raise ApiError(404, "not_quarantined", f"edge node {group_id}/{edge_node_id} is not quarantined")
     log.warning("edge node %s/%s released from quarantine by %s", group_id, edge_node_id, principal.user_id)
     return Released(group_id=group_id, edge_node_id=edge_node_id)

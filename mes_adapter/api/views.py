@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from mes_adapter import line_status
-from mes_adapter.confirming import batch_intervals
 from mes_adapter.context import BatchWindow
 from mes_adapter.host import MetricState, NodeView
-from mes_adapter.service import AdapterService
+from mes_adapter.service_api import ServiceApi
 from uns.conventions import Quality
 
 from .models import BatchInfo, DeviceInfo, NodeInfo, TagView
 
 
-def tag_view(svc: AdapterService, state: MetricState) -> TagView:
+def tag_view(svc: ServiceApi, state: MetricState) -> TagView:
     equipment = svc.equipment_of(state.group_id, state.edge_node_id, state.device_id)
     return TagView(
         topic=svc.topic_of(state), line=equipment.line.topic if equipment else None,
@@ -24,13 +22,13 @@ def tag_view(svc: AdapterService, state: MetricState) -> TagView:
         description=state.description)
 
 
-def visible_tags(svc: AdapterService) -> list[MetricState]:
+def visible_tags(svc: ServiceApi) -> list[MetricState]:
     """Tags as the UNS shows them: mirrored metrics only (no bdSeq, no Node/Device Control)."""
-    return [m for m in svc.host.model.metrics() if svc.topic_of(m) is not None]
+    return [m for m in svc.tag_states() if svc.topic_of(m) is not None]
 
 
-def node_info(svc: AdapterService, node: NodeView) -> NodeInfo:
-    tally = svc.node_stats.get((node.group_id, node.edge_node_id))
+def node_info(svc: ServiceApi, node: NodeView) -> NodeInfo:
+    tally = svc.node_tally(node.group_id, node.edge_node_id)
     stats = tally.as_dict() if tally is not None else {"nbirths": 0, "dbirths": {}, "seq_gaps": 0,
                                                        "rebirths_requested": {}, "rebirths_total": 0,
                                                        "violations": {}}
@@ -53,12 +51,12 @@ def node_info(svc: AdapterService, node: NodeView) -> NodeInfo:
         tags=len(node.metrics), devices=devices)
 
 
-def nodes_of_line(svc: AdapterService, line: str) -> list[NodeView]:
-    return line_status.nodes_of_line(svc.host.model, svc.equipment_of, line)
+def nodes_of_line(svc: ServiceApi, line: str) -> list[NodeView]:
+    return svc.nodes_of_line(line)
 
 
-def batch_info(svc: AdapterService, window: BatchWindow) -> BatchInfo:
-    quantities = svc.production.quantities(window.line, batch_intervals(window))
+def batch_info(svc: ServiceApi, window: BatchWindow) -> BatchInfo:
+    quantities = svc.batch_quantities(window)
     last = window.last
     return BatchInfo(
         line=window.line, batch_id=window.batch_id, work_order_id=last.work_order_id,
@@ -68,9 +66,9 @@ def batch_info(svc: AdapterService, window: BatchWindow) -> BatchInfo:
         produced=quantities.produced, consumed=dict(quantities.consumed))
 
 
-def current_batch(svc: AdapterService, line: str) -> BatchInfo | None:
-    current = svc.context.current(line)
+def current_batch(svc: ServiceApi, line: str) -> BatchInfo | None:
+    current = svc.current_context(line)
     if current is None or current.ended or current.batch_id is None:
         return None
-    window = svc.context.batch_window(line, current.batch_id)
+    window = svc.batch_window(line, current.batch_id)
     return None if window is None else batch_info(svc, window)

@@ -13,7 +13,7 @@ from .detector import (
     TagKey,
 )
 from .service import EpisodeService, alarm_topic
-from .store import SCHEMA_VERSION, EpisodeStore, QualityEpisode, StoreVersionError
+from .store import SCHEMA_VERSION, EpisodeStore, QualityEpisode
 
 __all__ = ["SCHEMA_VERSION", "EpisodeClosed", "EpisodeOpened", "EpisodeService", "EpisodeStore", "OpenEpisode",
-           "QualityEpisode", "QualityEpisodeDetector", "QualitySample", "StoreVersionError", "TagKey", "alarm_topic"]
+           "QualityEpisode", "QualityEpisodeDetector", "QualitySample", "TagKey", "alarm_topic"]

@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 from mes_adapter.context import ContextService
 from mes_adapter.host import Change, ChangeStream, MetricChange, MetricState
-from mes_adapter.line_status import iso
+from mes_adapter.status.data_status import iso
 from uns.conventions import Quality
 from uns.isa95 import ALARMS, EquipmentPath, NamespaceMapping
 

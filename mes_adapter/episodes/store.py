@@ -4,9 +4,8 @@ An episode is stored when it opens (``end_ms`` NULL) and updated once when it cl
 is open when the adapter stops is still there, open, after the restart; the service seeds its
 detector with :meth:`EpisodeStore.open_episodes` and closes the same row on the next GOOD.
 
-Schema version: ``PRAGMA user_version``. :data:`MIGRATIONS` holds one script per version; opening a
-file runs the scripts above its version in one transaction, and a file written by a newer adapter
-(a version we do not know) is refused with a clear error instead of being half-understood.
+Schema version: :data:`MIGRATIONS` holds one script per version, run by :mod:`uns.sqlite_schema`
+(one transaction; a file written by a newer adapter is refused with a clear error).
 """
 
 from __future__ import annotations
@@ -21,6 +20,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from mes_adapter.sqlite import open_db, transaction
+from uns.sqlite_schema import migrate as migrate_schema
 
 from .detector import OpenEpisode, TagKey
 
@@ -58,10 +58,6 @@ MIGRATIONS: list[str] = [
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-class StoreVersionError(RuntimeError):
-    """The file was written by a newer adapter (a schema version this one does not know)."""
-
-
 class QualityEpisode(BaseModel):
     """One stored episode (the REST model and the ``_alarms`` payload's source)."""
 
@@ -94,19 +90,7 @@ _COLUMNS = ("id, kind, line, cell, group_id, edge_node_id, device_id, metric, to
 
 def migrate(conn: sqlite3.Connection) -> int:
     """Bring ``conn`` to :data:`SCHEMA_VERSION`; returns the version found before."""
-    (found,) = conn.execute("PRAGMA user_version").fetchone()
-    if found > SCHEMA_VERSION:
-        raise StoreVersionError(f"episode store has schema version {found}; this adapter knows up to "
-                                f"{SCHEMA_VERSION} (was it written by a newer uns-hub?)")
-    if found == SCHEMA_VERSION:
-        return found
-    with transaction(conn):
-        for version in range(found, SCHEMA_VERSION):
-            for statement in MIGRATIONS[version].split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-    return found
+    return migrate_schema(conn, MIGRATIONS, store="episode store")
 
 
 class EpisodeStore:

@@ -42,6 +42,7 @@ from typing import Any
 
 import aiomqtt
 
+from mes_adapter.errors import MesError
 from uns.aio import run_until_first_done
 from uns.mqtt_session import ReconnectPolicy, reconnect_forever
 from uns.sparkplug.control import rebirth_request
@@ -91,7 +92,7 @@ def _log_lifecycle(host_id: str, event: NodeBorn | DeviceBorn | NodeDied | Devic
 _SHUTDOWN_FLUSH_S = 5.0
 
 
-class HostNotOnlineError(RuntimeError):
+class HostNotOnlineError(MesError, RuntimeError):
     """A command was asked for while the host has no MQTT session."""
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,8 +12,8 @@ import httpx
 import pytest
 import uvicorn
 
-from mes_adapter.app import build
-from mes_adapter.app_config import load_adapter_config
+from mes_adapter.api.app import build
+from mes_adapter.config.application import load_adapter_config
 from mes_adapter.service import AdapterService
 from tests.support.mosquitto import BrokerEndpoint
 from tests.support.net import free_port
@@ -31,8 +32,15 @@ class RunningAdapter:
 
 @pytest.fixture
 async def adapter(tmp_path: Path, mosquitto: BrokerEndpoint) -> AsyncIterator[RunningAdapter]:
-    port = free_port()
-    files = write_files(tmp_path, mosquitto.url, port)
+    files = write_files(tmp_path, mosquitto.url, free_port())
+    async with serve(files, mosquitto) as running:
+        yield running
+
+
+@asynccontextmanager
+async def serve(files: AdapterFiles, broker: BrokerEndpoint) -> AsyncIterator[RunningAdapter]:
+    """The adapter of ``files`` (its ``adapter.yaml`` as written) served until the block ends."""
+    port = files.config["http"]["port"]
     app, service = build(load_adapter_config(files.directory / "adapter.yaml"))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False,
                                            lifespan="on", timeout_graceful_shutdown=1))
@@ -48,7 +56,7 @@ async def adapter(tmp_path: Path, mosquitto: BrokerEndpoint) -> AsyncIterator[Ru
         await service.link.wait_connected(15)
         base = f"http://127.0.0.1:{port}"
         async with httpx.AsyncClient(base_url=base, timeout=10) as client:
-            yield RunningAdapter(base, service, files, mosquitto, client)
+            yield RunningAdapter(base, service, files, broker, client)
     finally:
         service.feed.close()
         server.should_exit = True

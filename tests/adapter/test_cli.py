@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import paho.mqtt.client as mqtt
 
-from mes_adapter.app_config import ConfigError, load_adapter_config
 from mes_adapter.auth import Role, TokenStore
+from mes_adapter.config.application import ConfigError, load_adapter_config
 from tests.support.mosquitto import BrokerEndpoint
 from tests.support.procs import stop_process, uns_command
 

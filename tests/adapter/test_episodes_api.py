@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 
-from mes_adapter.line_status import iso
+from mes_adapter.status.data_status import iso
 from tests.adapter.conftest import RunningAdapter, eventually
 from tests.adapter.edge import CELL, DEVICE_METRICS, EDGE, GROUP, LINE, Edge
 from tests.adapter.setup import auth

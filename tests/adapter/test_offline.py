@@ -7,9 +7,9 @@ from pathlib import Path
 
 import httpx
 
-from mes_adapter.app import build
-from mes_adapter.app_config import load_adapter_config
+from mes_adapter.api.app import build
 from mes_adapter.auth import Role
+from mes_adapter.config.application import load_adapter_config
 from tests.support.net import free_port
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "mes_adapter" / "adapter.example.yaml"

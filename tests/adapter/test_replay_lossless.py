@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mes_adapter.app_config import load_adapter_config
-from mes_adapter.oee import Interval
+from mes_adapter.config.application import load_adapter_config
+from mes_adapter.oee.compute import Interval
 from mes_adapter.service import AdapterService
 from tests.adapter.conftest import eventually
 from tests.adapter.edge import CELL, DEVICE_METRICS, EDGE, GROUP, LINE, NODE_METRICS, Edge

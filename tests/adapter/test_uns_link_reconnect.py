@@ -12,7 +12,7 @@ from pathlib import Path
 import paho.mqtt.client as paho
 import pytest
 
-from mes_adapter.uns_link import UnsLink
+from mes_adapter.host.uns_link import UnsLink
 from tests.support.mosquitto import mosquitto_broker
 from tests.support.mqtt_faults import until
 from tests.support.net import free_port

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from broker.acl import Action, Authorizer, Principal, RoleRules
-from broker.config import ConfigError, DemoAnonymous, load_settings
+from broker.config import BrokerConfigError, DemoAnonymous, load_settings
 from broker.passwords import PasswordFileError, load_password_file, verify_password
 from broker.policy import merged_roles
 from broker.sparkplug_aware import BirthCertificateStore, EdgeNodeRegistry, sparkplug_topic_or_none
@@ -135,34 +135,34 @@ def test_sys_snapshot() -> None:
 def test_config_defaults_and_errors(tmp_path: Path) -> None:
     cfg = tmp_path / "b.yaml"
     cfg.write_text("demo_anonymous: off\n")
-    with pytest.raises(ConfigError, match="nobody could connect"):
+    with pytest.raises(BrokerConfigError, match="nobody could connect"):
         load_settings(cfg)
     cfg.write_text("demo_anonymous: read-only\nwebsocket: null\n")
     settings = load_settings(cfg)
     assert settings.demo_anonymous is DemoAnonymous.READ_ONLY and settings.tcp and settings.tcp.port == 1883
     cfg.write_text("demo_anonymous: read-only\ntls: {certfile: /nope.pem, keyfile: /nope.key}\n")
-    with pytest.raises(ConfigError, match="certfile /nope.pem does not exist"):
+    with pytest.raises(BrokerConfigError, match="certfile /nope.pem does not exist"):
         load_settings(cfg)
     cfg.write_text("demo_anonymous: read-only\nroles: {x: {publish: ['a/#/b']}}\n")
-    with pytest.raises(ConfigError, match="'#' must be a whole level"):
+    with pytest.raises(BrokerConfigError, match="'#' must be a whole level"):
         load_settings(cfg)
     cfg.write_text("demo_anonymous: read-only\nlisten: 1\n")
-    with pytest.raises(ConfigError, match="listen"):
+    with pytest.raises(BrokerConfigError, match="listen"):
         load_settings(cfg)
 
 
 def test_config_errors_name_file_line_and_field_or_the_command_line(tmp_path: Path) -> None:
     cfg = tmp_path / "b.yaml"
     cfg.write_text("demo_anonymous: read-only\ntcp:\n  port: notaport\nbogus: 1\n")
-    with pytest.raises(ConfigError) as info:
+    with pytest.raises(BrokerConfigError) as info:
         load_settings(cfg)
     assert f"{cfg}:3: tcp.port: Input should be a valid integer" in str(info.value)
     assert f"{cfg}:4: bogus: unknown field (typo?)" in str(info.value)
     cfg.write_text("demo_anonymous: read-only\n")
-    with pytest.raises(ConfigError, match="command line: demo_anonymous"):
+    with pytest.raises(BrokerConfigError, match="command line: demo_anonymous"):
         load_settings(cfg, demo_anonymous="sometimes")
     cfg.write_text("tcp: [\n")
-    with pytest.raises(ConfigError, match=rf"broker config {cfg}:2: YAML syntax"):
+    with pytest.raises(BrokerConfigError, match=rf"broker config {cfg}:2: YAML syntax"):
         load_settings(cfg)
 
 

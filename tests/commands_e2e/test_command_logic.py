@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from edge_node.command_logic import (
+from edge_node.commands.logic import (
     Observed,
     Pending,
     deadline_ms,

@@ -1,6 +1,6 @@
 """The start-up plan for what the last run left open, and the command journal, without a network.
 
-Every row of the table in :mod:`edge_node.command_recovery` against a real audit chain
+Every row of the table in :mod:`edge_node.commands.recovery` against a real audit chain
 (:class:`uns.audit.chain.AuditLog`) and a real journal file.
 """
 
@@ -10,8 +10,8 @@ import sqlite3
 import uuid
 from pathlib import Path
 
-from edge_node.command_journal import CommandJournal
-from edge_node.command_recovery import (
+from edge_node.commands.journal import CommandJournal
+from edge_node.commands.recovery import (
     MAY_HAVE_WRITTEN,
     NOT_EXECUTED,
     Close,

@@ -26,7 +26,7 @@ import pytest
 import yaml
 
 from edge_node.app import EdgeNodeApp
-from edge_node.command_recovery import FINAL_EVENTS, MAY_HAVE_WRITTEN
+from edge_node.commands.recovery import FINAL_EVENTS, MAY_HAVE_WRITTEN
 from edge_node.config import load_edge_config
 from simulator.config import SimulatorConfig
 from simulator.server import SimulatedLineServer

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from edge_node.command_journal import SCHEMA_VERSION, SEEN_MARGIN_MS, CommandJournal, CommandJournalError
-from edge_node.command_logic import replay_decision, seen_keep_until_ms
+from edge_node.commands.journal import SCHEMA_VERSION, SEEN_MARGIN_MS, CommandJournal, CommandJournalError
+from edge_node.commands.logic import replay_decision, seen_keep_until_ms
 from uns.commands.model import CommandRequest, ReasonCode
 
 #: the journal's DDL as version 1 wrote it: a frozen copy on purpose (the live SCHEMA may change)
@@ -125,6 +125,6 @@ def test_a_file_from_a_newer_edge_is_refused_untouched(tmp_path: Path) -> None:
     db.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
     db.commit()
     db.close()
-    with pytest.raises(CommandJournalError, match=r"schema version 3 is newer than this edge understands \(2\)"):
+    with pytest.raises(CommandJournalError, match=r"command journal has schema version 3; this uns-hub knows up to 2"):
         CommandJournal(path)
     assert version_of(path) == SCHEMA_VERSION + 1

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from aiomqtt import Client as Mqtt
 
-from edge_node.command_rejects import WHOLE_MESSAGE
+from edge_node.commands.rejects import WHOLE_MESSAGE
 from tests.commands_e2e.rig import EDGE, GROUP, Rig, running_rig, wait_for
 from tests.support.mosquitto import BrokerEndpoint
 from uns.audit.verify import verify

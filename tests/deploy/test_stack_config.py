@@ -75,7 +75,7 @@ def test_init_writes_configs_every_service_validates(tmp_path: Path) -> None:
     assert edge.tags
     assert Allowlist.load(out / "allowlist.yaml").lines
     try:
-        from mes_adapter.app_config import load_adapter_config
+        from mes_adapter.config.application import load_adapter_config
     except ImportError:  # the adapter app is not part of this checkout yet
         return
     adapter = load_adapter_config(out / "adapter.yaml")

@@ -8,9 +8,9 @@ import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from edge_node.commands.opcua_writer import OpcUaWriter
 from edge_node.config import EdgeConfig
-from edge_node.opcua_source import OpcUaSource
-from edge_node.opcua_writer import OpcUaWriter
+from edge_node.opcua.source import OpcUaSource
 from tests.edge_node.recording_sink import RecordingSink
 
 

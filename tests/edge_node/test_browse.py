@@ -11,9 +11,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from edge_node.browse import browse_to_file, clean_name
 from edge_node.config import OpcUaEndpointConfig, load_edge_config
-from edge_node.opcua_source import OpcUaSource
+from edge_node.opcua.browse import browse_to_file, clean_name
+from edge_node.opcua.source import OpcUaSource
 from tests.edge_node.opcua_test_server import TestOpcUaServer
 from tests.edge_node.recording_sink import RecordingSink
 from tests.support.net import free_port

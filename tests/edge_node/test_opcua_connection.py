@@ -1,4 +1,4 @@
-"""The OPC UA connection supervisor (edge_node.opcua_connection) against a real asyncua server.
+"""The OPC UA connection supervisor (edge_node.opcua.connection) against a real asyncua server.
 
 Checks the rules of its module docstring: a server restart gives a new session on a new Client
 with the hooks in their order; a peer that accepts TCP and never answers costs one bounded
@@ -17,7 +17,7 @@ from asyncua import Client
 from asyncua.client.ua_client import UASocketState
 
 from edge_node.config import OpcUaEndpointConfig
-from edge_node.opcua_connection import OpcUaConnection, watch_server_state
+from edge_node.opcua.connection import OpcUaConnection, watch_server_state
 from tests.edge_node.opcua_test_server import TestOpcUaServer
 from tests.support.mqtt_faults import until
 from tests.support.net import free_port
@@ -118,7 +118,7 @@ async def test_server_restart_new_session_on_a_new_client_hooks_in_order(tmp_pat
         await server.stop()
         await asyncio.wait_for(recorder.lost.wait(), 15)
         assert recorder.events[:4] == ["session", "error", "closed", "lost"]
-        # the watchdog's SessionDead or asyncua's "client is disconnected", whichever notices first
+        # the watchdog's SessionDeadError or asyncua's "client is disconnected", whichever notices first
         assert isinstance(recorder.errors[0], ConnectionError)
         await until(lambda: len(recorder.errors) >= 2, 15, "a refused reconnect")  # while the server is down
 
@@ -200,7 +200,7 @@ async def test_cancel_during_backoff_ends_run_at_once(tmp_path: Path) -> None:
 async def test_the_command_writer_bounds_build_client_against_a_silent_secure_peer(tmp_path: Path) -> None:
     """build_client of a secure endpoint asks the server for its certificate (GetEndpoints): a peer
     that never answers costs one bounded attempt, then another, and the writer stays down."""
-    from edge_node.opcua_writer import OpcUaWriter
+    from edge_node.commands.opcua_writer import OpcUaWriter
 
     async with _SilentPeer() as peer:
         endpoint = OpcUaEndpointConfig(url=f"opc.tcp://127.0.0.1:{peer.port}/", security_policy="Basic256Sha256",

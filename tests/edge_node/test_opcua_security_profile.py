@@ -27,8 +27,8 @@ from asyncua import ua
 from cryptography import x509
 from typer.testing import CliRunner
 
+from edge_node.commands.opcua_writer import OpcUaWriter
 from edge_node.config import EdgeConfig, SecurityProfile, loads_edge_config
-from edge_node.opcua_writer import OpcUaWriter
 from tests.edge_node.opcua_test_server import TestOpcUaServer
 from tests.edge_node.recording_sink import RecordingSink
 from tests.edge_node.running import running, running_source
@@ -120,8 +120,8 @@ def test_uns_init_writes_the_demo_profile_explicitly(tmp_path: Path) -> None:
 
 def test_browse_starter_says_what_it_allows(tmp_path: Path) -> None:
     """`uns edge browse` writes production with the exception the browse needed, visibly in the file."""
-    from edge_node.browse import BrowseResult, starter_tag_map
     from edge_node.config import OpcUaEndpointConfig
+    from edge_node.opcua.browse import BrowseResult, starter_tag_map
 
     plain = starter_tag_map(BrowseResult(), OpcUaEndpointConfig(url="opc.tcp://h:1"))
     assert plain["security_profile"] == "production"

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from edge_node.config import loads_edge_config
-from edge_node.opcua_source import OpcUaSource
+from edge_node.opcua.source import OpcUaSource
 from tests.edge_node.recording_sink import RecordingSink
 from tests.support.net import free_port
 from tests.support.procs import REPO, stop_process

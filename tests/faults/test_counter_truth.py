@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mes_adapter.app_config import AdapterConfig
+from mes_adapter.config.application import AdapterConfig
 from mes_adapter.context import ContextAssertion, ContextStore
 from simulator.client import call_method, call_simulation, double, string, uint32
 from tests.e2e.stack import Stack, fast_confirmations, running_stack, wait_final_confirmation, wait_until

@@ -38,7 +38,11 @@ async def test_state_birth_reassert_and_clean_offline(mosquitto: BrokerEndpoint,
         found = await wait_for(sniffer, lambda m: m.topic == STATE and json.loads(m.payload)["online"], count=2)
         assert json.loads(found[1].payload) == state and found[1].retain
         assert host.stats.state_reasserted == 1
-    offline = json.loads(sniffer.snapshot(lambda m: m.topic == STATE)[-1].payload)
+    # the sniffer is another client: the host's clean offline STATE (after the peer's false one above)
+    # reaches it a moment after the host stopped
+    last = (await wait_for(sniffer, lambda m: m.topic == STATE and not json.loads(m.payload)["online"], count=2))[-1]
+    assert sniffer.snapshot(lambda m: m.topic == STATE)[-1] == last  # nothing after the offline STATE
+    offline = json.loads(last.payload)
     assert offline["online"] is False and offline["timestamp"] > state["timestamp"]
 
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from mes_adapter.config import CounterSignal, LineConfig, MesConfig, StateSignal
-from mes_adapter.confirming import ConfirmationService
+from mes_adapter.config.mes import CounterSignal, LineConfig, MesConfig, StateSignal
+from mes_adapter.confirmations.outbox import Outbox
+from mes_adapter.confirmations.service import ConfirmationService
 from mes_adapter.context import ContextService, ContextStore
-from mes_adapter.counters import CounterRole
-from mes_adapter.outbox import Outbox
-from mes_adapter.production import ProductionCounters, ProductionStore
-from mes_adapter.records import RecordStore
+from mes_adapter.production.counters import CounterRole
+from mes_adapter.production.quantities import ProductionCounters, ProductionStore
+from mes_adapter.production.records import RecordStore
 
 LINE = "acme/plant1/packaging/line2"
 MIN = 60_000

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mes_adapter.confirmations import ConfirmationKind, plan
+from mes_adapter.confirmations.planning import ConfirmationKind, plan
 from mes_adapter.context import ContextAssertion
 from mes_adapter.context.models import BatchWindow, ContextSegment
 from mes_adapter.context.plausible import ImplausibleTimeError, TimeWindow
@@ -61,8 +61,8 @@ def test_implausible_asserted_times_are_refused_naming_the_field_and_the_range(v
 
 
 def test_an_end_asserted_inside_a_confirmed_window_gets_an_empty_final_window() -> None:
-    from mes_adapter.confirmations import ConfirmedWindow
-    from mes_adapter.production import Quantities
+    from mes_adapter.confirmations.planning import ConfirmedWindow
+    from mes_adapter.production.quantities import Quantities
 
     a = ContextAssertion(line=LINE, seq=1, since_ms=T0, batch_id="B-1")
     end = T0 + H // 2

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mes_adapter.confirmations import (
+from mes_adapter.confirmations.planning import (
     ConfirmationKind,
     ProductionConfirmation,
     canonical_json,
@@ -12,11 +12,11 @@ from mes_adapter.confirmations import (
     confirmation_topic,
     plan,
 )
-from mes_adapter.confirming import confirmation_message
+from mes_adapter.confirmations.service import confirmation_message
 from mes_adapter.context import ContextAssertion
-from mes_adapter.counters import CounterSample
-from mes_adapter.oee import Interval
-from mes_adapter.production import ProductionCounters, ProductionStore, Quantities
+from mes_adapter.oee.compute import Interval
+from mes_adapter.production.counters import CounterSample
+from mes_adapter.production.quantities import ProductionCounters, ProductionStore, Quantities
 from tests.mes.helpers import LINE, MIN, H, Parts, build
 from uns.isa95 import NamespaceMapping
 
@@ -161,8 +161,8 @@ def test_json_shape_and_topic(tmp_path: Path) -> None:
 
 
 def test_quantities_from_total_and_reject(tmp_path: Path) -> None:
-    from mes_adapter.config import CounterSignal, LineConfig, MesConfig
-    from mes_adapter.counters import CounterRole
+    from mes_adapter.config.mes import CounterSignal, LineConfig, MesConfig
+    from mes_adapter.production.counters import CounterRole
 
     config = MesConfig(data_dir=tmp_path, lines=[LineConfig(line=LINE, counters=[
         CounterSignal(metric="Total", role=CounterRole.TOTAL),

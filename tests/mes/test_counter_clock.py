@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mes_adapter.counters import CounterSample, CounterTracker, DeltaReason
+from mes_adapter.production.counters import CounterSample, CounterTracker, DeltaReason
 
 HOUR = 3_600_000
 
@@ -95,8 +95,8 @@ def test_wrong_clocks_never_lose_or_invent_counts(steps: list[tuple[int, str]], 
 def test_ingest_passes_the_edges_clock_flags_and_receive_time_to_the_counters(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from dataclasses import dataclass
 
-    from mes_adapter.ingest import Ingest, observation_from_change
-    from mes_adapter.oee import Interval
+    from mes_adapter.oee.compute import Interval
+    from mes_adapter.production.ingest import Ingest, observation_from_change
     from tests.mes.helpers import LINE, build
     from uns.conventions import Quality
     from uns.isa95 import NamespaceMapping

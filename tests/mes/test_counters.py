@@ -7,7 +7,7 @@ from collections import defaultdict
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mes_adapter.counters import CounterSample, CounterTracker, DeltaReason
+from mes_adapter.production.counters import CounterSample, CounterTracker, DeltaReason
 from uns.conventions import Quality
 
 

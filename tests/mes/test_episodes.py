@@ -19,20 +19,20 @@ from mes_adapter.episodes import (
     OpenEpisode,
     QualityEpisodeDetector,
     QualitySample,
-    StoreVersionError,
     TagKey,
 )
 from mes_adapter.host.live_model import LiveModel
 from mes_adapter.host.tracker import DeviceBorn, DeviceDied, MetricsChanged, NodeBorn
-from mes_adapter.line_status import iso
-from mes_adapter.oee import Interval
-from mes_adapter.oee_service import OeeService
+from mes_adapter.oee.compute import Interval
+from mes_adapter.oee.service import OeeService
+from mes_adapter.status.data_status import iso
 from tests.mes.helpers import LINE as LINE2
 from tests.mes.helpers import MIN, build
 from uns.conventions import PROP_QUALITY, PROP_QUALITY_REASON, PROP_RAW_VALUE, PROP_STATUS_CODE, Quality
 from uns.isa95 import NamespaceMapping
 from uns.sparkplug.datatypes import DataType
 from uns.sparkplug.model import QUALITY_BAD, Metric, PropertyValue
+from uns.sqlite_schema import SchemaVersionError
 
 KEY = TagKey("acme:plant1", "packaging:line1", "Filler", "Temperature")
 T0 = 1_700_000_000_000
@@ -147,7 +147,7 @@ def test_store_refuses_a_newer_schema(tmp_path: Path) -> None:
     conn = sqlite3.connect(path)
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     conn.close()
-    with pytest.raises(StoreVersionError, match=f"schema version {SCHEMA_VERSION + 1}"):
+    with pytest.raises(SchemaVersionError, match=f"schema version {SCHEMA_VERSION + 1}"):
         EpisodeStore(path)
 
 

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mes_adapter.ingest import Ingest, Observation, observation_from_change
-from mes_adapter.records import RecordKind
+from mes_adapter.production.ingest import Ingest, Observation, observation_from_change
+from mes_adapter.production.records import RecordKind
 from tests.mes.helpers import LINE, build
 from uns.conventions import Quality
 from uns.isa95 import NamespaceMapping

@@ -10,9 +10,9 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from mes_adapter.counters import CounterSample
-from mes_adapter.ingest import Ingest, Observation
-from mes_adapter.oee import Interval
+from mes_adapter.oee.compute import Interval
+from mes_adapter.production.counters import CounterSample
+from mes_adapter.production.ingest import Ingest, Observation
 from tests.mes.helpers import LINE, build
 from uns.conventions import Quality
 

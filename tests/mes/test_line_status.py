@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mes_adapter.host.live_model import LiveModel
 from mes_adapter.host.tracker import DeviceBorn, DeviceDied, MetricsChanged, NodeBorn, NodeDied
-from mes_adapter.line_status import DataStatus, iso, status_of_line
+from mes_adapter.status.data_status import DataStatus, iso, status_of_line
 from uns.conventions import PROP_QUALITY, PROP_STATUS_CODE
 from uns.isa95 import MappingMode, NamespaceMapping
 from uns.sparkplug.datatypes import DataType

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from mes_adapter.oee import (
+from mes_adapter.oee.compute import (
     Interval,
     MachineState,
     ProductionCount,

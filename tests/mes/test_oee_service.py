@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from mes_adapter.context import ContextAssertion
-from mes_adapter.counters import CounterSample
 from mes_adapter.errors import MesInputError
-from mes_adapter.oee_service import OeeService, oee_message
-from mes_adapter.records import Record, RecordKind
-from mes_adapter.shifts import PlannedBreak, ShiftCalendar, ShiftDefinition
+from mes_adapter.oee.service import OeeService, oee_message
+from mes_adapter.oee.shifts import PlannedBreak, ShiftCalendar, ShiftDefinition
+from mes_adapter.production.counters import CounterSample
+from mes_adapter.production.records import Record, RecordKind
 from tests.mes.helpers import LINE, MIN, build
 from uns.conventions import Quality
 from uns.isa95 import NamespaceMapping

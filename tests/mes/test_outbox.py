@@ -11,8 +11,16 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from mes_adapter.config import RetryPolicy, WebhookConfig
-from mes_adapter.confirmations import (
+from mes_adapter.config.mes import RetryPolicy, WebhookConfig
+from mes_adapter.confirmations.outbox import (
+    DeliveryStatus,
+    EnqueueResult,
+    Outbox,
+    OutboxEntry,
+    WebhookSender,
+    dead_letter_alarm,
+)
+from mes_adapter.confirmations.planning import (
     ConfirmationKind,
     ConfirmationSource,
     ProducedMaterial,
@@ -21,14 +29,6 @@ from mes_adapter.confirmations import (
     confirmation_id,
 )
 from mes_adapter.errors import OutboxConflictError, UnknownConfirmationError
-from mes_adapter.outbox import (
-    DeliveryStatus,
-    EnqueueResult,
-    Outbox,
-    OutboxEntry,
-    WebhookSender,
-    dead_letter_alarm,
-)
 from tests.mes.receiver import Receiver
 from uns.isa95 import NamespaceMapping
 

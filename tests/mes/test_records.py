@@ -8,7 +8,7 @@ import pytest
 
 from mes_adapter.context import ContextAssertion, ContextService, ContextStore
 from mes_adapter.errors import MesInputError
-from mes_adapter.records import ContextualRecords, Record, RecordKind, RecordStore
+from mes_adapter.production.records import ContextualRecords, Record, RecordKind, RecordStore
 from uns.conventions import Quality
 
 LINE = "acme/plant1/packaging/line2"

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, time
 
 import pytest
 
-from mes_adapter.oee import Interval
-from mes_adapter.shifts import PlannedBreak, PlannedDowntime, ShiftCalendar, ShiftDefinition
+from mes_adapter.oee.compute import Interval
+from mes_adapter.oee.shifts import PlannedBreak, PlannedDowntime, ShiftCalendar, ShiftDefinition
 
 
 def ms(*args: int) -> int:

@@ -6,7 +6,7 @@ import pytest
 
 from simulator.alarms import ConditionError, LimitState, limit_state
 from simulator.config import CellConfig, SimulatorConfig
-from simulator.errors import SimulatorError, UnknownTag
+from simulator.errors import SimulatorError, UnknownTagError
 from simulator.model import LineModel
 from tests.simulator.conftest import FakeClock, run
 
@@ -108,9 +108,9 @@ def test_bad_alarm_requests_are_refused_clearly(clock: FakeClock) -> None:
     model = quiet_model(clock)
     with pytest.raises(SimulatorError, match="unknown alarm 'smoke'"):
         model.set_alarm("Filler", "smoke", True)
-    with pytest.raises(UnknownTag, match="no cell 'Mixer'"):
+    with pytest.raises(UnknownTagError, match="no cell 'Mixer'"):
         model.set_alarm("Mixer", "jam", True)
-    with pytest.raises(UnknownTag, match="no condition"):
+    with pytest.raises(UnknownTagError, match="no condition"):
         model.acknowledge("Line1/Filler/Smoke", b"", "")
     with pytest.raises(SimulatorError, match="finite"):
         model.set_disturbance("Filler", float("nan"))

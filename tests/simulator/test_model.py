@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from simulator.config import SimulatorConfig
-from simulator.errors import InvalidState, NotWritable, SimulatorError, UnknownTag
+from simulator.errors import InvalidStateError, NotWritableError, SimulatorError, UnknownTagError
 from simulator.faults import (
     BAD_COMMUNICATION_ERROR,
     BAD_SENSOR_FAILURE,
@@ -13,14 +13,14 @@ from simulator.faults import (
     UNCERTAIN_LAST_USABLE_VALUE,
 )
 from simulator.model import STOP_REASON_TECHNICAL, LineModel
-from simulator.packml import Command, InvalidCommand, State, next_state
+from simulator.packml import Command, InvalidCommandError, State, next_state
 from tests.simulator.conftest import FakeClock, run
 
 
 def test_packml_table_refuses_unknown_transitions() -> None:
     assert next_state(State.IDLE, Command.START) is State.STARTING
     assert next_state(State.EXECUTE, Command.STOP) is State.STOPPING
-    with pytest.raises(InvalidCommand, match="Unhold is not allowed in state Idle"):
+    with pytest.raises(InvalidCommandError, match="Unhold is not allowed in state Idle"):
         next_state(State.IDLE, Command.UNHOLD)
 
 
@@ -48,7 +48,7 @@ def test_stop_reset_start_cycle_and_invalid_command(model: LineModel, clock: Fak
     model.stop()
     run(model, clock, 1.0)
     assert model.state is State.STOPPED
-    with pytest.raises(InvalidState):
+    with pytest.raises(InvalidStateError):
         model.start()  # Stopped needs Reset first
     model.reset()
     run(model, clock, 1.0)
@@ -124,7 +124,7 @@ def test_production_outside_a_batch_is_not_counted_into_it(model: LineModel, clo
 
 def test_start_batch_refused_while_executing(model: LineModel, clock: FakeClock) -> None:
     model.start_batch("WO-1", "Cola")
-    with pytest.raises(InvalidState, match="StartBatch needs Idle"):
+    with pytest.raises(InvalidStateError, match="StartBatch needs Idle"):
         model.start_batch("WO-2", "Cola")
     with pytest.raises(SimulatorError):
         model.start_batch("", "Cola")
@@ -191,7 +191,7 @@ def test_force_rejects_and_reject_rate(model: LineModel, clock: FakeClock) -> No
     assert model.reject_total == 5 and model.good_total == 5
     with pytest.raises(SimulatorError):
         model.set_reject_rate(1.5)
-    with pytest.raises(UnknownTag):
+    with pytest.raises(UnknownTagError):
         model.force_rejects(1, "Boxer")
 
 
@@ -203,7 +203,7 @@ def test_setpoint_writes_change_the_physics(model: LineModel, clock: FakeClock) 
     run(model, clock, 30.0)
     assert abs(model.sample("Line1/Filler/Temperature").value - 60.0) < 2.0
     assert model.sample("Line1/Recipe").value == "Cola-2L"
-    with pytest.raises(NotWritable):
+    with pytest.raises(NotWritableError):
         model.write_tag("Line1/GoodCount", 3)
     with pytest.raises(SimulatorError):
         model.write_tag("Line1/Filler/SpeedSetpoint", "fast")
@@ -266,7 +266,7 @@ def test_custom_status_spike_freeze_and_future_timestamp(model: LineModel, clock
 
 
 def test_fault_validation(model: LineModel) -> None:
-    with pytest.raises(UnknownTag):
+    with pytest.raises(UnknownTagError):
         model.inject_fault("bad_status", "Line1/Nope", 1.0)
     with pytest.raises(SimulatorError, match="unknown fault kind"):
         model.inject_fault("melt", "Line1/Filler/Temperature", 1.0)

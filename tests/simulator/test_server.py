@@ -156,7 +156,7 @@ async def test_restart_comes_back_on_the_same_endpoint(sim: SimulatedLineServer)
         async with Client(sim.endpoint, timeout=1.0):
             pass
     before = sim.model.good_total
-    await wait_for(lambda: sim.listening, timeout=10.0)
+    await wait_for(lambda: sim.listening, timeout=30.0)  # rebuilds conditions + structures
     assert sim.model.good_total > before  # the line kept producing while the server was down
     async with Client(sim.endpoint) as client:
         assert await client.get_namespace_index(NAMESPACE_URI) == ns

@@ -29,10 +29,12 @@ import math
 from decimal import Decimal
 from typing import Any
 
+from uns.errors import UnsError
+
 _ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
 
 
-class CanonicalizationError(ValueError):
+class CanonicalizationError(UnsError, ValueError):
     """A value has no canonical JSON form (NaN, a set, bytes, a non-string key...)."""
 
 

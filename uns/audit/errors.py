@@ -7,8 +7,10 @@ and an error class shared through either would tie the two together again.
 
 from __future__ import annotations
 
+from uns.errors import UnsError
 
-class AuditError(Exception):
+
+class AuditError(UnsError):
     """Base of the audit log's errors."""
 
 

@@ -24,13 +24,15 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from uns.errors import UnsError
+
 from .ed25519 import key_id, parse_public_key, public_key_text
 
 KEY_FILE = "audit-checkpoint.key"
 PUBLIC_FILE = "audit-checkpoint.pub"
 
 
-class AuditKeyError(ValueError):
+class AuditKeyError(UnsError, ValueError):
     """The checkpoint key is unreadable, of the wrong kind, or readable by others."""
 
 

@@ -3,7 +3,7 @@
 Why here: the audit tables are :mod:`uns.audit`'s stored contract (:mod:`.schema`); a service that
 wrote its own SQL against them would break silently when the table changes. So the MES adapter
 (a command's audit trail for the REST API) and the edge node (what a crashed run left open,
-:mod:`edge_node.command_recovery`) ask this module, and get typed records back.
+:mod:`edge_node.commands.recovery`) ask this module, and get typed records back.
 
 Reads only: the connection is opened ``mode=ro`` beside the writer (WAL lets a reader run while
 the one writer holds its lock; :class:`uns.audit.chain.AuditLog`). Each query is one statement in

@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict
 
 from .allowlist import Allowlist, LineRules, RateLimit, StateSource, WritableMetric
 from .model import CommandRequest, ReasonCode
-from .signing import SignatureRefused, UserRegistry, evaluate_signatures
+from .signing import SignatureRefusedError, UserRegistry, evaluate_signatures
 
 #: deadline of a command that matches no rule (it will be refused anyway; it still needs one)
 DEFAULT_VALIDITY_S = 60.0
@@ -122,7 +122,7 @@ class AllowlistChecker:
         try:
             evaluate_signatures(request, self.users, critical=rule.critical,
                                 window_ms=int(rule.second_signature_window_s * 1000), now_ms=now_ms)
-        except SignatureRefused as exc:
+        except SignatureRefusedError as exc:
             return refuse(exc.reason, exc.message, rule_id, rule.critical)
         state_name = None
         if rule.allowed_states is not None:

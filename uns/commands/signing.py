@@ -40,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from uns.audit.canonical import canonical_json
 from uns.audit.ed25519 import key_id, parse_public_key, public_key_text
+from uns.errors import UnsError
 
 from .model import CommandRequest, ReasonCode, Signature, SignatureMeaning
 from .yamlsource import ConfigError, YamlSource
@@ -50,11 +51,11 @@ MAX_CLOCK_SKEW_MS = 60_000
 APPROVING_MEANINGS = frozenset({SignatureMeaning.APPROVED, SignatureMeaning.VERIFIED, SignatureMeaning.REVIEWED})
 
 
-class KeyFileError(ValueError):
+class KeyFileError(UnsError, ValueError):
     """A key file is missing, unreadable, of the wrong kind, or the passphrase is wrong."""
 
 
-class SignatureRefused(Exception):
+class SignatureRefusedError(UnsError):
     """A signature or set of signatures does not satisfy the rules; carries the reason code."""
 
     def __init__(self, reason: ReasonCode, message: str) -> None:
@@ -145,9 +146,9 @@ class UserRegistry(BaseModel):
     def public_key(self, user_id: str) -> Ed25519PublicKey:
         user = self.users.get(user_id)
         if user is None:
-            raise SignatureRefused(ReasonCode.SIGNATURE_INVALID, f"user {user_id!r} is not in the user registry")
+            raise SignatureRefusedError(ReasonCode.SIGNATURE_INVALID, f"user {user_id!r} is not in the user registry")
         if not user.active:
-            raise SignatureRefused(ReasonCode.SIGNATURE_INVALID, f"user {user_id!r} is deactivated")
+            raise SignatureRefusedError(ReasonCode.SIGNATURE_INVALID, f"user {user_id!r} is deactivated")
         return parse_public_key(user.public_key)
 
 
@@ -182,82 +183,83 @@ def sign_command(request: CommandRequest, key: Ed25519PrivateKey, *, user_id: st
 
 
 def verify_signature(signature: Signature, command_hash: str, registry: UserRegistry) -> None:
-    """Raise :class:`SignatureRefused` unless the signature is a registered user's, over this hash."""
+    """Raise :class:`SignatureRefusedError` unless the signature is a registered user's, over this hash."""
     who = f"signature of {signature.user_id!r} ({signature.meaning.value})"
     if signature.algorithm != "Ed25519":
-        raise SignatureRefused(ReasonCode.SIGNATURE_INVALID, f"{who} uses {signature.algorithm!r}, not Ed25519")
+        raise SignatureRefusedError(ReasonCode.SIGNATURE_INVALID, f"{who} uses {signature.algorithm!r}, not Ed25519")
     if signature.command_hash != command_hash:
-        raise SignatureRefused(
+        raise SignatureRefusedError(
             ReasonCode.SIGNATURE_INVALID,
             f"{who} is over command hash {signature.command_hash[:16]}…, but the command hashes to "
             f"{command_hash[:16]}…: the command was changed after it was signed",
         )
     public_key = registry.public_key(signature.user_id)
     if key_id(public_key) != signature.key_id:
-        raise SignatureRefused(ReasonCode.SIGNATURE_INVALID,
-                               f"{who} names key {signature.key_id}, not the registered key of that user")
+        raise SignatureRefusedError(ReasonCode.SIGNATURE_INVALID,
+                                    f"{who} names key {signature.key_id}, not the registered key of that user")
     registered_name = registry.users[signature.user_id].full_name
     if registered_name != signature.full_name:
-        raise SignatureRefused(ReasonCode.SIGNATURE_INVALID,
-                               f"{who} shows the name {signature.full_name!r}, registered as {registered_name!r}")
+        raise SignatureRefusedError(ReasonCode.SIGNATURE_INVALID,
+                                    f"{who} shows the name {signature.full_name!r}, registered as {registered_name!r}")
     try:
         raw = base64.b64decode(signature.value, validate=True)
         public_key.verify(raw, signed_bytes(signature))
     except (binascii.Error, InvalidSignature):
-        raise SignatureRefused(ReasonCode.SIGNATURE_INVALID, f"{who} does not verify with the registered key") from None
+        raise SignatureRefusedError(ReasonCode.SIGNATURE_INVALID,
+                                    f"{who} does not verify with the registered key") from None
 
 
 def evaluate_signatures(request: CommandRequest, registry: UserRegistry, *, critical: bool, window_ms: int,
                         now_ms: int) -> None:
-    """Apply every signature rule; raise :class:`SignatureRefused` with the first that fails.
+    """Apply every signature rule; raise :class:`SignatureRefusedError` with the first that fails.
 
     Order (so the same request always gets the same reason): each signature valid → the
     requester has signed → for critical commands, a second different user approved within
     ``window_ms`` of the first signature.
     """
     if not request.signatures:
-        raise SignatureRefused(ReasonCode.SIGNATURE_MISSING,
-                               f"command is not signed; {request.requested_by!r} must sign it")
+        raise SignatureRefusedError(ReasonCode.SIGNATURE_MISSING,
+                                    f"command is not signed; {request.requested_by!r} must sign it")
     command_hash = request.command_hash()
     for signature in request.signatures:
         verify_signature(signature, command_hash, registry)
         if signature.signed_at_ms > now_ms + MAX_CLOCK_SKEW_MS:
-            raise SignatureRefused(ReasonCode.SIGNATURE_INVALID,
-                                   f"signature of {signature.user_id!r} is dated {signature.signed_at_ms}, "
-                                   f"in the future of {now_ms}")
+            raise SignatureRefusedError(ReasonCode.SIGNATURE_INVALID,
+                                        f"signature of {signature.user_id!r} is dated {signature.signed_at_ms}, "
+                                        f"in the future of {now_ms}")
         if signature.signed_at_ms > request.valid_until_ms:
-            raise SignatureRefused(ReasonCode.SIGNATURE_EXPIRED,
-                                   f"signature of {signature.user_id!r} was given after the command expired")
+            raise SignatureRefusedError(ReasonCode.SIGNATURE_EXPIRED,
+                                        f"signature of {signature.user_id!r} was given after the command expired")
     ordered = sorted(request.signatures, key=lambda s: s.signed_at_ms)
     own = [s for s in ordered if s.user_id == request.requested_by]
     if not own:
-        raise SignatureRefused(ReasonCode.SIGNATURE_MISSING,
-                               f"the requester {request.requested_by!r} has not signed the command")
+        raise SignatureRefusedError(ReasonCode.SIGNATURE_MISSING,
+                                    f"the requester {request.requested_by!r} has not signed the command")
     if not critical:
         return
     others = [s for s in ordered if s.user_id != request.requested_by]
     if not others:
         if len(own) > 1:
-            raise SignatureRefused(ReasonCode.SAME_USER_SECOND_SIGNATURE,
-                                   f"critical command: both signatures are by {request.requested_by!r}; "
-                                   "a second, different user must approve")
-        raise SignatureRefused(ReasonCode.SECOND_SIGNATURE_REQUIRED,
-                               "critical command: a second, different user must approve it")
+            raise SignatureRefusedError(ReasonCode.SAME_USER_SECOND_SIGNATURE,
+                                        f"critical command: both signatures are by {request.requested_by!r}; "
+                                        "a second, different user must approve")
+        raise SignatureRefusedError(ReasonCode.SECOND_SIGNATURE_REQUIRED,
+                                    "critical command: a second, different user must approve it")
     approvals = [s for s in others if s.meaning in APPROVING_MEANINGS]
     if not approvals:
-        raise SignatureRefused(ReasonCode.SECOND_SIGNATURE_REQUIRED,
-                               f"critical command: {others[0].user_id!r} signed as {others[0].meaning.value!r}; "
-                               "the second signature must approve, verify or review")
+        raise SignatureRefusedError(ReasonCode.SECOND_SIGNATURE_REQUIRED,
+                                    f"critical command: {others[0].user_id!r} signed as {others[0].meaning.value!r}; "
+                                    "the second signature must approve, verify or review")
     first, second = ordered[0], approvals[0]
     gap = abs(second.signed_at_ms - first.signed_at_ms)
     if gap > window_ms:
-        raise SignatureRefused(ReasonCode.SIGNATURE_EXPIRED,
-                               f"second signature by {second.user_id!r} came {gap / 1000:.0f} s after the first; "
-                               f"the window is {window_ms / 1000:.0f} s")
+        raise SignatureRefusedError(ReasonCode.SIGNATURE_EXPIRED,
+                                    f"second signature by {second.user_id!r} came {gap / 1000:.0f} s after the first; "
+                                    f"the window is {window_ms / 1000:.0f} s")
 
 
 __all__ = [
-    "APPROVING_MEANINGS", "KeyFileError", "RegisteredUser", "SIGNATURE_SCHEMA", "SignatureRefused", "UserRegistry",
+    "APPROVING_MEANINGS", "KeyFileError", "RegisteredUser", "SIGNATURE_SCHEMA", "SignatureRefusedError", "UserRegistry",
     "evaluate_signatures", "generate_private_key", "key_id", "load_private_key", "parse_public_key",
     "private_key_pem", "public_key_text", "registry_entry", "sign_command", "signed_bytes", "verify_signature",
     "write_private_key",

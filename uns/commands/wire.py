@@ -51,6 +51,7 @@ from pydantic import ValidationError
 
 from uns import json_guard
 from uns.audit.canonical import canonical_json
+from uns.errors import UnsError
 from uns.isa95 import CMD, NamespaceMapping
 from uns.sparkplug.codec import Resolver, decode_payload, encode_payload
 from uns.sparkplug.control import NODE_CONTROL_PREFIX
@@ -84,7 +85,7 @@ _SIG_FIELDS: tuple[tuple[str, str, DataType], ...] = (
 )
 
 
-class CommandWireError(ValueError):
+class CommandWireError(UnsError, ValueError):
     """A CMD metric is not a well-formed uns-hub command; the message names the metric and field."""
 
 

@@ -8,8 +8,10 @@ forbids (a seq on an NDEATH, an Int8 of 300): a bug to fix, never a peer's doing
 
 from __future__ import annotations
 
+from uns.errors import UnsError
 
-class SparkplugError(Exception):
+
+class SparkplugError(UnsError):
     """Base of every error raised by :mod:`uns.sparkplug`."""
 
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import typer
 
 if TYPE_CHECKING:
-    from mes_adapter.app_config import AdapterConfig
+    from mes_adapter.config.application import AdapterConfig
 
 adapter_app = typer.Typer(name="adapter", help="The MES adapter: primary host, REST API, dashboard.",
                           no_args_is_help=True)
@@ -49,7 +49,7 @@ def load_checked(config: Path, *, broker: str | None = None, http_port: int | No
                  http_host: str | None = None, data_dir: Path | None = None) -> AdapterConfig:
     """The validated config with the options applied and everything ``run`` needs checked (shared
     by ``check``, ``run`` and ``uns up``); ValueError with ``file:line: field: message`` lines otherwise."""
-    from mes_adapter.app_config import check_adapter_config, load_adapter_config
+    from mes_adapter.config.application import check_adapter_config, load_adapter_config
 
     loaded = load_adapter_config(config)
     settings = loaded.with_overrides(broker_url=broker, http_port=http_port, http_host=http_host,
@@ -76,7 +76,7 @@ def run(
     data_dir: Path | None = _DATA_DIR_OPTION,
 ) -> None:
     """Run the adapter until SIGINT/SIGTERM."""
-    from mes_adapter.app_config import ConfigError
+    from mes_adapter.config.application import ConfigError
     from uns.config_checks import ConfigChecks, file_locator
 
     settings = _settings(config, broker=broker, http_port=http_port, http_host=http_host, data_dir=data_dir)
@@ -106,8 +106,8 @@ def check(
 async def _serve(settings: object) -> None:
     import uvicorn
 
-    from mes_adapter.app import build
-    from mes_adapter.app_config import AdapterConfig
+    from mes_adapter.api.app import build
+    from mes_adapter.config.application import AdapterConfig
     from uns.audit.chain import AuditError
 
     assert isinstance(settings, AdapterConfig)

@@ -47,7 +47,7 @@ def load_checked(config: Path | None, *, host: str | None = None, port: int | No
                  demo_anonymous: str | None = None, sys_interval: float | None = None) -> tuple[BrokerSettings, Where]:
     """The validated settings with the options applied, their files checked (shared by ``check``,
     ``run`` and ``uns up``), and a locator naming ``broker.yaml:line`` or ``command line`` for a
-    field. Raises ValueError (``broker.config.ConfigError`` or :class:`uns.yaml_marks.ConfigError`)."""
+    field. Raises ValueError (a :class:`uns.yaml_marks.ConfigError`, e.g. ``broker.config.BrokerConfigError``)."""
     from broker.config import load_settings
     from broker.passwords import load_password_file
     from uns.config_checks import ConfigChecks, file_locator

@@ -105,8 +105,8 @@ def register(app: typer.Typer) -> None:
         """Walk a server's address space and write a starter tag map to edit."""
         from pydantic import ValidationError
 
-        from edge_node.browse import browse_to_file
         from edge_node.config import ConfigError, OpcUaEndpointConfig
+        from edge_node.opcua.browse import browse_to_file
 
         if out.exists() and not overwrite:
             typer.echo(f"{out} exists; pass --overwrite to replace it", err=True)

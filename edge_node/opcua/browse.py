@@ -1,0 +1,261 @@
+"""``uns edge browse``: walk a server's address space and write a starter tag map to edit.
+
+Why a starter and not a finished map: only the integrator knows which folder is a cell and
+which variables matter. The heuristic is stated here once: under ``Objects``, the first folder
+level is the line, the second the cell (Sparkplug device), deeper folders become ``/`` folders of
+the metric name; variables directly under the line are line-level (node) metrics. The engineering
+unit and range come from the ``EngineeringUnits`` / ``EURange`` properties when the server has
+them (AnalogItemType). Arrays, structures and unknown types are listed as skipped at the end of
+the file, not guessed. The result loads with :func:`edge_node.config.load_edge_config` as is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from asyncua import Client, ua
+
+from ..config import OpcUaEndpointConfig
+from .security import build_client
+
+log = logging.getLogger("edge_node.browse")  # its name before edge_node.opcua: log filters use it
+
+#: OPC UA built-in (and common derived) DataType ids -> Sparkplug datatype names
+OPCUA_TO_SPARKPLUG: dict[int, str] = {
+    ua.ObjectIds.Boolean: "Boolean", ua.ObjectIds.SByte: "Int8", ua.ObjectIds.Byte: "UInt8",
+    ua.ObjectIds.Int16: "Int16", ua.ObjectIds.UInt16: "UInt16", ua.ObjectIds.Int32: "Int32",
+    ua.ObjectIds.UInt32: "UInt32", ua.ObjectIds.Int64: "Int64", ua.ObjectIds.UInt64: "UInt64",
+    ua.ObjectIds.Float: "Float", ua.ObjectIds.Double: "Double", ua.ObjectIds.String: "String",
+    ua.ObjectIds.DateTime: "DateTime", ua.ObjectIds.Guid: "UUID", ua.ObjectIds.LocalizedText: "String",
+    ua.ObjectIds.Duration: "Double", ua.ObjectIds.UtcTime: "DateTime", ua.ObjectIds.Enumeration: "Int32",
+    ua.ObjectIds.Number: "Double", ua.ObjectIds.Integer: "Int64", ua.ObjectIds.UInteger: "UInt64",
+    ua.ObjectIds.NumericRange: "String", ua.ObjectIds.LocaleId: "String",
+}
+_SKIP_OBJECTS = {ua.NodeId(ua.ObjectIds.Server), ua.NodeId(ua.ObjectIds.Aliases)}
+_BAD_CHARS = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+@dataclass
+class BrowsedVariable:
+    node_id: str
+    path: list[str]  # browse names from below Objects down to the variable
+    datatype: str | None
+    array: bool
+    writable: bool
+    description: str | None = None
+    unit: str | None = None
+    eng_low: float | None = None
+    eng_high: float | None = None
+
+
+@dataclass
+class BrowseResult:
+    variables: list[BrowsedVariable] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    truncated: bool = False
+
+
+def clean_name(name: str) -> str:
+    """A browse name as an ISA-95 / metric level: no ``: / + #`` or spaces, no leading ``_ $``."""
+    cleaned = _BAD_CHARS.sub("_", name).strip("_") or "x"
+    return "x" + cleaned if cleaned[0] in "_$-." else cleaned
+
+
+async def browse_variables(client: Client, *, max_depth: int = 8, max_variables: int = 5000) -> BrowseResult:
+    """Breadth-first walk of ``Objects`` (hierarchical references; the Server object is skipped)."""
+    result = BrowseResult()
+    queue: list[tuple[Any, list[str]]] = [(client.nodes.objects, [])]
+    seen: set[ua.NodeId] = set()
+    while queue:
+        node, path = queue.pop(0)
+        if len(path) > max_depth:
+            result.skipped.append(f"{'/'.join(path)}: deeper than {max_depth} levels")
+            continue
+        try:
+            children = await node.get_children_descriptions(refs=ua.ObjectIds.HierarchicalReferences)
+        except Exception as exc:  # one unbrowsable node must not abort the walk
+            result.skipped.append(f"{'/'.join(path) or 'Objects'}: browse failed: {exc}")
+            continue
+        for ref in children:
+            child_id = ref.NodeId
+            if child_id in seen or child_id in _SKIP_OBJECTS:
+                continue
+            seen.add(child_id)
+            name = ref.BrowseName.Name
+            child = client.get_node(child_id)
+            if ref.NodeClass == ua.NodeClass.Object:
+                queue.append((child, [*path, name]))
+            elif ref.NodeClass == ua.NodeClass.Variable and ref.ReferenceTypeId != ua.NodeId(ua.ObjectIds.HasProperty):
+                if len(result.variables) >= max_variables:
+                    result.truncated = True
+                    return result
+                variable = await _describe(client, child, [*path, name])
+                if variable.datatype is None or variable.array:
+                    why = "array" if variable.array else "unsupported datatype"
+                    result.skipped.append(f"{variable.node_id} ({'/'.join(variable.path)}): {why}")
+                else:
+                    result.variables.append(variable)
+    return result
+
+
+async def _describe(client: Client, node: Any, path: list[str]) -> BrowsedVariable:
+    ids = [ua.AttributeIds.DataType, ua.AttributeIds.ValueRank, ua.AttributeIds.UserAccessLevel,
+           ua.AttributeIds.Description]
+    values = await node.read_attributes(ids)
+    dtype_id = values[0].Value.Value if values[0].StatusCode.is_good() else None
+    value_rank = values[1].Value.Value if values[1].StatusCode.is_good() else -1
+    access = values[2].Value.Value if values[2].StatusCode.is_good() else 0
+    desc = values[3].Value.Value if values[3].StatusCode.is_good() else None
+    datatype = await _sparkplug_type(client, dtype_id)
+    variable = BrowsedVariable(
+        node_id=node.nodeid.to_string(), path=path, datatype=datatype,
+        array=value_rank is not None and value_rank > 0,
+        writable=bool((access or 0) & ua.AccessLevel.CurrentWrite.mask),
+        description=(desc.Text if desc is not None and desc.Text else None))
+    await _engineering(client, node, variable)
+    return variable
+
+
+async def _sparkplug_type(client: Client, dtype_id: ua.NodeId | None, depth: int = 0) -> str | None:
+    """Built-in type of a DataType node, following the subtype chain a few levels (enums → Int32)."""
+    if dtype_id is None or depth > 6:
+        return None
+    if dtype_id.NamespaceIndex == 0 and isinstance(dtype_id.Identifier, int):
+        known = OPCUA_TO_SPARKPLUG.get(dtype_id.Identifier)
+        if known is not None:
+            return known
+        if dtype_id.Identifier in (ua.ObjectIds.Structure, ua.ObjectIds.BaseDataType):
+            return None
+    from asyncua.common.ua_utils import get_node_supertype
+
+    try:
+        parent = await get_node_supertype(client.get_node(dtype_id))
+    except Exception:  # a server without type hierarchy: give up on this variable
+        parent = None
+    if parent is None:
+        return None
+    return await _sparkplug_type(client, parent.nodeid, depth + 1)
+
+
+async def _engineering(client: Client, node: Any, variable: BrowsedVariable) -> None:
+    try:
+        props = await node.get_properties()
+    except Exception:
+        return
+    for prop in props:
+        try:
+            name = (await prop.read_browse_name()).Name
+            if name == "EngineeringUnits":
+                eu = await prop.read_value()
+                text = getattr(getattr(eu, "DisplayName", None), "Text", None)
+                variable.unit = text or None
+            elif name == "EURange":
+                rng = await prop.read_value()
+                variable.eng_low, variable.eng_high = float(rng.Low), float(rng.High)
+        except Exception as exc:  # a broken property is not worth failing the browse
+            log.debug("property of %s unreadable: %s", variable.node_id, exc)
+
+
+def starter_tag_map(result: BrowseResult, endpoint: OpcUaEndpointConfig) -> dict[str, Any]:
+    """The YAML-ready tag map (line placement is a placeholder the user edits)."""
+    lines = [v.path[0] for v in result.variables if len(v.path) > 1]
+    line_name = clean_name(max(set(lines), key=lines.count)) if lines else "Line1"
+    tags: list[dict[str, Any]] = []
+    used: set[tuple[str | None, str]] = set()
+    for var in result.variables:
+        parts = [clean_name(p) for p in var.path]
+        cell: str | None
+        if len(parts) == 1 or (parts[0] == line_name and len(parts) == 2):
+            cell, metric_parts = None, parts[-1:]
+        elif parts[0] == line_name:
+            cell, metric_parts = parts[1], parts[2:]
+        else:  # another top-level object (e.g. a Simulation folder): it becomes a cell of its own
+            cell, metric_parts = parts[0], parts[1:]
+        metric = "/".join(metric_parts)
+        base, n = metric, 2
+        while (cell, metric) in used:
+            metric = f"{base}_{n}"
+            n += 1
+        used.add((cell, metric))
+        entry: dict[str, Any] = {"node_id": var.node_id, "metric": metric}
+        if cell is not None:
+            entry["cell"] = cell
+        entry["datatype"] = var.datatype
+        if var.unit:
+            entry["unit"] = var.unit
+        numeric = var.datatype not in ("Boolean", "String", "DateTime", "UUID")
+        if numeric and var.eng_low is not None and var.eng_high is not None and var.eng_low <= var.eng_high:
+            entry["eng_low"], entry["eng_high"] = var.eng_low, var.eng_high
+        if var.description:
+            entry["description"] = var.description
+        if var.writable:
+            entry["writable"] = True
+        tags.append(entry)
+    endpoint_dict = {"name": endpoint.name, "url": endpoint.url,
+                     "security_policy": endpoint.security_policy.value,
+                     "security_mode": endpoint.security_mode.value}
+    if endpoint.secure:
+        if endpoint.trust_dir is not None:
+            endpoint_dict["trust_dir"] = str(endpoint.trust_dir.resolve())  # the file may live elsewhere
+        else:  # browsed without a trust list: say so in the file, where `uns edge check` lets it pass
+            endpoint_dict["trust_unknown_server_certificates"] = True
+    else:  # browsed over policy None: production refuses it unless the file allows it, visibly
+        endpoint_dict["allow_insecure"] = True
+    if endpoint.username:
+        endpoint_dict["username"] = endpoint.username
+        endpoint_dict["password_env"] = endpoint.password_env or "OPCUA_PASSWORD"
+    return {
+        "line": {"enterprise": "enterprise", "site": "site", "area": "area", "line": line_name},
+        "sparkplug": {"brokers": ["mqtt://127.0.0.1:1883"]},
+        "data_dir": "data/edge",
+        "security_profile": "production",
+        "opcua": [endpoint_dict],
+        "tags": tags,
+    }
+
+
+def render_tag_map(tag_map: dict[str, Any], result: BrowseResult, url: str) -> str:
+    header = (
+        f"# Starter tag map browsed from {url}\n"
+        "# Edit: the line placement (enterprise/site/area/line), the cells, which tags to keep,\n"
+        "# deadbands (e.g. `deadband: 0.5` or `deadband: \"1%\"`), scaling (`scale`/`offset` or `convert`).\n"
+        "# Security: `allow_insecure: true` (policy None) or `trust_unknown_server_certificates: true`\n"
+        "# below were written because the server was browsed that way; for a plant, use Basic256Sha256\n"
+        "# with a trust_dir and remove them (docs/security.md \"OPC UA security\").\n"
+        "# Check it with: uns edge check --config <this file>\n"
+    )
+    body = yaml.safe_dump(tag_map, sort_keys=False, allow_unicode=True, width=120)
+    footer = ""
+    if result.truncated:
+        footer += "\n# NOTE: the walk stopped at the variable limit; raise --max-tags to see more.\n"
+    if result.skipped:
+        footer += "\n# Skipped (not mapped automatically):\n" + "".join(f"#   {s}\n" for s in result.skipped)
+    return header + body + footer
+
+
+async def browse_to_file(endpoint: OpcUaEndpointConfig, out: Path, *, data_dir: Path, max_depth: int = 8,
+                         max_variables: int = 5000) -> BrowseResult:
+    """Connect, walk, write ``out``; returns what was found (the CLI prints a summary)."""
+    client = await build_client(endpoint, data_dir)
+    await client.connect()
+    try:
+        result = await browse_variables(client, max_depth=max_depth, max_variables=max_variables)
+    finally:
+        try:
+            await client.disconnect()
+        except Exception as exc:
+            log.debug("disconnect after browse: %s", exc)
+    text = render_tag_map(starter_tag_map(result, endpoint), result, endpoint.url)
+    await asyncio.to_thread(_write_text, out, text)
+    return result
+
+
+def _write_text(out: Path, text: str) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")

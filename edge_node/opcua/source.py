@@ -1,0 +1,438 @@
+"""The OPC UA side of the edge node: one supervised session per endpoint, feeding validated updates.
+
+Life of an :class:`OpcUaSource` (one per endpoint), forever until cancelled:
+
+1. build a **new** asyncua Client (never reconnect the same instance: it can hang,
+   FreeOpcUa/opcua-asyncio#1660) with the endpoint's security, connect, resolve ``nsu=`` node ids;
+2. read every tag's current DataValue and announce each device it feeds with
+   :class:`DeviceOnline` (→ DBIRTH with those values); node-level tags are submitted as updates;
+3. create one iterator-mode subscription, one monitored item per tag with the server-side
+   deadband (``DataChangeFilter``); items whose filter the server refuses are recreated without
+   it (the client-side deadband in :mod:`edge_node.validation` always applies anyway);
+4. pump notifications through the tag validators into the sink while a watchdog reads
+   ``Server/ServerStatus/State`` every ``keepalive_interval_s`` and checks the subscription still
+   publishes (keep-alives included);
+5. on any failure: :class:`DeviceOffline` for every device of the endpoint (→ DDEATH), node-level
+   tags become Bad (``BadNoCommunication``, ``QualityReason`` comm_lost), the Client is dropped, and
+   we wait a jittered exponential backoff before going back to 1. Step 2 then publishes the
+   current value and quality of *every* tag again (validators reset, ``force``: no duplicate or
+   deadband suppression on the first value of a session); the initial notifications that repeat
+   the values just read are suppressed as duplicates by the validators.
+
+While connected, tags with ``max_age_s`` / ``frozen_after_s`` are checked every second.
+
+The sink is anything with the :class:`SourceSink` shape; the app passes
+``edge_node.mqtt_client.SparkplugEdgeClient``. A sink that raises is logged, never fatal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from asyncua import Client, ua
+from asyncua.common.subscription import (
+    DataChangeEvent,
+    OverflowPolicy,
+    StatusChangeEvent,
+    Subscription,
+)
+
+from uns.aio import run_until_first_done
+
+from ..alarms import AlarmBook
+from ..backoff import Backoff
+from ..config import DeadbandKind, OpcUaEndpointConfig, TagConfig
+from ..model import DeviceOffline, DeviceOnline, MetricUpdate
+from ..validation import (
+    BAD_NODE_ID_UNKNOWN,
+    DEFAULT_MAX_SOURCE_AGE_MS,
+    Outcome,
+    RawSample,
+    TagValidator,
+    ValidationStats,
+    datetime_to_ms,
+)
+from .alarms import AlarmSubscription
+from .connection import OpcUaConnection, SessionDeadError, silence_check, watch_server_state
+from .security import UntrustedServerCertificate
+
+log = logging.getLogger("edge_node.opcua_source")  # its name before edge_node.opcua
+
+#: StatusCodes a server answers when it cannot apply a DataChangeFilter (deadband)
+_FILTER_REFUSED = frozenset({
+    ua.StatusCodes.BadDeadbandFilterInvalid, ua.StatusCodes.BadFilterNotAllowed,
+    ua.StatusCodes.BadMonitoredItemFilterUnsupported, ua.StatusCodes.BadMonitoredItemFilterInvalid,
+})
+_CHUNK = 1000  # nodes per Read / CreateMonitoredItems request (servers cap these)
+_AGE_CHECK_S = 1.0  # how often max_age_s / frozen_after_s are checked (their resolution)
+
+
+class SourceSink(Protocol):
+    """What the source feeds: the Sparkplug edge client (or a test double)."""
+
+    def submit(self, update: MetricUpdate) -> None: ...
+
+    def set_current(self, update: MetricUpdate) -> None: ...
+
+    async def device_online(self, event: DeviceOnline) -> None: ...
+
+    async def device_offline(self, event: DeviceOffline) -> None: ...
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass
+class SourceStats:
+    connects: int = 0
+    connect_failures: int = 0
+    #: connect attempts refused because of the server's certificate (also in connect_failures)
+    certificate_rejections: int = 0
+    disconnects: int = 0
+    notifications: int = 0
+    monitored_items: int = 0
+    server_deadband_refused: int = 0
+    unknown_nodes: int = 0
+    sink_errors: int = 0
+    connected: bool = False
+    last_error: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class BoundTag:
+    """A tag with its Sparkplug device, validator and, while connected, its resolved NodeId."""
+
+    tag: TagConfig
+    device_id: str | None
+    validator: TagValidator
+    handle: int
+    node_id: ua.NodeId | None = None
+    subscribed: bool = False
+
+
+@dataclass
+class _Announce:
+    devices: dict[str, list[MetricUpdate]] = field(default_factory=dict)
+    node_updates: list[MetricUpdate] = field(default_factory=list)
+
+
+class OpcUaSource:
+    """A supervised OPC UA session for one endpoint. ``await run()`` until cancelled."""
+
+    def __init__(self, endpoint: OpcUaEndpointConfig, tags: Sequence[tuple[TagConfig, str | None]],
+                 sink: SourceSink, *, data_dir: Path, stats: ValidationStats | None = None,
+                 future_tolerance_ms: int = 1000, max_source_age_ms: int = DEFAULT_MAX_SOURCE_AGE_MS,
+                 clock: Callable[[], int] = now_ms, alarm_book: AlarmBook | None = None) -> None:
+        self.endpoint = endpoint
+        self.sink = sink
+        self.data_dir = data_dir
+        self.clock = clock
+        self.validation_stats = stats if stats is not None else ValidationStats()
+        self.stats = SourceStats()
+        self.bound = [
+            BoundTag(tag, device, TagValidator(tag, device, stats=self.validation_stats,
+                                               future_tolerance_ms=future_tolerance_ms,
+                                               max_source_age_ms=max_source_age_ms), handle=i + 1)
+            for i, (tag, device) in enumerate(tags)
+        ]
+        self._by_handle = {b.handle: b for b in self.bound}
+        #: tags with max_age_s or frozen_after_s: checked every second while connected
+        self._aging = [b for b in self.bound if b.tag.max_age_s is not None or b.tag.frozen_after_s is not None]
+        self.devices: list[str] = sorted({b.device_id for b in self.bound if b.device_id is not None})
+        self.backoff = Backoff(endpoint.reconnect_min_s, endpoint.reconnect_max_s)
+        self.connected = asyncio.Event()
+        #: set the first time the current values were read and handed over (the first NBIRTH waits for it)
+        self.first_read = asyncio.Event()
+        self.has_node_tags = any(b.device_id is None for b in self.bound)
+        #: OPC UA Alarms & Conditions of this endpoint (edge_node.opcua.alarms), when configured
+        self.alarms = (AlarmSubscription(endpoint, endpoint.alarms, alarm_book, self._submit, clock)
+                       if alarm_book is not None and endpoint.alarms is not None else None)
+        self._announced = False
+        self.connection = OpcUaConnection(endpoint, data_dir, label=f"endpoint {endpoint.name}",
+                                          session=self._session, on_error=self._failed, on_closed=self._closed,
+                                          on_lost=self._lost, backoff=self.backoff)
+
+    # -- supervisor (the loop itself: edge_node.opcua.connection) ----------------------------
+
+    async def run(self) -> None:
+        """Connect, stream, and reconnect forever; returns only by cancellation."""
+        await self.connection.run()
+
+    def _failed(self, exc: Exception) -> None:
+        self.stats.last_error = f"{type(exc).__name__}: {exc}"
+        if self._announced:
+            log.warning("endpoint %s: session lost: %s", self.endpoint.name, self.stats.last_error)
+        else:
+            self.stats.connect_failures += 1
+            log.warning("endpoint %s (%s): cannot connect: %s", self.endpoint.name, self.endpoint.url,
+                        self.stats.last_error)
+        if isinstance(exc, UntrustedServerCertificate):
+            self.stats.certificate_rejections += 1
+
+    def _closed(self) -> None:
+        self.connected.clear()
+        self.stats.connected = False
+
+    async def _lost(self) -> None:
+        if self._announced:
+            self.stats.disconnects += 1
+            await self._announce_offline(self.stats.last_error or "session ended")
+
+    async def _session(self, client: Client) -> None:
+        self.stats.connects += 1
+        await self._resolve_node_ids(client)
+        announce = await self._read_current(client)
+        if self.alarms is not None:  # subscribe + ConditionRefresh first: the DBIRTH states the true alarm set
+            await self.alarms.start(client)
+            for device in self.alarms.book.devices:
+                announce.devices.setdefault(device, []).extend(self.alarms.book.current(device))
+        await self._announce_online(announce)
+        queue_size = self.endpoint.queue_maxsize or max(10_000, 20 * len(self.bound))
+        sub = await client.create_subscription(self.endpoint.publishing_interval_ms, None,
+                                               queue_maxsize=queue_size, overflow=OverflowPolicy.WARN)
+        await self._create_items(sub)
+        self.stats.connected = True
+        self.connected.set()
+        self.backoff.reset()
+        log.info("endpoint %s: connected to %s, %d tag(s) (%d monitored), devices %s", self.endpoint.name,
+                 self.endpoint.url, len(self.bound), self.stats.monitored_items, self.devices)
+        await self._pump(client, sub)
+
+    # -- connect steps ------------------------------------------------------------------------
+
+    async def _resolve_node_ids(self, client: Client) -> None:
+        """Parse node ids; ``nsu=`` ones get this server's namespace index (it can change on restart)."""
+        namespaces: list[str] | None = None
+        for bound in self.bound:
+            parsed = ua.NodeId.from_string(bound.tag.node_id)
+            uri = getattr(parsed, "NamespaceUri", None)
+            if uri:
+                if namespaces is None:
+                    namespaces = list(await client.get_namespace_array())
+                if uri not in namespaces:
+                    bound.node_id = None
+                    continue
+                parsed = ua.NodeId(parsed.Identifier, namespaces.index(uri), parsed.NodeIdType)
+            elif isinstance(parsed, ua.ExpandedNodeId):
+                parsed = ua.NodeId(parsed.Identifier, parsed.NamespaceIndex, parsed.NodeIdType)
+            bound.node_id = parsed
+
+    async def _read_current(self, client: Client) -> _Announce:
+        announce = _Announce()
+        now = self.clock()
+        readable = [b for b in self.bound if b.node_id is not None]
+        values: dict[int, ua.DataValue] = {}
+        for start in range(0, len(readable), _CHUNK):
+            chunk = readable[start:start + _CHUNK]
+            params = ua.ReadParameters()
+            params.TimestampsToReturn = ua.TimestampsToReturn.Both
+            for bound in chunk:
+                rv = ua.ReadValueId()
+                rv.NodeId = bound.node_id
+                rv.AttributeId = ua.AttributeIds.Value
+                params.NodesToRead.append(rv)
+            results = await client.uaclient.read(params)
+            for bound, dv in zip(chunk, results, strict=False):
+                values[bound.handle] = dv
+        for bound in self.bound:
+            bound.validator.reset()
+            dv = values.get(bound.handle)
+            sample = (to_sample(dv) if dv is not None
+                      else RawSample(None, BAD_NODE_ID_UNKNOWN))
+            if sample.status_code == BAD_NODE_ID_UNKNOWN:
+                self.stats.unknown_nodes += 1
+                log.error("endpoint %s: node %s (%s) is unknown to the server", self.endpoint.name,
+                          bound.tag.node_id, bound.tag.metric)
+            outcome = bound.validator.process(sample, now, force=True)
+            self._log_outcome(outcome)
+            if outcome.update is None:
+                continue
+            if bound.device_id is None:
+                announce.node_updates.append(outcome.update)
+            else:
+                announce.devices.setdefault(bound.device_id, []).append(outcome.update)
+        return announce
+
+    async def _announce_online(self, announce: _Announce) -> None:
+        self._announced = True
+        for device in self.devices:
+            await self._sink_call(self.sink.device_online(DeviceOnline(device, announce.devices.get(device, []))))
+        for update in announce.node_updates:
+            self._submit(update, current=True)
+        self.first_read.set()
+
+    async def _announce_offline(self, reason: str) -> None:
+        self._announced = False
+        for device in self.devices:
+            await self._sink_call(self.sink.device_offline(DeviceOffline(device, reason)))
+        now = self.clock()
+        for bound in self.bound:
+            if bound.device_id is None:
+                outcome = bound.validator.comm_lost(now)
+                self._log_outcome(outcome)
+                if outcome.update is not None:
+                    self._submit(outcome.update)
+            else:
+                bound.validator.reset()
+
+    async def _create_items(self, sub: Subscription) -> None:
+        wanted = [b for b in self.bound if b.node_id is not None]
+        for bound in self.bound:
+            bound.subscribed = False
+        refused: list[BoundTag] = []
+        for start in range(0, len(wanted), _CHUNK):
+            chunk = wanted[start:start + _CHUNK]
+            results = await sub.create_monitored_items(
+                [self._item_request(b, with_filter=self.endpoint.server_deadband) for b in chunk])
+            refused += self._check_items(chunk, results, filtered=self.endpoint.server_deadband)
+        if refused:
+            self.stats.server_deadband_refused += len(refused)
+            log.info("endpoint %s: server refused the deadband filter of %d tag(s); deadband applied "
+                     "client-side", self.endpoint.name, len(refused))
+            for start in range(0, len(refused), _CHUNK):
+                chunk = refused[start:start + _CHUNK]
+                results = await sub.create_monitored_items([self._item_request(b, with_filter=False) for b in chunk])
+                self._check_items(chunk, results, filtered=False)
+        self.stats.monitored_items = sum(1 for b in self.bound if b.subscribed)
+
+    def _check_items(self, chunk: list[BoundTag], results: list[Any], *, filtered: bool) -> list[BoundTag]:
+        refused: list[BoundTag] = []
+        for bound, result in zip(chunk, results, strict=False):
+            if isinstance(result, ua.StatusCode):
+                if filtered and result.value in _FILTER_REFUSED and bound.tag.deadband is not None:
+                    refused.append(bound)
+                else:
+                    log.error("endpoint %s: cannot monitor %s (%s): %s", self.endpoint.name, bound.tag.node_id,
+                              bound.tag.metric, result.name)
+            else:
+                bound.subscribed = True
+        return refused
+
+    def _item_request(self, bound: BoundTag, *, with_filter: bool) -> ua.MonitoredItemCreateRequest:
+        tag = bound.tag
+        rv = ua.ReadValueId()
+        rv.NodeId = bound.node_id
+        rv.AttributeId = ua.AttributeIds.Value
+        params = ua.MonitoringParameters()
+        params.ClientHandle = bound.handle
+        sampling = tag.sampling_interval_ms
+        params.SamplingInterval = self.endpoint.sampling_interval_ms if sampling is None else sampling
+        params.QueueSize = self.endpoint.queue_size
+        params.DiscardOldest = True
+        if with_filter and tag.deadband is not None:
+            flt = ua.DataChangeFilter()
+            flt.Trigger = ua.DataChangeTrigger.StatusValue
+            if tag.deadband.kind is DeadbandKind.PERCENT:
+                flt.DeadbandType = ua.DeadbandType.Percent
+                flt.DeadbandValue = tag.deadband.value
+            else:
+                scale = abs(tag.linear[0]) or 1.0
+                flt.DeadbandType = ua.DeadbandType.Absolute
+                flt.DeadbandValue = tag.deadband.value / scale  # the server compares raw values
+            params.Filter = flt
+        request = ua.MonitoredItemCreateRequest()
+        request.ItemToMonitor = rv
+        request.MonitoringMode = ua.MonitoringMode.Reporting
+        request.RequestedParameters = params
+        return request
+
+    # -- streaming ----------------------------------------------------------------------------
+
+    async def _pump(self, client: Client, sub: Subscription) -> None:
+        tasks = [asyncio.create_task(self._consume(sub), name=f"opcua-consume-{self.endpoint.name}"),
+                 asyncio.create_task(self._watchdog(client, sub), name=f"opcua-watchdog-{self.endpoint.name}")]
+        if self.alarms is not None:
+            tasks.append(asyncio.create_task(self.alarms.consume(), name=f"opcua-alarms-{self.endpoint.name}"))
+        if self._aging:
+            tasks.append(asyncio.create_task(self._check_ages(), name=f"opcua-ages-{self.endpoint.name}"))
+        await run_until_first_done(*tasks)  # raises the failure that ended the session
+        raise SessionDeadError("notification stream ended")
+
+    async def _check_ages(self) -> None:
+        """While connected: tags silent for ``max_age_s`` turn STALE, unchanged for ``frozen_after_s``
+        UNCERTAIN (:meth:`TagValidator.check_age`); the next sample or change brings them back."""
+        while True:
+            await asyncio.sleep(_AGE_CHECK_S)
+            now = self.clock()
+            for bound in self._aging:
+                outcome = bound.validator.check_age(now)
+                if outcome.update is not None:
+                    log.warning("endpoint %s: %s is %s", self.endpoint.name, bound.tag.metric,
+                                bound.validator.degraded)
+                    self._submit(outcome.update)
+
+    async def _consume(self, sub: Subscription) -> None:
+        async for event in sub:
+            if isinstance(event, DataChangeEvent):
+                self.stats.notifications += 1
+                bound = self._by_handle.get(event.data.monitored_item.ClientHandle)
+                if bound is None:
+                    continue
+                try:
+                    sample = to_sample(event.data.monitored_item.Value)
+                    outcome = bound.validator.process(sample, self.clock())
+                except Exception:  # a malformed value from the peer must not stop the stream
+                    log.exception("endpoint %s: cannot process a value of %s", self.endpoint.name,
+                                  bound.tag.metric)
+                    continue
+                self._log_outcome(outcome)
+                if outcome.update is not None:
+                    self._submit(outcome.update)
+            elif isinstance(event, StatusChangeEvent):
+                status = event.notification.Status
+                if status is not None and not status.is_good():
+                    raise SessionDeadError(f"subscription status {status.name}")
+
+    async def _watchdog(self, client: Client, sub: Subscription) -> None:
+        keepalive_count = int(sub.parameters.RequestedMaxKeepAliveCount or 1)
+        await watch_server_state(client, self.endpoint,
+                                 check=silence_check(self.endpoint, lambda: sub.last_publish_at, keepalive_count))
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _submit(self, update: MetricUpdate, *, current: bool = False) -> None:
+        try:
+            if current:
+                self.sink.set_current(update)
+            else:
+                self.sink.submit(update)
+        except Exception:
+            self.stats.sink_errors += 1
+            log.exception("endpoint %s: the sink refused an update of %s", self.endpoint.name, update.name)
+
+    async def _sink_call(self, awaitable: Any) -> None:
+        try:
+            await awaitable
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self.stats.sink_errors += 1
+            log.exception("endpoint %s: the sink failed a device announcement", self.endpoint.name)
+
+    def _log_outcome(self, outcome: Outcome) -> None:
+        if outcome.event is not None:
+            log.warning("quality event: %s", outcome.event.describe(),
+                        extra={"quality_event": outcome.event.kind.value, "metric": outcome.event.metric,
+                               "device_id": outcome.event.device_id,
+                               "status_code": outcome.event.status_code,
+                               "started_ms": outcome.event.started_ms, "duration_ms": outcome.event.duration_ms})
+        if outcome.drop is not None and outcome.drop.log:
+            log.warning("dropped (%s): %s", outcome.drop.reason.value, outcome.drop.detail)
+
+
+def to_sample(dv: ua.DataValue) -> RawSample:
+    """An asyncua DataValue as a library-neutral :class:`RawSample`."""
+    status = dv.StatusCode.value if dv.StatusCode is not None else 0
+    value = dv.Value.Value if dv.Value is not None else None
+    return RawSample(value=value, status_code=status, source_ts_ms=datetime_to_ms(dv.SourceTimestamp),
+                     server_ts_ms=datetime_to_ms(dv.ServerTimestamp))

@@ -1,0 +1,1 @@
+"""The request side of commands to the plant (:mod:`.service`): allowlist, signatures, audit, results."""
