@@ -28,13 +28,14 @@ import yaml
 
 from uns.yaml_marks import Loc, format_loc, load_marked_yaml
 from unshub.cli.stack import StackPorts
+from unshub.errors import HubError
 
 #: how `uns up` names each port in its messages (and its option)
 PORT_OPTIONS = {"mqtt": "--mqtt-port", "ws": "--ws-port", "opcua": "--opcua-port", "http": "--http-port",
                 "edge_http": "--edge-metrics-port", "broker_http": "--broker-metrics-port"}
 
 
-class PortChangeRefused(ValueError):
+class PortChangeRefusedError(HubError):
     """A port cannot be changed in place; ``str()`` says where and how to apply it by hand."""
 
 
@@ -134,7 +135,7 @@ def _replace_on_line(line: str, old: str, new: str) -> str | None:
 def plan_port_change(folder: Path, old: StackPorts, new: StackPorts) -> dict[str, tuple[str, list[Edit]]]:
     """The new text of every file that holds a changed port, with the edits made in it.
 
-    Raises :class:`PortChangeRefused` (nothing written) when a port is not where it should be."""
+    Raises :class:`PortChangeRefusedError` (nothing written) when a port is not where it should be."""
     changed = {name for name in PORT_OPTIONS if getattr(old, name) != getattr(new, name)}
     by_file: dict[str, list[Spot]] = {}
     for spot in _spots(old):
@@ -201,7 +202,7 @@ def plan_port_change(folder: Path, old: StackPorts, new: StackPorts) -> dict[str
             problems.append(f"{mosquitto}: no single `listener {old.mqtt} ...` line to change")
     if problems:
         options = " ".join(f"{PORT_OPTIONS[name]} {getattr(new, name)}" for name in sorted(changed))
-        raise PortChangeRefused(
+        raise PortChangeRefusedError(
             "uns up: the ports were not changed (no file was written):\n  " + "\n  ".join(problems)
             + f"\nEdit these lines and the ports of {folder / 'stack.yaml'} by hand, run `uns up` without "
               f"{options} to keep the current ports, or reset the folder with `uns up --fresh {options}` "

@@ -226,7 +226,7 @@ def _prepare_stack_folder(console, folder: Path, summary: object,  # type: ignor
     """Keep the user's stack config: write one only if there is none (or ``--fresh``), change only
     the ports when they differ, and back the folder up before any rewrite (and say so)."""
     from unshub.cli.stack import Profile, write_stack_config
-    from unshub.cli.stack_ports import PortChangeRefused, backup_folder, change_ports, describe_change
+    from unshub.cli.stack_ports import PortChangeRefusedError, backup_folder, change_ports, describe_change
 
     if fresh or stored is None or not isinstance(summary, dict):
         if folder.is_dir() and any(folder.iterdir()):
@@ -239,7 +239,7 @@ def _prepare_stack_folder(console, folder: Path, summary: object,  # type: ignor
         return summary
     try:
         backup, edits = change_ports(folder, stored, ports)
-    except PortChangeRefused as exc:
+    except PortChangeRefusedError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
     for line in describe_change(stored, ports, edits, backup):
