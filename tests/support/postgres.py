@@ -80,7 +80,7 @@ class PostgresServer:
         if done.returncode != 0:
             raise RuntimeError(f"{cmd[0]} failed ({done.returncode}): {(self.root / 'initdb.log').read_text()}")
 
-    def start(self, timeout: float = 30.0) -> None:
+    def start(self, timeout: float = 120.0) -> None:
         import psycopg
 
         assert self.proc is None or self.proc.poll() is not None, "already running"
