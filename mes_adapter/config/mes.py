@@ -139,6 +139,9 @@ class LineConfig(BaseModel):
     state: StateSignal | None = None
     #: the current-batch tag; on start the MES context is reconciled with it (see docs)
     batch: BatchSignal | None = None
+    #: the broker user the broker's ACL alone lets publish this line's ``_context`` topics: MQTT
+    #: context assertions are audited as made by them (None: recorded as unattributed)
+    context_publisher: str | None = Field(None, min_length=1, max_length=128)
     #: planned run time per item (PRI, seconds) per product id, from MES master data
     ideal_cycle_s: dict[str, float] = Field(default_factory=dict)
     #: PRI when the product has no entry (None: performance/OEE unknown and flagged)
