@@ -32,7 +32,7 @@ from mes_adapter.auth import Principal, TokenStore
 from mes_adapter.commands.service import CommandRecord, CommandService
 from mes_adapter.config.application import AdapterConfig
 from mes_adapter.confirmations.outbox import Outbox, OutboxEntry, WebhookSender, dead_letter_alarm
-from mes_adapter.confirmations.service import ConfirmationService, confirmation_message
+from mes_adapter.confirmations.service import ConfirmationService, batch_intervals, confirmation_message
 from mes_adapter.context import AssertionOutcome, ContextAssertion, ContextService, ContextStore, context_topic
 from mes_adapter.context.audited import api_actor, audited
 from mes_adapter.context.reconcile import LineReport, ReconcileAction, Reconciliation, reconcile
@@ -51,6 +51,7 @@ from mes_adapter.oee.service import OeeService
 from mes_adapter.production.ingest import Ingest, Observation, Placement, observation_from_change
 from mes_adapter.production.quantities import ProductionCounters, ProductionStore
 from mes_adapter.production.records import ContextualRecords, RecordStore
+from mes_adapter.quality import DispositionService, DispositionStore
 from mes_adapter.status.data_status import DataStatus, statuses_of_lines
 from mes_adapter.status.live_feed import LiveFeed, TagPump
 from mes_adapter.status.node_stats import NodeStats, observe_tracker
@@ -113,6 +114,10 @@ class AdapterService:
         #: batch decisions (context, requeues, dispositions, config) into the same chain as commands
         self.decisions = DecisionAudit(self.audit, "mes-adapter")
         self.decisions.config_loaded(config.config_files())
+        self.disposition_store = DispositionStore(mes.disposition_db)
+        self.quality = DispositionService(self.disposition_store, registry, self._batch_rejects, self.decisions)
+        if mes.disposition.required:
+            self.confirmations.dispositions = self._disposition_totals
         self.commands = CommandService(allowlist=allowlist, registry=registry, audit=self.audit, link=self.link,
                                        model=self.host.model, mapping=self.mapping, context=self.context,
                                        on_change=self._command_changed, keep_finished=config.commands.keep_finished)
@@ -183,7 +188,8 @@ class AdapterService:
         with contextlib.suppress(Exception):
             self.ingest.flush()
         self.audit.close()
-        for store in (self.record_store, self.outbox, self.context_store, self.production_store, self.episodes.store):
+        for store in (self.record_store, self.outbox, self.context_store, self.production_store, self.episodes.store,
+                      self.disposition_store):
             with contextlib.suppress(Exception):
                 store.close()
         log.info("adapter stopped")
@@ -302,6 +308,17 @@ class AdapterService:
         if outcome is AssertionOutcome.ACCEPTED:
             self.count("context_assertions", {"source": "uns", "outcome": "accepted"})
             self._context_event(line.topic)
+
+    def _batch_rejects(self, line: str, batch_id: str) -> float | None:
+        """Rejects the line's counters counted while the batch ran (None: it never ran there)."""
+        window = self.context.batch_window(line, batch_id)
+        if window is None:
+            return None
+        return self.production.quantities(line, batch_intervals(window)).scrap
+
+    def _disposition_totals(self, line: str, batch_id: str) -> tuple[float, float, float]:
+        split = self.quality.totals(line, batch_id)
+        return split.scrap, split.rework, split.accepted
 
     def _context_publisher(self, line: str) -> str | None:
         """The broker user configured as the only publisher of the line's ``_context`` (see LineConfig)."""

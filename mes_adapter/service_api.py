@@ -35,6 +35,8 @@ from mes_adapter.oee.compute import OeeResult
 from mes_adapter.oee.shifts import ShiftCalendar, ShiftWindow
 from mes_adapter.production.quantities import Quantities
 from mes_adapter.production.records import BoundRecord, Record
+from mes_adapter.quality import Disposition, DispositionRequest
+from mes_adapter.quality.service import DispositionState
 from mes_adapter.service import AdapterService
 from mes_adapter.status import data_status
 from mes_adapter.status.data_status import DataStatus
@@ -162,6 +164,19 @@ class ServiceApi:
     def assert_context(self, assertion: ContextAssertion, who: Principal | None = None) -> AssertionOutcome:
         """Accept an assertion; ``who`` (the API caller) is the identity the audit chain records."""
         return self._svc.assert_context(assertion, who)
+
+    def disposition_state(self, line: str, batch_id: str) -> DispositionState:
+        """Rejects of a batch, classified and pending; DispositionRefusedError(404) for an unknown batch."""
+        return self._svc.quality.state(line, batch_id)
+
+    def dispose(self, who: Principal, line: str, batch_id: str, request: DispositionRequest) -> Disposition:
+        """Classify rejects (QA role, own signature, no more than pending), then build what is now due."""
+        disposition = self._svc.quality.dispose(who, line, batch_id, request)
+        self._svc.run_confirmations()
+        return disposition
+
+    def final_waiting_for_disposition(self, line: str, batch_id: str) -> bool:
+        return (line, batch_id) in self._svc.confirmations.waiting_for_disposition
 
     def reconcile_line(self, line: str) -> Reconciliation:
         return self._svc.reconcile_line(line)
