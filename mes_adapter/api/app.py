@@ -32,7 +32,8 @@ DESCRIPTION = """REST API of the uns-hub MES adapter (Sparkplug B primary host +
 
 Authenticate with `Authorization: Bearer <token>` (mint one with `uns adapter token --role operator`).
 Roles, each including the ones before it: **viewer** (read), **operator** (batch context, submit and sign
-own commands), **supervisor** (approve others' commands, requeue dead letters), **engineer** (audit export).
+own commands), **supervisor** (approve others' commands, requeue dead letters), **engineer** (audit export);
+beside them **qa** (read, and classify rejects with a signature: QA disposition).
 Every refusal is a 4xx (or a 503) with one error model, `ErrorBody`: `{"detail": "<why>", "reason": "<code>"}`,
 plus `errors` (each problem) on a 422. A body that is not JSON is a 400 `invalid_json`; one nested deeper than
 32 levels a 400 `json_too_deep`. `/healthz`, `/readyz` and `/metrics` need no token. The dashboard is at `/`.
