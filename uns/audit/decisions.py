@@ -168,6 +168,12 @@ class DecisionAudit:
     def config_loaded(self, files: Iterable[tuple[str, Path]]) -> list[AuditRecord]:
         return [self.record(e) for e in config_entries(files, Actor.service(self.source), source=self.source)]
 
+    def reason_code(self, actor: Actor, *, line: str, batch_id: str | None, stop_id: str, code: str,
+                    previous_code: str | None, reason: str | None = None) -> AuditRecord:
+        """A downtime reason code set for a stop (operator entry, or mapped from a PLC tag by the service)."""
+        return self.record(reason_code_entry(actor, source=self.source, line=line, batch_id=batch_id,
+                                             stop_id=stop_id, code=code, previous_code=previous_code, reason=reason))
+
     def requeue(self, confirmation_id: str, actor: Actor, *, line: str | None, batch_id: str | None,
                 attempts_before: int) -> AuditRecord:
         return self.record(requeue_entry(confirmation_id, actor, source=self.source, line=line, batch_id=batch_id,
