@@ -2,7 +2,10 @@
 
 Roles are ordered, each includes the ones below it: ``viewer`` (read) < ``operator`` (batch
 context, submit and sign own commands) < ``supervisor`` (approve others' commands, requeue dead
-letters) < ``engineer`` (audit export). A token identifies a user for the session; it is *not* an
+letters) < ``engineer`` (audit export). ``qa`` stands beside the ladder, not on it: a QA user reads
+(what a viewer may) and classifies rejects (QA disposition), and no other role may classify them —
+the quality unit's decision is independent of production (EU GMP Part I 1.4, 2.5), so neither an
+engineer nor a supervisor inherits it. A token identifies a user for the session; it is *not* an
 electronic signature — a command's Ed25519 signature (``uns.commands.signing``) is the second,
 re-authenticating component, so a stolen token alone cannot sign a write.
 
@@ -36,6 +39,8 @@ class Role(IntEnum):
     OPERATOR = 2
     SUPERVISOR = 3
     ENGINEER = 4
+    #: outside the ladder: reads like a viewer, and alone may disposition rejects
+    QA = 5
 
     @property
     def label(self) -> str:
@@ -138,6 +143,8 @@ class Principal:
     role: Role
 
     def has(self, role: Role) -> bool:
+        if role is Role.QA or self.role is Role.QA:
+            return self.role is role or (self.role is Role.QA and role is Role.VIEWER)
         return self.role >= role
 
 

@@ -28,12 +28,13 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from mes_adapter.auth import TokenStore
+from mes_adapter.auth import Principal, TokenStore
 from mes_adapter.commands.service import CommandRecord, CommandService
 from mes_adapter.config.application import AdapterConfig
 from mes_adapter.confirmations.outbox import Outbox, OutboxEntry, WebhookSender, dead_letter_alarm
-from mes_adapter.confirmations.service import ConfirmationService, confirmation_message
+from mes_adapter.confirmations.service import ConfirmationService, batch_intervals, confirmation_message
 from mes_adapter.context import AssertionOutcome, ContextAssertion, ContextService, ContextStore, context_topic
+from mes_adapter.context.audited import api_actor, audited
 from mes_adapter.context.reconcile import LineReport, ReconcileAction, Reconciliation, reconcile
 from mes_adapter.episodes import EpisodeService, EpisodeStore
 from mes_adapter.errors import MesInputError
@@ -50,12 +51,14 @@ from mes_adapter.oee.service import OeeService
 from mes_adapter.production.ingest import Ingest, Observation, Placement, observation_from_change
 from mes_adapter.production.quantities import ProductionCounters, ProductionStore
 from mes_adapter.production.records import ContextualRecords, RecordStore
+from mes_adapter.quality import DispositionService, DispositionStore
 from mes_adapter.status.data_status import DataStatus, statuses_of_lines
 from mes_adapter.status.live_feed import LiveFeed, TagPump
 from mes_adapter.status.node_stats import NodeStats, observe_tracker
 from mes_adapter.status.publisher import LineStatusPublisher
 from mes_adapter.timefmt import now_ms
 from uns.audit.chain import AuditLog
+from uns.audit.decisions import Actor, DecisionAudit
 from uns.commands.allowlist import Allowlist
 from uns.commands.signing import UserRegistry
 from uns.conventions import Quality
@@ -108,6 +111,13 @@ class AdapterService:
         self.audit = AuditLog(config.audit_path, witness_path=config.audit.witness_path,
                               checkpoint_every=config.audit.checkpoint_every,
                               checkpoint_interval_s=config.audit.checkpoint_interval_s)
+        #: batch decisions (context, requeues, dispositions, config) into the same chain as commands
+        self.decisions = DecisionAudit(self.audit, "mes-adapter")
+        self.decisions.config_loaded(config.config_files())
+        self.disposition_store = DispositionStore(mes.disposition_db)
+        self.quality = DispositionService(self.disposition_store, registry, self._batch_rejects, self.decisions)
+        if mes.disposition.required:
+            self.confirmations.dispositions = self._disposition_totals
         self.commands = CommandService(allowlist=allowlist, registry=registry, audit=self.audit, link=self.link,
                                        model=self.host.model, mapping=self.mapping, context=self.context,
                                        on_change=self._command_changed, keep_finished=config.commands.keep_finished)
@@ -178,7 +188,8 @@ class AdapterService:
         with contextlib.suppress(Exception):
             self.ingest.flush()
         self.audit.close()
-        for store in (self.record_store, self.outbox, self.context_store, self.production_store, self.episodes.store):
+        for store in (self.record_store, self.outbox, self.context_store, self.production_store, self.episodes.store,
+                      self.disposition_store):
             with contextlib.suppress(Exception):
                 store.close()
         log.info("adapter stopped")
@@ -287,7 +298,9 @@ class AdapterService:
             self.count("context_ignored", {"why": "not_batch"})
             return
         try:
-            outcome = self.context.handle_retained(line.topic, payload)
+            actor = Actor.broker_user(self._context_publisher(line.topic))
+            outcome = audited(self.context, self.decisions, line.topic, actor, "uns",
+                              lambda: self.context.handle_retained(line.topic, payload))
         except MesInputError as exc:
             self.count("context_assertions", {"source": "uns", "outcome": "refused"})
             log.warning("context on %s refused: %s", topic, exc)
@@ -296,9 +309,30 @@ class AdapterService:
             self.count("context_assertions", {"source": "uns", "outcome": "accepted"})
             self._context_event(line.topic)
 
-    def assert_context(self, assertion: ContextAssertion) -> AssertionOutcome:
-        """Accept an assertion from the API (stored first), then publish it retained for other apps."""
-        outcome = self.context.assert_context(assertion)
+    def _batch_rejects(self, line: str, batch_id: str) -> float | None:
+        """Rejects the line's counters counted while the batch ran (None: it never ran there)."""
+        window = self.context.batch_window(line, batch_id)
+        if window is None:
+            return None
+        return self.production.quantities(line, batch_intervals(window)).scrap
+
+    def _disposition_totals(self, line: str, batch_id: str) -> tuple[float, float, float]:
+        split = self.quality.totals(line, batch_id)
+        return split.scrap, split.rework, split.accepted
+
+    def _context_publisher(self, line: str) -> str | None:
+        """The broker user configured as the only publisher of the line's ``_context`` (see LineConfig)."""
+        for cfg in self.config.mes.lines:
+            if cfg.line == line:
+                return cfg.context_publisher
+        return None
+
+    def assert_context(self, assertion: ContextAssertion, who: Principal | None = None) -> AssertionOutcome:
+        """Accept an assertion from the API (stored first, audited as ``who``), then publish it retained."""
+        actor = api_actor(who)
+        outcome = audited(self.context, self.decisions, assertion.line, actor, "api",
+                          lambda: self.context.assert_context(assertion))
+        assert outcome is not None  # an assertion (not a clear) always has an outcome
         self.count("context_assertions", {"source": "api", "outcome": outcome.value})
         if outcome is AssertionOutcome.ACCEPTED:
             self.link.publish(context_topic(self.mapping, assertion.line), assertion.to_payload(), qos=1, retain=True)
@@ -363,10 +397,12 @@ class AdapterService:
         if result.action is ReconcileAction.ENDED and result.end_ms is not None:
             last = self.context.last_seq(line)
             running = self.context.current(line)
-            self.context.assert_context(ContextAssertion(
+            end = ContextAssertion(
                 line=line, seq=0 if last is None else last + 1, since_ms=result.end_ms, batch_id=result.batch_id,
                 work_order_id=running.work_order_id if running is not None else None,
-                asserted_by="adapter:reconcile", ended=True))
+                asserted_by="adapter:reconcile", ended=True)
+            audited(self.context, self.decisions, line, Actor.service("mes-adapter:reconcile"), "reconcile",
+                    lambda: self.context.assert_context(end))
             assertion = self.context.current(line)
             if assertion is not None:
                 self.link.publish(context_topic(self.mapping, line), assertion.to_payload(), qos=1, retain=True)

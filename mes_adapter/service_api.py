@@ -27,6 +27,7 @@ from mes_adapter.commands.service import CommandDraft, CommandRecord
 from mes_adapter.confirmations.outbox import DeliveryStatus, OutboxEntry
 from mes_adapter.confirmations.service import batch_intervals
 from mes_adapter.context import AssertionOutcome, BatchWindow, ContextAssertion
+from mes_adapter.context.audited import api_actor
 from mes_adapter.context.reconcile import Reconciliation
 from mes_adapter.episodes import QualityEpisode
 from mes_adapter.host import MetricState, NodeView
@@ -34,6 +35,8 @@ from mes_adapter.oee.compute import OeeResult
 from mes_adapter.oee.shifts import ShiftCalendar, ShiftWindow
 from mes_adapter.production.quantities import Quantities
 from mes_adapter.production.records import BoundRecord, Record
+from mes_adapter.quality import Disposition, DispositionRequest
+from mes_adapter.quality.service import DispositionState
 from mes_adapter.service import AdapterService
 from mes_adapter.status import data_status
 from mes_adapter.status.data_status import DataStatus
@@ -158,8 +161,22 @@ class ServiceApi:
         """How far back a counter sample (and so an asserted change-point) may lie."""
         return int(self._svc.config.mes.counter_reorder_horizon_s * 1000)
 
-    def assert_context(self, assertion: ContextAssertion) -> AssertionOutcome:
-        return self._svc.assert_context(assertion)
+    def assert_context(self, assertion: ContextAssertion, who: Principal | None = None) -> AssertionOutcome:
+        """Accept an assertion; ``who`` (the API caller) is the identity the audit chain records."""
+        return self._svc.assert_context(assertion, who)
+
+    def disposition_state(self, line: str, batch_id: str) -> DispositionState:
+        """Rejects of a batch, classified and pending; DispositionRefusedError(404) for an unknown batch."""
+        return self._svc.quality.state(line, batch_id)
+
+    def dispose(self, who: Principal, line: str, batch_id: str, request: DispositionRequest) -> Disposition:
+        """Classify rejects (QA role, own signature, no more than pending), then build what is now due."""
+        disposition = self._svc.quality.dispose(who, line, batch_id, request)
+        self._svc.run_confirmations()
+        return disposition
+
+    def final_waiting_for_disposition(self, line: str, batch_id: str) -> bool:
+        return (line, batch_id) in self._svc.confirmations.waiting_for_disposition
 
     def reconcile_line(self, line: str) -> Reconciliation:
         return self._svc.reconcile_line(line)
@@ -188,9 +205,13 @@ class ServiceApi:
         """One entry; UnknownConfirmationError if there is none."""
         return self._svc.outbox.get(confirmation_id)
 
-    def requeue(self, confirmation_id: str) -> OutboxEntry:
-        """Give a dead letter a fresh set of attempts and wake the webhook sender."""
+    def requeue(self, confirmation_id: str, who: Principal | None = None) -> OutboxEntry:
+        """Give a dead letter a fresh set of attempts (audited as ``who``) and wake the webhook sender."""
+        before = self._svc.outbox.get(confirmation_id)
         entry = self._svc.outbox.requeue(confirmation_id)
+        actor = api_actor(who)
+        self._svc.decisions.requeue(confirmation_id, actor, line=before.line, batch_id=before.batch_id,
+                                    attempts_before=before.attempts)
         if self._svc.sender is not None:
             self._svc.sender.wake()
         return entry

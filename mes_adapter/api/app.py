@@ -21,7 +21,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from mes_adapter.api import audit, batches, commands, errors, events, health, me, plant, production, quarantine
+from mes_adapter.api import audit, batches, commands, errors, events, health, me, plant, production, quality, quarantine
 from mes_adapter.service import AdapterService
 from mes_adapter.service_api import ServiceApi
 from mes_adapter.status.metrics import AdapterMetrics
@@ -32,7 +32,8 @@ DESCRIPTION = """REST API of the uns-hub MES adapter (Sparkplug B primary host +
 
 Authenticate with `Authorization: Bearer <token>` (mint one with `uns adapter token --role operator`).
 Roles, each including the ones before it: **viewer** (read), **operator** (batch context, submit and sign
-own commands), **supervisor** (approve others' commands, requeue dead letters), **engineer** (audit export).
+own commands), **supervisor** (approve others' commands, requeue dead letters), **engineer** (audit export);
+beside them **qa** (read, and classify rejects with a signature: QA disposition).
 Every refusal is a 4xx (or a 503) with one error model, `ErrorBody`: `{"detail": "<why>", "reason": "<code>"}`,
 plus `errors` (each problem) on a 422. A body that is not JSON is a 400 `invalid_json`; one nested deeper than
 32 levels a 400 `json_too_deep`. `/healthz`, `/readyz` and `/metrics` need no token. The dashboard is at `/`.
@@ -100,7 +101,7 @@ def create_app(service: AdapterService, metrics: AdapterMetrics, *, manage_lifet
     app.state.api = ServiceApi(service)  # what the handlers see (mes_adapter.service_api)
     app.state.metrics = metrics
     errors.install(app)
-    for module in (health, me, plant, quarantine, batches, production, commands, audit, events):
+    for module in (health, me, plant, quarantine, batches, production, quality, commands, audit, events):
         app.include_router(module.router)
 
     @app.get("/", include_in_schema=False)

@@ -51,8 +51,8 @@ def _since(svc: ServiceApi, since_ms: int | None) -> int:
                        earliest_ms=exc.earliest_ms, latest_ms=exc.latest_ms) from None
 
 
-def _assert(svc: ServiceApi, assertion: ContextAssertion) -> ContextResult:
-    outcome = svc.assert_context(assertion)
+def _assert(svc: ServiceApi, assertion: ContextAssertion, who: Principal) -> ContextResult:
+    outcome = svc.assert_context(assertion, who)
     return ContextResult(outcome=outcome.value, assertion=assertion.model_dump(mode="json"),
                          batch=current_batch(svc, assertion.line))
 
@@ -75,7 +75,7 @@ def start_batch(line: str, body: BatchStart, svc: ServiceApi = Depends(service),
         batch_id=body.batch_id, work_order_id=body.work_order_id, operation_id=body.operation_id,
         product_id=body.product_id, phase=body.phase, target_quantity=body.target_quantity, uom=body.uom,
         asserted_by=who.user_id)
-    return _assert(svc, assertion)
+    return _assert(svc, assertion, who)
 
 
 @router.post("/lines/{line:path}/batch/phase", response_model=ContextResult, responses=_CONFLICT,
@@ -89,7 +89,7 @@ def batch_phase(line: str, body: BatchPhase, svc: ServiceApi = Depends(service),
         raise ApiError(409, "no_batch_running", f"no batch is running on {key} at {since}; start one first")
     assertion = running.model_copy(update={"seq": _next_seq(svc, key), "since_ms": since, "phase": body.phase,
                                            "asserted_by": who.user_id})
-    return _assert(svc, ContextAssertion.model_validate(assertion.model_dump()))
+    return _assert(svc, ContextAssertion.model_validate(assertion.model_dump()), who)
 
 
 @router.post("/lines/{line:path}/batch/end", response_model=ContextResult, responses=_CONFLICT,
@@ -106,7 +106,7 @@ def end_batch(line: str, body: BatchEnd, svc: ServiceApi = Depends(service),
                        f"batch {running.batch_id!r} is running on {key}, not {body.batch_id!r}")
     assertion = ContextAssertion(line=key, seq=_next_seq(svc, key), since_ms=since, batch_id=running.batch_id,
                                  work_order_id=running.work_order_id, asserted_by=who.user_id, ended=True)
-    result = _assert(svc, assertion)
+    result = _assert(svc, assertion, who)
     svc.run_confirmations()
     window = svc.batch_window(key, running.batch_id)
     return result.model_copy(update={"batch": batch_info(svc, window) if window else None})

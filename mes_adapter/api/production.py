@@ -68,7 +68,7 @@ def outbox(status: DeliveryStatus | None = Query(None), limit: int = Query(100, 
              responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}},
              summary="Give a dead-lettered confirmation a fresh set of attempts (supervisor)")
 def requeue(confirmation_id: str, svc: ServiceApi = Depends(service),
-            _: Principal = Depends(supervisor)) -> dict[str, Any]:
+            who: Principal = Depends(supervisor)) -> dict[str, Any]:
     try:
         before = svc.outbox_entry(confirmation_id)
     except UnknownConfirmationError as exc:
@@ -76,7 +76,7 @@ def requeue(confirmation_id: str, svc: ServiceApi = Depends(service),
     if before.status is not DeliveryStatus.DEAD_LETTERED:
         raise ApiError(409, "not_dead_lettered",
                        f"confirmation {confirmation_id} is {before.status.value}; only dead letters are requeued")
-    return svc.requeue(confirmation_id).as_dict()
+    return svc.requeue(confirmation_id, who).as_dict()
 
 
 @router.get("/oee", response_model=dict[str, Any],

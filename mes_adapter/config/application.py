@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from mes_adapter.auth import TokenEntry, TokenFile
 from mes_adapter.config.mes import MesConfig
@@ -108,6 +108,19 @@ class AdapterConfig(BaseModel):
     confirmations_every_s: float = Field(5.0, gt=0)
     #: how often buffered records are written to SQLite at most this late
     records_flush_s: float = Field(0.5, gt=0)
+    #: the file this config was read from (set by :func:`load_adapter_config`; not a config field):
+    #: its hash goes into the audit chain at start
+    _source_path: Path | None = PrivateAttr(default=None)
+
+    @property
+    def source_path(self) -> Path | None:
+        return self._source_path
+
+    def config_files(self) -> list[tuple[str, Path]]:
+        """``(role, path)`` of every file that decides what goes into a batch record (audited at start)."""
+        files = [("adapter_config", self._source_path), ("allowlist", self.commands.allowlist),
+                 ("signers", self.commands.signers), ("tokens_file", self.auth.tokens_file)]
+        return [(role, path) for role, path in files if path is not None]
 
     @model_validator(mode="before")
     @classmethod
@@ -139,7 +152,9 @@ class AdapterConfig(BaseModel):
             if raw["mes"]["data_dir"] == self.data_dir / "mes":
                 raw["mes"]["data_dir"] = data_dir / "mes"
             raw["data_dir"] = data_dir
-        return AdapterConfig.model_validate(raw)
+        copy = AdapterConfig.model_validate(raw)
+        copy._source_path = self._source_path
+        return copy
 
 
 def _resolve(base: Path, value: Path | None) -> Path | None:
@@ -173,7 +188,9 @@ def load_adapter_config(path: Path) -> AdapterConfig:
         config = AdapterConfig.model_validate(data)
     except ValidationError as exc:
         raise source.error(exc) from None
-    return _with_paths_resolved(config, path.resolve().parent)
+    resolved = _with_paths_resolved(config, path.resolve().parent)
+    resolved._source_path = path.resolve()
+    return resolved
 
 
 def check_adapter_config(config: AdapterConfig, source: Path, *, broker_declared: bool | None = None) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
@@ -139,6 +140,9 @@ class LineConfig(BaseModel):
     state: StateSignal | None = None
     #: the current-batch tag; on start the MES context is reconciled with it (see docs)
     batch: BatchSignal | None = None
+    #: the broker user the broker's ACL alone lets publish this line's ``_context`` topics: MQTT
+    #: context assertions are audited as made by them (None: recorded as unattributed)
+    context_publisher: str | None = Field(None, min_length=1, max_length=128)
     #: planned run time per item (PRI, seconds) per product id, from MES master data
     ideal_cycle_s: dict[str, float] = Field(default_factory=dict)
     #: PRI when the product has no entry (None: performance/OEE unknown and flagged)
@@ -175,6 +179,19 @@ class OeeConfig(BaseModel):
     micro_stop_threshold_s: float | None = Field(120.0, ge=0)
 
 
+class DispositionSettings(BaseModel):
+    """QA disposition of rejects (see docs/mes-quality.md)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    #: rejects are pending until a QA user classifies them (scrap / rework / accepted); False: every
+    #: reject is confirmed as scrap (no disposition)
+    required: bool = False
+    #: the final confirmation of a batch with pending rejects: `wait` until none is pending, or
+    #: `partial`: send it at the usual time with the pending quantity
+    final: Literal["wait", "partial"] = "wait"
+
+
 class MesConfig(BaseModel):
     """Everything the MES core needs; the host and REST API compose it into the running adapter."""
 
@@ -193,6 +210,8 @@ class MesConfig(BaseModel):
     #: shifts and planned downtime
     calendar: ShiftCalendar = Field(default_factory=ShiftCalendar)
     oee: OeeConfig = Field(default_factory=OeeConfig)
+    #: QA disposition of rejects before they are confirmed as scrap or rework
+    disposition: DispositionSettings = Field(default_factory=DispositionSettings)
     #: the lines the MES core counts and confirms
     lines: list[LineConfig] = Field(default_factory=list)
     #: how far back (source time) a late counter sample can still be placed
@@ -223,3 +242,7 @@ class MesConfig(BaseModel):
     @property
     def outbox_db(self) -> Path:
         return self.data_dir / "outbox.sqlite"
+
+    @property
+    def disposition_db(self) -> Path:
+        return self.data_dir / "disposition.sqlite"

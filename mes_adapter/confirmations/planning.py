@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, SerializerFunctionWrapHandler, model_serializer
 
 from mes_adapter.context.models import BatchWindow, ContextAssertion
 from mes_adapter.lines import parse_line_key
@@ -68,6 +68,36 @@ class ProducedMaterial(BaseModel):
     good: Quantity
     scrap: Quantity
     rework: Quantity = 0
+    #: with QA disposition on (``mes.disposition.required``): rejects QA released as good product
+    accepted: Quantity | None = None
+    #: with QA disposition on: rejects not classified yet. Additive like every quantity: the sum
+    #: over a batch's confirmations is what is pending now (a final may carry a negative one that
+    #: takes back what earlier partials reported pending and it classifies)
+    pending_disposition: Quantity | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_unset_disposition(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Without disposition the bytes stay what they were (stored confirmations are compared by bytes)."""
+        data: dict[str, Any] = handler(self)
+        for key in ("accepted", "pending_disposition"):
+            if data.get(key) is None:
+                data.pop(key, None)
+        return data
+
+    @property
+    def rejects(self) -> float:
+        """Every reject this line carries, however classified (what the reject counters counted)."""
+        return self.scrap + self.rework + (self.accepted or 0) + (self.pending_disposition or 0)
+
+
+@dataclass(frozen=True, slots=True)
+class RejectSplit:
+    """How a confirmation reports its rejects when QA disposition is on (see ProducedMaterial)."""
+
+    scrap: float
+    rework: float
+    accepted: float
+    pending: float
 
 
 class ConsumedMaterial(BaseModel):
@@ -221,8 +251,11 @@ def evidence_hash(planned: PlannedConfirmation, quantities: Quantities, context:
 
 def build_confirmation(planned: PlannedConfirmation, quantities: Quantities,
                        uoms: dict[str, str] | None = None, product_uom: str = "EA",
-                       data: list[DataItem] | None = None) -> ProductionConfirmation:
+                       data: list[DataItem] | None = None, split: RejectSplit | None = None) -> ProductionConfirmation:
     """The confirmation of one planned window carrying ``quantities`` (already net of earlier ones).
+
+    ``split``: with QA disposition, how ``quantities.scrap`` (the window's rejects) is reported;
+    None: every reject as scrap.
 
     Work order, product and operation come from the batch's last context in the window.
     """
@@ -243,7 +276,10 @@ def build_confirmation(planned: PlannedConfirmation, quantities: Quantities,
         final=final,
         produced=[ProducedMaterial(material_id=context.product_id, lot_id=planned.batch.batch_id,
                                    uom=context.uom or product_uom, good=quantities.good,
-                                   scrap=quantities.scrap)],
+                                   scrap=quantities.scrap if split is None else split.scrap,
+                                   rework=0 if split is None else split.rework,
+                                   accepted=None if split is None else split.accepted,
+                                   pending_disposition=None if split is None else split.pending)],
         consumed=[ConsumedMaterial(material_id=m, uom=uoms.get(m, "EA"), quantity=q)
                   for m, q in sorted(quantities.consumed.items())],
         data=list(data or []),
@@ -265,7 +301,7 @@ def _context_for(planned: PlannedConfirmation) -> ContextAssertion:
 def quantities_of(confirmation: ProductionConfirmation) -> Quantities:
     """The quantities a stored confirmation carried (to subtract from the batch total)."""
     good = sum(p.good for p in confirmation.produced)
-    scrap = sum(p.scrap for p in confirmation.produced)
+    scrap = sum(p.rejects for p in confirmation.produced)
     consumed: dict[str, float] = {}
     for c in confirmation.consumed:
         consumed[c.material_id] = consumed.get(c.material_id, 0.0) + c.quantity

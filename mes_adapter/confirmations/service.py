@@ -21,6 +21,7 @@ from mes_adapter.confirmations.planning import (
     ConfirmationKind,
     PlannedConfirmation,
     ProductionConfirmation,
+    RejectSplit,
     build_confirmation,
     canonical_json,
     confirmation_topic,
@@ -37,6 +38,9 @@ from uns.isa95 import NamespaceMapping
 log = logging.getLogger(__name__)
 
 _FOREVER = 2**62
+
+#: ``(line, batch_id) -> (scrap, rework, accepted)`` QA classified so far (mes_adapter.quality)
+DispositionTotals = Callable[[str, str], tuple[float, float, float]]
 
 
 def batch_intervals(batch: BatchWindow, until_ms: int | None = None) -> list[Interval]:
@@ -71,6 +75,10 @@ class ConfirmationService:
                              else int(config.partial_interval_s * 1000))
         self._grace_ms = int(config.confirmation_grace_s * 1000)
         self._lookback_ms = int(config.counter_reorder_horizon_s * 1000)
+        #: set by the composition root when ``mes.disposition.required``: rejects wait for QA
+        self.dispositions: DispositionTotals | None = None
+        #: finals held back because rejects are pending disposition (``final: wait``), per batch
+        self.waiting_for_disposition: set[tuple[str, str]] = set()
 
     def run_due(self, now: int | None = None) -> list[ProductionConfirmation]:
         """Enqueue every due confirmation of every configured line; return the newly enqueued ones."""
@@ -96,7 +104,11 @@ class ConfirmationService:
         for planned in plan(batch, now, self._interval_ms, self._grace_ms, confirmed,
                             total.minus(done)):
             quantities = self._to_date(batch, planned).minus(done)
-            confirmation = build_confirmation(planned, quantities, uoms, product_uom)
+            split = self._split(batch, planned, quantities, total, done)
+            if split is False:
+                break
+            confirmation = build_confirmation(planned, quantities, uoms, product_uom,
+                                              split=split if isinstance(split, RejectSplit) else None)
             try:
                 result = self._outbox.enqueue(confirmation)
             except OutboxConflictError:
@@ -107,6 +119,31 @@ class ConfirmationService:
             if result is EnqueueResult.ENQUEUED:
                 new.append(confirmation)
         return new
+
+    def _split(self, batch: BatchWindow, planned: PlannedConfirmation, quantities: Quantities, total: Quantities,
+               done: Quantities) -> RejectSplit | bool:
+        """How this confirmation reports its rejects with QA disposition on; True: disposition off
+        (all scrap); False: a final that must wait for QA (``final: wait`` with rejects pending).
+
+        Partials (and late supplements) report their rejects as pending. The final reports the
+        batch's whole classification and, as pending, what is still pending minus what earlier
+        confirmations already reported pending (``done.scrap``: they never classify), so every
+        quantity stays additive over the batch's confirmations."""
+        if self.dispositions is None:
+            return True
+        if planned.kind is not ConfirmationKind.FINAL:
+            return RejectSplit(scrap=0.0, rework=0.0, accepted=0.0, pending=quantities.scrap)
+        scrap, rework, accepted = self.dispositions(batch.line, batch.batch_id)
+        still_pending = total.scrap - (scrap + rework + accepted)
+        key = (batch.line, batch.batch_id)
+        if self._config.disposition.final == "wait" and still_pending > 1e-9:
+            if key not in self.waiting_for_disposition:
+                log.info("final confirmation of batch %s on %s waits for QA: %g rejects pending disposition",
+                         batch.batch_id, batch.line, still_pending)
+            self.waiting_for_disposition.add(key)
+            return False
+        self.waiting_for_disposition.discard(key)
+        return RejectSplit(scrap=scrap, rework=rework, accepted=accepted, pending=still_pending - done.scrap)
 
     def _to_date(self, batch: BatchWindow, planned: PlannedConfirmation) -> Quantities:
         until = None if planned.kind is ConfirmationKind.LATE else planned.end_ms

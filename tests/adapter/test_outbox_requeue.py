@@ -18,6 +18,7 @@ from tests.adapter.setup import auth, write_files
 from tests.mes.receiver import Receiver
 from tests.support.mosquitto import BrokerEndpoint
 from tests.support.net import free_port
+from uns.audit.query import AuditReader
 
 
 async def test_dead_letter_requeued_by_a_supervisor_is_delivered_once_more(
@@ -79,5 +80,12 @@ async def test_dead_letter_requeued_by_a_supervisor_is_delivered_once_more(
 
                 again = await client.post(f"/api/outbox/{cid}/requeue", headers=auth("supervisor"))
                 assert again.status_code == 409 and again.json()["reason"] == "not_dead_lettered"
+                # issue 19 item 6: the requeue is in the audit chain with who did it (the refused ones are not)
+                with AuditReader(adapter.service.audit.path) as reader:
+                    [record] = [r.fields() for r in reader.events("outbox_requeued")]
+                assert (record["actor_user_id"], record["auth_method"]) == ("bob", "api-token")
+                assert record["batch_id"] == "B-7"
+                assert record["details"] == {"confirmation_id": cid, "attempts_before": 1}
+                assert record["target"]["isa95_path"] == LINE
             finally:
                 edge.__exit__()

@@ -106,6 +106,15 @@ class AuditReader:
             "IS NOT NULL GROUP BY command_id) g JOIN audit_record r ON r.seq = g.last_seq ORDER BY g.first_seq")
         return [CommandHead(str(row[3]), int(row[5]), int(row[6]), _record(row[:5])) for row in rows]
 
+    def events(self, *events: str) -> list[StoredRecord]:
+        """Every record of the given event kinds (all records when none are given), oldest first:
+        the batch decisions (``batch_started``, ``disposition_recorded``, ...) have no command id."""
+        if not events:
+            return [_record(row) for row in self._rows(f"SELECT {_RECORD_COLUMNS} FROM audit_record ORDER BY seq")]
+        marks = ", ".join("?" * len(events))
+        return [_record(row) for row in self._rows(
+            f"SELECT {_RECORD_COLUMNS} FROM audit_record WHERE event IN ({marks}) ORDER BY seq", tuple(events))]
+
     def last_event_ts(self, command_id: str, event: str) -> int | None:
         """When ``command_id`` last had a record of ``event`` (ms), None if never."""
         rows = self._rows("SELECT MAX(ts_ms) FROM audit_record WHERE command_id = ? AND event = ?",

@@ -37,6 +37,24 @@ class AuditEvent(StrEnum):
     READBACK_TIMEOUT = "readback_timeout"
     FAILED = "failed"
     EXPIRED = "expired"
+    # -- batch decisions (not commands; built by :mod:`uns.audit.decisions`) --
+    #: a context assertion that neither starts, ends nor re-phases a batch (e.g. a corrected field)
+    CONTEXT_ASSERTED = "context_asserted"
+    BATCH_STARTED = "batch_started"
+    BATCH_PHASE = "batch_phase"
+    BATCH_ENDED = "batch_ended"
+    BATCH_HELD = "batch_held"
+    BATCH_RELEASED = "batch_released"
+    #: a dead-lettered confirmation given a fresh set of attempts
+    OUTBOX_REQUEUED = "outbox_requeued"
+    #: a downtime reason code entered or mapped for a stop
+    REASON_CODE_SET = "reason_code_set"
+    #: rejects classified by QA (scrap / rework / accepted)
+    DISPOSITION_RECORDED = "disposition_recorded"
+    #: a disposition refused (no QA role, too many pieces, bad signature)
+    DISPOSITION_REFUSED = "disposition_refused"
+    #: a configuration file the service loaded at start (path + SHA-256)
+    CONFIG_LOADED = "config_loaded"
 
 
 class AuditTarget(BaseModel):
