@@ -35,6 +35,8 @@ from mes_adapter.confirmations.outbox import Outbox, OutboxEntry, WebhookSender,
 from mes_adapter.confirmations.service import ConfirmationService, confirmation_message
 from mes_adapter.context import AssertionOutcome, ContextAssertion, ContextService, ContextStore, context_topic
 from mes_adapter.context.reconcile import LineReport, ReconcileAction, Reconciliation, reconcile
+from mes_adapter.downtime.service import DowntimeService
+from mes_adapter.downtime.store import ReasonStore
 from mes_adapter.episodes import EpisodeService, EpisodeStore
 from mes_adapter.errors import MesInputError
 from mes_adapter.host import (
@@ -99,6 +101,7 @@ class AdapterService:
         self.outbox = Outbox(mes.outbox_db)
         self.confirmations = ConfirmationService(mes, self.context, self.production, self.outbox)
         self.oee = OeeService(mes, self.context, self.production, self.record_store)
+        self.downtime = DowntimeService(mes, self.oee, self.record_store, ReasonStore(mes.downtime_db))
         self.ingest = Ingest(mes, self.production, self.record_store)
         self.feed = LiveFeed()
         root = f"{self.mapping.mirror_root}/" if self.mapping.mirror_root else ""
@@ -178,7 +181,8 @@ class AdapterService:
         with contextlib.suppress(Exception):
             self.ingest.flush()
         self.audit.close()
-        for store in (self.record_store, self.outbox, self.context_store, self.production_store, self.episodes.store):
+        for store in (self.record_store, self.outbox, self.context_store, self.production_store, self.episodes.store,
+                      self.downtime.store):
             with contextlib.suppress(Exception):
                 store.close()
         log.info("adapter stopped")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from mes_adapter.downtime.config import DowntimeConfig
 from mes_adapter.lines import line_key
 from mes_adapter.oee.compute import MachineState
 from mes_adapter.oee.shifts import ShiftCalendar
@@ -193,6 +194,8 @@ class MesConfig(BaseModel):
     #: shifts and planned downtime
     calendar: ShiftCalendar = Field(default_factory=ShiftCalendar)
     oee: OeeConfig = Field(default_factory=OeeConfig)
+    #: stop events (debounce) and their reason codes (see docs/mes-downtime.md)
+    downtime: DowntimeConfig = Field(default_factory=DowntimeConfig)
     #: the lines the MES core counts and confirms
     lines: list[LineConfig] = Field(default_factory=list)
     #: how far back (source time) a late counter sample can still be placed
@@ -219,6 +222,10 @@ class MesConfig(BaseModel):
     @property
     def production_db(self) -> Path:
         return self.data_dir / "production.sqlite"
+
+    @property
+    def downtime_db(self) -> Path:
+        return self.data_dir / "downtime.sqlite"
 
     @property
     def outbox_db(self) -> Path:

@@ -95,7 +95,8 @@ class OeeService:
         result = compute_oee(
             window, self.state_changes(cfg, window), self.counts(cfg, window),
             self._config.calendar.planned_downtime_between(window.start_ms, window.end_ms, line),
-            None if threshold is None else int(threshold * 1000))
+            None if threshold is None else int(threshold * 1000),
+            debounce_ms=int(self._config.downtime.debounce_s * 1000))
         if self.gaps is None:
             return result
         inputs = {(c.cell, c.metric) for c in cfg.counters}
@@ -104,18 +105,26 @@ class OeeService:
         reasons = self.gaps(line, window.start_ms, window.end_ms, inputs)
         return replace(result, incomplete_reasons=tuple(reasons)) if reasons else result
 
-    def batch_oee(self, line: str, batch_id: str) -> OeeResult:
-        """OEE from the batch start to its end (or now while it runs)."""
+    def batch_interval(self, line: str, batch_id: str) -> Interval:
+        """The batch from its start to its end (or now while it runs)."""
         batch = self._context.batch_window(line, batch_id)
         if batch is None:
             raise MesInputError(f"batch {batch_id!r} never ran on line {line!r}")
         end = batch.end_ms if batch.end_ms is not None else max(batch.start_ms, self._clock())
-        return self.window_oee(line, Interval(batch.start_ms, end))
+        return Interval(batch.start_ms, end)
+
+    def shift_interval(self, shift: ShiftWindow) -> Interval:
+        """One shift occurrence (up to now while it runs)."""
+        end = min(shift.interval.end_ms, max(shift.interval.start_ms, self._clock()))
+        return Interval(shift.interval.start_ms, end)
+
+    def batch_oee(self, line: str, batch_id: str) -> OeeResult:
+        """OEE from the batch start to its end (or now while it runs)."""
+        return self.window_oee(line, self.batch_interval(line, batch_id))
 
     def shift_oee(self, line: str, shift: ShiftWindow) -> OeeResult:
         """OEE of one shift occurrence (up to now while it runs)."""
-        end = min(shift.interval.end_ms, max(shift.interval.start_ms, self._clock()))
-        return self.window_oee(line, Interval(shift.interval.start_ms, end))
+        return self.window_oee(line, self.shift_interval(shift))
 
 
 def oee_message(mapping: NamespaceMapping, line: str, scope: str, key: str,
