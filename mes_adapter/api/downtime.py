@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mes_adapter.auth import Principal, Role
 from mes_adapter.downtime.config import UnknownReasonError
+from mes_adapter.downtime.losses import losses_dict
 from mes_adapter.downtime.service import NoSuchStopError
 from mes_adapter.lines import line_key
 from mes_adapter.oee.compute import Interval
@@ -60,8 +61,8 @@ def scope_window(svc: ServiceApi, key: str, batch: str | None, shift: str | None
 
 
 def losses_view(svc: ServiceApi, key: str, window: Interval) -> dict[str, Any]:
-    return {bucket: {"lost_s": loss.lost_ms / 1000, "stops": loss.stops}
-            for bucket, loss in svc.losses(key, window).items()}
+    """Losses per bucket of ``window`` as JSON."""
+    return losses_dict(svc.losses(key, window))
 
 
 @router.get("/stops", response_model=dict[str, Any], responses={404: {"model": ErrorBody}, 422: {"model": ErrorBody}},

@@ -22,6 +22,11 @@ class BucketLoss:
     stops: int
 
 
+def losses_dict(losses: Mapping[str, BucketLoss]) -> dict[str, dict[str, float | int]]:
+    """JSON view (``/api/oee`` ``losses`` and the ``_mes/oee`` payloads): seconds and stop counts per bucket."""
+    return {bucket: {"lost_s": loss.lost_ms / 1000, "stops": loss.stops} for bucket, loss in losses.items()}
+
+
 def bucket_of(stop: StopEvent, code: str | None, config: DowntimeConfig) -> str:
     if stop.micro:
         return config.micro_stop_bucket

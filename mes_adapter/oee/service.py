@@ -8,21 +8,18 @@ the ideal cycle time per product from the line config, planned downtime from the
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import replace
 
 from mes_adapter.config.mes import LineConfig, MesConfig
 from mes_adapter.context.service import ContextService
 from mes_adapter.errors import MesInputError
-from mes_adapter.lines import parse_line_key
 from mes_adapter.oee.compute import Interval, MachineState, OeeResult, ProductionCount, StateChange, compute_oee
 from mes_adapter.oee.shifts import ShiftWindow
 from mes_adapter.production.quantities import ProductionCounters
 from mes_adapter.production.records import RecordStore
 from mes_adapter.timefmt import now_ms
 from uns.conventions import Quality
-from uns.isa95 import MES, NamespaceMapping
 
 _MAX_STATE_ROWS = 1_000_000
 
@@ -126,10 +123,3 @@ class OeeService:
         """OEE of one shift occurrence (up to now while it runs)."""
         return self.window_oee(line, self.shift_interval(shift))
 
-
-def oee_message(mapping: NamespaceMapping, line: str, scope: str, key: str,
-                result: OeeResult) -> tuple[str, bytes]:
-    """``(topic, payload)`` for ``<line>/_mes/oee/<scope>`` (scope ``batch`` or ``shift``)."""
-    topic = mapping.line_topic(parse_line_key(line), MES, "oee", scope)
-    payload = {"scope": scope, "key": key, **result.as_dict()}
-    return topic, json.dumps(payload, separators=(",", ":")).encode()
