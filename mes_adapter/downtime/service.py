@@ -70,8 +70,12 @@ class DowntimeService:
         return cfg
 
     def _events(self, cfg: LineConfig, window: Interval) -> tuple[list[StopEvent], list[Interval]]:
-        """Stop events touching ``window`` (a stop that began before it keeps its true start) and planned downtime."""
-        changes = self._oee.state_changes(cfg, window)
+        """Stop events touching ``window`` (a stop that began before it keeps its true start) and planned downtime.
+
+        The timeline is read from one debounce before the window, so a stop that flapped across the
+        window's start is the same event (same start, the key of its reason) whatever the window.
+        """
+        changes = self._oee.state_changes(cfg, Interval(window.start_ms - self._debounce_ms - 1, window.end_ms))
         start = min([window.start_ms, *(c.ts_ms for c in changes)])
         pieces = state_intervals(Interval(start, window.end_ms), changes)
         threshold = self._config.oee.micro_stop_threshold_s
