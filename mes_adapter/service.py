@@ -129,6 +129,7 @@ class AdapterService:
             lambda topic, payload, retain: self.link.publish(topic, payload, qos=1, retain=retain),
             notify=lambda e: self.feed.publish({"type": "episode", "episode": e.model_dump(mode="json")}))
         self.oee.gaps = self.episodes.window_gaps
+        self.confirmations.machine_time = self.oee.running_ms
         self.line_status = LineStatusPublisher(
             self.mapping, self.lines, self.data_statuses,
             lambda topic, payload: self.link.publish(topic, payload, qos=1, retain=True),

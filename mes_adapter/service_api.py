@@ -197,9 +197,11 @@ class ServiceApi:
         return self._svc.config.mes.calendar
 
     def batch_oee(self, line: str, batch_id: str) -> OeeResult:
+        self._records_caught_up()  # the state records OEE reads, like every record query
         return self._svc.oee.batch_oee(line, batch_id)
 
     def shift_oee(self, line: str, window: ShiftWindow) -> OeeResult:
+        self._records_caught_up()
         return self._svc.oee.shift_oee(line, window)
 
     # -- downtime ----------------------------------------------------------------------------

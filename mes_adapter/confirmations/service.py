@@ -19,6 +19,7 @@ from mes_adapter.config.mes import MesConfig
 from mes_adapter.confirmations.outbox import EnqueueResult, Outbox
 from mes_adapter.confirmations.planning import (
     ConfirmationKind,
+    DataItem,
     PlannedConfirmation,
     ProductionConfirmation,
     build_confirmation,
@@ -71,6 +72,8 @@ class ConfirmationService:
                              else int(config.partial_interval_s * 1000))
         self._grace_ms = int(config.confirmation_grace_s * 1000)
         self._lookback_ms = int(config.counter_reorder_horizon_s * 1000)
+        #: ``(line, intervals) -> ms`` the line ran (the OEE state timeline); None: no machine time
+        self.machine_time: Callable[[str, list[Interval]], int] | None = None
 
     def run_due(self, now: int | None = None) -> list[ProductionConfirmation]:
         """Enqueue every due confirmation of every configured line; return the newly enqueued ones."""
@@ -96,7 +99,7 @@ class ConfirmationService:
         for planned in plan(batch, now, self._interval_ms, self._grace_ms, confirmed,
                             total.minus(done)):
             quantities = self._to_date(batch, planned).minus(done)
-            confirmation = build_confirmation(planned, quantities, uoms, product_uom)
+            confirmation = build_confirmation(planned, quantities, uoms, product_uom, self._data(batch, planned))
             try:
                 result = self._outbox.enqueue(confirmation)
             except OutboxConflictError:
@@ -107,6 +110,15 @@ class ConfirmationService:
             if result is EnqueueResult.ENQUEUED:
                 new.append(confirmation)
         return new
+
+    def _data(self, batch: BatchWindow, planned: PlannedConfirmation) -> list[DataItem]:
+        """Machine time of the window (running state inside the batch's segments), for the ERP's
+        activity confirmation. A late supplement corrects quantities only: no time of its own."""
+        if self.machine_time is None or planned.kind is ConfirmationKind.LATE:
+            return []
+        window = Interval(planned.start_ms, planned.end_ms)
+        parts = [p for p in (iv.clip(window) for iv in batch_intervals(batch, planned.end_ms)) if p is not None]
+        return [DataItem(name="machine_time", value=self.machine_time(batch.line, parts) / 1000, uom="s")]
 
     def _to_date(self, batch: BatchWindow, planned: PlannedConfirmation) -> Quantities:
         until = None if planned.kind is ConfirmationKind.LATE else planned.end_ms

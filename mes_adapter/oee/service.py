@@ -14,7 +14,15 @@ from dataclasses import replace
 from mes_adapter.config.mes import LineConfig, MesConfig
 from mes_adapter.context.service import ContextService
 from mes_adapter.errors import MesInputError
-from mes_adapter.oee.compute import Interval, MachineState, OeeResult, ProductionCount, StateChange, compute_oee
+from mes_adapter.oee.compute import (
+    Interval,
+    MachineState,
+    OeeResult,
+    ProductionCount,
+    StateChange,
+    compute_oee,
+    state_intervals,
+)
 from mes_adapter.oee.shifts import ShiftWindow
 from mes_adapter.production.quantities import ProductionCounters
 from mes_adapter.production.records import RecordStore
@@ -59,6 +67,15 @@ class OeeService:
         return [StateChange(r.source_ts_ms,
                             MachineState.UNKNOWN if r.quality in (Quality.BAD, Quality.STALE)
                             else signal.categorize(r.value)) for r in rows]
+
+    def running_ms(self, line: str, intervals: list[Interval]) -> int:
+        """Machine time: how long the line's state was ``RUNNING`` inside ``intervals`` (0 without a state tag)."""
+        cfg = self._line(line)
+        total = 0
+        for iv in intervals:
+            total += sum(piece.duration_ms for piece, state in state_intervals(iv, self.state_changes(cfg, iv))
+                         if state is MachineState.RUNNING)
+        return total
 
     def counts(self, cfg: LineConfig, window: Interval) -> list[ProductionCount]:
         """Counts per product: context segments inside the window, the rest as 'no product'."""

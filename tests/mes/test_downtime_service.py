@@ -31,7 +31,7 @@ def rec(ts: int, metric: str, value: object, quality: Quality = Quality.GOOD) ->
                   kind=RecordKind.STATE if metric == "State" else RecordKind.READING)
 
 
-def service(tmp_path: Path, clock: int) -> tuple[DowntimeService, ReasonStore]:
+def service(tmp_path: Path, clock: int) -> tuple[DowntimeService, ReasonStore, OeeService]:
     p = build(tmp_path, downtime=DOWNTIME, oee={"micro_stop_threshold_s": 60})
     p.records.add_many([
         rec(T0 - 10 * MIN, "State", "Execute"),
@@ -46,11 +46,11 @@ def service(tmp_path: Path, clock: int) -> tuple[DowntimeService, ReasonStore]:
         rec(T0 + 30 * MIN, "State", "Held")])             # still stopped at the window's end
     oee = OeeService(p.config, p.context, p.production, p.records, clock=lambda: clock)
     store = ReasonStore(p.config.downtime_db)
-    return DowntimeService(p.config, oee, p.records, store, clock=lambda: clock), store
+    return DowntimeService(p.config, oee, p.records, store, clock=lambda: clock), store, oee
 
 
 def test_stops_keep_their_true_start_and_take_the_plc_reason(tmp_path: Path) -> None:
-    svc, _ = service(tmp_path, T0 + 60 * MIN)
+    svc, _, oee = service(tmp_path, T0 + 60 * MIN)
     window = Interval(T0, T0 + 40 * MIN)
     stops = svc.stops(LINE, window)
     assert [(s.event.start_ms, s.lost_ms, s.event.micro, s.bucket) for s in stops] == [
@@ -63,6 +63,9 @@ def test_stops_keep_their_true_start_and_take_the_plc_reason(tmp_path: Path) -> 
     assert svc.losses(LINE, window) == {
         "breakdowns": BucketLoss(0, 0), "external": BucketLoss(5 * MIN - 2 * S, 1),
         "small_stops": BucketLoss(30 * S, 1), "unexplained": BucketLoss(13 * MIN, 2)}
+    # machine time (item 5): the window minus the stopped time, the 2 s run inside the flap included
+    assert oee.running_ms(LINE, [window]) == 40 * MIN - (3 * MIN + 5 * MIN - 2 * S + 30 * S + 10 * MIN)
+    assert oee.running_ms(LINE, [Interval(T0, T0 + 10 * MIN), Interval(T0 + 15 * MIN, T0 + 20 * MIN)]) == 12 * MIN
     # a window opening during the 2 s run of the flapping stop still sees one stop with its true start
     inside = svc.stops(LINE, Interval(T0 + 10 * MIN + 21 * S, T0 + 16 * MIN))
     assert [(s.event.start_ms, s.lost_ms, s.bucket) for s in inside] == [
@@ -71,7 +74,7 @@ def test_stops_keep_their_true_start_and_take_the_plc_reason(tmp_path: Path) -> 
 
 def test_an_operator_reason_overrides_the_plc_and_history_is_kept(tmp_path: Path) -> None:
     now = T0 + 60 * MIN
-    svc, store = service(tmp_path, now)
+    svc, store, _ = service(tmp_path, now)
     stop = svc.explain(LINE, T0 + 10 * MIN, "BD-JAM", "alice", "jam at infeed")
     assert (stop.bucket, stop.reason) == ("breakdowns", StopReason(
         LINE, T0 + 10 * MIN, "BD-JAM", ReasonSource.OPERATOR, "alice", now, "jam at infeed"))
