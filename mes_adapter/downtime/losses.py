@@ -28,11 +28,14 @@ def losses_dict(losses: Mapping[str, BucketLoss]) -> dict[str, dict[str, float |
 
 
 def bucket_of(stop: StopEvent, code: str | None, config: DowntimeConfig) -> str:
+    """A stored code the hierarchy no longer has (the config changed since) counts as unexplained:
+    the stop needs a current reason, and one stale code must not stop the line's figures."""
     if stop.micro:
         return config.micro_stop_bucket
-    if code is None:
+    known = config.codes()
+    if code is None or code not in known:
         return config.unexplained_bucket
-    return config.reason(code).bucket
+    return known[code].bucket
 
 
 def loss_buckets(stops: Sequence[StopEvent], reasons: Mapping[int, str], window: Interval,

@@ -39,10 +39,10 @@ class Stop:
 
     def as_dict(self, config: MesConfig) -> dict[str, object]:
         reason: dict[str, object] | None = None
-        if self.reason is not None:
-            code = config.downtime.reason(self.reason.code)
-            reason = {**self.reason.as_dict(), "category": code.category, "bucket": code.bucket,
-                      "description": code.description}
+        if self.reason is not None:  # a code no longer in the hierarchy is shown with nulls, never dropped
+            code = config.downtime.codes().get(self.reason.code)
+            reason = {**self.reason.as_dict(), "category": code and code.category, "bucket": code and code.bucket,
+                      "description": code and code.description}
         return {"start_ms": self.event.start_ms, "end_ms": None if self.event.open else self.event.end_ms,
                 "down_s": self.event.down_ms / 1000, "lost_s": self.lost_ms / 1000, "micro": self.event.micro,
                 "bucket": self.bucket, "reason": reason}

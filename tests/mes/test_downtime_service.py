@@ -101,3 +101,21 @@ def test_reason_store_refuses_a_file_from_a_newer_version(tmp_path: Path) -> Non
     conn.close()
     with pytest.raises(SchemaVersionError, match="downtime reason store has schema version 2"):
         ReasonStore(path)
+
+
+def test_a_stored_code_removed_from_the_hierarchy_counts_as_unexplained(tmp_path: Path) -> None:
+    svc, store, _ = service(tmp_path, T0 + 60 * MIN)
+    svc.explain(LINE, T0 + 30 * MIN, "BD-JAM", "alice")
+    store.close()
+    p = build(tmp_path, downtime=DowntimeConfig(reasons={"external": {"material": {"EX-MAT": "no material"}}}),
+              oee={"micro_stop_threshold_s": 60})
+    changed = DowntimeService(p.config, OeeService(p.config, p.context, p.production, p.records),
+                              p.records, ReasonStore(p.config.downtime_db), clock=lambda: T0 + 60 * MIN)
+    window = Interval(T0 + 25 * MIN, T0 + 40 * MIN)
+    (stop,) = changed.stops(LINE, window)
+    assert stop.bucket == "unexplained"
+    assert stop.as_dict(p.config)["reason"] == {
+        "code": "BD-JAM", "source": "operator", "entered_by": "alice", "entered_ms": T0 + 60 * MIN,
+        "comment": None, "category": None, "bucket": None, "description": None}
+    assert changed.losses(LINE, window)["unexplained"] == BucketLoss(10 * MIN, 1)
+    changed.store.close()
