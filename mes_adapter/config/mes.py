@@ -206,6 +206,9 @@ class MesConfig(BaseModel):
         names = [line.line for line in self.lines]
         if len(names) != len(set(names)):
             raise ValueError("a line is configured twice")
+        unknown = sorted(set(self.downtime.reason_tags) - set(names))
+        if unknown:
+            raise ValueError(f"downtime.reason_tags names lines that are not configured: {unknown}")
         return self
 
     def line(self, key: str) -> LineConfig | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from mes_adapter.errors import MesInputError
+from mes_adapter.lines import line_key
 
 #: the six big losses' availability buckets with a few generic codes; plants replace them with their own
 DEFAULT_REASONS: dict[str, dict[str, dict[str, str]]] = {
@@ -82,6 +83,11 @@ class DowntimeConfig(BaseModel):
                         raise ValueError(f"reason code {code!r} is in {seen[code]} and in {bucket}/{category}")
                     seen[code] = f"{bucket}/{category}"
         return value
+
+    @field_validator("reason_tags")
+    @classmethod
+    def _line_keys(cls, value: dict[str, ReasonTag]) -> dict[str, ReasonTag]:
+        return {line_key(line): tag for line, tag in value.items()}
 
     @model_validator(mode="after")
     def _buckets_apart(self) -> DowntimeConfig:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from mes_adapter.config.mes import MesConfig
 from mes_adapter.downtime.config import DowntimeConfig, UnknownReasonError
 from mes_adapter.downtime.losses import BucketLoss, loss_buckets
 from mes_adapter.errors import MesInputError
@@ -98,3 +99,10 @@ def test_hierarchy_refuses_a_code_in_two_places_and_reserved_buckets() -> None:
         DowntimeConfig(reasons={"small_stops": {"c": {"A": "x"}}})
     with pytest.raises(ValidationError, match="codes \\['NOPE'\\] are not in the reason hierarchy"):
         DowntimeConfig(reason_tags={"a/b/c/d": {"metric": "StopReason", "codes": {"3": "NOPE"}}})
+
+
+def test_reason_tags_must_name_configured_lines() -> None:
+    with pytest.raises(ValidationError, match="reason_tags names lines that are not configured: \\['a/b/c/d'\\]"):
+        MesConfig(downtime={"reason_tags": {"a/b/c/d": {"metric": "StopReason"}}})
+    with pytest.raises(ValidationError, match="reason_tags"):
+        DowntimeConfig(reason_tags={"not a line": {"metric": "StopReason"}})
