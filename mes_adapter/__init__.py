@@ -8,8 +8,11 @@ Sub-packages, grouped by what makes them change:
   the host's changes into both: changes with counter semantics or record storage.
 * ``confirmations/`` — production confirmations to the MES: windows and ids (``planning``), building
   what is due (``service``), the durable outbox and webhook delivery: changes with the MES contract.
-* ``oee/``           — ISO 22400 OEE (``compute``), the shift calendar, OEE per batch/shift from stored
-  data (``service``): changes with how performance is measured.
+* ``oee/``           — ISO 22400 OEE (``compute``), stop events (``stops``: debounce, micro-stops), the
+  shift calendar, OEE per batch/shift from stored data (``service``), retained on ``_mes/oee``
+  (``publisher``): changes with how performance is measured.
+* ``downtime/``     — stop reasons (operator or PLC tag) from a configured hierarchy and the loss buckets
+  per batch/shift: changes with how plants explain stops.
 * ``context/``       — batch and work-order context asserted by plant apps, its timeline and start-up
   reconciliation: changes with how batches are declared.
 * ``episodes/``      — quality episodes (stretches of STALE/BAD data) stored with their batch.

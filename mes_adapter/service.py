@@ -13,7 +13,8 @@ reads from it and calls its few write methods. What flows where:
 * ``<line>/_context/batch`` (retained, from any plant app) → :class:`ContextService`; assertions
   made through the API are stored first, then published retained so other apps see them;
 * every few seconds → :class:`ConfirmationService` builds due confirmations into the outbox, they are
-  published on ``<line>/_mes/confirmation`` and the webhook sender is woken;
+  published retained on ``<line>/_mes/confirmation`` and the webhook sender is woken; then each line's
+  batch and shift OEE (with loss buckets) goes retained to ``<line>/_mes/oee/{batch,shift}`` when changed;
 * commands: :class:`~mes_adapter.commands.service.CommandService`, results from ``<line>/_cmd/result/+``.
 
 Nothing a peer sends stops a loop: each loop logs and counts its own failures and goes on.
@@ -36,6 +37,9 @@ from mes_adapter.confirmations.service import ConfirmationService, batch_interva
 from mes_adapter.context import AssertionOutcome, ContextAssertion, ContextService, ContextStore, context_topic
 from mes_adapter.context.audited import api_actor, audited
 from mes_adapter.context.reconcile import LineReport, ReconcileAction, Reconciliation, reconcile
+from mes_adapter.downtime.losses import losses_dict
+from mes_adapter.downtime.service import DowntimeService
+from mes_adapter.downtime.store import ReasonStore
 from mes_adapter.episodes import EpisodeService, EpisodeStore
 from mes_adapter.errors import MesInputError
 from mes_adapter.host import (
@@ -47,6 +51,7 @@ from mes_adapter.host import (
 )
 from mes_adapter.host.uns_link import UnsLink
 from mes_adapter.oee.compute import MachineState
+from mes_adapter.oee.publisher import OeePublisher
 from mes_adapter.oee.service import OeeService
 from mes_adapter.production.ingest import Ingest, Observation, Placement, observation_from_change
 from mes_adapter.production.quantities import ProductionCounters, ProductionStore
@@ -102,6 +107,11 @@ class AdapterService:
         self.outbox = Outbox(mes.outbox_db)
         self.confirmations = ConfirmationService(mes, self.context, self.production, self.outbox)
         self.oee = OeeService(mes, self.context, self.production, self.record_store)
+        self.downtime = DowntimeService(mes, self.oee, self.record_store, ReasonStore(mes.downtime_db))
+        self.oee_publisher = OeePublisher(
+            mes, self.context, self.oee, self.mapping,
+            lambda topic, payload: self.link.publish(topic, payload, qos=1, retain=True),
+            losses=lambda line, window: losses_dict(self.downtime.losses(line, window)))
         self.ingest = Ingest(mes, self.production, self.record_store)
         self.feed = LiveFeed()
         root = f"{self.mapping.mirror_root}/" if self.mapping.mirror_root else ""
@@ -129,6 +139,7 @@ class AdapterService:
             lambda topic, payload, retain: self.link.publish(topic, payload, qos=1, retain=retain),
             notify=lambda e: self.feed.publish({"type": "episode", "episode": e.model_dump(mode="json")}))
         self.oee.gaps = self.episodes.window_gaps
+        self.confirmations.machine_time = self.oee.running_ms
         self.line_status = LineStatusPublisher(
             self.mapping, self.lines, self.data_statuses,
             lambda topic, payload: self.link.publish(topic, payload, qos=1, retain=True),
@@ -189,7 +200,7 @@ class AdapterService:
             self.ingest.flush()
         self.audit.close()
         for store in (self.record_store, self.outbox, self.context_store, self.production_store, self.episodes.store,
-                      self.disposition_store):
+                      self.disposition_store, self.downtime.store):
             with contextlib.suppress(Exception):
                 store.close()
         log.info("adapter stopped")
@@ -426,6 +437,7 @@ class AdapterService:
             if self.stopping.is_set():
                 break
             self.run_confirmations()
+            self.publish_oee()
 
     def run_confirmations(self) -> int:
         """Build and queue every due confirmation now; returns how many were new.
@@ -440,13 +452,21 @@ class AdapterService:
         except Exception:  # noqa: BLE001
             log.exception("building confirmations failed")
             return 0
-        for confirmation in new:
+        for confirmation in new:  # retained: the latest confirmation of each line for late subscribers
             topic, payload = confirmation_message(self.mapping, confirmation)
-            self.link.publish(topic, payload, qos=1)
+            self.link.publish(topic, payload, qos=1, retain=True)
             self.feed.publish({"type": "confirmation", "confirmation": confirmation.model_dump(mode="json")})
         if new and self.sender is not None:
             self.sender.wake()
         return len(new)
+
+    def publish_oee(self) -> int:
+        """Publish each line's batch and shift OEE retained on ``_mes/oee/...`` when it changed."""
+        try:
+            return self.oee_publisher.tick()
+        except Exception:  # noqa: BLE001 - our bug or the disk: log, the next round tries again
+            log.exception("publishing OEE failed")
+            return 0
 
     def _dead_letter(self, entry: OutboxEntry) -> None:
         topic, payload = dead_letter_alarm(self.mapping, entry)

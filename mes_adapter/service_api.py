@@ -29,9 +29,11 @@ from mes_adapter.confirmations.service import batch_intervals
 from mes_adapter.context import AssertionOutcome, BatchWindow, ContextAssertion
 from mes_adapter.context.audited import api_actor
 from mes_adapter.context.reconcile import Reconciliation
+from mes_adapter.downtime.losses import BucketLoss
+from mes_adapter.downtime.service import Stop
 from mes_adapter.episodes import QualityEpisode
 from mes_adapter.host import MetricState, NodeView
-from mes_adapter.oee.compute import OeeResult
+from mes_adapter.oee.compute import Interval, OeeResult
 from mes_adapter.oee.shifts import ShiftCalendar, ShiftWindow
 from mes_adapter.production.quantities import Quantities
 from mes_adapter.production.records import BoundRecord, Record
@@ -220,10 +222,36 @@ class ServiceApi:
         return self._svc.config.mes.calendar
 
     def batch_oee(self, line: str, batch_id: str) -> OeeResult:
+        self._records_caught_up()  # the state records OEE reads, like every record query
         return self._svc.oee.batch_oee(line, batch_id)
 
     def shift_oee(self, line: str, window: ShiftWindow) -> OeeResult:
+        self._records_caught_up()
         return self._svc.oee.shift_oee(line, window)
+
+    # -- downtime ----------------------------------------------------------------------------
+
+    def batch_interval(self, line: str, batch_id: str) -> Interval:
+        return self._svc.oee.batch_interval(line, batch_id)
+
+    def shift_interval(self, window: ShiftWindow) -> Interval:
+        return self._svc.oee.shift_interval(window)
+
+    def stops(self, line: str, window: Interval) -> list[Stop]:
+        self._records_caught_up()
+        return self._svc.downtime.stops(line, window)
+
+    def losses(self, line: str, window: Interval) -> dict[str, BucketLoss]:
+        self._records_caught_up()
+        return self._svc.downtime.losses(line, window)
+
+    def explain_stop(self, line: str, stop_start_ms: int, code: str, who: Principal,
+                     comment: str | None = None) -> Stop:
+        self._records_caught_up()
+        return self._svc.downtime.explain(line, stop_start_ms, code, who.user_id, comment)
+
+    def stop_as_dict(self, stop: Stop) -> dict[str, Any]:
+        return stop.as_dict(self._svc.config.mes)
 
     # -- commands ----------------------------------------------------------------------------
 

@@ -12,13 +12,12 @@ from mes_adapter.confirmations.outbox import DeliveryStatus
 from mes_adapter.errors import UnknownConfirmationError
 from mes_adapter.lines import line_key
 from mes_adapter.service_api import ServiceApi
-from mes_adapter.timefmt import now_ms
 
 from .deps import require, service
+from .downtime import losses_view, scope_window
 from .errors import AUTH_RESPONSES, ApiError, ErrorBody
 from .models import OutboxView
 from .shift_keys import shift_window
-from .views import current_batch
 
 router = APIRouter(prefix="/api", tags=["production"], responses=AUTH_RESPONSES)
 viewer = require(Role.VIEWER, "reading production data")
@@ -81,30 +80,13 @@ def requeue(confirmation_id: str, svc: ServiceApi = Depends(service),
 
 @router.get("/oee", response_model=dict[str, Any],
             responses={404: {"model": ErrorBody}, 422: {"model": ErrorBody}},
-            summary="ISO 22400 OEE of a batch, a shift (YYYY-MM-DD/<name>), or by default the running batch")
+            summary="ISO 22400 OEE and losses per bucket of a batch, a shift (YYYY-MM-DD/<name>), "
+                    "or by default the running batch")
 def oee(line: str = Query(..., description="<enterprise>/<site>/<area>/<line>"),
         batch: str | None = Query(None, min_length=1), shift: str | None = Query(None, min_length=1),
         svc: ServiceApi = Depends(service), _: Principal = Depends(viewer)) -> dict[str, Any]:
     key = line_key(line)
-    if not svc.is_configured(key):
-        raise ApiError(404, "line_not_configured", f"line {key!r} has no MES configuration (counters, state)")
-    if batch is not None and shift is not None:
-        raise ApiError(422, "batch_or_shift", "give batch= or shift=, not both")
-    if shift is not None:
-        window = shift_window(svc, shift)
-        return {"line": key, "scope": "shift", "key": window.key, **svc.shift_oee(key, window).as_dict()}
-    if batch is None:
-        running = current_batch(svc, key)
-        if running is None:
-            current_shift = svc.shift_calendar().shift_at(now_ms())
-            if current_shift is None:
-                raise ApiError(404, "nothing_running", f"no batch runs on {key} and no shift is on; "
-                                                       "give batch= or shift=")
-            return {"line": key, "scope": "shift", "key": current_shift.key,
-                    **svc.shift_oee(key, current_shift).as_dict()}
-        batch = running.batch_id
-    if svc.batch_window(key, batch) is None:
-        raise ApiError(404, "unknown_batch", f"batch {batch!r} never ran on {key}")
-    return {"line": key, "scope": "batch", "key": batch, **svc.batch_oee(key, batch).as_dict()}
-
-
+    scope, scope_key, window = scope_window(svc, key, batch, shift)
+    result = svc.batch_oee(key, scope_key) if scope == "batch" else svc.shift_oee(key, shift_window(svc, scope_key))
+    return {"line": key, "scope": scope, "key": scope_key, **result.as_dict(),
+            "losses": losses_view(svc, key, window)}

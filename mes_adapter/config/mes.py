@@ -13,6 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from mes_adapter.downtime.config import DowntimeConfig
 from mes_adapter.lines import line_key
 from mes_adapter.oee.compute import MachineState
 from mes_adapter.oee.shifts import ShiftCalendar
@@ -212,6 +213,8 @@ class MesConfig(BaseModel):
     oee: OeeConfig = Field(default_factory=OeeConfig)
     #: QA disposition of rejects before they are confirmed as scrap or rework
     disposition: DispositionSettings = Field(default_factory=DispositionSettings)
+    #: stop events (debounce) and their reason codes (see docs/mes-downtime.md)
+    downtime: DowntimeConfig = Field(default_factory=DowntimeConfig)
     #: the lines the MES core counts and confirms
     lines: list[LineConfig] = Field(default_factory=list)
     #: how far back (source time) a late counter sample can still be placed
@@ -222,6 +225,9 @@ class MesConfig(BaseModel):
         names = [line.line for line in self.lines]
         if len(names) != len(set(names)):
             raise ValueError("a line is configured twice")
+        unknown = sorted(set(self.downtime.reason_tags) - set(names))
+        if unknown:
+            raise ValueError(f"downtime.reason_tags names lines that are not configured: {unknown}")
         return self
 
     def line(self, key: str) -> LineConfig | None:
@@ -238,6 +244,10 @@ class MesConfig(BaseModel):
     @property
     def production_db(self) -> Path:
         return self.data_dir / "production.sqlite"
+
+    @property
+    def downtime_db(self) -> Path:
+        return self.data_dir / "downtime.sqlite"
 
     @property
     def outbox_db(self) -> Path:

@@ -19,6 +19,7 @@ from mes_adapter.config.mes import MesConfig
 from mes_adapter.confirmations.outbox import EnqueueResult, Outbox
 from mes_adapter.confirmations.planning import (
     ConfirmationKind,
+    DataItem,
     PlannedConfirmation,
     ProductionConfirmation,
     RejectSplit,
@@ -79,6 +80,8 @@ class ConfirmationService:
         self.dispositions: DispositionTotals | None = None
         #: finals held back because rejects are pending disposition (``final: wait``), per batch
         self.waiting_for_disposition: set[tuple[str, str]] = set()
+        #: ``(line, intervals) -> ms`` the line ran (the OEE state timeline); None: no machine time
+        self.machine_time: Callable[[str, list[Interval]], int] | None = None
 
     def run_due(self, now: int | None = None) -> list[ProductionConfirmation]:
         """Enqueue every due confirmation of every configured line; return the newly enqueued ones."""
@@ -107,7 +110,7 @@ class ConfirmationService:
             split = self._split(batch, planned, quantities, total, done)
             if split is False:
                 break
-            confirmation = build_confirmation(planned, quantities, uoms, product_uom,
+            confirmation = build_confirmation(planned, quantities, uoms, product_uom, self._data(batch, planned),
                                               split=split if isinstance(split, RejectSplit) else None)
             try:
                 result = self._outbox.enqueue(confirmation)
@@ -144,6 +147,15 @@ class ConfirmationService:
             return False
         self.waiting_for_disposition.discard(key)
         return RejectSplit(scrap=scrap, rework=rework, accepted=accepted, pending=still_pending - done.scrap)
+
+    def _data(self, batch: BatchWindow, planned: PlannedConfirmation) -> list[DataItem]:
+        """Machine time of the window (running state inside the batch's segments), for the ERP's
+        activity confirmation. A late supplement corrects quantities only: no time of its own."""
+        if self.machine_time is None or planned.kind is ConfirmationKind.LATE:
+            return []
+        window = Interval(planned.start_ms, planned.end_ms)
+        parts = [p for p in (iv.clip(window) for iv in batch_intervals(batch, planned.end_ms)) if p is not None]
+        return [DataItem(name="machine_time", value=self.machine_time(batch.line, parts) / 1000, uom="s")]
 
     def _to_date(self, batch: BatchWindow, planned: PlannedConfirmation) -> Quantities:
         until = None if planned.kind is ConfirmationKind.LATE else planned.end_ms

@@ -8,7 +8,8 @@ Our reading of ISO 22400-2, written down once:
 * Unplanned stops are the contiguous stretches of the timeline that are neither ``RUNNING`` nor
   planned (``STOPPED``, ``UNKNOWN`` and time with no state known). Only their part inside PBT counts
   (a stop overlapping a break loses only the part outside the break).
-* A stop whose whole contiguous duration is at most ``micro_stop_threshold_ms`` is a micro-stop: it
+* Stops separated by a run shorter than the debounce are one stop (a flapping state tag);
+  a stop whose lost time is at most ``micro_stop_threshold_ms`` is a micro-stop: it
   stays inside APT and shows up as a performance (speed) loss, the oee.com convention. With
   ``micro_stop_threshold_ms=None`` (ISO strict) every stop is outside APT (ADET). The split moves
   loss between availability and performance but never changes OEE (= Σ PRI·GQ / PBT).
@@ -177,18 +178,6 @@ def state_intervals(window: Interval, changes: Sequence[StateChange]) -> list[tu
     return out
 
 
-def _stops(pieces: Sequence[tuple[Interval, MachineState]]) -> list[Interval]:
-    """Contiguous unplanned stops: adjacent STOPPED/UNKNOWN pieces merged."""
-    stops: list[Interval] = []
-    for iv, state in pieces:
-        if state in (MachineState.STOPPED, MachineState.UNKNOWN):
-            if stops and stops[-1].end_ms == iv.start_ms:
-                stops[-1] = Interval(stops[-1].start_ms, iv.end_ms)
-            else:
-                stops.append(iv)
-    return stops
-
-
 def _ratio(num: float, den: float) -> float | None:
     return num / den if den > 0 else None
 
@@ -229,8 +218,12 @@ def compute_oee(
     counts: Sequence[ProductionCount],
     planned_downtime: Sequence[Interval] = (),
     micro_stop_threshold_ms: int | None = 120_000,
+    debounce_ms: int = 0,
 ) -> OeeResult:
-    """OEE of one window from the state timeline, planned downtime and per-product counts."""
+    """OEE of one window from the state timeline, planned downtime and per-product counts.
+
+    ``debounce_ms``: stops separated by a run shorter than this are one stop (see :mod:`.stops`).
+    """
     pieces = state_intervals(window, changes)
     planned = merge(
         [iv for iv in (p.clip(window) for p in planned_downtime) if iv is not None]
@@ -238,11 +231,12 @@ def compute_oee(
     planned_ms = sum(iv.duration_ms for iv in planned)
     pbt_ms = window.duration_ms - planned_ms
     stop_ms = micro_ms = stop_count = micro_count = 0
-    for stop in _stops(pieces):
-        inside = stop.duration_ms - overlap_ms(stop, planned)
+    from mes_adapter.oee.stops import detect_stops, lost_in  # stops builds on this module's types
+    for stop in detect_stops(pieces, debounce_ms=debounce_ms, micro_stop_ms=micro_stop_threshold_ms):
+        inside = lost_in(stop, window, planned)
         if inside <= 0:
             continue
-        if micro_stop_threshold_ms is not None and stop.duration_ms <= micro_stop_threshold_ms:
+        if stop.micro:
             micro_ms += inside
             micro_count += 1
         else:

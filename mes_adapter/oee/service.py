@@ -8,21 +8,26 @@ the ideal cycle time per product from the line config, planned downtime from the
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import replace
 
 from mes_adapter.config.mes import LineConfig, MesConfig
 from mes_adapter.context.service import ContextService
 from mes_adapter.errors import MesInputError
-from mes_adapter.lines import parse_line_key
-from mes_adapter.oee.compute import Interval, MachineState, OeeResult, ProductionCount, StateChange, compute_oee
+from mes_adapter.oee.compute import (
+    Interval,
+    MachineState,
+    OeeResult,
+    ProductionCount,
+    StateChange,
+    compute_oee,
+    state_intervals,
+)
 from mes_adapter.oee.shifts import ShiftWindow
 from mes_adapter.production.quantities import ProductionCounters
 from mes_adapter.production.records import RecordStore
 from mes_adapter.timefmt import now_ms
 from uns.conventions import Quality
-from uns.isa95 import MES, NamespaceMapping
 
 _MAX_STATE_ROWS = 1_000_000
 
@@ -63,6 +68,15 @@ class OeeService:
                             MachineState.UNKNOWN if r.quality in (Quality.BAD, Quality.STALE)
                             else signal.categorize(r.value)) for r in rows]
 
+    def running_ms(self, line: str, intervals: list[Interval]) -> int:
+        """Machine time: how long the line's state was ``RUNNING`` inside ``intervals`` (0 without a state tag)."""
+        cfg = self._line(line)
+        total = 0
+        for iv in intervals:
+            total += sum(piece.duration_ms for piece, state in state_intervals(iv, self.state_changes(cfg, iv))
+                         if state is MachineState.RUNNING)
+        return total
+
     def counts(self, cfg: LineConfig, window: Interval) -> list[ProductionCount]:
         """Counts per product: context segments inside the window, the rest as 'no product'."""
         by_product: dict[str | None, list[Interval]] = {}
@@ -95,7 +109,8 @@ class OeeService:
         result = compute_oee(
             window, self.state_changes(cfg, window), self.counts(cfg, window),
             self._config.calendar.planned_downtime_between(window.start_ms, window.end_ms, line),
-            None if threshold is None else int(threshold * 1000))
+            None if threshold is None else int(threshold * 1000),
+            debounce_ms=int(self._config.downtime.debounce_s * 1000))
         if self.gaps is None:
             return result
         inputs = {(c.cell, c.metric) for c in cfg.counters}
@@ -104,23 +119,24 @@ class OeeService:
         reasons = self.gaps(line, window.start_ms, window.end_ms, inputs)
         return replace(result, incomplete_reasons=tuple(reasons)) if reasons else result
 
-    def batch_oee(self, line: str, batch_id: str) -> OeeResult:
-        """OEE from the batch start to its end (or now while it runs)."""
+    def batch_interval(self, line: str, batch_id: str) -> Interval:
+        """The batch from its start to its end (or now while it runs)."""
         batch = self._context.batch_window(line, batch_id)
         if batch is None:
             raise MesInputError(f"batch {batch_id!r} never ran on line {line!r}")
         end = batch.end_ms if batch.end_ms is not None else max(batch.start_ms, self._clock())
-        return self.window_oee(line, Interval(batch.start_ms, end))
+        return Interval(batch.start_ms, end)
+
+    def shift_interval(self, shift: ShiftWindow) -> Interval:
+        """One shift occurrence (up to now while it runs)."""
+        end = min(shift.interval.end_ms, max(shift.interval.start_ms, self._clock()))
+        return Interval(shift.interval.start_ms, end)
+
+    def batch_oee(self, line: str, batch_id: str) -> OeeResult:
+        """OEE from the batch start to its end (or now while it runs)."""
+        return self.window_oee(line, self.batch_interval(line, batch_id))
 
     def shift_oee(self, line: str, shift: ShiftWindow) -> OeeResult:
         """OEE of one shift occurrence (up to now while it runs)."""
-        end = min(shift.interval.end_ms, max(shift.interval.start_ms, self._clock()))
-        return self.window_oee(line, Interval(shift.interval.start_ms, end))
+        return self.window_oee(line, self.shift_interval(shift))
 
-
-def oee_message(mapping: NamespaceMapping, line: str, scope: str, key: str,
-                result: OeeResult) -> tuple[str, bytes]:
-    """``(topic, payload)`` for ``<line>/_mes/oee/<scope>`` (scope ``batch`` or ``shift``)."""
-    topic = mapping.line_topic(parse_line_key(line), MES, "oee", scope)
-    payload = {"scope": scope, "key": key, **result.as_dict()}
-    return topic, json.dumps(payload, separators=(",", ":")).encode()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import time
 from pathlib import Path
 
@@ -10,7 +9,8 @@ import pytest
 
 from mes_adapter.context import ContextAssertion
 from mes_adapter.errors import MesInputError
-from mes_adapter.oee.service import OeeService, oee_message
+from mes_adapter.oee.publisher import oee_topic
+from mes_adapter.oee.service import OeeService
 from mes_adapter.oee.shifts import PlannedBreak, ShiftCalendar, ShiftDefinition
 from mes_adapter.production.counters import CounterSample
 from mes_adapter.production.records import Record, RecordKind
@@ -55,9 +55,7 @@ def test_batch_and_shift_oee(tmp_path: Path) -> None:
     result = service.shift_oee(LINE, shift)  # 06:00–14:00; 06:00–07:00 Idle = stopped, no batch
     assert result.pbt_ms == 450 * MIN and result.apt_ms == (450 - 60 - 20 - 5 - 240) * MIN
     assert result.good == 4_000
-    topic, payload = oee_message(NamespaceMapping(), LINE, "shift", shift.key, result)
-    assert topic == "acme/plant1/packaging/line2/_mes/oee/shift"
-    assert json.loads(payload)["key"] == "2024-01-17/early"
+    assert oee_topic(NamespaceMapping(), LINE, "shift") == "acme/plant1/packaging/line2/_mes/oee/shift"
     with pytest.raises(MesInputError, match="never ran"):
         service.batch_oee(LINE, "B-404")
     with pytest.raises(MesInputError, match="not configured"):
