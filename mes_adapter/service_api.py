@@ -247,8 +247,18 @@ class ServiceApi:
 
     def explain_stop(self, line: str, stop_start_ms: int, code: str, who: Principal,
                      comment: str | None = None) -> Stop:
+        """Set a stop's reason code and record the decision (who, the code before) in the audit chain."""
         self._records_caught_up()
-        return self._svc.downtime.explain(line, stop_start_ms, code, who.user_id, comment)
+        downtime = self._svc.downtime
+        before = [s for s in downtime.stops(line, Interval(stop_start_ms, stop_start_ms + 1))
+                  if s.event.start_ms == stop_start_ms]
+        stop = downtime.explain(line, stop_start_ms, code, who.user_id, comment)
+        context = self._svc.context.active_at(line, stop_start_ms)
+        previous = before[0].reason.code if before and before[0].reason is not None else None
+        self._svc.decisions.reason_code(api_actor(who), line=line, batch_id=context and context.batch_id,
+                                        stop_id=f"{line}@{stop_start_ms}", code=code, previous_code=previous,
+                                        reason=comment)
+        return stop
 
     def stop_as_dict(self, stop: Stop) -> dict[str, Any]:
         return stop.as_dict(self._svc.config.mes)

@@ -20,6 +20,7 @@ from pathlib import Path
 from simulator.client import call_method, call_simulation, double, int32
 from tests.e2e.stack import fast_confirmations, running_stack, wait_final_confirmation, wait_until
 from tests.support.sniffer import Sniffer
+from uns.audit.query import AuditReader
 
 MICRO_S = 1.6
 JAM = 180_001  # a PLC stop-reason value the plant maps onto BD-JAM
@@ -114,6 +115,13 @@ def test_injected_stops_give_the_expected_events_reasons_buckets_and_retained_me
         assert body["reason"]["entered_by"] == "demo-operator" and body["bucket"] == "setup_adjustments"
         _, unexplained = stack.api("GET", f"/api/stops?line={line}&batch=B-DT1&unexplained=true", role="viewer")
         assert [s["start_ms"] for s in unexplained["stops"]] == [stops[0]["start_ms"]]
+        # the reason is a batch decision: in the audit chain with who set it (issue 19 item 6); the
+        # two refused attempts above left no record
+        with AuditReader(stack.folder.parent / "data" / "adapter" / "audit" / "audit.sqlite") as reader:
+            decided = [r.fields() for r in reader.events("reason_code_set")]
+        assert [(d["actor_user_id"], d["auth_method"], d["batch_id"], d["old_value"], d["requested_value"],
+                 d["reason"], d["details"]) for d in decided] == [
+            ("demo-operator", "api-token", "B-DT1", None, "SU-ADJ", "guide rail", {"stop_id": f"{line}@{technical}"})]
 
         status, oee = stack.api("GET", f"/api/oee?line={line}&batch=B-DT1", role="viewer")
         assert status == 200, oee
@@ -148,6 +156,10 @@ def test_injected_stops_give_the_expected_events_reasons_buckets_and_retained_me
         late: dict = {}
         wait_until(retained_oee_has_the_reason, 20, "retained OEE with the operator's reason")
         got = late["got"]
+        # counts of the batch's last seconds may land after the /api/oee read above: compare the retained
+        # figures with the API's figures now that the final confirmation is out
+        status, oee = stack.api("GET", f"/api/oee?line={line}&batch=B-DT1", role="viewer")
+        assert status == 200, oee
         retain, payload = got[f"{root}/oee/batch"]
         assert retain is True
         assert {k: payload[k] for k in ("line", "scope", "key", "batches", "availability", "performance",
