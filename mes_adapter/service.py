@@ -37,6 +37,7 @@ from mes_adapter.context import AssertionOutcome, ContextAssertion, ContextServi
 from mes_adapter.context.reconcile import LineReport, ReconcileAction, Reconciliation, reconcile
 from mes_adapter.episodes import EpisodeService, EpisodeStore
 from mes_adapter.errors import MesInputError
+from mes_adapter.genealogy import GenealogyService, GenealogyStore
 from mes_adapter.host import (
     Change,
     ChangeStream,
@@ -47,6 +48,7 @@ from mes_adapter.host import (
 from mes_adapter.host.uns_link import UnsLink
 from mes_adapter.oee.compute import MachineState
 from mes_adapter.oee.service import OeeService
+from mes_adapter.orders import OrderService, OrderStore
 from mes_adapter.production.ingest import Ingest, Observation, Placement, observation_from_change
 from mes_adapter.production.quantities import ProductionCounters, ProductionStore
 from mes_adapter.production.records import ContextualRecords, RecordStore
@@ -111,6 +113,10 @@ class AdapterService:
         self.commands = CommandService(allowlist=allowlist, registry=registry, audit=self.audit, link=self.link,
                                        model=self.host.model, mapping=self.mapping, context=self.context,
                                        on_change=self._command_changed, keep_finished=config.commands.keep_finished)
+        self.genealogy = GenealogyService(GenealogyStore(mes.genealogy_db))
+        self.confirmations.lots_of = self.genealogy.consumed_by
+        self.orders = OrderService(OrderStore(mes.orders_db), mes.orders, self.context, self.commands,
+                                   self.assert_context)
         self.sender: WebhookSender | None = None
         if mes.webhook.url is not None:
             self.sender = WebhookSender(self.outbox, mes.webhook, mes.retry, on_dead_letter=self._dead_letter)
@@ -178,7 +184,8 @@ class AdapterService:
         with contextlib.suppress(Exception):
             self.ingest.flush()
         self.audit.close()
-        for store in (self.record_store, self.outbox, self.context_store, self.production_store, self.episodes.store):
+        for store in (self.record_store, self.outbox, self.context_store, self.production_store, self.episodes.store,
+                      self.orders.store, self.genealogy.store):
             with contextlib.suppress(Exception):
                 store.close()
         log.info("adapter stopped")
@@ -283,6 +290,9 @@ class AdapterService:
         except ValueError:
             self.count("context_ignored", {"why": "topic"})
             return
+        if rest[:1] == ["material"]:
+            self._on_material(line.topic, payload)
+            return
         if rest != ["batch"]:
             self.count("context_ignored", {"why": "not_batch"})
             return
@@ -295,6 +305,18 @@ class AdapterService:
         if outcome is AssertionOutcome.ACCEPTED:
             self.count("context_assertions", {"source": "uns", "outcome": "accepted"})
             self._context_event(line.topic)
+
+    def _on_material(self, line: str, payload: bytes) -> None:
+        """A lot consumed or produced, asserted on ``<line>/_context/material[/...]`` (see genealogy)."""
+        if not payload:
+            return  # a cleared retained message
+        try:
+            outcome = self.genealogy.handle_uns(line, payload)
+        except MesInputError as exc:
+            self.count("material_assertions", {"source": "uns", "outcome": "refused"})
+            log.warning("material assertion on %s refused: %s", line, exc)
+            return
+        self.count("material_assertions", {"source": "uns", "outcome": outcome.value})
 
     def assert_context(self, assertion: ContextAssertion) -> AssertionOutcome:
         """Accept an assertion from the API (stored first), then publish it retained for other apps."""
@@ -420,6 +442,7 @@ class AdapterService:
     # -- commands ----------------------------------------------------------------------------
 
     def _command_changed(self, record: CommandRecord) -> None:
+        self.orders.command_changed(record)  # an order's start command moves the order on
         self.count("command_outcomes", {"outcome": record.status.value,
                                         "reason": record.decision.reason.value
                                         if record.decision is not None and record.decision.reason else ""})

@@ -13,12 +13,14 @@ webhook sender.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from mes_adapter.config.mes import MesConfig
 from mes_adapter.confirmations.outbox import EnqueueResult, Outbox
 from mes_adapter.confirmations.planning import (
     ConfirmationKind,
+    ConsumedMaterial,
     PlannedConfirmation,
     ProductionConfirmation,
     build_confirmation,
@@ -71,6 +73,9 @@ class ConfirmationService:
                              else int(config.partial_interval_s * 1000))
         self._grace_ms = int(config.confirmation_grace_s * 1000)
         self._lookback_ms = int(config.counter_reorder_horizon_s * 1000)
+        #: the lots a batch consumed (line, batch_id) -> objects with lot_id, material_id, quantity, uom;
+        #: set by the service to the genealogy (mes_adapter.genealogy), listed on the final confirmation
+        self.lots_of: Callable[[str, str], Sequence[Any]] = lambda _line, _batch: []
 
     def run_due(self, now: int | None = None) -> list[ProductionConfirmation]:
         """Enqueue every due confirmation of every configured line; return the newly enqueued ones."""
@@ -96,7 +101,10 @@ class ConfirmationService:
         for planned in plan(batch, now, self._interval_ms, self._grace_ms, confirmed,
                             total.minus(done)):
             quantities = self._to_date(batch, planned).minus(done)
-            confirmation = build_confirmation(planned, quantities, uoms, product_uom)
+            lots = ([ConsumedMaterial(material_id=c.material_id, lot_id=c.lot_id, uom=c.uom, quantity=c.quantity)
+                     for c in self.lots_of(batch.line, batch.batch_id)]
+                    if planned.kind is ConfirmationKind.FINAL else [])
+            confirmation = build_confirmation(planned, quantities, uoms, product_uom, lots=lots)
             try:
                 result = self._outbox.enqueue(confirmation)
             except OutboxConflictError:
