@@ -170,3 +170,35 @@ def test_store_survives_reopen_and_refuses_a_newer_file(tmp_path: Path, genealog
     conn.close()
     with pytest.raises(SchemaVersionError, match="genealogy store has schema version 2"):
         GenealogyStore(path)
+
+
+def test_final_confirmation_lists_the_consumed_lots_next_to_the_counted_material(tmp_path: Path) -> None:
+    """Partial confirmations carry counts only; the final lists each asserted lot with its lot_id, and
+    the lots are not counter quantities: a late supplement still nets only against the counts."""
+    from tests.mes.helpers import MIN, build
+    from tests.mes.test_confirmations import T0, count, end_batch, start_batch
+
+    p = build(tmp_path)
+    lots = GenealogyService(GenealogyStore(tmp_path / "genealogy.sqlite"))
+    p.confirmations.lots_of = lots.consumed_by
+    start_batch(p)
+    count(p, "GoodCount", 100, T0)
+    count(p, "Preforms", 0, T0, cell="Blower")
+    count(p, "GoodCount", 400, T0 + 30 * MIN)
+    count(p, "Preforms", 310, T0 + 30 * MIN, cell="Blower")
+    assert lots.consume(used("B-1", "PET-LOT-77", "RM-PET-500", 310, "EA"), "op") is Outcome.ACCEPTED
+    assert lots.consume(used("B-1", "CAP-LOT-3", "PK-CAP", 300, "EA"), "op") is Outcome.ACCEPTED
+    end_batch(p, 2, T0 + 40 * MIN)
+    [final] = p.confirmations.run_due(T0 + 42 * MIN)
+    assert final.kind.value == "final" and final.produced[0].good == 300
+    assert [c.model_dump() for c in final.consumed] == [
+        {"material_id": "RM-PET-500", "lot_id": None, "uom": "EA", "quantity": 310},
+        {"material_id": "PK-CAP", "lot_id": "CAP-LOT-3", "uom": "EA", "quantity": 300},
+        {"material_id": "RM-PET-500", "lot_id": "PET-LOT-77", "uom": "EA", "quantity": 310},
+    ]
+    count(p, "GoodCount", 410, T0 + 35 * MIN)  # a late sample inside the batch: one supplement, counts only
+    [late] = p.confirmations.run_due(T0 + 300 * MIN)
+    assert (late.kind.value, late.produced[0].good) == ("late", 10)
+    # 0, not -310: the lots of the final were not netted as if they were counted material
+    assert [c.model_dump() for c in late.consumed] == [
+        {"material_id": "RM-PET-500", "lot_id": None, "uom": "EA", "quantity": 0}]
