@@ -7,10 +7,10 @@ error), one with different content for the same lot and batch is refused: a lot'
 silently rewritten.
 """
 
-from .models import Consumption, LotLink, LotQuantity, ProducedLot, Trace
+from .models import BatchRef, Consumption, LotLink, LotQuantity, ProducedLot, Trace
 from .service import GenealogyError, GenealogyService
 from .store import GenealogyStore
 from .trace import Graph, trace_backward, trace_forward
 
-__all__ = ["Consumption", "GenealogyError", "GenealogyService", "GenealogyStore", "Graph", "LotLink",
+__all__ = ["BatchRef", "Consumption", "GenealogyError", "GenealogyService", "GenealogyStore", "Graph", "LotLink",
            "LotQuantity", "ProducedLot", "Trace", "trace_backward", "trace_forward"]

@@ -74,13 +74,22 @@ class LotLink(BaseModel):
         return self
 
 
+class BatchRef(BaseModel):
+    """One batch reached by a trace."""
+
+    model_config = ConfigDict(frozen=True)
+
+    line: str
+    batch_id: str
+
+
 class Trace(BaseModel):
     """The answer of a trace query: every lot and batch reached, and the end points."""
 
     lot_id: str
     direction: str
-    #: (line, batch_id) of each batch reached, sorted
-    batches: list[tuple[str, str]]
+    #: each batch reached, sorted by line and batch id
+    batches: list[BatchRef]
     #: every lot reached (the start lot excluded), sorted
     lots: list[str]
     #: backward: lots nothing was made from (raw lots); forward: lots nothing was made from yet (finished lots)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from .models import Trace
+from .models import BatchRef, Trace
 
 Node = tuple[str, str, str]  # ("lot", lot_id, "") or ("batch", line, batch_id)
 
@@ -51,7 +51,8 @@ def _trace(graph: Graph, lot_id: str, direction: str) -> Trace:
     edges = graph.parents if direction == "backward" else graph.children
     reached = _walk(graph, lot(lot_id), edges)
     lots = sorted(n[1] for n in reached if n[0] == "lot")
-    batches = sorted((n[1], n[2]) for n in reached if n[0] == "batch")
+    batches = [BatchRef(line=line, batch_id=b) for line, b in sorted((n[1], n[2]) for n in reached
+                                                                      if n[0] == "batch")]
     ends = [lid for lid in lots if not edges.get(lot(lid))]
     return Trace(lot_id=lot_id, direction=direction, batches=batches, lots=lots, end_lots=ends)
 

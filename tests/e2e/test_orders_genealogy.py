@@ -150,8 +150,8 @@ def test_order_to_plc_to_confirmation_with_lots_and_traces(tmp_path: Path) -> No
 
             # -- trace queries
             _, back = stack.api("GET", "/api/genealogy/trace?lot_id=FIN-4711-A&direction=backward", role="viewer")
+            batch = [{"line": line, "batch_id": "WO-4711"}]
             assert (back["batches"], back["lots"], back["end_lots"]) == (
-                [[line, "WO-4711"]], ["CAP-LOT-3", "PET-LOT-77"], ["CAP-LOT-3", "PET-LOT-77"])
+                batch, ["CAP-LOT-3", "PET-LOT-77"], ["CAP-LOT-3", "PET-LOT-77"])
             _, fwd = stack.api("GET", "/api/genealogy/trace?lot_id=PET-LOT-77&direction=forward", role="viewer")
-            assert (fwd["batches"], fwd["lots"], fwd["end_lots"]) == ([[line, "WO-4711"]], ["FIN-4711-A"],
-                                                                      ["FIN-4711-A"])
+            assert (fwd["batches"], fwd["lots"], fwd["end_lots"]) == (batch, ["FIN-4711-A"], ["FIN-4711-A"])

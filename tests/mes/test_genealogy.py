@@ -14,7 +14,15 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from mes_adapter.genealogy import Consumption, GenealogyError, GenealogyService, GenealogyStore, LotLink, ProducedLot
+from mes_adapter.genealogy import (
+    Consumption,
+    GenealogyError,
+    GenealogyService,
+    GenealogyStore,
+    LotLink,
+    ProducedLot,
+    Trace,
+)
 from mes_adapter.genealogy.service import Outcome
 from mes_adapter.genealogy.store import SCHEMA_VERSION
 from tests.mes.helpers import LINE
@@ -33,6 +41,10 @@ def made(batch: str, lot: str, material: str, quantity: float, uom: str = "kg", 
 
 def q(lot: str, quantity: float, uom: str = "kg") -> dict:
     return {"lot_id": lot, "quantity": quantity, "uom": uom}
+
+
+def pairs(trace: Trace) -> list[tuple[str, str]]:
+    return [(b.line, b.batch_id) for b in trace.batches]
 
 
 @pytest.fixture
@@ -62,21 +74,21 @@ def test_trace_backward_from_the_pallet_reaches_exactly_the_raw_lots(genealogy: 
     trace = genealogy.backward("PALLET-9")
     assert trace.end_lots == ["FLOUR-1", "SUGAR-7", "WRAP-2"]
     assert trace.lots == ["DOUGH-1", "DOUGH-1a", "DOUGH-1b", "FIN-3", "FIN-4", "FLOUR-1", "SUGAR-7", "WRAP-2"]
-    assert trace.batches == [(LINE, "B1"), (LINE, "B3"), (LINE, "B4")]
+    assert pairs(trace) == [(LINE, "B1"), (LINE, "B3"), (LINE, "B4")]
 
 
 def test_trace_forward_from_the_flour_reaches_every_batch_and_finished_lot(genealogy: GenealogyService) -> None:
     trace = genealogy.forward("FLOUR-1")
-    assert trace.batches == [(LINE, "B1"), (LINE, "B3"), (LINE, "B4"), (OTHER, "B2")]
+    assert pairs(trace) == [(LINE, "B1"), (LINE, "B3"), (LINE, "B4"), (OTHER, "B2")]
     assert trace.lots == ["DOUGH-1", "DOUGH-1a", "DOUGH-1b", "FIN-2", "FIN-3", "FIN-4", "PALLET-9"]
     assert trace.end_lots == ["FIN-2", "PALLET-9"]
     wrapper = genealogy.forward("WRAP-2")  # forward never walks back into B4's other inputs
-    assert (wrapper.batches, wrapper.lots, wrapper.end_lots) == ([(LINE, "B4")], ["FIN-4", "PALLET-9"], ["PALLET-9"])
+    assert (pairs(wrapper), wrapper.lots, wrapper.end_lots) == ([(LINE, "B4")], ["FIN-4", "PALLET-9"], ["PALLET-9"])
 
 
 def test_unknown_lot_traces_to_nothing(genealogy: GenealogyService) -> None:
     trace = genealogy.backward("NOPE")
-    assert (trace.batches, trace.lots, trace.end_lots) == ([], [], [])
+    assert (pairs(trace), trace.lots, trace.end_lots) == ([], [], [])
 
 
 def test_identical_repeat_is_a_duplicate_and_a_different_one_is_refused(genealogy: GenealogyService) -> None:
