@@ -7,16 +7,29 @@ The start through the real command path, the simulator and the read-back is end 
 from __future__ import annotations
 
 import sqlite3
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
-from mes_adapter.orders import Order, OrderError, OrderIn, OrderLineConfig, OrdersConfig, OrderStatus, OrderStore
+from mes_adapter.commands.service import CommandRecord, CommandStatus
+from mes_adapter.context import ContextService, ContextStore
+from mes_adapter.orders import (
+    Order,
+    OrderError,
+    OrderIn,
+    OrderLineConfig,
+    OrdersConfig,
+    OrderService,
+    OrderStatus,
+    OrderStore,
+)
 from mes_adapter.orders.rules import check_order, check_startable, start_arguments
 from mes_adapter.orders.store import SCHEMA_VERSION
 from tests.mes.helpers import LINE
+from uns.commands.model import CommandRequest
 from uns.sqlite_schema import SchemaVersionError
 
 CONFIG = OrdersConfig.model_validate({
@@ -115,3 +128,56 @@ def test_store_lists_per_line_and_status_by_due_time_and_survives_reopen(tmp_pat
     conn.close()
     with pytest.raises(SchemaVersionError, match="order store has schema version 2"):
         OrderStore(tmp_path / "orders.sqlite")
+
+
+def _service(tmp_path: Path) -> tuple[OrderService, ContextService]:
+    context = ContextService(ContextStore(tmp_path / "context.sqlite"))
+    # the command path is not used by command_changed (the end-to-end test runs the real one)
+    service = OrderService(OrderStore(tmp_path / "orders.sqlite"), CONFIG, context, None,  # type: ignore[arg-type]
+                           context.assert_context, clock=lambda: 1_705_471_260_000)
+    return service, context
+
+
+def _command(status: CommandStatus, message: str, dispatched_ms: int | None = 1_705_471_200_000) -> CommandRecord:
+    request = CommandRequest(command_id=uuid.UUID(int=7), group_id="acme:plant1", edge_node_id="packaging:line2",
+                             metric="StartBatch", value={"Order": "WO-4711", "Product": "SKU-12", "Quantity": 1200},
+                             requested_by="op", reason="start order WO-4711", created_at_ms=1, valid_until_ms=2)
+    record = CommandRecord(request, status, "http:test", dispatched_ms=dispatched_ms)
+    record.message = message
+    return record
+
+
+def test_a_failed_start_command_leaves_the_order_startable_and_no_batch(tmp_path: Path) -> None:
+    service, context = _service(tmp_path)
+    service.store.insert(stored(order_in(), OrderStatus.STARTING, command_id=str(uuid.UUID(int=7)),
+                                started_by="op"))
+    service.command_changed(_command(CommandStatus.DISPATCHED, "sent; waiting for the edge's result"))
+    assert service.get("WO-4711").status is OrderStatus.STARTING
+    service.command_changed(_command(CommandStatus.FAILED, "BadInvalidState"))
+    failed = service.get("WO-4711")
+    assert (failed.status, failed.detail, failed.batch_id) == (
+        OrderStatus.START_FAILED, "start command failed: BadInvalidState", None)
+    check_startable(failed)
+    assert context.current(LINE) is None
+
+
+def test_a_confirmed_start_asserts_the_batch_from_the_dispatch_time(tmp_path: Path) -> None:
+    service, context = _service(tmp_path)
+    service.store.insert(stored(order_in(), OrderStatus.STARTING, command_id=str(uuid.UUID(int=7)),
+                                started_by="op"))
+    service.command_changed(_command(CommandStatus.CONFIRMED, "confirmed"))
+    running = service.get("WO-4711")
+    assert (running.status, running.batch_id, running.started_ms) == (
+        OrderStatus.RUNNING, "WO-4711", 1_705_471_200_000)
+    current = context.current(LINE)
+    assert current is not None
+    assert current.model_dump() == {
+        "line": LINE, "seq": 0, "since_ms": 1_705_471_200_000, "batch_id": "WO-4711", "work_order_id": "WO-4711",
+        "operation_id": None, "product_id": "SKU-12", "phase": None, "target_quantity": 1200.0, "uom": "EA",
+        "asserted_by": "op", "ended": False}
+    # a late, different result for the same command changes nothing (a command has one outcome)
+    service.command_changed(_command(CommandStatus.FAILED, "replayed"))
+    assert service.get("WO-4711").status is OrderStatus.RUNNING
+    context.assert_context(current.model_copy(update={"seq": 1, "since_ms": 1_705_471_230_000, "ended": True}))
+    assert service.get("WO-4711").status is OrderStatus.COMPLETED
+    assert [o.order_id for o in service.orders(LINE, OrderStatus.COMPLETED)] == ["WO-4711"]
