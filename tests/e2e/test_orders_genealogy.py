@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,11 @@ async def _publish_material(stack: Stack, payload: dict) -> None:
     url = parse_broker_url(adapter["host"]["broker_url"])
     async with Mqtt(**url.aiomqtt_kwargs(identifier="weigh-station-2")) as mqtt:
         await mqtt.publish(f"{stack.line}/_context/material", json.dumps(payload).encode(), qos=1, retain=True)
+
+
+def _metrics(stack: Stack) -> str:
+    with urllib.request.urlopen(f"{stack.http}/metrics", timeout=10) as response:  # noqa: S310 - loopback
+        return response.read().decode()
 
 
 def test_order_to_plc_to_confirmation_with_lots_and_traces(tmp_path: Path) -> None:
@@ -120,6 +126,15 @@ def test_order_to_plc_to_confirmation_with_lots_and_traces(tmp_path: Path) -> No
                                                   "asserted_by": "weigh-station-2"}))
             wait_until(lambda: len(stack.api("GET", f"/api/genealogy/batches/{line}/WO-4711",
                                              role="viewer")[1]["consumed"]) == 2, 20, "UNS lot assertion")
+            # the same lot with another quantity on the UNS: refused, counted, nothing recorded changes
+            asyncio.run(_publish_material(stack, {"kind": "consumed", "batch_id": "WO-4711", "lot_id": "CAP-LOT-3",
+                                                  "material_id": "PK-CAP", "quantity": 1, "uom": "EA"}))
+            refused = 'uns_adapter_material_assertions_total{outcome="refused",source="uns"} 1.0'
+            wait_until(lambda: refused in _metrics(stack), 20, "refused UNS lot assertion counted")
+            assert 'uns_adapter_material_assertions_total{outcome="accepted",source="uns"} 1.0' in _metrics(stack)
+            _, lots = stack.api("GET", f"/api/genealogy/batches/{line}/WO-4711", role="viewer")
+            assert [(c["lot_id"], c["quantity"]) for c in lots["consumed"]] == [("CAP-LOT-3", 2000),
+                                                                                 ("PET-LOT-77", 12.5)]
             assert stack.api("POST", "/api/genealogy/produced", {
                 "line": line, "batch_id": "WO-4711", "lot_id": "FIN-4711-A", "material_id": "SKU-12",
                 "quantity": 500, "uom": "EA"}) == (201, {"outcome": "accepted"})
