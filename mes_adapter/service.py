@@ -59,6 +59,7 @@ from mes_adapter.status.publisher import LineStatusPublisher
 from mes_adapter.timefmt import now_ms
 from uns.audit.chain import AuditLog
 from uns.commands.allowlist import Allowlist
+from uns.commands.model import CommandResult
 from uns.commands.signing import UserRegistry
 from uns.conventions import Quality
 from uns.isa95 import CMD, CONTEXT, EquipmentPath
@@ -131,6 +132,7 @@ class AdapterService:
             notify=lambda line, st: self.feed.publish({"type": "line_status", "line": line, **st.model_dump()}))
         self.link.on(f"{root}+/+/+/+/{CONTEXT}/#", self._on_context)
         self.link.on(f"{root}+/+/+/+/{CMD}/result/+", self.commands.handle_result)
+        self.link.on(f"{root}+/+/+/+/{CMD}/result/+", self._order_start_result)
         self.stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._started = False
@@ -440,6 +442,15 @@ class AdapterService:
         self.feed.publish({"type": "outbox", "confirmation_id": entry.confirmation_id, "status": entry.status.value})
 
     # -- commands ----------------------------------------------------------------------------
+
+    def _order_start_result(self, _topic: str, payload: bytes) -> None:
+        """A command result the command service no longer holds may still start an order (after a restart)."""
+        try:
+            result = CommandResult.from_bytes(payload)
+        except ValueError:
+            return  # the command service counts it as invalid
+        if self.commands.get(result.command_id) is None:
+            self.orders.result_after_restart(result)
 
     def _command_changed(self, record: CommandRecord) -> None:
         self.orders.command_changed(record)  # an order's start command moves the order on

@@ -79,6 +79,8 @@ class Order(BaseModel):
     received_by: str
     #: the command that writes the batch parameters (set when a start is submitted)
     command_id: str | None = None
+    #: its hash (a result heard after an adapter restart is only believed if it names this command)
+    command_hash: str | None = None
     #: the batch the order runs as (its order id) once started
     batch_id: str | None = None
     started_ms: int | None = None

@@ -19,6 +19,7 @@ from mes_adapter.commands.service import CommandDraft, CommandRecord, CommandSer
 from mes_adapter.context import AssertionOutcome, ContextAssertion, ContextService
 from mes_adapter.errors import MesInputError
 from mes_adapter.timefmt import now_ms
+from uns.commands.model import CommandResult
 
 from .config import OrdersConfig
 from .models import Order, OrderIn, OrderStatus
@@ -106,6 +107,7 @@ class OrderService:
         current = self.store.get(order_id) or starting
         if current.command_id is None:  # no change was heard during submit
             current = current.model_copy(update={"command_id": str(record.request.command_id),
+                                                 "command_hash": record.request.command_hash(),
                                                  "detail": record.message})
             self.store.update(current)
             self._apply(current, record)
@@ -118,11 +120,30 @@ class OrderService:
             return
         self._apply(order, record)
 
+    def result_after_restart(self, result: CommandResult) -> None:
+        """The edge's result of a start command this adapter no longer holds (it restarted meanwhile).
+
+        The result is retained on ``_cmd/result/<id>``, so it is heard again after a restart; it is
+        believed only when it names the stored command's hash. The batch then starts from when the
+        edge received the command (the dispatch time is gone with the command record)."""
+        order = self.store.by_command(str(result.command_id))
+        if order is None or order.status is not OrderStatus.STARTING:
+            return
+        if result.command_hash is None or result.command_hash != order.command_hash:
+            log.warning("result for order %s's start command %s does not name its hash; ignored",
+                        order.order_id, result.command_id)
+            return
+        status = CommandStatus(result.outcome.value)
+        self._decide(order, status, result.message or result.outcome.value, result.received_at_ms)
+
     def _apply(self, order: Order, record: CommandRecord) -> None:
+        self._decide(order, record.status, record.message, record.dispatched_ms)
+
+    def _decide(self, order: Order, status: CommandStatus, message: str, dispatched_ms: int | None) -> None:
         if order.status is not OrderStatus.STARTING:
             return
-        if record.status is CommandStatus.CONFIRMED:
-            since = record.dispatched_ms if record.dispatched_ms is not None else self._clock()
+        if status is CommandStatus.CONFIRMED:
+            since = dispatched_ms if dispatched_ms is not None else self._clock()
             last = self._context.last_seq(order.line)
             spec = self.config.products.get(order.product_id)
             assertion = ContextAssertion(
@@ -138,10 +159,9 @@ class OrderService:
                 return
             log.info("order %s started on %s (context %s)", order.order_id, order.line, outcome.value)
             self.store.update(order.model_copy(update={"status": OrderStatus.RUNNING, "batch_id": order.order_id,
-                                                       "started_ms": since, "detail": record.message}))
-        elif record.status in _FAILED:
+                                                       "started_ms": since, "detail": message}))
+        elif status in _FAILED:
             self.store.update(order.model_copy(update={"status": OrderStatus.START_FAILED,
-                                                       "detail": f"start command {record.status.value}: "
-                                                                 f"{record.message}"}))
+                                                       "detail": f"start command {status.value}: {message}"}))
         else:
-            self.store.update(order.model_copy(update={"detail": record.message}))
+            self.store.update(order.model_copy(update={"detail": message}))

@@ -30,6 +30,7 @@ MIGRATIONS: list[str] = [
         received_ms INTEGER NOT NULL,
         received_by TEXT NOT NULL,
         command_id TEXT,
+        command_hash TEXT,
         batch_id TEXT,
         started_ms INTEGER,
         started_by TEXT,
@@ -42,7 +43,8 @@ MIGRATIONS: list[str] = [
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _COLUMNS = ("order_id", "line", "product_id", "quantity", "uom", "recipe_version", "due_ms", "status",
-            "received_ms", "received_by", "command_id", "batch_id", "started_ms", "started_by", "detail")
+            "received_ms", "received_by", "command_id", "command_hash", "batch_id", "started_ms", "started_by",
+            "detail")
 
 
 class OrderStore:

@@ -29,7 +29,7 @@ from mes_adapter.orders import (
 from mes_adapter.orders.rules import check_order, check_startable, start_arguments
 from mes_adapter.orders.store import SCHEMA_VERSION
 from tests.mes.helpers import LINE
-from uns.commands.model import CommandRequest
+from uns.commands.model import CommandRequest, CommandResult, Outcome, ReasonCode
 from uns.sqlite_schema import SchemaVersionError
 
 CONFIG = OrdersConfig.model_validate({
@@ -181,3 +181,36 @@ def test_a_confirmed_start_asserts_the_batch_from_the_dispatch_time(tmp_path: Pa
     context.assert_context(current.model_copy(update={"seq": 1, "since_ms": 1_705_471_230_000, "ended": True}))
     assert service.get("WO-4711").status is OrderStatus.COMPLETED
     assert [o.order_id for o in service.orders(LINE, OrderStatus.COMPLETED)] == ["WO-4711"]
+
+
+def _result(outcome: Outcome, command_hash: str | None, reason: ReasonCode | None = None) -> CommandResult:
+    return CommandResult(command_id=uuid.UUID(int=7), outcome=outcome, reason=reason, command_hash=command_hash,
+                         group_id="acme:plant1", edge_node_id="packaging:line2", device_id=None, metric="StartBatch",
+                         received_at_ms=1_705_471_201_000, completed_at_ms=1_705_471_201_500)
+
+
+def test_a_retained_result_heard_after_a_restart_starts_the_order_only_if_it_names_the_command(
+        tmp_path: Path) -> None:
+    """After an adapter restart the command record is gone; the edge's retained result still decides."""
+    service, context = _service(tmp_path)
+    command_hash = _command(CommandStatus.DISPATCHED, "").request.command_hash()
+    service.store.insert(stored(order_in(), OrderStatus.STARTING, command_id=str(uuid.UUID(int=7)),
+                                command_hash=command_hash, started_by="op"))
+    service.result_after_restart(_result(Outcome.CONFIRMED, "0" * 64))  # not this command
+    assert service.get("WO-4711").status is OrderStatus.STARTING and context.current(LINE) is None
+    service.result_after_restart(_result(Outcome.CONFIRMED, command_hash))
+    running = service.get("WO-4711")
+    assert (running.status, running.started_ms) == (OrderStatus.RUNNING, 1_705_471_201_000)
+    current = context.current(LINE)
+    assert current is not None and (current.batch_id, current.since_ms) == ("WO-4711", 1_705_471_201_000)
+
+
+def test_a_failed_result_after_a_restart_fails_the_start(tmp_path: Path) -> None:
+    service, context = _service(tmp_path)
+    command_hash = _command(CommandStatus.DISPATCHED, "").request.command_hash()
+    service.store.insert(stored(order_in(), OrderStatus.STARTING, command_id=str(uuid.UUID(int=7)),
+                                command_hash=command_hash, started_by="op"))
+    service.result_after_restart(_result(Outcome.FAILED, command_hash, ReasonCode.WRITE_FAILED))
+    failed = service.get("WO-4711")
+    assert (failed.status, failed.detail) == (OrderStatus.START_FAILED, "start command failed: failed")
+    assert context.current(LINE) is None
