@@ -16,6 +16,10 @@ Sub-packages, grouped by what makes them change:
 * ``context/``       — batch and work-order context asserted by plant apps, its timeline and start-up
   reconciliation: changes with how batches are declared.
 * ``episodes/``      — quality episodes (stretches of STALE/BAD data) stored with their batch.
+* ``orders/``        — production orders from the ERP: intake rules, the order store, the start of a
+  batch through the signed command path: changes with the ERP's order contract.
+* ``genealogy/``     — material lots consumed and produced by batches, splits, merges and trace queries:
+  changes with how lots are tracked.
 * ``commands/``      — the request side of writes to the plant (allowlist, signatures, audit, results).
 * ``status/``        — what the adapter says about itself and the lines: data completeness, the
   ``_mes/status`` publisher, the dashboard's live feed, per-node tallies, Prometheus metrics.

@@ -42,6 +42,7 @@ from mes_adapter.downtime.service import DowntimeService
 from mes_adapter.downtime.store import ReasonStore
 from mes_adapter.episodes import EpisodeService, EpisodeStore
 from mes_adapter.errors import MesInputError
+from mes_adapter.genealogy import GenealogyService, GenealogyStore
 from mes_adapter.host import (
     Change,
     ChangeStream,
@@ -53,6 +54,7 @@ from mes_adapter.host.uns_link import UnsLink
 from mes_adapter.oee.compute import MachineState
 from mes_adapter.oee.publisher import OeePublisher
 from mes_adapter.oee.service import OeeService
+from mes_adapter.orders import OrderService, OrderStore
 from mes_adapter.production.ingest import Ingest, Observation, Placement, observation_from_change
 from mes_adapter.production.quantities import ProductionCounters, ProductionStore
 from mes_adapter.production.records import ContextualRecords, RecordStore
@@ -65,6 +67,7 @@ from mes_adapter.timefmt import now_ms
 from uns.audit.chain import AuditLog
 from uns.audit.decisions import Actor, DecisionAudit
 from uns.commands.allowlist import Allowlist
+from uns.commands.model import CommandResult
 from uns.commands.signing import UserRegistry
 from uns.conventions import Quality
 from uns.isa95 import CMD, CONTEXT, EquipmentPath
@@ -131,6 +134,12 @@ class AdapterService:
         self.commands = CommandService(allowlist=allowlist, registry=registry, audit=self.audit, link=self.link,
                                        model=self.host.model, mapping=self.mapping, context=self.context,
                                        on_change=self._command_changed, keep_finished=config.commands.keep_finished)
+        self.genealogy = GenealogyService(GenealogyStore(mes.genealogy_db))
+        self.confirmations.lots_of = self.genealogy.consumed_by
+        # a batch started from an order: the signed StartBatch command (audited with its signers) was
+        # confirmed by the PLC, and the adapter asserts the batch it started
+        self.orders = OrderService(OrderStore(mes.orders_db), mes.orders, self.context, self.commands,
+                                   lambda a: self.assert_context(a, actor=Actor.service("orders")))
         self.sender: WebhookSender | None = None
         if mes.webhook.url is not None:
             self.sender = WebhookSender(self.outbox, mes.webhook, mes.retry, on_dead_letter=self._dead_letter)
@@ -146,6 +155,7 @@ class AdapterService:
             notify=lambda line, st: self.feed.publish({"type": "line_status", "line": line, **st.model_dump()}))
         self.link.on(f"{root}+/+/+/+/{CONTEXT}/#", self._on_context)
         self.link.on(f"{root}+/+/+/+/{CMD}/result/+", self.commands.handle_result)
+        self.link.on(f"{root}+/+/+/+/{CMD}/result/+", self._order_start_result)
         self.stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._started = False
@@ -200,7 +210,7 @@ class AdapterService:
             self.ingest.flush()
         self.audit.close()
         for store in (self.record_store, self.outbox, self.context_store, self.production_store, self.episodes.store,
-                      self.disposition_store, self.downtime.store):
+                      self.disposition_store, self.downtime.store, self.orders.store, self.genealogy.store):
             with contextlib.suppress(Exception):
                 store.close()
         log.info("adapter stopped")
@@ -305,6 +315,9 @@ class AdapterService:
         except ValueError:
             self.count("context_ignored", {"why": "topic"})
             return
+        if rest[:1] == ["material"]:
+            self._on_material(line.topic, payload)
+            return
         if rest != ["batch"]:
             self.count("context_ignored", {"why": "not_batch"})
             return
@@ -338,9 +351,23 @@ class AdapterService:
                 return cfg.context_publisher
         return None
 
-    def assert_context(self, assertion: ContextAssertion, who: Principal | None = None) -> AssertionOutcome:
-        """Accept an assertion from the API (stored first, audited as ``who``), then publish it retained."""
-        actor = api_actor(who)
+    def _on_material(self, line: str, payload: bytes) -> None:
+        """A lot consumed or produced, asserted on ``<line>/_context/material[/...]`` (see genealogy)."""
+        if not payload:
+            return  # a cleared retained message
+        try:
+            outcome = self.genealogy.handle_uns(line, payload)
+        except MesInputError as exc:
+            self.count("material_assertions", {"source": "uns", "outcome": "refused"})
+            log.warning("material assertion on %s refused: %s", line, exc)
+            return
+        self.count("material_assertions", {"source": "uns", "outcome": outcome.value})
+
+    def assert_context(self, assertion: ContextAssertion, who: Principal | None = None, *,
+                       actor: Actor | None = None) -> AssertionOutcome:
+        """Accept an assertion from the API (stored first, audited as ``who``, or as ``actor`` when the
+        adapter itself decides, e.g. a batch started from an order), then publish it retained."""
+        actor = actor or api_actor(who)
         outcome = audited(self.context, self.decisions, assertion.line, actor, "api",
                           lambda: self.context.assert_context(assertion))
         assert outcome is not None  # an assertion (not a clear) always has an outcome
@@ -475,7 +502,17 @@ class AdapterService:
 
     # -- commands ----------------------------------------------------------------------------
 
+    def _order_start_result(self, _topic: str, payload: bytes) -> None:
+        """A command result the command service no longer holds may still start an order (after a restart)."""
+        try:
+            result = CommandResult.from_bytes(payload)
+        except ValueError:
+            return  # the command service counts it as invalid
+        if self.commands.get(result.command_id) is None:
+            self.orders.result_after_restart(result)
+
     def _command_changed(self, record: CommandRecord) -> None:
+        self.orders.command_changed(record)  # an order's start command moves the order on
         self.count("command_outcomes", {"outcome": record.status.value,
                                         "reason": record.decision.reason.value
                                         if record.decision is not None and record.decision.reason else ""})

@@ -32,9 +32,12 @@ from mes_adapter.context.reconcile import Reconciliation
 from mes_adapter.downtime.losses import BucketLoss
 from mes_adapter.downtime.service import Stop
 from mes_adapter.episodes import QualityEpisode
+from mes_adapter.genealogy import Consumption, LotLink, ProducedLot, Trace
+from mes_adapter.genealogy.service import Outcome as LotOutcome
 from mes_adapter.host import MetricState, NodeView
 from mes_adapter.oee.compute import Interval, OeeResult
 from mes_adapter.oee.shifts import ShiftCalendar, ShiftWindow
+from mes_adapter.orders import Order, OrderIn, OrderStatus
 from mes_adapter.production.quantities import Quantities
 from mes_adapter.production.records import BoundRecord, Record
 from mes_adapter.quality import Disposition, DispositionRequest
@@ -284,6 +287,36 @@ class ServiceApi:
 
     def command_audit_trail(self, command_id: uuid.UUID) -> list[dict[str, Any]]:
         return self._svc.commands.audit_trail(command_id)
+
+    # -- orders and genealogy (mes_adapter.orders, mes_adapter.genealogy) -------------------
+
+    def receive_order(self, order: OrderIn, who: Principal) -> Order:
+        return self._svc.orders.receive(order, who)
+
+    def order(self, order_id: str) -> Order:
+        """One order; OrderError 404 if there is none."""
+        return self._svc.orders.get(order_id)
+
+    def orders(self, line: str | None, status: OrderStatus | None, limit: int) -> list[Order]:
+        return self._svc.orders.orders(line, status, limit)
+
+    async def start_order(self, order_id: str, who: Principal, client_id: str) -> tuple[Order, CommandRecord]:
+        return await self._svc.orders.start(order_id, who, client_id)
+
+    def consume_lot(self, item: Consumption, who: Principal) -> LotOutcome:
+        return self._svc.genealogy.consume(item, who.user_id)
+
+    def produce_lot(self, item: ProducedLot, who: Principal) -> LotOutcome:
+        return self._svc.genealogy.produce(item, who.user_id)
+
+    def link_lots(self, link: LotLink, who: Principal) -> LotOutcome:
+        return self._svc.genealogy.link(link, who.user_id)
+
+    def batch_lots(self, line: str, batch_id: str) -> tuple[list[Consumption], list[ProducedLot]]:
+        return self._svc.genealogy.consumed_by(line, batch_id), self._svc.genealogy.produced_by(line, batch_id)
+
+    def trace(self, lot_id: str, direction: str) -> Trace:
+        return self._svc.genealogy.backward(lot_id) if direction == "backward" else self._svc.genealogy.forward(lot_id)
 
     # -- audit -------------------------------------------------------------------------------
 

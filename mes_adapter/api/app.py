@@ -28,8 +28,10 @@ from mes_adapter.api import (
     downtime,
     errors,
     events,
+    genealogy,
     health,
     me,
+    orders,
     plant,
     production,
     quality,
@@ -114,7 +116,8 @@ def create_app(service: AdapterService, metrics: AdapterMetrics, *, manage_lifet
     app.state.api = ServiceApi(service)  # what the handlers see (mes_adapter.service_api)
     app.state.metrics = metrics
     errors.install(app)
-    for module in (health, me, plant, quarantine, batches, production, quality, downtime, commands, audit, events):
+    for module in (health, me, plant, quarantine, batches, production, quality, downtime, commands, audit, events,
+                   orders, genealogy):
         app.include_router(module.router)
 
     @app.get("/", include_in_schema=False)

@@ -17,6 +17,7 @@ from mes_adapter.downtime.config import DowntimeConfig
 from mes_adapter.lines import line_key
 from mes_adapter.oee.compute import MachineState
 from mes_adapter.oee.shifts import ShiftCalendar
+from mes_adapter.orders.config import OrdersConfig
 from mes_adapter.production.counters import CounterRole
 
 #: PackML state names (map by name, never by number: OPC UA companion specs renumber them) onto OEE categories.
@@ -219,6 +220,8 @@ class MesConfig(BaseModel):
     lines: list[LineConfig] = Field(default_factory=list)
     #: how far back (source time) a late counter sample can still be placed
     counter_reorder_horizon_s: float = Field(7 * 24 * 3600.0, gt=0)
+    #: order intake: valid products and recipe/BOM versions, and how each line starts a batch (docs/mes-orders.md)
+    orders: OrdersConfig = Field(default_factory=OrdersConfig)
 
     @model_validator(mode="after")
     def _unique_lines(self) -> MesConfig:
@@ -256,3 +259,11 @@ class MesConfig(BaseModel):
     @property
     def disposition_db(self) -> Path:
         return self.data_dir / "disposition.sqlite"
+
+    @property
+    def orders_db(self) -> Path:
+        return self.data_dir / "orders.sqlite"
+
+    @property
+    def genealogy_db(self) -> Path:
+        return self.data_dir / "genealogy.sqlite"

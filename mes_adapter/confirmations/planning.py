@@ -251,11 +251,16 @@ def evidence_hash(planned: PlannedConfirmation, quantities: Quantities, context:
 
 def build_confirmation(planned: PlannedConfirmation, quantities: Quantities,
                        uoms: dict[str, str] | None = None, product_uom: str = "EA",
-                       data: list[DataItem] | None = None, split: RejectSplit | None = None) -> ProductionConfirmation:
+                       data: list[DataItem] | None = None, split: RejectSplit | None = None,
+                       lots: list[ConsumedMaterial] | None = None) -> ProductionConfirmation:
     """The confirmation of one planned window carrying ``quantities`` (already net of earlier ones).
 
     ``split``: with QA disposition, how ``quantities.scrap`` (the window's rejects) is reported;
     None: every reject as scrap.
+
+    ``lots`` are the consumed lots asserted for the batch (genealogy; the final confirmation only):
+    they are listed after the counted materials, each with its ``lot_id``, and are not counter
+    quantities (:func:`quantities_of` leaves them out, so they never net against counts).
 
     Work order, product and operation come from the batch's last context in the window.
     """
@@ -281,7 +286,7 @@ def build_confirmation(planned: PlannedConfirmation, quantities: Quantities,
                                    accepted=None if split is None else split.accepted,
                                    pending_disposition=None if split is None else split.pending)],
         consumed=[ConsumedMaterial(material_id=m, uom=uoms.get(m, "EA"), quantity=q)
-                  for m, q in sorted(quantities.consumed.items())],
+                  for m, q in sorted(quantities.consumed.items())] + list(lots or []),
         data=list(data or []),
         source=ConfirmationSource(counter_window=(iso_utc(planned.start_ms), iso_utc(planned.end_ms)),
                                   evidence_hash=evidence_hash(planned, quantities, context),
@@ -304,5 +309,7 @@ def quantities_of(confirmation: ProductionConfirmation) -> Quantities:
     scrap = sum(p.rejects for p in confirmation.produced)
     consumed: dict[str, float] = {}
     for c in confirmation.consumed:
+        if c.lot_id is not None:  # an asserted lot (genealogy), not a counted quantity
+            continue
         consumed[c.material_id] = consumed.get(c.material_id, 0.0) + c.quantity
     return Quantities(good, scrap, consumed)

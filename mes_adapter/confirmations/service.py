@@ -13,12 +13,14 @@ webhook sender.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from mes_adapter.config.mes import MesConfig
 from mes_adapter.confirmations.outbox import EnqueueResult, Outbox
 from mes_adapter.confirmations.planning import (
     ConfirmationKind,
+    ConsumedMaterial,
     DataItem,
     PlannedConfirmation,
     ProductionConfirmation,
@@ -82,6 +84,9 @@ class ConfirmationService:
         self.waiting_for_disposition: set[tuple[str, str]] = set()
         #: ``(line, intervals) -> ms`` the line ran (the OEE state timeline); None: no machine time
         self.machine_time: Callable[[str, list[Interval]], int] | None = None
+        #: the lots a batch consumed (line, batch_id) -> objects with lot_id, material_id, quantity, uom;
+        #: set by the service to the genealogy (mes_adapter.genealogy), listed on the final confirmation
+        self.lots_of: Callable[[str, str], Sequence[Any]] = lambda _line, _batch: []
 
     def run_due(self, now: int | None = None) -> list[ProductionConfirmation]:
         """Enqueue every due confirmation of every configured line; return the newly enqueued ones."""
@@ -110,8 +115,11 @@ class ConfirmationService:
             split = self._split(batch, planned, quantities, total, done)
             if split is False:
                 break
+            lots = ([ConsumedMaterial(material_id=c.material_id, lot_id=c.lot_id, uom=c.uom, quantity=c.quantity)
+                     for c in self.lots_of(batch.line, batch.batch_id)]
+                    if planned.kind is ConfirmationKind.FINAL else [])
             confirmation = build_confirmation(planned, quantities, uoms, product_uom, self._data(batch, planned),
-                                              split=split if isinstance(split, RejectSplit) else None)
+                                              split=split if isinstance(split, RejectSplit) else None, lots=lots)
             try:
                 result = self._outbox.enqueue(confirmation)
             except OutboxConflictError:

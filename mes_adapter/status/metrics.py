@@ -37,11 +37,14 @@ class AdapterMetrics:
                                           ["source", "outcome"], registry=self.registry)
         self.context_ignored = Counter("uns_adapter_context_ignored", "messages on _context topics not applied",
                                        ["why"], registry=self.registry)
+        self.material_assertions = Counter("uns_adapter_material_assertions",
+                                           "lot assertions on <line>/_context/material (docs/mes-orders.md)",
+                                           ["source", "outcome"], registry=self.registry)
 
     def count(self, name: str, labels: dict[str, str]) -> None:
         """The service's counting hook (``AdapterService(count=metrics.count)``)."""
         metric = {"command_outcomes": self.command_outcomes, "context_assertions": self.context_assertions,
-                  "context_ignored": self.context_ignored}.get(name)
+                  "context_ignored": self.context_ignored, "material_assertions": self.material_assertions}.get(name)
         if metric is not None:
             metric.labels(**labels).inc()
 

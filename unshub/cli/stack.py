@@ -161,6 +161,10 @@ def write_stack_config(out: Path, profile: Profile = Profile.LOCAL, ports: Stack
                 "batch": {"metric": "CurrentBatch"},
                 "default_ideal_cycle_s": 0.2,
             }],
+            "orders": {  # docs/mes-orders.md: the products the demo line makes and its batch-start method
+                "products": {"SKU-12": {"recipe_versions": ["R-12.3"], "uom": "EA"}},
+                "lines": [{"line": LINE.topic, "group_id": ids.group_id, "edge_node_id": ids.edge_node_id}],
+            },
         },
         "commands": {"allowlist": "allowlist.yaml", "signers": "signers.yaml"},
         "audit": {"witness_path": str(witness_root / "adapter-audit.jsonl")},
@@ -253,6 +257,14 @@ def _allowlist(ids: Any, catalog: list[dict[str, Any]]) -> dict[str, Any]:
         if name == "Recipe":
             rule.update({"allowed_states": ["Idle", "Stopped", "Complete", "Aborted"], "critical": True})
         metrics.append(rule)
+    line_name = catalog[0]["path"].split("/")[0] if catalog else "Line1"
+    # starting a batch from an order writes its parameters with the line's StartBatch method (docs/mes-orders.md)
+    metrics.append({"metric": "StartBatch", "allowed_states": ["Idle", "Stopped", "Complete"],
+                    "call": {"object_node_id": simulator_node_id(line_name),
+                             "method_node_id": simulator_node_id(f"{line_name}/StartBatch"),
+                             "args": [{"name": "Order", "datatype": "String"},
+                                      {"name": "Product", "datatype": "String"},
+                                      {"name": "Quantity", "datatype": "UInt32", "min": 0, "max": 1000000}]}})
     return {
         "version": "demo-1",
         "lines": [{
