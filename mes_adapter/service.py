@@ -7,6 +7,8 @@ reads from it and calls its few write methods. What flows where:
 * host change stream → :class:`~mes_adapter.production.ingest.Ingest` (records + production counters), one
   stream of its own, subscribed *before* the host connects so no birth is missed;
 * host change stream → :class:`~mes_adapter.status.live_feed.TagPump` → dashboard clients (SSE);
+* host change stream → :class:`~mes_adapter.alarms.AlarmService` (condition alarms: journaled with their
+  batch and phase, retained on ``<line>/_alarms/<cell>/_conditions/<Name>``);
 * host change stream → :class:`~mes_adapter.episodes.EpisodeService` (quality episodes: stored with
   their batch, retained on ``<line>/_alarms/...``); every second the line status (``data_complete``)
   goes retained to ``<line>/_mes/status`` when it changed;
@@ -28,6 +30,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from mes_adapter.alarms import AlarmJournal, AlarmService
 from mes_adapter.auth import TokenStore
 from mes_adapter.commands.service import CommandRecord, CommandService
 from mes_adapter.config.application import AdapterConfig
@@ -119,6 +122,10 @@ class AdapterService:
             lambda topic, payload, retain: self.link.publish(topic, payload, qos=1, retain=retain),
             notify=lambda e: self.feed.publish({"type": "episode", "episode": e.model_dump(mode="json")}))
         self.oee.gaps = self.episodes.window_gaps
+        self.alarms = AlarmService(
+            AlarmJournal(mes.data_dir / "alarms.sqlite"), self.context, self.mapping,
+            lambda topic, payload, retain: self.link.publish(topic, payload, qos=1, retain=retain),
+            notify=lambda e: self.feed.publish({"type": "alarm", "alarm": e.model_dump(mode="json")}))
         self.line_status = LineStatusPublisher(
             self.mapping, self.lines, self.data_statuses,
             lambda topic, payload: self.link.publish(topic, payload, qos=1, retain=True),
@@ -152,6 +159,7 @@ class AdapterService:
         self._spawn("ingest", self._ingest_loop(self.ingest_stream))
         self._spawn("tag-pump", pump.run(self.stopping))
         self._spawn("episodes", self.episodes.run(self.host.model.subscribe(lossless=True), self.stopping))
+        self._spawn("alarms", self.alarms.run(self.host.model.subscribe(lossless=True), self.stopping))
         self._spawn("line-status", self.line_status.run(self.stopping))
         self._spawn("confirmations", self._confirmation_loop())
         if self.sender is not None:
@@ -178,7 +186,8 @@ class AdapterService:
         with contextlib.suppress(Exception):
             self.ingest.flush()
         self.audit.close()
-        for store in (self.record_store, self.outbox, self.context_store, self.production_store, self.episodes.store):
+        for store in (self.record_store, self.outbox, self.context_store, self.production_store, self.episodes.store,
+                      self.alarms.journal):
             with contextlib.suppress(Exception):
                 store.close()
         log.info("adapter stopped")
@@ -203,6 +212,8 @@ class AdapterService:
             failing["mes_ingest"] = f"ingest failing: {self.ingest.failing} ({self.ingest.pending} values waiting)"
         if self.episodes.failing is not None:
             failing["quality_episodes"] = self.episodes.failing
+        if self.alarms.failing is not None:
+            failing["alarm_journal"] = self.alarms.failing
         return failing
 
     def _spawn(self, name: str, coro: Awaitable[None]) -> None:

@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+from mes_adapter.alarms import AlarmEvent
 from mes_adapter.auth import Principal
 from mes_adapter.commands.service import CommandDraft, CommandRecord
 from mes_adapter.confirmations.outbox import DeliveryStatus, OutboxEntry
@@ -127,6 +128,15 @@ class ServiceApi:
     def episodes(self, line: str, from_ms: int | None, to_ms: int | None, *, batch_id: str | None,
                  limit: int) -> list[QualityEpisode]:
         return self._svc.episodes.store.query(line, from_ms, to_ms, batch_id=batch_id, limit=limit)
+
+    def active_alarms(self, line: str | None) -> list[AlarmEvent]:
+        """The newest journal row of every condition whose alarm is active or still retained."""
+        return [e for e in self._svc.alarms.journal.latest(line) if e.active or e.retain]
+
+    def alarm_history(self, *, line: str | None, batch_id: str | None, phase: str | None, condition: str | None,
+                      from_ms: int | None, to_ms: int | None, limit: int) -> list[AlarmEvent]:
+        return self._svc.alarms.journal.query(line=line, batch_id=batch_id, phase=phase, condition=condition,
+                                              from_ms=from_ms, to_ms=to_ms, limit=limit)
 
     # -- batch context -----------------------------------------------------------------------
 
