@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from mes_adapter.alarms import AlarmJournal, AlarmService
+from mes_adapter.alarms import AlarmJournal, AlarmService, DecisionDesk
 from mes_adapter.auth import TokenStore
 from mes_adapter.commands.service import CommandRecord, CommandService
 from mes_adapter.config.application import AdapterConfig
@@ -48,6 +49,7 @@ from mes_adapter.host import (
     SparkplugHost,
 )
 from mes_adapter.host.uns_link import UnsLink
+from mes_adapter.lines import parse_line_key
 from mes_adapter.oee.compute import MachineState
 from mes_adapter.oee.service import OeeService
 from mes_adapter.production.ingest import Ingest, Observation, Placement, observation_from_change
@@ -126,6 +128,10 @@ class AdapterService:
             AlarmJournal(mes.data_dir / "alarms.sqlite"), self.context, self.mapping,
             lambda topic, payload, retain: self.link.publish(topic, payload, qos=1, retain=retain),
             notify=lambda e: self.feed.publish({"type": "alarm", "alarm": e.model_dump(mode="json")}))
+        self.decisions = DecisionDesk(self.alarms.journal.connection, mes.alarms, registry, self.audit,
+                                      self._publish_hold, now_ms)
+        self.alarms.on_journaled = self.decisions.on_alarm
+        self.confirmations.held = self.decisions.is_held
         self.line_status = LineStatusPublisher(
             self.mapping, self.lines, self.data_statuses,
             lambda topic, payload: self.link.publish(topic, payload, qos=1, retain=True),
@@ -287,6 +293,11 @@ class AdapterService:
             log.exception("ingest failed for %s", change.metric.name)
 
     # -- batch context -----------------------------------------------------------------------
+
+    def _publish_hold(self, line: str, hold: dict[str, Any]) -> None:
+        """A batch hold or release, retained on ``<line>/_context/hold`` (the adapter ignores it on the way in)."""
+        topic = self.mapping.line_topic(parse_line_key(line), CONTEXT, "hold")
+        self.link.publish(topic, json.dumps(hold, separators=(",", ":")).encode(), qos=1, retain=True)
 
     async def _on_context(self, topic: str, payload: bytes) -> None:
         try:

@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-from mes_adapter.alarms import AlarmEvent
+from mes_adapter.alarms import AlarmEvent, AlarmException, BatchHold
 from mes_adapter.auth import Principal
 from mes_adapter.commands.service import CommandDraft, CommandRecord
 from mes_adapter.confirmations.outbox import DeliveryStatus, OutboxEntry
@@ -137,6 +137,20 @@ class ServiceApi:
                       from_ms: int | None, to_ms: int | None, limit: int) -> list[AlarmEvent]:
         return self._svc.alarms.journal.query(line=line, batch_id=batch_id, phase=phase, condition=condition,
                                               from_ms=from_ms, to_ms=to_ms, limit=limit)
+
+    def alarm_exceptions(self, line: str | None, *, open_only: bool, batch_id: str | None) -> list[AlarmException]:
+        return self._svc.decisions.exceptions(line, open_only, batch_id)
+
+    def close_alarm_exception(self, exception_id: int, principal: Principal, comment: str,
+                              client: str) -> AlarmException:
+        return self._svc.decisions.close_exception(exception_id, principal, comment, client)
+
+    def batch_holds(self, line: str | None, *, held_only: bool) -> list[BatchHold]:
+        return self._svc.decisions.holds(line, held_only)
+
+    def release_batch_hold(self, hold_id: int, principal: Principal, comment: str, signature: Signature,
+                           client: str) -> BatchHold:
+        return self._svc.decisions.release(hold_id, principal, comment, signature, client)
 
     # -- batch context -----------------------------------------------------------------------
 

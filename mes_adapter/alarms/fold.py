@@ -86,6 +86,8 @@ class ConditionFolder:
         self._partial: dict[ConditionKey, _Partial] = {}
         self._reported: dict[ConditionKey, ConditionState] = {}
         self._touched: set[ConditionKey] = set()
+        #: states completed inside the current drain, before another event of the same condition
+        self._completed: list[tuple[ConditionKey, ConditionState]] = []
 
     def restore(self, key: ConditionKey, state: ConditionState) -> None:
         """Seed with the journal's last row, so the first birth after a restart journals nothing new."""
@@ -94,16 +96,28 @@ class ConditionFolder:
     def observe(self, key: ConditionKey, field_name: str, value: Any, *, stale: bool, source_ts_ms: int,
                 received_ms: int) -> None:
         partial = self._partial.setdefault(key, _Partial())
+        if key in self._touched and not stale and source_ts_ms != partial.source_ts_ms:
+            # a later event of the same condition in the same drain (High, then HighHigh 50 ms later):
+            # keep the earlier one, each event is its own journal row
+            earlier = _state(partial)
+            if earlier is not None:
+                self._completed.append((key, earlier))
         if not stale and value is not None:
             partial.values[field_name] = value
-            partial.source_ts_ms = max(partial.source_ts_ms, source_ts_ms)
+            partial.source_ts_ms = source_ts_ms
         partial.stale = stale
         partial.received_ms = received_ms
         self._touched.add(key)
 
     def flush(self) -> list[tuple[ConditionKey, ConditionState]]:
-        """The conditions whose state changed since the last flush, in first-touched order."""
+        """Every state that differs from the one reported before it: first those completed inside the
+        drain (earlier events of a condition that had another one after), then the current ones."""
         changed = []
+        for key, state in self._completed:
+            if not state.same_as(self._reported.get(key)):
+                self._reported[key] = state
+                changed.append((key, state))
+        self._completed.clear()
         for key in sorted(self._touched, key=lambda k: (k.group_id, k.edge_node_id, k.device_id or "", k.name)):
             state = _state(self._partial[key])
             if state is None:

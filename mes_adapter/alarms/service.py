@@ -58,15 +58,20 @@ class AlarmService:
     """Folds, journals and publishes condition alarms (see module doc)."""
 
     def __init__(self, journal: AlarmJournal, context: ContextService, mapping: NamespaceMapping,
-                 publish: Publish, notify: Callable[[AlarmEvent], None] | None = None) -> None:
+                 publish: Publish, notify: Callable[[AlarmEvent], None] | None = None,
+                 on_journaled: Callable[[AlarmEvent, AlarmEvent | None], None] | None = None) -> None:
         self.journal = journal
         self._context = context
         self._mapping = mapping
         self._publish = publish
         self._notify = notify
+        #: called with each journaled row and the condition's row before it (exception and hold rules)
+        self.on_journaled = on_journaled
         self.folder = ConditionFolder()
+        self._last: dict[ConditionKey, AlarmEvent] = {}
         for event in journal.latest():
             self.folder.restore(key_of(event), state_of(event))
+            self._last[key_of(event)] = event
         self.journaled = 0
         self.errors = 0
         #: why the last write failed, until one succeeds again (for readiness)
@@ -124,6 +129,9 @@ class AlarmService:
             event = self.journal.get(journal_id)
             if event is None:
                 continue
+            previous, self._last[key] = self._last.get(key), event
+            if self.on_journaled is not None:
+                self.on_journaled(event, previous)
             try:
                 equipment = self._mapping.from_sparkplug(key.group_id, key.edge_node_id, key.device_id)
                 self._publish(condition_topic(self._mapping, equipment, key.name), condition_payload(event), True)

@@ -51,6 +51,41 @@ MIGRATIONS: list[str] = [
     CREATE INDEX alarm_event_by_batch ON alarm_event (line, batch_id);
     CREATE INDEX alarm_event_by_condition ON alarm_event (group_id, edge_node_id, device_id, condition, id);
     """,
+    # v2: exceptions opened by alarm rules, and batch holds with their signed release
+    """
+    CREATE TABLE alarm_exception (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        alarm_id INTEGER NOT NULL REFERENCES alarm_event (id),
+        rule_index INTEGER NOT NULL,
+        line TEXT NOT NULL,
+        cell TEXT,
+        condition TEXT NOT NULL,
+        severity INTEGER NOT NULL,
+        cause TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        action TEXT NOT NULL,
+        batch_id TEXT,
+        phase TEXT,
+        opened_ms INTEGER NOT NULL,
+        closed_ms INTEGER,
+        closed_by TEXT,
+        closing_comment TEXT
+    );
+    CREATE INDEX alarm_exception_by_line ON alarm_exception (line, opened_ms);
+    CREATE TABLE batch_hold (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        line TEXT NOT NULL,
+        batch_id TEXT NOT NULL,
+        exception_id INTEGER NOT NULL REFERENCES alarm_exception (id),
+        reason TEXT NOT NULL,
+        held_ms INTEGER NOT NULL,
+        released_ms INTEGER,
+        released_by TEXT,
+        release_comment TEXT,
+        release_signature TEXT
+    );
+    CREATE UNIQUE INDEX batch_hold_one_open ON batch_hold (line, batch_id) WHERE released_ms IS NULL;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -115,6 +150,11 @@ class AlarmJournal:
                      getattr(context, "phase", None)))
                 ids.append(int(cursor.lastrowid or 0))
         return ids
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The file's connection, for the exception and hold tables of the same file (:mod:`.decisions`)."""
+        return self._conn
 
     def get(self, event_id: int) -> AlarmEvent | None:
         row = self._conn.execute(f"SELECT {_COLUMNS} FROM alarm_event WHERE id = ?", (event_id,)).fetchone()

@@ -1,4 +1,7 @@
-"""Condition alarms: what is active now, and the journal filtered by line, batch, phase, condition, window.
+"""Condition alarms, and the exceptions and batch holds alarm rules open.
+
+``GET /api/exceptions`` and ``POST /api/exceptions/{id}/close``; ``GET /api/holds`` and
+``POST /api/holds/{id}/release`` (a signature of the caller, role ``alarms.release_role``).
 
 ``GET /api/alarms`` lists the newest state of every condition that is active or still retained
 (unacknowledged or unconfirmed); ``GET /api/alarms/history`` the journal rows, one per change, each
@@ -7,13 +10,15 @@ bound to the batch and phase running at the event's source time (docs/alarms.md)
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
 
-from mes_adapter.alarms import AlarmEvent
+from mes_adapter.alarms import AlarmEvent, AlarmException, BatchHold, DecisionRefusedError
 from mes_adapter.auth import Principal, Role
 from mes_adapter.service_api import ServiceApi
+from uns.commands.model import Signature
 
-from .deps import require, service
+from .deps import client_id, require, service
 from .errors import AUTH_RESPONSES, ApiError, ErrorBody
 from .plant import known_line
 
@@ -44,3 +49,64 @@ def alarm_history(line: str | None = Query(None, description="only this line"),
         raise ApiError(422, "bad_range", f"from_ms {from_ms} is after to_ms {to_ms}")
     return svc.alarm_history(line=key, batch_id=batch_id, phase=phase, condition=condition, from_ms=from_ms,
                              to_ms=to_ms, limit=limit)
+
+
+# -- exceptions and holds (alarm rules, docs/alarms.md "Exceptions and holds") ----------------------
+
+
+class CloseException(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    comment: str = Field(min_length=1, max_length=2000, description="the closing comment: what was done")
+
+
+class ReleaseHold(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    comment: str = Field(min_length=1, max_length=2000, description="why the batch may go on")
+    signature: Signature = Field(description="the caller's Ed25519 signature (meaning 'approved') over "
+                                             "release_hash(hold, comment) as command_hash")
+
+
+def _refused(exc: DecisionRefusedError) -> ApiError:
+    return ApiError(exc.status, exc.reason, str(exc))
+
+
+@router.get("/exceptions", response_model=list[AlarmException], responses={404: {"model": ErrorBody}},
+            summary="Production exceptions opened by alarm rules (cause, owner, action, closing comment)")
+def exceptions(line: str | None = Query(None, description="only this line"),
+               open_only: bool = Query(False, alias="open", description="only those not closed yet"),
+               batch_id: str | None = Query(None, min_length=1, description="only those of this batch"),
+               svc: ServiceApi = Depends(service), _: Principal = Depends(viewer)) -> list[AlarmException]:
+    return svc.alarm_exceptions(None if line is None else known_line(svc, line), open_only=open_only,
+                                batch_id=batch_id)
+
+
+@router.post("/exceptions/{exception_id}/close", response_model=AlarmException,
+             responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}},
+             summary="Close an exception with a comment (operator); audited")
+def close_exception(exception_id: int, body: CloseException, request: Request, svc: ServiceApi = Depends(service),
+                    principal: Principal = Depends(require(Role.OPERATOR, "closing an exception"))) -> AlarmException:
+    try:
+        return svc.close_alarm_exception(exception_id, principal, body.comment, client_id(request))
+    except DecisionRefusedError as exc:
+        raise _refused(exc) from None
+
+
+@router.get("/holds", response_model=list[BatchHold], responses={404: {"model": ErrorBody}},
+            summary="Batch holds opened by alarm rules; a held batch's final confirmation waits")
+def holds(line: str | None = Query(None, description="only this line"),
+          held: bool = Query(False, description="only holds not released yet"),
+          svc: ServiceApi = Depends(service), _: Principal = Depends(viewer)) -> list[BatchHold]:
+    return svc.batch_holds(None if line is None else known_line(svc, line), held_only=held)
+
+
+@router.post("/holds/{hold_id}/release", response_model=BatchHold,
+             responses={403: {"model": ErrorBody}, 404: {"model": ErrorBody}, 409: {"model": ErrorBody}},
+             summary="Release a held batch with the caller's signature (role alarms.release_role); audited")
+def release_hold(hold_id: int, body: ReleaseHold, request: Request, svc: ServiceApi = Depends(service),
+                 principal: Principal = Depends(require(Role.OPERATOR, "releasing a batch"))) -> BatchHold:
+    try:
+        return svc.release_batch_hold(hold_id, principal, body.comment, body.signature, client_id(request))
+    except DecisionRefusedError as exc:
+        raise _refused(exc) from None

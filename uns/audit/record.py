@@ -37,6 +37,11 @@ class AuditEvent(StrEnum):
     READBACK_TIMEOUT = "readback_timeout"
     FAILED = "failed"
     EXPIRED = "expired"
+    #: alarm rules (mes_adapter.alarms): a production exception opened / closed, a batch held / released
+    EXCEPTION_OPENED = "exception_opened"
+    EXCEPTION_CLOSED = "exception_closed"
+    BATCH_HELD = "batch_held"
+    BATCH_RELEASED = "batch_released"
 
 
 class AuditTarget(BaseModel):
