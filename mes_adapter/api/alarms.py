@@ -68,6 +68,10 @@ class ReleaseHold(BaseModel):
                                              "release_hash(hold, comment) as command_hash")
 
 
+# The two writes are ``async``: they run on the event loop, like the alarm stream that writes the same
+# SQLite connection, so two transactions never interleave on it (a threadpool handler could).
+
+
 def _refused(exc: DecisionRefusedError) -> ApiError:
     return ApiError(exc.status, exc.reason, str(exc))
 
@@ -85,7 +89,7 @@ def exceptions(line: str | None = Query(None, description="only this line"),
 @router.post("/exceptions/{exception_id}/close", response_model=AlarmException,
              responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}},
              summary="Close an exception with a comment (operator); audited")
-def close_exception(exception_id: int, body: CloseException, request: Request, svc: ServiceApi = Depends(service),
+async def close_exception(exception_id: int, body: CloseException, request: Request, svc: ServiceApi = Depends(service),
                     principal: Principal = Depends(require(Role.OPERATOR, "closing an exception"))) -> AlarmException:
     try:
         return svc.close_alarm_exception(exception_id, principal, body.comment, client_id(request))
@@ -104,7 +108,7 @@ def holds(line: str | None = Query(None, description="only this line"),
 @router.post("/holds/{hold_id}/release", response_model=BatchHold,
              responses={403: {"model": ErrorBody}, 404: {"model": ErrorBody}, 409: {"model": ErrorBody}},
              summary="Release a held batch with the caller's signature (role alarms.release_role); audited")
-def release_hold(hold_id: int, body: ReleaseHold, request: Request, svc: ServiceApi = Depends(service),
+async def release_hold(hold_id: int, body: ReleaseHold, request: Request, svc: ServiceApi = Depends(service),
                  principal: Principal = Depends(require(Role.OPERATOR, "releasing a batch"))) -> BatchHold:
     try:
         return svc.release_batch_hold(hold_id, principal, body.comment, body.signature, client_id(request))
