@@ -10,7 +10,7 @@ bound to the batch and phase running at the event's source time (docs/alarms.md)
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from mes_adapter.alarms import AlarmEvent, AlarmException, BatchHold, DecisionRefusedError
@@ -89,8 +89,9 @@ def exceptions(line: str | None = Query(None, description="only this line"),
 @router.post("/exceptions/{exception_id}/close", response_model=AlarmException,
              responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}},
              summary="Close an exception with a comment (operator); audited")
-async def close_exception(exception_id: int, body: CloseException, request: Request, svc: ServiceApi = Depends(service),
-                    principal: Principal = Depends(require(Role.OPERATOR, "closing an exception"))) -> AlarmException:
+async def close_exception(body: CloseException, request: Request, svc: ServiceApi = Depends(service),
+                    principal: Principal = Depends(require(Role.OPERATOR, "closing an exception")),
+                    exception_id: int = Path(ge=1, le=2**62)) -> AlarmException:
     try:
         return svc.close_alarm_exception(exception_id, principal, body.comment, client_id(request))
     except DecisionRefusedError as exc:
@@ -108,8 +109,9 @@ def holds(line: str | None = Query(None, description="only this line"),
 @router.post("/holds/{hold_id}/release", response_model=BatchHold,
              responses={403: {"model": ErrorBody}, 404: {"model": ErrorBody}, 409: {"model": ErrorBody}},
              summary="Release a held batch with the caller's signature (role alarms.release_role); audited")
-async def release_hold(hold_id: int, body: ReleaseHold, request: Request, svc: ServiceApi = Depends(service),
-                 principal: Principal = Depends(require(Role.OPERATOR, "releasing a batch"))) -> BatchHold:
+async def release_hold(body: ReleaseHold, request: Request, svc: ServiceApi = Depends(service),
+                 principal: Principal = Depends(require(Role.OPERATOR, "releasing a batch")),
+                 hold_id: int = Path(ge=1, le=2**62)) -> BatchHold:
     try:
         return svc.release_batch_hold(hold_id, principal, body.comment, body.signature, client_id(request))
     except DecisionRefusedError as exc:
