@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-from mes_adapter.alarms import AlarmEvent, AlarmException, BatchHold
+from mes_adapter.alarms import AlarmEvent, AlarmException, BatchHold, Shelf
 from mes_adapter.auth import Principal
 from mes_adapter.commands.service import CommandDraft, CommandRecord
 from mes_adapter.confirmations.outbox import DeliveryStatus, OutboxEntry
@@ -144,6 +144,13 @@ class ServiceApi:
     def close_alarm_exception(self, exception_id: int, principal: Principal, comment: str,
                               client: str) -> AlarmException:
         return self._svc.decisions.close_exception(exception_id, principal, comment, client)
+
+    def alarm_shelves(self, line: str | None) -> list[Shelf]:
+        return self._svc.decisions.shelves(line)
+
+    def shelve_alarm(self, line: str, cell: str | None, condition: str, duration_s: float, principal: Principal,
+                     comment: str, client: str) -> Shelf:
+        return self._svc.decisions.shelve(line, cell, condition, duration_s, principal, comment, client)
 
     def batch_holds(self, line: str | None, *, held_only: bool) -> list[BatchHold]:
         return self._svc.decisions.holds(line, held_only)

@@ -6,12 +6,12 @@ change with its batch and phase and publishes it retained on ``_alarms``, :mod:`
 :mod:`.decisions` the exceptions and batch holds alarm rules open, and the signed release. See docs/alarms.md.
 """
 
-from .decisions import AlarmException, BatchHold, DecisionDesk, DecisionRefusedError, release_hash
+from .decisions import AlarmException, BatchHold, DecisionDesk, DecisionRefusedError, Shelf, release_hash
 from .fold import FIELDS, ConditionFolder, ConditionKey, ConditionState, condition_field
 from .service import CONDITIONS, AlarmService, condition_payload, condition_topic
 from .store import SCHEMA_VERSION, AlarmEvent, AlarmJournal
 
 __all__ = ["CONDITIONS", "FIELDS", "SCHEMA_VERSION", "AlarmEvent", "AlarmException", "BatchHold", "DecisionDesk",
-           "DecisionRefusedError", "release_hash", "AlarmJournal", "AlarmService",
+           "DecisionRefusedError", "Shelf", "release_hash", "AlarmJournal", "AlarmService",
            "ConditionFolder", "ConditionKey", "ConditionState", "condition_field", "condition_payload",
            "condition_topic"]

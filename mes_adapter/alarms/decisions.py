@@ -75,6 +75,20 @@ class AlarmException(BaseModel):
     open: bool
 
 
+class Shelf(BaseModel):
+    """A condition shelved by an operator: until ``until_ms`` it opens no exception and holds nothing
+    (the journal and ``_alarms`` still record it: shelving silences the MES reaction, not the data)."""
+
+    id: int
+    line: str
+    cell: str | None
+    condition: str
+    shelved_ms: int
+    until_ms: int
+    shelved_by: str
+    comment: str
+
+
 class BatchHold(BaseModel):
     id: int
     line: str
@@ -96,6 +110,7 @@ def release_hash(hold: BatchHold, comment: str) -> str:
 
 _EXC = ("id, alarm_id, rule_index, line, cell, condition, severity, cause, owner, action, batch_id, phase, "
         "opened_ms, closed_ms, closed_by, closing_comment")
+_SHELF = "id, line, cell, condition, shelved_ms, until_ms, shelved_by, comment"
 _HOLD = "id, line, batch_id, exception_id, reason, held_ms, released_ms, released_by, release_comment"
 
 
@@ -112,11 +127,17 @@ class DecisionDesk:
         self._clock = clock
         self.rules = RuleBook(config)
         self.errors = 0
+        #: rule firings not acted on because the condition was shelved
+        self.suppressed_shelved = 0
 
     # -- from the alarm stream -------------------------------------------------------------------
 
     def on_alarm(self, event: AlarmEvent, previous: AlarmEvent | None) -> None:
+        shelved = self.shelved(event.line, event.cell, event.condition)
         for trigger in self.rules.evaluate(event, previous):
+            if shelved is not None:
+                self.suppressed_shelved += 1
+                continue
             try:
                 self._open(trigger)
             except Exception:  # noqa: BLE001 - one failed rule must not stop the alarm stream
@@ -191,6 +212,22 @@ class DecisionDesk:
         """The confirmation gate: True while the batch has an unreleased hold."""
         return self.open_hold(line, batch_id) is not None
 
+    def shelved(self, line: str, cell: str | None, condition: str) -> Shelf | None:
+        """The shelf in force now for this condition (the latest that has not expired), if any."""
+        row = self._conn.execute(
+            f"SELECT {_SHELF} FROM alarm_shelf WHERE line = ? AND cell IS ? AND condition = ? AND until_ms > ?"
+            " ORDER BY until_ms DESC LIMIT 1", (line, cell, condition, self._clock())).fetchone()
+        return None if row is None else Shelf(**dict(zip(_SHELF.split(", "), row, strict=True)))
+
+    def shelves(self, line: str | None) -> list[Shelf]:
+        """Shelves in force now."""
+        sql, params = f"SELECT {_SHELF} FROM alarm_shelf WHERE until_ms > ?", [self._clock()]
+        if line is not None:
+            sql += " AND line = ?"
+            params.append(line)
+        rows = self._conn.execute(sql + " ORDER BY id", params).fetchall()
+        return [Shelf(**dict(zip(_SHELF.split(", "), r, strict=True))) for r in rows]
+
     # -- requests ------------------------------------------------------------------------------------
 
     def close_exception(self, exception_id: int, principal: Principal, comment: str, client: str) -> AlarmException:
@@ -208,6 +245,21 @@ class DecisionDesk:
         self._append(AuditEvent.EXCEPTION_CLOSED, principal, closed.line, closed.cell, closed.batch_id,
                      reason=comment, client=client, details={"exception": closed.model_dump(mode="json")})
         return closed
+
+    def shelve(self, line: str, cell: str | None, condition: str, duration_s: float, principal: Principal,
+               comment: str, client: str) -> Shelf:
+        """Shelve a condition for ``duration_s`` (expiry is by time; nothing to undo)."""
+        now = self._clock()
+        with transaction(self._conn) as conn:
+            shelf_id = int(conn.execute(
+                "INSERT INTO alarm_shelf (line, cell, condition, shelved_ms, until_ms, shelved_by, comment)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (line, cell, condition, now, now + int(duration_s * 1000), principal.user_id, comment)).lastrowid or 0)
+        row = self._conn.execute(f"SELECT {_SHELF} FROM alarm_shelf WHERE id = ?", (shelf_id,)).fetchone()
+        shelf = Shelf(**dict(zip(_SHELF.split(", "), row, strict=True)))
+        self._append(AuditEvent.ALARM_SHELVED, principal, line, cell, None, reason=comment, client=client,
+                     details={"shelf": shelf.model_dump(mode="json")})
+        return shelf
 
     def release(self, hold_id: int, principal: Principal, comment: str, signature: Signature,
                 client: str) -> BatchHold:

@@ -51,7 +51,7 @@ MIGRATIONS: list[str] = [
     CREATE INDEX alarm_event_by_batch ON alarm_event (line, batch_id);
     CREATE INDEX alarm_event_by_condition ON alarm_event (group_id, edge_node_id, device_id, condition, id);
     """,
-    # v2: exceptions opened by alarm rules, and batch holds with their signed release
+    # v2: exceptions opened by alarm rules, batch holds with their signed release, shelving with expiry
     """
     CREATE TABLE alarm_exception (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -85,6 +85,17 @@ MIGRATIONS: list[str] = [
         release_signature TEXT
     );
     CREATE UNIQUE INDEX batch_hold_one_open ON batch_hold (line, batch_id) WHERE released_ms IS NULL;
+    CREATE TABLE alarm_shelf (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        line TEXT NOT NULL,
+        cell TEXT,
+        condition TEXT NOT NULL,
+        shelved_ms INTEGER NOT NULL,
+        until_ms INTEGER NOT NULL,
+        shelved_by TEXT NOT NULL,
+        comment TEXT NOT NULL
+    );
+    CREATE INDEX alarm_shelf_by_condition ON alarm_shelf (line, condition, until_ms);
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

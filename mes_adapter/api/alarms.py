@@ -13,7 +13,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from mes_adapter.alarms import AlarmEvent, AlarmException, BatchHold, DecisionRefusedError
+from mes_adapter.alarms import AlarmEvent, AlarmException, BatchHold, DecisionRefusedError, Shelf
 from mes_adapter.auth import Principal, Role
 from mes_adapter.service_api import ServiceApi
 from uns.commands.model import Signature
@@ -58,6 +58,16 @@ class CloseException(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     comment: str = Field(min_length=1, max_length=2000, description="the closing comment: what was done")
+
+
+class ShelveAlarm(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    line: str = Field(min_length=1, description="<enterprise>/<site>/<area>/<line>")
+    cell: str | None = Field(None, min_length=1, description="the condition's cell")
+    condition: str = Field(min_length=1, max_length=200, description="ConditionName")
+    duration_s: float = Field(gt=0, le=7 * 86400, description="how long (shelving expires by itself)")
+    comment: str = Field(min_length=1, max_length=2000, description="why")
 
 
 class ReleaseHold(BaseModel):
@@ -116,3 +126,19 @@ async def release_hold(body: ReleaseHold, request: Request, svc: ServiceApi = De
         return svc.release_batch_hold(hold_id, principal, body.comment, body.signature, client_id(request))
     except DecisionRefusedError as exc:
         raise _refused(exc) from None
+
+
+@router.get("/alarms/shelved", response_model=list[Shelf], responses={404: {"model": ErrorBody}},
+            summary="Conditions shelved now (no exception, no hold until the shelf expires)")
+def shelved(line: str | None = Query(None, description="only this line"),
+            svc: ServiceApi = Depends(service), _: Principal = Depends(viewer)) -> list[Shelf]:
+    return svc.alarm_shelves(None if line is None else known_line(svc, line))
+
+
+@router.post("/alarms/shelve", response_model=Shelf, status_code=201, responses={404: {"model": ErrorBody}},
+             summary="Shelve a condition for a time (operator); audited")
+async def shelve(body: ShelveAlarm, request: Request, svc: ServiceApi = Depends(service),
+                 principal: Principal = Depends(require(Role.OPERATOR, "shelving an alarm"))) -> Shelf:
+    key = known_line(svc, body.line)
+    return svc.shelve_alarm(key, body.cell, body.condition, body.duration_s, principal, body.comment,
+                            client_id(request))

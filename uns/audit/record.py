@@ -42,6 +42,7 @@ class AuditEvent(StrEnum):
     EXCEPTION_CLOSED = "exception_closed"
     BATCH_HELD = "batch_held"
     BATCH_RELEASED = "batch_released"
+    ALARM_SHELVED = "alarm_shelved"
 
 
 class AuditTarget(BaseModel):
