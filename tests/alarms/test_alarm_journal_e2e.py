@@ -268,8 +268,8 @@ async def test_highhigh_opens_exceptions_holds_the_batch_and_only_a_signed_super
             ended = await client.post(f"/api/lines/{LINE}/batch/end", json={"batch_id": "B-9"},
                                       headers=auth("operator"))
             assert ended.status_code == 200
-            # the confirmation builder runs now (as its loop does): a held batch gets no final confirmation
-            assert service.confirmations.run_due() == []
+            # the confirmation run, now (its loop does the same every 0.5 s): a held batch gets no final confirmation
+            assert service.run_confirmations() == 0
             finals = (await client.get("/api/confirmations", params={"batch_id": "B-9"},
                                        headers=auth("viewer"))).json()
             assert finals == [] and mes_receiver.requests == []
