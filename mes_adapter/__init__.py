@@ -13,6 +13,8 @@ Sub-packages, grouped by what makes them change:
 * ``context/``       — batch and work-order context asserted by plant apps, its timeline and start-up
   reconciliation: changes with how batches are declared.
 * ``episodes/``      — quality episodes (stretches of STALE/BAD data) stored with their batch.
+* ``alarms/``        — OPC UA condition alarms relayed by the edge: the journal with batch and phase,
+  ``_alarms/<cell>/_conditions``, exception and hold rules, shelving, the signed release of a hold.
 * ``commands/``      — the request side of writes to the plant (allowlist, signatures, audit, results).
 * ``status/``        — what the adapter says about itself and the lines: data completeness, the
   ``_mes/status`` publisher, the dashboard's live feed, per-node tallies, Prometheus metrics.
