@@ -20,6 +20,8 @@ Sub-packages, grouped by what makes them change:
   batch through the signed command path: changes with the ERP's order contract.
 * ``genealogy/``     — material lots consumed and produced by batches, splits, merges and trace queries:
   changes with how lots are tracked.
+* ``alarms/``        — OPC UA condition alarms relayed by the edge: the journal with batch and phase,
+  ``_alarms/<cell>/_conditions``, exception and hold rules, shelving, the signed release of a hold.
 * ``commands/``      — the request side of writes to the plant (allowlist, signatures, audit, results).
 * ``status/``        — what the adapter says about itself and the lines: data completeness, the
   ``_mes/status`` publisher, the dashboard's live feed, per-node tallies, Prometheus metrics.

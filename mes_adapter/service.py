@@ -7,6 +7,8 @@ reads from it and calls its few write methods. What flows where:
 * host change stream → :class:`~mes_adapter.production.ingest.Ingest` (records + production counters), one
   stream of its own, subscribed *before* the host connects so no birth is missed;
 * host change stream → :class:`~mes_adapter.status.live_feed.TagPump` → dashboard clients (SSE);
+* host change stream → :class:`~mes_adapter.alarms.AlarmService` (condition alarms: journaled with their
+  batch and phase, retained on ``<line>/_alarms/<cell>/_conditions/<Name>``);
 * host change stream → :class:`~mes_adapter.episodes.EpisodeService` (quality episodes: stored with
   their batch, retained on ``<line>/_alarms/...``); every second the line status (``data_complete``)
   goes retained to ``<line>/_mes/status`` when it changed;
@@ -24,11 +26,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from mes_adapter.alarms import AlarmJournal, AlarmService, DecisionDesk
 from mes_adapter.auth import Principal, TokenStore
 from mes_adapter.commands.service import CommandRecord, CommandService
 from mes_adapter.config.application import AdapterConfig
@@ -51,6 +55,7 @@ from mes_adapter.host import (
     SparkplugHost,
 )
 from mes_adapter.host.uns_link import UnsLink
+from mes_adapter.lines import parse_line_key
 from mes_adapter.oee.compute import MachineState
 from mes_adapter.oee.publisher import OeePublisher
 from mes_adapter.oee.service import OeeService
@@ -149,6 +154,14 @@ class AdapterService:
             notify=lambda e: self.feed.publish({"type": "episode", "episode": e.model_dump(mode="json")}))
         self.oee.gaps = self.episodes.window_gaps
         self.confirmations.machine_time = self.oee.running_ms
+        self.alarms = AlarmService(
+            AlarmJournal(mes.data_dir / "alarms.sqlite"), self.context, self.mapping,
+            lambda topic, payload, retain: self.link.publish(topic, payload, qos=1, retain=retain),
+            notify=lambda e: self.feed.publish({"type": "alarm", "alarm": e.model_dump(mode="json")}))
+        self.alarm_desk = DecisionDesk(self.alarms.journal.connection, mes.alarms, registry, self.audit,
+                                      self._publish_hold, now_ms)
+        self.alarms.on_journaled = self.alarm_desk.on_alarm
+        self.confirmations.held = self.alarm_desk.is_held
         self.line_status = LineStatusPublisher(
             self.mapping, self.lines, self.data_statuses,
             lambda topic, payload: self.link.publish(topic, payload, qos=1, retain=True),
@@ -183,6 +196,7 @@ class AdapterService:
         self._spawn("ingest", self._ingest_loop(self.ingest_stream))
         self._spawn("tag-pump", pump.run(self.stopping))
         self._spawn("episodes", self.episodes.run(self.host.model.subscribe(lossless=True), self.stopping))
+        self._spawn("alarms", self.alarms.run(self.host.model.subscribe(lossless=True), self.stopping))
         self._spawn("line-status", self.line_status.run(self.stopping))
         self._spawn("confirmations", self._confirmation_loop())
         if self.sender is not None:
@@ -210,7 +224,8 @@ class AdapterService:
             self.ingest.flush()
         self.audit.close()
         for store in (self.record_store, self.outbox, self.context_store, self.production_store, self.episodes.store,
-                      self.disposition_store, self.downtime.store, self.orders.store, self.genealogy.store):
+                      self.disposition_store, self.downtime.store, self.orders.store, self.genealogy.store,
+                      self.alarms.journal):
             with contextlib.suppress(Exception):
                 store.close()
         log.info("adapter stopped")
@@ -235,6 +250,8 @@ class AdapterService:
             failing["mes_ingest"] = f"ingest failing: {self.ingest.failing} ({self.ingest.pending} values waiting)"
         if self.episodes.failing is not None:
             failing["quality_episodes"] = self.episodes.failing
+        if self.alarms.failing is not None:
+            failing["alarm_journal"] = self.alarms.failing
         return failing
 
     def _spawn(self, name: str, coro: Awaitable[None]) -> None:
@@ -308,6 +325,11 @@ class AdapterService:
             log.exception("ingest failed for %s", change.metric.name)
 
     # -- batch context -----------------------------------------------------------------------
+
+    def _publish_hold(self, line: str, hold: dict[str, Any]) -> None:
+        """A batch hold or release, retained on ``<line>/_context/hold`` (the adapter ignores it on the way in)."""
+        topic = self.mapping.line_topic(parse_line_key(line), CONTEXT, "hold")
+        self.link.publish(topic, json.dumps(hold, separators=(",", ":")).encode(), qos=1, retain=True)
 
     async def _on_context(self, topic: str, payload: bytes) -> None:
         try:

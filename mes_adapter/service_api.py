@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+from mes_adapter.alarms import AlarmEvent, AlarmException, BatchHold, Shelf
 from mes_adapter.auth import Principal
 from mes_adapter.commands.service import CommandDraft, CommandRecord
 from mes_adapter.confirmations.outbox import DeliveryStatus, OutboxEntry
@@ -135,6 +136,36 @@ class ServiceApi:
     def episodes(self, line: str, from_ms: int | None, to_ms: int | None, *, batch_id: str | None,
                  limit: int) -> list[QualityEpisode]:
         return self._svc.episodes.store.query(line, from_ms, to_ms, batch_id=batch_id, limit=limit)
+
+    def active_alarms(self, line: str | None) -> list[AlarmEvent]:
+        """The newest journal row of every condition whose alarm is active or still retained."""
+        return [e for e in self._svc.alarms.journal.latest(line) if e.active or e.retain]
+
+    def alarm_history(self, *, line: str | None, batch_id: str | None, phase: str | None, condition: str | None,
+                      from_ms: int | None, to_ms: int | None, limit: int) -> list[AlarmEvent]:
+        return self._svc.alarms.journal.query(line=line, batch_id=batch_id, phase=phase, condition=condition,
+                                              from_ms=from_ms, to_ms=to_ms, limit=limit)
+
+    def alarm_exceptions(self, line: str | None, *, open_only: bool, batch_id: str | None) -> list[AlarmException]:
+        return self._svc.alarm_desk.exceptions(line, open_only, batch_id)
+
+    def close_alarm_exception(self, exception_id: int, principal: Principal, comment: str,
+                              client: str) -> AlarmException:
+        return self._svc.alarm_desk.close_exception(exception_id, principal, comment, client)
+
+    def alarm_shelves(self, line: str | None) -> list[Shelf]:
+        return self._svc.alarm_desk.shelves(line)
+
+    def shelve_alarm(self, line: str, cell: str | None, condition: str, duration_s: float, principal: Principal,
+                     comment: str, client: str) -> Shelf:
+        return self._svc.alarm_desk.shelve(line, cell, condition, duration_s, principal, comment, client)
+
+    def batch_holds(self, line: str | None, *, held_only: bool) -> list[BatchHold]:
+        return self._svc.alarm_desk.holds(line, held_only)
+
+    def release_batch_hold(self, hold_id: int, principal: Principal, comment: str, signature: Signature,
+                           client: str) -> BatchHold:
+        return self._svc.alarm_desk.release(hold_id, principal, comment, signature, client)
 
     # -- batch context -----------------------------------------------------------------------
 

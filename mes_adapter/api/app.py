@@ -22,6 +22,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mes_adapter.api import (
+    alarms,
     audit,
     batches,
     commands,
@@ -117,7 +118,7 @@ def create_app(service: AdapterService, metrics: AdapterMetrics, *, manage_lifet
     app.state.metrics = metrics
     errors.install(app)
     for module in (health, me, plant, quarantine, batches, production, quality, downtime, commands, audit, events,
-                   orders, genealogy):
+                   orders, genealogy, alarms):
         app.include_router(module.router)
 
     @app.get("/", include_in_schema=False)

@@ -194,6 +194,51 @@ class DispositionSettings(BaseModel):
     final: Literal["wait", "partial"] = "wait"
 
 
+class AlarmRule(BaseModel):
+    """An alarm that is a production exception: which condition (and how severe) opens one, who owns
+    it, what must be done, and whether the running batch goes on hold until a signed release."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    #: ConditionName as the edge publishes it (``Alarms/<Name>/...``), e.g. TemperatureAlarm
+    condition: str = Field(min_length=1)
+    #: the rule applies from this OPC UA severity up (TemperatureAlarm: 500 High, 800 HighHigh)
+    min_severity: int = Field(1, ge=1, le=1000)
+    #: only on this line (``<enterprise>/<site>/<area>/<line>``); None: every line
+    line: str | None = None
+    #: only on this cell; None: every cell
+    cell: str | None = None
+    #: who must handle the exception (a role or team name, shown in the API)
+    owner: str = Field(min_length=1)
+    #: what the owner must do (shown in the API with the exception)
+    action: str = Field(min_length=1)
+    #: the cause recorded with the exception; None: the alarm's own message
+    cause: str | None = None
+    #: put the batch running at the alarm's source time on hold (no final confirmation until released)
+    hold: bool = False
+
+    @field_validator("line")
+    @classmethod
+    def _line(cls, value: str | None) -> str | None:
+        return None if value is None else line_key(value)
+
+
+class AlarmsConfig(BaseModel):
+    """Exception and hold rules for condition alarms, and flood protection (docs/alarms.md, MES part)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    #: evaluated in order; every matching rule opens its own exception
+    rules: list[AlarmRule] = Field(default_factory=list)
+    #: the least role (viewer, operator, supervisor, engineer) whose signature releases a held batch
+    release_role: str = Field("supervisor", pattern="^(viewer|operator|supervisor|engineer)$")
+    #: debounce: a rule does not open a second exception for the same condition within this many
+    #: seconds of the last one it opened (chattering alarm)
+    debounce_s: float = Field(60.0, ge=0)
+    #: flood protection: at most this many exceptions per line per minute; more are counted, not opened
+    max_exceptions_per_minute: int = Field(30, ge=1)
+
+
 class MesConfig(BaseModel):
     """Everything the MES core needs; the host and REST API compose it into the running adapter."""
 
@@ -222,6 +267,10 @@ class MesConfig(BaseModel):
     counter_reorder_horizon_s: float = Field(7 * 24 * 3600.0, gt=0)
     #: order intake: valid products and recipe/BOM versions, and how each line starts a batch (docs/mes-orders.md)
     orders: OrdersConfig = Field(default_factory=OrdersConfig)
+
+
+    #: condition alarms that open exceptions and hold batches
+    alarms: AlarmsConfig = Field(default_factory=AlarmsConfig)
 
     @model_validator(mode="after")
     def _unique_lines(self) -> MesConfig:

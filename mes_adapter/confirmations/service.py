@@ -87,6 +87,9 @@ class ConfirmationService:
         #: the lots a batch consumed (line, batch_id) -> objects with lot_id, material_id, quantity, uom;
         #: set by the service to the genealogy (mes_adapter.genealogy), listed on the final confirmation
         self.lots_of: Callable[[str, str], Sequence[Any]] = lambda _line, _batch: []
+        #: ``(line, batch_id) -> True`` while the batch is on hold (mes_adapter.alarms): its final and
+        #: late confirmations wait for the signed release; partial ones go on
+        self.held: Callable[[str, str], bool] | None = None
 
     def run_due(self, now: int | None = None) -> list[ProductionConfirmation]:
         """Enqueue every due confirmation of every configured line; return the newly enqueued ones."""
@@ -109,8 +112,11 @@ class ConfirmationService:
         uoms = {c.material_id: c.uom for c in (line_cfg.counters if line_cfg else [])
                 if c.material_id is not None}
         product_uom = line_cfg.uom if line_cfg else "EA"
+        held = self.held is not None and self.held(batch.line, batch.batch_id)
         for planned in plan(batch, now, self._interval_ms, self._grace_ms, confirmed,
                             total.minus(done)):
+            if held and planned.kind is not ConfirmationKind.PARTIAL:
+                break
             quantities = self._to_date(batch, planned).minus(done)
             split = self._split(batch, planned, quantities, total, done)
             if split is False:

@@ -55,6 +55,11 @@ class AuditEvent(StrEnum):
     DISPOSITION_REFUSED = "disposition_refused"
     #: a configuration file the service loaded at start (path + SHA-256)
     CONFIG_LOADED = "config_loaded"
+    #: alarm rules (mes_adapter.alarms): a production exception opened / closed, an alarm shelved
+    #: (batch_held / batch_released above)
+    EXCEPTION_OPENED = "exception_opened"
+    EXCEPTION_CLOSED = "exception_closed"
+    ALARM_SHELVED = "alarm_shelved"
 
 
 class AuditTarget(BaseModel):
