@@ -71,6 +71,15 @@ class ServiceApi:
     def is_configured(self, line: str) -> bool:
         return self._svc.config.mes.line(line) is not None
 
+    def line_signals(self, line: str) -> dict[str, tuple[str | None, str]]:
+        """The configured state and speed tags of ``line`` as ``{"state"|"speed": (cell, metric)}``."""
+        config = self._svc.config.mes.line(line)
+        if config is None:
+            return {}
+        return {kind: (signal.cell, signal.metric) for kind, signal in (("state", config.state),
+                                                                         ("speed", config.speed))
+                if signal is not None}
+
     def data_status(self, line: str) -> DataStatus:
         return self._svc.data_status(line)
 

@@ -34,6 +34,16 @@ function fmtValue(v) {
   if (typeof v === "object") return JSON.stringify(v);
   return String(v);
 }
+/** A quality label a person can act on: "BAD · BadSensorFailure", "STALE · comm_lost", never "null BAD". */
+function qualityLabel(quality, status, reason) {
+  if (quality === "GOOD") return "GOOD";
+  const why = status || reason;
+  return why ? `${quality} \u00b7 ${why}` : quality;
+}
+/** The shown value: a tag without a usable value shows a dash, not the word null. */
+function shownValue(value, quality) {
+  return (value === null || value === undefined) && quality !== "GOOD" ? "\u2014" : fmtValue(value);
+}
 function pct(x) { return x === null || x === undefined ? "–" : (x * 100).toFixed(1) + "%"; }
 
 function notice(text) {
@@ -166,9 +176,9 @@ function leaf(topic) {
     title: `${tag.group_id}/${tag.edge_node_id}${tag.device_id ? "/" + tag.device_id : ""} · ${tag.datatype}`,
     onclick: () => selectTrend(topic)},
     el("span", {class: "name"}, topic.split("/").pop()),
-    el("span", {class: "val q-" + tag.quality}, fmtValue(tag.value)),
+    el("span", {class: "val q-" + tag.quality}, shownValue(tag.value, tag.quality)),
     el("span", {class: "muted"}, tag.unit || ""),
-    el("span", {class: "q-" + tag.quality}, tag.quality),
+    el("span", {class: "q q-" + tag.quality}, qualityLabel(tag.quality, tag.status, tag.quality_reason)),
     el("span", {class: "muted"}, fmtTime(tag.timestamp_ms)));
   return row;
 }
@@ -254,15 +264,25 @@ async function loadLines() {
     let st = null;
     try { st = await api("/api/lines/" + line.line + "/state"); } catch (e) { /* unknown line vanished */ }
     const batch = st && st.current_batch;
+    const signal = (s) => !s ? "not configured" :
+      `${shownValue(s.value, s.quality)}${s.unit && s.value !== null ? " " + s.unit : ""}` +
+      (s.quality === "GOOD" ? "" : ` (${qualityLabel(s.quality, s.status)})`);
     const kv = el("dl", {class: "kv"},
+      el("dt", {}, "state"), el("dd", {"data-field": "machine-state",
+        class: st && st.machine_state ? "q-" + st.machine_state.quality : ""}, st ? signal(st.machine_state) : "–"),
+      el("dt", {}, "speed"), el("dd", {"data-field": "speed",
+        class: st && st.speed ? "q-" + st.speed.quality : ""}, st ? signal(st.speed) : "–"),
       el("dt", {}, "nodes"), el("dd", {}, `${line.nodes_online}/${line.nodes} online`),
       el("dt", {}, "devices"), el("dd", {}, `${line.devices_online}/${line.devices} online`),
       el("dt", {}, "batch"), el("dd", {}, batch ? `${batch.batch_id}${batch.phase ? " · " + batch.phase : ""}` : "none running"));
     if (batch) {
       kv.append(el("dt", {}, "work order"), el("dd", {}, batch.work_order_id || "–"),
         el("dt", {}, "product"), el("dd", {}, batch.product_id || "–"),
-        el("dt", {}, "good / scrap"), el("dd", {}, `${fmtValue(batch.good)} / ${fmtValue(batch.scrap)}` +
-          (batch.target_quantity ? ` of ${fmtValue(batch.target_quantity)} ${batch.uom || ""}` : "")),
+        el("dt", {}, "good / scrap"), el("dd", {"data-field": "counts",
+          class: st.oee && st.oee.data_complete === false ? "incomplete" : ""},
+          `${fmtValue(batch.good)} / ${fmtValue(batch.scrap)}` +
+          (batch.target_quantity ? ` of ${fmtValue(batch.target_quantity)} ${batch.uom || ""}` : "") +
+          (st.oee && st.oee.data_complete === false ? " \u26a0 counted on incomplete data" : "")),
         el("dt", {}, "since"), el("dd", {}, new Date(batch.start_ms).toLocaleString()));
     }
     if (st) {

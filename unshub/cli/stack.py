@@ -158,6 +158,7 @@ def write_stack_config(out: Path, profile: Profile = Profile.LOCAL, ports: Stack
                              {"metric": "RejectCount", "role": "reject"}],
                 "state": {"metric": "State"},
                 "batch": {"metric": "CurrentBatch"},
+                "speed": {"metric": "Speed"},
                 "default_ideal_cycle_s": 0.2,
             }],
         },
