@@ -221,6 +221,24 @@ class ServiceApi:
     async def sign_command(self, who: Principal, command_id: uuid.UUID, signature: Signature) -> CommandRecord:
         return await self._svc.commands.sign(who, command_id, signature)
 
+    def approvals(self, who: Principal) -> list[CommandRecord]:
+        """Open commands waiting for a signature ``who`` may add (the approvals queue)."""
+        return self._svc.commands.approvals(who)
+
+    def command_current_value(self, request: CommandRequest) -> tuple[Any, str] | None:
+        return self._svc.commands.current_value(request)
+
+    def command_target_path(self, request: CommandRequest) -> str | None:
+        """The ISA-95 path of a command's target (what people read), None when unmapped."""
+        equipment = self._svc.equipment_of(request.group_id, request.edge_node_id, request.device_id)
+        return None if equipment is None else f"{equipment.topic}/{request.metric}"
+
+    def cancel_command(self, who: Principal, command_id: uuid.UUID, reason: str) -> CommandRecord:
+        return self._svc.commands.cancel(who, command_id, reason)
+
+    def reject_command(self, who: Principal, command_id: uuid.UUID, reason: str) -> CommandRecord:
+        return self._svc.commands.reject(who, command_id, reason)
+
     def commands(self, limit: int) -> list[CommandRecord]:
         """Recent commands, newest first."""
         return self._svc.commands.records(limit)

@@ -22,6 +22,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mes_adapter.api import audit, batches, commands, errors, events, health, me, plant, production, quarantine
+from mes_adapter.api.approvals import router as approvals_router
 from mes_adapter.service import AdapterService
 from mes_adapter.service_api import ServiceApi
 from mes_adapter.status.metrics import AdapterMetrics
@@ -102,6 +103,7 @@ def create_app(service: AdapterService, metrics: AdapterMetrics, *, manage_lifet
     errors.install(app)
     for module in (health, me, plant, quarantine, batches, production, commands, audit, events):
         app.include_router(module.router)
+    app.include_router(approvals_router)
 
     @app.get("/", include_in_schema=False)
     def dashboard() -> FileResponse:

@@ -122,7 +122,7 @@ function connectEvents() {
   source.addEventListener("command", (ev) => {
     const data = JSON.parse(ev.data);
     if (state.command && state.command.command_id === data.command_id) loadCommand(data.command_id);
-    scheduleRefresh(["commands"]);
+    scheduleRefresh(["commands", "approvals"]);
   });
 }
 
@@ -342,9 +342,9 @@ async function loadCommands() {
   const rows = await api("/api/commands?limit=20");
   $("commands").replaceChildren(...rows.map((c) => el("tr", {},
     el("td", {}, fmtTime(c.created_ms)),
-    el("td", {}, `${c.request.edge_node_id}/${c.request.device_id || "-"}:${c.request.metric}`),
+    el("td", {}, targetOf(c.request)),
     el("td", {}, fmtValue(c.request.value)), el("td", {}, c.request.requested_by),
-    el("td", {class: c.status === "refused" || c.status === "not_dispatched" ? "q-BAD" : ""}, c.status),
+    el("td", {class: ["refused", "rejected", "cancelled", "not_dispatched"].includes(c.status) ? "q-BAD" : ""}, c.status),
     el("td", {}, c.message))));
 }
 
@@ -352,9 +352,47 @@ async function loadAllowlist() {
   const allow = await api("/api/allowlist");
   state.rules = allow.rules;
   $("allowlist-version").textContent = `allowlist ${allow.version}`;
-  $("cmd-rule").replaceChildren(...allow.rules.map((r, i) =>
-    el("option", {value: String(i)}, `${r.edge_node_id}/${r.device_id || "-"}: ${r.metric}${r.critical ? " (critical)" : ""}`)));
+  // ISA-95 paths (what people read), the non-critical targets first: the default is never the
+  // two-person recipe change
+  const order = allow.rules.map((r, i) => i).sort((a, b) =>
+    Number(!!allow.rules[a].critical) - Number(!!allow.rules[b].critical) || ruleLabel(allow.rules[a]).localeCompare(ruleLabel(allow.rules[b])));
+  $("cmd-rule").replaceChildren(...order.map((i) =>
+    el("option", {value: String(i)}, ruleLabel(allow.rules[i]) + (allow.rules[i].critical ? " (critical)" : ""))));
   describeRule();
+}
+
+function ruleLabel(r) { return r.isa95_path || `${r.edge_node_id}/${r.device_id || "-"}: ${r.metric}`; }
+
+function targetOf(request) {
+  const rule = state.rules.find((r) => r.group_id === request.group_id && r.edge_node_id === request.edge_node_id &&
+    (r.device_id ?? null) === (request.device_id ?? null) && r.metric === request.metric);
+  return rule ? ruleLabel(rule) : `${request.edge_node_id}/${request.device_id || "-"}:${request.metric}`;
+}
+
+async function loadApprovals() {
+  const rows = await api("/api/approvals");
+  $("approvals").replaceChildren(...(rows.length ? rows.map((a) => {
+    const c = a.command, id = c.command_id;
+    const reason = el("input", {class: "approval-reason", placeholder: "reason (audited)", size: "18"});
+    const act = (what) => async () => {
+      try {
+        showCommand(await api(`/api/commands/${id}/${what}`, {method: "POST", body: {reason: reason.value}}));
+      } catch (e) { showCommand(null, e); }
+      scheduleRefresh(["approvals", "commands"]);
+    };
+    const buttons = [el("button", {class: "approval-sign", onclick: () => {
+      showCommand(c); $("sign-meaning").value = a.sign_as; $("cmd-sign").scrollIntoView(); }}, "Sign")];
+    if (a.sign_as === "approved") buttons.push(el("button", {class: "approval-reject quiet", onclick: act("reject")}, "Reject"));
+    if (a.sign_as === "authored" || (state.me && state.me.role !== "operator"))
+      buttons.push(el("button", {class: "approval-cancel quiet", onclick: act("cancel")}, "Cancel"));
+    return el("tr", {"data-command": id},
+      el("td", {}, fmtTime(c.created_ms)), el("td", {class: "approval-target"}, a.target),
+      el("td", {class: "approval-current" + (a.current_quality && a.current_quality !== "GOOD" ? " q-" + a.current_quality : "")},
+        a.current_quality === null ? "not born" : shownValue(a.current_value, a.current_quality)),
+      el("td", {class: "approval-requested"}, fmtValue(a.requested_value)),
+      el("td", {}, a.requested_by), el("td", {class: "approval-status"}, c.status + (a.critical ? " (critical)" : "")),
+      el("td", {}, c.request.reason), el("td", {}, reason, ...buttons));
+  }) : [el("tr", {}, el("td", {colspan: 8, class: "muted"}, "nothing waits for your signature"))]));
 }
 
 function describeRule() {
@@ -369,7 +407,7 @@ function describeRule() {
 }
 
 const loaders = {lines: loadLines, nodes: loadNodes, confirmations: loadConfirmations, commands: loadCommands,
-  allowlist: loadAllowlist};
+  allowlist: loadAllowlist, approvals: loadApprovals};
 
 function refreshAll() {
   for (const load of Object.values(loaders)) load().catch((e) => { if (e.status === 401) notice(e.message); });
@@ -394,7 +432,8 @@ function showCommand(view, error) {
   }
   state.command = view;
   const waiting = view.status.startsWith("awaiting");
-  box.className = "result " + (waiting ? "waiting" : (view.status === "refused" ? "refused" : "ok"));
+  const failed = ["refused", "rejected", "cancelled", "not_dispatched"].includes(view.status);
+  box.className = "result " + (waiting ? "waiting" : (failed ? "refused" : "ok"));
   box.textContent = `${view.status}: ${view.message}\ncommand ${view.command_id}\nhash ${view.command_hash}` +
     (view.result ? `\nresult: ${view.result.outcome} (read back ${fmtValue(view.result.readback_value)})` : "");
   $("cmd-sign").hidden = !waiting;
@@ -415,6 +454,7 @@ async function submitCommand(ev) {
     showCommand(await api("/api/commands", {method: "POST", body}));
   } catch (e) { showCommand(null, e); }
   loadCommands().catch(() => {});
+  loadApprovals().catch(() => {});
 }
 
 async function postSignature(signature) {
