@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-from mes_adapter.auth import Principal
+from mes_adapter.auth import Principal, Session
 from mes_adapter.commands.service import CommandDraft, CommandRecord
 from mes_adapter.confirmations.outbox import DeliveryStatus, OutboxEntry
 from mes_adapter.confirmations.service import batch_intervals
@@ -39,6 +39,7 @@ from mes_adapter.status import data_status
 from mes_adapter.status.data_status import DataStatus
 from mes_adapter.status.live_feed import Event, sse_stream
 from mes_adapter.status.node_stats import NodeTally
+from mes_adapter.timefmt import now_ms
 from uns.commands.allowlist import Allowlist
 from uns.commands.model import CommandRequest, Signature
 from uns.isa95 import EquipmentPath
@@ -52,9 +53,23 @@ class ServiceApi:
 
     # -- callers and health ------------------------------------------------------------------
 
-    def authenticate(self, authorization: str | None, query_token: str | None = None) -> Principal:
-        """The caller of a request (bearer header, or ``?token=`` for EventSource); AuthError if none."""
-        return self._svc.tokens.authenticate(authorization, query_token)
+    def authenticate(self, authorization: str | None, query_token: str | None = None,
+                     session_id: str | None = None) -> Principal:
+        """The caller of a request (bearer header, or ``?token=`` for EventSource, or else the login
+        session cookie); AuthError if none. A presented token wins: machines never use sessions."""
+        if authorization or query_token or not session_id:
+            return self._svc.tokens.authenticate(authorization, query_token)
+        return self._svc.sessions.principal(session_id, now_ms())
+
+    def logins_enabled(self) -> bool:
+        return bool(self._svc.sessions)
+
+    def login(self, user_id: str, password: str) -> tuple[str, Session]:
+        """Blocking (argon2): call it off the event loop."""
+        return self._svc.sessions.login(user_id, password, now_ms())
+
+    def logout(self, session_id: str) -> bool:
+        return self._svc.sessions.logout(session_id)
 
     def readiness(self) -> dict[str, str]:
         return self._svc.readiness()

@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mes_adapter.api import audit, batches, commands, errors, events, health, me, plant, production, quarantine
 from mes_adapter.api.approvals import router as approvals_router
+from mes_adapter.api.session import router as session_router
 from mes_adapter.service import AdapterService
 from mes_adapter.service_api import ServiceApi
 from mes_adapter.status.metrics import AdapterMetrics
@@ -104,6 +105,7 @@ def create_app(service: AdapterService, metrics: AdapterMetrics, *, manage_lifet
     for module in (health, me, plant, quarantine, batches, production, commands, audit, events):
         app.include_router(module.router)
     app.include_router(approvals_router)
+    app.include_router(session_router)
 
     @app.get("/", include_in_schema=False)
     def dashboard() -> FileResponse:

@@ -70,31 +70,85 @@ async function api(path, options = {}) {
 
 // ---------------------------------------------------------------- session
 
-async function useToken(token) {
-  state.token = token;
-  if (token) localStorage.setItem("uns.token", token); else localStorage.removeItem("uns.token");
-  if (!token) { $("who").textContent = ""; notice("Enter an API token (viewer or higher) to see the plant."); return; }
+/** Nothing of a previous session stays on screen: the stream stops, the pill goes grey, every
+ * panel is emptied. Called before any new credential is tried and after logout or a refusal. */
+function blank(message) {
+  if (state.events) { state.events.close(); state.events = null; }
+  const live = $("live"); live.textContent = "offline"; live.className = "pill off";
+  state.me = null; state.tags.clear(); state.selected = null; state.trend = []; state.command = null;
+  $("who").textContent = "";
+  for (const id of ["lines", "tree", "nodes", "confirmations", "commands", "approvals", "cmd-rule"]) $(id).replaceChildren();
+  for (const id of ["outbox-depth", "allowlist-version", "cmd-rule-info", "trend-info"]) $(id).textContent = "";
+  state.rules = [];
+  $("cmd-result").hidden = true; $("cmd-sign").hidden = true;
+  drawTrend();
+  $("logout").hidden = true;
+  notice(message);
+}
+
+/** Start showing the plant for whoever /api/me says we are (token or session cookie). */
+async function start() {
   try {
     state.me = await api("/api/me");
-    $("who").textContent = `${state.me.full_name} (${state.me.role})`;
-    notice("");
-    connectEvents();
-    refreshAll();
   } catch (e) {
-    $("who").textContent = "";
-    notice(`Token refused: ${e.message}`);
+    return false;
   }
+  $("who").textContent = `${state.me.full_name} (${state.me.role})`;
+  $("logout").hidden = false;
+  notice("");
+  connectEvents();
+  refreshAll();
+  return true;
+}
+
+async function useToken(token) {
+  blank("");
+  state.token = token;
+  localStorage.removeItem("uns.token");
+  if (!token) {
+    if (!(await start())) notice("Log in (or enter an API token) to see the plant.");
+    return;
+  }
+  if (await start()) localStorage.setItem("uns.token", token);  // kept only once it is known good
+  else { state.token = ""; blank("Token refused: the token is not known to this adapter"); }
+}
+
+async function login(ev) {
+  ev.preventDefault();
+  blank("");
+  state.token = ""; localStorage.removeItem("uns.token"); $("token").value = "";
+  try {
+    await api("/api/session", {method: "POST", body: {user_id: $("login-user").value.trim(),
+      password: $("login-password").value}});
+  } catch (e) {
+    $("login-password").value = "";
+    blank(`Login refused: ${e.message}`);
+    return;
+  }
+  $("login-password").value = "";
+  if (!(await start())) blank("Login refused");
+}
+
+async function logout() {
+  try { await api("/api/session", {method: "DELETE"}); } catch (e) { /* the cookie is gone either way */ }
+  state.token = ""; localStorage.removeItem("uns.token"); $("token").value = "";
+  blank("Logged out.");
 }
 
 // ---------------------------------------------------------------- live events (SSE)
 
 function connectEvents() {
   if (state.events) state.events.close();
-  const source = new EventSource("/api/events?token=" + encodeURIComponent(state.token));
+  // with a token it goes in the query (EventSource sends no headers); a session sends its cookie
+  const source = new EventSource(state.token ? "/api/events?token=" + encodeURIComponent(state.token) : "/api/events");
   state.events = source;
   const live = $("live");
   source.onopen = () => { live.textContent = "live"; live.className = "pill on"; };
-  source.onerror = () => { live.textContent = "reconnecting"; live.className = "pill off"; };
+  source.onerror = () => {
+    live.textContent = "reconnecting"; live.className = "pill off";
+    // a stream that ends because the session expired or was ended elsewhere must not keep stale data
+    api("/api/me").catch((e) => { if (e.status === 401) blank("Session ended: " + e.message); });
+  };
   source.addEventListener("snapshot", (ev) => {
     const data = JSON.parse(ev.data);
     state.tags.clear();
@@ -410,7 +464,7 @@ const loaders = {lines: loadLines, nodes: loadNodes, confirmations: loadConfirma
   allowlist: loadAllowlist, approvals: loadApprovals};
 
 function refreshAll() {
-  for (const load of Object.values(loaders)) load().catch((e) => { if (e.status === 401) notice(e.message); });
+  for (const load of Object.values(loaders)) load().catch((e) => { if (e.status === 401) blank(e.message); });
 }
 
 // ---------------------------------------------------------------- commands
@@ -502,7 +556,9 @@ async function signInBrowser() {
 
 $("save-token").addEventListener("click", () => useToken($("token").value.trim()));
 $("token").addEventListener("keydown", (ev) => { if (ev.key === "Enter") useToken($("token").value.trim()); });
-$("forget-token").addEventListener("click", () => { $("token").value = ""; if (state.events) state.events.close(); useToken(""); });
+$("forget-token").addEventListener("click", () => { $("token").value = ""; useToken(""); });
+$("login-form").addEventListener("submit", login);
+$("logout").addEventListener("click", logout);
 $("filter").addEventListener("input", renderTree);
 $("cmd-rule").addEventListener("change", describeRule);
 $("command-form").addEventListener("submit", submitCommand);
@@ -510,8 +566,8 @@ $("sign-browser").addEventListener("click", signInBrowser);
 $("sign-paste").addEventListener("click", () => {
   try { postSignature(JSON.parse($("sign-json").value)); } catch (e) { showCommand(null, {status: "", message: "not JSON: " + e.message}); }
 });
-setInterval(() => { if (state.token) scheduleRefresh(["lines", "nodes"]); }, 5000);
-setInterval(() => { if (state.token && state.selected) selectTrend(state.selected); }, 60000);
+setInterval(() => { if (state.me) scheduleRefresh(["lines", "nodes"]); }, 5000);
+setInterval(() => { if (state.me && state.selected) selectTrend(state.selected); }, 60000);
 $("token").value = state.token;
 drawTrend();
 useToken(state.token);

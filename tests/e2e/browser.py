@@ -47,6 +47,7 @@ def dashboards(stack: Stack, roles: list[str], height: int) -> Iterator[list[Any
             for role in roles:
                 page = browser.new_context(viewport={"width": 1400, "height": height}).new_page()
                 page.goto(stack.http + "/")
+                page.click("#token-box summary")
                 page.fill("#token", stack.tokens[role])
                 page.click("#save-token")
                 pages.append(page)
