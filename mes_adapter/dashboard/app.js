@@ -491,6 +491,7 @@ function showCommand(view, error) {
   box.textContent = `${view.status}: ${view.message}\ncommand ${view.command_id}\nhash ${view.command_hash}` +
     (view.result ? `\nresult: ${view.result.outcome} (read back ${fmtValue(view.result.readback_value)})` : "");
   $("cmd-sign").hidden = !waiting;
+  if (waiting) describeStoredKey();
   if (view.status === "awaiting_second_signature") $("sign-meaning").value = "approved";
 }
 
@@ -527,13 +528,63 @@ function b64url(text) {
 }
 const hex = (buf) => [...new Uint8Array(buf)].map((b) => b.toString(16).padStart(2, "0")).join("");
 
+// ---------------------------------------------------------------- signing keys kept encrypted in this browser
+// A key file is read once; with a passphrase it is kept in localStorage only encrypted: AES-GCM
+// under a key derived from the passphrase (PBKDF2-SHA-256, 600 000 rounds, random salt). It never
+// leaves the browser; the server only ever sees signatures.
+
+const KDF_ROUNDS = 600000;
+const storedKeyName = () => "uns.signkey." + (state.me ? state.me.user_id : "");
+const b64 = (bytes) => btoa(String.fromCharCode(...new Uint8Array(bytes)));
+const unb64 = (text) => Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
+
+async function wrappingKey(passphrase, salt) {
+  const base = await crypto.subtle.importKey("raw", new TextEncoder().encode(passphrase), "PBKDF2", false, ["deriveKey"]);
+  return crypto.subtle.deriveKey({name: "PBKDF2", hash: "SHA-256", salt, iterations: KDF_ROUNDS}, base,
+    {name: "AES-GCM", length: 256}, false, ["encrypt", "decrypt"]);
+}
+
+async function storeKey(der, passphrase) {
+  const salt = crypto.getRandomValues(new Uint8Array(16)), iv = crypto.getRandomValues(new Uint8Array(12));
+  const sealed = await crypto.subtle.encrypt({name: "AES-GCM", iv}, await wrappingKey(passphrase, salt), der);
+  localStorage.setItem(storedKeyName(), JSON.stringify({v: 1, kdf: "PBKDF2-SHA256", rounds: KDF_ROUNDS,
+    salt: b64(salt), iv: b64(iv), sealed: b64(sealed)}));
+}
+
+async function storedKey(passphrase) {
+  const text = localStorage.getItem(storedKeyName());
+  if (!text) throw new Error("no key saved in this browser for " + (state.me ? state.me.user_id : "?") + ": choose your key file");
+  const box = JSON.parse(text);
+  try {
+    return new Uint8Array(await crypto.subtle.decrypt({name: "AES-GCM", iv: unb64(box.iv)},
+      await wrappingKey(passphrase, unb64(box.salt)), unb64(box.sealed)));
+  } catch (e) {
+    throw new Error("wrong passphrase for the key saved in this browser");
+  }
+}
+
+function describeStoredKey() {
+  $("sign-key-state").textContent = localStorage.getItem(storedKeyName()) ?
+    "a key is saved (encrypted) in this browser: the passphrase is enough" : "no key saved in this browser";
+}
+
 // The signed bytes are RFC 8785 canonical JSON; for this object (ASCII keys, strings and an integer)
 // that is JSON.stringify with the keys in sorted order, exactly what the server verifies.
 async function signInBrowser() {
   const file = $("sign-key").files[0];
-  if (!file || !state.command || !state.me) { showCommand(state.command); return; }
+  const passphrase = $("sign-passphrase").value;
+  if (!state.command || !state.me) { showCommand(state.command); return; }
   try {
-    const der = pemToDer(await file.text());
+    if (!file && !passphrase) throw new Error("choose your key file, or give the passphrase of the key saved here");
+    let der;
+    if (file) {
+      der = pemToDer(await file.text());
+      if (passphrase) { await storeKey(der, passphrase); $("sign-key").value = ""; }
+    } else {
+      der = await storedKey(passphrase);
+    }
+    $("sign-passphrase").value = "";
+    describeStoredKey();
     const key = await crypto.subtle.importKey("pkcs8", der, {name: "Ed25519"}, true, ["sign"]);
     const jwk = await crypto.subtle.exportKey("jwk", key);
     const keyId = hex(await crypto.subtle.digest("SHA-256", b64url(jwk.x))).slice(0, 16);
@@ -548,7 +599,7 @@ async function signInBrowser() {
   } catch (e) {
     const box = $("cmd-result");
     box.hidden = false; box.className = "result refused";
-    box.textContent = "Could not sign in this browser (needs Ed25519 WebCrypto and an unencrypted PKCS#8 key): " + e.message;
+    box.textContent = "Could not sign in this browser: " + e.message;
   }
 }
 
