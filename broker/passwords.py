@@ -21,23 +21,18 @@ Hashing and verifying are CPU-bound (tens of milliseconds by design); the broker
 
 from __future__ import annotations
 
-import functools
 import os
-import secrets
 import tempfile
 from pathlib import Path
 
 import yaml
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from broker.errors import UnsBrokerError
 from uns.commands.yamlsource import ConfigError as YamlConfigError
 from uns.commands.yamlsource import YamlSource
+from uns.passwords import dummy_hash, hash_password, verify_password  # noqa: F401 - broker callers import them here
 from uns.sparkplug.topic import validate_id
-
-_HASHER = PasswordHasher()
 
 
 class PasswordFileError(UnsBrokerError, YamlConfigError):
@@ -83,26 +78,6 @@ def validate_username(name: str) -> str:
     if not name or any(c.isspace() for c in name) or len(name.encode()) > 256:
         raise ValueError(f"user name {name!r} must be 1-256 bytes with no whitespace")
     return name
-
-
-def hash_password(password: str) -> str:
-    if not password:
-        raise ValueError("password must not be empty")
-    return _HASHER.hash(password)
-
-
-def verify_password(password_hash: str, password: str) -> bool:
-    """Constant-time argon2 check. Blocking: call it off the event loop."""
-    try:
-        return _HASHER.verify(password_hash, password)
-    except (VerifyMismatchError, VerificationError, InvalidHashError):
-        return False
-
-
-@functools.cache
-def dummy_hash() -> str:
-    """A real hash of a random password, verified against for unknown users (equal timing)."""
-    return _HASHER.hash(secrets.token_urlsafe(16))
 
 
 def load_password_file(path: Path) -> PasswordFile:

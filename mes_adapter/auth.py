@@ -203,3 +203,104 @@ class TokenStore:
             raise AuthError(403, "role_required",
                             f"{action} needs role {role.label}; user {principal.user_id!r} has role "
                             f"{principal.role.label}")
+
+
+# -- named users with passwords, and browser sessions -----------------------------------------------
+
+#: the session cookie: HttpOnly (no script reads it), SameSite=Strict, path /
+SESSION_COOKIE = "uns_session"
+
+
+class UserAccount(BaseModel):
+    """One dashboard user in the users file: an argon2id hash (as in the broker's password file), a role."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    hash: str = Field(description="argon2id hash (uns.passwords.hash_password)")
+    role: Role
+    full_name: str = Field(min_length=1, max_length=256)
+    active: bool = True
+
+    @field_validator("role", mode="before")
+    @classmethod
+    def _role(cls, value: object) -> object:
+        return Role.parse(value) if isinstance(value, str) else value
+
+    @field_validator("hash")
+    @classmethod
+    def _argon2(cls, value: str) -> str:
+        if not value.startswith("$argon2"):
+            raise ValueError("hash must be an argon2 hash (starts with '$argon2')")
+        return value
+
+
+class UsersFile(BaseModel):
+    """``users.yaml``: ``users: {<user_id>: {hash, role, full_name, active}}``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    users: dict[str, UserAccount] = Field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path) -> UsersFile:
+        if not path.exists():
+            raise ConfigError(f"{path}: users file does not exist")
+        source = YamlSource.read(path)
+        try:
+            return cls.model_validate(source.data or {})
+        except ValidationError as exc:
+            raise source.error(exc) from None
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    principal: Principal
+    expires_ms: int
+
+
+class SessionStore:
+    """Logged-in browsers: session id (only its hash is kept) → principal until it expires.
+
+    In memory on purpose: a restart of the adapter logs everyone out, which is the safe direction.
+    A wrong password names no reason beyond "bad credentials" (no user enumeration) and costs the
+    same argon2 time for an unknown user.
+    """
+
+    def __init__(self, users: dict[str, UserAccount], ttl_s: float) -> None:
+        self._users = users
+        self._ttl_ms = int(ttl_s * 1000)
+        self._sessions: dict[str, Session] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._users)
+
+    def login(self, user_id: str, password: str, now_ms: int) -> tuple[str, Session]:
+        """A new session id and its session; :class:`AuthError` 401 on a wrong user or password.
+        Blocking (argon2): call it off the event loop."""
+        from uns.passwords import dummy_hash, verify_password
+
+        account = self._users.get(user_id)
+        ok = verify_password(account.hash if account is not None else dummy_hash(), password)
+        if account is None or not ok or not account.active:
+            raise AuthError(401, "bad_credentials", "wrong user name or password")
+        self._expire(now_ms)
+        session_id = secrets.token_urlsafe(32)
+        session = Session(Principal(user_id, account.full_name, account.role), now_ms + self._ttl_ms)
+        self._sessions[hash_token(session_id)] = session
+        return session_id, session
+
+    def principal(self, session_id: str, now_ms: int) -> Principal:
+        session = self._sessions.get(hash_token(session_id))
+        if session is None:
+            raise AuthError(401, "no_session", "not logged in (or logged out): log in again")
+        if now_ms >= session.expires_ms:
+            del self._sessions[hash_token(session_id)]
+            raise AuthError(401, "session_expired", "the session expired: log in again")
+        return session.principal
+
+    def logout(self, session_id: str) -> bool:
+        return self._sessions.pop(hash_token(session_id), None) is not None
+
+    def _expire(self, now_ms: int) -> None:
+        for key in [k for k, s in self._sessions.items() if now_ms >= s.expires_ms]:
+            del self._sessions[key]

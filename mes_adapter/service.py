@@ -33,7 +33,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from mes_adapter.alarms import AlarmJournal, AlarmService, DecisionDesk
-from mes_adapter.auth import Principal, TokenStore
+from mes_adapter.auth import Principal, SessionStore, TokenStore, UsersFile
 from mes_adapter.commands.service import CommandRecord, CommandService
 from mes_adapter.config.application import AdapterConfig
 from mes_adapter.confirmations.outbox import Outbox, OutboxEntry, WebhookSender, dead_letter_alarm
@@ -99,6 +99,8 @@ class AdapterService:
         mes = config.mes
         self.mapping = config.host.mapping
         self.tokens = TokenStore.from_settings(config.auth.tokens, config.auth.tokens_file)
+        self.sessions = SessionStore(UsersFile.load(config.auth.users_file).users if config.auth.users_file else {},
+                                     config.auth.session_ttl_s)
         allowlist = Allowlist.load(config.commands.allowlist) if config.commands.allowlist else None
         registry = UserRegistry.load(config.commands.signers) if config.commands.signers else UserRegistry()
 

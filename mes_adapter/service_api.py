@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from mes_adapter.alarms import AlarmEvent, AlarmException, BatchHold, Shelf
-from mes_adapter.auth import Principal
+from mes_adapter.auth import Principal, Session
 from mes_adapter.commands.service import CommandDraft, CommandRecord
 from mes_adapter.confirmations.outbox import DeliveryStatus, OutboxEntry
 from mes_adapter.confirmations.service import batch_intervals
@@ -48,6 +48,7 @@ from mes_adapter.status import data_status
 from mes_adapter.status.data_status import DataStatus
 from mes_adapter.status.live_feed import Event, sse_stream
 from mes_adapter.status.node_stats import NodeTally
+from mes_adapter.timefmt import now_ms
 from uns.commands.allowlist import Allowlist
 from uns.commands.model import CommandRequest, Signature
 from uns.isa95 import EquipmentPath
@@ -61,9 +62,23 @@ class ServiceApi:
 
     # -- callers and health ------------------------------------------------------------------
 
-    def authenticate(self, authorization: str | None, query_token: str | None = None) -> Principal:
-        """The caller of a request (bearer header, or ``?token=`` for EventSource); AuthError if none."""
-        return self._svc.tokens.authenticate(authorization, query_token)
+    def authenticate(self, authorization: str | None, query_token: str | None = None,
+                     session_id: str | None = None) -> Principal:
+        """The caller of a request (bearer header, or ``?token=`` for EventSource, or else the login
+        session cookie); AuthError if none. A presented token wins: machines never use sessions."""
+        if authorization or query_token or not session_id:
+            return self._svc.tokens.authenticate(authorization, query_token)
+        return self._svc.sessions.principal(session_id, now_ms())
+
+    def logins_enabled(self) -> bool:
+        return bool(self._svc.sessions)
+
+    def login(self, user_id: str, password: str) -> tuple[str, Session]:
+        """Blocking (argon2): call it off the event loop."""
+        return self._svc.sessions.login(user_id, password, now_ms())
+
+    def logout(self, session_id: str) -> bool:
+        return self._svc.sessions.logout(session_id)
 
     def readiness(self) -> dict[str, str]:
         return self._svc.readiness()
@@ -79,6 +94,15 @@ class ServiceApi:
 
     def is_configured(self, line: str) -> bool:
         return self._svc.config.mes.line(line) is not None
+
+    def line_signals(self, line: str) -> dict[str, tuple[str | None, str]]:
+        """The configured state and speed tags of ``line`` as ``{"state"|"speed": (cell, metric)}``."""
+        config = self._svc.config.mes.line(line)
+        if config is None:
+            return {}
+        return {kind: (signal.cell, signal.metric) for kind, signal in (("state", config.state),
+                                                                         ("speed", config.speed))
+                if signal is not None}
 
     def data_status(self, line: str) -> DataStatus:
         return self._svc.data_status(line)
@@ -308,6 +332,24 @@ class ServiceApi:
 
     async def sign_command(self, who: Principal, command_id: uuid.UUID, signature: Signature) -> CommandRecord:
         return await self._svc.commands.sign(who, command_id, signature)
+
+    def approvals(self, who: Principal) -> list[CommandRecord]:
+        """Open commands waiting for a signature ``who`` may add (the approvals queue)."""
+        return self._svc.commands.approvals(who)
+
+    def command_current_value(self, request: CommandRequest) -> tuple[Any, str] | None:
+        return self._svc.commands.current_value(request)
+
+    def command_target_path(self, request: CommandRequest) -> str | None:
+        """The ISA-95 path of a command's target (what people read), None when unmapped."""
+        equipment = self._svc.equipment_of(request.group_id, request.edge_node_id, request.device_id)
+        return None if equipment is None else f"{equipment.topic}/{request.metric}"
+
+    def cancel_command(self, who: Principal, command_id: uuid.UUID, reason: str) -> CommandRecord:
+        return self._svc.commands.cancel(who, command_id, reason)
+
+    def reject_command(self, who: Principal, command_id: uuid.UUID, reason: str) -> CommandRecord:
+        return self._svc.commands.reject(who, command_id, reason)
 
     def commands(self, limit: int) -> list[CommandRecord]:
         """Recent commands, newest first."""

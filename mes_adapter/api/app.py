@@ -38,6 +38,8 @@ from mes_adapter.api import (
     quality,
     quarantine,
 )
+from mes_adapter.api.approvals import router as approvals_router
+from mes_adapter.api.session import router as session_router
 from mes_adapter.service import AdapterService
 from mes_adapter.service_api import ServiceApi
 from mes_adapter.status.metrics import AdapterMetrics
@@ -120,6 +122,8 @@ def create_app(service: AdapterService, metrics: AdapterMetrics, *, manage_lifet
     for module in (health, me, plant, quarantine, batches, production, quality, downtime, commands, audit, events,
                    orders, genealogy, alarms):
         app.include_router(module.router)
+    app.include_router(approvals_router)
+    app.include_router(session_router)
 
     @app.get("/", include_in_schema=False)
     def dashboard() -> FileResponse:

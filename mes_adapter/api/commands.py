@@ -52,8 +52,10 @@ def allowlist(svc: ServiceApi = Depends(service), _: Principal = Depends(viewer)
     rules = []
     for line in allowlist.lines:
         for rule in line.metrics:
+            equipment = svc.equipment_of(line.group_id, line.edge_node_id, rule.device_id)
             rules.append({"rule_id": line.rule_id(rule), "group_id": line.group_id,
-                          "edge_node_id": line.edge_node_id, **rule.model_dump(mode="json", exclude_none=True)})
+                          "edge_node_id": line.edge_node_id, **rule.model_dump(mode="json", exclude_none=True),
+                          "isa95_path": f"{equipment.topic}/{rule.metric}" if equipment is not None else None})
     return AllowlistView(version=allowlist.version, rules=rules)
 
 

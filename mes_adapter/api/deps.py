@@ -7,7 +7,7 @@ from collections.abc import Callable
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from mes_adapter.auth import Principal, Role, TokenStore
+from mes_adapter.auth import SESSION_COOKIE, Principal, Role, TokenStore
 from mes_adapter.service_api import ServiceApi
 
 #: declares the scheme in OpenAPI (the /docs "Authorize" button); the header itself is read below so a
@@ -24,7 +24,8 @@ def require(role: Role, action: str) -> Callable[..., Principal]:
 
     def dependency(request: Request,
                    _credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Principal:
-        principal = service(request).authenticate(request.headers.get("authorization"))
+        principal = service(request).authenticate(request.headers.get("authorization"),
+                                                  session_id=request.cookies.get(SESSION_COOKIE))
         TokenStore.require(principal, role, action)
         request.state.principal = principal
         return principal

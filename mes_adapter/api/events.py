@@ -18,7 +18,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
-from mes_adapter.auth import Principal, Role, TokenStore
+from mes_adapter.auth import SESSION_COOKIE, Principal, Role, TokenStore
 from mes_adapter.episodes import QualityEpisode
 from mes_adapter.service_api import ServiceApi
 
@@ -35,7 +35,8 @@ router = APIRouter(prefix="/api", tags=["events"], responses=AUTH_RESPONSES)
             summary="Server-Sent Events: live tags, nodes, context, confirmations, commands (viewer)")
 async def events(request: Request, token: str | None = Query(None, description="token, for EventSource clients"),
                  svc: ServiceApi = Depends(service)) -> StreamingResponse:
-    principal = svc.authenticate(request.headers.get("authorization"), token)
+    principal = svc.authenticate(request.headers.get("authorization"), token,
+                                 session_id=request.cookies.get(SESSION_COOKIE))
     TokenStore.require(principal, Role.VIEWER, "the live event stream")
 
     def snapshot() -> dict[str, Any]:

@@ -26,6 +26,8 @@ class TagView(BaseModel):
     source_timestamp_ms: int
     received_ms: int
     status_code: int | None = None
+    status: str | None = Field(None, description="OPC UA StatusCode name (BadSensorFailure), or its hex code")
+    quality_reason: str | None = Field(None, description="why not GOOD, e.g. comm_lost")
     eng_low: float | None = None
     eng_high: float | None = None
     description: str | None = None
@@ -95,6 +97,18 @@ class LineSummary(BaseModel):
     incomplete_reasons: list[str] = Field(default_factory=list, description="why the data is incomplete")
 
 
+class SignalView(BaseModel):
+    """One configured signal of a line (machine state, speed) as the line card shows it."""
+
+    metric: str
+    cell: str | None
+    value: Any = Field(description="null while the tag has no usable value")
+    quality: str = Field(description="GOOD | UNCERTAIN | BAD | STALE, or MISSING when the tag was never born")
+    status: str | None = Field(None, description="OPC UA StatusCode name when not GOOD")
+    unit: str | None = None
+    timestamp_ms: int | None = None
+
+
 class LineState(BaseModel):
     line: str
     configured: bool
@@ -108,6 +122,8 @@ class LineState(BaseModel):
     devices: int = 0
     data_complete: bool = Field(True, description="false while any live input of the line is incomplete")
     incomplete_reasons: list[str] = Field(default_factory=list)
+    machine_state: SignalView | None = Field(None, description="the configured state tag (PackML state name)")
+    speed: SignalView | None = Field(None, description="the configured actual-speed tag")
 
 
 class TrendPoint(BaseModel):

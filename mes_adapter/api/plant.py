@@ -15,8 +15,8 @@ from uns.conventions import Quality
 
 from .deps import require, service
 from .errors import AUTH_RESPONSES, ApiError, ErrorBody
-from .models import LineState, LineSummary, NodeInfo, TagHistory, TagView, TrendPoint
-from .views import current_batch, node_info, nodes_of_line, tag_view, visible_tags
+from .models import LineState, LineSummary, NodeInfo, SignalView, TagHistory, TagView, TrendPoint
+from .views import current_batch, node_info, nodes_of_line, signal_view, tag_view, visible_tags
 
 router = APIRouter(prefix="/api", tags=["plant"], responses=AUTH_RESPONSES)
 viewer = require(Role.VIEWER, "reading the plant")
@@ -52,10 +52,17 @@ def line_state(line: str, svc: ServiceApi = Depends(service), _: Principal = Dep
     key = known_line(svc, line)
     nodes = nodes_of_line(svc, key)
     by_quality = {q.value: 0 for q in Quality}
+    wanted = {where: kind for kind, where in svc.line_signals(key).items()}
+    signals: dict[str, SignalView] = {}
     for state in visible_tags(svc):
         equipment = svc.equipment_of(state.group_id, state.edge_node_id, state.device_id)
         if equipment is not None and equipment.line.topic == key:
             by_quality[state.quality.value] += 1
+            kind = wanted.get((equipment.cell, state.name))
+            if kind is not None:
+                signals[kind] = signal_view(state, equipment.cell)
+    for (cell, metric), kind in wanted.items():  # configured but never born: say so, never hide it
+        signals.setdefault(kind, SignalView(metric=metric, cell=cell, value=None, quality="MISSING"))
     batch = current_batch(svc, key)
     oee: dict[str, Any] | None = None
     if batch is not None and svc.is_configured(key):
@@ -68,7 +75,8 @@ def line_state(line: str, svc: ServiceApi = Depends(service), _: Principal = Dep
                      nodes=[node_info(svc, n) for n in nodes], tags_by_quality=by_quality, current_batch=batch,
                      context_seq=svc.last_context_seq(key), oee=oee, devices=status.devices,
                      devices_online=status.devices_online, data_complete=status.data_complete,
-                     incomplete_reasons=status.incomplete_reasons)
+                     incomplete_reasons=status.incomplete_reasons, machine_state=signals.get("state"),
+                     speed=signals.get("speed"))
 
 
 @router.get("/nodes", response_model=list[NodeInfo],

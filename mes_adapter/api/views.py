@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from mes_adapter.context import BatchWindow
+from mes_adapter.episodes.detector import status_name
 from mes_adapter.host import MetricState, NodeView
 from mes_adapter.service_api import ServiceApi
 from uns.conventions import Quality
 
-from .models import BatchInfo, DeviceInfo, NodeInfo, TagView
+from .models import BatchInfo, DeviceInfo, NodeInfo, SignalView, TagView
 
 
 def tag_view(svc: ServiceApi, state: MetricState) -> TagView:
@@ -18,8 +19,18 @@ def tag_view(svc: ServiceApi, state: MetricState) -> TagView:
         device_id=state.device_id, name=state.name, value=state.to_dict()["value"], datatype=state.datatype,
         quality=state.quality.value, unit=state.unit, timestamp_ms=state.timestamp_ms,
         source_timestamp_ms=state.source_timestamp_ms, received_ms=state.received_ms,
-        status_code=state.status_code, eng_low=state.eng_low, eng_high=state.eng_high,
+        status_code=state.status_code, status=status_name(state.status_code),
+        quality_reason=state.quality_reason, eng_low=state.eng_low, eng_high=state.eng_high,
         description=state.description)
+
+
+def signal_view(state: MetricState, cell: str | None) -> SignalView:
+    """A line's state or speed tag for the line card: the value with its quality and, when not
+    GOOD, the StatusCode name (or the edge's reason, e.g. comm_lost) so "BAD" is never shown bare."""
+    good = state.quality is Quality.GOOD
+    return SignalView(metric=state.name, cell=cell, value=state.to_dict()["value"], quality=state.quality.value,
+                      status=None if good else (status_name(state.status_code) or state.quality_reason),
+                      unit=state.unit, timestamp_ms=state.timestamp_ms)
 
 
 def visible_tags(svc: ServiceApi) -> list[MetricState]:

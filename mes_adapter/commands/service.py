@@ -59,6 +59,10 @@ class CommandStatus(StrEnum):
     TIMEOUT = "timeout"
     FAILED = "failed"
     EXPIRED = "expired"
+    #: withdrawn before it ran, by its requester or a supervisor
+    CANCELLED = "cancelled"
+    #: an approver refused to sign it, with a reason
+    REJECTED = "rejected"
 
     @property
     def open(self) -> bool:
@@ -194,12 +198,7 @@ class CommandService:
     # -- sign ------------------------------------------------------------------------------------
 
     async def sign(self, principal: Principal, command_id: uuid.UUID, signature: Signature) -> CommandRecord:
-        record = self._records.get(command_id)
-        if record is None:
-            raise CommandError(404, "unknown_command", f"no open command {command_id}")
-        if not record.status.open:
-            raise CommandError(409, "not_open", f"command {command_id} is {record.status.value}; "
-                                                "it takes no more signatures", record)
+        record = self._open_record(command_id, "it takes no more signatures")
         if signature.user_id != principal.user_id:
             raise CommandError(403, "not_your_signature",
                                f"the signature is {signature.user_id!r}'s but the token is {principal.user_id!r}'s; "
@@ -223,6 +222,64 @@ class CommandService:
         record.request = record.request.with_signature(signature)
         self._append(audit_events.signed(record.request, signature, self._audit_context(record)))
         await self._advance(record)
+        return record
+
+    # -- approvals: the queue, cancel, reject ----------------------------------------------------
+
+    def approvals(self, principal: Principal) -> list[CommandRecord]:
+        """Open commands waiting for a signature ``principal`` may add, oldest first: their own
+        unsigned commands, and (supervisors) other users' commands awaiting a second signature."""
+        out = []
+        for record in self._records.values():
+            request = record.request
+            if record.status is CommandStatus.AWAITING_SIGNATURE and request.requested_by == principal.user_id:
+                out.append(record)
+            elif (record.status is CommandStatus.AWAITING_SECOND_SIGNATURE and principal.has(Role.SUPERVISOR)
+                  and request.requested_by != principal.user_id
+                  and all(s.user_id != principal.user_id for s in request.signatures)):
+                out.append(record)
+        return out
+
+    def current_value(self, request: CommandRequest) -> tuple[Any, str] | None:
+        """The target's live value and quality, shown beside the requested one (None: not born)."""
+        state = self._model.metric(request.group_id, request.edge_node_id, request.device_id, request.metric)
+        return None if state is None else (state.to_dict()["value"], state.quality.value)
+
+    def cancel(self, principal: Principal, command_id: uuid.UUID, reason: str) -> CommandRecord:
+        """Withdraw an open command: its requester, or a supervisor. Audited; it takes no more signatures."""
+        record = self._open_record(command_id)
+        if record.request.requested_by != principal.user_id and not principal.has(Role.SUPERVISOR):
+            raise AuthError(403, "role_required", f"cancelling another user's command needs role supervisor; user "
+                                                  f"{principal.user_id!r} has role {principal.role.label}")
+        return self._close(record, principal, CommandStatus.CANCELLED, "cancelled", reason)
+
+    def reject(self, principal: Principal, command_id: uuid.UUID, reason: str) -> CommandRecord:
+        """An approver refuses to sign: a supervisor other than the requester, with a reason."""
+        record = self._open_record(command_id)
+        if not principal.has(Role.SUPERVISOR):
+            raise AuthError(403, "role_required", f"rejecting a command needs role supervisor; user "
+                                                  f"{principal.user_id!r} has role {principal.role.label}")
+        if record.request.requested_by == principal.user_id:
+            raise CommandError(403, "own_command", "the requester cannot reject their own command; cancel it")
+        return self._close(record, principal, CommandStatus.REJECTED, "rejected", reason)
+
+    def _open_record(self, command_id: uuid.UUID, closed: str = "it cannot be cancelled or rejected") -> CommandRecord:
+        record = self._records.get(command_id)
+        if record is None:
+            raise CommandError(404, "unknown_command", f"no open command {command_id}")
+        if not record.status.open:
+            raise CommandError(409, "not_open", f"command {command_id} is {record.status.value}; {closed}", record)
+        return record
+
+    def _close(self, record: CommandRecord, principal: Principal, status: CommandStatus, code: str,
+               reason: str) -> CommandRecord:
+        if not reason.strip():
+            raise CommandError(422, "reason_required", f"say why the command is {status.value} (audited)")
+        message = f"{status.value} by {principal.user_id}: {reason.strip()}"
+        self._append(audit_events.command_entry(
+            AuditEvent.REFUSED, record.request, self._audit_context(record), rule=self._rule(record),
+            actor_user_id=principal.user_id, outcome=status.value, reason_code=code, message=message))
+        self._set(record, status, message)
         return record
 
     # -- results from the edge -------------------------------------------------------------------
@@ -269,8 +326,13 @@ class CommandService:
             assert decision.reason is not None
             waiting = _WAITING.get(decision.reason)
             if waiting is not None:
-                self._set(record, waiting, decision.message)
-                return
+                # ask for signatures only for a command that could run now: state, range, rate
+                pre = self.checker.check(request, self._machine_state(request), self._clock(), consume=False,
+                                         signatures=False)
+                if pre.allowed:
+                    self._set(record, waiting, decision.message)
+                    return
+                decision = record.decision = pre
             self._append(audit_events.refused(request, decision, self._audit_context(record), self._rule(record)))
             self._set(record, CommandStatus.REFUSED, decision.message)
             raise CommandError(_REFUSAL_STATUS.get(decision.reason, 422), decision.reason.value, decision.message,

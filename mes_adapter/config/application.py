@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
-from mes_adapter.auth import TokenEntry, TokenFile
+from mes_adapter.auth import TokenEntry, TokenFile, UsersFile
 from mes_adapter.config.mes import MesConfig
 from mes_adapter.host import HostConfig
 from uns.commands.allowlist import Allowlist
@@ -53,6 +53,10 @@ class AuthSettings(BaseModel):
     tokens: list[TokenEntry] = Field(default_factory=list)
     #: YAML file of hashed tokens (`uns adapter token --tokens-file`)
     tokens_file: Path | None = None
+    #: YAML file of dashboard users (argon2id password hashes, roles; docs/security.md); None: tokens only
+    users_file: Path | None = None
+    #: a dashboard login session ends this long after login
+    session_ttl_s: float = Field(8 * 3600.0, gt=0, le=7 * 86400)
 
 
 class CommandSettings(BaseModel):
@@ -170,7 +174,8 @@ def _with_paths_resolved(config: AdapterConfig, base: Path) -> AdapterConfig:
     return config.model_copy(update={
         "data_dir": data_dir,
         "mes": mes,
-        "auth": config.auth.model_copy(update={"tokens_file": _resolve(base, config.auth.tokens_file)}),
+        "auth": config.auth.model_copy(update={"tokens_file": _resolve(base, config.auth.tokens_file),
+                                               "users_file": _resolve(base, config.auth.users_file)}),
         "commands": config.commands.model_copy(update={"allowlist": _resolve(base, config.commands.allowlist),
                                                        "signers": _resolve(base, config.commands.signers)}),
         "audit": config.audit.model_copy(update={"path": _resolve(base, config.audit.path),
@@ -221,6 +226,9 @@ def check_adapter_config(config: AdapterConfig, source: Path, *, broker_declared
             (checks.writable_dir if is_dir else checks.file_in_writable_dir)(loc, path)
     if config.audit.witness_path is not None:
         checks.file_in_writable_dir(("audit", "witness_path"), config.audit.witness_path)
+    if config.auth.users_file is not None:
+        checks.loads(("auth", "users_file"), config.auth.users_file, UsersFile.load,
+                     missing_hint="create it as described in docs/security.md (dashboard login)")
     if config.auth.tokens_file is not None:
         tokens_file = config.auth.tokens_file
         checks.loads(("auth", "tokens_file"), tokens_file, TokenFile.load,

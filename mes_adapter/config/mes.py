@@ -129,6 +129,17 @@ class BatchSignal(BaseModel):
     cell: str | None = None
 
 
+class SpeedSignal(BaseModel):
+    """The line's actual-speed tag, shown on the line card beside the machine state."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    #: Sparkplug metric name of the speed tag
+    metric: str = Field(min_length=1)
+    #: the cell (Sparkplug device); None for a line-level metric
+    cell: str | None = None
+
+
 class LineConfig(BaseModel):
     """The MES view of one line: its counters, its state tag, and its ideal cycle times."""
 
@@ -145,6 +156,8 @@ class LineConfig(BaseModel):
     #: the broker user the broker's ACL alone lets publish this line's ``_context`` topics: MQTT
     #: context assertions are audited as made by them (None: recorded as unattributed)
     context_publisher: str | None = Field(None, min_length=1, max_length=128)
+    #: the actual-speed tag (shown on the dashboard's line card; no OEE role)
+    speed: SpeedSignal | None = None
     #: planned run time per item (PRI, seconds) per product id, from MES master data
     ideal_cycle_s: dict[str, float] = Field(default_factory=dict)
     #: PRI when the product has no entry (None: performance/OEE unknown and flagged)

@@ -34,6 +34,16 @@ function fmtValue(v) {
   if (typeof v === "object") return JSON.stringify(v);
   return String(v);
 }
+/** A quality label a person can act on: "BAD · BadSensorFailure", "STALE · comm_lost", never "null BAD". */
+function qualityLabel(quality, status, reason) {
+  if (quality === "GOOD") return "GOOD";
+  const why = status || reason;
+  return why ? `${quality} \u00b7 ${why}` : quality;
+}
+/** The shown value: a tag without a usable value shows a dash, not the word null. */
+function shownValue(value, quality) {
+  return (value === null || value === undefined) && quality !== "GOOD" ? "\u2014" : fmtValue(value);
+}
 function pct(x) { return x === null || x === undefined ? "–" : (x * 100).toFixed(1) + "%"; }
 
 function notice(text) {
@@ -60,31 +70,85 @@ async function api(path, options = {}) {
 
 // ---------------------------------------------------------------- session
 
-async function useToken(token) {
-  state.token = token;
-  if (token) localStorage.setItem("uns.token", token); else localStorage.removeItem("uns.token");
-  if (!token) { $("who").textContent = ""; notice("Enter an API token (viewer or higher) to see the plant."); return; }
+/** Nothing of a previous session stays on screen: the stream stops, the pill goes grey, every
+ * panel is emptied. Called before any new credential is tried and after logout or a refusal. */
+function blank(message) {
+  if (state.events) { state.events.close(); state.events = null; }
+  const live = $("live"); live.textContent = "offline"; live.className = "pill off";
+  state.me = null; state.tags.clear(); state.selected = null; state.trend = []; state.command = null;
+  $("who").textContent = "";
+  for (const id of ["lines", "tree", "nodes", "confirmations", "commands", "approvals", "cmd-rule"]) $(id).replaceChildren();
+  for (const id of ["outbox-depth", "allowlist-version", "cmd-rule-info", "trend-info"]) $(id).textContent = "";
+  state.rules = [];
+  $("cmd-result").hidden = true; $("cmd-sign").hidden = true;
+  drawTrend();
+  $("logout").hidden = true;
+  notice(message);
+}
+
+/** Start showing the plant for whoever /api/me says we are (token or session cookie). */
+async function start() {
   try {
     state.me = await api("/api/me");
-    $("who").textContent = `${state.me.full_name} (${state.me.role})`;
-    notice("");
-    connectEvents();
-    refreshAll();
   } catch (e) {
-    $("who").textContent = "";
-    notice(`Token refused: ${e.message}`);
+    return false;
   }
+  $("who").textContent = `${state.me.full_name} (${state.me.role})`;
+  $("logout").hidden = false;
+  notice("");
+  connectEvents();
+  refreshAll();
+  return true;
+}
+
+async function useToken(token) {
+  blank("");
+  state.token = token;
+  localStorage.removeItem("uns.token");
+  if (!token) {
+    if (!(await start())) notice("Log in (or enter an API token) to see the plant.");
+    return;
+  }
+  if (await start()) localStorage.setItem("uns.token", token);  // kept only once it is known good
+  else { state.token = ""; blank("Token refused: the token is not known to this adapter"); }
+}
+
+async function login(ev) {
+  ev.preventDefault();
+  blank("");
+  state.token = ""; localStorage.removeItem("uns.token"); $("token").value = "";
+  try {
+    await api("/api/session", {method: "POST", body: {user_id: $("login-user").value.trim(),
+      password: $("login-password").value}});
+  } catch (e) {
+    $("login-password").value = "";
+    blank(`Login refused: ${e.message}`);
+    return;
+  }
+  $("login-password").value = "";
+  if (!(await start())) blank("Login refused");
+}
+
+async function logout() {
+  try { await api("/api/session", {method: "DELETE"}); } catch (e) { /* the cookie is gone either way */ }
+  state.token = ""; localStorage.removeItem("uns.token"); $("token").value = "";
+  blank("Logged out.");
 }
 
 // ---------------------------------------------------------------- live events (SSE)
 
 function connectEvents() {
   if (state.events) state.events.close();
-  const source = new EventSource("/api/events?token=" + encodeURIComponent(state.token));
+  // with a token it goes in the query (EventSource sends no headers); a session sends its cookie
+  const source = new EventSource(state.token ? "/api/events?token=" + encodeURIComponent(state.token) : "/api/events");
   state.events = source;
   const live = $("live");
   source.onopen = () => { live.textContent = "live"; live.className = "pill on"; };
-  source.onerror = () => { live.textContent = "reconnecting"; live.className = "pill off"; };
+  source.onerror = () => {
+    live.textContent = "reconnecting"; live.className = "pill off";
+    // a stream that ends because the session expired or was ended elsewhere must not keep stale data
+    api("/api/me").catch((e) => { if (e.status === 401) blank("Session ended: " + e.message); });
+  };
   source.addEventListener("snapshot", (ev) => {
     const data = JSON.parse(ev.data);
     state.tags.clear();
@@ -112,7 +176,7 @@ function connectEvents() {
   source.addEventListener("command", (ev) => {
     const data = JSON.parse(ev.data);
     if (state.command && state.command.command_id === data.command_id) loadCommand(data.command_id);
-    scheduleRefresh(["commands"]);
+    scheduleRefresh(["commands", "approvals"]);
   });
 }
 
@@ -166,9 +230,9 @@ function leaf(topic) {
     title: `${tag.group_id}/${tag.edge_node_id}${tag.device_id ? "/" + tag.device_id : ""} · ${tag.datatype}`,
     onclick: () => selectTrend(topic)},
     el("span", {class: "name"}, topic.split("/").pop()),
-    el("span", {class: "val q-" + tag.quality}, fmtValue(tag.value)),
+    el("span", {class: "val q-" + tag.quality}, shownValue(tag.value, tag.quality)),
     el("span", {class: "muted"}, tag.unit || ""),
-    el("span", {class: "q-" + tag.quality}, tag.quality),
+    el("span", {class: "q q-" + tag.quality}, qualityLabel(tag.quality, tag.status, tag.quality_reason)),
     el("span", {class: "muted"}, fmtTime(tag.timestamp_ms)));
   return row;
 }
@@ -254,15 +318,25 @@ async function loadLines() {
     let st = null;
     try { st = await api("/api/lines/" + line.line + "/state"); } catch (e) { /* unknown line vanished */ }
     const batch = st && st.current_batch;
+    const signal = (s) => !s ? "not configured" :
+      `${shownValue(s.value, s.quality)}${s.unit && s.value !== null ? " " + s.unit : ""}` +
+      (s.quality === "GOOD" ? "" : ` (${qualityLabel(s.quality, s.status)})`);
     const kv = el("dl", {class: "kv"},
+      el("dt", {}, "state"), el("dd", {"data-field": "machine-state",
+        class: st && st.machine_state ? "q-" + st.machine_state.quality : ""}, st ? signal(st.machine_state) : "–"),
+      el("dt", {}, "speed"), el("dd", {"data-field": "speed",
+        class: st && st.speed ? "q-" + st.speed.quality : ""}, st ? signal(st.speed) : "–"),
       el("dt", {}, "nodes"), el("dd", {}, `${line.nodes_online}/${line.nodes} online`),
       el("dt", {}, "devices"), el("dd", {}, `${line.devices_online}/${line.devices} online`),
       el("dt", {}, "batch"), el("dd", {}, batch ? `${batch.batch_id}${batch.phase ? " · " + batch.phase : ""}` : "none running"));
     if (batch) {
       kv.append(el("dt", {}, "work order"), el("dd", {}, batch.work_order_id || "–"),
         el("dt", {}, "product"), el("dd", {}, batch.product_id || "–"),
-        el("dt", {}, "good / scrap"), el("dd", {}, `${fmtValue(batch.good)} / ${fmtValue(batch.scrap)}` +
-          (batch.target_quantity ? ` of ${fmtValue(batch.target_quantity)} ${batch.uom || ""}` : "")),
+        el("dt", {}, "good / scrap"), el("dd", {"data-field": "counts",
+          class: st.oee && st.oee.data_complete === false ? "incomplete" : ""},
+          `${fmtValue(batch.good)} / ${fmtValue(batch.scrap)}` +
+          (batch.target_quantity ? ` of ${fmtValue(batch.target_quantity)} ${batch.uom || ""}` : "") +
+          (st.oee && st.oee.data_complete === false ? " \u26a0 counted on incomplete data" : "")),
         el("dt", {}, "since"), el("dd", {}, new Date(batch.start_ms).toLocaleString()));
     }
     if (st) {
@@ -325,9 +399,9 @@ async function loadCommands() {
   const rows = await api("/api/commands?limit=20");
   $("commands").replaceChildren(...rows.map((c) => el("tr", {},
     el("td", {}, fmtTime(c.created_ms)),
-    el("td", {}, `${c.request.edge_node_id}/${c.request.device_id || "-"}:${c.request.metric}`),
+    el("td", {}, targetOf(c.request)),
     el("td", {}, fmtValue(c.request.value)), el("td", {}, c.request.requested_by),
-    el("td", {class: c.status === "refused" || c.status === "not_dispatched" ? "q-BAD" : ""}, c.status),
+    el("td", {class: ["refused", "rejected", "cancelled", "not_dispatched"].includes(c.status) ? "q-BAD" : ""}, c.status),
     el("td", {}, c.message))));
 }
 
@@ -335,9 +409,47 @@ async function loadAllowlist() {
   const allow = await api("/api/allowlist");
   state.rules = allow.rules;
   $("allowlist-version").textContent = `allowlist ${allow.version}`;
-  $("cmd-rule").replaceChildren(...allow.rules.map((r, i) =>
-    el("option", {value: String(i)}, `${r.edge_node_id}/${r.device_id || "-"}: ${r.metric}${r.critical ? " (critical)" : ""}`)));
+  // ISA-95 paths (what people read), the non-critical targets first: the default is never the
+  // two-person recipe change
+  const order = allow.rules.map((r, i) => i).sort((a, b) =>
+    Number(!!allow.rules[a].critical) - Number(!!allow.rules[b].critical) || ruleLabel(allow.rules[a]).localeCompare(ruleLabel(allow.rules[b])));
+  $("cmd-rule").replaceChildren(...order.map((i) =>
+    el("option", {value: String(i)}, ruleLabel(allow.rules[i]) + (allow.rules[i].critical ? " (critical)" : ""))));
   describeRule();
+}
+
+function ruleLabel(r) { return r.isa95_path || `${r.edge_node_id}/${r.device_id || "-"}: ${r.metric}`; }
+
+function targetOf(request) {
+  const rule = state.rules.find((r) => r.group_id === request.group_id && r.edge_node_id === request.edge_node_id &&
+    (r.device_id ?? null) === (request.device_id ?? null) && r.metric === request.metric);
+  return rule ? ruleLabel(rule) : `${request.edge_node_id}/${request.device_id || "-"}:${request.metric}`;
+}
+
+async function loadApprovals() {
+  const rows = await api("/api/approvals");
+  $("approvals").replaceChildren(...(rows.length ? rows.map((a) => {
+    const c = a.command, id = c.command_id;
+    const reason = el("input", {class: "approval-reason", placeholder: "reason (audited)", size: "18"});
+    const act = (what) => async () => {
+      try {
+        showCommand(await api(`/api/commands/${id}/${what}`, {method: "POST", body: {reason: reason.value}}));
+      } catch (e) { showCommand(null, e); }
+      scheduleRefresh(["approvals", "commands"]);
+    };
+    const buttons = [el("button", {class: "approval-sign", onclick: () => {
+      showCommand(c); $("sign-meaning").value = a.sign_as; $("cmd-sign").scrollIntoView(); }}, "Sign")];
+    if (a.sign_as === "approved") buttons.push(el("button", {class: "approval-reject quiet", onclick: act("reject")}, "Reject"));
+    if (a.sign_as === "authored" || (state.me && state.me.role !== "operator"))
+      buttons.push(el("button", {class: "approval-cancel quiet", onclick: act("cancel")}, "Cancel"));
+    return el("tr", {"data-command": id},
+      el("td", {}, fmtTime(c.created_ms)), el("td", {class: "approval-target"}, a.target),
+      el("td", {class: "approval-current" + (a.current_quality && a.current_quality !== "GOOD" ? " q-" + a.current_quality : "")},
+        a.current_quality === null ? "not born" : shownValue(a.current_value, a.current_quality)),
+      el("td", {class: "approval-requested"}, fmtValue(a.requested_value)),
+      el("td", {}, a.requested_by), el("td", {class: "approval-status"}, c.status + (a.critical ? " (critical)" : "")),
+      el("td", {}, c.request.reason), el("td", {}, reason, ...buttons));
+  }) : [el("tr", {}, el("td", {colspan: 8, class: "muted"}, "nothing waits for your signature"))]));
 }
 
 function describeRule() {
@@ -352,10 +464,10 @@ function describeRule() {
 }
 
 const loaders = {lines: loadLines, nodes: loadNodes, confirmations: loadConfirmations, commands: loadCommands,
-  allowlist: loadAllowlist};
+  allowlist: loadAllowlist, approvals: loadApprovals};
 
 function refreshAll() {
-  for (const load of Object.values(loaders)) load().catch((e) => { if (e.status === 401) notice(e.message); });
+  for (const load of Object.values(loaders)) load().catch((e) => { if (e.status === 401) blank(e.message); });
 }
 
 // ---------------------------------------------------------------- commands
@@ -377,10 +489,12 @@ function showCommand(view, error) {
   }
   state.command = view;
   const waiting = view.status.startsWith("awaiting");
-  box.className = "result " + (waiting ? "waiting" : (view.status === "refused" ? "refused" : "ok"));
+  const failed = ["refused", "rejected", "cancelled", "not_dispatched"].includes(view.status);
+  box.className = "result " + (waiting ? "waiting" : (failed ? "refused" : "ok"));
   box.textContent = `${view.status}: ${view.message}\ncommand ${view.command_id}\nhash ${view.command_hash}` +
     (view.result ? `\nresult: ${view.result.outcome} (read back ${fmtValue(view.result.readback_value)})` : "");
   $("cmd-sign").hidden = !waiting;
+  if (waiting) describeStoredKey();
   if (view.status === "awaiting_second_signature") $("sign-meaning").value = "approved";
 }
 
@@ -398,6 +512,7 @@ async function submitCommand(ev) {
     showCommand(await api("/api/commands", {method: "POST", body}));
   } catch (e) { showCommand(null, e); }
   loadCommands().catch(() => {});
+  loadApprovals().catch(() => {});
 }
 
 async function postSignature(signature) {
@@ -416,13 +531,63 @@ function b64url(text) {
 }
 const hex = (buf) => [...new Uint8Array(buf)].map((b) => b.toString(16).padStart(2, "0")).join("");
 
+// ---------------------------------------------------------------- signing keys kept encrypted in this browser
+// A key file is read once; with a passphrase it is kept in localStorage only encrypted: AES-GCM
+// under a key derived from the passphrase (PBKDF2-SHA-256, 600 000 rounds, random salt). It never
+// leaves the browser; the server only ever sees signatures.
+
+const KDF_ROUNDS = 600000;
+const storedKeyName = () => "uns.signkey." + (state.me ? state.me.user_id : "");
+const b64 = (bytes) => btoa(String.fromCharCode(...new Uint8Array(bytes)));
+const unb64 = (text) => Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
+
+async function wrappingKey(passphrase, salt) {
+  const base = await crypto.subtle.importKey("raw", new TextEncoder().encode(passphrase), "PBKDF2", false, ["deriveKey"]);
+  return crypto.subtle.deriveKey({name: "PBKDF2", hash: "SHA-256", salt, iterations: KDF_ROUNDS}, base,
+    {name: "AES-GCM", length: 256}, false, ["encrypt", "decrypt"]);
+}
+
+async function storeKey(der, passphrase) {
+  const salt = crypto.getRandomValues(new Uint8Array(16)), iv = crypto.getRandomValues(new Uint8Array(12));
+  const sealed = await crypto.subtle.encrypt({name: "AES-GCM", iv}, await wrappingKey(passphrase, salt), der);
+  localStorage.setItem(storedKeyName(), JSON.stringify({v: 1, kdf: "PBKDF2-SHA256", rounds: KDF_ROUNDS,
+    salt: b64(salt), iv: b64(iv), sealed: b64(sealed)}));
+}
+
+async function storedKey(passphrase) {
+  const text = localStorage.getItem(storedKeyName());
+  if (!text) throw new Error("no key saved in this browser for " + (state.me ? state.me.user_id : "?") + ": choose your key file");
+  const box = JSON.parse(text);
+  try {
+    return new Uint8Array(await crypto.subtle.decrypt({name: "AES-GCM", iv: unb64(box.iv)},
+      await wrappingKey(passphrase, unb64(box.salt)), unb64(box.sealed)));
+  } catch (e) {
+    throw new Error("wrong passphrase for the key saved in this browser");
+  }
+}
+
+function describeStoredKey() {
+  $("sign-key-state").textContent = localStorage.getItem(storedKeyName()) ?
+    "a key is saved (encrypted) in this browser: the passphrase is enough" : "no key saved in this browser";
+}
+
 // The signed bytes are RFC 8785 canonical JSON; for this object (ASCII keys, strings and an integer)
 // that is JSON.stringify with the keys in sorted order, exactly what the server verifies.
 async function signInBrowser() {
   const file = $("sign-key").files[0];
-  if (!file || !state.command || !state.me) { showCommand(state.command); return; }
+  const passphrase = $("sign-passphrase").value;
+  if (!state.command || !state.me) { showCommand(state.command); return; }
   try {
-    const der = pemToDer(await file.text());
+    if (!file && !passphrase) throw new Error("choose your key file, or give the passphrase of the key saved here");
+    let der;
+    if (file) {
+      der = pemToDer(await file.text());
+      if (passphrase) { await storeKey(der, passphrase); $("sign-key").value = ""; }
+    } else {
+      der = await storedKey(passphrase);
+    }
+    $("sign-passphrase").value = "";
+    describeStoredKey();
     const key = await crypto.subtle.importKey("pkcs8", der, {name: "Ed25519"}, true, ["sign"]);
     const jwk = await crypto.subtle.exportKey("jwk", key);
     const keyId = hex(await crypto.subtle.digest("SHA-256", b64url(jwk.x))).slice(0, 16);
@@ -437,7 +602,7 @@ async function signInBrowser() {
   } catch (e) {
     const box = $("cmd-result");
     box.hidden = false; box.className = "result refused";
-    box.textContent = "Could not sign in this browser (needs Ed25519 WebCrypto and an unencrypted PKCS#8 key): " + e.message;
+    box.textContent = "Could not sign in this browser: " + e.message;
   }
 }
 
@@ -445,7 +610,9 @@ async function signInBrowser() {
 
 $("save-token").addEventListener("click", () => useToken($("token").value.trim()));
 $("token").addEventListener("keydown", (ev) => { if (ev.key === "Enter") useToken($("token").value.trim()); });
-$("forget-token").addEventListener("click", () => { $("token").value = ""; if (state.events) state.events.close(); useToken(""); });
+$("forget-token").addEventListener("click", () => { $("token").value = ""; useToken(""); });
+$("login-form").addEventListener("submit", login);
+$("logout").addEventListener("click", logout);
 $("filter").addEventListener("input", renderTree);
 $("cmd-rule").addEventListener("change", describeRule);
 $("command-form").addEventListener("submit", submitCommand);
@@ -453,8 +620,8 @@ $("sign-browser").addEventListener("click", signInBrowser);
 $("sign-paste").addEventListener("click", () => {
   try { postSignature(JSON.parse($("sign-json").value)); } catch (e) { showCommand(null, {status: "", message: "not JSON: " + e.message}); }
 });
-setInterval(() => { if (state.token) scheduleRefresh(["lines", "nodes"]); }, 5000);
-setInterval(() => { if (state.token && state.selected) selectTrend(state.selected); }, 60000);
+setInterval(() => { if (state.me) scheduleRefresh(["lines", "nodes"]); }, 5000);
+setInterval(() => { if (state.me && state.selected) selectTrend(state.selected); }, 60000);
 $("token").value = state.token;
 drawTrend();
 useToken(state.token);

@@ -14,6 +14,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from mes_adapter.episodes.detector import status_name
 from mes_adapter.host import ChangeStream, DeviceChange, LiveModel, MetricChange, MetricState, NodeChange
 
 log = logging.getLogger("uns.adapter.feed")
@@ -69,7 +70,7 @@ class LiveFeed:
 def tag_event(state: MetricState, topic: str | None) -> Event:
     """The JSON a dashboard gets for one tag."""
     return {**state.to_dict(), "group_id": state.group_id, "edge_node_id": state.edge_node_id,
-            "device_id": state.device_id, "topic": topic}
+            "device_id": state.device_id, "topic": topic, "status": status_name(state.status_code)}
 
 
 class TagPump:

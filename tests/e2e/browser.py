@@ -28,6 +28,14 @@ def require_chromium() -> None:
 @contextmanager
 def dashboard(stack: Stack, role: str, height: int) -> Iterator[Any]:
     """A Playwright page on the stack's dashboard, the ``role``'s token saved; closed at the end."""
+    with dashboards(stack, [role], height) as pages:
+        yield pages[0]
+
+
+@contextmanager
+def dashboards(stack: Stack, roles: list[str], height: int) -> Iterator[list[Any]]:
+    """One page per role, each in its own browser context (its own storage: separate sessions, as
+    two people at two panels), all in one Chromium; closed at the end."""
     require_chromium()
     from playwright.sync_api import sync_playwright
 
@@ -35,10 +43,14 @@ def dashboard(stack: Stack, role: str, height: int) -> Iterator[Any]:
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": height})
-            page.goto(stack.http + "/")
-            page.fill("#token", stack.tokens[role])
-            page.click("#save-token")
-            yield page
+            pages = []
+            for role in roles:
+                page = browser.new_context(viewport={"width": 1400, "height": height}).new_page()
+                page.goto(stack.http + "/")
+                page.click("#token-box summary")
+                page.fill("#token", stack.tokens[role])
+                page.click("#save-token")
+                pages.append(page)
+            yield pages
         finally:
             browser.close()

@@ -8,7 +8,9 @@ ports; services are the very `uns <service> run` commands, started and stopped b
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -142,3 +144,31 @@ def running_stack(workdir: Path, *, adapter_overrides: Callable[[dict], None] | 
         supervisor.stop_all()
         if broker == "mosquitto":
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def stop_service(stack: Stack, name: str) -> None:
+    """Stop one of the stack's services (an injected outage): SIGINT to the PID the supervisor
+    started, then wait; the rest keeps running and ``stop_all`` skips the stopped one."""
+    for spec, proc in stack.supervisor.running:
+        if spec.name == name and proc.poll() is None:
+            os.kill(proc.pid, signal.SIGINT)
+            try:
+                proc.wait(timeout=spec.stop_timeout)
+            except subprocess.TimeoutExpired:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5)
+            return
+    raise AssertionError(f"no running service {name!r} in the stack")
+
+
+async def simulator_truth(endpoint: str) -> tuple[int, int]:
+    """The simulator's own good and reject totals (``Simulation/Truth``): what counts must equal."""
+    from asyncua import Client, ua
+
+    from simulator.config import NAMESPACE_URI
+
+    async with Client(endpoint, timeout=10) as client:
+        ns = await client.get_namespace_index(NAMESPACE_URI)
+        good = await client.get_node(ua.NodeId("Simulation/Truth/TotalGood", ns)).read_value()
+        reject = await client.get_node(ua.NodeId("Simulation/Truth/TotalReject", ns)).read_value()
+        return int(good), int(reject)

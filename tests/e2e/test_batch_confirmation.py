@@ -15,20 +15,10 @@ from collections import deque
 from pathlib import Path
 
 import pytest
-from asyncua import Client, ua
 
 from simulator.client import call_method, call_simulation, double, uint32
-from simulator.config import NAMESPACE_URI
-from tests.e2e.stack import fast_confirmations, running_stack, wait_final_confirmation, wait_until
+from tests.e2e.stack import fast_confirmations, running_stack, simulator_truth, wait_final_confirmation, wait_until
 from tests.mes.receiver import Receiver
-
-
-async def _truth(endpoint: str) -> tuple[int, int]:
-    async with Client(endpoint, timeout=10) as client:
-        ns = await client.get_namespace_index(NAMESPACE_URI)
-        good = await client.get_node(ua.NodeId("Simulation/Truth/TotalGood", ns)).read_value()
-        reject = await client.get_node(ua.NodeId("Simulation/Truth/TotalReject", ns)).read_value()
-        return int(good), int(reject)
 
 
 @pytest.mark.parametrize("broker", ["embedded", "mosquitto"])
@@ -42,7 +32,7 @@ def test_confirmation_counts_equal_the_simulator_and_survive_a_webhook_outage(tm
 
         with running_stack(tmp_path, adapter_overrides=configure, broker=broker) as stack:
             line_path = stack.line
-            good0, reject0 = asyncio.run(_truth(stack.opcua))
+            good0, reject0 = asyncio.run(simulator_truth(stack.opcua))
             status, body = stack.api("POST", f"/api/lines/{line_path}/batch/start",
                                      {"batch_id": "B-4872", "work_order_id": "WO-4711", "product_id": "SKU-12",
                                       "target_quantity": 1000})
@@ -56,7 +46,7 @@ def test_confirmation_counts_equal_the_simulator_and_survive_a_webhook_outage(tm
             time.sleep(3.0)
             asyncio.run(call_method(stack.opcua, "Line1", "Stop"))
             time.sleep(0.5)
-            good1, reject1 = asyncio.run(_truth(stack.opcua))
+            good1, reject1 = asyncio.run(simulator_truth(stack.opcua))
             produced_good, produced_reject = good1 - good0, reject1 - reject0
             assert produced_good > 0 and produced_reject >= 4
 

@@ -92,8 +92,13 @@ class AllowlistChecker:
         return found[0].state_source(found[1])
 
     def check(self, request: CommandRequest, machine_state: str | int | None, now_ms: int, *,
-              consume: bool = True) -> Decision:
-        """Judge ``request``; with ``consume`` an allowed decision takes a rate-limit slot."""
+              consume: bool = True, signatures: bool = True) -> Decision:
+        """Judge ``request``; with ``consume`` an allowed decision takes a rate-limit slot.
+
+        ``signatures=False`` judges every rule *but* the signatures (a pre-check): a host asks for
+        signatures only for a command that could run now (state, range, rate), and checks all
+        again, signatures included, when it executes.
+        """
         command_hash = request.command_hash()
         version = self.allowlist.version
 
@@ -120,8 +125,9 @@ class AllowlistChecker:
         if problem is not None:
             return refuse(problem[0], f"{request.metric}: {problem[1]}", rule_id, rule.critical)
         try:
-            evaluate_signatures(request, self.users, critical=rule.critical,
-                                window_ms=int(rule.second_signature_window_s * 1000), now_ms=now_ms)
+            if signatures:
+                evaluate_signatures(request, self.users, critical=rule.critical,
+                                    window_ms=int(rule.second_signature_window_s * 1000), now_ms=now_ms)
         except SignatureRefusedError as exc:
             return refuse(exc.reason, exc.message, rule_id, rule.critical)
         state_name = None

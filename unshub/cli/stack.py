@@ -159,6 +159,7 @@ def write_stack_config(out: Path, profile: Profile = Profile.LOCAL, ports: Stack
                              {"metric": "RejectCount", "role": "reject"}],
                 "state": {"metric": "State"},
                 "batch": {"metric": "CurrentBatch"},
+                "speed": {"metric": "Speed"},
                 "default_ideal_cycle_s": 0.2,
             }],
             "orders": {  # docs/mes-orders.md: the products the demo line makes and its batch-start method
