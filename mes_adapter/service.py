@@ -44,6 +44,7 @@ from mes_adapter.host import (
     MetricState,
     SparkplugHost,
 )
+from mes_adapter.history import HistoryFeed, HistoryQueries, open_store
 from mes_adapter.host.uns_link import UnsLink
 from mes_adapter.oee.compute import MachineState
 from mes_adapter.oee.service import OeeService
@@ -136,6 +137,13 @@ class AdapterService:
         self._reconcile_due: set[str] = set()
         self._reconcile_lock = threading.Lock()
         self._placement = Placement(self.mapping)
+        #: the historian (None when ``historian.enabled`` is false): fed from its own lossless stream
+        self.history: HistoryFeed | None = None
+        self.history_queries: HistoryQueries | None = None
+        if config.historian.enabled:
+            store = open_store(config.historian, config.data_dir)
+            self.history = HistoryFeed(store, self.equipment_of, max_batches=config.historian.queue_batches)
+            self.history_queries = HistoryQueries(store, self.equipment_of, config.historian.max_points)
         #: (line, cell, metric) of every configured batch and state tag
         self._watched = {(c.line, s.cell or "", s.metric) for c in mes.lines for s in (c.batch, c.state)
                          if s is not None}
@@ -153,6 +161,8 @@ class AdapterService:
         self._spawn("tag-pump", pump.run(self.stopping))
         self._spawn("episodes", self.episodes.run(self.host.model.subscribe(lossless=True), self.stopping))
         self._spawn("line-status", self.line_status.run(self.stopping))
+        if self.history is not None:  # lossless: a slow historian holds the host back, never drops
+            self._spawn("history", self.history.run(self.host.model.subscribe(lossless=True), self.stopping))
         self._spawn("confirmations", self._confirmation_loop())
         if self.sender is not None:
             self._spawn("webhook", self.sender.run(self.stopping))
@@ -177,6 +187,13 @@ class AdapterService:
                 await self.sender.aclose()
         with contextlib.suppress(Exception):
             self.ingest.flush()
+        if self.history is not None:
+            try:
+                await self.history.stop()  # everything accepted reaches the store before it closes
+            except Exception:  # noqa: BLE001 - the store failed: what it holds is durable, the log says why
+                log.exception("historian writer stopped on an error")
+            with contextlib.suppress(Exception):
+                self.history.store.close()
         self.audit.close()
         for store in (self.record_store, self.outbox, self.context_store, self.production_store, self.episodes.store):
             with contextlib.suppress(Exception):

@@ -29,6 +29,7 @@ from mes_adapter.confirmations.service import batch_intervals
 from mes_adapter.context import AssertionOutcome, BatchWindow, ContextAssertion
 from mes_adapter.context.reconcile import Reconciliation
 from mes_adapter.episodes import QualityEpisode
+from mes_adapter.history import HistoryQueries
 from mes_adapter.host import MetricState, NodeView
 from mes_adapter.oee.compute import OeeResult
 from mes_adapter.oee.shifts import ShiftCalendar, ShiftWindow
@@ -49,6 +50,12 @@ class ServiceApi:
 
     def __init__(self, service: AdapterService) -> None:
         self._svc = service
+
+    # -- history (the historian) -------------------------------------------------------------
+
+    def history(self) -> HistoryQueries | None:
+        """The historian's queries; None when ``historian.enabled`` is false."""
+        return self._svc.history_queries
 
     # -- callers and health ------------------------------------------------------------------
 

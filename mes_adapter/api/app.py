@@ -21,7 +21,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from mes_adapter.api import audit, batches, commands, errors, events, health, me, plant, production, quarantine
+from mes_adapter.api import audit, batches, commands, errors, events, health, history, me, plant, production, quarantine
 from mes_adapter.service import AdapterService
 from mes_adapter.service_api import ServiceApi
 from mes_adapter.status.metrics import AdapterMetrics
@@ -100,7 +100,7 @@ def create_app(service: AdapterService, metrics: AdapterMetrics, *, manage_lifet
     app.state.api = ServiceApi(service)  # what the handlers see (mes_adapter.service_api)
     app.state.metrics = metrics
     errors.install(app)
-    for module in (health, me, plant, quarantine, batches, production, commands, audit, events):
+    for module in (health, me, plant, quarantine, batches, production, commands, audit, events, history):
         app.include_router(module.router)
 
     @app.get("/", include_in_schema=False)

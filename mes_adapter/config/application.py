@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from mes_adapter.auth import TokenEntry, TokenFile
 from mes_adapter.config.mes import MesConfig
+from mes_adapter.history.settings import HistorianSettings
 from mes_adapter.host import HostConfig
 from uns.commands.allowlist import Allowlist
 from uns.commands.signing import UserRegistry
@@ -104,6 +105,8 @@ class AdapterConfig(BaseModel):
     commands: CommandSettings = Field(default_factory=CommandSettings)
     #: command audit log
     audit: AuditSettings = Field(default_factory=AuditSettings)
+    #: the historian: every value the host receives (docs/historian.md); on by default, SQLite under data_dir
+    historian: HistorianSettings = Field(default_factory=HistorianSettings)
     #: how often due production confirmations are built and queued
     confirmations_every_s: float = Field(5.0, gt=0)
     #: how often buffered records are written to SQLite at most this late
@@ -160,6 +163,8 @@ def _with_paths_resolved(config: AdapterConfig, base: Path) -> AdapterConfig:
                                                        "signers": _resolve(base, config.commands.signers)}),
         "audit": config.audit.model_copy(update={"path": _resolve(base, config.audit.path),
                                                  "witness_path": _resolve(base, config.audit.witness_path)}),
+        "historian": config.historian.model_copy(update={"path": _resolve(base, config.historian.path),
+                                                         "buffer_dir": _resolve(base, config.historian.buffer_dir)}),
     })
 
 
