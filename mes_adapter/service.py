@@ -45,6 +45,7 @@ from mes_adapter.host import (
     SparkplugHost,
 )
 from mes_adapter.history import HistoryFeed, HistoryQueries, open_store
+from mes_adapter.history.retention import enforce_retention
 from mes_adapter.host.uns_link import UnsLink
 from mes_adapter.oee.compute import MachineState
 from mes_adapter.oee.service import OeeService
@@ -163,6 +164,8 @@ class AdapterService:
         self._spawn("line-status", self.line_status.run(self.stopping))
         if self.history is not None:  # lossless: a slow historian holds the host back, never drops
             self._spawn("history", self.history.run(self.host.model.subscribe(lossless=True), self.stopping))
+            self._spawn("history-retention", enforce_retention(self.history.store, self.config.historian.retention_check_s,
+                                                               self.stopping))
         self._spawn("confirmations", self._confirmation_loop())
         if self.sender is not None:
             self._spawn("webhook", self.sender.run(self.stopping))

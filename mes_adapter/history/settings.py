@@ -36,6 +36,8 @@ class HistorianSettings(BaseModel):
     retention_days: float = Field(365.0, gt=0)
     #: and drop the oldest days while the store is larger than this (null: no size limit)
     max_bytes: int | None = Field(None, gt=0)
+    #: how often whole days outside the retention policy are dropped (and once at start)
+    retention_check_s: float = Field(3600.0, gt=0)
     #: at most this many raw points in one answer (more: 400, ask for aggregates)
     max_points: int = Field(100_000, ge=1, le=10_000_000)
     #: batches queued for the store before the host is held back (back-pressure, never dropped)

@@ -7,6 +7,8 @@ Real parts: Mosquitto, the adapter's Sparkplug host and API served by uvicorn, a
 from __future__ import annotations
 
 import asyncio
+import csv
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -14,7 +16,8 @@ import httpx
 from historian import Quality, TagId
 from tests.adapter.conftest import RunningAdapter, eventually, serve
 from tests.adapter.edge import CELL, DEVICE_METRICS, EDGE, GROUP, LINE, Edge
-from tests.adapter.setup import auth
+from tests.adapter.setup import TOKENS, auth
+from tests.support.procs import uns_command
 from uns.conventions import PROP_QUALITY, PROP_STATUS_CODE
 from uns.sparkplug.codec import encode_payload
 from uns.sparkplug.datatypes import DataType
@@ -24,8 +27,11 @@ from uns.sparkplug.topic import MessageType, node_topic
 SPEED = {"group": GROUP, "edge": EDGE, "device": CELL, "metric": "Speed"}
 #: source times of the test's values: whole seconds from the next whole minute (after the edge's birth
 #: time: the host keeps a value older than the live one out of the live model, and so out of history)
-def _next_minute() -> int:
-    return (now_ms() // 60_000 + 1) * 60_000
+def _t0() -> int:
+    """A whole minute two minutes ago: the tests' values go from here, their edge's birth 1 s before
+    (the host keeps a value older than the live one out of the live model, and so out of history;
+    a batch context more than 60 s ahead of the adapter's clock is refused)."""
+    return (now_ms() // 60_000 - 2) * 60_000
 BAD_STATUS = 0x80310000  # BadNoCommunication
 
 
@@ -48,27 +54,33 @@ async def _raw(client: httpx.AsyncClient, start: int, end: int) -> list[dict[str
     return r.json()["values"]
 
 
-async def _born_with_speeds(edge: Edge, t0: int, count: int, born: int | None = None) -> None:
-    """A birth, then Speed = 0, 1, ... one a second from ``t0``."""
-    await asyncio.to_thread(edge.birth, born)
+async def _stored(client: httpx.AsyncClient, start: int, end: int, count: int) -> list[dict[str, Any]] | None:
+    """The values once ``count`` of them are stored (None before; 404 until the tag's first value is in)."""
+    r = await _get(client, "raw", **SPEED, start=start, end=end)
+    if r.status_code == 404 and r.json()["reason"] == "unknown_tag":
+        return None
+    assert r.status_code == 200, r.text
+    values: list[dict[str, Any]] = r.json()["values"]
+    return values if len(values) == count else None
+
+
+async def _born_with_speeds(edge: Edge, t0: int, count: int) -> None:
+    """A birth 1 s before ``t0``, then Speed = 0, 1, ... one a second from ``t0``."""
+    await asyncio.to_thread(edge.birth, t0 - 1000)
     for i in range(count):
         await asyncio.to_thread(edge.ddata, {"Speed": float(i)}, t0 + i * 1000)
 
 
 async def test_every_value_its_quality_and_a_bad_episode_as_a_gap(adapter: RunningAdapter) -> None:
     client = adapter.client
-    T0 = _next_minute()  # noqa: N806
+    T0 = _t0()  # noqa: N806
     edge = Edge(adapter.broker.host, adapter.broker.port).__enter__()
     try:
         await _born_with_speeds(edge, T0, 20)  # 20 GOOD values, one a second
         await asyncio.to_thread(_bad_speed, edge, T0 + 20_000)  # BAD for 5 s
         await asyncio.to_thread(edge.ddata, {"Speed": 25.0}, T0 + 25_000)
 
-        async def all_in() -> list[dict[str, Any]] | None:
-            values = await _raw(client, T0, T0 + 60_000)
-            return values if len(values) == 22 else None
-
-        values = await eventually(all_in, timeout=15)
+        values = await eventually(lambda: _stored(client, T0, T0 + 60_000, 22), timeout=15)
         assert [v["value"] for v in values] == [float(i) for i in range(20)] + [None, 25.0]
         assert [v["source_ms"] for v in values] == [T0 + i * 1000 for i in range(21)] + [T0 + 25_000]
         assert [v["quality"] for v in values] == ["GOOD"] * 20 + ["BAD", "GOOD"]
@@ -99,18 +111,15 @@ async def test_restart_loses_and_doubles_nothing(tmp_path, mosquitto) -> None:  
     from tests.support.net import free_port
 
     files = write_files(tmp_path, mosquitto.url, free_port())
-    T0 = _next_minute()  # noqa: N806
+    T0 = _t0()  # noqa: N806
     edge = Edge(mosquitto.host, mosquitto.port).__enter__()
     speed = TagId(GROUP, EDGE, CELL, "Speed", f"{LINE}/{CELL}")
-    born = now_ms()  # both births state Speed 120.5 at this source time, as an edge restating its value does
+    born = T0 - 1000  # both births state Speed 120.5 at this source time, as an edge restating its value does
     try:
         async with serve(files, mosquitto) as running:
-            await _born_with_speeds(edge, T0, 10, born)
+            await _born_with_speeds(edge, T0, 10)
 
-            async def ten() -> bool:
-                return len(await _raw(running.client, T0, T0 + 60_000)) == 10
-
-            await eventually(ten, timeout=15)
+            await eventually(lambda: _stored(running.client, T0, T0 + 60_000, 10), timeout=15)
         # stopped: everything accepted is on disk; a new adapter on the same data directory
         async with serve(files, mosquitto) as running:
             store = running.service.history.store
@@ -119,11 +128,7 @@ async def test_restart_loses_and_doubles_nothing(tmp_path, mosquitto) -> None:  
             for i in range(10, 15):
                 await asyncio.to_thread(edge.ddata, {"Speed": float(i)}, T0 + i * 1000)
 
-            async def fifteen() -> list[dict[str, Any]] | None:
-                values = await _raw(running.client, T0, T0 + 60_000)
-                return values if len(values) == 15 else None
-
-            values = await eventually(fifteen, timeout=15)
+            values = await eventually(lambda: _stored(running.client, T0, T0 + 60_000, 15), timeout=15)
             assert [v["value"] for v in values] == [float(i) for i in range(15)]
             assert [v["source_ms"] for v in values] == [T0 + i * 1000 for i in range(15)]
             everything = await _raw(running.client, born, T0 + 60_000)
@@ -134,19 +139,20 @@ async def test_restart_loses_and_doubles_nothing(tmp_path, mosquitto) -> None:  
         edge.__exit__(None, None, None)
 
 
-async def test_bad_queries_are_4xx_with_a_reason(adapter: RunningAdapter) -> None:
-    client = adapter.client
-    T0 = _next_minute()  # noqa: N806
+async def _speeds_stored(adapter: RunningAdapter, t0: int, count: int) -> None:
+    """An edge births and sends ``count`` Speed values from ``t0``; returns once all are stored."""
     edge = Edge(adapter.broker.host, adapter.broker.port).__enter__()
     try:
-        await _born_with_speeds(edge, T0, 5)
-
-        async def five() -> bool:
-            return len(await _raw(client, T0, T0 + 60_000)) == 5
-
-        await eventually(five, timeout=15)
+        await _born_with_speeds(edge, t0, count)
+        await eventually(lambda: _stored(adapter.client, t0, t0 + 60_000, count), timeout=15)
     finally:
         edge.__exit__(None, None, None)
+
+
+async def test_bad_queries_are_4xx_with_a_reason(adapter: RunningAdapter) -> None:
+    client = adapter.client
+    T0 = _t0()  # noqa: N806
+    await _speeds_stored(adapter, T0, 5)
 
     async def refused(path: str, status: int, reason: str, **params: Any) -> str:
         r = await _get(client, path, **params)
@@ -165,3 +171,45 @@ async def test_bad_queries_are_4xx_with_a_reason(adapter: RunningAdapter) -> Non
     await refused("raw", 422, "invalid_request", **SPEED, start="yesterday", end=T0)
     r = await client.get("/api/history/raw", params={**SPEED, "start": T0, "end": T0 + 1})
     assert r.status_code == 401
+
+
+async def _uns_history(adapter: RunningAdapter, command: str, *args: str) -> tuple[int | None, str]:
+    """``uns history <command>`` against the adapter, as a viewer of line 1's edge node."""
+    proc = await asyncio.create_subprocess_exec(
+        *uns_command("history", command, "--url", adapter.base_url, "--token", TOKENS["viewer"], "--group", GROUP,
+                     "--edge", EDGE, *args), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    _, err = await proc.communicate()
+    return proc.returncode, err.decode()
+
+
+async def test_per_batch_phase_windows_and_the_cli_csv(adapter: RunningAdapter, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    client = adapter.client
+    T0 = _t0()  # noqa: N806
+    await _speeds_stored(adapter, T0, 30)
+    # batch B-7 ran [T0+5 s, T0+20 s): phase "mix" until T0+12 s, then "fill"
+    for path, body in (("start", {"batch_id": "B-7", "since_ms": T0 + 5000}),
+                       ("phase", {"phase": "mix", "since_ms": T0 + 5000}),
+                       ("phase", {"phase": "fill", "since_ms": T0 + 12_000}),
+                       ("end", {"batch_id": "B-7", "since_ms": T0 + 20_000})):
+        r = await client.post(f"/api/lines/{LINE}/batch/{path}", json=body, headers=auth("operator"))
+        assert r.status_code in (200, 201), r.text
+    r = await _get(client, "batch", **SPEED, line=LINE, batch_id="B-7")
+    assert r.status_code == 200, r.text
+    windows = r.json()["windows"]
+    got = [(w["phase"], w["start_ms"], w["end_ms"], [v["value"] for v in w["values"]]) for w in windows]
+    assert got == [("mix", T0 + 5000, T0 + 12_000, [float(i) for i in range(5, 12)]),
+                        ("fill", T0 + 12_000, T0 + 20_000, [float(i) for i in range(12, 20)])]
+
+    # `uns history raw` exports the same values as CSV through the REST API
+    out = tmp_path / "speed.csv"
+    code, err = await _uns_history(adapter, "raw", "--device", CELL, "--metric", "Speed", "--start", str(T0),
+                                   "--end", str(T0 + 3000), "--out", str(out))
+    assert code == 0, err
+    rows = list(csv.DictReader(out.open()))
+    assert [(int(r["source_ms"]), float(r["value"]), r["quality"], r["is_historical"]) for r in rows] == [
+        (T0 + i * 1000, float(i), "GOOD", "False") for i in range(3)]
+    assert rows[0]["source_time"] == datetime.fromtimestamp(T0 / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    # a refusal: exit 1 with the API's reason
+    code, err = await _uns_history(adapter, "raw", "--metric", "Nope", "--start", "2026-01-01T00:00:00Z",
+                                   "--end", str(T0))
+    assert code == 1 and "(unknown_tag)" in err
