@@ -37,6 +37,8 @@ from mes_adapter.context import AssertionOutcome, ContextAssertion, ContextServi
 from mes_adapter.context.reconcile import LineReport, ReconcileAction, Reconciliation, reconcile
 from mes_adapter.episodes import EpisodeService, EpisodeStore
 from mes_adapter.errors import MesInputError
+from mes_adapter.history import HistoryFeed, HistoryQueries, open_store
+from mes_adapter.history.retention import enforce_retention
 from mes_adapter.host import (
     Change,
     ChangeStream,
@@ -44,8 +46,6 @@ from mes_adapter.host import (
     MetricState,
     SparkplugHost,
 )
-from mes_adapter.history import HistoryFeed, HistoryQueries, open_store
-from mes_adapter.history.retention import enforce_retention
 from mes_adapter.host.uns_link import UnsLink
 from mes_adapter.oee.compute import MachineState
 from mes_adapter.oee.service import OeeService
@@ -164,8 +164,8 @@ class AdapterService:
         self._spawn("line-status", self.line_status.run(self.stopping))
         if self.history is not None:  # lossless: a slow historian holds the host back, never drops
             self._spawn("history", self.history.run(self.host.model.subscribe(lossless=True), self.stopping))
-            self._spawn("history-retention", enforce_retention(self.history.store, self.config.historian.retention_check_s,
-                                                               self.stopping))
+            every_s = self.config.historian.retention_check_s
+            self._spawn("history-retention", enforce_retention(self.history.store, every_s, self.stopping))
         self._spawn("confirmations", self._confirmation_loop())
         if self.sender is not None:
             self._spawn("webhook", self.sender.run(self.stopping))

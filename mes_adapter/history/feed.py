@@ -167,7 +167,8 @@ class HistoryFeed:
                 out.append(sample)
                 continue
             this: _Last = (sample.source_ms, sample.value, sample.quality, sample.status_code)
-            if change.birth and (self._last.get(tag) == this or this in self._stored_at.get((tag, sample.source_ms), ())):
+            stored = self._stored_at.get((tag, sample.source_ms), ())
+            if change.birth and (self._last.get(tag) == this or this in stored):
                 self.restated += 1
                 continue
             self._last[tag] = this

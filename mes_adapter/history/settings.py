@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -12,7 +12,7 @@ from historian import HistorianStore, RetentionPolicy, SqliteHistorian
 _DAY_MS = 86_400_000
 
 
-class HistorianBackend(str, Enum):
+class HistorianBackend(StrEnum):
     SQLITE = "sqlite"
     POSTGRES = "postgres"
 
@@ -62,4 +62,5 @@ def open_store(settings: HistorianSettings, data_dir: Path) -> HistorianStore:
         assert settings.dsn is not None
         return PostgresHistorian(settings.dsn, settings.buffer_dir or data_dir / "historian-buffer",
                                  max_age_ms=settings.max_age_ms, max_bytes=settings.max_bytes)
-    return SqliteHistorian(settings.path or data_dir / "historian", RetentionPolicy(settings.max_age_ms, settings.max_bytes))
+    policy = RetentionPolicy(settings.max_age_ms, settings.max_bytes)
+    return SqliteHistorian(settings.path or data_dir / "historian", policy)

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from historian import Quality, TagId
+from historian import TagId
 from tests.adapter.conftest import RunningAdapter, eventually, serve
 from tests.adapter.edge import CELL, DEVICE_METRICS, EDGE, GROUP, LINE, Edge
 from tests.adapter.setup import TOKENS, auth
@@ -39,7 +39,8 @@ def _bad_speed(edge: Edge, ts: int) -> None:
     """A BAD Speed reading, as an edge whose OPC UA source lost the value sends it (null, Quality, StatusCode)."""
     alias, datatype = DEVICE_METRICS["Speed"][0], DEVICE_METRICS["Speed"][1]
     metric = Metric(alias=alias, datatype=datatype, value=None, is_null=True, timestamp=ts, properties={
-        PROP_QUALITY: PropertyValue(DataType.Int32, QUALITY_BAD), PROP_STATUS_CODE: PropertyValue(DataType.UInt32, BAD_STATUS)})
+        PROP_QUALITY: PropertyValue(DataType.Int32, QUALITY_BAD),
+        PROP_STATUS_CODE: PropertyValue(DataType.UInt32, BAD_STATUS)})
     edge._send(node_topic(GROUP, MessageType.DDATA, EDGE, CELL),  # noqa: SLF001 - the helper's publish
                encode_payload(Payload([metric], timestamp=ts, seq=edge._next()), MessageType.DDATA))  # noqa: SLF001
 

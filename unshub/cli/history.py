@@ -21,8 +21,8 @@ from typing import Any
 
 import typer
 
-history_app = typer.Typer(name="history", no_args_is_help=True,
-                          help="Read a tag's history (raw, aggregates, as-of, gaps, per batch) from the adapter; CSV export.")
+history_app = typer.Typer(name="history", no_args_is_help=True, help="Read a tag's history (raw, aggregates, as-of, "
+                                                                   "gaps, per batch) from the adapter; CSV export.")
 
 _URL = typer.Option("http://127.0.0.1:8080", "--url", envvar="UNS_ADAPTER_URL", help="the adapter's base URL")
 _TOKEN = typer.Option(..., "--token", envvar="UNS_TOKEN", help="an API token (viewer or above)")
@@ -120,7 +120,7 @@ def raw_command(group: str = _GROUP, edge: str = _EDGE, device: str | None = _DE
 @history_app.command("aggregates")
 def aggregates_command(group: str = _GROUP, edge: str = _EDGE, device: str | None = _DEVICE, metric: str = _METRIC,
                        start: str = _START, end: str = _END,
-                       interval: int = typer.Option(..., "--interval", help="interval in ms (start and end its multiples)"),
+                       interval: int = typer.Option(..., "--interval", help="ms; start and end its multiples"),
                        url: str = _URL, token: str = _TOKEN, out: Path | None = _OUT, as_json: bool = _JSON) -> None:
     """Per interval: count, min, max, first, last, time-weighted average, samples."""
     answer = _call(url, token, "aggregates", {**_tag(group, edge, device, metric), "start": parse_time(start),
