@@ -15,6 +15,9 @@ Two things are not new values and are skipped:
 * a birth (or a broker's stored birth certificate) restating a value the historian already holds (same
   tag, source time, value, quality and status): after an adapter restart or a rebirth the edge restates
   its values with their source times; storing them again would double them;
+* a live value identical to the tag's last one (same source time, value, quality, status): the same
+  sample delivered again (seen after an adapter restart: the value in the rebirth, then in a data
+  message), not a new one; the records store keeps one row per tag and source time for the same reason;
 * values of types the historian does not keep (bytes, datasets, templates): counted in
   :attr:`HistoryFeed.skipped_types`, never given to the store (one would refuse the whole batch).
 """
@@ -167,8 +170,8 @@ class HistoryFeed:
                 out.append(sample)
                 continue
             this: _Last = (sample.source_ms, sample.value, sample.quality, sample.status_code)
-            stored = self._stored_at.get((tag, sample.source_ms), ())
-            if change.birth and (self._last.get(tag) == this or this in stored):
+            stored = self._stored_at.get((tag, sample.source_ms), ()) if change.birth else ()
+            if self._last.get(tag) == this or this in stored:
                 self.restated += 1
                 continue
             self._last[tag] = this
