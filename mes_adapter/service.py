@@ -223,6 +223,8 @@ class AdapterService:
             failing["mes_ingest"] = f"ingest failing: {self.ingest.failing} ({self.ingest.pending} values waiting)"
         if self.episodes.failing is not None:
             failing["quality_episodes"] = self.episodes.failing
+        if self.history is not None and self.history.failing is not None:
+            failing["historian"] = f"historian writes failing: {self.history.failing} (the host is held back)"
         return failing
 
     def _spawn(self, name: str, coro: Awaitable[None]) -> None:

@@ -207,6 +207,9 @@ def check_adapter_config(config: AdapterConfig, source: Path, *, broker_declared
                               (("audit", "path"), config.audit_path, False)):
         if data_ok or not path.is_relative_to(config.data_dir):  # one report for a data_dir that is a file
             (checks.writable_dir if is_dir else checks.file_in_writable_dir)(loc, path)
+    historian = config.historian
+    if historian.enabled and historian.backend == "sqlite" and historian.path is not None:
+        checks.writable_dir(("historian", "path"), historian.path)
     if config.audit.witness_path is not None:
         checks.file_in_writable_dir(("audit", "witness_path"), config.audit.witness_path)
     if config.auth.tokens_file is not None:

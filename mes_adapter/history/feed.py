@@ -77,7 +77,10 @@ class HistoryFeed:
 
     def __init__(self, store: HistorianStore, placement: Placement, *, max_batches: int = 64) -> None:
         self.store = store
-        self.writer = HistorianWriter(store, max_batches=max_batches)
+        #: why the store's last append failed (None: it succeeds). The writer stops on such an error and
+        #: its queue then holds the host back: nothing is dropped, and readiness says why data waits.
+        self.failing: str | None = None
+        self.writer = HistorianWriter(_Watched(self), max_batches=max_batches)  # type: ignore[arg-type]  # append only
         self._placement = placement
         self._tags: dict[tuple[str, str, str | None, str], TagId] = {}
         #: the last value stored of each tag in this run
@@ -194,3 +197,19 @@ class HistoryFeed:
         if left:
             await self._queue(left)
         await self.writer.stop()
+
+
+class _Watched:
+    """The store as the writer sees it: appends pass through, a failure is noted on the feed."""
+
+    def __init__(self, feed: HistoryFeed) -> None:
+        self._feed = feed
+
+    def append(self, batch: list[Sample]) -> None:
+        try:
+            self._feed.store.append(batch)
+        except Exception as exc:
+            self._feed.failing = f"{type(exc).__name__}: {exc}"
+            log.error("historian append failed; values are held, not dropped: %s", self._feed.failing)
+            raise
+        self._feed.failing = None

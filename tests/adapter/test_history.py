@@ -12,11 +12,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import pytest
+import yaml
 
 from historian import TagId
+from mes_adapter.config.application import ConfigError, check_adapter_config, load_adapter_config
 from tests.adapter.conftest import RunningAdapter, eventually, serve
 from tests.adapter.edge import CELL, DEVICE_METRICS, EDGE, GROUP, LINE, Edge
-from tests.adapter.setup import TOKENS, auth
+from tests.adapter.setup import TOKENS, auth, write_files
+from tests.support.net import free_port
 from tests.support.procs import uns_command
 from uns.conventions import PROP_QUALITY, PROP_STATUS_CODE
 from uns.sparkplug.codec import encode_payload
@@ -108,9 +112,6 @@ async def test_every_value_its_quality_and_a_bad_episode_as_a_gap(adapter: Runni
 
 
 async def test_restart_loses_and_doubles_nothing(tmp_path, mosquitto) -> None:  # type: ignore[no-untyped-def]
-    from tests.adapter.setup import write_files
-    from tests.support.net import free_port
-
     files = write_files(tmp_path, mosquitto.url, free_port())
     T0 = _t0()  # noqa: N806
     edge = Edge(mosquitto.host, mosquitto.port).__enter__()
@@ -214,3 +215,22 @@ async def test_per_batch_phase_windows_and_the_cli_csv(adapter: RunningAdapter, 
     code, err = await _uns_history(adapter, "raw", "--metric", "Nope", "--start", "2026-01-01T00:00:00Z",
                                    "--end", str(T0))
     assert code == 1 and "(unknown_tag)" in err
+
+
+def test_config_historian_defaults_and_a_path_that_is_a_file_is_refused(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    files = write_files(tmp_path, "mqtt://127.0.0.1:1883", 8080)
+    config_file = files.directory / "adapter.yaml"
+    config = load_adapter_config(config_file)
+    assert (config.historian.enabled, config.historian.backend.value, config.historian.path) == (True, "sqlite", None)
+    raw = yaml.safe_load(config_file.read_text())
+    (files.directory / "not-a-dir").write_text("x")
+    raw["historian"] = {"path": "not-a-dir"}
+    config_file.write_text(yaml.safe_dump(raw))
+    config = load_adapter_config(config_file)
+    assert config.historian.path == files.directory / "not-a-dir"  # relative to the file
+    with pytest.raises(ConfigError, match=r"historian\.path.*not-a-dir is not a directory"):
+        check_adapter_config(config, config_file)
+    raw["historian"] = {"backend": "postgres"}
+    config_file.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match="historian.backend postgres needs historian.dsn"):
+        load_adapter_config(config_file)
