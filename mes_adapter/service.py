@@ -483,6 +483,10 @@ class AdapterService:
                 "feed": {"clients": self.feed.clients, "published": self.feed.published,
                          "dropped": self.feed.dropped},
                 "ingest_errors": self.ingest_errors,
+                "historian": None if self.history is None else {
+                    "accepted": self.history.accepted, "written": self.history.writer.written,
+                    "queued_batches": self.history.writer.queued(), "restated": self.history.restated,
+                    "skipped_types": self.history.skipped_types, "failing": self.history.failing},
                 "ingest": {"failing": self.ingest.failing, "write_failures": self.ingest.write_failures,
                            "pending": self.ingest.pending, "records_quarantined": self.record_store.quarantined,
                            "counter_samples_quarantined": self.production.quarantined}}
