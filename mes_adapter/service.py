@@ -47,6 +47,8 @@ from mes_adapter.downtime.store import ReasonStore
 from mes_adapter.episodes import EpisodeService, EpisodeStore
 from mes_adapter.errors import MesInputError
 from mes_adapter.genealogy import GenealogyService, GenealogyStore
+from mes_adapter.history import HistoryFeed, HistoryQueries, open_store
+from mes_adapter.history.retention import enforce_retention
 from mes_adapter.host import (
     Change,
     ChangeStream,
@@ -182,6 +184,13 @@ class AdapterService:
         self._reconcile_due: set[str] = set()
         self._reconcile_lock = threading.Lock()
         self._placement = Placement(self.mapping)
+        #: the historian (None when ``historian.enabled`` is false): fed from its own lossless stream
+        self.history: HistoryFeed | None = None
+        self.history_queries: HistoryQueries | None = None
+        if config.historian.enabled:
+            store = open_store(config.historian, config.data_dir)
+            self.history = HistoryFeed(store, self.equipment_of, max_batches=config.historian.queue_batches)
+            self.history_queries = HistoryQueries(store, self.equipment_of, config.historian.max_points)
         #: (line, cell, metric) of every configured batch and state tag
         self._watched = {(c.line, s.cell or "", s.metric) for c in mes.lines for s in (c.batch, c.state)
                          if s is not None}
@@ -200,6 +209,10 @@ class AdapterService:
         self._spawn("episodes", self.episodes.run(self.host.model.subscribe(lossless=True), self.stopping))
         self._spawn("alarms", self.alarms.run(self.host.model.subscribe(lossless=True), self.stopping))
         self._spawn("line-status", self.line_status.run(self.stopping))
+        if self.history is not None:  # lossless: a slow historian holds the host back, never drops
+            self._spawn("history", self.history.run(self.host.model.subscribe(lossless=True), self.stopping))
+            every_s = self.config.historian.retention_check_s
+            self._spawn("history-retention", enforce_retention(self.history.store, every_s, self.stopping))
         self._spawn("confirmations", self._confirmation_loop())
         if self.sender is not None:
             self._spawn("webhook", self.sender.run(self.stopping))
@@ -224,6 +237,13 @@ class AdapterService:
                 await self.sender.aclose()
         with contextlib.suppress(Exception):
             self.ingest.flush()
+        if self.history is not None:
+            try:
+                await self.history.stop()  # everything accepted reaches the store before it closes
+            except Exception:  # noqa: BLE001 - the store failed: what it holds is durable, the log says why
+                log.exception("historian writer stopped on an error")
+            with contextlib.suppress(Exception):
+                self.history.store.close()
         self.audit.close()
         for store in (self.record_store, self.outbox, self.context_store, self.production_store, self.episodes.store,
                       self.disposition_store, self.downtime.store, self.orders.store, self.genealogy.store,
@@ -254,6 +274,8 @@ class AdapterService:
             failing["quality_episodes"] = self.episodes.failing
         if self.alarms.failing is not None:
             failing["alarm_journal"] = self.alarms.failing
+        if self.history is not None and self.history.failing is not None:
+            failing["historian"] = f"historian writes failing: {self.history.failing} (the host is held back)"
         return failing
 
     def _spawn(self, name: str, coro: Awaitable[None]) -> None:
@@ -578,6 +600,10 @@ class AdapterService:
                 "feed": {"clients": self.feed.clients, "published": self.feed.published,
                          "dropped": self.feed.dropped},
                 "ingest_errors": self.ingest_errors,
+                "historian": None if self.history is None else {
+                    "accepted": self.history.accepted, "written": self.history.writer.written,
+                    "queued_batches": self.history.writer.queued(), "restated": self.history.restated,
+                    "skipped_types": self.history.skipped_types, "failing": self.history.failing},
                 "ingest": {"failing": self.ingest.failing, "write_failures": self.ingest.write_failures,
                            "pending": self.ingest.pending, "records_quarantined": self.record_store.quarantined,
                            "counter_samples_quarantined": self.production.quarantined}}

@@ -35,6 +35,7 @@ from mes_adapter.downtime.service import Stop
 from mes_adapter.episodes import QualityEpisode
 from mes_adapter.genealogy import Consumption, LotLink, ProducedLot, Trace
 from mes_adapter.genealogy.service import Outcome as LotOutcome
+from mes_adapter.history import HistoryQueries
 from mes_adapter.host import MetricState, NodeView
 from mes_adapter.oee.compute import Interval, OeeResult
 from mes_adapter.oee.shifts import ShiftCalendar, ShiftWindow
@@ -59,6 +60,12 @@ class ServiceApi:
 
     def __init__(self, service: AdapterService) -> None:
         self._svc = service
+
+    # -- history (the historian) -------------------------------------------------------------
+
+    def history(self) -> HistoryQueries | None:
+        """The historian's queries; None when ``historian.enabled`` is false."""
+        return self._svc.history_queries
 
     # -- callers and health ------------------------------------------------------------------
 

@@ -31,6 +31,7 @@ from mes_adapter.api import (
     events,
     genealogy,
     health,
+    history,
     me,
     orders,
     plant,
@@ -120,7 +121,7 @@ def create_app(service: AdapterService, metrics: AdapterMetrics, *, manage_lifet
     app.state.metrics = metrics
     errors.install(app)
     for module in (health, me, plant, quarantine, batches, production, quality, downtime, commands, audit, events,
-                   orders, genealogy, alarms):
+                   orders, genealogy, alarms, history):
         app.include_router(module.router)
     app.include_router(approvals_router)
     app.include_router(session_router)

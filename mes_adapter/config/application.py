@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from mes_adapter.auth import TokenEntry, TokenFile, UsersFile
 from mes_adapter.config.mes import MesConfig
+from mes_adapter.history.settings import HistorianSettings
 from mes_adapter.host import HostConfig
 from uns.commands.allowlist import Allowlist
 from uns.commands.signing import UserRegistry
@@ -108,6 +109,8 @@ class AdapterConfig(BaseModel):
     commands: CommandSettings = Field(default_factory=CommandSettings)
     #: command audit log
     audit: AuditSettings = Field(default_factory=AuditSettings)
+    #: the historian: every value the host receives (docs/historian.md); on by default, SQLite under data_dir
+    historian: HistorianSettings = Field(default_factory=HistorianSettings)
     #: how often due production confirmations are built and queued
     confirmations_every_s: float = Field(5.0, gt=0)
     #: how often buffered records are written to SQLite at most this late
@@ -180,6 +183,8 @@ def _with_paths_resolved(config: AdapterConfig, base: Path) -> AdapterConfig:
                                                        "signers": _resolve(base, config.commands.signers)}),
         "audit": config.audit.model_copy(update={"path": _resolve(base, config.audit.path),
                                                  "witness_path": _resolve(base, config.audit.witness_path)}),
+        "historian": config.historian.model_copy(update={"path": _resolve(base, config.historian.path),
+                                                         "buffer_dir": _resolve(base, config.historian.buffer_dir)}),
     })
 
 
@@ -224,6 +229,9 @@ def check_adapter_config(config: AdapterConfig, source: Path, *, broker_declared
                               (("audit", "path"), config.audit_path, False)):
         if data_ok or not path.is_relative_to(config.data_dir):  # one report for a data_dir that is a file
             (checks.writable_dir if is_dir else checks.file_in_writable_dir)(loc, path)
+    historian = config.historian
+    if historian.enabled and historian.backend == "sqlite" and historian.path is not None:
+        checks.writable_dir(("historian", "path"), historian.path)
     if config.audit.witness_path is not None:
         checks.file_in_writable_dir(("audit", "witness_path"), config.audit.witness_path)
     if config.auth.users_file is not None:

@@ -68,8 +68,8 @@ class Edge:
         self.seq = (self.seq + 1) % 256
         return self.seq
 
-    def birth(self) -> None:
-        ts = now_ms()
+    def birth(self, ts: int | None = None) -> None:
+        ts = ts or now_ms()
         self.seq = 0
         metrics = [Metric(name=BDSEQ, value=self.bd_seq, datatype=DataType.Int64, timestamp=ts),
                    Metric(name=NODE_REBIRTH, value=False, datatype=DataType.Boolean, timestamp=ts)]

@@ -12,16 +12,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import yaml
 
-from mes_adapter.config.application import load_adapter_config
 from mes_adapter.oee.compute import Interval
 from mes_adapter.service import AdapterService
 from tests.adapter.conftest import eventually
 from tests.adapter.edge import CELL, DEVICE_METRICS, EDGE, GROUP, LINE, NODE_METRICS, Edge
-from tests.adapter.setup import write_files
+from tests.adapter.service_run import started_service
 from tests.support.mosquitto import BrokerEndpoint
-from tests.support.net import free_port
 from uns.sparkplug.codec import encode_payload
 from uns.sparkplug.model import Metric, Payload, now_ms
 from uns.sparkplug.topic import MessageType, node_topic
@@ -32,21 +29,15 @@ COUNTER_VALUES = 4_000  # GoodCount increments replayed as history
 HIGH_WATER = 300  # the ingest stream's high-water mark (change_stream_size)
 
 
+def _small_stream(config: dict) -> None:
+    config["host"]["change_stream_size"] = HIGH_WATER
+
+
 @pytest.fixture
 async def small_stream_adapter(tmp_path: Path, mosquitto: BrokerEndpoint) -> AsyncIterator[AdapterService]:
     """The adapter's service (no HTTP needed) with a small ingest high-water mark."""
-    files = write_files(tmp_path, mosquitto.url, free_port())
-    config_file = files.directory / "adapter.yaml"
-    config = yaml.safe_load(config_file.read_text())
-    config["host"]["change_stream_size"] = HIGH_WATER
-    config_file.write_text(yaml.safe_dump(config))
-    service = AdapterService(load_adapter_config(config_file))
-    await service.start()
-    try:
-        await service.host.wait_online(15)
+    async with started_service(tmp_path, mosquitto, _small_stream) as service:
         yield service
-    finally:
-        await service.stop()
 
 
 def _replay(edge: Edge, device_t0: int, counter_t0: int) -> int:

@@ -30,6 +30,7 @@ _SUBCOMMANDS: list[str] = [
     "adapter",
     "cmd",
     "audit",
+    "history",
     "init",
     "up",
     "check",
