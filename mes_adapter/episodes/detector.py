@@ -14,7 +14,9 @@ what to do: :class:`EpisodeOpened` or :class:`EpisodeClosed`. The rules, all of 
   while the link was down), the end is when the host learned it (received time), never before the
   start.
 * Historical values (store-and-forward replay) never open or close: the live state decides.
-  Neither does a GOOD null (the edge's "no value yet" placeholder in a birth before its first read).
+  Neither does a GOOD null (the edge's "no value yet" placeholder in a birth before its first read,
+  or a command-only metric such as a method call, which never has a value), nor the STALE null such
+  a metric becomes when its node dies: a tag without a value has no quality to lose.
 * Episodes still open when the adapter stops are stored open; the shell seeds a new detector with
   them (:meth:`QualityEpisodeDetector.restore`) so the next GOOD closes the very same episode and
   a birth that restates the still-bad tag does not open a second one.

@@ -57,7 +57,13 @@ def sample_of(state: MetricState) -> QualitySample:
     reason = sample_reason(state.quality, state.status_code, state.quality_reason)
     return QualitySample(TagKey(state.group_id, state.edge_node_id, state.device_id, state.name), state.quality,
                          state.timestamp_ms, state.received_ms, reason, state.status_code, state.raw_value,
-                         no_value=state.quality is Quality.GOOD and state.value is None)
+                         no_value=state.value is None and state.quality in _NO_STATEMENT)
+
+
+#: a null in these qualities says nothing about the tag: GOOD null is a birth before the first read
+#: (or a command-only metric, which never has a value); STALE null is such a metric after a death.
+#: A STALE null after a BAD sample is inside the BAD sample's episode already.
+_NO_STATEMENT = frozenset({Quality.GOOD, Quality.STALE})
 
 
 def alarm_topic(mapping: NamespaceMapping, equipment: EquipmentPath, metric: str) -> str:

@@ -231,6 +231,26 @@ def test_shell_restart_closes_the_stored_open_episode_once(tmp_path: Path) -> No
     assert again.store.open_episodes() == []
 
 
+def test_a_metric_without_a_value_opens_no_episode_when_its_device_dies(tmp_path: Path) -> None:
+    """A command-only metric (a method call such as StartBatch) is born as a null and never gets a
+    value: its device's death and rebirth must leave no episode open on ``_alarms`` (found by the
+    broker-restart fault test after the demo allowlist gained StartBatch)."""
+    shell = Shell(tmp_path)
+    node = ("acme:plant1", "packaging:line1")
+    start_batch = Metric(name="StartBatch", datatype=DataType.String, value=None, is_null=True, timestamp=T0)
+    shell.apply(NodeBorn(node, 0, T0))
+    shell.apply(DeviceBorn(node, "Filler", T0))
+    shell.apply(MetricsChanged(node, "Filler", [_good("Temperature", 20.5, T0), start_batch], T0, birth=True))
+    shell.apply(DeviceDied(node, "Filler", T0 + 1000, "ddeath"))
+    assert [e.metric for e in shell.store.query(LINE)] == ["Temperature"]  # the tag with a value only
+    shell.apply(DeviceBorn(node, "Filler", T0 + 2000))
+    again = Metric(name="StartBatch", datatype=DataType.String, value=None, is_null=True, timestamp=T0 + 2000)
+    shell.apply(MetricsChanged(node, "Filler", [_good("Temperature", 21.0, T0 + 2000), again], T0 + 2000,
+                               birth=True))
+    assert shell.store.open_episodes() == []
+    assert [(e.metric, e.end_ms) for e in shell.store.query(LINE)] == [("Temperature", T0 + 2000)]
+
+
 # -- OEE over a window with an episode on one of its inputs ----------------------------------------
 
 def test_oee_over_a_window_with_an_input_episode_says_so(tmp_path: Path) -> None:

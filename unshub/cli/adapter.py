@@ -145,7 +145,7 @@ def _make_server(config: object, on_exit: Callable[[], None]) -> object:
 
 @adapter_app.command("token")
 def token(
-    role: str = typer.Option(..., "--role", help="viewer, operator, supervisor or engineer"),
+    role: str = typer.Option(..., "--role", help="viewer, operator, supervisor, engineer, or qa (classifies rejects)"),
     user: str = typer.Option(..., "--user", help="user id (as in the signer registry for command signatures)"),
     full_name: str = typer.Option(..., "--full-name", help="printed name"),
     tokens_file: Path | None = typer.Option(None, "--tokens-file",
