@@ -16,7 +16,9 @@ raises :class:`~edge_node.templates.TemplateMappingError` naming the node and th
 caller reports that one tag and keeps the others flowing.
 
 Values: structured variables decode into asyncua's generated classes only after
-``client.load_data_type_definitions()``; :func:`read_structure_types` calls it once per session.
+``client.load_data_type_definitions()``; :func:`read_structure_types` calls it once per session,
+after dropping the classes generated before for the same types (a changed type must not decode
+with its old class, see :func:`_forget_class`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from asyncua import Client, Node, ua
+from asyncua.common.structures104 import clean_name
 
 from ..templates import (
     TemplateCatalog,
@@ -57,7 +60,6 @@ class StructureTypes:
 
 async def read_structure_types(client: Client, node_ids: Sequence[ua.NodeId]) -> StructureTypes:
     """Describe the nodes of the template tags and every type they use, from the server alone."""
-    await client.load_data_type_definitions()
     namespaces = list(await client.get_namespace_array())
     shapes: dict[ua.NodeId, TypeShape] = {}
     nodes: dict[ua.NodeId, StructureNode] = {}
@@ -79,7 +81,26 @@ async def read_structure_types(client: Client, node_ids: Sequence[ua.NodeId]) ->
         else:
             raise TemplateMappingError(f"{node_id.to_string()} is a {node_class.name}; a template tag is a "
                                        "structured variable or an object")
-    return StructureTypes(TemplateCatalog(shapes.values()), nodes)
+    catalog = TemplateCatalog(shapes.values())
+    for shape in shapes.values():
+        _forget_class(shape)
+    await client.load_data_type_definitions()
+    return StructureTypes(catalog, nodes)
+
+
+def _forget_class(shape: TypeShape) -> None:
+    """Drop the class asyncua generated for this type earlier in the process.
+
+    asyncua keeps a generated structure class while its DataType node id is unchanged, whatever
+    the definition now says; after a PLC download changed a UDT in place, values would decode with
+    the old fields. Dropping it makes ``load_data_type_definitions`` generate it from the
+    definition just read."""
+    if shape.kind != "structure":
+        return
+    name = clean_name(shape.name)
+    existing = getattr(ua, name, None)
+    if existing is not None and getattr(existing, "data_type", None) == shape.type_id:
+        delattr(ua, name)
 
 
 async def _structure(client: Client, type_id: ua.NodeId, namespaces: list[str], shapes: dict[ua.NodeId, TypeShape],

@@ -14,17 +14,21 @@ import contextlib
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from asyncua import Server, ua
+from asyncua.common.structures104 import load_data_type_definitions, new_struct, new_struct_field
 
 from edge_node.app import EdgeNodeApp
 from edge_node.config import loads_edge_config
 from simulator.config import NAMESPACE_URI
 from simulator.server import SimulatedLineServer
-from tests.edge_node.test_edge_app import running_app
+from tests.edge_node.test_edge_app import running_app, wait_until
 from tests.host.conftest import latest_json, running_host, wait_for
 from tests.simulator.structured import quiet_simulator
 from tests.support.mosquitto import BrokerEndpoint
+from tests.support.net import free_port
 from tests.support.sniffer import Captured, Sniffer
 from uns.sparkplug.catalog import EdgeNodeCatalog
 from uns.sparkplug.model import Template
@@ -125,3 +129,84 @@ async def test_simulator_structures_reach_the_uns_through_the_edge(
             assert bad["value"] is None and bad["quality"] == "BAD"
             assert latest_json(sniffer, f"{LINE}/Filler/ActiveRecipe")["value"] == sim.structures[RECIPE]
             assert host.tracker.counters.violations == {}
+
+
+class StructServer:
+    """An asyncua server with one structured variable whose type we define, restartable on one port
+    with a different definition: a PLC download that changed a UDT."""
+
+    URI = "urn:uns-hub:test:types"
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.url = f"opc.tcp://127.0.0.1:{port}/types/"
+        self.server: Server | None = None
+
+    async def start(self, fields: list[tuple[str, int, Any]]) -> None:
+        server = Server()
+        await server.init()
+        server.set_endpoint(self.url)
+        server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+        idx = await server.register_namespace(self.URI)
+        await new_struct(server, idx, "Recipe", [new_struct_field(name, ua.NodeId(type_id)) for name, type_id, _v
+                                                 in fields])
+        if hasattr(ua, "Recipe"):  # this process generated the old class (asyncua keeps it by node id)
+            delattr(ua, "Recipe")
+        await load_data_type_definitions(server)
+        value = ua.Recipe(**{name: v for name, _t, v in fields})  # type: ignore[attr-defined]
+        await server.nodes.objects.add_variable(ua.NodeId("Recipe1", idx), "Recipe1", value,
+                                                datatype=(await server.nodes.base_structure_type.get_child(
+                                                    f"{idx}:Recipe")).nodeid)
+        await server.start()
+        self.server = server
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            await self.server.stop()
+            self.server = None
+
+
+async def test_a_type_changed_on_the_server_is_a_rebirth_with_the_new_version(
+        mosquitto: BrokerEndpoint, tmp_path: Path) -> None:
+    """tck-id-payloads-template-version: the edge reads the types again at reconnect; a changed
+    definition goes out in a new NBIRTH with a new version, and the instance follows in a DBIRTH."""
+    plc = StructServer(free_port())
+    await plc.start([("Name", ua.ObjectIds.String, "A")])
+    config = loads_edge_config(f"""
+line: {{enterprise: acme, site: plant1, area: packaging, line: line1}}
+security_profile: demo
+data_dir: {tmp_path / "edge"}
+sparkplug: {{brokers: [{mosquitto.url}], publish_interval_ms: 50}}
+opcua:
+  - {{url: "{plc.url}", keepalive_interval_s: 0.2, reconnect_min_s: 0.1, reconnect_max_s: 0.5}}
+tags:
+  - {{node_id: "nsu={StructServer.URI};s=Recipe1", metric: Recipe, cell: Filler, datatype: Template}}
+""")
+    try:
+        with Sniffer(mosquitto.host, mosquitto.port, ("spBv1.0/#",)) as sniffer:
+            async with running_app(config) as app:
+                def recipes(kind: MessageType) -> list[Template]:
+                    return [m.value for t, p in sparkplug(sniffer) if t.message_type is kind
+                            for m in p.metrics if isinstance(m.value, Template) and (
+                                m.name == "_types_/Recipe" or m.name == "Recipe")]
+
+                await wait_for(sniffer, lambda m: "/DBIRTH/" in m.topic, timeout=30)
+                (v1,) = recipes(MessageType.NBIRTH)
+                (first,) = recipes(MessageType.DBIRTH)
+                assert [m.name for m in v1.metrics] == ["Name"] and first.version == v1.version
+                assert [(m.name, m.value) for m in first.metrics] == [("Name", "A")]
+
+                await plc.stop()
+                await plc.start([("Name", ua.ObjectIds.String, "B"), ("Quantity", ua.ObjectIds.UInt32, 7)])
+                await wait_for(sniffer, lambda m: "/NBIRTH/" in m.topic, count=2, timeout=30)
+                # polled outside the sniffer's callback (a predicate must not read the sniffer itself)
+                await wait_until(lambda: [r for r in recipes(MessageType.DBIRTH) if r.metrics
+                                          and r.metrics[0].value == "B"], timeout=30)
+                v2 = recipes(MessageType.NBIRTH)[-1]
+                assert [m.name for m in v2.metrics] == ["Name", "Quantity"] and v2.version != v1.version
+                latest = recipes(MessageType.DBIRTH)[-1]
+                assert latest.version == v2.version
+                assert [(m.name, m.value) for m in latest.metrics] == [("Name", "B"), ("Quantity", 7)]
+                assert app.client.session.counters.template_rebirths == 1  # type: ignore[union-attr]
+    finally:
+        await plc.stop()
