@@ -158,8 +158,9 @@ class EdgeNodeApp:
                                              if endpoint.alarms is not None else None))
             self.sources.append(source)
             self._tasks.append(asyncio.create_task(source.run(), name=f"opcua-source-{endpoint.name}"))
-        # no endpoint with node-level tags: nothing to wait for, the gate opens at once
-        first_reads = [s.first_read for s in self.sources if s.has_node_tags]
+        # no endpoint with node-level tags or structured tags (whose template definitions the NBIRTH
+        # declares): nothing to wait for, the gate opens at once
+        first_reads = [s.first_read for s in self.sources if s.has_node_tags or s.has_structured_tags]
         self._tasks.append(asyncio.create_task(_all_set(first_reads, node_values_read), name="first-birth-gate"))
         group_id, edge_node_id = self.config.sparkplug_ids()
         log.info("edge node %s/%s started: %d tag(s) on %d endpoint(s)", group_id, edge_node_id,

@@ -57,6 +57,8 @@ SCALAR_TAG_TYPES: frozenset[DataType] = frozenset({
     DataType.UInt8, DataType.UInt16, DataType.UInt32, DataType.UInt64, DataType.Float,
     DataType.Double, DataType.String, DataType.Text, DataType.DateTime, DataType.UUID,
 })
+#: a structured variable (Template) or an array of structures (DataSet): docs/templates.md
+STRUCTURE_TAG_TYPES: frozenset[DataType] = frozenset({DataType.Template, DataType.DataSet})
 NUMERIC_TAG_TYPES: frozenset[DataType] = frozenset(
     dt for dt in SCALAR_TAG_TYPES if dt.is_integer or dt in (DataType.Float, DataType.Double)
 )
@@ -335,7 +337,8 @@ class TagConfig(_Strict):
     metric: str = Field(..., description="metric name, '/' folders allowed (Speed, Drive/Current)")
     cell: str | None = Field(None, description="ISA-95 cell = Sparkplug device; None = node-level (line) metric")
     endpoint: str | None = Field(None, description="endpoint name; may be left out when there is one endpoint")
-    #: Sparkplug datatype by name: Boolean, Int8..Int64, UInt8..UInt64, Float, Double, String, Text, DateTime, UUID
+    #: Sparkplug datatype by name: Boolean, Int8..Int64, UInt8..UInt64, Float, Double, String, Text, DateTime, UUID;
+    #: Template for a structured variable, DataSet for an array of structures (the type is read from the server)
     datatype: DataType = DataType.Double
     #: engineering unit, sent in the birth as the engUnit property
     unit: str | None = None
@@ -415,8 +418,9 @@ class TagConfig(_Strict):
     @field_validator("datatype")
     @classmethod
     def _scalar(cls, value: DataType) -> DataType:
-        if value not in SCALAR_TAG_TYPES:
-            raise ValueError(f"datatype {value.name} is not supported for tags (scalars only)")
+        if value not in SCALAR_TAG_TYPES and value not in STRUCTURE_TAG_TYPES:
+            raise ValueError(f"datatype {value.name} is not supported for tags (scalars, or Template for a "
+                             "structured variable, DataSet for an array of structures)")
         return value
 
     @field_validator("deadband", mode="before")

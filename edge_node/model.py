@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from uns.sparkplug.datatypes import DataType
-from uns.sparkplug.model import PropertySet
+from uns.sparkplug.model import Metric, PropertySet
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +52,16 @@ class DeviceOnline:
 
     device_id: str
     current: list[MetricUpdate] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class TemplatesDefined:
+    """The template definitions the NBIRTH declares (``_types_/<name>`` metrics, built by
+    :mod:`edge_node.templates` from the types read off the server). Sent each time the source has
+    read the types; a set whose versions differ from the last one (a type changed on the server)
+    makes a born session rebirth with the new definitions."""
+
+    definitions: tuple[Metric, ...]
 
 
 @dataclass(frozen=True, slots=True)

@@ -65,7 +65,7 @@ from uns.sparkplug.peek import peek_seq
 from uns.sparkplug.topic import MessageType, StateTopic, device_prefix, node_topic
 
 from .commands.edge_client import CommandHandler, RejectedCommandHandler
-from .model import DeviceOffline, DeviceOnline, MetricDefinition, MetricUpdate
+from .model import DeviceOffline, DeviceOnline, MetricDefinition, MetricUpdate, TemplatesDefined
 from .session import (
     Action,
     CommandReceived,
@@ -283,6 +283,11 @@ class SparkplugEdgeClient:
 
     async def device_online(self, event: DeviceOnline) -> None:
         """The device's source is up: DBIRTH with ``event.current`` (now if born, else at the birth)."""
+        self._enqueue(self._require().send(event))
+
+    async def templates_defined(self, event: TemplatesDefined) -> None:
+        """The template definitions read from the OPC UA server: every NBIRTH declares them; a
+        changed set rebirths the node (:class:`EdgeSession` rule 14)."""
         self._enqueue(self._require().send(event))
 
     async def device_offline(self, event: DeviceOffline) -> None:

@@ -14,7 +14,7 @@ from enum import StrEnum
 from uns.sparkplug.model import Metric
 from uns.sparkplug.topic import MessageType
 
-from .model import DeviceOffline, DeviceOnline, MetricUpdate
+from .model import DeviceOffline, DeviceOnline, MetricUpdate, TemplatesDefined
 
 __all__ = [
     "Action", "CommandFault", "CommandReceived", "Connect", "ConnectFailed", "ConnectStarted", "DataConfirmed",
@@ -99,7 +99,7 @@ class Shutdown:
 
 
 Event = (ConnectStarted | ConnectFailed | MqttConnected | MqttDisconnected | StateReceived | CommandReceived
-         | DataConfirmed | Tick | HistoryFetched | Shutdown | DeviceOnline | DeviceOffline)
+         | DataConfirmed | Tick | HistoryFetched | Shutdown | DeviceOnline | DeviceOffline | TemplatesDefined)
 
 
 # ---------------------------------------------------------------------------------- actions

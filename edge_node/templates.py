@@ -83,6 +83,11 @@ _BUILTIN: dict[int, tuple[DataType, DataType | None]] = {
 }
 
 
+def is_builtin(type_id: ua.NodeId) -> bool:
+    """A builtin OPC UA type this mapping carries as a Sparkplug scalar (no definition to read)."""
+    return type_id.NamespaceIndex == 0 and type_id.Identifier in _BUILTIN
+
+
 @dataclass(frozen=True, slots=True)
 class MemberShape:
     """One field of a structure, or one variable of an object type."""
@@ -390,6 +395,6 @@ def structure_metric(catalog: TemplateCatalog, name: str, type_id: ua.NodeId, va
 
 
 __all__ = [
-    "DEFINITION_PREFIX", "MemberShape", "TemplateCatalog", "TemplateMappingError", "TypeShape",
+    "DEFINITION_PREFIX", "MemberShape", "TemplateCatalog", "TemplateMappingError", "TypeShape", "is_builtin",
     "shape_from_object_type", "shape_from_structure", "structure_metric",
 ]

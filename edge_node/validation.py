@@ -62,7 +62,7 @@ from uns.conventions import (
     status_code_severity,
 )
 from uns.sparkplug.datatypes import INT_RANGES, DataType
-from uns.sparkplug.model import QUALITY_BAD, QUALITY_GOOD, QUALITY_STALE, PropertySet, PropertyValue
+from uns.sparkplug.model import QUALITY_BAD, QUALITY_GOOD, QUALITY_STALE, DataSet, PropertySet, PropertyValue, Template
 
 from .config import NUMERIC_TAG_TYPES, OutOfRangeAction, TagConfig
 from .model import MetricUpdate
@@ -241,6 +241,11 @@ def coerce(value: Any, datatype: DataType) -> Any:
             except ValueError:
                 raise CoercionError(f"{value!r} is not a UUID") from None
         raise CoercionError(f"{type(value).__name__} is not a UUID")
+    if datatype is DataType.Template or datatype is DataType.DataSet:
+        # structured tags: the source mapped the OPC UA structure already (edge_node.templates)
+        if isinstance(value, Template | DataSet):
+            return value
+        raise CoercionError(f"{type(value).__name__} is not a mapped {datatype.name}")
     raise CoercionError(f"datatype {datatype.name} is not supported")
 
 

@@ -11,8 +11,11 @@ in ``reason`` (and ``raw_value`` when the edge withheld the raw reading)::
 
     {"value": null, "timestamp_ms": 1733904005123, "quality": "BAD", "status_code": 2151415808,
      "reason": "out_of_range", "raw_value": "-9999.0", "datatype": "Double", "unit": "degC"}
- ``<metric topic>/_meta`` (retained)
-describes the tag once.
+A template instance's ``value`` is an object of its members (nested templates nested), a DataSet's
+a list of row objects (``docs/templates.md``).
+
+``<metric topic>/_meta`` (retained) describes the tag once; for a template instance ``template``
+gives its name, version and member datatypes, for a DataSet ``columns`` its columns and types.
 """
 
 from __future__ import annotations
@@ -63,6 +66,10 @@ class UnsMeta(BaseModel):
     device_id: str | None = None
     metric_name: str
     alias: int | None = None
+    #: a template instance's type: {"name", "version", "members": {member: datatype or nested type}}
+    template: dict[str, Any] | None = None
+    #: a DataSet's columns: [{"name", "datatype"}], in column order
+    columns: list[dict[str, str]] | None = None
 
     def to_bytes(self) -> bytes:
         return self.model_dump_json(exclude_none=True).encode()

@@ -44,11 +44,13 @@ from asyncua.common.subscription import (
 )
 
 from uns.aio import run_until_first_done
+from uns.sparkplug.datatypes import DataType
 
 from ..alarms import AlarmBook
 from ..backoff import Backoff
-from ..config import DeadbandKind, OpcUaEndpointConfig, TagConfig
-from ..model import DeviceOffline, DeviceOnline, MetricUpdate
+from ..config import STRUCTURE_TAG_TYPES, DeadbandKind, OpcUaEndpointConfig, TagConfig
+from ..model import DeviceOffline, DeviceOnline, MetricUpdate, TemplatesDefined
+from ..templates import TemplateMappingError
 from ..validation import (
     BAD_NODE_ID_UNKNOWN,
     DEFAULT_MAX_SOURCE_AGE_MS,
@@ -61,6 +63,7 @@ from ..validation import (
 from .alarms import AlarmSubscription
 from .connection import OpcUaConnection, SessionDeadError, silence_check, watch_server_state
 from .security import UntrustedServerCertificate
+from .structures import StructureTypes, read_structure_types
 
 log = logging.getLogger("edge_node.opcua_source")  # its name before edge_node.opcua
 
@@ -69,6 +72,7 @@ _FILTER_REFUSED = frozenset({
     ua.StatusCodes.BadDeadbandFilterInvalid, ua.StatusCodes.BadFilterNotAllowed,
     ua.StatusCodes.BadMonitoredItemFilterUnsupported, ua.StatusCodes.BadMonitoredItemFilterInvalid,
 })
+_BAD_DECODING = 0x80070000  # BadDecodingError: a structure value that does not map to its template
 _CHUNK = 1000  # nodes per Read / CreateMonitoredItems request (servers cap these)
 _AGE_CHECK_S = 1.0  # how often max_age_s / frozen_after_s are checked (their resolution)
 
@@ -101,6 +105,8 @@ class SourceStats:
     server_deadband_refused: int = 0
     unknown_nodes: int = 0
     sink_errors: int = 0
+    #: structured tags refused because their type has no template form (edge_node.templates)
+    structure_errors: int = 0
     connected: bool = False
     last_error: str = ""
 
@@ -158,6 +164,13 @@ class OpcUaSource:
         self.alarms = (AlarmSubscription(endpoint, endpoint.alarms, alarm_book, self._submit, clock)
                        if alarm_book is not None and endpoint.alarms is not None else None)
         self._announced = False
+        #: structured tags (datatype Template / DataSet): their types are read at every connect
+        self._structured = [b for b in self.bound if b.tag.datatype in STRUCTURE_TAG_TYPES]
+        self._types: StructureTypes | None = None
+        #: the first NBIRTH waits for this source's first read: it declares the template definitions
+        self.has_structured_tags = bool(self._structured)
+        #: handle -> the decoded structure last published Good (DATA then carries only what changed)
+        self._last_structure: dict[int, Any] = {}
         self.connection = OpcUaConnection(endpoint, data_dir, label=f"endpoint {endpoint.name}",
                                           session=self._session, on_error=self._failed, on_closed=self._closed,
                                           on_lost=self._lost, backoff=self.backoff)
@@ -191,6 +204,8 @@ class OpcUaSource:
     async def _session(self, client: Client) -> None:
         self.stats.connects += 1
         await self._resolve_node_ids(client)
+        if self._structured:
+            await self._read_types(client)
         announce = await self._read_current(client)
         if self.alarms is not None:  # subscribe + ConditionRefresh first: the DBIRTH states the true alarm set
             await self.alarms.start(client)
@@ -227,6 +242,72 @@ class OpcUaSource:
                 parsed = ua.NodeId(parsed.Identifier, parsed.NamespaceIndex, parsed.NodeIdType)
             bound.node_id = parsed
 
+    async def _read_types(self, client: Client) -> None:
+        """The structure types of the structured tags, from the server; then the NBIRTH's definitions.
+
+        A tag whose type the server cannot describe (or that is not a structured variable) is
+        refused by name and left out (no node id: it is published Bad), the others keep flowing."""
+        wanted = {b.handle: b.node_id for b in self._structured if b.node_id is not None}
+        try:
+            self._types = await read_structure_types(client, list(wanted.values()))
+        except TemplateMappingError:
+            good = []
+            for handle, node_id in wanted.items():
+                try:
+                    await read_structure_types(client, [node_id])
+                    good.append(node_id)
+                except TemplateMappingError as exc:
+                    self.stats.structure_errors += 1
+                    log.error("endpoint %s: %s cannot be a template: %s", self.endpoint.name,
+                              self._by_handle[handle].tag.metric, exc)
+                    self._by_handle[handle].node_id = None
+            self._types = await read_structure_types(client, good)
+        for node_id, node in list(self._types.nodes.items()):
+            if node.kind == "object":
+                self.stats.structure_errors += 1
+                log.error("endpoint %s: %s is an object instance; map its variables as tags (object templates "
+                          "are read, not yet monitored)", self.endpoint.name, node_id.to_string())
+                for bound in self._structured:
+                    if bound.node_id == node_id:
+                        bound.node_id = None
+        definitions = TemplatesDefined(tuple(self._types.catalog.definition_metrics(self.clock())))
+        handler = getattr(self.sink, "templates_defined", None)
+        if handler is not None:
+            await self._sink_call(handler(definitions))
+
+    def _mapped(self, bound: BoundTag, sample: RawSample) -> RawSample:
+        """A structured tag's sample with its value mapped to a complete Template or a DataSet."""
+        if bound.tag.datatype not in STRUCTURE_TAG_TYPES or sample.value is None or self._types is None:
+            return sample
+        node = self._types.nodes.get(bound.node_id) if bound.node_id is not None else None
+        if node is None:
+            return RawSample(None, BAD_NODE_ID_UNKNOWN, sample.source_ts_ms, sample.server_ts_ms)
+        try:
+            catalog = self._types.catalog
+            value = (catalog.dataset(node.type_id, sample.value) if node.array
+                     else catalog.instance(node.type_id, sample.value))
+        except TemplateMappingError as exc:
+            log.error("endpoint %s: a value of %s does not map: %s", self.endpoint.name, bound.tag.metric, exc)
+            return RawSample(None, _BAD_DECODING, sample.source_ts_ms, sample.server_ts_ms)
+        return RawSample(value, sample.status_code, sample.source_ts_ms, sample.server_ts_ms)
+
+    def _changes_only(self, bound: BoundTag, raw: Any, update: MetricUpdate, *, full: bool) -> MetricUpdate | None:
+        """Report by exception inside a template: after a complete instance, DATA carries only the
+        members that changed (docs/templates.md); None when none did. A DataSet goes whole."""
+        if bound.tag.datatype is not DataType.Template:
+            return update
+        last = self._last_structure.pop(bound.handle, None)
+        if update.is_null or update.value is None:
+            return update  # Bad: the next Good value is complete again
+        self._last_structure[bound.handle] = raw
+        if full or last is None or self._types is None or bound.node_id not in self._types.nodes:
+            return update
+        delta = self._types.catalog.delta(self._types.nodes[bound.node_id].type_id, last, raw)
+        if delta is None:
+            return None
+        update.value = delta
+        return update
+
     async def _read_current(self, client: Client) -> _Announce:
         announce = _Announce()
         now = self.clock()
@@ -249,12 +330,16 @@ class OpcUaSource:
             dv = values.get(bound.handle)
             sample = (to_sample(dv) if dv is not None
                       else RawSample(None, BAD_NODE_ID_UNKNOWN))
+            raw = sample.value
+            sample = self._mapped(bound, sample)
             if sample.status_code == BAD_NODE_ID_UNKNOWN:
                 self.stats.unknown_nodes += 1
                 log.error("endpoint %s: node %s (%s) is unknown to the server", self.endpoint.name,
                           bound.tag.node_id, bound.tag.metric)
             outcome = bound.validator.process(sample, now, force=True)
             self._log_outcome(outcome)
+            if outcome.update is not None:
+                outcome.update = self._changes_only(bound, raw, outcome.update, full=True)
             if outcome.update is None:
                 continue
             if bound.device_id is None:
@@ -380,7 +465,10 @@ class OpcUaSource:
                     continue
                 try:
                     sample = to_sample(event.data.monitored_item.Value)
-                    outcome = bound.validator.process(sample, self.clock())
+                    raw = sample.value
+                    outcome = bound.validator.process(self._mapped(bound, sample), self.clock())
+                    if outcome.update is not None:
+                        outcome.update = self._changes_only(bound, raw, outcome.update, full=False)
                 except Exception:  # a malformed value from the peer must not stop the stream
                     log.exception("endpoint %s: cannot process a value of %s", self.endpoint.name,
                                   bound.tag.metric)

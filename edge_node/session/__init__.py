@@ -12,7 +12,7 @@ shell and the tests import everything from ``edge_node.session``.
 
 from uns.sparkplug.errors import LocalProtocolError
 
-from ..model import DeviceOffline, DeviceOnline, MetricDefinition, MetricUpdate
+from ..model import DeviceOffline, DeviceOnline, MetricDefinition, MetricUpdate, TemplatesDefined
 from ..session_events import (
     Action,
     CommandFault,
@@ -45,7 +45,7 @@ from .messages import BirthEncodeError
 
 # DeviceOffline .. MetricUpdate, LocalProtocolError: importable from here, as from the module this package replaced
 __all__ = [
-    "DeviceOffline", "DeviceOnline", "LocalProtocolError", "MetricDefinition", "MetricUpdate",
+    "DeviceOffline", "DeviceOnline", "LocalProtocolError", "MetricDefinition", "MetricUpdate", "TemplatesDefined",
     "Action", "BirthEncodeError", "CommandFault", "CommandReceived", "Connect", "ConnectFailed", "ConnectStarted",
     "DataConfirmed", "DeliverCommand", "Disconnect", "EdgeSession", "Event", "FetchHistory", "HistoryFetched",
     "MqttConnected", "MqttDisconnected", "PersistBdSeq", "Publish", "RejectedCommand", "SessionCounters",

@@ -68,6 +68,16 @@ Rules (Sparkplug B 3.0; each names the spec's tck-id assertions it implements):
     connection starts clean. The values a birth could not encode are forgotten first (counted in
     ``values_unencodable``): the next birth carries them as null instead of failing again.
 
+14. Templates: :class:`TemplatesDefined` gives the template definitions (``_types_/<name>``), which
+    every NBIRTH carries beside the node controls (tck-id-payloads-template-definition-nbirth-only).
+    A set whose versions differ from the last (a type changed on the server) while born is an
+    immediate rebirth, so no instance of the new version is published under the old definition;
+    instances of a type whose version changed are null in that birth until the source reads them
+    again (its DeviceOnline then re-births the device); the same set again is nothing. A template
+    instance in DATA may carry only its changed members (tck-id-payloads-template-instance-members-data);
+    the current value a birth carries is the last complete instance with those applied, so births
+    stay complete.
+
 Whose fault: :class:`LocalProtocolError` (from :mod:`uns.sparkplug.errors`) for our callers'
 misuse (an event not allowed in this state, an undefined metric): raised, and the state does not
 change; a peer breaking Sparkplug (bad NCMD, bad STATE) is counted in :attr:`EdgeSession.counters`
@@ -82,18 +92,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from uns.conventions import BDSEQ, NODE_NEXT_SERVER, NODE_REBIRTH, is_quality_marker
 from uns.sparkplug.codec import decode_payload
 from uns.sparkplug.datatypes import DataType
 from uns.sparkplug.errors import EncodeError, LocalProtocolError, RemoteProtocolError, UnknownAliasError
-from uns.sparkplug.model import Metric, now_ms
+from uns.sparkplug.model import Metric, Template, now_ms
 from uns.sparkplug.state import StatePayload
+from uns.sparkplug.templates import definition_for, merge_instance
 from uns.sparkplug.topic import MessageType, StateTopic, device_filter, device_prefix, node_topic, validate_id
 
-from ..model import DeviceOffline, DeviceOnline, MetricDefinition, MetricUpdate
+from ..model import DeviceOffline, DeviceOnline, MetricDefinition, MetricUpdate, TemplatesDefined
 from ..session_events import (
     Action,
     CommandFault,
@@ -192,6 +203,8 @@ class SessionCounters:
     ddeaths: int = 0
     rebirths: int = 0
     rebirths_throttled: int = 0
+    #: rebirths because the template definitions changed (a type changed on the OPC UA server)
+    template_rebirths: int = 0
     next_server_requests: int = 0
     data_messages: int = 0
     values_submitted: int = 0
@@ -268,6 +281,8 @@ class EdgeSession:
         self._history_cursor: tuple[int, int] | None = None
         self._fetch_outstanding = False
         self._device_order = 0
+        # template definitions the NBIRTH declares (rule 14)
+        self._templates: tuple[Metric, ...] = ()
 
     # -- introspection ----------------------------------------------------------------------
 
@@ -339,7 +354,7 @@ class EdgeSession:
                 f"metric {update.name!r} of {where(update.device_id)} is not in the metric definitions; "
                 "every metric must be declared before the birth (tck-id-topics-nbirth-metric-reqs)")
         if not update.is_historical and _supersedes(update, self._cvt.get(key)):
-            self._cvt[key] = update
+            self._cvt[key] = _complete(update, self._cvt.get(key))
         self._pending.append(update)
         self.counters.values_submitted += 1
 
@@ -615,6 +630,28 @@ class EdgeSession:
             log.info("rebirth request throttled; rebirth at +%d ms", due - now)
         return []
 
+    # templates (rule 14) --------------------------------------------------------------------
+
+    def _on_templates(self, event: TemplatesDefined) -> list[Action]:
+        if _versions(event.definitions) == _versions(self._templates):
+            return []  # the same types read again (a reconnect): nothing to declare anew
+        changed = bool(self._templates)
+        self._templates = tuple(event.definitions)
+        definitions = {d.name: d.value for d in self._templates if isinstance(d.name, str)
+                       and isinstance(d.value, Template)}
+        for key, current in list(self._cvt.items()):
+            if isinstance(current.value, Template):
+                definition = definition_for(current.value.template_ref or "", definitions)
+                if definition is None or definition.version != current.value.version:
+                    del self._cvt[key]  # an instance of the old type: null until the source reads it again
+        if self._state is not State.ONLINE:
+            return []  # the next NBIRTH carries them
+        self.counters.template_rebirths += 1
+        log.info("template definitions %s: rebirth with %s", "changed" if changed else "declared",
+                 _versions(self._templates))
+        self.counters.rebirths += 1
+        return self._birth_sequence()
+
     # devices ----------------------------------------------------------------------------------
 
     def _on_device_online(self, event: DeviceOnline) -> list[Action]:
@@ -801,7 +838,8 @@ class EdgeSession:
         self._rebirth_due = None
         metrics = birth_metrics(self._infos(None), self._cvt, now)
         seq = self._next_seq()
-        payload, count = encode_birth(MessageType.NBIRTH, node_controls(self._bd_seq, now), metrics, now, seq)
+        fixed = [*node_controls(self._bd_seq, now), *(_restamped(d, now) for d in self._templates)]
+        payload, count = encode_birth(MessageType.NBIRTH, fixed, metrics, now, seq)
         actions: list[Action] = [self._publish(MessageType.NBIRTH, None, payload, seq=seq, values=count)]
         self.counters.nbirths += 1
         for dev in self._devices.values():
@@ -864,6 +902,24 @@ class EdgeSession:
             self._by_alias[alias] = info
 
 
+def _complete(update: MetricUpdate, current: MetricUpdate | None) -> MetricUpdate:
+    """The current value a birth carries: a template instance in DATA may hold only the members that
+    changed (edge_node.templates.TemplateCatalog.delta), so it is applied on top of the last
+    complete instance; births stay complete (tck-id-payloads-template-instance-members-birth)."""
+    if (isinstance(update.value, Template) and not update.is_null and current is not None
+            and isinstance(current.value, Template) and not current.is_null):
+        return replace(update, value=merge_instance(current.value, update.value))
+    return update
+
+
+def _versions(definitions: Iterable[Metric]) -> dict[str | None, str | None]:
+    return {d.name: d.value.version if isinstance(d.value, Template) else None for d in definitions}
+
+
+def _restamped(definition: Metric, now: int) -> Metric:
+    return replace(definition, timestamp=now)
+
+
 _HANDLERS: dict[type, Callable[[EdgeSession, object], list[Action]]] = {
     ConnectStarted: EdgeSession._on_connect_started,  # type: ignore[dict-item]
     ConnectFailed: EdgeSession._on_connect_failed,  # type: ignore[dict-item]
@@ -877,6 +933,7 @@ _HANDLERS: dict[type, Callable[[EdgeSession, object], list[Action]]] = {
     Shutdown: EdgeSession._on_shutdown,  # type: ignore[dict-item]
     DeviceOnline: EdgeSession._on_device_online,  # type: ignore[dict-item]
     DeviceOffline: EdgeSession._on_device_offline,  # type: ignore[dict-item]
+    TemplatesDefined: EdgeSession._on_templates,  # type: ignore[dict-item]
 }
 
 

@@ -16,7 +16,7 @@ from enum import Enum
 
 from uns.sparkplug.errors import LocalProtocolError
 
-from ..model import DeviceOffline, DeviceOnline
+from ..model import DeviceOffline, DeviceOnline, TemplatesDefined
 from ..session_events import (
     CommandReceived,
     ConnectFailed,
@@ -63,7 +63,7 @@ _S = State
 _T = Trigger
 
 #: events every state takes (values and devices keep moving whatever the connection does)
-_ANY_TIME = frozenset({Tick, DeviceOnline, DeviceOffline, HistoryFetched, DataConfirmed})
+_ANY_TIME = frozenset({Tick, DeviceOnline, DeviceOffline, HistoryFetched, DataConfirmed, TemplatesDefined})
 
 #: state -> the event types it accepts; any other is a :class:`LocalProtocolError` of the caller
 ACCEPTS: dict[State, frozenset[type]] = {

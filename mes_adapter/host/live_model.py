@@ -17,6 +17,8 @@ those to the UNS mirror and to every :meth:`LiveModel.subscribe` stream. Its rul
   source time of its last change, older than the edge's Bad marker; and a sample with a wrong
   clock (``FutureTimestamp`` / ``OldTimestamp`` from the edge) is applied and counted in
   ``flagged_timestamps`` but never holds back the samples after it.
+* A template instance in DATA may carry only the members that changed; it is applied on top of
+  the last instance (``uns.sparkplug.templates.merge_instance``), so the model holds it whole.
 * NDEATH, DDEATH and the host's own disconnect make every affected metric STALE, keeping its last
   value, stamped with the death time (tck-id-operational-behavior-edge-node-termination-host-action-*).
 
@@ -47,7 +49,8 @@ from uns.conventions import (
     quality_reason,
     raw_value,
 )
-from uns.sparkplug.model import Metric, PropertyValue
+from uns.sparkplug.model import Metric, PropertyValue, Template
+from uns.sparkplug.templates import merge_instance
 
 from .jsonable import jsonable
 from .tracker import DeviceBorn, DeviceDied, Event, MetricsChanged, MetricsRetired, NodeBorn, NodeDied, NodeKey
@@ -560,11 +563,22 @@ def _text(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _data_value(old: MetricState, metric: Metric) -> Any:
+    """The value DATA leaves the metric with. A template instance in DATA may carry only the members
+    that changed (tck-id-payloads-template-instance-members-data): it applies on top of the last
+    instance, so the model (and the UNS) always holds the complete structure."""
+    if metric.is_null:
+        return None
+    if isinstance(metric.value, Template) and isinstance(old.value, Template):
+        return merge_instance(old.value, metric.value)
+    return metric.value
+
+
 def _from_data(old: MetricState, metric: Metric, received_ms: int) -> MetricState:
     timestamp = metric.timestamp if metric.timestamp is not None else received_ms
     flags = _flags(metric)
     return MetricState(
-        old.group_id, old.edge_node_id, old.device_id, old.name, None if metric.is_null else metric.value,
+        old.group_id, old.edge_node_id, old.device_id, old.name, _data_value(old, metric),
         old.datatype, metric_quality(metric), timestamp, timestamp, received_ms, old.alias, flags.status_code,
         old.unit, old.eng_low, old.eng_high, old.description, flags.future, metric.is_null, flags.reason,
         flags.raw, flags.old,

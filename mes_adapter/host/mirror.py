@@ -13,7 +13,9 @@ are left out unless ``include_control_metrics``.
 
 Payloads. ``uns.uns_payload.UnsValue`` on the metric topic (value, source timestamp, quality,
 status code, datatype, unit) and ``UnsMeta`` on its ``_meta`` sibling (datatype, unit, range,
-description, Sparkplug ids and alias), the latter sent when a birth changes it. STALE values
+description, Sparkplug ids and alias; a template's name, version and members, a DataSet's
+columns), the latter sent when a birth changes it. A template instance is one JSON object of its
+members and a DataSet a list of row objects (:mod:`.template_json`). STALE values
 keep their last value and carry the death time. Historical values are never mirrored.
 
 Conflation. Per topic at most one message per ``interval_ms``: the first change of a quiet tag
@@ -36,10 +38,11 @@ from itertools import islice
 
 from uns.isa95 import NamespaceMapping, metric_path_levels
 from uns.sparkplug.control import BDSEQ, CONTROL_PREFIXES
+from uns.sparkplug.model import DataSet, Template
 from uns.uns_payload import UnsMeta, UnsValue
 
-from .jsonable import jsonable
 from .live_model import Change, MetricChange, MetricState
+from .template_json import dataset_columns, template_meta, uns_value
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +134,7 @@ class UnsMirror:
 
     @staticmethod
     def value_payload(state: MetricState) -> bytes:
-        return UnsValue(value=jsonable(state.value), timestamp_ms=state.timestamp_ms, quality=state.quality,
+        return UnsValue(value=uns_value(state.value), timestamp_ms=state.timestamp_ms, quality=state.quality,
                         status_code=state.status_code, datatype=state.datatype, unit=state.unit,
                         future_timestamp=state.future_timestamp, reason=state.quality_reason,
                         raw_value=state.raw_value).to_bytes()
@@ -141,7 +144,10 @@ class UnsMirror:
         return UnsMeta(datatype=state.datatype, unit=state.unit, eng_low=state.eng_low, eng_high=state.eng_high,
                        description=state.description, group_id=state.group_id,
                        edge_node_id=state.edge_node_id, device_id=state.device_id, metric_name=state.name,
-                       alias=state.alias).to_bytes()
+                       alias=state.alias,
+                       template=template_meta(state.value) if isinstance(state.value, Template) else None,
+                       columns=dataset_columns(state.value) if isinstance(state.value, DataSet) else None,
+                       ).to_bytes()
 
     # -- flow --------------------------------------------------------------------------------
 

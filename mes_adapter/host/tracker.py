@@ -63,6 +63,11 @@ What a broken or compromised edge must not do to the UNS (the host's own defence
   metric of a device not born again after its node's NBIRTH) is a ghost: it is STALE at once, and
   ``retire_grace_ms`` later (unless declared again) a :class:`MetricsRetired` event tells the
   mirror to delete its retained topics. ``None`` keeps ghosts STALE for ever.
+* Templates (``uns.sparkplug.templates``): the NBIRTH's template definitions stay in the node's
+  catalog and are not tags (no model entry, no UNS topic; counted in ``template_definitions``).
+  An instance its definitions do not describe (unknown ``template_ref``, a member the definition
+  lacks, a birth instance missing members) is a ``template_instance`` violation: the message is
+  not applied and a rebirth is requested.
 
 Every peer mistake is a :class:`ProtocolViolation` event (counted by kind, logged with its topic
 by the shell), never an exception: nothing a peer sends can stop the tracker.
@@ -90,6 +95,7 @@ from uns.sparkplug.errors import (
 from uns.sparkplug.model import Metric, Payload
 from uns.sparkplug.names import DEFAULT_MAX_NAME_BYTES, metric_name_problem
 from uns.sparkplug.peek import peek_seq
+from uns.sparkplug.templates import TemplateInstanceError, check_instances, is_definition
 from uns.sparkplug.topic import (
     MessageType,
     SparkplugTopic,
@@ -268,6 +274,8 @@ class TrackerCounters:
     quarantined_messages: int = 0
     #: metrics whose retained topics were retired (no birth declares them any more)
     metrics_retired: int = 0
+    #: template definitions learned from NBIRTHs (kept by the catalog, not mirrored as tags)
+    template_definitions: int = 0
 
 
 class EdgeTracker:
@@ -452,11 +460,12 @@ class EdgeTracker:
         try:
             payload = node.catalog.decode(MessageType.NBIRTH, data)
             _check_text(payload)
+            check_instances(payload.metrics, node.catalog.template_definitions, birth=True)
         except RemoteProtocolError as exc:
             self._settle(events, key, node, now_ms)
             node.born = node.online = False
             node.next_seq = None
-            self._violation(events, topic, "malformed", str(exc))
+            self._violation(events, topic, _cause_of(exc)[1], str(exc))
             self._rebirth(events, key, RebirthCause.MALFORMED, f"{topic}: {exc}", now_ms)
             return
         self.counters.nbirths += 1
@@ -467,6 +476,8 @@ class EdgeTracker:
         for metric in payload.metrics:
             if metric.name == BDSEQ:
                 bd_seq = metric.value if isinstance(metric.value, int) else None
+            elif is_definition(metric):
+                self.counters.template_definitions += 1  # a type, not a tag: the catalog keeps it
             else:
                 metrics.append(metric)
         if bd_seq is None:
@@ -568,6 +579,8 @@ class EdgeTracker:
         try:
             payload = node.catalog.decode(kind, data, device_id)
             _check_text(payload)
+            if kind in (MessageType.NDATA, MessageType.DDATA):
+                check_instances(payload.metrics, node.catalog.template_definitions, birth=False)
         except RemoteProtocolError as exc:
             self._check_seq(events, topic, key, node, peek_seq(data), now_ms)
             if device_id is not None and not node.devices.get(device_id, False):
@@ -604,11 +617,12 @@ class EdgeTracker:
         try:
             payload = node.catalog.decode(MessageType.DBIRTH, data, device_id)
             _check_text(payload)
+            check_instances(payload.metrics, node.catalog.template_definitions, birth=True)
         except RemoteProtocolError as exc:
             if not certificate:
                 self._check_seq(events, topic, key, node, peek_seq(data), now_ms)
             node.devices[device_id] = False
-            self._violation(events, topic, "malformed", str(exc))
+            self._violation(events, topic, _cause_of(exc)[1], str(exc))
             self._rebirth(events, key, RebirthCause.MALFORMED, f"{topic}: {exc}", now_ms)
             return
         if certificate:
@@ -813,4 +827,6 @@ def _cause_of(exc: RemoteProtocolError) -> tuple[RebirthCause, str]:
         return RebirthCause.UNKNOWN_ALIAS, "unknown_alias"
     if isinstance(exc, DataTypeMismatchError):
         return RebirthCause.DATATYPE_MISMATCH, "datatype_mismatch"
+    if isinstance(exc, TemplateInstanceError):
+        return RebirthCause.MALFORMED, "template_instance"
     return RebirthCause.MALFORMED, "malformed"

@@ -180,7 +180,8 @@ tags:
         ('{node_id: "i=1", metric: A, convert: degF->degC, scale: 2}', "either convert or scale"),
         ('{node_id: "i=1", metric: "_meta/x"}', "reserved in the UNS"),
         ('{node_id: "i=1", metric: "a//b"}', "folder names"),
-        ('{node_id: "i=1", metric: A, datatype: DataSet}', "not supported for tags"),
+        ('{node_id: "i=1", metric: A, datatype: Bytes}', "not supported for tags"),
+        ('{node_id: "i=1", metric: A, datatype: Template, deadband: 0.5}', "a deadband needs a numeric datatype"),
         ('{node_id: "i=1", metric: A, cell: "_x"}', "reserved for UNS data"),
     ],
 )
