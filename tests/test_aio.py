@@ -95,3 +95,27 @@ async def test_cancelling_the_caller_cancels_and_awaits_every_task() -> None:
     with pytest.raises(asyncio.CancelledError):
         await caller
     assert all(child.cancelled() for child in children)
+
+
+async def test_a_task_that_swallows_the_cancel_is_cancelled_again() -> None:
+    """Python 3.11's ``wait_for`` (inside aiomqtt's ``publish``) can swallow a cancel; the task then
+    goes on to its next ``await``. The session must still end: it is cancelled again there (the
+    host's clean shutdown hung on this, and no STATE offline went out)."""
+    stop = asyncio.Event()
+    stopper = asyncio.ensure_future(stop.wait())
+    later = asyncio.Event()
+    reached: list[str] = []
+
+    async def publisher() -> None:
+        try:
+            await asyncio.sleep(3600)  # the publish the cancel arrives in
+        except asyncio.CancelledError:
+            reached.append("swallowed")  # what wait_for does on 3.11 when the inner call just finished
+        await later.wait()  # the next await: only a second cancel ends it
+        reached.append("never")
+
+    task = asyncio.ensure_future(publisher())
+    asyncio.get_running_loop().call_soon(stop.set)
+    done = await asyncio.wait_for(run_until_first_done(task, stopper), 5)
+    assert done == {stopper}
+    assert reached == ["swallowed"] and task.cancelled()

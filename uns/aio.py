@@ -21,6 +21,29 @@ def raise_if_cancelling() -> None:
         raise asyncio.CancelledError
 
 
+#: how long a cancelled task may take to end before it is cancelled again
+_RECANCEL_S = 0.2
+
+
+async def _cancel_all(tasks: list[asyncio.Future[Any]]) -> None:
+    """Cancel ``tasks`` and wait until every one has ended, cancelling again any that goes on.
+
+    Why again: on Python 3.11 ``asyncio.wait_for`` can swallow a cancel that arrives just as its
+    inner call finishes (see :func:`raise_if_cancelling`); aiomqtt's ``publish`` waits that way,
+    so a session task cancelled in the middle of a publish carried on to its next ``await`` and the
+    session never ended (the host's clean shutdown then timed out and no STATE offline went out).
+    A second cancel reaches it at that next ``await``.
+    """
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=_RECANCEL_S)
+    for task in tasks:  # every outcome retrieved: no "exception was never retrieved" at exit
+        if not task.cancelled():
+            task.exception()
+
+
 async def run_until_first_done(*aws: Awaitable[Any]) -> set[asyncio.Future[Any]]:
     """Run ``aws`` together until the first one finishes; cancel the rest and wait until they have ended.
 
@@ -38,9 +61,7 @@ async def run_until_first_done(*aws: Awaitable[Any]) -> set[asyncio.Future[Any]]
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await _cancel_all(tasks)
     for task in tasks:  # in the caller's order: the same failure wins on every run
         if task in done and not task.cancelled() and task.exception() is not None:
             raise task.exception()  # type: ignore[misc]
