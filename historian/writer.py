@@ -16,10 +16,15 @@ import asyncio
 import logging
 from collections.abc import Sequence
 
+from .errors import HistorianError
 from .model import Sample
 from .port import HistorianStore
 
 log = logging.getLogger(__name__)
+
+#: retrying a batch the machine could not take (full disk): first wait, and the longest
+_RETRY_MIN_S = 0.5
+_RETRY_MAX_S = 5.0
 
 
 class HistorianWriter:
@@ -29,6 +34,8 @@ class HistorianWriter:
         self._queue: asyncio.Queue[Sequence[Sample]] = asyncio.Queue(maxsize=max_batches)
         self._task: asyncio.Task[None] | None = None
         self.written = 0
+        #: appends that failed for the machine's reasons and were tried again (the batch kept)
+        self.retries = 0
 
     async def put(self, samples: Sequence[Sample]) -> None:
         """Queue a batch; waits while the queue is full (never drops)."""
@@ -50,12 +57,35 @@ class HistorianWriter:
             while len(batch) < self.batch_max and not self._queue.empty():
                 batch += self._queue.get_nowait()
                 taken += 1
-            # the store retries and buffers on its own; an error here is a bug or a full disk: the task
-            # ends with it and the queue keeps the rest (put then waits: nothing is silently lost)
-            await asyncio.to_thread(self.store.append, batch)
+            await self._append(batch)
             self.written += len(batch)
             for _ in range(taken):
                 self._queue.task_done()
+
+    async def _append(self, batch: list[Sample]) -> None:
+        """Append ``batch``, keeping it and trying again while the disk or the database fails.
+
+        A :class:`HistorianError` is the batch's own fault (a value the store refuses, a newer
+        schema): the task ends with it and the queue keeps the batches behind it (``put`` then
+        waits: nothing is silently lost). Anything else (``OSError``, SQLite's "database or disk
+        is full", a connection error the store did not buffer) is the machine's: the batch stays
+        in hand and is written again until it goes in, so a full disk holds the data back while
+        it lasts, and the writer carries on by itself once space returns.
+        """
+        delay = _RETRY_MIN_S
+        while True:
+            try:
+                await asyncio.to_thread(self.store.append, batch)
+            except HistorianError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the machine's fault: kept and tried again
+                self.retries += 1
+                log.warning("historian append of %d values failed (%s: %s); trying again in %.1f s",
+                            len(batch), type(exc).__name__, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _RETRY_MAX_S)
+            else:
+                return
 
     async def drain(self) -> None:
         """Wait until every queued batch is in the store; raises the store's error if the writer stopped on one."""

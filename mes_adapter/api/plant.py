@@ -57,7 +57,10 @@ def line_state(line: str, svc: ServiceApi = Depends(service), _: Principal = Dep
     for state in visible_tags(svc):
         equipment = svc.equipment_of(state.group_id, state.edge_node_id, state.device_id)
         if equipment is not None and equipment.line.topic == key:
-            by_quality[state.quality.value] += 1
+            # a GOOD null is no reading (a command-only method such as StartBatch, or a tag before
+            # its first read): counting it as good would flatter an outage
+            if not (state.quality is Quality.GOOD and state.value is None):
+                by_quality[state.quality.value] += 1
             kind = wanted.get((equipment.cell, state.name))
             if kind is not None:
                 signals[kind] = signal_view(state, equipment.cell)

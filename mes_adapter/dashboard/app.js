@@ -42,7 +42,8 @@ function qualityLabel(quality, status, reason) {
 }
 /** The shown value: a tag without a usable value shows a dash, not the word null. */
 function shownValue(value, quality) {
-  return (value === null || value === undefined) && quality !== "GOOD" ? "\u2014" : fmtValue(value);
+  // no value: a dash whatever the quality (a GOOD null is a method such as StartBatch, or a tag before its first read)
+  return value === null || value === undefined ? "\u2014" : fmtValue(value);
 }
 function pct(x) { return x === null || x === undefined ? "–" : (x * 100).toFixed(1) + "%"; }
 

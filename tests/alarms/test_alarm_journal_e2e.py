@@ -40,6 +40,10 @@ from uns.audit.ed25519 import key_id
 from uns.commands.model import Signature, SignatureMeaning
 from uns.commands.signing import signed_bytes
 
+#: what the alarm rules write into the audit chain (exception, hold, release and their refusals)
+_ALARM_RULE_EVENTS = frozenset({"exception_opened", "exception_closed", "batch_held", "batch_released", "refused",
+                                "alarm_shelved"})
+
 pytestmark = [pytest.mark.mosquitto, pytest.mark.timeout(180)]
 
 LINE = "acme/plant1/packaging/line1"
@@ -327,8 +331,11 @@ async def test_highhigh_opens_exceptions_holds_the_batch_and_only_a_signed_super
 
             audit_path = service.audit.path
         with sqlite3.connect(audit_path) as db:
+            # the alarm rules' records; the chain also holds the batch decisions of this run (the config
+            # files loaded at start, the context that started B-9), asserted by their own tests
             trail = [(event, json.loads(body)) for event, body in
-                     db.execute("SELECT event, body FROM audit_record ORDER BY seq").fetchall()]
+                     db.execute("SELECT event, body FROM audit_record ORDER BY seq").fetchall()
+                     if event in _ALARM_RULE_EVENTS]
         kinds = [event for event, _ in trail]
         assert kinds == ["exception_opened", "exception_opened", "batch_held", "refused", "refused", "refused",
                          "refused", "batch_released", "exception_closed"]

@@ -33,8 +33,14 @@ import pytest
 import yaml
 
 from simulator.client import call_method
-from tests.e2e.stack import Stack, fast_confirmations, running_stack, wait_final_confirmation, wait_until
-from tests.e2e.test_batch_confirmation import _truth  # the simulator's own good/reject totals
+from tests.e2e.stack import (
+    Stack,
+    fast_confirmations,
+    running_stack,
+    simulator_truth,  # the simulator's own good/reject totals
+    wait_final_confirmation,
+    wait_until,
+)
 from uns.sparkplug.codec import decode_payload, encode_payload
 from uns.sparkplug.datatypes import DataType
 from uns.sparkplug.model import Metric, Payload
@@ -211,7 +217,7 @@ def test_a_fuzzing_edge_leaves_the_uns_equal_to_the_real_edge(tmp_path: Path, br
         expected = _expected_tag_topics(stack, births)
         wait_until(lambda: _tag_topics(_retained(stack.mqtt_port)) == expected, 20, "the UNS mirrors every real tag")
 
-        good0, reject0 = asyncio.run(_truth(stack.opcua))
+        good0, reject0 = asyncio.run(simulator_truth(stack.opcua))
         status, body = stack.api("POST", f"/api/lines/{stack.line}/batch/start",
                                  {"batch_id": "B-FUZZ", "work_order_id": "WO-1", "product_id": "SKU-12"})
         assert status == 201, body
@@ -227,7 +233,7 @@ def test_a_fuzzing_edge_leaves_the_uns_equal_to_the_real_edge(tmp_path: Path, br
         time.sleep(QUIET_S + 1)  # quiet: the real edge's next message lets the node back in, a rebirth follows
         asyncio.run(call_method(stack.opcua, "Line1", "Stop"))
         time.sleep(0.5)
-        good1, reject1 = asyncio.run(_truth(stack.opcua))
+        good1, reject1 = asyncio.run(simulator_truth(stack.opcua))
 
         def counters_arrived() -> bool:
             _, tags = stack.api("GET", f"/api/tags?line={stack.line}", role="viewer")

@@ -20,8 +20,13 @@ import yaml
 
 from mes_adapter.quality.models import DispositionSplit, sign_disposition
 from simulator.client import call_method, call_simulation, uint32
-from tests.e2e.stack import fast_confirmations, running_stack, wait_final_confirmation, wait_until
-from tests.e2e.test_batch_confirmation import _truth  # the simulator's own good/reject totals
+from tests.e2e.stack import (
+    fast_confirmations,
+    running_stack,
+    simulator_truth,  # the simulator's own good/reject totals
+    wait_final_confirmation,
+    wait_until,
+)
 from tests.mes.receiver import Receiver
 from uns.audit.query import AuditReader
 from uns.commands.signing import generate_private_key, registry_entry
@@ -54,7 +59,7 @@ def test_final_confirmation_waits_for_qa_and_carries_the_exact_split(tmp_path: P
             line = stack.line
             stack.tokens["qa"] = QA_TOKEN
             base = f"/api/lines/{line}/batches/{BATCH}/disposition"
-            good0, reject0 = asyncio.run(_truth(stack.opcua))
+            good0, reject0 = asyncio.run(simulator_truth(stack.opcua))
             status, body = stack.api("POST", f"/api/lines/{line}/batch/start",
                                      {"batch_id": BATCH, "work_order_id": "WO-QA", "product_id": "SKU-12"})
             assert status == 201, body
@@ -65,7 +70,7 @@ def test_final_confirmation_waits_for_qa_and_carries_the_exact_split(tmp_path: P
             time.sleep(1.5)
             asyncio.run(call_method(stack.opcua, "Line1", "Stop"))
             time.sleep(0.5)
-            good1, reject1 = asyncio.run(_truth(stack.opcua))
+            good1, reject1 = asyncio.run(simulator_truth(stack.opcua))
             made_good, rejects = good1 - good0, reject1 - reject0
             assert made_good > 0 and rejects >= 6
 

@@ -25,8 +25,14 @@ from pathlib import Path
 import pytest
 
 from simulator.client import call_method
-from tests.e2e.stack import Stack, fast_confirmations, running_stack, wait_final_confirmation, wait_until
-from tests.e2e.test_batch_confirmation import _truth
+from tests.e2e.stack import (
+    Stack,
+    fast_confirmations,
+    running_stack,
+    simulator_truth,
+    wait_final_confirmation,
+    wait_until,
+)
 from tests.faults.rig import adapter_metrics, adapter_ready, restart, retained_tree, start_service, stop_service
 
 ENTERPRISE = "acme"
@@ -104,7 +110,7 @@ def _configure(adapter: dict) -> None:
 @pytest.mark.parametrize("broker", ["embedded", "mosquitto"])
 def test_every_connection_and_the_retained_uns_come_back_after_broker_restarts(tmp_path: Path, broker: str) -> None:
     with running_stack(tmp_path, adapter_overrides=_configure, broker=broker) as stack:
-        good0, reject0 = asyncio.run(_truth(stack.opcua))
+        good0, reject0 = asyncio.run(simulator_truth(stack.opcua))
         status, body = stack.api("POST", f"/api/lines/{stack.line}/batch/start",
                                  {"batch_id": "B-12", "work_order_id": "WO-12", "product_id": "SKU-12",
                                   "target_quantity": 100000})
@@ -142,7 +148,7 @@ def test_every_connection_and_the_retained_uns_come_back_after_broker_restarts(t
         # 3. the line stopped, one more quick restart: every retained tag is the current value
         asyncio.run(call_method(stack.opcua, "Line1", "Stop"))
         time.sleep(0.5)
-        good1, reject1 = asyncio.run(_truth(stack.opcua))
+        good1, reject1 = asyncio.run(simulator_truth(stack.opcua))
         restart(stack, "broker", down_s=0.0, sig=signal.SIGTERM)
         wait_until(lambda: adapter_ready(stack).status == 200, 30, "adapter ready after the last restart")
         tree = _wait_tree(stack, topics, "retained UNS after the last restart")

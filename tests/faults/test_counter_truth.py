@@ -32,8 +32,14 @@ import yaml
 from mes_adapter.config.application import AdapterConfig
 from mes_adapter.context import ContextAssertion, ContextStore
 from simulator.client import call_method, call_simulation, double, string, uint32
-from tests.e2e.stack import Stack, fast_confirmations, running_stack, wait_final_confirmation, wait_until
-from tests.e2e.test_batch_confirmation import _truth
+from tests.e2e.stack import (
+    Stack,
+    fast_confirmations,
+    running_stack,
+    simulator_truth,
+    wait_final_confirmation,
+    wait_until,
+)
 from tests.faults.rig import restart, start_service, stop_service
 
 
@@ -60,7 +66,7 @@ def _confirmed(stack: Stack, batch_id: str) -> tuple[float, float]:
 
 def _run_batch_and_compare(stack: Stack, batch_id: str, during_production) -> None:  # type: ignore[no-untyped-def]
     """Start a batch, run the line, call ``during_production``, stop, end; confirmations = truth."""
-    good0, reject0 = asyncio.run(_truth(stack.opcua))
+    good0, reject0 = asyncio.run(simulator_truth(stack.opcua))
     status, body = stack.api("POST", f"/api/lines/{stack.line}/batch/start",
                              {"batch_id": batch_id, "work_order_id": "WO-1", "product_id": "SKU-12"})
     assert status == 201, body
@@ -72,7 +78,7 @@ def _run_batch_and_compare(stack: Stack, batch_id: str, during_production) -> No
     time.sleep(1.5)
     asyncio.run(call_method(stack.opcua, "Line1", "Stop"))
     time.sleep(0.5)
-    good1, reject1 = asyncio.run(_truth(stack.opcua))
+    good1, reject1 = asyncio.run(simulator_truth(stack.opcua))
     produced = (good1 - good0, reject1 - reject0)
     assert produced[0] > 20 and produced[1] >= 3
     # the adapter's counts of the running batch reach the simulator's (nothing frozen, nothing lost)
@@ -97,7 +103,7 @@ def test_future_and_past_source_timestamps_on_good_count_lose_no_count(tmp_path:
         # the wrong clock was flagged and counted as what it is (at its receive time)
         assert _metric(stack, "uns_adapter_counter_clock_corrected") >= 1
         # the adapter's live GoodCount is the simulator's again (not stuck at the future sample)
-        good, _ = asyncio.run(_truth(stack.opcua))
+        good, _ = asyncio.run(simulator_truth(stack.opcua))
         _, tags = stack.api("GET", f"/api/tags?line={stack.line}", role="viewer")
         assert {t["name"]: t["value"] for t in tags if t.get("device_id") is None}["GoodCount"] == good
 

@@ -30,8 +30,7 @@ from pathlib import Path
 import pytest
 
 from simulator.client import call_method
-from tests.e2e.stack import Stack, running_stack, wait_until
-from tests.e2e.test_batch_confirmation import _truth
+from tests.e2e.stack import Stack, running_stack, simulator_truth, wait_until
 from tests.faults.rig import restart, start_service, stop_service
 from tests.support.net import free_port
 
@@ -111,7 +110,7 @@ def test_a_full_disk_never_stops_the_edge_and_loses_only_what_it_counts(tmp_path
     with small_tmpfs(data_dir), running_stack(tmp_path, edge_overrides=configure_edge, broker=broker) as stack:
         edge = Edge(edge_http, stack.supervisor.log_dir / "edge.log")
         wait_until(lambda: edge.ready()[0] == 200, 30, "edge ready")
-        good0, _ = asyncio.run(_truth(stack.opcua))
+        good0, _ = asyncio.run(simulator_truth(stack.opcua))
         asyncio.run(call_method(stack.opcua, "Line1", "Start"))
         time.sleep(1.0)
         tracebacks = len(edge.lines("Traceback"))
@@ -152,7 +151,7 @@ def test_a_full_disk_never_stops_the_edge_and_loses_only_what_it_counts(tmp_path
                    "edge born again and its store replayed")
         asyncio.run(call_method(stack.opcua, "Line1", "Stop"))
         time.sleep(0.5)
-        good1, _ = asyncio.run(_truth(stack.opcua))
+        good1, _ = asyncio.run(simulator_truth(stack.opcua))
         wait_until(lambda: _good_count(stack)[1] == good1, 20, "the adapter's GoodCount at the simulator's total")
         assert edge.metric("uns_edge_store_lost_total") == lost  # nothing lost this time
         # every value that had to be buffered, in both outages, was either replayed once or counted lost

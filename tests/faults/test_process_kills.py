@@ -30,8 +30,7 @@ from pathlib import Path
 import pytest
 
 from simulator.client import call_method, call_simulation, uint32
-from tests.e2e.stack import Stack, fast_confirmations, running_stack, wait_until
-from tests.e2e.test_batch_confirmation import _truth
+from tests.e2e.stack import Stack, fast_confirmations, running_stack, simulator_truth, wait_until
 from tests.faults.rig import adapter_ready, start_service, stop_service
 from tests.mes.receiver import Receiver
 
@@ -55,7 +54,7 @@ def test_crashes_and_outages_during_a_batch_lose_and_duplicate_nothing(tmp_path:
             adapter["mes"]["retry"] = {"initial_delay_s": 0.2, "max_delay_s": 1.0, "max_attempts": 50}
 
         with running_stack(tmp_path, adapter_overrides=configure, broker=broker) as stack:
-            good0, reject0 = asyncio.run(_truth(stack.opcua))
+            good0, reject0 = asyncio.run(simulator_truth(stack.opcua))
             status, body = stack.api("POST", f"/api/lines/{stack.line}/batch/start",
                                      {"batch_id": BATCH, "work_order_id": "WO-77", "product_id": "SKU-12"})
             assert status == 201, body
@@ -86,7 +85,7 @@ def test_crashes_and_outages_during_a_batch_lose_and_duplicate_nothing(tmp_path:
             time.sleep(2.0)
             asyncio.run(call_method(stack.opcua, "Line1", "Stop"))
             time.sleep(0.5)
-            good1, reject1 = asyncio.run(_truth(stack.opcua))
+            good1, reject1 = asyncio.run(simulator_truth(stack.opcua))
             assert good1 > good0 and reject1 - reject0 >= 5
 
             def counters_arrived() -> bool:

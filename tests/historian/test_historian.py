@@ -439,3 +439,34 @@ def test_a_day_file_of_another_schema_version_is_refused_by_the_embedded_store(b
     reopened = backend.open()
     with pytest.raises(SchemaVersionError, match="day-20251201.sqlite has historian schema version 7, newer"):
         reopened.raw(TEMP, DAY0, DAY0 + 1)
+
+
+class _DiskFullTwice:
+    """The real store behind a disk that is full for the first two appends (what SQLite raises then)."""
+
+    def __init__(self, store: HistorianStore) -> None:
+        self.store = store
+        self.failures = 2
+
+    def append(self, batch: list) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise sqlite3.OperationalError("database or disk is full")
+        self.store.append(batch)
+
+
+async def test_the_writer_keeps_a_batch_the_disk_refused_and_writes_it_once_space_returns(
+        store: HistorianStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full disk is the machine's fault, not the batch's: the writer keeps the batch and tries again
+    (an adapter whose historian gave up would hold the host back for good), and nothing is doubled."""
+    import historian.writer as writer_module
+
+    monkeypatch.setattr(writer_module, "_RETRY_MIN_S", 0.01)
+    writer = HistorianWriter(_DiskFullTwice(store), max_batches=8)  # type: ignore[arg-type]
+    batch = [sample(TEMP, DAY0, 1.0), sample(TEMP, DAY0 + 1, 2.0)]
+    await writer.put(batch)
+    writer.start()
+    await asyncio.wait_for(writer.drain(), 10)
+    assert (writer.retries, writer.written) == (2, 2)
+    assert store.raw(TEMP, DAY0, DAY0 + 10) == batch
+    await writer.stop()
