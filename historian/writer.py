@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 #: retrying a batch the machine could not take (full disk): first wait, and the longest
 _RETRY_MIN_S = 0.5
-_RETRY_MAX_S = 5.0
+_RETRY_MAX_S = 2.0
 
 
 class HistorianWriter:

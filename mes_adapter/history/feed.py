@@ -18,6 +18,9 @@ Two things are not new values and are skipped:
 * a live value identical to the tag's last one (same source time, value, quality, status): the same
   sample delivered again (seen after an adapter restart: the value in the rebirth, then in a data
   message), not a new one; the records store keeps one row per tag and source time for the same reason;
+* a historical value (the edge's replay after this host was away) or the first value of a tag in this
+  run that the store already holds: delivered again across an adapter restart (seen in the restart
+  test: one value stored twice); checked with one range read per tag and batch;
 * values of types the historian does not keep (bytes, datasets, templates): counted in
   :attr:`HistoryFeed.skipped_types`, never given to the store (one would refuse the whole batch).
 """
@@ -125,31 +128,44 @@ class HistoryFeed:
         self._unqueued = []
 
     async def _prefetch(self, changes: list[Change]) -> None:
-        """For each birth value that is not the tag's last one seen in this run, read what the store
-        holds at its source time (a restart or rebirth restating a value already stored)."""
-        wanted: list[tuple[TagId, int]] = []
+        """Read what the store already holds where a value may be a second delivery of one it has:
+        a birth value (a restart or rebirth restates values with their source times), a historical
+        value (the edge replays what it buffered while this host was away, some of which an earlier
+        run of the adapter stored), and the first value of each tag in this run (nothing remembered
+        yet: delivered again across an adapter restart). One range read per tag and batch."""
+        wanted: dict[TagId, list[int]] = {}
+        first: set[TagId] = set()
         for change in changes:
-            if isinstance(change, MetricChange) and change.birth and not change.historical:
-                state = change.metric
-                key = (self._tag(state), state.timestamp_ms)
-                if key not in self._stored_at:
-                    wanted.append(key)
+            if not isinstance(change, MetricChange):
+                continue
+            state = change.metric
+            tag = self._tag(state)
+            fresh = tag not in self._last and tag not in first
+            if fresh:
+                first.add(tag)
+            if (change.birth or change.historical or fresh) and (tag, state.timestamp_ms) not in self._stored_at:
+                wanted.setdefault(tag, []).append(state.timestamp_ms)
         if wanted:
             found = await asyncio.to_thread(self._read_stored, wanted)
             self._stored_at.update(found)
             while len(self._stored_at) > 100_000:  # births come from peers: bound what is remembered
                 self._stored_at.pop(next(iter(self._stored_at)))
 
-    def _read_stored(self, keys: list[tuple[TagId, int]]) -> dict[tuple[TagId, int], set[_Last]]:
+    def _read_stored(self, wanted: dict[TagId, list[int]]) -> dict[tuple[TagId, int], set[_Last]]:
         out: dict[tuple[TagId, int], set[_Last]] = {}
-        for tag, at in keys:
+        for tag, times in wanted.items():
+            for at in times:
+                out[(tag, at)] = set()
             try:
-                samples = self.store.raw(tag, at, at + 1, max_points=1000)
+                samples = self.store.raw(tag, min(times), max(times) + 1, max_points=len(times) * 4 + 1000)
             except LookupError:  # a tag the store has never seen
                 samples = []
-            except HistorianError:  # more than 1000 values in one millisecond: not a restatement to find
+            except HistorianError:  # too many values in the range to be second deliveries: store them
                 samples = []
-            out[(tag, at)] = {(s.source_ms, s.value, s.quality, s.status_code) for s in samples}
+            for s in samples:
+                held = out.get((tag, s.source_ms))
+                if held is not None:
+                    held.add((s.source_ms, s.value, s.quality, s.status_code))
         return out
 
     def _tag(self, state: MetricState) -> TagId:
@@ -169,15 +185,13 @@ class HistoryFeed:
             if sample is None:
                 self.skipped_types += 1
                 continue
-            if change.historical:
-                out.append(sample)
-                continue
             this: _Last = (sample.source_ms, sample.value, sample.quality, sample.status_code)
-            stored = self._stored_at.get((tag, sample.source_ms), ()) if change.birth else ()
-            if self._last.get(tag) == this or this in stored:
+            stored = self._stored_at.get((tag, sample.source_ms), ())
+            if this in stored or (not change.historical and self._last.get(tag) == this):
                 self.restated += 1
                 continue
-            self._last[tag] = this
+            if not change.historical:
+                self._last[tag] = this
             seen = self._stored_at.get((tag, sample.source_ms))
             if seen is not None:
                 seen.add(this)
