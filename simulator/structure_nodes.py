@@ -58,6 +58,13 @@ async def _add_struct(server: Server, ns: int, spec: StructSpec) -> None:
     await dtype.write_data_type_definition(definition)
 
 
+def _field_names(cls: Any) -> list[str] | None:
+    """The fields of a class asyncua generated (a dataclass), None for anything else."""
+    import dataclasses
+
+    return [f.name for f in dataclasses.fields(cls)] if dataclasses.is_dataclass(cls) else None
+
+
 def to_extension_object(spec: StructSpec, value: dict[str, Any]) -> Any:
     """A structure value (a dict by field name) as the class asyncua generated for its type."""
     cls = getattr(ua, spec.name)
@@ -93,7 +100,13 @@ class StructureShell:
         self._written = {}
         for spec in STRUCTS:
             await _add_struct(server, ns, spec)
-        # the Python classes asyncua encodes values with; skipped when already loaded in this process
+        # the Python classes asyncua encodes values with; skipped when already loaded in this process,
+        # so first drop a class of the same name another server in this process generated with other
+        # fields (asyncua's registry is process-wide: tests run several servers in one process)
+        for spec in STRUCTS:
+            existing = getattr(ua, spec.name, None)
+            if existing is not None and _field_names(existing) != [f.name for f in spec.fields]:
+                delattr(ua, spec.name)
         await load_data_type_definitions(server)
         faceplate_type = await server.nodes.base_object_type.add_object_type(
             ua.NodeId(f"Types/{FACEPLATE_TYPE}", ns), ua.QualifiedName(FACEPLATE_TYPE, ns))
