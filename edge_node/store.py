@@ -26,7 +26,6 @@ payload encoded by :mod:`uns.sparkplug.codec`, so the store needs no format of i
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import sqlite3
 import time
@@ -39,6 +38,7 @@ from uns.sparkplug.datatypes import DataType
 from uns.sparkplug.errors import SparkplugError
 from uns.sparkplug.model import Metric, Payload
 from uns.sparkplug.topic import MessageType
+from uns.sqlite_tx import write_transaction
 
 from .model import MetricUpdate
 
@@ -227,8 +227,8 @@ class SparkplugStore:
 
     # -- internals --------------------------------------------------------------------------
 
-    def _tx(self) -> _Transaction:
-        return _Transaction(self._db)
+    def _tx(self) -> write_transaction:
+        return write_transaction(self._db)
 
     def _write(self, sql: str, params: tuple[object, ...]) -> None:
         try:
@@ -274,39 +274,6 @@ class SparkplugStore:
             return None
         return MetricUpdate(device, name, metric.value, ts, is_null=metric.is_null,
                             properties=metric.properties, is_historical=True, seq_id=row_id)
-
-
-class _Transaction:
-    """BEGIN IMMEDIATE ... COMMIT (or ROLLBACK on error) on an autocommit connection.
-
-    Why the care around failures: a COMMIT that fails with SQLITE_FULL (disk full) may leave the
-    transaction open, and then every later BEGIN fails with "cannot start a transaction within a
-    transaction", so the store would never work again after the disk is freed. A failed COMMIT is
-    rolled back, a leftover transaction is rolled back before the next BEGIN, and a ROLLBACK that
-    fails itself (SQLite already rolled back) never hides the error that caused it.
-    """
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
-
-    def __enter__(self) -> None:
-        if self._db.in_transaction:
-            self._rollback()
-        self._db.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is not None:
-            self._rollback()
-            return
-        try:
-            self._db.execute("COMMIT")
-        except sqlite3.Error:
-            self._rollback()
-            raise
-
-    def _rollback(self) -> None:
-        with contextlib.suppress(sqlite3.Error):
-            self._db.execute("ROLLBACK")
 
 
 def _encode_metric(update: MetricUpdate, datatype: DataType) -> bytes:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from uns.sqlite_tx import write_transaction
+
 
 def open_db(path: str | Path, *, durable: bool = True) -> sqlite3.Connection:
     """Open (creating parents) a SQLite file in WAL mode; ``":memory:"`` is allowed for tests."""
@@ -22,18 +24,5 @@ def open_db(path: str | Path, *, durable: bool = True) -> sqlite3.Connection:
     return conn
 
 
-class transaction:  # noqa: N801 - used like a function: ``with transaction(conn):``
-    """``BEGIN IMMEDIATE`` … ``COMMIT``, or ``ROLLBACK`` on error, on an autocommit connection."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn = conn
-
-    def __enter__(self) -> sqlite3.Connection:
-        self._conn.execute("BEGIN IMMEDIATE")
-        return self._conn
-
-    def __exit__(self, exc_type, exc, tb) -> None:  # type: ignore[no-untyped-def]
-        if exc_type is None:
-            self._conn.execute("COMMIT")
-        elif self._conn.in_transaction:  # SQLite already rolled back after SQLITE_FULL and the like;
-            self._conn.execute("ROLLBACK")  # a second ROLLBACK would mask the real error
+#: ``with transaction(conn):`` — BEGIN IMMEDIATE … COMMIT, safe after a full disk (one home: uns.sqlite_tx)
+transaction = write_transaction

@@ -18,6 +18,7 @@ import sqlite3
 from collections.abc import Callable, Sequence
 
 from uns.errors import UnsError
+from uns.sqlite_tx import write_transaction
 
 #: a migration is SQL (one or more ``;``-separated statements) or a function of the connection, for the
 #: steps SQL alone cannot express (rewriting JSON, back-filling from another table)
@@ -48,8 +49,7 @@ def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration], *, store:
                                  "(was it written by a newer uns-hub? upgrade, or move the file away)")
     if version == target:
         return version
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with write_transaction(conn):  # one transaction: a step that fails leaves the file as it was
         for step in migrations[version:]:
             if callable(step):
                 step(conn)
@@ -58,11 +58,6 @@ def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration], *, store:
                 if statement.strip():
                     conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {target}")
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:  # SQLite already rolled back after SQLITE_FULL and the like
-            conn.execute("ROLLBACK")
-        raise
     return version
 
 

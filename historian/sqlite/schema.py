@@ -50,16 +50,27 @@ CREATE TABLE IF NOT EXISTS hours ({_ROLLUP_COLUMNS}) WITHOUT ROWID;
 """
 
 
+#: WAL pages between automatic checkpoints while batches are small (SQLite's default, 4 MiB): at a
+#: plant's steady rate the writer is idle between small batches, each of which rewrites whole pages,
+#: so a rarer checkpoint would only let the log fill with copies of the same pages (it filled an
+#: 8 MiB data disk within a minute at a few values per second)
+CHECKPOINT_PAGES_STEADY = 1000
+#: …and while the writer catches up (batches of ``LARGE_BATCH`` values or more): each batch touches
+#: about one page per tag, and checkpointing every 64 MiB writes each hot page to the database file
+#: once for many batches (measured: ~35 % less time per value at 1,000 tags, bench/historian_ingest.py)
+CHECKPOINT_PAGES_CATCHING_UP = 16384
+LARGE_BATCH = 10_000
+
+
 def _connect(path: str) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
     # FULL: a batch the historian acknowledged survives a power cut (the host then forgets it)
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA cache_size=-32000")
-    # a checkpoint every 64 MiB of WAL, not SQLite's 4 MiB: each batch touches one page per tag, and
-    # checkpointing less often writes each hot page to the database file once for many batches
-    # (measured: ~35 % less time per value at 1,000 tags, bench/historian_ingest.py)
-    conn.execute("PRAGMA wal_autocheckpoint=16384")
+    conn.execute(f"PRAGMA wal_autocheckpoint={CHECKPOINT_PAGES_STEADY}")
+    # the log shrinks back to 4 MiB after a checkpoint instead of keeping its largest size on disk
+    conn.execute("PRAGMA journal_size_limit=4194304")
     return conn
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import calendar
+import contextlib
 import json
 import math
 import os
@@ -13,6 +14,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from uns.sqlite_tx import is_disk_full, write_transaction
+
 from .. import rollup
 from ..errors import QueryError, UnknownTagError
 from ..gaps import find_gaps
@@ -20,7 +23,13 @@ from ..model import Aggregate, Gap, Quality, Sample, TagId
 from ..partitions import DAY_MS, HOUR_MS, MINUTE_MS, check_interval, check_range, day_of, days_between
 from ..port import DEFAULT_MAX_POINTS
 from ..values import from_sqlite, to_sqlite
-from .schema import open_catalog, open_partition
+from .schema import (
+    CHECKPOINT_PAGES_CATCHING_UP,
+    CHECKPOINT_PAGES_STEADY,
+    LARGE_BATCH,
+    open_catalog,
+    open_partition,
+)
 
 _QUALITIES = tuple(Quality)
 _PREFIX, _SUFFIX = "day-", ".sqlite"
@@ -90,6 +99,8 @@ class SqliteHistorian:
             self._catalog.execute("SELECT id, grp, edge, device, metric, path FROM tags")}
         self._parts: dict[int, sqlite3.Connection] = {}
         self._counter: dict[int, int] = {}
+        #: each open day file's current ``wal_autocheckpoint`` (set per batch size, see schema)
+        self._checkpoint_pages: dict[int, int] = {}
         # the last minute/hour accumulator written per tag: the next in-order batch merges into it unread
         self._last_minute: dict[int, tuple[int, rollup.Acc]] = {}
         self._last_hour: dict[int, tuple[int, rollup.Acc]] = {}
@@ -127,17 +138,15 @@ class SqliteHistorian:
         if not new:
             return
         cur = self._catalog
-        cur.execute("BEGIN IMMEDIATE")
         try:
-            for tag in sorted(new, key=lambda t: (t.group, t.edge, t.device, t.metric, t.path)):
-                cur.execute("INSERT OR IGNORE INTO tags (grp, edge, device, metric, path) VALUES (?,?,?,?,?)",
-                            (tag.group, tag.edge, tag.device, tag.metric, tag.path))
-                self._tags[tag] = cur.execute(
-                    "SELECT id FROM tags WHERE grp=? AND edge=? AND device=? AND metric=? AND path=?",
-                    (tag.group, tag.edge, tag.device, tag.metric, tag.path)).fetchone()[0]
-            cur.execute("COMMIT")
+            with write_transaction(cur):
+                for tag in sorted(new, key=lambda t: (t.group, t.edge, t.device, t.metric, t.path)):
+                    cur.execute("INSERT OR IGNORE INTO tags (grp, edge, device, metric, path) VALUES (?,?,?,?,?)",
+                                (tag.group, tag.edge, tag.device, tag.metric, tag.path))
+                    self._tags[tag] = cur.execute(
+                        "SELECT id FROM tags WHERE grp=? AND edge=? AND device=? AND metric=? AND path=?",
+                        (tag.group, tag.edge, tag.device, tag.metric, tag.path)).fetchone()[0]
         except BaseException:
-            cur.execute("ROLLBACK")
             for tag in new:
                 self._tags.pop(tag, None)
             raise
@@ -157,12 +166,31 @@ class SqliteHistorian:
         if not batch:
             return
         with self._lock:
-            self._intern(batch)
-            by_day: dict[int, list[Sample]] = {}
-            for s in batch:
-                by_day.setdefault(s.source_ms - s.source_ms % DAY_MS, []).append(s)
-            for day, samples in sorted(by_day.items()):
-                self._append_day(day, samples)
+            try:
+                self._intern(batch)
+                by_day: dict[int, list[Sample]] = {}
+                for s in batch:
+                    by_day.setdefault(s.source_ms - s.source_ms % DAY_MS, []).append(s)
+                for day, samples in sorted(by_day.items()):
+                    self._append_day(day, samples)
+            except sqlite3.Error as exc:
+                if is_disk_full(exc):
+                    self._give_back_space()
+                raise
+
+    def _give_back_space(self) -> None:
+        """After a full disk: checkpoint every write-ahead log and truncate it to nothing.
+
+        The write-ahead log holds a copy of every page each batch rewrote since the last checkpoint
+        (up to 4 MiB at a steady rate, 64 MiB while catching up: see ``schema``), many of them
+        copies of the same pages. Merged into the database files they take the space of one, so
+        when the disk fills this gives room back to the writer's retry (and to the MES adapter's
+        other files on the same disk). Best effort: a checkpoint that needs room it cannot get
+        fails quietly, and the retry waits for space like any other write.
+        """
+        for conn in (self._catalog, *self._parts.values()):
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def _append_day(self, day: int, samples: list[Sample]) -> None:
         conn = self._part(day, create=True)
@@ -177,27 +205,29 @@ class SqliteHistorian:
         per_tag: dict[int, list[tuple[int, object, Quality]]] = {}
         for row, s in zip(rows, samples, strict=True):
             per_tag.setdefault(row[0], []).append((s.source_ms, s.value, s.quality))
-        conn.execute("BEGIN IMMEDIATE")
+        pages = CHECKPOINT_PAGES_CATCHING_UP if len(rows) >= LARGE_BATCH else CHECKPOINT_PAGES_STEADY
+        if self._checkpoint_pages.get(day, CHECKPOINT_PAGES_STEADY) != pages:
+            conn.execute(f"PRAGMA wal_autocheckpoint={pages}")
+            self._checkpoint_pages[day] = pages
         try:
-            conn.executemany("INSERT INTO v (tag_id, ts, n, rx, v, f, sc) VALUES (?,?,?,?,?,?,?)", rows)
-            minute_rows, hour_rows = [], []
-            for tag_id, points in per_tag.items():
-                points.sort(key=lambda p: p[0])
-                minutes = self._split(points)
-                # an hour's part of the batch is the merge of its minutes' parts: one pass over the values
-                hours: dict[int, list[rollup.Acc]] = {}
-                for minute, part in minutes:
-                    hours.setdefault(minute - minute % HOUR_MS, []).append(part)
-                minute_rows += self._roll(conn, "minutes", self._last_minute, tag_id, minutes, MINUTE_MS)
-                hour_rows += self._roll(conn, "hours", self._last_hour, tag_id,
-                                        [(h, rollup.fold(parts)) for h, parts in hours.items()], HOUR_MS)
-            conn.executemany(f"INSERT OR REPLACE INTO minutes (tag_id, t, {_ACC_COLS}) "
-                             "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", minute_rows)
-            conn.executemany(f"INSERT OR REPLACE INTO hours (tag_id, t, {_ACC_COLS}) "
-                             "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", hour_rows)
-            conn.execute("COMMIT")
+            with write_transaction(conn):
+                conn.executemany("INSERT INTO v (tag_id, ts, n, rx, v, f, sc) VALUES (?,?,?,?,?,?,?)", rows)
+                minute_rows, hour_rows = [], []
+                for tag_id, points in per_tag.items():
+                    points.sort(key=lambda p: p[0])
+                    minutes = self._split(points)
+                    # an hour's part of the batch is the merge of its minutes' parts: one pass over the values
+                    hours: dict[int, list[rollup.Acc]] = {}
+                    for minute, part in minutes:
+                        hours.setdefault(minute - minute % HOUR_MS, []).append(part)
+                    minute_rows += self._roll(conn, "minutes", self._last_minute, tag_id, minutes, MINUTE_MS)
+                    hour_rows += self._roll(conn, "hours", self._last_hour, tag_id,
+                                            [(h, rollup.fold(parts)) for h, parts in hours.items()], HOUR_MS)
+                conn.executemany(f"INSERT OR REPLACE INTO minutes (tag_id, t, {_ACC_COLS}) "
+                                 "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", minute_rows)
+                conn.executemany(f"INSERT OR REPLACE INTO hours (tag_id, t, {_ACC_COLS}) "
+                                 "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", hour_rows)
         except BaseException:
-            conn.execute("ROLLBACK")
             self._last_minute.clear()
             self._last_hour.clear()
             raise
@@ -355,6 +385,7 @@ class SqliteHistorian:
         if conn is not None:
             conn.close()
         self._counter.pop(day, None)
+        self._checkpoint_pages.pop(day, None)
         for name in (path.name, path.name + "-wal", path.name + "-shm"):
             (path.parent / name).unlink(missing_ok=True)
         for cache in (self._last_minute, self._last_hour):

@@ -16,12 +16,9 @@ to buffer was either replayed or counted lost.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import errno
 import os
 import re
 import signal
-import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -32,6 +29,7 @@ import pytest
 from simulator.client import call_method
 from tests.e2e.stack import Stack, running_stack, simulator_truth, wait_until
 from tests.faults.rig import restart, start_service, stop_service
+from tests.support.disk import fill, small_tmpfs
 from tests.support.net import free_port
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs as the edge's data_dir needs root "
@@ -39,33 +37,6 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpf
 
 START = "store-and-forward failing"
 END = "store-and-forward works again"
-
-
-@contextlib.contextmanager
-def small_tmpfs(path: Path, size: str = "8m"):  # noqa: ANN201
-    path.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], check=True)
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
-
-
-def fill(folder: Path) -> Path:
-    """Write a file until the filesystem has no byte left (unbuffered: every write reaches it)."""
-    filler = folder / "filler.bin"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-    try:
-        for size in (1 << 20, 65536, 4096, 512, 1):
-            while True:
-                try:
-                    os.write(fd, b"\0" * size)
-                except OSError as exc:
-                    assert exc.errno == errno.ENOSPC, exc
-                    break
-    finally:
-        os.close(fd)
-    return filler
 
 
 class Edge:

@@ -44,6 +44,7 @@ from types import TracebackType
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from ..sqlite_tx import write_transaction
 from .canonical import CanonicalizationError
 from .ed25519 import key_id, public_key_text
 from .errors import AuditError
@@ -143,8 +144,7 @@ class AuditLog:
 
     def _init_schema(self) -> None:
         db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with write_transaction(db):
             for statement in SCHEMA_SQL:
                 db.execute(statement)
             for table in APPEND_ONLY_TABLES:
@@ -158,10 +158,6 @@ class AuditLog:
             if self.witness_path is not None:  # verify finds it without being told (and misses it if gone)
                 db.execute("INSERT OR IGNORE INTO audit_meta(key, value) VALUES (?, ?)",
                            (f"{WITNESS_META_PREFIX}{self.witness_path}", str(self._clock())))
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
 
     def _verify_on_open(self) -> None:
         report = verify_connection(self._db, self.path, public_key=self._key.public_key(),
@@ -223,17 +219,12 @@ class AuditLog:
             record, body = seal(entry, seq=seq, event_id=str(uuid.uuid4()), ts_ms=self._clock(),
                                 prev_hash=self._head_hash)
             db = self._db
-            db.execute("BEGIN IMMEDIATE")
-            try:
+            with write_transaction(db):
                 db.execute(
                     "INSERT INTO audit_record(seq, ts_ms, event, command_id, body, prev_hash, entry_hash) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (seq, record.ts_ms, record.event.value, record.command_id, body.decode("utf-8"),
                      record.prev_hash, record.entry_hash))
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
             self._head_seq, self._head_hash = seq, record.entry_hash
             last_sealed = self._last_cp.seq if self._last_cp else 0
             if seq - last_sealed >= self.checkpoint_every:
@@ -283,13 +274,8 @@ class AuditLog:
                                 prev_checkpoint_hash=prev, key_id=self._key_id, public_key=self._public_text,
                                 signature=base64.b64encode(self._key.sign(message)).decode("ascii"))
         db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with write_transaction(db):
             db.execute(INSERT_CHECKPOINT, checkpoint_row(checkpoint))
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
         self._last_cp = checkpoint
         if self.witness_path is not None:
             self._witness(checkpoint)
