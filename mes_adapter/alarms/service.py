@@ -19,7 +19,7 @@ import logging
 from collections.abc import Callable
 
 from mes_adapter.context import ContextService
-from mes_adapter.host import Change, ChangeStream, MetricChange
+from mes_adapter.host import Change, ChangeStream, MetricChange, drain
 from uns.conventions import Quality
 from uns.isa95 import ALARMS, EquipmentPath, NamespaceMapping
 
@@ -78,15 +78,7 @@ class AlarmService:
         self.failing: str | None = None
 
     async def run(self, stream: ChangeStream, stopping: asyncio.Event) -> None:
-        try:
-            while not stopping.is_set():
-                changes = [await stream.get()]
-                while len(changes) < _BATCH and (change := stream.get_nowait()) is not None:
-                    changes.append(change)
-                self.handle_many(changes)
-                await asyncio.sleep(0)
-        finally:
-            stream.close()
+        await drain(stream, stopping, self.handle_many, _BATCH)
 
     def handle_many(self, changes: list[Change]) -> None:
         for change in changes:

@@ -24,7 +24,7 @@ import logging
 from collections.abc import Callable
 
 from mes_adapter.context import ContextService
-from mes_adapter.host import Change, ChangeStream, MetricChange, MetricState
+from mes_adapter.host import Change, ChangeStream, MetricChange, MetricState, drain
 from mes_adapter.status.data_status import iso
 from uns.conventions import Quality
 from uns.isa95 import ALARMS, EquipmentPath, NamespaceMapping
@@ -102,15 +102,7 @@ class EpisodeService:
         self.failing: str | None = None
 
     async def run(self, stream: ChangeStream, stopping: asyncio.Event) -> None:
-        try:
-            while not stopping.is_set():
-                changes = [await stream.get()]
-                while len(changes) < _BATCH and (change := stream.get_nowait()) is not None:
-                    changes.append(change)
-                self.handle_many(changes)
-                await asyncio.sleep(0)
-        finally:
-            stream.close()
+        await drain(stream, stopping, self.handle_many, _BATCH)
 
     def handle(self, change: Change) -> None:
         self.handle_many([change])

@@ -110,10 +110,7 @@ class HistoryFeed:
         self._stream = stream
         try:
             while not stopping.is_set():
-                changes = [await stream.get()]
-                while len(changes) < _BATCH and (change := stream.get_nowait()) is not None:
-                    changes.append(change)
-                await self._queue(changes)
+                await self._queue(await stream.take(_BATCH))
         finally:
             stream.close()
 

@@ -17,6 +17,7 @@ from .live_model import (
     MetricState,
     NodeChange,
     NodeView,
+    drain,
 )
 from .mqtt_host import HostNotOnlineError, SparkplugHost
 from .stats import HostStats
@@ -25,4 +26,5 @@ from .tracker import RebirthCause
 __all__ = [
     "Change", "ChangeStream", "DeviceChange", "DeviceView", "HostConfig", "HostNotOnlineError", "HostStats",
     "LiveModel", "MetricChange", "MetricState", "NodeChange", "NodeView", "RebirthCause", "SparkplugHost",
+    "drain",
 ]

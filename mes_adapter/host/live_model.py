@@ -32,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -239,6 +239,13 @@ class ChangeStream:
         self._taken()
         return change
 
+    async def take(self, limit: int) -> list[Change]:
+        """One batch: the next change (waiting for it) and up to ``limit - 1`` more already waiting."""
+        changes = [await self.get()]
+        while len(changes) < limit and (change := self.get_nowait()) is not None:
+            changes.append(change)
+        return changes
+
     def __len__(self) -> int:
         return len(self._buffer)
 
@@ -259,6 +266,21 @@ class ChangeStream:
 
     async def __aexit__(self, *exc: object) -> None:
         self.close()
+
+
+async def drain(stream: ChangeStream, stopping: asyncio.Event, handle_many: Callable[[list[Change]], None],
+                limit: int) -> None:
+    """Feed a lossless stream to a synchronous batch handler until ``stopping``, then close it.
+
+    The consumers that write what they take in one transaction per batch (quality episodes, the
+    alarm journal) share this loop; it yields to the event loop after each batch so the host's
+    reader and the REST API keep their turn while a backlog drains."""
+    try:
+        while not stopping.is_set():
+            handle_many(await stream.take(limit))
+            await asyncio.sleep(0)
+    finally:
+        stream.close()
 
 
 class LiveModel:

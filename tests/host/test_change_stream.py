@@ -40,3 +40,28 @@ async def test_a_closed_lossless_stream_never_holds_the_host_back() -> None:
     stream.close()
     assert p.model.has_room
     await asyncio.wait_for(p.model.wait_for_room(), 1)
+
+
+async def test_drain_hands_over_every_change_in_batches_in_order_and_closes_the_stream() -> None:
+    """The loop the episode service and the alarm journal share (``mes_adapter.host.drain``)."""
+    from mes_adapter.host import drain
+
+    p = Pipeline()
+    edge = EdgeScript()
+    stream = p.model.subscribe(maxsize=1000, lossless=True)
+    p.feed(edge.nbirth())
+    p.feed(edge.dbirth())
+    expected = list(stream._buffer)
+    assert len(expected) > 3
+    batches: list[list] = []
+    stopping = asyncio.Event()
+
+    def handle_many(changes: list) -> None:
+        batches.append(changes)
+        if sum(map(len, batches)) == len(expected):
+            stopping.set()
+
+    await asyncio.wait_for(drain(stream, stopping, handle_many, 3), 5)
+    assert [len(b) for b in batches[:-1]] == [3] * (len(batches) - 1) and 1 <= len(batches[-1]) <= 3
+    assert [c for b in batches for c in b] == expected  # every change once, in order
+    assert stream.closed and p.model.has_room
