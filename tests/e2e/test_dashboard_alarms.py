@@ -21,7 +21,8 @@ from tests.e2e.stack import running_stack, wait_until
 from tests.e2e.test_dashboard_status import _opcua
 
 BATCH = "B-ALARM-1"
-RELEASE = "jam cleared, bottles on the infeed checked"
+# quotes, a backslash and non-ASCII: the browser's canonical JSON must hash as the server's (RFC 8785)
+RELEASE = 'jam cleared, infeed "star wheel" \\ checked \u2014 2\u00d7 OK'
 RULE = {"condition": "Jam", "owner": "maintenance", "action": "clear the jam", "cause": "bottle jam", "hold": True}
 
 
