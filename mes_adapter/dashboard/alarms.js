@@ -116,7 +116,7 @@ function renderBanner(lines, alarms, holds) {
     const held = holds.filter((h) => h.line === line.line && h.held);
     const parts = [`${active.length} active`];
     if (unacked.length) parts.push(`${unacked.length} unacked`);
-    if (active.some((a) => a.stale)) parts.push("stale");
+    if (mine.some((a) => a.stale)) parts.push("stale");  // the edge or device died: last known states
     for (const h of held) parts.push(`${h.batch_id} on hold`);
     return el("a", {href: "#alarms-panel", "data-line": line.line, "data-active": String(active.length),
       "data-unacked": String(unacked.length), title: line.line,

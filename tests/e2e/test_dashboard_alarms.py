@@ -7,7 +7,8 @@ raises a real Jam (OPC UA Alarms & Conditions, ``RaiseAlarm``): the banner count
 unacknowledged and coloured by severity; the panel lists it with its batch; the rule's exception
 and hold show. The operator's signed release is refused for its role and the page says so; the
 supervisor's release, signed in the browser, is accepted and the page and the API agree. The
-exception is closed and the condition shelved from the page. Screenshots go to ``test-artifacts/``.
+exception is closed and the condition shelved from the page; when the edge node dies the listed
+state is marked stale. Screenshots go to ``test-artifacts/``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from simulator.client import boolean, call_simulation, string
 from tests.e2e.browser import ARTIFACTS, dashboards, require_chromium
-from tests.e2e.stack import running_stack, wait_until
+from tests.e2e.stack import running_stack, stop_service, wait_until
 from tests.e2e.test_dashboard_status import _opcua
 
 BATCH = "B-ALARM-1"
@@ -59,7 +60,9 @@ def test_alarm_banner_panel_and_signed_hold_release_at_1024x768(tmp_path: Path) 
         keys = stack.folder / "keys"
         with dashboards(stack, ["operator", "supervisor", "viewer"], 768, width=1024) as (
                 operator, supervisor, viewer):
+            errors: list[str] = []  # uncaught exceptions in any page's scripts
             for page in (operator, supervisor, viewer):
+                page.on("pageerror", lambda exc: errors.append(str(exc)))
                 expect(page.locator("#live")).to_have_text("live", timeout=15_000)
             banner = supervisor.locator(f'#alarm-banner .alarm-line[data-line="{line}"]')
             # born "never raised": nothing active, the line's chip is quiet
@@ -169,3 +172,13 @@ def test_alarm_banner_panel_and_signed_hold_release_at_1024x768(tmp_path: Path) 
                        10, "the cleared, unacknowledged Jam in the API")
             assert _fits(operator) and _fits(supervisor)
             operator.screenshot(path=str(ARTIFACTS / "alarms-cleared-shelved-1024x768.png"), full_page=True)
+
+            # the edge node goes away: the last known state stays listed, marked stale
+            stop_service(stack, "edge")
+            expect(banner).to_have_text(f"{short} 0 active \u00b7 1 unacked \u00b7 stale", timeout=30_000)
+            expect(row.locator("td").nth(2)).to_have_text("cleared \u00b7 unacked \u00b7 stale: last known state")
+            expect(row).to_have_class("sev-high unacked cleared stale")
+            assert [(a["condition"], a["active"], a["acked"], a["stale"]) for a in
+                    stack.api("GET", f"/api/alarms?line={line}", role="viewer")[1]] == [("Jam", False, False, True)]
+            supervisor.screenshot(path=str(ARTIFACTS / "alarms-stale-1024x768.png"))
+            assert errors == []
