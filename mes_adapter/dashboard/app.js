@@ -84,6 +84,7 @@ function blank(message) {
   $("cmd-result").hidden = true; $("cmd-sign").hidden = true;
   drawTrend();
   $("logout").hidden = true;
+  clearAlarms();
   notice(message);
 }
 
@@ -172,6 +173,7 @@ function connectEvents() {
   source.addEventListener("context", () => scheduleRefresh(["lines"]));
   source.addEventListener("line_status", () => scheduleRefresh(["lines"]));
   source.addEventListener("episode", () => scheduleRefresh(["lines"]));
+  source.addEventListener("alarm", () => scheduleRefresh(["alarms"]));
   source.addEventListener("confirmation", () => scheduleRefresh(["confirmations", "lines"]));
   source.addEventListener("outbox", () => scheduleRefresh(["confirmations"]));
   source.addEventListener("command", (ev) => {
@@ -465,7 +467,7 @@ function describeRule() {
 }
 
 const loaders = {lines: loadLines, nodes: loadNodes, confirmations: loadConfirmations, commands: loadCommands,
-  allowlist: loadAllowlist, approvals: loadApprovals};
+  allowlist: loadAllowlist, approvals: loadApprovals, alarms: loadAlarms};
 
 function refreshAll() {
   for (const load of Object.values(loaders)) load().catch((e) => { if (e.status === 401) blank(e.message); });
@@ -572,34 +574,42 @@ function describeStoredKey() {
     "a key is saved (encrypted) in this browser: the passphrase is enough" : "no key saved in this browser";
 }
 
-// The signed bytes are RFC 8785 canonical JSON; for this object (ASCII keys, strings and an integer)
-// that is JSON.stringify with the keys in sorted order, exactly what the server verifies.
+/** An Ed25519 signature object (what the server verifies) over ``commandHash``, made in this browser
+ * with the key file chosen now (saved encrypted when a passphrase is given) or the key saved here.
+ * The signed bytes are RFC 8785 canonical JSON; for this object (ASCII keys, strings and an integer)
+ * that is JSON.stringify with the keys in sorted order, exactly what the server verifies. Shared by
+ * command signatures and hold releases (alarms.js). */
+async function browserSignature(commandHash, meaning, file, passphrase) {
+  if (!file && !passphrase) throw new Error("choose your key file, or give the passphrase of the key saved here");
+  let der;
+  if (file) {
+    der = pemToDer(await file.text());
+    if (passphrase) await storeKey(der, passphrase);
+  } else {
+    der = await storedKey(passphrase);
+  }
+  const key = await crypto.subtle.importKey("pkcs8", der, {name: "Ed25519"}, true, ["sign"]);
+  const jwk = await crypto.subtle.exportKey("jwk", key);
+  const keyId = hex(await crypto.subtle.digest("SHA-256", b64url(jwk.x))).slice(0, 16);
+  const signedAt = Date.now();
+  const message = JSON.stringify({command_hash: commandHash, full_name: state.me.full_name,
+    key_id: keyId, meaning, schema: "uns-hub.signature.v1", signed_at_ms: signedAt, user_id: state.me.user_id});
+  const sig = await crypto.subtle.sign({name: "Ed25519"}, key, new TextEncoder().encode(message));
+  const value = btoa(String.fromCharCode(...new Uint8Array(sig)));
+  return {user_id: state.me.user_id, full_name: state.me.full_name, meaning, signed_at_ms: signedAt,
+    command_hash: commandHash, algorithm: "Ed25519", key_id: keyId, value};
+}
+
 async function signInBrowser() {
   const file = $("sign-key").files[0];
   const passphrase = $("sign-passphrase").value;
   if (!state.command || !state.me) { showCommand(state.command); return; }
   try {
-    if (!file && !passphrase) throw new Error("choose your key file, or give the passphrase of the key saved here");
-    let der;
-    if (file) {
-      der = pemToDer(await file.text());
-      if (passphrase) { await storeKey(der, passphrase); $("sign-key").value = ""; }
-    } else {
-      der = await storedKey(passphrase);
-    }
+    const signature = await browserSignature(state.command.command_hash, $("sign-meaning").value, file, passphrase);
+    if (file && passphrase) $("sign-key").value = "";
     $("sign-passphrase").value = "";
     describeStoredKey();
-    const key = await crypto.subtle.importKey("pkcs8", der, {name: "Ed25519"}, true, ["sign"]);
-    const jwk = await crypto.subtle.exportKey("jwk", key);
-    const keyId = hex(await crypto.subtle.digest("SHA-256", b64url(jwk.x))).slice(0, 16);
-    const meaning = $("sign-meaning").value;
-    const signedAt = Date.now();
-    const message = JSON.stringify({command_hash: state.command.command_hash, full_name: state.me.full_name,
-      key_id: keyId, meaning, schema: "uns-hub.signature.v1", signed_at_ms: signedAt, user_id: state.me.user_id});
-    const sig = await crypto.subtle.sign({name: "Ed25519"}, key, new TextEncoder().encode(message));
-    const value = btoa(String.fromCharCode(...new Uint8Array(sig)));
-    await postSignature({user_id: state.me.user_id, full_name: state.me.full_name, meaning, signed_at_ms: signedAt,
-      command_hash: state.command.command_hash, algorithm: "Ed25519", key_id: keyId, value});
+    await postSignature(signature);
   } catch (e) {
     const box = $("cmd-result");
     box.hidden = false; box.className = "result refused";
@@ -621,7 +631,7 @@ $("sign-browser").addEventListener("click", signInBrowser);
 $("sign-paste").addEventListener("click", () => {
   try { postSignature(JSON.parse($("sign-json").value)); } catch (e) { showCommand(null, {status: "", message: "not JSON: " + e.message}); }
 });
-setInterval(() => { if (state.me) scheduleRefresh(["lines", "nodes"]); }, 5000);
+setInterval(() => { if (state.me) scheduleRefresh(["lines", "nodes", "alarms"]); }, 5000);
 setInterval(() => { if (state.me && state.selected) selectTrend(state.selected); }, 60000);
 $("token").value = state.token;
 drawTrend();
