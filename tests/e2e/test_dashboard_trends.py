@@ -172,6 +172,12 @@ def test_two_tags_with_a_bad_burst_drawn_as_the_historian_answers(tmp_path: Any)
                 page.locator(f'#tree .leaf[data-topic="{topic}"]').click()
                 expect(page.locator(f'#trend-series li[data-topic="{topic}"]')).to_be_visible()
             expect(page.locator(f'#tree .leaf[data-topic="{topics[SPEED]}"]')).to_have_class(re.compile("selected"))
+            # the default range: the last hour, raw (a fresh stack holds far fewer than the raw limit)
+            expect(page.locator("#trend .strip")).to_have_count(2, timeout=15_000)  # both tags loaded
+            expect(page.locator("#trend-info")).to_contain_text("last hour")
+            hour = _drawn(page)
+            assert (hour["end"] - hour["start"], hour["mode"]) == (3_600_000, "raw")
+            assert [s["unit"] for s in hour["strips"]] == ["degC", "parts/min"]
 
             # a batch with a Bad-status burst of 3 s on the Temperature inside it, the line running
             start = int(time.time()) * 1000
