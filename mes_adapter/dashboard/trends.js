@@ -278,8 +278,8 @@ function trendDraw() {
   }
   const x = (t) => L + (Math.min(Math.max(t, start), end) - start) / (end - start) * (W - L - R);
   const now = Date.now();
-  // time axis: ticks at a round interval, about one per 110 px
-  const tickMs = TREND_INTERVALS.find((i) => (end - start) / i <= (W - L - R) / 110) || 864e5;
+  // time axis: ticks at a round interval, about one per 80 px
+  const tickMs = TREND_INTERVALS.find((i) => (end - start) / i <= (W - L - R) / 80) || 864e5;
   const offset = new Date(start).getTimezoneOffset() * 6e4;  // round ticks on local wall-clock time
   for (let t = Math.ceil((start - offset) / tickMs) * tickMs + offset; t <= end; t += tickMs) {
     nodes.push(svgEl("line", {class: "grid", x1: x(t), y1: T, x2: x(t), y2: H - B}));

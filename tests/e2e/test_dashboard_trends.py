@@ -29,7 +29,7 @@ import pytest
 
 from simulator.client import call_method
 from tests.e2e.browser import ARTIFACTS, dashboard, require_chromium
-from tests.e2e.stack import Stack, running_stack, wait_until
+from tests.e2e.stack import Stack, running_stack, stop_service, wait_until
 from tests.faults.truth import sim_fault
 
 pytestmark = pytest.mark.timeout(300)
@@ -150,9 +150,11 @@ def _assert_gaps_drawn(drawn: dict[str, Any], topic: str, gaps: list[dict[str, A
     strip, _ = _strip_of(drawn, topic)
     shown = [g for g in strip["gaps"] if g["topic"] == topic]
     assert [{k: g[k] for k in ("start_ms", "end_ms", "quality")} for g in shown] == gaps
-    for g in shown:  # drawn over exactly that period
-        assert abs(g["x"] - _x(drawn, g["start_ms"])) <= 0.01
-        assert abs(g["x"] + g["width"] - _x(drawn, g["end_ms"])) <= 0.01
+    for g in shown:  # drawn over exactly that period (an open one up to the range's end: now), and
+        # at least 1.5 px wide: a burst of seconds stays visible on a day's chart
+        left = _x(drawn, max(g["start_ms"], drawn["start"]))
+        right = _x(drawn, drawn["end"] if g["end_ms"] is None else g["end_ms"])
+        assert abs(g["x"] - left) <= 0.01 and abs(g["width"] - max(right - left, 1.5)) <= 0.01
 
 
 def test_two_tags_with_a_bad_burst_drawn_as_the_historian_answers(tmp_path: Any) -> None:
@@ -284,6 +286,28 @@ def test_two_tags_with_a_bad_burst_drawn_as_the_historian_answers(tmp_path: Any)
             assert band.count() > 0
             page.locator("#trend-panel").scroll_into_view_if_needed()
             page.screenshot(path=str(ARTIFACTS / "trend-aggregates-1024x768.png"))
+
+            # an OPC UA outage: the Filler dies, both tags STALE, the gap still open (drawn up to now)
+            page.evaluate("() => { trendSettings.rawMax = 5000; }")
+            stop_service(stack, "simulator")
+
+            def stale_open() -> bool:
+                soon = int(time.time() * 1000) + 60_000
+                found = [_history(stack, "gaps", t, start=start, end=soon)["gaps"] for t in (temperature, speed)]
+                return all(g and g[-1]["quality"] == "STALE" and g[-1]["end_ms"] is None for g in found)
+            wait_until(stale_open, 60, "both tags STALE in the historian")
+            page.select_option("#trend-range", "hour")
+            for topic in topics.values():
+                expect(page.locator(f'#trend .gap-STALE[data-topic="{topic}"]')).to_have_count(1, timeout=15_000)
+            drawn = _drawn(page)
+            assert drawn["mode"] == "raw"
+            for key, tag in ((TEMPERATURE, temperature), (SPEED, speed)):
+                now_gaps = _history(stack, "gaps", tag, start=drawn["start"], end=drawn["end"])["gaps"]
+                assert now_gaps[-1]["end_ms"] is None
+                _assert_gaps_drawn(drawn, topics[key], now_gaps)
+            expect(page.locator(f'#trend-series li[data-topic="{topics[SPEED]}"]')).to_contain_text("1 gap")
+            page.locator("#trend-panel").scroll_into_view_if_needed()
+            page.screenshot(path=str(ARTIFACTS / "trend-outage-1024x768.png"))
 
             # a tag taken off the chart from its legend entry
             page.locator(f'#trend-series li[data-topic="{topics[SPEED]}"] .remove').click()
