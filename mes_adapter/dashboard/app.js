@@ -7,8 +7,6 @@ const state = {
   token: localStorage.getItem("uns.token") || "",
   me: null,
   tags: new Map(),          // topic -> tag
-  selected: null,           // topic of the trend
-  trend: [],                // [{ts_ms, value, quality}]
   rules: [],
   command: null,            // last command view
   events: null,
@@ -76,13 +74,13 @@ async function api(path, options = {}) {
 function blank(message) {
   if (state.events) { state.events.close(); state.events = null; }
   const live = $("live"); live.textContent = "offline"; live.className = "pill off";
-  state.me = null; state.tags.clear(); state.selected = null; state.trend = []; state.command = null;
+  state.me = null; state.tags.clear(); state.command = null;
   $("who").textContent = "";
   for (const id of ["lines", "tree", "nodes", "confirmations", "commands", "approvals", "cmd-rule"]) $(id).replaceChildren();
-  for (const id of ["outbox-depth", "allowlist-version", "cmd-rule-info", "trend-info"]) $(id).textContent = "";
+  for (const id of ["outbox-depth", "allowlist-version", "cmd-rule-info"]) $(id).textContent = "";
   state.rules = [];
   $("cmd-result").hidden = true; $("cmd-sign").hidden = true;
-  drawTrend();
+  trendReset();  // trends.js
   $("logout").hidden = true;
   clearAlarms();
   notice(message);
@@ -163,10 +161,6 @@ function connectEvents() {
       const known = state.tags.has(tag.topic);
       state.tags.set(tag.topic, tag);
       if (!known) renderTree(); else updateLeaf(tag);
-      if (tag.topic === state.selected) {
-        state.trend.push({ts_ms: tag.timestamp_ms, value: tag.value, quality: tag.quality});
-        drawTrend();
-      }
     }
   });
   for (const kind of ["node", "device"]) source.addEventListener(kind, () => scheduleRefresh(["nodes", "lines"]));
@@ -229,9 +223,9 @@ function renderTree() {
 
 function leaf(topic) {
   const tag = state.tags.get(topic);
-  const row = el("div", {class: "leaf" + (topic === state.selected ? " selected" : ""), "data-topic": topic,
+  const row = el("div", {class: "leaf" + (trendHas(topic) ? " selected" : ""), "data-topic": topic,
     title: `${tag.group_id}/${tag.edge_node_id}${tag.device_id ? "/" + tag.device_id : ""} · ${tag.datatype}`,
-    onclick: () => selectTrend(topic)},
+    onclick: () => trendToggle(topic)},
     el("span", {class: "name"}, topic.split("/").pop()),
     el("span", {class: "val q-" + tag.quality}, shownValue(tag.value, tag.quality)),
     el("span", {class: "muted"}, tag.unit || ""),
@@ -248,63 +242,7 @@ function updateLeaf(tag) {
   row.replaceWith(fresh);
 }
 
-// ---------------------------------------------------------------- trend (inline SVG)
-
-async function selectTrend(topic) {
-  state.selected = topic;
-  document.querySelectorAll("#tree .leaf.selected").forEach((n) => n.classList.remove("selected"));
-  const row = document.querySelector(`#tree .leaf[data-topic="${CSS.escape(topic)}"]`);
-  if (row) row.classList.add("selected");
-  $("trend-topic").textContent = topic;
-  try {
-    const history = await api("/api/tags/history?topic=" + encodeURIComponent(topic) + "&limit=5000");
-    state.trend = history.points;
-    $("trend-info").textContent = `${history.points.length} points, last hour` + (history.truncated ? " (truncated)" : "");
-  } catch (e) {
-    state.trend = [];
-    $("trend-info").textContent = e.message;
-  }
-  drawTrend();
-}
-
-function drawTrend() {
-  const svg = $("trend");
-  const W = 600, H = 240, L = 46, R = 8, T = 10, B = 22;
-  const points = state.trend.filter((p) => typeof p.value === "number" || typeof p.value === "boolean")
-    .map((p) => ({t: p.ts_ms, v: Number(p.value), q: p.quality}));
-  const ns = "http://www.w3.org/2000/svg";
-  const mk = (tag, attrs, text) => {
-    const n = document.createElementNS(ns, tag);
-    for (const [k, v] of Object.entries(attrs)) n.setAttribute(k, v);
-    if (text !== undefined) n.textContent = text;
-    return n;
-  };
-  const nodes = [mk("line", {class: "axis", x1: L, y1: H - B, x2: W - R, y2: H - B}),
-                 mk("line", {class: "axis", x1: L, y1: T, x2: L, y2: H - B})];
-  if (points.length === 0) {
-    nodes.push(mk("text", {class: "lbl", x: W / 2 - 60, y: H / 2}, state.selected ? "no numeric history" : "select a tag"));
-    svg.replaceChildren(...nodes);
-    return;
-  }
-  let t0 = Math.min(...points.map((p) => p.t)), t1 = Math.max(...points.map((p) => p.t));
-  let v0 = Math.min(...points.map((p) => p.v)), v1 = Math.max(...points.map((p) => p.v));
-  if (t1 === t0) { t0 -= 1000; t1 += 1000; }
-  if (v1 === v0) { v0 -= 1; v1 += 1; }
-  const x = (t) => L + (t - t0) / (t1 - t0) * (W - L - R);
-  const y = (v) => H - B - (v - v0) / (v1 - v0) * (H - T - B);
-  // step line: a value holds until the next change (report by exception)
-  let d = "";
-  points.forEach((p, i) => {
-    d += i === 0 ? `M${x(p.t)},${y(p.v)}` : `H${x(p.t)}V${y(p.v)}`;
-  });
-  d += `H${x(t1)}`;
-  nodes.push(mk("path", {class: "series", d}));
-  for (const p of points) if (p.q !== "GOOD") nodes.push(mk("circle", {class: "bad", cx: x(p.t), cy: y(p.v), r: 2.5}));
-  for (const v of [v0, (v0 + v1) / 2, v1]) nodes.push(mk("text", {class: "lbl", x: 2, y: y(v) + 3}, fmtValue(v)));
-  nodes.push(mk("text", {class: "lbl", x: L, y: H - 6}, fmtTime(t0)));
-  nodes.push(mk("text", {class: "lbl", x: W - R - 50, y: H - 6}, fmtTime(t1)));
-  svg.replaceChildren(...nodes);
-}
+// ---------------------------------------------------------------- trend: trends.js (the historian)
 
 // ---------------------------------------------------------------- lines, nodes, confirmations
 
@@ -632,7 +570,6 @@ $("sign-paste").addEventListener("click", () => {
   try { postSignature(JSON.parse($("sign-json").value)); } catch (e) { showCommand(null, {status: "", message: "not JSON: " + e.message}); }
 });
 setInterval(() => { if (state.me) scheduleRefresh(["lines", "nodes", "alarms"]); }, 5000);
-setInterval(() => { if (state.me && state.selected) selectTrend(state.selected); }, 60000);
 $("token").value = state.token;
-drawTrend();
+trendInit();  // trends.js
 useToken(state.token);

@@ -175,8 +175,10 @@ async def test_metrics_health_and_dashboard(adapter: RunningAdapter) -> None:
     assert 'route="/api/tags"' in text
     page = await client.get("/")
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
-    assert "<script" in page.text and "/static/app.js" in page.text
-    assert (await client.get("/static/app.js")).status_code == 200
+    for script in ("/static/trends.js", "/static/app.js"):  # the trends' code first: app.js calls it
+        assert f'<script src="{script}">' in page.text
+        assert (await client.get(script)).status_code == 200
+    assert page.text.index("/static/trends.js") < page.text.index("/static/app.js")
     assert (await client.get("/docs")).status_code == 200
     me = (await client.get("/api/me", headers=auth("supervisor"))).json()
     assert me == {"user_id": "bob", "full_name": "Bob Supervisor", "role": "supervisor"}
