@@ -50,9 +50,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -62,6 +60,7 @@ from uns.mqtt_url import BrokerURL, paho_client
 from uns.sparkplug.model import now_ms
 
 from .mirror import MirrorMessage, UnsMirror
+from .mirror_link import Batch, MirrorLink
 from .mirror_wire import WireLink
 from .stats import LagWindow
 
@@ -73,17 +72,11 @@ BATCH = 256
 _LIVENESS_S = 1.0
 
 
-@dataclass(slots=True)
-class _Batch:
-    fence_mid: int
-    messages: list[MirrorMessage]
-
-
-class _Link:
+class _Link(MirrorLink):
     """One connection: a fresh paho client whose state dies with the connection."""
 
     def __init__(self, owner: MirrorPublisher, loop: asyncio.AbstractEventLoop) -> None:
-        self._owner = owner
+        super().__init__(owner)
         self._loop = loop
         kwargs: dict[str, Any] = {"protocol": paho.MQTTv5 if owner.protocol == "5" else paho.MQTTv311,
                                   "reconnect_on_failure": False}
@@ -98,21 +91,6 @@ class _Link:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_connect_fail = self._on_connect_fail
         self.client.on_publish = self._on_publish
-        self.up = False
-        self.ended = False
-        self.why = ""
-        self.changed = asyncio.Event()
-        #: (mid, confirmation time ms), appended by the network thread
-        self.acks: deque[tuple[int, int]] = deque()
-        #: paho's on_publish calls: one per message, QoS 0 ones when written, QoS 1 ones on PUBACK
-        self.acked = 0
-        #: messages handed to paho on this link (the loop thread's count)
-        self.sent = 0
-        #: the network thread wakes the loop once ``acked`` reaches this (one wake per many acks)
-        self.wake_at = 1 << 62
-        self.batches: deque[_Batch] = deque()
-        self.fences: dict[int, _Batch] = {}
-        self.unconfirmed = 0
 
     def start(self) -> None:
         host, port = self._owner.url.host, self._owner.url.port
@@ -163,49 +141,16 @@ class _Link:
         """False once paho itself says the connection is gone, even if no callback told us."""
         return self.client.is_connected()
 
-    def _set_ended(self, why: str) -> None:
-        if not self.ended:
-            self.ended, self.up = True, False
-            self.why = why
-            self.changed.set()
-            self._owner.wake()
-
     def send(self, batch: list[MirrorMessage], qos: int) -> None:
         publish = self.client.publish
         last = len(batch) - 1
         mid = 0
         for i, message in enumerate(batch):
             mid = publish(message.topic, message.payload, qos if i < last else 1, True).mid
-        record = _Batch(mid, batch)
-        self.batches.append(record)
+        record = Batch(batch, fence_mid=mid)
+        self._track(record)
         self.fences[mid] = record
-        self.unconfirmed += len(batch)
         self.sent += len(batch)
-
-    def confirmed(self) -> list[tuple[_Batch, int]]:
-        """Batches whose fence PUBACK arrived (with its time); earlier batches are confirmed with it."""
-        out: list[tuple[_Batch, int]] = []
-        acks, fences, batches = self.acks, self.fences, self.batches
-        while acks:
-            mid, at = acks.popleft()
-            record = fences.pop(mid, None)
-            if record is None:
-                continue  # a QoS 1 message inside a batch, or a QoS 0 one written to the socket
-            while batches:
-                head = batches.popleft()
-                fences.pop(head.fence_mid, None)
-                self.unconfirmed -= len(head.messages)
-                out.append((head, at))
-                if head is record:
-                    break
-        return out
-
-    def unconfirmed_messages(self) -> list[MirrorMessage]:
-        out = [m for record in self.batches for m in record.messages]
-        self.batches.clear()
-        self.fences.clear()
-        self.unconfirmed = 0
-        return out
 
 
 class MirrorPublisher:

@@ -6,7 +6,7 @@ write, and a read full of PUBACKs is handled in one pass; only each batch's last
 *fence*) is looked up, because a broker acknowledges one connection's QoS 1 messages in order
 (MQTT 3.1.1 section 4.6), so the fence's PUBACK confirms the batch and all before it.
 
-The contract with :class:`~.mirror_publisher.MirrorPublisher` is the paho link's (``up``,
+The contract with :class:`~.mirror_publisher.MirrorPublisher` is :class:`~.mirror_link.MirrorLink`'s (``up``,
 ``ended``, ``why``, ``changed``, ``send``, ``confirmed``, ``unconfirmed``,
 ``unconfirmed_messages``, ``acked``/``sent``/``wake_at``), so the publisher's promises hold
 unchanged: a fresh connection (clean session) each time, every unconfirmed batch put back into
@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from uns.mqtt_wire import ConnAck, PubAcks
@@ -29,6 +28,7 @@ from uns.mqtt_wire_aio import PublisherTransport, open_publisher
 from uns.sparkplug.model import now_ms
 
 from .mirror import MirrorMessage
+from .mirror_link import Batch, MirrorLink
 
 if TYPE_CHECKING:
     from .mirror_publisher import MirrorPublisher
@@ -36,41 +36,16 @@ if TYPE_CHECKING:
 log = logging.getLogger("uns.host.mirror")
 
 
-@dataclass(slots=True)
-class _Batch:
-    messages: list[MirrorMessage]
-    #: messages sent on this link up to and including this batch (``acked`` once it is confirmed)
-    upto: int
-    fence_mid: int = 0
-    #: messages of this batch written so far (less than all only while Receive Maximum holds it)
-    written: int = 0
-
-
-class WireLink:
+class WireLink(MirrorLink):
     """One connection of the mirror over :class:`uns.mqtt_wire_aio.PublisherTransport`."""
 
     def __init__(self, owner: MirrorPublisher, loop: asyncio.AbstractEventLoop) -> None:
-        self._owner = owner
+        super().__init__(owner)
         self._loop = loop
         self.proto: PublisherTransport | None = None
         self._opening: asyncio.Task[None] | None = None
-        self.up = False
-        self.ended = False
-        self.why = ""
-        self.changed = asyncio.Event()
-        #: (fence packet id, confirmation time ms), in arrival order
-        self.acks: deque[tuple[int, int]] = deque()
-        #: messages of confirmed batches on this link
-        self.acked = 0
-        #: messages handed to this link
-        self.sent = 0
-        #: the owner is woken once ``acked`` reaches this (one wake per many acks)
-        self.wake_at = 1 << 62
-        self.batches: deque[_Batch] = deque()
-        self.fences: dict[int, _Batch] = {}
-        self.unconfirmed = 0
         #: batches not yet fully written (Receive Maximum), oldest first
-        self._held: deque[_Batch] = deque()
+        self._held: deque[Batch] = deque()
 
     def start(self) -> None:
         self._opening = self._loop.create_task(self._open())
@@ -130,21 +105,13 @@ class WireLink:
 
     # -- the contract with MirrorPublisher -----------------------------------------------------
 
-    def _set_ended(self, why: str) -> None:
-        if not self.ended:
-            self.ended, self.up = True, False
-            self.why = why
-            self.changed.set()
-            self._owner.wake()
-
     def alive(self) -> bool:
         return not self.ended
 
     def send(self, batch: list[MirrorMessage], qos: int) -> None:
         self.sent += len(batch)
-        record = _Batch(batch, self.sent)
-        self.batches.append(record)
-        self.unconfirmed += len(batch)
+        record = Batch(batch, upto=self.sent)
+        self._track(record)
         self._held.append(record)
         self._write_held()
 
@@ -174,28 +141,6 @@ class WireLink:
             record.fence_mid = mid
             self.fences[mid] = record
 
-    def confirmed(self) -> list[tuple[_Batch, int]]:
-        """Batches whose fence PUBACK arrived (with its time); earlier batches are confirmed with it."""
-        out: list[tuple[_Batch, int]] = []
-        acks, fences, batches = self.acks, self.fences, self.batches
-        while acks:
-            mid, at = acks.popleft()
-            record = fences.pop(mid, None)
-            if record is None:
-                continue
-            while batches:
-                head = batches.popleft()
-                fences.pop(head.fence_mid, None)
-                self.unconfirmed -= len(head.messages)
-                out.append((head, at))
-                if head is record:
-                    break
-        return out
-
     def unconfirmed_messages(self) -> list[MirrorMessage]:
-        out = [m for record in self.batches for m in record.messages]
-        self.batches.clear()
-        self.fences.clear()
         self._held.clear()
-        self.unconfirmed = 0
-        return out
+        return super().unconfirmed_messages()
