@@ -19,6 +19,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -55,28 +58,57 @@ def _batch_counts(stack: Stack, batch_id: str) -> tuple[float, float] | None:
     return next(((b["good"], b["scrap"]) for b in batches or [] if b["batch_id"] == batch_id), None)
 
 
-def test_uns_up_runs_the_stack_on_mosquitto_and_leaves_no_broker_behind() -> None:
-    binary = mosquitto_binary()
-    assert binary, "mosquitto is missing: scripts/test installs it"
+@dataclass
+class Up:
+    """A `uns up --broker-engine mosquitto` the test started, with its folders and ports."""
+
+    proc: subprocess.Popen
+    base: Path
+    ports: dict[str, int]
+
+    @property
+    def data(self) -> Path:
+        return self.base / "uns-data"
+
+    @property
+    def conf(self) -> Path:
+        return self.data / "config" / "mosquitto.conf"
+
+    def output(self) -> str:
+        return (self.base / "up.log").read_text(errors="replace")
+
+
+@contextmanager
+def up_on_mosquitto(*args: str) -> Iterator[Up]:
+    """The real `uns up` on free ports until its summary is printed; stopped (SIGINT) and cleaned up after."""
     # Mosquitto started as root runs as the `mosquitto` user, which cannot enter pytest's 0700 tmp
     # folders (uns up refuses such a folder: test_mosquitto_engine.py): a folder it can traverse
     base = Path(tempfile.mkdtemp(prefix="uns-up-mosquitto-"))
     base.chmod(0o755)
-    data = base / "uns-data"
     ports = {name: free_port() for name in PORT_OPTIONS}
-    log_path = base / "up.log"
-    with open(log_path, "wb") as log:
+    with open(base / "up.log", "wb") as log:
         proc = subprocess.Popen(
-            uns_command("up", "--data-dir", str(data), "--broker-engine", "mosquitto",
+            uns_command("up", "--data-dir", str(base / "uns-data"), "--broker-engine", "mosquitto", *args,
                         *[arg for name, option in PORT_OPTIONS.items() for arg in (option, str(ports[name]))]),
             stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    conf = data / "config" / "mosquitto.conf"
+    up = Up(proc, base, ports)
     try:
         deadline = time.monotonic() + 150
-        while "Press Ctrl-C to stop." not in log_path.read_text(errors="replace"):
-            assert proc.poll() is None, log_path.read_text(errors="replace")
-            assert time.monotonic() < deadline, log_path.read_text(errors="replace")
+        while "Press Ctrl-C to stop." not in up.output():
+            assert proc.poll() is None, up.output()
+            assert time.monotonic() < deadline, up.output()
             time.sleep(0.3)
+        yield up
+    finally:
+        stop_process(proc, sig=signal.SIGINT, timeout=60)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_uns_up_runs_the_stack_on_mosquitto_and_leaves_no_broker_behind() -> None:
+    binary = mosquitto_binary()
+    assert binary, "mosquitto is missing: scripts/test installs it"
+    with up_on_mosquitto() as up:
+        proc, data, conf, ports, log_path = up.proc, up.data, up.conf, up.ports, up.base / "up.log"
         output = log_path.read_text(errors="replace")
         assert f"  Broker           mosquitto version 2.0.11 ({binary} -c {conf})" in output, output
         assert "no broker /metrics with Mosquitto" in output and f":{ports['broker_http']}/" not in output
@@ -112,9 +144,20 @@ def test_uns_up_runs_the_stack_on_mosquitto_and_leaves_no_broker_behind() -> Non
         assert re.search(r"broker\s+stopped \(exit 0\)", output), output
         assert _pids_running(conf) == []
         assert not Path(f"/proc/{pid}").exists()  # reaped, not a zombie or an orphan
-    finally:
-        stop_process(proc, sig=signal.SIGINT, timeout=60)
-        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_a_mosquitto_that_dies_is_reported_and_the_stack_stops() -> None:
+    """Supervised like the other services: a broker that exits is named with its log, the rest stops."""
+    with up_on_mosquitto("--no-demo-batch") as up:
+        [(pid, parent)] = _pids_running(up.conf)
+        assert parent == up.proc.pid
+        os.kill(pid, signal.SIGKILL)  # the broker `uns up` started for this test, by its PID
+        up.proc.wait(timeout=60)
+        output = up.output()
+        assert f"uns up: broker exited with code -9; see {up.data / 'logs' / 'broker.log'}" in output, output
+        for name in ("edge", "adapter", "simulator"):
+            assert re.search(rf"{name}\s+stopped \(exit 0\)", output), output
+        assert "uns-hub stopped" in output
 
 
 def _up_without_mosquitto(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
