@@ -35,13 +35,31 @@ def test_default_ports_and_compose_mapping() -> None:
 def test_uns_up_prints_the_metrics_urls() -> None:
     from rich.console import Console
 
-    from unshub.cli.up import _print_urls
+    from unshub.cli.up import BrokerEngine, _print_urls
 
     console = Console(record=True, width=200)
     ports = StackPorts(edge_http=19102, broker_http=19101)
-    _print_urls(console, {"tokens": {}, "line": "acme/plant1/packaging/line1"}, ports, True, edge_metrics=True)
+    _print_urls(console, {"tokens": {}, "line": "acme/plant1/packaging/line1"}, ports, BrokerEngine.EMBEDDED,
+                edge_metrics=True)
     text = console.export_text()
     assert "http://127.0.0.1:19101/metrics" in text and "http://127.0.0.1:19102/metrics" in text
     console = Console(record=True, width=200)
-    _print_urls(console, {"tokens": {}}, ports, False, edge_metrics=False)  # external broker, own plant.yaml
+    _print_urls(console, {"tokens": {}}, ports, None, edge_metrics=False)  # external broker, own plant.yaml
     assert "1910" not in console.export_text()
+
+
+def test_uns_up_with_mosquitto_says_there_is_no_broker_metrics_endpoint() -> None:
+    """Mosquitto has no HTTP /metrics: the summary says where its counters are instead of a dead URL."""
+    from rich.console import Console
+
+    from unshub.cli.up import BrokerEngine, _print_urls
+
+    console = Console(record=True, width=200)
+    ports = StackPorts(mqtt=11883, ws=19001, edge_http=19102, broker_http=19101)
+    _print_urls(console, {"tokens": {}, "line": "acme/plant1/packaging/line1"}, ports, BrokerEngine.MOSQUITTO,
+                "mosquitto version 2.0.11 (/usr/sbin/mosquitto -c conf/mosquitto.conf)", edge_metrics=True)
+    text = console.export_text()
+    assert "  Broker           mosquitto version 2.0.11 (/usr/sbin/mosquitto -c conf/mosquitto.conf)" in text
+    assert "no broker /metrics with Mosquitto: its counters are on the MQTT topics $SYS/#" in text
+    assert "19101" not in text and "19001" not in text  # no broker metrics port, no WebSocket listener
+    assert "mqtt://127.0.0.1:11883" in text and "topics: '#' and '$SYS/#'" in text

@@ -15,7 +15,8 @@ into one folder:
 * ``adapter.yaml`` – the MES adapter (host, mirror, MES line config, demo API tokens per role);
 * ``mosquitto.conf``, ``mosquitto.passwd``, ``mosquitto.acl`` – the same users and roles for
   Mosquitto (docker-compose.mosquitto.yml, README "Using Mosquitto");
-* ``stack.yaml`` – what was generated (ports, URLs, demo tokens) for `uns up` to print.
+* ``stack.yaml`` – what was generated (ports, URLs, demo tokens) for `uns up` to print, and the
+  broker `uns up` starts (``broker_engine``: ``embedded`` or ``mosquitto``).
 
 Secrets live only in these files (mode 0600), never in the repository.
 """
@@ -91,7 +92,8 @@ def mosquitto_password_hash(password: str, salt: bytes | None = None, iterations
 
 
 def write_stack_config(out: Path, profile: Profile = Profile.LOCAL, ports: StackPorts = StackPorts(),
-                       data_root: Path | None = None) -> dict[str, Any]:
+                       data_root: Path | None = None,
+                       broker_engine: str = "embedded") -> dict[str, Any]:
     """Write every file of the stack into ``out`` and return the summary stored in ``stack.yaml``."""
     from broker.passwords import PasswordFile, save_password_file, with_user
     from simulator.catalog import tag_catalog
@@ -200,6 +202,7 @@ def write_stack_config(out: Path, profile: Profile = Profile.LOCAL, ports: Stack
     summary = {
         "profile": profile.value,
         "ports": ports.as_dict(),
+        "broker_engine": broker_engine,  # `uns up --broker-engine` (unshub.cli.up.BrokerEngine)
         "broker_url": broker_url,
         "opcua_endpoint": endpoint,
         "host_id": HOST_ID,

@@ -1,9 +1,11 @@
 """``uns up``: the whole stack on one machine, with zero configuration.
 
-Starts the embedded broker, the simulated line, the MES adapter (primary host, UNS mirror, REST
-API and dashboard) and the edge node, each as its own ``uns <service>`` process (the very
-commands docker-compose runs), waits until data flows, prints where everything is, and on Ctrl-C
-stops them in reverse order so the wire sees the edge node's NDEATH and the host's STATE offline.
+Starts the broker (the embedded one, or with ``--broker-engine mosquitto`` the packaged Mosquitto
+with the config ``uns init`` wrote for it: :mod:`unshub.mosquitto`), the simulated line, the MES
+adapter (primary host, UNS mirror, REST API and dashboard) and the edge node, each as its own
+process (``uns <service>``: the very commands docker-compose runs), waits until data flows, prints
+where everything is, and on Ctrl-C stops them in reverse order so the wire sees the edge node's
+NDEATH and the host's STATE offline.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,6 +28,13 @@ if TYPE_CHECKING:
 
 
 _PORT_HELP = ("(default: the port in the existing stack config, else")
+
+
+class BrokerEngine(StrEnum):
+    """The broker `uns up` starts: ours (amqtt, the default) or the packaged Mosquitto (faster)."""
+
+    EMBEDDED = "embedded"
+    MOSQUITTO = "mosquitto"
 
 
 def register(app: typer.Typer) -> None:
@@ -39,7 +49,12 @@ def up(
     adapter_config: Path | None = typer.Option(None, "--adapter-config", help="your own adapter.yaml"),
     broker: str | None = typer.Option(None, "--broker",
                                       help="an external broker URL for the adapter (mqtt://user:pw@host:1883): "
-                                           "no embedded broker is started"),
+                                           "no broker is started"),
+    broker_engine: BrokerEngine | None = typer.Option(
+        None, "--broker-engine", case_sensitive=False,
+        help="the broker to start: embedded (amqtt) or mosquitto (the installed Mosquitto with the generated "
+             "mosquitto.conf; several times faster) (default: broker_engine in the existing stack config, "
+             "else embedded)"),
     fresh: bool = typer.Option(False, "--fresh",
                                help="regenerate the stack config (new passwords, tokens and keys); "
                                     "the old folder is backed up first"),
@@ -83,12 +98,16 @@ def up(
     mqtt_port, ws_port, opcua_port, http_port = ports.mqtt, ports.ws, ports.opcua, ports.http
     edge_metrics_port, broker_metrics_port = ports.edge_http, ports.broker_http
 
-    embedded_broker = broker is None
+    engine = _broker_engine(broker_engine, summary, stack_file, external=broker)
+    mosquitto_binary = _mosquitto_binary() if engine is BrokerEngine.MOSQUITTO else None
+    embedded_broker = engine is BrokerEngine.EMBEDDED
     simulator = config is None
     wanted = {http_port: "MES adapter HTTP"}
     if embedded_broker:
         wanted |= {mqtt_port: "MQTT broker", ws_port: "MQTT over WebSocket",
                    broker_metrics_port: "broker metrics HTTP"}
+    elif engine is BrokerEngine.MOSQUITTO:
+        wanted |= {mqtt_port: "MQTT broker (Mosquitto)"}
     if simulator:  # the generated plant.yaml serves the edge's metrics; a --config file decides for itself
         wanted |= {opcua_port: "simulated line (OPC UA)", edge_metrics_port: "edge node metrics HTTP"}
     clashes = _port_clashes(ports)
@@ -101,7 +120,10 @@ def up(
         typer.echo(f"uns up: {exc} Nothing was written.", err=True)
         raise typer.Exit(2) from None
 
-    summary = _prepare_stack_folder(console, folder, summary, stored, ports, fresh)
+    summary = _prepare_stack_folder(console, folder, summary, stored, ports, fresh,
+                                    engine or BrokerEngine.EMBEDDED)
+    if engine is BrokerEngine.MOSQUITTO:
+        _check_mosquitto_conf(folder / "mosquitto.conf", mqtt_port)
     _check_configs(broker_yaml=folder / "broker.yaml" if embedded_broker else None,
                    plant=config or folder / "plant.yaml", adapter=adapter_config or folder / "adapter.yaml",
                    broker_url=broker)
@@ -120,6 +142,11 @@ def up(
     if embedded_broker:
         specs.append(ServiceSpec("broker", [*uns, "broker", "run", "--config", str(folder / "broker.yaml")],
                                  ready_ports=[mqtt_port, ws_port]))
+    elif mosquitto_binary:
+        from unshub.mosquitto import mqtt_answers
+
+        specs.append(ServiceSpec("broker", [mosquitto_binary, "-c", str(folder / "mosquitto.conf")],
+                                 ready_ports=[mqtt_port], ready_check=lambda: mqtt_answers(mqtt_port)))
     if simulator:
         specs.append(ServiceSpec("simulator", [*uns, "sim", "run", "--host", "127.0.0.1",
                                                "--port", str(opcua_port), "--seed", "1"],
@@ -156,7 +183,8 @@ def up(
             elif demo_batch:
                 console.print(f"  [yellow]demo batch not started: batch {kept} is still running on the line[/yellow]")
         if not stop.is_set():
-            _print_urls(console, summary, ports, embedded_broker, edge_metrics=simulator)
+            _print_urls(console, summary, ports, engine, _broker_line(engine, mosquitto_binary, folder),
+                        edge_metrics=simulator)
         deadline = None if run_for is None else time.monotonic() + run_for
         while not stop.is_set():
             failed = supervisor.failed()
@@ -176,6 +204,77 @@ def up(
         console.print("[bold]uns-hub[/bold] stopping (edge node NDEATH, host STATE offline, then the rest)")
         supervisor.stop_all()
     console.print("[bold]uns-hub[/bold] stopped")
+
+
+def _broker_engine(option: BrokerEngine | None, summary: object, stack_file: Path,
+                   external: str | None) -> BrokerEngine | None:
+    """The broker to start: the option, else ``broker_engine`` in ``stack.yaml``, else embedded;
+    None with ``--broker`` (an external broker). A bad stored value or both options: exit 2."""
+    if external is not None:
+        if option is not None:
+            typer.echo("uns up: --broker uses a broker that is already running and --broker-engine starts one: "
+                       "give one of them. Nothing was written.", err=True)
+            raise typer.Exit(2)
+        return None
+    if option is not None:
+        return option
+    stored = summary.get("broker_engine") if isinstance(summary, dict) else None
+    if stored is None:
+        return BrokerEngine.EMBEDDED
+    try:
+        return BrokerEngine(str(stored).lower())
+    except ValueError:
+        choices = ", ".join(engine.value for engine in BrokerEngine)
+        typer.echo(f"uns up: {stack_file}: broker_engine: {stored!r} is not one of {choices}. "
+                   "Nothing was written.", err=True)
+        raise typer.Exit(2) from None
+
+
+def _mosquitto_binary() -> str:
+    """The Mosquitto to start; missing: the package to install, exit 2 before anything is written."""
+    from unshub.mosquitto import MosquittoMissingError, find_mosquitto
+
+    try:
+        return find_mosquitto()
+    except MosquittoMissingError as exc:
+        typer.echo(f"uns up: {exc} Nothing was written.", err=True)
+        raise typer.Exit(2) from None
+
+
+def _check_mosquitto_conf(conf_file: Path, mqtt_port: int) -> None:
+    """The generated (or the user's) ``mosquitto.conf`` can serve the stack: its listener, its files,
+    their permissions for the user Mosquitto becomes, and every listener port free; else exit 2."""
+    from unshub.mosquitto import conf_problems, read_conf
+    from unshub.supervisor import PortInUseError, check_ports_free
+
+    try:
+        conf = read_conf(conf_file)
+    except FileNotFoundError:
+        typer.echo(f"uns up: {conf_file} is missing (a stack folder from before Mosquitto support?): "
+                   "restore it from a backup, or regenerate the folder with `uns up --fresh` "
+                   "(new passwords, tokens and keys; the old folder is backed up first).", err=True)
+        raise typer.Exit(2) from None
+    problems = conf_problems(conf, mqtt_port)
+    try:
+        check_ports_free({port: f"Mosquitto listener in {conf_file.name}" for port in conf.listeners
+                          if port != mqtt_port})
+    except PortInUseError as exc:
+        problems.append(str(exc))
+    if problems:
+        typer.echo("uns up: Mosquitto cannot start:\n  " + "\n  ".join(problems), err=True)
+        raise typer.Exit(2)
+
+
+def _broker_line(engine: BrokerEngine | None, mosquitto_binary: str | None, folder: Path) -> str:
+    """The summary's ``Broker`` line: which broker runs, and where its config is."""
+    from unshub.mosquitto import mosquitto_version
+
+    if engine is None:
+        return "external (--broker): not started by uns up"
+    if engine is BrokerEngine.EMBEDDED:
+        return f"embedded (amqtt; {folder / 'broker.yaml'})"
+    version = mosquitto_version(mosquitto_binary or "mosquitto") or "Mosquitto"
+    return f"{version} ({mosquitto_binary} -c {folder / 'mosquitto.conf'})"
 
 
 def _port_clashes(ports: StackPorts) -> str:
@@ -222,7 +321,8 @@ def _stored_ports(summary: object) -> StackPorts | None:
 
 
 def _prepare_stack_folder(console, folder: Path, summary: object,  # type: ignore[no-untyped-def]
-                          stored: StackPorts | None, ports: StackPorts, fresh: bool) -> dict:
+                          stored: StackPorts | None, ports: StackPorts, fresh: bool,
+                          engine: BrokerEngine = BrokerEngine.EMBEDDED) -> dict:
     """Keep the user's stack config: write one only if there is none (or ``--fresh``), change only
     the ports when they differ, and back the folder up before any rewrite (and say so)."""
     from unshub.cli.stack import Profile, write_stack_config
@@ -232,7 +332,7 @@ def _prepare_stack_folder(console, folder: Path, summary: object,  # type: ignor
         if folder.is_dir() and any(folder.iterdir()):
             backup = backup_folder(folder)
             console.print(f"backed up the previous config folder {folder} to {backup}")
-        written = write_stack_config(folder, Profile.LOCAL, ports)
+        written = write_stack_config(folder, Profile.LOCAL, ports, broker_engine=engine.value)
         console.print(f"wrote a new stack config (new passwords, tokens and keys) to {folder}")
         return written
     if stored == ports:
@@ -371,24 +471,32 @@ def _line_born(http_port: int, token: str) -> bool:
     return any(line.get("nodes_online", 0) for line in lines)
 
 
-def _print_urls(console, summary: dict, ports, embedded_broker: bool,  # type: ignore[no-untyped-def]
-                edge_metrics: bool = True) -> None:
+def _print_urls(console, summary: dict, ports, engine: BrokerEngine | None,  # type: ignore[no-untyped-def]
+                broker_line: str = "", edge_metrics: bool = True) -> None:
+    """The summary block; ``engine`` is the broker uns up started (None: an external one)."""
     http = f"http://127.0.0.1:{ports.http}"
     tokens = summary.get("tokens", {})
     console.print()
     console.print("[bold green]uns-hub is running[/bold green]")
     console.print(f"  Dashboard        {http}/   (token: operator {tokens.get('operator', '?')})")
     console.print(f"  REST API docs    {http}/docs")
+    if broker_line:
+        console.print(f"  Broker           {broker_line}", markup=False)
     console.print(f"  Prometheus       {http}/metrics   (MES adapter)")
-    if embedded_broker:
+    if engine is BrokerEngine.EMBEDDED:
         console.print(f"                   http://127.0.0.1:{ports.broker_http}/metrics   (broker; /healthz, /readyz)")
+    elif engine is BrokerEngine.MOSQUITTO:
+        console.print("                   no broker /metrics with Mosquitto: its counters are on the "
+                      "MQTT topics $SYS/# (e.g. mosquitto_sub -v -t '$SYS/#')", markup=False)
     if edge_metrics:
         console.print(f"                   http://127.0.0.1:{ports.edge_http}/metrics   (edge node; /healthz, /readyz)")
-    if embedded_broker:
-        console.print(f"  MQTT             mqtt://127.0.0.1:{ports.mqtt}   (WebSocket ws://127.0.0.1:{ports.ws}/mqtt)")
+    if engine is not None:
+        websocket = f"   (WebSocket ws://127.0.0.1:{ports.ws}/mqtt)" if engine is BrokerEngine.EMBEDDED else ""
+        console.print(f"  MQTT             mqtt://127.0.0.1:{ports.mqtt}{websocket}")
         console.print(f"  OPC UA (sim)     opc.tcp://127.0.0.1:{ports.opcua}")
+        special = "$sparkplug/#" if engine is BrokerEngine.EMBEDDED else "$SYS/#"
         console.print("  MQTT Explorer:   new connection, host 127.0.0.1, port "
-                      f"{ports.mqtt}, no user name (read-only); topics: '#' and '$sparkplug/#'")
+                      f"{ports.mqtt}, no user name (read-only); topics: '#' and '{special}'", markup=False)
     console.print(f"  UNS mirror       {summary.get('line', '')}/#   Sparkplug spBv1.0/#")
     console.print("  API tokens       " + ", ".join(f"{role}={tok}" for role, tok in tokens.items()))
     console.print("Press Ctrl-C to stop.")
