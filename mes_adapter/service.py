@@ -148,7 +148,8 @@ class AdapterService:
         # a batch started from an order: the signed StartBatch command (audited with its signers) was
         # confirmed by the PLC, and the adapter asserts the batch it started
         self.orders = OrderService(OrderStore(mes.orders_db), mes.orders, self.context, self.commands,
-                                   lambda a: self.assert_context(a, actor=Actor.service("orders")))
+                                   lambda a: self.assert_context(a, actor=Actor.service("orders")),
+                                   audit=self.decisions)
         self.sender: WebhookSender | None = None
         if mes.webhook.url is not None:
             self.sender = WebhookSender(self.outbox, mes.webhook, mes.retry, on_dead_letter=self._dead_letter)

@@ -383,6 +383,10 @@ class ServiceApi:
     async def start_order(self, order_id: str, who: Principal, client_id: str) -> tuple[Order, CommandRecord]:
         return await self._svc.orders.start(order_id, who, client_id)
 
+    def cancel_order_start(self, order_id: str, who: Principal, reason: str) -> Order:
+        """Withdraw an order's start under way (OrderError with the reason when it cannot be)."""
+        return self._svc.orders.cancel_start(order_id, who, reason)
+
     def consume_lot(self, item: Consumption, who: Principal) -> LotOutcome:
         return self._svc.genealogy.consume(item, who.user_id)
 
