@@ -388,13 +388,13 @@ class ServiceApi:
         return self._svc.orders.cancel_start(order_id, who, reason)
 
     def consume_lot(self, item: Consumption, who: Principal) -> LotOutcome:
-        return self._svc.genealogy.consume(item, who.user_id)
+        return self._svc.genealogy.consume(item, who.user_id, actor=api_actor(who))
 
     def produce_lot(self, item: ProducedLot, who: Principal) -> LotOutcome:
-        return self._svc.genealogy.produce(item, who.user_id)
+        return self._svc.genealogy.produce(item, who.user_id, actor=api_actor(who))
 
     def link_lots(self, link: LotLink, who: Principal) -> LotOutcome:
-        return self._svc.genealogy.link(link, who.user_id)
+        return self._svc.genealogy.link(link, who.user_id, actor=api_actor(who))
 
     def batch_lots(self, line: str, batch_id: str) -> tuple[list[Consumption], list[ProducedLot]]:
         return self._svc.genealogy.consumed_by(line, batch_id), self._svc.genealogy.produced_by(line, batch_id)
