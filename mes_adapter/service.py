@@ -143,12 +143,13 @@ class AdapterService:
         self.commands = CommandService(allowlist=allowlist, registry=registry, audit=self.audit, link=self.link,
                                        model=self.host.model, mapping=self.mapping, context=self.context,
                                        on_change=self._command_changed, keep_finished=config.commands.keep_finished)
-        self.genealogy = GenealogyService(GenealogyStore(mes.genealogy_db))
+        self.genealogy = GenealogyService(GenealogyStore(mes.genealogy_db), audit=self.decisions)
         self.confirmations.lots_of = self.genealogy.consumed_by
         # a batch started from an order: the signed StartBatch command (audited with its signers) was
         # confirmed by the PLC, and the adapter asserts the batch it started
         self.orders = OrderService(OrderStore(mes.orders_db), mes.orders, self.context, self.commands,
-                                   lambda a: self.assert_context(a, actor=Actor.service("orders")))
+                                   lambda a: self.assert_context(a, actor=Actor.service("orders")),
+                                   audit=self.decisions)
         self.sender: WebhookSender | None = None
         if mes.webhook.url is not None:
             self.sender = WebhookSender(self.outbox, mes.webhook, mes.retry, on_dead_letter=self._dead_letter)
@@ -402,7 +403,8 @@ class AdapterService:
         if not payload:
             return  # a cleared retained message
         try:
-            outcome = self.genealogy.handle_uns(line, payload)
+            outcome = self.genealogy.handle_uns(line, payload,
+                                                Actor.broker_user(self._context_publisher(line)))
         except MesInputError as exc:
             self.count("material_assertions", {"source": "uns", "outcome": "refused"})
             log.warning("material assertion on %s refused: %s", line, exc)

@@ -383,14 +383,18 @@ class ServiceApi:
     async def start_order(self, order_id: str, who: Principal, client_id: str) -> tuple[Order, CommandRecord]:
         return await self._svc.orders.start(order_id, who, client_id)
 
+    def cancel_order_start(self, order_id: str, who: Principal, reason: str) -> Order:
+        """Withdraw an order's start under way (OrderError with the reason when it cannot be)."""
+        return self._svc.orders.cancel_start(order_id, who, reason)
+
     def consume_lot(self, item: Consumption, who: Principal) -> LotOutcome:
-        return self._svc.genealogy.consume(item, who.user_id)
+        return self._svc.genealogy.consume(item, who.user_id, actor=api_actor(who))
 
     def produce_lot(self, item: ProducedLot, who: Principal) -> LotOutcome:
-        return self._svc.genealogy.produce(item, who.user_id)
+        return self._svc.genealogy.produce(item, who.user_id, actor=api_actor(who))
 
     def link_lots(self, link: LotLink, who: Principal) -> LotOutcome:
-        return self._svc.genealogy.link(link, who.user_id)
+        return self._svc.genealogy.link(link, who.user_id, actor=api_actor(who))
 
     def batch_lots(self, line: str, batch_id: str) -> tuple[list[Consumption], list[ProducedLot]]:
         return self._svc.genealogy.consumed_by(line, batch_id), self._svc.genealogy.produced_by(line, batch_id)

@@ -4,12 +4,15 @@ start of a batch from an order through the signed command path (see docs/mes-ord
 ``POST /api/orders/{id}/start`` answers 202 with the order (``starting``) and the start command
 (usually ``awaiting_signature``): the caller signs it with ``POST /api/commands/{command_id}/sign``
 like any command; the order turns ``running`` when the edge confirms the write.
+
+``POST /api/orders/{id}/cancel`` (supervisor, with a reason) withdraws a start under way whose
+command has not reached the PLC: the order goes back to ``received``.
 """
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 from mes_adapter.auth import Principal, Role
 from mes_adapter.lines import line_key
@@ -24,6 +27,7 @@ from .models import CommandView
 router = APIRouter(prefix="/api", tags=["orders"], responses=AUTH_RESPONSES)
 viewer = require(Role.VIEWER, "reading orders")
 operator = require(Role.OPERATOR, "receiving and starting orders")
+supervisor = require(Role.SUPERVISOR, "cancelling an order's start")
 
 _REFUSALS = {404: {"model": ErrorBody}, 409: {"model": ErrorBody}, 422: {"model": ErrorBody}}
 
@@ -33,6 +37,14 @@ class OrderStart(BaseModel):
 
     order: Order
     command: CommandView
+
+
+class OrderCancel(BaseModel):
+    """Why the start is withdrawn (audited)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=500)
 
 
 def _refused(exc: OrderError) -> ApiError:
@@ -72,3 +84,13 @@ async def start(order_id: str, request: Request, svc: ServiceApi = Depends(servi
     except OrderError as exc:
         raise _refused(exc) from None
     return OrderStart(order=order, command=command_view(svc, record))
+
+
+@router.post("/orders/{order_id}/cancel", response_model=Order, responses=_REFUSALS,
+             summary="Cancel an order's start under way (supervisor): the order goes back to received")
+def cancel(order_id: str, body: OrderCancel, svc: ServiceApi = Depends(service),
+           who: Principal = Depends(supervisor)) -> Order:
+    try:
+        return svc.cancel_order_start(order_id, who, body.reason)
+    except OrderError as exc:
+        raise _refused(exc) from None

@@ -18,6 +18,7 @@ from mes_adapter.lines import line_key
 from mes_adapter.oee.compute import MachineState
 from mes_adapter.oee.shifts import ShiftCalendar
 from mes_adapter.orders.config import OrdersConfig
+from mes_adapter.production.conversion import QuantityConversion
 from mes_adapter.production.counters import CounterRole
 
 #: PackML state names (map by name, never by number: OPC UA companion specs renumber them) onto OEE categories.
@@ -89,13 +90,23 @@ class CounterSignal(BaseModel):
     modulus: int | None = Field(2**32, ge=2)
     #: for ``consumed`` counters: which material and in which unit
     material_id: str | None = None
-    #: unit of measure of a consumed material
+    #: unit of measure of a consumed material (what the counter counts in)
     uom: str = "EA"
+    #: for ``consumed`` counters: from the counted unit (``counted_in``, equal to ``uom``) to the
+    #: material's unit, step by step; confirmations then carry both (docs/mes-orders.md)
+    conversion: QuantityConversion | None = None
 
     @model_validator(mode="after")
     def _material(self) -> CounterSignal:
         if (self.role is CounterRole.CONSUMED) != (self.material_id is not None):
             raise ValueError("material_id is required for consumed counters and only for them")
+        if self.conversion is not None:
+            if self.role is not CounterRole.CONSUMED:
+                raise ValueError(f"counter {self.metric}: a counter conversion is for consumed counters; good and "
+                                 "reject counts are converted per product (the line's `conversions`)")
+            if self.conversion.counted_in != self.uom:
+                raise ValueError(f"counter {self.metric} counts in {self.uom!r}, but its conversion starts from "
+                                 f"{self.conversion.counted_in!r}")
         return self
 
 
@@ -164,6 +175,10 @@ class LineConfig(BaseModel):
     default_ideal_cycle_s: float | None = Field(None, gt=0)
     #: unit of measure of the line's product quantities
     uom: str = "EA"
+    #: product id -> how the line's good and reject counts convert to the product's unit (e.g.
+    #: pulse -> EA -> kg); confirmations of a batch of that product carry both the counts and the
+    #: converted quantities (docs/mes-orders.md)
+    conversions: dict[str, QuantityConversion] = Field(default_factory=dict)
     #: metrics under these folders are stored as alarms (the rest as readings or the state)
     alarm_prefixes: list[str] = Field(default_factory=lambda: ["Alarms/"])
 

@@ -17,6 +17,10 @@ Pure, no I/O. Rules, stated once:
   supplement: a new confirmation (``kind="late"``, ``supplement`` n) for the batch window with the
   difference, never an edit of the final.
 * ``lot_id`` of the produced material is the batch id (the batch is the produced lot).
+* Quantities are counts in the unit the counters count in (``uom``). With a conversion configured
+  (per product for good/reject counts, per consumed counter), a material also carries
+  ``converted``: the same quantities in the material's unit, with the units and factors used
+  (:mod:`mes_adapter.production.conversion`). Without one, the bytes are what they were.
 * Planning is bounded whatever the batch's age: it resumes after the last confirmed partial, and
   when more than ``max_windows`` partials are due at once (a batch that, by a stored mistake, began
   in 1970) they are covered by one *catch-up* partial up to the last due window boundary. So one
@@ -36,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, SerializerFu
 
 from mes_adapter.context.models import BatchWindow, ContextAssertion
 from mes_adapter.lines import parse_line_key
+from mes_adapter.production.conversion import QuantityConversion
 from mes_adapter.production.quantities import Quantities
 from mes_adapter.timefmt import iso_utc
 from uns.isa95 import MES, NamespaceMapping
@@ -59,6 +64,42 @@ class ConfirmationKind(StrEnum):
     LATE = "late"
 
 
+def _drop_none(data: dict[str, Any], *keys: str) -> dict[str, Any]:
+    """Optional fields absent rather than null, so confirmations without them keep their bytes."""
+    for key in keys:
+        if data.get(key) is None:
+            data.pop(key, None)
+    return data
+
+
+class ConvertedQuantities(BaseModel):
+    """A material's quantities in its own unit (``uom``), converted from the counted ones.
+
+    ``via`` names the units from the counted one to ``uom`` and ``factors`` the factor of each step,
+    so the ERP can recompute every number from the count."""
+
+    model_config = ConfigDict(frozen=True)
+
+    uom: str
+    via: list[str]
+    factors: list[float]
+    good: Quantity | None = None
+    scrap: Quantity | None = None
+    rework: Quantity | None = None
+    accepted: Quantity | None = None
+    pending_disposition: Quantity | None = None
+    quantity: Quantity | None = None
+
+    @model_serializer(mode="wrap")
+    def _only_set(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return _drop_none(handler(self), "good", "scrap", "rework", "accepted", "pending_disposition", "quantity")
+
+    @classmethod
+    def of(cls, conversion: QuantityConversion, **counted: float | None) -> ConvertedQuantities:
+        return cls(uom=conversion.uom, via=conversion.units, factors=conversion.factors,
+                   **{k: None if v is None else conversion.convert(v) for k, v in counted.items()})
+
+
 class ProducedMaterial(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -74,15 +115,14 @@ class ProducedMaterial(BaseModel):
     #: over a batch's confirmations is what is pending now (a final may carry a negative one that
     #: takes back what earlier partials reported pending and it classifies)
     pending_disposition: Quantity | None = None
+    #: the quantities above in the product's unit (a conversion is configured for the product)
+    converted: ConvertedQuantities | None = None
 
     @model_serializer(mode="wrap")
     def _without_unset_disposition(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """Without disposition the bytes stay what they were (stored confirmations are compared by bytes)."""
-        data: dict[str, Any] = handler(self)
-        for key in ("accepted", "pending_disposition"):
-            if data.get(key) is None:
-                data.pop(key, None)
-        return data
+        """Without disposition (or conversion) the bytes stay what they were (stored confirmations
+        are compared by bytes)."""
+        return _drop_none(handler(self), "accepted", "pending_disposition", "converted")
 
     @property
     def rejects(self) -> float:
@@ -107,6 +147,12 @@ class ConsumedMaterial(BaseModel):
     lot_id: str | None = None
     uom: str = "EA"
     quantity: Quantity
+    #: the quantity in the material's unit (the consumed counter has a conversion)
+    converted: ConvertedQuantities | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_conversion(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return _drop_none(handler(self), "converted")
 
 
 class DataItem(BaseModel):
@@ -252,7 +298,9 @@ def evidence_hash(planned: PlannedConfirmation, quantities: Quantities, context:
 def build_confirmation(planned: PlannedConfirmation, quantities: Quantities,
                        uoms: dict[str, str] | None = None, product_uom: str = "EA",
                        data: list[DataItem] | None = None, split: RejectSplit | None = None,
-                       lots: list[ConsumedMaterial] | None = None) -> ProductionConfirmation:
+                       lots: list[ConsumedMaterial] | None = None,
+                       conversions: dict[str, QuantityConversion] | None = None,
+                       material_conversions: dict[str, QuantityConversion] | None = None) -> ProductionConfirmation:
     """The confirmation of one planned window carrying ``quantities`` (already net of earlier ones).
 
     ``split``: with QA disposition, how ``quantities.scrap`` (the window's rejects) is reported;
@@ -262,11 +310,27 @@ def build_confirmation(planned: PlannedConfirmation, quantities: Quantities,
     they are listed after the counted materials, each with its ``lot_id``, and are not counter
     quantities (:func:`quantities_of` leaves them out, so they never net against counts).
 
+    ``conversions`` (product id -> conversion) and ``material_conversions`` (material id ->
+    conversion of its consumed counter) add the quantities in the material's unit; the produced
+    material's ``uom`` is then the unit its counters count in.
+
     Work order, product and operation come from the batch's last context in the window.
     """
     uoms = uoms or {}
+    material_conversions = material_conversions or {}
     context = _context_for(planned)
     final = planned.kind is not ConfirmationKind.PARTIAL
+    conversion = (conversions or {}).get(context.product_id) if context.product_id is not None else None
+    produced = ProducedMaterial(material_id=context.product_id, lot_id=planned.batch.batch_id,
+                                uom=conversion.counted_in if conversion else context.uom or product_uom,
+                                good=quantities.good, scrap=quantities.scrap if split is None else split.scrap,
+                                rework=0 if split is None else split.rework,
+                                accepted=None if split is None else split.accepted,
+                                pending_disposition=None if split is None else split.pending)
+    if conversion is not None:
+        produced = produced.model_copy(update={"converted": ConvertedQuantities.of(
+            conversion, good=produced.good, scrap=produced.scrap, rework=produced.rework,
+            accepted=produced.accepted, pending_disposition=produced.pending_disposition)})
     return ProductionConfirmation(
         confirmation_id=planned.confirmation_id,
         kind=planned.kind,
@@ -279,19 +343,19 @@ def build_confirmation(planned: PlannedConfirmation, quantities: Quantities,
         end_time=iso_utc(planned.end_ms),
         state="Completed" if final else "Running",
         final=final,
-        produced=[ProducedMaterial(material_id=context.product_id, lot_id=planned.batch.batch_id,
-                                   uom=context.uom or product_uom, good=quantities.good,
-                                   scrap=quantities.scrap if split is None else split.scrap,
-                                   rework=0 if split is None else split.rework,
-                                   accepted=None if split is None else split.accepted,
-                                   pending_disposition=None if split is None else split.pending)],
-        consumed=[ConsumedMaterial(material_id=m, uom=uoms.get(m, "EA"), quantity=q)
+        produced=[produced],
+        consumed=[_consumed(m, uoms.get(m, "EA"), q, material_conversions.get(m))
                   for m, q in sorted(quantities.consumed.items())] + list(lots or []),
         data=list(data or []),
         source=ConfirmationSource(counter_window=(iso_utc(planned.start_ms), iso_utc(planned.end_ms)),
                                   evidence_hash=evidence_hash(planned, quantities, context),
                                   context_seq=context.seq),
     )
+
+
+def _consumed(material_id: str, uom: str, quantity: float, conversion: QuantityConversion | None) -> ConsumedMaterial:
+    converted = None if conversion is None else ConvertedQuantities.of(conversion, quantity=quantity)
+    return ConsumedMaterial(material_id=material_id, uom=uom, quantity=quantity, converted=converted)
 
 
 def _context_for(planned: PlannedConfirmation) -> ContextAssertion:

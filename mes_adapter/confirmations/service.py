@@ -112,6 +112,9 @@ class ConfirmationService:
         uoms = {c.material_id: c.uom for c in (line_cfg.counters if line_cfg else [])
                 if c.material_id is not None}
         product_uom = line_cfg.uom if line_cfg else "EA"
+        conversions = line_cfg.conversions if line_cfg else {}
+        material_conversions = {c.material_id: c.conversion for c in (line_cfg.counters if line_cfg else [])
+                                if c.material_id is not None and c.conversion is not None}
         held = self.held is not None and self.held(batch.line, batch.batch_id)
         for planned in plan(batch, now, self._interval_ms, self._grace_ms, confirmed,
                             total.minus(done)):
@@ -125,7 +128,8 @@ class ConfirmationService:
                      for c in self.lots_of(batch.line, batch.batch_id)]
                     if planned.kind is ConfirmationKind.FINAL else [])
             confirmation = build_confirmation(planned, quantities, uoms, product_uom, self._data(batch, planned),
-                                              split=split if isinstance(split, RejectSplit) else None, lots=lots)
+                                              split=split if isinstance(split, RejectSplit) else None, lots=lots,
+                                              conversions=conversions, material_conversions=material_conversions)
             try:
                 result = self._outbox.enqueue(confirmation)
             except OutboxConflictError:

@@ -6,6 +6,13 @@ after a reconnect, a client retrying a POST whose answer it lost), and refusing 
 retry into an error; a *different* quantity, material or unit for the same lot and batch is a
 contradiction the recall depends on, so it is refused with what is already recorded, and nothing
 recorded is changed.
+
+Every accepted assertion (consumed, produced, split, merge) goes into the audit chain with the
+identity that made it (the REST caller; on the UNS, the broker user bound to the line's
+``_context`` by the broker's ACL, the payload's ``asserted_by`` kept as a claim). The genealogy row
+is stored first, then its record (two SQLite files, as for context decisions). Duplicates decide
+nothing and are not recorded; refusals store nothing and are answered (REST) or logged and counted
+(UNS).
 """
 
 from __future__ import annotations
@@ -19,6 +26,8 @@ from pydantic import ValidationError
 
 from mes_adapter.errors import MesInputError
 from mes_adapter.timefmt import now_ms
+from uns.audit.decisions import Actor, AuthMethod, DecisionAudit, lot_entry
+from uns.audit.record import AuditEvent
 
 from .models import Consumption, LotLink, ProducedLot, Trace
 from .store import GenealogyStore
@@ -51,11 +60,22 @@ def _repeat(known: Consumption | ProducedLot | None, item: Consumption | Produce
 
 
 class GenealogyService:
-    def __init__(self, store: GenealogyStore, clock: Callable[[], int] = now_ms) -> None:
+    def __init__(self, store: GenealogyStore, audit: DecisionAudit | None = None,
+                 clock: Callable[[], int] = now_ms) -> None:
         self.store = store
+        self._audit = audit
         self._clock = clock
 
-    def consume(self, item: Consumption, who: str) -> Outcome:
+    def _audited(self, event: AuditEvent, assertion: dict[str, Any], who: str, actor: Actor | None,
+                 via: str) -> Outcome:
+        """Record an accepted assertion (``actor`` None: ``who`` unauthenticated, e.g. a unit test)."""
+        if self._audit is not None:
+            self._audit.record(lot_entry(event, actor or Actor(who, AuthMethod.UNATTRIBUTED),
+                                         source=self._audit.source, assertion=assertion, via=via,
+                                         claimed_by=who if via == "uns" else None))
+        return Outcome.ACCEPTED
+
+    def consume(self, item: Consumption, who: str, *, actor: Actor | None = None, via: str = "api") -> Outcome:
         repeat = _repeat(self.store.consumption(item.line, item.batch_id, item.lot_id), item, "consumed")
         if repeat is not None:
             return repeat
@@ -64,9 +84,9 @@ class GenealogyService:
             raise GenealogyError(422, "lot_is_output",
                                  f"lot {item.lot_id!r} is produced by batch {item.batch_id}; it cannot consume it")
         self.store.add_consumption(item, who, self._clock())
-        return Outcome.ACCEPTED
+        return self._audited(AuditEvent.LOT_CONSUMED, item.model_dump(mode="json"), who, actor, via)
 
-    def produce(self, item: ProducedLot, who: str) -> Outcome:
+    def produce(self, item: ProducedLot, who: str, *, actor: Actor | None = None, via: str = "api") -> Outcome:
         repeat = _repeat(self.store.produced(item.lot_id), item, "produced")
         if repeat is not None:
             return repeat
@@ -77,9 +97,9 @@ class GenealogyService:
             raise GenealogyError(422, "lot_is_input",
                                  f"lot {item.lot_id!r} is consumed by batch {item.batch_id}; it cannot produce it")
         self.store.add_produced(item, who, self._clock())
-        return Outcome.ACCEPTED
+        return self._audited(AuditEvent.LOT_PRODUCED, item.model_dump(mode="json"), who, actor, via)
 
-    def link(self, link: LotLink, who: str) -> Outcome:
+    def link(self, link: LotLink, who: str, *, actor: Actor | None = None) -> Outcome:
         """A split or merge; every target lot must be new (a lot has one origin)."""
         for target in link.targets:
             existing = self.store.link_of_target(target.lot_id)
@@ -97,7 +117,7 @@ class GenealogyService:
                 raise GenealogyError(409, "lot_already_asserted",
                                      f"lot {target.lot_id!r} is already consumed by a batch; it is not new")
         self.store.add_link(link, who, self._clock())
-        return Outcome.ACCEPTED
+        return self._audited(AuditEvent.LOT_LINKED, link.model_dump(mode="json"), who, actor, "api")
 
     def consumed_by(self, line: str, batch_id: str) -> list[Consumption]:
         return self.store.consumed_by(line, batch_id)
@@ -113,9 +133,10 @@ class GenealogyService:
 
     # -- the UNS -----------------------------------------------------------------------------
 
-    def handle_uns(self, line: str, payload: bytes) -> Outcome:
+    def handle_uns(self, line: str, payload: bytes, actor: Actor | None = None) -> Outcome:
         """A ``<line>/_context/material`` message: ``{"kind": "consumed"|"produced", batch_id, lot_id,
-        material_id, quantity, uom, "asserted_by"}`` (the line comes from the topic)."""
+        material_id, quantity, uom, "asserted_by"}`` (the line comes from the topic); ``actor``: its
+        publisher as the broker's ACL establishes it (:meth:`uns.audit.decisions.Actor.broker_user`)."""
         try:
             body: Any = json.loads(payload)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -133,4 +154,7 @@ class GenealogyService:
         except ValidationError as exc:
             raise GenealogyError(422, "invalid_payload", f"material assertion refused: {exc.errors()[0]['msg']}") \
                 from None
-        return self.consume(item, who) if isinstance(item, Consumption) else self.produce(item, who)
+        actor = actor or Actor.broker_user(None)
+        if isinstance(item, Consumption):
+            return self.consume(item, who, actor=actor, via="uns")
+        return self.produce(item, who, actor=actor, via="uns")

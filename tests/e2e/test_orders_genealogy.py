@@ -5,7 +5,8 @@ as started only after the edge confirmed the write: the simulator's own batch ta
 order's parameters. Lots are asserted over REST and on the UNS; the final confirmation the MES
 receiver gets carries the order, the product and exactly the consumed lots; trace queries return
 exactly the expected lots. Bad input (unknown product, recipe version not released, second start,
-a lot asserted twice with other content) is refused with its reason and loses nothing.
+a lot asserted twice with other content) is refused with its reason and loses nothing. The final
+confirmation carries the good and scrap counts and the same in kg (a conversion for the product).
 """
 
 from __future__ import annotations
@@ -67,6 +68,9 @@ def test_order_to_plc_to_confirmation_with_lots_and_traces(tmp_path: Path) -> No
         def configure(adapter: dict) -> None:
             fast_confirmations(adapter)
             adapter["mes"]["webhook"] = {"url": receiver.url}
+            # a bottle of SKU-12 weighs 12.5 g: the confirmation carries kg beside the count
+            adapter["mes"]["lines"][0]["conversions"] = {
+                "SKU-12": {"counted_in": "EA", "steps": [{"to": "kg", "factor": 0.0125}]}}
 
         with running_stack(tmp_path, adapter_overrides=configure) as stack:
             line = stack.line
@@ -157,6 +161,11 @@ def test_order_to_plc_to_confirmation_with_lots_and_traces(tmp_path: Path) -> No
             final = next(json.loads(r.body) for r in receiver.requests if json.loads(r.body)["final"])
             assert (final["work_order_id"], final["batch_id"]) == ("WO-4711", "WO-4711")
             assert [(p["material_id"], p["lot_id"]) for p in final["produced"]] == [("SKU-12", "WO-4711")]
+            made = final["produced"][0]
+            assert made["good"] > 0 and made["uom"] == "EA"
+            assert made["converted"] == {"uom": "kg", "via": ["EA", "kg"], "factors": [0.0125],
+                                         "good": round(made["good"] * 0.0125, 9),
+                                         "scrap": round(made["scrap"] * 0.0125, 9), "rework": 0}
             assert final["consumed"] == [
                 {"material_id": "PK-CAP", "lot_id": "CAP-LOT-3", "uom": "EA", "quantity": 2000},
                 {"material_id": "RM-PET-500", "lot_id": "PET-LOT-77", "uom": "kg", "quantity": 12.5},

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from mes_adapter.auth import Principal, Role
 from mes_adapter.commands.service import CommandRecord, CommandStatus
 from mes_adapter.context import ContextService, ContextStore
 from mes_adapter.orders import (
@@ -26,9 +27,19 @@ from mes_adapter.orders import (
     OrderStatus,
     OrderStore,
 )
-from mes_adapter.orders.rules import check_order, check_startable, start_arguments
+from mes_adapter.orders.rules import (
+    StartCommandFate,
+    check_cancellable,
+    check_order,
+    check_startable,
+    start_arguments,
+    start_command_fate,
+)
 from mes_adapter.orders.store import SCHEMA_VERSION
 from tests.mes.helpers import LINE
+from uns.audit.chain import AuditLog
+from uns.audit.decisions import DecisionAudit
+from uns.audit.query import AuditReader
 from uns.commands.model import CommandRequest, CommandResult, Outcome, ReasonCode
 from uns.sqlite_schema import SchemaVersionError
 
@@ -130,11 +141,19 @@ def test_store_lists_per_line_and_status_by_due_time_and_survives_reopen(tmp_pat
         OrderStore(tmp_path / "orders.sqlite")
 
 
+class HoldingCommands:
+    """A command service that still holds every command (the adapter did not restart)."""
+
+    def get(self, command_id: uuid.UUID) -> object:
+        return object()
+
+
 def _service(tmp_path: Path) -> tuple[OrderService, ContextService]:
     context = ContextService(ContextStore(tmp_path / "context.sqlite"))
-    # the command path is not used by command_changed (the end-to-end test runs the real one)
-    service = OrderService(OrderStore(tmp_path / "orders.sqlite"), CONFIG, context, None,  # type: ignore[arg-type]
-                           context.assert_context, clock=lambda: 1_705_471_260_000)
+    # command_changed only asks whether the command is still held (the end-to-end test runs the real path)
+    service = OrderService(OrderStore(tmp_path / "orders.sqlite"), CONFIG, context,
+                           HoldingCommands(), context.assert_context,  # type: ignore[arg-type]
+                           clock=lambda: 1_705_471_260_000)
     return service, context
 
 
@@ -214,3 +233,124 @@ def test_a_failed_result_after_a_restart_fails_the_start(tmp_path: Path) -> None
     failed = service.get("WO-4711")
     assert (failed.status, failed.detail) == (OrderStatus.START_FAILED, "start command failed: failed")
     assert context.current(LINE) is None
+
+
+# -- cancelling a start under way (issue 19 leftovers, item 1) -----------------------------------
+
+def _trail(*steps: tuple[str, str | None]) -> list[dict]:
+    return [{"event": event, "outcome": outcome} for event, outcome in steps]
+
+
+@pytest.mark.parametrize(("trail", "fate"), [
+    (_trail(("requested", None)), StartCommandFate.LOST),
+    (_trail(("requested", None), ("signed", None)), StartCommandFate.LOST),
+    (_trail(("requested", None), ("signed", None), ("dispatched", None)), StartCommandFate.DISPATCHED),
+    (_trail(("requested", None), ("signed", None), ("dispatched", None), ("readback_ok", "confirmed")),
+     StartCommandFate.EXECUTED),
+    (_trail(("requested", None), ("signed", None), ("dispatched", None), ("expired", "expired")),
+     StartCommandFate.ENDED),
+    (_trail(("requested", None), ("refused", "refused")), StartCommandFate.ENDED),
+    (_trail(("requested", None), ("failed", "not_dispatched")), StartCommandFate.ENDED),
+    ([], StartCommandFate.LOST),
+])
+def test_the_fate_of_a_forgotten_start_command_comes_from_its_audit_trail(trail: list[dict],
+                                                                         fate: StartCommandFate) -> None:
+    assert start_command_fate(trail) is fate
+
+
+@pytest.mark.parametrize(("status", "reason", "message"), [
+    (OrderStatus.RUNNING, "start_command_executed",
+     "order 'WO-4711': its start command c-1 was executed (the PLC holds the batch parameters); end the batch "
+     "instead of cancelling the start"),
+    (OrderStatus.COMPLETED, "start_command_executed",
+     "order 'WO-4711': its start command c-1 was executed (the PLC holds the batch parameters); end the batch "
+     "instead of cancelling the start"),
+    (OrderStatus.RECEIVED, "order_not_starting",
+     "order 'WO-4711' is received; only a start under way (starting) can be cancelled"),
+    (OrderStatus.START_FAILED, "order_not_starting",
+     "order 'WO-4711' is start_failed; only a start under way (starting) can be cancelled"),
+])
+def test_only_a_start_under_way_can_be_cancelled(status: OrderStatus, reason: str, message: str) -> None:
+    with pytest.raises(OrderError) as refused:
+        check_cancellable(stored(order_in(), status, command_id="c-1"))
+    assert (refused.value.status, refused.value.reason, refused.value.message) == (409, reason, message)
+    check_cancellable(stored(order_in(), OrderStatus.STARTING, command_id="c-1"))
+
+
+class ForgetfulCommands:
+    """The command service of an adapter that restarted: it holds no command, only the audit trail."""
+
+    def __init__(self, trail: list[dict]) -> None:
+        self.trail = trail
+
+    def get(self, command_id: uuid.UUID) -> None:
+        return None
+
+    def audit_trail(self, command_id: uuid.UUID) -> list[dict]:
+        return self.trail
+
+
+SUPERVISOR = Principal("sam", "Sam Supervisor", Role.SUPERVISOR)
+
+
+def _forgetful(tmp_path: Path, trail: list[dict]) -> tuple[OrderService, AuditLog]:
+    context = ContextService(ContextStore(tmp_path / "context.sqlite"))
+    log = AuditLog(tmp_path / "audit.sqlite")
+    service = OrderService(OrderStore(tmp_path / "orders.sqlite"), CONFIG, context,
+                           ForgetfulCommands(trail), context.assert_context,  # type: ignore[arg-type]
+                           audit=DecisionAudit(log, "mes-adapter"), clock=lambda: 1_705_471_260_000)
+    service.store.insert(stored(order_in(), OrderStatus.STARTING, command_id=str(uuid.UUID(int=7)),
+                                command_hash="ab" * 32, started_by="op", detail="awaiting signature"))
+    return service, log
+
+
+def test_a_start_whose_command_was_lost_in_a_restart_says_so_and_can_be_cancelled(tmp_path: Path) -> None:
+    service, log = _forgetful(tmp_path, _trail(("requested", None)))
+    command = str(uuid.UUID(int=7))
+    starting = service.get("WO-4711")
+    assert (starting.status, starting.detail) == (
+        OrderStatus.STARTING,
+        f"start command {command} was never sent and the adapter restarted since: nobody can sign it any more; "
+        "cancel the start (POST /api/orders/WO-4711/cancel)")
+    with pytest.raises(OrderError) as no_reason:
+        service.cancel_start("WO-4711", SUPERVISOR, "  ")
+    assert (no_reason.value.status, no_reason.value.reason) == (422, "reason_required")
+    back = service.cancel_start("WO-4711", SUPERVISOR, "PLC recipe not loaded")
+    assert (back.status, back.command_id, back.command_hash, back.started_by, back.detail) == (
+        OrderStatus.RECEIVED, None, None, None,
+        f"start cancelled by sam: PLC recipe not loaded (start command lost, command {command})")
+    check_startable(back)
+    log.close()
+    with AuditReader(tmp_path / "audit.sqlite") as reader:
+        records = [r.fields() for r in reader.events()]
+    assert [(r["event"], r["command_id"], r["actor_user_id"], r["auth_method"], r["work_order_id"], r["reason"],
+             r["message"], r["outcome"], r["old_value"], r["target"]["isa95_path"]) for r in records] == [
+        ("order_start_cancelled", command, "sam", "api-token", "WO-4711", "PLC recipe not loaded",
+         "start command lost", "received", {"status": "starting", "detail": starting.detail}, LINE)]
+
+
+@pytest.mark.parametrize(("trail", "reason"), [
+    (_trail(("requested", None), ("signed", None), ("dispatched", None)), "start_command_dispatched"),
+    (_trail(("requested", None), ("dispatched", None), ("readback_ok", "confirmed")), "start_command_executed"),
+])
+def test_a_forgotten_start_the_edge_may_run_or_ran_is_not_cancelled(tmp_path: Path, trail: list[dict],
+                                                                   reason: str) -> None:
+    service, log = _forgetful(tmp_path, trail)
+    with pytest.raises(OrderError) as refused:
+        service.cancel_start("WO-4711", SUPERVISOR, "stuck")
+    assert (refused.value.status, refused.value.reason) == (409, reason)
+    assert service.get("WO-4711").status is OrderStatus.STARTING
+    log.close()
+    with AuditReader(tmp_path / "audit.sqlite") as reader:
+        assert reader.events() == []
+
+
+def test_a_start_command_cancelled_in_the_approvals_queue_returns_the_order(tmp_path: Path) -> None:
+    service, _ = _service(tmp_path)
+    service.store.insert(stored(order_in(), OrderStatus.STARTING, command_id=str(uuid.UUID(int=7)),
+                                started_by="op"))
+    service.command_changed(_command(CommandStatus.CANCELLED, "cancelled by op: wrong line", dispatched_ms=None))
+    back = service.get("WO-4711")
+    assert (back.status, back.command_id, back.detail) == (
+        OrderStatus.RECEIVED, None,
+        f"cancelled by op: wrong line (start command cancelled, command {uuid.UUID(int=7)})")

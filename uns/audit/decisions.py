@@ -131,6 +131,33 @@ def disposition_refused_entry(actor: Actor, *, source: str, line: str, batch_id:
                   reason_code=reason_code, message=message, requested_value=quantities, outcome="refused")
 
 
+def order_entry(event: AuditEvent, actor: Actor, *, source: str, order: dict[str, Any], outcome: str,
+                reason_code: str | None = None, message: str | None = None, reason: str | None = None,
+                old_value: Any = None, command_id: str | None = None) -> AuditEntry:
+    """An order decision: received or refused at intake (``order`` is the body as sent, so a refused
+    order is on record with exactly what the ERP asked), or its start cancelled (with why).
+
+    The order id is the work order (and the batch id once it runs), so it goes in ``work_order_id``.
+    A cancelled start names its command in ``command_id``, so that command's trail ends with the
+    cancel even when the adapter had forgotten the command (a restart) and could not cancel it."""
+    line = order.get("line")
+    return _entry(event, actor, source, line=line if isinstance(line, str) else None,
+                  work_order_id=order.get("order_id") if isinstance(order.get("order_id"), str) else None,
+                  outcome=outcome, reason_code=reason_code, message=message, reason=reason, old_value=old_value,
+                  requested_value=order, command_id=command_id)
+
+
+def lot_entry(event: AuditEvent, actor: Actor, *, source: str, assertion: dict[str, Any], via: str,
+              claimed_by: str | None = None) -> AuditEntry:
+    """A lot assertion accepted into the genealogy (consumed, produced, or a split/merge link).
+
+    ``details`` holds the assertion as accepted; ``via`` is ``api`` or ``uns``, and a UNS publisher's
+    free-text ``asserted_by`` is kept as a claim, never as the actor (see :class:`Actor`)."""
+    return _entry(event, actor, source, line=assertion.get("line"), batch_id=assertion.get("batch_id"),
+                  outcome="accepted",
+                  details={"via": via, "assertion": assertion, "claimed_asserted_by": claimed_by})
+
+
 def file_sha256(path: Path) -> str | None:
     """SHA-256 of a file's bytes, None when it cannot be read."""
     try:
@@ -181,4 +208,5 @@ class DecisionAudit:
 
 
 __all__ = ["Actor", "AuthMethod", "DecisionAudit", "classify_context", "config_entries", "context_entry",
-           "disposition_entry", "disposition_refused_entry", "file_sha256", "reason_code_entry", "requeue_entry"]
+           "disposition_entry", "disposition_refused_entry", "file_sha256", "lot_entry", "order_entry",
+           "reason_code_entry", "requeue_entry"]

@@ -60,6 +60,15 @@ class AuditEvent(StrEnum):
     EXCEPTION_OPENED = "exception_opened"
     EXCEPTION_CLOSED = "exception_closed"
     ALARM_SHELVED = "alarm_shelved"
+    #: orders (mes_adapter.orders): an order from the ERP accepted or refused at intake, the start
+    #: of an order withdrawn before its command ran
+    ORDER_RECEIVED = "order_received"
+    ORDER_REFUSED = "order_refused"
+    ORDER_START_CANCELLED = "order_start_cancelled"
+    #: genealogy (mes_adapter.genealogy): a lot consumed or produced by a batch, a split or merge
+    LOT_CONSUMED = "lot_consumed"
+    LOT_PRODUCED = "lot_produced"
+    LOT_LINKED = "lot_linked"
 
 
 class AuditTarget(BaseModel):
