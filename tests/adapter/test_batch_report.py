@@ -82,3 +82,13 @@ async def test_report_of_an_ended_batch_equals_the_parts_endpoints(adapter: Runn
         assert (await client.get(f"/api/lines/{LINE}/batches/B-R1/report")).status_code == 401
     finally:
         edge.__exit__()
+
+
+async def test_me_says_who_may_control_batches_and_the_api_refuses_a_viewer(adapter: RunningAdapter) -> None:
+    client = adapter.client
+    may = {role: (await client.get("/api/me", headers=auth(role))).json()["batch_control"]
+           for role in ("viewer", "operator", "supervisor", "engineer")}
+    assert may == {"viewer": False, "operator": True, "supervisor": True, "engineer": True}
+    refused = await client.post(f"/api/lines/{LINE}/batch/start", json={"batch_id": "B-V"}, headers=auth("viewer"))
+    assert refused.status_code == 403 and refused.json()["reason"] == "role_required"
+    assert (await client.get("/static/batches.js")).status_code == 200

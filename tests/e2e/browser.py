@@ -26,14 +26,14 @@ def require_chromium() -> None:
 
 
 @contextmanager
-def dashboard(stack: Stack, role: str, height: int) -> Iterator[Any]:
+def dashboard(stack: Stack, role: str, height: int, width: int = 1400) -> Iterator[Any]:
     """A Playwright page on the stack's dashboard, the ``role``'s token saved; closed at the end."""
-    with dashboards(stack, [role], height) as pages:
+    with dashboards(stack, [role], height, width) as pages:
         yield pages[0]
 
 
 @contextmanager
-def dashboards(stack: Stack, roles: list[str], height: int) -> Iterator[list[Any]]:
+def dashboards(stack: Stack, roles: list[str], height: int, width: int = 1400) -> Iterator[list[Any]]:
     """One page per role, each in its own browser context (its own storage: separate sessions, as
     two people at two panels), all in one Chromium; closed at the end."""
     require_chromium()
@@ -45,7 +45,7 @@ def dashboards(stack: Stack, roles: list[str], height: int) -> Iterator[list[Any
         try:
             pages = []
             for role in roles:
-                page = browser.new_context(viewport={"width": 1400, "height": height}).new_page()
+                page = browser.new_context(viewport={"width": width, "height": height}).new_page()
                 page.goto(stack.http + "/")
                 page.click("#token-box summary")
                 page.fill("#token", stack.tokens[role])
