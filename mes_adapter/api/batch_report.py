@@ -78,7 +78,7 @@ class BatchReport(BaseModel):
     oee: dict[str, Any] | None = Field(description="as GET /api/oee?batch=: ISO 22400 OEE with `losses` per bucket")
     oee_unavailable: str | None = Field(description="why there is no OEE and no stops (line not configured)")
     stops: list[dict[str, Any]] = Field(description="as GET /api/stops?batch=: each stop with reason and bucket")
-    alarms: list[AlarmEvent] = Field(description="alarm journal rows bound to the batch, oldest first")
+    alarms: list[AlarmEvent] = Field(description="alarm journal rows bound to the batch, by source time")
     exceptions: list[AlarmException]
     holds: list[BatchHold]
     commands: list[BatchCommand] = Field(description="commands to the line created in the batch window, oldest "
@@ -138,13 +138,13 @@ def batch_report(line: str, batch_id: str, svc: ServiceApi = Depends(service),
     else:
         unavailable = f"line {key!r} has no MES configuration (counters, state): no OEE and no stops"
     alarms = svc.alarm_history(line=key, batch_id=batch_id, phase=None, condition=None, from_ms=None, to_ms=None,
-                               limit=ROW_LIMIT)
+                               limit=ROW_LIMIT + 1)
     exceptions = svc.alarm_exceptions(key, open_only=False, batch_id=batch_id)
     holds = [h for h in svc.batch_holds(key, held_only=False) if h.batch_id == batch_id]
-    confirmations = list(reversed(confirmation_rows(svc, key, batch_id, ROW_LIMIT)))
+    confirmations = confirmation_rows(svc, key, batch_id, ROW_LIMIT + 1)
     commands = _commands(svc, key, window, window.end_ms if window.end_ms is not None else generated)
-    truncated = [name for name, rows in (("alarms", alarms), ("confirmations", confirmations))
-                 if len(rows) >= ROW_LIMIT]
+    truncated = [name for name, rows in (("alarms", alarms), ("confirmations", confirmations)) if len(rows) > ROW_LIMIT]
     return BatchReport(batch=batch_info(svc, window), generated_ms=generated, oee=oee, oee_unavailable=unavailable,
-                       stops=stops, alarms=sorted(alarms, key=lambda a: a.id), exceptions=exceptions, holds=holds,
-                       commands=commands, confirmations=confirmations, context=_context(window), truncated=truncated)
+                       stops=stops, alarms=alarms[:ROW_LIMIT], exceptions=exceptions,
+                       holds=holds, commands=commands, confirmations=list(reversed(confirmations[:ROW_LIMIT])),
+                       context=_context(window), truncated=truncated)

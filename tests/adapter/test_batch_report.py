@@ -91,4 +91,17 @@ async def test_me_says_who_may_control_batches_and_the_api_refuses_a_viewer(adap
     assert may == {"viewer": False, "operator": True, "supervisor": True, "engineer": True}
     refused = await client.post(f"/api/lines/{LINE}/batch/start", json={"batch_id": "B-V"}, headers=auth("viewer"))
     assert refused.status_code == 403 and refused.json()["reason"] == "role_required"
+
+
+async def test_report_of_a_line_without_mes_configuration_says_why_it_has_no_oee(adapter: RunningAdapter) -> None:
+    client = adapter.client
+    other = "acme/plant1/packaging/line9"  # batch context, but no counters or state configured
+    start = await client.post(f"/api/lines/{other}/batch/start", json={"batch_id": "B-N"}, headers=auth("operator"))
+    assert start.status_code == 201, start.text
+    report = (await client.get(f"/api/lines/{other}/batches/B-N/report", headers=auth("viewer"))).json()
+    assert (report["oee"], report["stops"]) == (None, [])
+    assert report["oee_unavailable"] == (f"line {other!r} has no MES configuration (counters, state): "
+                                         "no OEE and no stops")
+    assert (report["batch"]["batch_id"], report["batch"]["running"]) == ("B-N", True)
+    assert [c["seq"] for c in report["context"]] == [0]
     assert (await client.get("/static/batches.js")).status_code == 200
