@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from mes_adapter.api import (
     alarms,
     audit,
+    batch_report,
     batches,
     commands,
     downtime,
@@ -120,8 +121,8 @@ def create_app(service: AdapterService, metrics: AdapterMetrics, *, manage_lifet
     app.state.api = ServiceApi(service)  # what the handlers see (mes_adapter.service_api)
     app.state.metrics = metrics
     errors.install(app)
-    for module in (health, me, plant, quarantine, batches, production, quality, downtime, commands, audit, events,
-                   orders, genealogy, alarms, history):
+    for module in (health, me, plant, quarantine, batches, batch_report, production, quality, downtime, commands,
+                   audit, events, orders, genealogy, alarms, history):
         app.include_router(module.router)
     app.include_router(approvals_router)
     app.include_router(session_router)

@@ -28,7 +28,9 @@ from .views import batch_info, current_batch
 
 router = APIRouter(prefix="/api", tags=["batches"], responses=AUTH_RESPONSES)
 viewer = require(Role.VIEWER, "reading batches")
-operator = require(Role.OPERATOR, "changing batch context")
+#: who may start, phase and end batches; ``GET /api/me`` tells the dashboard from this same value
+CONTEXT_ROLE = Role.OPERATOR
+operator = require(CONTEXT_ROLE, "changing batch context")
 
 _CONFLICT = {409: {"model": ErrorBody}, 422: {"model": ErrorBody}}
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from mes_adapter.auth import Principal, Role
 
+from .batches import CONTEXT_ROLE
 from .deps import require
 from .errors import AUTH_RESPONSES
 
@@ -17,8 +18,11 @@ class Me(BaseModel):
     user_id: str
     full_name: str
     role: str
+    batch_control: bool = Field(description="may start, phase and end batches (POST /api/lines/{line}/batch/...): "
+                                            "the dashboard shows those controls only then")
 
 
 @router.get("/me", response_model=Me, summary="The user and role of the presented token")
 def me(who: Principal = Depends(require(Role.VIEWER, "reading your own identity"))) -> Me:
-    return Me(user_id=who.user_id, full_name=who.full_name, role=who.role.label)
+    return Me(user_id=who.user_id, full_name=who.full_name, role=who.role.label,
+              batch_control=who.has(CONTEXT_ROLE))

@@ -11,6 +11,7 @@ from mes_adapter.auth import Principal, Role
 from mes_adapter.confirmations.outbox import DeliveryStatus
 from mes_adapter.errors import UnknownConfirmationError
 from mes_adapter.lines import line_key
+from mes_adapter.oee.compute import Interval
 from mes_adapter.service_api import ServiceApi
 
 from .deps import require, service
@@ -44,11 +45,14 @@ def _webhook(svc: ServiceApi) -> bool:
 def confirmations(line: str | None = Query(None), batch_id: str | None = Query(None, min_length=1),
                   limit: int = Query(100, ge=1, le=1000),
                   svc: ServiceApi = Depends(service), _: Principal = Depends(viewer)) -> list[dict[str, Any]]:
-    key = line_key(line) if line is not None else None
-    out = []
-    for entry in svc.outbox_entries(line=key, batch_id=batch_id, limit=limit):
-        out.append({**_shown(entry.as_dict(), _webhook(svc)), "confirmation": json.loads(entry.body)})
-    return out
+    return confirmation_rows(svc, line_key(line) if line is not None else None, batch_id, limit)
+
+
+def confirmation_rows(svc: ServiceApi, key: str | None, batch_id: str | None, limit: int) -> list[dict[str, Any]]:
+    """Confirmations, newest first, each with its shown delivery status and its body (also the batch report's)."""
+    webhook = _webhook(svc)
+    return [{**_shown(entry.as_dict(), webhook), "confirmation": json.loads(entry.body)}
+            for entry in svc.outbox_entries(line=key, batch_id=batch_id, limit=limit)]
 
 
 @router.get("/outbox", response_model=OutboxView, summary="Outbox depth and delivery state of each entry")
@@ -86,7 +90,11 @@ def oee(line: str = Query(..., description="<enterprise>/<site>/<area>/<line>"),
         batch: str | None = Query(None, min_length=1), shift: str | None = Query(None, min_length=1),
         svc: ServiceApi = Depends(service), _: Principal = Depends(viewer)) -> dict[str, Any]:
     key = line_key(line)
-    scope, scope_key, window = scope_window(svc, key, batch, shift)
+    return oee_view(svc, key, *scope_window(svc, key, batch, shift))
+
+
+def oee_view(svc: ServiceApi, key: str, scope: str, scope_key: str, window: Interval) -> dict[str, Any]:
+    """The OEE of a batch or shift with its losses per bucket (also the batch report's OEE part)."""
     result = svc.batch_oee(key, scope_key) if scope == "batch" else svc.shift_oee(key, shift_window(svc, scope_key))
     return {"line": key, "scope": scope, "key": scope_key, **result.as_dict(),
             "losses": losses_view(svc, key, window)}

@@ -11,6 +11,8 @@ const state = {
   command: null,            // last command view
   events: null,
 };
+// other dashboard files (batches.js) hook in here: what to empty on blank(), what to do after start()
+const blankHooks = [], startHooks = [];
 
 // ---------------------------------------------------------------- helpers
 
@@ -83,6 +85,7 @@ function blank(message) {
   trendReset();  // trends.js
   $("logout").hidden = true;
   clearAlarms();
+  blankHooks.forEach((hook) => hook());
   notice(message);
 }
 
@@ -98,6 +101,7 @@ async function start() {
   notice("");
   connectEvents();
   refreshAll();
+  startHooks.forEach((hook) => hook());
   return true;
 }
 
@@ -164,11 +168,11 @@ function connectEvents() {
     }
   });
   for (const kind of ["node", "device"]) source.addEventListener(kind, () => scheduleRefresh(["nodes", "lines"]));
-  source.addEventListener("context", () => scheduleRefresh(["lines"]));
+  source.addEventListener("context", () => scheduleRefresh(["lines", "batches"]));
   source.addEventListener("line_status", () => scheduleRefresh(["lines"]));
   source.addEventListener("episode", () => scheduleRefresh(["lines"]));
   source.addEventListener("alarm", () => scheduleRefresh(["alarms"]));
-  source.addEventListener("confirmation", () => scheduleRefresh(["confirmations", "lines"]));
+  source.addEventListener("confirmation", () => scheduleRefresh(["confirmations", "lines", "batches"]));
   source.addEventListener("outbox", () => scheduleRefresh(["confirmations"]));
   source.addEventListener("command", (ev) => {
     const data = JSON.parse(ev.data);
@@ -253,6 +257,15 @@ function incompleteMarker(title, reasons, id) {
     el("ul", {}, ...(reasons || []).map((r) => el("li", {}, r))));
 }
 
+/** Availability, performance, quality and OEE as four boxes (the line card, the batch report). */
+function oeeGrid(o, attrs = {}) {
+  return el("div", Object.assign({class: "oee" + (o.data_complete === false ? " incomplete" : "")}, attrs),
+    el("div", {}, el("b", {}, pct(o.availability)), "availability"),
+    el("div", {}, el("b", {}, pct(o.performance)), "performance"),
+    el("div", {}, el("b", {}, pct(o.quality)), "quality"),
+    el("div", {}, el("b", {"data-field": "oee-value"}, pct(o.oee)), "OEE"));
+}
+
 async function loadLines() {
   const lines = await api("/api/lines");
   const cards = await Promise.all(lines.map(async (line) => {
@@ -289,11 +302,7 @@ async function loadLines() {
     if (st && st.oee) {
       const o = st.oee;
       if (o.data_complete === false) card.append(incompleteMarker("OEE from incomplete data", o.incomplete_reasons, "oee-incomplete"));
-      card.append(el("div", {class: "oee" + (o.data_complete === false ? " incomplete" : "")},
-        el("div", {}, el("b", {}, pct(o.availability)), "availability"),
-        el("div", {}, el("b", {}, pct(o.performance)), "performance"),
-        el("div", {}, el("b", {}, pct(o.quality)), "quality"),
-        el("div", {}, el("b", {}, pct(o.oee)), "OEE")));
+      card.append(oeeGrid(o));
       if (o.warnings && o.warnings.length) card.append(el("p", {class: "muted"}, o.warnings.join("; ")));
     }
     return card;
