@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from edge_node.opcua.browse import browse_to_file, clean_name
 from edge_node.opcua.source import OpcUaSource
 from tests.edge_node.opcua_test_server import NAMESPACE, TestOpcUaServer
 from tests.edge_node.recording_sink import RecordingSink
+from tests.support.loop_thread import served_in_thread
 from tests.support.net import free_port
 from unshub.simulated_line import simulator_config, simulator_config_yaml
 
@@ -48,26 +48,9 @@ def test_clean_name() -> None:
 @pytest.fixture
 def server_in_thread() -> Iterator[TestOpcUaServer]:
     """A server on its own event loop thread, so the CLI can run asyncio.run() in the test's thread."""
-    loop = asyncio.new_event_loop()
     server = TestOpcUaServer()
-    ready = threading.Event()
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(server.start())
-        ready.set()
-        loop.run_forever()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    assert ready.wait(15)
-    try:
+    with served_in_thread(server, timeout=15):
         yield server
-    finally:
-        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(15)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
 
 
 def test_cli_browse_then_check(server_in_thread: TestOpcUaServer, tmp_path: Path) -> None:
