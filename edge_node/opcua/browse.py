@@ -370,7 +370,8 @@ def render_tag_map(tag_map: dict[str, Any], result: BrowseResult, url: str,
         f"# Starter tag map browsed from {url}\n"
         + (f"# {placement.source}\n" if placement.source else "")
         + marked
-        + "# Edit: the line placement (enterprise/site/area/line), the cells, which tags to keep,\n"
+        + "# Edit: " + ("the line placement (enterprise/site/area/line), " if placement.line is None else "")
+        + "the cells, which tags to keep,\n"
         "# deadbands (e.g. `deadband: 0.5` or `deadband: \"1%\"`), scaling (`scale`/`offset` or `convert`).\n"
         "# Security: `allow_insecure: true` (policy None) or `trust_unknown_server_certificates: true`\n"
         "# below were written because the server was browsed that way; for a plant, use Basic256Sha256\n"
