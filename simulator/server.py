@@ -11,7 +11,9 @@ Address space (namespace ``urn:uns-hub:simulator``, string node ids = tag paths)
 line methods on ``Objects/<Line>`` and test hooks on ``Objects/Simulation`` (see :mod:`methods`),
 one OPC UA condition per alarm at ``Objects/<Line>/<Cell>/<Condition>`` whose events the Server
 object emits (see :mod:`simulator.alarms` and :mod:`simulator.conditions`), and structured variables
-and faceplate objects built from the same samples (see :mod:`simulator.structures`).
+and faceplate objects built from the same samples (see :mod:`simulator.structures`). Analog tags
+are ``AnalogItemType`` variables with ``EURange`` and ``EngineeringUnits`` from the catalog (see
+:mod:`simulator.engineering_units`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from asyncua import Server, ua
 from simulator.catalog import SIMULATION_OBJECT, TagSpec, synthetic_path, tag_catalog
 from simulator.conditions import ConditionShell
 from simulator.config import NAMESPACE_URI, SimulatorConfig
+from simulator.engineering_units import add_engineering_properties
 from simulator.faults import Sample
 from simulator.methods import add_line_methods, add_simulation_methods
 from simulator.model import LineModel, synthetic_value
@@ -268,6 +271,7 @@ class SimulatedLineServer:
             if spec.description:
                 await var.write_attribute(ua.AttributeIds.Description,
                                           ua.DataValue(ua.Variant(ua.LocalizedText(spec.description))))
+            await add_engineering_properties(var, spec)
             self._node_ids[spec.path] = node_id
         if self.config.extra_tags:
             folder_path = f"{self.config.line}/Synthetic"

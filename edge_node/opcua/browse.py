@@ -6,14 +6,22 @@ level is the line, the second the cell (Sparkplug device), deeper folders become
 the metric name; variables directly under the line are line-level (node) metrics. The engineering
 unit and range come from the ``EngineeringUnits`` / ``EURange`` properties when the server has
 them (AnalogItemType). Arrays, structures and unknown types are listed as skipped at the end of
-the file, not guessed. The result loads with :func:`edge_node.config.load_edge_config` as is.
+the file, not guessed. Alarm condition objects are skipped too (their state variables are not
+process values: conditions are mapped under ``alarms:``), and so are folders an exclude pattern
+names (by default the uns-hub simulator's test oracle ``Simulation``). Node ids are written with
+the namespace URI (``nsu=<uri>;s=...``): a server may renumber its namespace indexes on restart,
+never its URIs. The line placement and the Sparkplug section come from a :class:`Placement` the
+caller chooses (a stack folder's, or placeholders marked ``# PLACEHOLDER`` in the file). The result
+loads with :func:`edge_node.config.load_edge_config` as is.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import logging
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +47,11 @@ OPCUA_TO_SPARKPLUG: dict[int, str] = {
 }
 _SKIP_OBJECTS = {ua.NodeId(ua.ObjectIds.Server), ua.NodeId(ua.ObjectIds.Aliases)}
 _BAD_CHARS = re.compile(r"[^A-Za-z0-9_.-]+")
+#: browse paths (``/``-joined browse names below Objects) left out unless asked for: the uns-hub
+#: simulator's test hooks and oracle (``Simulation/Truth/*`` are counters tests compare against)
+DEFAULT_EXCLUDES: tuple[str, ...] = ("Simulation", "Simulation/*")
+#: how often ``progress`` is called during a walk (variables found)
+PROGRESS_EVERY = 500
 
 
 @dataclass
@@ -59,6 +72,39 @@ class BrowseResult:
     variables: list[BrowsedVariable] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     truncated: bool = False
+    #: variables left out because no ``include`` pattern matched them
+    not_included: int = 0
+
+
+@dataclass
+class BrowseFilter:
+    """Which browse paths are walked and mapped (``fnmatch`` patterns on ``Line1/Filler/Speed``).
+
+    An excluded path is not walked at all (a folder's pattern should name the folder and ``/*``);
+    with ``include`` patterns, only variables matching one of them are mapped."""
+
+    exclude: Sequence[str] = DEFAULT_EXCLUDES
+    include: Sequence[str] = ()
+
+    def excluded_by(self, path: str) -> str | None:
+        return next((pattern for pattern in self.exclude if fnmatch.fnmatchcase(path, pattern)), None)
+
+    def included(self, path: str) -> bool:
+        return not self.include or any(fnmatch.fnmatchcase(path, pattern) for pattern in self.include)
+
+
+@dataclass
+class Placement:
+    """Where the browsed line goes and how it reaches its broker: the map's ``line`` and
+    ``sparkplug`` sections (plus any other top-level keys, e.g. ``http``), and which of their values
+    are placeholders, keyed ``(section, key)`` with the reason printed beside them."""
+
+    line: dict[str, str] | None = None  # None: enterprise/site/area placeholders, the server's line name
+    sparkplug: dict[str, Any] = field(default_factory=lambda: {"brokers": ["mqtt://127.0.0.1:1883"]})
+    extra: dict[str, Any] = field(default_factory=lambda: {"data_dir": "data/edge"})
+    placeholders: dict[tuple[str, str], str] = field(default_factory=dict)
+    #: a header line saying where the placement came from
+    source: str = ""
 
 
 def clean_name(name: str) -> str:
@@ -67,11 +113,25 @@ def clean_name(name: str) -> str:
     return "x" + cleaned if cleaned[0] in "_$-." else cleaned
 
 
-async def browse_variables(client: Client, *, max_depth: int = 8, max_variables: int = 5000) -> BrowseResult:
+def expanded_node_id(node_id: ua.NodeId, uris: Sequence[str]) -> str:
+    """``nsu=<uri>;s=...`` for a node outside namespace 0 (``i=85`` stays as it is)."""
+    text = node_id.to_string()
+    index = node_id.NamespaceIndex
+    if index == 0 or index >= len(uris):
+        return text
+    return f"nsu={uris[index]};{text.split(';', 1)[1]}"
+
+
+async def browse_variables(client: Client, *, max_depth: int = 8, max_variables: int = 5000,
+                           filters: BrowseFilter | None = None,
+                           progress: Callable[[int], None] | None = None) -> BrowseResult:
     """Breadth-first walk of ``Objects`` (hierarchical references; the Server object is skipped)."""
+    filters = filters or BrowseFilter()
     result = BrowseResult()
     queue: list[tuple[Any, list[str]]] = [(client.nodes.objects, [])]
     seen: set[ua.NodeId] = set()
+    uris = await client.get_namespace_array()
+    condition_types: dict[ua.NodeId, bool] = {}
     while queue:
         node, path = queue.pop(0)
         if len(path) > max_depth:
@@ -89,22 +149,68 @@ async def browse_variables(client: Client, *, max_depth: int = 8, max_variables:
             seen.add(child_id)
             name = ref.BrowseName.Name
             child = client.get_node(child_id)
+            child_path = "/".join([*path, name])
+            is_variable = (ref.NodeClass == ua.NodeClass.Variable
+                           and ref.ReferenceTypeId != ua.NodeId(ua.ObjectIds.HasProperty))
+            if ref.NodeClass != ua.NodeClass.Object and not is_variable:
+                continue
+            pattern = filters.excluded_by(child_path)
+            if pattern is not None:
+                result.skipped.append(f"{child_path}: excluded (pattern {pattern!r})")
+                continue
             if ref.NodeClass == ua.NodeClass.Object:
-                queue.append((child, [*path, name]))
-            elif ref.NodeClass == ua.NodeClass.Variable and ref.ReferenceTypeId != ua.NodeId(ua.ObjectIds.HasProperty):
+                if await _is_condition(client, ref.TypeDefinition, condition_types):
+                    result.skipped.append(f"{child_path}: alarm condition (map it under `alarms:`)")
+                else:
+                    queue.append((child, [*path, name]))
+            else:
+                if not filters.included(child_path):
+                    result.not_included += 1
+                    continue
                 if len(result.variables) >= max_variables:
                     result.truncated = True
                     return result
-                variable = await _describe(client, child, [*path, name])
+                variable = await _describe(client, child, [*path, name], uris)
                 if variable.datatype is None or variable.array:
                     why = "array" if variable.array else "unsupported datatype"
                     result.skipped.append(f"{variable.node_id} ({'/'.join(variable.path)}): {why}")
                 else:
                     result.variables.append(variable)
+                    if progress is not None and len(result.variables) % PROGRESS_EVERY == 0:
+                        progress(len(result.variables))
     return result
 
 
-async def _describe(client: Client, node: Any, path: list[str]) -> BrowsedVariable:
+async def _is_condition(client: Client, type_id: ua.NodeId | None, cache: dict[ua.NodeId, bool]) -> bool:
+    """The object type is ``ConditionType`` or one of its subtypes (alarms), following the chain."""
+    from asyncua.common.ua_utils import get_node_supertype
+
+    if type_id is None or type_id.is_null():
+        return False
+    type_id = ua.NodeId(type_id.Identifier, type_id.NamespaceIndex)  # an ExpandedNodeId compares unequal
+    if type_id not in cache:
+        chain, current, found = [], type_id, False
+        while current is not None and len(chain) < 12:
+            if current in cache:
+                found = cache[current]
+                break
+            chain.append(current)
+            if current == ua.NodeId(ua.ObjectIds.ConditionType):
+                found = True
+                break
+            if current == ua.NodeId(ua.ObjectIds.BaseObjectType):
+                break
+            try:
+                parent = await get_node_supertype(client.get_node(current))
+            except Exception:  # a server without a type hierarchy: treat the object as a folder
+                parent = None
+            current = parent.nodeid if parent is not None else None
+        for seen_type in chain:
+            cache[seen_type] = found
+    return cache[type_id]
+
+
+async def _describe(client: Client, node: Any, path: list[str], uris: Sequence[str]) -> BrowsedVariable:
     ids = [ua.AttributeIds.DataType, ua.AttributeIds.ValueRank, ua.AttributeIds.UserAccessLevel,
            ua.AttributeIds.Description]
     values = await node.read_attributes(ids)
@@ -114,7 +220,7 @@ async def _describe(client: Client, node: Any, path: list[str]) -> BrowsedVariab
     desc = values[3].Value.Value if values[3].StatusCode.is_good() else None
     datatype = await _sparkplug_type(client, dtype_id)
     variable = BrowsedVariable(
-        node_id=node.nodeid.to_string(), path=path, datatype=datatype,
+        node_id=expanded_node_id(node.nodeid, uris), path=path, datatype=datatype,
         array=value_rank is not None and value_rank > 0,
         writable=bool((access or 0) & ua.AccessLevel.CurrentWrite.mask),
         description=(desc.Text if desc is not None and desc.Text else None))
@@ -162,8 +268,25 @@ async def _engineering(client: Client, node: Any, variable: BrowsedVariable) -> 
             log.debug("property of %s unreadable: %s", variable.node_id, exc)
 
 
-def starter_tag_map(result: BrowseResult, endpoint: OpcUaEndpointConfig) -> dict[str, Any]:
-    """The YAML-ready tag map (line placement is a placeholder the user edits)."""
+def default_placement() -> Placement:
+    """No stack given: every value the server cannot tell is a marked placeholder."""
+    return Placement(sparkplug={"brokers": ["mqtt://127.0.0.1:1883"], "primary_host_id": "uns-mes"},
+                     placeholders={
+        ("line", "enterprise"): "your ISA-95 enterprise",
+        ("line", "site"): "your site",
+        ("line", "area"): "your area",
+        ("line", "line"): "the server's top folder; name the line as the plant does",
+        ("sparkplug", "brokers"): "mqtt://user:password@host:port of a broker user with role edge "
+                                  "for this line's Sparkplug ids (or browse with --stack)",
+        ("sparkplug", "primary_host_id"): "the MES adapter's host.host_id (uns init writes uns-mes); "
+                                          "the edge births only once that host is online",
+    })
+
+
+def starter_tag_map(result: BrowseResult, endpoint: OpcUaEndpointConfig,
+                    placement: Placement | None = None) -> dict[str, Any]:
+    """The YAML-ready tag map: tags from the walk, line and Sparkplug sections from ``placement``."""
+    placement = placement or default_placement()
     lines = [v.path[0] for v in result.variables if len(v.path) > 1]
     line_name = clean_name(max(set(lines), key=lines.count)) if lines else "Line1"
     tags: list[dict[str, Any]] = []
@@ -210,27 +333,53 @@ def starter_tag_map(result: BrowseResult, endpoint: OpcUaEndpointConfig) -> dict
     if endpoint.username:
         endpoint_dict["username"] = endpoint.username
         endpoint_dict["password_env"] = endpoint.password_env or "OPCUA_PASSWORD"
+    line = placement.line or {"enterprise": "enterprise", "site": "site", "area": "area", "line": line_name}
     return {
-        "line": {"enterprise": "enterprise", "site": "site", "area": "area", "line": line_name},
-        "sparkplug": {"brokers": ["mqtt://127.0.0.1:1883"]},
-        "data_dir": "data/edge",
+        "line": dict(line),
+        "sparkplug": dict(placement.sparkplug),
+        **placement.extra,
         "security_profile": "production",
         "opcua": [endpoint_dict],
         "tags": tags,
     }
 
 
-def render_tag_map(tag_map: dict[str, Any], result: BrowseResult, url: str) -> str:
+def mark_placeholders(text: str, placeholders: dict[tuple[str, str], str]) -> str:
+    """Append ``# PLACEHOLDER: why`` to the YAML lines of ``(section, key)`` (block style, as
+    ``yaml.safe_dump`` writes it: ``section:`` then ``  key: value`` or ``  key:`` and ``  - item``)."""
+    out: list[str] = []
+    section = key = ""
+    for line in text.splitlines():
+        if line and not line.startswith((" ", "-", "#")):
+            section, key = line.split(":", 1)[0], ""
+        elif line.startswith("  ") and not line.startswith("   ") and not line.startswith("  - "):
+            key = line.strip().split(":", 1)[0]
+        why = placeholders.get((section, key))
+        value_line = why is not None and (line.startswith("  - ") or not line.rstrip().endswith(":"))
+        out.append(f"{line}  # PLACEHOLDER: {why}" if value_line else line)
+    return "\n".join(out) + "\n"
+
+
+def render_tag_map(tag_map: dict[str, Any], result: BrowseResult, url: str,
+                   placement: Placement | None = None) -> str:
+    placement = placement or default_placement()
+    marked = (
+        "# Values marked PLACEHOLDER are guesses: replace them before running.\n"
+        if placement.placeholders else "")
     header = (
         f"# Starter tag map browsed from {url}\n"
-        "# Edit: the line placement (enterprise/site/area/line), the cells, which tags to keep,\n"
+        + (f"# {placement.source}\n" if placement.source else "")
+        + marked
+        + "# Edit: " + ("the line placement (enterprise/site/area/line), " if placement.line is None else "")
+        + "the cells, which tags to keep,\n"
         "# deadbands (e.g. `deadband: 0.5` or `deadband: \"1%\"`), scaling (`scale`/`offset` or `convert`).\n"
         "# Security: `allow_insecure: true` (policy None) or `trust_unknown_server_certificates: true`\n"
         "# below were written because the server was browsed that way; for a plant, use Basic256Sha256\n"
         "# with a trust_dir and remove them (docs/security.md \"OPC UA security\").\n"
-        "# Check it with: uns edge check --config <this file>\n"
+        "# Check it with: uns check <this file> (with its stack: uns check <stack config folder>)\n"
     )
-    body = yaml.safe_dump(tag_map, sort_keys=False, allow_unicode=True, width=120)
+    body = mark_placeholders(yaml.safe_dump(tag_map, sort_keys=False, allow_unicode=True, width=120),
+                             placement.placeholders)
     footer = ""
     if result.truncated:
         footer += "\n# NOTE: the walk stopped at the variable limit; raise --max-tags to see more.\n"
@@ -240,18 +389,21 @@ def render_tag_map(tag_map: dict[str, Any], result: BrowseResult, url: str) -> s
 
 
 async def browse_to_file(endpoint: OpcUaEndpointConfig, out: Path, *, data_dir: Path, max_depth: int = 8,
-                         max_variables: int = 5000) -> BrowseResult:
+                         max_variables: int = 5000, filters: BrowseFilter | None = None,
+                         placement: Placement | None = None,
+                         progress: Callable[[int], None] | None = None) -> BrowseResult:
     """Connect, walk, write ``out``; returns what was found (the CLI prints a summary)."""
     client = await build_client(endpoint, data_dir)
     await client.connect()
     try:
-        result = await browse_variables(client, max_depth=max_depth, max_variables=max_variables)
+        result = await browse_variables(client, max_depth=max_depth, max_variables=max_variables,
+                                        filters=filters, progress=progress)
     finally:
         try:
             await client.disconnect()
         except Exception as exc:
             log.debug("disconnect after browse: %s", exc)
-    text = render_tag_map(starter_tag_map(result, endpoint), result, endpoint.url)
+    text = render_tag_map(starter_tag_map(result, endpoint, placement), result, endpoint.url, placement)
     await asyncio.to_thread(_write_text, out, text)
     return result
 

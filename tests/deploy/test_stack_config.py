@@ -163,3 +163,36 @@ def test_generated_mosquitto_config_authenticates_and_applies_the_acl(tmp_path: 
     finally:
         stop_process(proc)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_init_writes_a_qa_user_who_can_sign_and_uns_up_prints_its_token(tmp_path: Path) -> None:
+    """Issue 17: the example adapter.yaml has a QA user; `uns init` writes one like the other roles
+    (token, role qa, a signing key in signers.yaml: QA dispositions are signed, docs/mes-quality.md)."""
+    import io
+
+    from rich.console import Console
+
+    from mes_adapter.auth import Role, TokenStore
+    from mes_adapter.config.application import load_adapter_config
+    from uns.commands.signing import UserRegistry, load_private_key
+    from unshub.cli.stack import StackPorts, write_stack_config
+    from unshub.cli.up import _api_tokens, _print_urls
+
+    out = tmp_path / "config"
+    summary = write_stack_config(out)
+    assert set(summary["tokens"]) == {"viewer", "operator", "supervisor", "engineer", "qa"}
+    adapter = load_adapter_config(out / "adapter.yaml")
+    store = TokenStore.from_settings(adapter.auth.tokens, adapter.auth.tokens_file)
+    principal = store.authenticate(f"Bearer {summary['tokens']['qa']}")
+    assert (principal.user_id, principal.role) == ("demo-qa", Role.QA)
+    signers = UserRegistry.load(out / "signers.yaml")
+    key = load_private_key(Path(summary["signing_keys"]["demo-qa"]))
+    assert signers.public_key("demo-qa").public_bytes_raw() == key.public_key().public_bytes_raw()
+    assert set(summary["signing_keys"]) == {"demo-operator", "demo-supervisor", "demo-engineer", "demo-qa"}
+
+    printed = io.StringIO()
+    summary["tokens"] = _api_tokens(out / "adapter.yaml")
+    _print_urls(Console(file=printed, width=400), summary, StackPorts(), embedded_broker=True)
+    token_line = next(line for line in printed.getvalue().splitlines() if "API tokens" in line)
+    assert token_line.split("API tokens")[1].strip() == ", ".join(
+        f"{role}={summary['tokens'][role]}" for role in ("viewer", "operator", "supervisor", "engineer", "qa"))

@@ -141,10 +141,24 @@ def test_links_between_valid_files_are_checked_in_a_folder(conf: Path) -> None:
 def test_an_edge_user_scoped_to_another_node_is_named(conf: Path) -> None:
     users, plant = conf / "users.yaml", conf / "plant.yaml"
     replace_line(users, "edge: packaging:line1", "edge: packaging:line9")
+    assert_scope_refused(conf, plant, allowed="packaging:line9", wanted="packaging:line1", files=6)
+
+
+def assert_scope_refused(conf: Path, plant: Path, *, allowed: str, wanted: str, files: int) -> None:
+    """`uns check conf` reports exactly one problem: the edge user of ``plant`` scoped to another node."""
     broker_line = next(n for n, line in enumerate(plant.read_text().splitlines(), 1) if "mqtt://edge:" in line)
     done = check(conf)
     assert done.returncode == 2
     assert done.stdout.splitlines()[-1] == (
-        f"{plant}:{broker_line}: sparkplug.brokers[0]: user 'edge' may publish for acme:plant1/packaging:line9 "
-        "only, not this node's acme:plant1/packaging:line1: the broker refuses its Will and every birth")
-    assert done.stderr == "uns check: 1 problem(s); 5 of 6 file(s) OK\n"
+        f"{plant}:{broker_line}: sparkplug.brokers[0]: user 'edge' may publish for acme:plant1/{allowed} "
+        f"only, not this node's acme:plant1/{wanted}: the broker refuses its Will and every birth")
+    assert done.stderr == f"uns check: 1 problem(s); {files - 1} of {files} file(s) OK\n"
+
+
+def test_every_tag_map_in_the_folder_is_linked_to_the_broker_users(conf: Path) -> None:
+    """A browsed ``plant-own.yaml`` beside the stack (what `uns up -c` runs) is held to the same links
+    as ``plant.yaml``: a line placed elsewhere than the edge user's scope is refused before it runs."""
+    own = conf / "plant-own.yaml"
+    shutil.copy(conf / "plant.yaml", own)
+    replace_line(own, "line: line1", "line: line2")
+    assert_scope_refused(conf, own, allowed="packaging:line1", wanted="packaging:line2", files=7)

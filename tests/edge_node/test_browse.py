@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,8 +13,9 @@ from typer.testing import CliRunner
 from edge_node.config import OpcUaEndpointConfig, load_edge_config
 from edge_node.opcua.browse import browse_to_file, clean_name
 from edge_node.opcua.source import OpcUaSource
-from tests.edge_node.opcua_test_server import TestOpcUaServer
+from tests.edge_node.opcua_test_server import NAMESPACE, TestOpcUaServer
 from tests.edge_node.recording_sink import RecordingSink
+from tests.support.loop_thread import served_in_thread
 from tests.support.net import free_port
 from unshub.simulated_line import simulator_config, simulator_config_yaml
 
@@ -33,7 +33,8 @@ async def test_browse_writes_a_tag_map_that_loads(tmp_path: Path) -> None:
                                ("Filler", "Temperature"), ("Capper", "Speed"), ("Capper", "Running")}
         assert by_key[("Filler", "GoodCount")].datatype.name == "UInt32"
         assert by_key[("Capper", "Running")].datatype.name == "Boolean"
-        assert by_key[("Filler", "Speed")].node_id == "ns=2;s=Line1/Filler/Speed"
+        # the namespace URI, not its index: a server may renumber indexes, never URIs
+        assert by_key[("Filler", "Speed")].node_id == f"nsu={NAMESPACE};s=Line1/Filler/Speed"
         assert config.line.line == "Line1" and config.opcua[0].url == server.url
         assert out.read_text().startswith("# Starter tag map browsed from")
 
@@ -47,26 +48,9 @@ def test_clean_name() -> None:
 @pytest.fixture
 def server_in_thread() -> Iterator[TestOpcUaServer]:
     """A server on its own event loop thread, so the CLI can run asyncio.run() in the test's thread."""
-    loop = asyncio.new_event_loop()
     server = TestOpcUaServer()
-    ready = threading.Event()
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(server.start())
-        ready.set()
-        loop.run_forever()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    assert ready.wait(15)
-    try:
+    with served_in_thread(server, timeout=15):
         yield server
-    finally:
-        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(15)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
 
 
 def test_cli_browse_then_check(server_in_thread: TestOpcUaServer, tmp_path: Path) -> None:
@@ -143,3 +127,63 @@ async def test_simulator_default_config_and_browse(tmp_path: Path) -> None:
         raw = yaml.safe_load(out.read_text())
         assert raw["line"]["line"] == sim_config.line
         assert result.variables
+
+
+def test_placeholders_are_marked_on_their_own_lines() -> None:
+    from edge_node.opcua.browse import BrowsedVariable, BrowseResult, default_placement, render_tag_map, starter_tag_map
+
+    result = BrowseResult(variables=[BrowsedVariable("nsu=urn:x;s=L/C/T", ["L", "C", "T"], "Double", False, False)])
+    placement = default_placement()
+    text = render_tag_map(starter_tag_map(result, OpcUaEndpointConfig(url="opc.tcp://127.0.0.1:4840"), placement),
+                          result, "opc.tcp://127.0.0.1:4840", placement)
+    marked = {line.split("#")[0].strip() for line in text.splitlines() if "# PLACEHOLDER: " in line}
+    assert marked == {"enterprise: enterprise", "site: site", "area: area", "line: L",
+                      "- mqtt://127.0.0.1:1883", "primary_host_id: uns-mes"}
+    assert yaml.safe_load(text)["tags"] == [{"node_id": "nsu=urn:x;s=L/C/T", "metric": "T", "cell": "C",
+                                             "datatype": "Double"}]
+
+
+async def test_browsing_the_simulator_maps_units_ranges_and_leaves_out_oracle_and_conditions(tmp_path: Path) -> None:
+    """Issue 17: `nsu=` ids, units and ranges from EngineeringUnits/EURange, the test oracle
+    (``Simulation/*``) and alarm conditions left out and listed, include/exclude patterns."""
+    from edge_node.opcua.browse import BrowseFilter
+    from simulator.catalog import tag_catalog
+    from simulator.config import NAMESPACE_URI, SimulatorConfig
+    from simulator.server import SimulatedLineServer
+
+    sim_config = SimulatorConfig(port=free_port())
+    catalog = {spec.path: spec for spec in tag_catalog(sim_config, include_truth=True)}
+    async with SimulatedLineServer(sim_config) as sim:
+        out = tmp_path / "browsed.yaml"
+        result = await browse_to_file(OpcUaEndpointConfig(url=sim.endpoint), out, data_dir=tmp_path)
+        raw = yaml.safe_load(out.read_text())
+        by_path = {tag["node_id"].split(";s=", 1)[1].replace(".", "/"): tag for tag in raw["tags"]}
+        assert all(tag["node_id"].startswith(f"nsu={NAMESPACE_URI};s=") for tag in raw["tags"])
+        served = {path: spec for path, spec in catalog.items() if spec.group in ("line", "cell")}
+        assert set(served) <= set(by_path)
+        for path, spec in served.items():  # every catalog tag with the simulator's unit and range
+            tag = by_path[path]
+            assert (tag.get("unit"), tag.get("eng_low"), tag.get("eng_high")) == (
+                spec.unit, spec.eu_low, spec.eu_high), path
+            assert tag["datatype"] == spec.datatype and tag.get("writable", False) == spec.writable, path
+        assert not [p for p in by_path if p.startswith("Simulation")]
+        assert "Simulation: excluded (pattern 'Simulation')" in result.skipped
+        conditions = sorted(s for s in result.skipped if "alarm condition" in s)
+        assert conditions == sorted(f"Line1/{cell.name}/{name}: alarm condition (map it under `alarms:`)"
+                                    for cell in sim_config.cells
+                                    for name in ("TemperatureAlarm", "Jam", "DoorOpen", "EStop"))
+        assert not [p for p in by_path if "Alarm" in p or "/Jam/" in p]
+
+        oracle = await browse_to_file(OpcUaEndpointConfig(url=sim.endpoint), tmp_path / "all.yaml", data_dir=tmp_path,
+                                      filters=BrowseFilter(exclude=()))
+        truth = sorted(v.path[-1] for v in oracle.variables if v.path[0] == "Simulation")
+        assert truth == sorted(spec.name for spec in catalog.values() if spec.group == "truth")
+
+        only = await browse_to_file(OpcUaEndpointConfig(url=sim.endpoint), tmp_path / "filler.yaml",
+                                    data_dir=tmp_path, filters=BrowseFilter(include=["Line1/Filler/*"],
+                                                                            exclude=["Simulation", "*/Faceplate"]))
+        assert sorted(v.path[-1] for v in only.variables) == sorted(
+            spec.name for spec in catalog.values() if spec.cell == "Filler")
+        # not matched: every other mapped variable but the 3 excluded faceplates' 4, plus the 4 unmappable
+        # ones outside Filler (ActiveRecipe, QualityResults, Capper/Status, Labeler/Status) never described
+        assert only.not_included == len(result.variables) - len(only.variables) - 3 * 4 + 4

@@ -91,3 +91,23 @@ tags:
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_browse_reads_a_foreign_servers_eurange_and_namespace_uri(
+        node_opcua_server: tuple[str, int, str], tmp_path: Path) -> None:
+    """Issue 17: the starter map of a foreign server has `nsu=` ids of its own namespace URI and the
+    range of its AnalogItem (node-opcua's addAnalogDataItem, EURange 0..200)."""
+    from edge_node.config import OpcUaEndpointConfig, load_edge_config
+    from edge_node.opcua.browse import browse_to_file
+
+    url, _, ns_uri = node_opcua_server
+    out = tmp_path / "browsed.yaml"
+    await browse_to_file(OpcUaEndpointConfig(url=url), out, data_dir=tmp_path / "data")
+    tags = {(tag.cell, tag.metric): tag for tag in load_edge_config(out).tags}
+    assert set(tags) == {(None, "State"), ("Filler", "Count"), ("Filler", "Temperature")}
+    temperature = tags[("Filler", "Temperature")]
+    assert (temperature.node_id, temperature.datatype.name, temperature.eng_low, temperature.eng_high) == (
+        f"nsu={ns_uri};s=Line1/Filler/Temperature", "Double", 0.0, 200.0)
+    count = tags[("Filler", "Count")]
+    assert (count.node_id, count.datatype.name, count.eng_low, count.eng_high, count.unit) == (
+        f"nsu={ns_uri};s=Line1/Filler/Count", "UInt32", None, None, None)

@@ -6,6 +6,8 @@ for a STATE that never comes (it never births); a broker URL whose user is missi
 ``users.yaml``, has another password, or is scoped to other Sparkplug ids loops on "Not
 authorized" while the reason is only in ``broker.log``. Each such link is reported at the line
 of the file that would have to change, in the ``file:line: path: message`` form of every check.
+Every tag map in the folder is linked, not only ``plant.yaml``: a browsed ``plant-own.yaml`` is
+what ``uns up -c`` runs against the same broker and adapter.
 """
 
 from __future__ import annotations
@@ -26,17 +28,23 @@ def _issue(path: Path, loc: Loc, message: str) -> str:
 
 def stack_links(folder: Path, passed: set[Path]) -> list[str]:
     """Problems between the stack files in ``folder`` that each passed their own check."""
-    plant, adapter, broker, users = (folder / n for n in ("plant.yaml", "adapter.yaml", "broker.yaml", "users.yaml"))
+    adapter, broker, users = (folder / n for n in ("adapter.yaml", "broker.yaml", "users.yaml"))
+    # plant.yaml and every other tag map kept beside it (a browsed `plant-own.yaml` for `uns up -c`)
+    tag_maps = [path for path in sorted(passed) if path.parent == folder and path.name.startswith("plant")
+                and path.suffix == ".yaml"]
     issues: list[str] = []
-    if plant in passed and adapter in passed:
-        issues += _primary_host(plant, adapter)
-    if broker in passed and users in passed:
-        broker_port = ((_data(broker) or {}).get("tcp") or {}).get("port")
-        if plant in passed:
-            issues += _edge_users(plant, users, broker_port)
+    for plant in tag_maps:
         if adapter in passed:
-            issues += _host_user(adapter, users, broker_port)
+            issues += _primary_host(plant, adapter)
+        if broker in passed and users in passed:
+            issues += _edge_users(plant, users, _broker_port(broker))
+    if broker in passed and users in passed and adapter in passed:
+        issues += _host_user(adapter, users, _broker_port(broker))
     return issues
+
+
+def _broker_port(broker: Path) -> int | None:
+    return ((_data(broker) or {}).get("tcp") or {}).get("port")
 
 
 def _primary_host(plant: Path, adapter: Path) -> list[str]:

@@ -101,16 +101,34 @@ def register(app: typer.Typer) -> None:
         max_depth: int = typer.Option(8, "--max-depth", min=1),
         max_tags: int = typer.Option(5000, "--max-tags", min=1),
         overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --out file"),
+        stack: Path | None = typer.Option(
+            None, "--stack", help="a stack folder (uns-data): take its line, broker login and primary host, "
+                                  "so the map runs with `uns up -c`"),
+        exclude: list[str] = typer.Option(
+            [], "--exclude", help="browse path pattern to leave out, e.g. 'Line1/Diagnostics/*' (repeatable)"),
+        include: list[str] = typer.Option(
+            [], "--include", help="map only variables whose browse path matches, e.g. 'Line1/*' (repeatable)"),
+        include_test_oracle: bool = typer.Option(
+            False, "--include-test-oracle", help="also map the uns-hub simulator's Simulation folder (left out "
+                                                 "by default: test hooks and truth counters)"),
     ) -> None:
         """Walk a server's address space and write a starter tag map to edit."""
         from pydantic import ValidationError
 
         from edge_node.config import ConfigError, OpcUaEndpointConfig
-        from edge_node.opcua.browse import browse_to_file
+        from edge_node.opcua.browse import DEFAULT_EXCLUDES, PROGRESS_EVERY, BrowseFilter, browse_to_file
+        from unshub.cli.browse_stack import StackFolderError, stack_placement
 
         if out.exists() and not overwrite:
             typer.echo(f"{out} exists; pass --overwrite to replace it", err=True)
             raise typer.Exit(2)
+        filters = BrowseFilter(exclude=[*(() if include_test_oracle else DEFAULT_EXCLUDES), *exclude],
+                               include=include)
+        try:
+            placement = None if stack is None else stack_placement(stack, out)
+        except (StackFolderError, ValueError) as exc:  # no stack there, or its own plant.yaml does not load
+            typer.echo(f"--stack: {exc}", err=True)
+            raise typer.Exit(2) from None
         try:
             ep = OpcUaEndpointConfig(url=endpoint, security_policy=security_policy, security_mode=security_mode,
                                      username=username, password_env=password_env, trust_dir=trust_dir)
@@ -119,8 +137,10 @@ def register(app: typer.Typer) -> None:
                 typer.echo(f"{'.'.join(map(str, err['loc'])) or 'endpoint'}: {err['msg']}", err=True)
             raise typer.Exit(2) from None
         try:
-            result = asyncio.run(browse_to_file(ep, out, data_dir=data_dir, max_depth=max_depth,
-                                                max_variables=max_tags))
+            result = asyncio.run(browse_to_file(
+                ep, out, data_dir=data_dir, max_depth=max_depth, max_variables=max_tags, filters=filters,
+                placement=placement,
+                progress=lambda n: typer.echo(f"  {n} tags so far (every {PROGRESS_EVERY})...", err=True)))
         except ConfigError as exc:
             typer.echo(str(exc), err=True)
             raise typer.Exit(2) from None
@@ -131,6 +151,12 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"cannot browse {endpoint}: {type(exc).__name__}: {exc}", err=True)
             raise typer.Exit(1) from None
         typer.echo(f"wrote {out}: {len(result.variables)} tag(s), {len(result.skipped)} skipped"
+                   + (f", {result.not_included} not matching --include" if result.not_included else "")
                    + (" (truncated)" if result.truncated else ""))
+        if placement is None:
+            typer.echo("replace the values marked PLACEHOLDER (or browse with --stack uns-data), then: "
+                       f"uns check {out}", err=True)
+        else:
+            typer.echo(f"check it with: uns check {out}; run it with: uns up --data-dir {stack} -c {out}")
 
     app.add_typer(edge, name="edge")

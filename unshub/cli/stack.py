@@ -43,7 +43,9 @@ from uns.isa95 import EquipmentPath, LinePath, NamespaceMapping
 HOST_ID = "uns-mes"
 LINE = LinePath(enterprise="acme", site="plant1", area="packaging", line="line1")
 SIM_LINE = "Line1"
-ROLES = ("viewer", "operator", "supervisor", "engineer")
+#: the demo API users, one per role (docs/security.md "Roles"); every one but the viewer signs: operators
+#: and above sign commands, ``qa`` signs its disposition of rejects (docs/mes-quality.md)
+ROLES = ("viewer", "operator", "supervisor", "engineer", "qa")
 
 
 class Profile(StrEnum):
@@ -225,7 +227,7 @@ def _write_demo_signers(out: Path) -> dict[str, str]:
     os.chmod(keys_dir, 0o700)
     registry: dict[str, Any] = {}
     files: dict[str, str] = {}
-    for role in ROLES[1:]:  # viewers do not sign
+    for role in ROLES[1:]:  # viewers do not sign; the others sign commands or QA dispositions
         user = f"demo-{role}"
         key = generate_private_key()
         path = keys_dir / f"{user}.key"

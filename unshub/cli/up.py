@@ -162,9 +162,16 @@ def up(
         edge_config.write_text("# derived from plant.yaml by `uns up --broker` at every start: edit plant.yaml\n"
                                + yaml.safe_dump(plant, sort_keys=False))
         edge_config.chmod(0o600)
+    refused = _refusal_check(edge_config, data_dir, folder) if embedded_broker else (lambda: None)
+
+    def edge_ready() -> bool:
+        why = refused()  # an edge the broker refuses never births: say why at once, not after 90 s
+        if why is not None:
+            raise ServiceFailedError(why)
+        return _line_born(http_port, _any_token(summary["tokens"]))
+
     specs.append(ServiceSpec("edge", [*uns, "edge", "run", "--config", str(edge_config)],
-                             ready_check=lambda: _line_born(http_port, _any_token(summary["tokens"])),
-                             ready_timeout=90))
+                             ready_check=edge_ready, ready_timeout=90))
 
     supervisor = Supervisor(data_dir / "logs", on_event)
     stop = threading.Event()
@@ -197,7 +204,9 @@ def up(
                 break
             stop.wait(0.5)
     except ServiceFailedError as exc:
-        console.print(f"[red]uns up: {exc}[/red]")
+        from rich.markup import escape
+
+        console.print(f"[red]uns up: {escape(str(exc))}[/red]")
         supervisor.stop_all()
         raise typer.Exit(1) from None
     finally:
@@ -275,6 +284,27 @@ def _broker_line(engine: BrokerEngine | None, mosquitto_binary: str | None, fold
         return f"embedded (amqtt; {folder / 'broker.yaml'})"
     version = mosquitto_version(mosquitto_binary or "mosquitto") or "Mosquitto"
     return f"{version} ({mosquitto_binary} -c {folder / 'mosquitto.conf'})"
+
+
+def _refusal_check(edge_config: Path, data_dir: Path, folder: Path) -> Callable[[], str | None]:
+    """A check that returns what `uns up` should say once the embedded broker refuses the edge node
+    (its log is followed from now on), else None (:mod:`unshub.broker_refusals`)."""
+    from edge_node.config import build_sparkplug_config
+    from unshub.broker_refusals import RefusalWatch, refused_message
+    from unshub.cli.edge import load_checked as edge_checked
+
+    sparkplug = build_sparkplug_config(edge_checked(edge_config))
+    broker_log = data_dir / "logs" / "broker.log"
+    watch = RefusalWatch(broker_log, sparkplug.mqtt_client_id)
+    user = sparkplug.broker_urls[0].username if sparkplug.broker_urls else None
+
+    def check() -> str | None:
+        refusal = watch.poll()
+        if refusal is None:
+            return None
+        return refused_message(refusal, user=user, ids=f"{sparkplug.group_id}/{sparkplug.edge_node_id}",
+                               config=edge_config, broker_log=broker_log, data_dir=data_dir)
+    return check
 
 
 def _port_clashes(ports: StackPorts) -> str:
