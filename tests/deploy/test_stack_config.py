@@ -176,7 +176,7 @@ def test_init_writes_a_qa_user_who_can_sign_and_uns_up_prints_its_token(tmp_path
     from mes_adapter.config.application import load_adapter_config
     from uns.commands.signing import UserRegistry, load_private_key
     from unshub.cli.stack import StackPorts, write_stack_config
-    from unshub.cli.up import _api_tokens, _print_urls
+    from unshub.cli.up import BrokerEngine, _api_tokens, _print_urls
 
     out = tmp_path / "config"
     summary = write_stack_config(out)
@@ -192,7 +192,7 @@ def test_init_writes_a_qa_user_who_can_sign_and_uns_up_prints_its_token(tmp_path
 
     printed = io.StringIO()
     summary["tokens"] = _api_tokens(out / "adapter.yaml")
-    _print_urls(Console(file=printed, width=400), summary, StackPorts(), embedded_broker=True)
+    _print_urls(Console(file=printed, width=400), summary, StackPorts(), BrokerEngine.EMBEDDED)
     token_line = next(line for line in printed.getvalue().splitlines() if "API tokens" in line)
     assert token_line.split("API tokens")[1].strip() == ", ".join(
         f"{role}={summary['tokens'][role]}" for role in ("viewer", "operator", "supervisor", "engineer", "qa"))
