@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
@@ -68,13 +69,27 @@ def _sign(stack: Stack, command: dict, key: Any = None) -> dict:
                         meaning=SignatureMeaning.AUTHORED, now_ms=now_ms()).model_dump(mode="json")
 
 
-async def _condition_states(endpoint: str) -> tuple[bool, bool]:
-    """AckedState/Id and ConfirmedState/Id of the simulator's Jam condition node."""
+async def _condition_states(endpoint: str) -> tuple[bool, bool, int]:
+    """AckedState/Id and ConfirmedState/Id of the simulator's Jam condition node, and the simulator's
+    own count of conditions waiting for an acknowledgement (``Simulation/Truth/UnackedAlarms``)."""
     async with Client(endpoint, timeout=10) as client:
-        node = client.get_node(ua.NodeId(JAM, await client.get_namespace_index(NAMESPACE_URI)))
+        ns = await client.get_namespace_index(NAMESPACE_URI)
+        node = client.get_node(ua.NodeId(JAM, ns))
         acked = await (await node.get_child(["0:AckedState", "0:Id"])).read_value()
         confirmed = await (await node.get_child(["0:ConfirmedState", "0:Id"])).read_value()
-        return acked, confirmed
+        unacked = await client.get_node(ua.NodeId("Simulation/Truth/UnackedAlarms", ns)).read_value()
+        return acked, confirmed, int(unacked)
+
+
+def _edge_audit(stack: Stack, command_id: str) -> list[str]:
+    """The events the edge's own audit chain holds for a command (read-only; the edge writes it)."""
+    plant = yaml.safe_load((stack.folder / "plant.yaml").read_text())
+    db = sqlite3.connect(f"file:{Path(plant['data_dir']) / 'audit' / 'commands.db'}?mode=ro", uri=True)
+    try:
+        rows = db.execute("SELECT body FROM audit_record WHERE command_id=? ORDER BY seq", (command_id,)).fetchall()
+    finally:
+        db.close()
+    return [json.loads(body)["event"] for (body,) in rows]
 
 
 def _run_signed(stack: Stack, path: str, body: dict) -> dict:
@@ -106,7 +121,7 @@ def test_acknowledge_and_confirm_from_the_api_reach_the_condition_and_the_audit_
             asyncio.run(call_simulation(stack.opcua, "RaiseAlarm", string("Filler"), string("Jam"), boolean(True)))
             raised = wait_until(lambda: reader.last if reader.last["active"] else None, 30, "Jam active")
             assert (raised["acked"], raised["confirmed"], raised["retain"]) == (False, True, True)
-            assert asyncio.run(_condition_states(stack.opcua)) == (False, True)
+            assert asyncio.run(_condition_states(stack.opcua)) == (False, True, 1)
 
             # -- refused before the edge: unsigned, not an operator, a forged signature, not allowlisted
             status, unsigned = stack.api("POST", "/api/alarms/acknowledge", body)
@@ -120,7 +135,7 @@ def test_acknowledge_and_confirm_from_the_api_reach_the_condition_and_the_audit_
             assert (status, other["reason"]) == (422, "not_allowlisted"), other
             _, still = stack.api("GET", f"/api/commands/{unsigned['request']['command_id']}", role="viewer")
             assert (still["status"], still["dispatched_ms"], still["result"]) == ("awaiting_signature", None, None)
-            assert asyncio.run(_condition_states(stack.opcua)) == (False, True)
+            assert asyncio.run(_condition_states(stack.opcua)) == (False, True, 1)
 
             # -- acknowledged: the edge called Acknowledge with the EventId it last saw, AckedState reads true
             acked = _run_signed(stack, "/api/alarms/acknowledge", body)
@@ -130,19 +145,22 @@ def test_acknowledge_and_confirm_from_the_api_reach_the_condition_and_the_audit_
                 "Alarms/Jam/Acknowledge", "Filler", "jam cleared at infeed")
             assert (result["old_value"], result["readback_value"], result["write_status_code"]) == (False, True, 0)
             assert raised["event_id"] in result["message"]
-            assert asyncio.run(_condition_states(stack.opcua)) == (True, False)
+            assert asyncio.run(_condition_states(stack.opcua)) == (True, False, 0)
             on_uns = wait_until(lambda: reader.last if reader.last["acked"] else None, 30, "Jam acked on _alarms")
             assert (on_uns["active"], on_uns["acked"], on_uns["confirmed"], on_uns["retain"]) == (
                 True, True, False, True)
             assert on_uns["event_id"] != raised["event_id"]
             trail = [(a["event"], a.get("outcome")) for a in acked["audit"]]
             assert [event for event, _ in trail] == ["requested", "signed", "dispatched", "readback_ok"], trail
+            assert _edge_audit(stack, acked["command_id"]) == ["written", "readback_ok"]
 
             # -- a second acknowledgement: the server refuses it, the reason says why
             again = _run_signed(stack, "/api/alarms/acknowledge", body)
             assert (again["status"], again["result"]["reason"]) == ("refused", "already_acked"), again
             assert "BadConditionBranchAlreadyAcked" in again["result"]["message"]
             assert [a["event"] for a in again["audit"]][-1] == "refused"
+            assert _edge_audit(stack, again["command_id"]) == ["written", "refused"]
+            assert _edge_audit(stack, unsigned["request"]["command_id"]) == []  # never sent
 
             # -- confirmed: ConfirmedState reads true, and the cleared condition is no longer retained
             asyncio.run(call_simulation(stack.opcua, "RaiseAlarm", string("Filler"), string("Jam"), boolean(False)))
@@ -150,7 +168,7 @@ def test_acknowledge_and_confirm_from_the_api_reach_the_condition_and_the_audit_
             confirmed = _run_signed(stack, "/api/alarms/confirm", {**body, "comment": "checked by maintenance"})
             assert (confirmed["status"], confirmed["result"]["readback_value"]) == ("confirmed", True), confirmed
             assert confirmed["request"]["metric"] == "Alarms/Jam/Confirm"
-            assert asyncio.run(_condition_states(stack.opcua)) == (True, True)
+            assert asyncio.run(_condition_states(stack.opcua)) == (True, True, 0)
             done = wait_until(lambda: reader.last if reader.last["confirmed"] else None, 30, "Jam confirmed")
             assert (done["active"], done["acked"], done["retain"]) == (False, True, False)
         finally:
