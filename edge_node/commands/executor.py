@@ -499,7 +499,8 @@ class CommandExecutor:
         await self._poll(pending, rule, lambda: writer.read_path(tgt.condition_id, tgt.state_path),
                          condition_calls.readback_done)
         outcome, reason, message = condition_calls.readback_verdict(call, pending.readbacks, rule.readback_timeout_s)
-        await self.report.finished(pending, outcome, reason, f"{message} (EventId {tgt.event_id.hex()})")
+        await self.report.finished(pending, outcome, reason,
+                                   f"{message} (condition {tgt.condition_id}, EventId {tgt.event_id.hex()})")
 
     async def _read_back(self, pending: Pending, writer: OpcUaWriter) -> None:
         request, rule = pending.request, pending.rule
