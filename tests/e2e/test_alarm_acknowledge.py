@@ -1,7 +1,8 @@
 """Issue 15 item 5 end to end: an OPC UA condition acknowledged (and confirmed) from the MES REST API.
 
-The stack `uns init` generates (simulator → edge → embedded broker → adapter, real processes): the
-simulator raises the Filler's Jam (its ``RaiseAlarm`` hook, what `uns sim fault alarm` calls); the
+The stack `uns init` generates (simulator → edge → broker → adapter, real processes; the embedded
+broker and Mosquitto with the generated config): the simulator raises the Filler's Jam (its
+``RaiseAlarm`` hook, what `uns sim fault alarm` calls); the
 acknowledgement is posted to ``/api/alarms/acknowledge``, signed with the demo operator's Ed25519
 key on the ordinary ``/api/commands/{id}/sign`` path, and the edge calls Acknowledge (``i=9111``) on
 the condition with the EventId it last received. Asserted: the simulator's own condition node
@@ -107,8 +108,10 @@ def _run_signed(stack: Stack, path: str, body: dict) -> dict:
     return wait_until(final, 30, f"result of {path}")
 
 
-def test_acknowledge_and_confirm_from_the_api_reach_the_condition_and_the_audit_chain(tmp_path: Path) -> None:
-    with running_stack(tmp_path) as stack:
+@pytest.mark.parametrize("broker", ["embedded", pytest.param("mosquitto", marks=pytest.mark.mosquitto)])
+def test_acknowledge_and_confirm_from_the_api_reach_the_condition_and_the_audit_chain(tmp_path: Path,
+                                                                                      broker: str) -> None:
+    with running_stack(tmp_path, broker=broker) as stack:
         reader = Retained(stack)
         try:
             body = {"line": stack.line, "cell": "Filler", "condition": "Jam", "comment": "jam cleared at infeed"}
