@@ -188,6 +188,15 @@ class AlarmBook:
     def state(self, cell: str, name: str) -> ConditionState:
         return self._entries[(cell, name)].state
 
+    def latest(self, device_id: str | None, name: str) -> tuple[str, str] | None:
+        """``(ConditionId, newest EventId hex)`` of a configured condition of a device, what an
+        Acknowledge or Confirm command calls with (empty strings before its first event); None
+        when the device has no such condition here."""
+        for entry in self._entries.values():
+            if entry.device_id == device_id and entry.config.name == name:
+                return entry.state.condition_id, entry.state.event_id
+        return None
+
     def current(self, device_id: str) -> list[MetricUpdate]:
         """Every metric of the device's conditions as it stands (the DBIRTH's values)."""
         return [u for e in self._entries.values() if e.device_id == device_id for u in self._updates(e)]

@@ -144,8 +144,15 @@ class EdgeNodeApp:
             client.hold_first_birth(node_values_read, self.sparkplug.first_birth_wait_s)
         await client.__aenter__()
         self.client = client
+        books = {endpoint.name: AlarmBook(endpoint.alarms, self.config.device_of_cell)
+                 for endpoint in self.config.opcua if endpoint.alarms is not None}
+
+        def condition(device_id: str | None, name: str) -> tuple[str, str] | None:
+            """An Acknowledge / Confirm command's condition, from the book of the endpoint that has it."""
+            return next((found for book in books.values() if (found := book.latest(device_id, name))), None)
+
         if isinstance(client, EdgeClient):
-            self.commands = await start_commands(self.config, client)
+            self.commands = await start_commands(self.config, client, condition)
         for endpoint in self.config.opcua:
             tags = [(tag, self.config.device_id(tag)) for tag in self.config.tags_of(endpoint.name)]
             if not tags:
@@ -154,8 +161,7 @@ class EdgeNodeApp:
             source = OpcUaSource(endpoint, tags, client, data_dir=self.data_dir, stats=self.validation_stats,
                                  future_tolerance_ms=self.config.future_tolerance_ms,
                                  max_source_age_ms=int(self.config.max_source_age_s * 1000),
-                                 alarm_book=(AlarmBook(endpoint.alarms, self.config.device_of_cell)
-                                             if endpoint.alarms is not None else None))
+                                 alarm_book=books.get(endpoint.name))
             self.sources.append(source)
             self._tasks.append(asyncio.create_task(source.run(), name=f"opcua-source-{endpoint.name}"))
         # no endpoint with node-level tags or structured tags (whose template definitions the NBIRTH

@@ -24,6 +24,7 @@ from typing import Any
 
 from mes_adapter.alarms import AlarmEvent, AlarmException, BatchHold, Shelf
 from mes_adapter.auth import Principal, Session
+from mes_adapter.commands.conditions import ConditionMethod, condition_draft
 from mes_adapter.commands.service import CommandDraft, CommandRecord
 from mes_adapter.confirmations.outbox import DeliveryStatus, OutboxEntry
 from mes_adapter.confirmations.service import batch_intervals
@@ -336,6 +337,14 @@ class ServiceApi:
     async def submit_command(self, who: Principal, client_id: str, *, draft: CommandDraft | None = None,
                              request: CommandRequest | None = None) -> CommandRecord:
         return await self._svc.commands.submit(who, client_id, draft=draft, request=request)
+
+    async def condition_command(self, who: Principal, client_id: str, *, line: str, cell: str, condition: str,
+                                method: ConditionMethod, comment: str,
+                                validity_s: float | None = None) -> CommandRecord:
+        """Acknowledge / Confirm of an OPC UA condition, submitted as an ordinary command."""
+        draft = condition_draft(self._svc.mapping, line=line, cell=cell, condition=condition, method=method,
+                                comment=comment, validity_s=validity_s)
+        return await self._svc.commands.submit(who, client_id, draft=draft)
 
     async def sign_command(self, who: Principal, command_id: uuid.UUID, signature: Signature) -> CommandRecord:
         return await self._svc.commands.sign(who, command_id, signature)

@@ -75,6 +75,8 @@ DISCRETE_ALARMS: tuple[DiscreteSpec, ...] = (
     DiscreteSpec("DoorOpen", 400, "guard door open"),
     DiscreteSpec("EStop", 900, "emergency stop pressed"),
 )
+#: every condition each cell has, in the order the simulator creates them
+CONDITION_NAMES: tuple[str, ...] = (TEMPERATURE_ALARM, *(spec.name for spec in DISCRETE_ALARMS))
 _ALIASES = {"jam": "Jam", "door": "DoorOpen", "door_open": "DoorOpen", "dooropen": "DoorOpen",
             "estop": "EStop", "e_stop": "EStop", "emergency_stop": "EStop"}
 

@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from simulator.alarms import DISCRETE_ALARMS, TEMPERATURE_ALARM
+from simulator.alarms import CONDITION_NAMES
 from simulator.config import NAMESPACE_URI, CellConfig, SimulatorConfig
 
 DataType = Literal["Boolean", "Int32", "UInt32", "UInt64", "Double", "String", "DateTime"]
@@ -129,7 +129,7 @@ def _alarm_truth_tags(config: SimulatorConfig) -> list[TagSpec]:
                 description="conditions waiting for an acknowledgement right now"),
     ]
     for cell in config.cells:
-        for name in (TEMPERATURE_ALARM, *(spec.name for spec in DISCRETE_ALARMS)):
+        for name in CONDITION_NAMES:
             path = truth_alarm_tag(f"{config.line}/{cell.name}/{name}")
             tags.append(TagSpec(path=path, name=path.rpartition("/")[2], datatype="UInt64", **common,
                                 description=f"events emitted by condition {cell.name}/{name}"))

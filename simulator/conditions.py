@@ -129,6 +129,12 @@ class ConditionShell:
                                                          objecttype=TYPE_IDS[kind], instantiate_optional=False)
             await node.write_attribute(ua.AttributeIds.EventNotifier, ua.DataValue(
                 ua.Variant(ua.EventNotifier.SubscribeToEvents.mask, ua.VariantType.Byte)))
+            # ConfirmedState is optional in the type; we model it, so a client reads back what Confirm did
+            confirmed = await node.add_variable(ua.NodeId(f"{path}/ConfirmedState", self.ns),
+                                                ua.QualifiedName("ConfirmedState", 0), _text("Confirmed"),
+                                                varianttype=ua.VariantType.LocalizedText)
+            await confirmed.add_property(ua.NodeId(f"{path}/ConfirmedState/Id", self.ns), ua.QualifiedName("Id", 0),
+                                         True, varianttype=ua.VariantType.Boolean)
             self._fields[path] = await _variables(node)
             for method in await node.get_children(nodeclassmask=ua.NodeClass.Method):
                 name = (await method.read_browse_name()).Name

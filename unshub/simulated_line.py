@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from edge_node.config import EdgeConfig
+from simulator.alarms import CONDITION_NAMES
 from simulator.config import NAMESPACE_URI
 from uns.isa95 import LinePath
 
@@ -44,12 +45,18 @@ def _metric_of(path: str, line: str, cell: str | None) -> str:
     return "/".join(parts) or path
 
 
+def simulated_cells(tags: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The cells of the simulated line that have tags, in catalog order."""
+    return list(dict.fromkeys(str(t["cell"]) for t in tags if t.get("cell")))
+
+
 def simulator_config_dict(endpoint: str, broker_url: str, data_dir: Path | str,
                           tags: Iterable[Mapping[str, Any]], *, line: LinePath | None = None,
                           namespace_uri: str = NAMESPACE_URI, groups: Iterable[str] = DEFAULT_GROUPS,
                           primary_host_id: str | None = None, sim_line: str | None = None,
-                          sparkplug: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The config as plain data (what ``plant.yaml`` would hold)."""
+                          sparkplug: Mapping[str, Any] | None = None, alarms: bool = False) -> dict[str, Any]:
+    """The config as plain data (what ``plant.yaml`` would hold). With ``alarms`` the endpoint also
+    subscribes to every condition of every cell (docs/alarms.md)."""
     tag_list = list(tags)
     if sim_line is None:
         firsts = [str(t["path"]).split("/")[0] for t in tag_list if "/" in str(t["path"])]
@@ -77,6 +84,10 @@ def simulator_config_dict(endpoint: str, broker_url: str, data_dir: Path | str,
         if spec.get("writable"):
             entry["writable"] = True
         out_tags.append(entry)
+    opcua: dict[str, Any] = {"name": "simulator", "url": endpoint, "server_deadband": False}
+    if alarms:
+        opcua["alarms"] = {"conditions": [{"cell": cell, "name": name} for cell in simulated_cells(out_tags)
+                                          for name in CONDITION_NAMES]}
     spb: dict[str, Any] = {"brokers": [broker_url], **(sparkplug or {})}
     if primary_host_id is not None:
         spb["primary_host_id"] = primary_host_id
@@ -87,7 +98,7 @@ def simulator_config_dict(endpoint: str, broker_url: str, data_dir: Path | str,
         # the simulator serves security policy None on loopback: the demo profile accepts that; a
         # hand-written plant config without this line is `production` (docs/security.md)
         "security_profile": "demo",
-        "opcua": [{"name": "simulator", "url": endpoint, "server_deadband": False}],
+        "opcua": [opcua],
         "tags": out_tags,
     }
 

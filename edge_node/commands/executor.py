@@ -52,7 +52,7 @@ import logging
 import math
 import uuid
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,6 +68,7 @@ from uns.sparkplug.topic import MessageType, SparkplugTopic
 
 from ..config import OpcUaEndpointConfig
 from ..session_events import RejectedCommand
+from . import conditions as condition_calls
 from .edge_client import ResultPublisher
 from .journal import CommandJournal, CommandJournalError, JournalEntry
 from .logic import (
@@ -99,6 +100,10 @@ log = logging.getLogger("edge_node.executor")  # its name before edge_node.comma
 
 #: read-back polling: first read at once, then these gaps (s), the last one repeated
 READBACK_GAPS_S: tuple[float, ...] = (0.0, 0.005, 0.01, 0.02, 0.05)
+
+
+#: (device id, ConditionName) -> (ConditionId, newest EventId as hex), None for a condition the edge does not know
+ConditionLookup = Callable[[str | None, str], tuple[str, str] | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +146,8 @@ class CommandExecutor:
                  audit: AuditLog, publisher: ResultPublisher, endpoints: Sequence[OpcUaEndpointConfig],
                  data_dir: Path, endpoint_of_device: Callable[[str | None], str],
                  state_nodes: dict[tuple[str | None, str], StateNode], clock: Callable[[], int] = now_ms,
-                 writers: dict[str, OpcUaWriter] | None = None, journal_path: Path | None = None) -> None:
+                 writers: dict[str, OpcUaWriter] | None = None, journal_path: Path | None = None,
+                 conditions: ConditionLookup | None = None) -> None:
         if not endpoints:
             raise ValueError("the command executor needs at least one OPC UA endpoint")
         self.group_id = group_id
@@ -151,6 +157,8 @@ class CommandExecutor:
         self.endpoints = {ep.name: ep for ep in endpoints}
         self.endpoint_of_device = endpoint_of_device
         self.state_nodes = state_nodes
+        #: (device id, ConditionName) -> (ConditionId, newest EventId hex) the edge received; for condition rules
+        self.conditions = conditions
         self.clock = clock
         self.stats = ExecutorStats()
         self.writers = writers or {ep.name: OpcUaWriter(ep, data_dir) for ep in endpoints}
@@ -417,6 +425,9 @@ class CommandExecutor:
         if rule.call is not None:
             await self._call(pending, writer)
             return
+        if rule.condition is not None:
+            await self._condition_call(pending, writer)
+            return
         assert rule.write is not None
         variant = to_variant(rule.sparkplug_type, request.value)
         try:
@@ -438,25 +449,72 @@ class CommandExecutor:
         request, rule = pending.request, pending.rule
         assert rule.call is not None and isinstance(request.value, dict)
         args = [to_variant(datatype, value) for value, datatype in method_arguments(rule, request.value)]
-        try:
-            status = await writer.call(rule.call.object_node_id, rule.call.method_node_id, args)
-        except WriterDisconnectedError as exc:
-            await self.report.finished(pending, Outcome.FAILED, ReasonCode.WRITE_FAILED,
-                               f"session lost during the method call; it may or may not have run: {exc}")
+        status = await self._method(pending, writer, rule.call.object_node_id, rule.call.method_node_id, args,
+                                    "the method call")
+        if status is None:
             return
-        pending.write_status_code = status
-        pending.written_at_ms = self.clock()
-        await self.report.written(pending)
         if is_good(status):
             await self.report.finished(pending, Outcome.CONFIRMED, None, "method call returned Good")
         else:
             await self.report.finished(pending, Outcome.FAILED, ReasonCode.WRITE_FAILED,
                                f"OPC UA call of {rule.call.method_node_id} answered 0x{status:08X}")
 
+    async def _method(self, pending: Pending, writer: OpcUaWriter, object_id: str, method_id: str,
+                      args: list[Any], what: str) -> int | None:
+        """Call, record the ``written`` step; its StatusCode, or None once a lost session failed the command."""
+        try:
+            status = await writer.call(object_id, method_id, args)
+        except WriterDisconnectedError as exc:
+            await self.report.finished(pending, Outcome.FAILED, ReasonCode.WRITE_FAILED,
+                                       f"session lost during {what}; it may or may not have run: {exc}")
+            return None
+        pending.write_status_code = status
+        pending.written_at_ms = self.clock()
+        await self.report.written(pending)
+        return status
+
+    async def _condition_call(self, pending: Pending, writer: OpcUaWriter) -> None:
+        """Acknowledge / Confirm with the newest EventId, then read the state variable back
+        (:mod:`edge_node.commands.conditions` decides what each answer means)."""
+        request, rule = pending.request, pending.rule
+        call = rule.condition
+        assert call is not None and isinstance(request.value, str)
+        known = self.conditions(request.device_id, call.name) if self.conditions is not None else None
+        tgt = (condition_calls.target(call, *known, request.value) if known is not None else
+               f"condition {call.name} of {request.device_id or 'the node'} is not in the edge's alarms config")
+        if isinstance(tgt, str):
+            await self.report.finished(pending, Outcome.REFUSED, ReasonCode.UNKNOWN_CONDITION, tgt)
+            return
+        pending.old = _observed(await writer.read_path(tgt.condition_id, tgt.state_path))
+        status = await self._method(pending, writer, tgt.condition_id, tgt.method_id, condition_calls.arguments(tgt),
+                                    f"the {call.method} of {call.name} with EventId {tgt.event_id.hex()}")
+        if status is None:
+            return
+        refused = condition_calls.call_verdict(call, tgt.condition_id, status)
+        if refused is not None:
+            reason, message = refused
+            outcome = Outcome.FAILED if reason is ReasonCode.WRITE_FAILED else Outcome.REFUSED
+            await self.report.finished(pending, outcome, reason, f"{message}; EventId {tgt.event_id.hex()}")
+            return
+        await self._poll(pending, rule, lambda: writer.read_path(tgt.condition_id, tgt.state_path),
+                         condition_calls.readback_done)
+        outcome, reason, message = condition_calls.readback_verdict(call, pending.readbacks, rule.readback_timeout_s)
+        await self.report.finished(pending, outcome, reason,
+                                   f"{message} (condition {tgt.condition_id}, EventId {tgt.event_id.hex()})")
+
     async def _read_back(self, pending: Pending, writer: OpcUaWriter) -> None:
         request, rule = pending.request, pending.rule
         node = readback_node(rule)
         assert node is not None
+        await self._poll(pending, rule, lambda: writer.read(node),
+                         lambda observed: readback_matches(rule, request.value, observed))
+        outcome, reason, message = readback_verdict(rule, request.value, pending.readbacks)
+        await self.report.finished(pending, outcome, reason, message)
+
+    async def _poll(self, pending: Pending, rule: WritableMetric, read: Callable[[], Awaitable[ReadResult]],
+                    done: Callable[[Observed], bool]) -> None:
+        """Read until ``done`` or the rule's read-back timeout; every read lands in ``pending.readbacks``."""
+        request = pending.request
         loop = asyncio.get_running_loop()
         until = loop.time() + rule.readback_timeout_s
         for attempt in itertools.count():
@@ -464,16 +522,14 @@ class CommandExecutor:
             if gap:
                 await asyncio.sleep(min(gap, max(0.0, until - loop.time())))
             try:
-                observed = _observed(await writer.read(node))
+                observed = _observed(await read())
             except WriterDisconnectedError as exc:
                 pending.readbacks.append(Observed(None, 0x80050000, None))  # BadCommunicationError
                 log.warning("read-back of %s lost: %s", request.command_id, exc)
                 break
             pending.readbacks.append(observed)
-            if readback_matches(rule, request.value, observed) or loop.time() >= until:
+            if done(observed) or loop.time() >= until:
                 break
-        outcome, reason, message = readback_verdict(rule, request.value, pending.readbacks)
-        await self.report.finished(pending, outcome, reason, message)
 
     # -- refusals ------------------------------------------------------------------------------
 
@@ -542,4 +598,4 @@ def _command_id_of(metric: Metric) -> uuid.UUID | None:
         return None
 
 
-__all__ = ["READBACK_GAPS_S", "CommandExecutor", "StateNode"]
+__all__ = ["READBACK_GAPS_S", "CommandExecutor", "ConditionLookup", "StateNode"]

@@ -17,6 +17,7 @@ is a plain function of its inputs, testable without an OPC UA server or a broker
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -113,18 +114,25 @@ def readback_matches(rule: WritableMetric, requested: Any, observed: Observed) -
 def readback_verdict(rule: WritableMetric, requested: Any,
                      readbacks: list[Observed]) -> tuple[Outcome, ReasonCode | None, str]:
     """The outcome of a finished read-back phase (see the module docstring)."""
-    if readbacks and readback_matches(rule, requested, readbacks[-1]):
-        return Outcome.CONFIRMED, None, "read-back matches the request"
+    return poll_verdict(
+        readbacks, lambda observed: readback_matches(rule, requested, observed), "read-back matches the request",
+        lambda last: (f"read-back {last.value!r} does not match the requested {requested!r} within tolerance "
+                      f"{rule.tolerance:g} after {rule.readback_timeout_s:g} s"),
+        f"no Good read-back within {rule.readback_timeout_s:g} s")
+
+
+def poll_verdict(readbacks: list[Observed], done: Callable[[Observed], bool], confirmed: str,
+                 mismatch: Callable[[Observed], str], timeout: str) -> tuple[Outcome, ReasonCode | None, str]:
+    """Confirmed when the last read is ``done``; else a mismatch (the last Good read, told by
+    ``mismatch``) or a timeout (no Good read at all; ``timeout`` plus the last status)."""
+    if readbacks and done(readbacks[-1]):
+        return Outcome.CONFIRMED, None, confirmed
     good = [r for r in readbacks if is_good(r.status_code)]
     if good:
-        last = good[-1]
-        return (Outcome.MISMATCH, ReasonCode.READBACK_MISMATCH,
-                f"read-back {last.value!r} does not match the requested {requested!r} within tolerance "
-                f"{rule.tolerance:g} after {rule.readback_timeout_s:g} s")
+        return Outcome.MISMATCH, ReasonCode.READBACK_MISMATCH, mismatch(good[-1])
     last_status = readbacks[-1].status_code if readbacks else None
     detail = f"last status 0x{last_status:08X}" if last_status is not None else "no answer"
-    return (Outcome.TIMEOUT, ReasonCode.READBACK_TIMEOUT,
-            f"no Good read-back within {rule.readback_timeout_s:g} s ({detail})")
+    return Outcome.TIMEOUT, ReasonCode.READBACK_TIMEOUT, f"{timeout} ({detail})"
 
 
 def result_of(request: CommandRequest, outcome: Outcome, reason: ReasonCode | None, message: str, *,
@@ -163,5 +171,5 @@ def malformed_result(command_id: uuid.UUID, *, group_id: str, edge_node_id: str,
                          metric=metric, received_at_ms=received_at_ms, completed_at_ms=completed_at_ms)
 
 
-__all__ = ["Observed", "Pending", "deadline_ms", "is_good", "malformed_result", "method_arguments",
+__all__ = ["Observed", "Pending", "deadline_ms", "is_good", "malformed_result", "method_arguments", "poll_verdict",
            "readback_matches", "readback_node", "readback_verdict", "refusal_outcome", "result_of"]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -196,8 +197,36 @@ class OpcUaWriter:
 
     async def read_many(self, node_texts: list[str]) -> list[ReadResult]:
         """Several Value attributes in one Read service call (one round trip to a busy server)."""
+        return await self._read_nodes([self.node_id(text) for text in node_texts])
+
+    async def read_path(self, object_text: str, path: Sequence[str]) -> ReadResult:
+        """The Value of the variable at a browse path (namespace 0 names) below an object, e.g. a
+        condition's ``AckedState/Id``: a condition's NodeId is known from its events, its state
+        variables' NodeIds are not. The path is translated once per session."""
         client = self._require()
-        nodes = [self.node_id(text) for text in node_texts]
+        key = f"{object_text}#{'/'.join(path)}"
+        node = self._node_cache.get(key)
+        if node is None:
+            start = self.node_id(object_text)
+            if start is None:
+                return ReadResult(None, BAD_NODE_ID_UNKNOWN, None)
+            browse = ua.BrowsePath()
+            browse.StartingNode = start
+            browse.RelativePath = ua.RelativePath(Elements=[ua.RelativePathElement(
+                ReferenceTypeId=ua.NodeId(ua.ObjectIds.HierarchicalReferences), IsInverse=False, IncludeSubtypes=True,
+                TargetName=ua.QualifiedName(name, 0)) for name in path])
+            try:
+                [found] = await self._guarded(client.uaclient.translate_browsepaths_to_nodeids([browse]))
+            except ua.UaStatusCodeError as exc:
+                return ReadResult(None, service_fault_code(exc), None)
+            if not found.StatusCode.is_good() or not found.Targets:
+                return ReadResult(None, int(found.StatusCode.value), None)
+            target = found.Targets[0].TargetId
+            node = self._node_cache[key] = ua.NodeId(target.Identifier, target.NamespaceIndex, target.NodeIdType)
+        return (await self._read_nodes([node]))[0]
+
+    async def _read_nodes(self, nodes: list[ua.NodeId | None]) -> list[ReadResult]:
+        client = self._require()
         params = ua.ReadParameters()
         params.TimestampsToReturn = ua.TimestampsToReturn.Both
         for node in nodes:

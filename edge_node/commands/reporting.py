@@ -77,7 +77,7 @@ class ExecutorStats:
 
 #: the counter a final outcome of an executed command adds to
 _OUTCOME_COUNTERS = {Outcome.CONFIRMED: "confirmed", Outcome.MISMATCH: "mismatch", Outcome.TIMEOUT: "timeout",
-                     Outcome.FAILED: "failed"}
+                     Outcome.FAILED: "failed", Outcome.REFUSED: "refused"}
 
 
 class CommandReporter:

@@ -21,7 +21,7 @@ from uns.sparkplug.datatypes import DataType
 from ..config import ConfigError, EdgeConfig
 from ..model import MetricDefinition
 from .edge_client import EdgeClient
-from .executor import CommandExecutor, StateNode
+from .executor import CommandExecutor, ConditionLookup, StateNode
 
 log = logging.getLogger("edge_node.command_wiring")  # its name before edge_node.commands
 
@@ -44,11 +44,12 @@ def load_rules(config: EdgeConfig) -> tuple[Allowlist, UserRegistry]:
 
 
 def command_definitions(config: EdgeConfig, existing: list[MetricDefinition]) -> list[MetricDefinition]:
-    """String metrics for this edge's method-call rules that are not tags already.
+    """String metrics for this edge's method-call and condition rules that are not tags already.
 
     A command can only address a metric the birth declared (the session refuses the rest), and
     a method has no OPC UA variable to be a tag, so each ``call:`` rule is born as a writable
-    String metric (its command value is the JSON object of the arguments, uns.commands.wire).
+    String metric (its command value is the JSON object of the arguments, uns.commands.wire),
+    and so is each ``condition:`` rule (``Alarms/<Name>/Acknowledge``, its value the comment).
     """
     allowlist, _ = load_rules(config)
     group_id, edge_node_id = config.sparkplug_ids()
@@ -58,9 +59,10 @@ def command_definitions(config: EdgeConfig, existing: list[MetricDefinition]) ->
         if (line.group_id, line.edge_node_id) != (group_id, edge_node_id):
             continue
         for rule in line.metrics:
-            if rule.call is not None and (rule.device_id, rule.metric) not in known:
+            if (rule.call is not None or rule.condition is not None) and (rule.device_id, rule.metric) not in known:
+                what = "OPC UA method" if rule.call is not None else "OPC UA condition method"
                 out.append(MetricDefinition(device_id=rule.device_id, name=rule.metric, datatype=DataType.String,
-                                            description=rule.description or "OPC UA method (command only)",
+                                            description=rule.description or f"{what} (command only)",
                                             writable=True))
                 known.add((rule.device_id, rule.metric))
     return out
@@ -78,10 +80,12 @@ class CommandRuntime:
         await asyncio.to_thread(self.audit.close)
 
 
-async def start_commands(config: EdgeConfig, client: EdgeClient) -> CommandRuntime:
+async def start_commands(config: EdgeConfig, client: EdgeClient,
+                         conditions: ConditionLookup | None = None) -> CommandRuntime:
     """Build and start the executor (it resumes or closes what the last run left open, see
     :mod:`edge_node.commands.recovery`), and make it the client's NCMD/DCMD handler, also for
-    commands the client's session could not decode."""
+    commands the client's session could not decode. ``conditions`` finds the ConditionId and
+    newest EventId of a condition (the endpoints' alarm books) for Acknowledge / Confirm rules."""
     allowlist, users = load_rules(config)
     commands = config.commands
     audit_path = (commands.audit_db if commands and commands.audit_db else config.data_dir / "audit" / "commands.db")
@@ -104,7 +108,8 @@ async def start_commands(config: EdgeConfig, client: EdgeClient) -> CommandRunti
     executor = CommandExecutor(
         group_id=group_id, edge_node_id=edge_node_id, mapping=config.mapping,
         checker=AllowlistChecker(allowlist, users), audit=audit, publisher=client, endpoints=config.opcua,
-        data_dir=config.data_dir, endpoint_of_device=endpoint_of_device, state_nodes=state_nodes)
+        data_dir=config.data_dir, endpoint_of_device=endpoint_of_device, state_nodes=state_nodes,
+        conditions=conditions)
     await executor.start()
     client.set_command_handler(executor.handle)
     client.set_rejected_command_handler(executor.handle_rejected)

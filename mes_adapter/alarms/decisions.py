@@ -129,6 +129,9 @@ class DecisionDesk:
         self.errors = 0
         #: rule firings not acted on because the condition was shelved
         self.suppressed_shelved = 0
+        #: exceptions opened by rules, and batch holds among them, since start (/metrics)
+        self.exceptions_opened = 0
+        self.holds_opened = 0
 
     # -- from the alarm stream -------------------------------------------------------------------
 
@@ -161,6 +164,8 @@ class DecisionDesk:
                     (event.line, event.batch_id, exception_id,
                      f"{event.condition} on {event.cell or event.line} (severity {event.severity}): {cause}",
                      now)).lastrowid or 0)
+        self.exceptions_opened += 1
+        self.holds_opened += hold_id is not None
         exception = self.exception(exception_id)
         assert exception is not None
         self._append(AuditEvent.EXCEPTION_OPENED, None, exception.line, event.cell, exception.batch_id,

@@ -6,6 +6,10 @@
 ``GET /api/alarms`` lists the newest state of every condition that is active or still retained
 (unacknowledged or unconfirmed); ``GET /api/alarms/history`` the journal rows, one per change, each
 bound to the batch and phase running at the event's source time (docs/alarms.md).
+
+``POST /api/alarms/acknowledge`` and ``/confirm`` create an ordinary command (allowlist, Ed25519
+signatures, audit chain, the edge's read-back): they answer like ``POST /api/commands``, with the
+command to sign at ``/api/commands/{id}/sign`` and its result on ``GET /api/commands/{id}``.
 """
 
 from __future__ import annotations
@@ -15,11 +19,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mes_adapter.alarms import AlarmEvent, AlarmException, BatchHold, DecisionRefusedError, Shelf
 from mes_adapter.auth import Principal, Role
+from mes_adapter.commands.conditions import ConditionMethod
 from mes_adapter.service_api import ServiceApi
 from uns.commands.model import Signature
 
+from .commands import REFUSALS, command_view
 from .deps import client_id, require, service
 from .errors import AUTH_RESPONSES, ApiError, ErrorBody
+from .models import CommandView
 from .plant import known_line
 
 router = APIRouter(prefix="/api", tags=["alarms"], responses=AUTH_RESPONSES)
@@ -68,6 +75,17 @@ class ShelveAlarm(BaseModel):
     condition: str = Field(min_length=1, max_length=200, description="ConditionName")
     duration_s: float = Field(gt=0, le=7 * 86400, description="how long (shelving expires by itself)")
     comment: str = Field(min_length=1, max_length=2000, description="why")
+
+
+class ConditionCommand(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    line: str = Field(min_length=1, description="<enterprise>/<site>/<area>/<line>")
+    cell: str = Field(min_length=1, max_length=200, description="the condition's cell (its Sparkplug device)")
+    condition: str = Field(min_length=1, max_length=200, pattern=r"^[^/#+]+$", description="ConditionName, e.g. Jam")
+    comment: str = Field(min_length=1, max_length=2000,
+                         description="the Part 9 comment, also the command's reason (audited)")
+    validity_s: float | None = Field(None, gt=0, le=86_400, description="how long the command may wait")
 
 
 class ReleaseHold(BaseModel):
@@ -142,3 +160,34 @@ async def shelve(body: ShelveAlarm, request: Request, svc: ServiceApi = Depends(
     key = known_line(svc, body.line)
     return svc.shelve_alarm(key, body.cell, body.condition, body.duration_s, principal, body.comment,
                             client_id(request))
+
+
+async def _condition_command(method: ConditionMethod, body: ConditionCommand, request: Request, svc: ServiceApi,
+                             who: Principal) -> CommandView:
+    line = known_line(svc, body.line)
+    try:
+        record = await svc.condition_command(who, client_id(request), line=line, cell=body.cell,
+                                             condition=body.condition, method=method, comment=body.comment,
+                                             validity_s=body.validity_s)
+    except ValueError as exc:  # a cell name the ISA-95 mapping refuses
+        raise ApiError(422, "invalid_cell", str(exc)) from None
+    return command_view(svc, record)
+
+
+_ACK_SUMMARY = ("Acknowledge an OPC UA condition (operator): a command like any other, signed at "
+                "/api/commands/{id}/sign, confirmed when the edge reads AckedState back true")
+
+
+@router.post("/alarms/acknowledge", response_model=CommandView, status_code=201, responses=REFUSALS,
+             summary=_ACK_SUMMARY)
+async def acknowledge(body: ConditionCommand, request: Request, svc: ServiceApi = Depends(service),
+                      who: Principal = Depends(require(Role.OPERATOR, "acknowledging an alarm"))) -> CommandView:
+    return await _condition_command("acknowledge", body, request, svc, who)
+
+
+@router.post("/alarms/confirm", response_model=CommandView, status_code=201, responses=REFUSALS,
+             summary="Confirm an acknowledged OPC UA condition (operator); as /alarms/acknowledge, read back "
+                     "through ConfirmedState")
+async def confirm(body: ConditionCommand, request: Request, svc: ServiceApi = Depends(service),
+                  who: Principal = Depends(require(Role.OPERATOR, "confirming an alarm"))) -> CommandView:
+    return await _condition_command("confirm", body, request, svc, who)

@@ -26,7 +26,7 @@ router = APIRouter(prefix="/api", tags=["commands"], responses=AUTH_RESPONSES)
 viewer = require(Role.VIEWER, "reading commands")
 operator = require(Role.OPERATOR, "submitting or signing a command")
 
-_REFUSALS: dict[int | str, dict[str, Any]] = {
+REFUSALS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorBody}, 409: {"model": ErrorBody}, 422: {"model": ErrorBody},
     429: {"model": ErrorBody}, 503: {"model": ErrorBody, "description": "MQTT session down: not sent"}}
 
@@ -59,7 +59,7 @@ def allowlist(svc: ServiceApi = Depends(service), _: Principal = Depends(viewer)
     return AllowlistView(version=allowlist.version, rules=rules)
 
 
-@router.post("/commands", response_model=CommandView, status_code=201, responses=_REFUSALS,
+@router.post("/commands", response_model=CommandView, status_code=201, responses=REFUSALS,
              summary="Submit a command (operator): checked against the allowlist, audited, sent once signed")
 async def submit(body: CommandSubmit, request: Request, svc: ServiceApi = Depends(service),
                  who: Principal = Depends(operator)) -> CommandView:
@@ -80,7 +80,7 @@ async def submit(body: CommandSubmit, request: Request, svc: ServiceApi = Depend
     return command_view(svc, record)
 
 
-@router.post("/commands/{command_id}/sign", response_model=CommandView, responses=_REFUSALS,
+@router.post("/commands/{command_id}/sign", response_model=CommandView, responses=REFUSALS,
              summary="Add your Ed25519 signature (requester: operator; approving another's command: supervisor)")
 async def sign(command_id: uuid.UUID, signature: Signature, svc: ServiceApi = Depends(service),
                who: Principal = Depends(operator)) -> CommandView:

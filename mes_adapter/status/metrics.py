@@ -189,6 +189,17 @@ class _ServiceCollector(Collector):
                                 value=episodes.detector.open_count)
         yield _counter("uns_adapter_quality_episode_errors", "quality episodes not stored or not published",
                        episodes.errors)
+        desk = service.alarm_desk  # the alarm rules (docs/alarms.md "Exceptions and holds")
+        yield _counter("uns_adapter_alarm_exceptions_opened", "production exceptions opened by alarm rules",
+                       desk.exceptions_opened)
+        yield _counter("uns_adapter_alarm_holds", "batches put on hold by alarm rules", desk.holds_opened)
+        suppressed = CounterMetricFamily("uns_adapter_alarm_rule_suppressed",
+                                         "alarm rule firings that opened no exception, by why", labels=["why"])
+        for why, value in (("debounce", desk.rules.suppressed_debounce), ("rate", desk.rules.suppressed_flood),
+                           ("shelved", desk.suppressed_shelved)):
+            suppressed.add_metric([why], value)
+        yield suppressed
+        yield _counter("uns_adapter_alarm_rule_errors", "alarm rule firings that failed (logged)", desk.errors)
         yield _counter("uns_adapter_command_results_unmatched", "command results for unknown commands",
                        service.commands.results_unmatched)
         yield _counter("uns_adapter_command_results_after_final",

@@ -264,6 +264,13 @@ async def test_highhigh_opens_exceptions_holds_the_batch_and_only_a_signed_super
                 ("maintenance", 600, "B-9", "filling", "clear the jam"),
                 ("QA", 800, "B-9", "filling", "check the product temperature")]
             qa = exceptions[1]
+            # the rules' counters on /metrics: two exceptions, one hold, nothing suppressed
+            scraped = (await client.get("/metrics")).text
+            assert [line for line in scraped.splitlines() if line.startswith("uns_adapter_alarm_")] == [
+                "uns_adapter_alarm_exceptions_opened_total 2.0", "uns_adapter_alarm_holds_total 1.0",
+                'uns_adapter_alarm_rule_suppressed_total{why="debounce"} 0.0',
+                'uns_adapter_alarm_rule_suppressed_total{why="rate"} 0.0',
+                'uns_adapter_alarm_rule_suppressed_total{why="shelved"} 0.0', "uns_adapter_alarm_rule_errors_total 0.0"]
             assert (hold["line"], hold["batch_id"], hold["exception_id"], hold["held"]) == (LINE, "B-9", qa["id"], True)
             assert hold["reason"].startswith("TemperatureAlarm on Filler (severity 800): ")
             on_context = await eventually(lambda: _async(c.reader.last.get(f"{LINE}/_context/hold")))

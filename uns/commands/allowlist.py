@@ -41,6 +41,13 @@ YAML shape (one file, ``version`` goes into every audit record)::
                 - {name: order, datatype: String}
                 - {name: product, datatype: String, enum: [SKU-12, SKU-14]}
                 - {name: quantity, datatype: Int32, min: 1, max: 100000}
+          - device_id: filler
+            metric: Alarms/TemperatureAlarm/Acknowledge   # always Alarms/<name>/Acknowledge or .../Confirm
+            condition: {name: TemperatureAlarm, method: acknowledge}   # Part 9 Acknowledge / Confirm
+
+A condition rule acknowledges or confirms an OPC UA condition (Part 9) the edge subscribes to (its
+``alarms:`` section): the command value is the comment (a String); the edge adds the ConditionId
+and the latest EventId it saw for the condition and reads AckedState / ConfirmedState back.
 
 A method rule's metric travels as a Sparkplug String whose value is the canonical JSON object of
 its arguments (``{"order":"WO-1","product":"SKU-12","quantity":500}``); the edge births it as a
@@ -213,6 +220,31 @@ class MethodCall(_Strict):
         return self
 
 
+#: the Part 9 methods a condition rule may call, as named in the rule and in the metric
+CONDITION_METHODS: dict[str, str] = {"acknowledge": "Acknowledge", "confirm": "Confirm"}
+#: the longest comment an acknowledgement carries
+MAX_CONDITION_COMMENT = 2000
+
+
+def condition_metric(name: str, method: str) -> str:
+    """The command metric of a condition method: ``Alarms/<name>/Acknowledge`` or ``.../Confirm``,
+    beside the condition's state metrics (``Alarms/<name>/Acked`` ...) under its cell's device."""
+    return f"Alarms/{name}/{CONDITION_METHODS[method]}"
+
+
+class ConditionCall(_Strict):
+    """Call Acknowledge or Confirm (AcknowledgeableConditionType, Part 9) on one OPC UA condition.
+
+    The rule names the condition, not its NodeId or EventId: the edge calls the method on the
+    ConditionId and with the newest EventId it received for that condition, so a command cannot
+    acknowledge an occurrence the operator never saw."""
+
+    #: the ConditionName, as in the edge's ``alarms.conditions`` of the rule's device (cell)
+    name: str = Field(min_length=1, pattern=r"^[^/#+]+$")
+    #: acknowledge (AckedState becomes true) or confirm (ConfirmedState becomes true)
+    method: Literal["acknowledge", "confirm"]
+
+
 class WritableMetric(ValueRule):
     """One allowlist rule: a metric that commands may write (``write``) or a method they may call."""
 
@@ -242,16 +274,26 @@ class WritableMetric(ValueRule):
     validity_s: PositiveFloat = 300.0
     #: write a variable (exactly one of write and call)
     write: NodeWrite | None = None
-    #: call a method (exactly one of write and call)
+    #: call a method (exactly one of write, call and condition)
     call: MethodCall | None = None
+    #: acknowledge or confirm an OPC UA condition (exactly one of write, call and condition)
+    condition: ConditionCall | None = None
 
     @model_validator(mode="after")
     def _one_target(self) -> WritableMetric:
-        if (self.write is None) == (self.call is None):
-            raise ValueError("a rule needs exactly one of 'write' (an OPC UA node) or 'call' (an OPC UA method)")
+        if sum(target is not None for target in (self.write, self.call, self.condition)) != 1:
+            raise ValueError("a rule needs exactly one of 'write' (an OPC UA node), 'call' (an OPC UA method) or "
+                             "'condition' (Acknowledge / Confirm of an OPC UA condition)")
+        typed = any(v is not None for v in (self.datatype, self.min, self.max, self.step, self.enum))
         if self.call is not None:
-            if any(v is not None for v in (self.datatype, self.min, self.max, self.step, self.enum)):
+            if typed:
                 raise ValueError("a 'call' rule types its arguments under call.args, not datatype/min/max/step/enum")
+        elif self.condition is not None:
+            if typed:
+                raise ValueError("a 'condition' rule takes a comment (a String); it has no datatype/min/max/step/enum")
+            expected = condition_metric(self.condition.name, self.condition.method)
+            if self.metric != expected:
+                raise ValueError(f"a condition rule's metric is {expected!r}, not {self.metric!r}")
         elif self.datatype is None:
             raise ValueError("a 'write' rule needs a datatype")
         if self.allowed_states is not None and not self.allowed_states:
@@ -260,10 +302,17 @@ class WritableMetric(ValueRule):
 
     @property
     def wire_type(self) -> DataType:
-        """The Sparkplug datatype of the command metric (String for method calls)."""
-        return DataType.String if self.call is not None else self.sparkplug_type
+        """The Sparkplug datatype of the command metric (String for method calls and conditions)."""
+        return DataType.String if self.call is not None or self.condition is not None else self.sparkplug_type
 
     def value_problem(self, value: Any) -> tuple[ReasonCode, str] | None:
+        if self.condition is not None:
+            if not isinstance(value, str):
+                return ReasonCode.WRONG_TYPE, f"an acknowledgement's value is its comment (a string), got {value!r}"
+            if len(value) > MAX_CONDITION_COMMENT:
+                return ReasonCode.OUT_OF_RANGE, f"the comment has {len(value)} characters, at most " \
+                                                f"{MAX_CONDITION_COMMENT} are allowed"
+            return None
         if self.call is None:
             return self.problem(value)
         if not isinstance(value, dict):
@@ -282,6 +331,8 @@ class WritableMetric(ValueRule):
 
     def normalize(self, value: Any) -> Any:
         """The value as it will reach the PLC (see :func:`uns.commands.values.normalize_value`)."""
+        if self.condition is not None:
+            return value
         if self.call is None:
             return normalize_value(self.sparkplug_type, value) if type_problem(self.sparkplug_type, value) is None \
                 else value
@@ -377,6 +428,7 @@ class Allowlist(_Strict):
 
 
 __all__ = [
-    "PACKML_STATES", "Allowlist", "ConfigError", "LineRules", "MethodArg", "MethodCall", "NodeWrite", "RateLimit",
-    "StateSource", "ValueRule", "WritableMetric",
+    "CONDITION_METHODS", "MAX_CONDITION_COMMENT", "PACKML_STATES", "Allowlist", "ConditionCall", "ConfigError",
+    "LineRules", "MethodArg", "MethodCall", "NodeWrite", "RateLimit", "StateSource", "ValueRule", "WritableMetric",
+    "condition_metric",
 ]

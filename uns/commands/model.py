@@ -60,6 +60,15 @@ class ReasonCode(StrEnum):
     WRITE_FAILED = "write_failed"
     READBACK_MISMATCH = "readback_mismatch"
     READBACK_TIMEOUT = "readback_timeout"
+    # an OPC UA condition's Acknowledge / Confirm (a ``condition`` rule), refused by the edge or the server
+    #: the edge has no event of the condition (never raised since it connected), or the server knows no such condition
+    UNKNOWN_CONDITION = "unknown_condition"
+    #: the server does not know the EventId (BadEventIdUnknown): that occurrence of the condition is over
+    UNKNOWN_EVENT_ID = "unknown_event_id"
+    #: the condition is acknowledged already (BadConditionBranchAlreadyAcked), also when inactive and acked
+    ALREADY_ACKED = "already_acked"
+    #: the condition is confirmed already, or was never acknowledged (BadConditionBranchAlreadyConfirmed)
+    ALREADY_CONFIRMED = "already_confirmed"
 
 
 class Outcome(StrEnum):

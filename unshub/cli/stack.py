@@ -135,7 +135,7 @@ def write_stack_config(out: Path, profile: Profile = Profile.LOCAL, ports: Stack
     catalog = [t.model_dump(mode="json") for t in tag_catalog(sim_config)]
     endpoint = f"opc.tcp://{hosts['simulator']}:{ports.opcua}"
     plant = simulator_config_dict(endpoint, edge_url, data_root / "edge", catalog, line=LINE,
-                                  primary_host_id=HOST_ID, sim_line=SIM_LINE)
+                                  primary_host_id=HOST_ID, sim_line=SIM_LINE, alarms=True)
     from edge_node.config import EdgeConfig
 
     signers = _write_demo_signers(out)
@@ -242,7 +242,9 @@ def _write_demo_signers(out: Path) -> dict[str, str]:
 
 
 def _allowlist(ids: Any, catalog: list[dict[str, Any]]) -> dict[str, Any]:
-    from unshub.simulated_line import simulator_node_id
+    from simulator.alarms import CONDITION_NAMES
+    from uns.commands.allowlist import CONDITION_METHODS, condition_metric
+    from unshub.simulated_line import simulated_cells, simulator_node_id
 
     metrics: list[dict[str, Any]] = []
     for tag in catalog:
@@ -271,6 +273,13 @@ def _allowlist(ids: Any, catalog: list[dict[str, Any]]) -> dict[str, Any]:
                              "args": [{"name": "Order", "datatype": "String"},
                                       {"name": "Product", "datatype": "String"},
                                       {"name": "Quantity", "datatype": "UInt32", "min": 0, "max": 1000000}]}})
+    # acknowledging and confirming the simulator's conditions from the MES (docs/alarms.md)
+    for cell in simulated_cells(catalog):
+        for name in CONDITION_NAMES:
+            for method in CONDITION_METHODS:
+                metrics.append({"device_id": cell, "metric": condition_metric(name, method),
+                                "condition": {"name": name, "method": method},
+                                "rate_limit": {"max_writes": 30, "per_s": 60}})
     return {
         "version": "demo-1",
         "lines": [{
