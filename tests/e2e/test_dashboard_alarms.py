@@ -78,7 +78,7 @@ def test_alarm_banner_panel_and_signed_hold_release_at_1024x768(tmp_path: Path) 
             jam = alarms[0]
             row = supervisor.locator(f'#alarms tr[data-alarm="{line}|Filler|Jam"]')
             expect(row.locator("td")).to_have_text(["Filler", "Jam", "active \u00b7 unacked", "600", jam["message"],
-                                                    re.compile(r"\S+"), f"{BATCH} \u00b7 filling"])
+                                                    re.compile(r"\S+"), f"{BATCH} \u00b7 filling", "Acknowledge"])
             expect(row).to_have_class("sev-high unacked")
             expect(supervisor.locator("#alarms tr")).to_have_count(1)
             expect(supervisor.locator("#alarms-summary")).to_have_text("1 active \u00b7 1 unacknowledged")
@@ -101,7 +101,7 @@ def test_alarm_banner_panel_and_signed_hold_release_at_1024x768(tmp_path: Path) 
             expect(viewer.locator(f'#holds tr[data-hold="{hold["id"]}"] .hold-status')).to_have_text("held")
             expect(viewer.locator(f'#alarm-banner .alarm-line[data-line="{line}"]')).to_have_text(
                 f"{short} 1 active \u00b7 1 unacked \u00b7 {BATCH} on hold")
-            for hidden in ("#hold-sign", "#shelve-form", ".hold-release", ".exception-close"):
+            for hidden in ("#hold-sign", "#shelve-form", ".hold-release", ".exception-close", ".alarm-ack"):
                 expect(viewer.locator(hidden)).to_be_hidden()
             assert _fits(supervisor)
             supervisor.screenshot(path=str(ARTIFACTS / "alarms-held-1024x768.png"))
