@@ -8,8 +8,11 @@ healthcheck commands themselves are run against real services in
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -122,3 +125,51 @@ def test_mosquitto_override_keeps_the_hardening_and_its_healthcheck_works(tmp_pa
                    capture_output=True, timeout=60)
     anonymous = (out / "mosquitto.acl").read_text().split("# anonymous clients")[1].split("\n\n")[0]
     assert "topic read $SYS/#" in anonymous
+
+
+def _as_uns_user(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
+    """A `uns` command as uid/gid 10001, the image's user that compose runs every service as."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is None or os.geteuid() != 0:
+        pytest.fail("needs root and util-linux's setpriv to run a command as uid 10001 (scripts/test runs as root)")
+    return subprocess.run([setpriv, "--reuid", "10001", "--regid", "10001", "--clear-groups", *uns_command(*args)],
+                          capture_output=True, text=True, timeout=60, cwd=home, env={**os.environ, "HOME": str(home)})
+
+
+def test_init_runs_as_the_image_user_on_the_folders_the_dockerfile_prepares() -> None:
+    """The image's entrypoint steps outside a container: `init` as uid 10001 writes the config into a
+    folder owned by 10001 (the Dockerfile's /config, which a fresh named volume copies), and every
+    config it wrote validates when read as that user; into a root-owned folder (the old image,
+    which chowned /data only) it fails with one line that says why, not a traceback."""
+    base = Path(tempfile.mkdtemp(prefix="uns-image-user-"))
+    try:
+        base.chmod(0o755)  # pytest's tmp folders are 0700 root: uid 10001 could not enter them
+        folders = {name: base / name for name in ("config", "data", "witness")}
+        for folder in folders.values():
+            folder.mkdir()
+            os.chown(folder, 10001, 10001)
+        init = ("init", "--profile", "compose", "--out", str(folders["config"]), "--keep-existing")
+        result = _as_uns_user(*init, home=folders["data"])
+        assert result.returncode == 0, result.stderr
+        written = sorted(folders["config"].iterdir())
+        assert written and all((path.stat().st_uid, path.stat().st_gid) == (10001, 10001) for path in written)
+        # the container paths /data and /witness are these folders here (the Dockerfile makes them 10001's)
+        for name in ("plant.yaml", "adapter.yaml"):
+            path = folders["config"] / name
+            path.write_text(path.read_text().replace(" /data/", f" {folders['data']}/")
+                            .replace(" /witness/", f" {folders['witness']}/"))
+        check = _as_uns_user("check", str(folders["config"]), home=folders["data"])
+        assert check.returncode == 0, check.stdout + check.stderr
+        again = _as_uns_user(*init, home=folders["data"])
+        assert again.returncode == 0 and "kept" in again.stdout
+
+        root_owned = base / "root-owned"
+        root_owned.mkdir()
+        refused = _as_uns_user("init", "--profile", "compose", "--out", str(root_owned), home=folders["data"])
+        assert refused.returncode == 1 and list(root_owned.iterdir()) == []
+        assert refused.stderr.strip() == (
+            f"uns init: cannot write to {root_owned} (owned by uid 0, running as uid 10001); give the folder "
+            "to this user (the uns-hub image owns /config as uid 10001: rebuild an older image, or chown a "
+            "bind-mounted folder)")
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
