@@ -19,6 +19,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mes_adapter.api import (
@@ -47,6 +48,7 @@ from mes_adapter.service_api import ServiceApi
 from mes_adapter.status.metrics import AdapterMetrics
 
 DASHBOARD = Path(__file__).parent.parent / "dashboard"  # mes_adapter/dashboard
+DOCS_ASSETS = "/docs-assets"  # Swagger UI's script, stylesheet and icon, served by the adapter itself
 
 DESCRIPTION = """REST API of the uns-hub MES adapter (Sparkplug B primary host + MES core).
 
@@ -115,8 +117,10 @@ def create_app(service: AdapterService, metrics: AdapterMetrics, *, manage_lifet
     access_log = logging.getLogger("uvicorn.access")
     if not any(isinstance(f, RedactQueryTokens) for f in access_log.filters):
         access_log.addFilter(RedactQueryTokens())
-    app = FastAPI(title="uns-hub MES adapter", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
-                  docs_url="/docs", redoc_url=None, openapi_url="/openapi.json")
+    # /docs with Swagger UI served from the installed fastapi-offline package under DOCS_ASSETS,
+    # not from a CDN: plants are often offline, and FastAPI's default page is blank there
+    app = FastAPIOffline(title="uns-hub MES adapter", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
+                         docs_url="/docs", redoc_url=None, openapi_url="/openapi.json", static_url=DOCS_ASSETS)
     app.state.service = service
     app.state.api = ServiceApi(service)  # what the handlers see (mes_adapter.service_api)
     app.state.metrics = metrics

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -34,6 +35,16 @@ def register(app: typer.Typer) -> None:
         except ValueError:
             typer.echo(f"uns init: --profile must be local or compose, not {profile!r}", err=True)
             raise typer.Exit(2) from None
+        existing = out.absolute()
+        while not existing.exists():  # the folder, or the parent it would be created in
+            existing = existing.parent
+        if not os.access(existing, os.W_OK | os.X_OK):
+            # the container case: a config volume whose folder the image's user does not own
+            owner = existing.stat().st_uid
+            typer.echo(f"uns init: cannot write to {existing} (owned by uid {owner}, running as uid {os.geteuid()}); "
+                       "give the folder to this user (the uns-hub image owns /config as uid 10001: rebuild an "
+                       "older image, or chown a bind-mounted folder)", err=True)
+            raise typer.Exit(1)
         if out.is_dir() and any(out.iterdir()):  # a rewrite never costs the user the old secrets
             from unshub.cli.stack_ports import backup_folder
 
