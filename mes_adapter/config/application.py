@@ -152,15 +152,23 @@ class AdapterConfig(BaseModel):
             return self
         owned = ", ".join(groups)
         for line in self.mes.lines:
-            group = self.host.mapping.to_sparkplug(EquipmentPath(line=parse_line_key(line.line))).group_id
-            if group not in groups:
-                raise ValueError(f"mes.lines: line {line.line} is in Sparkplug group {group!r}, which this "
-                                 f"instance does not own (host.groups: {owned})")
+            if not self.owns_line(line.line):
+                raise ValueError(f"mes.lines: line {line.line} is in Sparkplug group {self.line_group(line.line)!r}, "
+                                 f"which this instance does not own (host.groups: {owned})")
         for order_line in self.mes.orders.lines:
             if order_line.group_id not in groups:
                 raise ValueError(f"mes.orders.lines: line {order_line.line} starts batches on Sparkplug group "
                                  f"{order_line.group_id!r}, which this instance does not own (host.groups: {owned})")
         return self
+
+    def line_group(self, line: str) -> str:
+        """The Sparkplug group of a line key (``host.mapping``: ``<enterprise>:<site>``)."""
+        return self.host.mapping.to_sparkplug(EquipmentPath(line=parse_line_key(line))).group_id
+
+    def owns_line(self, line: str) -> bool:
+        """This instance counts, contextualizes and confirms ``line`` (its group is in ``host.groups``,
+        or ``host.groups`` is absent)."""
+        return self.host.groups is None or self.line_group(line) in self.host.groups
 
     @property
     def audit_path(self) -> Path:
