@@ -96,7 +96,7 @@ class HostNotOnlineError(MesError, RuntimeError):
     """A command was asked for while the host has no MQTT session."""
 
 
-class GroupNotOwnedError(MesError, ValueError):
+class GroupNotOwnedError(MesError):
     """A command for a Sparkplug group another instance owns (``host.groups``)."""
 
 
