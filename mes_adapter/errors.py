@@ -21,6 +21,10 @@ class InvalidLineError(MesInputError):
     """A line key is not ``<enterprise>/<site>/<area>/<line>`` with valid ISA-95 names."""
 
 
+class LineNotOwnedError(MesInputError):
+    """A line of a Sparkplug group another adapter instance owns (``host.groups``)."""
+
+
 class ContextRejectedError(MesInputError):
     """A context assertion was refused (stale or conflicting sequence, inconsistent end)."""
 

@@ -45,7 +45,7 @@ from mes_adapter.downtime.losses import losses_dict
 from mes_adapter.downtime.service import DowntimeService
 from mes_adapter.downtime.store import ReasonStore
 from mes_adapter.episodes import EpisodeService, EpisodeStore
-from mes_adapter.errors import MesInputError
+from mes_adapter.errors import LineNotOwnedError, MesInputError
 from mes_adapter.genealogy import GenealogyService, GenealogyStore
 from mes_adapter.history import HistoryFeed, HistoryQueries, open_store
 from mes_adapter.history.retention import enforce_retention
@@ -362,6 +362,9 @@ class AdapterService:
         except ValueError:
             self.count("context_ignored", {"why": "topic"})
             return
+        if not self.config.owns_line(line.topic):
+            self.count("context_ignored", {"why": "group"})  # another instance's line (host.groups)
+            return
         if rest[:1] == ["material"]:
             self._on_material(line.topic, payload)
             return
@@ -415,6 +418,10 @@ class AdapterService:
                        actor: Actor | None = None) -> AssertionOutcome:
         """Accept an assertion from the API (stored first, audited as ``who``, or as ``actor`` when the
         adapter itself decides, e.g. a batch started from an order), then publish it retained."""
+        if not self.config.owns_line(assertion.line):
+            raise LineNotOwnedError(f"line {assertion.line} is in Sparkplug group "
+                                    f"{self.config.line_group(assertion.line)!r}, which this adapter instance does "
+                                    f"not own (host.groups: {', '.join(self.config.host.groups or ())})")
         actor = actor or api_actor(who)
         outcome = audited(self.context, self.decisions, assertion.line, actor, "api",
                           lambda: self.context.assert_context(assertion))

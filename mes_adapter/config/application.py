@@ -23,10 +23,12 @@ from mes_adapter.auth import TokenEntry, TokenFile, UsersFile
 from mes_adapter.config.mes import MesConfig
 from mes_adapter.history.settings import HistorianSettings
 from mes_adapter.host import HostConfig
+from mes_adapter.lines import parse_line_key
 from uns.commands.allowlist import Allowlist
 from uns.commands.signing import UserRegistry
 from uns.commands.yamlsource import ConfigError, YamlSource
 from uns.config_checks import ConfigChecks
+from uns.isa95 import EquipmentPath
 
 __all__ = ["AdapterConfig", "AuditSettings", "AuthSettings", "CommandSettings", "ConfigError", "HttpSettings",
            "check_adapter_config", "load_adapter_config"]
@@ -140,6 +142,33 @@ class AdapterConfig(BaseModel):
             elif mes is None:
                 data = {**data, "mes": {"data_dir": Path(data.get("data_dir", "data/adapter")) / "mes"}}
         return data
+
+    @model_validator(mode="after")
+    def _lines_in_owned_groups(self) -> AdapterConfig:
+        """With ``host.groups``, a line of another group would never count (its values never reach this
+        instance): refuse it at load, naming the line and its group."""
+        groups = self.host.groups
+        if groups is None:
+            return self
+        owned = ", ".join(groups)
+        for line in self.mes.lines:
+            if not self.owns_line(line.line):
+                raise ValueError(f"mes.lines: line {line.line} is in Sparkplug group {self.line_group(line.line)!r}, "
+                                 f"which this instance does not own (host.groups: {owned})")
+        for order_line in self.mes.orders.lines:
+            if order_line.group_id not in groups:
+                raise ValueError(f"mes.orders.lines: line {order_line.line} starts batches on Sparkplug group "
+                                 f"{order_line.group_id!r}, which this instance does not own (host.groups: {owned})")
+        return self
+
+    def line_group(self, line: str) -> str:
+        """The Sparkplug group of a line key (``host.mapping``: ``<enterprise>:<site>``)."""
+        return self.host.mapping.to_sparkplug(EquipmentPath(line=parse_line_key(line))).group_id
+
+    def owns_line(self, line: str) -> bool:
+        """This instance counts, contextualizes and confirms ``line`` (its group is in ``host.groups``,
+        or ``host.groups`` is absent)."""
+        return self.host.groups is None or self.line_group(line) in self.host.groups
 
     @property
     def audit_path(self) -> Path:

@@ -19,12 +19,13 @@ from .live_model import (
     NodeView,
     drain,
 )
-from .mqtt_host import HostNotOnlineError, SparkplugHost
+from .mqtt_host import GroupNotOwnedError, HostNotOnlineError, SparkplugHost
 from .stats import HostStats
 from .tracker import RebirthCause
 
 __all__ = [
-    "Change", "ChangeStream", "DeviceChange", "DeviceView", "HostConfig", "HostNotOnlineError", "HostStats",
+    "Change", "ChangeStream", "DeviceChange", "DeviceView", "GroupNotOwnedError", "HostConfig",
+    "HostNotOnlineError", "HostStats",
     "LiveModel", "MetricChange", "MetricState", "NodeChange", "NodeView", "RebirthCause", "SparkplugHost",
     "drain",
 ]

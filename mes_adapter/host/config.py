@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from uns.isa95 import NamespaceMapping
 from uns.mqtt_url import BrokerURL, parse_broker_url
-from uns.sparkplug.topic import validate_id
+from uns.sparkplug.topic import validate_group_id, validate_id
 
 from .tracker import ALL_CAUSES, RebirthCause
 
@@ -20,6 +20,10 @@ class HostConfig(BaseModel):
     broker_url: str = "mqtt://127.0.0.1:1883"
     #: the Sparkplug host id: STATE lives on ``spBv1.0/STATE/<host_id>``; unique in the plant
     host_id: str = "mes"
+    #: the Sparkplug groups this instance owns (scale-out by group, docs/scaling.md): it subscribes
+    #: to ``spBv1.0/<group>/#`` of each, ignores every other group, mirrors and asks rebirths of
+    #: these only. Absent: every group (``spBv1.0/#``)
+    groups: tuple[str, ...] | None = None
     #: MQTT client id; default ``uns-host-<host_id>``
     client_id: str | None = None
     #: MQTT protocol version; the embedded amqtt broker speaks 3.1.1 only
@@ -79,6 +83,24 @@ class HostConfig(BaseModel):
     @classmethod
     def _valid_host_id(cls, value: str) -> str:
         return validate_id(value, "host_id")
+
+    @field_validator("groups")
+    @classmethod
+    def _valid_groups(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value is None:
+            return None
+        if not value:
+            raise ValueError("must name at least one Sparkplug group (leave it out for every group)")
+        for group in value:
+            validate_group_id(group, "group id")
+        repeated = sorted({group for group in value if value.count(group) > 1})
+        if repeated:
+            raise ValueError(f"group {repeated[0]!r} is listed more than once")
+        return value
+
+    def owns_group(self, group_id: str) -> bool:
+        """True if this host tracks ``group_id`` (every group when ``groups`` is absent)."""
+        return self.groups is None or group_id in self.groups
 
     @field_validator("broker_url")
     @classmethod

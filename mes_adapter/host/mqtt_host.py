@@ -48,7 +48,7 @@ from uns.mqtt_session import ReconnectPolicy, reconnect_forever
 from uns.sparkplug.control import rebirth_request
 from uns.sparkplug.errors import MalformedPayloadError
 from uns.sparkplug.model import now_ms
-from uns.sparkplug.topic import CERTIFICATES_PREFIX, STATE_PREFIX
+from uns.sparkplug.topic import CERTIFICATES_PREFIX, STATE_PREFIX, group_of
 
 from .config import HostConfig
 from .live_model import LiveModel
@@ -96,6 +96,10 @@ class HostNotOnlineError(MesError, RuntimeError):
     """A command was asked for while the host has no MQTT session."""
 
 
+class GroupNotOwnedError(MesError):
+    """A command for a Sparkplug group another instance owns (``host.groups``)."""
+
+
 class _ViolationLog:
     """Log the first few violations of each kind per minute with their topic, count the rest."""
 
@@ -123,7 +127,7 @@ class SparkplugHost:
     def __init__(self, config: HostConfig, *, clock: Callable[[], int] = now_ms) -> None:
         self.config = config
         self._clock = clock
-        self.session = HostSession(config.host_id, use_certificates=config.use_certificates)
+        self.session = HostSession(config.host_id, use_certificates=config.use_certificates, groups=config.groups)
         self.tracker = EdgeTracker(**config.tracker_options())
         self.model = LiveModel(config.change_stream_size)
         self.mirror = UnsMirror(config.mapping, interval_ms=config.conflation_interval_ms,
@@ -150,6 +154,8 @@ class SparkplugHost:
                                           config.reconnect_max_s, logger=log)
         self._handler_errors = 0
         self._connections = 0
+        #: messages of groups this host does not own (``host.groups``), ignored
+        self._foreign_group_messages = 0
 
     # -- lifetime ----------------------------------------------------------------------------
 
@@ -231,12 +237,16 @@ class SparkplugHost:
                    "reorder_held": t.reorder_held, "reorder_recovered": t.reorder_recovered,
                    "metrics_refused": dict(t.metrics_refused), "refused_values": t.refused_values,
                    "quarantines": t.quarantines, "quarantined_nodes": ["/".join(k) for k in self.tracker.quarantined()],
-                   "quarantined_messages": t.quarantined_messages, "metrics_retired": t.metrics_retired},
+                   "quarantined_messages": t.quarantined_messages, "metrics_retired": t.metrics_retired,
+                   "foreign_group_messages": self._foreign_group_messages},
         )
 
     # -- commands ----------------------------------------------------------------------------
 
     async def request_rebirth(self, group_id: str, edge_node_id: str) -> None:
+        if not self.config.owns_group(group_id):
+            raise GroupNotOwnedError(f"host {self.config.host_id!r} does not own Sparkplug group {group_id!r} "
+                                     f"(host.groups: {', '.join(self.config.groups or ())})")
         await self._publish_now(self._rebirth_command(group_id, edge_node_id))
 
     def _rebirth_command(self, group_id: str, edge_node_id: str) -> Publish:
@@ -373,6 +383,11 @@ class SparkplugHost:
                     self._control.append(action)
             self._wake.set()
             return
+        if self.config.groups is not None:
+            group = group_of(topic)  # None for STATE and for topics the tracker will refuse anyway
+            if group is not None and group not in self.config.groups:
+                self._foreign_group_messages += 1  # not subscribed to; a broker may still deliver it
+                return
         if topic.startswith(CERTIFICATES_PREFIX):
             events = self.tracker.handle_certificate(topic, payload, now)
         elif topic.startswith(STATE_PREFIX):

@@ -7,7 +7,9 @@ Rules (Sparkplug 3.0, STATE and Host Application; each names the spec's tck-id a
   -death-retain, -death-topic, -death-required, -death-payload, -death-payload-timestamp-connect,
   tck-id-payloads-state-will-message*). Clean session (tck-id-message-flow-phid-sparkplug-clean-session-311).
 * After CONNACK the host subscribes to its own STATE topic and to ``spBv1.0/#``
-  (tck-id-host-topic-phid-birth-sub-required, tck-id-payloads-state-subscribe), and only when that
+  (tck-id-host-topic-phid-birth-sub-required, tck-id-payloads-state-subscribe), or, for a host that
+  owns only some groups (``host.groups``, scale-out by group), to ``spBv1.0/<group>/#`` of each of
+  them (and their certificates) instead of ``spBv1.0/#``; and only when that
   SUBACK is in, publishes its birth ``{"online": true, "timestamp": T}`` with the *same* T, QoS 1,
   retained, as its first PUBLISH (tck-id-host-topic-phid-birth-message, -birth-required,
   -birth-payload-timestamp, tck-id-payloads-state-birth-payload).
@@ -30,7 +32,7 @@ from enum import Enum
 
 from uns.sparkplug.errors import LocalProtocolError, MalformedPayloadError
 from uns.sparkplug.state import StatePayload
-from uns.sparkplug.topic import CERTIFICATES_PREFIX, NAMESPACE, StateTopic
+from uns.sparkplug.topic import CERTIFICATES_PREFIX, NAMESPACE, StateTopic, certificate_group_filter, group_filter
 
 STATE_QOS = 1
 
@@ -86,10 +88,13 @@ _TRANSITIONS: dict[str, dict[SessionState, SessionState]] = {
 class HostSession:
     """STATE birth/death of one Sparkplug host id on one MQTT server."""
 
-    def __init__(self, host_id: str, *, use_certificates: bool = True) -> None:
+    def __init__(self, host_id: str, *, use_certificates: bool = True,
+                 groups: tuple[str, ...] | None = None) -> None:
         self.topic = str(StateTopic(host_id))
         self.host_id = host_id
         self.use_certificates = use_certificates
+        #: the Sparkplug groups this host owns; None: every group (``spBv1.0/#``)
+        self.groups = groups
         self.state = SessionState.DISCONNECTED
         #: the CONNECT time of the current (or last) connection; Will and birth share it
         self.connect_timestamp: int | None = None
@@ -118,6 +123,14 @@ class HostSession:
         """CONNACK arrived: subscribe before anything is published."""
         self._move("connected")
         filters: list[tuple[str, int]] = []
+        if self.groups is not None:
+            # no overlapping filters (a broker may deliver a message once per matching one): the own
+            # STATE topic, then each owned group, never spBv1.0/# (other hosts' STATE is not seen)
+            if self.use_certificates:
+                filters += [(certificate_group_filter(group), 1) for group in self.groups]
+            filters.append((self.topic, 1))
+            filters += [(group_filter(group), 1) for group in self.groups]
+            return Subscribe(tuple(filters))
         if self.use_certificates:
             filters.append((f"{CERTIFICATES_PREFIX}{NAMESPACE}/#", 1))
         filters.append((self.topic, 1))

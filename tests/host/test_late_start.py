@@ -23,7 +23,8 @@ LINE = "acme/plant1/packaging/line1"
 ROUND_2 = {"Speed": 61.5, "Temperature": 22.25, "Offset": -9, "Running": False, "Recipe": "SKU-13", "Counts": [4, 5]}
 
 
-async def _late_start(broker: BrokerEndpoint, sniffer: Sniffer, *, publish_certificates: bool) -> None:
+async def _late_start(broker: BrokerEndpoint, sniffer: Sniffer, *, publish_certificates: bool,
+                      late_groups: list[str] | None = None) -> None:
     async with running_host(broker, host_id="early", mapping={"mirror_root": "a"}) as early:
         with PahoEdge(broker.host, broker.port) as edge:
             births = [edge.script.nbirth(), edge.script.dbirth()]
@@ -36,7 +37,7 @@ async def _late_start(broker: BrokerEndpoint, sniffer: Sniffer, *, publish_certi
             await wait_for(sniffer, lambda m: m.topic == f"a/{LINE}/filler/Speed"
                            and json.loads(m.payload)["value"] == 4.0)
 
-            async with running_host(broker, host_id="late", mapping={"mirror_root": "b"}) as late:
+            async with running_host(broker, host_id="late", mapping={"mirror_root": "b"}, groups=late_groups) as late:
                 await wait_for(sniffer, lambda m: m.topic == f"b/{LINE}/filler/Counts")  # learned from certificates
                 edge.send(edge.script.ddata(ROUND_2))
                 edge.send(edge.script.ndata({"Line/State": "IDLE", "Line/GoodCount": 1234}))
@@ -86,3 +87,13 @@ async def test_late_host_uses_certificates_on_the_embedded_aware_broker(tmp_path
     with embedded_broker(tmp_path, websocket=False) as broker:
         with Sniffer(broker.host, broker.port, mqtt5=False) as sniffer:
             await _late_start(broker, sniffer, publish_certificates=False)
+
+
+async def test_late_host_owning_the_group_uses_its_certificates(tmp_path) -> None:  # noqa: ANN001
+    """``host.groups``: the group's certificate filter ($sparkplug/certificates/spBv1.0/<group>/#) on
+    the embedded aware broker gives the same model as spBv1.0/#."""
+    from tests.support.embedded_broker import embedded_broker
+
+    with embedded_broker(tmp_path, websocket=False) as broker:
+        with Sniffer(broker.host, broker.port, mqtt5=False) as sniffer:
+            await _late_start(broker, sniffer, publish_certificates=False, late_groups=[GROUP])

@@ -191,6 +191,38 @@ def certificate_filter(topic_filter: str) -> str:
     return CERTIFICATES_PREFIX + topic_filter
 
 
+def validate_group_id(value: str, what: str = "group_id") -> str:
+    """A legal group id that is not ``STATE`` (``spBv1.0/STATE/...`` is the host STATE namespace,
+    so a group of that name could not be told from it)."""
+    validate_id(value, what)
+    if value == "STATE":
+        raise InvalidIdError(f"{what} 'STATE' is reserved: spBv1.0/STATE/<host_id> is the host STATE topic")
+    return value
+
+
+def group_filter(group_id: str) -> str:
+    """``spBv1.0/<group>/#``: every edge-node and device message of one group."""
+    return f"{NAMESPACE}/{validate_group_id(group_id)}/#"
+
+
+def certificate_group_filter(group_id: str) -> str:
+    """``$sparkplug/certificates/spBv1.0/<group>/#``: a Sparkplug-aware broker's stored births of one group."""
+    return CERTIFICATES_PREFIX + group_filter(group_id)
+
+
+def group_of(topic: str) -> str | None:
+    """The group level of a Sparkplug topic or of a certificate copy of one (``$sparkplug/certificates/
+    spBv1.0/<group>/...``); ``None`` for STATE topics and anything outside the namespace. No validation:
+    for routing by group on the hot path."""
+    if topic.startswith(CERTIFICATES_PREFIX):
+        topic = topic[len(CERTIFICATES_PREFIX):]
+    if not topic.startswith(NAMESPACE_PREFIX):
+        return None
+    end = topic.find("/", len(NAMESPACE_PREFIX))
+    group = topic[len(NAMESPACE_PREFIX):] if end < 0 else topic[len(NAMESPACE_PREFIX):end]
+    return None if group == "STATE" else group
+
+
 def is_sparkplug_topic(topic: str) -> bool:
     """True for a topic in the Sparkplug B namespace (``spBv1.0/...``), STATE included."""
     return topic.startswith(NAMESPACE_PREFIX)
