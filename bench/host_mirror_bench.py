@@ -4,6 +4,8 @@ Repeat with::
 
     .venv/bin/python bench/host_mirror_bench.py                 # Mosquitto and embedded, 2,000 and 10,000/s
     .venv/bin/python bench/host_mirror_bench.py --brokers mosquitto --rates 10000 --mirror-qos 0
+    .venv/bin/python bench/host_mirror_bench.py --brokers mosquitto --rates 10000 --mirror-json pydantic  # before
+    .venv/bin/python bench/host_mirror_bench.py --json-only --repeat 5    # the value JSON alone, four ways
 
 For each broker (started on a free loopback port, stopped by PID) the host runs in this process
 (``SparkplugHost``, default config: conflation 100 ms, QoS 1 retained mirror), and a child process
@@ -288,6 +290,46 @@ async def _gmqtt_cost(host: str, port: int, messages: int, topics: int) -> float
     return cpu_s * 1e6 / (rounds * topics)
 
 
+def _json_cost(repeat: int, count: int = 20_000) -> None:
+    """CPU µs per mirror value payload, built four ways for the same Double states (one process,
+    no broker): the pydantic model (before), ``json.dumps`` of a dict, pydantic-core's ``to_json``
+    of a dict, and ``value_json`` (the hand-built bytes the mirror uses since issue 20)."""
+    from pydantic_core import to_json
+
+    from mes_adapter.host.live_model import MetricState
+    from mes_adapter.host.mirror import UnsMirror
+    from mes_adapter.host.template_json import uns_value
+    from tests.support.mirror_json import model_value_payload
+    from uns.conventions import Quality
+
+    states = [MetricState(GROUP, EDGE, DEVICE, f"T{i:05d}", 1_764_700_000_000 + i * 0.125, "Double", Quality.GOOD,
+                          1_764_700_000_000 + i, 1_764_700_000_000 + i, 1_764_700_000_000 + i, status_code=0,
+                          unit="degC") for i in range(count)]
+
+    def fields(s: MetricState) -> dict:
+        return {"value": uns_value(s.value), "timestamp_ms": s.timestamp_ms, "quality": s.quality.value,
+                "status_code": s.status_code, "datatype": s.datatype, "unit": s.unit,
+                "is_historical": False, "future_timestamp": s.future_timestamp}
+
+    builders = {
+        "pydantic UnsValue (before)": model_value_payload,
+        "json.dumps of a dict": lambda s: json.dumps(fields(s), separators=(",", ":"), ensure_ascii=False).encode(),
+        "pydantic_core.to_json of a dict": lambda s: to_json(fields(s)),
+        "value_json (hand-built, now)": UnsMirror.value_payload,
+    }
+    reference = [model_value_payload(s) for s in states]
+    print(f"\nmirror value JSON, CPU µs per payload ({count} Double states, {repeat} runs, median; "
+          "'same bytes' compares with the pydantic model)")
+    for name, build in builders.items():
+        runs = []
+        for _ in range(repeat):
+            began = time.process_time()
+            out = [build(s) for s in states]
+            runs.append((time.process_time() - began) * 1e6 / count)
+        print(f"  {name:<32} median {statistics.median(runs):5.2f}  range {min(runs):.2f}-{max(runs):.2f}"
+              f"  same bytes: {out == reference}")
+
+
 async def _main_publisher(args: argparse.Namespace) -> None:
     from tests.support.mosquitto import mosquitto_broker
 
@@ -347,9 +389,14 @@ def main() -> None:
     parser.add_argument("--conflation-ms", type=int, default=100)
     parser.add_argument("--mirror-link", choices=["wire", "paho"], default="wire",
                         help="the mirror's MQTT link: wire (default, uns.mqtt_wire) or paho (before issue 20)")
+    parser.add_argument("--mirror-json", choices=["fast", "pydantic"], default="fast",
+                        help="how the mirror builds each value JSON: fast (default, uns.uns_payload.value_json) "
+                             "or the pydantic model it replaced (before issue 20's JSON change; same bytes)")
+    parser.add_argument("--json-only", action="store_true",
+                        help="only the cost of building the mirror's value JSON, four ways (no broker)")
     parser.add_argument("--publisher-only", action="store_true",
                         help="only the mirror publisher's own cost, wire vs paho link, on Mosquitto")
-    parser.add_argument("--repeat", type=int, default=3, help="runs of --publisher-only (median printed)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of --publisher-only / --json-only (median printed)")
     parser.add_argument("--child", choices=["throughput", "latency"])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int)
@@ -360,10 +407,17 @@ def main() -> None:
     if args.publisher_only:
         asyncio.run(_main_publisher(args))
         return
+    if args.json_only:
+        _json_cost(args.repeat)
+        return
     args.rates = [args.rate] if args.rate else [int(r) for r in args.rates.split(",")]
     if args.mirror_link == "paho":
         from mes_adapter.host import mirror_publisher as mp
         mp.WireLink = mp._Link  # type: ignore[misc,assignment]  # the bench only: run() picks the link by name
+    if args.mirror_json == "pydantic":
+        from mes_adapter.host.mirror import UnsMirror
+        from tests.support.mirror_json import model_value_payload
+        UnsMirror.value_payload = staticmethod(model_value_payload)  # type: ignore[method-assign]  # the bench only
     results = asyncio.run(_main(args))
     print("\nbroker     decoded/s  mirrored/s  conflated | rate/s  latency p50/p99/max ms  received/expected"
           "  host CPU µs/change (target <= 20 at 10,000/s)")

@@ -11,7 +11,8 @@ defaults to ``sparkplug``), so nothing a node publishes is lost from the UNS. ``
 session bookkeeping, not a tag; ``Node Control/*`` and ``Device Control/*`` are commands, so they
 are left out unless ``include_control_metrics``.
 
-Payloads. ``uns.uns_payload.UnsValue`` on the metric topic (value, source timestamp, quality,
+Payloads. ``uns.uns_payload.UnsValue`` (built per change by ``value_json``, the same bytes without
+the model) on the metric topic (value, source timestamp, quality,
 status code, datatype, unit) and ``UnsMeta`` on its ``_meta`` sibling (datatype, unit, range,
 description, Sparkplug ids and alias; a template's name, version and members, a DataSet's
 columns), the latter sent when a birth changes it. A template instance is one JSON object of its
@@ -39,7 +40,7 @@ from itertools import islice
 from uns.isa95 import NamespaceMapping, metric_path_levels
 from uns.sparkplug.control import BDSEQ, CONTROL_PREFIXES
 from uns.sparkplug.model import DataSet, Template
-from uns.uns_payload import UnsMeta, UnsValue
+from uns.uns_payload import UnsMeta, value_json
 
 from .live_model import Change, MetricChange, MetricState
 from .template_json import dataset_columns, template_meta, uns_value
@@ -134,10 +135,10 @@ class UnsMirror:
 
     @staticmethod
     def value_payload(state: MetricState) -> bytes:
-        return UnsValue(value=uns_value(state.value), timestamp_ms=state.timestamp_ms, quality=state.quality,
-                        status_code=state.status_code, datatype=state.datatype, unit=state.unit,
-                        future_timestamp=state.future_timestamp, reason=state.quality_reason,
-                        raw_value=state.raw_value).to_bytes()
+        """The ``UnsValue`` JSON of a state, built without the model (one per change: the hot path)."""
+        return value_json(uns_value(state.value), state.timestamp_ms, state.quality, state.status_code,
+                          state.datatype, state.unit, False, state.future_timestamp, state.quality_reason,
+                          state.raw_value)
 
     @staticmethod
     def meta_payload(state: MetricState) -> bytes:
