@@ -144,7 +144,8 @@ async function loadStops(force = true) {
   try {
     listed = await api(`/api/stops?line=${encodeURIComponent(line)}${scope ? "&batch=" + encodeURIComponent(scope) : ""}`);
   } catch (e) {
-    $("stops-summary").textContent = refusalText(e);
+    // a read the API cannot answer (nothing runs, no shift is on) is not a refusal of anything the user did
+    $("stops-summary").textContent = e.status === 404 ? `${e.message} (choose a batch below)` : refusalText(e);
     $("stops-table").tBodies[0].replaceChildren();
     return;
   }
