@@ -31,6 +31,7 @@ from mes_adapter.confirmations.service import batch_intervals
 from mes_adapter.context import AssertionOutcome, BatchWindow, ContextAssertion
 from mes_adapter.context.audited import api_actor
 from mes_adapter.context.reconcile import Reconciliation
+from mes_adapter.downtime.config import ReasonCode
 from mes_adapter.downtime.losses import BucketLoss
 from mes_adapter.downtime.service import Stop
 from mes_adapter.episodes import QualityEpisode
@@ -325,6 +326,10 @@ class ServiceApi:
                                         stop_id=f"{line}@{stop_start_ms}", code=code, previous_code=previous,
                                         reason=comment)
         return stop
+
+    def reason_codes(self) -> list[ReasonCode]:
+        """The configured reason hierarchy, flat: what an operator may choose for a stop."""
+        return list(self._svc.config.mes.downtime.codes().values())
 
     def stop_as_dict(self, stop: Stop) -> dict[str, Any]:
         return stop.as_dict(self._svc.config.mes)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from mes_adapter.auth import Principal, Role
-from mes_adapter.downtime.config import UnknownReasonError
+from mes_adapter.downtime.config import ReasonCode, UnknownReasonError
 from mes_adapter.downtime.losses import losses_dict
 from mes_adapter.downtime.service import NoSuchStopError
 from mes_adapter.lines import line_key
@@ -23,7 +23,9 @@ from .views import current_batch
 
 router = APIRouter(prefix="/api", tags=["downtime"], responses=AUTH_RESPONSES)
 viewer = require(Role.VIEWER, "reading stops")
-operator = require(Role.OPERATOR, "giving a stop its reason")
+#: who may give a stop its reason (``GET /api/me`` tells the dashboard)
+REASON_ROLE = Role.OPERATOR
+operator = require(REASON_ROLE, "giving a stop its reason")
 
 
 class StopReasonEntry(BaseModel):
@@ -76,6 +78,12 @@ def stops(line: str = Query(..., description="<enterprise>/<site>/<area>/<line>"
     found = [s for s in svc.stops(key, window) if not unexplained or (s.reason is None and not s.event.micro)]
     return {"line": key, "scope": scope, "key": scope_key, "start_ms": window.start_ms, "end_ms": window.end_ms,
             "stops": [svc.stop_as_dict(s) for s in found]}
+
+
+@router.get("/stops/reasons", response_model=list[ReasonCode],
+            summary="The configured reason hierarchy (bucket, category, code, description): what a stop may be given")
+def reasons(svc: ServiceApi = Depends(service), _: Principal = Depends(viewer)) -> list[ReasonCode]:
+    return svc.reason_codes()
 
 
 @router.post("/stops/reason", response_model=dict[str, Any],

@@ -25,9 +25,11 @@ from .errors import AUTH_RESPONSES, ApiError, ErrorBody
 from .models import CommandView
 
 router = APIRouter(prefix="/api", tags=["orders"], responses=AUTH_RESPONSES)
+#: who may receive and start orders, and who may cancel a start (``GET /api/me`` tells the dashboard)
+START_ROLE, CANCEL_ROLE = Role.OPERATOR, Role.SUPERVISOR
 viewer = require(Role.VIEWER, "reading orders")
-operator = require(Role.OPERATOR, "receiving and starting orders")
-supervisor = require(Role.SUPERVISOR, "cancelling an order's start")
+operator = require(START_ROLE, "receiving and starting orders")
+supervisor = require(CANCEL_ROLE, "cancelling an order's start")
 
 _REFUSALS = {404: {"model": ErrorBody}, 409: {"model": ErrorBody}, 422: {"model": ErrorBody}}
 

@@ -27,6 +27,16 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+/** Refill a select with ``values`` (value and label alike) if they differ from ``shown``, keeping the
+ * user's choice when it is still offered; answers what the select now offers. */
+function refillSelect(select, values, shown) {
+  if (values.join("\n") === shown.join("\n")) return shown;
+  const keep = select.value;
+  select.replaceChildren(...values.map((v) => el("option", {value: v}, v)));
+  if (values.includes(keep)) select.value = keep;
+  return values;
+}
+
 function fmtTime(ms) { return ms ? new Date(ms).toLocaleTimeString() : "–"; }
 function fmtValue(v) {
   if (v === null || v === undefined) return "null";

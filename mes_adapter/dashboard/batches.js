@@ -111,12 +111,7 @@ async function loadBatches() {
   const lines = await api("/api/lines");
   const keys = lines.map((l) => l.line);
   const select = $("batch-line");
-  if (keys.join("\n") !== batches.lines.join("\n")) {
-    const keep = select.value;
-    select.replaceChildren(...keys.map((k) => el("option", {value: k}, k)));
-    if (keys.includes(keep)) select.value = keep;
-    batches.lines = keys;
-  }
+  batches.lines = refillSelect(select, keys, batches.lines);
   const line = select.value;
   const control = !!(state.me && state.me.batch_control);
   const rows = line ? await api(`/api/batches?line=${encodeURIComponent(line)}&limit=${BATCH_LIST_ROWS}`) : [];

@@ -181,7 +181,8 @@ async def test_metrics_health_and_dashboard(adapter: RunningAdapter) -> None:
     assert page.text.index("/static/trends.js") < page.text.index("/static/app.js")
     assert (await client.get("/docs")).status_code == 200
     me = (await client.get("/api/me", headers=auth("supervisor"))).json()
-    assert me == {"user_id": "bob", "full_name": "Bob Supervisor", "role": "supervisor", "batch_control": True}
+    assert me == {"user_id": "bob", "full_name": "Bob Supervisor", "role": "supervisor", "batch_control": True,
+                  "order_start": True, "order_cancel": True, "stop_reason": True, "disposition": False}
     rules = (await client.get("/api/allowlist", headers=auth("viewer"))).json()
     assert rules["version"] == "test-1" and {r["metric"] for r in rules["rules"]} == {"SpeedSetpoint", "Recipe"}
 

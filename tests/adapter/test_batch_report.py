@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 
+from mes_adapter.downtime.config import DEFAULT_REASONS
 from tests.adapter.conftest import RunningAdapter, eventually
 from tests.adapter.edge import CELL, EDGE, GROUP, LINE, Edge
 from tests.adapter.setup import auth
@@ -91,6 +92,24 @@ async def test_me_says_who_may_control_batches_and_the_api_refuses_a_viewer(adap
     assert may == {"viewer": False, "operator": True, "supervisor": True, "engineer": True}
     refused = await client.post(f"/api/lines/{LINE}/batch/start", json={"batch_id": "B-V"}, headers=auth("viewer"))
     assert refused.status_code == 403 and refused.json()["reason"] == "role_required"
+
+
+async def test_me_says_which_mes_controls_a_role_gets_and_the_reason_list_is_the_configured_one(
+        adapter: RunningAdapter) -> None:
+    """What the dashboard's orders, stops and QA panel (mes.js) shows: from the roles the routes require."""
+    client = adapter.client
+    flags = ("order_start", "order_cancel", "stop_reason", "disposition")
+    may = {}
+    for role in ("viewer", "operator", "supervisor", "engineer"):
+        me = (await client.get("/api/me", headers=auth(role))).json()
+        may[role] = tuple(me[f] for f in flags)
+    assert may == {"viewer": (False, False, False, False), "operator": (True, False, True, False),
+                   "supervisor": (True, True, True, False), "engineer": (True, True, True, False)}
+    reasons = (await client.get("/api/stops/reasons", headers=auth("viewer"))).json()
+    assert reasons == [{"code": code, "bucket": bucket, "category": category, "description": text}
+                       for bucket, categories in DEFAULT_REASONS.items()
+                       for category, codes in categories.items() for code, text in codes.items()]
+    assert (await client.get("/api/stops/reasons")).status_code == 401
 
 
 async def test_report_of_a_line_without_mes_configuration_says_why_it_has_no_oee(adapter: RunningAdapter) -> None:

@@ -68,7 +68,8 @@ def test_login_logout_and_wrong_credentials(tmp_path: Path) -> None:
                 assert page.evaluate("document.cookie") == ""  # no script can read the session
                 assert page.evaluate("localStorage.getItem('uns.token')") is None
                 assert _me_with_cookie(stack, session["value"]) == (200, {
-                    "user_id": "alice", "full_name": "Alice Operator", "role": "operator", "batch_control": True})
+                    "user_id": "alice", "full_name": "Alice Operator", "role": "operator", "batch_control": True,
+                    "order_start": True, "order_cancel": False, "stop_reason": True, "disposition": False})
                 page.screenshot(path=str(ARTIFACTS / "login-logged-in.png"), full_page=True)
 
                 # logout: the page is blank, the session is dead on the server too
