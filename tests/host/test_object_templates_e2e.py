@@ -18,12 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from simulator.config import NAMESPACE_URI
 from simulator.server import SimulatedLineServer
 from simulator.structures import FACEPLATE_MEMBERS
 from tests.edge_node.test_edge_app import running_app
 from tests.host.conftest import latest_json, running_host, wait_for
-from tests.host.test_templates_e2e import LINE, small_edge_config, sparkplug
+from tests.host.test_templates_e2e import LINE, SIM_LINE, simulator_edge_config, sparkplug
 from tests.simulator.structured import quiet_simulator
 from tests.support.mosquitto import BrokerEndpoint
 from tests.support.sniffer import Sniffer
@@ -46,10 +45,9 @@ def faceplate(server: SimulatedLineServer, cell: str) -> dict[str, object]:
 
 async def test_an_object_instance_is_a_live_template_in_the_uns(
         mosquitto: BrokerEndpoint, sim: SimulatedLineServer, tmp_path: Path) -> None:
-    ns = f"nsu={NAMESPACE_URI};s=Line1"
-    config = small_edge_config(
-        mosquitto, tmp_path / "edge",
-        f'{{url: "{sim.endpoint}", keepalive_interval_s: 0.5, publishing_interval_ms: 50, sampling_interval_ms: 0}}',
+    ns = SIM_LINE
+    config = simulator_edge_config(
+        mosquitto, tmp_path / "edge", sim,
         [f'{{node_id: "{ns}/{cell}/Faceplate", metric: Faceplate, cell: {cell}, datatype: Template}}'
          for cell in ("Filler", "Capper")])
     topic = f"{LINE}/Filler/Faceplate"

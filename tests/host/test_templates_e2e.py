@@ -80,6 +80,17 @@ tags:{lines}
 """)
 
 
+#: the simulator's node ids below its line
+SIM_LINE = f"nsu={NAMESPACE_URI};s=Line1"
+
+
+def simulator_edge_config(broker: BrokerEndpoint, data_dir: Path, sim: SimulatedLineServer,
+                          tags: list[str]) -> EdgeConfig:
+    """:func:`small_edge_config` on the simulator, sampling every change, publishing every 50 ms."""
+    return small_edge_config(broker, data_dir, f'{{url: "{sim.endpoint}", keepalive_interval_s: 0.5, '
+                             'publishing_interval_ms: 50, sampling_interval_ms: 0}', tags)
+
+
 def sparkplug(sniffer: Sniffer) -> list[tuple[SparkplugTopic, object]]:
     catalog = EdgeNodeCatalog()
     out = []
