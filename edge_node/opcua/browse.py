@@ -6,9 +6,14 @@ level is the line, the second the cell (Sparkplug device), deeper folders become
 the metric name; variables directly under the line are line-level (node) metrics. The engineering
 unit and range come from the ``EngineeringUnits`` / ``EURange`` properties when the server has
 them (AnalogItemType). Arrays, structures and unknown types are listed as skipped at the end of
-the file, not guessed. Alarm condition objects are skipped too (their state variables are not
-process values: conditions are mapped under ``alarms:``), and so are folders an exclude pattern
-names (by default the uns-hub simulator's test oracle ``Simulation``). Node ids are written with
+the file, not guessed — except with ``templates`` (``--templates``): then a structured variable is a
+``datatype: Template`` entry (an array of structures a ``DataSet``), and an object instance of a
+custom ObjectType (outside namespace 0, declaring variables) is one ``Template`` entry instead of
+its variables. Off by default because a template needs a Sparkplug consumer that understands
+templates, and many do not; scalars reach every consumer (docs/templates.md). Alarm condition
+objects are skipped too (their state variables are not process values: conditions are mapped
+under ``alarms:``), and so are folders an exclude pattern names (by default the uns-hub
+simulator's test oracle ``Simulation``). Node ids are written with
 the namespace URI (``nsu=<uri>;s=...``): a server may renumber its namespace indexes on restart,
 never its URIs. The line placement and the Sparkplug section come from a :class:`Placement` the
 caller chooses (a stack folder's, or placeholders marked ``# PLACEHOLDER`` in the file). The result
@@ -65,6 +70,8 @@ class BrowsedVariable:
     unit: str | None = None
     eng_low: float | None = None
     eng_high: float | None = None
+    #: its DataType is a described structure (a Template, or a DataSet when an array)
+    structure: bool = False
 
 
 @dataclass
@@ -85,6 +92,9 @@ class BrowseFilter:
 
     exclude: Sequence[str] = DEFAULT_EXCLUDES
     include: Sequence[str] = ()
+    #: offer structured variables (Template, arrays: DataSet) and object instances of custom
+    #: ObjectTypes (one Template each, instead of their variables) as template entries
+    templates: bool = False
 
     def excluded_by(self, path: str) -> str | None:
         return next((pattern for pattern in self.exclude if fnmatch.fnmatchcase(path, pattern)), None)
@@ -132,6 +142,7 @@ async def browse_variables(client: Client, *, max_depth: int = 8, max_variables:
     seen: set[ua.NodeId] = set()
     uris = await client.get_namespace_array()
     condition_types: dict[ua.NodeId, bool] = {}
+    object_types: dict[ua.NodeId, bool] = {}
     while queue:
         node, path = queue.pop(0)
         if len(path) > max_depth:
@@ -161,6 +172,15 @@ async def browse_variables(client: Client, *, max_depth: int = 8, max_variables:
             if ref.NodeClass == ua.NodeClass.Object:
                 if await _is_condition(client, ref.TypeDefinition, condition_types):
                     result.skipped.append(f"{child_path}: alarm condition (map it under `alarms:`)")
+                elif filters.templates and await _is_object_template(client, ref.TypeDefinition, object_types):
+                    if not filters.included(child_path):
+                        result.not_included += 1
+                    elif len(result.variables) >= max_variables:
+                        result.truncated = True
+                        return result
+                    else:  # one Template entry; its variables are its members, not tags of their own
+                        result.variables.append(BrowsedVariable(expanded_node_id(child_id, uris), [*path, name],
+                                                                "Template", False, False))
                 else:
                     queue.append((child, [*path, name]))
             else:
@@ -170,9 +190,11 @@ async def browse_variables(client: Client, *, max_depth: int = 8, max_variables:
                 if len(result.variables) >= max_variables:
                     result.truncated = True
                     return result
-                variable = await _describe(client, child, [*path, name], uris)
-                if variable.datatype is None or variable.array:
+                variable = await _describe(client, child, [*path, name], uris, templates=filters.templates)
+                if variable.datatype is None or (variable.array and variable.datatype != "DataSet"):
                     why = "array" if variable.array else "unsupported datatype"
+                    if variable.structure:
+                        why = "structure (browse with --templates to map it as a Template or DataSet)"
                     result.skipped.append(f"{variable.node_id} ({'/'.join(variable.path)}): {why}")
                 else:
                     result.variables.append(variable)
@@ -210,7 +232,37 @@ async def _is_condition(client: Client, type_id: ua.NodeId | None, cache: dict[u
     return cache[type_id]
 
 
-async def _describe(client: Client, node: Any, path: list[str], uris: Sequence[str]) -> BrowsedVariable:
+async def _is_object_template(client: Client, type_id: ua.NodeId | None, cache: dict[ua.NodeId, bool]) -> bool:
+    """An object of a custom ObjectType (outside namespace 0) that declares variables: a faceplate,
+    a UDT instance. Folders and base objects (namespace 0 types) are walked as before."""
+    if type_id is None or type_id.is_null() or type_id.NamespaceIndex == 0:
+        return False
+    type_id = ua.NodeId(type_id.Identifier, type_id.NamespaceIndex)  # an ExpandedNodeId compares unequal
+    if type_id not in cache:
+        try:
+            declared = await client.get_node(type_id).get_children(refs=ua.ObjectIds.HasComponent,
+                                                                    nodeclassmask=ua.NodeClass.Variable)
+        except Exception:  # a type we cannot browse is no template: walk the object as a folder
+            declared = []
+        cache[type_id] = bool(declared)
+    return cache[type_id]
+
+
+async def _structure_type(client: Client, dtype_id: ua.NodeId | None) -> bool:
+    """The DataType is a structure the server describes (a DataTypeDefinition, not a union): what
+    the edge maps to a Template (edge_node.opcua.structures reads it again, in full, at connect)."""
+    if dtype_id is None or dtype_id.NamespaceIndex == 0:
+        return False
+    try:
+        definition = await client.get_node(dtype_id).read_data_type_definition()
+    except Exception:
+        return False
+    return isinstance(definition, ua.StructureDefinition) and definition.StructureType not in (
+        ua.StructureType.Union, ua.StructureType.UnionWithSubtypedValues)
+
+
+async def _describe(client: Client, node: Any, path: list[str], uris: Sequence[str], *,
+                    templates: bool = False) -> BrowsedVariable:
     ids = [ua.AttributeIds.DataType, ua.AttributeIds.ValueRank, ua.AttributeIds.UserAccessLevel,
            ua.AttributeIds.Description]
     values = await node.read_attributes(ids)
@@ -224,6 +276,11 @@ async def _describe(client: Client, node: Any, path: list[str], uris: Sequence[s
         array=value_rank is not None and value_rank > 0,
         writable=bool((access or 0) & ua.AccessLevel.CurrentWrite.mask),
         description=(desc.Text if desc is not None and desc.Text else None))
+    if datatype is None and await _structure_type(client, dtype_id):
+        variable.structure = True
+        if templates:
+            variable.datatype = "DataSet" if variable.array else "Template"
+            return variable  # a structure has no engineering unit or range
     await _engineering(client, node, variable)
     return variable
 
@@ -312,12 +369,12 @@ def starter_tag_map(result: BrowseResult, endpoint: OpcUaEndpointConfig,
         entry["datatype"] = var.datatype
         if var.unit:
             entry["unit"] = var.unit
-        numeric = var.datatype not in ("Boolean", "String", "DateTime", "UUID")
+        numeric = var.datatype not in ("Boolean", "String", "DateTime", "UUID", "Template", "DataSet")
         if numeric and var.eng_low is not None and var.eng_high is not None and var.eng_low <= var.eng_high:
             entry["eng_low"], entry["eng_high"] = var.eng_low, var.eng_high
         if var.description:
             entry["description"] = var.description
-        if var.writable:
+        if var.writable and var.datatype not in ("Template", "DataSet"):  # scalar writes only (allowlist)
             entry["writable"] = True
         tags.append(entry)
     endpoint_dict = {"name": endpoint.name, "url": endpoint.url,

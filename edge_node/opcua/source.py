@@ -21,6 +21,11 @@ Life of an :class:`OpcUaSource` (one per endpoint), forever until cancelled:
 
 While connected, tags with ``max_age_s`` / ``frozen_after_s`` are checked every second.
 
+Structured tags (``datatype: Template`` / ``DataSet``, docs/templates.md): their types are read at
+each connect (:mod:`edge_node.opcua.structures`); an object instance tag has no value of its own, so
+its member variables are read and monitored under their own client handles and combined into one
+instance per change (:mod:`edge_node.object_instances`).
+
 The sink is anything with the :class:`SourceSink` shape; the app passes
 ``edge_node.mqtt_client.SparkplugEdgeClient``. A sink that raises is logged, never fatal.
 """
@@ -50,6 +55,7 @@ from ..alarms import AlarmBook
 from ..backoff import Backoff
 from ..config import STRUCTURE_TAG_TYPES, DeadbandKind, OpcUaEndpointConfig, TagConfig
 from ..model import DeviceOffline, DeviceOnline, MetricUpdate, TemplatesDefined
+from ..object_instances import ObjectInstance
 from ..templates import TemplateMappingError
 from ..validation import (
     BAD_NODE_ID_UNKNOWN,
@@ -63,7 +69,7 @@ from ..validation import (
 from .alarms import AlarmSubscription
 from .connection import OpcUaConnection, SessionDeadError, silence_check, watch_server_state
 from .security import UntrustedServerCertificate
-from .structures import StructureTypes, read_structure_types
+from .structures import StructureTypes, object_members, read_structure_types
 
 log = logging.getLogger("edge_node.opcua_source")  # its name before edge_node.opcua
 
@@ -171,6 +177,9 @@ class OpcUaSource:
         self.has_structured_tags = bool(self._structured)
         #: handle -> the decoded structure last published Good (DATA then carries only what changed)
         self._last_structure: dict[int, Any] = {}
+        #: object instance tags (handle -> their members' samples) and member handle -> (tag handle, member)
+        self._objects: dict[int, ObjectInstance] = {}
+        self._members: dict[int, tuple[int, str]] = {}
         self.connection = OpcUaConnection(endpoint, data_dir, label=f"endpoint {endpoint.name}",
                                           session=self._session, on_error=self._failed, on_closed=self._closed,
                                           on_lost=self._lost, backoff=self.backoff)
@@ -262,18 +271,33 @@ class OpcUaSource:
                               self._by_handle[handle].tag.metric, exc)
                     self._by_handle[handle].node_id = None
             self._types = await read_structure_types(client, good)
-        for node_id, node in list(self._types.nodes.items()):
-            if node.kind == "object":
-                self.stats.structure_errors += 1
-                log.error("endpoint %s: %s is an object instance; map its variables as tags (object templates "
-                          "are read, not yet monitored)", self.endpoint.name, node_id.to_string())
-                for bound in self._structured:
-                    if bound.node_id == node_id:
-                        bound.node_id = None
+        await self._bind_objects(client)
         definitions = TemplatesDefined(tuple(self._types.catalog.definition_metrics(self.clock())))
         handler = getattr(self.sink, "templates_defined", None)
         if handler is not None:
             await self._sink_call(handler(definitions))
+
+    async def _bind_objects(self, client: Client) -> None:
+        """Object instance tags: find their member variables, each monitored under its own handle
+        (edge_node.object_instances combines them into one instance)."""
+        self._objects.clear()
+        self._members.clear()
+        assert self._types is not None
+        for bound in self._structured:
+            node = self._types.nodes.get(bound.node_id) if bound.node_id is not None else None
+            if node is None or node.kind != "object":
+                continue
+            names = [m.name for m in self._types.catalog.shape(node.type_id).members]
+            try:
+                members = await object_members(client, node.node_id, names)
+            except TemplateMappingError as exc:
+                self.stats.structure_errors += 1
+                log.error("endpoint %s: %s cannot be a template: %s", self.endpoint.name, bound.tag.metric, exc)
+                bound.node_id = None
+                continue
+            self._objects[bound.handle] = ObjectInstance(members)
+            for name in members:
+                self._members[len(self.bound) + 1 + len(self._members)] = (bound.handle, name)
 
     def _mapped(self, bound: BoundTag, sample: RawSample) -> RawSample:
         """A structured tag's sample with its value mapped to a complete Template or a DataSet."""
@@ -311,24 +335,16 @@ class OpcUaSource:
     async def _read_current(self, client: Client) -> _Announce:
         announce = _Announce()
         now = self.clock()
-        readable = [b for b in self.bound if b.node_id is not None]
-        values: dict[int, ua.DataValue] = {}
-        for start in range(0, len(readable), _CHUNK):
-            chunk = readable[start:start + _CHUNK]
-            params = ua.ReadParameters()
-            params.TimestampsToReturn = ua.TimestampsToReturn.Both
-            for bound in chunk:
-                rv = ua.ReadValueId()
-                rv.NodeId = bound.node_id
-                rv.AttributeId = ua.AttributeIds.Value
-                params.NodesToRead.append(rv)
-            results = await client.uaclient.read(params)
-            for bound, dv in zip(chunk, results, strict=False):
-                values[bound.handle] = dv
+        values = await self._read_values(client, self._item_nodes())
+        for member_handle, (handle, member) in self._members.items():
+            dv = values.get(member_handle)
+            sample = to_sample(dv) if dv is not None else RawSample(None, BAD_NODE_ID_UNKNOWN)
+            self._objects[handle].update(member, sample)
         for bound in self.bound:
             bound.validator.reset()
             dv = values.get(bound.handle)
-            sample = (to_sample(dv) if dv is not None
+            instance = self._objects.get(bound.handle)
+            sample = (instance.sample() if instance is not None else to_sample(dv) if dv is not None
                       else RawSample(None, BAD_NODE_ID_UNKNOWN))
             raw = sample.value
             sample = self._mapped(bound, sample)
@@ -347,6 +363,31 @@ class OpcUaSource:
             else:
                 announce.devices.setdefault(bound.device_id, []).append(outcome.update)
         return announce
+
+    def _item_nodes(self) -> list[tuple[int, ua.NodeId]]:
+        """(client handle, node id) of every node read and monitored: each tag's node, except that an
+        object instance tag (which has no value of its own) is its member variables."""
+        items = [(b.handle, b.node_id) for b in self.bound if b.node_id is not None and b.handle not in self._objects]
+        items += [(member_handle, self._objects[handle].members[member])
+                  for member_handle, (handle, member) in self._members.items()]
+        return items
+
+    @staticmethod
+    async def _read_values(client: Client, items: list[tuple[int, ua.NodeId]]) -> dict[int, ua.DataValue]:
+        values: dict[int, ua.DataValue] = {}
+        for start in range(0, len(items), _CHUNK):
+            chunk = items[start:start + _CHUNK]
+            params = ua.ReadParameters()
+            params.TimestampsToReturn = ua.TimestampsToReturn.Both
+            for _handle, node_id in chunk:
+                rv = ua.ReadValueId()
+                rv.NodeId = node_id
+                rv.AttributeId = ua.AttributeIds.Value
+                params.NodesToRead.append(rv)
+            results = await client.uaclient.read(params)
+            for (handle, _node_id), dv in zip(chunk, results, strict=False):
+                values[handle] = dv
+        return values
 
     async def _announce_online(self, announce: _Announce) -> None:
         self._announced = True
@@ -371,9 +412,10 @@ class OpcUaSource:
                 bound.validator.reset()
 
     async def _create_items(self, sub: Subscription) -> None:
-        wanted = [b for b in self.bound if b.node_id is not None]
+        wanted = [b for b in self.bound if b.node_id is not None and b.handle not in self._objects]
         for bound in self.bound:
             bound.subscribed = False
+        await self._create_member_items(sub)
         refused: list[BoundTag] = []
         for start in range(0, len(wanted), _CHUNK):
             chunk = wanted[start:start + _CHUNK]
@@ -390,6 +432,25 @@ class OpcUaSource:
                 self._check_items(chunk, results, filtered=False)
         self.stats.monitored_items = sum(1 for b in self.bound if b.subscribed)
 
+    async def _create_member_items(self, sub: Subscription) -> None:
+        """One monitored item per member variable of each object instance tag (no deadband: deadbands
+        do not apply to structured tags); the tag counts as subscribed when every member is."""
+        items = [(h, self._objects[handle].members[member], self._by_handle[handle])
+                 for h, (handle, member) in self._members.items()]
+        failed: set[int] = set()
+        for start in range(0, len(items), _CHUNK):
+            chunk = items[start:start + _CHUNK]
+            results = await sub.create_monitored_items(
+                [self._item_request(bound, with_filter=False, node_id=node_id, handle=h)
+                 for h, node_id, bound in chunk])
+            for (_h, node_id, bound), result in zip(chunk, results, strict=False):
+                if isinstance(result, ua.StatusCode):
+                    failed.add(bound.handle)
+                    log.error("endpoint %s: cannot monitor member %s of %s: %s", self.endpoint.name,
+                              node_id.to_string(), bound.tag.metric, result.name)
+        for handle in self._objects:
+            self._by_handle[handle].subscribed = handle not in failed
+
     def _check_items(self, chunk: list[BoundTag], results: list[Any], *, filtered: bool) -> list[BoundTag]:
         refused: list[BoundTag] = []
         for bound, result in zip(chunk, results, strict=False):
@@ -403,13 +464,15 @@ class OpcUaSource:
                 bound.subscribed = True
         return refused
 
-    def _item_request(self, bound: BoundTag, *, with_filter: bool) -> ua.MonitoredItemCreateRequest:
+    def _item_request(self, bound: BoundTag, *, with_filter: bool, node_id: ua.NodeId | None = None,
+                      handle: int | None = None) -> ua.MonitoredItemCreateRequest:
+        """The monitored item of a tag (or, with ``node_id`` and ``handle``, of an object member)."""
         tag = bound.tag
         rv = ua.ReadValueId()
-        rv.NodeId = bound.node_id
+        rv.NodeId = bound.node_id if node_id is None else node_id
         rv.AttributeId = ua.AttributeIds.Value
         params = ua.MonitoringParameters()
-        params.ClientHandle = bound.handle
+        params.ClientHandle = bound.handle if handle is None else handle
         sampling = tag.sampling_interval_ms
         params.SamplingInterval = self.endpoint.sampling_interval_ms if sampling is None else sampling
         params.QueueSize = self.endpoint.queue_size
@@ -460,11 +523,17 @@ class OpcUaSource:
         async for event in sub:
             if isinstance(event, DataChangeEvent):
                 self.stats.notifications += 1
-                bound = self._by_handle.get(event.data.monitored_item.ClientHandle)
+                handle = event.data.monitored_item.ClientHandle
+                member = self._members.get(handle)
+                bound = self._by_handle.get(member[0] if member is not None else handle)
                 if bound is None:
                     continue
                 try:
                     sample = to_sample(event.data.monitored_item.Value)
+                    if member is not None:  # a member of an object instance tag: the whole instance
+                        instance = self._objects[member[0]]
+                        instance.update(member[1], sample)
+                        sample = instance.sample()
                     raw = sample.value
                     outcome = bound.validator.process(self._mapped(bound, sample), self.clock())
                     if outcome.update is not None:

@@ -166,4 +166,17 @@ async def read_object_value(client: Client, node_id: ua.NodeId) -> tuple[dict[st
     return values, worst
 
 
-__all__ = ["StructureNode", "StructureTypes", "read_object_value", "read_structure_types"]
+async def object_members(client: Client, node_id: ua.NodeId, names: Sequence[str]) -> dict[str, ua.NodeId]:
+    """The node ids of an object instance's member variables (browse name -> node id), for the
+    members of its type; a member the instance lacks raises, naming it (the instance does not match
+    its type's declarations, so no complete birth could be built)."""
+    children = await client.get_node(node_id).get_children(refs=ua.ObjectIds.HasComponent,
+                                                            nodeclassmask=ua.NodeClass.Variable)
+    found = {(await child.read_browse_name()).Name: child.nodeid for child in children}
+    missing = [name for name in names if name not in found]
+    if missing:
+        raise TemplateMappingError(f"object {node_id.to_string()} lacks member variable(s) {missing} of its type")
+    return {name: found[name] for name in names}
+
+
+__all__ = ["StructureNode", "StructureTypes", "object_members", "read_object_value", "read_structure_types"]

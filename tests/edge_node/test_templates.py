@@ -20,6 +20,7 @@ from asyncua import Client, ua
 
 from edge_node.config import OpcUaEndpointConfig, load_edge_config
 from edge_node.opcua.browse import browse_to_file
+from edge_node.opcua.structures import read_structure_types
 from edge_node.templates import (
     DEFINITION_PREFIX,
     MemberShape,
@@ -324,24 +325,56 @@ def test_a_table_with_nested_rows_flattens_to_columns() -> None:
         Metric("At", int(at.timestamp() * 1000), D.DateTime)]
 
 
-async def test_browse_of_the_simulator_skips_structures_by_name_until_templates_are_wired(
+async def test_browse_of_the_simulator_skips_structures_by_name_without_templates(
         sim: SimulatedLineServer, tmp_path: Path) -> None:
-    """The structures change `uns edge browse` output deliberately: each structured variable is listed
-    as skipped with its reason (the edge maps only scalars and arrays until issue 21's wiring), and a
-    faceplate's members are offered as ordinary scalar tags under ``Faceplate/``."""
+    """Without ``--templates`` `uns edge browse` maps scalars only (what every Sparkplug consumer
+    reads): each structured variable is listed as skipped, saying how to map it, and a faceplate's
+    members are offered as ordinary scalar tags under ``Faceplate/``."""
     out = tmp_path / "browsed.yaml"
     result = await browse_to_file(OpcUaEndpointConfig(url=sim.endpoint), out, data_dir=tmp_path)
     structured = sorted(s for s in result.skipped if "Alarm" not in s and "Jam" not in s
                         and "DoorOpen" not in s and "EStop" not in s)
     sim_ns = "nsu=urn:uns-hub:simulator"
+    why = "structure (browse with --templates to map it as a Template or DataSet)"
     assert structured == sorted([
         "Simulation: excluded (pattern 'Simulation')",  # the test oracle, left out by default
-        f"{sim_ns};s=Line1/ActiveRecipe (Line1/ActiveRecipe): unsupported datatype",
-        f"{sim_ns};s=Line1/QualityResults (Line1/QualityResults): array",
-        *(f"{sim_ns};s=Line1/{c}/Status (Line1/{c}/Status): unsupported datatype" for c in CELLS)])
+        f"{sim_ns};s=Line1/ActiveRecipe (Line1/ActiveRecipe): {why}",
+        f"{sim_ns};s=Line1/QualityResults (Line1/QualityResults): {why}",
+        *(f"{sim_ns};s=Line1/{c}/Status (Line1/{c}/Status): {why}" for c in CELLS)])
     browsed = load_edge_config(out)
     faceplate = sorted((t.cell, t.metric, t.datatype.name) for t in browsed.tags if t.metric.startswith("Faceplate/"))
     assert faceplate == sorted((c, f"Faceplate/{m}", d) for c in CELLS for m, (d, _t) in FACEPLATE_MEMBERS.items())
+
+
+async def test_browse_with_templates_offers_structures_and_objects_as_template_entries(
+        sim: SimulatedLineServer, tmp_path: Path) -> None:
+    """``--templates``: a structured variable is a Template entry, the array of structures a DataSet,
+    each faceplate object one Template entry instead of its four variables; the map loads, and the
+    edge's own type reader describes every entry (the types the NBIRTH will define)."""
+    from edge_node.opcua.browse import BrowseFilter
+
+    out = tmp_path / "browsed.yaml"
+    result = await browse_to_file(OpcUaEndpointConfig(url=sim.endpoint), out, data_dir=tmp_path,
+                                  filters=BrowseFilter(templates=True))
+    assert not [s for s in result.skipped if "structure" in s or "array" in s or "unsupported" in s]
+    browsed = load_edge_config(out)
+    structured = sorted((t.cell or "", t.metric, t.datatype.name, t.node_id) for t in browsed.tags
+                        if t.datatype in (D.Template, D.DataSet))
+    ns = f"nsu={NAMESPACE_URI};s=Line1"
+    assert structured == sorted([
+        ("", "ActiveRecipe", "Template", f"{ns}/ActiveRecipe"),  # line-level (node) metrics
+        ("", "QualityResults", "DataSet", f"{ns}/QualityResults"),
+        *((c, "Status", "Template", f"{ns}/{c}/Status") for c in CELLS),
+        *((c, "Faceplate", "Template", f"{ns}/{c}/Faceplate") for c in CELLS)])
+    assert not [t for t in browsed.tags if t.metric.startswith("Faceplate/")]
+    assert all(not t.writable and t.unit is None for t in browsed.tags if t.datatype in (D.Template, D.DataSet))
+    async with Client(sim.endpoint) as client:
+        uris = await client.get_namespace_array()
+        ids = [ua.NodeId(node_id.split(";s=", 1)[1], uris.index(NAMESPACE_URI)) for *_r, node_id in structured]
+        types = await read_structure_types(client, ids)
+    assert {types.catalog.name(types.nodes[i].type_id) for i in ids} == {
+        "Recipe", "QualityResult", "CellStatus", FACEPLATE_TYPE}
+    assert sorted(n.kind for n in types.nodes.values()) == ["object"] * 3 + ["structure"] * 5
 
 
 def test_an_array_of_structures_inside_a_structure_is_a_dataset_member() -> None:

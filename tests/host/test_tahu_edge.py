@@ -26,11 +26,12 @@ GROUP, EDGE, DEVICE = "acme:plant1", "assembly:line2", "press1"
 LINE = "acme/plant1/assembly/line2"
 
 
-def start_tahu(broker: BrokerEndpoint, seconds: int = 30) -> subprocess.Popen:
+def start_tahu(broker: BrokerEndpoint, seconds: int = 30, *, templates: bool = False) -> subprocess.Popen:
     node = shutil.which("node")
     if node is None or not (TAHU_DIR / "node_modules" / "sparkplug-client").is_dir():
         pytest.fail("node or tests/interop/tahu-client/node_modules missing: scripts/test runs npm install")
-    return subprocess.Popen([node, str(TAHU_DIR / "edge.js"), broker.host, str(broker.port), str(seconds)],
+    extra = [GROUP, EDGE, DEVICE, "templates"] if templates else []
+    return subprocess.Popen([node, str(TAHU_DIR / "edge.js"), broker.host, str(broker.port), str(seconds), *extra],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=TAHU_DIR)
 
 
@@ -100,3 +101,33 @@ async def test_command_client_rebirths_a_tahu_node_with_the_hosts_bytes(mosquitt
         assert proc.stdin is not None
         proc.stdin.close()
         stop_process(proc)
+
+
+async def test_a_tahu_template_instance_is_mirrored_as_nested_json(mosquitto: BrokerEndpoint, sniffer: Sniffer) -> None:
+    """A template encoded by Tahu: its definition in the NBIRTH under Tahu's own name convention
+    (the metric named after the template, tck-id-payloads-template-definition-nbirth-only), an
+    instance referring to it in the DBIRTH (tck-id-payloads-template-instance-ref, complete:
+    tck-id-payloads-template-instance-members-birth), then a DDATA with one changed member
+    (tck-id-payloads-template-instance-members-data): the UNS shows the whole instance, updated."""
+    async with running_host(mosquitto) as host:
+        proc = start_tahu(mosquitto, templates=True)
+        topic = f"{LINE}/{DEVICE}/Press/Motor"
+        try:
+            await wait_for(sniffer, lambda m: m.topic == f"{LINE}/{DEVICE}/Press/Tool"
+                           and json.loads(m.payload)["value"] == "T-8", timeout=20)
+            await wait_for(sniffer, lambda m: m.topic == topic and json.loads(m.payload)["value"]["Speed"] == 1500.25)
+            shown = latest_json(sniffer, topic)
+            assert (shown["value"], shown["datatype"], shown["quality"]) == (
+                {"Speed": 1500.25, "Running": True, "Mode": "AUTO", "Starts": 4000000000}, "Template", "GOOD")
+            births = [json.loads(m.payload)["value"] for m in sniffer.snapshot(lambda m: m.topic == topic)]
+            assert births[0] == {"Speed": 1450.5, "Running": True, "Mode": "AUTO", "Starts": 4000000000}
+            assert latest_json(sniffer, f"{topic}/_meta")["template"] == {
+                "name": "Motor", "version": "v1",
+                "members": {"Speed": "Double", "Running": "Boolean", "Mode": "String", "Starts": "UInt32"}}
+            assert sniffer.snapshot(lambda m: m.topic == f"{LINE}/Motor") == []  # a definition is no tag
+            assert host.tracker.counters.violations == {} and host.stats.invalid_payloads == 0
+            assert rebirth_requests(sniffer, GROUP, EDGE) == []
+        finally:
+            assert proc.stdin is not None
+            proc.stdin.close()
+            stop_process(proc)

@@ -21,7 +21,7 @@ from asyncua import Server, ua
 from asyncua.common.structures104 import load_data_type_definitions, new_struct, new_struct_field
 
 from edge_node.app import EdgeNodeApp
-from edge_node.config import loads_edge_config
+from edge_node.config import EdgeConfig, loads_edge_config
 from simulator.config import NAMESPACE_URI
 from simulator.server import SimulatedLineServer
 from tests.edge_node.test_edge_app import running_app, wait_until
@@ -63,6 +63,32 @@ tags:
 """)
     async with running_app(config) as app:
         yield app
+
+
+def small_edge_config(broker: BrokerEndpoint, data_dir: Path, endpoint: str, tags: list[str]) -> EdgeConfig:
+    """An edge config of line1 publishing to ``broker``: one OPC UA endpoint (a YAML flow mapping)
+    and its tags (one flow mapping each)."""
+    lines = "".join(f"\n  - {tag}" for tag in tags)
+    return loads_edge_config(f"""
+line: {{enterprise: acme, site: plant1, area: packaging, line: line1}}
+security_profile: demo
+data_dir: {data_dir}
+sparkplug: {{brokers: [{broker.url}], publish_interval_ms: 50}}
+opcua:
+  - {endpoint}
+tags:{lines}
+""")
+
+
+#: the simulator's node ids below its line
+SIM_LINE = f"nsu={NAMESPACE_URI};s=Line1"
+
+
+def simulator_edge_config(broker: BrokerEndpoint, data_dir: Path, sim: SimulatedLineServer,
+                          tags: list[str]) -> EdgeConfig:
+    """:func:`small_edge_config` on the simulator, sampling every change, publishing every 50 ms."""
+    return small_edge_config(broker, data_dir, f'{{url: "{sim.endpoint}", keepalive_interval_s: 0.5, '
+                             'publishing_interval_ms: 50, sampling_interval_ms: 0}', tags)
 
 
 def sparkplug(sniffer: Sniffer) -> list[tuple[SparkplugTopic, object]]:
@@ -172,16 +198,10 @@ async def test_a_type_changed_on_the_server_is_a_rebirth_with_the_new_version(
     definition goes out in a new NBIRTH with a new version, and the instance follows in a DBIRTH."""
     plc = StructServer(free_port())
     await plc.start([("Name", ua.ObjectIds.String, "A")])
-    config = loads_edge_config(f"""
-line: {{enterprise: acme, site: plant1, area: packaging, line: line1}}
-security_profile: demo
-data_dir: {tmp_path / "edge"}
-sparkplug: {{brokers: [{mosquitto.url}], publish_interval_ms: 50}}
-opcua:
-  - {{url: "{plc.url}", keepalive_interval_s: 0.2, reconnect_min_s: 0.1, reconnect_max_s: 0.5}}
-tags:
-  - {{node_id: "nsu={StructServer.URI};s=Recipe1", metric: Recipe, cell: Filler, datatype: Template}}
-""")
+    config = small_edge_config(
+        mosquitto, tmp_path / "edge",
+        f'{{url: "{plc.url}", keepalive_interval_s: 0.2, reconnect_min_s: 0.1, reconnect_max_s: 0.5}}',
+        [f'{{node_id: "nsu={StructServer.URI};s=Recipe1", metric: Recipe, cell: Filler, datatype: Template}}'])
     try:
         with Sniffer(mosquitto.host, mosquitto.port, ("spBv1.0/#",)) as sniffer:
             async with running_app(config) as app:

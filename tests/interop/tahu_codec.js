@@ -4,6 +4,10 @@
 //
 // stdin:  {"op": "encode", "payloads": [<Tahu JS payload object>, ...]}
 //      or {"op": "decode", "payloads": ["<base64 protobuf>", ...]}
+//      or {"op": "decodeData", "payloads": [{"payload": "<base64>", "datatypes": {"<alias>": <datatype>}}, ...]}
+//         DATA as a birth-aware consumer built on Tahu's codec reads it: DATA metrics carry an alias
+//         and no datatype (tck-id-payloads-metric-datatype-not-req), so each metric without one gets
+//         its datatype from the birth (the map) before Tahu's decodePayload, which needs it.
 // stdout: {"results": [<base64> | <decoded object> | {"$error": "<message>"}, ...]}
 //
 // JSON cannot carry 64-bit integers, bytes or non-finite floats, so both directions use tags:
@@ -14,6 +18,15 @@
 
 const Long = require("long");
 const sparkplug = require("sparkplug-payload").get("spBv1.0");
+const ProtoPayload = require("sparkplug-payload/lib/sparkplugPayloadProto").org.eclipse.tahu.protobuf.Payload;
+
+function withBirthTypes(item) {
+  const message = ProtoPayload.decode(Buffer.from(item.payload, "base64"));
+  for (const metric of message.metrics) {
+    if (!metric.datatype && metric.alias != null) metric.datatype = item.datatypes[metric.alias.toString()] || 0;
+  }
+  return ProtoPayload.encode(message).finish();
+}
 
 function revive(value) {
   if (Array.isArray(value)) return value.map(revive);
@@ -49,6 +62,9 @@ function run(request) {
     try {
       if (request.op === "encode") {
         return Buffer.from(sparkplug.encodePayload(revive(item))).toString("base64");
+      }
+      if (request.op === "decodeData") {
+        return tag(sparkplug.decodePayload(withBirthTypes(item)));
       }
       if (request.op === "decode") {
         return tag(sparkplug.decodePayload(Buffer.from(item, "base64")));

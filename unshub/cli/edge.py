@@ -111,6 +111,10 @@ def register(app: typer.Typer) -> None:
         include_test_oracle: bool = typer.Option(
             False, "--include-test-oracle", help="also map the uns-hub simulator's Simulation folder (left out "
                                                  "by default: test hooks and truth counters)"),
+        templates: bool = typer.Option(
+            False, "--templates", help="map structured variables as Template (arrays: DataSet) and object "
+                                       "instances of custom ObjectTypes as one Template each, instead of "
+                                       "skipping structures and mapping an object's variables one by one"),
     ) -> None:
         """Walk a server's address space and write a starter tag map to edit."""
         from pydantic import ValidationError
@@ -123,7 +127,7 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"{out} exists; pass --overwrite to replace it", err=True)
             raise typer.Exit(2)
         filters = BrowseFilter(exclude=[*(() if include_test_oracle else DEFAULT_EXCLUDES), *exclude],
-                               include=include)
+                               include=include, templates=templates)
         try:
             placement = None if stack is None else stack_placement(stack, out)
         except (StackFolderError, ValueError) as exc:  # no stack there, or its own plant.yaml does not load

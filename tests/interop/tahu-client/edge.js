@@ -1,10 +1,12 @@
 // An Eclipse Tahu edge node (npm "sparkplug-client", code we did not write) for host interop tests.
 //
-//   node edge.js <host> <port> [seconds=30] [group] [edge] [device]
+//   node edge.js <host> <port> [seconds=30] [group] [edge] [device] [templates]
 //
 // Connects to the broker, publishes NBIRTH, DBIRTH and one DDATA with several datatypes, prints
 // "DATA_SENT" on stdout, answers NCMD Node Control/Rebirth with new births ("REBIRTH" on stdout),
-// and exits when stdin closes or after <seconds>.
+// and exits when stdin closes or after <seconds>. With "templates" as the 8th argument the NBIRTH
+// also defines a template "Motor" (Tahu's own convention: the definition metric is named after the
+// template), the DBIRTH carries an instance "Press/Motor", and the DDATA one changed member of it.
 "use strict";
 
 const sparkplug = require("sparkplug-client");
@@ -14,6 +16,12 @@ const seconds = Number(process.argv[4] || 30);
 const groupId = process.argv[5] || "acme:plant1";
 const edgeNode = process.argv[6] || "assembly:line2";
 const deviceId = process.argv[7] || "press1";
+const withTemplates = process.argv[8] === "templates";
+
+function motor(isDefinition, members) {
+  return { version: "v1", isDefinition, templateRef: isDefinition ? undefined : "Motor", metrics: members,
+           parameters: [] };
+}
 
 const client = sparkplug.newClient({
   serverUrl: `tcp://${host}:${port}`,
@@ -34,6 +42,12 @@ function nodeBirth() {
       { name: "Node Control/Rebirth", type: "Boolean", value: false, timestamp: ts },
       { name: "Line/Mode", type: "String", value: "AUTO", timestamp: ts },
       { name: "Line/Uptime", type: "Int64", value: 3600, timestamp: ts },
+      ...(withTemplates ? [{ name: "Motor", type: "Template", timestamp: ts, value: motor(true, [
+        { name: "Speed", type: "Double", value: 0 },
+        { name: "Running", type: "Boolean", value: false },
+        { name: "Mode", type: "String", value: "" },
+        { name: "Starts", type: "UInt32", value: 0 },
+      ]) }] : []),
     ],
   };
 }
@@ -50,6 +64,12 @@ function deviceBirth() {
       { name: "Press/Strokes", type: "UInt32", value: 4000000000, timestamp: ts },
       { name: "Press/Open", type: "Boolean", value: true, timestamp: ts },
       { name: "Press/Tool", type: "String", value: "T-7", timestamp: ts },
+      ...(withTemplates ? [{ name: "Press/Motor", type: "Template", timestamp: ts, value: motor(false, [
+        { name: "Speed", type: "Double", value: 1450.5 },
+        { name: "Running", type: "Boolean", value: true },
+        { name: "Mode", type: "String", value: "AUTO" },
+        { name: "Starts", type: "UInt32", value: 4000000000 },
+      ]) }] : []),
     ],
   };
 }
@@ -64,6 +84,9 @@ function deviceData() {
       { name: "Press/Strokes", type: "UInt32", value: 4000000001, timestamp: ts },
       { name: "Press/Open", type: "Boolean", value: false, timestamp: ts },
       { name: "Press/Tool", type: "String", value: "T-8", timestamp: ts },
+      ...(withTemplates ? [{ name: "Press/Motor", type: "Template", timestamp: ts, value: motor(false, [
+        { name: "Speed", type: "Double", value: 1500.25 },
+      ]) }] : []),
     ],
   };
 }
