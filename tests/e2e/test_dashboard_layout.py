@@ -168,6 +168,12 @@ def test_layout_on_hmi_tablet_and_desk_in_both_themes(tmp_path: Path) -> None:
             expect(page.locator("html")).to_have_attribute("data-theme", "dark")
             expect(page.locator("#login-form")).to_be_hidden()  # signed in by the cookie: folded too
 
+            # printed (a batch report), the page is dark ink on white paper in the dark theme too
+            page.emulate_media(media="print")
+            assert page.evaluate("getComputedStyle(document.body).color") == "rgb(29, 35, 43)"
+            page.emulate_media(media="screen")
+            assert page.evaluate("getComputedStyle(document.body).color") == "rgb(230, 237, 243)"
+
             # the account menu holds "switch user or use a token" as a drop-down over the page
             page.click("#account > summary")
             expect(page.locator("#login-form")).to_be_visible()
