@@ -21,8 +21,6 @@ Hashing and verifying are CPU-bound (tens of milliseconds by design); the broker
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import yaml
@@ -32,6 +30,7 @@ from broker.errors import UnsBrokerError
 from uns.commands.yamlsource import ConfigError as YamlConfigError
 from uns.commands.yamlsource import YamlSource
 from uns.passwords import dummy_hash, hash_password, verify_password  # noqa: F401 - broker callers import them here
+from uns.private_file import write_private
 from uns.sparkplug.topic import validate_id
 
 
@@ -103,16 +102,7 @@ def save_password_file(path: Path, content: PasswordFile) -> None:
     """Write atomically with mode 0600, so a running broker never reads half a file."""
     data = {"users": {name: rec.model_dump(exclude_none=True) for name, rec in sorted(content.users.items())}}
     text = "# uns-hub broker users; manage with `uns broker passwd`\n" + yaml.safe_dump(data, sort_keys=False)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_private(path, text)
 
 
 def with_user(content: PasswordFile, username: str, password: str, role: str,

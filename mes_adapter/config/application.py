@@ -56,7 +56,7 @@ class AuthSettings(BaseModel):
     tokens: list[TokenEntry] = Field(default_factory=list)
     #: YAML file of hashed tokens (`uns adapter token --tokens-file`)
     tokens_file: Path | None = None
-    #: YAML file of dashboard users (argon2id password hashes, roles; docs/security.md); None: tokens only
+    #: YAML file of dashboard users (argon2id password hashes, roles; written by `uns adapter users`); None: tokens only
     users_file: Path | None = None
     #: a dashboard login session ends this long after login
     session_ttl_s: float = Field(8 * 3600.0, gt=0, le=7 * 86400)

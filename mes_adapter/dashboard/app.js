@@ -81,6 +81,17 @@ async function api(path, options = {}) {
 
 // ---------------------------------------------------------------- session
 
+/** The header for a signed-in user (whatever the credential: password, token or a session cookie
+ * from before): one compact row, the login form and the token box folded into the #account menu
+ * ("switch user or use a token"); signed out, they are inline again. The CSS keys on body.signed-in. */
+function showSignedIn(on) {
+  document.body.classList.toggle("signed-in", on);
+  $("account").hidden = !on;
+  $("account").open = false;
+  $("token-box").open = false;
+  $("logout").hidden = !on;
+}
+
 /** Nothing of a previous session stays on screen: the stream stops, the pill goes grey, every
  * panel is emptied. Called before any new credential is tried and after logout or a refusal. */
 function blank(message) {
@@ -93,7 +104,7 @@ function blank(message) {
   state.rules = [];
   $("cmd-result").hidden = true; $("cmd-sign").hidden = true;
   trendReset();  // trends.js
-  $("logout").hidden = true;
+  showSignedIn(false);
   clearAlarms();
   blankHooks.forEach((hook) => hook());
   notice(message);
@@ -107,7 +118,7 @@ async function start() {
     return false;
   }
   $("who").textContent = `${state.me.full_name} (${state.me.role})`;
-  $("logout").hidden = false;
+  showSignedIn(true);
   notice("");
   connectEvents();
   refreshAll();
@@ -581,6 +592,13 @@ $("token").addEventListener("keydown", (ev) => { if (ev.key === "Enter") useToke
 $("forget-token").addEventListener("click", () => { $("token").value = ""; useToken(""); });
 $("login-form").addEventListener("submit", login);
 $("logout").addEventListener("click", logout);
+// an open menu (account, token) closes on a click elsewhere, as menus do
+document.addEventListener("click", (ev) => {
+  for (const id of ["account", "token-box"]) {
+    const menu = $(id);
+    if (menu.open && !menu.contains(ev.target) && !$("signin").contains(ev.target)) menu.open = false;
+  }
+});
 $("filter").addEventListener("input", renderTree);
 $("cmd-rule").addEventListener("change", describeRule);
 $("command-form").addEventListener("submit", submitCommand);

@@ -20,7 +20,8 @@ const trendSettings = {
 // aggregate intervals the historian can align to (start and end must be multiples of the interval)
 const TREND_INTERVALS = [1e3, 2e3, 5e3, 1e4, 15e3, 3e4, 6e4, 12e4, 3e5, 6e5, 9e5, 18e5, 36e5, 72e5, 108e5,
   216e5, 432e5, 864e5];
-const TREND_COLORS = ["#0b5cad", "#c2410c", "#15803d", "#7c3aed", "#be185d", "#0e7490"];
+// mid-tone series colours: at least 3:1 (WCAG 1.4.11, graphics) on the light and the dark panel
+const TREND_COLORS = ["#2f74d0", "#e0560f", "#1f9a4a", "#8b5cf6", "#d6337a", "#0891b2"];
 const TREND_SPANS = {hour: 3600e3, shift: 8 * 3600e3, day: 24 * 3600e3};
 const SVG_NS = "http://www.w3.org/2000/svg";
 

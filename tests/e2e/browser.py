@@ -37,6 +37,21 @@ def dashboards(stack: Stack, roles: list[str], height: int, width: int = 1400) -
     """One page per role, each in its own browser context (its own storage: separate sessions, as
     two people at two panels), all in one Chromium; closed at the end. ``width`` × ``height`` is
     the viewport (1024 × 768: an HMI panel)."""
+    with chromium() as browser:
+        pages = []
+        for role in roles:
+            page = browser.new_context(viewport={"width": width, "height": height}).new_page()
+            page.goto(stack.http + "/")
+            page.click("#token-box summary")
+            page.fill("#token", stack.tokens[role])
+            page.click("#save-token")
+            pages.append(page)
+        yield pages
+
+
+@contextmanager
+def chromium() -> Iterator[Any]:
+    """One headless Chromium (a Playwright ``Browser``), closed at the end; ``test-artifacts/`` exists."""
     require_chromium()
     from playwright.sync_api import sync_playwright
 
@@ -44,14 +59,6 @@ def dashboards(stack: Stack, roles: list[str], height: int, width: int = 1400) -
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
         try:
-            pages = []
-            for role in roles:
-                page = browser.new_context(viewport={"width": width, "height": height}).new_page()
-                page.goto(stack.http + "/")
-                page.click("#token-box summary")
-                page.fill("#token", stack.tokens[role])
-                page.click("#save-token")
-                pages.append(page)
-            yield pages
+            yield browser
         finally:
             browser.close()

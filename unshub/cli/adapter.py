@@ -3,6 +3,7 @@
     uns adapter run --config adapter.yaml [--broker URL] [--http-port N] [--data-dir D]
     uns adapter check --config adapter.yaml     (what run checks before it starts, then exits)
     uns adapter token --role operator --user alice --full-name "Alice Example" [--tokens-file tokens.yaml]
+    uns adapter users add|list|passwd|remove --file users.yaml ...   (dashboard logins: adapter_users.py)
 
 ``run`` serves uvicorn in the same asyncio loop as the host; SIGINT/SIGTERM stop uvicorn, whose
 lifespan then stops the adapter cleanly (mirror STALE, STATE offline, stores and audit log closed).
@@ -32,6 +33,9 @@ log = logging.getLogger("uns.adapter")
 
 
 def register(app: typer.Typer) -> None:
+    from unshub.cli.adapter_users import users_app
+
+    adapter_app.add_typer(users_app, name="users")
     app.add_typer(adapter_app, name="adapter")
 
 

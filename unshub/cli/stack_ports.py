@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from uns.private_file import backup_name
 from uns.yaml_marks import Loc, format_loc, load_marked_yaml
 from unshub.cli.stack import StackPorts
 from unshub.errors import HubError
@@ -212,12 +212,7 @@ def plan_port_change(folder: Path, old: StackPorts, new: StackPorts) -> dict[str
 
 def backup_folder(folder: Path) -> Path:
     """Copy ``folder`` (secrets included, modes kept) to ``<folder>-backup-<UTC time>`` beside it."""
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    target = folder.with_name(f"{folder.name}-backup-{stamp}")
-    suffix = 1
-    while target.exists():
-        suffix += 1
-        target = folder.with_name(f"{folder.name}-backup-{stamp}-{suffix}")
+    target = backup_name(folder, "-backup-")
     shutil.copytree(folder, target, symlinks=True)
     os.chmod(target, 0o700)  # it holds the same secrets as the folder
     return target

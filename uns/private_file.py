@@ -1,0 +1,41 @@
+"""Writing a file of secrets (password hashes): atomically and readable by its owner only, and
+naming its backups.
+
+Shared by the broker's password file and the adapter's users file, whose services read them
+while an operator edits them: the text goes to a temporary file beside the target (same file
+system), gets mode 0600, and replaces the target in one ``os.replace``, so a reader sees the old
+file or the new one, never half of one, and never a moment of wider permissions.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+
+
+def write_private(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` atomically, mode 0600 (parents created)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def backup_name(path: Path, marker: str) -> Path:
+    """A free name beside ``path`` for its backup: ``<name><marker><UTC time>``, ``-2``, ``-3``…
+    appended when a backup of the same second exists (an earlier backup is never overwritten)."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    target = path.with_name(f"{path.name}{marker}{stamp}")
+    suffix = 1
+    while target.exists():
+        suffix += 1
+        target = path.with_name(f"{path.name}{marker}{stamp}-{suffix}")
+    return target
