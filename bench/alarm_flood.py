@@ -152,17 +152,26 @@ class Stack:
     data_dir: Path
     edge_http_port: int
 
-    def edge_published(self) -> int:
-        """The edge node's count of condition events it published (its /metrics)."""
+    def edge_metric(self, name: str, label: str = "") -> int:
+        """One counter of the edge node's /metrics (the first sample of ``name`` containing ``label``)."""
         import urllib.request
 
         url = f"http://127.0.0.1:{self.edge_http_port}/metrics"
         with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - loopback
             text = response.read().decode()
         for line in text.splitlines():
-            if line.startswith("uns_edge_alarm_events_total{") and 'outcome="published"' in line:
+            if line.startswith(f"{name}{{") and label in line:
                 return int(float(line.rsplit(" ", 1)[1]))
         return -1
+
+    def edge_published(self) -> int:
+        """Condition events the edge node published."""
+        return self.edge_metric("uns_edge_alarm_events_total", 'outcome="published"')
+
+    def edge_sessions_lost(self) -> int:
+        """OPC UA sessions the edge lost (each loses the events in flight; the reconnect's refresh
+        restates the retained state, not the missed events)."""
+        return self.edge_metric("uns_edge_opcua_disconnects_total")
 
 
 def start_stack(workdir: Path, scenario: str, rate: float, tags: int) -> Stack:
@@ -281,8 +290,9 @@ def run_alarms(stack: Stack, rate: float, seconds: float, drain: float) -> dict[
             time.sleep(0.5)
         rows = journal_rows(stack)
         messages = capture.snapshot()
-        print(f"  [alarms] all {total} events reached (s after the flood's start): {done}; at the end: {counts}",
-              flush=True)
+        sessions_lost = stack.edge_sessions_lost()
+        print(f"  [alarms] all {total} events reached (s after the flood's start): {done}; at the end: {counts}; "
+              f"OPC UA sessions the edge lost: {sessions_lost}", flush=True)
     finally:
         unsubscribe(client)
     event_ids = alarm_event_ids(messages, stack.line, expected, started)
@@ -297,7 +307,7 @@ def run_alarms(stack: Stack, rate: float, seconds: float, drain: float) -> dict[
     last = {condition_of(t, stack.line): json.loads(p) for _, t, p in retained.snapshot()}
     wrong_last = [k for k in expected if last.get(k, {}).get("active") != after[k][1]]  # type: ignore[index]
     return {
-        "produced": total, "rate": total / seconds, "all_in_s": done,
+        "produced": total, "rate": total / seconds, "all_in_s": done, "sessions_lost": sessions_lost,
         "journaled": sum(rows.get(k, 0) for k in expected), "on_alarms": sum(len(v) for v in event_ids.values()),
         "lost_journal": sum(max(0, produced[k] - rows.get(k, 0)) for k in expected),
         "lost_alarms": sum(max(0, produced[k] - len(event_ids[k])) for k in expected),
@@ -396,7 +406,8 @@ def main() -> None:
     if "alarms" in results:
         for r in results["alarms"]:
             print(f"alarms: journaled {r['journaled']} / on _alarms {r['on_alarms']} of {r['produced']} produced; "
-                  f"lost journal {r['lost_journal']}, _alarms {r['lost_alarms']}; "
+                  f"lost journal {r['lost_journal']}, _alarms {r['lost_alarms']}; OPC UA sessions lost "
+                  f"{r['sessions_lost']}; "
                   f"wrong retained last state {r['wrong_last_state'] or 'none'}")
     print(f"load at the end: {uptime()}")
 
