@@ -88,7 +88,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from processes import free_port, stop, wait_for_port  # bench/processes.py
+from processes import free_port, paho_subscriber, stop, wait_for_port  # bench/processes.py
 
 from simulator.catalog import tag_catalog
 from simulator.config import SimulatorConfig
@@ -180,18 +180,7 @@ class Capture:
 
 
 def start_subscriber(port: int, capture: Capture):
-    import paho.mqtt.client as paho
-
-    client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"bench-pipeline-{os.getpid()}")
-    client.on_message = capture.on_message
-    subscribed = threading.Event()
-    client.on_connect = lambda c, u, f, rc, p: c.subscribe("spBv1.0/#", 1)
-    client.on_subscribe = lambda c, u, mid, rc, p: subscribed.set()
-    client.connect("127.0.0.1", port, keepalive=60)
-    client.loop_start()
-    if not subscribed.wait(10):
-        raise TimeoutError("subscriber did not subscribe")
-    return client
+    return paho_subscriber(port, "spBv1.0/#", capture.on_message, f"bench-pipeline-{os.getpid()}")
 
 
 # --------------------------------------------------------------------------- OPC UA probe

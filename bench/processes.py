@@ -1,5 +1,6 @@
 """What every benchmark that starts processes needs: a free loopback port, waiting until something
-listens on it, and stopping a process it started, by PID (SIGKILL if it does not exit in time).
+listens on it, stopping a process it started, by PID (SIGKILL if it does not exit in time), and a
+paho subscriber in a thread of its own.
 
 Benchmarks do not import the test suite's helpers (``tests/support``): they are run by hand from
 a checkout where the tests need not be importable, so they keep this small copy of their own.
@@ -10,7 +11,10 @@ from __future__ import annotations
 import signal
 import socket
 import subprocess
+import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 
 def free_port() -> int:
@@ -43,3 +47,20 @@ def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 10.
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+
+
+def paho_subscriber(port: int, topic: str, on_message: Callable[..., None], client_id: str) -> Any:
+    """A paho client on 127.0.0.1:``port`` subscribed (QoS 1) to ``topic``, its loop running in a
+    thread; returns once the SUBACK came. Stop it with ``loop_stop()`` and ``disconnect()``."""
+    import paho.mqtt.client as paho
+
+    client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id)
+    client.on_message = on_message
+    subscribed = threading.Event()
+    client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, 1)
+    client.on_subscribe = lambda c, u, mid, rc, p: subscribed.set()
+    client.connect("127.0.0.1", port, keepalive=60)
+    client.loop_start()
+    if not subscribed.wait(10):
+        raise TimeoutError(f"subscriber did not subscribe to {topic}")
+    return client

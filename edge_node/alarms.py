@@ -24,7 +24,9 @@ every Sparkplug consumer (and our UNS mirror) already handles scalar metrics, Te
 RefreshEnd. A configured condition not re-announced between the two has nothing left to say on
 the server (Retain false), so it is set to the *cleared* state (inactive, acked, confirmed, not
 retained, State ""; Severity, Message, ConditionId and EventId keep the last occurrence) with
-the RefreshEnd's arrival time as timestamp: no ghost active alarm survives an outage.
+the RefreshEnd's arrival time as timestamp: no ghost active alarm survives an outage. A
+RefreshRequiredEvent (the server lost events) asks for the same round while connected:
+:meth:`AlarmBook.take_refresh_request` tells the session to call ConditionRefresh.
 
 **Bad input** (events without the fields we need, events that are not conditions, sources or
 condition names the config does not know) is counted in :class:`AlarmStats` and logged once per
@@ -72,6 +74,8 @@ SELECTED: tuple[tuple[int, tuple[str, ...]], ...] = (
 CONDITION_ID = "NodeId"
 REFRESH_START = ua.NodeId(_T.RefreshStartEventType)
 REFRESH_END = ua.NodeId(_T.RefreshEndEventType)
+#: a server that lost events asks for ConditionRefresh (Part 9 5.11.1)
+REFRESH_REQUIRED = ua.NodeId(_T.RefreshRequiredEventType)
 #: fields without which a condition event cannot be published
 REQUIRED = ("EventId", "Time", "Severity", "Retain", "ActiveState/Id", "AckedState/Id")
 
@@ -112,6 +116,7 @@ def definitions(alarms: AlarmsConfig, device_of: Callable[[str], str | None]) ->
 class AlarmStats:
     events: int = 0  # condition events published
     refreshes: int = 0  # RefreshEnd seen
+    refresh_requests: int = 0  # RefreshRequiredEvent seen (each answered with a ConditionRefresh)
     cleared_by_refresh: int = 0
     not_conditions: int = 0  # events that are neither a condition nor a refresh marker
     malformed: int = 0  # condition events missing a required field
@@ -175,6 +180,7 @@ class AlarmBook:
             if c.source_node is None:
                 self._by_source_name[c.source_name or c.cell] = c.cell
         self._refresh_seen: set[tuple[str, str]] | None = None
+        self._refresh_wanted = False
         self._logged: set[tuple[str, str]] = set()
 
     @property
@@ -205,6 +211,12 @@ class AlarmBook:
     def refreshing(self) -> bool:
         return self._refresh_seen is not None
 
+    def take_refresh_request(self) -> bool:
+        """True once per RefreshRequiredEvent round: the server lost events, the session must call
+        ConditionRefresh; its RefreshEnd then clears what it does not restate (the reconnect rule)."""
+        wanted, self._refresh_wanted = self._refresh_wanted, False
+        return wanted
+
     def apply(self, fields: Mapping[str, Any], now_ms: int) -> list[MetricUpdate]:
         event_type = fields.get("EventType")
         if event_type == REFRESH_START:
@@ -212,6 +224,10 @@ class AlarmBook:
             return []
         if event_type == REFRESH_END:
             return self._end_refresh(now_ms)
+        if event_type == REFRESH_REQUIRED:
+            self.stats.refresh_requests += 1
+            self._refresh_wanted = True
+            return []
         if fields.get("ConditionName") is None and fields.get(CONDITION_ID) is None:
             self.stats.not_conditions += 1
             self._once("not-condition", str(event_type), "event of type %s is not a condition; ignored")

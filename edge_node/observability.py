@@ -193,6 +193,9 @@ class EdgeCollector(Collector):
                                      labels=["endpoint", "outcome"])
         refreshes = CounterMetricFamily("uns_edge_alarm_refreshes", "ConditionRefresh rounds completed",
                                         labels=["endpoint"])
+        requests = CounterMetricFamily("uns_edge_alarm_refresh_requests",
+                                       "RefreshRequiredEvents of the server, each answered with a ConditionRefresh",
+                                       labels=["endpoint"])
         cleared = CounterMetricFamily("uns_edge_alarm_cleared_by_refresh",
                                       "conditions cleared because a ConditionRefresh did not restate them",
                                       labels=["endpoint"])
@@ -205,8 +208,9 @@ class EdgeCollector(Collector):
                                    ("unknown_condition", st.unknown_conditions)):
                 events.add_metric([name, outcome], count)
             refreshes.add_metric([name], st.refreshes)
+            requests.add_metric([name], st.refresh_requests)
             cleared.add_metric([name], st.cleared_by_refresh)
-        yield from (events, refreshes, cleared)
+        yield from (events, refreshes, requests, cleared)
 
     def _validation(self) -> Iterator[Metric]:
         v = self._app.validation_stats

@@ -42,6 +42,10 @@ DEADBAND_C = 0.5
 
 TEMPERATURE_ALARM = "TemperatureAlarm"
 EVENT_QUEUE_MAX = 10_000
+#: an alarm flood (bench/alarm_flood.py) raises at most this many events per second and lasts at
+#: most FLOOD_MAX_S: more would overrun the event queue between two ticks
+FLOOD_MAX_RATE = 20_000.0
+FLOOD_MAX_S = 3_600.0
 
 
 class ConditionKind(StrEnum):
@@ -141,6 +145,22 @@ class Condition:
         return self.active or not self.acked or not self.confirmed
 
 
+@dataclass
+class AlarmFlood:
+    """A benchmark's alarm flood: ``rate`` condition events per second from ``started`` to ``until``,
+    made by toggling the off-normal conditions round robin (raise, clear, raise...). Each toggle is a
+    real state change, so every flood event is an ordinary condition event with its own EventId."""
+
+    rate: float
+    started: float
+    until: float
+    done: int = 0
+
+    def due(self, now: float) -> int:
+        elapsed = min(now, self.until) - self.started
+        return max(0, int(self.rate * elapsed + 1e-6) - self.done)
+
+
 class ConditionError(SimulatorError):
     """An Acknowledge or Confirm the condition refuses; ``status_name`` is the OPC UA StatusCode."""
 
@@ -186,6 +206,8 @@ class AlarmBook:
         self._started = now  # the Time of a condition's initial state (no event yet)
         self.conditions: dict[str, Condition] = {}
         self._events: deque[ConditionEvent] = deque(maxlen=EVENT_QUEUE_MAX)
+        self._flood: AlarmFlood | None = None
+        self._flood_next = 0  # round-robin position among the off-normal conditions
         for cell in cells:
             source = f"{line}/{cell}"
             self._add(Condition(TEMPERATURE_ALARM, f"{source}/{TEMPERATURE_ALARM}", ConditionKind.LIMIT,
@@ -267,6 +289,33 @@ class AlarmBook:
             self._needs_ack(condition)
         self._emit(condition, now)
         return condition
+
+    def start_flood(self, rate_per_s: float, duration_s: float, now: float) -> None:
+        """Toggle the off-normal conditions at ``rate_per_s`` events/s for ``duration_s`` (see
+        :class:`AlarmFlood`); the events are due at each :meth:`flood_step` (every model refresh)."""
+        if not 0 < rate_per_s <= FLOOD_MAX_RATE:
+            raise SimulatorError(f"flood rate must be in (0, {FLOOD_MAX_RATE:.0f}] events/s, got {rate_per_s}")
+        if not 0 < duration_s <= FLOOD_MAX_S:
+            raise SimulatorError(f"flood duration must be in (0, {FLOOD_MAX_S:.0f}] s, got {duration_s}")
+        self._flood = AlarmFlood(float(rate_per_s), now, now + float(duration_s))
+
+    @property
+    def flooding(self) -> bool:
+        return self._flood is not None
+
+    def flood_step(self, now: float) -> None:
+        """The flood events due by ``now``, all stamped ``now`` (the tick they are raised in)."""
+        flood = self._flood
+        if flood is None:
+            return
+        targets = [c for c in self.conditions.values() if c.kind is ConditionKind.OFF_NORMAL]
+        for _ in range(flood.due(now)):
+            condition = targets[self._flood_next % len(targets)]
+            self._flood_next += 1
+            self.set_discrete(condition.source.rpartition("/")[2], condition.name, not condition.active, now)
+            flood.done += 1
+        if now >= flood.until:
+            self._flood = None
 
     def acknowledge(self, path: str, event_id: bytes, comment: str, now: float) -> Condition:
         condition = self._check_event(path, event_id)

@@ -37,6 +37,10 @@ TYPE_IDS: dict[ConditionKind, int] = {
     ConditionKind.OFF_NORMAL: ua.ObjectIds.OffNormalAlarmType,
 }
 
+#: a subscription id no subscription has (asyncua's ids are UInt32 from 1): an event "triggered" for it is
+#: remembered for ConditionRefresh and delivered to nobody, i.e. a client missed it
+NO_SUBSCRIPTION = -1
+
 #: what the Acknowledge/Confirm handler calls: (condition path, EventId, comment) -> None
 ConditionCall = Callable[[str, bytes, str], Awaitable[None]]
 
@@ -175,17 +179,27 @@ class ConditionShell:
 
         return handler
 
-    async def fire(self, events: list[ConditionEvent]) -> None:
+    async def fire(self, events: list[ConditionEvent], *, deliver: bool = True) -> None:
         """Send condition events to every event subscription on the Server object.
 
         The condition node's variables (AckedState/Id, ActiveState/Id, Retain...) are written first,
-        so a client reading them back after a method call or an event sees the same state.
+        so a client reading them back after a method call or an event sees the same state. With
+        ``deliver`` false the events are lost on the way (a server whose event queue overflowed):
+        the nodes and the retained set of ConditionRefresh follow them, no subscription gets them.
         """
         service = self.server.iserver.subscription_service
         for event in events:
             ua_event = to_ua_event(event, self.ns)
             await self._mirror(event.condition, ua_event)
-            await service.trigger_event(ua_event)
+            await service.trigger_event(ua_event, **({} if deliver else {"subscription_id": NO_SUBSCRIPTION}))
+
+    async def refresh_required(self) -> None:
+        """A RefreshRequiredEvent (Part 9 5.11.1) from the Server object, to every subscription: the
+        server lost events and asks each client to call ConditionRefresh."""
+        generator = await self.server.get_event_generator(ua.ObjectIds.RefreshRequiredEventType,
+                                                          emitting_node=ua.ObjectIds.Server)
+        generator.event.Severity = 1000
+        await generator.trigger(message="condition events were lost: call ConditionRefresh")
 
     async def _mirror(self, condition: str, ua_event: Any) -> None:
         for name, node_id in self._fields.get(condition, {}).items():

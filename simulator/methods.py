@@ -17,6 +17,11 @@ RaiseAlarm(Cell String, Alarm String, Active Boolean) -> Events UInt64 (raise or
 DoorOpen or EStop condition of a cell; returns that condition's event count),
 SetDisturbance(Cell String, DeltaC Double) (the cell's temperature drifts to setpoint + DeltaC, which
 raises its TemperatureAlarm through High and HighHigh; 0 ends it). See :mod:`simulator.alarms`.
+SuppressAlarmEvents(Suppress Boolean) (condition events are lost on the way to every client while
+true, as from a server whose event queue overflowed; ConditionRefresh still states them),
+RequestConditionRefresh() (emits a RefreshRequiredEvent: the server asks its clients to refresh),
+AlarmFlood(RatePerS Double, DurationS Double) (toggles every cell's Jam, DoorOpen and EStop round
+robin at that many events per second: the alarm flood of bench/alarm_flood.py).
 """
 
 from __future__ import annotations
@@ -161,6 +166,19 @@ async def add_simulation_methods(obj: Node, ns: int, sim: SimulatedLineServer) -
         _arg("Alarm", ua.VariantType.String, "jam, door_open or estop"),
         _arg("Active", ua.VariantType.Boolean, "true raises, false clears"),
     ], [("Events", ua.VariantType.UInt64)])
+    await _add(obj, ns, owner, sim, "SuppressAlarmEvents", sim.suppress_alarm_events, [
+        _arg("Suppress", ua.VariantType.Boolean, "true: condition events reach no client (ConditionRefresh "
+                                                 "still states them); false: delivered again"),
+    ])
+    await _add(obj, ns, owner, sim, "RequestConditionRefresh", sim.request_condition_refresh, [])
+
+    def alarm_flood(rate_per_s: float, duration_s: float) -> None:
+        model.start_alarm_flood(float(rate_per_s), float(duration_s))
+
+    await _add(obj, ns, owner, sim, "AlarmFlood", alarm_flood, [
+        _arg("RatePerS", ua.VariantType.Double, "condition events per second (off-normal alarms toggled)"),
+        _arg("DurationS", ua.VariantType.Double, "seconds the flood lasts"),
+    ])
     await _add(obj, ns, owner, sim, "SetDisturbance", set_disturbance, [
         _arg("Cell", ua.VariantType.String, "cell name, e.g. Filler"),
         _arg("DeltaC", ua.VariantType.Double, "degC above (or below) the setpoint; 0 ends it"),

@@ -321,6 +321,10 @@ class LineModel:
         self.cell(cell)
         return self.alarms.set_discrete(cell, name, active, self._advance(self._clock()))
 
+    def start_alarm_flood(self, rate_per_s: float, duration_s: float) -> None:
+        """A benchmark's alarm flood (:meth:`simulator.alarms.AlarmBook.start_flood`)."""
+        self.alarms.start_flood(rate_per_s, duration_s, self._advance(self._clock()))
+
     def acknowledge(self, condition: str, event_id: bytes, comment: str) -> Condition:
         return self.alarms.acknowledge(condition, event_id, comment, self._clock())
 
@@ -463,6 +467,7 @@ class LineModel:
         for cell in self.cells:
             self.alarms.evaluate_temperature(cell.config.name, cell.measured_temperature,
                                              cell.temperature_setpoint, now)
+        self.alarms.flood_step(now)
         raw_values = self._raw_values()
         changed: dict[str, Sample] = {}
         live_faults: dict[str, Fault] = {}

@@ -96,6 +96,9 @@ class SimulatedLineServer:
         self._catalog: list[TagSpec] = tag_catalog(config, include_truth=True, include_synthetic=False)
         self._server: Server | None = None
         self._conditions: ConditionShell | None = None
+        #: condition events are lost on the way to clients while set (``SuppressAlarmEvents``)
+        self.alarm_events_suppressed = False
+        self.alarm_events_lost = 0
         self._prepared_conditions: ConditionShell | None = None
         self._ns: int | None = None
         self._node_ids: dict[str, ua.NodeId] = {}
@@ -305,7 +308,21 @@ class SimulatedLineServer:
     async def _fire_conditions(self) -> None:
         events = self.model.alarms.drain()
         if self._conditions is not None and self._server is not None:
-            await self._conditions.fire(events)
+            await self._conditions.fire(events, deliver=not self.alarm_events_suppressed)
+            if self.alarm_events_suppressed:
+                self.alarm_events_lost += len(events)
+
+    def suppress_alarm_events(self, suppress: bool) -> None:
+        """Lose (or stop losing) condition events on the way to the clients, as a server whose event
+        queue overflowed: the model, the condition nodes and ConditionRefresh still follow them."""
+        self.alarm_events_suppressed = suppress
+
+    async def request_condition_refresh(self) -> None:
+        """Emit a RefreshRequiredEvent: what a server that lost events must do (Part 9 5.11.1)."""
+        async with self._lock:
+            await self._fire_conditions()  # anything pending goes first, as it would on a real server
+            if self._conditions is not None and self._server is not None:
+                await self._conditions.refresh_required()
 
     async def _close(self) -> None:
         async with self._lock:

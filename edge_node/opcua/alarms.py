@@ -10,6 +10,10 @@ session, before the source announces its devices (DBIRTH):
    DBIRTH that follows states exactly the conditions the server retains now, and every
    configured condition the refresh did not mention is cleared (no ghost alarm after an outage).
 
+A RefreshRequiredEvent later in the session (the server lost events, Part 9 5.11.1) is answered
+with another ConditionRefresh on the same subscription; its events and the clearing at its
+RefreshEnd are published as data (the devices stay born: the metric set does not change).
+
 The refresh must end within ``refresh_timeout_s``; if it does not (or the server refuses the
 call), the session fails and the connection supervisor retries: births that might state a wrong
 alarm set are worse than a late birth. Afterwards :meth:`consume` feeds every further event.
@@ -48,9 +52,11 @@ class AlarmSubscription:
         self._submit = submit
         self._clock = clock
         self._sub: Subscription | None = None
+        self._client: Client | None = None
 
     async def start(self, client: Client) -> None:
         """Subscribe and refresh; returns once the book states the server's retained conditions."""
+        self._client = client
         await self._resolve_source_nodes(client)
         # an event lost to a full queue would leave a wrong alarm state: drop the session instead, the
         # reconnect's ConditionRefresh restates the truth
@@ -82,9 +88,13 @@ class AlarmSubscription:
             raise SessionDeadError("no alarm notifier accepted an event monitored item")
         await self._refresh(client, sub)
 
-    async def _refresh(self, client: Client, sub: Subscription) -> None:
+    @staticmethod
+    async def _call_refresh(client: Client, sub: Subscription) -> None:
         await client.get_node(CONDITION_TYPE).call_method(
             CONDITION_REFRESH, ua.Variant(sub.subscription_id, ua.VariantType.UInt32))
+
+    async def _refresh(self, client: Client, sub: Subscription) -> None:
+        await self._call_refresh(client, sub)
         deadline = time.monotonic() + self.alarms.refresh_timeout_s
         refreshes = self.book.stats.refreshes
         while self.book.stats.refreshes == refreshes:
@@ -99,12 +109,25 @@ class AlarmSubscription:
 
     async def consume(self) -> None:
         """Every event after the refresh, until the session ends (then raises)."""
-        sub = self._sub
-        if sub is None:
+        sub, client = self._sub, self._client
+        if sub is None or client is None:
             raise SessionDeadError("alarm subscription not started")
+        await self._answer_refresh_request(client, sub)  # one that came during the first refresh
         async for event in sub:
             self._handle(event, publish=True)
+            await self._answer_refresh_request(client, sub)
         raise SessionDeadError("alarm event stream ended")
+
+    async def _answer_refresh_request(self, client: Client, sub: Subscription) -> None:
+        """ConditionRefresh when the server sent RefreshRequired; its events arrive in this stream.
+        A refused call ends the session: the reconnect's refresh restates the truth."""
+        if not self.book.take_refresh_request():
+            return
+        log.info("endpoint %s: the server asks for ConditionRefresh (RefreshRequiredEvent)", self.endpoint.name)
+        try:
+            await self._call_refresh(client, sub)
+        except Exception as exc:
+            raise SessionDeadError(f"ConditionRefresh after RefreshRequired failed: {exc}") from exc
 
     def _handle(self, event: Any, *, publish: bool) -> None:
         if isinstance(event, StatusChangeEvent):

@@ -322,3 +322,53 @@ async def test_events_a_real_server_sends_that_are_no_usable_condition(
         ]
     finally:
         await sim.stop()
+
+
+async def test_refresh_required_restates_the_true_set_after_lost_events(tmp_path: Path) -> None:
+    """Part 9 5.11.1: a server that lost condition events sends RefreshRequiredEvent; the edge calls
+    ConditionRefresh in the running session and clears what the refresh does not restate (the rule
+    after a reconnect). The simulator loses the events on the way (SuppressAlarmEvents)."""
+    async with line(tmp_path) as (sim, app, sniffer):
+        door = "Line1/Capper/DoorOpen"
+        await call_simulation(sim.endpoint, "RaiseAlarm", string("Capper"), string("door-open"), boolean(True))
+        async with sim._lock:  # noqa: SLF001 - acknowledged and confirmed at the server, so once it clears,
+            sim.model.acknowledge(door, sim.model.alarms.condition(door).event_ids[-1], "seen")  # nothing is retained
+            sim.model.confirm(door, sim.model.alarms.condition(door).event_ids[-1], "fixed")
+            await sim._fire_conditions()  # noqa: SLF001
+        await eventually(lambda: group(view(sniffer, "Capper"), "DoorOpen") == truth(sim, "Capper", "DoorOpen"),
+                         what="door open, acked and confirmed on the wire")
+        seen_event_id = view(sniffer, "Capper")["Alarms/DoorOpen/EventId"]
+        dbirths, published = len(births(sniffer)), app.sources[0].alarms.book.stats.events  # type: ignore[union-attr]
+
+        # the edge misses two events: the door closing (retained no more) and a Filler jam starting
+        await call_simulation(sim.endpoint, "SuppressAlarmEvents", boolean(True))
+        await call_simulation(sim.endpoint, "RaiseAlarm", string("Capper"), string("door-open"), boolean(False))
+        await call_simulation(sim.endpoint, "RaiseAlarm", string("Filler"), string("jam"), boolean(True))
+        await call_simulation(sim.endpoint, "SuppressAlarmEvents", boolean(False))
+        assert sim.alarm_events_lost == 2
+        assert view(sniffer, "Capper")["Alarms/DoorOpen/Active"] is True  # the host still believes it open
+        assert view(sniffer, "Filler")["Alarms/Jam/Active"] is False
+
+        await call_simulation(sim.endpoint, "RequestConditionRefresh")
+        await eventually(lambda: view(sniffer, "Capper").get("Alarms/DoorOpen/Active") is False
+                         and view(sniffer, "Filler").get("Alarms/Jam/Active") is True, what="the true set restated")
+        stats = app.sources[0].alarms.book.stats  # type: ignore[union-attr]
+        assert (stats.refresh_requests, stats.refreshes, stats.cleared_by_refresh) == (1, 2, 1)
+        assert group(view(sniffer, "Capper"), "DoorOpen") == {
+            "Active": False, "Acked": True, "Confirmed": True, "Retain": False, "Severity": 400,
+            "Message": "Capper guard door open", "State": "", "ConditionId": f"ns={sim.namespace_index};s={door}",
+            "EventId": seen_event_id}
+        assert group(view(sniffer, "Filler"), "Jam") == truth(sim, "Filler", "Jam")
+        # the refresh went on inside the session: no rebirth, no reconnect; the refresh restated the jam once
+        assert len(births(sniffer)) == dbirths
+        assert app.sources[0].stats.disconnects == 0
+        assert stats.events == published + 1
+        on_wire = {(cell, name) for cell, name in CONFIGURED
+                   if view(sniffer, cell).get(f"Alarms/{name}/Active") is True}
+        truly = {(c.source.rpartition("/")[2], c.name) for c in sim.model.alarms.conditions.values() if c.active}
+        assert on_wire == truly == {("Filler", "Jam")}
+        assert app.observability is not None
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{app.observability.port}") as http:
+            text = (await http.get("/metrics")).text
+        assert scraped(text, "uns_edge_alarm_refresh_requests_total", endpoint="sim") == 1
+        assert scraped(text, "uns_edge_alarm_refreshes_total", endpoint="sim") == 2

@@ -115,3 +115,26 @@ def test_bad_alarm_requests_are_refused_clearly(clock: FakeClock) -> None:
     with pytest.raises(SimulatorError, match="finite"):
         model.set_disturbance("Filler", float("nan"))
     assert model.alarms.total_events == 0
+
+
+def test_an_alarm_flood_toggles_the_off_normal_conditions_at_the_rate_asked(clock: FakeClock) -> None:
+    """Simulation/AlarmFlood (bench/alarm_flood.py): exactly rate x duration condition events, each a
+    real toggle of a Jam/DoorOpen/EStop with its own EventId, stamped with the tick that raises it."""
+    model = LineModel(SimulatorConfig(cells=[
+        CellConfig(name=name, temperature_noise_c=0.0) for name in ("Filler", "Capper")]), clock=clock)
+    model.alarms.drain()
+    model.start_alarm_flood(25.0, 2.0)
+    run(model, clock, 3.0)
+    events = model.alarms.drain()
+    assert len(events) == 50 and len({e.event_id for e in events}) == 50
+    assert not model.alarms.flooding
+    flooded = [c for c in model.alarms.conditions.values() if c.name != "TemperatureAlarm"]
+    # round robin over the 6 off-normal conditions: 50 = 8 x 6 + 2 toggles
+    assert sorted(c.events for c in flooded) == [8, 8, 8, 8, 9, 9]
+    assert all(c.active == (c.events % 2 == 1) for c in flooded)  # raise, clear, raise...
+    assert model.sample("Simulation/Truth/AlarmEvents").value == 50
+    assert {e.time for e in events} <= {round(clock.now - 3.0 + 0.1 * k, 6) for k in range(1, 21)}
+    for rate, duration in ((0.0, 1.0), (-5.0, 1.0), (30_000.0, 1.0), (10.0, 0.0), (10.0, 4000.0)):
+        with pytest.raises(SimulatorError):
+            model.start_alarm_flood(rate, duration)
+    assert not model.alarms.flooding
