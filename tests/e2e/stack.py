@@ -90,20 +90,23 @@ def wait_final_confirmation(stack: Stack, batch_id: str, timeout: float = 30.0) 
     return wait_until(final, timeout, f"final confirmation of {batch_id}")
 
 
-def uns_init(folder: Path, ports: dict[str, int]) -> None:
-    """`uns init` into ``folder`` with the given ports (keys mqtt, ws, opcua, http, edge_http, broker_http)."""
+def uns_init(folder: Path, ports: dict[str, int], *, alarms: bool = False) -> None:
+    """`uns init` into ``folder`` with the given ports (keys mqtt, ws, opcua, http, edge_http, broker_http);
+    ``alarms``: `uns init --alarms` (every simulator condition subscribed and acknowledgeable)."""
     result = subprocess.run(uns_command("init", "--out", str(folder), "--mqtt-port", str(ports["mqtt"]),
                                         "--ws-port", str(ports["ws"]), "--opcua-port", str(ports["opcua"]),
                                         "--http-port", str(ports["http"]),
                                         "--edge-metrics-port", str(ports["edge_http"]),
-                                        "--broker-metrics-port", str(ports["broker_http"])),
+                                        "--broker-metrics-port", str(ports["broker_http"]),
+                                        *(["--alarms"] if alarms else [])),
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
 
 
 @contextmanager
 def running_stack(workdir: Path, *, adapter_overrides: Callable[[dict], None] | None = None,
-                  edge_overrides: Callable[[dict], None] | None = None, broker: str = "embedded") -> Iterator[Stack]:
+                  edge_overrides: Callable[[dict], None] | None = None, broker: str = "embedded",
+                  alarms: bool = False) -> Iterator[Stack]:
     """``broker="mosquitto"`` runs Debian's Mosquitto with the config `uns init` generated for it
     (same users and ACL) instead of ``uns broker run``: nothing else changes, which is the point."""
     if broker == "mosquitto":
@@ -113,7 +116,7 @@ def running_stack(workdir: Path, *, adapter_overrides: Callable[[dict], None] | 
         workdir.chmod(0o755)
     folder = workdir / "config"
     ports = {name: free_port() for name in ("mqtt", "ws", "opcua", "http", "edge_http", "broker_http")}
-    uns_init(folder, ports)
+    uns_init(folder, ports, alarms=alarms)
     for name, override in (("adapter.yaml", adapter_overrides), ("plant.yaml", edge_overrides)):
         if override is not None:  # a test's change to the generated config of one service
             config_file = folder / name

@@ -111,7 +111,7 @@ def _run_signed(stack: Stack, path: str, body: dict) -> dict:
 @pytest.mark.parametrize("broker", ["embedded", pytest.param("mosquitto", marks=pytest.mark.mosquitto)])
 def test_acknowledge_and_confirm_from_the_api_reach_the_condition_and_the_audit_chain(tmp_path: Path,
                                                                                       broker: str) -> None:
-    with running_stack(tmp_path, broker=broker) as stack:
+    with running_stack(tmp_path, broker=broker, alarms=True) as stack:
         reader = Retained(stack)
         try:
             body = {"line": stack.line, "cell": "Filler", "condition": "Jam", "comment": "jam cleared at infeed"}

@@ -38,7 +38,7 @@ def test_an_operator_acknowledges_an_alarm_from_the_dashboard_with_a_signature(t
     require_chromium()
     from playwright.sync_api import expect
 
-    with running_stack(tmp_path) as stack:
+    with running_stack(tmp_path, alarms=True) as stack:
         line = stack.line
         keys = stack.folder / "keys"
         with dashboards(stack, ["operator"], 768, width=1024) as (operator,):

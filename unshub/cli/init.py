@@ -23,6 +23,9 @@ def register(app: typer.Typer) -> None:
                                               help="edge node /metrics, /healthz, /readyz"),
         broker_metrics_port: int = typer.Option(9101, "--broker-metrics-port",
                                                 help="broker /metrics, /healthz, /readyz"),
+        alarms: bool = typer.Option(False, "--alarms",
+                                    help="subscribe the edge to every simulator alarm condition and allow "
+                                         "operators to acknowledge and confirm them (docs/alarms.md)"),
     ) -> None:
         """Write broker, edge node, allowlist and adapter configs with fresh secrets."""
         from unshub.cli.stack import Profile, StackPorts, write_stack_config
@@ -50,5 +53,6 @@ def register(app: typer.Typer) -> None:
 
             typer.echo(f"backed up the previous config folder {out} to {backup_folder(out)}")
         write_stack_config(out, chosen, StackPorts(mqtt_port, ws_port, opcua_port, http_port,
-                                                   edge_http=edge_metrics_port, broker_http=broker_metrics_port))
+                                                   edge_http=edge_metrics_port, broker_http=broker_metrics_port),
+                           alarms=alarms)
         typer.echo(f"wrote the {chosen.value} stack config to {out}")

@@ -95,8 +95,13 @@ def mosquitto_password_hash(password: str, salt: bytes | None = None, iterations
 
 def write_stack_config(out: Path, profile: Profile = Profile.LOCAL, ports: StackPorts = StackPorts(),
                        data_root: Path | None = None,
-                       broker_engine: str = "embedded") -> dict[str, Any]:
-    """Write every file of the stack into ``out`` and return the summary stored in ``stack.yaml``."""
+                       broker_engine: str = "embedded", alarms: bool = False) -> dict[str, Any]:
+    """Write every file of the stack into ``out`` and return the summary stored in ``stack.yaml``.
+
+    ``alarms`` (``uns init --alarms``): the edge subscribes to every simulator condition and the
+    allowlist lets operators acknowledge and confirm them (docs/alarms.md). Off by default: each
+    condition adds nine metrics to its cell's birth and two command metrics, which a first look at
+    the demo does not need."""
     from broker.passwords import PasswordFile, save_password_file, with_user
     from simulator.catalog import tag_catalog
     from simulator.config import SimulatorConfig
@@ -135,7 +140,7 @@ def write_stack_config(out: Path, profile: Profile = Profile.LOCAL, ports: Stack
     catalog = [t.model_dump(mode="json") for t in tag_catalog(sim_config)]
     endpoint = f"opc.tcp://{hosts['simulator']}:{ports.opcua}"
     plant = simulator_config_dict(endpoint, edge_url, data_root / "edge", catalog, line=LINE,
-                                  primary_host_id=HOST_ID, sim_line=SIM_LINE, alarms=True)
+                                  primary_host_id=HOST_ID, sim_line=SIM_LINE, alarms=alarms)
     from edge_node.config import EdgeConfig
 
     signers = _write_demo_signers(out)
@@ -145,7 +150,8 @@ def write_stack_config(out: Path, profile: Profile = Profile.LOCAL, ports: Stack
     plant["http"] = {"host": hosts["bind"], "port": ports.edge_http}  # /metrics, /healthz, /readyz
     _write(out / "plant.yaml", _yaml("uns-hub edge node for the simulated line", plant), secret=True)
 
-    _write(out / "allowlist.yaml", _yaml("writable setpoints of the simulated line", _allowlist(ids, catalog)))
+    _write(out / "allowlist.yaml",
+           _yaml("writable setpoints of the simulated line", _allowlist(ids, catalog, alarms=alarms)))
 
     tokens = {role: secrets.token_urlsafe(18) for role in ROLES}
     adapter = {
@@ -241,7 +247,7 @@ def _write_demo_signers(out: Path) -> dict[str, str]:
     return files
 
 
-def _allowlist(ids: Any, catalog: list[dict[str, Any]]) -> dict[str, Any]:
+def _allowlist(ids: Any, catalog: list[dict[str, Any]], *, alarms: bool) -> dict[str, Any]:
     from simulator.alarms import CONDITION_NAMES
     from uns.commands.allowlist import CONDITION_METHODS, condition_metric
     from unshub.simulated_line import simulated_cells, simulator_node_id
@@ -274,7 +280,7 @@ def _allowlist(ids: Any, catalog: list[dict[str, Any]]) -> dict[str, Any]:
                                       {"name": "Product", "datatype": "String"},
                                       {"name": "Quantity", "datatype": "UInt32", "min": 0, "max": 1000000}]}})
     # acknowledging and confirming the simulator's conditions from the MES (docs/alarms.md)
-    for cell in simulated_cells(catalog):
+    for cell in simulated_cells(catalog) if alarms else []:
         for name in CONDITION_NAMES:
             for method in CONDITION_METHODS:
                 metrics.append({"device_id": cell, "metric": condition_metric(name, method),
