@@ -99,6 +99,10 @@ class SqliteHistorian:
             self._catalog.execute("SELECT id, grp, edge, device, metric, path FROM tags")}
         self._parts: dict[int, sqlite3.Connection] = {}
         self._counter: dict[int, int] = {}
+        #: the days of a failed multi-day batch that did commit, by (id, length) of that batch, so the
+        #: writer's retry of the same batch writes only the rest (``append``)
+        self._retry_of: int | None = None
+        self._committed_days: dict[tuple[int, int], set[int]] = {}
         #: each open day file's current ``wal_autocheckpoint`` (set per batch size, see schema)
         self._checkpoint_pages: dict[int, int] = {}
         # the last minute/hour accumulator written per tag: the next in-order batch merges into it unread
@@ -166,17 +170,26 @@ class SqliteHistorian:
         if not batch:
             return
         with self._lock:
+            # a batch across days is one transaction per day file: if a later day fails, the writer
+            # retries the same batch, and the days already committed must not be written again
+            key = (id(batch), len(batch))
+            done = self._committed_days.pop(key, set()) if key[0] == self._retry_of else set()
             try:
                 self._intern(batch)
                 by_day: dict[int, list[Sample]] = {}
                 for s in batch:
                     by_day.setdefault(s.source_ms - s.source_ms % DAY_MS, []).append(s)
                 for day, samples in sorted(by_day.items()):
-                    self._append_day(day, samples)
+                    if day not in done:
+                        self._append_day(day, samples)
+                        done.add(day)
             except sqlite3.Error as exc:
+                if done:  # remembered for the retry of this very batch (the writer keeps it alive)
+                    self._retry_of, self._committed_days = key[0], {key: done}
                 if is_disk_full(exc):
                     self._give_back_space()
                 raise
+            self._retry_of, self._committed_days = None, {}
 
     def _give_back_space(self) -> None:
         """After a full disk: checkpoint every write-ahead log and truncate it to nothing.

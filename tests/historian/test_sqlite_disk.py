@@ -71,3 +71,25 @@ def test_a_full_disk_raises_its_own_error_and_the_store_writes_again_once_space_
             assert values == [float(j) for j in range(refused + 20)]  # nothing lost, nothing doubled
         finally:
             store.close()
+
+
+def test_a_batch_across_midnight_retried_after_its_second_day_failed_is_stored_once(tmp_path: Path) -> None:
+    """One transaction per day file: day 1 commits, day 2 fails (its file cannot be opened here, as
+    on a full disk at midnight); the writer retries the same batch, and day 1 is not written twice."""
+    store = SqliteHistorian(tmp_path / "h")
+    try:
+        batch = [Sample(TAGS[0], DAY0 + DAY_MS - 1000, DAY0 + DAY_MS - 995, 1.0, 10, Quality.GOOD, 0, False),
+                 Sample(TAGS[0], DAY0 + DAY_MS + 1000, DAY0 + DAY_MS + 1005, 2.0, 10, Quality.GOOD, 0, False)]
+        blocker = store._path(DAY0 + DAY_MS)
+        blocker.mkdir()  # SQLite cannot open a directory: the second day's write fails
+        with pytest.raises(Exception) as refused:  # noqa: PT011 - which error is the machine's
+            store.append(batch)
+        assert "unable to open" in str(refused.value)
+        assert [s.value for s in store.raw(TAGS[0], DAY0, DAY0 + DAY_MS)] == [1.0]  # day 1 committed
+        blocker.rmdir()
+        store.append(batch)  # the writer's retry: the very same batch
+        assert [s.value for s in store.raw(TAGS[0], DAY0, DAY0 + 2 * DAY_MS)] == [1.0, 2.0]
+        store.append(list(batch))  # another batch with the same values is new data: stored again
+        assert [s.value for s in store.raw(TAGS[0], DAY0, DAY0 + 2 * DAY_MS)] == [1.0, 1.0, 2.0, 2.0]
+    finally:
+        store.close()
