@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .net import free_port, wait_for_port
+from .net import free_port, wait_for_port, wait_for_port_free
 from .procs import stop_process
 
 
@@ -36,7 +36,10 @@ def mosquitto_broker(workdir: Path, *, port: int | None = None, extra_conf: str 
     binary = mosquitto_binary()
     if binary is None:
         raise RuntimeError("mosquitto is not installed: run scripts/test, which installs it")
-    port = port or free_port()
+    if port is None:
+        port = free_port()
+    else:  # a restart on the port of a broker just killed: its socket may not be released yet
+        wait_for_port_free(port)
     conf = workdir / f"mosquitto-{port}.conf"
     conf.write_text(
         f"listener {port} 127.0.0.1\n"
@@ -51,6 +54,8 @@ def mosquitto_broker(workdir: Path, *, port: int | None = None, extra_conf: str 
     proc = subprocess.Popen([binary, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_for_port(port)
+        if proc.poll() is not None:  # something else answered on the port; this broker is gone
+            raise RuntimeError(f"mosquitto exited with {proc.returncode} on port {port}: see {log.name}")
         yield BrokerEndpoint("127.0.0.1", port, "mosquitto", proc.pid)
     finally:
         stop_process(proc)
