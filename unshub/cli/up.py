@@ -222,7 +222,7 @@ def up(
     finally:
         console.print("[bold]uns-hub[/bold] stopping (edge node NDEATH, host STATE offline, then the rest)")
         supervisor.stop_all()
-    console.print("[bold]uns-hub[/bold] stopped")
+        console.print("[bold]uns-hub[/bold] stopped")
 
 
 def _broker_engine(option: BrokerEngine | None, summary: object, stack_file: Path,
