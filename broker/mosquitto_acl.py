@@ -140,6 +140,15 @@ def render_acl(roles: Mapping[str, RoleRules], users: Iterable[AclUser], *, anon
                 *_lines(authorizer, Principal(None, anonymous_role), roots)]
     else:
         out += ["# anonymous clients: nothing"]
+    return "\n".join(out) + render_acl_users(roles, users, uns_roots=roots)
+
+
+def render_acl_users(roles: Mapping[str, RoleRules], users: Iterable[AclUser], *, uns_roots: Iterable[str]) -> str:
+    """One block per user (a blank line, the role comment, ``user NAME`` and its topic lines): what
+    :func:`render_acl` ends with, and what ``uns up -c`` appends for a user it creates."""
+    roots = tuple(uns_roots)
+    authorizer = Authorizer(dict(roles))
+    out = [""]
     for user in users:
         principal = Principal(user.username, user.role, group=user.group, edge=user.edge)
         out += ["", f"# role {user.role}{_scope(user)}", f"user {user.username}",
@@ -148,4 +157,4 @@ def render_acl(roles: Mapping[str, RoleRules], users: Iterable[AclUser], *, anon
 
 
 __all__ = ["SPARKPLUG_ROOT", "SPARKPLUG_TYPES", "AclUser", "MosquittoAclError", "filters_intersect", "render_acl",
-           "write_filters"]
+           "render_acl_users", "write_filters"]

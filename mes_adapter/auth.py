@@ -119,14 +119,17 @@ class TokenFile(BaseModel):
             raise source.error(exc) from None
 
     @staticmethod
-    def append(path: Path, entry: TokenEntry) -> None:
-        """Add one entry (hash only) to the file, creating it with mode 0600."""
+    def append(path: Path, entry: TokenEntry) -> Path | None:
+        """Add one entry (hash only) to the file, written atomically with mode 0600. The rewrite
+        drops comments and hand formatting, so the previous file is first copied beside it (as
+        ``uns adapter users`` does); returns that backup (None when the file is new)."""
+        from uns.private_file import backup_file, write_private
+
         current = TokenFile.load(path, missing_ok=True)
         rows = [_row(e) for e in current.tokens] + [_row(entry)]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        text = yaml.safe_dump({"tokens": rows}, sort_keys=False)
-        path.touch(mode=0o600, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+        backup = backup_file(path)
+        write_private(path, yaml.safe_dump({"tokens": rows}, sort_keys=False))
+        return backup
 
 
 def _row(entry: TokenEntry) -> dict[str, str]:

@@ -13,8 +13,6 @@ Pure edits (:func:`add_user`, :func:`remove_user`, :func:`set_password`) return 
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import yaml
@@ -22,7 +20,7 @@ import yaml
 from mes_adapter.auth import Role, UserAccount, UsersFile
 from mes_adapter.errors import MesInputError
 from uns.commands.yamlsource import ConfigError
-from uns.private_file import backup_name, write_private
+from uns.private_file import backup_file, write_private
 
 __all__ = ["UsersFileError", "add_user", "check_new", "load", "remove_user", "require_user", "save", "set_password"]
 
@@ -113,10 +111,6 @@ def _text(content: UsersFile) -> str:
 def save(path: Path, content: UsersFile) -> Path | None:
     """Write ``content`` atomically (mode 0600); the previous file, if any, is first copied to a
     backup (mode 0600: it holds the same hashes), whose path is returned."""
-    backup = None
-    if path.exists():
-        backup = backup_name(path, ".bak-")
-        shutil.copyfile(path, backup)
-        os.chmod(backup, 0o600)
+    backup = backup_file(path)
     write_private(path, _text(content))
     return backup

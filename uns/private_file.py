@@ -1,5 +1,5 @@
 """Writing a file of secrets (password hashes): atomically and readable by its owner only, and
-naming its backups.
+backing up the previous file before it is rewritten.
 
 Shared by the broker's password file and the adapter's users file, whose services read them
 while an operator edits them: the text goes to a temporary file beside the target (same file
@@ -10,6 +10,7 @@ file or the new one, never half of one, and never a moment of wider permissions.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -39,3 +40,15 @@ def backup_name(path: Path, marker: str) -> Path:
         suffix += 1
         target = path.with_name(f"{path.name}{marker}{stamp}-{suffix}")
     return target
+
+
+def backup_file(path: Path, marker: str = ".bak-") -> Path | None:
+    """Copy ``path`` (if it exists) to a free backup name beside it (:func:`backup_name`), mode 0600
+    (it holds the same secrets), before the caller rewrites it; returns the copy, or None when there
+    was nothing to keep. Every rewrite of an operator's file goes through here, so none is silent."""
+    if not path.exists():
+        return None
+    backup = backup_name(path, marker)
+    shutil.copyfile(path, backup)
+    os.chmod(backup, 0o600)
+    return backup

@@ -62,5 +62,5 @@ def refused_message(refusal: str, *, user: str | None, ids: str, config: Path, b
     """What `uns up` prints: who was refused, the broker's reason, where to look and what to change."""
     anonymous = "" if user else " (its broker URL names no user)"
     return (f"edge was refused by the broker: {refusal}{anonymous}; see {broker_log}. "
-            f"Fix: put a broker user with role edge for {ids} in sparkplug.brokers of {config} "
-            f"(`uns edge browse --stack {data_dir}` writes the stack's; `uns check` names the line to change)")
+            f"Fix: put a broker user with role edge for {ids} in sparkplug.brokers of {config}, or leave "
+            f"user:password out of that URL and `uns up -c` creates one (`uns check` names the line to change)")

@@ -334,7 +334,8 @@ def default_placement() -> Placement:
         ("line", "area"): "your area",
         ("line", "line"): "the server's top folder; name the line as the plant does",
         ("sparkplug", "brokers"): "mqtt://user:password@host:port of a broker user with role edge "
-                                  "for this line's Sparkplug ids (or browse with --stack)",
+                                  "for this line's Sparkplug ids (or browse with --stack; under `uns up -c`, "
+                                  "leave the section out and it creates one)",
         ("sparkplug", "primary_host_id"): "the MES adapter's host.host_id (uns init writes uns-mes); "
                                           "the edge births only once that host is online",
     })

@@ -79,6 +79,19 @@ def test_token_command_appends_a_hash_only_entry(tmp_path: Path) -> None:
     store = TokenStore.from_settings([], tokens_file)
     principal = store.authenticate(f"Bearer {secret}")
     assert principal.user_id == "bob" and principal.role is Role.SUPERVISOR
+    assert oct(tokens_file.stat().st_mode & 0o777) == "0o600" and "backed up" not in out.stderr
+
+    # a second token rewrites the file: the previous one (a hand-added comment included) is kept first
+    tokens_file.write_text("# tokens of the night shift\n" + tokens_file.read_text())
+    before = tokens_file.read_text()
+    again = subprocess.run(uns_command("adapter", "token", "--role", "viewer", "--user", "carol", "--full-name",
+                                       "Carol V", "--tokens-file", str(tokens_file)),
+                           capture_output=True, text=True, timeout=60, check=True)
+    (backup,) = tmp_path.glob("tokens.yaml.bak-*")
+    assert (backup.read_text(), oct(backup.stat().st_mode & 0o777)) == (before, "0o600")
+    assert again.stderr.splitlines()[0] == f"backed up the previous tokens file to {backup}"
+    store = TokenStore.from_settings([], tokens_file)
+    assert [store.authenticate(f"Bearer {s}").user_id for s in (secret, again.stdout.strip())] == ["bob", "carol"]
     bad = subprocess.run(uns_command("adapter", "token", "--role", "king", "--user", "x", "--full-name", "X"),
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "unknown role 'king'" in bad.stderr

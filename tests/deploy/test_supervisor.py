@@ -1,18 +1,25 @@
-"""The supervisor's readiness probe finds a listener without connecting to it (issue 17 item 10).
+"""The supervisor: its readiness probe and its restart rules (issue 17 items 2 and 10).
 
 A connect-and-close probe is a client that never speaks: the embedded broker logged an ERROR and
 its WebSocket listener a traceback for it on every `uns up` start. The whole-stack check (no ERROR
 or traceback in broker.log) is in tests/e2e/test_up_twice.py; this is the probe's own contract.
+
+The restart rules are checked on the pure policy and on real child processes that exit; the
+whole stack (the edge SIGKILLed and restarted, its values GOOD again, then given up on) is in
+tests/docs/test_tutorial_own_plc.py, the broker in tests/deploy/test_up_mosquitto.py.
 """
 
 from __future__ import annotations
 
 import socket
+import sys
+import threading
+from pathlib import Path
 
 import pytest
 
 from tests.support.net import free_port
-from unshub.supervisor import _port_answers
+from unshub.supervisor import RestartPolicy, ServiceSpec, Supervisor, _port_answers, exit_text
 
 
 def test_a_listener_is_found_and_never_sees_a_connection() -> None:
@@ -29,3 +36,35 @@ def test_a_listener_is_found_and_never_sees_a_connection() -> None:
 
 def test_a_free_port_is_not_ready() -> None:
     assert _port_answers(free_port()) is False
+
+
+def test_the_restart_delay_doubles_up_to_its_bound_and_the_policy_gives_up_at_the_limit_in_the_window() -> None:
+    policy = RestartPolicy(limit=4, window_s=60, first_delay_s=1, max_delay_s=3)
+    assert [policy.delay_s([0.0] * n, 0.0) for n in (1, 2, 3, 4)] == [1, 2, 3, None]
+    assert policy.delay_s([0.0, 1.0, 2.0, 70.0], 70.0) == 1  # the first three fell out of the window
+    assert RestartPolicy(limit=1).delay_s([5.0], 5.0) is None  # 1: never restart
+    assert (exit_text(2), exit_text(-9), exit_text(0)) == ("exit code 2", "exit code -9 (SIGKILL)", "exit code 0")
+
+
+def test_a_child_that_keeps_ending_is_restarted_with_its_log_tail_then_given_up_on(tmp_path: Path) -> None:
+    events: list[tuple[str, str]] = []
+    supervisor = Supervisor(tmp_path / "logs", lambda name, text: events.append((name, text)), run_dir=tmp_path / "run")
+    code = "import sys, time; print('config broken at line 3', flush=True); time.sleep(0.3); sys.exit(2)"
+    proc = supervisor.start(ServiceSpec("edge", [sys.executable, "-c", code]))
+    assert (tmp_path / "run" / "edge.pid").read_text() == f"{proc.pid}\n"
+    gave_up = supervisor.watch(threading.Event(), None, RestartPolicy(limit=3, first_delay_s=0.05))
+    log = tmp_path / "logs" / "edge.log"
+    assert gave_up == (f"edge ended 3 times within 300s (last: exit code 2); not restarting it again, stopping the "
+                       f"stack. See {log}")
+    texts = [text for name, text in events if name == "edge"]
+    tail = "\n      | config broken at line 3"
+    ended = f"ended unexpectedly with exit code 2; last lines of {log}:"
+    assert [t.split(" (pid")[0] for t in texts] == [
+        "starting", f"pid {proc.pid}", "ready",
+        f"{ended}{tail}\n    restarting in 0s (end 1; giving up at 3 within 300s)", "restarted",
+        f"{ended}{tail * 2}\n    restarting in 0s (end 2; giving up at 3 within 300s)", "restarted",
+        f"{ended}{tail * 3}"]
+    assert log.read_text().count("config broken at line 3") == 3  # one log, appended by every run
+    assert not (tmp_path / "run" / "edge.pid").exists()
+    supervisor.stop_all()
+    assert events[-1] == ("edge", "stopped (exit 2)")

@@ -147,14 +147,19 @@ def test_uns_up_runs_the_stack_on_mosquitto_and_leaves_no_broker_behind() -> Non
 
 
 def test_a_mosquitto_that_dies_is_reported_and_the_stack_stops() -> None:
-    """Supervised like the other services: a broker that exits is named with its log, the rest stops."""
-    with up_on_mosquitto("--no-demo-batch") as up:
+    """Supervised like the other services: a broker that ends is named with its exit code and its log;
+    with --restart-limit 1 (never restart) uns up gives up at once, stops the rest and exits 1."""
+    with up_on_mosquitto("--no-demo-batch", "--restart-limit", "1") as up:
         [(pid, parent)] = _pids_running(up.conf)
         assert parent == up.proc.pid
+        assert (up.data / "run" / "broker.pid").read_text() == f"{pid}\n"  # uns up's pid file names it
         os.kill(pid, signal.SIGKILL)  # the broker `uns up` started for this test, by its PID
-        up.proc.wait(timeout=60)
+        assert up.proc.wait(timeout=60) == 1
         output = up.output()
-        assert f"uns up: broker exited with code -9; see {up.data / 'logs' / 'broker.log'}" in output, output
+        log = up.data / "logs" / "broker.log"
+        assert f"broker     ended unexpectedly with exit code -9 (SIGKILL); last lines of {log}:" in output, output
+        assert (f"uns up: broker ended 1 times within 300s (last: exit code -9 (SIGKILL)); not restarting it "
+                f"again, stopping the stack. See {log}") in output, output
         for name in ("edge", "adapter", "simulator"):
             assert re.search(rf"{name}\s+stopped \(exit 0\)", output), output
         assert "uns-hub stopped" in output

@@ -169,10 +169,13 @@ def token(
     entry = TokenEntry(user_id=user, full_name=full_name, role=parsed, token_sha256=hash_token(secret))
     if tokens_file is not None:
         try:
-            TokenFile.append(tokens_file, entry)
+            backup = TokenFile.append(tokens_file, entry)
         except (ConfigError, OSError) as exc:
             raise _fail(str(exc)) from None
-        typer.echo(f"added {user} ({parsed.label}) to {tokens_file}", err=True)
+        if backup is not None:
+            typer.echo(f"backed up the previous tokens file to {backup}", err=True)
+        typer.echo(f"added {user} ({parsed.label}) to {tokens_file}; restart the adapter to apply "
+                   "(it reads the tokens file at start)", err=True)
     else:
         typer.echo("# add under auth.tokens in adapter.yaml (or a tokens file):", err=True)
         typer.echo(yaml.safe_dump([{"user_id": user, "full_name": full_name, "role": parsed.label,

@@ -18,10 +18,13 @@ from pathlib import Path
 
 import typer
 
+from unshub.own_map import DERIVED_SUFFIX  # `uns up -c plant-own.yaml` runs plant-own.uns-up.yaml
+
 #: the files of a stack folder (`uns init`), in the order they are checked
 STACK_FILES = ("broker.yaml", "users.yaml", "plant.yaml", "adapter.yaml", "allowlist.yaml", "signers.yaml")
 #: written by `uns up --broker` from plant.yaml at every start: checking plant.yaml covers it
 DERIVED_TAG_MAP = "plant-external-broker.yaml"
+
 
 
 @dataclass(frozen=True)
@@ -110,13 +113,14 @@ def _by_name(name: str) -> Kind:
 
 def files_to_check(paths: list[Path]) -> list[Path]:
     """A folder means its stack files (those present) and any other tag map in it (``plant-*.yaml``,
-    except the one `uns up --broker` derives at every start); a file is checked as given."""
+    except those `uns up` derives at every start); a file is checked as given."""
     out: list[Path] = []
     for path in paths:
         if path.is_dir():
             out += [path / name for name in STACK_FILES if (path / name).exists()]
             out += [other for other in sorted(path.glob("plant?*.yaml"))
-                    if other.name not in STACK_FILES and other.name != DERIVED_TAG_MAP]
+                    if other.name not in STACK_FILES and other.name != DERIVED_TAG_MAP
+                    and not other.name.endswith(DERIVED_SUFFIX)]
         else:
             out.append(path)
     return out

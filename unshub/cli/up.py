@@ -5,7 +5,11 @@ with the config ``uns init`` wrote for it: :mod:`unshub.mosquitto`), the simulat
 adapter (primary host, UNS mirror, REST API and dashboard) and the edge node, each as its own
 process (``uns <service>``: the very commands docker-compose runs), waits until data flows, prints
 where everything is, and on Ctrl-C stops them in reverse order so the wire sees the edge node's
-NDEATH and the host's STATE offline.
+NDEATH and the host's STATE offline. Meanwhile a service that ends is restarted with a growing
+delay, and ``uns up`` gives up (exit 1) when one ends ``--restart-limit`` times within
+``--restart-window`` (:meth:`unshub.supervisor.Supervisor.watch`). With ``--config`` (your own
+tag map) it first derives the broker user, primary host and MES line the map needs
+(:mod:`unshub.own_map`).
 """
 
 from __future__ import annotations
@@ -67,6 +71,11 @@ def up(
     broker_metrics_port: int | None = typer.Option(None, "--broker-metrics-port",
                                                    help=f"broker /metrics, /healthz, /readyz {_PORT_HELP} 9101)"),
     run_for: float | None = typer.Option(None, "--run-for", help="stop by itself after this many seconds"),
+    restart_limit: int = typer.Option(5, "--restart-limit", min=1,
+                                      help="a service that ends this many times within --restart-window is not "
+                                           "restarted again: uns up stops the stack and exits 1 (1: never restart)"),
+    restart_window: float = typer.Option(300.0, "--restart-window", min=1,
+                                         help="seconds in which --restart-limit ends make uns up give up"),
     demo_batch: bool = typer.Option(True, "--demo-batch/--no-demo-batch",
                                     help="with the simulator: start a batch (MES context and PLC) so counts, "
                                          "confirmations and OEE move"),
@@ -78,6 +87,7 @@ def up(
     from unshub.cli.stack import StackPorts
     from unshub.supervisor import (
         PortInUseError,
+        RestartPolicy,
         ServiceFailedError,
         ServiceSpec,
         Supervisor,
@@ -130,10 +140,17 @@ def up(
     # the tokens the adapter will accept are the ones in its config (a user may have changed them),
     # not the copy stack.yaml keeps of what `uns init` generated
     summary["tokens"] = _api_tokens(adapter_config or folder / "adapter.yaml") or summary.get("tokens", {})
+    if config is not None and broker is None:  # your own tag map: broker user, primary host, MES line
+        config, adapter_config, summary["line"] = _own_map(console, folder, config,
+                                                           adapter_config or folder / "adapter.yaml", mqtt_port)
 
     def on_event(name: str, text: str) -> None:
+        from rich.markup import escape
+
         style = {"ready": "green", "starting": "cyan", "stopping": "yellow"}.get(text, "dim")
-        console.print(f"  [{style}]{name:<10} {text}[/{style}]")
+        if text.startswith(("ended", "restarted")):
+            style = "yellow"
+        console.print(f"  [{style}]{name:<10} {escape(text)}[/{style}]")
 
     adapter_cmd = [*uns, "adapter", "run", "--config", str(adapter_config or folder / "adapter.yaml")]
     if broker:
@@ -173,7 +190,7 @@ def up(
     specs.append(ServiceSpec("edge", [*uns, "edge", "run", "--config", str(edge_config)],
                              ready_check=edge_ready, ready_timeout=90))
 
-    supervisor = Supervisor(data_dir / "logs", on_event)
+    supervisor = Supervisor(data_dir / "logs", on_event, run_dir=data_dir / "run")
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -193,26 +210,19 @@ def up(
             _print_urls(console, summary, ports, engine, _broker_line(engine, mosquitto_binary, folder),
                         edge_metrics=simulator)
         deadline = None if run_for is None else time.monotonic() + run_for
-        while not stop.is_set():
-            failed = supervisor.failed()
-            if failed:
-                name, code = failed[0]
-                console.print(f"[red]uns up: {name} exited with code {code}; "
-                              f"see {data_dir / 'logs' / (name + '.log')}[/red]")
-                break
-            if deadline is not None and time.monotonic() > deadline:
-                break
-            stop.wait(0.5)
+        gave_up = None if stop.is_set() else supervisor.watch(stop, deadline,
+                                                               RestartPolicy(restart_limit, restart_window))
+        if gave_up is not None:
+            raise ServiceFailedError(gave_up)
     except ServiceFailedError as exc:
         from rich.markup import escape
 
         console.print(f"[red]uns up: {escape(str(exc))}[/red]")
-        supervisor.stop_all()
-        raise typer.Exit(1) from None
+        raise typer.Exit(1) from None  # the stack is stopped below
     finally:
         console.print("[bold]uns-hub[/bold] stopping (edge node NDEATH, host STATE offline, then the rest)")
         supervisor.stop_all()
-    console.print("[bold]uns-hub[/bold] stopped")
+        console.print("[bold]uns-hub[/bold] stopped")
 
 
 def _broker_engine(option: BrokerEngine | None, summary: object, stack_file: Path,
@@ -378,6 +388,26 @@ def _prepare_stack_folder(console, folder: Path, summary: object,  # type: ignor
     return summary
 
 
+def _own_map(console, folder: Path, tag_map: Path, adapter: Path,  # type: ignore[no-untyped-def]
+             mqtt_port: int) -> tuple[Path, Path, str]:
+    """What `uns up -c` derives for the user's tag map (:mod:`unshub.own_map`), said in words; the
+    edge and adapter configs to run, and the map's line (the summary's UNS mirror). A derived adapter
+    config is checked like the user's."""
+    from unshub.cli.adapter import load_checked as adapter_checked
+    from unshub.own_map import prepare_own_map
+
+    try:
+        own = prepare_own_map(folder, tag_map, adapter, mqtt_port=mqtt_port)
+        if own.adapter_config != adapter:
+            adapter_checked(own.adapter_config)
+    except (ValueError, OSError) as exc:
+        typer.echo(f"uns up: {tag_map}: {exc}", err=True)
+        raise typer.Exit(2) from None
+    for line in own.lines:
+        console.print(f"  {line}", markup=False)
+    return own.edge_config, own.adapter_config, own.line
+
+
 def _check_configs(*, broker_yaml: Path | None, plant: Path, adapter: Path, broker_url: str | None) -> None:
     """Every service's ``check`` step before anything starts: a bad file is reported here with its
     ``file:line`` (exit 2), not as a child that exits while starting and a pointer to its log."""
@@ -523,7 +553,8 @@ def _print_urls(console, summary: dict, ports, engine: BrokerEngine | None,  # t
     if engine is not None:
         websocket = f"   (WebSocket ws://127.0.0.1:{ports.ws}/mqtt)" if engine is BrokerEngine.EMBEDDED else ""
         console.print(f"  MQTT             mqtt://127.0.0.1:{ports.mqtt}{websocket}")
-        console.print(f"  OPC UA (sim)     opc.tcp://127.0.0.1:{ports.opcua}")
+        if edge_metrics:  # the simulated line (its generated plant.yaml serves the edge's metrics)
+            console.print(f"  OPC UA (sim)     opc.tcp://127.0.0.1:{ports.opcua}")
         special = "$sparkplug/#" if engine is BrokerEngine.EMBEDDED else "$SYS/#"
         console.print("  MQTT Explorer:   new connection, host 127.0.0.1, port "
                       f"{ports.mqtt}, no user name (read-only); topics: '#' and '{special}'", markup=False)
