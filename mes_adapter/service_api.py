@@ -31,6 +31,8 @@ from mes_adapter.confirmations.service import batch_intervals
 from mes_adapter.context import AssertionOutcome, BatchWindow, ContextAssertion
 from mes_adapter.context.audited import api_actor
 from mes_adapter.context.reconcile import Reconciliation
+from mes_adapter.crew import CrewPresence
+from mes_adapter.crew import Outcome as CrewOutcome
 from mes_adapter.downtime.config import ReasonCode
 from mes_adapter.downtime.losses import BucketLoss
 from mes_adapter.downtime.service import Stop
@@ -415,6 +417,15 @@ class ServiceApi:
 
     def trace(self, lot_id: str, direction: str) -> Trace:
         return self._svc.genealogy.backward(lot_id) if direction == "backward" else self._svc.genealogy.forward(lot_id)
+
+    # -- crew (mes_adapter.crew) -------------------------------------------------------------
+
+    def assert_crew(self, presence: CrewPresence, who: Principal) -> CrewOutcome:
+        """A person's presence on a line (CrewError with the reason when refused)."""
+        return self._svc.crew.assert_presence(presence, who.user_id, actor=api_actor(who))
+
+    def crew(self, line: str, from_ms: int, to_ms: int) -> list[CrewPresence]:
+        return self._svc.crew.crew(line, from_ms, to_ms)
 
     # -- audit -------------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from mes_adapter.auth import Principal, Role
-from mes_adapter.errors import MesInputError
+from mes_adapter.errors import RefusalError
 from mes_adapter.quality.models import Disposition, DispositionRequest, DispositionSplit, disposition_hash
 from mes_adapter.quality.store import DispositionStore
 from mes_adapter.timefmt import now_ms
@@ -32,14 +32,8 @@ _EPS = 1e-9
 RejectsOf = Callable[[str, str], float | None]
 
 
-class DispositionRefusedError(MesInputError):
+class DispositionRefusedError(RefusalError):
     """A disposition the service refuses; ``status`` and ``reason`` are what the API answers."""
-
-    def __init__(self, status: int, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.reason = reason
-        self.message = message
 
 
 @dataclass(frozen=True, slots=True)
