@@ -46,7 +46,7 @@ from mes_adapter.oee.shifts import ShiftCalendar, ShiftWindow
 from mes_adapter.orders import Order, OrderIn, OrderStatus
 from mes_adapter.production.quantities import Quantities
 from mes_adapter.production.records import BoundRecord, Record
-from mes_adapter.quality import Disposition, DispositionRequest
+from mes_adapter.quality import Disposition, DispositionRequest, DispositionSplit
 from mes_adapter.quality.service import DispositionState
 from mes_adapter.service import AdapterService
 from mes_adapter.status import data_status
@@ -245,6 +245,14 @@ class ServiceApi:
         disposition = self._svc.quality.dispose(who, line, batch_id, request)
         self._svc.run_confirmations()
         return disposition
+
+    def disposition_required(self) -> bool:
+        """Whether rejects wait for QA (``mes.disposition.required``): then scrap is what QA classified."""
+        return self._svc.config.mes.disposition.required
+
+    def disposition_totals(self, line: str, batch_id: str) -> DispositionSplit:
+        """What QA classified of a batch's rejects so far."""
+        return self._svc.quality.totals(line, batch_id)
 
     def final_waiting_for_disposition(self, line: str, batch_id: str) -> bool:
         return (line, batch_id) in self._svc.confirmations.waiting_for_disposition
