@@ -144,7 +144,7 @@ def test_a_retried_disposition_is_counted_once_even_when_both_requests_run_at_on
                                  disposition_id="D-1", split=split, now_ms=T0)
     request = DispositionRequest(disposition_id="D-1", split=split, signature=signature)
     # both requests are past the lookup of the id before either stores it (the race a retry makes)
-    both_looked = threading.Barrier(2, timeout=2)
+    both_looked = threading.Barrier(2, timeout=0.5)
     lookup = f.store.get
 
     def get_in_step(disposition_id: str):  # type: ignore[no-untyped-def]
