@@ -17,6 +17,17 @@ class MesInputError(MesError, ValueError):
     """A peer asked for something the adapter refuses; the message says why."""
 
 
+class RefusalError(MesInputError):
+    """A request refused with an HTTP ``status`` and a ``reason`` code the API answers as they are
+    (orders, lots, crew, dispositions); ``message`` says why in words."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+
 class InvalidLineError(MesInputError):
     """A line key is not ``<enterprise>/<site>/<area>/<line>`` with valid ISA-95 names."""
 

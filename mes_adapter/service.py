@@ -41,6 +41,7 @@ from mes_adapter.confirmations.service import ConfirmationService, batch_interva
 from mes_adapter.context import AssertionOutcome, ContextAssertion, ContextService, ContextStore, context_topic
 from mes_adapter.context.audited import api_actor, audited
 from mes_adapter.context.reconcile import LineReport, ReconcileAction, Reconciliation, reconcile
+from mes_adapter.crew import CrewService, CrewStore
 from mes_adapter.downtime.losses import losses_dict
 from mes_adapter.downtime.service import DowntimeService
 from mes_adapter.downtime.store import ReasonStore
@@ -145,6 +146,8 @@ class AdapterService:
                                        on_change=self._command_changed, keep_finished=config.commands.keep_finished)
         self.genealogy = GenealogyService(GenealogyStore(mes.genealogy_db), audit=self.decisions)
         self.confirmations.lots_of = self.genealogy.consumed_by
+        self.crew = CrewService(CrewStore(mes.crew_db), lambda line: mes.line(line) is not None, audit=self.decisions)
+        self.confirmations.labour_time = self.crew.labour_ms
         # a batch started from an order: the signed StartBatch command (audited with its signers) was
         # confirmed by the PLC, and the adapter asserts the batch it started
         self.orders = OrderService(OrderStore(mes.orders_db), mes.orders, self.context, self.commands,
@@ -248,6 +251,7 @@ class AdapterService:
         self.audit.close()
         for store in (self.record_store, self.outbox, self.context_store, self.production_store, self.episodes.store,
                       self.disposition_store, self.downtime.store, self.orders.store, self.genealogy.store,
+                      self.crew.store,
                       self.alarms.journal):
             with contextlib.suppress(Exception):
                 store.close()
@@ -368,6 +372,9 @@ class AdapterService:
         if rest[:1] == ["material"]:
             self._on_material(line.topic, payload)
             return
+        if rest == ["crew"]:
+            self._on_crew(line.topic, payload)
+            return
         if rest != ["batch"]:
             self.count("context_ignored", {"why": "not_batch"})
             return
@@ -413,6 +420,18 @@ class AdapterService:
             log.warning("material assertion on %s refused: %s", line, exc)
             return
         self.count("material_assertions", {"source": "uns", "outcome": outcome.value})
+
+    def _on_crew(self, line: str, payload: bytes) -> None:
+        """A person's presence on the line, asserted on ``<line>/_context/crew`` (see mes_adapter.crew)."""
+        if not payload:
+            return  # a cleared retained message
+        try:
+            outcome = self.crew.handle_uns(line, payload, Actor.broker_user(self._context_publisher(line)))
+        except MesInputError as exc:
+            self.count("crew_assertions", {"source": "uns", "outcome": "refused"})
+            log.warning("crew assertion on %s refused: %s", line, exc)
+            return
+        self.count("crew_assertions", {"source": "uns", "outcome": outcome.value})
 
     def assert_context(self, assertion: ContextAssertion, who: Principal | None = None, *,
                        actor: Actor | None = None) -> AssertionOutcome:

@@ -31,6 +31,8 @@ from mes_adapter.confirmations.service import batch_intervals
 from mes_adapter.context import AssertionOutcome, BatchWindow, ContextAssertion
 from mes_adapter.context.audited import api_actor
 from mes_adapter.context.reconcile import Reconciliation
+from mes_adapter.crew import CrewPresence
+from mes_adapter.crew import Outcome as CrewOutcome
 from mes_adapter.downtime.config import ReasonCode
 from mes_adapter.downtime.losses import BucketLoss
 from mes_adapter.downtime.service import Stop
@@ -44,7 +46,7 @@ from mes_adapter.oee.shifts import ShiftCalendar, ShiftWindow
 from mes_adapter.orders import Order, OrderIn, OrderStatus
 from mes_adapter.production.quantities import Quantities
 from mes_adapter.production.records import BoundRecord, Record
-from mes_adapter.quality import Disposition, DispositionRequest
+from mes_adapter.quality import Disposition, DispositionRequest, DispositionSplit
 from mes_adapter.quality.service import DispositionState
 from mes_adapter.service import AdapterService
 from mes_adapter.status import data_status
@@ -244,6 +246,14 @@ class ServiceApi:
         self._svc.run_confirmations()
         return disposition
 
+    def disposition_required(self) -> bool:
+        """Whether rejects wait for QA (``mes.disposition.required``): then scrap is what QA classified."""
+        return self._svc.config.mes.disposition.required
+
+    def disposition_totals(self, line: str, batch_id: str) -> DispositionSplit:
+        """What QA classified of a batch's rejects so far."""
+        return self._svc.quality.totals(line, batch_id)
+
     def final_waiting_for_disposition(self, line: str, batch_id: str) -> bool:
         return (line, batch_id) in self._svc.confirmations.waiting_for_disposition
 
@@ -415,6 +425,15 @@ class ServiceApi:
 
     def trace(self, lot_id: str, direction: str) -> Trace:
         return self._svc.genealogy.backward(lot_id) if direction == "backward" else self._svc.genealogy.forward(lot_id)
+
+    # -- crew (mes_adapter.crew) -------------------------------------------------------------
+
+    def assert_crew(self, presence: CrewPresence, who: Principal) -> CrewOutcome:
+        """A person's presence on a line (CrewError with the reason when refused)."""
+        return self._svc.crew.assert_presence(presence, who.user_id, actor=api_actor(who))
+
+    def crew(self, line: str, from_ms: int, to_ms: int) -> list[CrewPresence]:
+        return self._svc.crew.crew(line, from_ms, to_ms)
 
     # -- audit -------------------------------------------------------------------------------
 

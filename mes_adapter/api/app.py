@@ -28,6 +28,7 @@ from mes_adapter.api import (
     batch_report,
     batches,
     commands,
+    crew,
     downtime,
     errors,
     events,
@@ -126,7 +127,7 @@ def create_app(service: AdapterService, metrics: AdapterMetrics, *, manage_lifet
     app.state.metrics = metrics
     errors.install(app)
     for module in (health, me, plant, quarantine, batches, batch_report, production, quality, downtime, commands,
-                   audit, events, orders, genealogy, alarms, history):
+                   audit, events, orders, genealogy, crew, alarms, history):
         app.include_router(module.router)
     app.include_router(approvals_router)
     app.include_router(session_router)

@@ -79,7 +79,14 @@ class BatchInfo(BaseModel):
     end_ms: int | None
     running: bool
     good: float
-    scrap: float
+    #: what the reject counters counted while the batch ran (however QA classified them)
+    rejects: float = Field(description="rejects counted while the batch ran, however QA classified them")
+    scrap: float = Field(description="with QA disposition (mes.disposition.required) the rejects QA classified "
+                                     "as scrap; without it every reject is scrap, as confirmations report it")
+    rework: float = Field(0.0, description="rejects QA classified as rework (0 without QA disposition)")
+    accepted: float = Field(0.0, description="rejects QA released as good (0 without QA disposition)")
+    pending_disposition: float | None = Field(
+        None, description="rejects not classified yet; null when QA disposition is off")
     produced: float
     consumed: dict[str, float]
 

@@ -67,13 +67,20 @@ def nodes_of_line(svc: ServiceApi, line: str) -> list[NodeView]:
 
 
 def batch_info(svc: ServiceApi, window: BatchWindow) -> BatchInfo:
+    """A batch with its counts; rejects split as QA classified them when disposition is on (the
+    counters' ``scrap`` is every reject, which is what scrap means only without QA disposition)."""
     quantities = svc.batch_quantities(window)
     last = window.last
+    rejects = quantities.scrap
+    split = svc.disposition_totals(window.line, window.batch_id) if svc.disposition_required() else None
     return BatchInfo(
         line=window.line, batch_id=window.batch_id, work_order_id=last.work_order_id,
         operation_id=last.operation_id, product_id=last.product_id, phase=last.phase,
         target_quantity=last.target_quantity, uom=last.uom, start_ms=window.start_ms, end_ms=window.end_ms,
-        running=window.end_ms is None, good=quantities.good, scrap=quantities.scrap,
+        running=window.end_ms is None, good=quantities.good, rejects=rejects,
+        scrap=rejects if split is None else split.scrap, rework=0.0 if split is None else split.rework,
+        accepted=0.0 if split is None else split.accepted,
+        pending_disposition=None if split is None else max(0.0, rejects - split.total),
         produced=quantities.produced, consumed=dict(quantities.consumed))
 
 

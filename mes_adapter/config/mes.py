@@ -344,3 +344,7 @@ class MesConfig(BaseModel):
     @property
     def genealogy_db(self) -> Path:
         return self.data_dir / "genealogy.sqlite"
+
+    @property
+    def crew_db(self) -> Path:
+        return self.data_dir / "crew.sqlite"

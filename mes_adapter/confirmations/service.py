@@ -84,6 +84,8 @@ class ConfirmationService:
         self.waiting_for_disposition: set[tuple[str, str]] = set()
         #: ``(line, intervals) -> ms`` the line ran (the OEE state timeline); None: no machine time
         self.machine_time: Callable[[str, list[Interval]], int] | None = None
+        #: ``(line, intervals) -> ms`` of crew presence inside them (mes_adapter.crew); None: no labour time
+        self.labour_time: Callable[[str, list[Interval]], int] | None = None
         #: the lots a batch consumed (line, batch_id) -> objects with lot_id, material_id, quantity, uom;
         #: set by the service to the genealogy (mes_adapter.genealogy), listed on the final confirmation
         self.lots_of: Callable[[str, str], Sequence[Any]] = lambda _line, _batch: []
@@ -167,13 +169,20 @@ class ConfirmationService:
         return RejectSplit(scrap=scrap, rework=rework, accepted=accepted, pending=still_pending - done.scrap)
 
     def _data(self, batch: BatchWindow, planned: PlannedConfirmation) -> list[DataItem]:
-        """Machine time of the window (running state inside the batch's segments), for the ERP's
-        activity confirmation. A late supplement corrects quantities only: no time of its own."""
-        if self.machine_time is None or planned.kind is ConfirmationKind.LATE:
+        """Machine time (running state inside the batch's segments) and labour time (the crew's
+        presence inside them, stops and holds included: see :mod:`mes_adapter.crew.models`) of the
+        window, for the ERP's activity confirmation. A late supplement corrects quantities only: no
+        time of its own."""
+        if planned.kind is ConfirmationKind.LATE:
             return []
         window = Interval(planned.start_ms, planned.end_ms)
         parts = [p for p in (iv.clip(window) for iv in batch_intervals(batch, planned.end_ms)) if p is not None]
-        return [DataItem(name="machine_time", value=self.machine_time(batch.line, parts) / 1000, uom="s")]
+        out = []
+        if self.machine_time is not None:
+            out.append(DataItem(name="machine_time", value=self.machine_time(batch.line, parts) / 1000, uom="s"))
+        if self.labour_time is not None:
+            out.append(DataItem(name="labour_time", value=self.labour_time(batch.line, parts) / 1000, uom="s"))
+        return out
 
     def _to_date(self, batch: BatchWindow, planned: PlannedConfirmation) -> Quantities:
         until = None if planned.kind is ConfirmationKind.LATE else planned.end_ms

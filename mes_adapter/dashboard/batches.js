@@ -50,7 +50,7 @@ function buildBatchesPanel() {
     el("div", {id: "batch-result", class: "result", hidden: ""}),
     el("table", {id: "batch-table"},
       el("thead", {}, el("tr", {}, ...["batch", "line", "order", "product", "phase", "start", "end", "good",
-        "scrap", "OEE", ""].map((h) => el("th", {}, h)))),
+        "rejects", "OEE", ""].map((h) => el("th", {}, h)))),
       el("tbody", {id: "batch-list"})));
   $("batch-line").addEventListener("change", () => loadBatches().catch(() => {}));
   $("batch-start-form").addEventListener("submit", startBatch);
@@ -101,7 +101,25 @@ function setPhase() {
 function endBatch() {
   const running = $("batch-end").dataset.batch;
   return batchAction("end", {batch_id: running || null},
-    (r) => `ended ${r.batch.batch_id}: ${fmtValue(r.batch.good)} good, ${fmtValue(r.batch.scrap)} scrap`);
+    (r) => `ended ${r.batch.batch_id}: ${fmtValue(r.batch.good)} good, ${rejectsText(r.batch)}`);
+}
+
+/** A batch's rejects as the API splits them: all scrap without QA disposition; with it, how QA
+ * classified them so far and what is still pending (never every reject called scrap). */
+function rejectsText(b) {
+  if (b.pending_disposition === null || b.pending_disposition === undefined) return `${fmtValue(b.scrap)} scrap`;
+  return `${fmtValue(b.rejects)} rejects: ${fmtValue(b.scrap)} scrap, ${fmtValue(b.rework)} rework, ` +
+    `${fmtValue(b.accepted)} accepted, ${fmtValue(b.pending_disposition)} pending QA`;
+}
+
+/** The OEE cell of a batch row: the value, flagged when incomplete and when implausible (a warning
+ * from /api/oee, e.g. effectiveness above 100 %: a counter or ideal-rate misconfiguration). */
+function oeeCell(o) {
+  if (!o) return el("td", {"data-field": "oee"}, "\u2013");
+  const warned = (o.warnings || []).length > 0;
+  const cls = [o.data_complete === false ? "incomplete" : "", warned ? "implausible" : ""].filter(Boolean).join(" ");
+  return el("td", {"data-field": "oee", class: cls, title: (o.warnings || []).join("\n")},
+    pct(o.oee) + (o.data_complete === false || warned ? " \u26a0" : ""));
 }
 
 // ---------------------------------------------------------------- the list
@@ -129,9 +147,12 @@ async function loadBatches() {
     el("td", {}, el("b", {}, b.batch_id), b.running ? el("span", {class: "pill on"}, "running") : ""),
     el("td", {}, b.line), el("td", {}, b.work_order_id || "\u2013"), el("td", {}, b.product_id || "\u2013"),
     el("td", {}, b.phase || "\u2013"), el("td", {}, fmtDateTime(b.start_ms)), el("td", {}, fmtDateTime(b.end_ms)),
-    el("td", {"data-field": "good"}, fmtValue(b.good)), el("td", {"data-field": "scrap"}, fmtValue(b.scrap)),
-    el("td", {"data-field": "oee", class: oees[i] && oees[i].data_complete === false ? "incomplete" : ""},
-      oees[i] ? pct(oees[i].oee) + (oees[i].data_complete === false ? " \u26a0" : "") : "\u2013"),
+    el("td", {"data-field": "good"}, fmtValue(b.good)),
+    el("td", {}, el("span", {"data-field": "rejects"}, fmtValue(b.rejects)),
+      b.pending_disposition === null || b.pending_disposition === undefined ? "" :
+        el("small", {class: "split", "data-field": "split"}, `${fmtValue(b.scrap)} scrap \u00b7 ` +
+          `${fmtValue(b.rework)} rework \u00b7 ${fmtValue(b.accepted)} accepted \u00b7 ${fmtValue(b.pending_disposition)} pending`)),
+    oeeCell(oees[i]),
     el("td", {}, el("button", {class: "quiet batch-open", type: "button",
       onclick: () => { location.hash = reportHash(b.line, b.batch_id); }}, "Report"))))
     : [el("tr", {}, el("td", {colspan: 11, class: "muted"}, line ? "no batches on this line yet" : ""))]));
@@ -196,7 +217,11 @@ function renderReport(r) {
       kv([["line", b.line], ["work order", b.work_order_id || "\u2013", "order"], ["product", b.product_id || "\u2013", "product"],
         ["phase", b.phase || "\u2013"], ["start", fmtDateTime(b.start_ms), "start"], ["end", b.running ? "running" : fmtDateTime(b.end_ms), "end"],
         ["duration", fmtDuration(((b.end_ms || r.generated_ms) - b.start_ms) / 1000)], ["report made", fmtDateTime(r.generated_ms)]]),
-      kv([["good", fmtValue(b.good), "good"], ["scrap", fmtValue(b.scrap), "scrap"], ["produced", fmtValue(b.produced), "produced"],
+      kv([["good", fmtValue(b.good), "good"], ["rejects", fmtValue(b.rejects), "rejects"],
+        ...(b.pending_disposition === null || b.pending_disposition === undefined ? [["scrap", fmtValue(b.scrap), "scrap"]]
+          : [["scrap (QA)", fmtValue(b.scrap), "scrap"], ["rework (QA)", fmtValue(b.rework), "rework"],
+            ["accepted (QA)", fmtValue(b.accepted), "accepted"], ["pending QA", fmtValue(b.pending_disposition), "pending"]]),
+        ["produced", fmtValue(b.produced), "produced"],
         ["target", b.target_quantity === null ? "\u2013" : `${fmtValue(b.target_quantity)} ${b.uom || ""}`, "target"],
         ...Object.entries(b.consumed).map(([k, v]) => [`consumed ${k}`, fmtValue(v)])]))];
 
@@ -208,7 +233,7 @@ function renderReport(r) {
     parts.push(kv([["planned time", fmtDuration(o.pot_s)], ["planned downtime", fmtDuration(o.planned_downtime_s)],
       ["run time", fmtDuration(o.apt_s)], ["unplanned stops", `${fmtDuration(o.unplanned_stop_s)} (${o.stop_count})`],
       ["micro-stops", `${fmtDuration(o.micro_stop_s)} (${o.micro_stop_count})`]]));
-    if (o.warnings && o.warnings.length) parts.push(el("p", {class: "muted"}, o.warnings.join("; ")));
+    if (o.warnings && o.warnings.length) parts.push(incompleteMarker("OEE implausible: check the counters and the ideal cycle time", o.warnings, "report-oee-warnings"));
     parts.push(table("report-losses", ["loss bucket", "lost time", "stops"],
       Object.entries(o.losses).map(([bucket, loss]) => el("tr", {"data-bucket": bucket},
         td(bucket), td(fmtDuration(loss.lost_s)), td(String(loss.stops)))), "no loss buckets configured"));

@@ -11,6 +11,7 @@ const mes = {
   lines: [],          // line keys offered in the panel's line select
   reasons: [],        // the configured reason hierarchy, flat (GET /api/stops/reasons)
   starting: false,    // an order is starting: the list is refreshed until its command ends
+  unanswered: new Map(),  // dispositions sent whose answer never came, by content: a retry resends the same one
 };
 
 const MES_BATCH_ROWS = 15;  // batches looked at for pending rejects: the recent past
@@ -53,14 +54,20 @@ function mesResult(text, kind) {
   box.textContent = text || "";
 }
 
-/** Run one POST of the panel: its success text or the API's refusal in the result box, then reload. */
+/** Run one POST of the panel, reload the tables, then show its success text or the API's refusal in
+ * the result box: once the result shows, the rows are the fresh ones (a reload finishing later would
+ * wipe what the user types next). */
 async function mesAction(run, done) {
+  let text, kind = "ok";
   try {
-    mesResult(done(await run()), "ok");
+    text = done(await run());
   } catch (e) {
-    mesResult(e.status ? refusalText(e) : "Could not sign in this browser: " + e.message, "refused");
+    kind = "refused";
+    text = e.status ? refusalText(e) : e.unanswered ? "No answer from the adapter (" + e.message +
+      "): send it again, it is counted once" : "Could not sign in this browser: " + e.message;
   }
-  loadMes(true).catch(() => {});
+  await loadMes(true).catch(() => {});
+  mesResult(text, kind);
 }
 
 const may = (what) => !!(state.me && state.me[what]);
@@ -164,17 +171,35 @@ async function dispositionHash(line, batchId, dispositionId, split) {
   return hex(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(canonical)));
 }
 
+/** Classify rejects. A retry of a request whose answer never came (the network failed after the
+ * adapter may have recorded it) resends the very same request, same id and signature, so the adapter
+ * counts it once; a fresh id would classify the same rejects twice. Any answer ends the retry. */
 async function dispose(line, batchId, inputs) {
   const split = Object.fromEntries(Object.entries(inputs).filter(([k]) => k !== "reason")
     .map(([k, input]) => [k, Number(input.value || 0)]));
-  const dispositionId = crypto.randomUUID();
-  const file = $("qa-key").files[0], passphrase = $("qa-passphrase").value;
-  const signature = await browserSignature(await dispositionHash(line, batchId, dispositionId, split), "approved",
-    file, passphrase);
-  if (file && passphrase) $("qa-key").value = "";
-  $("qa-passphrase").value = "";
-  return api(`/api/lines/${enc(line)}/batches/${encodeURIComponent(batchId)}/disposition`, {method: "POST",
-    body: {disposition_id: dispositionId, split, reason: inputs.reason.value.trim() || null, signature}});
+  const reason = inputs.reason.value.trim() || null;
+  const key = JSON.stringify([line, batchId, split, reason]);
+  let body = mes.unanswered.get(key);
+  if (!body) {
+    const dispositionId = crypto.randomUUID();
+    const file = $("qa-key").files[0], passphrase = $("qa-passphrase").value;
+    const signature = await browserSignature(await dispositionHash(line, batchId, dispositionId, split), "approved",
+      file, passphrase);
+    if (file && passphrase) $("qa-key").value = "";
+    $("qa-passphrase").value = "";
+    body = {disposition_id: dispositionId, split, reason, signature};
+  }
+  mes.unanswered.set(key, body);
+  try {
+    const answer = await api(`/api/lines/${enc(line)}/batches/${encodeURIComponent(batchId)}/disposition`,
+      {method: "POST", body});
+    mes.unanswered.delete(key);
+    return answer;
+  } catch (e) {
+    if (e.status) mes.unanswered.delete(key);
+    else e.unanswered = true;
+    throw e;
+  }
 }
 
 function qaRow(line, d) {
@@ -183,8 +208,8 @@ function qaRow(line, d) {
     const number = (cls) => el("input", {class: cls, type: "number", min: "0", step: "any", size: "4", placeholder: cls.slice(3)});
     const inputs = {scrap: number("qa-scrap"), rework: number("qa-rework"), accepted: number("qa-accepted"),
       reason: el("input", {class: "qa-reason", placeholder: "reason", size: "10"})};
-    actions.push(...Object.values(inputs), el("button", {class: "qa-dispose", type: "button", onclick: () => mesAction(
-      () => dispose(line, d.batch_id, inputs),
+    actions.push(...Object.values(inputs), el("button", {class: "qa-dispose", type: "button", onclick: (ev) => mesAction(
+      () => { ev.target.disabled = true; return dispose(line, d.batch_id, inputs).finally(() => { ev.target.disabled = false; }); },
       (r) => `${r.batch_id}: ${fmtValue(r.scrap)} scrap, ${fmtValue(r.rework)} rework, ${fmtValue(r.accepted)} accepted, ` +
         `${fmtValue(r.pending)} pending`)}, "Sign and classify"));
   }

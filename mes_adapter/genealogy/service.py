@@ -24,7 +24,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from mes_adapter.errors import MesInputError
+from mes_adapter.errors import RefusalError
 from mes_adapter.timefmt import now_ms
 from uns.audit.decisions import Actor, AuthMethod, DecisionAudit, lot_entry
 from uns.audit.record import AuditEvent
@@ -39,14 +39,8 @@ class Outcome(StrEnum):
     DUPLICATE = "duplicate"
 
 
-class GenealogyError(MesInputError):
+class GenealogyError(RefusalError):
     """A lot assertion refused; ``status`` (HTTP) and ``reason`` (code) say how and why."""
-
-    def __init__(self, status: int, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.reason = reason
-        self.message = message
 
 
 def _repeat(known: Consumption | ProducedLot | None, item: Consumption | ProducedLot, as_what: str) -> Outcome | None:

@@ -223,11 +223,18 @@ def compute_oee(
     """OEE of one window from the state timeline, planned downtime and per-product counts.
 
     ``debounce_ms``: stops separated by a run shorter than this are one stop (see :mod:`.stops`).
+    ``changes`` may begin before the window: stops are cut from the whole timeline (their length
+    decides micro or not), only their time inside the window counts.
     """
-    pieces = state_intervals(window, changes)
+    # the timeline from the earliest change given, not from the window's start: a stop that began
+    # before the window keeps its true length (a long stop whose last half second falls in the window
+    # is no micro-stop), as the downtime service reads it, so these times equal the loss buckets' sums
+    start = min([window.start_ms, *(c.ts_ms for c in changes)])
+    pieces = state_intervals(Interval(start, window.end_ms), changes)
     planned = merge(
         [iv for iv in (p.clip(window) for p in planned_downtime) if iv is not None]
-        + [iv for iv, state in pieces if state is MachineState.PLANNED_DOWNTIME])
+        + [part for iv, state in pieces if state is MachineState.PLANNED_DOWNTIME
+           and (part := iv.clip(window)) is not None])
     planned_ms = sum(iv.duration_ms for iv in planned)
     pbt_ms = window.duration_ms - planned_ms
     stop_ms = micro_ms = stop_count = micro_count = 0

@@ -106,11 +106,13 @@ class OeeService:
     def window_oee(self, line: str, window: Interval) -> OeeResult:
         cfg = self._line(line)
         threshold = self._config.oee.micro_stop_threshold_s
+        debounce_ms = int(self._config.downtime.debounce_s * 1000)
+        # read from one debounce before the window, as the downtime service does: the same stop events
+        changes = self.state_changes(cfg, Interval(window.start_ms - debounce_ms - 1, window.end_ms))
         result = compute_oee(
-            window, self.state_changes(cfg, window), self.counts(cfg, window),
+            window, changes, self.counts(cfg, window),
             self._config.calendar.planned_downtime_between(window.start_ms, window.end_ms, line),
-            None if threshold is None else int(threshold * 1000),
-            debounce_ms=int(self._config.downtime.debounce_s * 1000))
+            None if threshold is None else int(threshold * 1000), debounce_ms=debounce_ms)
         if self.gaps is None:
             return result
         inputs = {(c.cell, c.metric) for c in cfg.counters}

@@ -6,20 +6,14 @@ from collections.abc import Iterable
 from enum import StrEnum
 from typing import Any
 
-from mes_adapter.errors import MesInputError
+from mes_adapter.errors import RefusalError
 
 from .config import OrderLineConfig, OrdersConfig
 from .models import Order, OrderIn, OrderStatus
 
 
-class OrderError(MesInputError):
+class OrderError(RefusalError):
     """An order or an order start refused; ``status`` (HTTP) and ``reason`` (code) say how and why."""
-
-    def __init__(self, status: int, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.reason = reason
-        self.message = message
 
 
 def check_order(order: OrderIn, config: OrdersConfig) -> None:

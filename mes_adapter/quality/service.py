@@ -4,9 +4,17 @@ A batch's rejects are what its reject counters counted while it ran (the product
 the line's own truth). ``pending = rejects - (scrap + rework + accepted of every disposition)``.
 A disposition is accepted only when all hold, checked in this order so the reason names the
 first problem: the batch ran on the line; the caller has the QA role; the disposition id is new
-(or the same request again: answered with the stored one, nothing counted twice); it classifies
+(or the same disposition again: answered with the stored one, nothing counted twice); it classifies
 something; the signature is the caller's own, by a registered key, over exactly this disposition
 (:func:`~mes_adapter.quality.models.disposition_hash`); it classifies no more than is pending.
+
+"The same disposition again" is a client retry: the answer to the first request was lost, or the
+button was pressed twice, and the client sends the same id with the same split, possibly signed
+anew (a new ``signed_at_ms``), possibly while the first request is still being checked. The id,
+line, batch, split and signer decide (the signature's hash covers the first four); a retry never
+counts twice nor answers 500, because the check and the insert are one step under a lock (the API
+runs requests on several threads). The same id with another split is refused
+(``disposition_id_used``): a correction is a new disposition.
 
 Every accepted disposition and every refusal of an identified caller goes into the audit chain
 (:mod:`uns.audit.decisions`); the store row is committed first, so nothing acknowledged is lost.
@@ -14,11 +22,12 @@ Every accepted disposition and every refusal of an identified caller goes into t
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from mes_adapter.auth import Principal, Role
-from mes_adapter.errors import MesInputError
+from mes_adapter.errors import RefusalError
 from mes_adapter.quality.models import Disposition, DispositionRequest, DispositionSplit, disposition_hash
 from mes_adapter.quality.store import DispositionStore
 from mes_adapter.timefmt import now_ms
@@ -32,14 +41,8 @@ _EPS = 1e-9
 RejectsOf = Callable[[str, str], float | None]
 
 
-class DispositionRefusedError(MesInputError):
+class DispositionRefusedError(RefusalError):
     """A disposition the service refuses; ``status`` and ``reason`` are what the API answers."""
-
-    def __init__(self, status: int, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.reason = reason
-        self.message = message
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +66,8 @@ class DispositionService:
         self._rejects_of = rejects_of
         self._audit = audit
         self._clock = clock
+        #: the pending check and the insert are one step (two API threads must not both pass it)
+        self._lock = threading.Lock()
 
     def state(self, line: str, batch_id: str) -> DispositionState:
         rejects = self._rejects_of(line, batch_id)
@@ -76,6 +81,10 @@ class DispositionService:
         return self.store.totals(line, batch_id)
 
     def dispose(self, who: Principal, line: str, batch_id: str, request: DispositionRequest) -> Disposition:
+        with self._lock:
+            return self._dispose(who, line, batch_id, request)
+
+    def _dispose(self, who: Principal, line: str, batch_id: str, request: DispositionRequest) -> Disposition:
         state = self.state(line, batch_id)
         try:
             return self._accept(who, state, request)
@@ -94,9 +103,9 @@ class DispositionService:
                                           f"{who.role.label}")
         existing = self.store.get(request.disposition_id)
         if existing is not None:
-            if (existing.line, existing.batch_id, existing.split, existing.signature) == (
-                    line, batch_id, split, request.signature):
-                return existing
+            if (existing.line, existing.batch_id, existing.split, existing.user_id) == (
+                    line, batch_id, split, who.user_id) and request.signature.user_id == who.user_id:
+                return existing  # a retry: counted once, answered with what was recorded
             raise DispositionRefusedError(409, "disposition_id_used",
                                           f"disposition {request.disposition_id!r} was already recorded with "
                                           "other content; use a new id")

@@ -40,11 +40,15 @@ class AdapterMetrics:
         self.material_assertions = Counter("uns_adapter_material_assertions",
                                            "lot assertions on <line>/_context/material (docs/mes-orders.md)",
                                            ["source", "outcome"], registry=self.registry)
+        self.crew_assertions = Counter("uns_adapter_crew_assertions",
+                                       "crew presence assertions on <line>/_context/crew (docs/mes-crew.md)",
+                                       ["source", "outcome"], registry=self.registry)
 
     def count(self, name: str, labels: dict[str, str]) -> None:
         """The service's counting hook (``AdapterService(count=metrics.count)``)."""
         metric = {"command_outcomes": self.command_outcomes, "context_assertions": self.context_assertions,
-                  "context_ignored": self.context_ignored, "material_assertions": self.material_assertions}.get(name)
+                  "context_ignored": self.context_ignored, "material_assertions": self.material_assertions,
+                  "crew_assertions": self.crew_assertions}.get(name)
         if metric is not None:
             metric.labels(**labels).inc()
 

@@ -118,7 +118,8 @@ def test_batch_started_and_ended_from_the_dashboard_with_its_report(tmp_path: Pa
             assert (oee["good"], oee["scrap"]) == produced
             row = page.locator(f'#batch-list tr[data-batch="{BATCH}"]')
             expect(row.locator('[data-field="good"]')).to_have_text(str(produced[0]))
-            expect(row.locator('[data-field="scrap"]')).to_have_text(str(produced[1]))
+            expect(row.locator('[data-field="rejects"]')).to_have_text(str(produced[1]))
+            expect(row.locator('[data-field="split"]')).to_have_count(0)  # no QA disposition: all scrap
             expect(row.locator('[data-field="oee"]')).to_have_text(_pct(oee["oee"]))
 
             # -- the report

@@ -27,7 +27,7 @@ import yaml
 from simulator.client import call_method, call_simulation, double, uint32
 from tests.e2e.browser import ARTIFACTS, dashboards, require_chromium
 from tests.e2e.stack import fast_confirmations, running_stack, simulator_truth, wait_final_confirmation, wait_until
-from tests.e2e.test_dashboard_batches import _fits, _opcua
+from tests.e2e.test_dashboard_batches import _fits, _opcua, _pct
 from tests.e2e.test_orders_genealogy import ORDER, _read_tags
 from uns.audit.query import AuditReader
 
@@ -42,6 +42,8 @@ def _configure(adapter: dict) -> None:
     fast_confirmations(adapter)
     adapter["mes"]["oee"] = {"micro_stop_threshold_s": MICRO_S}
     adapter["mes"]["disposition"] = {"required": True, "final": "wait"}
+    # master data gone wrong: an ideal cycle far slower than the line runs puts OEE above 100 %
+    adapter["mes"]["lines"][0]["ideal_cycle_s"] = {"SKU-12": 100.0}
 
 
 def test_orders_stops_and_dispositions_from_the_dashboard(tmp_path: Path) -> None:
@@ -226,3 +228,29 @@ def test_orders_stops_and_dispositions_from_the_dashboard(tmp_path: Path) -> Non
             expect(page.locator(f'#orders-table tr[data-order="{RUNS}"] .order-status')).to_have_text(
                 "completed", timeout=15_000)
             page.screenshot(path=str(ARTIFACTS / "mes-order-completed.png"), full_page=True)
+
+            # ------------------------------------------------ the batch list and report: QA's split, not every
+            # reject called scrap; the OEE above 100 % the wrong ideal cycle gives is flagged, not shown as fine
+            _, oee = stack.api("GET", f"/api/oee?line={line}&batch={RUNS}", role="viewer")
+            assert oee["oee"] > 1 and any("above 1" in w for w in oee["warnings"]), oee
+            _, listed = stack.api("GET", f"/api/batches?line={line}", role="viewer")
+            batch = next(b for b in listed if b["batch_id"] == RUNS)
+            assert (batch["rejects"], batch["scrap"], batch["rework"], batch["accepted"],
+                    batch["pending_disposition"]) == (rejects, scrap, rework, accepted, 0)
+            qa.reload()
+            row = qa.locator(f'#batch-list tr[data-batch="{RUNS}"]')
+            expect(row.locator('[data-field="rejects"]')).to_have_text(str(rejects), timeout=15_000)
+            expect(row.locator('[data-field="split"]')).to_have_text(
+                f"{scrap} scrap \u00b7 {rework} rework \u00b7 {accepted} accepted \u00b7 0 pending")
+            expect(row.locator('[data-field="oee"]')).to_have_text(_pct(oee["oee"]) + " \u26a0")
+            expect(row.locator('[data-field="oee"]')).to_have_class("implausible")
+            row.locator(".batch-open").click()
+            report = qa.locator("#batch-report")
+            for field, value in (("rejects", rejects), ("scrap", scrap), ("rework", rework), ("accepted", accepted),
+                                 ("pending", 0)):
+                expect(report.locator(f'[data-report="{field}"]')).to_have_text(str(value))
+            warned = report.locator('[data-marker="report-oee-warnings"]')
+            expect(warned.locator("b")).to_have_text(
+                "\u26a0 OEE implausible: check the counters and the ideal cycle time")
+            expect(warned.locator("li")).to_have_text(oee["warnings"])
+            qa.screenshot(path=str(ARTIFACTS / "mes-batch-report-qa-split.png"), full_page=True)

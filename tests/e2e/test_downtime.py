@@ -138,9 +138,11 @@ def test_injected_stops_give_the_expected_events_reasons_buckets_and_retained_me
 
         # item 7: a subscriber that comes after everything was published gets both, retained
         confirmation = wait_final_confirmation(stack, "B-DT1")
-        # item 5: machine time = the batch minus every stop in it (no partials: the final covers the batch)
+        # item 5: machine time = the batch minus every stop in it (no partials: the final covers the batch);
+        # no crew asserted: no labour on record
         running_ms = batch["end_ms"] - batch["start_ms"] - sum(lost for _, lost in expected)
-        assert confirmation["data"] == [{"name": "machine_time", "value": running_ms / 1000, "uom": "s"}]
+        assert confirmation["data"] == [{"name": "machine_time", "value": running_ms / 1000, "uom": "s"},
+                                        {"name": "labour_time", "value": 0.0, "uom": "s"}]
         root = f"{line}/_mes"
 
         def retained_oee_has_the_reason() -> bool:

@@ -17,6 +17,7 @@ from tests.mes.helpers import LINE, MIN, Parts, build
 from tests.mes.test_confirmations import T0, count, end_batch, start_batch
 from uns.audit.chain import AuditLog
 from uns.audit.decisions import DecisionAudit
+from uns.audit.query import AuditReader
 from uns.commands.signing import UserRegistry, generate_private_key, registry_entry
 from uns.sqlite_schema import SchemaVersionError
 
@@ -128,3 +129,63 @@ def test_dispositions_survive_a_reopen_and_a_newer_file_is_refused(tmp_path: Pat
     db.close()
     with pytest.raises(SchemaVersionError, match="disposition store has schema version 9"):
         DispositionStore(tmp_path / "disposition.sqlite")
+
+
+def test_a_retried_disposition_is_counted_once_even_when_both_requests_run_at_once(tmp_path: Path) -> None:
+    """A client retry (the answer to the first request lost, or a double click) sends the same
+    disposition again, possibly re-signed, possibly while the first is still being checked: the
+    split is counted once, the retry answered with the stored disposition, one audit record."""
+    import threading
+
+    f = Fixture(tmp_path, "wait")
+    _run(f.parts)
+    split = DispositionSplit(scrap=2, rework=1)
+    signature = sign_disposition(f.key, user_id=QA.user_id, full_name=QA.full_name, line=LINE, batch_id="B-1",
+                                 disposition_id="D-1", split=split, now_ms=T0)
+    request = DispositionRequest(disposition_id="D-1", split=split, signature=signature)
+    # both requests are past the lookup of the id before either stores it (the race a retry makes)
+    both_looked = threading.Barrier(2, timeout=0.5)
+    lookup = f.store.get
+
+    def get_in_step(disposition_id: str):  # type: ignore[no-untyped-def]
+        found = lookup(disposition_id)
+        try:
+            both_looked.wait()
+        except threading.BrokenBarrierError:
+            pass  # the service let only one request look at a time: nothing to line up
+        return found
+
+    f.store.get = get_in_step  # type: ignore[method-assign]
+    answers: list[object] = []
+
+    def send() -> None:
+        try:
+            answers.append(f.quality.dispose(QA, LINE, "B-1", request))
+        except Exception as exc:  # noqa: BLE001 - what the API would answer is what the test checks
+            answers.append(exc)
+
+    threads = [threading.Thread(target=send) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [type(a).__name__ for a in answers] == ["Disposition", "Disposition"], answers
+    assert f.quality.totals(LINE, "B-1") == split
+    f.store.get = lookup  # type: ignore[method-assign]
+    # re-signed by the same user (a retry that signs again): the same stored disposition, nothing added
+    again = sign_disposition(f.key, user_id=QA.user_id, full_name=QA.full_name, line=LINE, batch_id="B-1",
+                             disposition_id="D-1", split=split, now_ms=T0 + 5_000)
+    kept = f.quality.dispose(QA, LINE, "B-1", DispositionRequest(disposition_id="D-1", split=split, signature=again))
+    assert kept.signature == signature and f.quality.totals(LINE, "B-1") == split
+    # the same id with another split is still refused with its reason
+    other = DispositionSplit(scrap=1)
+    with pytest.raises(DispositionRefusedError) as reused:
+        f.quality.dispose(QA, LINE, "B-1", DispositionRequest(
+            disposition_id="D-1", split=other, signature=sign_disposition(
+                f.key, user_id=QA.user_id, full_name=QA.full_name, line=LINE, batch_id="B-1",
+                disposition_id="D-1", split=other, now_ms=T0)))
+    assert (reused.value.status, reused.value.reason) == (409, "disposition_id_used")
+    assert f.quality.totals(LINE, "B-1") == split
+    with AuditReader(tmp_path / "audit.sqlite") as reader:
+        assert len(list(reader.events("disposition_recorded"))) == 1
+    f.close()

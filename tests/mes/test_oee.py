@@ -121,6 +121,21 @@ def test_stop_overlapping_planned_downtime_counts_only_inside_pbt() -> None:
     assert (r.apt_ms, r.stop_count, r.micro_stop_count) == (90 * MIN, 0, 0)
 
 
+def test_a_long_stop_reaching_into_the_window_is_no_micro_stop() -> None:
+    """The stop began 10 min before the window (the line idle before a batch) and ends 0.5 s into it:
+    only 0.5 s is lost in the window, but it is a 10 min stop, as the loss buckets count it (the
+    downtime service reads the timeline from before the window): availability loss, not a micro-stop."""
+    window = Interval(60 * MIN, 120 * MIN)
+    changes = [StateChange(50 * MIN, STOP), StateChange(60 * MIN + 500, RUN), StateChange(90 * MIN, STOP),
+               StateChange(90 * MIN + 800, RUN)]
+    r = compute_oee(window, changes, [ProductionCount(1000, 0, 1.0)], micro_stop_threshold_ms=1_000)
+    assert (r.unplanned_stop_ms, r.stop_count, r.micro_stop_ms, r.micro_stop_count) == (500, 1, 800, 1)
+    assert (r.pbt_ms, r.apt_ms, r.planned_downtime_ms) == (60 * MIN, 60 * MIN - 500, 0)
+    # planned downtime before the window is not the window's
+    r = compute_oee(window, [StateChange(0, PLANNED), StateChange(60 * MIN, RUN)], [ProductionCount(1, 0, 1.0)])
+    assert (r.planned_downtime_ms, r.pbt_ms) == (0, 60 * MIN)
+
+
 def test_planned_downtime_from_machine_state_and_unknown_time() -> None:
     window = Interval(0, 60 * MIN)
     # no state known for the first 5 min (unknown = unplanned stop), planned changeover 30–40

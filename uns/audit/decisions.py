@@ -158,6 +158,15 @@ def lot_entry(event: AuditEvent, actor: Actor, *, source: str, assertion: dict[s
                   details={"via": via, "assertion": assertion, "claimed_asserted_by": claimed_by})
 
 
+def crew_entry(actor: Actor, *, source: str, presence: dict[str, Any], via: str, claimed_by: str | None = None,
+               closed: bool = False) -> AuditEntry:
+    """A person's presence on a line accepted (labour time of the batches it overlaps), or an open
+    one closed (``old_value`` says it was open). ``details`` as for lots (:func:`lot_entry`)."""
+    return _entry(AuditEvent.CREW_ASSERTED, actor, source, line=presence.get("line"), outcome="accepted",
+                  old_value={"end_ms": None} if closed else None, requested_value=presence,
+                  details={"via": via, "closed": closed, "claimed_asserted_by": claimed_by})
+
+
 def file_sha256(path: Path) -> str | None:
     """SHA-256 of a file's bytes, None when it cannot be read."""
     try:
@@ -208,5 +217,5 @@ class DecisionAudit:
 
 
 __all__ = ["Actor", "AuthMethod", "DecisionAudit", "classify_context", "config_entries", "context_entry",
-           "disposition_entry", "disposition_refused_entry", "file_sha256", "lot_entry", "order_entry",
+           "crew_entry", "disposition_entry", "disposition_refused_entry", "file_sha256", "lot_entry", "order_entry",
            "reason_code_entry", "requeue_entry"]

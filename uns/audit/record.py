@@ -69,6 +69,8 @@ class AuditEvent(StrEnum):
     LOT_CONSUMED = "lot_consumed"
     LOT_PRODUCED = "lot_produced"
     LOT_LINKED = "lot_linked"
+    #: crew (mes_adapter.crew): a person's presence on a line asserted, or an open one closed
+    CREW_ASSERTED = "crew_asserted"
 
 
 class AuditTarget(BaseModel):
