@@ -287,8 +287,11 @@ def _fill_template(out: pb.Payload.Template, template: Any) -> None:
     if template.template_ref is not None:
         out.template_ref = template.template_ref
     out.is_definition = template.is_definition  # always present, per the spec
+    # one bound ``add`` per template: upb builds a new container object at every ``out.metrics``,
+    # which made a member cost 1.8x a flat metric (bench/template_codec_bench.py)
+    add = out.metrics.add
     for member in template.metrics:
-        _fill_metric(out.metrics.add(), member, True)
+        _fill_metric(add(), member, True)
     for param in template.parameters:
         if not param.name:
             raise EncodeError("every template parameter needs a name "
