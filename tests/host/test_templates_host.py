@@ -137,7 +137,7 @@ async def test_structures_reach_the_uns_as_json_and_a_member_change_travels_alon
             {"name": "Passed", "datatype": "Boolean"}]
         # the definitions are types, not tags: no UNS topic, no violation
         assert sniffer.snapshot(lambda m: "_types_" in m.topic) == []
-        assert host.tracker.counters.template_definitions == 5
+        assert host.tracker.counters.template_definitions == 6  # every simulator type, CellCounter too
         assert host.tracker.counters.violations == {} and rebirth_requests(sniffer, GROUP, EDGE) == []
 
         # a recipe is selected on the line: one member of the structure changes, and only it travels

@@ -9,7 +9,10 @@ says, reads as null (Tahu reads ``long_value``); an array member reads as null w
 DataSet with a UInt32 column is refused as a whole (so is the DBIRTH that carries it: the table
 goes on a device of its own here); DATA, alias-only without datatypes as the spec advises, has no
 value for Tahu's stateless codec, so it is decoded as a birth-aware consumer would (each alias
-given its datatype from the DBIRTH, then Tahu's decodePayload). Template rules: definitions in NBIRTH only
+given its datatype from the DBIRTH, then Tahu's decodePayload). A table of the column types Tahu JS does
+read (the simulator's ``CellCounters``: String, Int64, Double, Float, Boolean) is decoded exactly, every
+column name, type and cell (tck-id-payloads-dataset-types-def, tck-id-payloads-dataset-column-size).
+Template rules: definitions in NBIRTH only
 (tck-id-payloads-template-definition-nbirth-only), instances refer to them
 (tck-id-payloads-template-instance-ref), complete in births
 (tck-id-payloads-template-instance-members-birth), only changed members in DDATA
@@ -28,6 +31,7 @@ import pytest
 from simulator.server import SimulatedLineServer
 from simulator.structures import FACEPLATE_MEMBERS, STRUCTS
 from tests.edge_node.test_edge_app import running_app, wait_until
+from tests.edge_node.test_templates_tahu import tahu_counters
 from tests.host.conftest import wait_for
 from tests.host.test_object_templates_e2e import faceplate
 from tests.host.test_templates_e2e import SIM_LINE, simulator_edge_config
@@ -75,7 +79,8 @@ async def test_tahu_decodes_the_template_traffic_our_edge_publishes(
         [f'{{node_id: "{ns}/ActiveRecipe", metric: ActiveRecipe, cell: Filler, datatype: Template}}',
          f'{{node_id: "{ns}/Filler/Status", metric: Status, cell: Filler, datatype: Template}}',
          f'{{node_id: "{ns}/Filler/Faceplate", metric: Faceplate, cell: Filler, datatype: Template}}',
-         f'{{node_id: "{ns}/QualityResults", metric: QualityResults, cell: Labeler, datatype: DataSet}}'])
+         f'{{node_id: "{ns}/QualityResults", metric: QualityResults, cell: Labeler, datatype: DataSet}}',
+         f'{{node_id: "{ns}/CellCounters", metric: CellCounters, cell: Capper, datatype: DataSet}}'])
     with Sniffer(mosquitto.host, mosquitto.port, ("spBv1.0/#",)) as sniffer:
         async with running_app(config):
             def wire(kind: str, device: str = "") -> list[Captured]:
@@ -84,13 +89,14 @@ async def test_tahu_decodes_the_template_traffic_our_edge_publishes(
 
             await wait_for(sniffer, lambda m: m.topic == f"spBv1.0/{GROUP}/DBIRTH/{EDGE}/Filler", timeout=30)
             await wait_for(sniffer, lambda m: m.topic == f"spBv1.0/{GROUP}/DBIRTH/{EDGE}/Labeler", timeout=30)
+            await wait_for(sniffer, lambda m: m.topic == f"spBv1.0/{GROUP}/DBIRTH/{EDGE}/Capper", timeout=30)
             truth = {"ActiveRecipe": sim.structures["Line1/ActiveRecipe"],
                      "Status": sim.structures["Line1/Filler/Status"], "Faceplate": faceplate(sim, "Filler")}
 
             (nbirth,) = by_tahu(wire("NBIRTH"))
             definitions = {m["name"]: m["value"] for m in nbirth["metrics"] if m.get("type") == "Template"}
             assert set(definitions) == {"_types_/Recipe", "_types_/RecipeSetpoints", "_types_/CellStatus",
-                                        "_types_/QualityResult", "_types_/CellFaceplateType"}
+                                        "_types_/QualityResult", "_types_/CellCounter", "_types_/CellFaceplateType"}
             assert all(d["isDefinition"] is True and d["templateRef"] == "" for d in definitions.values())
             assert [m["name"] for m in definitions["_types_/CellFaceplateType"]["metrics"]] == list(FACEPLATE_MEMBERS)
             assert all(m["value"] is None for d in definitions.values() for m in d["metrics"]
@@ -114,6 +120,12 @@ async def test_tahu_decodes_the_template_traffic_our_edge_publishes(
             (labeler,) = by_tahu(wire("DBIRTH", "Labeler"))
             good = sim.structures["Line1/QualityResults"][0]["Good"]
             assert labeler == {"$error": f'Invalid DataSetValue: {{"intValue":{good}}}'}
+            # a table of column types Tahu JS reads: that DBIRTH decodes, the DataSet exactly as the
+            # simulator holds it (column names and types, every cell)
+            (capper,) = by_tahu(wire("DBIRTH", "Capper"))
+            (counters,) = capper["metrics"]
+            assert (counters["name"], counters["type"]) == ("CellCounters", "DataSet")
+            assert counters["value"] == tahu_counters(sim.structures["Line1/CellCounters"])
 
             # one member changes on the server: Tahu decodes the DDATA's partial instance
             name = "SKU-" + truth["ActiveRecipe"]["Name"]
