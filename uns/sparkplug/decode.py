@@ -26,6 +26,7 @@ from .datatypes import (
     DataType,
 )
 from .errors import (
+    DataSetError,
     DataTypeMismatchError,
     MalformedPayloadError,
     SparkplugError,
@@ -290,12 +291,13 @@ def _property_value_from_pb(key: str, raw: pb.Payload.PropertyValue, owner: Any)
 def _dataset_from_pb(raw: pb.Payload.DataSet, label: Any) -> DataSet:
     columns = list(raw.columns)
     if len(columns) != len(raw.types):
-        raise MalformedPayloadError(
-            f"metric {label!r}: DataSet has {len(columns)} columns but {len(raw.types)} types "
+        missing = " (tck-id-payloads-dataset-parameter-type-req)" if not raw.types else ""
+        raise DataSetError(
+            f"metric {label!r}: DataSet has {len(columns)} columns but {len(raw.types)} types{missing} "
             "(tck-id-payloads-dataset-column-num-headers, tck-id-payloads-dataset-types-num)"
         )
     if raw.HasField("num_of_columns") and raw.num_of_columns != len(columns):
-        raise MalformedPayloadError(
+        raise DataSetError(
             f"metric {label!r}: DataSet num_of_columns {raw.num_of_columns} != {len(columns)} columns "
             "(tck-id-payloads-dataset-column-size)"
         )
@@ -304,7 +306,7 @@ def _dataset_from_pb(raw: pb.Payload.DataSet, label: Any) -> DataSet:
     rows = []
     for index, row in enumerate(raw.rows):
         if len(row.elements) != len(types):
-            raise MalformedPayloadError(
+            raise DataSetError(
                 f"metric {label!r}: DataSet row {index} has {len(row.elements)} values for {len(types)} columns"
             )
         where = f"metric {label!r} DataSet row {index}"
