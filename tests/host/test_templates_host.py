@@ -378,3 +378,18 @@ def test_a_dataset_row_that_does_not_match_its_columns_in_a_dbirth_leaves_the_no
     assert model.metric(GROUP, EDGE, CELL, "Results") is None
     state = model.metric(GROUP, EDGE, None, "Line/State")
     assert state is not None and state.value == "HELD"
+
+
+def test_a_template_ref_that_is_not_text_is_a_violation_not_a_crash() -> None:
+    """tck-id-payloads-template-ref-instance: a DBIRTH whose instance's template_ref is invalid UTF-8
+    (upb hands it back as bytes) is a counted ``malformed`` violation and a rebirth request; before,
+    the host's definition lookup raised TypeError out of the tracker."""
+    topic, data = _messages(_recipe(ref="R"))[1]
+    assert data.count(b"\x22\x01R") == 1  # Template.template_ref (field 4), one byte long
+    messages = [_messages(_recipe())[0], (topic, data.replace(b"\x22\x01R", b"\x22\x01\xff")), _ndata(2, "HELD")]
+    tracker, model, events = _run(messages)
+    (violation,) = [e for e in events if isinstance(e, ProtocolViolation)]
+    assert violation.kind == "malformed" and "template_ref" in violation.detail and "'Recipe'" in violation.detail
+    assert len([e for e in events if isinstance(e, RebirthNeeded)]) == 1
+    state = model.metric(GROUP, EDGE, None, "Line/State")
+    assert state is not None and state.value == "HELD"
