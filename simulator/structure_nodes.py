@@ -30,7 +30,8 @@ from simulator.structures import (
 
 _BUILTINS: dict[str, ua.VariantType] = {
     "Boolean": ua.VariantType.Boolean, "Int32": ua.VariantType.Int32, "UInt32": ua.VariantType.UInt32,
-    "Double": ua.VariantType.Double, "String": ua.VariantType.String, "DateTime": ua.VariantType.DateTime,
+    "Int64": ua.VariantType.Int64, "Float": ua.VariantType.Float, "Double": ua.VariantType.Double,
+    "String": ua.VariantType.String, "DateTime": ua.VariantType.DateTime,
 }
 _BAD_SEVERITY = 0x80000000
 _ZERO: dict[str, Any] = {"Double": 0.0, "String": ""}

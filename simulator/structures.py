@@ -12,11 +12,15 @@ Types (namespace ``urn:uns-hub:simulator``, node ids ``s=Types/<Name>``):
 * ``CellStatus`` {State String, StateCode Int32, GoodCount UInt32, RejectCount UInt32, Speed Double,
   Temperature Double, Running Boolean}
 * ``QualityResult`` {Cell String, Good UInt32, Reject UInt32, Yield Double, Passed Boolean}
+* ``CellCounter`` {Cell String, Good Int64, Reject Int64, Speed Double, Temperature Float, Running
+  Boolean}: a table whose column types every Sparkplug consumer reads, Eclipse Tahu's JS codec
+  included (it refuses UInt32 cells in ``int_value``, where the spec puts them)
 * object type ``CellFaceplateType`` with variables Speed, SpeedSetpoint, Temperature (Double) and
   State (String)
 
 Variables: ``<Line>/ActiveRecipe`` (Recipe), ``<Line>/<Cell>/Status`` (CellStatus),
-``<Line>/QualityResults`` (QualityResult[], one row per cell, in line order) and one object
+``<Line>/QualityResults`` (QualityResult[], one row per cell, in line order), ``<Line>/CellCounters``
+(CellCounter[], one row per cell) and one object
 ``<Line>/<Cell>/Faceplate`` of ``CellFaceplateType`` per cell (children ``<path>.<Name>``).
 
 Every value is derived from the model's *published* samples (after faults), so a structure never
@@ -27,6 +31,7 @@ its source tags', so a structure built from a failed sensor is Bad, never a vali
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,8 +95,17 @@ QUALITY_RESULT = StructSpec("QualityResult", (
     FieldSpec("Passed", "Boolean", description=f"yield >= {YIELD_PASS}"),
 ), "one row of the quality results table")
 
+CELL_COUNTER = StructSpec("CellCounter", (
+    FieldSpec("Cell", "String"),
+    FieldSpec("Good", "Int64", description="good parts out of the cell (a 64-bit lifetime counter)"),
+    FieldSpec("Reject", "Int64", description="rejected parts of the cell"),
+    FieldSpec("Speed", "Double", description="parts/min"),
+    FieldSpec("Temperature", "Float", description="degC, as a 32-bit float"),
+    FieldSpec("Running", "Boolean", description="the line is in Execute"),
+), "one row of the cell counters table (column types every Sparkplug consumer reads)")
+
 #: every structure type, nested types before the types that use them
-STRUCTS: tuple[StructSpec, ...] = (RECIPE_SETPOINTS, RECIPE, CELL_STATUS, QUALITY_RESULT)
+STRUCTS: tuple[StructSpec, ...] = (RECIPE_SETPOINTS, RECIPE, CELL_STATUS, QUALITY_RESULT, CELL_COUNTER)
 
 FACEPLATE_TYPE = "CellFaceplateType"
 #: faceplate variable -> (OPC UA builtin type, the cell tag it mirrors)
@@ -115,6 +129,10 @@ def quality_path(line: str) -> str:
     return f"{line}/QualityResults"
 
 
+def counters_path(line: str) -> str:
+    return f"{line}/CellCounters"
+
+
 def faceplate_path(line: str, cell: str) -> str:
     return f"{line}/{cell}/Faceplate"
 
@@ -130,7 +148,13 @@ def structure_variables(config: SimulatorConfig) -> dict[str, tuple[StructSpec, 
     variables: dict[str, tuple[StructSpec, bool]] = {recipe_path(line): (RECIPE, False)}
     variables.update({status_path(line, cell): (CELL_STATUS, False) for cell in cells})
     variables[quality_path(line)] = (QUALITY_RESULT, True)
+    variables[counters_path(line)] = (CELL_COUNTER, True)
     return variables
+
+
+def _float32(value: float) -> float:
+    """``value`` as an OPC UA Float carries it, so the truth equals what a client reads."""
+    return struct.unpack("<f", struct.pack("<f", value))[0]
 
 
 def _yield(good: int, reject: int) -> float:
@@ -150,6 +174,8 @@ def structure_sources(config: SimulatorConfig) -> dict[str, list[str]]:
         sources[status_path(line, cell)] = [f"{line}/State", *(f"{line}/{cell}/{tag}" for tag in (
             "State", "StateCode", "GoodCount", "RejectCount", "Speed", "Temperature"))]
     sources[quality_path(line)] = [f"{line}/{c}/{tag}" for c in cells for tag in ("GoodCount", "RejectCount")]
+    sources[counters_path(line)] = [f"{line}/State", *(f"{line}/{c}/{tag}" for c in cells for tag in (
+        "GoodCount", "RejectCount", "Speed", "Temperature"))]
     return sources
 
 
@@ -202,7 +228,7 @@ def structure_values(config: SimulatorConfig, samples: dict[str, Sample]) -> dic
             "Cells": list(cells),
         },
     }
-    rows = []
+    rows, counters = [], []
     for cell in cells:
         base = f"{line}/{cell}"
         good, reject = value(f"{base}/GoodCount", 0), value(f"{base}/RejectCount", 0)
@@ -218,13 +244,16 @@ def structure_values(config: SimulatorConfig, samples: dict[str, Sample]) -> dic
         cell_yield = _yield(good, reject)
         rows.append({"Cell": cell, "Good": good, "Reject": reject, "Yield": cell_yield,
                      "Passed": cell_yield >= YIELD_PASS})
+        counters.append({"Cell": cell, "Good": good, "Reject": reject, "Speed": value(f"{base}/Speed", 0.0),
+                         "Temperature": _float32(value(f"{base}/Temperature", 0.0)), "Running": state == "Execute"})
     values[quality_path(line)] = rows
+    values[counters_path(line)] = counters
     return values
 
 
 __all__ = [
-    "CELL_STATUS", "FACEPLATE_MEMBERS", "FACEPLATE_TYPE", "QUALITY_RESULT", "RECIPE", "RECIPE_SETPOINTS",
-    "STRUCTS", "FieldSpec", "StructSpec", "faceplate_member_path", "faceplate_path", "quality_path",
-    "recipe_path", "status_path", "structure_sources", "structure_status", "structure_values",
-    "structure_variables",
+    "CELL_COUNTER", "CELL_STATUS", "FACEPLATE_MEMBERS", "FACEPLATE_TYPE", "QUALITY_RESULT", "RECIPE",
+    "RECIPE_SETPOINTS", "STRUCTS", "FieldSpec", "StructSpec", "counters_path", "faceplate_member_path",
+    "faceplate_path", "quality_path", "recipe_path", "status_path", "structure_sources", "structure_status",
+    "structure_values", "structure_variables",
 ]

@@ -68,6 +68,9 @@ What a broken or compromised edge must not do to the UNS (the host's own defence
   An instance its definitions do not describe (unknown ``template_ref``, a member the definition
   lacks, a birth instance missing members) is a ``template_instance`` violation: the message is
   not applied and a rebirth is requested.
+* DataSets: one whose rows, columns and types do not agree (a row with more or fewer values than
+  columns, columns without types, a wrong ``num_of_columns``) is a ``dataset`` violation, handled
+  the same way; the node's other messages keep being applied.
 
 Every peer mistake is a :class:`ProtocolViolation` event (counted by kind, logged with its topic
 by the shell), never an exception: nothing a peer sends can stop the tracker.
@@ -86,6 +89,7 @@ from uns.sparkplug.catalog import EdgeNodeCatalog
 from uns.sparkplug.codec import decode_payload
 from uns.sparkplug.datatypes import DataType
 from uns.sparkplug.errors import (
+    DataSetError,
     DataTypeMismatchError,
     InvalidTopicError,
     MalformedPayloadError,
@@ -829,4 +833,6 @@ def _cause_of(exc: RemoteProtocolError) -> tuple[RebirthCause, str]:
         return RebirthCause.DATATYPE_MISMATCH, "datatype_mismatch"
     if isinstance(exc, TemplateInstanceError):
         return RebirthCause.MALFORMED, "template_instance"
+    if isinstance(exc, DataSetError):
+        return RebirthCause.MALFORMED, "dataset"
     return RebirthCause.MALFORMED, "malformed"

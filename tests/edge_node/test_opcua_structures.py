@@ -37,7 +37,8 @@ async def test_types_and_values_come_from_the_server_alone(sim: SimulatedLineSer
         types = await read_structure_types(client, list(ids.values()))
         reference = TemplateCatalog(await read_shapes(client, ns))
         # every type the tags use (RecipeSetpoints found through Recipe's field), same names and versions
-        assert types.catalog.versions == reference.versions and len(types.catalog.versions) == 5
+        used = {name: version for name, version in reference.versions.items() if name != "CellCounter"}
+        assert types.catalog.versions == used and len(types.catalog.versions) == 5
         assert {p: (n.type_id.Identifier, n.kind, n.array) for p, n in
                 ((p, types.nodes[i]) for p, i in ids.items())} == {
             RECIPE: ("Types/Recipe", "structure", False), TABLE: ("Types/QualityResult", "structure", True),

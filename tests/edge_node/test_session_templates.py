@@ -54,7 +54,9 @@ def named(payload: Payload) -> dict[str | None, Metric]:
 
 def test_definitions_in_nbirth_instances_in_dbirth_and_only_changes_in_ddata() -> None:
     """tck-id-payloads-template-definition-nbirth-only, -definition-is-definition, -definition-members,
-    tck-id-payloads-template-instance-members-birth, tck-id-payloads-template-instance-members-data."""
+    tck-id-payloads-template-instance-members-birth, tck-id-payloads-template-instance-members-data,
+    tck-id-topics-nbirth-templates and tck-id-payloads-template-definition-nbirth (the NBIRTH defines
+    every template an instance of the device uses, nested ones included)."""
     clock = FakeClock()
     catalog = TemplateCatalog([SETPOINTS, RECIPE])
     s = session(clock)
@@ -68,6 +70,8 @@ def test_definitions_in_nbirth_instances_in_dbirth_and_only_changes_in_ddata() -
     dbirth = named(decoded(actions, MessageType.DBIRTH))
     assert dbirth["Recipe"].value == catalog.instance(RECIPE_ID, VALUE)
     assert "_types_/Recipe" not in dbirth  # definitions only in NBIRTH
+    refs = [dbirth["Recipe"].value.template_ref, dbirth["Recipe"].value.metrics[2].value.template_ref]
+    assert refs == ["Recipe", "Setpoints"] and all(f"_types_/{ref}" in nbirth for ref in refs)
 
     changed = {**VALUE, "Setpoints": {**VALUE["Setpoints"], "LineSpeed": 900.0}}
     clock.advance(1000)

@@ -115,13 +115,13 @@ async def simulator_birth(sim: SimulatedLineServer) -> SimulatorBirth:
     assert faceplates == {cell: {m: sim.model.sample(f"Line1/{cell}/{tag}").value
                                  for m, (_d, tag) in FACEPLATE_MEMBERS.items()} for cell in CELLS}
     versions = {name: catalog.version(_tid(ns, name)) for name in
-                ("RecipeSetpoints", "Recipe", "CellStatus", "QualityResult", FACEPLATE_TYPE)}
-    assert all(len(v) == 16 for v in versions.values()) and len(set(versions.values())) == 5
+                ("RecipeSetpoints", "Recipe", "CellStatus", "QualityResult", "CellCounter", FACEPLATE_TYPE)}
+    assert all(len(v) == 16 for v in versions.values()) and len(set(versions.values())) == 6
 
     # NBIRTH: the definitions (nested type before its user) and one instance per variable
     metrics = catalog.definition_metrics(TS)
-    assert [m.name for m in metrics] == [f"{DEFINITION_PREFIX}{n}" for n in
-                                         ("RecipeSetpoints", "Recipe", "CellStatus", "QualityResult", FACEPLATE_TYPE)]
+    assert [m.name for m in metrics] == [f"{DEFINITION_PREFIX}{n}" for n in (
+        "RecipeSetpoints", "Recipe", "CellStatus", "QualityResult", "CellCounter", FACEPLATE_TYPE)]
     metrics.append(structure_metric(catalog, "Recipe", _tid(ns, "Recipe"), values["Line1/ActiveRecipe"],
                                     array=False, timestamp=TS))
     for cell in CELLS:
@@ -131,6 +131,8 @@ async def simulator_birth(sim: SimulatedLineServer) -> SimulatorBirth:
                                         array=False, timestamp=TS))
     metrics.append(structure_metric(catalog, "QualityResults", _tid(ns, "QualityResult"),
                                     values["Line1/QualityResults"], array=True, timestamp=TS))
+    metrics.append(structure_metric(catalog, "CellCounters", _tid(ns, "CellCounter"),
+                                    values["Line1/CellCounters"], array=True, timestamp=TS))
     return SimulatorBirth(catalog, Payload(metrics, timestamp=TS, seq=0), truth, faceplates, versions)
 
 
@@ -180,6 +182,10 @@ async def test_simulator_structures_become_templates_and_a_dataset(sim: Simulate
     assert got["QualityResults"].value == DataSet(
         ["Cell", "Good", "Reject", "Yield", "Passed"], [D.String, D.UInt32, D.UInt32, D.Double, D.Boolean],
         [[r["Cell"], r["Good"], r["Reject"], r["Yield"], r["Passed"]] for r in truth["Line1/QualityResults"]])
+    assert got["CellCounters"].value == DataSet(
+        ["Cell", "Good", "Reject", "Speed", "Temperature", "Running"],
+        [D.String, D.Int64, D.Int64, D.Double, D.Float, D.Boolean],
+        [list(r.values()) for r in truth["Line1/CellCounters"]])
 
 
 async def test_a_changed_definition_changes_the_version(sim: SimulatedLineServer) -> None:
@@ -191,7 +197,7 @@ async def test_a_changed_definition_changes_the_version(sim: SimulatedLineServer
     ids = before.type_ids
     # derived from the definition alone: a second read gives the same versions
     assert [before.version(t) for t in ids] == [same.version(t) for t in ids]
-    assert before.versions == same.versions and len(before.versions) == 5
+    assert before.versions == same.versions and len(before.versions) == 6
 
     def changed(type_name: str, member: str, **update: Any) -> TemplateCatalog:
         out = []
@@ -340,6 +346,7 @@ async def test_browse_of_the_simulator_skips_structures_by_name_without_template
         "Simulation: excluded (pattern 'Simulation')",  # the test oracle, left out by default
         f"{sim_ns};s=Line1/ActiveRecipe (Line1/ActiveRecipe): {why}",
         f"{sim_ns};s=Line1/QualityResults (Line1/QualityResults): {why}",
+        f"{sim_ns};s=Line1/CellCounters (Line1/CellCounters): {why}",
         *(f"{sim_ns};s=Line1/{c}/Status (Line1/{c}/Status): {why}" for c in CELLS)])
     browsed = load_edge_config(out)
     faceplate = sorted((t.cell, t.metric, t.datatype.name) for t in browsed.tags if t.metric.startswith("Faceplate/"))
@@ -364,6 +371,7 @@ async def test_browse_with_templates_offers_structures_and_objects_as_template_e
     assert structured == sorted([
         ("", "ActiveRecipe", "Template", f"{ns}/ActiveRecipe"),  # line-level (node) metrics
         ("", "QualityResults", "DataSet", f"{ns}/QualityResults"),
+        ("", "CellCounters", "DataSet", f"{ns}/CellCounters"),
         *((c, "Status", "Template", f"{ns}/{c}/Status") for c in CELLS),
         *((c, "Faceplate", "Template", f"{ns}/{c}/Faceplate") for c in CELLS)])
     assert not [t for t in browsed.tags if t.metric.startswith("Faceplate/")]
@@ -373,8 +381,8 @@ async def test_browse_with_templates_offers_structures_and_objects_as_template_e
         ids = [ua.NodeId(node_id.split(";s=", 1)[1], uris.index(NAMESPACE_URI)) for *_r, node_id in structured]
         types = await read_structure_types(client, ids)
     assert {types.catalog.name(types.nodes[i].type_id) for i in ids} == {
-        "Recipe", "QualityResult", "CellStatus", FACEPLATE_TYPE}
-    assert sorted(n.kind for n in types.nodes.values()) == ["object"] * 3 + ["structure"] * 5
+        "Recipe", "QualityResult", "CellCounter", "CellStatus", FACEPLATE_TYPE}
+    assert sorted(n.kind for n in types.nodes.values()) == ["object"] * 3 + ["structure"] * 6
 
 
 def test_an_array_of_structures_inside_a_structure_is_a_dataset_member() -> None:

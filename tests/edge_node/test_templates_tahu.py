@@ -4,6 +4,11 @@ Every member is compared, in order, with what we sent, allowing only Tahu JS 1.0
 deviations (tests/sparkplug/test_tahu_interop.py): UInt32 read from ``long_value`` only (our
 spec-conformant ``int_value`` reads as null), no array datatypes (value null, no type), an absent
 ``template_ref`` shown as "", and DataSet cells of UInt32 refused.
+
+Tahu JS 1.0.3 reads DataSet cells of String, Int64 (as an unsigned Long), Float, Double and Boolean
+only (``getDataSetValue`` in its ``sparkplugbpayload.js``; Int32 and the other integer types, DateTime,
+Text and null cells throw). The simulator's ``CellCounters`` table has only such columns, so Tahu
+decodes it exactly: every column name, type and cell.
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ from typing import Any
 import pytest
 
 from simulator.server import SimulatedLineServer
-from tests.edge_node.test_templates import simulator_birth
+from simulator.structures import CELL_COUNTER
+from tests.edge_node.test_templates import TS, simulator_birth
 from tests.simulator.structured import quiet_simulator
 from tests.sparkplug.test_tahu_interop import L, tahu
 from uns.sparkplug.codec import encode_payload
@@ -51,6 +57,18 @@ def _tahu_template(template: Template) -> dict[str, Any]:
             "parameters": []}
 
 
+#: the CellCounters columns as Tahu JS names their types (its own ``decodeType``), in field order
+COUNTER_TYPES = ["String", "Int64", "Int64", "Double", "Float", "Boolean"]
+
+
+def tahu_counters(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The simulator's CellCounters rows as Tahu JS decodes the DataSet: Int64 cells are Longs."""
+    return {"numOfColumns": L(len(COUNTER_TYPES)), "columns": [f.name for f in CELL_COUNTER.fields],
+            "types": COUNTER_TYPES,
+            "rows": [[L(v) if t == "Int64" else v for v, t in zip(r.values(), COUNTER_TYPES, strict=True)]
+                     for r in rows]}
+
+
 def _b64(payload: Payload) -> str:
     return base64.b64encode(encode_payload(payload, MessageType.NBIRTH)).decode()
 
@@ -58,10 +76,11 @@ def _b64(payload: Payload) -> str:
 async def test_tahu_decodes_simulator_templates(sim: SimulatedLineServer) -> None:
     birth = await simulator_birth(sim)
     templates = [m for m in birth.payload.metrics if m.datatype is D.Template]
-    assert len(templates) == 5 + 1 + 3 + 3  # definitions, recipe, statuses, faceplates
-    tables = [m for m in birth.payload.metrics if m.datatype is D.DataSet]
-    (decoded, table) = tahu("decode", [_b64(dataclasses.replace(birth.payload, metrics=templates)),
-                                       _b64(dataclasses.replace(birth.payload, metrics=tables))])
+    assert len(templates) == 6 + 1 + 3 + 3  # definitions, recipe, statuses, faceplates
+    tables = {m.name: m for m in birth.payload.metrics if m.datatype is D.DataSet}
+    (decoded, table, counters) = tahu("decode", [
+        _b64(dataclasses.replace(birth.payload, metrics=metrics))
+        for metrics in (templates, [tables["QualityResults"]], [tables["CellCounters"]])])
     assert decoded["metrics"] == [{"value": _tahu_template(m.value), "type": "Template", "name": m.name,
                                    "timestamp": L(m.timestamp)} for m in templates]
     # spot checks in Tahu's own terms, so the expectation above is not only our own mapping echoed
@@ -78,3 +97,8 @@ async def test_tahu_decodes_simulator_templates(sim: SimulatedLineServer) -> Non
     # deviation 3: Tahu JS throws on a UInt32 DataSet cell in int_value, where the spec puts it
     first_good = birth.truth["Line1/QualityResults"][0]["Good"]
     assert table == {"$error": f'Invalid DataSetValue: {{"intValue":{first_good}}}'}
+    # a table of the column types Tahu JS reads: decoded exactly, every column name, type and cell
+    rows = birth.truth["Line1/CellCounters"]
+    assert [r["Cell"] for r in rows] == ["Filler", "Capper", "Labeler"]
+    assert counters["metrics"] == [{"name": "CellCounters", "type": "DataSet", "timestamp": L(TS),
+                                    "value": tahu_counters(rows)}]

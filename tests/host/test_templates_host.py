@@ -30,9 +30,19 @@ from tests.simulator.structured import quiet_simulator
 from tests.support.mosquitto import BrokerEndpoint
 from tests.support.sniffer import Sniffer
 from uns.conventions import BDSEQ, NODE_REBIRTH
+from uns.sparkplug import sparkplug_b_pb2 as pb
 from uns.sparkplug.codec import decode_payload, encode_payload
 from uns.sparkplug.datatypes import DataType as D
-from uns.sparkplug.model import QUALITY_BAD, QUALITY_KEY, Metric, Payload, PropertyValue, Template, now_ms
+from uns.sparkplug.model import (
+    QUALITY_BAD,
+    QUALITY_KEY,
+    DataSet,
+    Metric,
+    Payload,
+    PropertyValue,
+    Template,
+    now_ms,
+)
 from uns.sparkplug.topic import MessageType, node_topic
 
 RECIPE, TABLE, STATUS = "Line1/ActiveRecipe", "Line1/QualityResults", "Line1/Filler/Status"
@@ -137,7 +147,7 @@ async def test_structures_reach_the_uns_as_json_and_a_member_change_travels_alon
             {"name": "Passed", "datatype": "Boolean"}]
         # the definitions are types, not tags: no UNS topic, no violation
         assert sniffer.snapshot(lambda m: "_types_" in m.topic) == []
-        assert host.tracker.counters.template_definitions == 5
+        assert host.tracker.counters.template_definitions == 6  # every simulator type, CellCounter too
         assert host.tracker.counters.violations == {} and rebirth_requests(sniffer, GROUP, EDGE) == []
 
         # a recipe is selected on the line: one member of the structure changes, and only it travels
@@ -285,3 +295,101 @@ def test_an_instance_its_definitions_do_not_describe_is_a_violation_and_a_rebirt
     assert not any(isinstance(e, MetricsChanged) and e.device_id == CELL and not e.birth for e in events)
     state = model.metric(GROUP, EDGE, None, "Line/State")
     assert state is not None and state.value == "RUNNING"
+
+
+# ---------------------------------------------------------------------------------------------
+# a DataSet whose rows do not match its columns: a counted ``dataset`` violation, never a crash
+
+TABLE_TS = 1_700_000_000_000
+GOOD_TABLE = DataSet(["Cell", "Good", "Yield"], [D.String, D.Int64, D.Double],
+                     [["Filler", 10, 0.9], ["Capper", 9, 1.0]])
+
+
+def _device(kind: MessageType, seq: int, metrics: list[Metric]) -> tuple[str, bytes]:
+    return node_topic(GROUP, kind, EDGE, CELL), encode_payload(Payload(metrics, TABLE_TS + seq, seq), kind)
+
+
+def _short_row(message: tuple[str, bytes], row: int) -> tuple[str, bytes]:
+    """``message`` with the last value of DataSet row ``row`` removed (our encoder refuses to build it)."""
+    topic, data = message
+    raw = pb.Payload.FromString(data)
+    table = next(m for m in raw.metrics if m.HasField("dataset_value")).dataset_value
+    del table.rows[row].elements[-1]
+    return topic, raw.SerializeToString()
+
+
+def _table_node() -> list[tuple[str, bytes]]:
+    node = [Metric(BDSEQ, 0, D.Int64, timestamp=TABLE_TS), Metric(NODE_REBIRTH, False, D.Boolean, timestamp=TABLE_TS),
+            Metric("Line/State", "RUNNING", D.String, alias=5, timestamp=TABLE_TS)]
+    return [(node_topic(GROUP, MessageType.NBIRTH, EDGE),
+             encode_payload(Payload(node, TABLE_TS, 0), MessageType.NBIRTH))]
+
+
+def _ndata(seq: int, state: str) -> tuple[str, bytes]:
+    payload = Payload([Metric(alias=5, value=state, datatype=D.String, timestamp=TABLE_TS + seq)], TABLE_TS + seq, seq)
+    return node_topic(GROUP, MessageType.NDATA, EDGE), encode_payload(payload, MessageType.NDATA)
+
+
+def _run(messages: list[tuple[str, bytes]]) -> tuple[EdgeTracker, LiveModel, list[Any]]:
+    tracker, model, events = EdgeTracker(), LiveModel(), []
+    for topic, data in messages:
+        for event in tracker.handle(topic, data, TABLE_TS):
+            events.append(event)
+            model.apply(event)
+    return tracker, model, events
+
+
+def test_a_dataset_row_that_does_not_match_its_columns_is_a_dataset_violation_in_data() -> None:
+    """DDATA whose table has a short row: a ``dataset`` violation naming the metric and the row, one
+    rebirth request, nothing of that message applied (the table and the count keep their last values);
+    the node's next messages are applied as usual."""
+    dbirth = _device(MessageType.DBIRTH, 1, [Metric("Results", GOOD_TABLE, D.DataSet, alias=2, timestamp=TABLE_TS),
+                                             Metric("Count", 1, D.Int32, alias=3, timestamp=TABLE_TS)])
+    changed = DataSet(GOOD_TABLE.columns, GOOD_TABLE.types, [["Filler", 11, 0.91], ["Capper", 10, 1.0]])
+    bad = _short_row(_device(MessageType.DDATA, 2, [
+        Metric(alias=2, value=changed, datatype=D.DataSet, timestamp=TABLE_TS + 2),
+        Metric(alias=3, value=2, datatype=D.Int32, timestamp=TABLE_TS + 2)]), row=1)
+    later = _device(MessageType.DDATA, 3, [Metric(alias=3, value=3, datatype=D.Int32, timestamp=TABLE_TS + 3)])
+    tracker, model, events = _run([*_table_node(), dbirth, bad, later, _ndata(4, "HELD")])
+
+    (violation,) = [e for e in events if isinstance(e, ProtocolViolation)]
+    assert violation.kind == "dataset"
+    assert "metric 'Results'" in violation.detail and "row 1 has 2 values for 3 columns" in violation.detail
+    assert tracker.counters.violations == {"dataset": 1}
+    assert len([e for e in events if isinstance(e, RebirthNeeded)]) == 1
+    table = model.metric(GROUP, EDGE, CELL, "Results")
+    assert table is not None and table.value == GOOD_TABLE  # the birth's table, not a half-read one
+    count = model.metric(GROUP, EDGE, CELL, "Count")
+    assert count is not None and count.value == 3  # the bad message's 2 never applied, the next one's 3 is
+    state = model.metric(GROUP, EDGE, None, "Line/State")
+    assert state is not None and state.value == "HELD"
+
+
+def test_a_dataset_row_that_does_not_match_its_columns_in_a_dbirth_leaves_the_node_flowing() -> None:
+    """The same fault in a DBIRTH: that device is not born (a ``dataset`` violation and a rebirth
+    request), its DATA is not applied, and the node's own metrics keep flowing."""
+    dbirth = _short_row(_device(MessageType.DBIRTH, 1, [
+        Metric("Results", GOOD_TABLE, D.DataSet, alias=2, timestamp=TABLE_TS)]), row=0)
+    tracker, model, events = _run([*_table_node(), dbirth, _ndata(2, "HELD")])
+    (violation,) = [e for e in events if isinstance(e, ProtocolViolation)]
+    assert violation.kind == "dataset" and "row 0 has 2 values for 3 columns" in violation.detail
+    assert tracker.counters.violations == {"dataset": 1}
+    assert len([e for e in events if isinstance(e, RebirthNeeded)]) == 1
+    assert model.metric(GROUP, EDGE, CELL, "Results") is None
+    state = model.metric(GROUP, EDGE, None, "Line/State")
+    assert state is not None and state.value == "HELD"
+
+
+def test_a_template_ref_that_is_not_text_is_a_violation_not_a_crash() -> None:
+    """tck-id-payloads-template-ref-instance: a DBIRTH whose instance's template_ref is invalid UTF-8
+    (upb hands it back as bytes) is a counted ``malformed`` violation and a rebirth request; before,
+    the host's definition lookup raised TypeError out of the tracker."""
+    topic, data = _messages(_recipe(ref="R"))[1]
+    assert data.count(b"\x22\x01R") == 1  # Template.template_ref (field 4), one byte long
+    messages = [_messages(_recipe())[0], (topic, data.replace(b"\x22\x01R", b"\x22\x01\xff")), _ndata(2, "HELD")]
+    tracker, model, events = _run(messages)
+    (violation,) = [e for e in events if isinstance(e, ProtocolViolation)]
+    assert violation.kind == "malformed" and "template_ref" in violation.detail and "'Recipe'" in violation.detail
+    assert len([e for e in events if isinstance(e, RebirthNeeded)]) == 1
+    state = model.metric(GROUP, EDGE, None, "Line/State")
+    assert state is not None and state.value == "HELD"

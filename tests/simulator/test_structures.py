@@ -8,6 +8,7 @@ follow the process: every value compared with the simulator's own samples, not "
 from __future__ import annotations
 
 import asyncio
+import struct
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -31,7 +32,8 @@ from simulator.structures import (
 )
 from tests.simulator.structured import plain, quiet_simulator
 
-_BUILTIN_IDS = {"Boolean": 1, "Int32": 6, "UInt32": 7, "Double": 11, "String": 12, "DateTime": 13}
+_BUILTIN_IDS = {"Boolean": 1, "Int32": 6, "UInt32": 7, "Int64": 8, "Float": 10, "Double": 11, "String": 12,
+                "DateTime": 13}
 
 
 @pytest.fixture
@@ -78,7 +80,7 @@ async def test_structures_decode_and_follow_a_batch(sim: SimulatedLineServer) ->
         ns = await client.get_namespace_index(NAMESPACE_URI)
         paths = list(structure_values(sim.config, sim.model.samples()))
         assert paths == ["Line1/ActiveRecipe", "Line1/Filler/Status", "Line1/Capper/Status",
-                         "Line1/Labeler/Status", "Line1/QualityResults"]
+                         "Line1/Labeler/Status", "Line1/QualityResults", "Line1/CellCounters"]
 
         async def read_all() -> dict[str, Any]:
             return {p: plain(await client.get_node(ua.NodeId(p, ns)).read_value()) for p in paths}
@@ -98,6 +100,10 @@ async def test_structures_decode_and_follow_a_batch(sim: SimulatedLineServer) ->
                                                "Speed": 0.0, "Temperature": 20.0, "Running": False}
         assert idle["Line1/QualityResults"] == [
             {"Cell": c, "Good": 0, "Reject": 0, "Yield": 1.0, "Passed": True} for c in ("Filler", "Capper", "Labeler")]
+        # the counters table: Int64 counters and a Float temperature (the value a client reads, float32)
+        assert idle["Line1/CellCounters"] == [
+            {"Cell": c, "Good": 0, "Reject": 0, "Speed": 0.0, "Running": False,
+             "Temperature": idle[f"Line1/{c}/Status"]["Temperature"]} for c in ("Filler", "Capper", "Labeler")]
 
         # the process moves the structures: a batch runs to Complete
         line = client.get_node(ua.NodeId("Line1", ns))
@@ -119,6 +125,12 @@ async def test_structures_decode_and_follow_a_batch(sim: SimulatedLineServer) ->
                            "Yield": round(model_cell.good / total, 6),
                            "Passed": model_cell.good / total >= YIELD_PASS}
         assert rows[-1]["Good"] == 40  # parts out of the last cell are the line's good parts
+        counters = done["Line1/CellCounters"]
+        assert [(c["Cell"], c["Good"], c["Reject"], c["Running"]) for c in counters] == [
+            (r["Cell"], r["Good"], r["Reject"], False) for r in rows]
+        assert [c["Temperature"] for c in counters] == [
+            struct.unpack("<f", struct.pack("<f", sim.model.sample(f"Line1/{c['Cell']}/Temperature").value))[0]
+            for c in counters]
         assert sum(row["Reject"] for row in rows) == window.reject
 
 
@@ -198,7 +210,8 @@ async def test_a_structure_built_from_a_failed_sensor_is_bad_not_a_valid_zero(si
         assert plain(good.Value.Value) == sim.structures["Line1/QualityResults"]
         assert sim.structure_statuses == {"Line1/ActiveRecipe": GOOD, "Line1/Filler/Status": BAD_SENSOR_FAILURE,
                                           "Line1/Capper/Status": UNCERTAIN_LAST_USABLE_VALUE,
-                                          "Line1/Labeler/Status": GOOD, "Line1/QualityResults": GOOD}
+                                          "Line1/Labeler/Status": GOOD, "Line1/QualityResults": GOOD,
+                                          "Line1/CellCounters": BAD_SENSOR_FAILURE}  # built from every temperature
 
         assert sim.model.clear_faults() == 2
         await sim.tick_now()

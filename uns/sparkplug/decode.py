@@ -26,6 +26,7 @@ from .datatypes import (
     DataType,
 )
 from .errors import (
+    DataSetError,
     DataTypeMismatchError,
     MalformedPayloadError,
     SparkplugError,
@@ -287,15 +288,23 @@ def _property_value_from_pb(key: str, raw: pb.Payload.PropertyValue, owner: Any)
     return PropertyValue(datatype, _scalar(raw, which, datatype, label))
 
 
+def _text(value: Any, what: str) -> str:
+    """A proto2 string of a DataSet or Template: upb hands invalid UTF-8 back as bytes (see _utf8)."""
+    if value.__class__ is bytes:
+        raise MalformedPayloadError(f"{what} is not valid UTF-8: {value[:32]!r}")
+    return value
+
+
 def _dataset_from_pb(raw: pb.Payload.DataSet, label: Any) -> DataSet:
-    columns = list(raw.columns)
+    columns = [_text(column, f"metric {label!r}: DataSet column name") for column in raw.columns]
     if len(columns) != len(raw.types):
-        raise MalformedPayloadError(
-            f"metric {label!r}: DataSet has {len(columns)} columns but {len(raw.types)} types "
+        missing = " (tck-id-payloads-dataset-parameter-type-req)" if not raw.types else ""
+        raise DataSetError(
+            f"metric {label!r}: DataSet has {len(columns)} columns but {len(raw.types)} types{missing} "
             "(tck-id-payloads-dataset-column-num-headers, tck-id-payloads-dataset-types-num)"
         )
     if raw.HasField("num_of_columns") and raw.num_of_columns != len(columns):
-        raise MalformedPayloadError(
+        raise DataSetError(
             f"metric {label!r}: DataSet num_of_columns {raw.num_of_columns} != {len(columns)} columns "
             "(tck-id-payloads-dataset-column-size)"
         )
@@ -304,7 +313,7 @@ def _dataset_from_pb(raw: pb.Payload.DataSet, label: Any) -> DataSet:
     rows = []
     for index, row in enumerate(raw.rows):
         if len(row.elements) != len(types):
-            raise MalformedPayloadError(
+            raise DataSetError(
                 f"metric {label!r}: DataSet row {index} has {len(row.elements)} values for {len(types)} columns"
             )
         where = f"metric {label!r} DataSet row {index}"
@@ -319,13 +328,20 @@ def _template_from_pb(raw: pb.Payload.Template, label: Any) -> Template:
         where = f"metric {label!r} template parameter {param.name!r}"
         if not param.name:
             raise MalformedPayloadError(f"{where} has no name (tck-id-payloads-template-parameter-name-required)")
+        name = _text(param.name, f"metric {label!r}: template parameter name "
+                                 "(tck-id-payloads-template-parameter-name-type)")
+        if not param.HasField("type"):
+            raise MalformedPayloadError(f"{where} has no type (tck-id-payloads-template-parameter-type-req)")
         ptype = _BASIC_BY_CODE.get(param.type) or _raise(_bad_code(param.type, where, "template parameter"))
-        parameters.append(Parameter(param.name, ptype, _scalar(param, param.WhichOneof("value"), ptype, where)))
+        parameters.append(Parameter(name, ptype, _scalar(param, param.WhichOneof("value"), ptype, where)))
+    has = raw.HasField
     return Template(
         metrics=[_birth_metric(m) for m in raw.metrics],
         parameters=parameters,
-        version=raw.version if raw.HasField("version") else None,
-        template_ref=raw.template_ref if raw.HasField("template_ref") else None,
+        version=_text(raw.version, f"metric {label!r}: template version (tck-id-payloads-template-version)")
+        if has("version") else None,
+        template_ref=_text(raw.template_ref, f"metric {label!r}: template_ref (tck-id-payloads-template-ref-instance)")
+        if has("template_ref") else None,
         is_definition=raw.is_definition,
     )
 

@@ -35,6 +35,14 @@ class MalformedPayloadError(RemoteProtocolError):
     """The bytes are not a Sparkplug B protobuf payload, or violate its structure."""
 
 
+class DataSetError(MalformedPayloadError):
+    """A DataSet whose columns, types and rows do not agree (the message names the metric and the row).
+
+    Its own class so a host can count it apart from other malformed payloads: a table that a PLC
+    program or a gateway built wrong is a different fault to chase than corrupt bytes.
+    """
+
+
 class UnknownDataTypeError(RemoteProtocolError):
     """A datatype code outside the Sparkplug 3.0 DataType enum, or not allowed where it appears."""
 

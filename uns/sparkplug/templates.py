@@ -13,7 +13,10 @@ What a host checks, and why each matters to it:
   a stray member would reach the UNS as a field no type describes;
 * in a birth an instance carries *every* member (tck-id-payloads-template-instance-members-birth):
   DATA may then carry a subset (tck-id-payloads-template-instance-members-data), which the host
-  applies on top of the last complete instance with :func:`merge_instance`.
+  applies on top of the last complete instance with :func:`merge_instance`;
+* an instance sets only parameters its definition lists (tck-id-payloads-template-definition-parameters);
+  it need not set any (tck-id-payloads-template-instance-parameters is a MAY, and a definition's
+  parameter values are its defaults, tck-id-payloads-template-definition-parameters-default).
 
 A violation raises :class:`TemplateInstanceError` (a :class:`MalformedPayloadError`) naming the
 metric and member; the host answers it like any malformed message (a counted violation and a
@@ -71,6 +74,11 @@ def _check(label: str, instance: Template, definitions: Mapping[str, Template], 
         seen.add(member.name)
         if member.datatype is DataType.Template and isinstance(member.value, Template) and not member.is_null:
             _check(f"{label}/{member.name}", member.value, definitions, birth)
+    parameters = {parameter.name for parameter in definition.parameters}
+    for parameter in instance.parameters:
+        if parameter.name not in parameters:
+            raise TemplateInstanceError(f"metric {label!r}: parameter {parameter.name!r} is not in definition {ref!r} "
+                                        "(tck-id-payloads-template-definition-parameters)")
     missing = [name for name in declared if name not in seen]
     if birth and missing:
         raise TemplateInstanceError(f"metric {label!r}: a birth instance of {ref!r} lacks member(s) {missing} "
