@@ -156,23 +156,37 @@ class Supervisor:
 
     def start(self, spec: ServiceSpec) -> subprocess.Popen:
         """Start a service and wait until it is ready; :class:`ServiceFailedError` if it ends first."""
-        self.on_event(spec.name, "starting")
-        proc = self._spawn(spec)
-        self.on_event(spec.name, f"pid {proc.pid}")
-        self.running.append((spec, proc))
-        deadline = time.monotonic() + spec.ready_timeout
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise ServiceFailedError(
-                    f"{spec.name} exited with {exit_text(proc.returncode)} while starting; "
-                    f"see {self.log_path(spec.name)}"
-                )
-            if all(_port_answers(p) for p in spec.ready_ports) and (spec.ready_check is None or spec.ready_check()):
-                self.on_event(spec.name, "ready")
-                return proc
-            time.sleep(0.1)
-        raise ServiceFailedError(f"{spec.name} was not ready after {spec.ready_timeout:.0f}s; "
-                                 f"see {self.log_path(spec.name)}")
+        return self.start_together([spec])[0]
+
+    def start_together(self, specs: list[ServiceSpec]) -> list[subprocess.Popen]:
+        """Start services that do not need each other (e.g. the broker and the simulator) at once
+        and wait until every one is ready: their start-up times overlap instead of adding up.
+        :class:`ServiceFailedError` names the first that ends or is not ready in its time."""
+        started: list[tuple[ServiceSpec, subprocess.Popen, float]] = []
+        for spec in specs:
+            self.on_event(spec.name, "starting")
+            proc = self._spawn(spec)
+            self.on_event(spec.name, f"pid {proc.pid}")
+            self.running.append((spec, proc))
+            started.append((spec, proc, time.monotonic() + spec.ready_timeout))
+        waiting = list(started)
+        while waiting:
+            for item in list(waiting):
+                spec, proc, deadline = item
+                if proc.poll() is not None:
+                    raise ServiceFailedError(
+                        f"{spec.name} exited with {exit_text(proc.returncode)} while starting; "
+                        f"see {self.log_path(spec.name)}"
+                    )
+                if all(_port_answers(p) for p in spec.ready_ports) and (spec.ready_check is None or spec.ready_check()):
+                    self.on_event(spec.name, "ready")
+                    waiting.remove(item)
+                elif time.monotonic() >= deadline:
+                    raise ServiceFailedError(f"{spec.name} was not ready after {spec.ready_timeout:.0f}s; "
+                                             f"see {self.log_path(spec.name)}")
+            if waiting:
+                time.sleep(0.1)
+        return [proc for _, proc, _ in started]
 
     def failed(self) -> list[tuple[str, int]]:
         """Services that exited on their own (name, exit code)."""

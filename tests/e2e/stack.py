@@ -131,22 +131,28 @@ def running_stack(workdir: Path, *, adapter_overrides: Callable[[dict], None] | 
         if broker == "mosquitto":
             binary = mosquitto_binary()
             assert binary, "mosquitto is missing: scripts/test installs it"
-            supervisor.start(ServiceSpec("broker", [binary, "-c", str(folder / "mosquitto.conf")],
-                                         ready_ports=[ports["mqtt"]]))
+            broker_spec = ServiceSpec("broker", [binary, "-c", str(folder / "mosquitto.conf")],
+                                      ready_ports=[ports["mqtt"]])
         else:
-            supervisor.start(ServiceSpec("broker", uns_command("broker", "run", "--config",
-                                                               str(folder / "broker.yaml")),
-                                         ready_ports=[ports["mqtt"]]))
-        supervisor.start(ServiceSpec("simulator", uns_command("sim", "run", "--host", "127.0.0.1", "--port",
-                                                              str(ports["opcua"]), "--seed", "7"),
-                                     ready_ports=[ports["opcua"]]))
-        supervisor.start(ServiceSpec("adapter", uns_command("adapter", "run", "--config", str(folder / "adapter.yaml")),
-                                     ready_ports=[ports["http"]],
-                                     ready_check=lambda: http_ok(f"{stack.http}/readyz")))
-        supervisor.start(ServiceSpec("edge", uns_command("edge", "run", "--config", str(folder / "plant.yaml")),
-                                     ready_check=lambda: any(line.get("nodes_online") for line in
-                                                             (stack.api("GET", "/api/lines", role="viewer")[1] or [])),
-                                     ready_timeout=60))
+            broker_spec = ServiceSpec("broker", uns_command("broker", "run", "--config", str(folder / "broker.yaml")),
+                                      ready_ports=[ports["mqtt"]])
+        # two stages whose members start at once: the broker and the simulator need nothing; the
+        # adapter and the edge need the broker (the edge waits for the adapter's STATE by itself)
+        supervisor.start_together([
+            broker_spec,
+            ServiceSpec("simulator", uns_command("sim", "run", "--host", "127.0.0.1", "--port",
+                                                 str(ports["opcua"]), "--seed", "7"),
+                        ready_ports=[ports["opcua"]]),
+        ])
+        supervisor.start_together([
+            ServiceSpec("adapter", uns_command("adapter", "run", "--config", str(folder / "adapter.yaml")),
+                        ready_ports=[ports["http"]], ready_check=lambda: http_ok(f"{stack.http}/readyz")),
+            ServiceSpec("edge", uns_command("edge", "run", "--config", str(folder / "plant.yaml")),
+                        ready_ports=[ports["http"]],  # its readiness is asked of the adapter's API
+                        ready_check=lambda: any(line.get("nodes_online") for line in
+                                                (stack.api("GET", "/api/lines", role="viewer")[1] or [])),
+                        ready_timeout=60),
+        ])
         yield stack
     finally:
         supervisor.stop_all()
