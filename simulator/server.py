@@ -31,6 +31,7 @@ from simulator.catalog import SIMULATION_OBJECT, TagSpec, synthetic_path, tag_ca
 from simulator.conditions import ConditionShell
 from simulator.config import NAMESPACE_URI, SimulatorConfig
 from simulator.engineering_units import add_engineering_properties
+from simulator.errors import InvalidStateError
 from simulator.faults import Sample
 from simulator.methods import add_line_methods, add_simulation_methods
 from simulator.model import LineModel, synthetic_value
@@ -316,6 +317,19 @@ class SimulatedLineServer:
         """Lose (or stop losing) condition events on the way to the clients, as a server whose event
         queue overflowed: the model, the condition nodes and ConditionRefresh still follow them."""
         self.alarm_events_suppressed = suppress
+
+    async def add_faceplate_member(self, member: str) -> None:
+        """Change ``CellFaceplateType`` live: a new Double member on the type and every faceplate
+        (:meth:`simulator.structure_nodes.StructureShell.add_faceplate_member`); kept across restarts."""
+        async with self._lock:
+            if self._server is None:
+                raise InvalidStateError("the server is down; add the member once it is up")
+            await self._structures.add_faceplate_member(self._server, member)
+
+    @property
+    def added_faceplate_members(self) -> list[str]:
+        """The faceplate members added while running, in order."""
+        return list(self._structures.added_members)
 
     async def request_condition_refresh(self) -> None:
         """Emit a RefreshRequiredEvent: what a server that lost events must do (Part 9 5.11.1)."""

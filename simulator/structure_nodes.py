@@ -15,6 +15,7 @@ from asyncua.common.manage_nodes import create_data_type, create_encoding
 from asyncua.common.structures104 import load_data_type_definitions, new_struct_field
 
 from simulator.config import SimulatorConfig
+from simulator.errors import SimulatorError
 from simulator.faults import Sample
 from simulator.structures import (
     FACEPLATE_MEMBERS,
@@ -78,6 +79,14 @@ def to_extension_object(spec: StructSpec, value: dict[str, Any]) -> Any:
     return cls(**kwargs)
 
 
+async def _add_type_member(faceplate_type: Any, ns: int, member: str) -> None:
+    """A Double variable declaration of ``CellFaceplateType`` (instantiated with each new object)."""
+    var = await faceplate_type.add_variable(
+        ua.NodeId(f"Types/{FACEPLATE_TYPE}/{member}", ns), ua.QualifiedName(member, ns),
+        ua.Variant(0.0, ua.VariantType.Double), datatype=ua.NodeId(ua.VariantType.Double.value))
+    await var.set_modelling_rule(True)
+
+
 def _variant(spec: StructSpec, array: bool, value: Any) -> ua.Variant:
     if array:
         return ua.Variant([to_extension_object(spec, row) for row in value], ua.VariantType.ExtensionObject)
@@ -92,6 +101,9 @@ class StructureShell:
         self._variables = structure_variables(config)
         self._written: dict[str, tuple[Any, int]] = {}  # path -> (value, StatusCode) as written
         self._faceplates: dict[str, str] = {}  # faceplate member path -> mirrored tag path
+        #: Double members added to CellFaceplateType while running (:meth:`add_faceplate_member`), kept
+        #: across a server restart like a PLC download; each holds 0.0 until a client writes it
+        self.added_members: list[str] = []
         self._ns = 0
 
     async def add_nodes(self, server: Server, ns: int, parents: dict[str, Any], samples: dict[str, Sample]) -> None:
@@ -116,6 +128,8 @@ class StructureShell:
                 ua.Variant(_ZERO[datatype], _BUILTINS[datatype]),
                 datatype=ua.NodeId(_BUILTINS[datatype].value))
             await var.set_modelling_rule(True)
+        for member in self.added_members:
+            await _add_type_member(faceplate_type, ns, member)
         values = structure_values(self.config, samples)
         for path, (spec, array) in self._variables.items():
             folder, _, name = path.rpartition("/")
@@ -133,6 +147,29 @@ class StructureShell:
                 objecttype=faceplate_type.nodeid)
             for member, (_datatype, tag) in FACEPLATE_MEMBERS.items():
                 self._faceplates[faceplate_member_path(line, cell.name, member)] = f"{line}/{cell.name}/{tag}"
+
+    async def add_faceplate_member(self, server: Server, member: str) -> None:
+        """A live change of ``CellFaceplateType``: a new Double variable ``member`` on the type and on
+        every cell's faceplate (0.0, Good), as a PLC download that extends a function block does. The
+        type keeps its node id; a client sees the change only by reading the type again."""
+        if not member or any(c in member for c in "/.#+") or member in FACEPLATE_MEMBERS \
+                or member in self.added_members:
+            raise SimulatorError(f"{member!r} cannot be a new faceplate member: it must be a new name "
+                                 f"without '/', '.', '#' or '+' (members now: "
+                                 f"{[*FACEPLATE_MEMBERS, *self.added_members]})")
+        ns = self._ns
+        await _add_type_member(server.get_node(ua.NodeId(f"Types/{FACEPLATE_TYPE}", ns)), ns, member)
+        now = datetime.now(UTC)
+        for cell in self.config.cells:
+            line = self.config.line
+            node_id = ua.NodeId(faceplate_member_path(line, cell.name, member), ns)
+            var = await server.get_node(ua.NodeId(faceplate_path(line, cell.name), ns)).add_variable(
+                node_id, ua.QualifiedName(member, ns), ua.Variant(0.0, ua.VariantType.Double),
+                datatype=ua.NodeId(ua.VariantType.Double.value))
+            await var.set_writable()
+            await server.write_attribute_value(node_id, ua.DataValue(
+                Value=ua.Variant(0.0, ua.VariantType.Double), SourceTimestamp=now, ServerTimestamp=now))
+        self.added_members.append(member)
 
     async def write(self, server: Server, samples: dict[str, Sample], changed: dict[str, Sample]) -> None:
         """Write every structure whose value changed, and the faceplate members whose tag changed.
