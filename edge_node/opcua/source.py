@@ -54,6 +54,7 @@ from asyncua.common.subscription import (
 )
 
 from uns.aio import run_until_first_done
+from uns.commands.template_members import born_members
 from uns.sparkplug.datatypes import DataType
 
 from ..alarms import AlarmBook
@@ -243,6 +244,17 @@ class OpcUaSource:
                  self.endpoint.url, len(self.bound), self.stats.monitored_items, self.devices)
         await self._pump(client, sub)
 
+    def template_members(self, device_id: str | None, metric: str) -> dict[str, DataType] | None:
+        """The members (path -> datatype) this source publishes for a template instance metric, as
+        its current types say; None when it reads no such template tag (or its type is unknown)."""
+        bound = next((b for b in self._structured if b.device_id == device_id and b.tag.metric == metric
+                      and b.tag.datatype is DataType.Template), None)
+        node = (self._types.nodes.get(bound.node_id) if self._types is not None and bound is not None
+                and bound.node_id is not None else None)
+        if node is None or self._types is None:
+            return None
+        return born_members(self._types.catalog.definition(node.type_id))
+
     # -- connect steps ------------------------------------------------------------------------
 
     async def _resolve_node_ids(self, client: Client) -> None:
@@ -311,6 +323,10 @@ class OpcUaSource:
                 key = (bound.handle, name)
                 handle = self._member_handles.setdefault(key, len(self.bound) + 1 + len(self._member_handles))
                 self._members[handle] = key
+
+    def _member_nodes(self) -> dict[int, ua.NodeId]:
+        """Member handle -> the member variable it monitors."""
+        return {h: self._objects[tag].members[name] for h, (tag, name) in self._members.items()}
 
     def _mapped(self, bound: BoundTag, sample: RawSample) -> RawSample:
         """A structured tag's sample with its value mapped to a complete Template or a DataSet."""
@@ -556,16 +572,16 @@ class OpcUaSource:
         object members gained monitored and those lost dropped, the structured tags read again and
         their devices re-announced (complete instances of the new version). Other tags are untouched."""
         self.stats.type_changes += 1
-        before = dict(self._member_items)
+        before = self._member_nodes()
         await self._read_types(client)
         log.warning("endpoint %s: a template type changed on the server; rebirth with %s", self.endpoint.name,
                     self._types.catalog.versions if self._types is not None else {})
-        gone = [item for handle, item in before.items() if handle not in self._members]
-        if gone:
-            await sub.unsubscribe(gone)
-            for handle in [h for h in before if h not in self._members]:
-                self._member_items.pop(handle, None)
-        await self._create_member_items(sub, [h for h in self._members if h not in before])
+        after = self._member_nodes()
+        stale = [h for h, node_id in before.items() if after.get(h) != node_id]  # gone, or another variable now
+        items = [self._member_items.pop(h) for h in stale if h in self._member_items]
+        if items:
+            await sub.unsubscribe(items)
+        await self._create_member_items(sub, [h for h in after if h not in before or h in stale])
         self.stats.monitored_items = sum(1 for b in self.bound if b.subscribed)
         tags = list(self._structured)
         devices = sorted({b.device_id for b in tags if b.device_id is not None})
