@@ -288,7 +288,7 @@ class SimulatedLineServer:
                                           ua.Variant(synthetic_value(index, self._synthetic_step),
                                                      ua.VariantType.Double))
                 self._synthetic_ids.append(node_id)
-        await self._structures.add_nodes(server, ns, parents, samples)
+        await self._structures.add_nodes(server, ns, parents, samples, set(self._writable))
         conditions = ConditionShell(server, ns)
         await conditions.add_nodes(parents, [(c.path, c.kind) for c in self.model.alarms.conditions.values()])
         conditions.bind_methods(self._acknowledge, self._confirm)
@@ -379,7 +379,8 @@ class SimulatedLineServer:
             await asyncio.sleep(max(0.0, delay))
 
     async def _pull_client_writes(self) -> None:
-        """Setpoints a client wrote since the last tick go into the model (the model owns the line)."""
+        """Setpoints a client wrote since the last tick go into the model (the model owns the line);
+        a write to a faceplate member that mirrors a writable tag is a write to that tag."""
         server = self._server
         if server is None:
             return
@@ -389,15 +390,23 @@ class SimulatedLineServer:
             mirrored = self._mirrored.get(path)
             if mirrored is None or value == mirrored.value:
                 continue
-            try:
-                self.model.write_tag(path, value)
-            except ValueError as exc:
-                log.warning("ignored client write to %s: %s", path, exc)
-                self._mirrored.pop(path)
-                await self._mirror({path: self.model.sample(path)})  # put the model's value back
-                continue
-            # the client's value stays in the address space until the model's next sample replaces it
-            self._mirrored[path] = Sample(value, mirrored.status, mirrored.source_ts)
+            if await self._take_write(path, value, path):
+                # the client's value stays in the address space until the model's next sample replaces it
+                self._mirrored[path] = Sample(value, mirrored.status, mirrored.source_ts)
+        for path, (member, value) in self._structures.client_writes(server).items():
+            await self._take_write(path, value, member)
+
+    async def _take_write(self, path: str, value: Any, written: str) -> bool:
+        """A client's write of ``value`` to tag ``path`` (through node ``written``) into the model;
+        refused (False): the model's value is put back on the node."""
+        try:
+            self.model.write_tag(path, value)
+        except ValueError as exc:
+            log.warning("ignored client write to %s: %s", written, exc)
+            self._mirrored.pop(path, None)
+            await self._mirror({path: self.model.sample(path)})  # put the model's value back (faceplate too)
+            return False
+        return True
 
     async def _mirror(self, changed: dict[str, Sample]) -> None:
         server = self._server
