@@ -21,6 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from uns.sparkplug.datatypes import DataType
+
 from .alarms import AlarmBook
 from .alarms import definitions as alarm_definitions
 from .commands.edge_client import EdgeClient
@@ -151,8 +153,13 @@ class EdgeNodeApp:
             """An Acknowledge / Confirm command's condition, from the book of the endpoint that has it."""
             return next((found for book in books.values() if (found := book.latest(device_id, name))), None)
 
+        def template_members(device_id: str | None, metric: str) -> dict[str, DataType] | None:
+            """A template member command's instance: its members as the source that reads it publishes them."""
+            return next((found for source in self.sources if (found := source.template_members(device_id, metric))),
+                        None)
+
         if isinstance(client, EdgeClient):
-            self.commands = await start_commands(self.config, client, condition)
+            self.commands = await start_commands(self.config, client, condition, template_members)
         for endpoint in self.config.opcua:
             tags = [(tag, self.config.device_id(tag)) for tag in self.config.tags_of(endpoint.name)]
             if not tags:

@@ -229,6 +229,11 @@ class OpcUaEndpointConfig(_Strict):
         True, description="ask the server to apply deadbands (DataChangeFilter); client-side always applies too")
     alarms: AlarmsConfig | None = Field(
         None, description="subscribe to OPC UA Alarms & Conditions events (docs/alarms.md); absent = no events")
+    type_check_interval_s: float | None = Field(
+        60.0, gt=0, le=86_400,
+        description="with Template/DataSet tags: how often the types are read again while connected, so a "
+                    "changed structure or object type rebirths the node without a reconnect (docs/templates.md); "
+                    "null = only at each connect")
 
     @field_validator("name")
     @classmethod

@@ -22,6 +22,8 @@ true, as from a server whose event queue overflowed; ConditionRefresh still stat
 RequestConditionRefresh() (emits a RefreshRequiredEvent: the server asks its clients to refresh),
 AlarmFlood(RatePerS Double, DurationS Double) (toggles every cell's Jam, DoorOpen and EStop round
 robin at that many events per second: the alarm flood of bench/alarm_flood.py).
+AddFaceplateMember(Member String) (a live type change: a new Double variable on CellFaceplateType and
+on every cell's Faceplate, 0.0 until written; kept across RestartServer, see simulator.structure_nodes).
 """
 
 from __future__ import annotations
@@ -171,6 +173,10 @@ async def add_simulation_methods(obj: Node, ns: int, sim: SimulatedLineServer) -
                                                  "still states them); false: delivered again"),
     ])
     await _add(obj, ns, owner, sim, "RequestConditionRefresh", sim.request_condition_refresh, [])
+    await _add(obj, ns, owner, sim, "AddFaceplateMember", sim.add_faceplate_member, [
+        _arg("Member", ua.VariantType.String, "name of a new Double variable of CellFaceplateType and of every "
+                                              "cell's Faceplate (a live type change, as a PLC download)"),
+    ])
 
     def alarm_flood(rate_per_s: float, duration_s: float) -> None:
         model.start_alarm_flood(float(rate_per_s), float(duration_s))

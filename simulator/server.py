@@ -31,6 +31,7 @@ from simulator.catalog import SIMULATION_OBJECT, TagSpec, synthetic_path, tag_ca
 from simulator.conditions import ConditionShell
 from simulator.config import NAMESPACE_URI, SimulatorConfig
 from simulator.engineering_units import add_engineering_properties
+from simulator.errors import InvalidStateError
 from simulator.faults import Sample
 from simulator.methods import add_line_methods, add_simulation_methods
 from simulator.model import LineModel, synthetic_value
@@ -287,7 +288,7 @@ class SimulatedLineServer:
                                           ua.Variant(synthetic_value(index, self._synthetic_step),
                                                      ua.VariantType.Double))
                 self._synthetic_ids.append(node_id)
-        await self._structures.add_nodes(server, ns, parents, samples)
+        await self._structures.add_nodes(server, ns, parents, samples, set(self._writable))
         conditions = ConditionShell(server, ns)
         await conditions.add_nodes(parents, [(c.path, c.kind) for c in self.model.alarms.conditions.values()])
         conditions.bind_methods(self._acknowledge, self._confirm)
@@ -316,6 +317,19 @@ class SimulatedLineServer:
         """Lose (or stop losing) condition events on the way to the clients, as a server whose event
         queue overflowed: the model, the condition nodes and ConditionRefresh still follow them."""
         self.alarm_events_suppressed = suppress
+
+    async def add_faceplate_member(self, member: str) -> None:
+        """Change ``CellFaceplateType`` live: a new Double member on the type and every faceplate
+        (:meth:`simulator.structure_nodes.StructureShell.add_faceplate_member`); kept across restarts."""
+        async with self._lock:
+            if self._server is None:
+                raise InvalidStateError("the server is down; add the member once it is up")
+            await self._structures.add_faceplate_member(self._server, member)
+
+    @property
+    def added_faceplate_members(self) -> list[str]:
+        """The faceplate members added while running, in order."""
+        return list(self._structures.added_members)
 
     async def request_condition_refresh(self) -> None:
         """Emit a RefreshRequiredEvent: what a server that lost events must do (Part 9 5.11.1)."""
@@ -365,7 +379,8 @@ class SimulatedLineServer:
             await asyncio.sleep(max(0.0, delay))
 
     async def _pull_client_writes(self) -> None:
-        """Setpoints a client wrote since the last tick go into the model (the model owns the line)."""
+        """Setpoints a client wrote since the last tick go into the model (the model owns the line);
+        a write to a faceplate member that mirrors a writable tag is a write to that tag."""
         server = self._server
         if server is None:
             return
@@ -375,15 +390,23 @@ class SimulatedLineServer:
             mirrored = self._mirrored.get(path)
             if mirrored is None or value == mirrored.value:
                 continue
-            try:
-                self.model.write_tag(path, value)
-            except ValueError as exc:
-                log.warning("ignored client write to %s: %s", path, exc)
-                self._mirrored.pop(path)
-                await self._mirror({path: self.model.sample(path)})  # put the model's value back
-                continue
-            # the client's value stays in the address space until the model's next sample replaces it
-            self._mirrored[path] = Sample(value, mirrored.status, mirrored.source_ts)
+            if await self._take_write(path, value, path):
+                # the client's value stays in the address space until the model's next sample replaces it
+                self._mirrored[path] = Sample(value, mirrored.status, mirrored.source_ts)
+        for path, (member, value) in self._structures.client_writes(server).items():
+            await self._take_write(path, value, member)
+
+    async def _take_write(self, path: str, value: Any, written: str) -> bool:
+        """A client's write of ``value`` to tag ``path`` (through node ``written``) into the model;
+        refused (False): the model's value is put back on the node."""
+        try:
+            self.model.write_tag(path, value)
+        except ValueError as exc:
+            log.warning("ignored client write to %s: %s", written, exc)
+            self._mirrored.pop(path, None)
+            await self._mirror({path: self.model.sample(path)})  # put the model's value back (faceplate too)
+            return False
+        return True
 
     async def _mirror(self, changed: dict[str, Sample]) -> None:
         server = self._server

@@ -7,6 +7,7 @@ valid. The shell writes a structure only when its value changed, at the tick tha
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,6 +16,7 @@ from asyncua.common.manage_nodes import create_data_type, create_encoding
 from asyncua.common.structures104 import load_data_type_definitions, new_struct_field
 
 from simulator.config import SimulatorConfig
+from simulator.errors import SimulatorError
 from simulator.faults import Sample
 from simulator.structures import (
     FACEPLATE_MEMBERS,
@@ -79,6 +81,14 @@ def to_extension_object(spec: StructSpec, value: dict[str, Any]) -> Any:
     return cls(**kwargs)
 
 
+async def _add_type_member(faceplate_type: Any, ns: int, member: str) -> None:
+    """A Double variable declaration of ``CellFaceplateType`` (instantiated with each new object)."""
+    var = await faceplate_type.add_variable(
+        ua.NodeId(f"Types/{FACEPLATE_TYPE}/{member}", ns), ua.QualifiedName(member, ns),
+        ua.Variant(0.0, ua.VariantType.Double), datatype=ua.NodeId(ua.VariantType.Double.value))
+    await var.set_modelling_rule(True)
+
+
 def _variant(spec: StructSpec, array: bool, value: Any) -> ua.Variant:
     if array:
         return ua.Variant([to_extension_object(spec, row) for row in value], ua.VariantType.ExtensionObject)
@@ -93,10 +103,20 @@ class StructureShell:
         self._variables = structure_variables(config)
         self._written: dict[str, tuple[Any, int]] = {}  # path -> (value, StatusCode) as written
         self._faceplates: dict[str, str] = {}  # faceplate member path -> mirrored tag path
+        #: Double members added to CellFaceplateType while running (:meth:`add_faceplate_member`), kept
+        #: across a server restart like a PLC download; each holds 0.0 until a client writes it
+        self.added_members: list[str] = []
+        #: writable faceplate member path -> the cell tag a client's write to it goes to
+        self.writable_faceplates: dict[str, str] = {}
+        self._member_values: dict[str, Any] = {}  # faceplate member path -> the value the shell wrote last
         self._ns = 0
 
-    async def add_nodes(self, server: Server, ns: int, parents: dict[str, Any], samples: dict[str, Sample]) -> None:
-        """Create the types, then one variable per structure and one faceplate object per cell."""
+    async def add_nodes(self, server: Server, ns: int, parents: dict[str, Any], samples: dict[str, Sample],
+                        writable: Collection[str] = ()) -> None:
+        """Create the types, then one variable per structure and one faceplate object per cell.
+
+        A faceplate member whose cell tag is in ``writable`` is writable too: a client's write to it
+        is a write to that tag (:attr:`writable_faceplates`, pulled into the model by the server)."""
         self._ns = ns
         self._written = {}
         for spec in STRUCTS:
@@ -117,6 +137,8 @@ class StructureShell:
                 ua.Variant(_ZERO[datatype], _BUILTINS[datatype]),
                 datatype=ua.NodeId(_BUILTINS[datatype].value))
             await var.set_modelling_rule(True)
+        for member in self.added_members:
+            await _add_type_member(faceplate_type, ns, member)
         values = structure_values(self.config, samples)
         for path, (spec, array) in self._variables.items():
             folder, _, name = path.rpartition("/")
@@ -128,12 +150,57 @@ class StructureShell:
                 await var.write_array_dimensions([0])
         line = self.config.line
         self._faceplates = {}
+        self.writable_faceplates = {}
+        self._member_values = {}
         for cell in self.config.cells:
             await parents[f"{line}/{cell.name}"].add_object(
                 ua.NodeId(faceplate_path(line, cell.name), ns), ua.QualifiedName("Faceplate", ns),
                 objecttype=faceplate_type.nodeid)
             for member, (_datatype, tag) in FACEPLATE_MEMBERS.items():
-                self._faceplates[faceplate_member_path(line, cell.name, member)] = f"{line}/{cell.name}/{tag}"
+                path, tag_path = faceplate_member_path(line, cell.name, member), f"{line}/{cell.name}/{tag}"
+                self._faceplates[path] = tag_path
+                if tag_path in writable:
+                    self.writable_faceplates[path] = tag_path
+                    await server.get_node(ua.NodeId(path, ns)).set_writable()
+            for member in self.added_members:
+                await server.get_node(ua.NodeId(faceplate_member_path(line, cell.name, member), ns)).set_writable()
+
+    async def add_faceplate_member(self, server: Server, member: str) -> None:
+        """A live change of ``CellFaceplateType``: a new Double variable ``member`` on the type and on
+        every cell's faceplate (0.0, Good), as a PLC download that extends a function block does. The
+        type keeps its node id; a client sees the change only by reading the type again."""
+        if not member or any(c in member for c in "/.#+") or member in FACEPLATE_MEMBERS \
+                or member in self.added_members:
+            raise SimulatorError(f"{member!r} cannot be a new faceplate member: it must be a new name "
+                                 f"without '/', '.', '#' or '+' (members now: "
+                                 f"{[*FACEPLATE_MEMBERS, *self.added_members]})")
+        ns = self._ns
+        await _add_type_member(server.get_node(ua.NodeId(f"Types/{FACEPLATE_TYPE}", ns)), ns, member)
+        now = datetime.now(UTC)
+        for cell in self.config.cells:
+            line = self.config.line
+            node_id = ua.NodeId(faceplate_member_path(line, cell.name, member), ns)
+            var = await server.get_node(ua.NodeId(faceplate_path(line, cell.name), ns)).add_variable(
+                node_id, ua.QualifiedName(member, ns), ua.Variant(0.0, ua.VariantType.Double),
+                datatype=ua.NodeId(ua.VariantType.Double.value))
+            await var.set_writable()
+            await server.write_attribute_value(node_id, ua.DataValue(
+                Value=ua.Variant(0.0, ua.VariantType.Double), SourceTimestamp=now, ServerTimestamp=now))
+        self.added_members.append(member)
+
+    def client_writes(self, server: Server) -> dict[str, tuple[str, Any]]:
+        """Writable faceplate members a client wrote since the shell last wrote them: tag path ->
+        (member path, value). Each write is reported once (the tag then mirrors it back)."""
+        out: dict[str, tuple[str, Any]] = {}
+        for member, tag in self.writable_faceplates.items():
+            if member not in self._member_values:
+                continue
+            datavalue = server.read_attribute_value(ua.NodeId(member, self._ns))
+            value = datavalue.Value.Value if datavalue.Value is not None else None
+            if value != self._member_values[member]:
+                self._member_values[member] = value
+                out[tag] = (member, value)
+        return out
 
     async def write(self, server: Server, samples: dict[str, Sample], changed: dict[str, Sample]) -> None:
         """Write every structure whose value changed, and the faceplate members whose tag changed.
@@ -159,6 +226,7 @@ class StructureShell:
                 continue
             datatype = _BUILTINS[FACEPLATE_MEMBERS[member_path.rpartition(".")[2]][0]]
             variant = ua.Variant() if sample.value is None else ua.Variant(sample.value, datatype)
+            self._member_values[member_path] = sample.value
             await server.write_attribute_value(ua.NodeId(member_path, self._ns), ua.DataValue(
                 Value=variant, StatusCode=ua.StatusCode(sample.status),
                 SourceTimestamp=datetime.fromtimestamp(sample.source_ts, tz=UTC), ServerTimestamp=now))

@@ -175,6 +175,7 @@ BUILTIN_BASE = {
     "StoreError": RuntimeError,
     "CoercionError": ValueError,
     "TemplateMappingError": ValueError,
+    "TemplateMemberError": ValueError,
     "MesInputError": ValueError,
     "SchemaVersionError": RuntimeError,
     "HostNotOnlineError": RuntimeError,

@@ -42,6 +42,7 @@ from uns.commands.allowlist import Allowlist
 from uns.commands.checker import DEFAULT_VALIDITY_S, build_request
 from uns.commands.model import CommandRequest, CommandResult, SignatureMeaning
 from uns.commands.signing import sign_command
+from uns.commands.template_members import born_members, member_path, member_value
 from uns.commands.values import normalize_value
 from uns.commands.wire import CommandWireError, encode_command, result_filter
 from uns.isa95 import NamespaceMapping
@@ -50,7 +51,7 @@ from uns.sparkplug.codec import decode_payload
 from uns.sparkplug.control import rebirth_request
 from uns.sparkplug.datatypes import DataType
 from uns.sparkplug.errors import SparkplugError
-from uns.sparkplug.model import now_ms
+from uns.sparkplug.model import Template, now_ms
 from uns.sparkplug.topic import (
     CERTIFICATES_PREFIX,
     MessageType,
@@ -93,10 +94,12 @@ class Signer:
 
 @dataclass(frozen=True, slots=True)
 class MetricTarget:
-    """What the birth says about a metric: its datatype and alias (None: send by name)."""
+    """What the birth says about a metric: its datatype and alias (None: send by name), and for a
+    template instance the instance as born (a write to one of its members is built from it)."""
 
     datatype: DataType
     alias: int | None
+    template: Template | None = None
 
 
 @dataclass
@@ -176,6 +179,10 @@ class CommandClient:
                      timeout: float = 10.0) -> CommandResult:
         """Build (value normalized to the birth's datatype), sign, send, and wait for the result."""
         target = await self.resolve(group_id, edge_node_id, device_id, metric)
+        if target.template is not None and (path := member_path(value)) is not None:
+            member_type = born_members(target.template).get(path)  # a member write: its own datatype
+            if member_type is not None:
+                value = {path: normalize_value(member_type, member_value(value))}
         request = self.build(group_id=group_id, edge_node_id=edge_node_id, device_id=device_id, metric=metric,
                              value=value, requested_by=requested_by, reason=reason, datatype=target.datatype,
                              validity_s=validity_s)
@@ -221,7 +228,8 @@ class CommandClient:
         future: asyncio.Future[CommandResult] = asyncio.get_running_loop().create_future()
         self._waiting[request.command_id] = future
         try:
-            topic, data = encode_command(request, datatype=target.datatype, alias=target.alias, now_ms=self.clock())
+            topic, data = encode_command(request, datatype=target.datatype, alias=target.alias, now_ms=self.clock(),
+                                         template=target.template)
         except CommandWireError:
             self._waiting.pop(request.command_id, None)
             raise
@@ -295,7 +303,8 @@ class CommandClient:
         except SparkplugError as exc:
             log.warning("ignoring an undecodable %s on %s: %s", kind, topic, exc)
             return
-        table = {m.name: MetricTarget(m.datatype, m.alias) for m in payload.metrics
+        table = {m.name: MetricTarget(m.datatype, m.alias, m.value if isinstance(m.value, Template) else None)
+                 for m in payload.metrics
                  if m.name is not None and m.datatype is not None}
         if message_type is MessageType.NBIRTH:
             if not topic.startswith(CERTIFICATES_PREFIX):

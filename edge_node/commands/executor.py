@@ -39,6 +39,12 @@ runs when OPC UA comes back, restart or not.
 like any other command: audited, and answered on the result topic when its envelope names a
 command id (:mod:`edge_node.commands.rejects` decides what is said).
 
+**Template members.** A command to a member of a template instance (an allowlist ``member:`` rule,
+:mod:`uns.commands.template_members`) is checked against the members the edge publishes for that
+instance (``template_members``: ``unknown_member`` for one it lacks, before the allowlist), then
+the member is read, written and read back by :meth:`OpcUaWriter.read_member` /
+:meth:`OpcUaWriter.write_member` and audited like any write.
+
 The write session is dedicated (:class:`edge_node.commands.opcua_writer.OpcUaWriter`, one per endpoint),
 so telemetry load does not delay a command.
 """
@@ -61,8 +67,10 @@ from uns.audit.chain import AuditLog
 from uns.commands.allowlist import LineRules, WritableMetric
 from uns.commands.checker import AllowlistChecker, Decision
 from uns.commands.model import CommandRequest, Outcome, ReasonCode
+from uns.commands.template_members import member_value
 from uns.commands.wire import P_ID, CommandWireError, command_from_metric
 from uns.isa95 import NamespaceMapping
+from uns.sparkplug.datatypes import DataType
 from uns.sparkplug.model import Metric, now_ms
 from uns.sparkplug.topic import MessageType, SparkplugTopic
 
@@ -83,7 +91,7 @@ from .logic import (
     replay_decision,
     seen_keep_until_ms,
 )
-from .opcua_writer import OpcUaWriter, ReadResult, WriterDisconnectedError, to_variant
+from .opcua_writer import BAD_NO_MATCH, OpcUaWriter, ReadResult, WriterDisconnectedError, to_variant
 from .recovery import (
     Close,
     Discard,
@@ -104,6 +112,8 @@ READBACK_GAPS_S: tuple[float, ...] = (0.0, 0.005, 0.01, 0.02, 0.05)
 
 #: (device id, ConditionName) -> (ConditionId, newest EventId as hex), None for a condition the edge does not know
 ConditionLookup = Callable[[str | None, str], tuple[str, str] | None]
+#: (device id, metric) -> the members (path -> datatype) the edge publishes for that template instance, or None
+TemplateMembersLookup = Callable[[str | None, str], dict[str, DataType] | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +157,8 @@ class CommandExecutor:
                  data_dir: Path, endpoint_of_device: Callable[[str | None], str],
                  state_nodes: dict[tuple[str | None, str], StateNode], clock: Callable[[], int] = now_ms,
                  writers: dict[str, OpcUaWriter] | None = None, journal_path: Path | None = None,
-                 conditions: ConditionLookup | None = None) -> None:
+                 conditions: ConditionLookup | None = None,
+                 template_members: TemplateMembersLookup | None = None) -> None:
         if not endpoints:
             raise ValueError("the command executor needs at least one OPC UA endpoint")
         self.group_id = group_id
@@ -159,6 +170,8 @@ class CommandExecutor:
         self.state_nodes = state_nodes
         #: (device id, ConditionName) -> (ConditionId, newest EventId hex) the edge received; for condition rules
         self.conditions = conditions
+        #: the members of a template instance metric as the edge publishes it; for member rules
+        self.template_members = template_members
         self.clock = clock
         self.stats = ExecutorStats()
         self.writers = writers or {ep.name: OpcUaWriter(ep, data_dir) for ep in endpoints}
@@ -272,7 +285,7 @@ class CommandExecutor:
             state, state_note, unavailable = await self._machine_state(request)
         else:  # idle endpoint: execution follows at once and reads the state with the old value
             state, state_note, unavailable = None, "read at execution", True
-        decision = self.checker.check(request, state, self.clock(), consume=False)
+        decision = self.checker.check(request, state, self.clock(), consume=False, members=self._members(request))
         if found is None or not decision.allowed:
             rule = found[1] if found else None
             # the state is read (again) at execution, e.g. once OPC UA is back: judge it then
@@ -406,7 +419,11 @@ class CommandExecutor:
         where, state_note = self._state_where(request)
         state: str | int | None = None
         unavailable = False
-        if rule.write is not None and (where is None or where.endpoint == pending.endpoint):
+        if rule.write is not None and rule.member is not None:
+            pending.old = _observed(await writer.read_member(rule.write.node_id, rule.member))
+            if where is not None:
+                state, state_note, unavailable = await self._machine_state(request)
+        elif rule.write is not None and (where is None or where.endpoint == pending.endpoint):
             # one Read for the state and the old value: a busy server answers each round trip slowly
             nodes = [rule.write.node_id] + ([where.node_id] if where is not None else [])
             reads = await writer.read_many(nodes)
@@ -415,7 +432,7 @@ class CommandExecutor:
                 state, state_note = self._state_of(where, reads[1])
         elif where is not None:
             state, state_note, unavailable = await self._machine_state(request)
-        decision = self.checker.check(request, state, self.clock(), consume=True)
+        decision = self.checker.check(request, state, self.clock(), consume=True, members=self._members(request))
         if not decision.allowed:
             if decision.reason is ReasonCode.WRONG_MACHINE_STATE and unavailable:
                 raise WriterDisconnectedError(state_note or "machine state unavailable")
@@ -428,10 +445,23 @@ class CommandExecutor:
         if rule.condition is not None:
             await self._condition_call(pending, writer)
             return
+        if rule.member is not None:
+            await self._write_member(pending, writer)
+            return
         assert rule.write is not None
-        variant = to_variant(rule.sparkplug_type, request.value)
+        node = rule.write.node_id
+        readback = readback_node(rule)
+        assert readback is not None
+        await self._write_and_read_back(pending, request.value, node,
+                                        lambda: writer.write(node, to_variant(rule.sparkplug_type, request.value)),
+                                        lambda: writer.read(readback))
+
+    async def _write_and_read_back(self, pending: Pending, value: Any, what: str, write: Callable[[], Awaitable[int]],
+                                   read: Callable[[], Awaitable[ReadResult]]) -> None:
+        """Write, audit ``written``, then poll the read-back of ``value`` until it matches or times out."""
+        rule = pending.rule
         try:
-            status = await writer.write(rule.write.node_id, variant)
+            status = await write()
         except WriterDisconnectedError as exc:  # the write may or may not have reached the server
             await self.report.finished(pending, Outcome.FAILED, ReasonCode.WRITE_FAILED,
                                f"session lost during the write; the value may or may not be written: {exc}")
@@ -441,9 +471,29 @@ class CommandExecutor:
         await self.report.written(pending)
         if not is_good(status):
             await self.report.finished(pending, Outcome.FAILED, ReasonCode.WRITE_FAILED,
-                               f"OPC UA write of {rule.write.node_id} answered 0x{status:08X}")
+                               f"OPC UA write of {what} answered 0x{status:08X}")
             return
-        await self._read_back(pending, writer)
+        await self._poll(pending, rule, read, lambda observed: readback_matches(rule, value, observed))
+        outcome, reason, message = readback_verdict(rule, value, pending.readbacks)
+        await self.report.finished(pending, outcome, reason, message)
+
+    def _members(self, request: CommandRequest) -> dict[str, DataType] | None:
+        return self.template_members(request.device_id, request.metric) if self.template_members else None
+
+    async def _write_member(self, pending: Pending, writer: OpcUaWriter) -> None:
+        """One member of a template instance: written, read back like any write (the member's value)."""
+        request, rule = pending.request, pending.rule
+        assert rule.write is not None and rule.member is not None
+        node, member, value = rule.write.node_id, rule.member, member_value(request.value)
+        if pending.old is not None and pending.old.status_code == BAD_NO_MATCH:
+            await self.report.finished(pending, Outcome.REFUSED, ReasonCode.UNKNOWN_MEMBER,
+                                       f"OPC UA node {node} has no member {member!r}")
+            return
+        readback = readback_node(rule)
+        assert readback is not None
+        await self._write_and_read_back(pending, value, f"member {member!r} of {node}",
+                                        lambda: writer.write_member(node, member, rule.sparkplug_type, value),
+                                        lambda: writer.read_member(readback, member))
 
     async def _call(self, pending: Pending, writer: OpcUaWriter) -> None:
         request, rule = pending.request, pending.rule
@@ -501,15 +551,6 @@ class CommandExecutor:
         outcome, reason, message = condition_calls.readback_verdict(call, pending.readbacks, rule.readback_timeout_s)
         await self.report.finished(pending, outcome, reason,
                                    f"{message} (condition {tgt.condition_id}, EventId {tgt.event_id.hex()})")
-
-    async def _read_back(self, pending: Pending, writer: OpcUaWriter) -> None:
-        request, rule = pending.request, pending.rule
-        node = readback_node(rule)
-        assert node is not None
-        await self._poll(pending, rule, lambda: writer.read(node),
-                         lambda observed: readback_matches(rule, request.value, observed))
-        outcome, reason, message = readback_verdict(rule, request.value, pending.readbacks)
-        await self.report.finished(pending, outcome, reason, message)
 
     async def _poll(self, pending: Pending, rule: WritableMetric, read: Callable[[], Awaitable[ReadResult]],
                     done: Callable[[Observed], bool]) -> None:

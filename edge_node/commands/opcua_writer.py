@@ -14,6 +14,14 @@ the status is part of the command result and the audit record (which keeps the w
 read-back's StatusCode). Only a lost session raises (:class:`WriterDisconnectedError`): the executor
 decides whether the command may be retried (nothing was sent yet) or has failed (the write may
 have happened).
+
+A member of a template instance (an allowlist ``member:`` rule, docs/templates.md) is read and
+written by :meth:`OpcUaWriter.read_member` / :meth:`OpcUaWriter.write_member`: of an **object
+instance** the member variable found by browse name (each step of a nested path one level down),
+written alone; of a **structured variable** the field of its decoded value: read the whole
+structure, change that one field, write the whole structure back (OPC UA has no write of a field;
+an IndexRange does not address structure fields). A member the node does not have is
+``BadNoMatch``, which the executor reports as ``unknown_member``.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from asyncua import Client, ua
+from asyncua.common.structures104 import clean_name
 
 from edge_node.errors import EdgeError
 from uns.sparkplug.datatypes import DataType
@@ -51,6 +60,8 @@ VARIANT_OF: dict[DataType, ua.VariantType] = {
 BAD_NODE_ID_UNKNOWN = 0x80340000
 BAD_NOT_CONNECTED = 0x808A0000
 BAD_COMMUNICATION_ERROR = 0x80050000
+#: BadNoMatch: the node has no member of that name
+BAD_NO_MATCH = 0x806F0000
 
 
 class WriterDisconnectedError(EdgeError, ConnectionError):
@@ -95,6 +106,17 @@ def to_json_value(value: Any) -> Any:
     return str(value)
 
 
+def _field(structure: Any, path: str) -> tuple[bool, Any]:
+    """(found, value) of a nested field of a decoded structure (asyncua cleans field names)."""
+    item = structure
+    for part in path.split("/"):
+        name = clean_name(part)
+        if item is None or not hasattr(item, name):
+            return False, None
+        item = getattr(item, name)
+    return True, item
+
+
 def _ms(ts: datetime | None) -> int | None:
     if ts is None:
         return None
@@ -131,6 +153,9 @@ class OpcUaWriter:
                                           credentials=endpoint.writer_credentials(), backoff=self.backoff)
         self._namespaces: list[str] = []
         self._node_cache: dict[str, ua.NodeId] = {}
+        #: node -> whether it is an object (members are variables) rather than a structured variable
+        self._is_object: dict[ua.NodeId, bool] = {}
+        self._types_loaded = False
 
     # -- supervisor (the loop itself: edge_node.opcua.connection) ----------------------------
 
@@ -144,6 +169,8 @@ class OpcUaWriter:
     async def _session(self, client: Client) -> None:
         self._namespaces = list(await client.get_namespace_array())
         self._node_cache = {}
+        self._is_object = {}
+        self._types_loaded = False
         self.connects += 1
         self.backoff.reset()
         self.disconnected.clear()
@@ -252,13 +279,98 @@ class OpcUaWriter:
 
     async def write(self, node_text: str, variant: ua.Variant) -> int:
         """Write the Value attribute (no timestamps: many servers refuse client-set ones)."""
-        client = self._require()
+        self._require()
         node = self.node_id(node_text)
         if node is None:
             return BAD_NODE_ID_UNKNOWN
-        dv = ua.DataValue(Value=variant)
+        return await self._write_node(node, variant)
+
+    # -- members of template instances ---------------------------------------------------------
+
+    async def read_member(self, node_text: str, path: str) -> ReadResult:
+        """The value of one member (``a/b`` nested) of an object instance or a structured variable."""
+        self._require()
+        node = self.node_id(node_text)
+        if node is None:
+            return ReadResult(None, BAD_NODE_ID_UNKNOWN, None)
+        if await self._object(node):
+            member = await self._member_variable(node, path)
+            return (await self._read_nodes([member]))[0] if member is not None else ReadResult(None, BAD_NO_MATCH, None)
+        dv, structure = await self._read_structure(node)
+        status = dv.StatusCode.value if dv.StatusCode is not None else 0
+        if status & 0x80000000:
+            return ReadResult(None, status, _ms(dv.SourceTimestamp))
+        found, value = _field(structure, path)
+        if not found:
+            return ReadResult(None, BAD_NO_MATCH, None)
+        return ReadResult(to_json_value(value), status, _ms(dv.SourceTimestamp))
+
+    async def write_member(self, node_text: str, path: str, datatype: DataType, value: Any) -> int:
+        """Write one member; a structured variable is read, changed in that field, written whole."""
+        self._require()
+        node = self.node_id(node_text)
+        if node is None:
+            return BAD_NODE_ID_UNKNOWN
+        variant = to_variant(datatype, value)
+        if await self._object(node):
+            member = await self._member_variable(node, path)
+            return await self._write_node(member, variant) if member is not None else BAD_NO_MATCH
+        dv, structure = await self._read_structure(node)
+        status = dv.StatusCode.value if dv.StatusCode is not None else 0
+        if status & 0x80000000 or structure is None:
+            return status or BAD_NO_MATCH
+        *outer, last = path.split("/")
+        holder = structure
+        for part in outer:
+            holder = getattr(holder, clean_name(part), None)
+        if holder is None or not hasattr(holder, clean_name(last)):
+            return BAD_NO_MATCH
+        setattr(holder, clean_name(last), variant.Value)
+        return await self._write_node(node, ua.Variant(structure, ua.VariantType.ExtensionObject))
+
+    async def _object(self, node: ua.NodeId) -> bool:
+        known = self._is_object.get(node)
+        if known is None:
+            client = self._require()
+            try:
+                node_class = await self._guarded(client.get_node(node).read_node_class())
+            except ua.UaStatusCodeError:
+                node_class = ua.NodeClass.Variable  # its Read then says what is wrong with the node
+            known = self._is_object[node] = node_class == ua.NodeClass.Object
+        return known
+
+    async def _member_variable(self, node: ua.NodeId, path: str) -> ua.NodeId | None:
+        """The member variable at ``path`` below an object, by browse name (any namespace); cached."""
+        key = f"{node.to_string()}#member#{path}"
+        found: ua.NodeId | None = self._node_cache.get(key)
+        if found is None:
+            client = self._require()
+            found = node
+            for part in path.split("/"):
+                children = await self._guarded(client.get_node(found).get_children(refs=ua.ObjectIds.HasComponent))
+                names = [await self._guarded(child.read_browse_name()) for child in children]
+                match = next((c.nodeid for c, n in zip(children, names, strict=True) if n.Name == part), None)
+                if match is None:
+                    return None
+                found = match
+            self._node_cache[key] = found
+        return found
+
+    async def _read_structure(self, node: ua.NodeId) -> tuple[ua.DataValue, Any]:
+        """A structured variable's DataValue and its decoded value (the structure classes are
+        generated from the server's DataTypeDefinitions once per session)."""
+        client = self._require()
+        if not self._types_loaded:
+            await self._guarded(client.load_data_type_definitions())
+            self._types_loaded = True
+        dv = await self._guarded(client.get_node(node).read_data_value(raise_on_bad_status=False))
+        return dv, dv.Value.Value if dv.Value is not None else None
+
+    async def _write_node(self, node: ua.NodeId, variant: ua.Variant) -> int:
+        client = self._require()
         try:
-            codes = await self._guarded(client.uaclient.write_attributes([node], [dv], ua.AttributeIds.Value))
+            codes = await self._guarded(client.uaclient.write_attributes([node], [ua.DataValue(Value=variant)],
+                                                                         ua.AttributeIds.Value))
         except ua.UaStatusCodeError as exc:  # e.g. BadUserAccessDenied for the whole Write service
             return service_fault_code(exc)
         return int(codes[0].value)
@@ -280,5 +392,5 @@ class OpcUaWriter:
         return int(results[0].StatusCode.value)
 
 
-__all__ = ["VARIANT_OF", "OpcUaWriter", "ReadResult", "WriterDisconnectedError", "service_fault_code", "to_json_value",
-           "to_variant"]
+__all__ = ["BAD_NO_MATCH", "VARIANT_OF", "OpcUaWriter", "ReadResult", "WriterDisconnectedError", "service_fault_code",
+           "to_json_value", "to_variant"]

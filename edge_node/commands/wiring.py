@@ -21,7 +21,7 @@ from uns.sparkplug.datatypes import DataType
 from ..config import ConfigError, EdgeConfig
 from ..model import MetricDefinition
 from .edge_client import EdgeClient
-from .executor import CommandExecutor, ConditionLookup, StateNode
+from .executor import CommandExecutor, ConditionLookup, StateNode, TemplateMembersLookup
 
 log = logging.getLogger("edge_node.command_wiring")  # its name before edge_node.commands
 
@@ -80,12 +80,14 @@ class CommandRuntime:
         await asyncio.to_thread(self.audit.close)
 
 
-async def start_commands(config: EdgeConfig, client: EdgeClient,
-                         conditions: ConditionLookup | None = None) -> CommandRuntime:
+async def start_commands(config: EdgeConfig, client: EdgeClient, conditions: ConditionLookup | None = None,
+                         template_members: TemplateMembersLookup | None = None) -> CommandRuntime:
     """Build and start the executor (it resumes or closes what the last run left open, see
     :mod:`edge_node.commands.recovery`), and make it the client's NCMD/DCMD handler, also for
     commands the client's session could not decode. ``conditions`` finds the ConditionId and
-    newest EventId of a condition (the endpoints' alarm books) for Acknowledge / Confirm rules."""
+    newest EventId of a condition (the endpoints' alarm books) for Acknowledge / Confirm rules;
+    ``template_members`` the members of a template instance metric (the sources' types) for
+    member rules."""
     allowlist, users = load_rules(config)
     commands = config.commands
     audit_path = (commands.audit_db if commands and commands.audit_db else config.data_dir / "audit" / "commands.db")
@@ -109,7 +111,7 @@ async def start_commands(config: EdgeConfig, client: EdgeClient,
         group_id=group_id, edge_node_id=edge_node_id, mapping=config.mapping,
         checker=AllowlistChecker(allowlist, users), audit=audit, publisher=client, endpoints=config.opcua,
         data_dir=config.data_dir, endpoint_of_device=endpoint_of_device, state_nodes=state_nodes,
-        conditions=conditions)
+        conditions=conditions, template_members=template_members)
     await executor.start()
     client.set_command_handler(executor.handle)
     client.set_rejected_command_handler(executor.handle_rejected)

@@ -24,7 +24,12 @@ While connected, tags with ``max_age_s`` / ``frozen_after_s`` are checked every 
 Structured tags (``datatype: Template`` / ``DataSet``, docs/templates.md): their types are read at
 each connect (:mod:`edge_node.opcua.structures`); an object instance tag has no value of its own, so
 its member variables are read and monitored under their own client handles and combined into one
-instance per change (:mod:`edge_node.object_instances`).
+instance per change (:mod:`edge_node.object_instances`). While connected the types are read again
+every ``type_check_interval_s``; when one changed (a PLC download changed a UDT or a function block)
+the session stays up: the new definitions go to the sink (the node rebirths with the new versions),
+the member variables an object type gained are monitored (those it lost are not), and the
+structured tags are read again and re-announced (a DBIRTH with complete instances of the new type).
+Why a periodic re-read and not the server's GeneralModelChangeEvent: docs/templates.md.
 
 The sink is anything with the :class:`SourceSink` shape; the app passes
 ``edge_node.mqtt_client.SparkplugEdgeClient``. A sink that raises is logged, never fatal.
@@ -49,6 +54,7 @@ from asyncua.common.subscription import (
 )
 
 from uns.aio import run_until_first_done
+from uns.commands.template_members import born_members
 from uns.sparkplug.datatypes import DataType
 
 from ..alarms import AlarmBook
@@ -69,7 +75,7 @@ from ..validation import (
 from .alarms import AlarmSubscription
 from .connection import OpcUaConnection, SessionDeadError, silence_check, watch_server_state
 from .security import UntrustedServerCertificate
-from .structures import StructureTypes, object_members, read_structure_types
+from .structures import StructureTypes, describe_structure_types, object_members, read_structure_types
 
 log = logging.getLogger("edge_node.opcua_source")  # its name before edge_node.opcua
 
@@ -113,6 +119,8 @@ class SourceStats:
     sink_errors: int = 0
     #: structured tags refused because their type has no template form (edge_node.templates)
     structure_errors: int = 0
+    #: template types noticed changed on the server while connected (each one a rebirth)
+    type_changes: int = 0
     connected: bool = False
     last_error: str = ""
 
@@ -180,6 +188,10 @@ class OpcUaSource:
         #: object instance tags (handle -> their members' samples) and member handle -> (tag handle, member)
         self._objects: dict[int, ObjectInstance] = {}
         self._members: dict[int, tuple[int, str]] = {}
+        #: (tag handle, member) -> member handle, kept for the source's life: a monitored item keeps its
+        #: handle when its object's type changes while connected; and member handle -> its item id
+        self._member_handles: dict[tuple[int, str], int] = {}
+        self._member_items: dict[int, int] = {}
         self.connection = OpcUaConnection(endpoint, data_dir, label=f"endpoint {endpoint.name}",
                                           session=self._session, on_error=self._failed, on_closed=self._closed,
                                           on_lost=self._lost, backoff=self.backoff)
@@ -231,6 +243,17 @@ class OpcUaSource:
         log.info("endpoint %s: connected to %s, %d tag(s) (%d monitored), devices %s", self.endpoint.name,
                  self.endpoint.url, len(self.bound), self.stats.monitored_items, self.devices)
         await self._pump(client, sub)
+
+    def template_members(self, device_id: str | None, metric: str) -> dict[str, DataType] | None:
+        """The members (path -> datatype) this source publishes for a template instance metric, as
+        its current types say; None when it reads no such template tag (or its type is unknown)."""
+        bound = next((b for b in self._structured if b.device_id == device_id and b.tag.metric == metric
+                      and b.tag.datatype is DataType.Template), None)
+        node = (self._types.nodes.get(bound.node_id) if self._types is not None and bound is not None
+                and bound.node_id is not None else None)
+        if node is None or self._types is None:
+            return None
+        return born_members(self._types.catalog.definition(node.type_id))
 
     # -- connect steps ------------------------------------------------------------------------
 
@@ -297,7 +320,13 @@ class OpcUaSource:
                 continue
             self._objects[bound.handle] = ObjectInstance(members)
             for name in members:
-                self._members[len(self.bound) + 1 + len(self._members)] = (bound.handle, name)
+                key = (bound.handle, name)
+                handle = self._member_handles.setdefault(key, len(self.bound) + 1 + len(self._member_handles))
+                self._members[handle] = key
+
+    def _member_nodes(self) -> dict[int, ua.NodeId]:
+        """Member handle -> the member variable it monitors."""
+        return {h: self._objects[tag].members[name] for h, (tag, name) in self._members.items()}
 
     def _mapped(self, bound: BoundTag, sample: RawSample) -> RawSample:
         """A structured tag's sample with its value mapped to a complete Template or a DataSet."""
@@ -332,15 +361,21 @@ class OpcUaSource:
         update.value = delta
         return update
 
-    async def _read_current(self, client: Client) -> _Announce:
+    async def _read_current(self, client: Client, tags: Sequence[BoundTag] | None = None) -> _Announce:
+        """Read the current value of ``tags`` (default every tag) for a (re)announcement."""
         announce = _Announce()
         now = self.clock()
-        values = await self._read_values(client, self._item_nodes())
+        tags = self.bound if tags is None else tags
+        handles = {b.handle for b in tags}
+        values = await self._read_values(client, [(h, n) for h, n in self._item_nodes()
+                                                  if self._members.get(h, (h, ""))[0] in handles])
         for member_handle, (handle, member) in self._members.items():
+            if handle not in handles:
+                continue
             dv = values.get(member_handle)
             sample = to_sample(dv) if dv is not None else RawSample(None, BAD_NODE_ID_UNKNOWN)
             self._objects[handle].update(member, sample)
-        for bound in self.bound:
+        for bound in tags:
             bound.validator.reset()
             dv = values.get(bound.handle)
             instance = self._objects.get(bound.handle)
@@ -389,9 +424,9 @@ class OpcUaSource:
                 values[handle] = dv
         return values
 
-    async def _announce_online(self, announce: _Announce) -> None:
+    async def _announce_online(self, announce: _Announce, devices: Sequence[str] | None = None) -> None:
         self._announced = True
-        for device in self.devices:
+        for device in self.devices if devices is None else devices:
             await self._sink_call(self.sink.device_online(DeviceOnline(device, announce.devices.get(device, []))))
         for update in announce.node_updates:
             self._submit(update, current=True)
@@ -415,7 +450,8 @@ class OpcUaSource:
         wanted = [b for b in self.bound if b.node_id is not None and b.handle not in self._objects]
         for bound in self.bound:
             bound.subscribed = False
-        await self._create_member_items(sub)
+        self._member_items.clear()
+        await self._create_member_items(sub, list(self._members))
         refused: list[BoundTag] = []
         for start in range(0, len(wanted), _CHUNK):
             chunk = wanted[start:start + _CHUNK]
@@ -432,23 +468,25 @@ class OpcUaSource:
                 self._check_items(chunk, results, filtered=False)
         self.stats.monitored_items = sum(1 for b in self.bound if b.subscribed)
 
-    async def _create_member_items(self, sub: Subscription) -> None:
+    async def _create_member_items(self, sub: Subscription, member_handles: list[int]) -> None:
         """One monitored item per member variable of each object instance tag (no deadband: deadbands
         do not apply to structured tags); the tag counts as subscribed when every member is."""
-        items = [(h, self._objects[handle].members[member], self._by_handle[handle])
-                 for h, (handle, member) in self._members.items()]
+        items = [(h, self._objects[self._members[h][0]].members[self._members[h][1]],
+                  self._by_handle[self._members[h][0]]) for h in member_handles]
         failed: set[int] = set()
         for start in range(0, len(items), _CHUNK):
             chunk = items[start:start + _CHUNK]
             results = await sub.create_monitored_items(
                 [self._item_request(bound, with_filter=False, node_id=node_id, handle=h)
                  for h, node_id, bound in chunk])
-            for (_h, node_id, bound), result in zip(chunk, results, strict=False):
+            for (h, node_id, bound), result in zip(chunk, results, strict=False):
                 if isinstance(result, ua.StatusCode):
                     failed.add(bound.handle)
                     log.error("endpoint %s: cannot monitor member %s of %s: %s", self.endpoint.name,
                               node_id.to_string(), bound.tag.metric, result.name)
-        for handle in self._objects:
+                else:
+                    self._member_items[h] = result
+        for handle in {self._members[h][0] for h in member_handles}:
             self._by_handle[handle].subscribed = handle not in failed
 
     def _check_items(self, chunk: list[BoundTag], results: list[Any], *, filtered: bool) -> list[BoundTag]:
@@ -503,8 +541,51 @@ class OpcUaSource:
             tasks.append(asyncio.create_task(self.alarms.consume(), name=f"opcua-alarms-{self.endpoint.name}"))
         if self._aging:
             tasks.append(asyncio.create_task(self._check_ages(), name=f"opcua-ages-{self.endpoint.name}"))
+        if self._structured and self.endpoint.type_check_interval_s is not None:
+            tasks.append(asyncio.create_task(self._watch_types(client, sub), name=f"opcua-types-{self.endpoint.name}"))
         await run_until_first_done(*tasks)  # raises the failure that ended the session
         raise SessionDeadError("notification stream ended")
+
+    async def _watch_types(self, client: Client, sub: Subscription) -> None:
+        """While connected: read the template tags' types every ``type_check_interval_s``; when they
+        differ from those published, take the new ones on without dropping the session."""
+        assert self.endpoint.type_check_interval_s is not None
+        while True:
+            await asyncio.sleep(self.endpoint.type_check_interval_s)
+            if await self._types_changed(client):
+                await self._retype(client, sub)
+
+    async def _types_changed(self, client: Client) -> bool:
+        """Do the types of the (mapped) template tags differ from the published ones? A type that no
+        longer maps counts as changed: :meth:`_retype` then refuses its tags by name."""
+        if self._types is None:
+            return False
+        nodes = [b.node_id for b in self._structured if b.node_id is not None]
+        try:
+            now = await describe_structure_types(client, nodes)
+        except TemplateMappingError:
+            return True
+        return type_signature(now) != type_signature(self._types)
+
+    async def _retype(self, client: Client, sub: Subscription) -> None:
+        """A type changed on the server: new definitions (the sink rebirths the node with them), the
+        object members gained monitored and those lost dropped, the structured tags read again and
+        their devices re-announced (complete instances of the new version). Other tags are untouched."""
+        self.stats.type_changes += 1
+        before = self._member_nodes()
+        await self._read_types(client)
+        log.warning("endpoint %s: a template type changed on the server; rebirth with %s", self.endpoint.name,
+                    self._types.catalog.versions if self._types is not None else {})
+        after = self._member_nodes()
+        stale = [h for h, node_id in before.items() if after.get(h) != node_id]  # gone, or another variable now
+        items = [self._member_items.pop(h) for h in stale if h in self._member_items]
+        if items:
+            await sub.unsubscribe(items)
+        await self._create_member_items(sub, [h for h in after if h not in before or h in stale])
+        self.stats.monitored_items = sum(1 for b in self.bound if b.subscribed)
+        tags = list(self._structured)
+        devices = sorted({b.device_id for b in tags if b.device_id is not None})
+        await self._announce_online(await self._read_current(client, tags), devices)
 
     async def _check_ages(self) -> None:
         """While connected: tags silent for ``max_age_s`` turn STALE, unchanged for ``frozen_after_s``
@@ -585,6 +666,12 @@ class OpcUaSource:
                                "started_ms": outcome.event.started_ms, "duration_ms": outcome.event.duration_ms})
         if outcome.drop is not None and outcome.drop.log:
             log.warning("dropped (%s): %s", outcome.drop.reason.value, outcome.drop.detail)
+
+
+def type_signature(types: StructureTypes) -> tuple[dict[str, str], dict[ua.NodeId, tuple[ua.NodeId, bool]]]:
+    """What must stay equal for the published definitions to stay right: every template's version
+    and each tag node's type (a variable can be given another DataType)."""
+    return types.catalog.versions, {n: (node.type_id, node.array) for n, node in types.nodes.items()}
 
 
 def to_sample(dv: ua.DataValue) -> RawSample:

@@ -16,9 +16,11 @@ raises :class:`~edge_node.templates.TemplateMappingError` naming the node and th
 caller reports that one tag and keeps the others flowing.
 
 Values: structured variables decode into asyncua's generated classes only after
-``client.load_data_type_definitions()``; :func:`read_structure_types` calls it once per session,
-after dropping the classes generated before for the same types (a changed type must not decode
-with its old class, see :func:`_forget_class`).
+``client.load_data_type_definitions()``; :func:`read_structure_types` calls it once per session
+and again after a type changed, after dropping the classes generated before for the same types (a
+changed type must not decode with its old class, see :func:`_forget_class`). While connected the
+edge re-reads the types every ``type_check_interval_s`` with :func:`describe_structure_types`
+(reads only, no class generated) and compares their versions with those it published.
 """
 
 from __future__ import annotations
@@ -59,7 +61,18 @@ class StructureTypes:
 
 
 async def read_structure_types(client: Client, node_ids: Sequence[ua.NodeId]) -> StructureTypes:
-    """Describe the nodes of the template tags and every type they use, from the server alone."""
+    """Describe the nodes of the template tags and every type they use, from the server alone, and
+    (re)generate the classes their values decode with."""
+    types = await describe_structure_types(client, node_ids)
+    for type_id in types.catalog.type_ids:
+        _forget_class(types.catalog.shape(type_id))
+    await client.load_data_type_definitions()
+    return types
+
+
+async def describe_structure_types(client: Client, node_ids: Sequence[ua.NodeId]) -> StructureTypes:
+    """The types only (no class generated): what the edge compares, while connected, with the types
+    it published (:meth:`edge_node.templates.TemplateCatalog.versions`) to notice a changed type."""
     namespaces = list(await client.get_namespace_array())
     shapes: dict[ua.NodeId, TypeShape] = {}
     nodes: dict[ua.NodeId, StructureNode] = {}
@@ -81,11 +94,7 @@ async def read_structure_types(client: Client, node_ids: Sequence[ua.NodeId]) ->
         else:
             raise TemplateMappingError(f"{node_id.to_string()} is a {node_class.name}; a template tag is a "
                                        "structured variable or an object")
-    catalog = TemplateCatalog(shapes.values())
-    for shape in shapes.values():
-        _forget_class(shape)
-    await client.load_data_type_definitions()
-    return StructureTypes(catalog, nodes)
+    return StructureTypes(TemplateCatalog(shapes.values()), nodes)
 
 
 def _forget_class(shape: TypeShape) -> None:
@@ -179,4 +188,5 @@ async def object_members(client: Client, node_id: ua.NodeId, names: Sequence[str
     return {name: found[name] for name in names}
 
 
-__all__ = ["StructureNode", "StructureTypes", "object_members", "read_object_value", "read_structure_types"]
+__all__ = ["StructureNode", "StructureTypes", "describe_structure_types", "object_members", "read_object_value",
+           "read_structure_types"]

@@ -38,10 +38,12 @@ from uns.commands.allowlist import Allowlist, WritableMetric
 from uns.commands.checker import AllowlistChecker, Decision, build_request
 from uns.commands.model import CommandRequest, CommandResult, ReasonCode, Signature
 from uns.commands.signing import SignatureRefusedError, UserRegistry, verify_signature
+from uns.commands.template_members import born_members
 from uns.commands.wire import CommandWireError, encode_command
 from uns.conventions import Quality
 from uns.isa95 import NamespaceMapping
-from uns.sparkplug.model import now_ms
+from uns.sparkplug.datatypes import DataType
+from uns.sparkplug.model import Template, now_ms
 
 log = logging.getLogger("uns.adapter.commands")
 
@@ -320,7 +322,9 @@ class CommandService:
 
     async def _advance(self, record: CommandRecord) -> None:
         request = record.request
-        decision = self.checker.check(request, self._machine_state(request), self._clock(), consume=True)
+        members = self._born_members(request)
+        decision = self.checker.check(request, self._machine_state(request), self._clock(), consume=True,
+                                      members=members)
         record.decision = decision
         if not decision.allowed:
             assert decision.reason is not None
@@ -328,7 +332,7 @@ class CommandService:
             if waiting is not None:
                 # ask for signatures only for a command that could run now: state, range, rate
                 pre = self.checker.check(request, self._machine_state(request), self._clock(), consume=False,
-                                         signatures=False)
+                                         signatures=False, members=members)
                 if pre.allowed:
                     self._set(record, waiting, decision.message)
                     return
@@ -350,7 +354,8 @@ class CommandService:
             state = self._model.metric(request.group_id, request.edge_node_id, request.device_id, request.metric)
             try:
                 topic, data = encode_command(request, datatype=rule.wire_type,
-                                             alias=state.alias if state is not None else None, now_ms=now)
+                                             alias=state.alias if state is not None else None, now_ms=now,
+                                             template=_instance(state.value if state is not None else None))
             except CommandWireError as exc:
                 problem = (422, "wire_error", str(exc))
             else:
@@ -384,6 +389,12 @@ class CommandService:
         if not self._link.connected:
             return 503, "mqtt_down", "the adapter's MQTT session is down; command not sent"
         return None
+
+    def _born_members(self, request: CommandRequest) -> dict[str, DataType] | None:
+        """The members of the target when it is a template instance (as the host last merged it)."""
+        state = self._model.metric(request.group_id, request.edge_node_id, request.device_id, request.metric)
+        instance = _instance(state.value if state is not None else None)
+        return born_members(instance) if instance is not None else None
 
     def _machine_state(self, request: CommandRequest) -> str | int | None:
         source = self.checker.state_source(request)
@@ -428,6 +439,10 @@ class CommandService:
             if self._records[oldest_id].status.open and len(self._records) < 2 * self._keep:
                 break
             self._records.pop(oldest_id)
+
+
+def _instance(value: Any) -> Template | None:
+    return value if isinstance(value, Template) and not value.is_definition else None
 
 
 def _first_error(exc: Exception) -> str:

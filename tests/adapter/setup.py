@@ -28,6 +28,8 @@ ALLOWLIST = {
              "allowed_states": ["Execute", "Idle"], "write": {"node_id": "ns=2;s=Filler.SpeedSP"}},
             {"device_id": CELL, "metric": "Recipe", "datatype": "String", "enum": ["SKU-12", "SKU-14"],
              "critical": True, "write": {"node_id": "ns=2;s=Filler.Recipe"}},
+            {"device_id": CELL, "metric": "Faceplate", "member": "SpeedSetpoint", "datatype": "Double", "min": 0,
+             "max": 600, "write": {"node_id": "ns=2;s=Filler.Faceplate"}},
         ],
     }],
 }

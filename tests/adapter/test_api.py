@@ -184,7 +184,10 @@ async def test_metrics_health_and_dashboard(adapter: RunningAdapter) -> None:
     assert me == {"user_id": "bob", "full_name": "Bob Supervisor", "role": "supervisor", "batch_control": True,
                   "order_start": True, "order_cancel": True, "stop_reason": True, "disposition": False}
     rules = (await client.get("/api/allowlist", headers=auth("viewer"))).json()
-    assert rules["version"] == "test-1" and {r["metric"] for r in rules["rules"]} == {"SpeedSetpoint", "Recipe"}
+    assert rules["version"] == "test-1" and {r["metric"] for r in rules["rules"]} == {"SpeedSetpoint", "Recipe",
+                                                                                      "Faceplate"}
+    member = next(r for r in rules["rules"] if r["metric"] == "Faceplate")  # a template member rule (issue 21)
+    assert (member["member"], member["rule_id"]) == ("SpeedSetpoint", "packaging:line1/filler/Faceplate#SpeedSetpoint")
 
 
 async def test_sse_delivers_snapshot_and_live_tag_changes(adapter: RunningAdapter) -> None:

@@ -10,8 +10,11 @@ from tests.adapter.setup import USERS, auth
 from uns.commands.model import CommandRequest, CommandResult, Outcome, ReasonCode, SignatureMeaning
 from uns.commands.signing import sign_command
 from uns.commands.wire import decode_command
+from uns.conventions import BDSEQ
+from uns.sparkplug.codec import encode_payload
 from uns.sparkplug.datatypes import DataType
-from uns.sparkplug.model import now_ms
+from uns.sparkplug.model import Metric, Payload, Template, now_ms
+from uns.sparkplug.topic import MessageType, node_topic
 
 
 def _signature(adapter: RunningAdapter, request: CommandRequest, role: str, meaning: SignatureMeaning) -> dict:
@@ -110,5 +113,68 @@ async def test_critical_command_needs_a_supervisor_approval(adapter: RunningAdap
         again = await client.post(url, headers=auth("supervisor"),
                                   json=_signature(adapter, request, "supervisor", SignatureMeaning.APPROVED))
         assert again.status_code == 409 and again.json()["reason"] == "not_open"
+    finally:
+        edge.__exit__()
+
+
+async def test_a_template_member_command_is_checked_against_the_born_instance_and_sent_as_a_template(
+        adapter: RunningAdapter) -> None:
+    """Issue 21 item 4 on the MES side: the adapter checks a member write against the instance the edge
+    born (``unknown_member`` / ``not_allowlisted`` naming the member, 422, before any signature) and
+    dispatches an allowed one as a DCMD whose value is a partial instance of the born template
+    (tck-id-payloads-template-instance-ref, tck-id-payloads-template-instance-members-data)."""
+    edge = await _edge_ready(adapter)
+    try:
+        ts = now_ms()
+        members = [Metric("Speed", 118.0, DataType.Double), Metric("SpeedSetpoint", 120.0, DataType.Double)]
+        definition = Template(metrics=[Metric(m.name, None, m.datatype, is_null=True) for m in members],
+                              version="v1", is_definition=True)
+        instance = Template(metrics=members, version="v1", template_ref="CellFaceplateType")
+        edge.bd_seq += 1
+        edge.seq = 0
+        edge._send(node_topic(GROUP, MessageType.NBIRTH, EDGE), encode_payload(Payload([
+            Metric(BDSEQ, edge.bd_seq, DataType.Int64, timestamp=ts),
+            Metric("_types_/CellFaceplateType", definition, DataType.Template, timestamp=ts)],
+            timestamp=ts, seq=0), MessageType.NBIRTH))
+        edge._send(node_topic(GROUP, MessageType.DBIRTH, EDGE, CELL), encode_payload(Payload([
+            Metric("Faceplate", instance, DataType.Template, alias=20, timestamp=ts)], timestamp=ts, seq=1),
+            MessageType.DBIRTH))
+        client = adapter.client
+
+        async def born() -> bool:
+            tags = (await client.get("/api/tags", headers=auth("viewer"))).json()
+            return any(t["name"] == "Faceplate" for t in tags)
+
+        await eventually(born)
+
+        async def post(value: object) -> dict:
+            response = await client.post("/api/commands", headers=auth("operator"), json={
+                "group_id": GROUP, "edge_node_id": EDGE, "device_id": CELL, "metric": "Faceplate", "value": value,
+                "reason": "faceplate setpoint"})
+            return {**response.json(), "http": response.status_code}
+
+        unknown = await post({"Pressure": 1.0})
+        assert (unknown["http"], unknown["reason"]) == (422, "unknown_member"), unknown
+        assert "has no member 'Pressure'" in unknown["detail"]
+        hidden = await post({"Speed": 1.0})
+        assert (hidden["http"], hidden["reason"]) == (422, "not_allowlisted"), hidden
+        assert "member 'Speed'" in hidden["detail"] and "['SpeedSetpoint']" in hidden["detail"]
+        created = await post({"SpeedSetpoint": 150})
+        assert (created["http"], created["status"]) == (201, "awaiting_signature"), created
+        request = CommandRequest.model_validate(created["request"])
+        assert request.value == {"SpeedSetpoint": 150.0}
+        signed = await client.post(f"/api/commands/{request.command_id}/sign", headers=auth("operator"),
+                                   json=_signature(adapter, request, "operator", SignatureMeaning.AUTHORED))
+        assert signed.json()["status"] == "dispatched", signed.text
+
+        async def received() -> list | None:
+            return [c for c in edge.commands if "/DCMD/" in c[0]] or None
+
+        topic, data = (await eventually(received))[-1]
+        (wire,) = decode_command(topic, data, lambda name, alias: ("Faceplate", DataType.Template))
+        assert wire.request.command_hash() == request.command_hash()
+        sent = wire.metric.value
+        assert (sent.template_ref, sent.version, sent.is_definition) == ("CellFaceplateType", "v1", False)
+        assert [(m.name, m.value) for m in sent.metrics] == [("SpeedSetpoint", 150.0)]
     finally:
         edge.__exit__()

@@ -145,13 +145,15 @@ def write_rules(tmp: Path, keys: dict[str, Any], rules: str = ALLOWLIST) -> tupl
 
 
 def edge_config(sim: SimulatedLineServer, broker_url: str, data_dir: Path, allowlist: Path, users: Path,
-                *, commands: bool = True, opcua: dict[str, Any] | None = None) -> EdgeConfig:
+                *, commands: bool = True, opcua: dict[str, Any] | None = None,
+                extra_tags: list[dict[str, Any]] | None = None) -> EdgeConfig:
     tags = [t.model_dump() for t in tag_catalog(sim.config)]
     raw = simulator_config_dict(sim.endpoint, broker_url, data_dir, tags,
                                 sparkplug={"publish_interval_ms": 20, "reconnect_min_s": 0.1, "rebirth_throttle_s": 0.2,
                                            "reconnect_max_s": 0.5})
     raw["opcua"][0].update(keepalive_interval_s=0.2, reconnect_min_s=0.1, reconnect_max_s=0.5,
                            publishing_interval_ms=50, sampling_interval_ms=0, timeout_s=2.0, **(opcua or {}))
+    raw["tags"] += extra_tags or []
     if commands:
         raw["commands"] = {"allowlist": str(allowlist), "users": str(users)}
     return EdgeConfig.model_validate(raw)
@@ -160,14 +162,16 @@ def edge_config(sim: SimulatedLineServer, broker_url: str, data_dir: Path, allow
 @contextlib.asynccontextmanager
 async def running_rig(tmp: Path, broker_url: str, *, commands: bool = True,
                       sim_config: dict[str, Any] | None = None, rules: str = ALLOWLIST,
-                      edge_opcua: dict[str, Any] | None = None) -> AsyncIterator[Rig]:
+                      edge_opcua: dict[str, Any] | None = None,
+                      extra_tags: list[dict[str, Any]] | None = None) -> AsyncIterator[Rig]:
     """``rig.app`` may be replaced inside (an edge restart); whatever app is there at the end is stopped."""
     keys = {u: generate_private_key() for u in NAMES}
     allowlist, users = write_rules(tmp, keys, rules)
     sim = SimulatedLineServer(SimulatorConfig(port=free_port(), tick_s=0.1, **(sim_config or {})))
     await sim.start()
     data_dir = tmp / "edge"
-    app = EdgeNodeApp(edge_config(sim, broker_url, data_dir, allowlist, users, commands=commands, opcua=edge_opcua))
+    app = EdgeNodeApp(edge_config(sim, broker_url, data_dir, allowlist, users, commands=commands, opcua=edge_opcua,
+                                  extra_tags=extra_tags))
     opcua = Client(sim.endpoint)
     rig: Rig | None = None
     try:

@@ -20,7 +20,8 @@ from asyncua import Client, ua
 
 from edge_node.config import OpcUaEndpointConfig, load_edge_config
 from edge_node.opcua.browse import browse_to_file
-from edge_node.opcua.structures import read_structure_types
+from edge_node.opcua.source import type_signature
+from edge_node.opcua.structures import StructureNode, StructureTypes, read_structure_types
 from edge_node.templates import (
     DEFINITION_PREFIX,
     MemberShape,
@@ -402,3 +403,25 @@ def test_an_array_of_structures_inside_a_structure_is_a_dataset_member() -> None
     assert decoded.metrics[-1].value == Template(template_ref="Report", version=catalog.version(report.type_id),
                                                  metrics=[Metric("Id", 2**63 + 1, D.UInt64),
                                                           Metric("Checks", checks, D.DataSet)])
+
+
+def test_the_type_signature_notices_a_new_member_and_a_retyped_node() -> None:
+    """What the edge compares at each type check while connected (edge_node.opcua.source): a member
+    added to an object type changes its version, a variable given another structure type changes
+    its node's type; the same types read again are equal (no rebirth)."""
+    uri, ns = "urn:test", 2
+    faceplate = TypeShape(ua.NodeId("Types/Fp", ns), "Fp", uri, (_m("Speed", ua.ObjectIds.Double),), "object")
+    other = _shape(uri, ns, "Other", _m("A", ua.ObjectIds.Int32))
+    node, var = ua.NodeId("Line1/Fp", ns), ua.NodeId("Line1/Udt", ns)
+
+    def types(*shapes: TypeShape, var_type: ua.NodeId = other.type_id) -> StructureTypes:
+        return StructureTypes(TemplateCatalog(shapes), {
+            node: StructureNode(node, faceplate.type_id, "object", False),
+            var: StructureNode(var, var_type, "structure", False)})
+
+    extended = dataclasses.replace(faceplate, members=(*faceplate.members, _m("Pressure", ua.ObjectIds.Double)))
+    renamed = _shape(uri, ns, "Renamed", _m("A", ua.ObjectIds.Int32))
+    assert type_signature(types(faceplate, other)) == type_signature(types(faceplate, other))
+    assert type_signature(types(extended, other)) != type_signature(types(faceplate, other))
+    assert type_signature(types(faceplate, other, renamed, var_type=renamed.type_id)) != \
+        type_signature(types(faceplate, other, renamed))

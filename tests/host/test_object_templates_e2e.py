@@ -8,6 +8,15 @@ carries the complete instance with ``template_ref`` (tck-id-payloads-template-in
 tck-id-payloads-template-instance-members-birth); a member change travels as DDATA with only the
 changed members (tck-id-payloads-template-instance-members-data) and the UNS JSON equals the
 faceplate; a Bad member is a null member of an UNCERTAIN instance (edge_node.object_instances).
+
+Then, on the same stack, the type changes while everything stays connected (the simulator's
+``AddFaceplateMember`` hook, as a PLC download that extends a function block): the edge notices it at
+its next type check (``type_check_interval_s``) and rebirths on the same MQTT and OPC UA sessions with
+the new definition version, whose members are every member an instance uses
+(tck-id-payloads-template-definition-members, tck-id-payloads-template-definition-nbirth-only); the
+new DBIRTH carries complete instances of it (tck-id-payloads-template-definition-nbirth,
+tck-id-payloads-template-instance-members-birth); the new member is monitored (a write by another OPC UA
+client travels as DDATA with that member only) and the UNS shows the instance with the new member.
 """
 
 from __future__ import annotations
@@ -17,12 +26,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from asyncua import Client, ua
 
 from simulator.server import SimulatedLineServer
 from simulator.structures import FACEPLATE_MEMBERS
 from tests.edge_node.test_edge_app import running_app
 from tests.host.conftest import latest_json, running_host, wait_for
-from tests.host.test_templates_e2e import LINE, SIM_LINE, simulator_edge_config, sparkplug
+from tests.host.test_templates_e2e import LINE, SIM_LINE, small_edge_config, sparkplug
 from tests.simulator.structured import quiet_simulator
 from tests.support.mosquitto import BrokerEndpoint
 from tests.support.sniffer import Sniffer
@@ -46,8 +56,9 @@ def faceplate(server: SimulatedLineServer, cell: str) -> dict[str, object]:
 async def test_an_object_instance_is_a_live_template_in_the_uns(
         mosquitto: BrokerEndpoint, sim: SimulatedLineServer, tmp_path: Path) -> None:
     ns = SIM_LINE
-    config = simulator_edge_config(
-        mosquitto, tmp_path / "edge", sim,
+    config = small_edge_config(
+        mosquitto, tmp_path / "edge", f'{{url: "{sim.endpoint}", keepalive_interval_s: 0.5, '
+        'publishing_interval_ms: 50, sampling_interval_ms: 0, type_check_interval_s: 0.2}',
         [f'{{node_id: "{ns}/{cell}/Faceplate", metric: Faceplate, cell: {cell}, datatype: Template}}'
          for cell in ("Filler", "Capper")])
     topic = f"{LINE}/Filler/Faceplate"
@@ -100,3 +111,50 @@ async def test_an_object_instance_is_a_live_template_in_the_uns(
             assert host.tracker.counters.violations == {}
             source = app.sources[0]
             assert source.stats.structure_errors == 0 and source.stats.monitored_items == 2
+
+            # the type changes while connected: a new NBIRTH with the new version, nothing dropped
+            sim.model.clear_faults("Line1/Filler/Temperature")
+            await sim.tick_now()
+            await wait_for(sniffer, lambda m: m.topic == topic and json.loads(m.payload)["quality"] == "GOOD",
+                           timeout=20)
+            await sim.add_faceplate_member("Pressure")
+            extended = {**faceplate(sim, "Filler"), "Pressure": 0.0}
+            await wait_for(sniffer, lambda m: m.topic == topic and json.loads(m.payload)["value"] == extended,
+                           timeout=20)
+            await wait_for(sniffer, lambda m: m.topic == f"{LINE}/Capper/Faceplate"
+                           and json.loads(m.payload)["value"] == {**faceplate(sim, "Capper"), "Pressure": 0.0},
+                           timeout=20)
+            wire = sparkplug(sniffer)
+            nbirths = [p for t, p in wire if t.message_type is MessageType.NBIRTH]
+            assert len(nbirths) == 2
+            new = next(m.value for m in nbirths[1].metrics if m.name == "_types_/CellFaceplateType")
+            assert new.is_definition and [m.name for m in new.metrics] == [*FACEPLATE_MEMBERS, "Pressure"]
+            assert new.version != definition.version
+            bd_seq = [next(m.value for m in p.metrics if m.name == "bdSeq") for p in nbirths]
+            assert bd_seq[0] == bd_seq[1]  # a rebirth on the same MQTT session
+            rebirths = {t.device_id: next(m.value for m in p.metrics if m.name == "Faceplate")
+                        for t, p in wire[wire.index(next(w for w in wire if w[1] is nbirths[1])):]
+                        if t.message_type is MessageType.DBIRTH and not next(
+                            m for m in p.metrics if m.name == "Faceplate").is_null}
+            assert set(rebirths) == {"Filler", "Capper"}
+            for cell, instance in rebirths.items():
+                assert instance.version == new.version
+                assert {m.name: m.value for m in instance.metrics} == {**faceplate(sim, cell), "Pressure": 0.0}
+            assert not any(m.topic.startswith("spBv1.0/") and ("/DDEATH/" in m.topic or "/NDEATH/" in m.topic)
+                           for m in sniffer.snapshot())
+            assert source.stats.connects == 1 and source.stats.type_changes == 1
+            assert source.stats.monitored_items == 2
+
+            # the new member is monitored: another OPC UA client writes it, DDATA carries it alone
+            mark = len(sparkplug(sniffer))
+            async with Client(sim.endpoint, timeout=10) as client:
+                await client.get_node(ua.NodeId("Line1/Filler/Faceplate.Pressure", sim.namespace_index)).write_value(
+                    ua.Variant(2.5, ua.VariantType.Double))
+            extended = {**faceplate(sim, "Filler"), "Pressure": 2.5}
+            await wait_for(sniffer, lambda m: m.topic == topic and json.loads(m.payload)["value"] == extended,
+                           timeout=20)
+            ddata = [m.value for t, p in sparkplug(sniffer)[mark:] if t.message_type is MessageType.DDATA
+                     for m in p.metrics if m.name == "Faceplate"]
+            assert [{m.name: m.value for m in c.metrics} for c in ddata] == [{"Pressure": 2.5}]
+            assert all(c.version == new.version for c in ddata)
+            assert host.tracker.counters.violations == {}

@@ -10,6 +10,7 @@ updates the UNS JSON; a Bad source tag makes the instance BAD in the UNS.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
@@ -21,7 +22,8 @@ from asyncua import Server, ua
 from asyncua.common.structures104 import load_data_type_definitions, new_struct, new_struct_field
 
 from edge_node.app import EdgeNodeApp
-from edge_node.config import EdgeConfig, loads_edge_config
+from edge_node.commands.opcua_writer import BAD_NO_MATCH, OpcUaWriter
+from edge_node.config import EdgeConfig, OpcUaEndpointConfig, loads_edge_config
 from simulator.config import NAMESPACE_URI
 from simulator.server import SimulatedLineServer
 from tests.edge_node.test_edge_app import running_app, wait_until
@@ -31,6 +33,7 @@ from tests.support.mosquitto import BrokerEndpoint
 from tests.support.net import free_port
 from tests.support.sniffer import Captured, Sniffer
 from uns.sparkplug.catalog import EdgeNodeCatalog
+from uns.sparkplug.datatypes import DataType
 from uns.sparkplug.model import Template
 from uns.sparkplug.topic import MessageType, SparkplugTopic, parse_topic
 
@@ -228,5 +231,33 @@ async def test_a_type_changed_on_the_server_is_a_rebirth_with_the_new_version(
                 assert latest.version == v2.version
                 assert [(m.name, m.value) for m in latest.metrics] == [("Name", "B"), ("Quantity", 7)]
                 assert app.client.session.counters.template_rebirths == 1  # type: ignore[union-attr]
+        await _write_one_field(plc, tmp_path)
     finally:
         await plc.stop()
+
+
+async def _write_one_field(plc: StructServer, tmp_path: Path) -> None:
+    """On the same server: a command's write to one member of a structured variable
+    (edge_node.commands.opcua_writer) reads the structure, changes that field and writes the whole
+    value back; the other field keeps its value, and a member the structure lacks is BadNoMatch
+    (the executor's ``unknown_member``). Object instances: tests/commands_e2e/test_template_member_commands.py."""
+    assert plc.server is not None
+    idx = await plc.server.get_namespace_index(StructServer.URI)
+    await plc.server.get_node(ua.NodeId("Recipe1", idx)).set_writable()
+    writer = OpcUaWriter(OpcUaEndpointConfig(url=plc.url, timeout_s=5.0), tmp_path / "writer")
+    task = asyncio.create_task(writer.run())
+    node = f"nsu={StructServer.URI};s=Recipe1"
+    try:
+        await asyncio.wait_for(writer.connected.wait(), 20)
+        before = await writer.read_member(node, "Quantity")
+        assert (before.value, before.status_code) == (7, 0)
+        assert await writer.write_member(node, "Quantity", DataType.UInt32, 9) == 0
+        after = await writer.read_member(node, "Quantity")
+        assert (after.value, after.status_code) == (9, 0)
+        held = await plc.server.get_node(ua.NodeId("Recipe1", idx)).read_value()
+        assert (held.Name, held.Quantity) == ("B", 9)  # the other field kept
+        assert (await writer.read_member(node, "Missing")).status_code == BAD_NO_MATCH
+        assert await writer.write_member(node, "Missing", DataType.UInt32, 1) == BAD_NO_MATCH
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

@@ -177,6 +177,19 @@ async def test_faceplates_are_instances_of_one_object_type(sim: SimulatedLineSer
 
             await _wait(mirrors)
 
+        # the live type change hook (a PLC download extending the function block): the type and every
+        # faceplate gain a Double member at once; a name already used is refused
+        sim_object = client.get_node(ua.NodeId("Simulation", ns))
+        await sim_object.call_method(ua.NodeId("Simulation/AddFaceplateMember", ns), ua.Variant("Pressure"))
+        with pytest.raises(ua.uaerrors.BadInvalidArgument):
+            await sim_object.call_method(ua.NodeId("Simulation/AddFaceplateMember", ns), ua.Variant("Speed"))
+        declared = {(await c.read_browse_name()).Name for c in await client.get_node(type_id).get_children()}
+        assert declared == {*FACEPLATE_MEMBERS, "Pressure"}
+        for cell in sim.config.cells:
+            node = client.get_node(ua.NodeId(faceplate_member_path("Line1", cell.name, "Pressure"), ns))
+            assert await node.read_value() == 0.0
+    assert sim.added_faceplate_members == ["Pressure"]
+
 
 async def _equals(node: Any, expected: Any) -> bool:
     return await node.read_value() == expected

@@ -44,6 +44,13 @@ YAML shape (one file, ``version`` goes into every audit record)::
           - device_id: filler
             metric: Alarms/TemperatureAlarm/Acknowledge   # always Alarms/<name>/Acknowledge or .../Confirm
             condition: {name: TemperatureAlarm, method: acknowledge}   # Part 9 Acknowledge / Confirm
+          - device_id: filler
+            metric: Faceplate                  # a template instance metric (datatype Template)
+            member: SpeedSetpoint              # the one member this rule allows; nested: Setpoints/LineSpeed
+            datatype: Double
+            min: 0
+            max: 600
+            write: {node_id: "ns=2;s=Line1/Filler/Faceplate"}   # the object instance or structured variable
 
 A condition rule acknowledges or confirms an OPC UA condition (Part 9) the edge subscribes to (its
 ``alarms:`` section): the command value is the comment (a String); the edge adds the ConditionId
@@ -53,6 +60,13 @@ A method rule's metric travels as a Sparkplug String whose value is the canonica
 its arguments (``{"order":"WO-1","product":"SKU-12","quantity":500}``); the edge births it as a
 String metric. State names are compared case-insensitively, by name, never by number
 (OPC UA companion specs renumber PackML states).
+
+A member rule allows writing one member of a template instance (docs/templates.md): the command's
+value is ``{"<member path>": <value>}`` (:mod:`uns.commands.template_members`), typed and ranged by
+the rule like any written value; ``write.node_id`` is the object instance (the edge writes its member
+variable) or the structured variable (the edge reads the structure, changes that field and writes the
+whole value back). Each member is its own rule, with its own id (``<edge>/<device>/<metric>#<member>``),
+states, rate limit and signatures: members not listed cannot be written.
 """
 
 from __future__ import annotations
@@ -67,6 +81,7 @@ from uns.sparkplug.datatypes import DataType
 from uns.yaml_marks import format_loc
 
 from .model import ReasonCode
+from .template_members import member_path, member_value
 from .values import NUMERIC_TYPES, normalize_value, parse_writable_datatype, type_problem
 from .yamlsource import ConfigError, YamlSource
 
@@ -278,6 +293,8 @@ class WritableMetric(ValueRule):
     call: MethodCall | None = None
     #: acknowledge or confirm an OPC UA condition (exactly one of write, call and condition)
     condition: ConditionCall | None = None
+    #: a template instance metric: the one member this rule writes (nested members joined with '/')
+    member: str | None = Field(None, min_length=1, pattern=r"^[^/#+]+(/[^/#+]+)*$")
 
     @model_validator(mode="after")
     def _one_target(self) -> WritableMetric:
@@ -296,13 +313,19 @@ class WritableMetric(ValueRule):
                 raise ValueError(f"a condition rule's metric is {expected!r}, not {self.metric!r}")
         elif self.datatype is None:
             raise ValueError("a 'write' rule needs a datatype")
+        if self.member is not None and self.write is None:
+            raise ValueError("a 'member' rule writes one member of a template instance: it needs 'write' (the object "
+                             "instance or the structured variable), not 'call' or 'condition'")
         if self.allowed_states is not None and not self.allowed_states:
             raise ValueError("allowed_states is empty, so no command could ever pass; omit it to allow any state")
         return self
 
     @property
     def wire_type(self) -> DataType:
-        """The Sparkplug datatype of the command metric (String for method calls and conditions)."""
+        """The Sparkplug datatype of the command metric (String for method calls and conditions,
+        Template for a member of a template instance)."""
+        if self.member is not None:
+            return DataType.Template
         return DataType.String if self.call is not None or self.condition is not None else self.sparkplug_type
 
     def value_problem(self, value: Any) -> tuple[ReasonCode, str] | None:
@@ -313,6 +336,11 @@ class WritableMetric(ValueRule):
                 return ReasonCode.OUT_OF_RANGE, f"the comment has {len(value)} characters, at most " \
                                                 f"{MAX_CONDITION_COMMENT} are allowed"
             return None
+        if self.member is not None:
+            if member_path(value) != self.member:
+                return ReasonCode.WRONG_TYPE, (f"a write to member {self.member!r} is the object "
+                                               f"{{{self.member!r}: <value>}}, got {value!r}")
+            return self.problem(member_value(value))
         if self.call is None:
             return self.problem(value)
         if not isinstance(value, dict):
@@ -333,6 +361,10 @@ class WritableMetric(ValueRule):
         """The value as it will reach the PLC (see :func:`uns.commands.values.normalize_value`)."""
         if self.condition is not None:
             return value
+        if self.member is not None:
+            if member_path(value) != self.member or type_problem(self.sparkplug_type, member_value(value)) is not None:
+                return value
+            return {self.member: normalize_value(self.sparkplug_type, member_value(value))}
         if self.call is None:
             return normalize_value(self.sparkplug_type, value) if type_problem(self.sparkplug_type, value) is None \
                 else value
@@ -356,7 +388,10 @@ class LineRules(_Strict):
     metrics: list[WritableMetric] = Field(default_factory=list)
 
     def rule_id(self, rule: WritableMetric) -> str:
-        return rule.id or f"{self.edge_node_id}/{rule.device_id or '-'}/{rule.metric}"
+        if rule.id:
+            return rule.id
+        member = f"#{rule.member}" if rule.member is not None else ""
+        return f"{self.edge_node_id}/{rule.device_id or '-'}/{rule.metric}{member}"
 
     def state_source(self, rule: WritableMetric) -> StateSource | None:
         return rule.state or self.state
@@ -370,14 +405,21 @@ class Allowlist(_Strict):
     #: rules per edge node
     lines: list[LineRules] = Field(default_factory=list)
 
-    def find(self, group_id: str, edge_node_id: str, device_id: str | None,
-             metric: str) -> tuple[LineRules, WritableMetric] | None:
+    def find(self, group_id: str, edge_node_id: str, device_id: str | None, metric: str,
+             member: str | None = None) -> tuple[LineRules, WritableMetric] | None:
+        """The rule of a metric, or with ``member`` the rule of that member of a template instance."""
         for line in self.lines:
             if line.group_id == group_id and line.edge_node_id == edge_node_id:
                 for rule in line.metrics:
-                    if rule.device_id == device_id and rule.metric == metric:
+                    if rule.device_id == device_id and rule.metric == metric and rule.member == member:
                         return line, rule
         return None
+
+    def members(self, group_id: str, edge_node_id: str, device_id: str | None, metric: str) -> list[str]:
+        """The member paths of a template instance metric that rules allow writing (empty: none)."""
+        return [rule.member for line in self.lines if (line.group_id, line.edge_node_id) == (group_id, edge_node_id)
+                for rule in line.metrics
+                if rule.device_id == device_id and rule.metric == metric and rule.member is not None]
 
     @classmethod
     def load(cls, path: Path) -> Allowlist:
@@ -402,19 +444,25 @@ class Allowlist(_Strict):
     def _cross_check(self, source: YamlSource) -> None:
         """Rules that span entries: unique targets and ids, a state source where states are named.
         Every such problem is reported, not only the first (one CI run shows them all)."""
-        seen: dict[tuple[str, str, str | None, str], str] = {}
+        seen: dict[tuple[str, str, str | None, str, str | None], str] = {}
+        whole: dict[tuple[str, str, str | None, str], bool] = {}
         ids: dict[str, str] = {}
         issues: list[str] = []
         for i, line in enumerate(self.lines):
             for j, rule in enumerate(line.metrics):
                 loc = ("lines", i, "metrics", j)
                 where, path = source.where(loc), format_loc(loc)
-                key = (line.group_id, line.edge_node_id, rule.device_id, rule.metric)
+                key = (line.group_id, line.edge_node_id, rule.device_id, rule.metric, rule.member)
+                what = f"metric {rule.metric!r}" + (f" member {rule.member!r}" if rule.member is not None else "")
                 if key in seen:
-                    issues.append(f"{where}: {path}: metric {rule.metric!r} of {line.edge_node_id}/"
+                    issues.append(f"{where}: {path}: {what} of {line.edge_node_id}/"
                                   f"{rule.device_id or '-'} is already allowlisted at {seen[key]}")
                 else:
                     seen[key] = where
+                if whole.setdefault(key[:4], rule.member is None) != (rule.member is None):
+                    issues.append(f"{where}: {path}: metric {rule.metric!r} of {line.edge_node_id}/"
+                                  f"{rule.device_id or '-'} has rules for the whole metric and for members; a "
+                                  "template instance is written by member, anything else as a whole")
                 rule_id = line.rule_id(rule)
                 if rule_id in ids:
                     issues.append(f"{where}: {path}.id: rule id {rule_id!r} is already used at {ids[rule_id]}")

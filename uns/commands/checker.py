@@ -10,7 +10,12 @@ same reason:
 
 1. ``expired``: ``now`` is past the command's deadline — ``valid_until_ms``, capped at
    ``created_at_ms + rule.validity_s`` so a requester cannot grant itself a year;
-2. ``not_allowlisted``: no rule for (group, edge node, device, metric);
+2. for a template instance metric (one with member rules, or whose born members the caller passes):
+   ``wrong_type`` when the value is not one ``{"<member path>": value}`` entry, ``unknown_member``
+   when the born instance has no such member, ``wrong_type`` when the rule types the member
+   differently from the birth (:mod:`uns.commands.template_members`);
+   then ``not_allowlisted``: no rule for (group, edge node, device, metric[, member]), naming the
+   members that are allowlisted;
 3. ``wrong_type`` / ``out_of_range`` / ``off_step`` / ``not_in_enum``: the value;
 4. ``signature_missing`` / ``signature_invalid`` / ``signature_expired`` /
    ``second_signature_required`` / ``same_user_second_signature``: see
@@ -24,13 +29,17 @@ from __future__ import annotations
 
 import uuid
 from collections import deque
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from uns.sparkplug.datatypes import DataType
+
 from .allowlist import Allowlist, LineRules, RateLimit, StateSource, WritableMetric
 from .model import CommandRequest, ReasonCode
 from .signing import SignatureRefusedError, UserRegistry, evaluate_signatures
+from .template_members import member_path, member_problem
 
 #: deadline of a command that matches no rule (it will be refused anyway; it still needs one)
 DEFAULT_VALIDITY_S = 60.0
@@ -82,7 +91,12 @@ class AllowlistChecker:
         self.limiter = limiter or RateLimiter()
 
     def rule_for(self, request: CommandRequest) -> tuple[LineRules, WritableMetric] | None:
-        return self.allowlist.find(request.group_id, request.edge_node_id, request.device_id, request.metric)
+        """The rule of the metric, or of the template member a ``{"<member path>": value}`` names."""
+        where = (request.group_id, request.edge_node_id, request.device_id, request.metric)
+        found = self.allowlist.find(*where)
+        if found is None and (path := member_path(request.value)) is not None:
+            found = self.allowlist.find(*where, member=path)
+        return found
 
     def state_source(self, request: CommandRequest) -> StateSource | None:
         """Which metric the caller must read to pass ``machine_state`` (None: not needed)."""
@@ -92,8 +106,13 @@ class AllowlistChecker:
         return found[0].state_source(found[1])
 
     def check(self, request: CommandRequest, machine_state: str | int | None, now_ms: int, *,
-              consume: bool = True, signatures: bool = True) -> Decision:
+              consume: bool = True, signatures: bool = True,
+              members: Mapping[str, DataType] | None = None) -> Decision:
         """Judge ``request``; with ``consume`` an allowed decision takes a rate-limit slot.
+
+        ``members``: when the target is a template instance, its born members (member path ->
+        datatype, :func:`uns.commands.template_members.born_members`), so a member it lacks is
+        refused as unknown rather than as not allowlisted.
 
         ``signatures=False`` judges every rule *but* the signatures (a pre-check): a host asks for
         signatures only for a command that could run now (state, range, rate), and checks all
@@ -116,6 +135,24 @@ class AllowlistChecker:
             rule_id = found[0].rule_id(found[1]) if found else None
             return refuse(ReasonCode.EXPIRED, f"command expired {now_ms - deadline} ms ago (deadline {deadline})",
                           rule_id)
+        allowed_members = self.allowlist.members(request.group_id, request.edge_node_id, request.device_id,
+                                                 request.metric)
+        if (allowed_members or members is not None) and (found is None or found[1].member is not None):
+            path = member_path(request.value)
+            if path is None:
+                return refuse(ReasonCode.WRONG_TYPE,
+                              f"{request.target_label} is a template instance: a write names one member, "
+                              f"{{\"<member path>\": <value>}}, got {request.value!r}; allowlisted members: "
+                              f"{allowed_members}")
+            if members is not None:
+                problem = member_problem(request.metric, path, members,
+                                         found[1].sparkplug_type if found is not None else None)
+                if problem is not None:
+                    return refuse(problem[0], problem[1], found[0].rule_id(found[1]) if found else None)
+            if found is None:
+                return refuse(ReasonCode.NOT_ALLOWLISTED,
+                              f"member {path!r} of {request.target_label} is not in allowlist version {version}; "
+                              f"allowlisted members: {allowed_members}")
         if found is None:
             return refuse(ReasonCode.NOT_ALLOWLISTED,
                           f"{request.target_label} is not in allowlist version {version}")
@@ -163,6 +200,8 @@ def build_request(allowlist: Allowlist, *, group_id: str, edge_node_id: str, dev
     same path as every other refusal).
     """
     found = allowlist.find(group_id, edge_node_id, device_id, metric)
+    if found is None and (path := member_path(value)) is not None:
+        found = allowlist.find(group_id, edge_node_id, device_id, metric, member=path)
     rule = found[1] if found else None
     limit_s = rule.validity_s if rule else DEFAULT_VALIDITY_S
     seconds = min(validity_s, limit_s) if validity_s is not None else limit_s

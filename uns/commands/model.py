@@ -40,6 +40,8 @@ class ReasonCode(StrEnum):
     """Machine-readable why of a refusal or a failed execution; stable, used by API clients."""
 
     NOT_ALLOWLISTED = "not_allowlisted"
+    #: a write to a member of a template instance names a member the instance does not have
+    UNKNOWN_MEMBER = "unknown_member"
     WRONG_TYPE = "wrong_type"
     OUT_OF_RANGE = "out_of_range"
     OFF_STEP = "off_step"

@@ -6,7 +6,9 @@
 * name *or* alias: the alias alone when the birth gave one (tck-id-payloads-alias-data-cmd-
   requirement), else the name; no datatype (the birth declared it);
 * the value in the birth's datatype. A method-call rule's metric is a String whose value is the
-  RFC 8785 canonical JSON object of the arguments, marked by ``valueEncoding = "json"``;
+  RFC 8785 canonical JSON object of the arguments, marked by ``valueEncoding = "json"``; a write to
+  a member of a template instance is a Template carrying that one member
+  (:mod:`uns.commands.template_members`), which the edge reads back as ``{"<member path>": value}``;
 * a PropertySet, the **envelope**, with everything the edge needs to recompute the command hash
   and check the signatures on its own:
 
@@ -57,10 +59,18 @@ from uns.sparkplug.codec import Resolver, decode_payload, encode_payload
 from uns.sparkplug.control import NODE_CONTROL_PREFIX
 from uns.sparkplug.datatypes import DataType
 from uns.sparkplug.errors import SparkplugError
-from uns.sparkplug.model import Metric, Payload, PropertySet, PropertyValue
+from uns.sparkplug.model import Metric, Payload, PropertySet, PropertyValue, Template
 from uns.sparkplug.topic import MessageType, SparkplugTopic, parse_node_topic
 
 from .model import COMMAND_SCHEMA, CommandRequest, Signature
+from .template_members import (
+    TemplateMemberError,
+    born_members,
+    command_template,
+    member_path,
+    member_value,
+    request_value,
+)
 
 P_SCHEMA = "commandSchema"
 P_ID = "commandId"
@@ -142,8 +152,25 @@ def _sig_value(sig: Signature, attr: str) -> Any:
 
 
 def command_metric(request: CommandRequest, *, datatype: DataType, alias: int | None = None,
-                   timestamp_ms: int | None = None) -> Metric:
-    """The CMD metric: alias-only when the birth gave an alias, the value, the envelope."""
+                   timestamp_ms: int | None = None, template: Template | None = None) -> Metric:
+    """The CMD metric: alias-only when the birth gave an alias, the value, the envelope.
+
+    ``template``: the instance as born, for a write to one of its members (its ``template_ref``,
+    version and the member's datatype come from it)."""
+    if datatype is DataType.Template:
+        path = member_path(request.value)
+        if template is None or path is None:
+            raise CommandWireError(f"{request.target_label}: a write to a template instance names one member "
+                                   "({\"<member path>\": value}) and needs the instance as born")
+        member_type = born_members(template).get(path)
+        if member_type is None:
+            raise CommandWireError(f"{request.target_label}: the born instance has no member {path!r}")
+        try:
+            value: Any = command_template(template, path, member_value(request.value), member_type)
+        except TemplateMemberError as exc:
+            raise CommandWireError(f"{request.target_label}: {exc}") from None
+        return Metric(name=None if alias is not None else request.metric, value=value, datatype=datatype,
+                      alias=alias, timestamp=timestamp_ms, properties=envelope(request))
     json_value = isinstance(request.value, dict)
     if json_value and datatype is not DataType.String:
         raise CommandWireError(f"{request.target_label}: method arguments travel as a String metric, "
@@ -154,13 +181,13 @@ def command_metric(request: CommandRequest, *, datatype: DataType, alias: int | 
 
 
 def encode_command(request: CommandRequest, *, datatype: DataType, alias: int | None = None,
-                   now_ms: int) -> tuple[str, bytes]:
+                   now_ms: int, template: Template | None = None) -> tuple[str, bytes]:
     """``(topic, payload bytes)`` of a signed request; ``datatype``/``alias`` come from the birth.
 
     Raises :class:`CommandWireError` if the value does not fit the datatype (a request the
     checker allowed always fits; this guards callers that skip it).
     """
-    metric = command_metric(request, datatype=datatype, alias=alias, timestamp_ms=now_ms)
+    metric = command_metric(request, datatype=datatype, alias=alias, timestamp_ms=now_ms, template=template)
     topic = command_topic(request)
     try:
         data = encode_payload(Payload(metrics=[metric], timestamp=now_ms), topic.message_type)
@@ -215,6 +242,11 @@ def command_from_metric(topic: SparkplugTopic, metric: Metric) -> CommandRequest
     if metric.is_null:
         raise CommandWireError(f"metric {label!r}: a command needs a value, got null")
     value: Any = metric.value
+    if isinstance(value, Template):
+        try:
+            value = request_value(value)
+        except TemplateMemberError as exc:
+            raise CommandWireError(f"metric {label!r}: {exc}") from None
     if P_VALUE_ENCODING in props:
         encoding = _prop(props, P_VALUE_ENCODING, DataType.String, label)
         if encoding != JSON_ENCODING or not isinstance(value, str):
