@@ -27,6 +27,7 @@ from typing import Any
 
 from asyncua import Server, ua
 
+from simulator.address_space_build import reference_subtypes_remembered
 from simulator.catalog import SIMULATION_OBJECT, TagSpec, synthetic_path, tag_catalog
 from simulator.conditions import ConditionShell
 from simulator.config import NAMESPACE_URI, SimulatorConfig
@@ -233,7 +234,8 @@ class SimulatedLineServer:
             await server.load_certificate(str(cert))
             await server.load_private_key(str(key))
         self._ns = await server.register_namespace(NAMESPACE_URI)
-        await self._build_address_space(server)
+        with reference_subtypes_remembered(server):
+            await self._build_address_space(server)
         return server
 
     async def _go_live(self, server: Server) -> None:
