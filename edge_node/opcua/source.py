@@ -106,6 +106,8 @@ class SourceStats:
     #: connect attempts refused because of the server's certificate (also in connect_failures)
     certificate_rejections: int = 0
     disconnects: int = 0
+    #: keep-alive reads unanswered in time while the subscriptions still delivered (session kept)
+    keepalive_late: int = 0
     notifications: int = 0
     monitored_items: int = 0
     server_deadband_refused: int = 0
@@ -208,6 +210,8 @@ class OpcUaSource:
     async def _lost(self) -> None:
         if self._announced:
             self.stats.disconnects += 1
+            if self.alarms is not None:
+                self.alarms.session_lost()
             await self._announce_offline(self.stats.last_error or "session ended")
 
     async def _session(self, client: Client) -> None:
@@ -552,7 +556,16 @@ class OpcUaSource:
 
     async def _watchdog(self, client: Client, sub: Subscription) -> None:
         keepalive_count = int(sub.parameters.RequestedMaxKeepAliveCount or 1)
-        await watch_server_state(client, self.endpoint,
+        alarm_sub = self.alarms.subscription if self.alarms is not None else None
+
+        def heard() -> float | None:
+            times = [t for t in (sub.last_publish_at, alarm_sub.last_publish_at if alarm_sub else None) if t]
+            return max(times, default=None)
+
+        def late() -> None:
+            self.stats.keepalive_late += 1
+
+        await watch_server_state(client, self.endpoint, heard=heard, on_late=late,
                                  check=silence_check(self.endpoint, lambda: sub.last_publish_at, keepalive_count))
 
     # -- helpers ------------------------------------------------------------------------------

@@ -196,6 +196,31 @@ async def test_limit_alarm_and_jam_are_journaled_with_the_batch_and_retained_on_
         assert len([h for h in history if h["event_id"]]) == condition(sim, "Jam").events == 2
         assert len([h for h in temperature if h["event_id"]]) == condition(sim, "TemperatureAlarm").events == 2
 
+        # a burst of 2,000 condition events, as fast as the simulator fires them (20,000/s: ~1,000
+        # per tick, many events of one condition share a source time): every Jam event is one journal
+        # row, the unconfigured DoorOpen/EStop ones are counted by the edge; nothing lost, nothing silent
+        stats = edge.sources[0].alarms.book.stats
+        journal = adapter.service.alarms.journal.connection
+        jam_rows = "SELECT count(*), count(DISTINCT event_id) FROM alarm_event WHERE condition = 'Jam' " \
+                   "AND event_id != ''"
+        rows_before, distinct_before = journal.execute(jam_rows).fetchone()
+        received_before, unknown_before = stats.received, stats.unknown_conditions
+        truth_before = {n: condition(sim, n).events for n in ("Jam", "DoorOpen", "EStop")}
+        await call_simulation(sim.endpoint, "AlarmFlood", double(20_000.0), double(0.1))
+        await eventually(lambda: _async(not sim.model.alarms.flooding))
+        fired = {n: condition(sim, n).events - truth_before[n] for n in truth_before}
+        assert sum(fired.values()) == 2000
+        await eventually(lambda: _async(journal.execute(jam_rows).fetchone()[0] - rows_before >= fired["Jam"]),
+                         timeout=60)
+        assert stats.received - received_before == 2000
+        assert stats.unknown_conditions - unknown_before == fired["DoorOpen"] + fired["EStop"]
+        assert stats.queue_overflows == 0
+        rows, distinct = journal.execute(jam_rows).fetchone()
+        assert rows - rows_before == distinct - distinct_before == fired["Jam"]
+        last = await eventually(lambda: _async((m := reader.last.get(topic_j)) and m["event_id"] == condition(
+            sim, "Jam").last_event.event_id.hex() and m))
+        assert last["active"] is condition(sim, "Jam").active
+
         # the edge goes away: the retained alarms turn stale, their state kept
         await edge.stop()
         stale = await eventually(lambda: _async((m := reader.last.get(topic_t)) and m["stale"] and m),
@@ -266,7 +291,9 @@ async def test_highhigh_opens_exceptions_holds_the_batch_and_only_a_signed_super
             qa = exceptions[1]
             # the rules' counters on /metrics: two exceptions, one hold, nothing suppressed
             scraped = (await client.get("/metrics")).text
-            assert [line for line in scraped.splitlines() if line.startswith("uns_adapter_alarm_")] == [
+            assert "uns_adapter_alarm_events_not_journaled_total 0.0" in scraped.splitlines()
+            assert [line for line in scraped.splitlines() if line.startswith("uns_adapter_alarm_")
+                    and not line.startswith("uns_adapter_alarm_events_")] == [
                 "uns_adapter_alarm_exceptions_opened_total 2.0", "uns_adapter_alarm_holds_total 1.0",
                 'uns_adapter_alarm_rule_suppressed_total{why="debounce"} 0.0',
                 'uns_adapter_alarm_rule_suppressed_total{why="rate"} 0.0',
