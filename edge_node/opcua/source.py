@@ -56,6 +56,7 @@ from ..backoff import Backoff
 from ..config import STRUCTURE_TAG_TYPES, DeadbandKind, OpcUaEndpointConfig, TagConfig
 from ..model import DeviceOffline, DeviceOnline, MetricUpdate, TemplatesDefined
 from ..object_instances import ObjectInstance
+from ..quality_alarms import QualityAlarmBook
 from ..templates import TemplateMappingError
 from ..validation import (
     BAD_NODE_ID_UNKNOWN,
@@ -146,8 +147,11 @@ class OpcUaSource:
     def __init__(self, endpoint: OpcUaEndpointConfig, tags: Sequence[tuple[TagConfig, str | None]],
                  sink: SourceSink, *, data_dir: Path, stats: ValidationStats | None = None,
                  future_tolerance_ms: int = 1000, max_source_age_ms: int = DEFAULT_MAX_SOURCE_AGE_MS,
-                 clock: Callable[[], int] = now_ms, alarm_book: AlarmBook | None = None) -> None:
+                 clock: Callable[[], int] = now_ms, alarm_book: AlarmBook | None = None,
+                 quality_book: QualityAlarmBook | None = None) -> None:
         self.endpoint = endpoint
+        #: the edge's data-quality events as alarms (edge_node.quality_alarms), when configured
+        self.quality = quality_book
         self.sink = sink
         self.data_dir = data_dir
         self.clock = clock
@@ -358,6 +362,8 @@ class OpcUaSource:
                           bound.tag.node_id, bound.tag.metric)
             outcome = bound.validator.process(sample, now, force=True)
             self._log_outcome(outcome)
+            if self.quality is not None:  # the birth below states the result
+                self.quality.observe(bound.device_id, bound.tag.metric, outcome, now)
             if outcome.update is not None:
                 outcome.update = self._changes_only(bound, raw, outcome.update, full=True)
             if outcome.update is None:
@@ -366,6 +372,9 @@ class OpcUaSource:
                 announce.node_updates.append(outcome.update)
             else:
                 announce.devices.setdefault(bound.device_id, []).append(outcome.update)
+        if self.quality is not None:
+            for device in self.devices:
+                announce.devices.setdefault(device, []).extend(self.quality.current(device, now))
         return announce
 
     def _item_nodes(self) -> list[tuple[int, ua.NodeId]]:
@@ -522,6 +531,7 @@ class OpcUaSource:
                     log.warning("endpoint %s: %s is %s", self.endpoint.name, bound.tag.metric,
                                 bound.validator.degraded)
                     self._submit(outcome.update)
+                    self._quality_alarms(bound, outcome, now)
 
     async def _consume(self, sub: Subscription) -> None:
         async for event in sub:
@@ -549,6 +559,7 @@ class OpcUaSource:
                 self._log_outcome(outcome)
                 if outcome.update is not None:
                     self._submit(outcome.update)
+                self._quality_alarms(bound, outcome, self.clock())
             elif isinstance(event, StatusChangeEvent):
                 status = event.notification.Status
                 if status is not None and not status.is_good():
@@ -569,6 +580,12 @@ class OpcUaSource:
                                  check=silence_check(self.endpoint, lambda: sub.last_publish_at, keepalive_count))
 
     # -- helpers ------------------------------------------------------------------------------
+
+    def _quality_alarms(self, bound: BoundTag, outcome: Outcome, now: int) -> None:
+        """The alarm changes a tag's outcome makes, after the tag's own update (quality_alarms)."""
+        if self.quality is not None and (outcome.event is not None or outcome.update is not None):
+            for update in self.quality.observe(bound.device_id, bound.tag.metric, outcome, now):
+                self._submit(update)
 
     def _submit(self, update: MetricUpdate, *, current: bool = False) -> None:
         try:

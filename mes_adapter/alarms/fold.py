@@ -22,10 +22,13 @@ _PREFIX = "Alarms"
 
 
 def condition_field(metric_name: str) -> tuple[str, str] | None:
-    """``("TemperatureAlarm", "Active")`` for ``Alarms/TemperatureAlarm/Active``; None for any other metric."""
+    """``("TemperatureAlarm", "Active")`` for ``Alarms/TemperatureAlarm/Active``; None for any other metric.
+
+    A name may have several segments: the edge's data-quality alarms are
+    ``Alarms/DataQuality/<tag metric>/<Kind>/<field>`` (condition ``DataQuality/<tag metric>/<Kind>``)."""
     parts = metric_name.split("/")
-    if len(parts) == 3 and parts[0] == _PREFIX and parts[1] and parts[2] in FIELDS:
-        return parts[1], parts[2]
+    if len(parts) >= 3 and parts[0] == _PREFIX and parts[-1] in FIELDS and all(parts[1:-1]):
+        return "/".join(parts[1:-1]), parts[-1]
     return None
 
 

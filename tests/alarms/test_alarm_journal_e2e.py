@@ -76,7 +76,9 @@ opcua:
         - {{cell: Filler, name: TemperatureAlarm}}
         - {{cell: Filler, name: Jam}}
 tags:
-  - {{node_id: "nsu={NAMESPACE_URI};s=Line1/Filler/Temperature", metric: Temperature, cell: Filler}}
+  - {{node_id: "nsu={NAMESPACE_URI};s=Line1/Filler/Temperature", metric: Temperature, cell: Filler,
+      eng_low: -50.0, eng_high: 150.0}}
+quality_alarms: true
 """
 
 
@@ -220,6 +222,29 @@ async def test_limit_alarm_and_jam_are_journaled_with_the_batch_and_retained_on_
         last = await eventually(lambda: _async((m := reader.last.get(topic_j)) and m["event_id"] == condition(
             sim, "Jam").last_event.event_id.hex() and m))
         assert last["active"] is condition(sim, "Jam").active
+
+        # the edge's own data-quality events on the same channel: an out-of-range spike and a Bad
+        # status episode of the Temperature, each active while it lasts and cleared at its end
+        history_of = ("SELECT active, retain, acked, severity, state, event_id != '', batch_id, phase "
+                      "FROM alarm_event WHERE condition = ? ORDER BY id")
+        for fault, kind, severity in (("spike", "OutOfRange", 600), ("bad_status", "BadQuality", 700)):
+            topic = f"{TOPIC_ROOT}/Filler/_conditions/DataQuality/Temperature/{kind}"
+            await call_simulation(sim.endpoint, "InjectFault", string(fault), string("Line1/Filler/Temperature"),
+                                  double(1.0), double(float("nan")))
+            raised = await eventually(lambda t=topic: _async((m := reader.last.get(t)) and m["active"] and m),
+                                      timeout=30)
+            assert (raised["kind"], raised["condition"], raised["retain"], raised["acked"], raised["severity"],
+                    raised["state"], raised["batch_id"], raised["phase"], raised["condition_id"]) == (
+                "condition", f"DataQuality/Temperature/{kind}", True, True, severity, kind, "B-7", "filling", "")
+            ended = await eventually(lambda t=topic: _async((m := reader.last.get(t)) and not m["active"] and m),
+                                     timeout=30)
+            assert (ended["retain"], ended["state"], ended["severity"], ended["batch_id"]) == (False, "", severity,
+                                                                                           "B-7")
+            assert ended["event_id"] != raised["event_id"] and ended["source_ts_ms"] >= raised["source_ts_ms"]
+            # the journal: the birth's "never raised", the start, the end; nothing else
+            assert journal.execute(history_of, (f"DataQuality/Temperature/{kind}",)).fetchall() == [
+                (0, 0, 1, severity, "", 0, "B-7", "filling"), (1, 1, 1, severity, kind, 1, "B-7", "filling"),
+                (0, 0, 1, severity, "", 1, "B-7", "filling")]
 
         # the edge goes away: the retained alarms turn stale, their state kept
         await edge.stop()

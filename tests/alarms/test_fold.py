@@ -58,3 +58,7 @@ def test_only_the_nine_condition_metrics_are_fields() -> None:
     assert condition_field("Alarms/Jam") is None
     assert condition_field("Temperature") is None
     assert condition_field("Line/Alarms/Jam/Active") is None
+    # the edge's data-quality alarms: the tag's metric path inside the name
+    assert condition_field("Alarms/DataQuality/Dosing/Temperature/OutOfRange/Active") == (
+        "DataQuality/Dosing/Temperature/OutOfRange", "Active")
+    assert condition_field("Alarms//Jam/Active") is None
