@@ -18,6 +18,11 @@ loopback ports; Debian's Mosquitto with a bench config of its own, anonymous, no
   - *on ``_alarms``*: distinct EventIds received on ``<line>/_alarms/<cell>/_conditions/<Name>``;
   - *last state*: a fresh subscriber's retained ``_alarms`` message per condition against the
     simulator's condition node (``ActiveState/Id``) and its event count;
+  - *per stage* (printed each run, docs/alarms.md "Counting a flood"): events the simulator's
+    server discarded from full queues (its WARNING), the edge's ``received`` (what its monitored
+    items delivered), ``queue_overflow`` and ``published`` counters, the adapter's complete
+    condition statements received, journal rows written and not written: where a loss happens
+    is the first stage whose count falls short;
   - *lost* = produced - journaled (must be 0), and likewise for ``_alarms``;
   - *latency*: arrival time of each ``_alarms`` message at a paho subscriber (this process) minus
     its ``source_ts_ms``.
