@@ -99,8 +99,9 @@ async def watch_server_state(client: Client, endpoint: OpcUaEndpointConfig, *,
 
 def silence_check(endpoint: OpcUaEndpointConfig, last_publish_at: Callable[[], float | None],
                   keepalive_count: int) -> Callable[[], None]:
-    """A watchdog ``check`` that fails when a subscription has published nothing (keep-alives included)
-    for ``max(5 s, 3 keep-alive periods, 3 watchdog intervals)``."""
+    """A watchdog ``check`` that fails when the session's subscriptions have published nothing
+    (keep-alives included; ``last_publish_at`` gives the newest of them) for ``max(5 s, 3 keep-alive
+    periods, 3 watchdog intervals)``."""
     publishing_s = endpoint.publishing_interval_ms / 1000
     stale_after = max(5.0, 3 * max(1, keepalive_count) * publishing_s, 3 * endpoint.keepalive_interval_s)
     started = time.monotonic()

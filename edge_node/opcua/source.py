@@ -576,8 +576,11 @@ class OpcUaSource:
         def late() -> None:
             self.stats.keepalive_late += 1
 
+        # the session has one publish request in flight (asyncua), so an alarm flood's responses can
+        # starve the data subscription's keep-alives for seconds: either subscription publishing
+        # proves the session; once the flood ends the data subscription's own keep-alives resume
         await watch_server_state(client, self.endpoint, heard=heard, on_late=late,
-                                 check=silence_check(self.endpoint, lambda: sub.last_publish_at, keepalive_count))
+                                 check=silence_check(self.endpoint, heard, keepalive_count))
 
     # -- helpers ------------------------------------------------------------------------------
 

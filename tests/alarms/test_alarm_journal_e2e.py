@@ -44,7 +44,7 @@ from uns.commands.signing import signed_bytes
 _ALARM_RULE_EVENTS = frozenset({"exception_opened", "exception_closed", "batch_held", "batch_released", "refused",
                                 "alarm_shelved"})
 
-pytestmark = [pytest.mark.mosquitto, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.mosquitto, pytest.mark.timeout(300)]
 
 LINE = "acme/plant1/packaging/line1"
 TOPIC_ROOT = f"{LINE}/_alarms"
@@ -213,7 +213,8 @@ async def test_limit_alarm_and_jam_are_journaled_with_the_batch_and_retained_on_
         fired = {n: condition(sim, n).events - truth_before[n] for n in truth_before}
         assert sum(fired.values()) == 2000
         await eventually(lambda: _async(journal.execute(jam_rows).fetchone()[0] - rows_before >= fired["Jam"]),
-                         timeout=60)
+                         timeout=120)
+        await eventually(lambda: _async(stats.received - received_before >= 2000))
         assert stats.received - received_before == 2000
         assert stats.unknown_conditions - unknown_before == fired["DoorOpen"] + fired["EStop"]
         assert stats.queue_overflows == 0
