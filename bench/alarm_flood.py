@@ -375,7 +375,7 @@ def run_data(stack: Stack, rate: float, tags: int, seconds: float, drain: float,
         start = time.time() * 1000
         time.sleep(seconds)
         end = time.time() * 1000
-        time.sleep(min(drain, 10.0))  # data changes arrive within a second; the long drain is the alarms' 
+        time.sleep(min(drain, 10.0))  # data changes arrive within a second; the long drain is for the alarms
         messages = capture.snapshot()
     finally:
         unsubscribe(client)
