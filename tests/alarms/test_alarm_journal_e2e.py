@@ -231,7 +231,7 @@ async def test_limit_alarm_and_jam_are_journaled_with_the_batch_and_retained_on_
         for fault, kind, severity in (("spike", "OutOfRange", 600), ("bad_status", "BadQuality", 700)):
             topic = f"{TOPIC_ROOT}/Filler/_conditions/DataQuality/Temperature/{kind}"
             await call_simulation(sim.endpoint, "InjectFault", string(fault), string("Line1/Filler/Temperature"),
-                                  double(1.0), double(float("nan")))
+                                  double(0.3), double(float("nan")))
             raised = await eventually(lambda t=topic: _async((m := reader.last.get(t)) and m["active"] and m),
                                       timeout=30)
             assert (raised["kind"], raised["condition"], raised["retain"], raised["acked"], raised["severity"],
