@@ -18,6 +18,11 @@ loopback ports; Debian's Mosquitto with a bench config of its own, anonymous, no
   - *on ``_alarms``*: distinct EventIds received on ``<line>/_alarms/<cell>/_conditions/<Name>``;
   - *last state*: a fresh subscriber's retained ``_alarms`` message per condition against the
     simulator's condition node (``ActiveState/Id``) and its event count;
+  - *per stage* (printed each run, docs/alarms.md "Counting a flood"): events the simulator's
+    server discarded from full queues (its WARNING), the edge's ``received`` (what its monitored
+    items delivered), ``queue_overflow`` and ``published`` counters, the adapter's complete
+    condition statements received, journal rows written and not written: where a loss happens
+    is the first stage whose count falls short;
   - *lost* = produced - journaled (must be 0), and likewise for ``_alarms``;
   - *latency*: arrival time of each ``_alarms`` message at a paho subscriber (this process) minus
     its ``source_ts_ms``.
@@ -151,18 +156,23 @@ class Stack:
     line: str
     data_dir: Path
     edge_http_port: int
+    adapter_http_port: int
 
     def edge_metric(self, name: str, label: str = "") -> int:
         """One counter of the edge node's /metrics (the first sample of ``name`` containing ``label``)."""
-        import urllib.request
+        return _metric(self.edge_http_port, name, label)
 
-        url = f"http://127.0.0.1:{self.edge_http_port}/metrics"
-        with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - loopback
-            text = response.read().decode()
-        for line in text.splitlines():
-            if line.startswith(f"{name}{{") and label in line:
-                return int(float(line.rsplit(" ", 1)[1]))
-        return -1
+    def stages(self) -> dict[str, int]:
+        """Every stage's counter now: the edge's monitored items (received), the server's overflow
+        events, what the edge mapped and handed to Sparkplug (published), the adapter's complete
+        condition statements (received) and journal rows."""
+        return {"edge_received": self.edge_metric("uns_edge_alarm_events_total", 'outcome="received"'),
+                "edge_queue_overflows": self.edge_metric("uns_edge_alarm_events_total", 'outcome="queue_overflow"'),
+                "edge_published": self.edge_published(),
+                "adapter_received": _metric(self.adapter_http_port, "uns_adapter_alarm_events_received_total"),
+                "adapter_journaled": _metric(self.adapter_http_port, "uns_adapter_alarm_events_journaled_total"),
+                "adapter_not_journaled": _metric(self.adapter_http_port,
+                                                 "uns_adapter_alarm_events_not_journaled_total")}
 
     def edge_published(self) -> int:
         """Condition events the edge node published."""
@@ -172,6 +182,27 @@ class Stack:
         """OPC UA sessions the edge lost (each loses the events in flight; the reconnect's refresh
         restates the retained state, not the missed events)."""
         return self.edge_metric("uns_edge_opcua_disconnects_total")
+
+
+def _metric(port: int, name: str, label: str = "") -> int:
+    """The first sample of ``name`` containing ``label`` on a /metrics page (-1: none)."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:  # noqa: S310
+        text = response.read().decode()
+    for line in text.splitlines():
+        if (line.startswith(f"{name}{{") or line.startswith(f"{name} ")) and label in line:
+            return int(float(line.rsplit(" ", 1)[1]))
+    return -1
+
+
+def simulator_discards(stack: Stack) -> int:
+    """Events the simulator's server discarded from full queues: its last overflow warning's count."""
+    found = 0
+    for line in (stack.supervisor.log_dir / "simulator.log").read_text(errors="replace").splitlines():
+        if "event(s) discarded in this process" in line:
+            found = int(line.rsplit(";", 1)[1].split()[0])
+    return found
 
 
 def start_stack(workdir: Path, scenario: str, rate: float, tags: int) -> Stack:
@@ -202,7 +233,7 @@ def start_stack(workdir: Path, scenario: str, rate: float, tags: int) -> Stack:
     supervisor = Supervisor(workdir / "logs")
     quiet = {"UNS_LOG_LEVEL": "WARNING"}
     stack = Stack(folder, supervisor, ports["mqtt"], f"opc.tcp://127.0.0.1:{ports['opcua']}", summary["line"],
-                  data_dir, ports["edge_http"])
+                  data_dir, ports["edge_http"], ports["http"])
     mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     supervisor.start(ServiceSpec("broker", [mosquitto, "-c", str(workdir / "mosquitto.conf")],
                                  ready_ports=[ports["mqtt"]]))
@@ -269,13 +300,22 @@ def run_alarms(stack: Stack, rate: float, seconds: float, drain: float) -> dict[
         wait_until(lambda: {condition_of(t, stack.line) for _, t, _ in capture.snapshot()} >= expected, 60,
                    "the births' never-raised statements on _alarms")
         before = truth(stack.opcua)
+        stages_before = stack.stages()
         edge_before = stack.edge_published()
         started = time.time() * 1000
         asyncio.run(call_simulation(stack.opcua, "AlarmFlood", double(rate), double(seconds)))
         time.sleep(seconds)
-        after = truth(stack.opcua)
-        produced = {k: after[k][0] - before[k][0] for k in expected}  # type: ignore[index]
-        total = sum(produced.values())
+        # a starved simulator fires the flood's events late (a late tick fires what is due): wait
+        # until it has fired all rate x seconds, or the drain time, before counting what it produced
+        flood_total, give_up = round(rate * seconds), time.monotonic() + drain
+        while True:
+            after = truth(stack.opcua)
+            produced = {k: after[k][0] - before[k][0] for k in expected}  # type: ignore[index]
+            total = sum(produced.values())
+            if total >= flood_total or time.monotonic() > give_up:
+                break
+            time.sleep(0.5)
+        flood_done_s = (time.time() * 1000 - started) / 1000
         # drain: until every stage has every produced event, or ``drain`` s; when each stage got there
         # says what it carries (a stage still short at the end is either slow or lossy: see "lost")
         done: dict[str, float] = {}
@@ -291,6 +331,15 @@ def run_alarms(stack: Stack, rate: float, seconds: float, drain: float) -> dict[
         rows = journal_rows(stack)
         messages = capture.snapshot()
         sessions_lost = stack.edge_sessions_lost()
+        stages_after = stack.stages()
+        stages = {"sim_fired": total, "sim_discarded": simulator_discards(stack)}
+        stages |= {k: stages_after[k] - stages_before[k] for k in stages_after}
+        stages |= {"journal_rows": sum(rows.get(k, 0) for k in expected)}
+        print(f"  [alarms] the simulator had fired all {total} after {flood_done_s:.1f} s; per stage: {stages}",
+              flush=True)
+        for line in (stack.supervisor.log_dir / "edge.log").read_text(errors="replace").splitlines():
+            if "session lost" in line or "busy, not dead" in line or "queue overflowed" in line:
+                print(f"  [alarms] edge: {line[:300]}", flush=True)  # why a stage fell short
         print(f"  [alarms] all {total} events reached (s after the flood's start): {done}; at the end: {counts}; "
               f"OPC UA sessions the edge lost: {sessions_lost}", flush=True)
     finally:
@@ -312,7 +361,7 @@ def run_alarms(stack: Stack, rate: float, seconds: float, drain: float) -> dict[
         "lost_journal": sum(max(0, produced[k] - rows.get(k, 0)) for k in expected),
         "lost_alarms": sum(max(0, produced[k] - len(event_ids[k])) for k in expected),
         "wrong_last_state": wrong_last, "p50": percentile(latencies, 50), "p99": percentile(latencies, 99),
-        "max": max(latencies, default=float("nan")), "sim_total": after["AlarmEvents"],
+        "max": max(latencies, default=float("nan")), "sim_total": after["AlarmEvents"], "stages": stages,
     }
 
 
@@ -326,7 +375,7 @@ def run_data(stack: Stack, rate: float, tags: int, seconds: float, drain: float,
         start = time.time() * 1000
         time.sleep(seconds)
         end = time.time() * 1000
-        time.sleep(drain)
+        time.sleep(min(drain, 10.0))  # data changes arrive within a second; the long drain is for the alarms
         messages = capture.snapshot()
     finally:
         unsubscribe(client)

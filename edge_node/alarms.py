@@ -26,7 +26,12 @@ the server (Retain false), so it is set to the *cleared* state (inactive, acked,
 retained, State ""; Severity, Message, ConditionId and EventId keep the last occurrence) with
 the RefreshEnd's arrival time as timestamp: no ghost active alarm survives an outage. A
 RefreshRequiredEvent (the server lost events) asks for the same round while connected:
-:meth:`AlarmBook.take_refresh_request` tells the session to call ConditionRefresh.
+:meth:`AlarmBook.take_refresh_request` tells the session to call ConditionRefresh. So does an
+EventQueueOverflowEvent (the server's queue for our monitored item was full and it discarded
+events): the lost occurrences cannot be recovered, but they are counted
+(``uns_edge_alarm_events_total{outcome="queue_overflow"}``), logged every time, and the states are
+restated. ``received`` counts every event the monitored items delivered, the first stage against
+which the later ones (published, journaled) are counted.
 
 **Bad input** (events without the fields we need, events that are not conditions, sources or
 condition names the config does not know) is counted in :class:`AlarmStats` and logged once per
@@ -76,6 +81,9 @@ REFRESH_START = ua.NodeId(_T.RefreshStartEventType)
 REFRESH_END = ua.NodeId(_T.RefreshEndEventType)
 #: a server that lost events asks for ConditionRefresh (Part 9 5.11.1)
 REFRESH_REQUIRED = ua.NodeId(_T.RefreshRequiredEventType)
+#: a server whose event queue for our monitored item overflowed discarded events (Part 4 5.12.1.5):
+#: the states we hold may be wrong, so the answer is the same as to RefreshRequired
+QUEUE_OVERFLOW = ua.NodeId(_T.EventQueueOverflowEventType)
 #: fields without which a condition event cannot be published
 REQUIRED = ("EventId", "Time", "Severity", "Retain", "ActiveState/Id", "AckedState/Id")
 
@@ -114,9 +122,12 @@ def definitions(alarms: AlarmsConfig, device_of: Callable[[str], str | None]) ->
 
 @dataclass
 class AlarmStats:
+    received: int = 0  # every event of the monitored items, whatever it is (the first stage of a count)
     events: int = 0  # condition events published
     refreshes: int = 0  # RefreshEnd seen
     refresh_requests: int = 0  # RefreshRequiredEvent seen (each answered with a ConditionRefresh)
+    sessions_lost: int = 0  # sessions that ended with the event subscription (its queued events lost)
+    queue_overflows: int = 0  # EventQueueOverflowEvent seen: the server discarded events (each answered with a refresh)
     cleared_by_refresh: int = 0
     not_conditions: int = 0  # events that are neither a condition nor a refresh marker
     malformed: int = 0  # condition events missing a required field
@@ -218,6 +229,7 @@ class AlarmBook:
         return wanted
 
     def apply(self, fields: Mapping[str, Any], now_ms: int) -> list[MetricUpdate]:
+        self.stats.received += 1
         event_type = fields.get("EventType")
         if event_type == REFRESH_START:
             self._refresh_seen = set()
@@ -227,6 +239,14 @@ class AlarmBook:
         if event_type == REFRESH_REQUIRED:
             self.stats.refresh_requests += 1
             self._refresh_wanted = True
+            return []
+        if event_type == QUEUE_OVERFLOW:
+            # the events it stands for are gone: say so every time (it is data loss), restate the states
+            self.stats.queue_overflows += 1
+            self._refresh_wanted = True
+            log.warning("the server's event queue overflowed and discarded condition events (%d overflow(s) "
+                        "so far): their occurrences are lost; ConditionRefresh restates the states",
+                        self.stats.queue_overflows)
             return []
         if fields.get("ConditionName") is None and fields.get(CONDITION_ID) is None:
             self.stats.not_conditions += 1

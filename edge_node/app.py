@@ -30,6 +30,8 @@ from .commands.wiring import CommandRuntime, command_definitions, start_commands
 from .config import EdgeConfig, build_sparkplug_config
 from .model import MetricDefinition
 from .opcua.source import OpcUaSource, SourceSink
+from .quality_alarms import QualityAlarmBook, quality_tags
+from .quality_alarms import definitions as quality_definitions
 from .sparkplug_config import EdgeSparkplugConfig
 from .validation import ValidationStats
 
@@ -96,7 +98,7 @@ def metric_definitions(config: EdgeConfig) -> list[MetricDefinition]:
     ]
     alarms = [d for ep in config.opcua if ep.alarms is not None
               for d in alarm_definitions(ep.alarms, config.device_of_cell)]
-    return tags + alarms
+    return tags + alarms + quality_definitions(quality_tags(config))
 
 
 def _default_client_factory(sparkplug: EdgeSparkplugConfig, definitions: list[MetricDefinition],
@@ -168,7 +170,9 @@ class EdgeNodeApp:
             source = OpcUaSource(endpoint, tags, client, data_dir=self.data_dir, stats=self.validation_stats,
                                  future_tolerance_ms=self.config.future_tolerance_ms,
                                  max_source_age_ms=int(self.config.max_source_age_s * 1000),
-                                 alarm_book=books.get(endpoint.name))
+                                 alarm_book=books.get(endpoint.name),
+                                 quality_book=(QualityAlarmBook(quality_tags(self.config, endpoint.name))
+                                               if self.config.quality_alarms else None))
             self.sources.append(source)
             self._tasks.append(asyncio.create_task(source.run(), name=f"opcua-source-{endpoint.name}"))
         # no endpoint with node-level tags or structured tags (whose template definitions the NBIRTH

@@ -540,6 +540,10 @@ class EdgeConfig(_Strict):
         SecurityProfile.PRODUCTION,
         description="production: refuse OPC UA policy None and unknown server certificates unless an endpoint "
                     "allows them; demo: accept them (what `uns init` writes for the simulator)")
+    quality_alarms: bool = Field(
+        False, description="publish the edge's own data-quality events (Bad episode, out of range, stale) of every "
+                           "tag of a cell as alarms Alarms/DataQuality/<metric>/<Kind>/... (docs/alarms.md); nine "
+                           "metrics per tag and kind in the birth, hence off by default")
     commands: CommandsConfig | None = Field(None, description="command executor; absent = refuse every command")
     http: HttpEndpointConfig | None = Field(
         None, description="Prometheus /metrics and health probes; absent or null = not served")

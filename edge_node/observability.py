@@ -165,6 +165,9 @@ class EdgeCollector(Collector):
                 "uns_edge_opcua_certificate_rejections", "connect attempts refused for the server's certificate",
                 labels=["endpoint"]),
             "disconnects": CounterMetricFamily("uns_edge_opcua_disconnects", "sessions lost", labels=["endpoint"]),
+            "keepalive_late": CounterMetricFamily(
+                "uns_edge_opcua_keepalive_late", "keep-alive reads not answered in time while the server still "
+                "published (the session was kept)", labels=["endpoint"]),
             "notifications": CounterMetricFamily("uns_edge_opcua_notifications", "data change notifications in",
                                                  labels=["endpoint"]),
             "monitored_items": GaugeMetricFamily("uns_edge_opcua_monitored_items", "monitored items of the session",
@@ -181,6 +184,7 @@ class EdgeCollector(Collector):
             families["connect_failures"].add_metric(name, st.connect_failures)
             families["certificate_rejections"].add_metric(name, st.certificate_rejections)
             families["disconnects"].add_metric(name, st.disconnects)
+            families["keepalive_late"].add_metric(name, st.keepalive_late)
             families["notifications"].add_metric(name, st.notifications)
             families["monitored_items"].add_metric(name, st.monitored_items)
             families["unknown_nodes"].add_metric(name, st.unknown_nodes)
@@ -196,6 +200,9 @@ class EdgeCollector(Collector):
         requests = CounterMetricFamily("uns_edge_alarm_refresh_requests",
                                        "RefreshRequiredEvents of the server, each answered with a ConditionRefresh",
                                        labels=["endpoint"])
+        lost = CounterMetricFamily("uns_edge_alarm_sessions_lost", "sessions that ended with their event "
+                                   "subscription: the events the server still held for it are lost",
+                                   labels=["endpoint"])
         cleared = CounterMetricFamily("uns_edge_alarm_cleared_by_refresh",
                                       "conditions cleared because a ConditionRefresh did not restate them",
                                       labels=["endpoint"])
@@ -203,14 +210,16 @@ class EdgeCollector(Collector):
             if source.alarms is None:
                 continue
             st, name = source.alarms.book.stats, source.endpoint.name
-            for outcome, count in (("published", st.events), ("not_condition", st.not_conditions),
+            for outcome, count in (("received", st.received), ("published", st.events),
+                                   ("not_condition", st.not_conditions), ("queue_overflow", st.queue_overflows),
                                    ("malformed", st.malformed), ("unknown_source", st.unknown_sources),
                                    ("unknown_condition", st.unknown_conditions)):
                 events.add_metric([name, outcome], count)
             refreshes.add_metric([name], st.refreshes)
             requests.add_metric([name], st.refresh_requests)
             cleared.add_metric([name], st.cleared_by_refresh)
-        yield from (events, refreshes, requests, cleared)
+            lost.add_metric([name], st.sessions_lost)
+        yield from (events, refreshes, requests, cleared, lost)
 
     def _validation(self) -> Iterator[Metric]:
         v = self._app.validation_stats

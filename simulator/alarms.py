@@ -157,8 +157,9 @@ class AlarmFlood:
     done: int = 0
 
     def due(self, now: float) -> int:
-        elapsed = min(now, self.until) - self.started
-        return max(0, int(self.rate * elapsed + 1e-6) - self.done)
+        if now >= self.until:  # the whole flood: rate x duration, not one less for a float's rounding
+            return max(0, round(self.rate * (self.until - self.started)) - self.done)
+        return max(0, int(self.rate * (now - self.started) + 1e-6) - self.done)
 
 
 class ConditionError(SimulatorError):

@@ -14,6 +14,7 @@ Every event is emitted by the Server object (``i=2253``), the notifier clients s
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -40,6 +41,8 @@ TYPE_IDS: dict[ConditionKind, int] = {
 #: a subscription id no subscription has (asyncua's ids are UInt32 from 1): an event "triggered" for it is
 #: remembered for ConditionRefresh and delivered to nobody, i.e. a client missed it
 NO_SUBSCRIPTION = -1
+#: condition events fired between two yields to the event loop
+_FIRE_SLICE = 50
 
 #: what the Acknowledge/Confirm handler calls: (condition path, EventId, comment) -> None
 ConditionCall = Callable[[str, bytes, str], Awaitable[None]]
@@ -188,10 +191,15 @@ class ConditionShell:
         the nodes and the retained set of ConditionRefresh follow them, no subscription gets them.
         """
         service = self.server.iserver.subscription_service
-        for event in events:
+        for n, event in enumerate(events, start=1):
             ua_event = to_ua_event(event, self.ns)
             await self._mirror(event.condition, ua_event)
             await service.trigger_event(ua_event, **({} if deliver else {"subscription_id": NO_SUBSCRIPTION}))
+            if n % _FIRE_SLICE == 0:
+                # a late tick of a flood fires hundreds at once: let the server answer reads and
+                # publish in between, or a busy machine turns the burst into seconds of silence and
+                # the clients end their sessions (and lose the events queued for them)
+                await asyncio.sleep(0)
 
     async def refresh_required(self) -> None:
         """A RefreshRequiredEvent (Part 9 5.11.1) from the Server object, to every subscription: the

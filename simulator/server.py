@@ -33,6 +33,7 @@ from simulator.conditions import ConditionShell
 from simulator.config import NAMESPACE_URI, SimulatorConfig
 from simulator.engineering_units import add_engineering_properties
 from simulator.errors import InvalidStateError
+from simulator.event_queue import install as install_overflow_events
 from simulator.faults import Sample
 from simulator.methods import add_line_methods, add_simulation_methods
 from simulator.model import LineModel, synthetic_value
@@ -219,6 +220,7 @@ class SimulatedLineServer:
         """Build a fresh asyncua server with the full address space, not yet listening (~1 s)."""
         cfg = self.config
         security = cfg.security
+        install_overflow_events()  # asyncua drops events from a full queue silently (simulator.event_queue)
         server = Server(user_manager=ConfiguredUserManager(security))
         server.iserver.bind_condition_methods = True  # asyncua's ConditionRefresh + Refresh events
         await server.init()

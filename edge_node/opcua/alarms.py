@@ -54,6 +54,20 @@ class AlarmSubscription:
         self._sub: Subscription | None = None
         self._client: Client | None = None
 
+    @property
+    def subscription(self) -> Subscription | None:
+        """This session's event subscription (its ``last_publish_at`` tells the watchdog the server lives)."""
+        return self._sub
+
+    def session_lost(self) -> None:
+        """The session ended: the events the server still queued for it are gone with it (how many,
+        nobody can tell); say so and count it. The next session's ConditionRefresh restates the states."""
+        self.book.stats.sessions_lost += 1
+        log.warning("endpoint %s: session lost with its event subscription: condition events the server still "
+                    "held for it are lost (%d session(s) so far); ConditionRefresh at the reconnect restates the "
+                    "states", self.endpoint.name, self.book.stats.sessions_lost)
+        self._sub = None
+
     async def start(self, client: Client) -> None:
         """Subscribe and refresh; returns once the book states the server's retained conditions."""
         self._client = client

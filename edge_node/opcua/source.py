@@ -62,6 +62,7 @@ from ..backoff import Backoff
 from ..config import STRUCTURE_TAG_TYPES, DeadbandKind, OpcUaEndpointConfig, TagConfig
 from ..model import DeviceOffline, DeviceOnline, MetricUpdate, TemplatesDefined
 from ..object_instances import ObjectInstance
+from ..quality_alarms import QualityAlarmBook
 from ..templates import TemplateMappingError
 from ..validation import (
     BAD_NODE_ID_UNKNOWN,
@@ -112,6 +113,8 @@ class SourceStats:
     #: connect attempts refused because of the server's certificate (also in connect_failures)
     certificate_rejections: int = 0
     disconnects: int = 0
+    #: keep-alive reads unanswered in time while the subscriptions still delivered (session kept)
+    keepalive_late: int = 0
     notifications: int = 0
     monitored_items: int = 0
     server_deadband_refused: int = 0
@@ -152,8 +155,11 @@ class OpcUaSource:
     def __init__(self, endpoint: OpcUaEndpointConfig, tags: Sequence[tuple[TagConfig, str | None]],
                  sink: SourceSink, *, data_dir: Path, stats: ValidationStats | None = None,
                  future_tolerance_ms: int = 1000, max_source_age_ms: int = DEFAULT_MAX_SOURCE_AGE_MS,
-                 clock: Callable[[], int] = now_ms, alarm_book: AlarmBook | None = None) -> None:
+                 clock: Callable[[], int] = now_ms, alarm_book: AlarmBook | None = None,
+                 quality_book: QualityAlarmBook | None = None) -> None:
         self.endpoint = endpoint
+        #: the edge's data-quality events as alarms (edge_node.quality_alarms), when configured
+        self.quality = quality_book
         self.sink = sink
         self.data_dir = data_dir
         self.clock = clock
@@ -220,6 +226,8 @@ class OpcUaSource:
     async def _lost(self) -> None:
         if self._announced:
             self.stats.disconnects += 1
+            if self.alarms is not None:
+                self.alarms.session_lost()
             await self._announce_offline(self.stats.last_error or "session ended")
 
     async def _session(self, client: Client) -> None:
@@ -389,6 +397,8 @@ class OpcUaSource:
                           bound.tag.node_id, bound.tag.metric)
             outcome = bound.validator.process(sample, now, force=True)
             self._log_outcome(outcome)
+            if self.quality is not None:  # the birth below states the result
+                self.quality.observe(bound.device_id, bound.tag.metric, outcome, now)
             if outcome.update is not None:
                 outcome.update = self._changes_only(bound, raw, outcome.update, full=True)
             if outcome.update is None:
@@ -397,6 +407,9 @@ class OpcUaSource:
                 announce.node_updates.append(outcome.update)
             else:
                 announce.devices.setdefault(bound.device_id, []).append(outcome.update)
+        if self.quality is not None:
+            for device in self.devices:
+                announce.devices.setdefault(device, []).extend(self.quality.current(device, now))
         return announce
 
     def _item_nodes(self) -> list[tuple[int, ua.NodeId]]:
@@ -599,6 +612,7 @@ class OpcUaSource:
                     log.warning("endpoint %s: %s is %s", self.endpoint.name, bound.tag.metric,
                                 bound.validator.degraded)
                     self._submit(outcome.update)
+                    self._quality_alarms(bound, outcome, now)
 
     async def _consume(self, sub: Subscription) -> None:
         async for event in sub:
@@ -626,6 +640,7 @@ class OpcUaSource:
                 self._log_outcome(outcome)
                 if outcome.update is not None:
                     self._submit(outcome.update)
+                self._quality_alarms(bound, outcome, self.clock())
             elif isinstance(event, StatusChangeEvent):
                 status = event.notification.Status
                 if status is not None and not status.is_good():
@@ -633,10 +648,28 @@ class OpcUaSource:
 
     async def _watchdog(self, client: Client, sub: Subscription) -> None:
         keepalive_count = int(sub.parameters.RequestedMaxKeepAliveCount or 1)
-        await watch_server_state(client, self.endpoint,
-                                 check=silence_check(self.endpoint, lambda: sub.last_publish_at, keepalive_count))
+        alarm_sub = self.alarms.subscription if self.alarms is not None else None
+
+        def heard() -> float | None:
+            times = [t for t in (sub.last_publish_at, alarm_sub.last_publish_at if alarm_sub else None) if t]
+            return max(times, default=None)
+
+        def late() -> None:
+            self.stats.keepalive_late += 1
+
+        # the session has one publish request in flight (asyncua), so an alarm flood's responses can
+        # starve the data subscription's keep-alives for seconds: either subscription publishing
+        # proves the session; once the flood ends the data subscription's own keep-alives resume
+        await watch_server_state(client, self.endpoint, heard=heard, on_late=late,
+                                 check=silence_check(self.endpoint, heard, keepalive_count))
 
     # -- helpers ------------------------------------------------------------------------------
+
+    def _quality_alarms(self, bound: BoundTag, outcome: Outcome, now: int) -> None:
+        """The alarm changes a tag's outcome makes, after the tag's own update (quality_alarms)."""
+        if self.quality is not None and (outcome.event is not None or outcome.update is not None):
+            for update in self.quality.observe(bound.device_id, bound.tag.metric, outcome, now):
+                self._submit(update)
 
     def _submit(self, update: MetricUpdate, *, current: bool = False) -> None:
         try:

@@ -22,10 +22,13 @@ _PREFIX = "Alarms"
 
 
 def condition_field(metric_name: str) -> tuple[str, str] | None:
-    """``("TemperatureAlarm", "Active")`` for ``Alarms/TemperatureAlarm/Active``; None for any other metric."""
+    """``("TemperatureAlarm", "Active")`` for ``Alarms/TemperatureAlarm/Active``; None for any other metric.
+
+    A name may have several segments: the edge's data-quality alarms are
+    ``Alarms/DataQuality/<tag metric>/<Kind>/<field>`` (condition ``DataQuality/<tag metric>/<Kind>``)."""
     parts = metric_name.split("/")
-    if len(parts) == 3 and parts[0] == _PREFIX and parts[1] and parts[2] in FIELDS:
-        return parts[1], parts[2]
+    if len(parts) >= 3 and parts[0] == _PREFIX and parts[-1] in FIELDS and all(parts[1:-1]):
+        return "/".join(parts[1:-1]), parts[-1]
     return None
 
 
@@ -63,6 +66,8 @@ class ConditionState:
 @dataclass(slots=True)
 class _Partial:
     values: dict[str, Any] = field(default_factory=dict)
+    #: the fields of the event being assembled (since the last complete one)
+    fresh: set[str] = field(default_factory=set)
     stale: bool = False
     source_ts_ms: int = 0
     received_ms: int = 0
@@ -71,7 +76,7 @@ class _Partial:
 def _state(p: _Partial) -> ConditionState | None:
     v = p.values
     if any(name not in v for name in FIELDS):
-        return None  # not every field seen yet (a DDATA split over two drains): wait for the rest
+        return None  # never stated in full yet
     return ConditionState(
         active=bool(v["Active"]), acked=bool(v["Acked"]), confirmed=bool(v["Confirmed"]), retain=bool(v["Retain"]),
         severity=int(v["Severity"] or 0), message=str(v["Message"] or ""), state=str(v["State"] or ""),
@@ -80,14 +85,22 @@ def _state(p: _Partial) -> ConditionState | None:
 
 
 class ConditionFolder:
-    """Nine metrics in, one :class:`ConditionState` per condition out (see module doc)."""
+    """Nine metrics in, one :class:`ConditionState` per condition out (see module doc).
+
+    An event is complete when all nine fields have arrived since the previous complete one; it is
+    queued for :meth:`flush` at once. Neither the source time nor the drain delimits events: a
+    flood raises and clears a condition several times within one simulator tick (same source
+    time), and one drain can hold hundreds of events of a condition; each is its own state. A
+    DATA message split between two drains simply completes in the second."""
 
     def __init__(self) -> None:
         self._partial: dict[ConditionKey, _Partial] = {}
         self._reported: dict[ConditionKey, ConditionState] = {}
         self._touched: set[ConditionKey] = set()
-        #: states completed inside the current drain, before another event of the same condition
+        #: complete events since the last flush, in arrival order
         self._completed: list[tuple[ConditionKey, ConditionState]] = []
+        #: complete condition statements received (every event, and a birth's restatement)
+        self.events_seen = 0
 
     def restore(self, key: ConditionKey, state: ConditionState) -> None:
         """Seed with the journal's last row, so the first birth after a restart journals nothing new."""
@@ -96,22 +109,28 @@ class ConditionFolder:
     def observe(self, key: ConditionKey, field_name: str, value: Any, *, stale: bool, source_ts_ms: int,
                 received_ms: int) -> None:
         partial = self._partial.setdefault(key, _Partial())
-        if key in self._touched and not stale and source_ts_ms != partial.source_ts_ms:
-            # a later event of the same condition in the same drain (High, then HighHigh 50 ms later):
-            # keep the earlier one, each event is its own journal row
-            earlier = _state(partial)
-            if earlier is not None:
-                self._completed.append((key, earlier))
-        if not stale and value is not None:
-            partial.values[field_name] = value
-            partial.source_ts_ms = source_ts_ms
         partial.stale = stale
         partial.received_ms = received_ms
         self._touched.add(key)
+        if stale or value is None:
+            return
+        if field_name in partial.fresh:
+            # a field again before the event was complete: the earlier event came incomplete (the edge
+            # never does that, its nine metrics travel together); assemble the new one from here
+            partial.fresh.clear()
+        partial.values[field_name] = value
+        partial.source_ts_ms = source_ts_ms
+        partial.fresh.add(field_name)
+        if len(partial.fresh) == len(FIELDS):
+            partial.fresh.clear()
+            state = _state(partial)
+            if state is not None:
+                self.events_seen += 1
+                self._completed.append((key, state))
 
     def flush(self) -> list[tuple[ConditionKey, ConditionState]]:
-        """Every state that differs from the one reported before it: first those completed inside the
-        drain (earlier events of a condition that had another one after), then the current ones."""
+        """Every state that differs from the one reported before it, in arrival order: the complete
+        events, then a death's ``stale`` mark."""
         changed = []
         for key, state in self._completed:
             if not state.same_as(self._reported.get(key)):
@@ -119,14 +138,12 @@ class ConditionFolder:
                 changed.append((key, state))
         self._completed.clear()
         for key in sorted(self._touched, key=lambda k: (k.group_id, k.edge_node_id, k.device_id or "", k.name)):
-            state = _state(self._partial[key])
-            if state is None:
-                previous = self._reported.get(key)
-                if previous is None or not self._partial[key].stale or previous.stale:
-                    continue
-                state = replace(previous, stale=True, received_ms=self._partial[key].received_ms)
-            if state.same_as(self._reported.get(key)):
+            partial = self._partial[key]
+            previous = self._reported.get(key)
+            if not partial.stale or previous is None or previous.stale:
                 continue
+            state = _state(partial)
+            state = replace(previous, stale=True, received_ms=partial.received_ms) if state is None else state
             self._reported[key] = state
             changed.append((key, state))
         self._touched.clear()

@@ -73,6 +73,8 @@ class AlarmService:
             self.folder.restore(key_of(event), state_of(event))
             self._last[key_of(event)] = event
         self.journaled = 0
+        #: alarm changes whose journal write failed (counted, logged at the start of each failing run)
+        self.not_journaled = 0
         self.errors = 0
         #: why the last write failed, until one succeeds again (for readiness)
         self.failing: str | None = None
@@ -111,8 +113,9 @@ class AlarmService:
             ids = self.journal.append_many(rows)
         except Exception as exc:  # noqa: BLE001 - the commit failed (disk full?): count, say it, go on
             self.errors += 1
+            self.not_journaled += len(rows)
             if self.failing is None:
-                log.exception("%d alarm change(s) not journaled", len(rows))
+                log.exception("%d alarm change(s) not journaled (%d so far)", len(rows), self.not_journaled)
             self.failing = f"alarm journal failing: {exc}"
             return
         self.failing = None

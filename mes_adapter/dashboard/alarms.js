@@ -142,9 +142,7 @@ function renderAlarms(alarms) {
   el("td", {class: "alarm-severity"}, el("span", {class: "sev-badge " + severityClass(a.severity)}, String(a.severity))),
   el("td", {class: "alarm-message"}, a.message), el("td", {}, fmtTime(a.source_ts_ms)),
   el("td", {class: "alarm-batch"}, batchText(a)),
-  el("td", {}, canWrite() && !a.acked && !a.stale ? el("button", {class: "alarm-ack", type: "button",
-    title: "creates an acknowledge command for this condition; sign it in the Commands panel",
-    onclick: () => acknowledge(a)}, "Acknowledge") : ""))) : [emptyRow(8, "no active or unacknowledged alarms")]));
+  el("td", {}, alarmActions(a)))) : [emptyRow(8, "no active or unacknowledged alarms")]));
   // the shelve form offers the conditions listed; the choice survives a refresh
   const select = byId("shelve-condition"), chosen = select.value;
   const keys = [...new Set(sorted.map((a) => JSON.stringify([a.line, a.cell, a.condition])))];
@@ -156,18 +154,35 @@ function renderAlarms(alarms) {
   byId("shelve-form").hidden = !(canWrite() && keys.length);
 }
 
-/** An acknowledgement is an ordinary allowlisted command (docs/alarms.md "Acknowledge from the MES"):
- * created here, then signed in the Commands panel like any write, executed by the edge on the
- * condition's Acknowledge method and read back through AckedState. */
-async function acknowledge(a) {
+/** Acknowledge while unacknowledged; once acknowledged, Confirm while unconfirmed (Part 9: an
+ * acknowledged alarm waits for its confirmation). Nothing for a stale row or a reader. */
+function alarmActions(a) {
+  if (!canWrite() || a.stale) return "";
+  if (!a.acked) return el("button", {class: "alarm-ack", type: "button",
+    title: "creates an acknowledge command for this condition; sign it in the Commands panel",
+    onclick: () => conditionCommand(a, "acknowledge")}, "Acknowledge");
+  if (!a.confirmed) return el("button", {class: "alarm-confirm", type: "button",
+    title: "creates a confirm command for this condition; sign it in the Commands panel",
+    onclick: () => conditionCommand(a, "confirm")}, "Confirm");
+  return "";
+}
+
+const CONDITION_COMMANDS = {acknowledge: ["Acknowledgement", "acknowledged"], confirm: ["Confirmation", "confirmed"]};
+
+/** An acknowledgement or confirmation is an ordinary allowlisted command (docs/alarms.md
+ * "Acknowledge from the MES"): created here, then signed in the Commands panel like any write,
+ * executed by the edge on the condition's Acknowledge / Confirm method and read back through
+ * AckedState / ConfirmedState. */
+async function conditionCommand(a, method) {
+  const [noun, done] = CONDITION_COMMANDS[method];
   try {
-    const view = await api("/api/alarms/acknowledge", {method: "POST", body: {line: a.line, cell: a.cell,
-      condition: a.condition, comment: `acknowledged from the dashboard by ${state.me.user_id}`}});
+    const view = await api(`/api/alarms/${method}`, {method: "POST", body: {line: a.line, cell: a.cell,
+      condition: a.condition, comment: `${done} from the dashboard by ${state.me.user_id}`}});
     showCommand(view);
-    alarmResult("ok", `Acknowledgement of ${a.condition} on ${a.cell || shortLine(a.line)} created: ` +
+    alarmResult("ok", `${noun} of ${a.condition} on ${a.cell || shortLine(a.line)} created: ` +
       "sign it in the Commands panel");
     byId("command-panel").scrollIntoView({block: "start"});
-  } catch (e) { alarmResult("refused", refusalText("Acknowledgement", e)); }
+  } catch (e) { alarmResult("refused", refusalText(noun, e)); }
 }
 
 async function shelveAlarm(ev) {

@@ -193,6 +193,12 @@ class _ServiceCollector(Collector):
                                 value=episodes.detector.open_count)
         yield _counter("uns_adapter_quality_episode_errors", "quality episodes not stored or not published",
                        episodes.errors)
+        alarms = service.alarms  # condition events through the adapter (docs/alarms.md "Counting a flood")
+        yield _counter("uns_adapter_alarm_events_received", "complete condition statements received from the "
+                       "edge nodes (events and births' restatements)", alarms.folder.events_seen)
+        yield _counter("uns_adapter_alarm_events_journaled", "alarm journal rows written", alarms.journaled)
+        yield _counter("uns_adapter_alarm_events_not_journaled", "alarm changes lost because their journal write "
+                       "failed (logged)", alarms.not_journaled)
         desk = service.alarm_desk  # the alarm rules (docs/alarms.md "Exceptions and holds")
         yield _counter("uns_adapter_alarm_exceptions_opened", "production exceptions opened by alarm rules",
                        desk.exceptions_opened)

@@ -44,7 +44,7 @@ from uns.commands.signing import signed_bytes
 _ALARM_RULE_EVENTS = frozenset({"exception_opened", "exception_closed", "batch_held", "batch_released", "refused",
                                 "alarm_shelved"})
 
-pytestmark = [pytest.mark.mosquitto, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.mosquitto, pytest.mark.timeout(300)]
 
 LINE = "acme/plant1/packaging/line1"
 TOPIC_ROOT = f"{LINE}/_alarms"
@@ -76,7 +76,9 @@ opcua:
         - {{cell: Filler, name: TemperatureAlarm}}
         - {{cell: Filler, name: Jam}}
 tags:
-  - {{node_id: "nsu={NAMESPACE_URI};s=Line1/Filler/Temperature", metric: Temperature, cell: Filler}}
+  - {{node_id: "nsu={NAMESPACE_URI};s=Line1/Filler/Temperature", metric: Temperature, cell: Filler,
+      eng_low: -50.0, eng_high: 150.0}}
+quality_alarms: true
 """
 
 
@@ -196,6 +198,55 @@ async def test_limit_alarm_and_jam_are_journaled_with_the_batch_and_retained_on_
         assert len([h for h in history if h["event_id"]]) == condition(sim, "Jam").events == 2
         assert len([h for h in temperature if h["event_id"]]) == condition(sim, "TemperatureAlarm").events == 2
 
+        # a burst of 2,000 condition events, as fast as the simulator fires them (20,000/s: ~1,000
+        # per tick, many events of one condition share a source time): every Jam event is one journal
+        # row, the unconfigured DoorOpen/EStop ones are counted by the edge; nothing lost, nothing silent
+        stats = edge.sources[0].alarms.book.stats
+        journal = adapter.service.alarms.journal.connection
+        jam_rows = "SELECT count(*), count(DISTINCT event_id) FROM alarm_event WHERE condition = 'Jam' " \
+                   "AND event_id != ''"
+        rows_before, distinct_before = journal.execute(jam_rows).fetchone()
+        received_before, unknown_before = stats.received, stats.unknown_conditions
+        truth_before = {n: condition(sim, n).events for n in ("Jam", "DoorOpen", "EStop")}
+        await call_simulation(sim.endpoint, "AlarmFlood", double(20_000.0), double(0.1))
+        await eventually(lambda: _async(not sim.model.alarms.flooding))
+        fired = {n: condition(sim, n).events - truth_before[n] for n in truth_before}
+        assert sum(fired.values()) == 2000
+        await eventually(lambda: _async(journal.execute(jam_rows).fetchone()[0] - rows_before >= fired["Jam"]),
+                         timeout=120)
+        await eventually(lambda: _async(stats.received - received_before >= 2000))
+        assert stats.received - received_before == 2000
+        assert stats.unknown_conditions - unknown_before == fired["DoorOpen"] + fired["EStop"]
+        assert stats.queue_overflows == 0
+        rows, distinct = journal.execute(jam_rows).fetchone()
+        assert rows - rows_before == distinct - distinct_before == fired["Jam"]
+        last = await eventually(lambda: _async((m := reader.last.get(topic_j)) and m["event_id"] == condition(
+            sim, "Jam").last_event.event_id.hex() and m))
+        assert last["active"] is condition(sim, "Jam").active
+
+        # the edge's own data-quality events on the same channel: an out-of-range spike and a Bad
+        # status episode of the Temperature, each active while it lasts and cleared at its end
+        history_of = ("SELECT active, retain, acked, severity, state, event_id != '', batch_id, phase "
+                      "FROM alarm_event WHERE condition = ? ORDER BY id")
+        for fault, kind, severity in (("spike", "OutOfRange", 600), ("bad_status", "BadQuality", 700)):
+            topic = f"{TOPIC_ROOT}/Filler/_conditions/DataQuality/Temperature/{kind}"
+            await call_simulation(sim.endpoint, "InjectFault", string(fault), string("Line1/Filler/Temperature"),
+                                  double(0.3), double(float("nan")))
+            raised = await eventually(lambda t=topic: _async((m := reader.last.get(t)) and m["active"] and m),
+                                      timeout=30)
+            assert (raised["kind"], raised["condition"], raised["retain"], raised["acked"], raised["severity"],
+                    raised["state"], raised["batch_id"], raised["phase"], raised["condition_id"]) == (
+                "condition", f"DataQuality/Temperature/{kind}", True, True, severity, kind, "B-7", "filling", "")
+            ended = await eventually(lambda t=topic: _async((m := reader.last.get(t)) and not m["active"] and m),
+                                     timeout=30)
+            assert (ended["retain"], ended["state"], ended["severity"], ended["batch_id"]) == (False, "", severity,
+                                                                                           "B-7")
+            assert ended["event_id"] != raised["event_id"] and ended["source_ts_ms"] >= raised["source_ts_ms"]
+            # the journal: the birth's "never raised", the start, the end; nothing else
+            assert journal.execute(history_of, (f"DataQuality/Temperature/{kind}",)).fetchall() == [
+                (0, 0, 1, severity, "", 0, "B-7", "filling"), (1, 1, 1, severity, kind, 1, "B-7", "filling"),
+                (0, 0, 1, severity, "", 1, "B-7", "filling")]
+
         # the edge goes away: the retained alarms turn stale, their state kept
         await edge.stop()
         stale = await eventually(lambda: _async((m := reader.last.get(topic_t)) and m["stale"] and m),
@@ -266,7 +317,9 @@ async def test_highhigh_opens_exceptions_holds_the_batch_and_only_a_signed_super
             qa = exceptions[1]
             # the rules' counters on /metrics: two exceptions, one hold, nothing suppressed
             scraped = (await client.get("/metrics")).text
-            assert [line for line in scraped.splitlines() if line.startswith("uns_adapter_alarm_")] == [
+            assert "uns_adapter_alarm_events_not_journaled_total 0.0" in scraped.splitlines()
+            assert [line for line in scraped.splitlines() if line.startswith("uns_adapter_alarm_")
+                    and not line.startswith("uns_adapter_alarm_events_")] == [
                 "uns_adapter_alarm_exceptions_opened_total 2.0", "uns_adapter_alarm_holds_total 1.0",
                 'uns_adapter_alarm_rule_suppressed_total{why="debounce"} 0.0',
                 'uns_adapter_alarm_rule_suppressed_total{why="rate"} 0.0',

@@ -27,6 +27,18 @@ def test_two_events_of_one_condition_in_one_drain_are_two_states() -> None:
         ("High", 500, f"{1000:032x}", 1000), ("HighHigh", 800, f"{1050:032x}", 1050)]
 
 
+def test_events_of_one_condition_with_the_same_source_time_are_each_a_state() -> None:
+    # a flood raises and clears a condition several times inside one simulator tick: the events share
+    # their source Time and differ in EventId; each is its own journal row (none folded away)
+    folder = ConditionFolder()
+    for n in range(5):
+        event(folder, 1000, Active=n % 2 == 0, EventId=f"{n:032x}")
+    changed = folder.flush()
+    assert [(s.active, s.event_id, s.source_ts_ms) for _, s in changed] == [
+        (n % 2 == 0, f"{n:032x}", 1000) for n in range(5)]
+    assert folder.events_seen == 5
+
+
 def test_a_rebirth_restating_the_same_event_is_no_change_and_a_death_only_marks_it_stale() -> None:
     folder = ConditionFolder()
     event(folder, 1000)
@@ -46,3 +58,7 @@ def test_only_the_nine_condition_metrics_are_fields() -> None:
     assert condition_field("Alarms/Jam") is None
     assert condition_field("Temperature") is None
     assert condition_field("Line/Alarms/Jam/Active") is None
+    # the edge's data-quality alarms: the tag's metric path inside the name
+    assert condition_field("Alarms/DataQuality/Dosing/Temperature/OutOfRange/Active") == (
+        "DataQuality/Dosing/Temperature/OutOfRange", "Active")
+    assert condition_field("Alarms//Jam/Active") is None

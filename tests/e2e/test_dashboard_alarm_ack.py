@@ -1,4 +1,4 @@
-"""Issue 18 item 3 / issue 15 item 5: an alarm acknowledged from the dashboard, through the command path.
+"""Issue 18 item 3 / issue 15 item 5: an alarm acknowledged and confirmed from the dashboard, through the command path.
 
 The whole stack as ``uns init`` writes it (the edge subscribes to every simulator condition, the
 allowlist has an acknowledge rule for each). The simulator raises a real Jam; the operator clicks
@@ -6,7 +6,9 @@ allowlist has an acknowledge rule for each). The simulator raises a real Jam; th
 command; the operator signs it in the Commands panel with the key kept in the browser; the edge calls
 the condition's Acknowledge method and reads AckedState back. Asserted: the command's result on the
 page, the simulator's own count of unacknowledged alarms (``Simulation/Truth``), the API's alarm
-state and the page's row, and that the button is gone once acknowledged.
+state and the page's row, and that the button is gone once acknowledged. Then *Confirm*, which
+appears beside it once acknowledged, goes the same way: signed, the condition's Confirm method,
+ConfirmedState read back on the simulator's node, the row no longer unconfirmed.
 """
 
 from __future__ import annotations
@@ -32,6 +34,14 @@ async def _unacked_on_the_plc(endpoint: str) -> int:
     async with Client(endpoint, timeout=10) as client:
         ns = await client.get_namespace_index(NAMESPACE_URI)
         return int(await client.get_node(ua.NodeId(f"{TRUTH_FOLDER}/UnackedAlarms", ns)).read_value())
+
+
+async def _confirmed_on_the_plc(endpoint: str) -> bool:
+    """The simulator's Jam condition node: ConfirmedState/Id as the server holds it."""
+    async with Client(endpoint, timeout=10) as client:
+        ns = await client.get_namespace_index(NAMESPACE_URI)
+        node = await client.get_node(ua.NodeId("Line1/Filler/Jam", ns)).get_child(["0:ConfirmedState", "0:Id"])
+        return bool(await node.read_value())
 
 
 def test_an_operator_acknowledges_an_alarm_from_the_dashboard_with_a_signature(tmp_path: Path) -> None:
@@ -65,4 +75,21 @@ def test_an_operator_acknowledges_an_alarm_from_the_dashboard_with_a_signature(t
             expect(row.locator("td").nth(2)).to_have_text("active \u00b7 acked \u00b7 unconfirmed", timeout=15_000)
             expect(row.locator(".alarm-ack")).to_have_count(0)
             operator.screenshot(path=str(ARTIFACTS / "alarms-acknowledged-1024x768.png"), full_page=True)
+
+            # acknowledged, not yet confirmed: Confirm beside it, the same signed path (Part 9 Confirm)
+            assert _opcua(_confirmed_on_the_plc, stack.opcua) is False
+            row.locator(".alarm-confirm").click()
+            expect(operator.locator("#alarm-result")).to_contain_text("Confirmation of Jam on Filler created")
+            expect(operator.locator("#cmd-result")).to_contain_text("awaiting_signature", timeout=15_000)
+            operator.set_input_files("#sign-key", str(keys / "demo-operator.key"))
+            operator.fill("#sign-passphrase", "operator panel passphrase")
+            operator.click("#sign-browser")
+            expect(operator.locator("#cmd-result")).to_contain_text("read back", timeout=30_000)
+            expect(operator.locator("#cmd-result")).to_have_class("result ok")
+            assert _opcua(_confirmed_on_the_plc, stack.opcua) is True
+            wait_until(lambda: [(a["condition"], a["active"], a["acked"], a["confirmed"]) for a in
+                                stack.api("GET", f"/api/alarms?line={line}", role="viewer")[1]]
+                       == [("Jam", True, True, True)], 15, "the Jam confirmed in the API")
+            expect(row.locator("td").nth(2)).to_have_text("active \u00b7 acked", timeout=15_000)
+            expect(row.locator(".alarm-confirm")).to_have_count(0)
             assert errors == []

@@ -219,13 +219,19 @@ async def test_conditions_on_the_wire_raise_limit_excursion_clear_and_bad_source
         stats = app.sources[0].alarms.book.stats  # type: ignore[union-attr]
         assert (stats.unknown_sources, stats.unknown_conditions, stats.malformed) == (2, 1, 0)
         assert stats.events == events + 2  # Filler temperature 4, Capper Jam raised and cleared
+        # every event the monitored item delivered is accounted for by exactly one outcome
+        assert stats.received == (stats.events + stats.not_conditions + stats.malformed + stats.unknown_sources
+                                  + stats.unknown_conditions + 2 * stats.refreshes + stats.refresh_requests
+                                  + stats.queue_overflows)
         assert app.observability is not None
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{app.observability.port}") as http:
             text = (await http.get("/metrics")).text
         assert {outcome: scraped(text, "uns_edge_alarm_events_total", endpoint="sim", outcome=outcome)
-                for outcome in ("published", "not_condition", "malformed", "unknown_source", "unknown_condition")} \
-            == {"published": events + 2, "not_condition": 0, "malformed": 0, "unknown_source": 2,
-                "unknown_condition": 1}
+                for outcome in ("received", "published", "not_condition", "malformed", "unknown_source",
+                                "unknown_condition", "queue_overflow")} \
+            == {"received": stats.received, "published": events + 2, "not_condition": 0, "malformed": 0,
+                "unknown_source": 2, "unknown_condition": 1, "queue_overflow": 0}
+        assert scraped(text, "uns_edge_alarm_sessions_lost_total", endpoint="sim") == 0
         assert scraped(text, "uns_edge_alarm_refreshes_total", endpoint="sim") == 1
         assert not any(m.name.startswith("Alarms/DoorOpen") for b in births(sniffer) if device(b) == "Filler"
                        for m in payload(b).metrics)

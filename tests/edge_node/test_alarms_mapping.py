@@ -11,7 +11,15 @@ from typing import Any
 import pytest
 from asyncua import ua
 
-from edge_node.alarms import METRICS, REFRESH_END, REFRESH_START, AlarmBook, event_filter, field_keys
+from edge_node.alarms import (
+    METRICS,
+    QUEUE_OVERFLOW,
+    REFRESH_END,
+    REFRESH_START,
+    AlarmBook,
+    event_filter,
+    field_keys,
+)
 from edge_node.app import metric_definitions
 from edge_node.config import ConfigError, EdgeConfig, loads_edge_config
 from uns.sparkplug.datatypes import DataType
@@ -163,3 +171,21 @@ def test_bad_input_is_counted_and_logged_once(caplog: pytest.LogCaptureFixture) 
         "condition Filler/DoorOpen is not in the alarms config; ignored",
     ]
     assert {d: b.current(d) for d in ("Filler", "Capper")} == before  # nothing accepted was touched
+
+
+def test_a_server_queue_overflow_is_counted_logged_every_time_and_asks_for_a_refresh(
+        caplog: pytest.LogCaptureFixture) -> None:
+    # Part 4 5.12.1.5: the server discarded events of our monitored item; what they said is gone,
+    # so the loss is counted and logged each time and ConditionRefresh restates the states
+    b = book()
+    b.apply(event(), 1)
+    caplog.set_level(logging.WARNING, logger="edge_node.alarms")
+    overflow = {"EventType": QUEUE_OVERFLOW, "SourceName": "Server", "EventId": b"\x09", "Time": TIME}
+    for _ in range(2):
+        assert b.apply(overflow, 2) == []
+        assert b.take_refresh_request() is True
+        assert b.take_refresh_request() is False  # once per overflow
+    assert (b.stats.received, b.stats.queue_overflows, b.stats.events, b.stats.not_conditions) == (3, 2, 1, 0)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"the server's event queue overflowed and discarded condition events ({n} overflow(s) so far): their "
+        "occurrences are lost; ConditionRefresh restates the states" for n in (1, 2)]

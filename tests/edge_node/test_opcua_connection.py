@@ -10,6 +10,7 @@ EOF).
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import pytest
@@ -215,3 +216,35 @@ async def test_the_command_writer_bounds_build_client_against_a_silent_secure_pe
         finally:
             await _cancelled(task)
         assert writer.connection.client is None
+
+
+class _LateReader:
+    """A client whose keep-alive reads are answered only after ``answer_after`` reads (none before)."""
+
+    def __init__(self, answer_after: int) -> None:
+        self.reads = 0
+        self.answer_after = answer_after
+        self.uaclient = self
+
+    async def read_attributes(self, nodes: object, attr: object) -> list[object]:
+        from asyncua import ua
+
+        self.reads += 1
+        if self.reads <= self.answer_after:
+            await asyncio.sleep(10)  # beyond timeout_s: late
+        return [ua.DataValue(ua.Variant(ua.ServerState.Shutdown, ua.VariantType.Int32))]
+
+
+async def test_a_late_keepalive_read_keeps_a_session_whose_server_still_publishes() -> None:
+    # an alarm flood on a busy machine: the read's answer queues behind notifications; ending that
+    # session lost every event the server held for it (bench/alarm_flood.py). Publishing = alive.
+    endpoint = _endpoint("opc.tcp://127.0.0.1:1", keepalive_interval_s=0.01, timeout_s=0.05)
+    late: list[int] = []
+    client = _LateReader(answer_after=2)
+    with pytest.raises(Exception, match="server state is Shutdown"):  # the third read answers: a real end
+        await watch_server_state(client, endpoint, heard=time.monotonic, on_late=lambda: late.append(1))  # type: ignore[arg-type]
+    assert (client.reads, len(late)) == (3, 2)
+    silent = _LateReader(answer_after=5)  # nothing published either: dead at the first late read
+    with pytest.raises(Exception, match="no answer to the keep-alive read within 0.05 s"):
+        await watch_server_state(silent, endpoint, heard=lambda: None, on_late=lambda: late.append(1))  # type: ignore[arg-type]
+    assert (silent.reads, len(late)) == (1, 2)

@@ -21,6 +21,7 @@ from simulator.server import SimulatedLineServer
 from tests.simulator.condition_client import (
     ACKNOWLEDGE,
     CONFIRM,
+    Events,
     call_condition,
     read_state,
     refresh,
@@ -249,3 +250,38 @@ async def test_cli_raises_and_clears_alarms(sim: SimulatedLineServer) -> None:
     # the refused calls raised nothing: every event is the door's or the disturbed temperature's
     temperature = sim.model.alarms.condition("Line1/Filler/TemperatureAlarm")
     assert sim.model.alarms.total_events == door.events + temperature.events
+
+
+async def test_a_full_event_queue_says_so_with_an_overflow_event_and_counts_every_discard(
+        sim: SimulatedLineServer) -> None:
+    # Part 4 5.12.1.5: asyncua drops from a full queue silently; our server puts an
+    # EventQueueOverflowEvent at the head instead and counts each event it discards
+    from simulator.event_queue import STATS
+
+    overflow_type = ua.NodeId(ua.ObjectIds.EventQueueOverflowEventType)
+    discarded, overflows = STATS.discarded, STATS.overflows
+    async with Client(sim.endpoint) as client:
+        ns = await client.get_namespace_index(NAMESPACE_URI)
+        fired_before = await truth(client, ns, "AlarmEvents")
+        events = Events()
+        sub = await client.create_subscription(1000, events)  # one publish a second: the burst queues up
+        types = [client.get_node(ua.NodeId(ua.ObjectIds.AlarmConditionType))]
+        await sub.subscribe_events(client.nodes.server, types, queuesize=3)
+        await call_simulation(sim.endpoint, "AlarmFlood", double(20_000.0), double(0.002))  # 40 toggles, one tick
+        fired = 0
+
+        async def settled() -> bool:
+            nonlocal fired
+            fired = await truth(client, ns, "AlarmEvents") - fired_before
+            return fired > 0 and not sim.model.alarms.flooding
+        for _ in range(100):
+            if await settled():
+                break
+            await asyncio.sleep(0.05)
+        received = lambda: [e for e in events.items if e.get("EventType") != overflow_type]  # noqa: E731
+        await wait_for(lambda: len(received()) + STATS.discarded - discarded == fired, timeout=10)
+        markers = [e for e in events.items if e.get("EventType") == overflow_type]
+        assert fired == 40
+        assert STATS.discarded - discarded == 40 - len(received()) > 0  # the queue of 3 did overflow
+        assert len(markers) == STATS.overflows - overflows >= 1
+        assert events.items[0]["EventType"] == overflow_type  # the marker heads what it stands for
