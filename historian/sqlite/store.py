@@ -78,11 +78,14 @@ def _acc_row(acc: rollup.Acc) -> tuple:
 
 
 def _acc(row: Sequence) -> rollup.Acc:
+    if _TEXT not in set(map(type, row)):  # every number finite and first/last floats: the common case
+        return rollup.Acc(*row)
     fa, la, ln, s, c, mn, mx, fv, fms, lv, lms, ig, w = row
     return rollup.Acc(fa, la, _unreal(ln), s, c, _unreal(mn), _unreal(mx), _unval(fv), fms, _unval(lv), lms,
                       _unreal(ig), w)  # type: ignore[arg-type]
 
 
+_TEXT = str
 _ACC_COLS = "fa, la, ln, s, c, mn, mx, fv, fms, lv, lms, ig, w"
 
 
@@ -132,8 +135,14 @@ class SqliteHistorian:
                 return None
             conn = open_partition(str(path))
             self._parts[day] = conn
-            self._counter[day] = conn.execute("SELECT coalesce(max(n), 0) FROM v").fetchone()[0]
         return conn
+
+    def _next_n(self, day: int, conn: sqlite3.Connection) -> int:
+        """The day's insertion counter, read on the first append only: ``n`` is not indexed, so reading
+        its maximum scans the whole day (seconds for a day of 86 M values), which a query must not pay."""
+        if day not in self._counter:
+            self._counter[day] = conn.execute("SELECT coalesce(max(n), 0) FROM v").fetchone()[0]
+        return self._counter[day]
 
     # -- tags -------------------------------------------------------------------------------------
 
@@ -209,7 +218,7 @@ class SqliteHistorian:
         conn = self._part(day, create=True)
         assert conn is not None
         tags = self._tags
-        n0 = self._counter[day]
+        n0 = self._next_n(day, conn)
         # f packs quality (bits 0-1), is_historical (bit 2) and the datatype (bits 3+)
         rows = [(tags[s.tag], s.source_ms, n0 + i, s.receipt_ms - s.source_ms, to_sqlite(s.value),
                  s.quality | (4 if s.is_historical else 0) | (s.datatype << 3), s.status_code)
