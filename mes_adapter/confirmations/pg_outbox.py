@@ -71,6 +71,7 @@ MIGRATIONS: list[Migration] = [
 ]
 
 _PENDING = DeliveryStatus.PENDING.value
+_CLAIMED_COLUMNS = ", ".join(f"o.{column}" for column in _COLUMNS.split(", "))
 
 
 class PostgresOutbox:
@@ -89,7 +90,8 @@ class PostgresOutbox:
 
     def _connection(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed or self._conn.broken:
-            self._conn = psycopg.connect(self._dsn, autocommit=True)
+            # a bounded wait: the outbox is used from the event loop, like the SQLite one
+            self._conn = psycopg.connect(self._dsn, autocommit=True, connect_timeout=5)
         return self._conn
 
     def _rows(self, sql: str, params: tuple | list = ()) -> list[tuple[Any, ...]]:
@@ -131,13 +133,14 @@ class PostgresOutbox:
     def claim_due(self, now: int | None = None, limit: int = 100) -> list[OutboxEntry]:
         """Claim up to ``limit`` due entries for this instance until ``now + claim_ms`` (see module)."""
         now = self._clock() if now is None else now
+        # the rows are chosen and locked once (a CTE), then claimed in the same statement
         rows = self._rows(
-            f"UPDATE mes_outbox SET claimed_by = %s, claimed_until = %s WHERE confirmation_id IN ("
-            " SELECT confirmation_id FROM mes_outbox WHERE status = %s AND next_attempt_ms <= %s"
+            "WITH due AS (SELECT confirmation_id FROM mes_outbox WHERE status = %s AND next_attempt_ms <= %s"
             " AND (claimed_until IS NULL OR claimed_until <= %s)"
             " ORDER BY next_attempt_ms, created_ms LIMIT %s FOR UPDATE SKIP LOCKED)"
-            f" RETURNING {_COLUMNS}",
-            (self.holder, now + self.claim_ms, _PENDING, now, now, limit))
+            " UPDATE mes_outbox o SET claimed_by = %s, claimed_until = %s FROM due"
+            f" WHERE o.confirmation_id = due.confirmation_id RETURNING {_CLAIMED_COLUMNS}",
+            (_PENDING, now, now, limit, self.holder, now + self.claim_ms))
         entries = [_entry(r) for r in rows]
         return sorted(entries, key=lambda e: (e.next_attempt_ms, e.created_ms))
 
