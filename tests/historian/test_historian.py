@@ -212,6 +212,9 @@ def test_retention_by_age_drops_exactly_the_days_outside_the_window(backend: Bac
     assert store.count() == 9
     assert store.enforce_retention(now) == []
     assert store.as_of(TEMP, DAY0 + DAY_MS + 1) is None
+    # the dropped days' rollups went with them; the kept days' are whole
+    hours = store.aggregates(TEMP, DAY0, DAY0 + 5 * DAY_MS, HOUR_MS)
+    assert [(a.start_ms, a.first) for a in hours] == [(s.source_ms, s.value) for s in written[6:]]
 
 
 def test_retention_by_size_drops_the_oldest_days_and_never_the_newest(backend: Backend) -> None:
