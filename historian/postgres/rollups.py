@@ -23,21 +23,29 @@ from ..partitions import DAY_MS, HOUR_MS, MINUTE_MS
 from ..values import from_columns
 
 _QUALITIES = tuple(Quality)
-_ACC_COLS = "fa, la, ln, s, c, mn, mx, fv, fms, lv, lms, ig, w"
-_COPY_TYPES = ["int4", "int8", "int8", "int8", "float8", "int8", "int8", "float8", "float8", "text", "int8", "text",
-               "int8", "float8", "int8"]
+_ACC_COLS = "fa, la, ln, s, c, mn, mx, fvn, fvj, fms, lvn, lvj, lms, ig, w"
+_COPY_TYPES = ["int4", "int8", "int8", "int8", "float8", "int8", "int8", "float8", "float8", "float8", "text", "int8",
+               "float8", "text", "int8", "float8", "int8"]
 _WIDTH = {"hist_minutes": MINUTE_MS, "hist_hours": HOUR_MS}
 Point = tuple[int, Value, Quality]
 
 
+def _split(value: Value) -> tuple[float | None, str | None]:
+    """A first/last value as (float column, JSON column): a float goes in the first, None in neither."""
+    if type(value) is float:
+        return value, None  # type: ignore[return-value]
+    return None, None if value is None else json.dumps(value)
+
+
 def acc_row(acc: rollup.Acc) -> tuple:
     return (acc.first_any_ms, acc.last_any_ms, acc.last_num, acc.samples, acc.count, acc.min, acc.max,
-            json.dumps(acc.first), acc.first_ms, json.dumps(acc.last), acc.last_ms, acc.integral, acc.weight)
+            *_split(acc.first), acc.first_ms, *_split(acc.last), acc.last_ms, acc.integral, acc.weight)
 
 
 def acc_of(row: Sequence) -> rollup.Acc:
-    fa, la, ln, s, c, mn, mx, fv, fms, lv, lms, ig, w = row
-    return rollup.Acc(fa, la, ln, s, c, mn, mx, json.loads(fv), fms, json.loads(lv), lms, ig, w)
+    fa, la, ln, s, c, mn, mx, fvn, fvj, fms, lvn, lvj, lms, ig, w = row
+    return rollup.Acc(fa, la, ln, s, c, mn, mx, fvn if fvj is None else json.loads(fvj), fms,
+                      lvn if lvj is None else json.loads(lvj), lms, ig, w)
 
 
 def points(conn: psycopg.Connection, tag_id: int, start_ms: int, end_ms: int) -> list[Point]:
@@ -94,10 +102,10 @@ def read(conn: psycopg.Connection, table: str, tag_ids: list[int], start_ms: int
          end_ms: int) -> dict[int, list[tuple[int, rollup.Acc]]]:
     """Every stored bucket of these tags in ``[start_ms, end_ms)``, per tag in time order (one query)."""
     out: dict[int, list[tuple[int, rollup.Acc]]] = {tag_id: [] for tag_id in tag_ids}
-    with conn.cursor() as cur:
+    with conn.cursor(binary=True) as cur:  # numbers in binary: no text to parse per column
         cur.execute(f"SELECT tag_id, t, {_ACC_COLS} FROM {table} WHERE tag_id = ANY(%s) AND t >= %s AND t < %s "
                     "ORDER BY tag_id, t", (tag_ids, start_ms, end_ms))
-        for row in cur:
+        for row in cur.fetchall():
             out[row[0]].append((row[1], acc_of(row[2:])))
     return out
 

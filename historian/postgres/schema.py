@@ -12,8 +12,9 @@ acknowledgement).
 (``historian.rollup.Acc``) per tag and minute or hour, written in the same transaction as the values by
 the same rollup code as the embedded store; aggregates of whole minutes or hours are read from them, not
 from the values. Clustered on nothing but their primary key (tag, bucket): a query of many tags over a
-range is one index scan. First and last values are JSON text (they keep their type: number, boolean,
-text). Version 1 had no rollups: the step to 2 builds them from the stored values.
+range is one index scan. First and last values are a float column when they are floats (the common
+case: no JSON to parse when reading a million buckets) and JSON text otherwise (keeping their type:
+integer, boolean, text). Version 1 had no rollups: the step to 2 builds them from the stored values.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ SCHEMA_VERSION = 2
 ROLLUP_TABLES = ("hist_minutes", "hist_hours")
 _ROLLUP_COLUMNS = ("tag_id integer NOT NULL, t bigint NOT NULL, fa bigint NOT NULL, la bigint NOT NULL, "
                    "ln double precision, s bigint NOT NULL, c bigint NOT NULL, mn double precision, "
-                   "mx double precision, fv text NOT NULL, fms bigint, lv text NOT NULL, lms bigint, "
+                   "mx double precision, fvn double precision, fvj text, fms bigint, lvn double precision, lvj text, "
+                   "lms bigint, "
                    "ig double precision NOT NULL, w bigint NOT NULL, PRIMARY KEY (tag_id, t)")
 ROLLUP_DDL = "".join(f"CREATE TABLE IF NOT EXISTS {table} ({_ROLLUP_COLUMNS});\n" for table in ROLLUP_TABLES)
 
