@@ -27,6 +27,10 @@ class HistorianStore(Protocol):
     def aggregates(self, tag: TagId, start_ms: int, end_ms: int, interval_ms: int) -> list[Aggregate]:
         """One row per interval that holds at least one sample; the range must be aligned to the interval."""
 
+    def aggregates_many(self, tags: Sequence[TagId], start_ms: int, end_ms: int,
+                        interval_ms: int) -> dict[TagId, list[Aggregate]]:
+        """``aggregates`` of several tags in one read (a trend of many tags, a plant-wide report)."""
+
     def as_of(self, tag: TagId, at_ms: int) -> Sample | None:
         """The tag's last sample at or before ``at_ms`` (None if there is none)."""
 

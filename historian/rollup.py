@@ -8,12 +8,17 @@ module checks both against values computed in the test). The span rule is in ``m
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from operator import mul, sub
+from operator import itemgetter, mul, sub
+from typing import TypeVar
 
 from .model import USABLE, Aggregate, Quality, Value
+from .partitions import HOUR_MS, MINUTE_MS
 from .values import numeric
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +51,7 @@ def from_sorted(points: Sequence[tuple[int, Value, Quality]]) -> Acc | None:
 
 
 _USABLE_SET = frozenset(USABLE)
+_TIME = itemgetter(0)
 _FLOAT = {float}
 
 
@@ -126,23 +132,69 @@ def finish(acc: Acc, start_ms: int, end_ms: int) -> Aggregate:
     return Aggregate(start_ms, end_ms, acc.count, acc.min, acc.max, acc.first, acc.last, twa, acc.samples)
 
 
-def fold(parts: Iterable[Acc]) -> Acc | None:
+def minute_parts(points: Sequence[tuple[int, Value, Quality]]) -> list[tuple[int, Acc]]:
+    """One tag's points of a batch (in time order) as one accumulator per minute they fall in."""
+    out = []
+    start = 0
+    while start < len(points):
+        bucket = points[start][0] - points[start][0] % MINUTE_MS
+        end = bisect_left(points, bucket + MINUTE_MS, start, key=_TIME)  # the minute's end, found in C
+        acc = from_sorted(points[start:end])
+        assert acc is not None
+        out.append((bucket, acc))
+        start = end
+    return out
+
+
+def hour_parts(minutes: Iterable[tuple[int, Acc]]) -> list[tuple[int, Acc]]:
+    """The hours' parts as the merge of their minutes' parts (one pass over the values for both)."""
+    hours: dict[int, list[Acc]] = {}
+    for minute, part in minutes:
+        hours.setdefault(minute - minute % HOUR_MS, []).append(part)
+    return [(hour, fold(parts)) for hour, parts in hours.items()]  # type: ignore[misc]
+
+
+def merge_in_order(stored: Acc | None, part: Acc) -> Acc | None:
+    """A stored bucket with the batch's part of it, or None when the part reaches back inside it.
+
+    In order (the usual case: the part starts at or after the bucket's last sample) the merge is exact;
+    out of order (late or historical values landing inside a bucket) the caller recomputes the bucket
+    from its raw values, already written in the same transaction.
+    """
+    if stored is None or part.first_any_ms >= stored.last_any_ms:
+        return merge(stored, part)
+    return None
+
+
+def fold(parts: Sequence[Acc]) -> Acc | None:
     """Merge consecutive parts (in time order) into one."""
+    if len(parts) == 1:  # an interval as wide as the rollup's bucket
+        return parts[0]
     out: Acc | None = None
     for part in parts:
         out = merge(out, part)
     return out
 
 
+def in_intervals(buckets: Iterable[tuple[int, Acc]], start_ms: int, interval_ms: int) -> list[Aggregate]:
+    """Stored minute or hour buckets (in time order) merged into intervals of ``interval_ms`` from ``start_ms``."""
+    return _per_interval(buckets, start_ms, interval_ms, fold)
+
+
 def aggregate_points(points: Iterable[tuple[int, Value, Quality]], start_ms: int, end_ms: int,
                      interval_ms: int) -> list[Aggregate]:
     """Aggregates straight from raw points in time order (the reference the rollups must equal)."""
-    buckets: dict[int, list[tuple[int, Value, Quality]]] = {}
-    for point in points:
-        buckets.setdefault(point[0] - (point[0] - start_ms) % interval_ms, []).append(point)
+    return _per_interval(((p[0], p) for p in points), start_ms, interval_ms, from_sorted)
+
+
+def _per_interval(items: Iterable[tuple[int, T]], start_ms: int, interval_ms: int,
+                  combine: Callable[[list[T]], Acc | None]) -> list[Aggregate]:
+    grouped: dict[int, list[T]] = {}
+    for t, item in items:
+        grouped.setdefault(t - (t - start_ms) % interval_ms, []).append(item)
     out = []
-    for bucket, pts in buckets.items():
-        acc = from_sorted(pts)
+    for bucket, group in grouped.items():
+        acc = combine(group)
         assert acc is not None
         out.append(finish(acc, bucket, bucket + interval_ms))
     return out

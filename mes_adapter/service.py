@@ -36,7 +36,7 @@ from mes_adapter.alarms import AlarmJournal, AlarmService, DecisionDesk
 from mes_adapter.auth import Principal, SessionStore, TokenStore, UsersFile
 from mes_adapter.commands.service import CommandRecord, CommandService
 from mes_adapter.config.application import AdapterConfig
-from mes_adapter.confirmations.outbox import Outbox, OutboxEntry, WebhookSender, dead_letter_alarm
+from mes_adapter.confirmations.outbox import OutboxEntry, WebhookSender, dead_letter_alarm, open_outbox
 from mes_adapter.confirmations.service import ConfirmationService, batch_intervals, confirmation_message
 from mes_adapter.context import AssertionOutcome, ContextAssertion, ContextService, ContextStore, context_topic
 from mes_adapter.context.audited import api_actor, audited
@@ -117,7 +117,7 @@ class AdapterService:
         self.records = ContextualRecords(self.record_store, self.context)
         self.production_store = ProductionStore(mes.production_db)
         self.production = ProductionCounters(mes, self.production_store)
-        self.outbox = Outbox(mes.outbox_db)
+        self.outbox = open_outbox(mes)
         self.confirmations = ConfirmationService(mes, self.context, self.production, self.outbox)
         self.oee = OeeService(mes, self.context, self.production, self.record_store)
         self.downtime = DowntimeService(mes, self.oee, self.record_store, ReasonStore(mes.downtime_db))

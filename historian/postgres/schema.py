@@ -7,6 +7,14 @@ Retention drops whole partitions (or chunks). The three value columns hold exact
 (``historian.values.to_columns``); ``f`` packs quality, is_historical and the Sparkplug datatype like
 the embedded store. ``hist_batches`` records each written batch's id (exactly once across a lost
 acknowledgement).
+
+``hist_minutes`` and ``hist_hours`` (schema version 2) hold one mergeable accumulator
+(``historian.rollup.Acc``) per tag and minute or hour, written in the same transaction as the values by
+the same rollup code as the embedded store; aggregates of whole minutes or hours are read from them, not
+from the values. Clustered on nothing but their primary key (tag, bucket): a query of many tags over a
+range is one index scan. First and last values are a float column when they are floats (the common
+case: no JSON to parse when reading a million buckets) and JSON text otherwise (keeping their type:
+integer, boolean, text). Version 1 had no rollups: the step to 2 builds them from the stored values.
 """
 
 from __future__ import annotations
@@ -17,8 +25,15 @@ import psycopg
 
 from ..migrations import plan
 
-SCHEMA_VERSION = 1
-MIGRATIONS: Mapping[int, Callable[[psycopg.Connection], None]] = {}
+SCHEMA_VERSION = 2
+
+ROLLUP_TABLES = ("hist_minutes", "hist_hours")
+_ROLLUP_COLUMNS = ("tag_id integer NOT NULL, t bigint NOT NULL, fa bigint NOT NULL, la bigint NOT NULL, "
+                   "ln double precision, s bigint NOT NULL, c bigint NOT NULL, mn double precision, "
+                   "mx double precision, fvn double precision, fvj text, fms bigint, lvn double precision, lvj text, "
+                   "lms bigint, "
+                   "ig double precision NOT NULL, w bigint NOT NULL, PRIMARY KEY (tag_id, t)")
+ROLLUP_DDL = "".join(f"CREATE TABLE IF NOT EXISTS {table} ({_ROLLUP_COLUMNS});\n" for table in ROLLUP_TABLES)
 
 BASE_DDL = """
 CREATE TABLE IF NOT EXISTS hist_meta (key text PRIMARY KEY, value text NOT NULL);
@@ -28,7 +43,7 @@ CREATE TABLE IF NOT EXISTS hist_tags (
     UNIQUE (grp, edge, device, metric, path)
 );
 CREATE TABLE IF NOT EXISTS hist_batches (id text PRIMARY KEY, at timestamptz NOT NULL DEFAULT now());
-"""
+""" + ROLLUP_DDL
 
 _VALUE_COLUMNS = ("tag_id integer NOT NULL, ts bigint NOT NULL, rx bigint NOT NULL, num double precision, "
                   "i bigint, txt text, f smallint NOT NULL, sc bigint NOT NULL")
@@ -48,6 +63,17 @@ SELECT set_integer_now_func('hist_values', 'hist_now_ms', replace_if_exists => t
 ALTER TABLE hist_values SET (timescaledb.compress, timescaledb.compress_segmentby = 'tag_id',
                              timescaledb.compress_orderby = 'ts');
 """
+
+
+def _add_rollups(conn: psycopg.Connection) -> None:
+    """Version 1 → 2: the rollup tables, built from every stored value (one tag and day at a time)."""
+    from .rollups import rebuild
+
+    conn.execute(ROLLUP_DDL)
+    rebuild(conn)
+
+
+MIGRATIONS: Mapping[int, Callable[[psycopg.Connection], None]] = {1: _add_rollups}
 
 
 def timescale_available(conn: psycopg.Connection) -> bool:

@@ -21,9 +21,10 @@ from .. import rollup
 from ..errors import HistorianUnavailableError, QueryError, UnknownTagError
 from ..gaps import find_gaps
 from ..model import Aggregate, Gap, Quality, Sample, TagId
-from ..partitions import DAY_MS, check_interval, check_range, day_of
+from ..partitions import DAY_MS, HOUR_MS, MINUTE_MS, check_interval, check_range, day_of
 from ..port import DEFAULT_MAX_POINTS
 from ..values import from_columns, to_columns
+from . import rollups
 from . import spool as spool_codec
 from .schema import prepare
 from .spool import Spool
@@ -136,12 +137,16 @@ class PostgresHistorian:
             ids = self._intern(conn, {s.tag for s in batch})
             if self.layout == "native":
                 self._ensure_partitions(conn, {day_of(s.source_ms) for s in batch})
+            per_tag: dict[int, list[rollups.Point]] = {}
             with conn.cursor() as cur, cur.copy(_COPY) as copy:
                 copy.set_types(_COPY_TYPES)
                 write = copy.write_row
                 for s in batch:
-                    write((ids[s.tag], s.source_ms, s.receipt_ms - s.source_ms, *to_columns(s.value),
+                    tag_id = ids[s.tag]
+                    write((tag_id, s.source_ms, s.receipt_ms - s.source_ms, *to_columns(s.value),
                            int(s.quality) | (4 if s.is_historical else 0) | (s.datatype << 3), s.status_code))
+                    per_tag.setdefault(tag_id, []).append((s.source_ms, s.value, s.quality))
+            rollups.roll(conn, per_tag)
 
     def _intern(self, conn: psycopg.Connection, tags: set[TagId]) -> dict[TagId, int]:
         new = [t for t in tags if t not in self._tags]
@@ -196,10 +201,26 @@ class PostgresHistorian:
         return _sample(tag, *rows[0]) if rows else None
 
     def aggregates(self, tag: TagId, start_ms: int, end_ms: int, interval_ms: int) -> list[Aggregate]:
-        """Computed from the raw values by the same code that maintains the embedded rollups."""
+        return self.aggregates_many([tag], start_ms, end_ms, interval_ms)[tag]
+
+    def aggregates_many(self, tags: Sequence[TagId], start_ms: int, end_ms: int,
+                        interval_ms: int) -> dict[TagId, list[Aggregate]]:
+        """Whole minutes or hours from the rollup tables (one query for every tag); shorter intervals
+        from the raw values, by the same code."""
         check_interval(start_ms, end_ms, interval_ms)
-        points = [(s.source_ms, s.value, s.quality) for s in self.raw(tag, start_ms, end_ms)]
-        return rollup.aggregate_points(points, start_ms, end_ms, interval_ms)
+        table = "hist_hours" if interval_ms % HOUR_MS == 0 else "hist_minutes" if interval_ms % MINUTE_MS == 0 else None
+        if table is None:
+            return {tag: rollup.aggregate_points([(s.source_ms, s.value, s.quality)
+                                                  for s in self.raw(tag, start_ms, end_ms)],
+                                                 start_ms, end_ms, interval_ms) for tag in tags}
+        ids = {tag: self._tag_id(tag) for tag in tags}
+        with self._lock:
+            try:
+                stored = rollups.read(self._connect(), table, sorted(set(ids.values())), start_ms, end_ms)
+            except psycopg.OperationalError as exc:
+                self._lost(exc)
+                raise HistorianUnavailableError(f"PostgreSQL historian unreachable: {exc}") from exc
+        return {tag: rollup.in_intervals(stored[tag_id], start_ms, interval_ms) for tag, tag_id in ids.items()}
 
     def gaps(self, tag: TagId, start_ms: int, end_ms: int) -> list[Gap]:
         check_range(start_ms, end_ms)
@@ -234,8 +255,9 @@ class PostgresHistorian:
         if self.layout == "timescaledb":
             if self.max_age_ms is None:
                 return []
-            rows = self._query("SELECT drop_chunks('hist_values', older_than => %s::bigint)::text",
-                               (now_ms - self.max_age_ms,))
+            cutoff = now_ms - self.max_age_ms
+            rows = self._query("SELECT drop_chunks('hist_values', older_than => %s::bigint)::text", (cutoff,))
+            self._forget_rollups(None, day_of(cutoff))  # chunks are whole days: those before the cutoff's day
             return [r[0] for r in rows]
         dropped: list[str] = []
         parts = self.partitions()
@@ -251,8 +273,19 @@ class PostgresHistorian:
 
     def _drop(self, day: int, name: str) -> str:
         self._query(f"DROP TABLE {name}", (), fetch=False)  # name comes from pg_class, not from a caller
+        self._forget_rollups(day, day + DAY_MS)
         self._days.discard(day)
         return name
+
+    def _forget_rollups(self, start_ms: int | None, end_ms: int) -> None:
+        with self._lock:
+            try:
+                conn = self._connect()
+                with conn.transaction():
+                    rollups.drop_days(conn, start_ms, end_ms)
+            except psycopg.OperationalError as exc:
+                self._lost(exc)
+                raise HistorianUnavailableError(f"PostgreSQL historian unreachable: {exc}") from exc
 
     def close(self) -> None:
         with self._lock:

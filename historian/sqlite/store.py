@@ -78,11 +78,14 @@ def _acc_row(acc: rollup.Acc) -> tuple:
 
 
 def _acc(row: Sequence) -> rollup.Acc:
+    if _TEXT not in set(map(type, row)):  # every number finite and first/last floats: the common case
+        return rollup.Acc(*row)
     fa, la, ln, s, c, mn, mx, fv, fms, lv, lms, ig, w = row
     return rollup.Acc(fa, la, _unreal(ln), s, c, _unreal(mn), _unreal(mx), _unval(fv), fms, _unval(lv), lms,
                       _unreal(ig), w)  # type: ignore[arg-type]
 
 
+_TEXT = str
 _ACC_COLS = "fa, la, ln, s, c, mn, mx, fv, fms, lv, lms, ig, w"
 
 
@@ -132,8 +135,14 @@ class SqliteHistorian:
                 return None
             conn = open_partition(str(path))
             self._parts[day] = conn
-            self._counter[day] = conn.execute("SELECT coalesce(max(n), 0) FROM v").fetchone()[0]
         return conn
+
+    def _next_n(self, day: int, conn: sqlite3.Connection) -> int:
+        """The day's insertion counter, read on the first append only: ``n`` is not indexed, so reading
+        its maximum scans the whole day (seconds for a day of 86 M values), which a query must not pay."""
+        if day not in self._counter:
+            self._counter[day] = conn.execute("SELECT coalesce(max(n), 0) FROM v").fetchone()[0]
+        return self._counter[day]
 
     # -- tags -------------------------------------------------------------------------------------
 
@@ -209,7 +218,7 @@ class SqliteHistorian:
         conn = self._part(day, create=True)
         assert conn is not None
         tags = self._tags
-        n0 = self._counter[day]
+        n0 = self._next_n(day, conn)
         # f packs quality (bits 0-1), is_historical (bit 2) and the datatype (bits 3+)
         rows = [(tags[s.tag], s.source_ms, n0 + i, s.receipt_ms - s.source_ms, to_sqlite(s.value),
                  s.quality | (4 if s.is_historical else 0) | (s.datatype << 3), s.status_code)
@@ -228,14 +237,10 @@ class SqliteHistorian:
                 minute_rows, hour_rows = [], []
                 for tag_id, points in per_tag.items():
                     points.sort(key=lambda p: p[0])
-                    minutes = self._split(points)
-                    # an hour's part of the batch is the merge of its minutes' parts: one pass over the values
-                    hours: dict[int, list[rollup.Acc]] = {}
-                    for minute, part in minutes:
-                        hours.setdefault(minute - minute % HOUR_MS, []).append(part)
+                    minutes = rollup.minute_parts(points)
                     minute_rows += self._roll(conn, "minutes", self._last_minute, tag_id, minutes, MINUTE_MS)
-                    hour_rows += self._roll(conn, "hours", self._last_hour, tag_id,
-                                            [(h, rollup.fold(parts)) for h, parts in hours.items()], HOUR_MS)
+                    hour_rows += self._roll(conn, "hours", self._last_hour, tag_id, rollup.hour_parts(minutes),
+                                            HOUR_MS)
                 conn.executemany(f"INSERT OR REPLACE INTO minutes (tag_id, t, {_ACC_COLS}) "
                                  "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", minute_rows)
                 conn.executemany(f"INSERT OR REPLACE INTO hours (tag_id, t, {_ACC_COLS}) "
@@ -246,32 +251,12 @@ class SqliteHistorian:
             raise
         self._counter[day] = n0 + len(rows)
 
-    @staticmethod
-    def _split(points: list[tuple[int, object, Quality]]) -> list[tuple[int, rollup.Acc]]:
-        """The batch's points of one tag (in time order) as one accumulator per minute."""
-        out = []
-        start = 0
-        while start < len(points):
-            bucket = points[start][0] - points[start][0] % MINUTE_MS
-            end = start
-            while end < len(points) and points[end][0] < bucket + MINUTE_MS:
-                end += 1
-            out.append((bucket, rollup.from_sorted(points[start:end])))  # type: ignore[arg-type]
-            start = end
-        return out
-
     def _roll(self, conn: sqlite3.Connection, table: str, cache: dict[int, tuple[int, rollup.Acc]], tag_id: int,
-              parts: list[tuple[int, rollup.Acc | None]], width: int) -> list[tuple]:
-        """Merge this batch's part of each bucket into the tag's stored accumulator of that bucket.
-
-        In order (the usual case: the batch starts at or after the bucket's last sample) the stored
-        accumulator is merged with the batch's, read from the cache when it is the bucket written last.
-        Out of order (late or historical values landing inside a bucket) the bucket is recomputed from
-        its raw values, already inserted in this transaction: exact either way.
-        """
+              parts: list[tuple[int, rollup.Acc]], width: int) -> list[tuple]:
+        """Merge this batch's part of each bucket into the tag's stored accumulator of that bucket
+        (``rollup.merge_in_order``), read from the cache when it is the bucket written last."""
         out = []
         for bucket, part in parts:
-            assert part is not None
             cached = cache.get(tag_id)
             if cached is not None and cached[0] == bucket:
                 stored: rollup.Acc | None = cached[1]
@@ -279,9 +264,8 @@ class SqliteHistorian:
                 row = conn.execute(f"SELECT {_ACC_COLS} FROM {table} WHERE tag_id=? AND t=?",
                                    (tag_id, bucket)).fetchone()
                 stored = _acc(row) if row else None
-            if stored is None or part.first_any_ms >= stored.last_any_ms:
-                acc = rollup.merge(stored, part)
-            else:
+            acc = rollup.merge_in_order(stored, part)
+            if acc is None:
                 acc = rollup.from_sorted(list(self._points(conn, tag_id, bucket, bucket + width)))
             assert acc is not None
             cache[tag_id] = (bucket, acc)
@@ -335,21 +319,20 @@ class SqliteHistorian:
             if table is None:  # sub-minute intervals: straight from the raw values
                 points = [(s.source_ms, s.value, s.quality) for s in self.raw(tag, start_ms, end_ms)]
                 return rollup.aggregate_points(points, start_ms, end_ms, interval_ms)
-            buckets: dict[int, list[rollup.Acc]] = {}
+            stored: list[tuple[int, rollup.Acc]] = []
             for day in days_between(start_ms, end_ms):
                 conn = self._part(day, create=False)
-                if conn is None:
-                    continue
-                for row in conn.execute(f"SELECT t, {_ACC_COLS} FROM {table} WHERE tag_id=? AND t>=? AND t<? "
-                                        "ORDER BY t", (tag_id, start_ms, end_ms)):
-                    bucket = row[0] - (row[0] - start_ms) % interval_ms
-                    buckets.setdefault(bucket, []).append(_acc(row[1:]))
-            out = []
-            for bucket, parts in buckets.items():
-                acc = rollup.fold(parts)
-                assert acc is not None
-                out.append(rollup.finish(acc, bucket, bucket + interval_ms))
-            return out
+                if conn is not None:
+                    stored += [(row[0], _acc(row[1:])) for row in conn.execute(
+                        f"SELECT t, {_ACC_COLS} FROM {table} WHERE tag_id=? AND t>=? AND t<? ORDER BY t",
+                        (tag_id, start_ms, end_ms))]
+            return rollup.in_intervals(stored, start_ms, interval_ms)
+
+    def aggregates_many(self, tags: Sequence[TagId], start_ms: int, end_ms: int,
+                        interval_ms: int) -> dict[TagId, list[Aggregate]]:
+        """One indexed read per tag and day file (each a few pages: no round trips to save)."""
+        with self._lock:
+            return {tag: self.aggregates(tag, start_ms, end_ms, interval_ms) for tag in tags}
 
     def gaps(self, tag: TagId, start_ms: int, end_ms: int) -> list[Gap]:
         with self._lock:

@@ -274,6 +274,13 @@ class MesConfig(BaseModel):
 
     #: SQLite files of context, records, production and the outbox
     data_dir: Path = Path("data/mes")
+    #: keep the confirmation outbox in this PostgreSQL database (e.g. postgresql://uns:pw@db.plant/uns; needs
+    #: the `postgres` extra) instead of `<data_dir>/outbox.sqlite`: adapter instances sharing it post each
+    #: confirmation once between them (row claims, docs/scaling.md)
+    outbox_dsn: str | None = None
+    #: PostgreSQL outbox: how long an instance's claim on a confirmation lasts; if the instance dies before
+    #: recording the outcome, another one posts it after this. Must outlast one attempt (`retry.request_timeout_s`)
+    outbox_claim_s: float = Field(60.0, gt=0)
     #: where confirmations are POSTed
     webhook: WebhookConfig = Field(default_factory=WebhookConfig)
     #: webhook retries
@@ -299,6 +306,14 @@ class MesConfig(BaseModel):
 
     #: condition alarms that open exceptions and hold batches
     alarms: AlarmsConfig = Field(default_factory=AlarmsConfig)
+
+    @model_validator(mode="after")
+    def _claim_outlasts_an_attempt(self) -> MesConfig:
+        if self.outbox_dsn is not None and self.outbox_claim_s <= 2 * self.retry.request_timeout_s:
+            raise ValueError(f"outbox_claim_s ({self.outbox_claim_s}) must be more than twice retry.request_timeout_s "
+                             f"({self.retry.request_timeout_s}): a claim that ends while its POST is in flight lets "
+                             "another instance post the same confirmation")
+        return self
 
     @model_validator(mode="after")
     def _unique_lines(self) -> MesConfig:

@@ -28,11 +28,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
-from mes_adapter.config.mes import RetryPolicy, WebhookConfig
+from mes_adapter.config.mes import MesConfig, RetryPolicy, WebhookConfig
 from mes_adapter.confirmations.planning import (
     ConfirmationKind,
     ConfirmedWindow,
@@ -130,6 +130,58 @@ def _entry(row: tuple[Any, ...]) -> OutboxEntry:
                        delivered)
 
 
+def enqueue_row(confirmation: ProductionConfirmation, body: bytes, now: int) -> tuple[Any, ...]:
+    """A new pending entry's values, in ``_COLUMNS`` order (both outboxes insert the same row)."""
+    return (confirmation.confirmation_id, confirmation.equipment_path, confirmation.batch_id,
+            confirmation.kind.value, confirmation.supplement,
+            parse_iso_ms(confirmation.source.counter_window[0]),
+            parse_iso_ms(confirmation.source.counter_window[1]), body,
+            DeliveryStatus.PENDING.value, 0, now, None, None, now, None)
+
+
+def entry_filters(status: DeliveryStatus | None, line: str | None, batch_id: str | None,
+                  placeholder: str) -> tuple[str, list[Any]]:
+    """The API's filters as a WHERE clause and its parameters."""
+    where, params = ["TRUE"], []
+    for column, value in (("status", status.value if status else None), ("line", line), ("batch_id", batch_id)):
+        if value is not None:
+            where.append(f"{column} = {placeholder}")
+            params.append(value)
+    return " AND ".join(where), params
+
+
+def counts_of(rows: list[tuple[Any, ...]]) -> dict[DeliveryStatus, int]:
+    out = {status: 0 for status in DeliveryStatus}
+    out.update({DeliveryStatus(s): n for s, n in rows})
+    return out
+
+
+def windows_of(rows: list[tuple[Any, ...]]) -> list[ConfirmedWindow]:
+    return [ConfirmedWindow(ConfirmationKind(k), s, e, n,
+                            quantities_of(ProductionConfirmation.model_validate_json(bytes(b))))
+            for k, s, e, n, b in rows]
+
+
+class OutboxStore(Protocol):
+    """What the confirmation service, the sender and the API use: the SQLite :class:`Outbox` (one
+    adapter) or ``pg_outbox.PostgresOutbox`` (shared by adapter instances, with row claims)."""
+
+    def enqueue(self, confirmation: ProductionConfirmation) -> EnqueueResult: ...
+    def get(self, confirmation_id: str) -> OutboxEntry: ...
+    def due(self, now: int | None = None, limit: int = 100) -> list[OutboxEntry]: ...
+    def claim_due(self, now: int | None = None, limit: int = 100) -> list[OutboxEntry]: ...
+    def next_due_ms(self) -> int | None: ...
+    def mark_delivered(self, confirmation_id: str, http_status: int | None) -> None: ...
+    def mark_failed(self, confirmation_id: str, error: str, http_status: int | None,
+                    next_attempt_ms: int | None) -> OutboxEntry: ...
+    def requeue(self, confirmation_id: str) -> OutboxEntry: ...
+    def entries(self, *, status: DeliveryStatus | None = None, line: str | None = None,
+                batch_id: str | None = None, limit: int = 1000) -> list[OutboxEntry]: ...
+    def counts(self) -> dict[DeliveryStatus, int]: ...
+    def confirmed_windows(self, line: str, batch_id: str) -> list[ConfirmedWindow]: ...
+    def close(self) -> None: ...
+
+
 class Outbox:
     """SQLite-backed queue of confirmations keyed by their idempotency key."""
 
@@ -148,16 +200,8 @@ class Outbox:
                 if bytes(row[0]) != body:
                     raise OutboxConflictError(confirmation.confirmation_id)
                 return EnqueueResult.ALREADY_PRESENT
-            now = self._clock()
-            conn.execute(
-                "INSERT INTO outbox (confirmation_id, line, batch_id, kind, supplement, start_ms,"
-                " end_ms, body, status, attempts, next_attempt_ms, created_ms)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)",
-                (confirmation.confirmation_id, confirmation.equipment_path, confirmation.batch_id,
-                 confirmation.kind.value, confirmation.supplement,
-                 parse_iso_ms(confirmation.source.counter_window[0]),
-                 parse_iso_ms(confirmation.source.counter_window[1]), body,
-                 DeliveryStatus.PENDING.value, now, now))
+            conn.execute(f"INSERT INTO outbox ({_COLUMNS}) VALUES ({', '.join('?' * 15)})",
+                         enqueue_row(confirmation, body, self._clock()))
         return EnqueueResult.ENQUEUED
 
     def get(self, confirmation_id: str) -> OutboxEntry:
@@ -175,6 +219,11 @@ class Outbox:
             " ORDER BY next_attempt_ms, created_ms LIMIT ?",
             (DeliveryStatus.PENDING.value, now, limit)).fetchall()
         return [_entry(r) for r in rows]
+
+    def claim_due(self, now: int | None = None, limit: int = 100) -> list[OutboxEntry]:
+        """What the sender takes: the due entries (one adapter owns this file; the PostgreSQL outbox,
+        shared by instances, claims them)."""
+        return self.due(now, limit)
 
     def next_due_ms(self) -> int | None:
         """When the earliest pending entry becomes due (None: nothing pending)."""
@@ -214,34 +263,30 @@ class Outbox:
     def entries(self, *, status: DeliveryStatus | None = None, line: str | None = None,
                 batch_id: str | None = None, limit: int = 1000) -> list[OutboxEntry]:
         """Entries, newest first, filtered for the API."""
-        sql = f"SELECT {_COLUMNS} FROM outbox WHERE 1 = 1"
-        params: list[Any] = []
-        for column, value in (("status", status.value if status else None), ("line", line),
-                              ("batch_id", batch_id)):
-            if value is not None:
-                sql += f" AND {column} = ?"
-                params.append(value)
-        sql += " ORDER BY created_ms DESC, rowid DESC LIMIT ?"
-        params.append(limit)
-        return [_entry(r) for r in self._conn.execute(sql, params).fetchall()]
+        where, params = entry_filters(status, line, batch_id, "?")
+        sql = f"SELECT {_COLUMNS} FROM outbox WHERE {where} ORDER BY created_ms DESC, rowid DESC LIMIT ?"
+        return [_entry(r) for r in self._conn.execute(sql, [*params, limit]).fetchall()]
 
     def counts(self) -> dict[DeliveryStatus, int]:
-        rows = self._conn.execute("SELECT status, COUNT(*) FROM outbox GROUP BY status").fetchall()
-        out = {status: 0 for status in DeliveryStatus}
-        out.update({DeliveryStatus(s): n for s, n in rows})
-        return out
+        return counts_of(self._conn.execute("SELECT status, COUNT(*) FROM outbox GROUP BY status").fetchall())
 
     def confirmed_windows(self, line: str, batch_id: str) -> list[ConfirmedWindow]:
         """Every confirmation ever enqueued for a batch (any status: its content is committed)."""
-        rows = self._conn.execute(
+        return windows_of(self._conn.execute(
             "SELECT kind, start_ms, end_ms, supplement, body FROM outbox"
-            " WHERE line = ? AND batch_id = ? ORDER BY rowid", (line, batch_id)).fetchall()
-        return [ConfirmedWindow(ConfirmationKind(k), s, e, n,
-                                quantities_of(ProductionConfirmation.model_validate_json(bytes(b))))
-                for k, s, e, n, b in rows]
+            " WHERE line = ? AND batch_id = ? ORDER BY rowid", (line, batch_id)).fetchall())
 
     def close(self) -> None:
         self._conn.close()
+
+
+def open_outbox(mes: MesConfig) -> OutboxStore:
+    """The configured outbox: ``mes.outbox_dsn`` set → PostgreSQL (imported only then: it needs psycopg)."""
+    if mes.outbox_dsn is None:
+        return Outbox(mes.outbox_db)
+    from mes_adapter.confirmations.pg_outbox import PostgresOutbox
+
+    return PostgresOutbox(mes.outbox_dsn, claim_ms=int(mes.outbox_claim_s * 1000))
 
 
 DeadLetterCallback = Callable[[OutboxEntry], Awaitable[None] | None]
@@ -261,7 +306,7 @@ def dead_letter_alarm(mapping: NamespaceMapping, entry: OutboxEntry) -> tuple[st
 class WebhookSender:
     """Drains the outbox to the MES webhook (see module rules)."""
 
-    def __init__(self, outbox: Outbox, webhook: WebhookConfig, retry: RetryPolicy, *,
+    def __init__(self, outbox: OutboxStore, webhook: WebhookConfig, retry: RetryPolicy, *,
                  client: httpx.AsyncClient | None = None,
                  on_dead_letter: DeadLetterCallback | None = None,
                  clock: Callable[[], int] = now_ms, rng: random.Random | None = None,
@@ -296,7 +341,7 @@ class WebhookSender:
         """One pass over the due entries; returns how many were delivered."""
         delivered = 0
         async with self._lock:
-            for entry in self._outbox.due(self._clock(), limit):
+            for entry in self._outbox.claim_due(self._clock(), limit):
                 if await self._attempt(entry):
                     delivered += 1
         return delivered

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from mes_adapter.config.mes import MesConfig
-from mes_adapter.confirmations.outbox import EnqueueResult, Outbox
+from mes_adapter.confirmations.outbox import EnqueueResult, OutboxStore
 from mes_adapter.confirmations.planning import (
     ConfirmationKind,
     ConsumedMaterial,
@@ -68,7 +68,7 @@ class ConfirmationService:
     """Builds due confirmations for every configured line and puts them in the outbox."""
 
     def __init__(self, config: MesConfig, context: ContextService, production: ProductionCounters,
-                 outbox: Outbox, clock: Callable[[], int] = now_ms) -> None:
+                 outbox: OutboxStore, clock: Callable[[], int] = now_ms) -> None:
         self._config = config
         self._context = context
         self._production = production

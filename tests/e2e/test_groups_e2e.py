@@ -1,13 +1,15 @@
 """Issue 16 item 5, first step of scale-out: two MES adapter instances, each owning one Sparkplug group
-(``host.groups``) with its own host id, sharing one PostgreSQL historian, on one Mosquitto.
+(``host.groups``) with its own host id, sharing one PostgreSQL historian and one PostgreSQL outbox
+(``mes.outbox_dsn``), on one Mosquitto, posting to one MES webhook.
 
 Two simulators, two edge nodes (``acme:plant1`` and ``acme:plant2``, each naming its adapter's host id
 as primary host), two adapters, all real processes on free loopback ports; one real PostgreSQL
 (tests/support/postgres.py). A batch runs on each line; adapter A is SIGKILLed mid-batch and started
 again. Afterwards, exactly:
 
-* each line's batch has one confirmation, in its own adapter only, whose good and scrap equal its
-  simulator's own totals for the batch;
+* each line's batch has one confirmation, whose good and scrap equal its simulator's own totals for
+  the batch, in the shared outbox (either adapter's API lists both lines'), and the MES webhook
+  received each confirmation exactly once (both instances' senders drain the one outbox);
 * while adapter A was down its edge node saw its primary host offline (the Will on STATE) and
   buffered (store-and-forward); edge B stayed born throughout;
 * the shared PostgreSQL history holds each line's GoodCount values exactly as that line's adapter
@@ -22,6 +24,7 @@ import signal
 import time
 import urllib.parse
 import urllib.request
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -33,6 +36,7 @@ import yaml
 from simulator.client import call_method, call_simulation, uint32
 from tests.e2e.stack import Stack, fast_confirmations, simulator_truth, uns_init, wait_until
 from tests.faults.rig import start_service, stop_service
+from tests.mes.receiver import Receiver
 from tests.support.mosquitto import BrokerEndpoint, mosquitto_broker
 from tests.support.net import free_port
 from tests.support.postgres import postgres_bin_dir, postgres_server
@@ -45,9 +49,9 @@ pytestmark = [pytest.mark.timeout(400), pytest.mark.mosquitto,
 SITES = {"a": "plant1", "b": "plant2"}
 
 
-def _configure(folder: Path, name: str, site: str, broker: BrokerEndpoint, dsn: str) -> None:
+def _configure(folder: Path, name: str, site: str, broker: BrokerEndpoint, dsn: str, webhook: str) -> None:
     """One partition: the `uns init` configs moved to site ``site`` (group acme:<site>), host id
-    ``mes-<name>``, owning only its group, its historian on the shared PostgreSQL."""
+    ``mes-<name>``, owning only its group, its historian and outbox on the shared PostgreSQL."""
     group, line, host_id = f"acme:{site}", f"acme/{site}/packaging/line1", f"mes-{name}"
     plant_file, adapter_file = folder / "plant.yaml", folder / "adapter.yaml"
     plant = yaml.safe_load(plant_file.read_text())
@@ -61,14 +65,16 @@ def _configure(folder: Path, name: str, site: str, broker: BrokerEndpoint, dsn: 
     adapter["mes"]["lines"][0]["line"] = line
     adapter["mes"]["orders"]["lines"][0].update(line=line, group_id=group)
     adapter["historian"] = {"backend": "postgres", "dsn": dsn}
+    adapter["mes"].update(outbox_dsn=dsn, webhook={"url": webhook})
     adapter_file.write_text(yaml.safe_dump(adapter, sort_keys=False))
 
 
-def _partition(workdir: Path, name: str, supervisor: Supervisor, broker: BrokerEndpoint, dsn: str) -> Stack:
+def _partition(workdir: Path, name: str, supervisor: Supervisor, broker: BrokerEndpoint, dsn: str,
+               webhook: str) -> Stack:
     folder = workdir / name / "config"
     ports = {p: free_port() for p in ("ws", "opcua", "http", "edge_http", "broker_http")}
     uns_init(folder, {**ports, "mqtt": broker.port})
-    _configure(folder, name, SITES[name], broker, dsn)
+    _configure(folder, name, SITES[name], broker, dsn, webhook)
     tokens = yaml.safe_load((folder / "stack.yaml").read_text())["tokens"]
     return Stack(folder, broker.port, ports["opcua"], ports["http"], tokens, supervisor,
                  f"acme/{SITES[name]}/packaging/line1", ports["edge_http"])
@@ -90,13 +96,13 @@ def _start(stack: Stack, name: str) -> None:
 
 
 @contextmanager
-def two_partitions(workdir: Path) -> Iterator[dict[str, Stack]]:
+def two_partitions(workdir: Path, mes: Receiver) -> Iterator[dict[str, Stack]]:
     with ExitStack() as resources:
         pg = resources.enter_context(postgres_server(workdir / "pg-logs"))
         broker = resources.enter_context(mosquitto_broker(workdir))
         supervisor = Supervisor(workdir / "logs")
         resources.callback(supervisor.stop_all)
-        stacks = {name: _partition(workdir, name, supervisor, broker, pg.dsn) for name in SITES}
+        stacks = {name: _partition(workdir, name, supervisor, broker, pg.dsn, mes.url) for name in SITES}
         for name, stack in stacks.items():
             _start(stack, name)
         yield stacks
@@ -149,8 +155,8 @@ def _confirmations(stack: Stack, batch_id: str) -> list[dict]:
     return [row["confirmation"] for row in rows]
 
 
-def test_two_instances_by_group_share_one_postgres_historian(tmp_path: Path) -> None:
-    with two_partitions(tmp_path) as stacks:
+def test_two_instances_by_group_share_one_postgres_historian_and_outbox(tmp_path: Path) -> None:
+    with Receiver() as mes, two_partitions(tmp_path, mes) as stacks:
         a, b = stacks["a"], stacks["b"]
         batches = {"a": "B-GROUP-A", "b": "B-GROUP-B"}
         start_ms = int(time.time() * 1000)
@@ -210,7 +216,16 @@ def test_two_instances_by_group_share_one_postgres_historian(tmp_path: Path) -> 
             good1, reject1 = after[name]
             assert (produced["good"], produced["scrap"]) == (good1 - good0, reject1 - reject0), confirmation
             assert reject1 - reject0 >= {"a": 3, "b": 2}[name]
-        assert _confirmations(a, batches["b"]) == [] and _confirmations(b, batches["a"]) == []
+        # one shared outbox: either instance answers for both lines, and the MES got each confirmation once
+        both = {name: _confirmations(stack, batches[name])[0]["confirmation_id"] for name, stack in stacks.items()}
+        assert [c["confirmation_id"] for c in _confirmations(a, batches["b"])] == [both["b"]]
+        assert [c["confirmation_id"] for c in _confirmations(b, batches["a"])] == [both["a"]]
+        # delivered is final: once both say so, no instance posts either again
+        wait_until(lambda: all(r["status"] == "delivered"
+                               for r in a.api("GET", "/api/confirmations", role="viewer")[1]),
+                   30, "both confirmations delivered to the MES")
+        assert [r["attempts"] for r in b.api("GET", "/api/confirmations", role="viewer")[1]] == [1, 1]
+        assert Counter(r.headers["Idempotency-Key"] for r in mes.requests) == Counter(both.values())
 
         # the shared historian: each line's GoodCount values as its adapter recorded them, none doubled
         end_ms = int(time.time() * 1000) + 1

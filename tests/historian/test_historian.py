@@ -212,6 +212,9 @@ def test_retention_by_age_drops_exactly_the_days_outside_the_window(backend: Bac
     assert store.count() == 9
     assert store.enforce_retention(now) == []
     assert store.as_of(TEMP, DAY0 + DAY_MS + 1) is None
+    # the dropped days' rollups went with them; the kept days' are whole
+    hours = store.aggregates(TEMP, DAY0, DAY0 + 5 * DAY_MS, HOUR_MS)
+    assert [(a.start_ms, a.first) for a in hours] == [(s.source_ms, s.value) for s in written[6:]]
 
 
 def test_retention_by_size_drops_the_oldest_days_and_never_the_newest(backend: Backend) -> None:
@@ -277,14 +280,45 @@ def test_a_migration_step_runs_once_and_records_the_new_version(backend: Backend
             conn.execute("ALTER TABLE hist_tags ADD COLUMN unit text")
 
         with psycopg.connect(backend.dsn, autocommit=True) as conn:
-            assert prepare(conn, migrations={1: step}, target=2) == "native"
-            prepare(conn, migrations={1: step}, target=2)
-            assert conn.execute("SELECT value FROM hist_meta WHERE key='schema_version'").fetchone() == ("2",)
+            assert prepare(conn, migrations={2: step}, target=3) == "native"
+            prepare(conn, migrations={2: step}, target=3)
+            assert conn.execute("SELECT value FROM hist_meta WHERE key='schema_version'").fetchone() == ("3",)
             assert conn.execute("SELECT column_name FROM information_schema.columns WHERE table_name = 'hist_tags' "
                                 "AND column_name = 'unit'").fetchall() == [("unit",)]
-            with pytest.raises(SchemaVersionError, match="version 2, newer"):
+            with pytest.raises(SchemaVersionError, match="version 3, newer"):
                 prepare(conn)
     assert ran == [1]
+
+
+def test_a_version_1_postgres_historian_gets_its_rollups_built_from_its_values_on_start(backend: Backend) -> None:
+    """Schema version 1 had no rollup tables: the step to 2 builds them from the stored values."""
+    if backend.name != "postgres":
+        pytest.skip("the embedded store has had its rollups since version 1")
+    points = irregular_series()
+    first = backend.open()
+    first.append(points)
+    first.close()
+    with psycopg.connect(backend.dsn, autocommit=True) as conn:  # make it what version 1 wrote
+        conn.execute("DROP TABLE hist_minutes, hist_hours")
+        conn.execute("UPDATE hist_meta SET value = '1' WHERE key = 'schema_version'")
+    again = backend.open()
+    with psycopg.connect(backend.dsn, autocommit=True) as conn:
+        assert conn.execute("SELECT value FROM hist_meta WHERE key = 'schema_version'").fetchone() == ("2",)
+    for interval in (MINUTE_MS, HOUR_MS):
+        got = as_tuples(again.aggregates(TEMP, DAY0, DAY0 + 4 * HOUR_MS, interval))
+        want = expected_aggregates(points, DAY0, DAY0 + 4 * HOUR_MS, interval)
+        assert [g[:7] + g[8:] for g in got] == [w[:7] + w[8:] for w in want]
+        assert [g[7] for g in got] == [None if w[7] is None else pytest.approx(w[7], rel=1e-12) for w in want]
+
+
+def test_aggregates_of_several_tags_in_one_read_equal_each_tag_alone(store: HistorianStore) -> None:
+    store.append(irregular_series() + [sample(RUN, DAY0 + i * 45_000, i % 3 == 0, datatype=11) for i in range(300)])
+    for interval in (10_000, MINUTE_MS, HOUR_MS):
+        many = store.aggregates_many([TEMP, RUN], DAY0, DAY0 + 4 * HOUR_MS, interval)
+        assert many == {tag: store.aggregates(tag, DAY0, DAY0 + 4 * HOUR_MS, interval) for tag in (TEMP, RUN)}
+        assert sum(a.samples for a in many[RUN]) == 300
+    with pytest.raises(UnknownTagError):
+        store.aggregates_many([TEMP, NODE], DAY0, DAY0 + HOUR_MS, HOUR_MS)
 
 
 # -- back-pressure --------------------------------------------------------------------------------------
