@@ -141,17 +141,14 @@ def up(
     # not the copy stack.yaml keeps of what `uns init` generated
     summary["tokens"] = _api_tokens(adapter_config or folder / "adapter.yaml") or summary.get("tokens", {})
     if config is not None and broker is None:  # your own tag map: broker user, primary host, MES line
+        from unshub.own_map import mosquitto_root_warning
+
         stack_line = str(summary.get("line") or "")
         config, adapter_config, summary["line"] = _own_map(console, folder, config,
                                                            adapter_config or folder / "adapter.yaml", mqtt_port)
-        stack_root, map_root = stack_line.partition("/")[0], str(summary["line"]).partition("/")[0]
-        if engine is BrokerEngine.MOSQUITTO and stack_root and map_root != stack_root:
-            # mosquitto.acl names the UNS roots the adapter may publish under (those of `uns init`);
-            # Mosquitto drops a refused publish without telling the client, so say it here
-            console.print(f"  [yellow]warning: with Mosquitto the adapter may publish the UNS only under "
-                          f"'{stack_root}/' (mosquitto.acl from `uns init`); this map's line is under "
-                          f"'{map_root}/', so Mosquitto drops the UNS mirror's messages for it: give the "
-                          f"map's line the enterprise '{stack_root}', or use the embedded broker[/yellow]")
+        warning = mosquitto_root_warning(stack_line, str(summary["line"]), mosquitto=engine is BrokerEngine.MOSQUITTO)
+        if warning:
+            console.print(f"  [yellow]warning: {warning}[/yellow]", markup=True)
 
     def on_event(name: str, text: str) -> None:
         from rich.markup import escape
