@@ -48,6 +48,20 @@ class OwnMap:
     lines: list[str] = field(default_factory=list)
 
 
+def mosquitto_root_warning(stack_line: str, map_line: str, *, mosquitto: bool) -> str | None:
+    """What to say when the map's line is under another enterprise than the stack's and Mosquitto
+    runs: ``mosquitto.acl`` (from `uns init`) lets the adapter publish the UNS only under the
+    stack's enterprise, and Mosquitto drops a refused publish without telling the client, so the
+    UNS would stay empty for this line with no error anywhere. The embedded broker's roles are
+    not bound to an enterprise."""
+    stack_root, map_root = stack_line.partition("/")[0], map_line.partition("/")[0]
+    if not mosquitto or not stack_root or map_root == stack_root:
+        return None
+    return (f"with Mosquitto the adapter may publish the UNS only under '{stack_root}/' (mosquitto.acl from "
+            f"`uns init`); this map's line is under '{map_root}/', so Mosquitto drops the UNS mirror's messages "
+            f"for it: give the map's line the enterprise '{stack_root}', or use the embedded broker")
+
+
 def derived_path(source: Path) -> Path:
     return source.with_name(source.stem + DERIVED_SUFFIX)
 

@@ -314,9 +314,14 @@ class CommandService:
             log.warning("command result for %s names hash %s…, not the dispatched command's; ignored",
                         result.command_id, result.command_hash[:16])
             return
-        record.result = result
         self._append(audit_events.result_entry(record.request, result, self._audit_context(record), self._rule(record)))
-        self._set(record, CommandStatus(result.outcome.value), result.message or result.outcome.value)
+        # the API reads records from its worker threads while this runs on the link: the audit row
+        # first, then the final status, then the result, so a reader that sees the result also sees
+        # the status it ended with (it saw `dispatched` beside a refusal while the audit row was written)
+        record.note(CommandStatus(result.outcome.value), result.message or result.outcome.value, self._clock())
+        record.result = result
+        if self._on_change is not None:
+            self._on_change(record)
 
     # -- internals -------------------------------------------------------------------------------
 

@@ -34,6 +34,7 @@ from simulator.server import SimulatedLineServer
 from tests.adapter.conftest import RunningAdapter, eventually, serve
 from tests.adapter.setup import USERS, auth, write_files
 from tests.mes.receiver import Receiver
+from tests.support.embedded_broker import embedded_broker
 from tests.support.mosquitto import BrokerEndpoint, mosquitto_broker
 from tests.support.net import free_port
 from uns.audit.ed25519 import key_id
@@ -44,7 +45,8 @@ from uns.commands.signing import signed_bytes
 _ALARM_RULE_EVENTS = frozenset({"exception_opened", "exception_closed", "batch_held", "batch_released", "refused",
                                 "alarm_shelved"})
 
-pytestmark = [pytest.mark.mosquitto, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.timeout(300)]
+BROKERS = ["embedded", pytest.param("mosquitto", marks=pytest.mark.mosquitto)]
 
 LINE = "acme/plant1/packaging/line1"
 TOPIC_ROOT = f"{LINE}/_alarms"
@@ -113,10 +115,13 @@ def condition(sim: SimulatedLineServer, name: str):  # type: ignore[no-untyped-d
 
 
 @contextlib.asynccontextmanager
-async def chain(tmp_path: Path, mes: dict | None = None) -> AsyncIterator[Chain]:
-    """Mosquitto, the simulator, an edge node (not started: the test starts it once its batch runs),
-    the adapter (``mes`` merged into its ``mes:`` section) and a reader of ``_alarms`` / ``_context``."""
-    with mosquitto_broker(tmp_path) as broker:
+async def chain(tmp_path: Path, mes: dict | None = None, broker_kind: str = "mosquitto") -> AsyncIterator[Chain]:
+    """A broker (Mosquitto, or ``uns broker run`` for ``broker_kind="embedded"``), the simulator, an
+    edge node (not started: the test starts it once its batch runs), the adapter (``mes`` merged into
+    its ``mes:`` section) and a reader of ``_alarms`` / ``_context``."""
+    brokers = {"embedded": lambda: embedded_broker(tmp_path / "broker", websocket=False),
+               "mosquitto": lambda: mosquitto_broker(tmp_path)}
+    with brokers[broker_kind]() as broker:
         sim = SimulatedLineServer(sim_config())
         await sim.start()
         edge = EdgeNodeApp(loads_edge_config(plant(broker.port, sim, tmp_path / "edge")))
@@ -150,6 +155,7 @@ async def start_batch(client: httpx.AsyncClient, batch_id: str, phase: str) -> N
     assert phased.status_code == 200
 
 
+@pytest.mark.mosquitto
 async def test_limit_alarm_and_jam_are_journaled_with_the_batch_and_retained_on_alarms(tmp_path: Path) -> None:
     async with chain(tmp_path) as c:
         sim, edge, adapter, reader = c.sim, c.edge, c.adapter, c.reader
@@ -284,10 +290,11 @@ RULES = {"rules": [
 ]}
 
 
+@pytest.mark.parametrize("broker_kind", BROKERS)
 async def test_highhigh_opens_exceptions_holds_the_batch_and_only_a_signed_supervisor_release_confirms(
-        tmp_path: Path) -> None:
+        tmp_path: Path, broker_kind: str) -> None:
     with Receiver() as mes_receiver:
-        async with chain(tmp_path, {"alarms": RULES, "webhook": {"url": mes_receiver.url}}) as c:
+        async with chain(tmp_path, {"alarms": RULES, "webhook": {"url": mes_receiver.url}}, broker_kind) as c:
             client, service = c.adapter.client, c.adapter.service
             await start_batch(client, "B-9", "filling")
             await c.edge.start()

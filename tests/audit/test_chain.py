@@ -49,7 +49,7 @@ def test_a_quiet_tail_is_sealed_by_time(tmp_path: Path) -> None:
         log.append(entry(0))
         log.append(entry(1))
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and not witness.is_file():
+        while time.monotonic() < deadline and not witness.read_text():  # it exists (empty) from the open
             time.sleep(0.05)
         sealed = json.loads(witness.read_text().splitlines()[-1])
         assert (sealed["number"], sealed["seq"]) == (1, 2)  # both records, one timed checkpoint

@@ -73,3 +73,16 @@ def test_verify_fails_when_the_witness_the_log_names_is_gone(fill: Fill) -> None
     gone = _uns("audit", "verify", str(path))
     assert gone.returncode == 1
     assert gone.stdout.startswith("BROKEN at log: witness_missing: witness file ")
+
+
+def test_a_running_log_before_its_first_checkpoint_verifies(fill: Fill) -> None:
+    """A log that names its witness but has not written a checkpoint yet (a service just started,
+    the first records unsealed) is intact: verify says so. The witness file exists from the moment
+    the log names it, so its absence still means it was removed."""
+    path = fill(3, checkpoint_every=1000, close=False, witness=True)
+    assert (path.parent / "witness.jsonl").is_file()
+    ok = _uns("audit", "verify", str(path))
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    (path.parent / "witness.jsonl").unlink()
+    gone = _uns("audit", "verify", str(path))
+    assert gone.returncode == 1 and "witness_missing" in gone.stdout

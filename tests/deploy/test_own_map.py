@@ -17,7 +17,7 @@ from broker.passwords import load_password_file, verify_password
 from edge_node.config import EdgeConfig
 from unshub.cli.stack import StackPorts, write_stack_config
 from unshub.mes_lines import derive_line
-from unshub.own_map import prepare_own_map
+from unshub.own_map import mosquitto_root_warning, prepare_own_map
 
 LINE = {"enterprise": "acme", "site": "plant1", "area": "packaging", "line": "line2"}
 
@@ -96,3 +96,15 @@ def test_a_broker_user_is_created_once_for_the_maps_ids_and_a_stated_user_is_lef
         "plant-stated.yaml: its broker URL names a user: used as written (no user created)",
         "warning: plant-stated.yaml: sparkplug.primary_host_id 'other-host' is not the adapter's host id 'uns-mes': "
         "the edge waits for that host and never births here"]
+
+
+def test_a_map_under_another_enterprise_is_warned_about_only_with_mosquitto() -> None:
+    """mosquitto.acl binds the adapter's UNS publishing to the stack's enterprise and Mosquitto
+    drops a refused publish silently: `uns up -c` must say so before the UNS stays empty."""
+    stack, other, same = "acme/plant1/packaging/line1", "globex/plant2/bottling/line2", "acme/plant2/bottling/line2"
+    warning = mosquitto_root_warning(stack, other, mosquitto=True)
+    assert warning is not None
+    assert "'acme/'" in warning and "'globex/'" in warning and "embedded broker" in warning
+    assert mosquitto_root_warning(stack, other, mosquitto=False) is None  # the embedded broker's roles allow it
+    assert mosquitto_root_warning(stack, same, mosquitto=True) is None
+    assert mosquitto_root_warning("", other, mosquitto=True) is None  # no stack line known: nothing to compare

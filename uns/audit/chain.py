@@ -156,6 +156,9 @@ class AuditLog:
                     ("checkpoint_public_key", self._public_text),
                 ])
             if self.witness_path is not None:  # verify finds it without being told (and misses it if gone)
+                # the file exists from the moment the log names it, not from its first checkpoint: a
+                # log verified before that checkpoint is intact, and a missing file always means removed
+                self._touch_witness()
                 db.execute("INSERT OR IGNORE INTO audit_meta(key, value) VALUES (?, ?)",
                            (f"{WITNESS_META_PREFIX}{self.witness_path}", str(self._clock())))
 
@@ -280,6 +283,13 @@ class AuditLog:
         if self.witness_path is not None:
             self._witness(checkpoint)
         return checkpoint
+
+    def _touch_witness(self) -> None:
+        fd = os.open(self.witness_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)  # type: ignore[arg-type]
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def _witness(self, checkpoint: Checkpoint) -> None:
         line = json.dumps({"log_id": self.log_id, **checkpoint.model_dump()}, sort_keys=True) + "\n"

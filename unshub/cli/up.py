@@ -141,8 +141,14 @@ def up(
     # not the copy stack.yaml keeps of what `uns init` generated
     summary["tokens"] = _api_tokens(adapter_config or folder / "adapter.yaml") or summary.get("tokens", {})
     if config is not None and broker is None:  # your own tag map: broker user, primary host, MES line
+        from unshub.own_map import mosquitto_root_warning
+
+        stack_line = str(summary.get("line") or "")
         config, adapter_config, summary["line"] = _own_map(console, folder, config,
                                                            adapter_config or folder / "adapter.yaml", mqtt_port)
+        warning = mosquitto_root_warning(stack_line, str(summary["line"]), mosquitto=engine is BrokerEngine.MOSQUITTO)
+        if warning:
+            console.print(f"  [yellow]warning: {warning}[/yellow]", markup=True)
 
     def on_event(name: str, text: str) -> None:
         from rich.markup import escape
