@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -26,6 +26,9 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 class AdapterMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        # process_cpu_seconds_total, resident memory, open fds: what the edge's and the broker's
+        # /metrics already carry, so one alert rule watches every service's memory and descriptors
+        ProcessCollector(registry=self.registry)
         self.http_requests = Counter("uns_adapter_http_requests", "HTTP requests by route template and status",
                                      ["method", "route", "status"], registry=self.registry)
         self.http_duration = Histogram("uns_adapter_http_request_duration_seconds", "HTTP request duration",

@@ -170,7 +170,8 @@ async def test_metrics_health_and_dashboard(adapter: RunningAdapter) -> None:
     text = (await client.get("/metrics")).text
     for name in ("uns_host_messages_in_total", "uns_host_births_total", "uns_host_deaths_total",
                  "uns_host_seq_gaps_total", "uns_host_invalid_payloads_total", "uns_host_mirror_lag_ms",
-                 "uns_outbox_entries", "uns_adapter_http_requests_total", "uns_host_online 1.0"):
+                 "uns_outbox_entries", "uns_adapter_http_requests_total", "uns_host_online 1.0",
+                 "process_resident_memory_bytes", "process_open_fds", "process_cpu_seconds_total"):
         assert name in text, name
     assert 'route="/api/tags"' in text
     page = await client.get("/")
