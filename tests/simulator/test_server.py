@@ -150,7 +150,9 @@ async def _status(node: Any, expected: int) -> bool:
 async def test_restart_comes_back_on_the_same_endpoint(sim: SimulatedLineServer) -> None:
     ns = sim.namespace_index
     sim.model.start()
-    await call_simulation(sim.endpoint, "RestartServer", double(1.0))
+    # down 3 s: the probe below must land inside the outage, and the rebuild (now quicker than
+    # the 1 s this used) runs on the test's own event loop, which can delay the probe
+    await call_simulation(sim.endpoint, "RestartServer", double(3.0))
     await wait_for(lambda: not sim.listening, timeout=3.0)
     with pytest.raises((OSError, asyncio.TimeoutError, ua.UaError)):
         async with Client(sim.endpoint, timeout=1.0):
