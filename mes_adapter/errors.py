@@ -8,6 +8,8 @@ peer's doing.
 
 from __future__ import annotations
 
+import json
+
 
 class MesError(Exception):
     """Base of every error raised by :mod:`mes_adapter` (outside ``host``)."""
@@ -26,6 +28,18 @@ class RefusalError(MesInputError):
         self.status = status
         self.reason = reason
         self.message = message
+
+    @classmethod
+    def json_object(cls, payload: bytes, what: str) -> dict:
+        """``payload`` (an assertion on a ``_context`` topic) as a JSON object, or this refusal
+        (422 ``invalid_payload``) naming ``what`` it should have been."""
+        try:
+            body = json.loads(payload)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise cls(422, "invalid_payload", f"{what} is not JSON: {exc}") from None
+        if not isinstance(body, dict):
+            raise cls(422, "invalid_payload", f"{what} must be a JSON object")
+        return body
 
 
 class InvalidLineError(MesInputError):

@@ -20,11 +20,9 @@ on the UNS the broker user the broker's ACL binds to the line's ``_context``, th
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Callable, Sequence
 from enum import StrEnum
-from typing import Any
 
 from pydantic import ValidationError
 
@@ -108,12 +106,7 @@ class CrewService:
     def handle_uns(self, line: str, payload: bytes, actor: Actor | None = None) -> Outcome:
         """A ``<line>/_context/crew`` message: ``{person_id, start_ms, end_ms?, asserted_by?}`` (the line
         comes from the topic); ``actor``: its publisher as the broker's ACL establishes it."""
-        try:
-            body: Any = json.loads(payload)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise CrewError(422, "invalid_payload", f"crew assertion is not JSON: {exc}") from None
-        if not isinstance(body, dict):
-            raise CrewError(422, "invalid_payload", "crew assertion must be a JSON object")
+        body = CrewError.json_object(payload, "crew assertion")
         who = str(body.pop("asserted_by", "uns"))
         try:
             presence = CrewPresence.model_validate({**body, "line": line})

@@ -17,7 +17,6 @@ nothing and are not recorded; refusals store nothing and are answered (REST) or 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
@@ -131,12 +130,7 @@ class GenealogyService:
         """A ``<line>/_context/material`` message: ``{"kind": "consumed"|"produced", batch_id, lot_id,
         material_id, quantity, uom, "asserted_by"}`` (the line comes from the topic); ``actor``: its
         publisher as the broker's ACL establishes it (:meth:`uns.audit.decisions.Actor.broker_user`)."""
-        try:
-            body: Any = json.loads(payload)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise GenealogyError(422, "invalid_payload", f"material assertion is not JSON: {exc}") from None
-        if not isinstance(body, dict):
-            raise GenealogyError(422, "invalid_payload", "material assertion must be a JSON object")
+        body = GenealogyError.json_object(payload, "material assertion")
         kind = body.pop("kind", None)
         who = str(body.pop("asserted_by", "uns"))
         model = {"consumed": Consumption, "produced": ProducedLot}.get(str(kind))

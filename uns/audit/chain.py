@@ -285,17 +285,18 @@ class AuditLog:
         return checkpoint
 
     def _touch_witness(self) -> None:
-        fd = os.open(self.witness_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)  # type: ignore[arg-type]
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        self._append_witness(b"")
 
     def _witness(self, checkpoint: Checkpoint) -> None:
         line = json.dumps({"log_id": self.log_id, **checkpoint.model_dump()}, sort_keys=True) + "\n"
+        self._append_witness(line.encode("utf-8"))
+
+    def _append_witness(self, data: bytes) -> None:
+        """Append ``data`` (nothing: create the file) to the witness, durable before returning."""
         fd = os.open(self.witness_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)  # type: ignore[arg-type]
         try:
-            os.write(fd, line.encode("utf-8"))
+            if data:
+                os.write(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)
