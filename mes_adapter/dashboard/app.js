@@ -102,6 +102,7 @@ function blank(message) {
   for (const id of ["lines", "tree", "nodes", "confirmations", "commands", "approvals", "cmd-rule"]) $(id).replaceChildren();
   for (const id of ["outbox-depth", "allowlist-version", "cmd-rule-info"]) $(id).textContent = "";
   state.rules = [];
+  approvalsShown = null; approvalReasons.clear();  // a new session's reasons start empty
   $("cmd-result").hidden = true; $("cmd-sign").hidden = true;
   trendReset();  // trends.js
   showSignedIn(false);
@@ -397,11 +398,23 @@ function targetOf(request) {
   return rule ? ruleLabel(rule) : `${request.edge_node_id}/${request.device_id || "-"}:${request.metric}`;
 }
 
+// Each waiting command keeps its reason box across refreshes: a command event re-renders the queue,
+// and a supervisor typing a rejection reason must not lose it (nor the focus) to that refresh.
+const approvalReasons = new Map();
+let approvalsShown = null;
+
 async function loadApprovals() {
   const rows = await api("/api/approvals");
+  const shown = JSON.stringify([rows, state.me && state.me.role]);
+  if (shown === approvalsShown) return;  // unchanged: leave the rows (and a button being pressed) alone
+  approvalsShown = shown;
+  const waiting = new Set(rows.map((a) => a.command.command_id));
+  for (const id of [...approvalReasons.keys()]) if (!waiting.has(id)) approvalReasons.delete(id);
   $("approvals").replaceChildren(...(rows.length ? rows.map((a) => {
     const c = a.command, id = c.command_id;
-    const reason = el("input", {class: "approval-reason", placeholder: "reason (audited)", size: "18"});
+    if (!approvalReasons.has(id))
+      approvalReasons.set(id, el("input", {class: "approval-reason", placeholder: "reason (audited)", size: "18"}));
+    const reason = approvalReasons.get(id);
     const act = (what) => async () => {
       try {
         showCommand(await api(`/api/commands/${id}/${what}`, {method: "POST", body: {reason: reason.value}}));

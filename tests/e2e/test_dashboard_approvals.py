@@ -73,6 +73,10 @@ def test_two_person_approval_from_two_browser_sessions(tmp_path: Path) -> None:
             expect(operator.locator("#cmd-result")).to_contain_text("awaiting_second_signature", timeout=10_000)
             expect(row).to_have_count(1, timeout=15_000)
             row.locator(".approval-reason").fill("order WO-18 still needs the new recipe")
+            # the queue re-renders while the supervisor types (a command event, the data changed): the
+            # typed reason must survive it, or the rejection would reach the API without one
+            supervisor.evaluate("approvalsShown = null; loadApprovals()")
+            expect(row.locator(".approval-reason")).to_have_value("order WO-18 still needs the new recipe")
             row.locator(".approval-reject").click()
             expect(supervisor.locator("#cmd-result")).to_contain_text(
                 "rejected: rejected by demo-supervisor: order WO-18 still needs the new recipe", timeout=10_000)
