@@ -84,7 +84,7 @@ def _mosquitto(folder: Path, login: EdgeLogin, group_id: str, edge_node_id: str,
         kept = [line for line in passwd.read_text(encoding="utf-8").splitlines()
                 if line.split(":", 1)[0] != login.username]
         backup = backup_file(passwd)
-        _rewrite(passwd, "".join(f"{line}\n" for line in kept)
+        rewrite_keeping_mode(passwd, "".join(f"{line}\n" for line in kept)
                  + f"{login.username}:{mosquitto_password_hash(login.password)}\n")
         changes.append(f"wrote its password hash to {passwd}; the previous file is kept in {backup}")
     acl = folder / "mosquitto.acl"
@@ -94,12 +94,12 @@ def _mosquitto(folder: Path, login: EdgeLogin, group_id: str, edge_node_id: str,
             backup = backup_file(acl)
             block = render_acl_users(DEFAULT_ROLES, [AclUser(login.username, "edge", group_id, edge_node_id)],
                                      uns_roots=uns_roots)
-            _rewrite(acl, text.rstrip("\n") + "\n\n" + block.lstrip("\n"))
+            rewrite_keeping_mode(acl, text.rstrip("\n") + "\n\n" + block.lstrip("\n"))
             changes.append(f"added its topics to {acl}; the previous file is kept in {backup}")
     return changes
 
 
-def _rewrite(path: Path, text: str) -> None:
+def rewrite_keeping_mode(path: Path, text: str) -> None:
     """Replace ``path`` atomically keeping its mode (Mosquitto's files hold hashes only and must stay
     readable by the user Mosquitto becomes, as `uns init` wrote them)."""
     mode = path.stat().st_mode & 0o777

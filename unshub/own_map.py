@@ -11,7 +11,9 @@ section); it should not also have to carry what the stack already knows. From th
 * **``primary_host_id``**: the adapter's ``host.host_id`` when the map has none, so the edge
   births once the adapter (the primary host) is online;
 * **the MES line**: an entry for the map's line in ``mes.lines`` derived from the tag names
-  (:mod:`unshub.mes_lines`) when the adapter config has none for it; one the user wrote wins.
+  (:mod:`unshub.mes_lines`) when the adapter config has none for it; one the user wrote wins;
+* **the map's enterprise in ``mosquitto.acl``** for the adapter's broker user, when the map's line is
+  under another enterprise than the stack's (:mod:`unshub.acl_roots`).
 
 The user's files stay as they are: what runs is written beside them as ``<name>.uns-up.yaml``
 (mode 0600: it holds the broker password), rewritten at every start and said so in its header.
@@ -48,18 +50,30 @@ class OwnMap:
     lines: list[str] = field(default_factory=list)
 
 
-def mosquitto_root_warning(stack_line: str, map_line: str, *, mosquitto: bool) -> str | None:
-    """What to say when the map's line is under another enterprise than the stack's and Mosquitto
-    runs: ``mosquitto.acl`` (from `uns init`) lets the adapter publish the UNS only under the
-    stack's enterprise, and Mosquitto drops a refused publish without telling the client, so the
-    UNS would stay empty for this line with no error anywhere. The embedded broker's roles are
-    not bound to an enterprise."""
-    stack_root, map_root = stack_line.partition("/")[0], map_line.partition("/")[0]
-    if not mosquitto or not stack_root or map_root == stack_root:
+def adapter_broker_user(adapter_data: dict[str, Any]) -> str | None:
+    """The user the adapter logs in to the broker as (``host.broker_url``), if it names one."""
+    url = (adapter_data.get("host") or {}).get("broker_url")
+    return urlsplit(str(url)).username if url else None
+
+
+def mosquitto_root_warning(folder: Path, adapter: Path, map_line: str, *, mosquitto: bool) -> str | None:
+    """What to say when Mosquitto runs and its ACL still does not let the adapter publish the UNS
+    under the map's enterprise (the adapter logs in as a user the stack's ``mosquitto.acl`` does not
+    know, so :func:`unshub.acl_roots.widen_host_acl` could not add the namespace): Mosquitto drops a
+    refused publish without telling the client, so the UNS would stay empty for this line with no
+    error anywhere. The embedded broker's roles are not bound to an enterprise."""
+    from unshub.acl_roots import covers_root, host_write_filters
+
+    acl = folder / "mosquitto.acl"
+    root = map_line.partition("/")[0]
+    if not mosquitto or not root or not acl.exists():
         return None
-    return (f"with Mosquitto the adapter may publish the UNS only under '{stack_root}/' (mosquitto.acl from "
-            f"`uns init`); this map's line is under '{map_root}/', so Mosquitto drops the UNS mirror's messages "
-            f"for it: give the map's line the enterprise '{stack_root}', or use the embedded broker")
+    user = adapter_broker_user(yaml.safe_load(adapter.read_text(encoding="utf-8")) or {})
+    if user and covers_root(host_write_filters(acl.read_text(encoding="utf-8"), user), root):
+        return None
+    return (f"with Mosquitto, {acl} does not let the adapter's broker user ({user or 'anonymous'}) publish under "
+            f"'{root}/', this map's enterprise: Mosquitto drops the UNS mirror's messages for it without an error; "
+            f"add 'topic write {root}/#' to that user's block, or use the embedded broker")
 
 
 def derived_path(source: Path) -> Path:
@@ -133,6 +147,11 @@ def prepare_own_map(folder: Path, tag_map: Path, adapter: Path, *, mqtt_port: in
     else:
         out.lines.append(f"{tag_map.name}: no broker URL of this stack (mqtt://127.0.0.1:{mqtt_port}): "
                          "no broker user created")
+    host_user = adapter_broker_user(adapter_data)
+    if host_user:
+        from unshub.acl_roots import widen_host_acl
+
+        out.lines += widen_host_acl(folder, host_user, edge.line.enterprise)
     if "primary_host_id" not in sparkplug:
         sparkplug["primary_host_id"] = host_id
         changed.append(f"primary_host_id {host_id!r} (the adapter's host id: the edge births once it is online)")

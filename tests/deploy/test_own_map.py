@@ -3,18 +3,27 @@
 The MES line from the tag names (line level first, a cell's tag only when it is the only one,
 integer counters with the wrap of their datatype), and the broker user for the map's ids: created
 in every users file of the stack folder with a backup each, reused (nothing written) on the next
-start, never created for a map that names its own user. The run through the real `uns up` with a
+start, never created for a map that names its own user; a map under another enterprise gets its
+namespace in the adapter's Mosquitto ACL, checked against a real Mosquitto. The run through the real `uns up` with a
 second OPC UA server is in tests/docs/test_tutorial_own_plc.py.
 """
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
 from pathlib import Path
 
 import yaml
 
 from broker.passwords import load_password_file, verify_password
 from edge_node.config import EdgeConfig
+from tests.support.mosquitto import mosquitto_binary
+from tests.support.net import free_port, wait_for_port
+from tests.support.procs import stop_process
 from unshub.cli.stack import StackPorts, write_stack_config
 from unshub.mes_lines import derive_line
 from unshub.own_map import mosquitto_root_warning, prepare_own_map
@@ -98,13 +107,95 @@ def test_a_broker_user_is_created_once_for_the_maps_ids_and_a_stated_user_is_lef
         "the edge waits for that host and never births here"]
 
 
-def test_a_map_under_another_enterprise_is_warned_about_only_with_mosquitto() -> None:
-    """mosquitto.acl binds the adapter's UNS publishing to the stack's enterprise and Mosquitto
-    drops a refused publish silently: `uns up -c` must say so before the UNS stays empty."""
-    stack, other, same = "acme/plant1/packaging/line1", "globex/plant2/bottling/line2", "acme/plant2/bottling/line2"
-    warning = mosquitto_root_warning(stack, other, mosquitto=True)
-    assert warning is not None
-    assert "'acme/'" in warning and "'globex/'" in warning and "embedded broker" in warning
-    assert mosquitto_root_warning(stack, other, mosquitto=False) is None  # the embedded broker's roles allow it
-    assert mosquitto_root_warning(stack, same, mosquitto=True) is None
-    assert mosquitto_root_warning("", other, mosquitto=True) is None  # no stack line known: nothing to compare
+def test_a_map_under_another_enterprise_gets_its_namespace_in_mosquittos_acl() -> None:
+    """`uns init` renders mosquitto.acl for the stack's enterprise only, and Mosquitto drops a refused
+    publish without a word: a map under another enterprise would leave its UNS empty. `uns up -c` adds
+    the namespace to the adapter's user (backed up, said, once), and a real Mosquitto running that
+    file then delivers the adapter's UNS messages there, and still not under a third enterprise."""
+    base = Path(tempfile.mkdtemp(prefix="uns-own-acl-"))
+    base.chmod(0o755)  # Mosquitto started as root drops to its own user, which must read the files
+    try:
+        folder = base / "config"
+        ports = StackPorts(mqtt=free_port())
+        write_stack_config(folder, ports=ports, broker_engine="mosquitto")
+        tag_map = folder / "plant-globex.yaml"
+        tag_map.write_text(yaml.safe_dump(_map([_tag("GoodCount")], line={**LINE, "enterprise": "globex"})))
+        adapter = folder / "adapter.yaml"
+        assert mosquitto_root_warning(folder, adapter, "globex/plant1/packaging/line2", mosquitto=True)
+
+        own = prepare_own_map(folder, tag_map, adapter, mqtt_port=ports.mqtt)
+        acl = (folder / "mosquitto.acl").read_text()
+        (said,) = [line for line in own.lines if "under 'globex/'" in line]
+        assert said.startswith(f"let broker user 'mes' publish the UNS under 'globex/' in {folder / 'mosquitto.acl'}")
+        assert acl.endswith("user mes\ntopic write globex/#\n")
+        backups = sorted(folder.glob("mosquitto.acl.bak-*"))
+        assert len(backups) == 2  # the edge user's block, then the namespace
+        assert "globex/#" not in backups[-1].read_text().split("user mes", 1)[1].split("\nuser ", 1)[0]
+        assert mosquitto_root_warning(folder, own.adapter_config, own.line, mosquitto=True) is None
+        assert mosquitto_root_warning(folder, own.adapter_config, "initech/a/b/c", mosquitto=True)
+        assert mosquitto_root_warning(folder, own.adapter_config, "initech/a/b/c", mosquitto=False) is None
+
+        again = prepare_own_map(folder, tag_map, adapter, mqtt_port=ports.mqtt)  # the next start: nothing
+        assert not [line for line in again.lines if "mosquitto.acl" in line]
+        assert (folder / "mosquitto.acl").read_text() == acl and len(list(folder.glob("mosquitto.acl.bak-*"))) == 2
+
+        mes_url = yaml.safe_load(own.adapter_config.read_text())["host"]["broker_url"]
+        password = mes_url.split(":")[2].split("@")[0]
+        assert _mosquitto_delivers(folder, ports.mqtt, "mes", password) == {"globex/plant1/packaging/line2/GoodCount"}
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _mosquitto_delivers(folder: Path, port: int, user: str, password: str) -> set[str]:
+    """Run the stack's mosquitto.conf; publish as ``user`` under the map's and under a third enterprise
+    (each on its own link: Mosquitto closes a link whose publish it refuses), and return the topics a
+    reader of everything (``user`` itself) received before the end marker."""
+    import paho.mqtt.client as mqtt
+
+    def client(name: str) -> mqtt.Client:
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"own-acl-{name}", protocol=mqtt.MQTTv311)
+        c.username_pw_set(user, password)
+        c.connect("127.0.0.1", port)
+        c.loop_start()
+        return c
+
+    def publish(topic: str) -> None:
+        """Until Mosquitto has acknowledged the publish, or closed the link (a refused one)."""
+        c = client("writer")
+        closed = threading.Event()
+        c.on_disconnect = lambda *_a: closed.set()
+        try:
+            info = c.publish(topic, b"{}", qos=1)
+            deadline = time.monotonic() + 10
+            while not (info.is_published() or closed.is_set()):
+                assert time.monotonic() < deadline, f"no PUBACK and no close for {topic}"
+                closed.wait(0.01)
+        finally:
+            c.disconnect()
+            c.loop_stop()
+
+    proc = subprocess.Popen([mosquitto_binary() or "mosquitto", "-c", str(folder / "mosquitto.conf")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    got: set[str] = set()
+    done, subscribed = threading.Event(), threading.Event()
+    try:
+        wait_for_port(port)
+        reader = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="own-acl-reader", protocol=mqtt.MQTTv311)
+        reader.username_pw_set(user, password)
+        reader.on_subscribe = lambda *_a: subscribed.set()
+        reader.on_message = lambda _c, _u, msg: done.set() if msg.topic.endswith("own-acl-end") else got.add(msg.topic)
+        reader.connect("127.0.0.1", port)
+        reader.loop_start()
+        try:
+            reader.subscribe("#", qos=1)
+            assert subscribed.wait(10)
+            for topic in ("globex/plant1/packaging/line2/GoodCount", "initech/plant1/packaging/line2/GoodCount",
+                          "spBv1.0/STATE/own-acl-end"):
+                publish(topic)
+            assert done.wait(10), "the end marker never came back"
+        finally:
+            reader.disconnect()
+            reader.loop_stop()
+    finally:
+        stop_process(proc)
+    return got

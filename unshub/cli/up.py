@@ -143,10 +143,10 @@ def up(
     if config is not None and broker is None:  # your own tag map: broker user, primary host, MES line
         from unshub.own_map import mosquitto_root_warning
 
-        stack_line = str(summary.get("line") or "")
         config, adapter_config, summary["line"] = _own_map(console, folder, config,
                                                            adapter_config or folder / "adapter.yaml", mqtt_port)
-        warning = mosquitto_root_warning(stack_line, str(summary["line"]), mosquitto=engine is BrokerEngine.MOSQUITTO)
+        warning = mosquitto_root_warning(folder, adapter_config, str(summary["line"]),
+                                         mosquitto=engine is BrokerEngine.MOSQUITTO)
         if warning:
             console.print(f"  [yellow]warning: {warning}[/yellow]", markup=True)
 
