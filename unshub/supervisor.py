@@ -136,6 +136,8 @@ class Supervisor:
         self.running: list[tuple[ServiceSpec, subprocess.Popen]] = []
         self._ends: dict[str, list[float]] = {}
         self._restart_at: dict[str, float] = {}
+        #: restarted services not yet ready, with their deadline: a restart is checked like a start
+        self._readying: dict[str, float] = {}
 
     def log_path(self, name: str) -> Path:
         return self.log_dir / f"{name}.log"
@@ -207,12 +209,32 @@ class Supervisor:
                         proc = self._spawn(spec)
                         self.running[index] = (spec, proc)
                         self.on_event(spec.name, f"restarted (pid {proc.pid})")
+                        self._readying[spec.name] = now + spec.ready_timeout
                 elif proc.poll() is not None:
+                    self._readying.pop(spec.name, None)
                     gave_up = self._ended(spec, proc, now, policy)
                     if gave_up is not None:
                         return gave_up
+                elif spec.name in self._readying:
+                    self._check_restarted(spec, proc, now)
             stop.wait(0.2)
         return None
+
+    def _check_restarted(self, spec: ServiceSpec, proc: subprocess.Popen, now: float) -> None:
+        """A restarted service is ready by the same test as at start, or is ended (SIGKILL) when its
+        time is up: a child that runs but never listens (a hung start) is a failure the restart policy
+        counts like an exit, not a service `uns up` reports as running."""
+        if all(_port_answers(p) for p in spec.ready_ports) and (spec.ready_check is None or spec.ready_check()):
+            del self._readying[spec.name]
+            self.on_event(spec.name, "ready")
+        elif now >= self._readying[spec.name]:
+            del self._readying[spec.name]
+            self.on_event(spec.name, f"not ready {spec.ready_timeout:.0f}s after its restart; ending it (SIGKILL)")
+            try:
+                os.kill(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait(timeout=5)  # the next turn sees the end and applies the restart policy
 
     def _ended(self, spec: ServiceSpec, proc: subprocess.Popen, now: float, policy: RestartPolicy) -> str | None:
         """Report an unexpected end and schedule the restart; the give-up message, if it is time."""
@@ -236,6 +258,7 @@ class Supervisor:
     def stop_all(self) -> None:
         """Stop children in reverse start order: SIGINT, wait, then SIGKILL."""
         self._restart_at.clear()
+        self._readying.clear()
         while self.running:
             spec, proc = self.running.pop()
             if proc.poll() is None:

@@ -61,10 +61,32 @@ def test_a_child_that_keeps_ending_is_restarted_with_its_log_tail_then_given_up_
     ended = f"ended unexpectedly with exit code 2; last lines of {log}:"
     assert [t.split(" (pid")[0] for t in texts] == [
         "starting", f"pid {proc.pid}", "ready",
-        f"{ended}{tail}\n    restarting in 0s (end 1; giving up at 3 within 300s)", "restarted",
-        f"{ended}{tail * 2}\n    restarting in 0s (end 2; giving up at 3 within 300s)", "restarted",
+        f"{ended}{tail}\n    restarting in 0s (end 1; giving up at 3 within 300s)", "restarted", "ready",
+        f"{ended}{tail * 2}\n    restarting in 0s (end 2; giving up at 3 within 300s)", "restarted", "ready",
         f"{ended}{tail * 3}"]
     assert log.read_text().count("config broken at line 3") == 3  # one log, appended by every run
     assert not (tmp_path / "run" / "edge.pid").exists()
     supervisor.stop_all()
     assert events[-1] == ("edge", "stopped (exit 2)")
+
+
+def test_a_restarted_child_is_ready_only_when_it_listens_and_one_that_never_does_is_ended_and_counted(
+        tmp_path: Path) -> None:
+    """A restart is checked like a start: "ready" only once its port has a listener; a restarted
+    child that runs but never listens (a hung start) is SIGKILLed at its ready timeout and counted
+    as an end by the restart policy, so a stack does not report a hung service as running."""
+    events: list[tuple[str, str]] = []
+    supervisor = Supervisor(tmp_path / "logs", lambda name, text: events.append((name, text)), run_dir=tmp_path / "run")
+    port, marker = free_port(), tmp_path / "started-once"
+    # the first run listens, then exits 3; every later run sleeps without listening
+    code = (f"import os, socket, sys, time\nif not os.path.exists({str(marker)!r}):\n"
+            f"    open({str(marker)!r}, 'w').close(); s = socket.socket(); s.bind(('127.0.0.1', {port})); "
+            "s.listen(); time.sleep(0.5); sys.exit(3)\ntime.sleep(60)")
+    proc = supervisor.start(ServiceSpec("adapter", [sys.executable, "-c", code], ready_ports=[port], ready_timeout=1.0))
+    gave_up = supervisor.watch(threading.Event(), None, RestartPolicy(limit=2, first_delay_s=0.05))
+    assert gave_up is not None
+    assert gave_up.startswith("adapter ended 2 times within 300s (last: exit code -9 (SIGKILL))")
+    texts = [text.split(";")[0].split(" (pid")[0] for name, text in events if name == "adapter"]
+    assert texts == ["starting", f"pid {proc.pid}", "ready", "ended unexpectedly with exit code 3", "restarted",
+                     "not ready 1s after its restart", "ended unexpectedly with exit code -9 (SIGKILL)"]
+    supervisor.stop_all()
