@@ -111,10 +111,11 @@ class QualityEpisodeDetector:
         for episode in episodes:
             self._open[episode.key] = episode
 
-    def bind(self, key: TagKey, episode_id: int) -> None:
-        """Remember the store's id of the episode just opened for ``key`` (the shell calls it)."""
+    def bind(self, key: TagKey, episode_id: int, start_ms: int) -> None:
+        """Remember the store's id of the episode of ``key`` that started at ``start_ms`` (the shell
+        calls it after the commit); nothing if that episode has closed meanwhile (another may be open)."""
         current = self._open.get(key)
-        if current is not None:
+        if current is not None and current.episode_id is None and current.start_ms == start_ms:
             self._open[key] = OpenEpisode(episode_id, key, current.start_ms)
 
     def is_open(self, key: TagKey) -> bool:

@@ -21,7 +21,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sqlite3
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from mes_adapter.context import ContextService
 from mes_adapter.host import Change, ChangeStream, MetricChange, MetricState, drain
@@ -30,7 +32,7 @@ from uns.conventions import Quality
 from uns.isa95 import ALARMS, EquipmentPath, NamespaceMapping
 
 from .detector import (
-    EpisodeClosed,
+    Action,
     EpisodeOpened,
     QualityEpisodeDetector,
     QualitySample,
@@ -43,6 +45,18 @@ from .store import EpisodeStore, QualityEpisode
 log = logging.getLogger("uns.adapter.episodes")
 
 _BATCH = 5000  # changes per store transaction
+#: detector actions kept while the store fails (an outage of every tag of a large plant fits)
+MAX_UNSTORED = 100_000
+
+
+@dataclass
+class _Written:
+    """What one transaction wrote; applied to the detector and counters only after its commit."""
+
+    opened: dict[TagKey, tuple[int, int]] = field(default_factory=dict)  # key -> (episode id, start_ms)
+    announce: list[tuple[int, EquipmentPath]] = field(default_factory=list)
+    opens: int = 0
+    closes: int = 0
 
 #: ``(topic, payload, retain)`` → the UNS link
 Publish = Callable[[str, bytes, bool], None]
@@ -98,8 +112,17 @@ class EpisodeService:
         self.opened = 0
         self.closed = 0
         self.errors = 0
+        #: detector actions whose transaction failed, written first by the next drain (in order)
+        self._unstored: list[tuple[Action, MetricState]] = []
+        #: actions given up because the store failed for longer than MAX_UNSTORED actions
+        self.dropped = 0
         #: why the last write failed, until one succeeds again (for readiness)
         self.failing: str | None = None
+
+    @property
+    def waiting(self) -> int:
+        """Actions kept from failed transactions, not yet stored."""
+        return len(self._unstored)
 
     async def run(self, stream: ChangeStream, stopping: asyncio.Event) -> None:
         await drain(stream, stopping, self.handle_many, _BATCH)
@@ -110,8 +133,14 @@ class EpisodeService:
     def handle_many(self, changes: list[Change]) -> None:
         """Run the detector over ``changes`` (pure, cheap); only when something opened or closed,
         write those in one store transaction, then publish them (after the commit, so the UNS never
-        announces an episode the store does not hold). Plain GOOD data costs no write at all."""
-        actions: list[tuple[EpisodeOpened | EpisodeClosed, MetricState]] = []
+        announces an episode the store does not hold). Plain GOOD data costs no write at all.
+
+        A transaction that fails (disk full, read-only file) stores nothing, binds nothing and loses
+        nothing: its actions are kept, in order, and written first by the next drain. The detector
+        learns an episode's store id only after the commit, so a rolled-back insert's row id (which
+        SQLite hands out again) can never make a later close end another tag's episode.
+        """
+        actions = self._unstored
         for change in changes:
             if isinstance(change, MetricChange) and not change.from_certificate:
                 state = change.metric
@@ -119,38 +148,68 @@ class EpisodeService:
                                for a in self.detector.observe(sample_of(state), historical=change.historical))
         if not actions:
             return
-        announce: list[tuple[int, EquipmentPath]] = []
+        written = _Written()
         try:
             with self.store.batch():
                 for action, state in actions:
-                    self._store(action, state, announce)
-        except Exception as exc:  # noqa: BLE001 - the commit failed (disk full?): count, say it, go on
+                    self._store(action, state, written)
+        except Exception as exc:  # noqa: BLE001 - the commit failed (disk full?): keep, count, say it, go on
             self.errors += 1
+            self._keep_unstored(actions)
             if self.failing is None:  # once per failure episode, not once per drain
-                log.exception("quality episodes of %d change(s) not stored", len(actions))
-            self.failing = f"quality episode store failing: {exc}"
+                log.exception("quality episodes of %d change(s) not stored; kept to be written when the store "
+                              "accepts writes again", len(actions))
+            self.failing = f"quality episode store failing: {exc} ({len(self._unstored)} action(s) waiting)"
             return
+        self._unstored = []
         self.failing = None
-        for episode_id, equipment in announce:
+        for key, (episode_id, start_ms) in written.opened.items():
+            self.detector.bind(key, episode_id, start_ms)
+        self.opened += written.opens
+        self.closed += written.closes
+        # once per episode, as stored now (opened and closed in one transaction: its cleared state)
+        for episode_id, equipment in dict(written.announce).items():
             try:
                 self._announce(episode_id, equipment)
             except Exception:  # noqa: BLE001 - stored already; the UNS copy is a courtesy that must not stop us
                 self.errors += 1
                 log.exception("quality episode %d not published", episode_id)
 
-    def _store(self, action: EpisodeOpened | EpisodeClosed, state: MetricState,
-               announce: list[tuple[int, EquipmentPath]]) -> None:
+    def _keep_unstored(self, actions: list[tuple[Action, MetricState]]) -> None:
+        """Keep what a failed transaction held, up to :data:`MAX_UNSTORED` (a store that stays broken
+        must not take the adapter's memory with it): beyond it the oldest are dropped, counted and said."""
+        over = len(actions) - MAX_UNSTORED
+        if over > 0:
+            self.dropped += over
+            log.error("quality episode store still failing: %d action(s) dropped (%d in all), the newest %d kept",
+                      over, self.dropped, MAX_UNSTORED)
+            actions = actions[over:]
+        self._unstored = actions
+
+    def _store(self, action: Action, state: MetricState, written: _Written) -> None:
         try:
             equipment = self._mapping.from_sparkplug(state.group_id, state.edge_node_id, state.device_id)
         except ValueError:
             return  # not on an ISA-95 line: nothing to bind it to
         try:
             if isinstance(action, EpisodeOpened):
-                announce.append((self._opened(action, state, equipment), equipment))
-            elif action.episode.episode_id is not None:
-                self._closed(action)
-                announce.append((action.episode.episode_id, equipment))
-        except Exception:  # noqa: BLE001 - one failed row must not lose the others
+                episode_id = self._opened(action, state, equipment)
+                written.opened[action.key] = (episode_id, action.start_ms)
+                written.opens += 1
+                written.announce.append((episode_id, equipment))
+                return
+            episode_id = action.episode.episode_id
+            if episode_id is None:  # opened in this transaction (e.g. both kept from a failed one)
+                pending = written.opened.get(action.key)
+                if pending is None or pending[1] != action.episode.start_ms:
+                    return  # its open was never stored (a row that could not be): nothing to close
+                episode_id = pending[0]
+            self.store.close_episode(episode_id, action.end_ms, action.sample.received_ms)
+            written.closes += 1
+            written.announce.append((episode_id, equipment))
+        except sqlite3.OperationalError:
+            raise  # the store itself (disk full, read-only, locked): the whole transaction is retried
+        except Exception:  # noqa: BLE001 - one row that cannot be stored must not lose the others
             self.errors += 1
             log.exception("quality episode of %s not recorded", state.name)
 
@@ -158,21 +217,12 @@ class EpisodeService:
         sample = action.sample
         line = equipment.line.topic
         context = self._context.active_at(line, sample.timestamp_ms)
-        episode_id = self.store.open(
+        return self.store.open(
             line=line, cell=equipment.cell, key=sample.key, topic=self._topic_of(state), quality=sample.quality.value,
             reason=sample.reason or "bad_status", status_code=sample.status_code,
             status=status_name(sample.status_code), raw_value=sample.raw_value, start_ms=sample.timestamp_ms,
             batch_id=context.batch_id if context else None, work_order_id=context.work_order_id if context else None,
             phase=context.phase if context else None, received_ms=sample.received_ms)
-        self.detector.bind(sample.key, episode_id)
-        self.opened += 1
-        return episode_id
-
-    def _closed(self, action: EpisodeClosed) -> None:
-        """Close the stored row (an episode whose insert failed has no id and is skipped by the caller)."""
-        assert action.episode.episode_id is not None
-        self.store.close_episode(action.episode.episode_id, action.end_ms, action.sample.received_ms)
-        self.closed += 1
 
     def _announce(self, episode_id: int, equipment: EquipmentPath) -> None:
         episode = self.store.get(episode_id)

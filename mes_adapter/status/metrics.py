@@ -194,8 +194,13 @@ class _ServiceCollector(Collector):
                        episodes.closed)
         yield GaugeMetricFamily("uns_adapter_quality_episodes_active", "tags in a quality episode now",
                                 value=episodes.detector.open_count)
-        yield _counter("uns_adapter_quality_episode_errors", "quality episodes not stored or not published",
-                       episodes.errors)
+        yield _counter("uns_adapter_quality_episode_errors", "failed quality episode writes (kept and retried) and "
+                       "episodes not published", episodes.errors)
+        yield GaugeMetricFamily("uns_adapter_quality_episode_actions_waiting", "quality episode opens/closes kept "
+                                "while the episode store fails, written first when it accepts writes again",
+                                value=episodes.waiting)
+        yield _counter("uns_adapter_quality_episode_actions_dropped", "quality episode opens/closes given up: the "
+                       "store failed for longer than the kept actions allow", episodes.dropped)
         alarms = service.alarms  # condition events through the adapter (docs/alarms.md "Counting a flood")
         yield _counter("uns_adapter_alarm_events_received", "complete condition statements received from the "
                        "edge nodes (events and births' restatements)", alarms.folder.events_seen)

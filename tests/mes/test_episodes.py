@@ -55,7 +55,9 @@ def test_one_episode_per_run_from_first_non_good_to_next_good() -> None:
     assert opened[0].start_ms == T0 + 100 and opened[0].sample.reason == "bad_status"
     assert d.observe(sample(Quality.BAD, T0 + 200)) == []  # still the same run
     assert d.observe(sample(Quality.STALE, T0 + 300)) == []  # the device died meanwhile: same run
-    d.bind(KEY, 7)
+    d.bind(KEY, 7, T0 + 99)  # not this episode's start: an id of an earlier episode is never taken
+    d.bind(KEY, 7, T0 + 100)
+    d.bind(KEY, 8, T0 + 100)  # bound once
     closed = d.observe(sample(Quality.GOOD, T0 + 900))
     assert closed == [EpisodeClosed(OpenEpisode(7, KEY, T0 + 100), T0 + 900, sample(Quality.GOOD, T0 + 900))]
     assert not d.is_open(KEY)
@@ -316,16 +318,38 @@ def test_the_edge_reason_and_raw_value_win_over_the_derived_reason(tmp_path: Pat
     assert sample("Temperature").reason == "comm_lost"  # type: ignore[attr-defined]  # the host's own STALE
 
 
-def test_a_failing_store_is_reported_once_and_recovers(tmp_path: Path) -> None:
+def test_a_failing_store_loses_no_episode_and_a_rolled_back_id_never_closes_another_tags(tmp_path: Path) -> None:
+    """A store that refuses writes (a read-only file: SQLite's own error) while Temperature goes BAD
+    and comes back and Speed goes BAD: nothing is stored or published while it lasts, readiness says
+    so; when writes work again the kept opens and closes are written in order and published, each
+    episode with its own times. Before, the BAD run was lost and the detector kept the rolled-back
+    row id, which SQLite hands to the next insert: a later close ended another tag's episode."""
     shell = Shell(tmp_path)
     node = ("acme:plant1", "packaging:line1")
     shell.apply(NodeBorn(node, 0, T0))
     shell.apply(DeviceBorn(node, "Filler", T0))
-    shell.apply(MetricsChanged(node, "Filler", [_good("Temperature", 20.5, T0)], T0, birth=True))
-    shell.store._conn.execute("PRAGMA query_only = ON")  # writes now fail, like a read-only disk
+    shell.apply(MetricsChanged(node, "Filler", [_good("Temperature", 20.5, T0), _good("Speed", 1.0, T0),
+                                                _good("Pressure", 2.0, T0)], T0, birth=True))
+    conn = shell.store._conn
+    conn.execute("PRAGMA query_only = ON")  # every write now fails: "attempt to write a readonly database"
     shell.apply(MetricsChanged(node, "Filler", [_bad("Temperature", T0 + 100)], T0 + 100))
-    assert shell.service.failing is not None and "quality episode store failing" in shell.service.failing
-    assert shell.published == [] and shell.service.errors == 1
-    shell.store._conn.execute("PRAGMA query_only = OFF")
     shell.apply(MetricsChanged(node, "Filler", [_good("Temperature", 21.0, T0 + 200)], T0 + 200))
-    assert shell.service.failing is None
+    shell.apply(MetricsChanged(node, "Filler", [_bad("Speed", T0 + 300)], T0 + 300))
+    assert shell.service.failing is not None and "readonly" in shell.service.failing
+    assert "3 action(s) waiting" in shell.service.failing and shell.service.waiting == 3
+    assert shell.published == [] and shell.store.query(LINE) == [] and shell.service.errors == 3
+    assert (shell.service.opened, shell.service.closed) == (0, 0)
+
+    conn.execute("PRAGMA query_only = OFF")  # writable again
+    shell.apply(MetricsChanged(node, "Filler", [_bad("Pressure", T0 + 400)], T0 + 400))
+    assert shell.service.failing is None and shell.service.waiting == 0
+    assert [(e.metric, e.start_ms, e.end_ms) for e in sorted(shell.store.query(LINE), key=lambda e: e.start_ms)] == [
+        ("Temperature", T0 + 100, T0 + 200), ("Speed", T0 + 300, None), ("Pressure", T0 + 400, None)]
+    assert [(t.rsplit("/", 1)[1], p["state"], p["start_ms"], p["end_ms"]) for t, p, _ in shell.published] == [
+        ("Temperature", "cleared", T0 + 100, T0 + 200), ("Speed", "active", T0 + 300, None),
+        ("Pressure", "active", T0 + 400, None)]  # each episode once, as stored now
+    assert (shell.service.opened, shell.service.closed, shell.service.dropped) == (3, 1, 0)
+    # Speed's close ends Speed's row, not the row id a rolled-back Temperature insert once had
+    shell.apply(MetricsChanged(node, "Filler", [_good("Speed", 1.5, T0 + 500)], T0 + 500))
+    assert {e.metric: e.end_ms for e in shell.store.query(LINE)} == {
+        "Temperature": T0 + 200, "Speed": T0 + 500, "Pressure": None}
