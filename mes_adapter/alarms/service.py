@@ -29,6 +29,10 @@ from .store import AlarmEvent, AlarmJournal, key_of, state_of
 log = logging.getLogger("uns.adapter.alarms")
 
 _BATCH = 5000  # changes per drain
+#: journal rows kept while the journal fails
+MAX_UNJOURNALED = 100_000
+
+_Row = tuple[str, "str | None", ConditionKey, ConditionState, object]
 #: the sub-path of ``_alarms`` that holds condition alarms (quality episodes use the tag path)
 CONDITIONS = "_conditions"
 
@@ -73,7 +77,9 @@ class AlarmService:
             self.folder.restore(key_of(event), state_of(event))
             self._last[key_of(event)] = event
         self.journaled = 0
-        #: alarm changes whose journal write failed (counted, logged at the start of each failing run)
+        #: journal rows whose transaction failed, written first by the next drain (in order)
+        self._unjournaled: list[_Row] = []
+        #: alarm changes given up: the journal failed for longer than MAX_UNJOURNALED rows (logged)
         self.not_journaled = 0
         self.errors = 0
         #: why the last write failed, until one succeeds again (for readiness)
@@ -95,11 +101,19 @@ class AlarmService:
                                 state.value, stale=state.quality is Quality.STALE,
                                 source_ts_ms=state.source_timestamp_ms, received_ms=state.received_ms)
         changed = self.folder.flush()
-        if changed:
+        if changed or self._unjournaled:
             self._record(changed)
 
+    @property
+    def waiting(self) -> int:
+        """Journal rows kept from failed transactions, not yet written."""
+        return len(self._unjournaled)
+
     def _record(self, changed: list[tuple[ConditionKey, ConditionState]]) -> None:
-        rows = []
+        """Journal the changed conditions (rows kept from a failed write first, in order), then
+        publish and run the rules. A failed write loses nothing: its rows are kept, bound to the
+        context of their own source time already, and written first by the next drain."""
+        rows = self._unjournaled
         for key, state in changed:
             try:
                 equipment = self._mapping.from_sparkplug(key.group_id, key.edge_node_id, key.device_id)
@@ -111,13 +125,21 @@ class AlarmService:
             return
         try:
             ids = self.journal.append_many(rows)
-        except Exception as exc:  # noqa: BLE001 - the commit failed (disk full?): count, say it, go on
+        except Exception as exc:  # noqa: BLE001 - the commit failed (disk full?): keep, count, say it, go on
             self.errors += 1
-            self.not_journaled += len(rows)
+            over = len(rows) - MAX_UNJOURNALED
+            if over > 0:  # a journal that stays broken must not take the adapter's memory with it
+                self.not_journaled += over
+                log.error("alarm journal still failing: %d alarm change(s) given up (%d in all)", over,
+                          self.not_journaled)
+                rows = rows[over:]
+            self._unjournaled = rows
             if self.failing is None:
-                log.exception("%d alarm change(s) not journaled (%d so far)", len(rows), self.not_journaled)
-            self.failing = f"alarm journal failing: {exc}"
+                log.exception("%d alarm change(s) not journaled yet; kept to be written when the journal accepts "
+                              "writes again", len(rows))
+            self.failing = f"alarm journal failing: {exc} ({len(rows)} change(s) waiting)"
             return
+        self._unjournaled = []
         self.failing = None
         self.journaled += len(ids)
         for journal_id, (_line, _cell, key, _state, _ctx) in zip(ids, rows, strict=True):

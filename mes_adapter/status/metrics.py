@@ -205,8 +205,10 @@ class _ServiceCollector(Collector):
         yield _counter("uns_adapter_alarm_events_received", "complete condition statements received from the "
                        "edge nodes (events and births' restatements)", alarms.folder.events_seen)
         yield _counter("uns_adapter_alarm_events_journaled", "alarm journal rows written", alarms.journaled)
-        yield _counter("uns_adapter_alarm_events_not_journaled", "alarm changes lost because their journal write "
-                       "failed (logged)", alarms.not_journaled)
+        yield _counter("uns_adapter_alarm_events_not_journaled", "alarm changes given up: the journal failed for "
+                       "longer than the kept rows allow (logged)", alarms.not_journaled)
+        yield GaugeMetricFamily("uns_adapter_alarm_events_waiting", "alarm changes kept while the journal fails, "
+                                "written first when it accepts writes again", value=alarms.waiting)
         desk = service.alarm_desk  # the alarm rules (docs/alarms.md "Exceptions and holds")
         yield _counter("uns_adapter_alarm_exceptions_opened", "production exceptions opened by alarm rules",
                        desk.exceptions_opened)

@@ -54,3 +54,30 @@ def test_a_rebirth_after_a_restart_is_no_new_row_and_a_death_then_marks_it_stale
     finally:
         alarms.journal.close()
         store.close()
+
+
+def test_a_journal_that_cannot_write_loses_no_alarm_change_and_writes_them_in_order_after(tmp_path: Path) -> None:
+    """A read-only journal (SQLite's own error) while the Jam is raised and then acknowledged: nothing
+    is journaled or published while it lasts and readiness says why; the next drain after writes work
+    again (one with no alarm change in it) journals both rows in order and publishes the last
+    state. Before, both changes were lost and the retained alarm stayed at its old state."""
+    published: list[tuple[str, dict]] = []
+    alarms, store = service(tmp_path, published)
+    try:
+        alarms.handle_many(changes(NEVER, 1_000, birth=True))
+        published.clear()
+        alarms.journal.connection.execute("PRAGMA query_only = ON")
+        alarms.handle_many(changes(RAISED, 2_000))
+        alarms.handle_many(changes({**RAISED, "Acked": True, "EventId": "ab02"}, 3_000))
+        assert alarms.failing is not None and "readonly" in alarms.failing and "2 change(s) waiting" in alarms.failing
+        assert (published, alarms.journaled, alarms.waiting, alarms.not_journaled) == ([], 1, 2, 0)
+        alarms.journal.connection.execute("PRAGMA query_only = OFF")
+        alarms.handle_many([])  # the next drain, with no alarm change in it
+        assert alarms.failing is None and alarms.waiting == 0 and alarms.journaled == 3
+        rows = alarms.journal.query(condition="Jam")
+        assert [(r.active, r.acked, r.event_id, r.source_ts_ms) for r in rows] == [
+            (False, True, "", 1_000), (True, False, "ab01", 2_000), (True, True, "ab02", 3_000)]
+        assert [(t, m["acked"], m["event_id"]) for t, m in published] == [(TOPIC, False, "ab01"), (TOPIC, True, "ab02")]
+    finally:
+        alarms.journal.close()
+        store.close()
