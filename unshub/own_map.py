@@ -103,17 +103,28 @@ def _with_login(url: str, username: str, password: str) -> str:
     return parts._replace(netloc=f"{username}:{password}@{host}").geturl()
 
 
-def _known_password(source: Path, username: str) -> str | None:
-    """The password of ``username`` in the map `uns up` derived last time, if any."""
-    derived = derived_path(source)
-    try:
-        data = yaml.safe_load(derived.read_text(encoding="utf-8")) or {}
-    except (OSError, ValueError):
+def _known_password(folder: Path, source: Path, username: str) -> str | None:
+    """The password of ``username`` as `uns up` wrote it last time into a derived map: this map's
+    first, then any other map's beside it or in the stack folder (two maps of the same ids share the
+    user: resetting its password for one would lock the other out). Only one that still matches
+    the users file counts."""
+    from broker.passwords import load_password_file, verify_password
+
+    users = folder / "users.yaml"
+    record = load_password_file(users).users.get(username) if users.exists() else None
+    if record is None:
         return None
-    for url in ((data.get("sparkplug") or {}).get("brokers") or []):
-        parts = urlsplit(str(url))
-        if parts.username == username:
-            return parts.password
+    mine = derived_path(source)
+    others = sorted({*source.parent.glob(f"*{DERIVED_SUFFIX}"), *folder.glob(f"*{DERIVED_SUFFIX}")} - {mine})
+    for derived in [mine, *others]:
+        try:
+            data = yaml.safe_load(derived.read_text(encoding="utf-8")) or {}
+        except (OSError, ValueError):
+            continue
+        for url in ((data.get("sparkplug") or {}).get("brokers") or []) if isinstance(data, dict) else []:
+            parts = urlsplit(str(url))
+            if parts.username == username and parts.password and verify_password(record.hash, parts.password):
+                return parts.password
     return None
 
 
@@ -135,7 +146,7 @@ def prepare_own_map(folder: Path, tag_map: Path, adapter: Path, *, mqtt_port: in
     changed = []
     if ours and not any(urlsplit(brokers[index]).username for index in ours):
         login = ensure_edge_user(folder, group, node,
-                                 known_password=_known_password(tag_map, edge_user_name(group, node)),
+                                 known_password=_known_password(folder, tag_map, edge_user_name(group, node)),
                                  uns_roots=(edge.line.enterprise, HostConfig().fallback_root))
         out.lines += login.changes
         for index in ours:

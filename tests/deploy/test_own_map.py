@@ -106,6 +106,15 @@ def test_a_broker_user_is_created_once_for_the_maps_ids_and_a_stated_user_is_lef
         "warning: plant-stated.yaml: sparkplug.primary_host_id 'other-host' is not the adapter's host id 'uns-mes': "
         "the edge waits for that host and never births here"]
 
+    # a second map of the same ids shares the user: its password is found in the first map's derived
+    # file, not reset (a reset would lock the first map's edge node out of the broker)
+    twin = folder / "plant-line2-twin.yaml"
+    twin.write_text(yaml.safe_dump(_map([_tag("GoodCount")])))
+    own = prepare_own_map(folder, twin, folder / "adapter.yaml", mqtt_port=ports.mqtt)
+    (url,) = yaml.safe_load(own.edge_config.read_text())["sparkplug"]["brokers"]
+    assert url == f"mqtt://{user}:{password}@127.0.0.1:18830"
+    assert len(list(folder.glob("*.bak-*"))) == 3 and not any("password" in line for line in own.lines)
+
 
 def test_a_map_under_another_enterprise_gets_its_namespace_in_mosquittos_acl() -> None:
     """`uns init` renders mosquitto.acl for the stack's enterprise only, and Mosquitto drops a refused
