@@ -205,8 +205,8 @@ class ServiceApi:
     # -- batch context -----------------------------------------------------------------------
 
     def context_lines(self) -> list[str]:
-        """Lines that have batch context."""
-        return self._svc.context.lines()
+        """Lines that have batch context (with the shared store, other instances' lines too)."""
+        return self._svc.context.all_lines()
 
     def last_context_seq(self, line: str) -> int | None:
         return self._svc.context.last_seq(line)
