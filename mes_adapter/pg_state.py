@@ -11,8 +11,9 @@ retries it, as it does while the server is down).
 Errors are translated to what the callers already handle for SQLite, so no service learns about
 psycopg: a connection that fails or drops (:class:`psycopg.OperationalError`) is a passing error,
 raised as :class:`StateStoreUnavailable` (an :class:`OSError`: ingest keeps the data and retries, like a
-full disk); a value PostgreSQL refuses (:class:`psycopg.DataError`) is raised as :class:`ValueError`
-(that one value is quarantined). Anything else is a bug and propagates unchanged.
+full disk); a value PostgreSQL refuses (:class:`psycopg.DataError`) is raised as
+:class:`~mes_adapter.errors.MesInputError`, a :class:`ValueError` (a written value is quarantined, a
+query parameter is the caller's 422). Anything else is a bug and propagates unchanged.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 
 import psycopg
 
+from mes_adapter.errors import MesInputError
 from mes_adapter.pg_schema import Migration, migrate
 
 
@@ -91,7 +93,7 @@ class PgConnection:
                 self._conn = None
             raise StateStoreUnavailable(f"PostgreSQL: {exc}") from exc
         except psycopg.DataError as exc:
-            raise ValueError(f"PostgreSQL refused a value: {exc}") from exc
+            raise MesInputError(f"PostgreSQL refused a value: {exc}") from exc
 
     def close(self) -> None:
         with self._lock:

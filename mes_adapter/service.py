@@ -443,14 +443,19 @@ class AdapterService:
         except ValueError:
             return True
 
+    def check_owns(self, line: str) -> None:
+        """Refuse (:class:`LineNotOwnedError`) a write for a line of another instance's group: another
+        instance's batches are read here (shared state) but never changed."""
+        if not self.config.owns_line(line):
+            raise LineNotOwnedError(f"line {line} is in Sparkplug group {self.config.line_group(line)!r}, which this "
+                                    "adapter instance does not own (host.groups: "
+                                    f"{', '.join(self.config.host.groups or ())})")
+
     def assert_context(self, assertion: ContextAssertion, who: Principal | None = None, *,
                        actor: Actor | None = None) -> AssertionOutcome:
         """Accept an assertion from the API (stored first, audited as ``who``, or as ``actor`` when the
         adapter itself decides, e.g. a batch started from an order), then publish it retained."""
-        if not self.config.owns_line(assertion.line):
-            raise LineNotOwnedError(f"line {assertion.line} is in Sparkplug group "
-                                    f"{self.config.line_group(assertion.line)!r}, which this adapter instance does "
-                                    f"not own (host.groups: {', '.join(self.config.host.groups or ())})")
+        self.check_owns(assertion.line)
         actor = actor or api_actor(who)
         outcome = audited(self.context, self.decisions, assertion.line, actor, "api",
                           lambda: self.context.assert_context(assertion))
