@@ -10,7 +10,7 @@ retries it, as it does while the server is down).
 
 Errors are translated to what the callers already handle for SQLite, so no service learns about
 psycopg: a connection that fails or drops (:class:`psycopg.OperationalError`) is a passing error,
-raised as :class:`StateStoreUnavailable` (an :class:`OSError`: ingest keeps the data and retries, like a
+raised as :class:`StateStoreUnavailableError` (an :class:`OSError`: ingest keeps the data and retries, like a
 full disk); a value PostgreSQL refuses (:class:`psycopg.DataError`) is raised as
 :class:`~mes_adapter.errors.MesInputError`, a :class:`ValueError` (a written value is quarantined, a
 query parameter is the caller's 422). Anything else is a bug and propagates unchanged.
@@ -25,12 +25,8 @@ from typing import Any
 
 import psycopg
 
-from mes_adapter.errors import MesInputError
+from mes_adapter.errors import MesInputError, StateStoreUnavailableError
 from mes_adapter.pg_schema import Migration, migrate
-
-
-class StateStoreUnavailable(OSError):  # noqa: N818 - an OSError by design (see the module notes)
-    """The shared PostgreSQL could not be reached or dropped the connection (a passing error)."""
 
 
 class PgConnection:
@@ -74,7 +70,7 @@ class PgConnection:
     def _again(self, sql: str, params: Sequence[Any]) -> tuple[list[tuple[Any, ...]], int]:
         try:
             return self._run(sql, params)
-        except StateStoreUnavailable:
+        except StateStoreUnavailableError:
             return self._run(sql, params)
 
     def _run(self, sql: str, params: Sequence[Any]) -> tuple[list[tuple[Any, ...]], int]:
@@ -91,7 +87,7 @@ class PgConnection:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
-            raise StateStoreUnavailable(f"PostgreSQL: {exc}") from exc
+            raise StateStoreUnavailableError(f"PostgreSQL: {exc}") from exc
         except psycopg.DataError as exc:
             raise MesInputError(f"PostgreSQL refused a value: {exc}") from exc
 

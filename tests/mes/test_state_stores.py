@@ -18,8 +18,8 @@ import pytest
 
 from mes_adapter.config.mes import MesConfig, RetryPolicy
 from mes_adapter.context import ContextAssertion, ContextService
+from mes_adapter.errors import StateStoreUnavailableError
 from mes_adapter.oee.compute import Interval
-from mes_adapter.pg_state import StateStoreUnavailable
 from mes_adapter.production.counters import CounterSample, DeltaReason
 from mes_adapter.production.ingest import Ingest, Observation
 from mes_adapter.production.quantities import ProductionCounters
@@ -218,7 +218,7 @@ def test_a_newer_postgres_schema_is_refused_before_anything_is_written(
 def test_an_unreachable_database_is_a_passing_error_the_callers_retry() -> None:
     dsn = f"host=127.0.0.1 port={free_port()} user=postgres dbname=postgres connect_timeout=2"
     config = MesConfig(state_dsn=dsn, retry=RetryPolicy(request_timeout_s=5))
-    with pytest.raises(StateStoreUnavailable, match="PostgreSQL") as caught:
+    with pytest.raises(StateStoreUnavailableError, match="PostgreSQL") as caught:
         open_state_stores(config)
     assert isinstance(caught.value, OSError)  # what ingest and the counters already keep and retry
 
@@ -243,7 +243,7 @@ def test_records_and_counts_wait_while_postgres_is_down_and_are_stored_once_afte
         for i in range(1, 6):
             observe("GoodCount", 100 + i, 1_000 + i * 1_000)
         assert ingest.flush() == 0
-        assert ingest.failing is not None and "StateStoreUnavailable" in ingest.failing
+        assert ingest.failing is not None and "StateStoreUnavailableError" in ingest.failing
         assert ingest.pending == 10  # five records and five counter samples, kept
     finally:
         pg_server.start()
