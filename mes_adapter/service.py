@@ -112,6 +112,7 @@ class AdapterService:
         self.node_stats = NodeStats()
         observe_tracker(self.host.tracker, self.node_stats)
 
+        self._owned: dict[str, bool] = {}
         state = open_state_stores(mes)  # SQLite files, or the PostgreSQL shared by instances (mes.state_dsn)
         self.context_store = state.context
         self.context = ContextService(self.context_store, owns=self._owns_line)
@@ -437,11 +438,17 @@ class AdapterService:
 
     def _owns_line(self, line: str) -> bool:
         """This instance's line (see ``AdapterConfig.owns_line``); a key that is no line path counts as
-        its own, so a read of it finds nothing in memory rather than failing."""
-        try:
-            return self.config.owns_line(line)
-        except ValueError:
-            return True
+        its own, so a read of it finds nothing in memory rather than failing. Remembered per line (the
+        config does not change while it runs): context reads of alarms and episodes ask it per event."""
+        owned = self._owned.get(line)
+        if owned is None:
+            try:
+                owned = self.config.owns_line(line)
+            except ValueError:
+                owned = True
+            if len(self._owned) < 10_000:  # API callers choose keys: the memory stays bounded
+                self._owned[line] = owned
+        return owned
 
     def check_owns(self, line: str) -> None:
         """Refuse (:class:`LineNotOwnedError`) a write for a line of another instance's group: another

@@ -48,6 +48,12 @@ MIGRATIONS: list[Migration] = [
 ]
 
 
+_DELTA_TYPES = ("text", "text", "text", "text", "text", "bigint", "double precision", "text", "bigint")
+_RECORD = ("WITH sample AS (INSERT INTO mes_counter_sample VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING)"
+           f" INSERT INTO mes_counter_delta ({DELTA_COLUMNS}) SELECT * FROM unnest("
+           + ", ".join(f"%s::{t}[]" for t in _DELTA_TYPES) + ")")
+
+
 class PostgresProductionStore:
     """One instance's handle on the shared counters (its own connection)."""
 
@@ -56,14 +62,9 @@ class PostgresProductionStore:
 
     def record(self, line: str, signal: CounterSignal, sample: CounterSample,
                deltas: Sequence[CounterDelta], received_ms: int) -> None:
-        with self._db.transaction() as conn:
-            conn.execute("INSERT INTO mes_counter_sample VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                         sample_row(line, signal, sample))
-            rows = delta_rows(line, signal, deltas, received_ms)
-            if rows:
-                with conn.cursor() as cur:
-                    cur.executemany(f"INSERT INTO mes_counter_delta ({DELTA_COLUMNS})"
-                                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)", rows)
+        # one statement (atomic on its own, one round trip): the sample, and its deltas from arrays
+        columns = [list(column) for column in zip(*delta_rows(line, signal, deltas, received_ms), strict=True)]
+        self._db.rows(_RECORD, [*sample_row(line, signal, sample), *(columns or [[]] * len(_DELTA_TYPES))])
 
     def samples(self, line: str, signal: CounterSignal) -> list[CounterSample]:
         return samples_of(self._db.read(  # type: ignore[arg-type]
