@@ -6,12 +6,14 @@ event loop and the API's worker threads. Each holds one :class:`PgConnection`: o
 behind a lock, opened lazily and opened again after it broke, so a restarted PostgreSQL costs the calls
 made while it was down and nothing else (statements that may run twice are retried once on a new
 connection; a write that must not, such as a counter sample with its deltas, fails once and its caller
-retries it, as it does while the server is down).
+retries it, as it does while the server is down). Every write of these stores is one statement
+(atomic on its own in autocommit: a batch of records, a counter sample with its deltas, one
+assertion), so no transaction block is ever left open.
 
 Errors are translated to what the callers already handle for SQLite, so no service learns about
 psycopg: a connection that fails or drops (:class:`psycopg.OperationalError`) is a passing error,
-raised as :class:`StateStoreUnavailableError` (an :class:`OSError`: ingest keeps the data and retries, like a
-full disk); a value PostgreSQL refuses (:class:`psycopg.DataError`) is raised as
+raised as :class:`~mes_adapter.errors.StateStoreUnavailableError` (an :class:`OSError`: ingest keeps
+the data and retries, like a full disk); a value PostgreSQL refuses (:class:`psycopg.DataError`) is raised as
 :class:`~mes_adapter.errors.MesInputError`, a :class:`ValueError` (a written value is quarantined, a
 query parameter is the caller's 422). Anything else is a bug and propagates unchanged.
 """
@@ -44,14 +46,6 @@ class PgConnection:
             # a bounded wait: the stores are used from the event loop
             self._conn = psycopg.connect(self._dsn, autocommit=True, connect_timeout=5)
         return self._conn
-
-    @contextmanager
-    def transaction(self) -> Iterator[psycopg.Connection]:
-        """The connection inside one transaction (all or nothing), with errors translated."""
-        with self._lock, self._translated():
-            conn = self._connection()
-            with conn.transaction():
-                yield conn
 
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run one statement; its rows (empty for a statement without a result)."""

@@ -1,8 +1,8 @@
 """Counter samples and production deltas in the PostgreSQL shared by several adapter instances.
 
 The same rows and rules as the SQLite :class:`~mes_adapter.production.quantities.ProductionStore` (a
-sample and its deltas in one transaction, so a restarted tracker resumes from the same samples and no
-increment is counted twice), in the tables ``mes_counter_sample`` and ``mes_counter_delta`` (schema
+sample and its deltas written together, here by one statement, so a restarted tracker resumes from the
+same samples and no increment is counted twice), in the tables ``mes_counter_sample`` and ``mes_counter_delta`` (schema
 version in ``mes_schema``, store ``production``). Each instance writes the counters of its own lines;
 any instance sums any line's deltas, which is how a batch's counts are the same whichever instance's
 API is asked.
