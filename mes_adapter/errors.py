@@ -15,6 +15,12 @@ class MesError(Exception):
     """Base of every error raised by :mod:`mes_adapter` (outside ``host``)."""
 
 
+class StateStoreUnavailableError(MesError, ConnectionError):
+    """The shared PostgreSQL of the MES state could not be reached or dropped the connection: a passing
+    error (a :class:`ConnectionError`, so an :class:`OSError` that ingest keeps and retries like a full
+    disk; the API answers 503)."""
+
+
 class MesInputError(MesError, ValueError):
     """A peer asked for something the adapter refuses; the message says why."""
 

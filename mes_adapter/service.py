@@ -38,7 +38,7 @@ from mes_adapter.commands.service import CommandRecord, CommandService
 from mes_adapter.config.application import AdapterConfig
 from mes_adapter.confirmations.outbox import OutboxEntry, WebhookSender, dead_letter_alarm, open_outbox
 from mes_adapter.confirmations.service import ConfirmationService, batch_intervals, confirmation_message
-from mes_adapter.context import AssertionOutcome, ContextAssertion, ContextService, ContextStore, context_topic
+from mes_adapter.context import AssertionOutcome, ContextAssertion, ContextService, context_topic
 from mes_adapter.context.audited import api_actor, audited
 from mes_adapter.context.reconcile import LineReport, ReconcileAction, Reconciliation, reconcile
 from mes_adapter.crew import CrewService, CrewStore
@@ -64,9 +64,10 @@ from mes_adapter.oee.publisher import OeePublisher
 from mes_adapter.oee.service import OeeService
 from mes_adapter.orders import OrderService, OrderStore
 from mes_adapter.production.ingest import Ingest, Observation, Placement, observation_from_change
-from mes_adapter.production.quantities import ProductionCounters, ProductionStore
-from mes_adapter.production.records import ContextualRecords, RecordStore
+from mes_adapter.production.quantities import ProductionCounters
+from mes_adapter.production.records import ContextualRecords
 from mes_adapter.quality import DispositionService, DispositionStore
+from mes_adapter.state import open_state_stores
 from mes_adapter.status.data_status import DataStatus, statuses_of_lines
 from mes_adapter.status.live_feed import LiveFeed, TagPump
 from mes_adapter.status.node_stats import NodeStats, observe_tracker
@@ -111,11 +112,13 @@ class AdapterService:
         self.node_stats = NodeStats()
         observe_tracker(self.host.tracker, self.node_stats)
 
-        self.context_store = ContextStore(mes.context_db)
-        self.context = ContextService(self.context_store)
-        self.record_store = RecordStore(mes.records_db)
+        self._owned: dict[str, bool] = {}
+        state = open_state_stores(mes)  # SQLite files, or the PostgreSQL shared by instances (mes.state_dsn)
+        self.context_store = state.context
+        self.context = ContextService(self.context_store, owns=self._owns_line)
+        self.record_store = state.records
         self.records = ContextualRecords(self.record_store, self.context)
-        self.production_store = ProductionStore(mes.production_db)
+        self.production_store = state.production
         self.production = ProductionCounters(mes, self.production_store)
         self.outbox = open_outbox(mes)
         self.confirmations = ConfirmationService(mes, self.context, self.production, self.outbox)
@@ -433,14 +436,33 @@ class AdapterService:
             return
         self.count("crew_assertions", {"source": "uns", "outcome": outcome.value})
 
+    def _owns_line(self, line: str) -> bool:
+        """This instance's line (see ``AdapterConfig.owns_line``); a key that is no line path counts as
+        its own, so a read of it finds nothing in memory rather than failing. Remembered per line (the
+        config does not change while it runs): context reads of alarms and episodes ask it per event."""
+        owned = self._owned.get(line)
+        if owned is None:
+            try:
+                owned = self.config.owns_line(line)
+            except ValueError:
+                owned = True
+            if len(self._owned) < 10_000:  # API callers choose keys: the memory stays bounded
+                self._owned[line] = owned
+        return owned
+
+    def check_owns(self, line: str) -> None:
+        """Refuse (:class:`LineNotOwnedError`) a write for a line of another instance's group: another
+        instance's batches are read here (shared state) but never changed."""
+        if not self.config.owns_line(line):
+            raise LineNotOwnedError(f"line {line} is in Sparkplug group {self.config.line_group(line)!r}, which this "
+                                    "adapter instance does not own (host.groups: "
+                                    f"{', '.join(self.config.host.groups or ())})")
+
     def assert_context(self, assertion: ContextAssertion, who: Principal | None = None, *,
                        actor: Actor | None = None) -> AssertionOutcome:
         """Accept an assertion from the API (stored first, audited as ``who``, or as ``actor`` when the
         adapter itself decides, e.g. a batch started from an order), then publish it retained."""
-        if not self.config.owns_line(assertion.line):
-            raise LineNotOwnedError(f"line {assertion.line} is in Sparkplug group "
-                                    f"{self.config.line_group(assertion.line)!r}, which this adapter instance does "
-                                    f"not own (host.groups: {', '.join(self.config.host.groups or ())})")
+        self.check_owns(assertion.line)
         actor = actor or api_actor(who)
         outcome = audited(self.context, self.decisions, assertion.line, actor, "api",
                           lambda: self.context.assert_context(assertion))

@@ -168,6 +168,24 @@ class ServiceApi:
         self._records_caught_up()
         return self._svc.records.query_batch(line, batch_id, metric=metric, limit=limit)
 
+    def line_records(self, line: str, from_ms: int, to_ms: int, *, metric: str | None, cell: str | None,
+                     limit: int) -> list[BoundRecord]:
+        """A line's records in a time range, each with the context active at its source time."""
+        self._records_caught_up()
+        return self._svc.records.query(line, from_ms, to_ms, metric=metric, cell=cell, limit=limit)
+
+    def check_owns(self, line: str) -> None:
+        """Raise ``LineNotOwnedError`` (422) for a line of another instance's group (writes only)."""
+        self._svc.check_owns(line)
+
+    def owns_line(self, line: str) -> bool:
+        """This instance counts and contextualizes ``line`` (its group is in ``host.groups``, or there is none)."""
+        return self._svc.config.owns_line(line)
+
+    def line_group(self, line: str) -> str:
+        """The Sparkplug group of ``line`` (``host.mapping``)."""
+        return self._svc.config.line_group(line)
+
     def episodes(self, line: str, from_ms: int | None, to_ms: int | None, *, batch_id: str | None,
                  limit: int) -> list[QualityEpisode]:
         return self._svc.episodes.store.query(line, from_ms, to_ms, batch_id=batch_id, limit=limit)
@@ -205,8 +223,8 @@ class ServiceApi:
     # -- batch context -----------------------------------------------------------------------
 
     def context_lines(self) -> list[str]:
-        """Lines that have batch context."""
-        return self._svc.context.lines()
+        """Lines that have batch context (with the shared store, other instances' lines too)."""
+        return self._svc.context.all_lines()
 
     def last_context_seq(self, line: str) -> int | None:
         return self._svc.context.last_seq(line)

@@ -1,4 +1,4 @@
-"""Shared fixtures: loopback brokers and temporary data directories."""
+"""Shared fixtures: loopback brokers, a PostgreSQL per test module, and temporary data directories."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.mosquitto import BrokerEndpoint, mosquitto_binary, mosquitto_broker
+from tests.support.postgres import PostgresServer, postgres_bin_dir, postgres_server
 
 
 @pytest.fixture
@@ -16,3 +17,12 @@ def mosquitto(tmp_path: Path) -> Iterator[BrokerEndpoint]:
         pytest.fail("mosquitto is missing: scripts/test installs it (apt-get install mosquitto)")
     with mosquitto_broker(tmp_path) as endpoint:
         yield endpoint
+
+
+@pytest.fixture(scope="module")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    """A real PostgreSQL for a module that runs on both backends (one database per test: fresh_database)."""
+    if postgres_bin_dir() is None:
+        pytest.fail("PostgreSQL is missing: scripts/test installs it (apt-get install postgresql)")
+    with postgres_server(tmp_path_factory.mktemp("postgres-logs")) as server:
+        yield server

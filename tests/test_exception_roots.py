@@ -171,6 +171,7 @@ BUILTIN_BASE = {
     "SessionDeadError": ConnectionError,
     "UntrustedServerCertificate": ConnectionError,
     "WriterDisconnectedError": ConnectionError,
+    "StateStoreUnavailableError": ConnectionError,
     "BirthEncodeError": ValueError,
     "StoreError": RuntimeError,
     "CoercionError": ValueError,

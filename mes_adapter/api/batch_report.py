@@ -12,6 +12,12 @@ The parts come from the same service reads as their own endpoints (``/api/oee``,
 ``/api/alarms/history``, ``/api/exceptions``, ``/api/holds``, ``/api/confirmations``); a line
 without MES configuration has no OEE and no stops, and says so in ``oee_unavailable`` instead of
 failing the whole report.
+
+A line of another adapter instance (another Sparkplug group, ``host.groups``): with the shared
+PostgreSQL state (``mes.state_dsn``) the batch, its counts, the context history and the confirmations
+are read from the shared store, the same as that instance answers; what that instance keeps on its own
+(OEE and stops, alarms, exceptions, holds, commands, the QA disposition split) is not in this report,
+and ``owned_elsewhere`` says so.
 """
 
 from __future__ import annotations
@@ -87,6 +93,8 @@ class BatchReport(BaseModel):
                                                             "status, oldest first")
     context: list[ContextStep]
     truncated: list[str] = Field(description="parts that hit the row limit and are cut short")
+    owned_elsewhere: str | None = Field(None, description="set for a line of another adapter instance: which "
+                                                          "parts that instance keeps and this report lacks")
 
 
 def _context(window: BatchWindow) -> list[ContextStep]:
@@ -130,8 +138,13 @@ def batch_report(line: str, batch_id: str, svc: ServiceApi = Depends(service),
     if window is None:
         raise ApiError(404, "unknown_batch", f"batch {batch_id!r} never ran on {key}")
     generated = now_ms()
-    oee, unavailable, stops = None, None, []
-    if svc.is_configured(key):
+    oee, unavailable, stops, elsewhere = None, None, [], None
+    if not svc.owns_line(key):
+        elsewhere = (f"line {key} is in Sparkplug group {svc.line_group(key)!r}, owned by another adapter instance: "
+                     "its OEE and stops, alarms, exceptions, holds, commands and QA disposition split are kept "
+                     "there (ask that instance)")
+        unavailable = elsewhere
+    elif svc.is_configured(key):
         scope = scope_window(svc, key, batch_id, None)
         oee = oee_view(svc, key, *scope)
         stops = [svc.stop_as_dict(s) for s in svc.stops(key, scope[2])]
@@ -147,4 +160,4 @@ def batch_report(line: str, batch_id: str, svc: ServiceApi = Depends(service),
     return BatchReport(batch=batch_info(svc, window), generated_ms=generated, oee=oee, oee_unavailable=unavailable,
                        stops=stops, alarms=alarms[:ROW_LIMIT], exceptions=exceptions,
                        holds=holds, commands=commands, confirmations=list(reversed(confirmations[:ROW_LIMIT])),
-                       context=_context(window), truncated=truncated)
+                       context=_context(window), truncated=truncated, owned_elsewhere=elsewhere)

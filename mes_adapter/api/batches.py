@@ -23,7 +23,16 @@ from mes_adapter.timefmt import now_ms
 
 from .deps import require, service
 from .errors import AUTH_RESPONSES, ApiError, ErrorBody
-from .models import BatchEnd, BatchInfo, BatchPhase, BatchRecords, BatchStart, BoundRecordView, ContextResult
+from .models import (
+    BatchEnd,
+    BatchInfo,
+    BatchPhase,
+    BatchRecords,
+    BatchStart,
+    BoundRecordView,
+    ContextResult,
+    LineRecords,
+)
 from .views import batch_info, current_batch
 
 router = APIRouter(prefix="/api", tags=["batches"], responses=AUTH_RESPONSES)
@@ -64,6 +73,7 @@ def _assert(svc: ServiceApi, assertion: ContextAssertion, who: Principal) -> Con
 def start_batch(line: str, body: BatchStart, svc: ServiceApi = Depends(service),
                 who: Principal = Depends(operator)) -> ContextResult:
     key = line_key(line)
+    svc.check_owns(key)  # another instance's batches are read here, never changed
     since = _since(svc, body.since_ms)
     svc.reconcile_line(key)  # a batch left from before a restart on an idle line is ended first
     running = svc.batch_at(key, now_ms())
@@ -85,6 +95,7 @@ def start_batch(line: str, body: BatchStart, svc: ServiceApi = Depends(service),
 def batch_phase(line: str, body: BatchPhase, svc: ServiceApi = Depends(service),
                 who: Principal = Depends(operator)) -> ContextResult:
     key = line_key(line)
+    svc.check_owns(key)  # another instance's batches are read here, never changed
     since = _since(svc, body.since_ms)
     running = svc.batch_at(key, since)
     if running is None:
@@ -99,6 +110,7 @@ def batch_phase(line: str, body: BatchPhase, svc: ServiceApi = Depends(service),
 def end_batch(line: str, body: BatchEnd, svc: ServiceApi = Depends(service),
               who: Principal = Depends(operator)) -> ContextResult:
     key = line_key(line)
+    svc.check_owns(key)  # another instance's batches are read here, never changed
     since = _since(svc, body.since_ms)
     running = svc.batch_at(key, since)
     if running is None:
@@ -164,3 +176,23 @@ def batch_records(batch_id: str, line: str | None = Query(None, description="nee
     rows = svc.batch_records(found[0], batch_id, metric=metric, limit=limit + 1)
     views = [BoundRecordView(**r.as_dict()) for r in rows[:limit]]
     return BatchRecords(line=found[0], batch_id=batch_id, records=views, truncated=len(rows) > limit)
+
+
+@router.get("/lines/{line:path}/records", response_model=LineRecords,
+            responses={422: {"model": ErrorBody}},
+            summary="Readings, alarms and states of a line in a time range, each with the batch context of its time")
+def line_records(line: str, from_ms: int = Query(..., ge=0, le=2**62), to_ms: int = Query(..., ge=0, le=2**62),
+                 metric: str | None = Query(None, min_length=1),
+                 cell: str | None = Query(None, description="a cell's records only; empty: the line-level ones"),
+                 limit: int = Query(5000, ge=1, le=50_000),
+                 svc: ServiceApi = Depends(service), _: Principal = Depends(viewer)) -> LineRecords:
+    """Any line whose records are in this instance's store: with the shared PostgreSQL state
+    (``mes.state_dsn``) the lines of every adapter instance."""
+    key = line_key(line)
+    if to_ms < from_ms:
+        raise ApiError(422, "bad_range", f"from_ms {from_ms} is after to_ms {to_ms}")
+    rows = svc.line_records(key, from_ms, to_ms, metric=metric, cell=cell, limit=limit + 1)
+    return LineRecords(line=key, from_ms=from_ms, to_ms=to_ms, records=[BoundRecordView(**r.as_dict())
+                                                                        for r in rows[:limit]],
+                       truncated=len(rows) > limit)
+

@@ -7,7 +7,9 @@ the command service's :class:`~mes_adapter.commands.service.CommandError`) and n
 responses by hand. FastAPI's own refusals get the same shape: a request that fails validation is
 a 422 whose ``detail`` is one string and whose ``errors`` lists each problem; a body that is not
 JSON is a 400 ``invalid_json``; a body nested deeper than :data:`uns.json_guard.MAX_JSON_DEPTH`
-is a 400 ``json_too_deep``, refused before anything parses it (``json.loads`` would recurse).
+is a 400 ``json_too_deep``, refused before anything parses it (``json.loads`` would recurse). The
+one 5xx with this shape: the shared PostgreSQL of the MES state (``mes.state_dsn``) is unreachable, a
+503 ``state_store_unavailable`` (retry later; nothing is lost).
 
 :func:`install` also makes the OpenAPI say so: every operation documents :class:`ErrorBody` for
 each status it can refuse with (401/403 when it needs a token, 422 when it takes parameters or a
@@ -29,7 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mes_adapter.auth import AuthError
 from mes_adapter.commands.service import CommandError
-from mes_adapter.errors import MesError, MesInputError
+from mes_adapter.errors import MesError, MesInputError, StateStoreUnavailableError
 from uns import json_guard
 
 log = logging.getLogger("uns.adapter.api")
@@ -105,6 +107,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(MesInputError)
     async def _mes_input(_: Request, exc: MesInputError) -> JSONResponse:
         return error_response(422, type(exc).__name__, str(exc))
+
+    @app.exception_handler(StateStoreUnavailableError)
+    async def _state_store(_: Request, exc: StateStoreUnavailableError) -> JSONResponse:
+        return error_response(503, "state_store_unavailable", str(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

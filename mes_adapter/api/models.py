@@ -208,6 +208,14 @@ class BatchRecords(BaseModel):
     truncated: bool
 
 
+class LineRecords(BaseModel):
+    line: str
+    from_ms: int
+    to_ms: int
+    records: list[BoundRecordView]
+    truncated: bool
+
+
 class OutboxView(BaseModel):
     counts: dict[str, int] = Field(description="entries by status; without a webhook the waiting ones count as "
                                                "`not_configured` instead of `pending`")

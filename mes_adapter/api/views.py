@@ -72,7 +72,9 @@ def batch_info(svc: ServiceApi, window: BatchWindow) -> BatchInfo:
     quantities = svc.batch_quantities(window)
     last = window.last
     rejects = quantities.scrap
-    split = svc.disposition_totals(window.line, window.batch_id) if svc.disposition_required() else None
+    # the QA split is kept by the instance that owns the line (another instance's is not known here)
+    split = (svc.disposition_totals(window.line, window.batch_id)
+             if svc.disposition_required() and svc.owns_line(window.line) else None)
     return BatchInfo(
         line=window.line, batch_id=window.batch_id, work_order_id=last.work_order_id,
         operation_id=last.operation_id, product_id=last.product_id, phase=last.phase,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
@@ -274,9 +274,15 @@ class MesConfig(BaseModel):
 
     #: SQLite files of context, records, production and the outbox
     data_dir: Path = Path("data/mes")
-    #: keep the confirmation outbox in this PostgreSQL database (e.g. postgresql://uns:pw@db.plant/uns; needs
-    #: the `postgres` extra) instead of `<data_dir>/outbox.sqlite`: adapter instances sharing it post each
-    #: confirmation once between them (row claims, docs/scaling.md)
+    #: keep the MES state shared by adapter instances (batch context, contextualized records, production
+    #: counters, and the outbox unless `outbox_dsn` says otherwise) in this PostgreSQL database (e.g.
+    #: postgresql://uns:pw@db.plant/uns; needs the `postgres` extra) instead of SQLite files under `data_dir`:
+    #: any instance's API then answers for every instance's lines (docs/scaling.md). Existing SQLite state
+    #: is not copied over
+    state_dsn: str | None = None
+    #: keep the confirmation outbox in this PostgreSQL database instead of `<data_dir>/outbox.sqlite`
+    #: (defaults to `state_dsn`): adapter instances sharing it post each confirmation once between them
+    #: (row claims, docs/scaling.md)
     outbox_dsn: str | None = None
     #: PostgreSQL outbox: how long an instance's claim on a confirmation lasts; if the instance dies before
     #: recording the outcome, another one posts it after this. Must outlast one attempt (`retry.request_timeout_s`)
@@ -306,6 +312,14 @@ class MesConfig(BaseModel):
 
     #: condition alarms that open exceptions and hold batches
     alarms: AlarmsConfig = Field(default_factory=AlarmsConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _outbox_follows_state(cls, data: Any) -> Any:
+        """One line (`state_dsn`) puts all the shared MES state into PostgreSQL, the outbox included."""
+        if isinstance(data, dict) and data.get("state_dsn") is not None and data.get("outbox_dsn") is None:
+            return {**data, "outbox_dsn": data["state_dsn"]}
+        return data
 
     @model_validator(mode="after")
     def _claim_outlasts_an_attempt(self) -> MesConfig:

@@ -11,6 +11,12 @@ into the past (a late assertion), and reads bound at query time pick it up.
 The empty retained payload on ``<line>/_context/batch`` ends the active batch at the time the adapter
 received it, as an adapter-generated end assertion with ``seq = last seq + 1``; an asserter mixing
 empty payloads with its own sequence must continue from the adapter's last seq (shown in the history).
+
+Lines of other adapter instances (``owns`` says which lines are this instance's; see ``host.groups``):
+their timelines are not kept in memory, since another instance appends to them. A read of such a line
+loads its timeline from the store at query time, so with the shared PostgreSQL store (``mes.state_dsn``)
+this instance answers for every line of the plant; with a SQLite store such a line simply has no context
+here. Writes for them never reach the service (the adapter refuses them first).
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from mes_adapter.context.models import AssertionOutcome, BatchWindow, ContextAssertion, ContextSegment
-from mes_adapter.context.store import ContextStore
+from mes_adapter.context.store import ContextStorePort
 from mes_adapter.context.timeline import Timeline
 from mes_adapter.errors import ContextRejectedError
 from mes_adapter.lines import line_key
@@ -31,15 +37,18 @@ Listener = Callable[[ContextAssertion], None]
 
 
 class ContextService:
-    """Per-line context timelines backed by an append-only SQLite history."""
+    """Per-line context timelines backed by an append-only history (SQLite or the shared PostgreSQL)."""
 
-    def __init__(self, store: ContextStore, clock: Callable[[], int] = now_ms) -> None:
+    def __init__(self, store: ContextStorePort, clock: Callable[[], int] = now_ms,
+                 owns: Callable[[str], bool] | None = None) -> None:
         self._store = store
         self._clock = clock
+        self._owns = owns or (lambda _line: True)
         self._timelines: dict[str, Timeline] = {}
         self._listeners: list[Listener] = []
         for assertion in store.load_all():
-            self._timeline(assertion.line).add(assertion)
+            if self._owns(assertion.line):
+                self._timeline(assertion.line).add(assertion)
 
     def _timeline(self, line: str) -> Timeline:
         timeline = self._timelines.get(line)
@@ -105,38 +114,55 @@ class ContextService:
 
     # -- reading -----------------------------------------------------------------------------
 
+    def reader(self, line: str) -> Timeline | None:
+        """The timeline to read ``line`` from: in memory for an own line, else loaded from the store now."""
+        if self._owns(line):
+            return self._timelines.get(line)
+        stored = self._store.load_line(line)
+        if not stored:
+            return None
+        timeline = Timeline()
+        for assertion in stored:
+            timeline.add(assertion)
+        return timeline
+
     def active_at(self, line: str, ts_ms: int) -> ContextAssertion | None:
         """The batch context in force on ``line`` at source time ``ts_ms`` (None: no batch)."""
-        timeline = self._timelines.get(line)
+        timeline = self.reader(line)
         return None if timeline is None else timeline.active_at(ts_ms)
 
     def current(self, line: str) -> ContextAssertion | None:
         """The context of the latest change point (what a retained topic should show now)."""
-        timeline = self._timelines.get(line)
+        timeline = self.reader(line)
         if timeline is None:
             return None
         return timeline.governing_at(2**63 - 1)
 
     def last_seq(self, line: str) -> int | None:
-        timeline = self._timelines.get(line)
+        timeline = self.reader(line)
         return None if timeline is None else timeline.last_seq
 
     def segments(self, line: str, from_ms: int | None = None,
                  to_ms: int | None = None) -> list[ContextSegment]:
-        timeline = self._timelines.get(line)
+        timeline = self.reader(line)
         return [] if timeline is None else timeline.segments(from_ms, to_ms)
 
     def batch_window(self, line: str, batch_id: str) -> BatchWindow | None:
-        timeline = self._timelines.get(line)
+        timeline = self.reader(line)
         return None if timeline is None else timeline.batch_window(batch_id)
 
     def batch_windows(self, line: str, from_ms: int | None = None,
                       to_ms: int | None = None) -> list[BatchWindow]:
-        timeline = self._timelines.get(line)
+        timeline = self.reader(line)
         return [] if timeline is None else timeline.batch_windows(from_ms, to_ms)
 
     def lines(self) -> list[str]:
+        """This instance's lines with context (those it keeps timelines of)."""
         return sorted(self._timelines)
+
+    def all_lines(self) -> list[str]:
+        """Every line with stored context, this instance's and (in a shared store) the others'."""
+        return sorted(set(self._timelines) | set(self._store.lines()))
 
     def history(self, line: str, limit: int | None = None) -> list[tuple[ContextAssertion, int]]:
         """Accepted assertions with their receive time, newest first (for the API)."""

@@ -19,7 +19,7 @@ from mes_adapter.errors import MesInputError
 from mes_adapter.oee.compute import Interval, MachineState, merge, state_intervals
 from mes_adapter.oee.service import OeeService
 from mes_adapter.oee.stops import StopEvent, detect_stops, lost_in
-from mes_adapter.production.records import RecordStore
+from mes_adapter.production.records import RecordStorePort
 from mes_adapter.timefmt import now_ms
 from uns.conventions import Quality
 
@@ -51,7 +51,7 @@ class Stop:
 class DowntimeService:
     """Stops, reasons and loss buckets of configured lines."""
 
-    def __init__(self, config: MesConfig, oee: OeeService, records: RecordStore, store: ReasonStore,
+    def __init__(self, config: MesConfig, oee: OeeService, records: RecordStorePort, store: ReasonStore,
                  clock: Callable[[], int] = now_ms) -> None:
         self._config = config
         self._oee = oee

@@ -25,7 +25,7 @@ from mes_adapter.oee.compute import (
 )
 from mes_adapter.oee.shifts import ShiftWindow
 from mes_adapter.production.quantities import ProductionCounters
-from mes_adapter.production.records import RecordStore
+from mes_adapter.production.records import RecordStorePort
 from mes_adapter.timefmt import now_ms
 from uns.conventions import Quality
 
@@ -39,7 +39,7 @@ class OeeService:
     """OEE of configured lines over batches, shifts and arbitrary windows."""
 
     def __init__(self, config: MesConfig, context: ContextService, production: ProductionCounters,
-                 records: RecordStore, clock: Callable[[], int] = now_ms, gaps: GapFinder | None = None) -> None:
+                 records: RecordStorePort, clock: Callable[[], int] = now_ms, gaps: GapFinder | None = None) -> None:
         self._config = config
         #: where quality episodes come from (the episode service); None: no completeness check
         self.gaps = gaps

@@ -31,7 +31,7 @@ from typing import Any
 from mes_adapter.config.mes import MesConfig
 from mes_adapter.production.counters import CounterDelta, CounterSample
 from mes_adapter.production.quantities import TRANSIENT_ERRORS, ProductionCounters
-from mes_adapter.production.records import Record, RecordKind, RecordStore
+from mes_adapter.production.records import Record, RecordKind, RecordStorePort
 from uns.conventions import Quality
 from uns.isa95 import EquipmentPath, NamespaceMapping
 
@@ -105,7 +105,7 @@ def observation_from_change(change: Any, mapping: NamespaceMapping | Placement) 
 class Ingest:
     """Feeds observations into the records store (batched) and the production counters."""
 
-    def __init__(self, config: MesConfig, production: ProductionCounters, records: RecordStore,
+    def __init__(self, config: MesConfig, production: ProductionCounters, records: RecordStorePort,
                  max_batch: int = 2000, max_pending: int = 200_000) -> None:
         self._production = production
         self._records = records

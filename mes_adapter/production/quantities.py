@@ -17,6 +17,11 @@ deltas land at their own times once the store takes them again. The backlog is b
 count: steps are taken between cumulative values, so the next stored sample's step spans the ones
 that were dropped (only their attribution in time becomes coarser). A sample that can never be
 stored (a value SQLite cannot hold) is quarantined: logged, counted, and spanned the same way.
+
+:class:`ProductionStorePort` is what the counters need; :class:`ProductionStore` keeps it in a SQLite
+file (the default), :class:`~mes_adapter.production.pg_quantities.PostgresProductionStore` in the
+PostgreSQL several adapter instances share (``mes.state_dsn``): each instance writes the counters of its
+own lines, and any instance sums any line's deltas (a batch's counts, whoever counted them).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Protocol
 
 from mes_adapter.config.mes import CounterSignal, MesConfig
 from mes_adapter.oee.compute import Interval
@@ -112,6 +118,61 @@ def quantities_from_roles(sums: dict[CounterRole, float], consumed: dict[str, fl
     return Quantities(good, scrap, dict(sorted(consumed.items())))
 
 
+class ProductionStorePort(Protocol):
+    """Counter samples (the trackers' state) and the deltas they produced; both backends."""
+
+    def record(self, line: str, signal: CounterSignal, sample: CounterSample,
+               deltas: Sequence[CounterDelta], received_ms: int) -> None:
+        """Persist an accepted sample and its deltas atomically."""
+        ...
+
+    def samples(self, line: str, signal: CounterSignal) -> list[CounterSample]: ...
+
+    def prune_samples(self, line: str, signal: CounterSignal, before_ms: int) -> None: ...
+
+    def sums(self, line: str, intervals: Sequence[Interval]) -> tuple[dict[CounterRole, float], dict[str, float]]:
+        """Sum of deltas per role, and per consumed material, over disjoint intervals."""
+        ...
+
+    def deltas(self, line: str, from_ms: int, to_ms: int) -> list[tuple[str, int, float, str]]:
+        """``(role, source_ts_ms, delta, reason)`` rows in a range, for diagnostics and tests."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def sample_row(line: str, signal: CounterSignal, sample: CounterSample) -> tuple[object, ...]:
+    """The stored columns of a sample; a value no backend holds as SQLite does (beyond int64) is refused
+    (a data error: the sample is quarantined), so both backends count the same samples."""
+    if isinstance(sample.value, int) and not -2**63 <= sample.value < 2**63:
+        raise OverflowError(f"counter value {sample.value} is outside the 64-bit integer range")
+    return (line, signal.cell or "", signal.metric, sample.source_ts_ms, sample.value, int(sample.is_birth))
+
+
+def delta_rows(line: str, signal: CounterSignal, deltas: Sequence[CounterDelta],
+               received_ms: int) -> list[tuple[object, ...]]:
+    return [(line, signal.cell or "", signal.metric, signal.role.value, signal.material_id, d.source_ts_ms,
+             d.delta, d.reason.value, received_ms) for d in deltas]
+
+
+def samples_of(rows: Sequence[tuple[int, float, int]]) -> list[CounterSample]:
+    return [CounterSample(_num(v), ts, bool(b)) for ts, v, b in rows]
+
+
+def add_sums(rows: Sequence[tuple[str, str, float]], roles: dict[CounterRole, float],
+             consumed: dict[str, float]) -> None:
+    """Add one interval's ``(role, material_id, SUM(delta))`` rows to the running sums."""
+    for role, material, total in rows:
+        if role == CounterRole.CONSUMED.value:
+            consumed[material] = consumed.get(material, 0.0) + total
+        else:
+            roles[CounterRole(role)] = roles.get(CounterRole(role), 0.0) + total
+
+
+#: the columns of a delta row, in :func:`delta_rows` order
+DELTA_COLUMNS = "line, cell, metric, role, material_id, source_ts_ms, delta, reason, received_ms"
+
+
 class ProductionStore:
     """SQLite persistence of counter samples (tracker state) and the deltas they produced."""
 
@@ -122,23 +183,18 @@ class ProductionStore:
     def record(self, line: str, signal: CounterSignal, sample: CounterSample,
                deltas: Sequence[CounterDelta], received_ms: int) -> None:
         """Persist an accepted sample and its deltas atomically."""
-        cell = signal.cell or ""
         with transaction(self._conn) as conn:
-            conn.execute(
-                "INSERT OR IGNORE INTO counter_sample VALUES (?, ?, ?, ?, ?, ?)",
-                (line, cell, signal.metric, sample.source_ts_ms, sample.value, int(sample.is_birth)))
-            conn.executemany(
-                "INSERT INTO counter_delta (line, cell, metric, role, material_id, source_ts_ms,"
-                " delta, reason, received_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(line, cell, signal.metric, signal.role.value, signal.material_id, d.source_ts_ms,
-                  d.delta, d.reason.value, received_ms) for d in deltas])
+            conn.execute("INSERT OR IGNORE INTO counter_sample VALUES (?, ?, ?, ?, ?, ?)",
+                         sample_row(line, signal, sample))
+            conn.executemany(f"INSERT INTO counter_delta ({DELTA_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                             delta_rows(line, signal, deltas, received_ms))
 
     def samples(self, line: str, signal: CounterSignal) -> list[CounterSample]:
         rows = self._conn.execute(
             "SELECT source_ts_ms, value, is_birth FROM counter_sample"
             " WHERE line = ? AND cell = ? AND metric = ? ORDER BY source_ts_ms",
             (line, signal.cell or "", signal.metric)).fetchall()
-        return [CounterSample(_num(v), ts, bool(b)) for ts, v, b in rows]
+        return samples_of(rows)
 
     def prune_samples(self, line: str, signal: CounterSignal, before_ms: int) -> None:
         self._conn.execute(
@@ -147,7 +203,6 @@ class ProductionStore:
 
     def sums(self, line: str, intervals: Sequence[Interval]) -> tuple[
             dict[CounterRole, float], dict[str, float]]:
-        """Sum of deltas per role, and per consumed material, over disjoint intervals."""
         roles: dict[CounterRole, float] = {}
         consumed: dict[str, float] = {}
         for iv in intervals:
@@ -155,15 +210,10 @@ class ProductionStore:
                 "SELECT role, material_id, SUM(delta) FROM counter_delta"
                 " WHERE line = ? AND source_ts_ms >= ? AND source_ts_ms < ?"
                 " GROUP BY role, material_id", (line, iv.start_ms, iv.end_ms)).fetchall()
-            for role, material, total in rows:
-                if role == CounterRole.CONSUMED.value:
-                    consumed[material] = consumed.get(material, 0.0) + total
-                else:
-                    roles[CounterRole(role)] = roles.get(CounterRole(role), 0.0) + total
+            add_sums(rows, roles, consumed)
         return roles, consumed
 
     def deltas(self, line: str, from_ms: int, to_ms: int) -> list[tuple[str, int, float, str]]:
-        """``(role, source_ts_ms, delta, reason)`` rows in a range, for diagnostics and tests."""
         return self._conn.execute(
             "SELECT role, source_ts_ms, delta, reason FROM counter_delta"
             " WHERE line = ? AND source_ts_ms >= ? AND source_ts_ms < ? ORDER BY source_ts_ms, id",
@@ -180,7 +230,7 @@ def _num(value: float) -> int | float:
 class ProductionCounters:
     """Configured counters of every line: feed samples in, ask quantities per window out."""
 
-    def __init__(self, config: MesConfig, store: ProductionStore, max_backlog: int = 100_000) -> None:
+    def __init__(self, config: MesConfig, store: ProductionStorePort, max_backlog: int = 100_000) -> None:
         self._store = store
         self._backlog: deque[_Waiting] = deque()
         self._max_backlog = max_backlog
@@ -300,4 +350,5 @@ class ProductionCounters:
     def quantities(self, line: str, intervals: Sequence[Interval]) -> Quantities:
         """Good, scrap and consumed over disjoint intervals (a batch's segments, a shift)."""
         roles, consumed = self._store.sums(line, intervals)
-        return quantities_from_roles(roles, consumed, self._roles.get(line, set()))
+        # a line of another instance (shared store): which counters it has shows in the deltas it stored
+        return quantities_from_roles(roles, consumed, self._roles.get(line, set(roles)))

@@ -117,6 +117,14 @@ async def test_batch_start_phase_end_then_listed(adapter: RunningAdapter) -> Non
         records = (await client.get("/api/batches/B-1/records", headers=auth("viewer"))).json()
         assert any(r["metric"] == "Speed" and r["value"] == 125.0 and r["batch_id"] == "B-1"
                    for r in records["records"])
+        # a line's records in a range, each bound to the batch of its source time (before the start: none)
+        speed = (await client.get(f"/api/lines/{LINE}/records", params={"from_ms": 0, "to_ms": 2**62, "metric": "Speed",
+                                                                        "cell": CELL}, headers=auth("viewer"))).json()
+        assert [(r["value"], r["batch_id"], r["work_order_id"]) for r in speed["records"]] == [
+            (120.5, None, None), (125.0, "B-1", "WO-1")] and not speed["truncated"]
+        backwards = await client.get(f"/api/lines/{LINE}/records", params={"from_ms": 5, "to_ms": 4},
+                                     headers=auth("viewer"))
+        assert (backwards.status_code, backwards.json()["reason"]) == (422, "bad_range")
 
         async def confirmed() -> list | None:
             rows = (await client.get("/api/confirmations", params={"line": LINE}, headers=auth("viewer"))).json()

@@ -1,6 +1,7 @@
-"""Issue 16 item 5, first step of scale-out: two MES adapter instances, each owning one Sparkplug group
-(``host.groups``) with its own host id, sharing one PostgreSQL historian and one PostgreSQL outbox
-(``mes.outbox_dsn``), on one Mosquitto, posting to one MES webhook.
+"""Issue 16 item 5, scale-out: two MES adapter instances, each owning one Sparkplug group (``host.groups``)
+with its own host id, sharing one PostgreSQL for the historian and the MES state (``mes.state_dsn``: batch
+context, contextualized records, production counters, and the outbox that follows it), on one Mosquitto,
+posting to one MES webhook.
 
 Two simulators, two edge nodes (``acme:plant1`` and ``acme:plant2``, each naming its adapter's host id
 as primary host), two adapters, all real processes on free loopback ports; one real PostgreSQL
@@ -14,12 +15,17 @@ again. Afterwards, exactly:
   buffered (store-and-forward); edge B stayed born throughout;
 * the shared PostgreSQL history holds each line's GoodCount values exactly as that line's adapter
   recorded them (same source times, values, qualities; none doubled), ending at the simulator's
-  total, and either adapter's history API answers the same for both lines (one store).
+  total, and either adapter's history API answers the same for both lines (one store);
+* either adapter answers for the other's line from the shared MES state: the batch list and the batch
+  report (counts, context history, confirmations) equal what the owning adapter answers, and the
+  line's records (``/api/lines/{line}/records``) are the same rows; the record table holds each
+  line's GoodCount values once each, across adapter A's SIGKILL, restart and edge A's replay.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import time
 import urllib.parse
@@ -30,6 +36,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 import yaml
 
@@ -65,7 +72,7 @@ def _configure(folder: Path, name: str, site: str, broker: BrokerEndpoint, dsn: 
     adapter["mes"]["lines"][0]["line"] = line
     adapter["mes"]["orders"]["lines"][0].update(line=line, group_id=group)
     adapter["historian"] = {"backend": "postgres", "dsn": dsn}
-    adapter["mes"].update(outbox_dsn=dsn, webhook={"url": webhook})
+    adapter["mes"].update(state_dsn=dsn, webhook={"url": webhook})  # the outbox follows state_dsn
     adapter_file.write_text(yaml.safe_dump(adapter, sort_keys=False))
 
 
@@ -96,7 +103,7 @@ def _start(stack: Stack, name: str) -> None:
 
 
 @contextmanager
-def two_partitions(workdir: Path, mes: Receiver) -> Iterator[dict[str, Stack]]:
+def two_partitions(workdir: Path, mes: Receiver) -> Iterator[tuple[dict[str, Stack], str]]:
     with ExitStack() as resources:
         pg = resources.enter_context(postgres_server(workdir / "pg-logs"))
         broker = resources.enter_context(mosquitto_broker(workdir))
@@ -105,7 +112,7 @@ def two_partitions(workdir: Path, mes: Receiver) -> Iterator[dict[str, Stack]]:
         stacks = {name: _partition(workdir, name, supervisor, broker, pg.dsn, mes.url) for name in SITES}
         for name, stack in stacks.items():
             _start(stack, name)
-        yield stacks
+        yield stacks, pg.dsn
 
 
 def _edge_get(stack: Stack, path: str) -> tuple[int, str]:
@@ -155,8 +162,21 @@ def _confirmations(stack: Stack, batch_id: str) -> list[dict]:
     return [row["confirmation"] for row in rows]
 
 
-def test_two_instances_by_group_share_one_postgres_historian_and_outbox(tmp_path: Path) -> None:
-    with Receiver() as mes, two_partitions(tmp_path, mes) as stacks:
+def _report(stack: Stack, line: str, batch_id: str) -> dict[str, Any]:
+    status, body = stack.api("GET", f"/api/lines/{line}/batches/{batch_id}/report", role="viewer")
+    assert status == 200, body
+    return body
+
+
+def _line_records(stack: Stack, line: str, metric: str, start: int, end: int) -> list[dict[str, Any]]:
+    query = urllib.parse.urlencode({"from_ms": start, "to_ms": end, "metric": metric, "cell": "", "limit": 50_000})
+    status, body = stack.api("GET", f"/api/lines/{line}/records?{query}", role="viewer")
+    assert status == 200 and not body["truncated"], body
+    return body["records"]
+
+
+def test_two_instances_by_group_share_one_postgres_historian_and_mes_state(tmp_path: Path) -> None:
+    with Receiver() as mes, two_partitions(tmp_path, mes) as (stacks, dsn):
         a, b = stacks["a"], stacks["b"]
         batches = {"a": "B-GROUP-A", "b": "B-GROUP-B"}
         start_ms = int(time.time() * 1000)
@@ -227,6 +247,20 @@ def test_two_instances_by_group_share_one_postgres_historian_and_outbox(tmp_path
         assert [r["attempts"] for r in b.api("GET", "/api/confirmations", role="viewer")[1]] == [1, 1]
         assert Counter(r.headers["Idempotency-Key"] for r in mes.requests) == Counter(both.values())
 
+        # the shared MES state: each adapter answers for the other's line exactly as the owner does
+        for owner, reader in ((a, b), (b, a)):
+            batch_id = batches["a" if owner is a else "b"]
+            own, other = _report(owner, owner.line, batch_id), _report(reader, owner.line, batch_id)
+            name = "a" if owner is a else "b"
+            assert (own["batch"]["good"], own["batch"]["rejects"]) == (after[name][0] - before[name][0],
+                                                                       after[name][1] - before[name][1])
+            assert other["batch"] == own["batch"] and other["context"] == own["context"]
+            assert other["confirmations"] == own["confirmations"] and len(own["confirmations"]) == 1
+            assert own["owned_elsewhere"] is None and own["oee"] is not None
+            assert other["owned_elsewhere"].startswith(f"line {owner.line} is in Sparkplug group ")
+            listed = [s.api("GET", f"/api/batches?line={owner.line}", role="viewer")[1] for s in (owner, reader)]
+            assert listed[1] == listed[0] and [row["batch_id"] for row in listed[0]] == [batch_id]
+
         # the shared historian: each line's GoodCount values as its adapter recorded them, none doubled
         end_ms = int(time.time() * 1000) + 1
         for name, stack in stacks.items():
@@ -248,3 +282,13 @@ def test_two_instances_by_group_share_one_postgres_historian_and_outbox(tmp_path
             assert len({v[0] for v in values}) == len(values)  # each source time once
             good = [v[1] for v in values if v[2] == "GOOD"]
             assert good[-1] == after[name][0] and good == sorted(good)
+            # the shared record table: the same GoodCount rows through either adapter, each value once
+            rows = [(r["source_ts_ms"], r["value"], r["quality"])
+                    for r in _line_records(stack, stack.line, "GoodCount", start_ms, end_ms)]
+            assert rows == values == [(r["source_ts_ms"], r["value"], r["quality"])
+                                      for r in _line_records(other, stack.line, "GoodCount", start_ms, end_ms)]
+            with psycopg.connect(dsn) as conn:
+                stored = conn.execute("SELECT source_ts_ms, value FROM mes_record WHERE line = %s AND cell = ''"
+                                      " AND metric = 'GoodCount' AND source_ts_ms >= %s AND source_ts_ms < %s"
+                                      " ORDER BY source_ts_ms", (stack.line, start_ms, end_ms)).fetchall()
+            assert [(ts, json.loads(v)) for ts, v in stored] == [(ts, v) for ts, v, _ in values]

@@ -6,25 +6,12 @@ import itertools
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from historian import HistorianStore, RetentionPolicy, SqliteHistorian
-from tests.support.postgres import PostgresServer, postgres_bin_dir
+from tests.support.postgres import PostgresServer, fresh_database, on_backend
 
 _db_numbers = itertools.count(1)
-
-
-@pytest.fixture(scope="module")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
-    if postgres_bin_dir() is None:
-        pytest.fail("PostgreSQL is missing: scripts/test installs it (apt-get install postgresql)")
-    server = PostgresServer(tmp_path_factory.mktemp("postgres-logs"))
-    try:
-        server.start()
-        yield server
-    finally:
-        server.close()
 
 
 class Backend:
@@ -37,14 +24,12 @@ class Backend:
         self.opened: list[HistorianStore] = []
         if server is not None:
             self.database = f"hist_{next(_db_numbers)}"
-            with psycopg.connect(server.dsn, autocommit=True) as conn:
-                conn.execute(f"DROP DATABASE IF EXISTS {self.database}")
-                conn.execute(f"CREATE DATABASE {self.database}")
+            self._dsn = fresh_database(server, self.database)
 
     @property
     def dsn(self) -> str:
         assert self.server is not None
-        return self.server.dsn.replace("dbname=postgres", f"dbname={self.database}")
+        return self._dsn
 
     def open(self, *, max_age_ms: int | None = None, max_bytes: int | None = None, **kwargs) -> HistorianStore:
         if self.name == "sqlite":
@@ -64,12 +49,8 @@ class Backend:
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    server = request.getfixturevalue("pg_server") if request.param == "postgres" else None
-    b = Backend(request.param, tmp_path, server)
-    try:
+    with on_backend(request, lambda name, server: Backend(name, tmp_path, server)) as b:
         yield b
-    finally:
-        b.close_all()
 
 
 @pytest.fixture

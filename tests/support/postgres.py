@@ -18,9 +18,10 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, Protocol, TypeVar
 
 from .net import free_port
 from .procs import stop_process
@@ -135,3 +136,32 @@ def postgres_server(log_dir: Path) -> Iterator[PostgresServer]:
         yield server
     finally:
         server.close()
+
+
+def fresh_database(server: PostgresServer, name: str) -> str:
+    """Drop and create database ``name`` on ``server``; its DSN (a test's own database on a shared server)."""
+    import psycopg
+
+    with psycopg.connect(server.dsn, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name}")
+        conn.execute(f"CREATE DATABASE {name}")
+    return server.dsn.replace("dbname=postgres", f"dbname={name}")
+
+
+class _Closing(Protocol):
+    def close_all(self) -> None: ...
+
+
+B = TypeVar("B", bound=_Closing)
+
+
+@contextmanager
+def on_backend(request: Any, build: Callable[[str, PostgresServer | None], B]) -> Iterator[B]:
+    """The backend a ``params=["sqlite", "postgres"]`` fixture asked for, built over the module's
+    ``pg_server`` when it is PostgreSQL; everything it opened is closed after the test."""
+    server = request.getfixturevalue("pg_server") if request.param == "postgres" else None
+    backend = build(request.param, server)
+    try:
+        yield backend
+    finally:
+        backend.close_all()
