@@ -30,7 +30,7 @@ import json
 import logging
 import threading
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mes_adapter.alarms import AlarmJournal, AlarmService, DecisionDesk
 from mes_adapter.auth import Principal, SessionStore, TokenStore, UsersFile
@@ -81,6 +81,9 @@ from uns.commands.signing import UserRegistry
 from uns.conventions import Quality
 from uns.isa95 import CMD, CONTEXT, EquipmentPath
 
+if TYPE_CHECKING:
+    from mes_adapter.instances import InstanceRegistry
+
 log = logging.getLogger("uns.adapter")
 
 #: while ingest writes fail, retry them this often (seconds)
@@ -114,6 +117,13 @@ class AdapterService:
 
         self._owned: dict[str, bool] = {}
         state = open_state_stores(mes)  # SQLite files, or the PostgreSQL shared by instances (mes.state_dsn)
+        self.instance: InstanceRegistry | None = None
+        if mes.state_dsn is not None:  # instances sharing the state own disjoint groups: checked there
+            from mes_adapter.instances import InstanceRegistry
+
+            self.instance = InstanceRegistry(mes.state_dsn, config.host.host_id, config.host.groups,
+                                             mes.instance_lease_s)
+            self.instance.register()
         self.context_store = state.context
         self.context = ContextService(self.context_store, owns=self._owns_line)
         self.record_store = state.records
@@ -221,11 +231,25 @@ class AdapterService:
             every_s = self.config.historian.retention_check_s
             self._spawn("history-retention", enforce_retention(self.history.store, every_s, self.stopping))
         self._spawn("confirmations", self._confirmation_loop())
+        if self.instance is not None:
+            self._spawn("instance-heartbeat", self._instance_heartbeat(self.instance))
         if self.sender is not None:
             self._spawn("webhook", self.sender.run(self.stopping))
         await self.link.start()
         await self.host.start()
         log.info("adapter started: host %s on %s", self.config.host.host_id, self.config.host.broker)
+
+    async def _instance_heartbeat(self, instance: InstanceRegistry) -> None:
+        """Renew this instance's claim on its groups in the shared MES state (see mes_adapter.instances)."""
+        while not self.stopping.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), instance.lease_s / 3)
+            if self.stopping.is_set():
+                return
+            try:
+                await asyncio.to_thread(instance.heartbeat)
+            except Exception as exc:  # noqa: BLE001 - the database is away: the lease says so to the others
+                log.warning("adapter instance heartbeat failed (retried in %.0f s): %s", instance.lease_s / 3, exc)
 
     async def stop(self) -> None:
         """Stop the loops, the host (STALE mirror, STATE offline) and the link; close every store."""
@@ -251,6 +275,8 @@ class AdapterService:
                 log.exception("historian writer stopped on an error")
             with contextlib.suppress(Exception):
                 self.history.store.close()
+        if self.instance is not None:  # after the last write: the groups are free at once
+            await asyncio.to_thread(self.instance.release)
         self.audit.close()
         for store in (self.record_store, self.outbox, self.context_store, self.production_store, self.episodes.store,
                       self.disposition_store, self.downtime.store, self.orders.store, self.genealogy.store,
@@ -278,6 +304,8 @@ class AdapterService:
             failing["uns_link"] = f"UNS session (context, command results) not connected to {broker}"
         if self.ingest.failing is not None:
             failing["mes_ingest"] = f"ingest failing: {self.ingest.failing} ({self.ingest.pending} values waiting)"
+        if self.instance is not None and self.instance.conflict is not None:
+            failing["instance"] = f"another adapter instance owns some of this one's groups: {self.instance.conflict}"
         if self.episodes.failing is not None:
             failing["quality_episodes"] = self.episodes.failing
         if self.alarms.failing is not None:

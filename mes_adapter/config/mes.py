@@ -280,6 +280,10 @@ class MesConfig(BaseModel):
     #: any instance's API then answers for every instance's lines (docs/scaling.md). Existing SQLite state
     #: is not copied over
     state_dsn: str | None = None
+    #: with `state_dsn`: how long an instance's claim on its `host.groups` outlives its last heartbeat
+    #: (renewed every third of it). Another instance may take over those groups after this; a live
+    #: instance with an overlapping set is refused at start (docs/scaling.md)
+    instance_lease_s: float = Field(30.0, ge=3)
     #: keep the confirmation outbox in this PostgreSQL database instead of `<data_dir>/outbox.sqlite`
     #: (defaults to `state_dsn`): adapter instances sharing it post each confirmation once between them
     #: (row claims, docs/scaling.md)

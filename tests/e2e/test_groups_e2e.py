@@ -292,3 +292,6 @@ def test_two_instances_by_group_share_one_postgres_historian_and_mes_state(tmp_p
                                       " AND metric = 'GoodCount' AND source_ts_ms >= %s AND source_ts_ms < %s"
                                       " ORDER BY source_ts_ms", (stack.line, start_ms, end_ms)).fetchall()
             assert [(ts, json.loads(v)) for ts, v in stored] == [(ts, v) for ts, v, _ in values]
+        with psycopg.connect(dsn) as conn:  # both instances registered their groups (one restarted: its row, once)
+            registered = conn.execute("SELECT host_id, groups FROM mes_instance ORDER BY host_id").fetchall()
+        assert registered == [("mes-a", ["acme:plant1"]), ("mes-b", ["acme:plant2"])], registered

@@ -19,6 +19,7 @@ import pytest
 from mes_adapter.config.mes import MesConfig, RetryPolicy
 from mes_adapter.context import ContextAssertion, ContextService
 from mes_adapter.errors import StateStoreUnavailableError
+from mes_adapter.instances import InstanceConflictError, InstanceRegistry, shared_groups
 from mes_adapter.oee.compute import Interval
 from mes_adapter.production.counters import CounterSample, DeltaReason
 from mes_adapter.production.ingest import Ingest, Observation
@@ -221,6 +222,57 @@ def test_an_unreachable_database_is_a_passing_error_the_callers_retry() -> None:
     with pytest.raises(StateStoreUnavailableError, match="PostgreSQL") as caught:
         open_state_stores(config)
     assert isinstance(caught.value, OSError)  # what ingest and the counters already keep and retry
+
+
+def test_overlapping_groups_in_words() -> None:
+    assert shared_groups(("g1", "g2"), ("g3",)) is None
+    assert shared_groups(("g1", "g2"), ("g2", "g3")) == "g2"
+    assert shared_groups(None, ("g3",)) == "every group of theirs (g3): this instance sets no host.groups"
+    assert shared_groups(("g1",), None) == "every group: that instance sets no host.groups"
+    assert shared_groups(None, None) == "every group (neither sets host.groups)"
+
+
+def test_instances_sharing_the_state_own_disjoint_groups(pg_server: PostgresServer, tmp_path: Path) -> None:
+    """Two live instances owning one group would both count its line (every confirmation doubled):
+    the second is refused at start, naming the first and the group; another group, the same host id
+    restarted, a cleanly stopped or a dead (lease run out) instance's groups are all fine; and an
+    instance that finds its group taken while it runs says so (readiness)."""
+    dsn = Backend("postgres", tmp_path, pg_server).dsn
+    assert dsn is not None
+
+    def instance(host_id: str, groups: tuple[str, ...] | None) -> InstanceRegistry:
+        return InstanceRegistry(dsn, host_id, groups, lease_s=30)
+
+    line1 = instance("mes-line1", ("acme:plant1",))
+    line1.register()
+    instance("mes-line2", ("acme:plant2",)).register()  # another group: fine
+    with pytest.raises(InstanceConflictError) as refused:
+        instance("mes-other", ("acme:plant3", "acme:plant1")).register()
+    text = str(refused.value)
+    assert text.startswith("adapter instance 'mes-other' (host.groups: acme:plant3, acme:plant1) cannot share the MES "
+                           "state database with another instance owning the same groups: adapter instance "
+                           f"'mes-line1' ({line1.process}, heartbeat 0 s ago) owns acme:plant1.")
+    with pytest.raises(InstanceConflictError, match="'mes-line2' .* owns every group of theirs"):
+        instance("mes-all", None).register()  # no host.groups: every group, so it overlaps with both
+    instance("mes-line1", ("acme:plant1",)).register()  # the same host id: the instance restarted
+
+    line1.release()  # a clean stop frees the group at once
+    taker = instance("mes-other", ("acme:plant3", "acme:plant1"))
+    taker.register()
+    with psycopg.connect(dsn, autocommit=True) as conn:  # the taker dies: its heartbeat grows old
+        conn.execute("UPDATE mes_instance SET heartbeat_at = now() - interval '31 seconds' WHERE host_id = 'mes-other'")
+    line1.register()  # its lease has run out: the group is free again
+    line1.heartbeat()
+    assert line1.conflict is None
+    with psycopg.connect(dsn, autocommit=True) as conn:  # line1 is cut off longer than its lease ...
+        conn.execute("UPDATE mes_instance SET heartbeat_at = now() - interval '31 seconds' WHERE host_id = 'mes-line1'")
+    taker.register()  # ... and another instance takes its group
+    line1.heartbeat()
+    assert line1.conflict is not None and line1.conflict.startswith("adapter instance 'mes-other' (")
+    assert line1.conflict.endswith("owns acme:plant1")
+    taker.release()
+    line1.heartbeat()
+    assert line1.conflict is None
 
 
 def test_records_and_counts_wait_while_postgres_is_down_and_are_stored_once_after(
