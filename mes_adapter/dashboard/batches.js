@@ -224,6 +224,8 @@ function renderReport(r) {
         ["produced", fmtValue(b.produced), "produced"],
         ["target", b.target_quantity === null ? "\u2013" : `${fmtValue(b.target_quantity)} ${b.uom || ""}`, "target"],
         ...Object.entries(b.consumed).map(([k, v]) => [`consumed ${k}`, fmtValue(v)])]))];
+  // a line of another adapter instance (shared MES state): what only its owner can add, said once
+  if (r.owned_elsewhere) parts.push(el("p", {class: "muted", "data-report": "owned-elsewhere"}, r.owned_elsewhere));
 
   parts.push(el("h3", {}, "OEE ", el("small", {}, "ISO 22400, with the loss breakdown")));
   if (!o) parts.push(el("p", {class: "muted", "data-report": "oee-unavailable"}, r.oee_unavailable || "no OEE"));

@@ -41,6 +41,7 @@ import pytest
 import yaml
 
 from simulator.client import call_method, call_simulation, uint32
+from tests.e2e.browser import ARTIFACTS, dashboard
 from tests.e2e.stack import Stack, fast_confirmations, simulator_truth, uns_init, wait_until
 from tests.faults.rig import start_service, stop_service
 from tests.mes.receiver import Receiver
@@ -260,6 +261,15 @@ def test_two_instances_by_group_share_one_postgres_historian_and_mes_state(tmp_p
             assert other["owned_elsewhere"].startswith(f"line {owner.line} is in Sparkplug group ")
             listed = [s.api("GET", f"/api/batches?line={owner.line}", role="viewer")[1] for s in (owner, reader)]
             assert listed[1] == listed[0] and [row["batch_id"] for row in listed[0]] == [batch_id]
+        # ... and so does its dashboard: a's panel opens b's batch report, with b's counts and what only b has
+        from playwright.sync_api import expect
+
+        with dashboard(a, "viewer", 900) as page:
+            page.goto(f"{a.http}/#report={urllib.parse.quote(b.line, safe='')}|{batches['b']}")
+            expect(page.locator("[data-report=owned-elsewhere]")).to_contain_text(
+                f"line {b.line} is in Sparkplug group ", timeout=15_000)
+            expect(page.locator("[data-report=good]")).to_have_text(str(after["b"][0] - before["b"][0]))
+            page.screenshot(path=str(ARTIFACTS / "groups-report-of-another-instance.png"), full_page=True)
 
         # the shared historian: each line's GoodCount values as its adapter recorded them, none doubled
         end_ms = int(time.time() * 1000) + 1
