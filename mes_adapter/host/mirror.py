@@ -165,7 +165,8 @@ class UnsMirror:
         # begins with the four ids ``topics_for`` keys on) and the counters are added once
         cache = self._topics
         value_payload = self.value_payload
-        offered = skipped = 0
+        ready, held, retained = self._ready, self._held, self._retained
+        offered = skipped = conflated = 0
         for change in changes:
             if not isinstance(change, MetricChange) or change.historical:
                 continue
@@ -182,9 +183,24 @@ class UnsMirror:
                 if self._last_meta.get(topics[1]) != meta:
                     self._last_meta[topics[1]] = meta
                     self._queue(topics[1], meta, state.received_ms, now_ms)
-            self._queue(topics[0], value_payload(state), state.received_ms, now_ms)
-        self.counters.offered += offered
-        self.counters.skipped_metrics += skipped
+            # ``_queue`` inlined for the value topic: conflate onto a pending message, or a new one
+            # ready now unless its interval since the last one sent is still running
+            topic = topics[0]
+            pending = ready.get(topic) or held.get(topic)
+            if pending is not None:
+                pending.payload = value_payload(state)
+                pending.received_ms = state.received_ms
+                conflated += 1
+                continue
+            last = retained.get(topic)
+            if last is None or last.sent_ms + self.interval_ms <= now_ms:
+                ready[topic] = _Pending(value_payload(state), state.received_ms)
+            else:
+                self._queue(topic, value_payload(state), state.received_ms, now_ms)
+        counters = self.counters
+        counters.offered += offered
+        counters.skipped_metrics += skipped
+        counters.conflated += conflated
 
     def retire(self, group_id: str, edge_node_id: str, device_id: str | None, names: Iterable[str],
                now_ms: int) -> int:
