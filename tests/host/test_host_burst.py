@@ -40,8 +40,10 @@ def _values(sniffer: Sniffer) -> dict[str, list[object]]:
 async def test_a_ddata_burst_loses_and_reorders_nothing_from_decode_to_mirror(
         mosquitto: BrokerEndpoint, sniffer: Sniffer, edge: PahoEdge) -> None:
     """400 DDATA of 3 metrics each, sent back to back (tck-id-payloads-sequence-num-incrementing:
-    seq in order, so no rebirth), with the mirror at QoS 1 and no conflation interval."""
-    async with running_host(mosquitto) as host:
+    seq in order, so no rebirth), with the mirror at QoS 1 and a 20 ms conflation interval, so
+    values wait in the mirror and newer ones replace them (the path that must never lose the
+    latest value)."""
+    async with running_host(mosquitto, conflation_interval_ms=20) as host:
         edge.send(edge.script.nbirth(), qos=1)
         edge.send(edge.script.dbirth(), qos=1)
         await wait_for(sniffer, lambda m: m.topic == f"{LINE}/{CELL}/Recipe")
@@ -69,6 +71,7 @@ async def test_a_ddata_burst_loses_and_reorders_nothing_from_decode_to_mirror(
         assert (stats.seq_gaps, stats.invalid_payloads, stats.rebirths_requested, stats.handler_errors) == (0, 0, {}, 0)
         assert host.mirror.counters.offered - offered == total
         replaced = host.mirror.counters.conflated - conflated
+        assert replaced > 0  # the burst outpaces the 20 ms interval: conflation was exercised
         last = {topic: BURST[name](MESSAGES - 1) for topic, name in TOPICS.items()}
         await wait_for(sniffer, lambda m: m.topic in last and json.loads(m.payload)["value"] == last[m.topic],
                        count=len(last), timeout=15)
