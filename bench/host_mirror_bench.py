@@ -6,6 +6,7 @@ Repeat with::
     .venv/bin/python bench/host_mirror_bench.py --brokers mosquitto --rates 10000 --mirror-qos 0
     .venv/bin/python bench/host_mirror_bench.py --brokers mosquitto --rates 10000 --mirror-json pydantic  # before
     .venv/bin/python bench/host_mirror_bench.py --json-only --repeat 5    # the value JSON alone, four ways
+    .venv/bin/python bench/host_mirror_bench.py --pipeline-only --repeat 5  # the host's own path, no sockets
 
 For each broker (started on a free loopback port, stopped by PID) the host runs in this process
 (``SparkplugHost``, default config: conflation 100 ms, QoS 1 retained mirror), and a child process
@@ -330,6 +331,66 @@ def _json_cost(repeat: int, count: int = 20_000) -> None:
               f"  same bytes: {out == reference}")
 
 
+def _pipeline_cost(args: argparse.Namespace) -> None:
+    """CPU µs per change of the host's own per-change path, without sockets or the event loop:
+    ``SparkplugHost.handle_message`` (tracker with decode, live model, mirror offer) for DDATA of
+    ``--per-message`` Double metrics over ``--tags`` aliases, then ``UnsMirror.take`` and the
+    mirror's PUBLISH bytes (``PublisherConnection.publish_batch``, QoS 1) with their PUBACKs fed
+    back. Repeatable on a busy machine where the end-to-end figure is noise; sockets, asyncio and
+    the broker are what the end-to-end figure adds."""
+    from mes_adapter.host import HostConfig, SparkplugHost
+    from uns.mqtt_wire import PublisherConnection
+    from uns.sparkplug.codec import encode_payload
+    from uns.sparkplug.datatypes import DataType
+    from uns.sparkplug.model import Metric, Payload
+    from uns.sparkplug.topic import MessageType, node_topic
+
+    tags, per = args.tags, args.per_message
+    host = SparkplugHost(HostConfig(broker_url="mqtt://127.0.0.1:1", host_id="bench-pipeline",
+                                    conflation_interval_ms=0))
+    clock = [1_764_700_000_000]
+    host._clock = lambda: clock[0]  # the bench only: a clock that moves by the message
+    ts = clock[0]
+    births = [
+        (node_topic(GROUP, "NBIRTH", EDGE), encode_payload(Payload(
+            [Metric(name="bdSeq", value=0, datatype=DataType.Int64, timestamp=ts)], timestamp=ts, seq=0),
+            MessageType.NBIRTH)),
+        (node_topic(GROUP, "DBIRTH", EDGE, DEVICE), encode_payload(Payload(
+            [Metric(name=f"T{i:05d}", alias=i + 1, value=0.0, datatype=DataType.Double, timestamp=ts)
+             for i in range(tags)], timestamp=ts, seq=1), MessageType.DBIRTH)),
+    ]
+    rounds = max(1, args.messages * per // tags)
+    topic = node_topic(GROUP, "DDATA", EDGE, DEVICE)
+    data = []
+    seq, cursor = 1, 0
+    for r in range(rounds * tags // per):
+        seq = (seq + 1) % 256
+        metrics = [Metric(alias=(cursor + k) % tags + 1, value=r + k / 1000, datatype=DataType.Double,
+                          timestamp=ts + r + 1) for k in range(per)]
+        cursor = (cursor + per) % tags
+        data.append(encode_payload(Payload(metrics, timestamp=ts + r + 1, seq=seq), MessageType.DDATA))
+    runs = []
+    for _ in range(args.repeat):
+        conn = PublisherConnection()
+        conn.connect("bench-pipeline")
+        conn.receive_data(b"\x20\x02\x00\x00")
+        for birth_topic, payload in births:
+            host.handle_message(birth_topic, payload)
+        host.mirror.take(clock[0])
+        began = time.process_time()
+        for payload in data:
+            clock[0] += 1
+            host.handle_message(topic, payload)
+            batch = host.mirror.take(clock[0])
+            out, _ = conn.publish_batch(batch, 1)
+            conn.receive_data(b"".join(b"\x40\x02" + pid.to_bytes(2, "big") for pid in list(conn.in_flight)))
+        runs.append((time.process_time() - began) * 1e6 / (len(data) * per))
+        host.tracker.host_disconnected(clock[0])
+    print(f"\nhost per-change path without sockets (decode, model, mirror, PUBLISH bytes), CPU µs per change "
+          f"({len(data) * per} changes over {tags} tags, {args.repeat} runs): median {statistics.median(runs):.2f}  "
+          f"range {min(runs):.2f}-{max(runs):.2f}")
+
+
 async def _main_publisher(args: argparse.Namespace) -> None:
     from tests.support.mosquitto import mosquitto_broker
 
@@ -396,7 +457,10 @@ def main() -> None:
                         help="only the cost of building the mirror's value JSON, four ways (no broker)")
     parser.add_argument("--publisher-only", action="store_true",
                         help="only the mirror publisher's own cost, wire vs paho link, on Mosquitto")
-    parser.add_argument("--repeat", type=int, default=3, help="runs of --publisher-only / --json-only (median printed)")
+    parser.add_argument("--pipeline-only", action="store_true",
+                        help="only the host's per-change path without sockets (decode, model, mirror, PUBLISH bytes)")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="runs of --publisher-only / --json-only / --pipeline-only (median printed)")
     parser.add_argument("--child", choices=["throughput", "latency"])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int)
@@ -409,6 +473,9 @@ def main() -> None:
         return
     if args.json_only:
         _json_cost(args.repeat)
+        return
+    if args.pipeline_only:
+        _pipeline_cost(args)
         return
     args.rates = [args.rate] if args.rate else [int(r) for r in args.rates.split(",")]
     if args.mirror_link == "paho":

@@ -143,6 +143,12 @@ def _varint(n: int) -> bytes:
             return bytes(out)
 
 
+#: the remaining-length bytes of packets up to 4 KiB, computed once (a mirror message is ~150 bytes:
+#: one list index per PUBLISH instead of a call)
+_REMAINING_CACHED = 4096
+_REMAINING_LENGTH = [_varint(n) for n in range(_REMAINING_CACHED)]
+
+
 def _string(text: str | bytes) -> bytes:
     raw = text.encode() if isinstance(text, str) else text
     if len(raw) > _MAX_PACKET_ID:
@@ -232,6 +238,7 @@ class PublisherConnection:
         props = b"\x00" if self._v5 else b""
         extra = len(props)
         pack = _PACK_H
+        lengths = _REMAINING_LENGTH
         parts: list[bytes] = []
         append = parts.append
         next_id = self._next_id
@@ -246,16 +253,16 @@ class PublisherConnection:
                     self._fail_local(f"{topic!r} is not a topic name a message may be published to")
                 name = topics[topic] = _string(topic)
             q = qos if i != last or last_qos is None else last_qos
-            length = len(name) + len(payload) + extra
+            length = len(name) + len(payload) + extra + (2 if q else 0)
+            size = lengths[length] if length < _REMAINING_CACHED else _varint(length)
             if q:
-                length += 2
                 pid = next_id
                 next_id = 1 if next_id == _MAX_PACKET_ID else next_id + 1
                 in_flight[pid] = None
-                head = first1 + _varint(length) + name + pack(pid)
+                head = first1 + size + name + pack(pid)
             else:
                 pid = 0
-                head = first0 + _varint(length) + name
+                head = first0 + size + name
             if length > _MAX_REMAINING:
                 self._fail_local(f"a message to {topic!r} of {len(payload)} bytes is larger than MQTT allows")
             append(head + props if extra else head)

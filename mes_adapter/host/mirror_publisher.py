@@ -326,8 +326,7 @@ class MirrorPublisher:
         lag = self.lag
         for record, at in link.confirmed():
             self.published += len(record.messages)
-            for message in record.messages:
-                lag.add(at - message.received_ms)
+            lag.add_many([at - message.received_ms for message in record.messages])
 
     def _settle(self, link: _Link) -> None:
         """The link ended: count what was confirmed, put everything else back into the mirror."""

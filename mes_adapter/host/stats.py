@@ -15,11 +15,14 @@ class LagWindow:
         self.last = 0
         self.max = 0
 
-    def add(self, lag_ms: int) -> None:
-        self._values.append(lag_ms)
-        self.last = lag_ms
-        if lag_ms > self.max:
-            self.max = lag_ms
+    def add_many(self, lags_ms: list[int]) -> None:
+        """The lags of one confirmed batch (one call per batch, not per message)."""
+        if lags_ms:
+            self._values.extend(lags_ms)
+            self.last = lags_ms[-1]
+            top = max(lags_ms)
+            if top > self.max:
+                self.max = top
 
     def percentile(self, q: float) -> int:
         if not self._values:
