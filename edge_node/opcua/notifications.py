@@ -92,10 +92,6 @@ class DataChangeBatch:
     replayed: bool = False
 
 
-def _ticks_to_ms(ticks: int) -> int | None:
-    return (ticks - _EPOCH_TICKS) // 10_000 if ticks > 0 else None
-
-
 def decode_data_changes(raw: bytes) -> tuple[DataChanges, int]:
     """The body of a DataChangeNotification → (:class:`DataChanges`, bytes read)."""
     count = _I32(raw, 0)[0]
@@ -103,6 +99,8 @@ def decode_data_changes(raw: bytes) -> tuple[DataChanges, int]:
     items: list[Change] = []
     append = items.append
     scalars = _SCALARS
+    new = tuple.__new__  # RawSample(...) through NamedTuple's generated __new__ costs a frame more
+    epoch = _EPOCH_TICKS
     for _ in range(max(count, 0)):
         handle, mask = _HANDLE_MASK(raw, pos)
         pos += 5
@@ -124,17 +122,19 @@ def decode_data_changes(raw: bytes) -> tuple[DataChanges, int]:
         if mask & 2:
             status = _U32(raw, pos)[0]
             pos += 4
-        if mask & 4:
-            source = _ticks_to_ms(_I64(raw, pos)[0])
+        if mask & 4:  # inline _ticks_to_ms: two per change
+            ticks = _I64(raw, pos)[0]
+            source = (ticks - epoch) // 10_000 if ticks > 0 else None
             pos += 8
         if mask & 8:
-            server = _ticks_to_ms(_I64(raw, pos)[0])
+            ticks = _I64(raw, pos)[0]
+            server = (ticks - epoch) // 10_000 if ticks > 0 else None
             pos += 8
         if mask & 16:
             pos += _U16_SIZE
         if mask & 32:
             pos += _U16_SIZE
-        append((handle, RawSample(value, status, source, server)))
+        append((handle, new(RawSample, (value, status, source, server))))
     buf = Buffer(raw, pos)
     diagnostics = from_binary(list[ua.DiagnosticInfo], buf)
     return DataChanges(DiagnosticInfos=diagnostics, items=items), buf.cur_pos
