@@ -128,7 +128,7 @@ def test_batches_are_bounded_in_notifications_not_batches() -> None:
 
 # -- a burst through a real asyncua server --------------------------------------------------------
 
-TAGS = 1_200  # > 2 slices of source._SLICE per publish
+TAGS = 700  # more than one slice of source._SLICE per publish
 ROUNDS = 3
 UNCERTAIN, BAD = 0x40000000, 0x80000000
 
