@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from uns.yaml_marks import CHILD_PARSE_BYTES, _NotPlain, _parse_in_child, load_plain
+from uns.yaml_marks import CHILD_PARSE_BYTES, _NotPlainError, _parse_in_child, load_plain
 
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -49,7 +49,7 @@ def test_a_repeated_value_is_one_object() -> None:
     "when: 2026-12-03\n", "blob: !!binary aGk=\n", "a: 1\n---\nb: 2\n", "c: {<<: {x: 1}}\n",
 ])
 def test_anything_else_is_left_to_pyyaml(text: str) -> None:
-    with pytest.raises(_NotPlain):
+    with pytest.raises(_NotPlainError):
         load_plain(_LOADER(text))
 
 

@@ -152,7 +152,7 @@ def _line_table(text: str) -> dict[Loc, int]:
 #: documents larger than this are parsed in a child process (see the module docstring)
 CHILD_PARSE_BYTES = 256 * 1024
 
-class _NotPlain(Exception):
+class _NotPlainError(UnsError):
     """The document uses what :func:`load_plain` leaves to PyYAML's constructor."""
 
 
@@ -164,7 +164,7 @@ def load_plain(loader: Any) -> Any:
     Here each scalar is resolved with the loader's own resolver and built by its own constructor,
     once per distinct (text, style): repeated values ("Double", a shared description) are then one
     object, which pickle also sends once. Anchors, aliases, explicit tags, merge keys, non-scalar
-    keys and any tag other than str/int/float/bool/null raise :class:`_NotPlain`, and the caller
+    keys and any tag other than str/int/float/bool/null raise :class:`_NotPlainError`, and the caller
     loads the document the usual way (same result, slower)."""
     from yaml import ScalarNode, events
 
@@ -176,7 +176,7 @@ def load_plain(loader: Any) -> Any:
 
     def scalar(event: Any) -> Any:
         if event.anchor is not None or event.tag not in (None, "!"):
-            raise _NotPlain
+            raise _NotPlainError
         key = (event.value, event.implicit)
         if key in cache:
             return cache[key]
@@ -186,7 +186,7 @@ def load_plain(loader: Any) -> Any:
         elif tag in ok_tags:
             value = loader.yaml_constructors[tag](loader, ScalarNode(tag, event.value))
         else:
-            raise _NotPlain
+            raise _NotPlainError
         cache[key] = value
         return value
 
@@ -196,7 +196,7 @@ def load_plain(loader: Any) -> Any:
             return scalar(event)
         if event.__class__ not in (events.MappingStartEvent, events.SequenceStartEvent) \
                 or event.anchor is not None or event.tag not in (None, "!"):
-            raise _NotPlain
+            raise _NotPlainError
         if kind is events.SequenceStartEvent:
             items = []
             while not loader.check_event(events.SequenceEndEvent):
@@ -207,10 +207,10 @@ def load_plain(loader: Any) -> Any:
         while not loader.check_event(events.MappingEndEvent):
             key_event = get()
             if type(key_event) is not events.ScalarEvent:
-                raise _NotPlain
+                raise _NotPlainError
             key = scalar(key_event)
             if key == "<<" and key_event.implicit[0]:  # a merge key
-                raise _NotPlain
+                raise _NotPlainError
             mapping[key] = node(get())
         get()
         return mapping
@@ -222,7 +222,7 @@ def load_plain(loader: Any) -> Any:
     data = node(get())
     get()  # DocumentEnd
     if not loader.check_event(events.StreamEndEvent):
-        raise _NotPlain  # a second document: the usual loader says so
+        raise _NotPlainError  # a second document: the usual loader says so
     return data
 
 
@@ -230,7 +230,8 @@ def load_plain(loader: Any) -> Any:
 _CHILD = "\n".join([
     "import json, pickle, sys, yaml",
     "from typing import Any",
-    inspect.getsource(_NotPlain),
+    "UnsError = Exception  # the child imports nothing of ours",
+    inspect.getsource(_NotPlainError),
     inspect.getsource(load_plain),
     """
 text = sys.stdin.buffer.read().decode("utf-8")
@@ -239,7 +240,7 @@ try:
     try:
         loader = make(text)
         data = load_plain(loader)
-    except _NotPlain:
+    except _NotPlainError:
         loader = make(text)
         data = loader.get_single_data()
 except yaml.MarkedYAMLError as exc:
