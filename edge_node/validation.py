@@ -47,7 +47,7 @@ import math
 import uuid
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from edge_node.errors import EdgeError
 from uns.conventions import (
@@ -88,9 +88,11 @@ _WITHHELD = object()
 _UNSEEN = object()
 
 
-@dataclass(frozen=True, slots=True)
-class RawSample:
-    """One OPC UA DataValue, library-neutral: timestamps in ms since the epoch (UTC)."""
+class RawSample(NamedTuple):
+    """One OPC UA DataValue, library-neutral: timestamps in ms since the epoch (UTC).
+
+    A NamedTuple, not a frozen dataclass: one is built per OPC UA change, and at 20,000 changes/s
+    the dataclass's ``object.__setattr__`` per field cost ~1 µs each (edge_node.opcua.notifications)."""
 
     value: Any
     status_code: int = 0

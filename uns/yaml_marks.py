@@ -5,7 +5,8 @@ PyYAML's composer keeps a start mark on every node; walking the composed tree re
 (mapping keys as strings, sequence indexes as ints). A pydantic error is then located at the
 longest prefix of its ``loc`` we know, which for a missing field is the mapping that lacks it.
 
-The line table is built only when an error asks for it. A 10,000-tag map is a 2.4 MB file whose
+The line table is built only when an error asks for it (and a plain document is built from its
+events, see :func:`load_plain`). A 10,000-tag map is a 2.4 MB file whose
 node tree (a Mark object per node) cost 8.5 s and left ~110 MB of fragmented heap behind in a
 process that must stay under 150 MB. The data alone, parsed by libyaml when PyYAML has it, takes
 ~1.5 s, but PyYAML composes that node tree anyway and the edge node kept ~75 MB of it as heap
@@ -15,6 +16,7 @@ child process that hands back only the data (pickled): the garbage dies with the
 
 from __future__ import annotations
 
+import inspect
 import json
 import pickle
 import subprocess
@@ -150,12 +152,97 @@ def _line_table(text: str) -> dict[Loc, int]:
 #: documents larger than this are parsed in a child process (see the module docstring)
 CHILD_PARSE_BYTES = 256 * 1024
 
+class _NotPlainError(UnsError):
+    """The document uses what :func:`load_plain` leaves to PyYAML's constructor."""
+
+
+def load_plain(loader: Any) -> Any:
+    """The data of the loader's single document, built straight from its events.
+
+    Why: for a 50,000-tag map (12 MB) libyaml parses the events in ~2 s, but PyYAML then composes a
+    node per value and constructs from the nodes: ~18 s more (issue 20, births at 50,000 tags).
+    Here each scalar is resolved with the loader's own resolver and built by its own constructor,
+    once per distinct (text, style): repeated values ("Double", a shared description) are then one
+    object, which pickle also sends once. Anchors, aliases, explicit tags, merge keys, non-scalar
+    keys and any tag other than str/int/float/bool/null raise :class:`_NotPlainError`, and the caller
+    loads the document the usual way (same result, slower)."""
+    from yaml import ScalarNode, events
+
+    ok_tags = {"tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool",
+               "tag:yaml.org,2002:null"}
+    str_tag = "tag:yaml.org,2002:str"
+    cache: dict[tuple[str, Any], Any] = {}
+    get = loader.get_event
+
+    def scalar(event: Any) -> Any:
+        if event.anchor is not None or event.tag not in (None, "!"):
+            raise _NotPlainError
+        key = (event.value, event.implicit)
+        if key in cache:
+            return cache[key]
+        tag = loader.resolve(ScalarNode, event.value, event.implicit)
+        if tag == str_tag:
+            value = event.value
+        elif tag in ok_tags:
+            value = loader.yaml_constructors[tag](loader, ScalarNode(tag, event.value))
+        else:
+            raise _NotPlainError
+        cache[key] = value
+        return value
+
+    def node(event: Any) -> Any:
+        kind = type(event)
+        if kind is events.ScalarEvent:
+            return scalar(event)
+        if event.__class__ not in (events.MappingStartEvent, events.SequenceStartEvent) \
+                or event.anchor is not None or event.tag not in (None, "!"):
+            raise _NotPlainError
+        if kind is events.SequenceStartEvent:
+            items = []
+            while not loader.check_event(events.SequenceEndEvent):
+                items.append(node(get()))
+            get()
+            return items
+        mapping: dict[Any, Any] = {}
+        while not loader.check_event(events.MappingEndEvent):
+            key_event = get()
+            if type(key_event) is not events.ScalarEvent:
+                raise _NotPlainError
+            key = scalar(key_event)
+            if key == "<<" and key_event.implicit[0]:  # a merge key
+                raise _NotPlainError
+            mapping[key] = node(get())
+        get()
+        return mapping
+
+    get()  # StreamStart
+    if loader.check_event(events.StreamEndEvent):
+        return None
+    get()  # DocumentStart
+    data = node(get())
+    get()  # DocumentEnd
+    if not loader.check_event(events.StreamEndEvent):
+        raise _NotPlainError  # a second document: the usual loader says so
+    return data
+
+
 #: the child: YAML text on stdin; pickled data on stdout (exit 0), or a JSON error on stdout (exit 3)
-_CHILD = """
-import json, pickle, sys, yaml
-loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(sys.stdin.buffer.read().decode("utf-8"))
+_CHILD = "\n".join([
+    "import json, pickle, sys, yaml",
+    "from typing import Any",
+    "UnsError = Exception  # the child imports nothing of ours",
+    inspect.getsource(_NotPlainError),
+    inspect.getsource(load_plain),
+    """
+text = sys.stdin.buffer.read().decode("utf-8")
+make = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 try:
-    data = loader.get_single_data()
+    try:
+        loader = make(text)
+        data = load_plain(loader)
+    except _NotPlainError:
+        loader = make(text)
+        data = loader.get_single_data()
 except yaml.MarkedYAMLError as exc:
     mark = exc.problem_mark or exc.context_mark
     json.dump({"line": mark.line + 1 if mark is not None else None,
@@ -165,7 +252,7 @@ except yaml.YAMLError as exc:
     json.dump({"line": None, "problem": None, "error": str(exc)}, sys.stdout)
     sys.exit(3)
 sys.stdout.buffer.write(pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL))
-"""
+"""])
 
 
 def _syntax_error(source: str, line: int | None, problem: str) -> ConfigError:

@@ -162,11 +162,12 @@ def data_metrics(infos: Mapping[MetricKey, MetricInfo], device_id: str | None, u
                  from_store: bool) -> list[Metric]:
     """NDATA/DDATA metrics: alias only, no datatype on the wire (rule 6)."""
     out = []
-    for update in updates:
-        info = infos[(device_id, update.name)]
-        out.append(Metric(alias=info.alias, datatype=info.datatype, value=update.value,
-                          timestamp=update.timestamp, is_null=update.is_null or update.value is None,
-                          is_historical=from_store or update.is_historical, properties=update.properties))
+    append = out.append
+    for update in updates:  # positional (name, value, datatype, alias, timestamp, historical, transient,
+        info = infos[(device_id, update.name)]  # null, metadata, properties): one per change, hot
+        value = update.value
+        append(Metric(None, value, info.datatype, info.alias, update.timestamp, from_store or update.is_historical,
+                      False, update.is_null or value is None, None, update.properties))
     return out
 
 
