@@ -382,13 +382,15 @@ class KeepAliveBrokerHandler(BrokerProtocolHandler):
 
     # ---- outgoing hot path (issue 20, broker/outbox.py) -----------------------------------
     uns_outbox: Outbox | None = None
+    uns_qos0_limit: int | None = None  # set per instance by UnsBroker (max_queued_qos0_bytes)
 
     def outbox(self) -> Outbox:
         """This connection's :class:`broker.outbox.Outbox` (made on first delivery: the writer and
         session are attached by then)."""
         box = self.uns_outbox
         if box is None:
-            box = self.uns_outbox = Outbox(self.session, self.writer, self._write_lock)
+            box = self.uns_outbox = Outbox(self.session, self.writer, self._write_lock,
+                                           qos0_limit=self.uns_qos0_limit)
         return box
 
     async def handle_puback(self, puback: PubackPacket) -> None:
@@ -405,8 +407,10 @@ class UnsBroker(Broker):
     """amqtt's broker with our authorization, the three fixes, and Sparkplug awareness."""
 
     def __init__(self, config: BrokerConfig, *, authorizer: Authorizer, sys_interval: float,
-                 client_ids: ClientIdPolicy | None = None, max_packet_size: int | None = None) -> None:
+                 client_ids: ClientIdPolicy | None = None, max_packet_size: int | None = None,
+                 max_queued_qos0: int | None = None) -> None:
         super().__init__(config)
+        self.max_queued_qos0 = max_queued_qos0
         self.authorizer = authorizer
         self.client_ids = client_ids or ClientIdPolicy.of(authorizer.roles)
         self.max_packet_size = max_packet_size
@@ -447,6 +451,7 @@ class UnsBroker(Broker):
         handler, session = await super()._initialize_client_session(*args, **kwargs)
         handler.__class__ = KeepAliveBrokerHandler  # same layout, one method differs (fix 1)
         handler.on_keepalive_expired = self._count_keepalive_expired
+        handler.uns_qos0_limit = self.max_queued_qos0
         if session.keep_alive > 0:
             session.keep_alive = session.keep_alive * KEEPALIVE_FACTOR
         return handler, session
@@ -664,11 +669,11 @@ class UnsBroker(Broker):
             if not self.authorizer.allowed(principal, Action.RECEIVE, topic):
                 continue
             qos = granted_qos if retained.qos is None else min(granted_qos, retained.qos)
-            self.stats.messages_sent += 1
             if qos < 2 and isinstance(handler, KeepAliveBrokerHandler):
                 # through the outbox: written before any live message routed after this SUBSCRIBE
-                handler.outbox().publish(EncodedPublish(topic, retained.data, retain=True), qos)
+                self._count_sent(handler.outbox().publish(EncodedPublish(topic, retained.data, retain=True), qos))
             else:
+                self.stats.messages_sent += 1
                 sends.append(handler.mqtt_publish(topic, retained.data, qos, retain=True))
         if sends:
             await asyncio.gather(*sends, return_exceptions=True)
@@ -761,14 +766,22 @@ class UnsBroker(Broker):
                 handler = self._get_handler(target)
                 if handler is None:
                     continue
-                self.stats.messages_sent += 1
                 if qos < 2 and isinstance(handler, KeepAliveBrokerHandler):
                     # issue 20: no task per message, one encoding for all subscribers (broker/outbox.py)
                     if encoded is None:
                         encoded = EncodedPublish(topic, data)
-                    handler.outbox().publish(encoded, qos)
+                    self._count_sent(handler.outbox().publish(encoded, qos))
                 else:  # QoS 2 keeps amqtt's own flow
+                    self.stats.messages_sent += 1
                     running_tasks.append(asyncio.ensure_future(handler.mqtt_publish(topic, data, qos, retain=False)))
+
+    def _count_sent(self, sent: bool) -> None:
+        """Count one delivery through an outbox: sent, or a QoS 0 message dropped for a connection
+        over max_queued_qos0_bytes (:meth:`broker.outbox.Outbox.publish`)."""
+        if sent:
+            self.stats.messages_sent += 1
+        else:
+            self.stats.qos0_dropped += 1
 
     # ---- Sparkplug awareness ------------------------------------------------------------------
     async def _sparkplug_aware(self, session: Session, topic: str, data: bytes, qos: int) -> None:
