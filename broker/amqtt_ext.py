@@ -260,8 +260,10 @@ class KeepAliveBrokerHandler(BrokerProtocolHandler):
         whatever the socket has, :class:`broker.incoming.PacketSplitter` cuts it into packets, and
         the three packets of the hot path are handled in place: a PUBLISH (QoS 0/1) is queued for
         the client loop exactly as amqtt's QoS 0/1 flow queues it, its PUBACK joins the
-        connection's write batch (after the message is queued, as in amqtt); a PUBACK frees the
-        outbox window; a PINGREQ is answered. Every other packet is decoded by amqtt's own packet
+        connection's write batch (after the message is queued, as in amqtt), and the PUBACKs of
+        one read leave in one socket write at once (the publisher's in-flight window waits on
+        them, so they skip the outbox's 0.5 ms hold); a PUBACK frees the outbox window; a PINGREQ
+        is answered. Every other packet is decoded by amqtt's own packet
         classes and handled by the same handler methods amqtt's loop calls (a QoS 2 PUBLISH in a
         task, as it waits for its PUBREL; the others, DISCONNECT among them, awaited in order).
         The end is amqtt's: the connection is reported closed (no DISCONNECT before it: the Will
