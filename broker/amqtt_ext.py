@@ -39,13 +39,18 @@ and for loss and order by tests/broker/test_hot_path.py:
    window, PUBACKs handled in :meth:`KeepAliveBrokerHandler.handle_puback`) instead of
    ``ensure_future(handler.mqtt_publish(...))``; TCP/TLS connections write through
    :class:`broker.outbox.CoalescingWriter` (one socket write per batch instead of per packet).
-7. **No task per packet read.** amqtt's reader wraps every read in ``asyncio.wait_for`` (a task per
-   packet on Python 3.11); :meth:`KeepAliveBrokerHandler._reader_loop` watches the keep-alive
-   with a timer instead, same expiry (fix 1).
+7. **A reader loop of our own** (TCP/TLS). amqtt's reader awaits ~5 reads per packet, each
+   wrapped in ``asyncio.wait_for`` (a task per packet on Python 3.11), and handles each packet in
+   a new task. :meth:`KeepAliveBrokerHandler._read_packets` reads what the socket has, cuts it
+   into packets (:mod:`broker.incoming`, same protocol limits), handles PUBLISH QoS 0/1, PUBACK
+   and PINGREQ in place and every other packet with amqtt's own classes and methods; the
+   keep-alive is a timer, same expiry (fix 1). WebSocket connections keep amqtt's loop.
 8. **Incoming messages routed in batches, none lost at a DISCONNECT.** The client loop routes the
    queued PUBLISHes in batches (:meth:`UnsBroker._handle_message_delivery`), and the ones still
    queued when the client leaves before anything else (:meth:`UnsBroker._handle_disconnect`):
    amqtt dropped them, or routed one after the disconnect.
+9. **A bounded QoS 0 backlog per connection** (``max_queued_qos0_bytes``, :class:`broker.outbox.Outbox`):
+   QoS 0 messages for a TCP/TLS subscriber with more unsent are dropped and counted.
 
 Also here: authorization on publish/subscribe/receive and on the Will topic (amqtt publishes a
 Will without any ACL check), the Sparkplug-aware certificate topics and duplicate edge-node alarm

@@ -18,6 +18,9 @@ Why on the stream, ahead of amqtt's decoder:
 :class:`StreamGuard` is fed every chunk read from one connection, in order, and follows the
 packet boundaries (fixed header: one type byte, then the 1–4 byte remaining-length varint, MQTT
 3.1.1 §2.2.3). ``violation`` says what broke a limit; the broker ends the connection there.
+Since the broker reads TCP/TLS connections itself (:mod:`broker.incoming`), the guard sees the
+CONNECT and WebSocket traffic; the reader loop checks the same limits, with the same words
+(:func:`size_violation`, :func:`wildcard_violation`, :func:`malformed_length`).
 """
 
 from __future__ import annotations
