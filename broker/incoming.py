@@ -35,24 +35,36 @@ class PacketSplitter:
     """``feed(data)`` returns the whole packets completed by ``data`` as ``(first byte, body)``.
 
     ``violation`` is set (and nothing after it returned) once a packet breaks the size limit or
-    its remaining length is malformed (MQTT 3.1.1 §2.2.3: at most four bytes)."""
+    its remaining length is malformed (MQTT 3.1.1 §2.2.3: at most four bytes). The reads of a
+    packet larger than one read are kept apart and joined once, when it is whole (joining at
+    every read would copy a 4 MiB packet ~64 times)."""
 
-    __slots__ = ("_buffer", "limit", "violation")
+    __slots__ = ("_have", "_need", "_parts", "limit", "violation")
 
     def __init__(self, limit: int | None) -> None:
         self.limit = limit
         self.violation: str | None = None
-        self._buffer = b""
+        self._parts: list[bytes] = []  # the start of an unfinished packet, in reads
+        self._have = 0  # bytes in _parts
+        self._need = 0  # bytes of the unfinished packet (0: its header is not whole yet)
 
     def feed(self, data: bytes) -> list[tuple[int, bytes]]:
-        buffer = self._buffer + data if self._buffer else data
+        if self._parts:
+            self._parts.append(data)
+            self._have += len(data)
+            if self._have < self._need:
+                return []
+            buffer = b"".join(self._parts)
+            self._parts, self._have, self._need = [], 0, 0
+        else:
+            buffer = data
         packets: list[tuple[int, bytes]] = []
         size, i, limit = len(buffer), 0, self.limit
-        while i + 1 < size:
+        while i < size:
             length, shift, j = 0, 0, i + 1
             while True:  # remaining length, MQTT 3.1.1 §2.2.3
                 if j >= size:
-                    self._buffer = buffer[i:]
+                    self._keep(buffer[i:], 0)
                     return packets
                 byte = buffer[j]
                 j += 1
@@ -62,19 +74,20 @@ class PacketSplitter:
                 shift += 7
                 if shift == 28:
                     self.violation = malformed_length()
-                    self._buffer = b""
                     return packets
             if limit is not None and j - i + length > limit:
                 self.violation = size_violation(j - i + length, limit)
-                self._buffer = b""
                 return packets
             end = j + length
             if end > size:
-                break
+                self._keep(buffer[i:], end - i)
+                return packets
             packets.append((buffer[i], buffer[j:end]))
             i = end
-        self._buffer = buffer[i:] if i < size else b""
         return packets
+
+    def _keep(self, start: bytes, need: int) -> None:
+        self._parts, self._have, self._need = [start], len(start), need
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,6 +41,14 @@ def test_any_read_boundaries_give_the_same_packets_in_order(seed: int) -> None:
     assert splitter.violation is None
 
 
+def test_a_large_packet_read_in_many_pieces_comes_out_whole() -> None:
+    big = bytes(PublishPacket.build("big/t", bytes(range(256)) * 800, 7, False, 1, False).to_bytes())
+    stream = PUBLISHES[0] + big + PUBLISHES[1]
+    splitter = PacketSplitter(None)
+    got = [p for i in range(0, len(stream), 1000) for p in splitter.feed(stream[i:i + 1000])]
+    assert got == [(p[0], _body(p)) for p in (PUBLISHES[0], big, PUBLISHES[1])]
+
+
 def _body(whole: bytes) -> bytes:
     i = 1
     while whole[i] & 0x80:
