@@ -39,13 +39,18 @@ and for loss and order by tests/broker/test_hot_path.py:
    window, PUBACKs handled in :meth:`KeepAliveBrokerHandler.handle_puback`) instead of
    ``ensure_future(handler.mqtt_publish(...))``; TCP/TLS connections write through
    :class:`broker.outbox.CoalescingWriter` (one socket write per batch instead of per packet).
-7. **No task per packet read.** amqtt's reader wraps every read in ``asyncio.wait_for`` (a task per
-   packet on Python 3.11); :meth:`KeepAliveBrokerHandler._reader_loop` watches the keep-alive
-   with a timer instead, same expiry (fix 1).
+7. **A reader loop of our own** (TCP/TLS). amqtt's reader awaits ~5 reads per packet, each
+   wrapped in ``asyncio.wait_for`` (a task per packet on Python 3.11), and handles each packet in
+   a new task. :meth:`KeepAliveBrokerHandler._read_packets` reads what the socket has, cuts it
+   into packets (:mod:`broker.incoming`, same protocol limits), handles PUBLISH QoS 0/1, PUBACK
+   and PINGREQ in place and every other packet with amqtt's own classes and methods; the
+   keep-alive is a timer, same expiry (fix 1). WebSocket connections keep amqtt's loop.
 8. **Incoming messages routed in batches, none lost at a DISCONNECT.** The client loop routes the
    queued PUBLISHes in batches (:meth:`UnsBroker._handle_message_delivery`), and the ones still
    queued when the client leaves before anything else (:meth:`UnsBroker._handle_disconnect`):
    amqtt dropped them, or routed one after the disconnect.
+9. **A bounded QoS 0 backlog per connection** (``max_queued_qos0_bytes``, :class:`broker.outbox.Outbox`):
+   QoS 0 messages for a TCP/TLS subscriber with more unsent are dropped and counted.
 
 Also here: authorization on publish/subscribe/receive and on the Will topic (amqtt publishes a
 Will without any ACL check), the Sparkplug-aware certificate topics and duplicate edge-node alarm
@@ -66,21 +71,41 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
-from amqtt.adapters import ReaderAdapter, StreamWriterAdapter, WriterAdapter
+from amqtt.adapters import BufferReader, ReaderAdapter, StreamReaderAdapter, StreamWriterAdapter, WriterAdapter
 from amqtt.broker import Broker
 from amqtt.contexts import Action as AmqttAction
 from amqtt.contexts import BrokerConfig, ListenerConfig
-from amqtt.errors import NoDataError
-from amqtt.events import BrokerEvents
+from amqtt.errors import MQTTError, NoDataError
+from amqtt.events import BrokerEvents, MQTTEvents
+from amqtt.mqtt import packet_class
+from amqtt.mqtt.packet import (
+    CONNACK,
+    CONNECT,
+    DISCONNECT,
+    PINGRESP,
+    PUBACK,
+    PUBCOMP,
+    PUBREC,
+    PUBREL,
+    SUBACK,
+    SUBSCRIBE,
+    UNSUBACK,
+    UNSUBSCRIBE,
+    MQTTFixedHeader,
+)
+from amqtt.mqtt.packet import PINGREQ as AMQTT_PINGREQ
+from amqtt.mqtt.packet import PUBLISH as AMQTT_PUBLISH
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.mqtt.puback import PubackPacket
-from amqtt.session import Session
+from amqtt.session import IncomingApplicationMessage, Session
 
 from uns.sparkplug.topic import is_sparkplug_topic
 
 from .acl import Action, Authorizer, PolicyError, Principal
 from .auth_plugin import PRINCIPAL_KEY
 from .client_ids import ClientIdPolicy
+from .incoming import PINGREQ, PUBLISH, READ_SIZE, MalformedPacketError, PacketSplitter, parse_publish, puback
+from .incoming import PINGRESP as PINGRESP_PACKET
 from .outbox import CoalescingWriter, EncodedPublish, Outbox
 from .packet_limit import StreamGuard
 from .sparkplug_aware import (
@@ -108,6 +133,12 @@ KEEPALIVE_FACTOR = 1.5  # MQTT 3.1.1 §3.1.2.10
 _BROADCAST_BATCH = 256  # messages routed per broadcast-loop turn before yielding
 _DELIVERY_BATCH = 256  # queued incoming messages one client's loop routes per wake-up
 _SUBACK_FAILURE = 0x80
+#: packet type -> the handler method amqtt's reader loop calls for it (KeepAliveBrokerHandler._handle_decoded)
+_HANDLED = {CONNACK: "handle_connack", SUBSCRIBE: "handle_subscribe", UNSUBSCRIBE: "handle_unsubscribe",
+            SUBACK: "handle_suback", UNSUBACK: "handle_unsuback", PUBACK: "handle_puback", PUBREC: "handle_pubrec",
+            PUBREL: "handle_pubrel", PUBCOMP: "handle_pubcomp", AMQTT_PINGREQ: "handle_pingreq",
+            PINGRESP: "handle_pingresp", AMQTT_PUBLISH: "handle_publish", DISCONNECT: "handle_disconnect",
+            CONNECT: "handle_connect"}
 _ACTIONS = {AmqttAction.PUBLISH: Action.PUBLISH, AmqttAction.SUBSCRIBE: Action.SUBSCRIBE,
             AmqttAction.RECEIVE: Action.RECEIVE}
 
@@ -147,7 +178,11 @@ def _close_connection(handler: BrokerProtocolHandler) -> None:
 
 class _GuardedReader(ReaderAdapter):
     """A reader that ends the stream (NoDataError, which amqtt takes for the peer's EOF) at the
-    first protocol-limit violation :class:`broker.packet_limit.StreamGuard` sees."""
+    first protocol-limit violation :class:`broker.packet_limit.StreamGuard` sees.
+
+    On TCP/TLS (``stream`` set) the broker's own reader loop reads with :meth:`read_some` and checks
+    the same limits itself (:class:`broker.incoming.PacketSplitter`); amqtt reads the CONNECT, and a
+    WebSocket connection everything, through :meth:`read`."""
 
     def __init__(self, inner: ReaderAdapter, guard: StreamGuard, on_violation: Any) -> None:
         self._inner = inner
@@ -155,6 +190,9 @@ class _GuardedReader(ReaderAdapter):
         self._on_violation = on_violation
         self._loop = asyncio.get_running_loop()
         self.last_read = self._loop.time()
+        self.limit = guard.limit
+        self.stream: asyncio.StreamReader | None = (
+            inner._reader if isinstance(inner, StreamReaderAdapter) else None)  # noqa: SLF001
 
     last_read: float = 0.0  # loop time of the last bytes read (the keep-alive watch, fix 1)
 
@@ -168,6 +206,16 @@ class _GuardedReader(ReaderAdapter):
             raise NoDataError("connection closed: protocol limit")
         return data
 
+    async def read_some(self) -> bytes:
+        """Whatever the socket has, up to :data:`broker.incoming.READ_SIZE` bytes (b"" at EOF)."""
+        assert self.stream is not None
+        data = await self.stream.read(READ_SIZE)
+        self.last_read = self._loop.time()
+        return data
+
+    def violated(self, what: str) -> None:
+        self._on_violation(what)
+
     def feed_eof(self) -> None:
         self._inner.feed_eof()
 
@@ -179,8 +227,9 @@ class KeepAliveBrokerHandler(BrokerProtocolHandler):
     _idle_timer: asyncio.TimerHandle | None = None
 
     async def _reader_loop(self) -> None:
-        """amqtt's reader loop, with the keep-alive watched by a timer instead of its per-packet
-        ``asyncio.wait_for`` (issue 20: on Python 3.11 that is a new task for every packet read).
+        """On TCP/TLS our own reader loop (:meth:`_read_packets`, issue 20); elsewhere amqtt's. Either
+        way the keep-alive is watched by a timer instead of amqtt's per-packet ``asyncio.wait_for``
+        (on Python 3.11 that is a new task for every packet read).
 
         amqtt 0.12.1's loop reads ``session.keep_alive`` once, synchronously, before its first
         await, and passes it to ``wait_for``; it sees 0 here (no timeout: ``wait_for`` then awaits
@@ -189,18 +238,118 @@ class KeepAliveBrokerHandler(BrokerProtocolHandler):
         (MQTT 3.1.2.10), as amqtt's ``wait_for`` timeout did between two packets.
         """
         session, reader = self.session, self.reader
-        keep_alive = session.keep_alive if session is not None else 0
-        if session is None or not keep_alive or keep_alive <= 0 or not isinstance(reader, _GuardedReader):
+        if session is None or not isinstance(reader, _GuardedReader):
             await super()._reader_loop()
             return
-        session.keep_alive = 0
-        self._loop.call_soon(setattr, session, "keep_alive", keep_alive)
-        self._idle_timer = self._loop.call_later(keep_alive, self._check_idle, reader, keep_alive)
+        own = reader.stream is not None and isinstance(self.writer, CoalescingWriter)
+        keep_alive = session.keep_alive
+        if keep_alive and keep_alive > 0:
+            if not own:
+                session.keep_alive = 0
+                self._loop.call_soon(setattr, session, "keep_alive", keep_alive)
+            self._idle_timer = self._loop.call_later(keep_alive, self._check_idle, reader, keep_alive)
         try:
-            await super()._reader_loop()
+            if own:
+                await self._read_packets(reader)
+            else:
+                await super()._reader_loop()
         finally:
             if self._idle_timer is not None:
                 self._idle_timer.cancel()
+
+    async def _read_packets(self, reader: _GuardedReader) -> None:
+        """The reader loop of an established TCP/TLS connection (replaces amqtt's ``_reader_loop``).
+
+        amqtt's loop awaits about five reads per packet and runs each packet's handler in a new
+        task; a QoS 1 PUBLISH is then acknowledged through ``_send_packet``. Here one read takes
+        whatever the socket has, :class:`broker.incoming.PacketSplitter` cuts it into packets, and
+        the three packets of the hot path are handled in place: a PUBLISH (QoS 0/1) is queued for
+        the client loop exactly as amqtt's QoS 0/1 flow queues it, its PUBACK joins the
+        connection's write batch (after the message is queued, as in amqtt), and the PUBACKs of
+        one read leave in one socket write at once (the publisher's in-flight window waits on
+        them, so they skip the outbox's 0.5 ms hold); a PUBACK frees the outbox window; a PINGREQ
+        is answered. Every other packet is decoded by amqtt's own packet
+        classes and handled by the same handler methods amqtt's loop calls (a QoS 2 PUBLISH in a
+        task, as it waits for its PUBREL; the others, DISCONNECT among them, awaited in order).
+        The end is amqtt's: the connection is reported closed (no DISCONNECT before it: the Will
+        is published), then the handler stops. amqtt's PACKET_RECEIVED plugin event is fired for
+        the decoded packets only; no plugin of ours listens to it.
+        """
+        session = self.session
+        assert session is not None
+        if self._reader_ready is not None:
+            self._reader_ready.set()
+        splitter = PacketSplitter(reader.limit)
+        queue = session.delivered_message_queue
+        write = self.writer.write  # type: ignore[union-attr]  # a CoalescingWriter: batched per turn
+        running: deque[asyncio.Task[None]] = deque()
+        try:
+            while data := await reader.read_some():
+                for first, body in splitter.feed(data):
+                    kind = first >> 4
+                    if kind == PUBLISH and first & 0x06 != 0x04:  # QoS 0 and 1 (QoS 3: parse_publish)
+                        publish = parse_publish(first, body)
+                        if isinstance(publish, str):
+                            reader.violated(publish)
+                            return
+                        if publish.dup and not publish.qos:
+                            log.warning("client %r sent a QoS 0 PUBLISH with DUP set: ignored (MQTT-3.3.1-2)",
+                                        session.client_id)
+                            continue
+                        queue.put_nowait(IncomingApplicationMessage(publish.packet_id, publish.topic, publish.qos,
+                                                                    publish.payload, publish.retain))
+                        if publish.packet_id is not None:
+                            write(puback(publish.packet_id))
+                    elif kind == PUBACK and len(body) == 2 and self.uns_outbox is not None \
+                            and self.uns_outbox.on_puback((body[0] << 8) | body[1]):
+                        pass
+                    elif kind == PINGREQ:
+                        write(PINGRESP_PACKET)
+                    else:
+                        await self._handle_decoded(first, body, running)
+                if splitter.violation is not None:
+                    reader.violated(splitter.violation)
+                    return
+        except asyncio.CancelledError:
+            log.debug("client %r: reader cancelled", session.client_id)
+        except (NoDataError, ConnectionError, OSError, asyncio.IncompleteReadError):
+            log.debug("client %r: connection lost", session.client_id)
+        except MalformedPacketError as exc:
+            log.warning("client %r sent a malformed packet (%s): closing it", session.client_id, exc)
+        except Exception as exc:  # noqa: BLE001 - amqtt's loop also ends the connection on anything else
+            log.warning("client %r: unexpected error in the reader, closing it: %r", session.client_id, exc)
+        finally:
+            await self._reader_ended(running)
+
+    async def _reader_ended(self, running: deque[asyncio.Task[None]]) -> None:
+        """amqtt's reader-loop tail: report the close (Will if no DISCONNECT), then stop."""
+        while running:
+            running.popleft().cancel()
+        await self.handle_connection_closed()
+        if self._reader_stopped is not None:
+            self._reader_stopped.set()
+        await self.stop()
+
+    async def _handle_decoded(self, first: int, body: bytes, running: deque[asyncio.Task[None]]) -> None:
+        """Any packet but the hot three: decoded by amqtt's classes, handled by amqtt's methods."""
+        header = MQTTFixedHeader(first >> 4, first & 0x0F, len(body))
+        name = _HANDLED.get(header.packet_type)
+        if name is None:  # RESERVED_0 / RESERVED_15 (MQTT 3.1.1 §2.2.1: forbidden)
+            raise MalformedPacketError(f"reserved packet type {header.packet_type}")
+        try:
+            packet = await packet_class(header).from_stream(BufferReader(body), fixed_header=header)
+        except MQTTError:
+            log.debug("client %r: undecodable packet of type %d discarded", self.session and self.session.client_id,
+                      header.packet_type)
+            return
+        await self.plugins_manager.fire_event(MQTTEvents.PACKET_RECEIVED, packet=packet, session=self.session)
+        handle = getattr(self, name)
+        if header.packet_type == AMQTT_PUBLISH:  # QoS 2: waits for its PUBREL
+            while running and running[0].done():
+                running.popleft()
+            running.append(asyncio.create_task(handle(packet)))
+        else:
+            await handle(packet)
 
     async def mqtt_deliver_next_message(self) -> Any:
         """Wait for a queued incoming PUBLISH, but leave it queued (put back at the head).
@@ -240,13 +389,15 @@ class KeepAliveBrokerHandler(BrokerProtocolHandler):
 
     # ---- outgoing hot path (issue 20, broker/outbox.py) -----------------------------------
     uns_outbox: Outbox | None = None
+    uns_qos0_limit: int | None = None  # set per instance by UnsBroker (max_queued_qos0_bytes)
 
     def outbox(self) -> Outbox:
         """This connection's :class:`broker.outbox.Outbox` (made on first delivery: the writer and
         session are attached by then)."""
         box = self.uns_outbox
         if box is None:
-            box = self.uns_outbox = Outbox(self.session, self.writer, self._write_lock)
+            box = self.uns_outbox = Outbox(self.session, self.writer, self._write_lock,
+                                           qos0_limit=self.uns_qos0_limit)
         return box
 
     async def handle_puback(self, puback: PubackPacket) -> None:
@@ -263,8 +414,10 @@ class UnsBroker(Broker):
     """amqtt's broker with our authorization, the three fixes, and Sparkplug awareness."""
 
     def __init__(self, config: BrokerConfig, *, authorizer: Authorizer, sys_interval: float,
-                 client_ids: ClientIdPolicy | None = None, max_packet_size: int | None = None) -> None:
+                 client_ids: ClientIdPolicy | None = None, max_packet_size: int | None = None,
+                 max_queued_qos0: int | None = None) -> None:
         super().__init__(config)
+        self.max_queued_qos0 = max_queued_qos0
         self.authorizer = authorizer
         self.client_ids = client_ids or ClientIdPolicy.of(authorizer.roles)
         self.max_packet_size = max_packet_size
@@ -305,6 +458,7 @@ class UnsBroker(Broker):
         handler, session = await super()._initialize_client_session(*args, **kwargs)
         handler.__class__ = KeepAliveBrokerHandler  # same layout, one method differs (fix 1)
         handler.on_keepalive_expired = self._count_keepalive_expired
+        handler.uns_qos0_limit = self.max_queued_qos0
         if session.keep_alive > 0:
             session.keep_alive = session.keep_alive * KEEPALIVE_FACTOR
         return handler, session
@@ -522,11 +676,11 @@ class UnsBroker(Broker):
             if not self.authorizer.allowed(principal, Action.RECEIVE, topic):
                 continue
             qos = granted_qos if retained.qos is None else min(granted_qos, retained.qos)
-            self.stats.messages_sent += 1
             if qos < 2 and isinstance(handler, KeepAliveBrokerHandler):
                 # through the outbox: written before any live message routed after this SUBSCRIBE
-                handler.outbox().publish(EncodedPublish(topic, retained.data, retain=True), qos)
+                self._count_sent(handler.outbox().publish(EncodedPublish(topic, retained.data, retain=True), qos))
             else:
+                self.stats.messages_sent += 1
                 sends.append(handler.mqtt_publish(topic, retained.data, qos, retain=True))
         if sends:
             await asyncio.gather(*sends, return_exceptions=True)
@@ -575,8 +729,7 @@ class UnsBroker(Broker):
         qos = app_message.qos or 0
         data = app_message.data
         await self._broadcast_message(client_session, topic, data, qos)
-        packet = app_message.publish_packet
-        if packet is not None and packet.retain_flag:
+        if app_message.retain:  # amqtt sets it from the packet; our reader loop builds no packet
             await self.retain_message(client_session, topic, data, qos)
         if is_sparkplug_topic(topic):
             await self._sparkplug_aware(client_session, topic, bytes(data), qos)
@@ -620,14 +773,22 @@ class UnsBroker(Broker):
                 handler = self._get_handler(target)
                 if handler is None:
                     continue
-                self.stats.messages_sent += 1
                 if qos < 2 and isinstance(handler, KeepAliveBrokerHandler):
                     # issue 20: no task per message, one encoding for all subscribers (broker/outbox.py)
                     if encoded is None:
                         encoded = EncodedPublish(topic, data)
-                    handler.outbox().publish(encoded, qos)
+                    self._count_sent(handler.outbox().publish(encoded, qos))
                 else:  # QoS 2 keeps amqtt's own flow
+                    self.stats.messages_sent += 1
                     running_tasks.append(asyncio.ensure_future(handler.mqtt_publish(topic, data, qos, retain=False)))
+
+    def _count_sent(self, sent: bool) -> None:
+        """Count one delivery through an outbox: sent, or a QoS 0 message dropped for a connection
+        over max_queued_qos0_bytes (:meth:`broker.outbox.Outbox.publish`)."""
+        if sent:
+            self.stats.messages_sent += 1
+        else:
+            self.stats.qos0_dropped += 1
 
     # ---- Sparkplug awareness ------------------------------------------------------------------
     async def _sparkplug_aware(self, session: Session, topic: str, data: bytes, qos: int) -> None:

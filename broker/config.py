@@ -21,6 +21,7 @@ Example (every key optional; shown with its default unless marked)::
     http: {host: null, port: 9101}           # /metrics, /healthz, /readyz; host null = the TCP host; null disables
     reserved_client_ids: [uns-edge-*, uns-host-*, uns-adapter-*]   # only a role owning such an id may use it
     max_packet_size_bytes: 4194304           # a client sending a bigger packet is disconnected
+    max_queued_qos0_bytes: 8388608           # QoS 0 to a subscriber this far behind is dropped (counted)
 
 ``demo_anonymous`` decides what a client that sends no user name gets: ``off`` refuses it (the
 default: a plant broker must not be open), ``read-only`` grants the ``explorer`` role (``uns up``
@@ -47,6 +48,8 @@ from .topics import InvalidFilterError, validate_filter
 #: the largest MQTT packet a client may send, unless broker.yaml says otherwise (`uns init` writes the
 #: same value into the generated mosquitto.conf as ``max_packet_size``, so both brokers behave alike)
 DEFAULT_MAX_PACKET_SIZE = 4 * 1024 * 1024
+#: unsent bytes per connection above which QoS 0 messages to it are dropped and counted (broker.outbox)
+DEFAULT_MAX_QUEUED_QOS0 = 8 * 1024 * 1024
 
 
 #: a client id, or a client id template of a role; a trailing ``*`` matches any rest (broker.client_ids)
@@ -157,6 +160,11 @@ class BrokerSettings(_Model):
     max_packet_size_bytes: int = Field(
         DEFAULT_MAX_PACKET_SIZE, ge=64, le=268_435_455,
         description="largest MQTT packet a client may send (whole packet); a bigger one closes its connection")
+    max_queued_qos0_bytes: int | None = Field(
+        DEFAULT_MAX_QUEUED_QOS0, ge=65_536,
+        description="bytes written to one TCP/TLS subscriber and not yet sent above which QoS 0 messages to it "
+                    "are dropped and counted (uns_broker_qos0_dropped), like Mosquitto's max_queued_bytes; "
+                    "QoS 1 is never dropped; null: no limit")
 
     @field_validator("demo_anonymous", mode="before")
     @classmethod

@@ -96,6 +96,9 @@ class BrokerCollector(Collector):
         yield counter("uns_broker_protocol_violations",
                        "connections closed for a wildcard topic name or a packet over max_packet_size_bytes",
                        stats.protocol_violations)
+        yield counter("uns_broker_qos0_dropped",
+                       "QoS 0 messages dropped for a subscriber whose unsent backlog was over max_queued_qos0_bytes",
+                       stats.qos0_dropped)
         yield gauge("uns_broker_retained_messages", "retained messages held", len(broker.retained_messages))
         yield gauge("uns_broker_subscriptions", "granted subscriptions",
                      sum(len(subs) for subs in broker.subscriptions.values()))

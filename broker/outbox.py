@@ -14,6 +14,12 @@ PUBACK. Under py-spy that plumbing was most of the broker's time. Here:
   incoming packet per turn, so batches stayed at one packet (measured: writes == batches).
 * :class:`Outbox` (one per connection) writes each routed message without a task or an await;
   a WebSocket writer (which buffers until ``drain``) gets one batch per loop turn instead.
+* QoS 0 is bounded per connection (TCP/TLS): while more than ``qos0_limit`` bytes written to a
+  connection wait to be sent (the subscriber stopped reading, or reads slower than it is sent to),
+  a QoS 0 message for it is dropped and counted (``uns_broker_qos0_dropped``), like Mosquitto's
+  ``max_queued_bytes``. amqtt buffered without limit: one stalled QoS 0 subscriber could fill the
+  broker's memory. A message is dropped only when the backlog is *already* over the limit, so one
+  message larger than the limit still reaches an idle connection. QoS 1 is never dropped.
 * QoS 1 is a bounded in-flight window (:data:`QOS1_WINDOW`): a message is sent with a packet id
   and kept in the session's ``inflight_out`` (amqtt's own redelivery on reconnect of a persistent
   session uses it) until its PUBACK arrives; messages beyond the window wait in order in
@@ -112,6 +118,7 @@ class CoalescingWriter(WriterAdapter):
         self.batches = 0  # socket writes issued (tests check batches < packets under a burst)
         self.writes = 0
         self._chunks: list[bytes | bytearray] = []
+        self._chunk_bytes = 0
         self._last_flush = 0.0
         self._loop = asyncio.get_running_loop()
         self._transport = inner._writer.transport  # noqa: SLF001 - amqtt exposes no accessor
@@ -133,12 +140,18 @@ class CoalescingWriter(WriterAdapter):
             else:
                 self._loop.call_soon(self.flush)
         self._chunks.append(data)
+        self._chunk_bytes += len(data)
+
+    def backlog(self) -> int:
+        """Bytes written and not yet handed to the kernel (this batch plus the transport's buffer)."""
+        return self._chunk_bytes + self._transport.get_write_buffer_size()
 
     def flush(self) -> None:
         chunks = self._chunks
         if not chunks:
             return
         self._chunks = []
+        self._chunk_bytes = 0
         self.batches += 1
         self._last_flush = self._loop.time()
         self.inner.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
@@ -172,10 +185,12 @@ class Outbox:
     """The outgoing PUBLISH side of one connection: shared encodings and the QoS 1 window."""
 
     def __init__(self, session: Session, writer: Any, write_lock: asyncio.Lock,
-                 window: int = QOS1_WINDOW) -> None:
+                 window: int = QOS1_WINDOW, qos0_limit: int | None = None) -> None:
         self.session = session
         self.writer = writer
         self.window = window
+        #: a QoS 0 message is dropped while more than this many bytes wait to be sent (TCP/TLS)
+        self.qos0_limit = qos0_limit
         self.pending: deque[EncodedPublish] = deque()  # QoS 1 beyond the window, in order
         self.inflight: dict[int, EncodedPublish] = {}
         self.closed = False  # see close()
@@ -187,18 +202,23 @@ class Outbox:
         self._loop = asyncio.get_running_loop()
         self._drains: set[asyncio.Task[None]] = set()
 
-    def publish(self, message: EncodedPublish, qos: int) -> None:
-        """Queue ``message`` for this connection at ``qos`` (0 or 1)."""
+    def publish(self, message: EncodedPublish, qos: int) -> bool:
+        """Queue ``message`` for this connection at ``qos`` (0 or 1); False when a QoS 0 message is
+        dropped because the connection's backlog is over :attr:`qos0_limit` (the caller counts it)."""
         if self.closed:  # the connection is ending: QoS 1 waits, in order, for the session's queue
             if qos:
                 self.pending.append(message)
-            return
+            return True
         if qos == 0:
+            limit = self.qos0_limit
+            if limit is not None and self._direct and self.writer.backlog() > limit:
+                return False
             self._write(message.qos0())
         elif self.pending or len(self.inflight) >= self.window:
             self.pending.append(message)
         else:
             self._send_qos1(message)
+        return True
 
     def on_puback(self, packet_id: int) -> bool:
         """A PUBACK arrived: True when it was for a message sent from here (then handled)."""

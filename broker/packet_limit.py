@@ -18,6 +18,9 @@ Why on the stream, ahead of amqtt's decoder:
 :class:`StreamGuard` is fed every chunk read from one connection, in order, and follows the
 packet boundaries (fixed header: one type byte, then the 1–4 byte remaining-length varint, MQTT
 3.1.1 §2.2.3). ``violation`` says what broke a limit; the broker ends the connection there.
+Since the broker reads TCP/TLS connections itself (:mod:`broker.incoming`), the guard sees the
+CONNECT and WebSocket traffic; the reader loop checks the same limits, with the same words
+(:func:`size_violation`, :func:`wildcard_violation`, :func:`malformed_length`).
 """
 
 from __future__ import annotations
@@ -64,7 +67,7 @@ class StreamGuard:
                     if self._length_bytes < 4:
                         continue
                     # MQTT 3.1.1 §2.2.3: at most four bytes; a fifth would be a malformed packet
-                    self.violation = "a malformed remaining length (continues past its fourth byte)"
+                    self.violation = malformed_length()
                     return self.violation
                 self._start_body()
             else:
@@ -81,7 +84,7 @@ class StreamGuard:
         size = 1 + self._length_bytes + self._length
         if self.limit is not None and size > self.limit:
             self.packet_size = size
-            self.violation = f"a packet of {size} bytes (max_packet_size_bytes {self.limit})"
+            self.violation = size_violation(size, self.limit)
             return
         self._remaining = self._length
         self._publish_head = bytearray() if self._type == _PUBLISH else None
@@ -103,8 +106,20 @@ class StreamGuard:
         topic = bytes(head[2:])
         self._publish_head = None
         if b"+" in topic or b"#" in topic:
-            self.violation = (f"a PUBLISH to topic name {topic.decode('utf-8', 'replace')!r}, "
-                              "which has a wildcard (MQTT-3.3.2-2)")
+            self.violation = wildcard_violation(topic.decode("utf-8", "replace"))
 
 
-__all__ = ["StreamGuard"]
+def malformed_length() -> str:
+    """MQTT 3.1.1 §2.2.3: a remaining length has at most four bytes."""
+    return "a malformed remaining length (continues past its fourth byte)"
+
+
+def size_violation(size: int, limit: int) -> str:
+    return f"a packet of {size} bytes (max_packet_size_bytes {limit})"
+
+
+def wildcard_violation(topic: str) -> str:
+    return f"a PUBLISH to topic name {topic!r}, which has a wildcard (MQTT-3.3.2-2)"
+
+
+__all__ = ["StreamGuard", "malformed_length", "size_violation", "wildcard_violation"]

@@ -103,7 +103,8 @@ class EmbeddedBroker:
         broker = UnsBroker(amqtt_config(self.settings), authorizer=Authorizer(roles),
                            sys_interval=self.settings.sys_interval,
                            client_ids=ClientIdPolicy.of(roles, self.settings.reserved_client_ids),
-                           max_packet_size=self.settings.max_packet_size_bytes)
+                           max_packet_size=self.settings.max_packet_size_bytes,
+                           max_queued_qos0=self.settings.max_queued_qos0_bytes)
         await broker.start()
         self._broker = broker
         log.info("broker listening: %s; anonymous access: %s; users: %s",

@@ -28,6 +28,8 @@ class BrokerStats:
     takeovers: int = 0
     #: connections closed for a protocol violation (wildcard topic name, packet over the size limit)
     protocol_violations: int = 0
+    #: QoS 0 messages not sent to a connection whose backlog was over max_queued_qos0_bytes
+    qos0_dropped: int = 0
 
     def snapshot(self, *, version: str, clients_connected: int, retained: int,
                  subscriptions: int, certificates: int, now: float | None = None) -> dict[str, bytes]:
@@ -47,6 +49,7 @@ class BrokerStats:
             "$SYS/uns/connects/client-id-refused": self.client_id_refused,
             "$SYS/uns/connects/takeovers": self.takeovers,
             "$SYS/uns/protocol/violations": self.protocol_violations,
+            "$SYS/uns/messages/qos0-dropped": self.qos0_dropped,
             "$SYS/uns/sparkplug/certificates": certificates,
             "$SYS/uns/sparkplug/duplicate-edge-nodes": self.duplicate_edge_nodes,
         }

@@ -15,10 +15,14 @@ import struct
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
+import httpx
 import pytest
 
-from tests.support.embedded_broker import EmbeddedBrokerEndpoint
+from tests.observability.scrape import value
+from tests.support.embedded_broker import EmbeddedBrokerEndpoint, embedded_broker
+from tests.support.net import free_port
 
 from .clients import Collector, collector
 from .test_protocol_limits import Raw, packet, text
@@ -55,6 +59,17 @@ def publish_burst(pub: Collector, qos: int, count: int = BURST) -> None:
 
 class RawSubscriber(Raw):
     """A subscriber that reads (and PUBACKs) only when the test says so."""
+
+    @classmethod
+    def with_small_window(cls, host: str, port: int) -> RawSubscriber:
+        """A connection with a 4 KiB receive buffer set before connecting (no autotuning), so what
+        the broker sends to it and it does not read piles up in the broker soon."""
+        conn = cls.__new__(cls)
+        conn.sock = socket.socket()
+        conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        conn.sock.settimeout(5)
+        conn.sock.connect((host, port))
+        return conn
 
     def hello(self, client_id: str, *, clean: bool, user: tuple[str, str] | None = None) -> bytes:
         flags = (0x02 if clean else 0x00) | (0xC0 if user else 0x00)
@@ -208,3 +223,80 @@ def test_a_persistent_subscriber_that_drops_mid_burst_gets_the_rest_in_order_on_
         conn.close()
     first_copies = list(dict.fromkeys([payload for payload, _ in before + after]))
     assert first_copies == EXPECTED
+
+
+QOS0_LIMIT = 65_536  # max_queued_qos0_bytes of the broker below (its least allowed value)
+PAD = b"p" * 4096  # 2,000 messages of ~4 KiB: far more than the kernel's socket buffers hold
+
+
+def test_a_qos0_subscriber_that_stops_reading_is_bounded_and_every_drop_is_counted(tmp_path: Path) -> None:
+    """max_queued_qos0_bytes: QoS 0 to a subscriber that stopped reading is dropped once its unsent
+    backlog is over the limit, and counted (/metrics); what it was sent arrives whole and in order;
+    a QoS 1 subscriber of the same messages loses nothing (QoS 1 is never dropped)."""
+    count = 2000
+    expected = [seq(i) + PAD for i in range(count)]
+    metrics_port = free_port()
+    with embedded_broker(tmp_path, websocket=False, metrics_port=metrics_port,
+                         extra_config={"max_queued_qos0_bytes": QOS0_LIMIT}) as broker:
+        stalled = RawSubscriber.with_small_window(broker.host, broker.port)
+        try:
+            stalled.hello("stalled-qos0", clean=True)
+            stalled.send(packet(0x82, struct.pack("!H", 1) + text(TOPIC) + b"\x00"))  # QoS 0
+            assert stalled.read_packet() == (0x90, b"\x00\x01\x00")
+            with collector(broker.url) as reliable, collector(broker.url) as pub:
+                assert reliable.subscribe(TOPIC, 1) == 1
+                infos = [pub.client.publish(TOPIC, payload, qos=1) for payload in expected]
+                for info in infos:
+                    info.wait_for_publish(PER_MESSAGE_LIMIT_S)
+                assert received(reliable, count) == expected  # every message routed, none lost at QoS 1
+            metrics = httpx.get(f"{broker.metrics_url}/metrics", timeout=5).text
+            dropped = int(value(metrics, "uns_broker_qos0_dropped_total") or 0)
+            assert 0 < dropped < count
+            got = [payload for payload, _ in stalled.read_publishes(count - dropped)]
+            assert got[0] == expected[0]
+            indexes = [expected.index(payload) for payload in got]
+            assert indexes == sorted(set(indexes))  # in order, none twice
+            stalled.sock.settimeout(0.3)
+            with pytest.raises(TimeoutError):
+                stalled.read_packet()  # and exactly count - dropped of them
+        finally:
+            stalled.close()
+
+
+def connect_with_will(client_id: str, keep_alive: int) -> bytes:
+    """CONNECT, clean session, Will "gone" on will/<client id> at QoS 1."""
+    body = (text("MQTT") + bytes([4, 0x02 | 0x04 | 0x08]) + struct.pack("!H", keep_alive) + text(client_id)
+            + text(f"will/{client_id}") + text("gone"))
+    return packet(0x10, body)
+
+
+@pytest.mark.parametrize("how", ["closes", "freezes"])
+def test_a_publisher_that_vanishes_mid_burst_gets_its_will_after_every_message_it_sent(
+        embedded: EmbeddedBrokerEndpoint, how: str) -> None:
+    """Sparkplug's NDEATH is a QoS 1 Will (tck-id-payloads-ndeath-will-message-qos; the host marks the node
+    offline on it, tck-id-operational-behavior-edge-node-termination-host-action-ndeath-node-offline):
+    a client that stops in the middle of a packet of a QoS 1 burst, by closing its socket without
+    DISCONNECT or by freezing until 1.5 x its 1 s keep-alive passed, gets its Will published, after
+    every message it sent whole (all acknowledged), in order."""
+    client_id = f"vanisher-{how}"
+    burst = b"".join(packet(0x32, text(TOPIC) + struct.pack("!H", i + 1) + seq(i)) for i in range(BURST))
+    with collector(embedded.url) as sub:
+        assert sub.subscribe(TOPIC, 1) == 1
+        assert sub.subscribe(f"will/{client_id}", 1) == 1
+        raw = Raw(embedded.host, embedded.port)
+        try:
+            raw.send(connect_with_will(client_id, keep_alive=1 if how == "freezes" else 60))
+            assert raw.read_packet() == (0x20, b"\x00\x00")
+            raw.send(burst + packet(0x32, text(TOPIC) + b"\x0f\xff" + b"never")[:7])  # and half a packet
+            raw.sock.settimeout(PER_MESSAGE_LIMIT_S)
+            acks = [raw.read_packet() for _ in range(BURST)]
+            assert acks == [(0x40, struct.pack("!H", i + 1)) for i in range(BURST)]
+            if how == "closes":
+                raw.sock.shutdown(socket.SHUT_RDWR)  # gone, no DISCONNECT
+            else:
+                assert raw.is_closed(timeout=PER_MESSAGE_LIMIT_S)  # the broker closes it
+        finally:
+            raw.close()
+        got = [sub.messages.get(timeout=PER_MESSAGE_LIMIT_S) for _ in range(BURST + 1)]
+        assert [(m.topic, m.payload) for m in got] == [(TOPIC, p) for p in EXPECTED] + [(f"will/{client_id}", b"gone")]
+        assert sub.drain(0.3) == []

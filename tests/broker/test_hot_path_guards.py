@@ -10,16 +10,18 @@ import asyncio
 import importlib.metadata
 import inspect
 import queue
+import re
 
 import paho.mqtt.client as paho
 import pytest
-from amqtt.adapters import StreamWriterAdapter
+from amqtt.adapters import StreamReaderAdapter, StreamWriterAdapter
 from amqtt.broker import Broker
+from amqtt.mqtt import packet as amqtt_packet
 from amqtt.mqtt.protocol.handler import ProtocolHandler
 from amqtt.mqtt.publish import PublishPacket
-from amqtt.session import ApplicationMessage, Session
+from amqtt.session import ApplicationMessage, IncomingApplicationMessage, Session
 
-from broker.amqtt_ext import KeepAliveBrokerHandler, UnsBroker
+from broker.amqtt_ext import _HANDLED, KeepAliveBrokerHandler, UnsBroker
 from broker.config import BrokerSettings
 from broker.outbox import QOS1_WINDOW, CoalescingWriter, EncodedPublish, Outbox
 from broker.server import EmbeddedBroker
@@ -86,6 +88,39 @@ def test_the_session_state_the_outbox_shares_with_amqtt_is_there() -> None:
     assert "_write_lock" in inspect.getsource(ProtocolHandler.__init__)
 
 
+def test_our_reader_loop_does_what_amqtt_s_reader_loop_does() -> None:
+    """KeepAliveBrokerHandler._read_packets replaces amqtt's _reader_loop on TCP/TLS: the same
+    handler method per packet type, the same end, and PUBLISH QoS 0/1 queued as amqtt's flows do."""
+    loop_source = inspect.getsource(ProtocolHandler._reader_loop)
+    dispatched = set(re.findall(r"self\.(handle_\w+)\(packet\)", loop_source))
+    assert dispatched == set(_HANDLED.values())
+    for packet_type, name in _HANDLED.items():  # each type goes to the method we call for it
+        assert re.search(rf"== {packet_name(packet_type)} and isinstance\(packet, \w+\):\s+(?:#[^\n]*\s+)*"
+                         rf"(?:task = asyncio.create_task\(|await )self\.{name}\(packet\)", loop_source), name
+    tail = loop_source[loop_source.index("while running_tasks:"):]
+    assert [line.strip() for line in tail.splitlines() if "await" in line or "set()" in line] == [
+        "await self.handle_connection_closed()", "self._reader_stopped.set()", "await self.stop()"]
+    # a PUBLISH becomes an IncomingApplicationMessage with the packet's retain flag...
+    publish_source = inspect.getsource(ProtocolHandler.handle_publish)
+    assert "publish_packet.retain_flag," in publish_source and "IncomingApplicationMessage(" in publish_source
+    assert params(IncomingApplicationMessage) == ["packet_id", "topic", "qos", "data", "retain"]
+    # ... QoS 0 is queued unless DUP is set (MQTT-3.3.1-2); QoS 1 is queued, then acknowledged
+    qos0 = inspect.getsource(ProtocolHandler._handle_qos0_message_flow)
+    assert "dup_flag" in qos0 and "delivered_message_queue.put_nowait(app_message)" in qos0
+    qos1 = inspect.getsource(ProtocolHandler._handle_qos1_message_flow)
+    assert qos1.index("delivered_message_queue.put(app_message)") < qos1.index("PubackPacket.build(")
+    # our reader reads the StreamReader under amqtt's adapter; the reader task is amqtt's
+    stream = object()
+    assert StreamReaderAdapter(stream)._reader is stream  # type: ignore[arg-type]  # noqa: SLF001
+    assert "self._reader_task = asyncio.create_task(self._reader_loop())" in inspect.getsource(ProtocolHandler.start)
+
+
+def packet_name(packet_type: int) -> str:
+    return next(name for name in ("CONNACK", "SUBSCRIBE", "UNSUBSCRIBE", "SUBACK", "UNSUBACK", "PUBACK", "PUBREC",
+                                  "PUBREL", "PUBCOMP", "PINGREQ", "PINGRESP", "PUBLISH", "DISCONNECT", "CONNECT")
+                if getattr(amqtt_packet, name) == packet_type)
+
+
 @pytest.mark.parametrize("size", [0, 1, 100, 127 - 12, 200, 16_383, 16_384 + 5, 70_000])
 @pytest.mark.parametrize("retain", [False, True])
 def test_encoded_publish_is_byte_for_byte_amqtt_s_encoding(size: int, retain: bool) -> None:
@@ -140,6 +175,10 @@ async def test_the_patched_path_is_the_one_running() -> None:
             # the keep-alive (paho's 60 s, x 1.5) is back on the session and watched by the timer
             assert session.keep_alive == 90
             assert handler._idle_timer is not None  # noqa: SLF001
+            # both connections read through our reader loop, not amqtt's
+            for client_id in ("guard-sub", "guard-pub"):
+                reading = broker._sessions[client_id][1]._reader_task.get_coro()  # noqa: SLF001
+                assert reading.cr_code.co_name == "_reader_loop" and reading.cr_await.cr_code.co_name == "_read_packets"
         finally:
             for client in (sub, pub):
                 client.disconnect()
