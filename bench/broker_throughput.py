@@ -2,15 +2,19 @@
 
 Method: one paho publisher process sends
 ``--count`` messages of ``--size`` bytes to one topic as fast as paho accepts them (QoS 1 with
-paho's default max_inflight 20); one paho subscriber process, subscribed with the same QoS,
-counts them. The clock (CLOCK_MONOTONIC, system-wide) runs from just before the first publish
-to the last message received. Broker CPU is psutil user+sys of the broker PID over the run.
-Every broker listens on a free 127.0.0.1 port and is stopped by its PID.
+paho's default window of 20 messages in flight, or ``--inflight N``: at QoS 1 the publisher waits
+for PUBACKs, so the window, not the broker, can set the rate); one paho subscriber process,
+subscribed with the same QoS, counts them. Runs alternate between the brokers (run 1 of each, then
+run 2 of each ...) so a change in the machine's load falls on all of them alike. The clock
+(CLOCK_MONOTONIC, system-wide) runs from just before the first publish to the last message received.
+Broker CPU is psutil user+sys of the broker PID over the run. Every broker listens on a free
+127.0.0.1 port and is stopped by its PID.
 
 Repeat::
 
     .venv/bin/python bench/broker_throughput.py                    # 50,000 msgs, QoS 0 and 1, 1 run
     .venv/bin/python bench/broker_throughput.py --count 20000 --runs 3 --brokers embedded mosquitto
+    .venv/bin/python bench/broker_throughput.py --count 20000 --runs 3 --qos 1 --inflight 100
 
 Needs Debian's ``mosquitto`` (``apt-get install mosquitto``); brokers that are missing are skipped.
 An earlier run on the 2-core project machine (50,000 msgs; latest figures in bench/README.md):
@@ -103,10 +107,11 @@ def run_subscriber(port: int, qos: int, count: int) -> None:
     print(f"DONE {received} {last!r}", flush=True)
 
 
-def run_publisher(port: int, qos: int, count: int, size: int) -> None:
+def run_publisher(port: int, qos: int, count: int, size: int, inflight: int) -> None:
     import paho.mqtt.client as paho
 
     client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{os.getpid()}")
+    client.max_inflight_messages_set(inflight)
     client.connect("127.0.0.1", port, keepalive=60)
     client.loop_start()
     payload = b"x" * size
@@ -121,7 +126,7 @@ def run_publisher(port: int, qos: int, count: int, size: int) -> None:
     client.loop_stop()
 
 
-def measure(kind: str, qos: int, count: int, size: int, workdir: Path) -> dict[str, float]:
+def measure(kind: str, qos: int, count: int, size: int, inflight: int, workdir: Path) -> dict[str, float]:
     import psutil
 
     me = [sys.executable, str(Path(__file__).resolve())]
@@ -135,7 +140,8 @@ def measure(kind: str, qos: int, count: int, size: int, workdir: Path) -> dict[s
                 raise RuntimeError(f"{kind}: subscriber did not subscribe")
             cpu0 = sum(broker_ps.cpu_times()[:2])
             pub = subprocess.run([*me, "--role", "pub", "--port", str(port), "--qos", str(qos), "--count", str(count),
-                                  "--size", str(size)], capture_output=True, text=True, timeout=600)
+                                  "--size", str(size), "--inflight", str(inflight)],
+                                 capture_output=True, text=True, timeout=600)
             started = float(pub.stdout.split("START ", 1)[1].split()[0])
             done = sub.stdout.readline().split()
             sub.wait(30)
@@ -155,24 +161,29 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=200)
     parser.add_argument("--qos", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--inflight", type=int, default=20, help="the publisher's QoS 1 window (paho's default 20)")
     parser.add_argument("--brokers", nargs="+", default=["embedded", "mosquitto", "amqtt"],
                         choices=["embedded", "mosquitto", "amqtt"])
     args = parser.parse_args()
     if args.role == "sub":
         return run_subscriber(args.port, args.qos[0], args.count)
     if args.role == "pub":
-        return run_publisher(args.port, args.qos[0], args.count, args.size)
+        return run_publisher(args.port, args.qos[0], args.count, args.size, args.inflight)
 
     brokers = [b for b in args.brokers
                if b != "mosquitto" or shutil.which("mosquitto") or Path("/usr/sbin/mosquitto").exists()]
-    print(f"{args.count} messages of {args.size} B, one paho publisher and one paho subscriber process, "
-          f"{args.runs} run(s), median shown")
+    print(f"{args.count} messages of {args.size} B, one paho publisher (QoS 1 window {args.inflight}) and one paho "
+          f"subscriber process, {args.runs} run(s) alternating between the brokers, median shown")
     print(f"{'broker':<10} {'QoS':>3} {'msg/s':>9} {'loss':>6} {'broker CPU/msg':>15}  runs (msg/s)")
     with tempfile.TemporaryDirectory() as tmp:
         for qos in args.qos:
             medians: dict[str, float] = {}
+            done: dict[str, list[dict[str, float]]] = {kind: [] for kind in brokers}
+            for _ in range(args.runs):
+                for kind in brokers:
+                    done[kind].append(measure(kind, qos, args.count, args.size, args.inflight, Path(tmp)))
             for kind in brokers:
-                results = [measure(kind, qos, args.count, args.size, Path(tmp)) for _ in range(args.runs)]
+                results = done[kind]
                 rate = statistics.median(r["msgs"] for r in results)
                 runs = " / ".join(f"{r['msgs']:,.0f}" for r in results)
                 medians[kind] = rate
