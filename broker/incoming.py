@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .errors import UnsBrokerError
 from .packet_limit import malformed_length, size_violation, wildcard_violation
 
 #: bytes asked of the socket per read (asyncio's StreamReader returns what it has, up to this)
@@ -26,7 +27,7 @@ READ_SIZE = 1 << 16
 PUBLISH, PUBACK, PINGREQ = 3, 4, 12
 
 
-class MalformedPacketError(ValueError):
+class MalformedPacketError(UnsBrokerError, ValueError):
     """A packet whose fields contradict its length (the connection is closed: the stream after it
     can no longer be trusted to be cut at packet boundaries)."""
 

@@ -190,6 +190,8 @@ BUILTIN_BASE = {
     "SimulatorError": ValueError,
     "ResultTimeoutError": TimeoutError,
     "ServiceFailedError": RuntimeError,
+    "MalformedPacketError": ValueError,  # a peer's bad bytes, like the other parse errors
+    "InstanceConflictError": ValueError,  # the operator's config: `uns adapter run` reports it like one
 }
 
 
