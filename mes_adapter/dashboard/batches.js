@@ -224,11 +224,16 @@ function renderReport(r) {
         ["produced", fmtValue(b.produced), "produced"],
         ["target", b.target_quantity === null ? "\u2013" : `${fmtValue(b.target_quantity)} ${b.uom || ""}`, "target"],
         ...Object.entries(b.consumed).map(([k, v]) => [`consumed ${k}`, fmtValue(v)])]))];
-  // a line of another adapter instance (shared MES state): what only its owner can add, said once
-  if (r.owned_elsewhere) parts.push(el("p", {class: "muted", "data-report": "owned-elsewhere"}, r.owned_elsewhere));
+  // a line of another adapter instance (shared MES state): what only its owner keeps is said once, and
+  // its sections say "kept by the owning instance", never "none" (empty lists here mean unknown)
+  const elsewhere = r.owned_elsewhere;
+  if (elsewhere) parts.push(el("p", {class: "q-UNCERTAIN", "data-report": "owned-elsewhere"}, elsewhere));
+  const kept = (what) => el("p", {class: "muted", "data-report": "kept-elsewhere"},
+    `${what}: kept by the adapter instance that owns this line (see above)`);
 
   parts.push(el("h3", {}, "OEE ", el("small", {}, "ISO 22400, with the loss breakdown")));
-  if (!o) parts.push(el("p", {class: "muted", "data-report": "oee-unavailable"}, r.oee_unavailable || "no OEE"));
+  if (!o && elsewhere) parts.push(kept("OEE"));
+  else if (!o) parts.push(el("p", {class: "muted", "data-report": "oee-unavailable"}, r.oee_unavailable || "no OEE"));
   else {
     if (o.data_complete === false) parts.push(incompleteMarker("OEE from incomplete data", o.incomplete_reasons, "report-oee-incomplete"));
     parts.push(oeeGrid(o, {"data-report": "oee"}));
@@ -241,6 +246,9 @@ function renderReport(r) {
         td(bucket), td(fmtDuration(loss.lost_s)), td(String(loss.stops)))), "no loss buckets configured"));
   }
 
+  if (elsewhere) {
+    for (const what of ["Stops", "Alarms", "Exceptions and holds", "Commands"]) parts.push(el("h3", {}, what), kept(what));
+  } else {
   parts.push(el("h3", {}, "Stops ", el("small", {}, `${r.stops.length}`)));
   parts.push(table("report-stops", ["start", "end", "down", "lost", "reason", "bucket"],
     r.stops.map((s) => el("tr", {},
@@ -270,6 +278,7 @@ function renderReport(r) {
       td(fmtDateTime(c.created_ms)), td(c.target), td(fmtValue(c.value)), td(c.requested_by),
       td(c.signed_by.join(", ") || "\u2013"), td(c.status, {class: ["refused", "rejected", "cancelled", "not_dispatched"].includes(c.status) ? "q-BAD" : ""}),
       td(c.message))), "no commands during the batch"));
+  }
 
   parts.push(el("h3", {}, "Confirmations ", el("small", {}, "to the MES, with their delivery")));
   parts.push(table("report-confirmations", ["created", "kind", "good", "scrap", "delivery", "attempts", "last error", "id"],

@@ -269,6 +269,10 @@ def test_two_instances_by_group_share_one_postgres_historian_and_mes_state(tmp_p
             expect(page.locator("[data-report=owned-elsewhere]")).to_contain_text(
                 f"line {b.line} is in Sparkplug group ", timeout=15_000)
             expect(page.locator("[data-report=good]")).to_have_text(str(after["b"][0] - before["b"][0]))
+            # what only b keeps is said to be kept there, never shown as "no stops" / "no alarms"
+            expect(page.locator("[data-report=kept-elsewhere]")).to_have_count(5)  # OEE, stops, alarms, ...
+            for empty in ("no stops", "no alarms during the batch", "no commands during the batch"):
+                expect(page.locator("#batch-report")).not_to_contain_text(empty)
             page.screenshot(path=str(ARTIFACTS / "groups-report-of-another-instance.png"), full_page=True)
 
         # the shared historian: each line's GoodCount values as its adapter recorded them, none doubled
