@@ -83,12 +83,15 @@ class BatchReport(BaseModel):
     generated_ms: int = Field(description="when the report was assembled (a running batch's figures move on)")
     oee: dict[str, Any] | None = Field(description="as GET /api/oee?batch=: ISO 22400 OEE with `losses` per bucket")
     oee_unavailable: str | None = Field(description="why there is no OEE and no stops (line not configured)")
-    stops: list[dict[str, Any]] = Field(description="as GET /api/stops?batch=: each stop with reason and bucket")
-    alarms: list[AlarmEvent] = Field(description="alarm journal rows bound to the batch, by source time")
-    exceptions: list[AlarmException]
-    holds: list[BatchHold]
-    commands: list[BatchCommand] = Field(description="commands to the line created in the batch window, oldest "
-                                                     "first, among those the adapter still holds in memory")
+    stops: list[dict[str, Any]] | None = Field(description="as GET /api/stops?batch=: each stop with reason and "
+                                                           "bucket; null: kept by another instance (owned_elsewhere)")
+    alarms: list[AlarmEvent] | None = Field(description="alarm journal rows bound to the batch, by source time; "
+                                                        "null: kept by another instance")
+    exceptions: list[AlarmException] | None = Field(description="null: kept by another instance")
+    holds: list[BatchHold] | None = Field(description="null: kept by another instance")
+    commands: list[BatchCommand] | None = Field(description="commands to the line created in the batch window, "
+                                                            "oldest first, among those the adapter still holds in "
+                                                            "memory; null: kept by another instance")
     confirmations: list[dict[str, Any]] = Field(description="as GET /api/confirmations?batch_id=: with delivery "
                                                             "status, oldest first")
     context: list[ContextStep]
@@ -150,14 +153,21 @@ def batch_report(line: str, batch_id: str, svc: ServiceApi = Depends(service),
         stops = [svc.stop_as_dict(s) for s in svc.stops(key, scope[2])]
     else:
         unavailable = f"line {key!r} has no MES configuration (counters, state): no OEE and no stops"
+    confirmations = confirmation_rows(svc, key, batch_id, ROW_LIMIT + 1)
+    truncated = ["confirmations"] if len(confirmations) > ROW_LIMIT else []
+    report = BatchReport(batch=batch_info(svc, window), generated_ms=generated, oee=oee, oee_unavailable=unavailable,
+                         stops=None, alarms=None, exceptions=None, holds=None, commands=None,
+                         confirmations=list(reversed(confirmations[:ROW_LIMIT])), context=_context(window),
+                         truncated=truncated, owned_elsewhere=elsewhere)
+    if elsewhere is not None:  # what the owner keeps is null here, never an empty list that reads as "none"
+        return report
     alarms = svc.alarm_history(line=key, batch_id=batch_id, phase=None, condition=None, from_ms=None, to_ms=None,
                                limit=ROW_LIMIT + 1)
-    exceptions = svc.alarm_exceptions(key, open_only=False, batch_id=batch_id)
-    holds = [h for h in svc.batch_holds(key, held_only=False) if h.batch_id == batch_id]
-    confirmations = confirmation_rows(svc, key, batch_id, ROW_LIMIT + 1)
-    commands = _commands(svc, key, window, window.end_ms if window.end_ms is not None else generated)
-    truncated = [name for name, rows in (("alarms", alarms), ("confirmations", confirmations)) if len(rows) > ROW_LIMIT]
-    return BatchReport(batch=batch_info(svc, window), generated_ms=generated, oee=oee, oee_unavailable=unavailable,
-                       stops=stops, alarms=alarms[:ROW_LIMIT], exceptions=exceptions,
-                       holds=holds, commands=commands, confirmations=list(reversed(confirmations[:ROW_LIMIT])),
-                       context=_context(window), truncated=truncated, owned_elsewhere=elsewhere)
+    if len(alarms) > ROW_LIMIT:
+        truncated.insert(0, "alarms")
+    report.stops = stops
+    report.alarms = alarms[:ROW_LIMIT]
+    report.exceptions = svc.alarm_exceptions(key, open_only=False, batch_id=batch_id)
+    report.holds = [h for h in svc.batch_holds(key, held_only=False) if h.batch_id == batch_id]
+    report.commands = _commands(svc, key, window, window.end_ms if window.end_ms is not None else generated)
+    return report

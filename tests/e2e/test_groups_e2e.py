@@ -259,6 +259,9 @@ def test_two_instances_by_group_share_one_postgres_historian_and_mes_state(tmp_p
             assert other["confirmations"] == own["confirmations"] and len(own["confirmations"]) == 1
             assert own["owned_elsewhere"] is None and own["oee"] is not None
             assert other["owned_elsewhere"].startswith(f"line {owner.line} is in Sparkplug group ")
+            # what only the owner keeps is null on the reader, not an empty list that reads as "none"
+            parts = ("stops", "alarms", "exceptions", "holds", "commands")
+            assert [other[k] for k in parts] == [None] * 5 and all(isinstance(own[k], list) for k in parts)
             listed = [s.api("GET", f"/api/batches?line={owner.line}", role="viewer")[1] for s in (owner, reader)]
             assert listed[1] == listed[0] and [row["batch_id"] for row in listed[0]] == [batch_id]
         # ... and so does its dashboard: a's panel opens b's batch report, with b's counts and what only b has
