@@ -11,8 +11,9 @@ defaults to ``sparkplug``), so nothing a node publishes is lost from the UNS. ``
 session bookkeeping, not a tag; ``Node Control/*`` and ``Device Control/*`` are commands, so they
 are left out unless ``include_control_metrics``.
 
-Payloads. ``uns.uns_payload.UnsValue`` (built per change by ``value_json``, the same bytes without
-the model) on the metric topic (value, source timestamp, quality,
+Payloads. ``uns.uns_payload.UnsValue`` (built by ``value_json``, the same bytes without the model,
+when a message is taken for sending: a change conflated away is never turned into JSON) on the
+metric topic (value, source timestamp, quality,
 status code, datatype, unit) and ``UnsMeta`` on its ``_meta`` sibling (datatype, unit, range,
 description, Sparkplug ids and alias; a template's name, version and members, a DataSet's
 columns), the latter sent when a birth changes it. A template instance is one JSON object of its
@@ -33,6 +34,7 @@ pending for them, so the UNS ends up holding exactly the tags the edges declare.
 from __future__ import annotations
 
 import heapq
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import islice
@@ -45,6 +47,8 @@ from uns.uns_payload import UnsMeta, value_json
 
 from .live_model import Change, MetricChange, MetricState
 from .template_json import dataset_columns, template_meta, uns_value
+
+log = logging.getLogger("uns.host.mirror")
 
 #: "not in the topic cache" (None there means "not mirrored")
 _UNKNOWN: tuple[str, str] = ("", "")
@@ -65,6 +69,9 @@ class _Pending:
     received_ms: int
     #: when :meth:`UnsMirror.take` handed it out (0: not yet)
     sent_ms: int = 0
+    #: a value topic's state whose JSON :meth:`UnsMirror.take` builds into ``payload`` (None:
+    #: ``payload`` is final): a fast tag's changes replace one another here at no JSON cost
+    state: MetricState | None = None
 
 
 @dataclass(slots=True)
@@ -72,6 +79,8 @@ class MirrorCounters:
     offered: int = 0
     conflated: int = 0
     taken: int = 0
+    #: values whose JSON could not be built when taken (our bug; logged, the rest still sent)
+    unencodable: int = 0
     unmapped_topics: int = 0
     skipped_metrics: int = 0
     retired_topics: int = 0
@@ -140,7 +149,7 @@ class UnsMirror:
 
     @staticmethod
     def value_payload(state: MetricState) -> bytes:
-        """The ``UnsValue`` JSON of a state, built without the model (one per change: the hot path)."""
+        """The ``UnsValue`` JSON of a state, built without the model (one per sent value: the hot path)."""
         value = state.value
         if value.__class__ is not float:  # a float is its own JSON value (non-finite: value_json's null)
             value = uns_value(value)
@@ -164,7 +173,6 @@ class UnsMirror:
         # once per change at 10,000 changes/s: the topic cache is read directly (a metric state
         # begins with the four ids ``topics_for`` keys on) and the counters are added once
         cache = self._topics
-        value_payload = self.value_payload
         ready, held, retained = self._ready, self._held, self._retained
         offered = skipped = conflated = 0
         for change in changes:
@@ -184,19 +192,20 @@ class UnsMirror:
                     self._last_meta[topics[1]] = meta
                     self._queue(topics[1], meta, state.received_ms, now_ms)
             # ``_queue`` inlined for the value topic: conflate onto a pending message, or a new one
-            # ready now unless its interval since the last one sent is still running
+            # ready now unless its interval since the last one sent is still running; the state
+            # is kept and its JSON built by ``take`` (only for the changes that are sent)
             topic = topics[0]
             pending = ready.get(topic) or held.get(topic)
             if pending is not None:
-                pending.payload = value_payload(state)
+                pending.state = state
                 pending.received_ms = state.received_ms
                 conflated += 1
                 continue
             last = retained.get(topic)
             if last is None or last.sent_ms + self.interval_ms <= now_ms:
-                ready[topic] = _Pending(value_payload(state), state.received_ms)
+                ready[topic] = _Pending(b"", state.received_ms, 0, state)
             else:
-                self._queue(topic, value_payload(state), state.received_ms, now_ms)
+                self._queue(topic, b"", state.received_ms, now_ms, state)
         counters = self.counters
         counters.offered += offered
         counters.skipped_metrics += skipped
@@ -221,19 +230,22 @@ class UnsMirror:
         self.counters.retired_topics += retired
         return retired
 
-    def _queue(self, topic: str, payload: bytes, received_ms: int, now_ms: int) -> None:
+    def _queue(self, topic: str, payload: bytes, received_ms: int, now_ms: int,
+               state: MetricState | None = None) -> None:
+        """Queue ``payload`` for ``topic`` (or, with ``state``, the value JSON ``take`` builds)."""
         pending = self._ready.get(topic) or self._held.get(topic)
         if pending is not None:
             pending.payload = payload  # conflate: the newer value replaces the unsent older one
+            pending.state = state
             pending.received_ms = received_ms
             self.counters.conflated += 1
             return
         last = self._retained.get(topic)
         due = now_ms if last is None else last.sent_ms + self.interval_ms
         if due <= now_ms:
-            self._ready[topic] = _Pending(payload, received_ms)
+            self._ready[topic] = _Pending(payload, received_ms, 0, state)
         else:
-            self._held[topic] = _Pending(payload, received_ms)
+            self._held[topic] = _Pending(payload, received_ms, 0, state)
             heapq.heappush(self._due, (due, topic))
 
     def take(self, now_ms: int, limit: int | None = None) -> list[MirrorMessage]:
@@ -253,8 +265,18 @@ class UnsMirror:
         pop = ready.pop
         append = out.append
         new = tuple.__new__
+        value_payload = self.value_payload
         for topic in topics:
             pending = pop(topic)
+            state = pending.state
+            if state is not None:
+                pending.state = None
+                try:
+                    pending.payload = value_payload(state)
+                except Exception:  # our bug (a value the JSON cannot hold): this one is not sent
+                    self.counters.unencodable += 1
+                    log.exception("UNS mirror: no JSON for %s = %r; not published", topic, state.value)
+                    continue
             pending.sent_ms = now_ms
             if pending.payload:
                 retained[topic] = pending

@@ -317,8 +317,11 @@ class MirrorPublisher:
             timeout = None if due is None else max(0.0, (due - self._clock()) / 1000)
             # paho may end a connection without a callback reaching us: look again at least every second
             timeout = _LIVENESS_S if timeout is None else min(timeout, _LIVENESS_S)
+            # ``asyncio.timeout`` rather than ``wait_for``: on Python 3.11 ``wait_for`` wraps the
+            # wait in a new task, and the pump waits about twice per received message
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
             if link.up and not link.alive():
                 link._set_ended("paho reports the connection lost")
 

@@ -236,3 +236,55 @@ def test_first_value_replaces_a_null_birth_placeholder_even_if_older() -> None:
     assert p.model.metric(GROUP, EDGE, None, "Line/GoodCount").value == 0  # type: ignore[union-attr]
     assert p.published[f"{LINE}/Line/GoodCount"]["value"] == 0
     assert p.model.out_of_order_values == 0
+
+
+def _born(interval_ms: int = 0) -> tuple[Pipeline, EdgeScript]:
+    """A pipeline that has mirrored the edge's births (sent, nothing pending)."""
+    p = Pipeline(interval_ms=interval_ms)
+    edge = EdgeScript()
+    p.feed(edge.nbirth())
+    p.feed(edge.dbirth())
+    p.flush()
+    return p, edge
+
+
+def test_conflated_changes_are_never_turned_into_json() -> None:
+    """The value JSON is built when a message is taken, once per sent value: the 49 changes a fast
+    tag conflates away cost no JSON, and what is sent is exactly the latest state's JSON."""
+    p, edge = _born(interval_ms=100)
+    built: list[str] = []
+
+    def counted(state):  # noqa: ANN001, ANN202
+        built.append(state.name)
+        return UnsMirror.value_payload(state)
+
+    p.mirror.value_payload = counted  # type: ignore[method-assign]
+    for i in range(50):
+        p.t += 1
+        p.feed(edge.ddata({"Speed": float(i)}))
+    assert built == [] and p.mirror.counters.conflated == 49
+    p.t += 100
+    taken = p.mirror.take(p.t)
+    assert built == ["Speed"] and [m.topic for m in taken] == [f"{LINE}/filler/Speed"]
+    latest = p.model.metric(GROUP, EDGE, CELL, "Speed")
+    assert latest is not None and latest.value == 49.0
+    assert taken[0].payload == UnsMirror.value_payload(latest)
+    assert p.mirror.take(p.t + 1000) == [] and built == ["Speed"]
+
+
+def test_a_value_whose_json_fails_is_counted_and_the_others_are_sent() -> None:
+    p, edge = _born()
+    before = dict(p.published)
+
+    def failing(state):  # noqa: ANN001, ANN202
+        if state.name == "Speed":
+            raise TypeError("a bug of ours")
+        return UnsMirror.value_payload(state)
+
+    p.mirror.value_payload = failing  # type: ignore[method-assign]
+    p.t += 1
+    p.feed(edge.ddata({"Speed": 1.5, "Offset": 3}))
+    assert p.flush() == [f"{LINE}/filler/Offset"]
+    assert p.published[f"{LINE}/filler/Offset"]["value"] == 3
+    assert p.published[f"{LINE}/filler/Speed"] == before[f"{LINE}/filler/Speed"]
+    assert p.mirror.counters.unencodable == 1 and p.mirror.pending == 0
