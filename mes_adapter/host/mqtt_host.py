@@ -234,6 +234,7 @@ class SparkplugHost:
             state_reasserted=self.session.reasserted, handler_errors=self._handler_errors,
             extra={"mirror_connected": out.connected, "mirror_reconnects": out.reconnects,
                    "mirror_restored": out.restored, "mirror_resent": out.resent, "mirror_qos": out.qos,
+                   "mirror_unencodable": m.unencodable,
                    "reorder_held": t.reorder_held, "reorder_recovered": t.reorder_recovered,
                    "metrics_refused": dict(t.metrics_refused), "refused_values": t.refused_values,
                    "quarantines": t.quarantines, "quarantined_nodes": ["/".join(k) for k in self.tracker.quarantined()],

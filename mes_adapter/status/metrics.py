@@ -125,6 +125,8 @@ class _ServiceCollector(Collector):
                        stats.mirror_published)
         yield _counter("uns_host_mirror_conflated", "mirror updates replaced by newer ones before sending",
                        stats.mirror_conflated)
+        yield _counter("uns_host_mirror_unencodable", "mirror values whose JSON could not be built (logged; the "
+                       "others of their message were sent)", stats.extra.get("mirror_unencodable", 0))
         yield GaugeMetricFamily("uns_host_mirror_pending", "mirror messages waiting to be sent",
                                 value=stats.mirror_pending)
         lag = GaugeMetricFamily("uns_host_mirror_lag_ms", "receive → mirror PUBACK lag", labels=["stat"])
