@@ -24,6 +24,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -91,6 +92,7 @@ UNIT_CONVERSIONS: dict[str, tuple[float, float]] = {
 }
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_UNSET = object()  # "not remembered yet" in EdgeConfig.device_of_cell (None is a valid device id)
 
 
 class _Strict(BaseModel):
@@ -545,6 +547,8 @@ class EdgeConfig(_Strict):
                            "tag of a cell as alarms Alarms/DataQuality/<metric>/<Kind>/... (docs/alarms.md); nine "
                            "metrics per tag and kind in the birth, hence off by default")
     commands: CommandsConfig | None = Field(None, description="command executor; absent = refuse every command")
+    #: (mapping, line, cell -> device id) remembered by :meth:`device_of_cell`
+    _device_ids: tuple[NamespaceMapping, LinePath, dict[str | None, str | None]] | None = PrivateAttr(None)
     http: HttpEndpointConfig | None = Field(
         None, description="Prometheus /metrics and health probes; absent or null = not served")
 
@@ -655,10 +659,20 @@ class EdgeConfig(_Strict):
         return self.device_of_cell(tag.cell)
 
     def device_of_cell(self, cell: str | None) -> str | None:
-        """Sparkplug device id of a cell (None = the line itself: node-level)."""
-        from uns.isa95 import EquipmentPath
+        """Sparkplug device id of a cell (None = the line itself: node-level).
 
-        return self.mapping.to_sparkplug(EquipmentPath(line=self.line, cell=cell)).device_id
+        Remembered per cell: start-up asks once per tag and source (150,000 times at 50,000 tags,
+        ~15 µs each through the mapping's models, issue 20); the cache is keyed by the mapping and
+        line objects, so a copy with another mapping or line never sees a stale answer."""
+        cache = self._device_ids
+        if cache is None or cache[0] is not self.mapping or cache[1] is not self.line:
+            cache = self._device_ids = (self.mapping, self.line, {})
+        found = cache[2].get(cell, _UNSET)
+        if found is _UNSET:
+            from uns.isa95 import EquipmentPath
+
+            found = cache[2][cell] = self.mapping.to_sparkplug(EquipmentPath(line=self.line, cell=cell)).device_id
+        return found  # type: ignore[no-any-return]
 
     def sparkplug_ids(self) -> tuple[str, str]:
         from uns.isa95 import EquipmentPath

@@ -69,7 +69,7 @@ from ..validation import (
 )
 from .alarms import AlarmSubscription
 from .connection import OpcUaConnection, SessionDeadError, silence_check, watch_server_state
-from .notifications import BatchDelivery, Change, DataChangeBatch, sample_of
+from .notifications import BatchDelivery, Change, DataChangeBatch, read_samples, sample_of
 from .security import UntrustedServerCertificate
 from .structures import StructureTypes, describe_structure_types, object_members, read_structure_types
 
@@ -383,15 +383,13 @@ class OpcUaSource:
         for member_handle, (handle, member) in self._members.items():
             if handle not in handles:
                 continue
-            dv = values.get(member_handle)
-            sample = to_sample(dv) if dv is not None else RawSample(None, BAD_NODE_ID_UNKNOWN)
+            sample = values.get(member_handle) or RawSample(None, BAD_NODE_ID_UNKNOWN)
             self._objects[handle].update(member, sample)
         for bound in tags:
             bound.validator.reset()
-            dv = values.get(bound.handle)
             instance = self._objects.get(bound.handle)
-            sample = (instance.sample() if instance is not None else to_sample(dv) if dv is not None
-                      else RawSample(None, BAD_NODE_ID_UNKNOWN))
+            sample = (instance.sample() if instance is not None
+                      else values.get(bound.handle) or RawSample(None, BAD_NODE_ID_UNKNOWN))
             raw = sample.value
             sample = self._mapped(bound, sample)
             if sample.status_code == BAD_NODE_ID_UNKNOWN:
@@ -424,20 +422,13 @@ class OpcUaSource:
         return items
 
     @staticmethod
-    async def _read_values(client: Client, items: list[tuple[int, ua.NodeId]]) -> dict[int, ua.DataValue]:
-        values: dict[int, ua.DataValue] = {}
+    async def _read_values(client: Client, items: list[tuple[int, ua.NodeId]]) -> dict[int, RawSample]:
+        """Client handle -> the node's current value, read :data:`_CHUNK` nodes per request."""
+        values: dict[int, RawSample] = {}
         for start in range(0, len(items), _CHUNK):
             chunk = items[start:start + _CHUNK]
-            params = ua.ReadParameters()
-            params.TimestampsToReturn = ua.TimestampsToReturn.Both
-            for _handle, node_id in chunk:
-                rv = ua.ReadValueId()
-                rv.NodeId = node_id
-                rv.AttributeId = ua.AttributeIds.Value
-                params.NodesToRead.append(rv)
-            results = await client.uaclient.read(params)
-            for (handle, _node_id), dv in zip(chunk, results, strict=False):
-                values[handle] = dv
+            samples = await read_samples(client, [node_id for _handle, node_id in chunk])
+            values.update(zip([handle for handle, _node_id in chunk], samples, strict=True))
         return values
 
     async def _announce_online(self, announce: _Announce, devices: Sequence[str] | None = None) -> None:
