@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import sys
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
@@ -722,6 +723,30 @@ def _format_errors(doc: MarkedDocument, exc: ValidationError, prefix: Loc = ()) 
     return out
 
 
+#: TagConfig fields whose values repeat across a tag map (placement, units): interned by compact_tags
+_REPEATED_TEXT = ("cell", "endpoint", "unit")
+
+
+def compact_tags(tags: list[TagConfig]) -> None:
+    """Share what 50,000 validated tags repeat (issue 20: RSS at 50,000 tags).
+
+    pydantic keeps a ``set`` of the fields given per model instance (728 bytes for a typical tag,
+    ~36 MB at 50,000 tags); tags given the same fields share one set here. Safe because TagConfig
+    is frozen (pydantic adds to the set only on assignment) and ``model_copy`` copies the set.
+    Repeated strings (cell, endpoint, unit) become one interned object each. Values are unchanged."""
+    shared: dict[frozenset[str], set[str]] = {}
+    for tag in tags:
+        given = tag.__pydantic_fields_set__
+        one = shared.setdefault(frozenset(given), given)
+        if one is not given:
+            object.__setattr__(tag, "__pydantic_fields_set__", one)
+        values = tag.__dict__
+        for name in _REPEATED_TEXT:
+            text = values[name]
+            if type(text) is str:
+                values[name] = sys.intern(text)
+
+
 def parse_edge_config(doc: MarkedDocument, base_dir: Path | None = None) -> EdgeConfig:
     """Validate a marked YAML document; raises :class:`ConfigError` naming file, line and field."""
     if not isinstance(doc.data, dict):
@@ -731,6 +756,7 @@ def parse_edge_config(doc: MarkedDocument, base_dir: Path | None = None) -> Edge
     except ValidationError as exc:
         issues = _format_errors(doc, exc)
         raise ConfigError(f"{doc.source}: {len(issues)} problem(s):\n  " + "\n  ".join(issues), issues) from None
+    compact_tags(config.tags)
     try:
         build_sparkplug_config(config)
     except ValidationError as exc:

@@ -55,6 +55,7 @@ from uns.sparkplug.datatypes import DataType
 from ..alarms import AlarmBook
 from ..backoff import Backoff
 from ..config import STRUCTURE_TAG_TYPES, DeadbandKind, OpcUaEndpointConfig, TagConfig
+from ..heap import trim_heap
 from ..model import DeviceOffline, DeviceOnline, MetricUpdate, TemplatesDefined
 from ..object_instances import ObjectInstance
 from ..quality_alarms import QualityAlarmBook
@@ -251,6 +252,7 @@ class OpcUaSource:
         self.stats.connected = True
         self.connected.set()
         self.backoff.reset()
+        trim_heap()  # what the reads, the births and the item requests left free (edge_node.heap)
         log.info("endpoint %s: connected to %s, %d tag(s) (%d monitored), devices %s", self.endpoint.name,
                  self.endpoint.url, len(self.bound), self.stats.monitored_items, self.devices)
         await self._pump(client, sub)
