@@ -70,7 +70,7 @@ from ..validation import (
 )
 from .alarms import AlarmSubscription
 from .connection import OpcUaConnection, SessionDeadError, silence_check, watch_server_state
-from .notifications import BatchDelivery, Change, DataChangeBatch, read_samples, sample_of
+from .notifications import BatchDelivery, Change, DataChangeBatch, create_items, read_samples, sample_of
 from .security import UntrustedServerCertificate
 from .structures import StructureTypes, describe_structure_types, object_members, read_structure_types
 
@@ -464,8 +464,8 @@ class OpcUaSource:
         refused: list[BoundTag] = []
         for start in range(0, len(wanted), _CHUNK):
             chunk = wanted[start:start + _CHUNK]
-            results = await sub.create_monitored_items(
-                [self._item_request(b, with_filter=self.endpoint.server_deadband) for b in chunk])
+            results = await create_items(
+                sub, [self._item_request(b, with_filter=self.endpoint.server_deadband) for b in chunk])
             refused += self._check_items(chunk, results, filtered=self.endpoint.server_deadband)
         if refused:
             self.stats.server_deadband_refused += len(refused)
@@ -473,7 +473,7 @@ class OpcUaSource:
                      "client-side", self.endpoint.name, len(refused))
             for start in range(0, len(refused), _CHUNK):
                 chunk = refused[start:start + _CHUNK]
-                results = await sub.create_monitored_items([self._item_request(b, with_filter=False) for b in chunk])
+                results = await create_items(sub, [self._item_request(b, with_filter=False) for b in chunk])
                 self._check_items(chunk, results, filtered=False)
         self.stats.monitored_items = sum(1 for b in self.bound if b.subscribed)
 
@@ -485,9 +485,9 @@ class OpcUaSource:
         failed: set[int] = set()
         for start in range(0, len(items), _CHUNK):
             chunk = items[start:start + _CHUNK]
-            results = await sub.create_monitored_items(
-                [self._item_request(bound, with_filter=False, node_id=node_id, handle=h)
-                 for h, node_id, bound in chunk])
+            results = await create_items(
+                sub, [self._item_request(bound, with_filter=False, node_id=node_id, handle=h)
+                      for h, node_id, bound in chunk])
             for (h, node_id, bound), result in zip(chunk, results, strict=False):
                 if isinstance(result, ua.StatusCode):
                     failed.add(bound.handle)

@@ -206,6 +206,8 @@ tags:
             await asyncio.wait_for(source.connected.wait(), 20)
             delivery = source._delivery
             assert delivery is not None
+            # the items were created without asyncua's per-item map (notifications.create_items)
+            assert delivery.subscription._monitored_items == {} and source.stats.monitored_items == TAGS
             await sink.wait_for(lambda: source.stats.notifications >= TAGS or None)  # the initial values
             base = dt.datetime.now(dt.UTC)
             for r in range(ROUNDS):
