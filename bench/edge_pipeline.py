@@ -153,6 +153,21 @@ sys.argv = ["uns", *sys.argv[1:]]
 sys.exit(main())
 """
 
+#: ``--profile-edge FILE`` (diagnosis only): the edge under cProfile; SIGUSR1 (sent once every DBIRTH
+#: was seen) stops the profiler and writes its stats to FILE (read them with ``pstats``)
+EDGE_PROFILED = """
+import cProfile, signal, sys
+profiler = cProfile.Profile()
+def _dump(signum, frame):
+    profiler.disable()
+    profiler.dump_stats(%r)
+signal.signal(signal.SIGUSR1, _dump)
+from unshub.cli.main import main
+sys.argv = ["uns", *sys.argv[1:]]
+profiler.enable()
+sys.exit(main())
+"""
+
 
 # --------------------------------------------------------------------------- subscriber
 
@@ -452,7 +467,7 @@ def ensure_loadgen() -> None:
 
 def run_scenario(tags: int, simulators: int, rate_hz: float, seconds: float, warmup: float, drain: float,
                  workdir: Path, edge_log_level: str, asyncua_watchdog_s: float | None = None,
-                 source: str = "node-opcua") -> Result:
+                 source: str = "node-opcua", profile_edge: Path | None = None) -> Result:
     import psutil
 
     result = Result(tags, simulators, rate_hz, seconds, offered=tags * rate_hz, source=source)
@@ -479,6 +494,8 @@ def run_scenario(tags: int, simulators: int, rate_hz: float, seconds: float, war
         t_edge = time.monotonic()
         edge_cmd = [UNS] if asyncua_watchdog_s is None else [sys.executable, "-c",
                                                               EDGE_WITH_WATCHDOG % asyncua_watchdog_s]
+        if profile_edge is not None:  # diagnosis: cProfile from the edge's start to its births
+            edge_cmd = [sys.executable, "-c", EDGE_PROFILED % str(profile_edge)]
         edge = procs.start("edge", [*edge_cmd, "--log-level", edge_log_level, "edge", "run", "--config", str(plant)])
         edge_ps = psutil.Process(edge.pid)
         wanted = {f"DBIRTH/{k}" for k in range(simulators)}
@@ -494,6 +511,8 @@ def run_scenario(tags: int, simulators: int, rate_hz: float, seconds: float, war
                 raise TimeoutError(f"DBIRTHs seen {sorted(got)}, wanted {sorted(wanted)}")
             time.sleep(0.2)
         result.birth_s = time.monotonic() - t_edge
+        if profile_edge is not None:
+            edge.send_signal(signal.SIGUSR1)  # the profile ends at the births
         time.sleep(warmup)
 
         watched = {"edge": [edge_ps], "simulators": [psutil.Process(s.pid) for s in sims],
@@ -630,6 +649,9 @@ def main() -> None:
     parser.add_argument("--asyncua-watchdog-s", type=float,
                         help="diagnosis only: run the edge with asyncua's Client watchdog_intervall set to this "
                              "(default 1 s, which is also the timeout of its health probe)")
+    parser.add_argument("--profile-edge", type=Path,
+                        help="diagnosis only: run the edge under cProfile and write its stats to this file "
+                             "(per scenario: the scenario's index is appended); read with pstats")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, plant.yaml)")
     args = parser.parse_args()
 
@@ -656,7 +678,9 @@ def main() -> None:
             print(f"{tags:,} tags: {sims} {source} server(s) @ {rate:g} Hz, warm-up {args.warmup:g} s, "
                   f"window {args.seconds:g} s ...", flush=True)
             results.append(run_scenario(tags, sims, rate, args.seconds, args.warmup, args.drain, workdir,
-                                        args.edge_log_level, args.asyncua_watchdog_s, source))
+                                        args.edge_log_level, args.asyncua_watchdog_s, source,
+                                        None if args.profile_edge is None
+                                        else args.profile_edge.with_suffix(f".{i}.prof")))
         report(results)
     finally:
         if args.keep:

@@ -28,6 +28,7 @@ from .alarms import definitions as alarm_definitions
 from .commands.edge_client import EdgeClient
 from .commands.wiring import CommandRuntime, command_definitions, start_commands
 from .config import EdgeConfig, build_sparkplug_config
+from .heap import trim_heap
 from .model import MetricDefinition
 from .opcua.source import OpcUaSource, SourceSink
 from .quality_alarms import QualityAlarmBook, quality_tags
@@ -132,6 +133,7 @@ class EdgeNodeApp:
         self._stop_event = asyncio.Event()
         self.commands: CommandRuntime | None = None
         self.observability: EdgeObservability | None = None
+        trim_heap()  # what validating the tag map left free (edge_node.heap)
 
     async def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)

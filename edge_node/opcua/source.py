@@ -55,6 +55,7 @@ from uns.sparkplug.datatypes import DataType
 from ..alarms import AlarmBook
 from ..backoff import Backoff
 from ..config import STRUCTURE_TAG_TYPES, DeadbandKind, OpcUaEndpointConfig, TagConfig
+from ..heap import trim_heap
 from ..model import DeviceOffline, DeviceOnline, MetricUpdate, TemplatesDefined
 from ..object_instances import ObjectInstance
 from ..quality_alarms import QualityAlarmBook
@@ -69,7 +70,7 @@ from ..validation import (
 )
 from .alarms import AlarmSubscription
 from .connection import OpcUaConnection, SessionDeadError, silence_check, watch_server_state
-from .notifications import BatchDelivery, Change, DataChangeBatch, sample_of
+from .notifications import BatchDelivery, Change, DataChangeBatch, create_items, read_samples, sample_of
 from .security import UntrustedServerCertificate
 from .structures import StructureTypes, describe_structure_types, object_members, read_structure_types
 
@@ -251,6 +252,7 @@ class OpcUaSource:
         self.stats.connected = True
         self.connected.set()
         self.backoff.reset()
+        trim_heap()  # what the reads, the births and the item requests left free (edge_node.heap)
         log.info("endpoint %s: connected to %s, %d tag(s) (%d monitored), devices %s", self.endpoint.name,
                  self.endpoint.url, len(self.bound), self.stats.monitored_items, self.devices)
         await self._pump(client, sub)
@@ -383,15 +385,13 @@ class OpcUaSource:
         for member_handle, (handle, member) in self._members.items():
             if handle not in handles:
                 continue
-            dv = values.get(member_handle)
-            sample = to_sample(dv) if dv is not None else RawSample(None, BAD_NODE_ID_UNKNOWN)
+            sample = values.get(member_handle) or RawSample(None, BAD_NODE_ID_UNKNOWN)
             self._objects[handle].update(member, sample)
         for bound in tags:
             bound.validator.reset()
-            dv = values.get(bound.handle)
             instance = self._objects.get(bound.handle)
-            sample = (instance.sample() if instance is not None else to_sample(dv) if dv is not None
-                      else RawSample(None, BAD_NODE_ID_UNKNOWN))
+            sample = (instance.sample() if instance is not None
+                      else values.get(bound.handle) or RawSample(None, BAD_NODE_ID_UNKNOWN))
             raw = sample.value
             sample = self._mapped(bound, sample)
             if sample.status_code == BAD_NODE_ID_UNKNOWN:
@@ -424,20 +424,13 @@ class OpcUaSource:
         return items
 
     @staticmethod
-    async def _read_values(client: Client, items: list[tuple[int, ua.NodeId]]) -> dict[int, ua.DataValue]:
-        values: dict[int, ua.DataValue] = {}
+    async def _read_values(client: Client, items: list[tuple[int, ua.NodeId]]) -> dict[int, RawSample]:
+        """Client handle -> the node's current value, read :data:`_CHUNK` nodes per request."""
+        values: dict[int, RawSample] = {}
         for start in range(0, len(items), _CHUNK):
             chunk = items[start:start + _CHUNK]
-            params = ua.ReadParameters()
-            params.TimestampsToReturn = ua.TimestampsToReturn.Both
-            for _handle, node_id in chunk:
-                rv = ua.ReadValueId()
-                rv.NodeId = node_id
-                rv.AttributeId = ua.AttributeIds.Value
-                params.NodesToRead.append(rv)
-            results = await client.uaclient.read(params)
-            for (handle, _node_id), dv in zip(chunk, results, strict=False):
-                values[handle] = dv
+            samples = await read_samples(client, [node_id for _handle, node_id in chunk])
+            values.update(zip([handle for handle, _node_id in chunk], samples, strict=True))
         return values
 
     async def _announce_online(self, announce: _Announce, devices: Sequence[str] | None = None) -> None:
@@ -471,8 +464,8 @@ class OpcUaSource:
         refused: list[BoundTag] = []
         for start in range(0, len(wanted), _CHUNK):
             chunk = wanted[start:start + _CHUNK]
-            results = await sub.create_monitored_items(
-                [self._item_request(b, with_filter=self.endpoint.server_deadband) for b in chunk])
+            results = await create_items(
+                sub, [self._item_request(b, with_filter=self.endpoint.server_deadband) for b in chunk])
             refused += self._check_items(chunk, results, filtered=self.endpoint.server_deadband)
         if refused:
             self.stats.server_deadband_refused += len(refused)
@@ -480,7 +473,7 @@ class OpcUaSource:
                      "client-side", self.endpoint.name, len(refused))
             for start in range(0, len(refused), _CHUNK):
                 chunk = refused[start:start + _CHUNK]
-                results = await sub.create_monitored_items([self._item_request(b, with_filter=False) for b in chunk])
+                results = await create_items(sub, [self._item_request(b, with_filter=False) for b in chunk])
                 self._check_items(chunk, results, filtered=False)
         self.stats.monitored_items = sum(1 for b in self.bound if b.subscribed)
 
@@ -492,9 +485,9 @@ class OpcUaSource:
         failed: set[int] = set()
         for start in range(0, len(items), _CHUNK):
             chunk = items[start:start + _CHUNK]
-            results = await sub.create_monitored_items(
-                [self._item_request(bound, with_filter=False, node_id=node_id, handle=h)
-                 for h, node_id, bound in chunk])
+            results = await create_items(
+                sub, [self._item_request(bound, with_filter=False, node_id=node_id, handle=h)
+                      for h, node_id, bound in chunk])
             for (h, node_id, bound), result in zip(chunk, results, strict=False):
                 if isinstance(result, ua.StatusCode):
                     failed.add(bound.handle)

@@ -227,3 +227,24 @@ def test_large_tag_map_errors_still_name_the_line(tmp_path: Path) -> None:
     broken = _big_plant(3000) + "  - node_id: [unclosed\n"
     with pytest.raises(ConfigError, match=rf"plant.yaml:{len(broken.splitlines()) + 1}: YAML syntax"):
         load_edge_config(write(tmp_path, broken))
+
+
+def test_tags_share_what_repeats_and_device_ids_follow_the_mapping() -> None:
+    """Issue 20 (RSS at 50,000 tags): tags given the same fields share one fields set and one cell /
+    endpoint string; nothing a tag says changes, and a copy updates its own set only."""
+    from edge_node.config import TagConfig
+    from uns.isa95 import EquipmentPath, MappingMode, NamespaceMapping
+
+    config = loads_edge_config(_big_plant(20))
+    first, second = config.tags[0], config.tags[1]
+    assert first.__pydantic_fields_set__ is second.__pydantic_fields_set__
+    assert first.cell is second.cell and first.endpoint is second.endpoint
+    alone = TagConfig.model_validate(first.model_dump(exclude_unset=True))
+    assert alone == first and alone.model_fields_set == first.model_fields_set
+    copy = first.model_copy(update={"unit": "rpm"})
+    assert "unit" in copy.model_fields_set and "unit" not in second.model_fields_set
+    # the device id is remembered per cell, and a copy with another mapping answers for its own
+    assert config.device_id(first) == config.device_id(first) == "Filler"
+    gateway = config.model_copy(update={"mapping": NamespaceMapping(mode=MappingMode.GATEWAY, gateway_id="gw")})
+    expected = gateway.mapping.to_sparkplug(EquipmentPath(line=gateway.line, cell="Filler")).device_id
+    assert gateway.device_id(first) == expected != "Filler"

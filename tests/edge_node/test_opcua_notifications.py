@@ -27,6 +27,7 @@ from edge_node.opcua.notifications import (
     DataChangeBatch,
     DataChanges,
     decode_publish_response,
+    read_samples,
     sample_of,
 )
 from edge_node.validation import RawSample
@@ -94,6 +95,41 @@ def test_decoded_response_equals_asyncuas_with_data_changes_as_samples() -> None
     assert samples[15] == RawSample([[1.0, 2.0], [3.0, 4.0]], 0x80340000, WHEN_MS, WHEN_MS)
     assert samples[90] == RawSample(2.0, 0, None, None)
     assert samples[92] == RawSample(4.0, 0, None, -1)
+
+
+async def test_read_samples_equal_asyncuas_decoding_of_the_same_read_response() -> None:
+    """The reads at connect (the birth's values) decoded from the ReadResponse bytes: every kind of
+    value, status and timestamp as asyncua's DataValues say; the request is asyncua's own Read."""
+    values = [ua.DataValue(v, ua.StatusCode([0, 0x40000000, 0x80340000][i % 3]), SourceTimestamp=WHEN,
+                           ServerTimestamp=WHEN) for i, v in enumerate(VALUES)]
+    values += [ua.DataValue(ua.Variant(2.0)), ua.DataValue(None, ua.StatusCode(0x80340000)),
+               ua.DataValue(ua.Variant(3.0), SourceTimestamp=WHEN, SourcePicoseconds=7, ServerTimestamp=WHEN,
+                            ServerPicoseconds=9)]
+    wire = struct_to_binary(ua.ReadResponse(Results=values, DiagnosticInfos=[ua.DiagnosticInfo(SymbolicId=1)]))
+    sent: list[Any] = []
+
+    async def send(request: Any) -> Buffer:
+        sent.append(request)
+        return Buffer(wire)
+
+    client: Any = SimpleNamespace(uaclient=SimpleNamespace(session=SimpleNamespace(_send_request=send)))
+    nodes = [ua.NodeId(f"T{i}", 2) for i in range(len(values))]
+    samples = await read_samples(client, nodes)
+    theirs = struct_from_binary(ua.ReadResponse, Buffer(wire)).Results
+    assert samples == [sample_of(dv) for dv in theirs]
+    assert samples[0] == RawSample(1.5, 0, WHEN_MS, WHEN_MS) and samples[-2] == RawSample(None, 0x80340000)
+    [request] = sent
+    assert isinstance(request, ua.ReadRequest)
+    assert request.Parameters.TimestampsToReturn == ua.TimestampsToReturn.Both
+    assert [(r.NodeId, r.AttributeId) for r in request.Parameters.NodesToRead] == \
+        [(n, ua.AttributeIds.Value) for n in nodes]
+    with pytest.raises(Exception):  # noqa: B017 - fewer values than nodes asked for
+        await read_samples(client, [*nodes, ua.NodeId("extra", 2)])
+    bad = ua.ReadResponse(Results=values)
+    bad.ResponseHeader.ServiceResult = ua.StatusCode(ua.StatusCodes.BadTooManyOperations)
+    wire = struct_to_binary(bad)
+    with pytest.raises(ua.UaStatusCodeError):
+        await read_samples(client, nodes)
 
 
 def test_other_subscriptions_and_bad_bytes_stay_asyncuas() -> None:
@@ -170,6 +206,8 @@ tags:
             await asyncio.wait_for(source.connected.wait(), 20)
             delivery = source._delivery
             assert delivery is not None
+            # the items were created without asyncua's per-item map (notifications.create_items)
+            assert delivery.subscription._monitored_items == {} and source.stats.monitored_items == TAGS
             await sink.wait_for(lambda: source.stats.notifications >= TAGS or None)  # the initial values
             base = dt.datetime.now(dt.UTC)
             for r in range(ROUNDS):

@@ -50,13 +50,22 @@ tags:{tags}
 
 async def test_births_live_values_bad_quality_and_unknown_nodes(tmp_path: Path) -> None:
     async with TestOpcUaServer() as server:
+        stamp = dt.datetime(2026, 12, 3, 4, 0, 0, 250000, tzinfo=dt.UTC)
+        await server.write("Line1/Filler/Temperature", 20.5, status=0x40900000, source_ts=stamp)  # Uncertain
         sink = RecordingSink()
         async with running_source(make_config(server), sink, tmp_path) as source:
             await asyncio.wait_for(source.connected.wait(), 10)
             online = {e.device_id: e for k, e in sink.events if k == "online"}
             assert set(online) == {"Filler", "Capper"}
             filler = {u.name: u.value for u in online["Filler"].current}
-            assert filler == {"Speed": 10.0, "GoodCount": 0, "Temperature": 20.0}
+            assert filler == {"Speed": 10.0, "GoodCount": 0, "Temperature": 20.5}
+            # the birth states the server's value, SourceTimestamp and StatusCode as read (issue 20:
+            # decoded from the ReadResponse bytes, edge_node.opcua.notifications.read_samples)
+            temperature = next(u for u in online["Filler"].current if u.name == "Temperature")
+            assert temperature.timestamp == int(stamp.timestamp() * 1000)
+            assert temperature.properties is not None
+            assert {k: p.value for k, p in temperature.properties.items() if k in (PROP_QUALITY, PROP_STATUS_CODE)} \
+                == {PROP_STATUS_CODE: 0x40900000}
             capper = {u.name: u for u in online["Capper"].current}
             # an unknown node is born Bad: is_null, Quality 0, BadNodeIdUnknown
             missing = capper["Missing"]
