@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 from mes_adapter.context import ContextService
 from mes_adapter.host import Change, ChangeStream, MetricChange, drain
+from mes_adapter.unwritten import keep_newest
 from uns.conventions import Quality
 from uns.isa95 import ALARMS, EquipmentPath, NamespaceMapping
 
@@ -29,8 +30,6 @@ from .store import AlarmEvent, AlarmJournal, key_of, state_of
 log = logging.getLogger("uns.adapter.alarms")
 
 _BATCH = 5000  # changes per drain
-#: journal rows kept while the journal fails
-MAX_UNJOURNALED = 100_000
 
 _Row = tuple[str, "str | None", ConditionKey, ConditionState, object]
 #: the sub-path of ``_alarms`` that holds condition alarms (quality episodes use the tag path)
@@ -79,7 +78,7 @@ class AlarmService:
         self.journaled = 0
         #: journal rows whose transaction failed, written first by the next drain (in order)
         self._unjournaled: list[_Row] = []
-        #: alarm changes given up: the journal failed for longer than MAX_UNJOURNALED rows (logged)
+        #: alarm changes given up: the journal failed for longer than the kept rows allow (logged)
         self.not_journaled = 0
         self.errors = 0
         #: why the last write failed, until one succeeds again (for readiness)
@@ -127,12 +126,11 @@ class AlarmService:
             ids = self.journal.append_many(rows)
         except Exception as exc:  # noqa: BLE001 - the commit failed (disk full?): keep, count, say it, go on
             self.errors += 1
-            over = len(rows) - MAX_UNJOURNALED
-            if over > 0:  # a journal that stays broken must not take the adapter's memory with it
+            rows, over = keep_newest(rows)
+            if over:
                 self.not_journaled += over
                 log.error("alarm journal still failing: %d alarm change(s) given up (%d in all)", over,
                           self.not_journaled)
-                rows = rows[over:]
             self._unjournaled = rows
             if self.failing is None:
                 log.exception("%d alarm change(s) not journaled yet; kept to be written when the journal accepts "

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from mes_adapter.context import ContextService
 from mes_adapter.host import Change, ChangeStream, MetricChange, MetricState, drain
 from mes_adapter.status.data_status import iso
+from mes_adapter.unwritten import keep_newest
 from uns.conventions import Quality
 from uns.isa95 import ALARMS, EquipmentPath, NamespaceMapping
 
@@ -45,8 +46,6 @@ from .store import EpisodeStore, QualityEpisode
 log = logging.getLogger("uns.adapter.episodes")
 
 _BATCH = 5000  # changes per store transaction
-#: detector actions kept while the store fails (an outage of every tag of a large plant fits)
-MAX_UNSTORED = 100_000
 
 
 @dataclass
@@ -114,7 +113,7 @@ class EpisodeService:
         self.errors = 0
         #: detector actions whose transaction failed, written first by the next drain (in order)
         self._unstored: list[tuple[Action, MetricState]] = []
-        #: actions given up because the store failed for longer than MAX_UNSTORED actions
+        #: actions given up because the store failed for longer than the kept actions allow
         self.dropped = 0
         #: why the last write failed, until one succeeds again (for readiness)
         self.failing: str | None = None
@@ -176,15 +175,13 @@ class EpisodeService:
                 log.exception("quality episode %d not published", episode_id)
 
     def _keep_unstored(self, actions: list[tuple[Action, MetricState]]) -> None:
-        """Keep what a failed transaction held, up to :data:`MAX_UNSTORED` (a store that stays broken
-        must not take the adapter's memory with it): beyond it the oldest are dropped, counted and said."""
-        over = len(actions) - MAX_UNSTORED
-        if over > 0:
+        """Keep what a failed transaction held (:func:`mes_adapter.unwritten.keep_newest`); what is
+        given up is counted and said."""
+        self._unstored, over = keep_newest(actions)
+        if over:
             self.dropped += over
             log.error("quality episode store still failing: %d action(s) dropped (%d in all), the newest %d kept",
-                      over, self.dropped, MAX_UNSTORED)
-            actions = actions[over:]
-        self._unstored = actions
+                      over, self.dropped, len(self._unstored))
 
     def _store(self, action: Action, state: MetricState, written: _Written) -> None:
         try:

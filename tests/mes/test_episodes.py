@@ -353,3 +353,10 @@ def test_a_failing_store_loses_no_episode_and_a_rolled_back_id_never_closes_anot
     shell.apply(MetricsChanged(node, "Filler", [_good("Speed", 1.5, T0 + 500)], T0 + 500))
     assert {e.metric: e.end_ms for e in shell.store.query(LINE)} == {
         "Temperature": T0 + 200, "Speed": T0 + 500, "Pressure": None}
+
+
+def test_a_store_that_stays_broken_gives_up_the_oldest_rows_only() -> None:
+    from mes_adapter.unwritten import keep_newest
+
+    assert keep_newest([1, 2, 3, 4, 5], limit=3) == ([3, 4, 5], 2)
+    assert keep_newest([1, 2], limit=3) == ([1, 2], 0)
