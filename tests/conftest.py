@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tests.support import hang_report
 from tests.support.mosquitto import BrokerEndpoint, mosquitto_binary, mosquitto_broker
 from tests.support.postgres import PostgresServer, postgres_bin_dir, postgres_server
 
@@ -26,3 +28,19 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServ
         pytest.fail("PostgreSQL is missing: scripts/test installs it (apt-get install postgresql)")
     with postgres_server(tmp_path_factory.mktemp("postgres-logs")) as server:
         yield server
+
+
+_HANG_TIMERS: dict[str, Any] = {}
+
+
+def pytest_timeout_set_timer(item: pytest.Item, settings: Any) -> None:
+    """Arm the asyncio task report (tests/support/hang_report.py); pytest-timeout sets its own timer after."""
+    timer = hang_report.arm(settings.timeout) if settings.timeout else None
+    if timer is not None:
+        _HANG_TIMERS[item.nodeid] = timer
+
+
+def pytest_timeout_cancel_timer(item: pytest.Item) -> None:
+    timer = _HANG_TIMERS.pop(item.nodeid, None)
+    if timer is not None:
+        timer.cancel()

@@ -184,7 +184,8 @@ async def running_rig(tmp: Path, broker_url: str, *, commands: bool = True,
         rig = Rig(sim, app, broker_url, data_dir, data_dir / "audit" / "commands.db", keys, opcua)
         yield rig
     finally:
+        # the reading client is ours, not the product's: its goodbye may not hold up the edge's stop
         with contextlib.suppress(Exception):
-            await opcua.disconnect()
+            await asyncio.wait_for((rig.opcua if rig is not None else opcua).disconnect(), 10)
         await (rig.app if rig is not None else app).stop()
         await sim.stop()
