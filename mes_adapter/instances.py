@@ -20,6 +20,11 @@ cannot both pass. Leases use the database's clock (``now()``), so the instances'
   from the database for longer than the lease and another took its groups) reports it as
   :attr:`InstanceRegistry.conflict`, which makes ``/readyz`` fail and says why; the data keeps
   flowing, since stopping would lose what the edge nodes send.
+
+Each row also says whether that instance holds rejects for QA disposition
+(``mes.disposition.required``): another instance answering for its lines can then call every reject
+scrap when it does not, and says the split is not known here when it does (the split stays with the
+owner), instead of calling QA's rework and accepted parts scrap.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -41,8 +47,12 @@ log = logging.getLogger("uns.adapter.instances")
 _MIGRATIONS = [
     "CREATE TABLE mes_instance (host_id text PRIMARY KEY, groups text[], process text NOT NULL, "
     "started_at timestamptz NOT NULL DEFAULT now(), heartbeat_at timestamptz NOT NULL DEFAULT now())",
+    # 2: whether the instance holds rejects for QA (NULL: registered by an older uns-hub, not known)
+    "ALTER TABLE mes_instance ADD COLUMN disposition_required boolean",
 ]
 _LOCK = zlib.crc32(b"uns-hub mes_instance")
+#: how long an owner's disposition answer is reused (its configuration changes only with a restart)
+OWNER_CACHE_S = 5.0
 
 
 class InstanceConflictError(MesError, ValueError):
@@ -87,11 +97,15 @@ def conflicts(host_id: str, groups: tuple[str, ...] | None, live: Iterable[Regis
 class InstanceRegistry:
     """This instance's row in ``mes_instance`` (see module doc)."""
 
-    def __init__(self, dsn: str, host_id: str, groups: tuple[str, ...] | None, lease_s: float) -> None:
+    def __init__(self, dsn: str, host_id: str, groups: tuple[str, ...] | None, lease_s: float, *,
+                 disposition_required: bool = False) -> None:
         self._dsn = dsn
         self.host_id = host_id
         self.groups = groups
         self.lease_s = lease_s
+        self.disposition_required = disposition_required
+        #: group -> (monotonic time read, the owner's answer): a batch list asks once per row
+        self._owners: dict[str, tuple[float, bool | None]] = {}
         self.process = f"pid {os.getpid()} on {socket.gethostname()}"
         #: why this instance is no longer alone with its groups (None: it is); for readiness
         self.conflict: str | None = None
@@ -118,10 +132,10 @@ class InstanceRegistry:
                         f"other one (a stopped instance's groups are free after mes.instance_lease_s = "
                         f"{self.lease_s:.0f} s)")
                 conn.execute(
-                    "INSERT INTO mes_instance (host_id, groups, process) VALUES (%s, %s, %s) ON CONFLICT (host_id) "
-                    "DO UPDATE SET groups = EXCLUDED.groups, process = EXCLUDED.process, started_at = now(), "
-                    "heartbeat_at = now()",
-                    (self.host_id, list(self.groups) if self.groups is not None else None, self.process))
+                    "INSERT INTO mes_instance (host_id, groups, process, disposition_required) VALUES (%s, %s, %s, %s) "
+                    "ON CONFLICT (host_id) DO UPDATE SET groups = EXCLUDED.groups, process = EXCLUDED.process, "
+                    "disposition_required = EXCLUDED.disposition_required, started_at = now(), heartbeat_at = now()",
+                    self._row())
         log.info("registered as adapter instance %r for %s in the shared MES state", self.host_id,
                  ", ".join(self.groups) if self.groups else "every group")
 
@@ -133,8 +147,8 @@ class InstanceRegistry:
                                    (self.host_id,)).rowcount
             found = conflicts(self.host_id, self.groups, self._live(conn))
             if not renewed and not found:  # deleted meanwhile (by hand?): register again
-                conn.execute("INSERT INTO mes_instance (host_id, groups, process) VALUES (%s, %s, %s)",
-                             (self.host_id, list(self.groups) if self.groups is not None else None, self.process))
+                conn.execute("INSERT INTO mes_instance (host_id, groups, process, disposition_required) "
+                             "VALUES (%s, %s, %s, %s)", self._row())
         conflict = "; ".join(found) if found else None
         if conflict != self.conflict:
             if conflict:
@@ -151,6 +165,26 @@ class InstanceRegistry:
                              (self.host_id, self.process))
         except (StateStoreUnavailableError, psycopg.Error) as exc:
             log.warning("could not release adapter instance %r (its lease ends by itself): %s", self.host_id, exc)
+
+    def owner_disposition_required(self, group: str) -> bool | None:
+        """Whether the live instance owning ``group`` holds rejects for QA; None when no live instance
+        owns it or its uns-hub is older than the column (then the split cannot be told from here).
+        Read again after :data:`OWNER_CACHE_S`, so a batch list of 50 rows costs one query."""
+        cached = self._owners.get(group)
+        if cached is not None and time.monotonic() - cached[0] < OWNER_CACHE_S:
+            return cached[1]
+        with self._connect() as conn:
+            row = conn.execute(
+                "SELECT disposition_required FROM mes_instance WHERE heartbeat_at > now() - make_interval(secs => %s) "
+                "AND host_id <> %s AND (groups IS NULL OR %s = ANY(groups)) ORDER BY heartbeat_at DESC LIMIT 1",
+                (self.lease_s, self.host_id, group)).fetchone()
+        answer = None if row is None else row[0]
+        self._owners[group] = (time.monotonic(), answer)
+        return answer
+
+    def _row(self) -> tuple[object, ...]:
+        return (self.host_id, list(self.groups) if self.groups is not None else None, self.process,
+                self.disposition_required)
 
     def _live(self, conn: psycopg.Connection) -> list[Registered]:
         rows = conn.execute(

@@ -122,7 +122,7 @@ class AdapterService:
             from mes_adapter.instances import InstanceRegistry
 
             self.instance = InstanceRegistry(mes.state_dsn, config.host.host_id, config.host.groups,
-                                             mes.instance_lease_s)
+                                             mes.instance_lease_s, disposition_required=mes.disposition.required)
             self.instance.register()
         self.context_store = state.context
         self.context = ContextService(self.context_store, owns=self._owns_line)

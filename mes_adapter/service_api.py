@@ -268,6 +268,14 @@ class ServiceApi:
         """Whether rejects wait for QA (``mes.disposition.required``): then scrap is what QA classified."""
         return self._svc.config.mes.disposition.required
 
+    def owner_requires_disposition(self, line: str) -> bool | None:
+        """Whether the instance owning ``line`` holds its rejects for QA: this instance's setting for its
+        own lines; for another's, what that instance registered in the shared state (None: not known,
+        no live owner or an older uns-hub)."""
+        if self.owns_line(line) or self._svc.instance is None:
+            return self.disposition_required()
+        return self._svc.instance.owner_disposition_required(self.line_group(line))
+
     def disposition_totals(self, line: str, batch_id: str) -> DispositionSplit:
         """What QA classified of a batch's rejects so far."""
         return self._svc.quality.totals(line, batch_id)

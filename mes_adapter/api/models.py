@@ -81,12 +81,18 @@ class BatchInfo(BaseModel):
     good: float
     #: what the reject counters counted while the batch ran (however QA classified them)
     rejects: float = Field(description="rejects counted while the batch ran, however QA classified them")
-    scrap: float = Field(description="with QA disposition (mes.disposition.required) the rejects QA classified "
-                                     "as scrap; without it every reject is scrap, as confirmations report it")
-    rework: float = Field(0.0, description="rejects QA classified as rework (0 without QA disposition)")
-    accepted: float = Field(0.0, description="rejects QA released as good (0 without QA disposition)")
+    scrap: float | None = Field(description="with QA disposition (mes.disposition.required) the rejects QA "
+                                            "classified as scrap; without it every reject is scrap, as "
+                                            "confirmations report it; null: not known here (split_unknown)")
+    rework: float | None = Field(0.0, description="rejects QA classified as rework (0 without QA disposition; "
+                                                  "null: not known here)")
+    accepted: float | None = Field(0.0, description="rejects QA released as good (0 without QA disposition; null: "
+                                                    "not known here)")
     pending_disposition: float | None = Field(
-        None, description="rejects not classified yet; null when QA disposition is off")
+        None, description="rejects not classified yet; null when QA disposition is off or the split is not known here")
+    split_unknown: str | None = Field(
+        None, description="set for a line of another adapter instance that holds rejects for QA (or has no live "
+                          "instance): why scrap, rework and accepted are null here; rejects is still the total")
     produced: float
     consumed: dict[str, float]
 

@@ -68,21 +68,29 @@ def nodes_of_line(svc: ServiceApi, line: str) -> list[NodeView]:
 
 def batch_info(svc: ServiceApi, window: BatchWindow) -> BatchInfo:
     """A batch with its counts; rejects split as QA classified them when disposition is on (the
-    counters' ``scrap`` is every reject, which is what scrap means only without QA disposition)."""
+    counters' ``scrap`` is every reject, which is what scrap means only without QA disposition).
+
+    The QA split is kept by the instance that owns the line. For another instance's line: every reject
+    is scrap when that instance does no QA disposition; when it does, or it cannot be told (no live
+    owner), scrap, rework and accepted are null: calling them all scrap would be false."""
     quantities = svc.batch_quantities(window)
     last = window.last
     rejects = quantities.scrap
-    # the QA split is kept by the instance that owns the line (another instance's is not known here)
-    split = (svc.disposition_totals(window.line, window.batch_id)
-             if svc.disposition_required() and svc.owns_line(window.line) else None)
+    requires = svc.owner_requires_disposition(window.line)
+    owned = svc.owns_line(window.line)
+    split = svc.disposition_totals(window.line, window.batch_id) if requires and owned else None
+    unknown = requires is not False and not owned
     return BatchInfo(
         line=window.line, batch_id=window.batch_id, work_order_id=last.work_order_id,
         operation_id=last.operation_id, product_id=last.product_id, phase=last.phase,
         target_quantity=last.target_quantity, uom=last.uom, start_ms=window.start_ms, end_ms=window.end_ms,
         running=window.end_ms is None, good=quantities.good, rejects=rejects,
-        scrap=rejects if split is None else split.scrap, rework=0.0 if split is None else split.rework,
-        accepted=0.0 if split is None else split.accepted,
+        scrap=None if unknown else rejects if split is None else split.scrap,
+        rework=None if unknown else 0.0 if split is None else split.rework,
+        accepted=None if unknown else 0.0 if split is None else split.accepted,
         pending_disposition=None if split is None else max(0.0, rejects - split.total),
+        split_unknown=(f"the QA split of these rejects is kept by the adapter instance owning line {window.line}"
+                       + (" (no live instance owns it now)" if requires is None else "")) if unknown else None,
         produced=quantities.produced, consumed=dict(quantities.consumed))
 
 

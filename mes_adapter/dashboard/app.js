@@ -310,7 +310,8 @@ async function loadLines() {
         el("dt", {}, "product"), el("dd", {}, batch.product_id || "–"),
         el("dt", {}, "good / scrap"), el("dd", {"data-field": "counts",
           class: st.oee && st.oee.data_complete === false ? "incomplete" : ""},
-          `${fmtValue(batch.good)} / ${fmtValue(batch.scrap)}` +
+          (batch.split_unknown ? `${fmtValue(batch.good)} / ${fmtValue(batch.rejects)} rejects (QA split kept by the owner)`
+            : `${fmtValue(batch.good)} / ${fmtValue(batch.scrap)}`) +
           (batch.target_quantity ? ` of ${fmtValue(batch.target_quantity)} ${batch.uom || ""}` : "") +
           (st.oee && st.oee.data_complete === false ? " \u26a0 counted on incomplete data" : "")),
         el("dt", {}, "since"), el("dd", {}, new Date(batch.start_ms).toLocaleString()));

@@ -107,6 +107,7 @@ function endBatch() {
 /** A batch's rejects as the API splits them: all scrap without QA disposition; with it, how QA
  * classified them so far and what is still pending (never every reject called scrap). */
 function rejectsText(b) {
+  if (b.split_unknown) return `${fmtValue(b.rejects)} rejects (QA split kept by the owning instance)`;
   if (b.pending_disposition === null || b.pending_disposition === undefined) return `${fmtValue(b.scrap)} scrap`;
   return `${fmtValue(b.rejects)} rejects: ${fmtValue(b.scrap)} scrap, ${fmtValue(b.rework)} rework, ` +
     `${fmtValue(b.accepted)} accepted, ${fmtValue(b.pending_disposition)} pending QA`;
@@ -149,6 +150,8 @@ async function loadBatches() {
     el("td", {}, b.phase || "\u2013"), el("td", {}, fmtDateTime(b.start_ms)), el("td", {}, fmtDateTime(b.end_ms)),
     el("td", {"data-field": "good"}, fmtValue(b.good)),
     el("td", {}, el("span", {"data-field": "rejects"}, fmtValue(b.rejects)),
+      b.split_unknown ? el("small", {class: "split", "data-field": "split", title: b.split_unknown},
+        "QA split kept by the owning instance") :
       b.pending_disposition === null || b.pending_disposition === undefined ? "" :
         el("small", {class: "split", "data-field": "split"}, `${fmtValue(b.scrap)} scrap \u00b7 ` +
           `${fmtValue(b.rework)} rework \u00b7 ${fmtValue(b.accepted)} accepted \u00b7 ${fmtValue(b.pending_disposition)} pending`)),
@@ -218,7 +221,8 @@ function renderReport(r) {
         ["phase", b.phase || "\u2013"], ["start", fmtDateTime(b.start_ms), "start"], ["end", b.running ? "running" : fmtDateTime(b.end_ms), "end"],
         ["duration", fmtDuration(((b.end_ms || r.generated_ms) - b.start_ms) / 1000)], ["report made", fmtDateTime(r.generated_ms)]]),
       kv([["good", fmtValue(b.good), "good"], ["rejects", fmtValue(b.rejects), "rejects"],
-        ...(b.pending_disposition === null || b.pending_disposition === undefined ? [["scrap", fmtValue(b.scrap), "scrap"]]
+        ...(b.split_unknown ? [["scrap / rework / accepted", "kept by the owning instance (QA split)", "scrap"]]
+          : b.pending_disposition === null || b.pending_disposition === undefined ? [["scrap", fmtValue(b.scrap), "scrap"]]
           : [["scrap (QA)", fmtValue(b.scrap), "scrap"], ["rework (QA)", fmtValue(b.rework), "rework"],
             ["accepted (QA)", fmtValue(b.accepted), "accepted"], ["pending QA", fmtValue(b.pending_disposition), "pending"]]),
         ["produced", fmtValue(b.produced), "produced"],

@@ -312,3 +312,25 @@ def test_two_instances_by_group_share_one_postgres_historian_and_mes_state(tmp_p
         with psycopg.connect(dsn) as conn:  # both instances registered their groups (one restarted: its row, once)
             registered = conn.execute("SELECT host_id, groups FROM mes_instance ORDER BY host_id").fetchall()
         assert registered == [("mes-a", ["acme:plant1"]), ("mes-b", ["acme:plant2"])], registered
+
+        # each instance registered whether it holds rejects for QA (neither does here): the reader calls
+        # the owner's rejects scrap, as the owner does. With the owner stopped that cannot be told, so
+        # the split is null and said to be unknown, never every reject called scrap
+        assert [b_row["split_unknown"] for b_row in listed[0] + listed[1]] == [None, None]
+        stop_service(b, "adapter-b", signal.SIGINT)  # a clean stop: its registration is released at once
+        rows: list[Any] = []
+
+        def unknown() -> bool:
+            rows[:] = a.api("GET", f"/api/batches?line={b.line}", role="viewer")[1]
+            return bool(rows) and rows[0]["split_unknown"] is not None
+        wait_until(unknown, 20, "a's batch list of b's line saying the QA split is not known")
+        (row,) = rows
+        assert (row["rejects"], row["scrap"], row["rework"], row["accepted"], row["pending_disposition"]) == (
+            after["b"][1] - before["b"][1], None, None, None, None), row
+        assert row["split_unknown"] == (f"the QA split of these rejects is kept by the adapter instance owning line "
+                                        f"{b.line} (no live instance owns it now)")
+        with dashboard(a, "viewer", 900) as page:
+            page.goto(f"{a.http}/#report={urllib.parse.quote(b.line, safe='')}|{batches['b']}")
+            expect(page.locator("[data-report=scrap]")).to_have_text("kept by the owning instance (QA split)",
+                                                                     timeout=15_000)
+            expect(page.locator("[data-report=rejects]")).to_have_text(str(after["b"][1] - before["b"][1]))

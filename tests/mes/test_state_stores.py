@@ -275,6 +275,37 @@ def test_instances_sharing_the_state_own_disjoint_groups(pg_server: PostgresServ
     assert line1.conflict is None
 
 
+def test_an_owner_says_whether_it_holds_rejects_for_qa_and_a_version_1_registry_is_migrated(
+        pg_server: PostgresServer, tmp_path: Path) -> None:
+    """Another instance's rejects are scrap only if it does no QA disposition; the registry says
+    which, per live owner of a group (None: no live owner, or a row an older uns-hub wrote). A
+    registry written by the version before the column is migrated in place, its rows kept."""
+    dsn = Backend("postgres", tmp_path, pg_server).dsn
+    assert dsn is not None
+    with psycopg.connect(dsn, autocommit=True) as conn:  # what uns-hub wrote before (schema version 1)
+        conn.execute("CREATE TABLE mes_schema (store text PRIMARY KEY, version integer NOT NULL)")
+        conn.execute("INSERT INTO mes_schema VALUES ('instances', 1)")
+        conn.execute("CREATE TABLE mes_instance (host_id text PRIMARY KEY, groups text[], process text NOT NULL, "
+                     "started_at timestamptz NOT NULL DEFAULT now(), heartbeat_at timestamptz NOT NULL DEFAULT now())")
+        conn.execute("INSERT INTO mes_instance (host_id, groups, process) VALUES ('mes-old', '{acme:plant9}', 'x')")
+    qa = InstanceRegistry(dsn, "mes-qa", ("acme:plant1",), lease_s=30, disposition_required=True)
+    qa.register()
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT version FROM mes_schema WHERE store = 'instances'").fetchone() == (2,)
+        assert conn.execute("SELECT host_id, disposition_required FROM mes_instance ORDER BY host_id").fetchall() == [
+            ("mes-old", None), ("mes-qa", True)]
+    plain = InstanceRegistry(dsn, "mes-plain", ("acme:plant2",), lease_s=30)
+    plain.register()
+    reader = InstanceRegistry(dsn, "mes-reader", ("acme:plant3",), lease_s=30)
+    assert [reader.owner_disposition_required(g) for g in ("acme:plant1", "acme:plant2", "acme:plant9",
+                                                           "acme:nobody")] == [True, False, None, None]
+    assert plain.owner_disposition_required("acme:plant2") is None  # its own row is not "another owner"
+    qa.release()
+    assert reader.owner_disposition_required("acme:plant1") is True  # read again only after OWNER_CACHE_S
+    fresh = InstanceRegistry(dsn, "mes-reader", ("acme:plant3",), lease_s=30)
+    assert fresh.owner_disposition_required("acme:plant1") is None  # stopped: no live owner
+
+
 def test_records_and_counts_wait_while_postgres_is_down_and_are_stored_once_after(
         pg_server: PostgresServer, tmp_path: Path) -> None:
     """The last test of the module: it stops and starts the module's server."""
