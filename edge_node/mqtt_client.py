@@ -148,6 +148,8 @@ class EdgeStats:
     command_handler_errors: int
     #: the session failed and reconnected from a clean state (a birth that did not encode, a bug)
     session_errors: int = 0
+    #: values confirmed shortly before the primary host's death, stored again for its next run
+    values_resent_after_host_loss: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -377,7 +379,7 @@ class SparkplugEdgeClient:
             store_dropped=store.dropped, store_rejected=store.rejected, store_errors=self._store_health.errors,
             store_lost=self._store_health.lost, store_failing=self._store_health.failing, bad_commands=c.bad_commands,
             bad_state=c.bad_state, stale_state=c.stale_state, command_handler_errors=self._handler_errors,
-            session_errors=c.session_errors,
+            session_errors=c.session_errors, values_resent_after_host_loss=c.values_resent_after_host_loss,
         )
 
     # -- internals: the session ------------------------------------------------------------------

@@ -129,6 +129,9 @@ class EdgeCollector(Collector):
         yield counter("uns_edge_values_stored", "values handed to store-and-forward (written, or counted in "
                       "uns_edge_store_lost when the store fails)", s.values_stored)
         yield counter("uns_edge_values_confirmed", "values the broker confirmed (echo or fence)", s.values_confirmed)
+        yield counter("uns_edge_values_resent_after_host_loss", "values the broker confirmed shortly before the "
+                      "primary host went offline, stored again to reach its next run as historical",
+                      s.values_resent_after_host_loss)
         yield counter("uns_edge_values_unencodable", "values dropped because they could not be encoded",
                        s.values_unencodable)
         yield counter("uns_edge_session_errors", "session failures (e.g. a birth that could not be encoded): "

@@ -78,6 +78,13 @@ class EdgeSparkplugConfig(BaseModel):
         True,
         description="subscribe to our own NDATA/DDATA so a value counts as delivered only once the "
                     "broker routed it; values unconfirmed at a connection loss are re-sent as historical")
+    host_loss_resend_s: float = Field(
+        2.0, ge=0, le=600,
+        description="with primary_host_id: when the host's STATE goes offline, the values the broker confirmed "
+                    "in the last this many seconds are stored again and reach the host's next run as historical "
+                    "(a killed host loses what it had received but not yet stored; it keeps one of each value). "
+                    "0: off. Raise it to the host's keep-alive x 1.5 to cover a host machine that vanishes "
+                    "without closing its connection")
     shutdown_timeout_s: float = Field(5.0, gt=0, description="time allowed for the NDEATH and disconnect at stop")
     first_birth_wait_s: float = Field(
         3.0, ge=0, le=60,

@@ -78,6 +78,15 @@ Rules (Sparkplug B 3.0; each names the spec's tck-id assertions it implements):
     the current value a birth carries is the last complete instance with those applied, so births
     stay complete.
 
+15. The primary host's death loses nothing it had received and not yet stored. What the broker
+    confirmed (rule 10) within ``host_loss_resend_ms`` before an accepted ``online: false`` of the
+    primary host is handed to the store with the values in flight, and so reaches the host's next
+    run as historical metrics (rule 9). The broker routed these values, but a host that was killed,
+    or froze and was killed, lost what sat in its socket and its write queues; its STATE tells us
+    only afterwards. The host keeps one of each value (same metric and source time), so the values
+    it did store are not doubled. Nothing is re-sent at a connection loss of our own: the host is
+    fine then, and in-flight values already go back to the store (rule 10).
+
 Whose fault: :class:`LocalProtocolError` (from :mod:`uns.sparkplug.errors`) for our callers'
 misuse (an event not allowed in this state, an undefined metric): raised, and the state does not
 change; a peer breaking Sparkplug (bad NCMD, bad STATE) is counted in :attr:`EdgeSession.counters`
@@ -178,6 +187,8 @@ class SessionSettings:
     confirm_delivery: bool = True
     replay_values_per_tick: int = 10_000
     replay_max_in_flight: int = 50_000
+    #: rule 15: values confirmed this long before the primary host's death are stored again (0: off)
+    host_loss_resend_ms: int = 0
     #: also hand every NCMD/DCMD that cannot be decoded to the shell as :class:`RejectedCommand`
     #: (rule 12); off by default so callers that predate that action see the same actions as before
     report_rejected_commands: bool = False
@@ -190,6 +201,7 @@ class SessionSettings:
             rebirth_throttle_ms=int(config.rebirth_throttle_s * 1000), confirm_delivery=config.confirm_delivery,
             replay_values_per_tick=config.store.replay_values_per_tick,
             replay_max_in_flight=config.store.replay_max_in_flight,
+            host_loss_resend_ms=int(config.host_loss_resend_s * 1000) if config.primary_host_id else 0,
         )
 
 
@@ -220,6 +232,8 @@ class SessionCounters:
     other_host_state: int = 0
     commands_delivered: int = 0
     host_offline_disconnects: int = 0
+    #: values confirmed shortly before the primary host's death, stored again for it (rule 15)
+    values_resent_after_host_loss: int = 0
     #: handler failures that put the session in ERROR (rule 13)
     session_errors: int = 0
 
@@ -275,7 +289,7 @@ class EdgeSession:
         # values
         self._cvt: dict[MetricKey, MetricUpdate] = {}
         self._pending: list[MetricUpdate] = []
-        self._window = DeliveryWindow()
+        self._window = DeliveryWindow(settings.host_loss_resend_ms)
         # backlog (rule 9)
         self._history_pending = has_backlog
         self._history_cursor: tuple[int, int] | None = None
@@ -541,7 +555,8 @@ class EdgeSession:
             self.counters.host_offline_disconnects += 1
             log.warning("primary host %r went offline: NDEATH, disconnect, next server", primary)
             self._machine.fire(Trigger.LEAVE_SERVER)
-            return [self._publish(MessageType.NDEATH, None, encode_ndeath(self._bd_seq, self._clock()),
+            return [*self._resend_to_next_host(primary),
+                    self._publish(MessageType.NDEATH, None, encode_ndeath(self._bd_seq, self._clock()),
                                   qos=1, fence=True),
                     Disconnect(f"primary host {primary} offline", next_server=True, publish_will=True)]
         if self.settings.several_servers:  # WAITING_HOST: try the next server, where the host may be online
@@ -549,6 +564,17 @@ class EdgeSession:
             return [Disconnect(f"primary host {primary} offline on this server", next_server=True,
                                publish_will=False)]
         return []
+    def _resend_to_next_host(self, primary: str) -> list[Action]:
+        """Rule 15: what the broker confirmed shortly before the host's death, stored again."""
+        recent = self._window.recent(self._clock()) if self._window.keep_ms else []
+        if not recent:
+            return []
+        self.counters.values_resent_after_host_loss += len(recent)
+        log.warning("primary host %r went offline: the %d value(s) published in the last %.1f s are stored "
+                    "again, to reach it as historical (what it had received but not stored died with it)",
+                    primary, len(recent), self._window.keep_ms / 1000)
+        return self._store(recent)
+
     # commands ---------------------------------------------------------------------------------
 
     def _on_command(self, event: CommandReceived) -> list[Action]:
@@ -750,7 +776,7 @@ class EdgeSession:
     def _on_confirmed(self, event: DataConfirmed) -> list[Action]:
         if event.connection is not None and event.connection != self._connection:
             return []
-        confirmed, rows = self._window.confirm(event.seq)
+        confirmed, rows = self._window.confirm(event.seq, self._clock() if self._window.keep_ms else 0)
         self.counters.values_confirmed += confirmed
         return [StoreDelete(rows)] if rows else []
 

@@ -14,6 +14,8 @@ import signal
 import subprocess
 import tempfile
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -186,3 +188,32 @@ async def simulator_truth(endpoint: str) -> tuple[int, int]:
         good = await client.get_node(ua.NodeId("Simulation/Truth/TotalGood", ns)).read_value()
         reject = await client.get_node(ua.NodeId("Simulation/Truth/TotalReject", ns)).read_value()
         return int(good), int(reject)
+
+
+def edge_get(stack: Stack, path: str) -> tuple[int, str]:
+    """GET the edge node's own HTTP endpoint (/readyz, /metrics): status and body, errors included."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{stack.edge_http_port}{path}", timeout=5) as r:  # noqa: S310
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def prom_metric(text: str, name: str) -> float:
+    """One unlabelled sample of a Prometheus text exposition."""
+    values = [float(line.split()[-1]) for line in text.splitlines() if line.startswith(f"{name} ")]
+    assert values, f"{name} not in /metrics"
+    return values[0]
+
+
+def good_count_ids(stack: Stack) -> tuple[str, dict[str, Any]]:
+    """The line-level GoodCount tag's UNS topic and Sparkplug ids, from the adapter's live tags."""
+    def found() -> tuple[str, dict[str, Any]] | None:
+        status, tags = stack.api("GET", "/api/tags?" + urllib.parse.urlencode({"line": stack.line}), role="viewer")
+        assert status == 200, tags
+        for t in tags:
+            if t["name"] == "GoodCount" and t["device_id"] is None:
+                return t["topic"], {"group": t["group_id"], "edge": t["edge_node_id"], "metric": "GoodCount"}
+        return None
+    result: tuple[str, dict[str, Any]] = wait_until(found, 60, f"GoodCount of {stack.line} on /api/tags")
+    return result

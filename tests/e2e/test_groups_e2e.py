@@ -42,7 +42,16 @@ import yaml
 
 from simulator.client import call_method, call_simulation, uint32
 from tests.e2e.browser import ARTIFACTS, dashboard
-from tests.e2e.stack import Stack, fast_confirmations, simulator_truth, uns_init, wait_until
+from tests.e2e.stack import (
+    Stack,
+    edge_get,
+    fast_confirmations,
+    good_count_ids,
+    prom_metric,
+    simulator_truth,
+    uns_init,
+    wait_until,
+)
 from tests.faults.rig import start_service, stop_service
 from tests.mes.receiver import Receiver
 from tests.support.mosquitto import BrokerEndpoint, mosquitto_broker
@@ -116,33 +125,6 @@ def two_partitions(workdir: Path, mes: Receiver) -> Iterator[tuple[dict[str, Sta
         yield stacks, pg.dsn
 
 
-def _edge_get(stack: Stack, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{stack.edge_http_port}{path}", timeout=5) as r:  # noqa: S310
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-
-
-def _metric(text: str, name: str) -> float:
-    values = [float(line.split()[-1]) for line in text.splitlines() if line.startswith(f"{name} ")]
-    assert values, f"{name} not in /metrics"
-    return values[0]
-
-
-def _good_count_ids(stack: Stack) -> tuple[str, dict[str, Any]]:
-    """The line-level GoodCount tag's UNS topic and Sparkplug ids, from the adapter's live tags."""
-    def found() -> tuple[str, dict[str, Any]] | None:
-        status, tags = stack.api("GET", "/api/tags?" + urllib.parse.urlencode({"line": stack.line}), role="viewer")
-        assert status == 200, tags
-        for t in tags:
-            if t["name"] == "GoodCount" and t["device_id"] is None:
-                return t["topic"], {"group": t["group_id"], "edge": t["edge_node_id"], "metric": "GoodCount"}
-        return None
-    result: tuple[str, dict[str, Any]] = wait_until(found, 60, f"GoodCount of {stack.line} on /api/tags")
-    return result
-
-
 def _records(stack: Stack, topic: str, start: int, end: int) -> list[tuple[int, Any, str]]:
     query = urllib.parse.urlencode({"topic": topic, "from_ms": start, "to_ms": end, "limit": 10000})
     status, body = stack.api("GET", f"/api/tags/history?{query}", role="viewer")
@@ -198,17 +180,17 @@ def test_two_instances_by_group_share_one_postgres_historian_and_mes_state(tmp_p
 
         # adapter A crashes: its edge node sees its primary host offline (the Will) and buffers
         stop_service(a, "adapter-a", signal.SIGKILL)
-        wait_until(lambda: "waiting for primary host 'mes-a' STATE online" in _edge_get(a, "/readyz")[1], 30,
+        wait_until(lambda: "waiting for primary host 'mes-a' STATE online" in edge_get(a, "/readyz")[1], 30,
                    "edge A waiting for its primary host")
         asyncio.run(call_simulation(a.opcua, "ForceRejects", uint32(3)))
         asyncio.run(call_simulation(b.opcua, "ForceRejects", uint32(2)))
-        wait_until(lambda: _metric(_edge_get(a, "/metrics")[1], "uns_edge_store_depth") > 0, 30,
+        wait_until(lambda: prom_metric(edge_get(a, "/metrics")[1], "uns_edge_store_depth") > 0, 30,
                    "edge A buffering values")
-        assert _edge_get(b, "/readyz")[0] == 200  # edge B's host is up: B is unaffected
+        assert edge_get(b, "/readyz")[0] == 200  # edge B's host is up: B is unaffected
         time.sleep(2.0)
         start_service(a, "adapter-a")
-        wait_until(lambda: _edge_get(a, "/readyz")[0] == 200, 60, "edge A born again to mes-a")
-        wait_until(lambda: _metric(_edge_get(a, "/metrics")[1], "uns_edge_store_depth") == 0, 60,
+        wait_until(lambda: edge_get(a, "/readyz")[0] == 200, 60, "edge A born again to mes-a")
+        wait_until(lambda: prom_metric(edge_get(a, "/metrics")[1], "uns_edge_store_depth") == 0, 60,
                    "edge A's buffer replayed")
         time.sleep(1.0)
         for stack in stacks.values():
@@ -281,7 +263,7 @@ def test_two_instances_by_group_share_one_postgres_historian_and_mes_state(tmp_p
         # the shared historian: each line's GoodCount values as its adapter recorded them, none doubled
         end_ms = int(time.time() * 1000) + 1
         for name, stack in stacks.items():
-            topic, ids = _good_count_ids(stack)
+            topic, ids = good_count_ids(stack)
             other = b if stack is a else a
             last: list[Any] = [None, None, None]
 

@@ -155,6 +155,69 @@ def test_host_offline_ndeath_and_disconnect_but_an_older_offline_is_ignored() ->
     assert session.state is State.DISCONNECTED
 
 
+def test_values_confirmed_shortly_before_the_host_died_are_stored_again_for_its_next_run() -> None:
+    """Rule 15 (ours, beside tck-id-message-flow-edge-node-birth-publish-phid-offline): the broker
+    routed these values, but a host killed before it stored them lost them; what was confirmed within
+    host_loss_resend_ms before the accepted offline STATE goes to the store with what is in flight,
+    replayed as historical after the host is back. Older values and a connection loss of our own
+    re-send nothing."""
+    clock = FakeClock()
+    session = make_session(clock, primary_host_id="H", host_loss_resend_ms=2000)
+    connect(session)
+    session.send(state("H", True, 100))
+
+    def published(value: int, *, confirm: bool = True) -> None:
+        session.submit(MetricUpdate("Filler", "Count", value, clock.now))
+        (data,) = publishes(session.send(Tick()), MessageType.DDATA)
+        if confirm:
+            session.send(DataConfirmed(data.seq, data.connection))
+        clock.advance(500)
+
+    published(1)  # confirmed 3 s before the host's death: stored by any live host by then
+    clock.advance(1000)
+    for value in (2, 3, 4):  # confirmed within the last 2 s
+        published(value)
+    # a replayed row confirmed in the window is stored again too (it was deleted from the store)
+    fetch_rows = [MetricUpdate(None, "Line/Speed", 7.5, clock.now - 10_000, is_historical=True, seq_id=41)]
+    session.send(Tick())
+    replay = publishes(session.send(HistoryFetched(fetch_rows, exhausted=True)), MessageType.NDATA)
+    assert [StoreDelete] == [type(a) for a in session.send(DataConfirmed(replay[0].seq, replay[0].connection))]
+    published(5, confirm=False)  # in flight: goes to the store at the disconnect (rule 10), once
+
+    actions = session.send(state("H", False, 200))
+    assert [type(a).__name__ for a in actions] == ["StoreForward", "Publish", "Disconnect"]  # before the NDEATH
+    resent = of_type(actions, StoreForward)[0].updates  # type: ignore[attr-defined]
+    assert [(u.name, u.value) for u in resent] == [("Count", 2), ("Count", 3),
+                                                   ("Count", 4), ("Line/Speed", 7.5)]
+    assert session.counters.values_resent_after_host_loss == 4
+    lost = of_type(session.send(MqttDisconnected("host offline")), StoreForward)
+    assert [u.value for u in lost[0].updates] == [5]  # type: ignore[attr-defined]
+
+    # the host comes back: the next offline re-sends only what was confirmed since
+    session.send(ConnectStarted())
+    session.send(MqttConnected())
+    session.send(state("H", True, 300))
+    clock.advance(100)
+    published(6)
+    session.send(MqttDisconnected("broker gone"))  # our own connection loss: nothing re-sent
+    session.send(ConnectStarted())
+    session.send(MqttConnected())
+    session.send(state("H", True, 301))
+    assert [u.value for u in of_type(session.send(state("H", False, 400)), StoreForward)[0].updates] == [6]  # type: ignore[attr-defined]
+
+
+def test_no_resend_at_host_loss_when_it_is_off() -> None:
+    clock = FakeClock()
+    session = make_session(clock, primary_host_id="H")  # host_loss_resend_ms 0
+    connect(session)
+    session.send(state("H", True, 100))
+    session.submit(MetricUpdate("Filler", "Count", 1, clock.now))
+    (data,) = publishes(session.send(Tick()), MessageType.DDATA)
+    session.send(DataConfirmed(data.seq, data.connection))
+    assert of_type(session.send(state("H", False, 200)), StoreForward) == []
+    assert session.counters.values_resent_after_host_loss == 0
+
+
 def test_waiting_for_host_with_several_servers_walks_to_the_next() -> None:
     """tck-id-operational-behavior-primary-application-state-with-multiple-servers-walk."""
     session = make_session(primary_host_id="H", several_servers=True)
