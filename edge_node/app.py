@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from uns.aio import cancel_and_wait
 from uns.sparkplug.datatypes import DataType
 
 from .alarms import AlarmBook
@@ -187,9 +188,7 @@ class EdgeNodeApp:
 
     async def stop(self) -> None:
         tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(tasks)  # cancelled again if one swallows the first cancel (uns.aio)
         commands, self.commands = self.commands, None
         if commands is not None:
             await commands.stop()

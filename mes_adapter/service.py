@@ -73,6 +73,7 @@ from mes_adapter.status.live_feed import LiveFeed, TagPump
 from mes_adapter.status.node_stats import NodeStats, observe_tracker
 from mes_adapter.status.publisher import LineStatusPublisher
 from mes_adapter.timefmt import now_ms
+from uns.aio import cancel_and_wait
 from uns.audit.chain import AuditLog
 from uns.audit.decisions import Actor, DecisionAudit
 from uns.commands.allowlist import Allowlist
@@ -254,11 +255,7 @@ class AdapterService:
     async def stop(self) -> None:
         """Stop the loops, the host (STALE mirror, STATE offline) and the link; close every store."""
         self.stopping.set()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(self._tasks)  # cancelled again if one swallows the first cancel (uns.aio)
         self._tasks.clear()
         if self._started:
             await self.host.stop()

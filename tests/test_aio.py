@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from uns.aio import raise_if_cancelling, run_until_first_done
+from uns.aio import cancel_and_wait, raise_if_cancelling, run_until_first_done
 
 
 async def _run_loop(guarded: bool) -> tuple[asyncio.Task[None], list[asyncio.Future[None]]]:
@@ -50,6 +50,26 @@ async def test_without_the_guard_the_loop_would_go_on() -> None:
     task.cancel()  # the second attempt is an ordinary wait: this cancel is honoured
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def test_cancel_and_wait_ends_a_task_that_went_back_to_waiting_after_a_swallowed_cancel() -> None:
+    """Seen in a full run: the edge's command executor, its cancel swallowed inside an OPC UA call,
+    went back to waiting for the next command and ``stop()`` (cancel + gather) waited forever."""
+    swallowed: list[bool] = []
+    idle = asyncio.Event()
+
+    async def loop_that_swallows_once() -> None:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:  # what a library's wait_for did on 3.11, made deterministic here
+            swallowed.append(True)
+        await idle.wait()  # back to its idle wait, as the executor did
+
+    task = asyncio.create_task(loop_that_swallows_once())
+    other = asyncio.create_task(asyncio.sleep(30))
+    await asyncio.sleep(0)
+    await asyncio.wait_for(cancel_and_wait([task, other]), timeout=5)
+    assert swallowed == [True] and task.cancelled() and other.cancelled()
 
 
 # -- run_until_first_done: the reader/writer/stopper task group of every session body ---------------

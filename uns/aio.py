@@ -25,14 +25,16 @@ def raise_if_cancelling() -> None:
 _RECANCEL_S = 0.2
 
 
-async def _cancel_all(tasks: list[asyncio.Future[Any]]) -> None:
+async def cancel_and_wait(tasks: list[asyncio.Future[Any]]) -> None:
     """Cancel ``tasks`` and wait until every one has ended, cancelling again any that goes on.
 
     Why again: on Python 3.11 ``asyncio.wait_for`` can swallow a cancel that arrives just as its
     inner call finishes (see :func:`raise_if_cancelling`); aiomqtt's ``publish`` waits that way,
     so a session task cancelled in the middle of a publish carried on to its next ``await`` and the
     session never ended (the host's clean shutdown then timed out and no STATE offline went out).
-    A second cancel reaches it at that next ``await``.
+    A second cancel reaches it at that next ``await``. Every ``stop()`` that ends its own tasks
+    uses this, never ``cancel()`` + ``gather``: the edge's command executor was seen (in a full
+    test run) taking a swallowed cancel back to its idle wait, and its ``stop()`` waited forever.
     """
     pending = {task for task in tasks if not task.done()}
     while pending:
@@ -61,7 +63,7 @@ async def run_until_first_done(*aws: Awaitable[Any]) -> set[asyncio.Future[Any]]
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        await _cancel_all(tasks)
+        await cancel_and_wait(tasks)
     for task in tasks:  # in the caller's order: the same failure wins on every run
         if task in done and not task.cancelled() and task.exception() is not None:
             raise task.exception()  # type: ignore[misc]

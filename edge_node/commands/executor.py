@@ -63,6 +63,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from uns.aio import cancel_and_wait, raise_if_cancelling
 from uns.audit.chain import AuditLog
 from uns.commands.allowlist import LineRules, WritableMetric
 from uns.commands.checker import AllowlistChecker, Decision
@@ -204,9 +205,7 @@ class CommandExecutor:
 
     async def stop(self) -> None:
         tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(tasks)  # cancelled again if one swallows the first cancel (uns.aio)
         journal, self.report.journal = self.report.journal, None
         if journal is not None:  # what still waits stays in it, for the next start
             await asyncio.to_thread(journal.close)
@@ -241,6 +240,7 @@ class CommandExecutor:
 
     async def _intake_loop(self) -> None:
         while True:
+            raise_if_cancelling()  # a cancel an awaited library call swallowed ends the loop here
             item = await self._intake.get()
             try:
                 if isinstance(item, _Arrived):
@@ -374,6 +374,7 @@ class CommandExecutor:
     async def _endpoint_loop(self, name: str) -> None:
         queue, wake, writer = self._queues[name], self._wake[name], self.writers[name]
         while True:
+            raise_if_cancelling()  # a cancel an awaited OPC UA call swallowed ends the loop here
             if not queue:
                 wake.clear()
                 await wake.wait()
