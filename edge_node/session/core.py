@@ -50,7 +50,7 @@ Rules (Sparkplug B 3.0; each names the spec's tck-id assertions it implements):
     broker echoed it back, or a later QoS 1 publish was acknowledged). In-flight live values are
     handed to the store if the connection drops first; in-flight stored rows are deleted only when
     confirmed. So a change is published once, and again (as historical) only if the broker died
-    before routing it.
+    before routing it, or the primary host died shortly after it was routed (rule 15).
 11. Clean shutdown: last DATA, then NDEATH (QoS 1), then DISCONNECT
     (tck-id-operational-behavior-edge-node-intentional-disconnect-ndeath).
 12. An NCMD/DCMD that cannot be decoded (not Sparkplug, unknown device, an alias or name no
@@ -564,6 +564,7 @@ class EdgeSession:
             return [Disconnect(f"primary host {primary} offline on this server", next_server=True,
                                publish_will=False)]
         return []
+
     def _resend_to_next_host(self, primary: str) -> list[Action]:
         """Rule 15: what the broker confirmed shortly before the host's death, stored again."""
         recent = self._window.recent(self._clock()) if self._window.keep_ms else []

@@ -78,12 +78,21 @@ def changes(messages: list[Captured]) -> list[Change]:
     return out
 
 
-def assert_exactly_once(seen: list[Change], submitted: list[tuple[str | None, str, int]]) -> None:
+def assert_exactly_once(seen: list[Change], submitted: list[tuple[str | None, str, int]], *,
+                        resent_after_host_loss: int = 0) -> None:
+    """Every submitted change arrived, none twice; except, after a primary host went offline, the
+    ``resent_after_host_loss`` values the edge confirmed just before it (edge rule 15): each of
+    those arrived exactly twice, live and then once more as historical for the host's next run."""
     keys = Counter((c.device, c.name, c.value) for c in seen)
-    duplicates = {k: n for k, n in keys.items() if n > 1}
+    historical = Counter((c.device, c.name, c.value) for c in seen if c.historical)
+    resent = {k for k, n in keys.items() if n == 2 and historical[k] == 1}
+    duplicates = {k: n for k, n in keys.items() if n > 1 and k not in resent}
     missing = set(submitted) - set(keys)
     extra = set(keys) - set(submitted)
     assert not duplicates, f"{len(duplicates)} changes arrived more than once, e.g. {list(duplicates.items())[:5]}"
+    assert len(resent) == resent_after_host_loss, (
+        f"{len(resent)} changes arrived live and again as historical; the edge re-sent {resent_after_host_loss} "
+        f"after the host loss, e.g. {sorted(resent, key=str)[:5]}")
     assert not missing, f"{len(missing)} of {len(submitted)} changes never arrived, e.g. {sorted(missing, key=str)[:5]}"
     assert not extra, f"unexpected changes {list(extra)[:5]}"
 
