@@ -81,7 +81,8 @@ Rules (Sparkplug B 3.0; each names the spec's tck-id assertions it implements):
 15. The primary host's death loses nothing it had received and not yet stored. What the broker
     confirmed (rule 10) within ``host_loss_resend_ms`` before an accepted ``online: false`` of the
     primary host is handed to the store with the values in flight, and so reaches the host's next
-    run as historical metrics (rule 9). The broker routed these values, but a host that was killed,
+    run as historical metrics (rule 9); so is what is still in flight, which the NDEATH's fence would
+    otherwise confirm as routed (to a host that is gone). The broker routed these values, but a host that was killed,
     or froze and was killed, lost what sat in its socket and its write queues; its STATE tells us
     only afterwards. The host keeps one of each value (same metric and source time), so the values
     it did store are not doubled. Nothing is re-sent at a connection loss of our own: the host is
@@ -566,8 +567,16 @@ class EdgeSession:
         return []
 
     def _resend_to_next_host(self, primary: str) -> list[Action]:
-        """Rule 15: what the broker confirmed shortly before the host's death, stored again."""
-        recent = self._window.recent(self._clock()) if self._window.keep_ms else []
+        """Rule 15: what the broker confirmed shortly before the host's death, and what is still in
+        flight, stored again. In flight too: the NDEATH that follows is a fence whose PUBACK would
+        confirm those values as routed, to a host that is gone."""
+        if not self._window.keep_ms:
+            return []
+        recent = self._window.recent(self._clock())
+        in_flight, had_rows = self._window.drop()
+        if had_rows:  # stored rows in flight stay in the store: read the backlog again
+            self._restart_history()
+        recent += in_flight
         if not recent:
             return []
         self.counters.values_resent_after_host_loss += len(recent)
