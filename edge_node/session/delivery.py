@@ -34,7 +34,7 @@ class _InFlight:
 class DeliveryWindow:
     """In-flight DATA messages of the current connection, oldest first."""
 
-    __slots__ = ("_flights", "_recent", "_rows", "keep_ms", "recent_values", "values")
+    __slots__ = ("_flights", "_recent", "_rows", "keep_ms", "values")
 
     def __init__(self, keep_ms: int = 0) -> None:
         self._flights: deque[_InFlight] = deque()
@@ -45,8 +45,6 @@ class DeliveryWindow:
         self.keep_ms = keep_ms
         #: (confirmed at, values) of what was confirmed within the last ``keep_ms``, oldest first
         self._recent: deque[tuple[int, list[MetricUpdate]]] = deque()
-        #: values in :attr:`_recent`
-        self.recent_values = 0
 
     @property
     def rows(self) -> int:
@@ -98,7 +96,6 @@ class DeliveryWindow:
                 sent = flight.updates + flight.replayed if flight.replayed else flight.updates
                 if sent:
                     self._recent.append((now_ms, sent))
-                    self.recent_values += len(sent)
         self.values -= confirmed
         if keep:
             self._forget_before(now_ms - self.keep_ms)
@@ -110,13 +107,12 @@ class DeliveryWindow:
         self._forget_before(now_ms - self.keep_ms)
         out = [u for _, updates in self._recent for u in updates]
         self._recent.clear()
-        self.recent_values = 0
         return out
 
     def _forget_before(self, cutoff_ms: int) -> None:
         recent = self._recent
         while recent and recent[0][0] < cutoff_ms:
-            self.recent_values -= len(recent.popleft()[1])
+            recent.popleft()
 
     def drop(self) -> tuple[list[MetricUpdate], bool]:
         """The connection is gone: empty the window. Returns (the live values to store again,
