@@ -63,7 +63,14 @@ function notice(text) {
   box.textContent = text || "";
 }
 
+/** Bumped by blank(): a response to a request made before it belongs to a session that has ended
+ * (logout, another user, a refusal) and must not be drawn. Without it a refresh in flight at
+ * logout repainted the plant on a logged-out page. */
+let sessionGeneration = 0;
+const isStale = (generation) => generation !== sessionGeneration;
+
 async function api(path, options = {}) {
+  const generation = sessionGeneration;
   const headers = Object.assign({"Accept": "application/json"}, options.headers || {});
   if (state.token) headers["Authorization"] = "Bearer " + state.token;
   if (options.body !== undefined) headers["Content-Type"] = "application/json";
@@ -71,6 +78,11 @@ async function api(path, options = {}) {
     body: options.body === undefined ? undefined : JSON.stringify(options.body)});
   let body = null;
   try { body = await response.json(); } catch (e) { body = null; }
+  if (isStale(generation)) {
+    const err = new Error("the session ended while this request ran");
+    err.stale = true;
+    throw err;
+  }
   if (!response.ok) {
     const err = new Error((body && body.detail) || response.statusText);
     err.status = response.status; err.body = body;
@@ -95,6 +107,8 @@ function showSignedIn(on) {
 /** Nothing of a previous session stays on screen: the stream stops, the pill goes grey, every
  * panel is emptied. Called before any new credential is tried and after logout or a refusal. */
 function blank(message) {
+  sessionGeneration += 1;  // what is in flight now is answered to nobody
+  clearTimeout(refreshTimer); refreshTimer = null; pending.clear();
   if (state.events) { state.events.close(); state.events = null; }
   const live = $("live"); live.textContent = "offline"; live.className = "pill off";
   state.me = null; state.tags.clear(); state.command = null;
@@ -289,6 +303,7 @@ function oeeGrid(o, attrs = {}) {
 }
 
 async function loadLines() {
+  const generation = sessionGeneration;
   const lines = await api("/api/lines");
   const cards = await Promise.all(lines.map(async (line) => {
     let st = null;
@@ -330,6 +345,7 @@ async function loadLines() {
     }
     return card;
   }));
+  if (isStale(generation)) return;  // a per-line state may have failed as stale: draw nothing
   $("lines").replaceChildren(...(cards.length ? cards : [el("p", {class: "muted"}, "no lines yet")]));
 }
 
@@ -464,6 +480,7 @@ function parseValue(text, rule) {
 }
 
 function showCommand(view, error) {
+  if (error && error.stale) return;  // an answer to a session that has ended (api)
   const box = $("cmd-result");
   box.hidden = false;
   if (error) {

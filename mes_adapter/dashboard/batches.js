@@ -141,8 +141,10 @@ async function loadBatches() {
   $("batch-end").dataset.batch = running ? running.batch_id : "";
   $("batch-running").textContent = !line ? "no lines yet" :
     (running ? `running: ${running.batch_id}${running.phase ? " \u00b7 " + running.phase : ""}` : "no batch running");
+  const generation = sessionGeneration;
   const oees = await Promise.all(rows.map((b) =>
     api(`/api/oee?line=${encodeURIComponent(b.line)}&batch=${encodeURIComponent(b.batch_id)}`).catch(() => null)));
+  if (isStale(generation)) return;  // logged out meanwhile (app.js api)
   $("batch-list").replaceChildren(...(rows.length ? rows.map((b, i) => el("tr",
     {"data-batch": b.batch_id, class: b.running ? "running" : ""},
     el("td", {}, el("b", {}, b.batch_id), b.running ? el("span", {class: "pill on"}, "running") : ""),

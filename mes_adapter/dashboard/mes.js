@@ -221,8 +221,10 @@ function qaRow(line, d) {
 }
 
 async function loadQa(line, batchRows, force) {
+  const generation = sessionGeneration;
   const views = await Promise.all(batchRows.map((b) =>
     api(`/api/lines/${enc(line)}/batches/${encodeURIComponent(b.batch_id)}/disposition`).catch(() => null)));
+  if (isStale(generation)) return;  // logged out meanwhile (app.js api)
   const shown = views.filter((d) => d && d.rejects > 0);
   $("qa-sign").hidden = !may("disposition") || !shown.some((d) => d.pending > 0);
   fillRows("qa-table", rowsOr(shown.map((d) => qaRow(line, d)), 8, "no rejects in recent batches"), force);

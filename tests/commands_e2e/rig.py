@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import json
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -117,6 +117,17 @@ class Rig:
             db.close()
         return [json.loads(body) for (body,) in rows]
 
+    def describe(self) -> str:
+        """What the edge's command side is doing, for a wait that fails: which step stalled."""
+        commands = self.app.commands
+        executor = commands.executor if commands is not None else None
+        parts = [f"edge session: {self.app.client.stats}"]
+        if executor is not None:
+            parts += [f"executor: {executor.stats.as_dict()}", f"intake backlog + queued: {executor.pending()}",
+                      "writers connected: " + ", ".join(f"{n}={w.connected.is_set()}" for n, w in
+                                                         executor.writers.items())]
+        return "\n".join(parts)
+
     async def submit(self, client: CommandClient, device: str | None, metric: str, value: Any, *,
                      signers: list[Signer] | None = None, validity_s: float | None = None,
                      timeout: float = 10.0) -> Any:
@@ -126,13 +137,24 @@ class Rig:
                                    validity_s=validity_s, timeout=timeout)
 
 
-async def wait_for(predicate: Any, timeout: float = 15.0) -> None:
-    """Poll ``predicate`` every 50 ms until it is true; fail the test after ``timeout`` seconds."""
-    for _ in range(int(timeout / 0.05)):
-        if predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not met in time")
+async def wait_for(predicate: Any, timeout: float = 15.0, *, rig: Rig | None = None,
+                   watch: Sequence[asyncio.Task[Any]] = ()) -> None:
+    """Poll ``predicate`` every 20 ms until it is true; fail the test after ``timeout`` seconds.
+
+    ``watch``: submissions that must still be waiting; if one ends first (answered early, or a
+    client error) the wait fails at once and says how. ``rig``: its :meth:`Rig.describe` goes
+    into the failure, so a timing failure in a loaded CI run says which step stalled.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        ended = [t for t in watch if t.done()]
+        if ended or loop.time() > deadline:
+            why = "condition not met in time" if not ended else "a watched submission ended first"
+            ends = [f"{t.get_name()}: {t.exception()!r}" if t.exception() else f"{t.get_name()}: {t.result()!r}"
+                    for t in ended]
+            raise AssertionError("\n".join([why, *ends] + ([rig.describe()] if rig is not None else [])))
+        await asyncio.sleep(0.02)
 
 
 def write_rules(tmp: Path, keys: dict[str, Any], rules: str = ALLOWLIST) -> tuple[Path, Path]:

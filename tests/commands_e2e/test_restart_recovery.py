@@ -38,6 +38,7 @@ from tests.commands_e2e.rig import (
     Rig,
     edge_config,
     running_rig,
+    wait_for,
     write_rules,
 )
 from tests.support.mosquitto import BrokerEndpoint
@@ -62,14 +63,6 @@ def journal_rows(rig: Rig) -> int:
         db.close()
 
 
-async def until(predicate: Any, timeout: float = 20.0) -> None:
-    for _ in range(int(timeout / 0.02)):
-        if predicate():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("condition not met in time")
-
-
 async def restart_edge(rig: Rig) -> EdgeNodeApp:
     """Stop the edge app and start a new one on the same config and data dir (OPC UA may be down)."""
     config = rig.app.config
@@ -90,14 +83,17 @@ async def test_queued_commands_survive_a_restart_and_run_in_order(mosquitto: Bro
         executor = rig.app.commands.executor
         writer = executor.writers["simulator"]
         await rig.sim.stop()  # OPC UA down until we say so
-        await until(lambda: not writer.connected.is_set())
+        await wait_for(lambda: not writer.connected.is_set(), 20, rig=rig)
 
-        first = asyncio.create_task(rig.submit(client, "Filler", "SpeedSetpoint", 222, validity_s=60, timeout=60))
-        await until(lambda: executor.stats.queued == 1)
-        short = asyncio.create_task(rig.submit(client, "Capper", "SpeedSetpoint", 77, validity_s=2.0, timeout=60))
-        await until(lambda: executor.stats.queued == 2)
-        second = asyncio.create_task(rig.submit(client, "Filler", "SpeedSetpoint", 333, validity_s=60, timeout=60))
-        await until(lambda: executor.stats.queued == 3)
+        first = asyncio.create_task(rig.submit(client, "Filler", "SpeedSetpoint", 222, validity_s=60, timeout=60),
+                                    name="first")
+        await wait_for(lambda: executor.stats.queued == 1, 20, rig=rig, watch=[first])
+        short = asyncio.create_task(rig.submit(client, "Capper", "SpeedSetpoint", 77, validity_s=2.0, timeout=60),
+                                    name="short")
+        await wait_for(lambda: executor.stats.queued == 2, 20, rig=rig, watch=[first])
+        second = asyncio.create_task(rig.submit(client, "Filler", "SpeedSetpoint", 333, validity_s=60, timeout=60),
+                                     name="second")
+        await wait_for(lambda: executor.stats.queued == 3, 20, rig=rig, watch=[first, second])
         await asyncio.sleep(0.1)  # the queued audit appends run in a thread
         assert journal_rows(rig) == 3
 
@@ -121,7 +117,7 @@ async def test_queued_commands_survive_a_restart_and_run_in_order(mosquitto: Bro
         resumed_note = rig.audit_events(a.command_id)[1]["message"]
         assert "edge restarted; resumed from the command journal" in resumed_note
         assert events(rig, expired.command_id) == ["queued", "expired"]
-        await until(lambda: journal_rows(rig) == 0)
+        await wait_for(lambda: journal_rows(rig) == 0, 20, rig=rig)
         await rig.reconnect_opcua()
         assert await rig.read("Line1/Filler/SpeedSetpoint") == 333.0
         assert await rig.read("Line1/Capper/SpeedSetpoint") == capper_before
@@ -140,7 +136,7 @@ async def test_a_write_interrupted_by_a_restart_is_closed_as_maybe_written(mosqu
     async with running_rig(tmp_path, mosquitto.url, rules=SLOW_READBACK) as rig, \
             CommandClient(rig.broker_url) as client:
         pending = asyncio.create_task(rig.submit(client, "Labeler", "SpeedSetpoint", 321, timeout=60))
-        await until(lambda: bool(rig.app.commands.executor.stats.received))
+        await wait_for(lambda: bool(rig.app.commands.executor.stats.received), 20)
 
         def written() -> bool:
             db = sqlite3.connect(f"file:{rig.audit_db}?mode=ro", uri=True)
@@ -149,7 +145,7 @@ async def test_a_write_interrupted_by_a_restart_is_closed_as_maybe_written(mosqu
             finally:
                 db.close()
 
-        await until(written)
+        await wait_for(written, 20)
         app = await restart_edge(rig)  # the read-back is cut off; nothing was journaled (it ran at once)
 
         result = await pending
@@ -217,9 +213,9 @@ async def test_queued_commands_survive_a_sigkill_of_the_edge_process(mosquitto: 
                     requested_by="alice", reason="sigkill test", signers=[signer], validity_s=60, timeout=60))
 
             first = submit(111)
-            await until(lambda: rows() == 1)
+            await wait_for(lambda: rows() == 1, 20)
             second = submit(112)
-            await until(lambda: rows() == 2)
+            await wait_for(lambda: rows() == 2, 20)
             proc.send_signal(signal.SIGKILL)
             await asyncio.wait_for(proc.wait(), 10)
             assert proc.returncode == -signal.SIGKILL
@@ -232,7 +228,7 @@ async def test_queued_commands_survive_a_sigkill_of_the_edge_process(mosquitto: 
             assert (a.outcome, b.outcome) == (Outcome.CONFIRMED, Outcome.CONFIRMED), (a, b)
             assert a.written_at_ms <= b.written_at_ms
             assert app.commands is not None and app.commands.executor.stats.resumed == 2
-            await until(lambda: rows() == 0)
+            await wait_for(lambda: rows() == 0, 20)
             db = sqlite3.connect(f"file:{audit_db}?mode=ro", uri=True)
             try:
                 trail = [e for (e,) in db.execute("SELECT event FROM audit_record WHERE command_id=? ORDER BY seq",

@@ -19,11 +19,12 @@ import pytest
 from simulator.client import call_method, call_simulation, double, uint32
 from tests.e2e.stack import fast_confirmations, running_stack, simulator_truth, wait_final_confirmation, wait_until
 from tests.mes.receiver import Receiver
+from tests.support.brokers import broker_variants
 
 
-@pytest.mark.parametrize("broker", ["embedded", "mosquitto"])
+@pytest.mark.parametrize("broker", broker_variants("mosquitto"))
 def test_confirmation_counts_equal_the_simulator_and_survive_a_webhook_outage(tmp_path: Path, broker: str) -> None:
-    """The same stack on the embedded broker and on Mosquitto: only the broker URL differs."""
+    """Written for both brokers (only the broker URL differs); tests.support.brokers says which run."""
     with Receiver(script=deque([503])) as receiver:
         def configure(adapter: dict) -> None:
             fast_confirmations(adapter)

@@ -11,6 +11,7 @@ import json
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -71,9 +72,27 @@ def test_login_logout_and_wrong_credentials(tmp_path: Path) -> None:
                 "order_start": True, "order_cancel": False, "stop_reason": True, "disposition": False})
             page.screenshot(path=str(ARTIFACTS / "login-logged-in.png"), full_page=True)
 
-            # logout: the page is blank, the session is dead on the server too
+            # logout: the page is blank, the session is dead on the server too; a refresh of the line
+            # cards in flight at logout is answered after it and must not repaint the plant (held
+            # here in the browser until the logout is done: it was a race of a 5 s timer before)
+            held: list = []
+
+            def hold(route: Any) -> None:
+                held.append(route)
+
+            page.route("**/api/lines", hold)
+            for _ in range(150):  # the 5 s refresh asks for the lines
+                if held:
+                    break
+                page.wait_for_timeout(50)
+            assert held, "the dashboard did not refresh its line cards within 7.5 s"
+            answers = [route.fetch() for route in held]  # the server answers while still logged in
             page.click("#logout")
             expect(page.locator("#notice")).to_have_text("Logged out.")
+            for route, answer in zip(held, answers, strict=True):
+                route.fulfill(response=answer)  # ... and the page receives it after the logout
+            page.unroute("**/api/lines", hold)
+            page.wait_for_timeout(1000)
             expect(page.locator("#live")).to_have_text("offline")
             expect(page.locator("#tree .leaf")).to_have_count(0)
             expect(page.locator("#lines .card")).to_have_count(0)

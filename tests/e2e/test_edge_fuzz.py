@@ -41,6 +41,7 @@ from tests.e2e.stack import (
     wait_final_confirmation,
     wait_until,
 )
+from tests.support.brokers import broker_variants
 from uns.sparkplug.codec import decode_payload, encode_payload
 from uns.sparkplug.datatypes import DataType
 from uns.sparkplug.model import Metric, Payload
@@ -204,7 +205,7 @@ def _fuzz(stack: Stack, births: dict[str, bytes], rng: random.Random) -> int:
     return sent
 
 
-@pytest.mark.parametrize("broker", ["embedded", "mosquitto"])
+@pytest.mark.parametrize("broker", broker_variants("embedded"))
 def test_a_fuzzing_edge_leaves_the_uns_equal_to_the_real_edge(tmp_path: Path, broker: str) -> None:
     def configure(adapter: dict) -> None:
         adapter["host"].update({"quarantine_quiet_s": QUIET_S, "retire_grace_s": 0, "rebirth_throttle_s": 1.0})

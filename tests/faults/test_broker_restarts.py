@@ -34,6 +34,7 @@ from tests.e2e.stack import (
     wait_until,
 )
 from tests.faults.rig import adapter_metrics, adapter_ready, restart, retained_tree, start_service, stop_service
+from tests.support.brokers import both_brokers
 
 ENTERPRISE = "acme"
 MQTT_CONNECTIONS = {"sparkplug_host", "uns_mirror", "uns_link"}
@@ -107,7 +108,7 @@ def _configure(adapter: dict) -> None:
     adapter["host"]["reconnect_max_s"] = 2.0
 
 
-@pytest.mark.parametrize("broker", ["embedded", "mosquitto"])
+@pytest.mark.parametrize("broker", both_brokers())
 def test_every_connection_and_the_retained_uns_come_back_after_broker_restarts(tmp_path: Path, broker: str) -> None:
     with running_stack(tmp_path, adapter_overrides=_configure, broker=broker) as stack:
         good0, reject0 = asyncio.run(simulator_truth(stack.opcua))

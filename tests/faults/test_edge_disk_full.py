@@ -29,6 +29,7 @@ import pytest
 from simulator.client import call_method
 from tests.e2e.stack import Stack, running_stack, simulator_truth, wait_until
 from tests.faults.rig import restart, start_service, stop_service
+from tests.support.brokers import broker_variants
 from tests.support.disk import fill, small_tmpfs
 from tests.support.net import free_port
 
@@ -68,7 +69,7 @@ def _good_count(stack: Stack) -> tuple[str, int]:
     return tag["topic"], tag["value"]
 
 
-@pytest.mark.parametrize("broker", ["embedded", "mosquitto"])
+@pytest.mark.parametrize("broker", broker_variants("mosquitto"))
 def test_a_full_disk_never_stops_the_edge_and_loses_only_what_it_counts(tmp_path: Path, broker: str) -> None:
     data_dir = tmp_path / "edge-data"
     edge_http = free_port()

@@ -39,6 +39,7 @@ from tests.faults.truth import (
     wait_published,
     wait_truth,
 )
+from tests.support.brokers import broker_variants
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -116,7 +117,7 @@ def test_server_restart_during_a_batch_every_tag_good_again_and_counts_equal(tmp
         assert final_counts(stack, "B-RESTART") == (good1 - good0, reject1 - reject0)
 
 
-@pytest.mark.parametrize("broker", ["embedded", pytest.param("mosquitto", marks=pytest.mark.mosquitto)])
+@pytest.mark.parametrize("broker", broker_variants("embedded"))
 def test_idle_line_server_restart_then_simulator_sigkill_every_tag_good_with_the_server_value(
         tmp_path: Path, broker: str) -> None:
     """The issue's worst case: an idle line, where no tag changes after the server is back."""

@@ -33,6 +33,7 @@ from simulator.client import call_method, call_simulation, uint32
 from tests.e2e.stack import Stack, fast_confirmations, running_stack, simulator_truth, wait_until
 from tests.faults.rig import adapter_ready, start_service, stop_service
 from tests.mes.receiver import Receiver
+from tests.support.brokers import broker_variants
 
 BATCH = "B-FAULT-7"
 OUTAGE_S = float(os.environ.get("UNS_FAULT_OUTAGE_S", "14"))
@@ -44,7 +45,7 @@ def _confirmations(stack: Stack) -> list[dict]:
     return [row["confirmation"] for row in rows]
 
 
-@pytest.mark.parametrize("broker", ["embedded", "mosquitto"])
+@pytest.mark.parametrize("broker", broker_variants("embedded"))
 def test_crashes_and_outages_during_a_batch_lose_and_duplicate_nothing(tmp_path: Path, broker: str) -> None:
     with Receiver(script=deque([503] * 8)) as receiver:  # the MES is down for its first 8 POSTs
         def configure(adapter: dict) -> None:

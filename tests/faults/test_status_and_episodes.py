@@ -29,6 +29,7 @@ import yaml
 
 from tests.e2e.browser import ARTIFACTS, dashboard
 from tests.e2e.stack import Stack, running_stack, wait_until
+from tests.support.brokers import broker_variants
 from tests.support.procs import uns_command
 from tests.support.sniffer import Captured, Sniffer
 
@@ -71,7 +72,7 @@ def payload(message: Captured) -> dict[str, Any]:
     return json.loads(message.payload)
 
 
-@pytest.mark.parametrize("broker", ["embedded", "mosquitto"])
+@pytest.mark.parametrize("broker", broker_variants("mosquitto"))
 def test_bad_status_episode_and_opcua_outage_status(tmp_path: Path, broker: str) -> None:
     with running_stack(tmp_path, broker=broker) as stack:
         alarm_topic = f"{stack.line}/_alarms/Filler/Temperature"
