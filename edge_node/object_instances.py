@@ -46,6 +46,10 @@ class ObjectInstance:
 
     members: dict[str, ua.NodeId]
     samples: dict[str, RawSample] = field(default_factory=dict)
+    #: False from binding (a connect, a type change) until the read of every member: a change of one
+    #: member in that window is kept but not published, since the other members would be null
+    #: ("not read yet") in it; the read that follows announces the whole instance
+    read: bool = False
 
     def update(self, member: str, sample: RawSample) -> None:
         self.samples[member] = sample

@@ -387,6 +387,8 @@ class OpcUaSource:
                 continue
             sample = values.get(member_handle) or RawSample(None, BAD_NODE_ID_UNKNOWN)
             self._objects[handle].update(member, sample)
+        for handle in handles & self._objects.keys():
+            self._objects[handle].read = True
         for bound in tags:
             bound.validator.reset()
             instance = self._objects.get(bound.handle)
@@ -644,8 +646,12 @@ class OpcUaSource:
                 continue
             try:
                 if member is not None:  # a member of an object instance tag: the whole instance
-                    instance = self._objects[member[0]]
+                    instance = self._objects.get(member[0])
+                    if instance is None:  # being bound again (a type change): its read follows
+                        continue
                     instance.update(member[1], sample)
+                    if not instance.read:  # not complete yet: the read that follows announces it
+                        continue
                     sample = instance.sample()
                 raw = sample.value
                 outcome = bound.validator.process(self._mapped(bound, sample), now)

@@ -706,8 +706,17 @@ class EdgeSession:
         dev.online = True
         if self._state is not State.ONLINE:
             return []
-        # already born: a new DBIRTH replaces the old one (new current values); no DDEATH needed
-        actions: list[Action] = [self._dbirth(event.device_id)]
+        # already born: a new DBIRTH replaces the old one (new current values); no DDEATH needed.
+        # Changes submitted before it and not yet sent go first, as on DeviceOffline: sent after
+        # the birth they would overwrite its newer values at every host (an object instance's
+        # partial sample before its re-read, seen as a stuck null member in a loaded run)
+        actions: list[Action] = []
+        if dev.born:
+            mine = [u for u in self._pending if u.device_id == event.device_id]
+            if mine:
+                self._pending = [u for u in self._pending if u.device_id != event.device_id]
+                actions += self._publish_values(event.device_id, mine, from_store=False)
+        actions.append(self._dbirth(event.device_id))
         self._restart_history()
         return actions
 

@@ -195,6 +195,25 @@ def test_device_offline_flushes_its_values_then_ddeath() -> None:
     assert len(dbirth) == 1 and raw(dbirth[0]).seq == 4
 
 
+def test_a_rebirth_of_a_born_device_sends_its_pending_changes_first() -> None:
+    """A device announced again while born (a source re-read, a template type change): the changes
+    submitted before and not yet sent go out as DDATA *before* the new DBIRTH, in order, never after
+    it, where they would overwrite the birth's newer values at the host (tck-id-topics-dbirth-seq:
+    the seq runs on through both)."""
+    clock = FakeClock()
+    session = make_session(clock)
+    connect(session)
+    session.submit(MetricUpdate("Filler", "Count", 5, clock.now))  # pending: no Tick yet
+    actions = session.send(DeviceOnline("Filler", [MetricUpdate("Filler", "Count", 6, clock.now + 1)]))
+    sent = publishes(actions)
+    assert [p.message_type for p in sent] == [MessageType.DDATA, MessageType.DBIRTH]
+    ddata, dbirth = (raw(p) for p in sent)
+    assert [m.long_value or m.int_value for m in ddata.metrics] == [5]
+    assert {m.name: m.long_value or m.int_value for m in dbirth.metrics}["Count"] == 6
+    assert dbirth.seq == ddata.seq + 1
+    assert not publishes(session.send(Tick()), MessageType.DDATA)  # nothing older follows the birth
+
+
 def test_misuse_is_a_local_protocol_error() -> None:
     session = make_session()
     with pytest.raises(LocalProtocolError, match="not in the metric definitions"):
