@@ -3,7 +3,7 @@ every response as documented (status code, content type and body schema: issue 1
 
 The adapter runs as ``uns adapter run`` (a subprocess, so the fuzzer's blocking HTTP calls never stall
 its event loop). Every operation, the batch endpoints included, gets a bounded number of positive
-and negative examples (15 of each: the cases are derandomized, so each run sends the same ones); a
+and negative examples (10 of each: the cases are derandomized, so each run sends the same ones); a
 longer run is ``UNS_SCHEMATHESIS_EXAMPLES=500 pytest tests/adapter/test_fuzz.py``. The operations
 are dealt into :data:`SHARDS` tests, each with its own adapter, so the suite's workers share the
 work instead of one of them walking all 60+ operations alone. ``/api/events`` is left out
@@ -36,7 +36,7 @@ from tests.support.mosquitto import mosquitto_binary, mosquitto_broker
 from .running import adapter_process
 from .setup import auth
 
-EXAMPLES_PER_MODE = int(os.environ.get("UNS_SCHEMATHESIS_EXAMPLES", "15"))
+EXAMPLES_PER_MODE = int(os.environ.get("UNS_SCHEMATHESIS_EXAMPLES", "10"))
 #: operation k goes to shard k % SHARDS (in the order of the OpenAPI document)
 SHARDS = 3
 SKIP = {"/api/events"}
@@ -44,7 +44,7 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 
 
 # a hang guard, not a speed claim: with 2 × 30 examples the whole walk took up to 230 s on a loaded
-# 2-core machine, past the suite's default 120 s; a shard at 2 × 15 is about a sixth of that
+# 2-core machine, past the suite's default 120 s; a shard at 2 × 10 is about a ninth of that
 @pytest.mark.timeout(400)
 @pytest.mark.parametrize("shard", range(SHARDS))
 def test_no_server_errors(tmp_path: Path, shard: int) -> None:

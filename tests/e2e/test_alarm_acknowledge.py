@@ -29,6 +29,7 @@ from asyncua import Client, ua
 from simulator.client import boolean, call_simulation, string
 from simulator.config import NAMESPACE_URI
 from tests.e2e.stack import Stack, running_stack, wait_until
+from tests.support.brokers import broker_variants
 from uns.commands.model import CommandRequest, SignatureMeaning
 from uns.commands.signing import generate_private_key, load_private_key, sign_command
 from uns.mqtt_url import parse_broker_url
@@ -108,7 +109,8 @@ def _run_signed(stack: Stack, path: str, body: dict) -> dict:
     return wait_until(final, 30, f"result of {path}")
 
 
-@pytest.mark.parametrize("broker", ["embedded", pytest.param("mosquitto", marks=pytest.mark.mosquitto)])
+# on embedded too: tests/e2e/test_dashboard_alarm_ack.py acknowledges through the default stack
+@pytest.mark.parametrize("broker", broker_variants("mosquitto"))
 def test_acknowledge_and_confirm_from_the_api_reach_the_condition_and_the_audit_chain(tmp_path: Path,
                                                                                       broker: str) -> None:
     with running_stack(tmp_path, broker=broker, alarms=True) as stack:
