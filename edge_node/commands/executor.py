@@ -184,6 +184,8 @@ class CommandExecutor:
         self._queues: dict[str, deque[Pending]] = {name: deque() for name in self.endpoints}
         self._wake: dict[str, asyncio.Event] = {name: asyncio.Event() for name in self.endpoints}
         self._tasks: list[asyncio.Task[None]] = []
+        #: the command sessions' supervisors, stopped after the loops that use them (see stop)
+        self._session_tasks: list[asyncio.Task[None]] = []
 
     @property
     def journal(self) -> CommandJournal | None:
@@ -199,13 +201,18 @@ class CommandExecutor:
             self._intake.put_nowait(_Recovered(step))
         loop = asyncio.get_running_loop()
         for name, writer in self.writers.items():
-            self._tasks.append(loop.create_task(writer.run(), name=f"cmd-session-{name}"))
+            self._session_tasks.append(loop.create_task(writer.run(), name=f"cmd-session-{name}"))
             self._tasks.append(loop.create_task(self._endpoint_loop(name), name=f"cmd-exec-{name}"))
         self._tasks.append(loop.create_task(self._intake_loop(), name="cmd-intake"))
 
     async def stop(self) -> None:
         tasks, self._tasks = self._tasks, []
         await cancel_and_wait(tasks)  # cancelled again if one swallows the first cancel (uns.aio)
+        # the sessions only once no loop uses them: a session closed under a read-back in flight
+        # made it end early, judged "mismatch" on the reads so far (a false final result); ended
+        # by the cancel, the command stays open and the next start closes it as "may be written"
+        sessions, self._session_tasks = self._session_tasks, []
+        await cancel_and_wait(sessions)
         journal, self.report.journal = self.report.journal, None
         if journal is not None:  # what still waits stays in it, for the next start
             await asyncio.to_thread(journal.close)
@@ -464,6 +471,7 @@ class CommandExecutor:
         try:
             status = await write()
         except WriterDisconnectedError as exc:  # the write may or may not have reached the server
+            raise_if_cancelling()  # stopping: left open, the next start closes it as "may be written"
             await self.report.finished(pending, Outcome.FAILED, ReasonCode.WRITE_FAILED,
                                f"session lost during the write; the value may or may not be written: {exc}")
             return
@@ -566,6 +574,7 @@ class CommandExecutor:
             try:
                 observed = _observed(await read())
             except WriterDisconnectedError as exc:
+                raise_if_cancelling()  # the edge is stopping: no verdict on a cut-off read-back
                 pending.readbacks.append(Observed(None, 0x80050000, None))  # BadCommunicationError
                 log.warning("read-back of %s lost: %s", request.command_id, exc)
                 break
