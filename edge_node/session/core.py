@@ -710,12 +710,7 @@ class EdgeSession:
         # Changes submitted before it and not yet sent go first, as on DeviceOffline: sent after
         # the birth they would overwrite its newer values at every host (an object instance's
         # partial sample before its re-read, seen as a stuck null member in a loaded run)
-        actions: list[Action] = []
-        if dev.born:
-            mine = [u for u in self._pending if u.device_id == event.device_id]
-            if mine:
-                self._pending = [u for u in self._pending if u.device_id != event.device_id]
-                actions += self._publish_values(event.device_id, mine, from_store=False)
+        actions = self._send_pending_of(event.device_id) if dev.born else []
         actions.append(self._dbirth(event.device_id))
         self._restart_history()
         return actions
@@ -724,10 +719,7 @@ class EdgeSession:
         dev = self._device(event.device_id)
         actions: list[Action] = []
         if self._state is State.ONLINE and dev.born:
-            mine = [u for u in self._pending if u.device_id == event.device_id]
-            if mine:
-                self._pending = [u for u in self._pending if u.device_id != event.device_id]
-                actions += self._publish_values(event.device_id, mine, from_store=False)
+            actions += self._send_pending_of(event.device_id)
             seq = self._next_seq()
             actions.append(self._publish(MessageType.DDEATH, event.device_id, encode_ddeath(self._clock(), seq),
                                          seq=seq))
@@ -735,6 +727,15 @@ class EdgeSession:
         dev.online = False
         dev.born = False
         return actions
+
+    def _send_pending_of(self, device_id: str) -> list[Action]:
+        """A born device's changes not sent yet, as DDATA now: before its DDEATH or a new DBIRTH,
+        never after (after a birth they would overwrite its newer values at every host)."""
+        mine = [u for u in self._pending if u.device_id == device_id]
+        if not mine:
+            return []
+        self._pending = [u for u in self._pending if u.device_id != device_id]
+        return self._publish_values(device_id, mine, from_store=False)
 
     def _device(self, device_id: str) -> _Device:
         dev = self._devices.get(device_id)

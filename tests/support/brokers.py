@@ -30,10 +30,13 @@ def broker_variants(default: str) -> list[Any]:
     The Mosquitto variant carries the ``mosquitto`` mark (it needs the binary)."""
     if default not in BROKERS:
         raise ValueError(f"unknown broker {default!r}; one of {BROKERS}")
-    names = BROKERS if every_broker() else (default,)
-    return [pytest.param(name, marks=pytest.mark.mosquitto) if name == "mosquitto" else name for name in names]
+    return _params(BROKERS if every_broker() else (default,))
 
 
 def both_brokers() -> list[Any]:
     """Both brokers in every run: for scenarios about the broker itself (its restarts)."""
-    return [pytest.param(name, marks=pytest.mark.mosquitto) if name == "mosquitto" else name for name in BROKERS]
+    return _params(BROKERS)
+
+
+def _params(names: tuple[str, ...]) -> list[Any]:
+    return [pytest.param(name, marks=pytest.mark.mosquitto) if name == "mosquitto" else name for name in names]
